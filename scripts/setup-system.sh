@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that simxen's interoperability tests drive:
+# tpm2-tools (and the mssim/swtpm TCTIs), swtpm (a C software TPM to compare
+# against) and tshark (TPM dissector).  Idempotent; quiet when all is present.
+set -euo pipefail
+pkgs=(tpm2-tools libtss2-tcti-mssim0 libtss2-tcti-swtpm0 swtpm swtpm-tools tshark)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then SUDO=sudo; else
+        echo "setup-system: need root to install: ${missing[*]}" >&2
+        echo "setup-system: the interop tests will be skipped (run as root, or install them yourself)" >&2
+        exit 0
+    fi
+else SUDO=""; fi
+echo "setup-system: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""simxen.analysis"""

@@ -1,0 +1,61 @@
+"""The ``simxen`` command.
+
+Exit status: 0 success, 1 an expectation failed, 2 usage or input error.
+Each subcommand lives in the module that owns it; this file only parses the
+command line and turns :class:`simxen.errors.SimxenError` into one line on
+standard error.
+"""
+
+import argparse
+import importlib
+import sys
+
+from simxen import __version__
+from simxen.errors import SimxenError
+
+#: subcommand -> (module, help); the module provides ``add_arguments(parser)``
+#: and ``main(args) -> int``.
+COMMANDS = {
+    "run": ("simxen.scenario.cmd_run", "run a scenario file and print its report"),
+    "validate": ("simxen.scenario.cmd_validate", "check a scenario file without running it"),
+    "serve": ("simxen.server.cmd_serve",
+              "run a scenario and expose a guest's vTPM to real TPM tools on loopback"),
+    "tpm": ("simxen.server.cmd_tpm", "stand-alone TPM 2.0 engine tools (serve)"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="simxen",
+        description="Discrete-event simulator of Xen's split-driver virtual TPM.",
+        epilog="Exit status: 0 success, 1 an expectation failed, 2 usage or input error.",
+    )
+    parser.add_argument("--version", action="version", version=f"simxen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=module.__doc__ or help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.main(args) or 0)
+    except SimxenError as exc:
+        print(f"simxen {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print(f"simxen {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
