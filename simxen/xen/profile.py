@@ -1,0 +1,339 @@
+"""Timing profiles: what every operation costs, read from a TOML file.
+
+No latency literal appears in model code. Model code asks the profile::
+
+    cost = profile.sample("gnttab.map", rng)        # seconds, a float >= 0
+
+and the profile answers from the distribution its file names for that op.
+A profile file looks like this (``simxen/profiles/default.toml`` is the one
+shipped; ``docs/profiles.rst`` lists every op)::
+
+    [profile]
+    name = "default"
+    description = "..."
+
+    [ops."evtchn.notify"]
+    dist = "lognormal"          # fixed | uniform | normal | lognormal | exponential
+    median = 3.0e-6             # parameters depend on dist, all in seconds
+    sigma = 0.5
+    certainty = "U"             # V verified, P partly verified, U unverified
+    source = "xen-vtpm.md 10.3: EVTCHNOP_send + remote upcall 2-10 us"
+
+    [switches]
+    "tpmfront.wait" = "poll"    # non-latency settings
+
+Distributions and their parameters:
+
+=============  ==========================  ======================================
+``dist``       parameters                  draw
+=============  ==========================  ======================================
+fixed          ``value``                   always ``value``
+uniform        ``low``, ``high``           uniform in ``[low, high)``
+normal         ``mean``, ``std``           normal, values below 0 clipped to 0
+lognormal      ``median``, ``sigma``       ``median * exp(sigma * N(0, 1))``
+exponential    ``mean``                    exponential with that mean
+=============  ==========================  ======================================
+
+Ops whose name ends in ``per_byte`` (``memcpy.per_byte``) are a cost per
+byte; the caller multiplies. A file with an unknown key, a wrong type or a
+missing op raises :class:`simxen.errors.InputError` naming the file and key.
+"""
+
+import math
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from simxen.errors import InputError
+
+#: ops the hypervisor itself charges; every profile must define them.
+REQUIRED_OPS = (
+    "hypercall",
+    "evtchn.notify",
+    "evtchn.upcall",
+    "gnttab.map",
+    "gnttab.unmap",
+    "gnttab.copy",
+    "xenstore.op",
+    "xenstore.watch",
+    "memcpy.per_byte",
+    "mmio.access",
+    "domain.create",
+)
+
+#: dist -> its parameter names.
+DISTRIBUTIONS = {
+    "fixed": ("value",),
+    "uniform": ("low", "high"),
+    "normal": ("mean", "std"),
+    "lognormal": ("median", "sigma"),
+    "exponential": ("mean",),
+}
+
+CERTAINTIES = ("V", "P", "U")
+_OP_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+_TOP_KEYS = ("profile", "ops", "switches")
+_PROFILE_KEYS = ("name", "description")
+_OP_META = ("dist", "source", "certainty", "note")
+
+#: draws taken from a stream at once by :meth:`Profile.sampler`.
+BATCH = 256
+
+
+class Op:
+    """One op's distribution, as validated from the file."""
+
+    __slots__ = ("name", "dist", "params", "source", "certainty", "note")
+
+    def __init__(self, name, dist, params, source, certainty, note=""):
+        self.name = name
+        self.dist = dist
+        self.params = params
+        self.source = source
+        self.certainty = certainty
+        self.note = note
+
+    def draw(self, rng, size=None):
+        """Draw one value (``size=None``) or an array of ``size`` values."""
+        p = self.params
+        if self.dist == "fixed":
+            return p["value"] if size is None else [p["value"]] * size
+        if self.dist == "uniform":
+            out = rng.uniform(p["low"], p["high"], size)
+        elif self.dist == "normal":
+            out = rng.normal(p["mean"], p["std"], size)
+            out = max(out, 0.0) if size is None else out.clip(0.0, None)
+        elif self.dist == "lognormal":
+            out = rng.lognormal(math.log(p["median"]), p["sigma"], size)
+        else:
+            out = rng.exponential(p["mean"], size)
+        return float(out) if size is None else out.tolist()
+
+    def mean(self):
+        """The distribution's mean (for reports and sanity checks)."""
+        p = self.params
+        return {
+            "fixed": lambda: p["value"],
+            "uniform": lambda: (p["low"] + p["high"]) / 2,
+            "normal": lambda: p["mean"],
+            "lognormal": lambda: p["median"] * math.exp(p["sigma"] ** 2 / 2),
+            "exponential": lambda: p["mean"],
+        }[self.dist]()
+
+
+class Profile:
+    """A named set of op distributions and switches."""
+
+    def __init__(self, name, ops, switches, *, path=None, description=""):
+        self.name = name
+        self.description = description
+        self.path = path
+        self._ops = dict(ops)
+        self._switches = dict(switches)
+
+    # -- loading -----------------------------------------------------------
+
+    @classmethod
+    def load(cls, name_or_path="default"):
+        """Load a shipped profile by name (``"default"``) or a TOML file by path."""
+        text_path = str(name_or_path)
+        if text_path.endswith(".toml") or "/" in text_path or "\\" in text_path:
+            path = Path(text_path)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise InputError(f"cannot read profile ({exc.strerror or exc})", path=path) from None
+        else:
+            if not _OP_NAME.match(text_path):
+                raise InputError("expected a profile name like 'default' or a path to a .toml file",
+                                 key=f"profile {text_path!r}")
+            resource = resources.files("simxen") / "profiles" / f"{text_path}.toml"
+            path = f"simxen/profiles/{text_path}.toml"
+            try:
+                data = resource.read_bytes()
+            except (OSError, FileNotFoundError):
+                shipped = sorted(p.name[:-5] for p in (resources.files("simxen") / "profiles").iterdir()
+                                 if p.name.endswith(".toml"))
+                raise InputError(f"no such profile; shipped profiles: {', '.join(shipped)}",
+                                 path=path) from None
+        try:
+            doc = tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise InputError(f"not valid TOML ({exc})", path=path) from None
+        return cls.from_dict(doc, path=path)
+
+    @classmethod
+    def from_dict(cls, doc, *, path="<profile>", require=REQUIRED_OPS):
+        """Validate a parsed profile document (the TOML file as a dict)."""
+        _expect_table(doc, None, path)
+        _no_unknown(doc, _TOP_KEYS, None, path)
+        meta = doc.get("profile", {})
+        _expect_table(meta, "profile", path)
+        _no_unknown(meta, _PROFILE_KEYS, "profile", path)
+        name = meta.get("name", Path(str(path)).stem)
+        _expect_type(name, str, "profile.name", "a string", path)
+        description = meta.get("description", "")
+        _expect_type(description, str, "profile.description", "a string", path)
+        ops_doc = doc.get("ops", {})
+        _expect_table(ops_doc, "ops", path)
+        ops = {op_name: _parse_op(op_name, table, path) for op_name, table in ops_doc.items()}
+        for op_name in require:
+            if op_name not in ops:
+                raise InputError("missing; expected a table with dist, its parameters, source "
+                                 "and certainty", path=path, key=f"ops.{op_name}")
+        switches = doc.get("switches", {})
+        _expect_table(switches, "switches", path)
+        for key, value in switches.items():
+            if not _OP_NAME.match(key):
+                raise InputError("expected a dotted name", path=path, key=f"switches.{key}")
+            if isinstance(value, (dict, list)):
+                raise InputError("expected a string, number or boolean", path=path,
+                                 key=f"switches.{key}")
+        return cls(name, ops, switches, path=path, description=description)
+
+    def with_overrides(self, overrides, *, path=None):
+        """A copy with some ops and switches replaced.
+
+        ``overrides`` has the shape of a profile file:
+        ``{"ops": {"evtchn.notify": {"dist": "fixed", "value": 1e-6}},
+        "switches": {"tpmfront.wait": "interrupt"}}``. An override op needs
+        ``dist`` and its parameters; ``source`` and ``certainty`` default to
+        "scenario override" and "U".
+        """
+        where = path or self.path
+        _expect_table(overrides, None, where)
+        _no_unknown(overrides, ("ops", "switches"), None, where)
+        ops = dict(self._ops)
+        op_doc = overrides.get("ops", {})
+        _expect_table(op_doc, "ops", where)
+        for op_name, table in op_doc.items():
+            _expect_table(table, f"ops.{op_name}", where)
+            table = {"source": "scenario override", "certainty": "U", **table}
+            ops[op_name] = _parse_op(op_name, table, where)
+        switches = dict(self._switches)
+        sw_doc = overrides.get("switches", {})
+        _expect_table(sw_doc, "switches", where)
+        for key, value in sw_doc.items():
+            if key in self._switches and type(value) is not type(self._switches[key]) and not (
+                    isinstance(value, (int, float)) and isinstance(self._switches[key], (int, float))
+                    and not isinstance(value, bool)):
+                raise InputError(f"expected {type(self._switches[key]).__name__}, got {value!r}",
+                                 path=where, key=f"switches.{key}")
+            switches[key] = value
+        return Profile(self.name, ops, switches, path=self.path, description=self.description)
+
+    # -- use ---------------------------------------------------------------
+
+    @property
+    def ops(self):
+        """The op names this profile defines, sorted."""
+        return sorted(self._ops)
+
+    def op(self, name):
+        """The :class:`Op` called ``name``."""
+        try:
+            return self._ops[name]
+        except KeyError:
+            raise InputError("the profile defines no such op", path=self.path,
+                             key=f"ops.{name}") from None
+
+    def has(self, name):
+        """Whether the profile defines op ``name``."""
+        return name in self._ops
+
+    def sample(self, op, rng):
+        """One draw, in seconds, of op ``op`` from ``rng``."""
+        return self.op(op).draw(rng)
+
+    def sampler(self, op, rng):
+        """A fast zero-argument callable drawing op ``op`` from ``rng``.
+
+        Draws are taken :data:`BATCH` at a time from ``rng`` (deterministic
+        for a given stream); a ``fixed`` op costs no draw at all.
+        """
+        spec = self.op(op)
+        if spec.dist == "fixed":
+            value = spec.params["value"]
+            return lambda: value
+        buf = []
+
+        def draw():
+            if not buf:
+                buf.extend(reversed(spec.draw(rng, BATCH)))
+            return buf.pop()
+
+        return draw
+
+    def switch(self, name, default=KeyError):
+        """The switch called ``name`` (``"tpmfront.wait"``)."""
+        try:
+            return self._switches[name]
+        except KeyError:
+            if default is not KeyError:
+                return default
+            raise InputError("the profile defines no such switch", path=self.path,
+                             key=f"switches.{name}") from None
+
+    @property
+    def switches(self):
+        """All switches as a dict."""
+        return dict(self._switches)
+
+
+def _parse_op(op_name, table, path):
+    key = f"ops.{op_name}"
+    if not _OP_NAME.match(op_name):
+        raise InputError("expected a dotted name of letters, digits and _", path=path, key=key)
+    _expect_table(table, key, path)
+    dist = table.get("dist")
+    if dist not in DISTRIBUTIONS:
+        raise InputError(f"expected dist = one of {', '.join(DISTRIBUTIONS)}, got {dist!r}",
+                         path=path, key=f"{key}.dist")
+    names = DISTRIBUTIONS[dist]
+    _no_unknown(table, _OP_META + names, key, path)
+    params = {}
+    for pname in names:
+        if pname not in table:
+            raise InputError(f"missing; {dist} needs {', '.join(names)}", path=path,
+                             key=f"{key}.{pname}")
+        value = table[pname]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"expected a number of seconds, got {value!r}", path=path,
+                             key=f"{key}.{pname}")
+        if value < 0 or (pname in ("median", "mean") and dist in ("lognormal", "exponential")
+                         and value == 0):
+            raise InputError(f"expected a positive number, got {value!r}", path=path,
+                             key=f"{key}.{pname}")
+        params[pname] = float(value)
+    if dist == "uniform" and params["high"] < params["low"]:
+        raise InputError("expected high >= low", path=path, key=f"{key}.high")
+    source = table.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise InputError("expected source = a citation string", path=path, key=f"{key}.source")
+    certainty = table.get("certainty")
+    if certainty not in CERTAINTIES:
+        raise InputError(f"expected certainty = one of {', '.join(CERTAINTIES)}, got {certainty!r}",
+                         path=path, key=f"{key}.certainty")
+    note = table.get("note", "")
+    _expect_type(note, str, f"{key}.note", "a string", path)
+    return Op(op_name, dist, params, source, certainty, note)
+
+
+def _expect_table(value, key, path):
+    if not isinstance(value, dict):
+        raise InputError(f"expected a table, got {type(value).__name__}", path=path,
+                         key=key or "(top level)")
+
+
+def _expect_type(value, kind, key, expected, path):
+    if not isinstance(value, kind):
+        raise InputError(f"expected {expected}, got {value!r}", path=path, key=key)
+
+
+def _no_unknown(table, allowed, key, path):
+    for name in table:
+        if name not in allowed:
+            where = f"{key}.{name}" if key else name
+            raise InputError(f"unknown key; expected one of {', '.join(allowed)}", path=path,
+                             key=where)
