@@ -1,0 +1,296 @@
+"""Client side: build marshalled commands and parse responses.
+
+For simulated domains (pv-grub, guest kernels, the attestation agent) that
+must send real TPM 2.0 commands without re-implementing marshalling::
+
+    >>> from simxen.tpm import client, TpmEngine
+    >>> from simxen.tpm.constants import TPM_ALG
+    >>> tpm = TpmEngine(seed=b"doc", powered=True)
+    >>> client.check(tpm.execute(client.startup_command()))
+    >>> cmd = client.pcr_extend_command(10, {TPM_ALG.SHA256: bytes(32)})
+    >>> client.check(tpm.execute(cmd))
+    >>> counter, values = client.parse_pcr_read(
+    ...     tpm.execute(client.pcr_read_command({TPM_ALG.SHA256: [10]})))
+    >>> values[TPM_ALG.SHA256][10].hex()[:16]
+    'f5a5fd42d16a2030'
+
+Every ``*_command`` returns ``bytes``; every ``parse_*`` takes the response
+bytes, raises :class:`ResponseError` for a non-zero response code, and
+returns Python values.  Authorization here is the password session
+(``TPM_RS_PW``); HMAC and policy sessions are for clients that keep session
+state (tpm2-tools does).
+"""
+
+import struct
+
+from simxen.tpm.attest import Attest
+from simxen.tpm.constants import (TPM_ALG, TPM_CAP, TPM_CC, TPM_RH, TPM_SE, TPM_SU,
+                                  rc_name)
+from simxen.tpm.marshal import Reader, tpm2b, u16, u32
+from simxen.tpm.pcr_selection import marshal_pcr_selection, pcr_indices, select_bytes
+from simxen.tpm.public import Public
+from simxen.tpm.signature import Signature
+
+
+class ResponseError(Exception):
+    """A response whose code is not TPM_RC_SUCCESS."""
+
+    def __init__(self, rc):
+        super().__init__(f"{rc_name(rc)} ({rc:#05x})")
+        self.rc = rc
+
+
+def password_auth(password=b""):
+    """An authorization area with one password session (TPM_RS_PW)."""
+    area = u32(TPM_RH.PW) + tpm2b(b"") + b"\x01" + tpm2b(password)
+    return area
+
+
+def build_command(cc, handles=(), params=b"", auths=None):
+    """A complete command: header, handles, optional authorization area
+    (``auths``: list of TPMS_AUTH_COMMAND bytes) and parameters."""
+    body = b"".join(u32(h) for h in handles)
+    if auths:
+        area = b"".join(auths)
+        body += u32(len(area)) + area
+        tag = 0x8002
+    else:
+        tag = 0x8001
+    body += params
+    return u16(tag) + u32(10 + len(body)) + u32(cc) + body
+
+
+class Response:
+    """A parsed response: ``rc``, ``tag``, ``handles`` and a :class:`Reader`
+    ``params`` over the response parameters."""
+
+    __slots__ = ("tag", "rc", "handles", "params", "raw")
+
+    def __init__(self, raw, n_handles=0):
+        if len(raw) < 10:
+            raise ResponseError(0x101)
+        self.raw = raw
+        self.tag, size, self.rc = struct.unpack_from(">HII", raw, 0)
+        self.handles = []
+        if self.rc:
+            self.params = Reader(b"")
+            return
+        pos = 10
+        for _ in range(n_handles):
+            self.handles.append(struct.unpack_from(">I", raw, pos)[0])
+            pos += 4
+        if self.tag == 0x8002:
+            psize = struct.unpack_from(">I", raw, pos)[0]
+            pos += 4
+            self.params = Reader(raw, pos, pos + psize)
+        else:
+            self.params = Reader(raw, pos, len(raw))
+
+
+def parse_response(raw, n_handles=0):
+    """A :class:`Response`; raises :class:`ResponseError` on failure."""
+    rsp = Response(raw, n_handles)
+    if rsp.rc:
+        raise ResponseError(rsp.rc)
+    return rsp
+
+
+def response_code(raw):
+    """The response code of a response."""
+    return struct.unpack_from(">I", raw, 6)[0]
+
+
+def check(raw):
+    """Raise :class:`ResponseError` unless the response is a success."""
+    parse_response(raw)
+
+
+def selection_of(pcrs):
+    """``{hashAlg: [pcr, ...]}`` -> list of (hashAlg, bitmap) for marshalling."""
+    return [(alg, select_bytes(indices)) for alg, indices in pcrs.items()]
+
+
+# -- start-up, random, capability -----------------------------------------
+def startup_command(su=TPM_SU.CLEAR):
+    return build_command(TPM_CC.Startup, params=u16(su))
+
+
+def shutdown_command(su=TPM_SU.CLEAR):
+    return build_command(TPM_CC.Shutdown, params=u16(su))
+
+
+def get_random_command(n):
+    return build_command(TPM_CC.GetRandom, params=u16(n))
+
+
+def parse_get_random(raw):
+    return parse_response(raw).params.tpm2b()
+
+
+def get_capability_command(cap, prop=0, count=127):
+    return build_command(TPM_CC.GetCapability, params=u32(cap) + u32(prop) + u32(count))
+
+
+def parse_get_capability(raw):
+    """``(moreData, capability, list)``; list items are ints (handles,
+    commands), ``(alg, attrs)``, ``(property, value)`` or a PCR selection."""
+    r = parse_response(raw).params
+    more = bool(r.u8())
+    cap = r.u32()
+    if cap == TPM_CAP.PCRS:
+        from simxen.tpm.pcr_selection import parse_pcr_selection
+        return more, cap, parse_pcr_selection(r)
+    n = r.u32()
+    if cap == TPM_CAP.ALGS:
+        items = [(r.u16(), r.u32()) for _ in range(n)]
+    elif cap == TPM_CAP.TPM_PROPERTIES:
+        items = [(r.u32(), r.u32()) for _ in range(n)]
+    elif cap == TPM_CAP.ECC_CURVES:
+        items = [r.u16() for _ in range(n)]
+    elif cap == TPM_CAP.PCR_PROPERTIES:
+        items = [(r.u32(), r.bytes(r.u8())) for _ in range(n)]
+    else:
+        items = [r.u32() for _ in range(n)]
+    return more, cap, items
+
+
+# -- PCRs ----------------------------------------------------------------
+def pcr_extend_command(pcr, digests, password=b""):
+    """PCR_Extend of ``pcr`` with ``{hashAlg: digest}``."""
+    values = u32(len(digests)) + b"".join(u16(alg) + d for alg, d in digests.items())
+    return build_command(TPM_CC.PCR_Extend, (pcr,), values, [password_auth(password)])
+
+
+def pcr_event_command(pcr, data, password=b""):
+    return build_command(TPM_CC.PCR_Event, (pcr,), tpm2b(data), [password_auth(password)])
+
+
+def parse_pcr_event(raw):
+    """``{hashAlg: digest}`` the TPM extended."""
+    r = parse_response(raw).params
+    out = {}
+    for _ in range(r.u32()):
+        alg = r.u16()
+        from simxen.tpm.algorithms import HASHES
+        out[alg] = r.bytes(HASHES[alg].size)
+    return out
+
+
+def pcr_reset_command(pcr, password=b""):
+    return build_command(TPM_CC.PCR_Reset, (pcr,), b"", [password_auth(password)])
+
+
+def pcr_read_command(pcrs):
+    """PCR_Read of ``{hashAlg: [pcr, ...]}``."""
+    return build_command(TPM_CC.PCR_Read, params=marshal_pcr_selection(selection_of(pcrs)))
+
+
+def parse_pcr_read(raw):
+    """``(pcrUpdateCounter, {hashAlg: {pcr: digest}})`` of what was read."""
+    from simxen.tpm.pcr_selection import parse_pcr_selection
+    r = parse_response(raw).params
+    counter = r.u32()
+    sel = parse_pcr_selection(r)
+    digests = [r.tpm2b() for _ in range(r.u32())]
+    out = {}
+    it = iter(digests)
+    for alg, bitmap in sel:
+        bank = out.setdefault(alg, {})
+        for i in pcr_indices(bitmap):
+            bank[i] = next(it)
+    return counter, out
+
+
+# -- objects and attestation --------------------------------------------
+def create_primary_command(hierarchy, template, *, user_auth=b"", data=b"",
+                           password=b"", creation_pcrs=None):
+    """CreatePrimary under ``hierarchy`` with ``template`` (a :class:`Public`
+    or TPMT_PUBLIC bytes)."""
+    pub = template.marshal() if isinstance(template, Public) else template
+    sens = tpm2b(user_auth) + tpm2b(data)
+    params = (tpm2b(sens) + tpm2b(pub) + tpm2b(b"")
+              + marshal_pcr_selection(selection_of(creation_pcrs or {})))
+    return build_command(TPM_CC.CreatePrimary, (hierarchy,), params, [password_auth(password)])
+
+
+def parse_create_primary(raw):
+    """``(handle, Public, name)``."""
+    rsp = parse_response(raw, 1)
+    r = rsp.params
+    pub = Public.from_bytes(r.tpm2b())
+    r.tpm2b()           # creationData
+    r.tpm2b()           # creationHash
+    r.u16(); r.u32(); r.tpm2b()   # creationTicket
+    name = r.tpm2b()
+    return rsp.handles[0], pub, name
+
+
+def create_command(parent, template, *, user_auth=b"", data=b"", password=b""):
+    pub = template.marshal() if isinstance(template, Public) else template
+    sens = tpm2b(user_auth) + tpm2b(data)
+    params = tpm2b(sens) + tpm2b(pub) + tpm2b(b"") + u32(0)
+    return build_command(TPM_CC.Create, (parent,), params, [password_auth(password)])
+
+
+def parse_create(raw):
+    """``(outPrivate bytes, Public)``."""
+    r = parse_response(raw).params
+    private = r.tpm2b()
+    return private, Public.from_bytes(r.tpm2b())
+
+
+def load_command(parent, private, public, password=b""):
+    pub = public.marshal() if isinstance(public, Public) else public
+    return build_command(TPM_CC.Load, (parent,), tpm2b(private) + tpm2b(pub),
+                         [password_auth(password)])
+
+
+def parse_load(raw):
+    """``(handle, name)``."""
+    rsp = parse_response(raw, 1)
+    return rsp.handles[0], rsp.params.tpm2b()
+
+
+def flush_context_command(handle):
+    return build_command(TPM_CC.FlushContext, params=u32(handle))
+
+
+def read_public_command(handle):
+    return build_command(TPM_CC.ReadPublic, (handle,))
+
+
+def parse_read_public(raw):
+    """``(Public, name, qualifiedName)``."""
+    r = parse_response(raw).params
+    return Public.from_bytes(r.tpm2b()), r.tpm2b(), r.tpm2b()
+
+
+def quote_command(key, qualifying_data, pcrs, scheme=(TPM_ALG.NULL, TPM_ALG.NULL),
+                  password=b""):
+    """Quote ``{hashAlg: [pcr...]}`` with ``key``; ``scheme`` is
+    ``(sigScheme, hashAlg)`` or NULL for the key's own scheme."""
+    s = u16(scheme[0]) + (u16(scheme[1]) if scheme[0] != TPM_ALG.NULL else b"")
+    params = tpm2b(qualifying_data) + s + marshal_pcr_selection(selection_of(pcrs))
+    return build_command(TPM_CC.Quote, (key,), params, [password_auth(password)])
+
+
+def parse_quote(raw):
+    """``(attest bytes, Attest, Signature)``."""
+    r = parse_response(raw).params
+    quoted = r.tpm2b()
+    return quoted, Attest.from_bytes(quoted), Signature.parse(r)
+
+
+def start_auth_session_command(nonce_caller, session_type=TPM_SE.HMAC, auth_hash=TPM_ALG.SHA256,
+                               tpm_key=TPM_RH.NULL, bind=TPM_RH.NULL, encrypted_salt=b"",
+                               symmetric=(TPM_ALG.NULL, 0, 0)):
+    from simxen.tpm.public import marshal_sym_def
+    params = (tpm2b(nonce_caller) + tpm2b(encrypted_salt) + bytes((session_type,))
+              + marshal_sym_def(symmetric) + u16(auth_hash))
+    return build_command(TPM_CC.StartAuthSession, (tpm_key, bind), params)
+
+
+def parse_start_auth_session(raw):
+    """``(sessionHandle, nonceTPM)``."""
+    rsp = parse_response(raw, 1)
+    return rsp.handles[0], rsp.params.tpm2b()

@@ -1,0 +1,116 @@
+"""Part 3, chapter 22: PCR_Extend, PCR_Event, PCR_Read, PCR_Reset, PCR_Allocate.
+
+Locality rules are the PC Client profile's (:mod:`simxen.tpm.pcr`): a PCR
+that may not be extended or reset from the command's locality gives
+``TPM_RC_LOCALITY``.  PCR_Read returns at most eight digests and echoes in
+``pcrSelectionOut`` exactly the PCRs it read; tools ask again for the rest.
+"""
+
+from simxen.tpm.algorithms import HASHES
+from simxen.tpm.commands import command
+from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH
+from simxen.tpm.errors import TpmError
+from simxen.tpm.marshal import tpm2b, u16, u32
+from simxen.tpm.pcr_selection import marshal_pcr_selection, parse_pcr_selection
+
+MAX_PCR_READ_DIGESTS = 8
+
+
+def parse_digest_values(r):
+    """TPML_DIGEST_VALUES -> list of (hashAlg, digest)."""
+    count = r.u32()
+    if count > len(HASHES):
+        raise TpmError(TPM_RC.SIZE, param=r.param)
+    out = []
+    for _ in range(count):
+        alg = r.u16()
+        h = HASHES.get(alg)
+        if h is None:
+            raise TpmError(TPM_RC.HASH, param=r.param)
+        out.append((alg, r.bytes(h.size)))
+    return out
+
+
+@command(TPM_CC.PCR_Extend, handles=("pcr+",), auth=1)
+def pcr_extend(tpm, cmd):
+    r = cmd.r
+    digests = parse_digest_values(r)
+    r.done()
+    index = cmd.handles[0]
+    if index == TPM_RH.NULL:
+        return b"", b""
+    pcrs = tpm.pcrs
+    if not pcrs.can_extend(index, cmd.locality):
+        raise TpmError(TPM_RC.LOCALITY)
+    banks = pcrs.banks
+    for alg, digest in digests:
+        values = banks.get(alg)
+        if values is not None:
+            values[index] = HASHES[alg].new(values[index] + digest).digest()
+    pcrs.update_counter += 1
+    return b"", b""
+
+
+@command(TPM_CC.PCR_Event, handles=("pcr+",), auth=1, decrypt=True)
+def pcr_event(tpm, cmd):
+    r = cmd.r
+    data = r.tpm2b(1024)
+    r.done()
+    index = cmd.handles[0]
+    if index != TPM_RH.NULL and not tpm.pcrs.can_extend(index, cmd.locality):
+        raise TpmError(TPM_RC.LOCALITY)
+    digests = [(alg, h.digest(data)) for alg, h in HASHES.items()]
+    if index != TPM_RH.NULL:
+        for alg, digest in digests:
+            if alg in tpm.pcrs.banks:
+                tpm.pcrs.extend(index, alg, digest)
+        tpm.pcrs.update_counter += 1
+    out = u32(len(digests)) + b"".join(u16(alg) + d for alg, d in digests)
+    return b"", out
+
+
+@command(TPM_CC.PCR_Read)
+def pcr_read(tpm, cmd):
+    r = cmd.r
+    selection = parse_pcr_selection(r, known_hashes=HASHES)
+    r.done()
+    banks = tpm.pcrs.banks
+    digests = []
+    out_sel = []
+    for alg, select in selection:
+        got = bytearray(len(select))
+        values = banks.get(alg)
+        if values is not None:
+            for i in range(min(len(select) * 8, len(values))):
+                if select[i >> 3] >> (i & 7) & 1 and len(digests) < MAX_PCR_READ_DIGESTS:
+                    digests.append(values[i])
+                    got[i >> 3] |= 1 << (i & 7)
+        out_sel.append((alg, bytes(got)))
+    body = (u32(tpm.pcrs.update_counter) + marshal_pcr_selection(out_sel)
+            + u32(len(digests)) + b"".join(tpm2b(d) for d in digests))
+    return b"", body
+
+
+@command(TPM_CC.PCR_Reset, handles=("pcr",), auth=1)
+def pcr_reset(tpm, cmd):
+    cmd.r.done()
+    index = cmd.handles[0]
+    if not tpm.pcrs.can_reset(index, cmd.locality):
+        raise TpmError(TPM_RC.LOCALITY)
+    tpm.pcrs.reset(index)
+    return b"", b""
+
+
+@command(TPM_CC.PCR_Allocate, handles=("platform",), auth=1)
+def pcr_allocate(tpm, cmd):
+    """The engine's banks are fixed: asking for exactly the current
+    allocation succeeds, anything else is reported as not possible."""
+    r = cmd.r
+    selection = parse_pcr_selection(r, known_hashes=HASHES)
+    r.done()
+    current = set(tpm.pcrs.banks)
+    wanted = {alg for alg, sel in selection if any(sel)}
+    ok = wanted == current
+    size_needed = 24 * sum(HASHES[a].size for a in wanted)
+    return b"", (b"\x01" if ok else b"\x00") + u32(1024 * 64) + u32(size_needed) + u32(
+        1024 * 64 - size_needed)

@@ -1,0 +1,38 @@
+"""Part 3, chapter 10: self test.  The engine's algorithms are those of
+``cryptography`` and ``hashlib`` and are always tested, so SelfTest and
+IncrementalSelfTest succeed at once and GetTestResult reports success."""
+
+from simxen.tpm.algorithms import IMPLEMENTED_ALGS
+from simxen.tpm.commands import command
+from simxen.tpm.constants import TPM_CC, TPM_RC
+from simxen.tpm.errors import TpmError
+from simxen.tpm.marshal import tpm2b, u32
+
+
+@command(TPM_CC.SelfTest)
+def self_test(tpm, cmd):
+    full = cmd.r.u8()
+    cmd.r.done()
+    if full > 1:
+        raise TpmError(TPM_RC.VALUE, param=1)
+    return b"", b""
+
+
+@command(TPM_CC.IncrementalSelfTest)
+def incremental_self_test(tpm, cmd):
+    r = cmd.r
+    count = r.u32()
+    if count > 64:
+        raise TpmError(TPM_RC.SIZE, param=1)
+    known = {alg for alg, _ in IMPLEMENTED_ALGS}
+    for _ in range(count):
+        if r.u16() not in known:
+            raise TpmError(TPM_RC.VALUE, param=1)
+    r.done()
+    return b"", u32(0)
+
+
+@command(TPM_CC.GetTestResult)
+def get_test_result(tpm, cmd):
+    cmd.r.done()
+    return b"", tpm2b(b"") + u32(TPM_RC.SUCCESS)

@@ -1,0 +1,640 @@
+"""The TPM 2.0 engine: command dispatch, authorization, responses.
+
+:class:`TpmEngine` is a pure function of its state and the bytes it is given::
+
+    >>> from simxen.tpm import TpmEngine, client
+    >>> tpm = TpmEngine(seed=b"example", powered=True)
+    >>> tpm.execute(client.startup_command()).hex()
+    '80010000000a00000000'
+
+:meth:`TpmEngine.execute` follows Part 3's order of checks (the reference
+implementation's ``ExecuteCommand``): header and size, command code,
+initialisation, handle area, authorization area and sessions, parameters,
+then the command itself.  Any failure gives the 10-byte error response with
+the response code the specification prescribes and leaves the state as it
+was (dictionary-attack counting excepted, which is the point of it).  It
+never raises.
+
+The commands live in :mod:`simxen.tpm.commands`, one module per Part 3
+chapter; this module only knows the table they register in.
+"""
+
+import hmac as _hmac
+import os
+import struct
+import time
+
+from simxen.tpm.algorithms import HASHES
+from simxen.tpm.commands import COMMANDS, load_all
+from simxen.tpm.constants import (TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPM_ST, TPMA_NV,
+                                  TPMA_OBJECT, TPMA_SESSION, rc_format1)
+from simxen.tpm.errors import StateError, TpmError
+from simxen.tpm.kdf import kdfa
+from simxen.tpm.limits import MAX_COMMAND_SIZE, MAX_SESSIONS_PER_COMMAND
+from simxen.tpm.marshal import Reader, tpm2b, u16, u32
+from simxen.tpm.pcr import PCR_COUNT, PcrBanks
+from simxen.tpm.protection import cfb
+
+load_all()
+
+_HDR = struct.Struct(">HII")
+_U32 = struct.Struct(">I")
+_RSP_OK_NO_SESSIONS = b"\x80\x01"
+_PW_RESPONSE = b"\x00\x00\x01\x00\x00"      # nonce empty, continueSession, hmac empty
+
+
+_PERMANENT_AUTH = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT)
+
+
+def error_response(rc):
+    """The 10-byte response for a failed command."""
+    return b"\x80\x01\x00\x00\x00\x0a" + _U32.pack(rc)
+
+
+class AuthSession:
+    """One entry of a command's authorization area."""
+
+    __slots__ = ("handle", "nonce_caller", "attributes", "hmac", "session", "entity",
+                 "include_auth", "new_nonce")
+
+    def __init__(self, handle, nonce_caller, attributes, hmac_value):
+        self.handle = handle
+        self.nonce_caller = nonce_caller
+        self.attributes = attributes
+        self.hmac = hmac_value
+        self.session = None
+        self.entity = None
+        self.include_auth = False
+        self.new_nonce = None
+
+
+class Command:
+    """What a command handler is given: code, handles, a reader over the
+    parameters, the locality and the sessions."""
+
+    __slots__ = ("cc", "handles", "r", "locality", "sessions", "tag")
+
+    def __init__(self, cc, handles, r, locality, sessions, tag):
+        self.cc = cc
+        self.handles = handles
+        self.r = r
+        self.locality = locality
+        self.sessions = sessions
+        self.tag = tag
+
+
+class TpmEngine:
+    """A software TPM 2.0.
+
+    :param seed: derives the endorsement, storage and platform primary seeds
+        (and the proofs); ``None`` draws them from ``random_bytes``.
+    :param random_bytes: ``random_bytes(n) -> bytes``, the only randomness the
+        engine uses at run time (nonces, keys of Create, GetRandom, the NULL
+        seed).  Default :func:`os.urandom`.
+    :param manufacturer: four ASCII characters for TPM_PT_MANUFACTURER.
+    :param powered: do _TPM_Init (:meth:`power_on`) right away.
+    :param clock: ``clock() -> float`` milliseconds for TPMS_CLOCK_INFO; default
+        a monotonic wall clock.  Inside a simulation pass simulated time.
+    """
+
+    STATE_MAGIC = b"SIMXTPM\0"
+    STATE_VERSION = 1
+
+    def __init__(self, *, seed=None, random_bytes=None, manufacturer="SIMX",
+                 powered=False, clock=None):
+        self.random_bytes = random_bytes or os.urandom
+        self.manufacturer = (manufacturer.encode("ascii", "replace") + b"    ")[:4]
+        self._clock_fn = clock or (lambda: time.monotonic() * 1000.0)
+        self._clock_origin = self._clock_fn()
+        material = (kdfa("sha256", seed, b"SIMXEN TPM SEEDS", b"", b"", 8 * 32 * 6)
+                    if seed is not None else self.random_bytes(32 * 6))
+        self.eps, self.sps, self.pps, self.eh_proof, self.sh_proof, self.ph_proof = (
+            material[i:i + 32] for i in range(0, 192, 32))
+        self.context_key = kdfa("sha256", self.sps, b"CONTEXT PROTECTION", b"", b"", 256)
+        self.hierarchy_auth = {h: b"" for h in _PERMANENT_AUTH}
+        self.hierarchy_policy = {h: (0x0010, b"") for h in _PERMANENT_AUTH}
+        self.sh_enable = self.eh_enable = self.ph_enable = self.ph_enable_nv = True
+        self.disable_clear = False
+        self.nv_indices = {}
+        self.persistent = {}
+        self.clock_base = 0
+        self.reset_count = 0
+        self.restart_count = 0
+        self.da_failed_tries = 0
+        self.da_max_tries = 32
+        self.da_recovery_time = 600
+        self.da_lockout_recovery = 86400
+        self.lockout_auth_locked = False
+        self.orderly_state = None        # Shutdown(STATE) snapshot, or None
+        self.total_commands = 0
+        self.stir_pool = b""
+        self.stir_counter = 0
+        self.saved_at_init = {}
+        self._init_transient()
+        self.last_command_changed_nv = False
+        if powered:
+            self.power_on()
+
+    # ---------------------------------------------------------------- power
+    def _init_transient(self):
+        self.powered = False
+        self.started = False
+        self.objects = {}
+        self.sessions = {}
+        self.pcrs = PcrBanks()
+        self.null_seed = b""
+        self.null_proof = b""
+        self.context_sequence = 0
+        self.next_object = 0
+        self.nv_changed = False
+        self.startup_locality = 0
+        self.startup_time = self._clock_fn()
+
+    def power_on(self):
+        """_TPM_Init: power on (or reset) the TPM.  Transient objects and
+        loaded sessions are lost; the next command must be Startup."""
+        saved = {h: s for h, s in self.sessions.items() if s.saved_sequence is not None}
+        self._init_transient()
+        self.powered = True
+        self.saved_at_init = saved
+
+    @property
+    def clock(self):
+        """TPMS_CLOCK_INFO.clock: milliseconds the TPM has been powered, kept
+        across power cycles through the state."""
+        return self.clock_base + int(self._clock_fn() - self._clock_origin)
+
+    def hierarchy_proof(self, hierarchy):
+        return {TPM_RH.ENDORSEMENT: self.eh_proof, TPM_RH.OWNER: self.sh_proof,
+                TPM_RH.PLATFORM: self.ph_proof}.get(hierarchy, self.null_proof)
+
+    def hierarchy_seed(self, hierarchy):
+        return {TPM_RH.ENDORSEMENT: self.eps, TPM_RH.OWNER: self.sps,
+                TPM_RH.PLATFORM: self.pps}.get(hierarchy, self.null_seed)
+
+    def hierarchy_enabled(self, hierarchy):
+        return {TPM_RH.ENDORSEMENT: self.eh_enable, TPM_RH.OWNER: self.sh_enable,
+                TPM_RH.PLATFORM: self.ph_enable}.get(hierarchy, True)
+
+    # ------------------------------------------------------------- entities
+    def get_object(self, handle):
+        """A loaded transient or persistent object, or ``None``."""
+        obj = self.objects.get(handle)
+        if obj is None:
+            obj = self.persistent.get(handle)
+        return obj
+
+    def entity_name(self, handle):
+        ht = handle >> 24
+        if ht == TPM_HT.TRANSIENT or ht == TPM_HT.PERSISTENT:
+            obj = self.get_object(handle)
+            if obj is not None:
+                return obj.name
+        elif ht == TPM_HT.NV_INDEX:
+            nv = self.nv_indices.get(handle)
+            if nv is not None:
+                return nv.name
+        return _U32.pack(handle)
+
+    def entity_auth(self, handle):
+        ht = handle >> 24
+        if ht == TPM_HT.PERMANENT:
+            return self.hierarchy_auth.get(handle, b"")
+        if ht == TPM_HT.TRANSIENT or ht == TPM_HT.PERSISTENT:
+            obj = self.get_object(handle)
+            return obj.auth_value if obj is not None else b""
+        if ht == TPM_HT.NV_INDEX:
+            nv = self.nv_indices.get(handle)
+            return nv.auth_value if nv is not None else b""
+        return b""
+
+    def entity_policy(self, handle):
+        """``(authPolicy, nameAlg)`` of an entity; empty policy if none."""
+        ht = handle >> 24
+        if ht == TPM_HT.PERMANENT:
+            alg, digest = self.hierarchy_policy.get(handle, (0x0010, b""))
+            return digest, alg
+        if ht == TPM_HT.TRANSIENT or ht == TPM_HT.PERSISTENT:
+            obj = self.get_object(handle)
+            return obj.public.auth_policy, obj.public.name_alg
+        if ht == TPM_HT.NV_INDEX:
+            nv = self.nv_indices[handle]
+            return nv.auth_policy, nv.name_alg
+        return b"", 0x0010
+
+    def da_protected(self, handle):
+        ht = handle >> 24
+        if ht == TPM_HT.TRANSIENT or ht == TPM_HT.PERSISTENT:
+            return not self.get_object(handle).attributes & TPMA_OBJECT.noDA
+        if ht == TPM_HT.NV_INDEX:
+            return not self.nv_indices[handle].attributes & TPMA_NV.NO_DA
+        return handle == TPM_RH.LOCKOUT
+
+    # ---------------------------------------------------------- handle area
+    def check_handle(self, handle, spec, index):
+        """Validate one handle of the handle area against its type ``spec``."""
+        ht = handle >> 24
+        if spec == "object":
+            if ht == TPM_HT.TRANSIENT:
+                if handle not in self.objects:
+                    raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
+                return
+            if ht == TPM_HT.PERSISTENT:
+                if handle not in self.persistent:
+                    raise TpmError(TPM_RC.HANDLE, handle=index)
+                return
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        if spec == "pcr" or spec == "pcr+":
+            if handle < PCR_COUNT or (spec == "pcr+" and handle == TPM_RH.NULL):
+                return
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        if spec == "nv":
+            if ht != TPM_HT.NV_INDEX:
+                raise TpmError(TPM_RC.VALUE, handle=index)
+            if handle not in self.nv_indices:
+                raise TpmError(TPM_RC.HANDLE, handle=index)
+            return
+        if spec == "policy":
+            if ht != TPM_HT.POLICY_SESSION:
+                raise TpmError(TPM_RC.VALUE, handle=index)
+            s = self.sessions.get(handle)
+            if s is None or s.saved_sequence is not None:
+                raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
+            return
+        if spec == "entity":      # TPMI_DH_ENTITY
+            if ht == TPM_HT.PERMANENT:
+                if handle in _PERMANENT_AUTH or handle == TPM_RH.NULL:
+                    return
+                raise TpmError(TPM_RC.VALUE, handle=index)
+            if ht in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
+                return self.check_handle(handle, "object", index)
+            if ht == TPM_HT.NV_INDEX:
+                return self.check_handle(handle, "nv", index)
+            if handle < PCR_COUNT:
+                return
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        if spec == "nvauth":       # TPMI_RH_NV_AUTH
+            if handle in (TPM_RH.OWNER, TPM_RH.PLATFORM):
+                return
+            return self.check_handle(handle, "nv", index)
+        allowed = _HANDLE_SETS.get(spec)
+        if allowed is not None and handle not in allowed:
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        if allowed is not None and not self.hierarchy_enabled(handle) and spec != "lockout":
+            raise TpmError(TPM_RC.HIERARCHY, handle=index)
+
+    # --------------------------------------------------------------- execute
+    def execute(self, command, locality=0):
+        """Execute one marshalled command at ``locality``; return the
+        marshalled response.  Never raises."""
+        self.nv_changed = False
+        try:
+            rsp = self._execute(command, locality)
+        except TpmError as exc:
+            rsp = error_response(exc.code)
+        except Exception:       # a bug must not take the caller down
+            rsp = error_response(TPM_RC.FAILURE)
+        self.last_command_changed_nv = self.nv_changed
+        self.total_commands += 1
+        return rsp
+
+    def _execute(self, command, locality):
+        n = len(command)
+        if n < 10:
+            raise TpmError(TPM_RC.COMMAND_SIZE)
+        tag, size, cc = _HDR.unpack_from(command, 0)
+        if tag != 0x8001 and tag != 0x8002:
+            raise TpmError(TPM_RC.BAD_TAG)
+        if size != n or size > MAX_COMMAND_SIZE:
+            raise TpmError(TPM_RC.COMMAND_SIZE)
+        cdef = COMMANDS.get(cc)
+        if cdef is None:
+            raise TpmError(TPM_RC.COMMAND_CODE)
+        if not self.started and cc != TPM_CC.Startup:
+            raise TpmError(TPM_RC.INITIALIZE)
+        if not 0 <= locality <= 4:
+            raise TpmError(TPM_RC.LOCALITY)
+        func, specs, n_auth, roles, dec_ok, enc_ok = cdef
+        pos = 10
+        handles = []
+        for i, spec in enumerate(specs, 1):
+            if pos + 4 > n:
+                raise TpmError(TPM_RC.INSUFFICIENT)
+            h = _U32.unpack_from(command, pos)[0]
+            pos += 4
+            self.check_handle(h, spec, i)
+            handles.append(h)
+        if tag == 0x8002:
+            if pos + 4 > n:
+                raise TpmError(TPM_RC.AUTHSIZE)
+            auth_size = _U32.unpack_from(command, pos)[0]
+            pos += 4
+            if auth_size < 9 or pos + auth_size > n:
+                raise TpmError(TPM_RC.AUTHSIZE)
+            auth_end = pos + auth_size
+            # fast path: exactly one password session (PCR_Extend & co.)
+            if (auth_size == 9 and n_auth == 1 and command[pos:pos + 9] ==
+                    b"\x40\x00\x00\x09\x00\x00\x00\x00\x00"):
+                self._check_password(handles[0], b"", 1)
+                sessions = None
+                pw_only = 1
+            else:
+                sessions = self._parse_sessions(command, pos, auth_end, n_auth)
+                pw_only = 0
+            pos = auth_end
+        else:
+            if n_auth:
+                raise TpmError(TPM_RC.AUTH_MISSING)
+            sessions = None
+            pw_only = 0
+        if sessions is not None:
+            cp_params = command[pos:]
+            self._authorize(cc, handles, sessions, n_auth, roles, cp_params, locality)
+            command = self._decrypt_parameter(command, pos, sessions, dec_ok)
+        r = Reader(command, pos, n)
+        cmd = Command(cc, handles, r, locality, sessions, tag)
+        out_handles, params = func(self, cmd)
+        if tag == 0x8001:
+            body = out_handles + params
+            return b"\x80\x01" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body
+        if pw_only:
+            body = out_handles + _U32.pack(len(params)) + params + _PW_RESPONSE
+            return b"\x80\x02" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body
+        params = self._encrypt_parameter(params, sessions, enc_ok)
+        auths = self._response_auths(cc, params, sessions)
+        body = out_handles + _U32.pack(len(params)) + params + auths
+        return b"\x80\x02" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body
+
+    # ---------------------------------------------------------- sessions area
+    def _parse_sessions(self, command, pos, end, n_auth):
+        r = Reader(command, pos, end)
+        sessions = []
+        seen = set()
+        while r.pos < end:
+            try:
+                handle = r.u32()
+                nonce = r.tpm2b()
+                attrs = r.u8()
+                hmac_value = r.tpm2b()
+            except TpmError:
+                raise TpmError(TPM_RC.AUTHSIZE) from None
+            i = len(sessions) + 1
+            if i > MAX_SESSIONS_PER_COMMAND:
+                raise TpmError(TPM_RC.AUTHSIZE)
+            a = AuthSession(handle, nonce, attrs, hmac_value)
+            if handle == TPM_RH.PW:
+                if i > n_auth:
+                    raise TpmError(TPM_RC.ATTRIBUTES, session=i)
+                if nonce:
+                    raise TpmError(TPM_RC.NONCE, session=i)
+                if attrs & ~TPMA_SESSION.continueSession:
+                    raise TpmError(TPM_RC.ATTRIBUTES, session=i)
+            else:
+                ht = handle >> 24
+                if ht != TPM_HT.HMAC_SESSION and ht != TPM_HT.POLICY_SESSION:
+                    raise TpmError(TPM_RC.HANDLE, session=i)
+                s = self.sessions.get(handle)
+                if s is None or s.saved_sequence is not None:
+                    raise TpmError(TPM_RC.REFERENCE_S0 + i - 1)
+                if handle in seen:
+                    raise TpmError(TPM_RC.HANDLE, session=i)
+                seen.add(handle)
+                if not 16 <= len(nonce) <= 64:
+                    raise TpmError(TPM_RC.SIZE, session=i)
+                if i > n_auth and not attrs & (TPMA_SESSION.decrypt | TPMA_SESSION.encrypt
+                                               | TPMA_SESSION.audit):
+                    raise TpmError(TPM_RC.ATTRIBUTES, session=i)
+                if attrs & TPMA_SESSION.audit:
+                    raise TpmError(TPM_RC.ATTRIBUTES, session=i)
+                a.session = s
+            sessions.append(a)
+        if r.pos != end:
+            raise TpmError(TPM_RC.AUTHSIZE)
+        if len(sessions) < n_auth:
+            raise TpmError(TPM_RC.AUTH_MISSING)
+        return sessions
+
+    def _check_password(self, handle, password, index):
+        if handle >> 24 in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
+            obj = self.get_object(handle)
+            if not obj.attributes & TPMA_OBJECT.userWithAuth:
+                raise TpmError(TPM_RC.AUTH_UNAVAILABLE)
+        expected = self.entity_auth(handle)
+        self._check_lockout(handle)
+        if not _hmac.compare_digest(password.rstrip(b"\0"), expected):
+            self._auth_failed(handle, index)
+
+    def _check_lockout(self, handle):
+        if handle == TPM_RH.LOCKOUT:
+            if self.lockout_auth_locked:
+                raise TpmError(TPM_RC.LOCKOUT)
+        elif self.da_failed_tries >= self.da_max_tries and self.da_protected(handle):
+            raise TpmError(TPM_RC.LOCKOUT)
+
+    def _auth_failed(self, handle, index):
+        if handle == TPM_RH.LOCKOUT:
+            self.lockout_auth_locked = True
+            self.nv_changed = True
+            raise TpmError(TPM_RC.AUTH_FAIL, session=index)
+        if self.da_protected(handle):
+            self.da_failed_tries += 1
+            self.nv_changed = True
+            raise TpmError(TPM_RC.AUTH_FAIL, session=index)
+        raise TpmError(TPM_RC.BAD_AUTH, session=index)
+
+    def _authorize(self, cc, handles, sessions, n_auth, roles, cp_params, locality):
+        cp_hashes = {}
+        names = None
+        for i in range(n_auth):
+            a = sessions[i]
+            handle = handles[i]
+            a.entity = handle
+            role = roles[i]
+            s = a.session
+            idx = i + 1
+            if s is None:                     # password
+                if role == "admin" and self._needs_admin_policy(handle):
+                    raise TpmError(TPM_RC.AUTH_UNAVAILABLE)
+                self._check_password(handle, a.hmac, idx)
+                continue
+            if s.is_trial:
+                raise TpmError(TPM_RC.AUTH_TYPE, session=idx)
+            if names is None:
+                names = b"".join(self.entity_name(h) for h in handles)
+            cp = cp_hashes.get(s.hash.alg)
+            if cp is None:
+                cp = cp_hashes[s.hash.alg] = s.hash.digest(u32(cc) + names + cp_params)
+            if s.is_policy:
+                policy, _ = self.entity_policy(handle)
+                if s.policy_digest != policy or not policy:
+                    raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
+                if s.command_code is not None and s.command_code != cc:
+                    raise TpmError(TPM_RC.POLICY_CC, session=idx)
+                if s.pcr_counter is not None and s.pcr_counter != self.pcrs.update_counter:
+                    raise TpmError(TPM_RC.PCR_CHANGED, session=idx)
+                if s.locality is not None and not s.locality >> locality & 1:
+                    raise TpmError(TPM_RC.LOCALITY)
+                if s.cp_hash is not None and s.cp_hash != cp:
+                    raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
+                a.include_auth = s.auth_value_needed
+                if s.password_needed:
+                    self._check_password_policy(handle, a.hmac, idx)
+                    continue
+            else:
+                if role == "user" and handle >> 24 in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
+                    if not self.get_object(handle).attributes & TPMA_OBJECT.userWithAuth:
+                        raise TpmError(TPM_RC.AUTH_UNAVAILABLE)
+                if role == "admin" and self._needs_admin_policy(handle):
+                    raise TpmError(TPM_RC.AUTH_UNAVAILABLE)
+                a.include_auth = not (s.bind_name is not None
+                                      and s.bind_name == self.entity_name(handle))
+            key = s.session_key + (self.entity_auth(handle) if a.include_auth else b"")
+            self._check_lockout(handle) if a.include_auth else None
+            expected = s.hash.hmac(key, cp + a.nonce_caller + s.nonce_tpm
+                                   + self._extra_nonces(sessions, i) + bytes((a.attributes,)))
+            if not _hmac.compare_digest(expected, a.hmac):
+                if a.include_auth:
+                    self._auth_failed(handle, idx)
+                raise TpmError(TPM_RC.AUTH_FAIL if s.is_policy or not a.include_auth
+                               else TPM_RC.BAD_AUTH, session=idx)
+        for a in sessions[n_auth:]:
+            a.entity = None
+
+    def _check_password_policy(self, handle, password, idx):
+        self._check_lockout(handle)
+        if not _hmac.compare_digest(password.rstrip(b"\0"), self.entity_auth(handle)):
+            self._auth_failed(handle, idx)
+
+    def _needs_admin_policy(self, handle):
+        if handle >> 24 in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
+            return bool(self.get_object(handle).attributes & TPMA_OBJECT.adminWithPolicy)
+        return False
+
+    @staticmethod
+    def _extra_nonces(sessions, i):
+        """nonceDecrypt / nonceEncrypt: the nonceTPM of a decrypt or encrypt
+        session other than the first, in the first session's HMAC."""
+        if i != 0:
+            return b""
+        out = b""
+        dec = enc = None
+        for a in sessions[1:]:
+            if a.session is not None and a.attributes & TPMA_SESSION.decrypt:
+                dec = a
+            if a.session is not None and a.attributes & TPMA_SESSION.encrypt:
+                enc = a
+        if dec is not None:
+            out += dec.session.nonce_tpm
+        if enc is not None and enc is not dec:
+            out += enc.session.nonce_tpm
+        return out
+
+    # ---------------------------------------------------- parameter encryption
+    def _session_value(self, a):
+        key = a.session.session_key
+        if a.entity is not None and a.include_auth:
+            key += self.entity_auth(a.entity)
+        return key
+
+    def _cfb(self, a, nonce_newer, nonce_older, data, encrypt):
+        s = a.session
+        alg, bits, _ = s.symmetric
+        if alg == 0x0006:
+            km = kdfa(s.hash.name, self._session_value(a), b"CFB", nonce_newer, nonce_older,
+                      bits + 128)
+            return cfb(km[:bits // 8], km[bits // 8:], data, encrypt)
+        # XOR obfuscation
+        mask = kdfa(HASHES[bits].name, self._session_value(a), b"XOR", nonce_newer,
+                    nonce_older, 8 * len(data))
+        return bytes(x ^ y for x, y in zip(data, mask))
+
+    def _decrypt_parameter(self, command, pos, sessions, dec_ok):
+        for i, a in enumerate(sessions):
+            if a.session is not None and a.attributes & TPMA_SESSION.decrypt:
+                if not dec_ok or a.session.symmetric[0] == 0x0010:
+                    raise TpmError(TPM_RC.ATTRIBUTES, session=i + 1)
+                if pos + 2 > len(command):
+                    raise TpmError(TPM_RC.INSUFFICIENT, param=1)
+                size = struct.unpack_from(">H", command, pos)[0]
+                if pos + 2 + size > len(command):
+                    raise TpmError(TPM_RC.SIZE, param=1)
+                plain = self._cfb(a, a.nonce_caller, a.session.nonce_tpm,
+                                  command[pos + 2:pos + 2 + size], False)
+                return command[:pos + 2] + plain + command[pos + 2 + size:]
+        return command
+
+    def _encrypt_parameter(self, params, sessions, enc_ok):
+        for i, a in enumerate(sessions):
+            if a.session is not None and a.attributes & TPMA_SESSION.encrypt:
+                if not enc_ok or a.session.symmetric[0] == 0x0010:
+                    raise TpmError(TPM_RC.ATTRIBUTES, session=i + 1)
+                # the nonceTPM the response will carry keys the encryption
+                a.new_nonce = self.random_bytes(len(a.session.nonce_tpm))
+                size = struct.unpack_from(">H", params, 0)[0]
+                enc = self._cfb(a, a.new_nonce, a.nonce_caller,
+                                params[2:2 + size], True)
+                return params[:2] + enc + params[2 + size:]
+        return params
+
+    # ----------------------------------------------------------- response auth
+    def _response_auths(self, cc, params, sessions):
+        rp_hashes = {}
+        out = []
+        for a in sessions:
+            s = a.session
+            if s is None:
+                out.append(_PW_RESPONSE)
+                continue
+            nonce = a.new_nonce or self.random_bytes(len(s.nonce_tpm))
+            s.nonce_tpm = nonce
+            rp = rp_hashes.get(s.hash.alg)
+            if rp is None:
+                rp = rp_hashes[s.hash.alg] = s.hash.digest(b"\0\0\0\0" + u32(cc) + params)
+            attrs = a.attributes
+            if s.is_policy and s.password_needed and a.entity is not None:
+                mac = b""
+            else:
+                key = s.session_key
+                if a.entity is not None and a.include_auth:
+                    key += self.entity_auth(a.entity)
+                mac = s.hash.hmac(key, rp + nonce + a.nonce_caller + bytes((attrs,)))
+            out.append(tpm2b(nonce) + bytes((attrs,)) + tpm2b(mac))
+            if not attrs & TPMA_SESSION.continueSession:
+                self.sessions.pop(s.handle, None)
+            elif s.is_policy and a.entity is not None:
+                s.reset_policy()
+        return b"".join(out)
+
+    # ---------------------------------------------------------------- state
+    def save_state(self):
+        """All persistent state as a versioned blob (see :mod:`simxen.tpm.state`)."""
+        from simxen.tpm.state import save_state
+        return save_state(self)
+
+    @classmethod
+    def from_state(cls, blob, *, random_bytes=None, clock=None, powered=True):
+        """A new engine restored from :meth:`save_state`'s blob.
+
+        :raises StateError: the blob is corrupt, truncated or of an unknown
+            version.
+        """
+        from simxen.tpm.state import load_state
+        tpm = cls(seed=b"\0", random_bytes=random_bytes, clock=clock)
+        load_state(tpm, blob)
+        if powered:
+            tpm.power_on()
+        return tpm
+
+
+_HANDLE_SETS = {
+    "hierarchy+": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL},
+    "hierarchy": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM},
+    "provision": {TPM_RH.OWNER, TPM_RH.PLATFORM},
+    "clear": {TPM_RH.LOCKOUT, TPM_RH.PLATFORM},
+    "lockout": {TPM_RH.LOCKOUT},
+    "platform": {TPM_RH.PLATFORM},
+    "hierarchy_auth": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT},
+    "enables": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV},
+}
+
+__all__ = ["TpmEngine", "StateError", "error_response", "TPM_ST"]

@@ -1,0 +1,211 @@
+"""Asymmetric keys: generation from a byte source, signing and verifying.
+
+The engine never asks ``cryptography`` for randomness: keys come from bytes
+the engine hands in (a KDFa stream for primaries, the engine's
+``random_bytes`` for ordinary keys), so the same seed gives the same key.
+
+* ECC (P-256, P-384): ``d = (int(bytes) mod (n - 1)) + 1`` from
+  ``orderBits + 64`` bits, FIPS 186-4 B.4.1 "extra random bits".
+* RSA: a deterministic prime search over the byte stream (odd candidates with
+  the two top bits set, a small-prime sieve, then Miller-Rabin with bases from
+  the same stream), as the reference implementation does from its DRBG.
+
+The sensitive part kept for a key is what TPMT_SENSITIVE holds: ``d`` for
+ECC, the first prime ``p`` for RSA (``q = n / p``).
+"""
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.exceptions import InvalidSignature
+
+from simxen.tpm.constants import TPM_ALG, TPM_ECC
+
+CURVE_CLASSES = {TPM_ECC.NIST_P256: ec.SECP256R1, TPM_ECC.NIST_P384: ec.SECP384R1}
+CURVE_ORDERS = {
+    TPM_ECC.NIST_P256: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    TPM_ECC.NIST_P384: int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf"
+                           "581a0db248b0a77aecec196accc52973", 16),
+}
+CURVE_BYTES = {TPM_ECC.NIST_P256: 32, TPM_ECC.NIST_P384: 48}
+HASH_CLASSES = {TPM_ALG.SHA1: hashes.SHA1, TPM_ALG.SHA256: hashes.SHA256,
+                TPM_ALG.SHA384: hashes.SHA384, TPM_ALG.SHA512: hashes.SHA512}
+
+_SMALL_PRIMES = [p for p in range(3, 2000) if all(p % d for d in range(2, int(p ** 0.5) + 1))]
+
+
+# -- ECC -----------------------------------------------------------------
+def ecc_scalar(curve, material):
+    """The private scalar for ``curve`` from ``orderBits + 64`` bits of material."""
+    n = CURVE_ORDERS[curve]
+    return int.from_bytes(material, "big") % (n - 1) + 1
+
+
+def ecc_material_size(curve):
+    return CURVE_BYTES[curve] + 8
+
+
+def ecc_private_key(curve, d):
+    return ec.derive_private_key(d, CURVE_CLASSES[curve]())
+
+
+def ecc_point(key, curve):
+    """``(x, y)`` of a public or private key, fixed-width big-endian."""
+    pub = key.public_key() if hasattr(key, "public_key") else key
+    nums = pub.public_numbers()
+    size = CURVE_BYTES[curve]
+    return nums.x.to_bytes(size, "big"), nums.y.to_bytes(size, "big")
+
+
+def ecc_public_key(curve, x, y):
+    """A public key from a TPMS_ECC_POINT; ``ValueError`` if not on the curve."""
+    return ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"),
+                                         CURVE_CLASSES[curve]()).public_key()
+
+
+# -- RSA -----------------------------------------------------------------
+def _probable_prime(n, next_bytes, rounds=8):
+    for p in _SMALL_PRIMES:
+        if n % p == 0:
+            return n == p
+    d, s = n - 1, 0
+    while not d & 1:
+        d >>= 1
+        s += 1
+    nbytes = (n.bit_length() + 7) // 8
+    for _ in range(rounds):
+        a = int.from_bytes(next_bytes(nbytes), "big") % (n - 3) + 2
+        x = pow(a, d, n)
+        if x == 1 or x == n - 1:
+            continue
+        for _ in range(s - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def rsa_prime(bits, exponent, next_bytes):
+    """A ``bits``-bit prime p with gcd(p - 1, e) = 1 from the byte stream."""
+    nbytes = bits // 8
+    while True:
+        c = int.from_bytes(next_bytes(nbytes), "big") | (3 << (bits - 2)) | 1
+        # sieve a window of odd candidates starting at c
+        for step in range(0, 2 * 512, 2):
+            cand = c + step
+            if cand.bit_length() != bits:
+                break
+            if any(cand % p == 0 for p in _SMALL_PRIMES[:60]):
+                continue
+            if (cand - 1) % exponent == 0:
+                continue
+            if _probable_prime(cand, next_bytes):
+                return cand
+
+
+def rsa_private_from_primes(p, q, e):
+    n = p * q
+    phi = (p - 1) * (q - 1)
+    d = pow(e, -1, phi)
+    pub = rsa.RSAPublicNumbers(e, n)
+    return rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p),
+                                 pub).private_key(unsafe_skip_rsa_key_validation=True)
+
+
+def rsa_generate(bits, exponent, next_bytes):
+    """An RSA private key from the byte stream ``next_bytes(n)``."""
+    e = exponent or 65537
+    while True:
+        p = rsa_prime(bits // 2, e, next_bytes)
+        q = rsa_prime(bits // 2, e, next_bytes)
+        if p != q and (p * q).bit_length() == bits:
+            if p < q:
+                p, q = q, p
+            return rsa_private_from_primes(p, q, e)
+
+
+def rsa_from_prime(modulus, exponent, p):
+    """Rebuild an RSA private key from the public modulus and one prime."""
+    q, rem = divmod(modulus, p)
+    if rem or q < 2:
+        raise ValueError("prime does not divide the modulus")
+    return rsa_private_from_primes(p, q, exponent or 65537)
+
+
+def rsa_public_key(modulus, exponent):
+    return rsa.RSAPublicNumbers(exponent or 65537, int.from_bytes(modulus, "big")).public_key()
+
+
+# -- signatures ------------------------------------------------------------
+def ecdsa_sign(key, hash_alg, digest, size):
+    """``(r, s)`` fixed-width; deterministic (RFC 6979), so same key and digest,
+    same signature."""
+    der = key.sign(digest, ec.ECDSA(utils.Prehashed(HASH_CLASSES[hash_alg]()),
+                                    deterministic_signing=True))
+    r, s = utils.decode_dss_signature(der)
+    return r.to_bytes(size, "big"), s.to_bytes(size, "big")
+
+
+def ecdsa_verify(pub, hash_alg, digest, r, s):
+    der = utils.encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+    try:
+        pub.verify(der, digest, ec.ECDSA(utils.Prehashed(HASH_CLASSES[hash_alg]())))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def rsassa_sign(key, hash_alg, digest):
+    return key.sign(digest, padding.PKCS1v15(), utils.Prehashed(HASH_CLASSES[hash_alg]()))
+
+
+def rsapss_sign(key, hash_alg, digest, salt):
+    """RSASSA-PSS with the salt given (length = digest size, as the TPM does),
+    computed with the raw RSA operation so the engine's byte source decides
+    the salt."""
+    import hashlib
+    name = HASH_CLASSES[hash_alg].name
+    h_len = len(digest)
+    nums = key.private_numbers()
+    n = nums.public_numbers.n
+    em_bits = n.bit_length() - 1
+    em_len = (em_bits + 7) // 8
+    m_prime = bytes(8) + digest + salt
+    h = hashlib.new(name, m_prime).digest()
+    ps = bytes(em_len - len(salt) - h_len - 2)
+    db = ps + b"\x01" + salt
+    mask = _mgf1(name, h, em_len - h_len - 1)
+    masked = bytes(a ^ b for a, b in zip(db, mask))
+    masked = bytes((masked[0] & (0xFF >> (8 * em_len - em_bits)),)) + masked[1:]
+    em = masked + h + b"\xbc"
+    sig = pow(int.from_bytes(em, "big"), nums.d, n)
+    return sig.to_bytes((n.bit_length() + 7) // 8, "big")
+
+
+def _mgf1(name, seed, length):
+    import hashlib
+    out = bytearray()
+    counter = 0
+    while len(out) < length:
+        out += hashlib.new(name, seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    return bytes(out[:length])
+
+
+def rsa_verify(pub, scheme, hash_alg, digest, sig):
+    if scheme == TPM_ALG.RSAPSS:
+        pad = padding.PSS(mgf=padding.MGF1(HASH_CLASSES[hash_alg]()),
+                          salt_length=padding.PSS.AUTO)
+    else:
+        pad = padding.PKCS1v15()
+    try:
+        pub.verify(sig, digest, pad, utils.Prehashed(HASH_CLASSES[hash_alg]()))
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def rsa_oaep_decrypt(key, hash_alg, label, data):
+    return key.decrypt(data, padding.OAEP(mgf=padding.MGF1(HASH_CLASSES[hash_alg]()),
+                                          algorithm=HASH_CLASSES[hash_alg](), label=label))

@@ -1,0 +1,71 @@
+"""TPML_PCR_SELECTION: which PCRs of which banks (Part 2, 10.6 and 10.9.7).
+
+A selection is a list of ``(hashAlg, select)`` pairs where ``select`` is the
+bitmap bytes: bit *b* of byte *k* selects PCR ``8*k + b``.
+
+    >>> sel = [(0x000B, bytes([0x03, 0, 0]))]          # sha256:0,1
+    >>> marshal_pcr_selection(sel).hex()
+    '00000001000b03030000'
+    >>> pcr_indices(sel[0][1])
+    [0, 1]
+"""
+
+from simxen.tpm.constants import TPM_RC
+from simxen.tpm.errors import TpmError
+from simxen.tpm.marshal import Reader, u16, u32
+
+#: Largest sizeofSelect accepted (32 PCRs; the engine has 24).
+PCR_SELECT_MAX = 4
+#: Most banks a selection may name.
+MAX_BANKS = 8
+
+
+def parse_pcr_selection(r, *, known_hashes=None):
+    """Read a TPML_PCR_SELECTION from :class:`Reader` ``r``.
+
+    An algorithm not in ``known_hashes`` is ``TPM_RC_HASH``; more than
+    :data:`MAX_BANKS` entries ``TPM_RC_SIZE``; a bitmap longer than
+    :data:`PCR_SELECT_MAX` ``TPM_RC_VALUE``.
+    """
+    count = r.u32()
+    if count > MAX_BANKS:
+        raise TpmError(TPM_RC.SIZE, param=r.param)
+    out = []
+    for _ in range(count):
+        alg = r.u16()
+        if known_hashes is not None and alg not in known_hashes:
+            raise TpmError(TPM_RC.HASH, param=r.param)
+        size = r.u8()
+        if size > PCR_SELECT_MAX:
+            raise TpmError(TPM_RC.VALUE, param=r.param)
+        out.append((alg, r.bytes(size)))
+    return out
+
+
+def marshal_pcr_selection(selection):
+    """The wire form of a list of ``(hashAlg, select bytes)``."""
+    parts = [u32(len(selection))]
+    for alg, select in selection:
+        parts.append(u16(alg) + bytes((len(select),)) + bytes(select))
+    return b"".join(parts)
+
+
+def pcr_indices(select):
+    """The PCR numbers set in a bitmap, ascending."""
+    return [8 * k + b for k, byte in enumerate(select) for b in range(8) if byte >> b & 1]
+
+
+def select_bytes(indices, size=3):
+    """A bitmap of ``size`` bytes selecting ``indices``."""
+    out = bytearray(size)
+    for i in indices:
+        out[i // 8] |= 1 << (i % 8)
+    return bytes(out)
+
+
+def from_bytes(data, *, known_hashes=None):
+    """Parse a complete TPML_PCR_SELECTION from ``data``."""
+    r = Reader(data)
+    sel = parse_pcr_selection(r, known_hashes=known_hashes)
+    r.done()
+    return sel

@@ -1,0 +1,147 @@
+"""The persistent state of a TPM as one versioned byte blob.
+
+This is what a vTPM saves (encrypted, through its manager) after every
+command that changed NV, and what ``simxen tpm serve --state FILE`` writes
+on shutdown.  Layout (all integers big-endian)::
+
+    magic    8 bytes  "SIMXTPM\\0"
+    version  u16      1
+    body     ...      see below
+    check    32 bytes SHA-256(magic || version || body)
+
+The body, in order: the primary seeds EPS, SPS, PPS and the proofs
+ehProof, shProof, phProof, the context protection key, the NULL seed and
+proof (TPM2B each); manufacturer (4 bytes); the authValue (TPM2B) and
+authPolicy (hashAlg u16 || TPM2B) of owner, endorsement, platform and
+lockout; flags u8 (shEnable, ehEnable, phEnableNV, disableClear,
+lockoutAuth locked); clock u64, resetCount u32, restartCount u32;
+dictionary-attack failedTries, maxTries, recoveryTime, lockoutRecovery
+(u32 each); NV indices (u32 count, then TPM2B each: TPMS_NV_PUBLIC ||
+authValue TPM2B || data TPM2B); persistent objects (u32 count, then
+handle u32 || TPM2B of the object); the orderly-shutdown record (u8 0 none,
+1 CLEAR, 2 STATE followed by pcrUpdateCounter u32, u8 bank count and per
+bank hashAlg u16 || PCR 0-15); the StirRandom pool (TPM2B).
+
+Transient objects, loaded sessions and PCRs outside an orderly
+Shutdown(STATE) are not persistent, as on a real TPM.
+"""
+
+import hashlib
+
+from simxen.tpm.algorithms import HASHES
+from simxen.tpm.constants import TPM_RH, TPM_SU
+from simxen.tpm.errors import StateError, TpmError
+from simxen.tpm.marshal import Reader, tpm2b, u16, u32, u64
+from simxen.tpm.nv_index import NvIndex
+from simxen.tpm.tpm_object import TpmObject
+
+MAGIC = b"SIMXTPM\0"
+VERSION = 1
+_HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT)
+_SECRETS = ("eps", "sps", "pps", "eh_proof", "sh_proof", "ph_proof", "context_key",
+            "null_seed", "null_proof")
+
+
+def save_state(tpm):
+    """The state blob of ``tpm``."""
+    parts = [tpm2b(getattr(tpm, name)) for name in _SECRETS]
+    parts.append(tpm.manufacturer)
+    for h in _HIERARCHIES:
+        alg, policy = tpm.hierarchy_policy[h]
+        parts.append(tpm2b(tpm.hierarchy_auth[h]) + u16(alg) + tpm2b(policy))
+    flags = (int(tpm.sh_enable) | int(tpm.eh_enable) << 1 | int(tpm.ph_enable_nv) << 2
+             | int(tpm.disable_clear) << 3 | int(tpm.lockout_auth_locked) << 4)
+    parts.append(bytes((flags,)))
+    parts.append(u64(tpm.clock) + u32(tpm.reset_count) + u32(tpm.restart_count))
+    parts.append(u32(tpm.da_failed_tries) + u32(tpm.da_max_tries) + u32(tpm.da_recovery_time)
+                 + u32(tpm.da_lockout_recovery))
+    parts.append(u32(len(tpm.nv_indices)))
+    parts += [tpm2b(nv.serialize()) for _, nv in sorted(tpm.nv_indices.items())]
+    parts.append(u32(len(tpm.persistent)))
+    parts += [u32(h) + tpm2b(obj.serialize()) for h, obj in sorted(tpm.persistent.items())]
+    orderly = tpm.orderly_state
+    if orderly is None:
+        parts.append(b"\x00")
+    elif orderly[0] == TPM_SU.CLEAR:
+        parts.append(b"\x01")
+    else:
+        banks = orderly[1]
+        parts.append(b"\x02" + u32(orderly[2]) + bytes((len(banks),)))
+        for alg, values in sorted(banks.items()):
+            parts.append(u16(alg) + b"".join(values))
+    parts.append(tpm2b(tpm.stir_pool))
+    head = MAGIC + u16(VERSION) + b"".join(parts)
+    return head + hashlib.sha256(head).digest()
+
+
+def load_state(tpm, blob):
+    """Restore ``tpm``'s persistent state from ``blob``; :class:`StateError`
+    if it is not a state blob this version can read."""
+    if not isinstance(blob, (bytes, bytearray)):
+        raise StateError("TPM state must be bytes")
+    blob = bytes(blob)
+    if len(blob) < len(MAGIC) + 2 + 32 or blob[:len(MAGIC)] != MAGIC:
+        raise StateError("not a simxen TPM state blob (bad magic)")
+    version = int.from_bytes(blob[8:10], "big")
+    if version != VERSION:
+        raise StateError(f"TPM state version {version} is not supported (expected {VERSION})")
+    if hashlib.sha256(blob[:-32]).digest() != blob[-32:]:
+        raise StateError("TPM state blob is corrupt (checksum mismatch)")
+    r = Reader(blob, 10, len(blob) - 32)
+    try:
+        _read_body(tpm, r)
+    except TpmError:
+        raise StateError("TPM state blob is truncated or malformed") from None
+    except ValueError as exc:
+        raise StateError(f"TPM state blob holds an invalid entry: {exc}") from None
+
+
+def _read_body(tpm, r):
+    for name in _SECRETS:
+        setattr(tpm, name, r.tpm2b())
+    tpm.manufacturer = r.bytes(4)
+    for h in _HIERARCHIES:
+        tpm.hierarchy_auth[h] = r.tpm2b()
+        alg = r.u16()
+        tpm.hierarchy_policy[h] = (alg, r.tpm2b())
+    flags = r.u8()
+    tpm.sh_enable = bool(flags & 1)
+    tpm.eh_enable = bool(flags & 2)
+    tpm.ph_enable_nv = bool(flags & 4)
+    tpm.disable_clear = bool(flags & 8)
+    tpm.lockout_auth_locked = bool(flags & 16)
+    tpm.clock_base = r.u64()
+    tpm._clock_origin = tpm._clock_fn()
+    tpm.reset_count = r.u32()
+    tpm.restart_count = r.u32()
+    tpm.da_failed_tries = r.u32()
+    tpm.da_max_tries = r.u32()
+    tpm.da_recovery_time = r.u32()
+    tpm.da_lockout_recovery = r.u32()
+    tpm.nv_indices = {}
+    for _ in range(r.u32()):
+        nv = NvIndex.deserialize(r.tpm2b())
+        tpm.nv_indices[nv.index] = nv
+    tpm.persistent = {}
+    for _ in range(r.u32()):
+        handle = r.u32()
+        tpm.persistent[handle] = TpmObject.deserialize(r.tpm2b())
+    kind = r.u8()
+    if kind == 0:
+        tpm.orderly_state = None
+    elif kind == 1:
+        tpm.orderly_state = (TPM_SU.CLEAR,)
+    elif kind == 2:
+        counter = r.u32()
+        banks = {}
+        for _ in range(r.u8()):
+            alg = r.u16()
+            if alg not in HASHES:
+                raise ValueError(f"unknown PCR bank {alg:#06x}")
+            size = HASHES[alg].size
+            banks[alg] = [r.bytes(size) for _ in range(16)]
+        tpm.orderly_state = (TPM_SU.STATE, banks, counter)
+    else:
+        raise ValueError(f"unknown orderly-shutdown kind {kind}")
+    tpm.stir_pool = r.tpm2b()
+    r.done()
