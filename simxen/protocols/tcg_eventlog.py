@@ -46,6 +46,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
+from simxen.errors import InputError
+
 __all__ = [
     "TPM_ALG_SHA1", "TPM_ALG_SHA256", "TPM_ALG_SHA384", "TPM_ALG_SHA512", "TPM_ALG_SM3_256",
     "HASH_ALGORITHMS", "SPEC_ID_SIGNATURE", "STARTUP_LOCALITY_SIGNATURE", "TPM2_MAX_PCRS",
@@ -115,12 +117,16 @@ EVENT_TYPE_NAMES = {value: name for name, value in globals().items()
 __all__ += sorted(EVENT_TYPE_NAMES.values()) + ["EV_EFI_EVENT_BASE"]
 
 
-class EventLogError(ValueError):
-    """A log that cannot be read or written; the message names the byte offset."""
+class EventLogError(InputError, ValueError):
+    """A log that cannot be read or written; the message names the byte offset.
 
-    def __init__(self, message: str, offset: Optional[int] = None):
+    An :class:`~simxen.errors.InputError` (*key* is ``"offset 0x..."``), so a
+    bad log file reaches a user as one line; pass *path* to name the file.
+    """
+
+    def __init__(self, message: str, offset: Optional[int] = None, *, path=None):
         self.offset = offset
-        super().__init__(message if offset is None else f"offset {offset:#x}: {message}")
+        super().__init__(message, path=path, key=None if offset is None else f"offset {offset:#x}")
 
 
 def alg_id(alg) -> int:
