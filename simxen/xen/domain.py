@@ -1,0 +1,353 @@
+"""Domains: an id, a name, pages of real bytes, and a time cursor.
+
+A domain's code is a SimPy process. It calls the hypervisor synchronously;
+each call *charges* its cost to the domain's :attr:`Domain.cursor`, the
+domain's own clock, which runs ahead of ``env.now`` by the work done since it
+last blocked. Blocking (:meth:`Domain.block`, :meth:`Domain.poll`,
+:meth:`Domain.sleep`) returns one SimPy event that fires no earlier than the
+cursor -- so the charged time really passes -- and no earlier than whatever
+wakes the domain::
+
+    def guest(dom):
+        port = hv.evtchn.alloc_unbound(dom, backend.domid)    # charged, no event
+        ...
+        yield dom.block()                                      # one event
+        for p in dom.evtchn_take_pending():
+            ...
+
+Notifications and watch events addressed to a domain wait in its inbox
+until the domain's clock reaches their delivery time; the domain sees them
+when it next looks (``block``, ``poll``, ``evtchn_pending``,
+``evtchn_take_pending``, ``xs_read_watch``).
+"""
+
+import heapq
+from collections import deque
+
+from simpy.core import NORMAL
+from simpy.events import Event
+
+from simxen.xen import errno
+from simxen.xen.errors import PageFault, XenError
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+
+
+class Page:
+    """One 4 KiB page of a domain's memory: real bytes."""
+
+    __slots__ = ("owner", "gfn", "mfn", "data")
+
+    def __init__(self, owner, gfn, mfn):
+        self.owner = owner          #: domid of the owning domain
+        self.gfn = gfn              #: guest frame number in the owner
+        self.mfn = mfn              #: machine frame number
+        self.data = bytearray(PAGE_SIZE)
+
+    def __repr__(self):
+        return f"<Page dom{self.owner} gfn={self.gfn:#x} mfn={self.mfn:#x}>"
+
+
+class WatchEvent:
+    """A XenStore watch firing, as the watching domain receives it."""
+
+    __slots__ = ("path", "token")
+
+    def __init__(self, path, token):
+        self.path = path
+        self.token = token
+
+    def __iter__(self):
+        return iter((self.path, self.token))
+
+    def __repr__(self):
+        return f"WatchEvent({self.path!r}, {self.token!r})"
+
+
+class _Waiter:
+    """A blocked domain: the event it yielded and when that event is due."""
+
+    __slots__ = ("event", "ports", "start", "wake")
+
+    def __init__(self, event, ports, start):
+        self.event = event
+        self.ports = ports      # None: SCHEDOP_block; a set: SCHEDOP_poll
+        self.start = start      # the domain's clock when it blocked
+        self.wake = None        # scheduled wake time, or None (not yet known)
+
+
+class Domain:
+    """A Xen domain.
+
+    Created by :meth:`simxen.xen.hypervisor.Hypervisor.domain_create`; do not
+    instantiate directly.
+    """
+
+    def __init__(self, hv, domid, name, *, privileged=False, vcpus=1):
+        self.hv = hv
+        self.env = hv.env
+        self.domid = domid
+        self.name = name
+        self.privileged = privileged
+        self.vcpus = vcpus
+        self.alive = True
+        self.dying = False
+        #: the domain's own clock (seconds); see :attr:`now`.
+        self.cursor = hv.env.now
+        #: guest frame number -> :class:`Page`.
+        self.pages = {}
+        self._next_gfn = 0
+        self._samplers = {}
+        self._trace = hv.trace
+        # event channels: port number -> simxen.xen.event_channel.Port
+        self.ports = {}
+        self._inbox = []            # heap of (time, seq, Port)
+        self._pending = set()       # port numbers with the pending bit set
+        self._watch_inbox = []      # heap of (time, seq, WatchEvent)
+        self._watch_events = deque()
+        self._waiter = None
+
+    def __repr__(self):
+        return f"<Domain {self.domid} {self.name!r}>"
+
+    # -- time --------------------------------------------------------------
+
+    @property
+    def now(self):
+        """The domain's current time: ``max(env.now, cursor)``."""
+        c = self.cursor
+        n = self.env._now
+        return c if c > n else n
+
+    def sample(self, op):
+        """One draw of profile op ``op`` from this domain's own stream for it."""
+        sampler = self._samplers.get(op)
+        if sampler is None:
+            sampler = self._samplers[op] = self.hv.profile.sampler(
+                op, self.hv.streams.rng(f"xen/{self.name}/{op}"))
+        return sampler()
+
+    def charge(self, op, n=1):
+        """Charge ``n`` draws' worth of op ``op`` to the cursor; return the cost."""
+        sampler = self._samplers.get(op)
+        if sampler is None:
+            sampler = self._samplers[op] = self.hv.profile.sampler(
+                op, self.hv.streams.rng(f"xen/{self.name}/{op}"))
+        cost = sampler() * n
+        c = self.cursor
+        n_ = self.env._now
+        self.cursor = (c if c > n_ else n_) + cost
+        return cost
+
+    # -- memory ------------------------------------------------------------
+
+    def alloc_page(self):
+        """A fresh zeroed :class:`Page` of this domain."""
+        self._check_alive()
+        gfn = self._next_gfn
+        self._next_gfn += 1
+        page = self.pages[gfn] = Page(self.domid, gfn, self.hv._alloc_mfn())
+        return page
+
+    def page(self, gfn):
+        """The page at guest frame ``gfn`` (``XenError(-EINVAL)`` if none)."""
+        try:
+            return self.pages[gfn]
+        except KeyError:
+            raise XenError(-errno.EINVAL, f"dom{self.domid} has no gfn {gfn:#x}") from None
+
+    def page_read(self, view, offset, length, *, what=None, flow=None):
+        """Read ``length`` bytes at ``offset`` of a page or mapping, declared and costed."""
+        data = bytes(view.data[offset:offset + length])
+        self._access("page.read", view, offset, data, what, flow)
+        return data
+
+    def page_write(self, view, offset, data, *, what=None, flow=None):
+        """Write ``data`` at ``offset`` of a page or mapping, declared and costed."""
+        if getattr(view, "readonly", False):
+            raise PageFault(-errno.EFAULT, f"dom{self.domid} wrote to a read-only mapping of "
+                                           f"dom{view.domid} gref {view.gref}")
+        end = offset + len(data)
+        if offset < 0 or end > PAGE_SIZE:
+            raise PageFault(-errno.EFAULT, f"dom{self.domid} access [{offset}, {end}) "
+                                           f"outside a {PAGE_SIZE}-byte page")
+        view.data[offset:end] = data
+        self._access("page.write", view, offset, data, what, flow)
+
+    def _access(self, kind, view, offset, data, what, flow):
+        n = len(data)
+        self.charge("memcpy.per_byte", n)
+        trace = self._trace
+        on = trace._enabled.get(kind)
+        if on is None:
+            on = trace.enabled(kind)
+        if on:
+            fields = {"offset": offset, "length": n}
+            if n <= trace.small_access:
+                fields["data"] = data
+            gref = getattr(view, "gref", None)
+            if gref is not None:
+                fields["granter"] = view.domid
+                fields["gref"] = gref
+            else:
+                fields["gfn"] = view.gfn
+            if what is not None:
+                fields["what"] = what
+            if flow is not None:
+                fields["flow"] = flow
+            trace._rows.append((self.now, kind, self.domid, fields))
+
+    # -- blocking ----------------------------------------------------------
+
+    def block(self, timeout=None):
+        """``SCHEDOP_block``: an event that fires when there is something to do.
+
+        Something to do: an unmasked event-channel port is pending, or a
+        XenStore watch event is queued. ``timeout`` (seconds) bounds the
+        wait. The event fires no earlier than the domain's cursor.
+        """
+        return self._wait(None, timeout)
+
+    def poll(self, ports, timeout=None):
+        """``SCHEDOP_poll``: fire when one of ``ports`` is pending (mask ignored)."""
+        return self._wait(frozenset(ports), timeout)
+
+    def sleep(self, seconds):
+        """An event at ``now + seconds``."""
+        return self.env.timeout(self.now + seconds - self.env._now)
+
+    def elapse(self):
+        """An event at the domain's cursor: let the charged time pass."""
+        return self.env.timeout(self.now - self.env._now)
+
+    def _ready(self, ports):
+        pending = self._pending
+        if ports is None:
+            if self._watch_events:
+                return True
+            if pending:
+                table = self.ports
+                return any(not table[p].masked for p in pending)
+            return False
+        return not pending.isdisjoint(ports)
+
+    def _wait(self, ports, timeout):
+        self._sync()
+        env = self.env
+        start = self.now
+        if self._ready(ports):
+            return env.timeout(start - env._now)
+        event = Event(env)
+        waiter = self._waiter = _Waiter(event, ports, start)
+        wake = None
+        if timeout is not None:
+            wake = start + timeout
+        for t, _, port in self._inbox:
+            if (port.masked if ports is None else port.port not in ports):
+                continue
+            t = (t if t > start else start) + self.sample("evtchn.upcall")
+            if wake is None or t < wake:
+                wake = t
+        if ports is None and self._watch_inbox:
+            t = self._watch_inbox[0][0]
+            t = (t if t > start else start) + self.sample("evtchn.upcall")
+            if wake is None or t < wake:
+                wake = t
+        if wake is not None:
+            self._schedule(waiter, wake)
+        return event
+
+    def _schedule(self, waiter, wake):
+        env = self.env
+        event = waiter.event
+        if waiter.wake is not None:
+            # Already due later: SimPy cannot unschedule an event, so hand the
+            # waiting callbacks (the process's resume) to a new, earlier event
+            # and leave the old one to fire with nobody listening.
+            earlier = Event(env)
+            earlier.callbacks, event.callbacks = event.callbacks, []
+            waiter.event = event = earlier
+        event._ok = True
+        event._value = None
+        env.schedule(event, NORMAL, wake - env._now)
+        waiter.wake = wake
+
+    def _wake_candidate(self, t, port=None):
+        """Something arrives at ``t``: wake the blocked domain earlier if it cares."""
+        waiter = self._waiter
+        if waiter is None or waiter.event.callbacks is None:
+            return
+        if port is not None:
+            if (port.masked if waiter.ports is None else port.port not in waiter.ports):
+                return
+        elif waiter.ports is not None:
+            return
+        start = waiter.start
+        t = (t if t > start else start) + self.sample("evtchn.upcall")
+        if waiter.wake is None or t < waiter.wake:
+            self._schedule(waiter, t)
+
+    # -- what woke us ------------------------------------------------------
+
+    def _post(self, t, port):
+        """An event-channel notification for ``port`` becomes visible at ``t``."""
+        heapq.heappush(self._inbox, (t, self.hv._next_seq(), port))
+        self._wake_candidate(t, port)
+
+    def _post_watch(self, t, event):
+        heapq.heappush(self._watch_inbox, (t, self.hv._next_seq(), event))
+        self._wake_candidate(t)
+
+    def _sync(self):
+        """Deliver everything in the inbox that is due by the domain's clock."""
+        inbox = self._inbox
+        if inbox:
+            now = self.now
+            while inbox and inbox[0][0] <= now:
+                t, _, port = heapq.heappop(inbox)
+                self.hv.evtchn._deliver(self, t, port)
+        winbox = self._watch_inbox
+        if winbox:
+            now = self.now
+            while winbox and winbox[0][0] <= now:
+                t, _, event = heapq.heappop(winbox)
+                self._watch_events.append(event)
+                self._trace.emit("xs.watch_event", t, self.domid, path=event.path, token=event.token)
+
+    def evtchn_pending(self, port):
+        """Whether ``port``'s pending bit is set."""
+        self._sync()
+        return port in self._pending
+
+    def evtchn_clear(self, port):
+        """Test and clear ``port``'s pending bit (a handler's first step)."""
+        self._sync()
+        if port in self._pending:
+            self._pending.discard(port)
+            p = self.ports.get(port)
+            if p is not None:
+                p.pending = False
+            return True
+        return False
+
+    def evtchn_take_pending(self):
+        """Clear and return every pending, unmasked port, lowest first."""
+        self._sync()
+        if not self._pending:
+            return []
+        table = self.ports
+        ready = sorted(p for p in self._pending if not table[p].masked)
+        for p in ready:
+            self._pending.discard(p)
+            table[p].pending = False
+        return ready
+
+    def xs_read_watch(self):
+        """Pop the oldest queued :class:`WatchEvent`, or ``None``."""
+        self._sync()
+        return self._watch_events.popleft() if self._watch_events else None
+
+    def _check_alive(self):
+        if not self.alive:
+            raise XenError(-errno.ESRCH, f"dom{self.domid} ({self.name}) has been destroyed")

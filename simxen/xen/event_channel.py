@@ -1,0 +1,247 @@
+"""Event channels: Xen's virtual interrupts between domains.
+
+A channel joins two ports, one in each domain. The usual dance, as a
+frontend and its backend do it::
+
+    port = hv.evtchn.alloc_unbound(front, back.domid)          # front: UNBOUND, for back
+    # ... front publishes `port` in XenStore; back reads it ...
+    bport = hv.evtchn.bind_interdomain(back, front.domid, port) # both INTERDOMAIN
+    hv.evtchn.send(front, port)                                 # back's bport becomes pending
+
+Xen's quirks are kept: a send on a port that is still UNBOUND is silently
+dropped (returns normally); binding marks the new local port pending, so a
+notification sent before the bind is not lost; closing one end reverts the
+other to UNBOUND, reserved for the closer, so it can rebind. Pending bits
+coalesce: a second notification before the receiver clears the bit is
+merged into the first (traced with ``coalesced=True``). Errors are Xen's
+negative errno in :class:`~simxen.xen.errors.EvtchnError`.
+"""
+
+from simxen.protocols.event_channel import (
+    DOMID_SELF,
+    EVTCHN_2L_NR_CHANNELS,
+    EVTCHNSTAT_closed,
+    EVTCHNSTAT_interdomain,
+    EVTCHNSTAT_unbound,
+    STATE_NAMES,
+)
+from simxen.xen import errno
+from simxen.xen.errors import EvtchnError
+
+
+class Port:
+    """One allocated port of one domain."""
+
+    __slots__ = ("dom", "port", "state", "remote_dom", "remote_port", "pending", "masked")
+
+    def __init__(self, dom, port, remote_dom):
+        self.dom = dom                  #: owning Domain
+        self.port = port
+        self.state = EVTCHNSTAT_unbound
+        self.remote_dom = remote_dom    #: peer domid (reserved-for while unbound)
+        self.remote_port = None
+        self.pending = False
+        self.masked = False
+
+
+class EvtchnStatus:
+    """What ``EVTCHNOP_status`` reports about a port."""
+
+    __slots__ = ("port", "state", "remote_dom", "remote_port", "pending", "masked")
+
+    def __init__(self, port, state, remote_dom=None, remote_port=None, pending=False, masked=False):
+        self.port = port
+        self.state = state
+        self.remote_dom = remote_dom
+        self.remote_port = remote_port
+        self.pending = pending
+        self.masked = masked
+
+    @property
+    def state_name(self):
+        return STATE_NAMES[self.state]
+
+    def __repr__(self):
+        return (f"EvtchnStatus(port={self.port}, state={self.state_name}, "
+                f"remote_dom={self.remote_dom}, remote_port={self.remote_port}, "
+                f"pending={self.pending}, masked={self.masked})")
+
+
+class EventChannels:
+    """``HYPERVISOR_event_channel_op``: reached as ``hv.evtchn``."""
+
+    def __init__(self, hv, nr_channels=EVTCHN_2L_NR_CHANNELS):
+        self.hv = hv
+        self.nr_channels = nr_channels
+        self._trace = hv.trace
+
+    # -- helpers -----------------------------------------------------------
+
+    def _port(self, dom, port, op):
+        p = dom.ports.get(port)
+        if p is None:
+            raise EvtchnError(-errno.EINVAL, f"{op}: dom{dom.domid} port {port} is not allocated")
+        return p
+
+    def _new_port(self, dom, remote_dom):
+        for number in range(1, self.nr_channels):
+            if number not in dom.ports:
+                p = dom.ports[number] = Port(dom, number, remote_dom)
+                return p
+        raise EvtchnError(-errno.ENOSPC, f"dom{dom.domid} has no free event-channel port "
+                                         f"(limit {self.nr_channels})")
+
+    # -- operations --------------------------------------------------------
+
+    def alloc_unbound(self, caller, remote_dom, dom=DOMID_SELF):
+        """``EVTCHNOP_alloc_unbound``: a new UNBOUND port in ``dom`` for ``remote_dom``.
+
+        Returns the port number. Only a privileged caller may allocate in
+        another domain (``-EPERM``); an unknown domain is ``-ESRCH``; a
+        full port space ``-ENOSPC``.
+        """
+        caller._check_alive()
+        caller.charge("hypercall")
+        if dom == DOMID_SELF or dom == caller.domid:
+            target = caller
+        elif not caller.privileged:
+            raise EvtchnError(-errno.EPERM, f"dom{caller.domid} may only allocate with "
+                                            "dom = DOMID_SELF")
+        else:
+            target = self.hv._live(dom, EvtchnError, "alloc_unbound")
+        if remote_dom == DOMID_SELF:
+            remote_dom = target.domid
+        else:
+            self.hv._live(remote_dom, EvtchnError, "alloc_unbound remote_dom")
+        p = self._new_port(target, remote_dom)
+        self._trace.emit("evtchn.alloc_unbound", caller.cursor, caller.domid, domid=target.domid,
+                         port=p.port, remote_dom=remote_dom)
+        return p.port
+
+    def bind_interdomain(self, caller, remote_dom, remote_port):
+        """``EVTCHNOP_bind_interdomain``: connect to a port UNBOUND for the caller.
+
+        Returns the new local port, which is **marked pending** (Xen does,
+        so nothing sent before the bind is lost).
+        """
+        caller._check_alive()
+        caller.charge("hypercall")
+        if remote_dom == DOMID_SELF:
+            remote_dom = caller.domid
+        rdom = self.hv._live(remote_dom, EvtchnError, "bind_interdomain")
+        rp = rdom.ports.get(remote_port)
+        if rp is None or rp.state != EVTCHNSTAT_unbound or rp.remote_dom != caller.domid:
+            why = ("not allocated" if rp is None else
+                   f"{STATE_NAMES[rp.state]}" if rp.state != EVTCHNSTAT_unbound else
+                   f"reserved for dom{rp.remote_dom}")
+            raise EvtchnError(-errno.EINVAL, f"bind_interdomain: dom{remote_dom} port "
+                                             f"{remote_port} is {why}, not unbound for "
+                                             f"dom{caller.domid}")
+        lp = self._new_port(caller, remote_dom)
+        lp.state = rp.state = EVTCHNSTAT_interdomain
+        lp.remote_port = remote_port
+        rp.remote_port = lp.port
+        rp.remote_dom = caller.domid
+        t = caller.cursor
+        self._trace.emit("evtchn.bind", t, caller.domid, port=lp.port, remote_dom=remote_dom,
+                         remote_port=remote_port)
+        self._set_pending(caller, lp, t)
+        return lp.port
+
+    def send(self, caller, port):
+        """``EVTCHNOP_send``: notify the other end of ``port``.
+
+        INTERDOMAIN: the peer's port becomes pending at ``caller.now +
+        evtchn.notify``. UNBOUND: dropped silently, as Xen does. A port that
+        is not allocated: ``-EINVAL``.
+        """
+        p = caller.ports.get(port)
+        if p is None:
+            raise EvtchnError(-errno.EINVAL, f"send: dom{caller.domid} port {port} "
+                                             "is not allocated")
+        caller.charge("hypercall")
+        t = caller.cursor
+        if p.state == EVTCHNSTAT_interdomain:
+            peer = self.hv.domains[p.remote_dom]
+            rp = peer.ports[p.remote_port]
+            at = t + caller.sample("evtchn.notify")
+            self._trace.emit("evtchn.send", t, caller.domid, port=port, remote_dom=p.remote_dom,
+                             remote_port=p.remote_port)
+            peer._post(at, rp)
+        else:
+            self._trace.emit("evtchn.send", t, caller.domid, port=port, dropped="unbound")
+
+    def _deliver(self, dom, t, port):
+        """The notification for ``port`` reaches ``dom`` at ``t`` (from ``Domain._sync``)."""
+        if dom.ports.get(port.port) is not port or port.state != EVTCHNSTAT_interdomain:
+            self._trace.emit("evtchn.deliver", t, dom.domid, port=port.port, dropped="closed")
+            return
+        self._set_pending(dom, port, t, remote_dom=port.remote_dom, remote_port=port.remote_port)
+
+    def _set_pending(self, dom, port, t, **fields):
+        coalesced = port.pending
+        port.pending = True
+        dom._pending.add(port.port)
+        if coalesced:
+            fields["coalesced"] = True
+        if port.masked:
+            fields["masked"] = True
+        self._trace.emit("evtchn.deliver", t, dom.domid, port=port.port, **fields)
+
+    def close(self, caller, port):
+        """``EVTCHNOP_close``: free ``port``; an INTERDOMAIN peer reverts to UNBOUND."""
+        caller.charge("hypercall")
+        p = self._port(caller, port, "close")
+        self._close(caller, p)
+
+    def _close(self, dom, p):
+        if p.state == EVTCHNSTAT_interdomain:
+            peer = self.hv.domains.get(p.remote_dom)
+            if peer is not None:
+                rp = peer.ports.get(p.remote_port)
+                if rp is not None:
+                    rp.state = EVTCHNSTAT_unbound
+                    rp.remote_dom = dom.domid
+                    rp.remote_port = None
+        del dom.ports[p.port]
+        dom._pending.discard(p.port)
+        p.state = EVTCHNSTAT_closed
+        self._trace.emit("evtchn.close", dom.now, dom.domid, port=p.port)
+
+    def unmask(self, caller, port):
+        """``EVTCHNOP_unmask``: clear the mask; a pending port then wakes the domain."""
+        caller.charge("hypercall")
+        p = self._port(caller, port, "unmask")
+        p.masked = False
+        self._trace.emit("evtchn.unmask", caller.cursor, caller.domid, port=port,
+                         pending=p.pending)
+
+    def mask(self, caller, port):
+        """Set the mask bit (a write to shared_info, not a hypercall: free)."""
+        self._port(caller, port, "mask").masked = True
+
+    def status(self, caller, port, dom=DOMID_SELF):
+        """``EVTCHNOP_status``: an :class:`EvtchnStatus` for ``port`` of ``dom``.
+
+        A port that is not allocated reports ``EVTCHNSTAT_closed``. Only a
+        privileged caller may ask about another domain (``-EPERM``).
+        """
+        caller.charge("hypercall")
+        if dom == DOMID_SELF or dom == caller.domid:
+            target = caller
+        elif not caller.privileged:
+            raise EvtchnError(-errno.EPERM, f"dom{caller.domid} may only query DOMID_SELF")
+        else:
+            target = self.hv._live(dom, EvtchnError, "status")
+        if not 0 < port < self.nr_channels:
+            raise EvtchnError(-errno.EINVAL, f"status: port {port} out of range")
+        target._sync()
+        p = target.ports.get(port)
+        if p is None:
+            return EvtchnStatus(port, EVTCHNSTAT_closed)
+        return EvtchnStatus(port, p.state, p.remote_dom, p.remote_port, p.pending, p.masked)
+
+    def close_all(self, dom):
+        """Close every port of ``dom`` (domain destruction)."""
+        for p in sorted(dom.ports.values(), key=lambda p: p.port):
+            self._close(dom, p)

@@ -1,0 +1,139 @@
+"""The hypervisor: the one object that holds a simulated Xen host.
+
+::
+
+    hv = Hypervisor(seed=7)                 # dom0 exists already
+    guest = hv.domain_create("guest")
+    hv.env.process(some_generator(hv, guest))
+    hv.env.run()
+    hv.trace.to_jsonl(open("trace.jsonl", "w"))
+
+It owns the SimPy environment, the timing profile, the random streams, the
+trace, and the four families of operations: ``hv.gnttab``, ``hv.evtchn``,
+``hv.xs`` and ``hv.iomem``.
+"""
+
+import itertools
+
+import simpy
+
+from simxen.xen import errno
+from simxen.xen.domain import Domain
+from simxen.xen.errors import XenError
+from simxen.xen.event_channel import EventChannels
+from simxen.xen.grant_table import GrantTable, GrantTables
+from simxen.xen.iomem import Iomem
+from simxen.xen.profile import Profile
+from simxen.xen.streams import Streams
+from simxen.xen.trace import Trace
+from simxen.xen.xenstore import Node, XenStore
+
+#: first machine frame handed out for domain RAM (frames below are "firmware").
+FIRST_RAM_MFN = 0x1000
+
+
+class Hypervisor:
+    """A simulated Xen host.
+
+    ``profile`` is a :class:`Profile` or a name/path for
+    :meth:`Profile.load`; ``seed`` seeds :class:`Streams` (unless
+    ``streams`` is given); ``trace`` defaults to a fresh :class:`Trace`.
+    """
+
+    def __init__(self, env=None, *, profile="default", seed=0, trace=None, streams=None):
+        self.env = env if env is not None else simpy.Environment()
+        self.profile = profile if isinstance(profile, Profile) else Profile.load(profile)
+        self.streams = streams if streams is not None else Streams(seed)
+        self.trace = trace if trace is not None else Trace()
+        #: domid -> Domain, live and dying (zombie) domains.
+        self.domains = {}
+        self._next_domid = 0
+        self._mfns = itertools.count(FIRST_RAM_MFN)
+        self._seq = itertools.count()
+        self.gnttab = GrantTables(self)
+        self.evtchn = EventChannels(self)
+        self.xs = XenStore(self)
+        self.iomem = Iomem(self)
+        for path in ("/local", "/local/domain"):
+            self.xs.nodes[path] = Node("", ((0, "r"),))
+        self.xs.nodes["/"] = self.xs.nodes["/"].replace(children=("local",))
+        self.xs.nodes["/local"] = self.xs.nodes["/local"].replace(children=("domain",))
+        self.dom0 = self._create("Domain-0", privileged=True, vcpus=1)
+
+    def _next_seq(self):
+        return next(self._seq)
+
+    def _alloc_mfn(self):
+        return next(self._mfns)
+
+    def _live(self, domid, error, op):
+        dom = self.domains.get(domid)
+        if dom is None or not dom.alive:
+            raise error(-errno.ESRCH, f"{op}: no live domain {domid!r}")
+        return dom
+
+    # -- domains -----------------------------------------------------------
+
+    def domain_create(self, name, *, privileged=False, pages=0, iomem=(), vcpus=1):
+        """Build a domain (as the toolstack in dom0 does) and return it.
+
+        ``pages`` zeroed pages are allocated; ``iomem`` is a list of
+        ``(first_mfn, nr_mfns)`` ranges the domain alone may map.
+        """
+        if not isinstance(name, str) or not name:
+            raise XenError(-errno.EINVAL, f"domain name must be a non-empty string, not {name!r}")
+        if any(d.name == name and d.alive for d in self.domains.values()):
+            raise XenError(-errno.EEXIST, f"a domain called {name!r} exists")
+        self.dom0.charge("domain.create")
+        dom = self._create(name, privileged=privileged, vcpus=vcpus)
+        for _ in range(pages):
+            dom.alloc_page()
+        for first_mfn, nr_mfns in iomem:
+            self.iomem._grant(dom.domid, first_mfn, nr_mfns, True)
+        self.xs.fire_special(self.dom0, "@introduceDomain")
+        return dom
+
+    def _create(self, name, *, privileged, vcpus):
+        domid = self._next_domid
+        self._next_domid += 1
+        dom = Domain(self, domid, name, privileged=privileged, vcpus=vcpus)
+        dom.cursor = self.dom0.now if domid else self.env.now
+        dom.grant_table = GrantTable()
+        dom.maptrack = {}
+        dom._next_handle = 0
+        self.domains[domid] = dom
+        creator = self.dom0 if domid else dom
+        home = f"/local/domain/{domid}"
+        self.xs.write(creator, home, "")
+        self.xs.set_perms(creator, home, [f"n{domid}"])
+        self.xs.write(creator, f"{home}/name", name)
+        self.xs.write(creator, f"{home}/domid", str(domid))
+        self.trace.emit("domain.create", creator.now, creator.domid, domid=domid, name=name,
+                        privileged=bool(privileged))
+        return dom
+
+    def domain_destroy(self, domid):
+        """Destroy a domain and release what it holds (see ``docs/xen-api.rst``)."""
+        dom = self.domains.get(domid)
+        if dom is None or not dom.alive:
+            raise XenError(-errno.ESRCH, f"domain_destroy: no live domain {domid!r}")
+        if dom is self.dom0:
+            raise XenError(-errno.EINVAL, "dom0 cannot be destroyed")
+        self.dom0.charge("hypercall")
+        self.gnttab.release_domain(dom)
+        self.evtchn.close_all(dom)
+        self.xs.release_domain(dom)
+        self.iomem.release_domain(dom)
+        dom.alive = False
+        dom.dying = True
+        self.trace.emit("domain.destroy", self.dom0.now, 0, domid=domid, name=dom.name)
+        self.xs.rm(self.dom0, f"/local/domain/{domid}")
+        self.xs.fire_special(self.dom0, "@releaseDomain")
+        self._reap(dom)
+
+    def _reap(self, dom):
+        """Forget a dying domain once nobody maps its pages any more."""
+        if dom.dying and not self.gnttab.still_mapped(dom):
+            dom.dying = False
+            del self.domains[dom.domid]
+            self.trace.emit("domain.reaped", self.dom0.now, None, domid=dom.domid)

@@ -1,0 +1,419 @@
+"""XenStore: the hierarchical key-value store domains use to find each other.
+
+A tree of nodes, each with a string value, children, and xenstored's
+permissions. Every request is made by a domain and checked the way
+xenstored checks it; every request costs ``xenstore.op``; every change
+fires the watches registered at or above the changed node::
+
+    hv.xs.write(dom0, "/local/domain/1/device/vtpm/0/state", "1")
+    hv.xs.watch(back, "/local/domain/1/device/vtpm/0/state", "fe-state")
+    # ... back later: yield back.block(); back.xs_read_watch() -> WatchEvent
+
+Permissions are xenstored's strings: ``"b0"`` means owner dom0, nobody else
+may do anything; ``["w1", "r2"]`` means owner dom1 (others may write), dom2
+may read. The first entry names the owner (who may do everything) and the
+rights of domains not listed; letters are ``n`` none, ``r`` read, ``w``
+write, ``b`` both. A privileged domain (dom0) passes every check.
+
+Paths not starting with ``/`` are relative to the caller's home,
+``/local/domain/<domid>``. Errors are :class:`~simxen.xen.errors.XenStoreError`
+with the errno (``.code``) and its name on the wire (``.name``: ENOENT,
+EACCES, EINVAL, EEXIST, E2BIG, EAGAIN, ESRCH).
+
+Transactions work on a private copy of the tree. Ending one with
+``commit=True`` fails with ``EAGAIN`` if any node it read or wrote was
+changed meanwhile by someone else; the client redoes the whole transaction.
+"""
+
+import itertools
+import re
+
+from simxen.xen import errno
+from simxen.xen.domain import WatchEvent
+from simxen.xen.errors import XenStoreError
+
+#: largest value xenstored accepts (XENSTORE_PAYLOAD_MAX).
+PAYLOAD_MAX = 4096
+#: longest absolute path (XENSTORE_ABS_PATH_MAX).
+ABS_PATH_MAX = 3072
+_VALID = re.compile(r"^/$|^(/[A-Za-z0-9_@\-]+)+$")
+_SPECIAL = ("@introduceDomain", "@releaseDomain")
+_PERM = re.compile(r"^([nrwb])(\d+)$")
+
+
+class Node:
+    """A node; never changed in place (so transactions can compare by identity)."""
+
+    __slots__ = ("value", "perms", "children")
+
+    def __init__(self, value, perms, children=()):
+        self.value = value
+        self.perms = perms          # tuple of (domid, letter); [0] is the owner
+        self.children = children    # tuple of child names, creation order
+
+    def replace(self, **changes):
+        return Node(changes.get("value", self.value), changes.get("perms", self.perms),
+                    changes.get("children", self.children))
+
+
+class _Transaction:
+    __slots__ = ("id", "domid", "base", "nodes", "accessed", "written", "changes")
+
+    def __init__(self, tx_id, domid, nodes):
+        self.id = tx_id
+        self.domid = domid
+        self.base = dict(nodes)
+        self.nodes = dict(nodes)
+        self.accessed = set()
+        self.written = set()
+        self.changes = []
+
+
+class _Watch:
+    __slots__ = ("dom", "path", "abs", "token")
+
+    def __init__(self, dom, path, abs_path, token):
+        self.dom = dom
+        self.path = path
+        self.abs = abs_path
+        self.token = token
+
+
+def _parent(path):
+    cut = path.rfind("/")
+    return "/" if cut == 0 else path[:cut]
+
+
+def _under(path, top):
+    return path == top or top == "/" or path.startswith(top + "/")
+
+
+class XenStore:
+    """The store and its protocol (``XS_READ``, ``XS_WRITE``, ...): ``hv.xs``."""
+
+    def __init__(self, hv):
+        self.hv = hv
+        self._trace = hv.trace
+        self.nodes = {"/": Node("", ((0, "n"),))}
+        self._watches = []
+        self._tx = {}
+        self._tx_ids = itertools.count(1)
+
+    # -- paths and permissions ---------------------------------------------
+
+    def _abs(self, caller, path):
+        if not isinstance(path, str) or not path:
+            raise XenStoreError(-errno.EINVAL, f"bad path {path!r}")
+        if not path.startswith("/"):
+            path = f"/local/domain/{caller.domid}/{path}"
+        if len(path) > ABS_PATH_MAX or not _VALID.match(path):
+            raise XenStoreError(-errno.EINVAL, f"bad path {path!r}")
+        return path
+
+    @staticmethod
+    def _perm(caller, node):
+        if caller.privileged:
+            return "b"
+        perms = node.perms
+        if perms[0][0] == caller.domid:
+            return "b"
+        for domid, letter in perms[1:]:
+            if domid == caller.domid:
+                return letter
+        return perms[0][1]
+
+    def _can(self, caller, node, want):
+        letter = self._perm(caller, node)
+        return letter == "b" or letter == want
+
+    def _view(self, caller, tx):
+        if tx is None:
+            return self.nodes, None
+        t = self._tx.get(tx)
+        if t is None or t.domid != caller.domid:
+            raise XenStoreError(-errno.ESRCH, f"dom{caller.domid} has no transaction {tx!r}")
+        return t.nodes, t
+
+    def _get(self, caller, nodes, t, path, want):
+        if t is not None:
+            t.accessed.add(path)
+        node = nodes.get(path)
+        if node is None:
+            raise XenStoreError(-errno.ENOENT, f"{path} does not exist")
+        if not self._can(caller, node, want):
+            raise XenStoreError(-errno.EACCES, f"dom{caller.domid} may not "
+                                               f"{'read' if want == 'r' else 'write'} {path}")
+        return node
+
+    def _op(self, caller, op, path, tx, **fields):
+        caller._check_alive()
+        caller.charge("xenstore.op")
+        self._trace.emit(f"xs.{op}", caller.cursor, caller.domid, path=path, tx=tx, **fields)
+
+    # -- requests ----------------------------------------------------------
+
+    def read(self, caller, path, tx=None):
+        """``XS_READ``: the value of ``path``."""
+        path = self._abs(caller, path)
+        self._op(caller, "read", path, tx)
+        nodes, t = self._view(caller, tx)
+        return self._get(caller, nodes, t, path, "r").value
+
+    def exists(self, caller, path, tx=None):
+        """Whether ``path`` exists and the caller may read it."""
+        try:
+            self.read(caller, path, tx)
+        except XenStoreError as err:
+            if err.code in (-errno.ENOENT, -errno.EACCES):
+                return False
+            raise
+        return True
+
+    def directory(self, caller, path, tx=None):
+        """``XS_DIRECTORY``: the names of ``path``'s children, in creation order."""
+        path = self._abs(caller, path)
+        self._op(caller, "directory", path, tx)
+        nodes, t = self._view(caller, tx)
+        return list(self._get(caller, nodes, t, path, "r").children)
+
+    def get_perms(self, caller, path, tx=None):
+        """``XS_GET_PERMS``: the permission strings of ``path`` (owner first)."""
+        path = self._abs(caller, path)
+        self._op(caller, "get_perms", path, tx)
+        nodes, t = self._view(caller, tx)
+        return [f"{letter}{domid}" for domid, letter in self._get(caller, nodes, t, path, "r").perms]
+
+    def write(self, caller, path, value, tx=None):
+        """``XS_WRITE``: set ``path`` to ``value``, creating it (and parents) if needed."""
+        path = self._abs(caller, path)
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "surrogateescape")
+        if not isinstance(value, str):
+            raise XenStoreError(-errno.EINVAL, f"value for {path} must be str, not "
+                                               f"{type(value).__name__}")
+        if len(value.encode("utf-8", "surrogateescape")) > PAYLOAD_MAX:
+            raise XenStoreError(-errno.E2BIG, f"value for {path} is over {PAYLOAD_MAX} bytes")
+        self._op(caller, "write", path, tx, value=value)
+        self._set(caller, path, value, tx)
+
+    def mkdir(self, caller, path, tx=None):
+        """``XS_MKDIR``: create ``path`` with an empty value if it does not exist."""
+        path = self._abs(caller, path)
+        self._op(caller, "mkdir", path, tx)
+        nodes, t = self._view(caller, tx)
+        if t is not None:
+            t.accessed.add(path)
+        if path in nodes:
+            self._get(caller, nodes, t, path, "w")
+            return
+        self._set(caller, path, None, tx)
+
+    def _set(self, caller, path, value, tx):
+        nodes, t = self._view(caller, tx)
+        if t is not None:
+            t.accessed.add(path)
+        node = nodes.get(path)
+        if node is not None:
+            if not self._can(caller, node, "w"):
+                raise XenStoreError(-errno.EACCES, f"dom{caller.domid} may not write {path}")
+            if value is not None:
+                self._put(nodes, t, path, node.replace(value=value))
+            self._changed(caller, t, path, node)
+            return
+        # Create: the nearest existing ancestor must be writable.
+        missing = [path]
+        parent = _parent(path)
+        while parent not in nodes:
+            missing.append(parent)
+            parent = _parent(parent)
+        if t is not None:
+            t.accessed.add(parent)
+        anchor = nodes[parent]
+        if not self._can(caller, anchor, "w"):
+            raise XenStoreError(-errno.EACCES, f"dom{caller.domid} may not create {path} "
+                                               f"(no write permission on {parent})")
+        perms = ((caller.domid, anchor.perms[0][1]),) + anchor.perms[1:]
+        for new in reversed(missing):
+            pnode = nodes[parent]
+            self._put(nodes, t, parent,
+                      pnode.replace(children=pnode.children + (new[len(parent):].lstrip("/"),)))
+            created = Node(value if new == path and value is not None else "", perms)
+            self._put(nodes, t, new, created)
+            self._changed(caller, t, new, created)
+            parent = new
+
+    def _put(self, nodes, t, path, node):
+        nodes[path] = node
+        if t is not None:
+            t.accessed.add(path)
+            t.written.add(path)
+
+    def rm(self, caller, path, tx=None):
+        """``XS_RM``: remove ``path`` and everything under it.
+
+        Removing a node that does not exist succeeds if its parent exists
+        (xenstored does this), else ``ENOENT``.
+        """
+        path = self._abs(caller, path)
+        self._op(caller, "rm", path, tx)
+        if path == "/":
+            raise XenStoreError(-errno.EINVAL, "cannot remove /")
+        nodes, t = self._view(caller, tx)
+        if t is not None:
+            t.accessed.add(path)
+        node = nodes.get(path)
+        if node is None:
+            parent = _parent(path)
+            if t is not None:
+                t.accessed.add(parent)
+            if parent in nodes:
+                return
+            raise XenStoreError(-errno.ENOENT, f"{path} does not exist")
+        if not self._can(caller, node, "w"):
+            raise XenStoreError(-errno.EACCES, f"dom{caller.domid} may not remove {path}")
+        self._remove(caller, nodes, t, path)
+
+    def _remove(self, caller, nodes, t, path):
+        parent = _parent(path)
+        pnode = nodes[parent]
+        name = path[len(parent):].lstrip("/")
+        self._put(nodes, t, parent,
+                  pnode.replace(children=tuple(c for c in pnode.children if c != name)))
+        stack = [path]
+        removed = []
+        while stack:
+            p = stack.pop()
+            node = nodes.pop(p)
+            if t is not None:
+                t.accessed.add(p)
+                t.written.add(p)
+            removed.append((p, node))
+            stack.extend(f"{p}/{c}" for c in reversed(node.children))
+        self._changed(caller, t, path, removed[0][1], removed=[p for p, _ in removed])
+
+    def set_perms(self, caller, path, perms, tx=None):
+        """``XS_SET_PERMS``: only the owner (or a privileged domain) may."""
+        path = self._abs(caller, path)
+        if isinstance(perms, str):
+            perms = [perms]
+        parsed = []
+        for item in perms:
+            m = _PERM.match(item) if isinstance(item, str) else None
+            if m is None:
+                raise XenStoreError(-errno.EINVAL, f"bad permission {item!r} (expected e.g. 'r1')")
+            parsed.append((int(m.group(2)), m.group(1)))
+        if not parsed:
+            raise XenStoreError(-errno.EINVAL, "empty permission list")
+        self._op(caller, "set_perms", path, tx, perms=list(perms))
+        nodes, t = self._view(caller, tx)
+        node = self._get(caller, nodes, t, path, "w")
+        if not caller.privileged and node.perms[0][0] != caller.domid:
+            raise XenStoreError(-errno.EACCES, f"dom{caller.domid} does not own {path}")
+        self._put(nodes, t, path, node.replace(perms=tuple(parsed)))
+        self._changed(caller, t, path, node)
+
+    # -- transactions ------------------------------------------------------
+
+    def transaction_start(self, caller):
+        """``XS_TRANSACTION_START``: a transaction id for the ``tx=`` argument."""
+        caller._check_alive()
+        caller.charge("xenstore.op")
+        tx = next(self._tx_ids)
+        self._tx[tx] = _Transaction(tx, caller.domid, self.nodes)
+        self._trace.emit("xs.transaction_start", caller.cursor, caller.domid, tx=tx)
+        return tx
+
+    def transaction_end(self, caller, tx, commit=True):
+        """``XS_TRANSACTION_END``: apply (``commit``) or drop the transaction.
+
+        ``EAGAIN`` if a node it touched changed meanwhile: redo it all.
+        """
+        _, t = self._view(caller, tx)
+        caller.charge("xenstore.op")
+        del self._tx[tx]
+        conflict = commit and any(self.nodes.get(p) is not t.base.get(p) for p in t.accessed)
+        self._trace.emit("xs.transaction_end", caller.cursor, caller.domid, tx=tx,
+                         commit=bool(commit), conflict=conflict)
+        if conflict:
+            raise XenStoreError(-errno.EAGAIN, f"transaction {tx} conflicts with a concurrent change")
+        if not commit:
+            return
+        for p in sorted(t.written):
+            if p in t.nodes:
+                self.nodes[p] = t.nodes[p]
+            else:
+                self.nodes.pop(p, None)
+        for path, node, removed in t.changes:
+            self._fire(caller, path, node, removed)
+
+    # -- watches -----------------------------------------------------------
+
+    def watch(self, caller, path, token):
+        """``XS_WATCH``: be told of changes at or below ``path``; fires once now."""
+        caller._check_alive()
+        abs_path = path if path in _SPECIAL else self._abs(caller, path)
+        self._op(caller, "watch", abs_path, None, token=token)
+        for w in self._watches:
+            if w.dom is caller and w.path == path and w.token == token:
+                raise XenStoreError(-errno.EEXIST, f"dom{caller.domid} already watches "
+                                                   f"{path} with token {token!r}")
+        self._watches.append(_Watch(caller, path, abs_path, token))
+        self._queue(caller, caller, path, token)
+
+    def unwatch(self, caller, path, token):
+        """``XS_UNWATCH``: stop a watch (``ENOENT`` if there is none)."""
+        caller._check_alive()
+        self._op(caller, "unwatch", path, None, token=token)
+        for i, w in enumerate(self._watches):
+            if w.dom is caller and w.path == path and w.token == token:
+                del self._watches[i]
+                return
+        raise XenStoreError(-errno.ENOENT, f"dom{caller.domid} has no watch on {path} "
+                                           f"with token {token!r}")
+
+    def _changed(self, caller, t, path, node, removed=None):
+        if t is not None:
+            t.changes.append((path, node, removed))
+        else:
+            self._fire(caller, path, node, removed)
+
+    def _fire(self, caller, path, node, removed=None):
+        for w in list(self._watches):
+            if w.abs in _SPECIAL:
+                continue
+            if _under(path, w.abs):
+                hit = path
+            elif removed is not None and _under(w.abs, path):
+                hit = w.abs
+            else:
+                continue
+            if not w.dom.alive or not self._can(w.dom, node, "r"):
+                continue
+            self._queue(caller, w.dom, self._relative(w, hit), w.token)
+
+    def fire_special(self, caller, name):
+        """Fire ``@introduceDomain`` / ``@releaseDomain`` watches."""
+        for w in list(self._watches):
+            if w.path == name and w.dom.alive:
+                self._queue(caller, w.dom, name, w.token)
+
+    @staticmethod
+    def _relative(w, hit):
+        if w.path.startswith("/") or w.path in _SPECIAL:
+            return hit
+        home = f"/local/domain/{w.dom.domid}/"
+        return hit[len(home):] if hit.startswith(home) else hit
+
+    def _queue(self, caller, dom, path, token):
+        t = caller.now + dom.sample("xenstore.watch")
+        self._trace.emit("xs.watch_fire", caller.now, caller.domid, watcher=dom.domid, path=path,
+                         token=token, at=t)
+        dom._post_watch(t, WatchEvent(path, token))
+
+    # -- domains -----------------------------------------------------------
+
+    def release_domain(self, dom):
+        """Forget ``dom``'s watches and transactions (domain destruction)."""
+        self._watches = [w for w in self._watches if w.dom is not dom]
+        for tx in [tx for tx, t in self._tx.items() if t.domid == dom.domid]:
+            del self._tx[tx]
