@@ -1,0 +1,53 @@
+"""Run a scenario file and print its report.
+
+The report tells what happened, gives the figures (latencies in simulated
+time, operation counts) and checks every ``[[expect]]`` of the file.  Exit
+status: 0 when every expectation held, 1 when one failed, 2 when the file is
+wrong.  On a terminal a progress line shows simulated time; piped output
+stays quiet.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from simxen.errors import ExpectationFailed, InputError
+from simxen.scenario import runner, scenario_file
+
+
+def add_arguments(parser):
+    parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (.toml)")
+    parser.add_argument("--seed", type=int, help="seed of every random stream "
+                        "(default: the file's scenario.seed)")
+    parser.add_argument("--until", type=float, metavar="SECONDS",
+                        help="stop at this simulated time (default: the file's scenario.until)")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write every trace record as JSON Lines to FILE")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="never show the progress line, even on a terminal")
+
+
+def main(args) -> int:
+    sc = scenario_file.load(args.scenario)
+    if args.seed is not None and args.seed < 0:
+        raise InputError(f"--seed: expected an integer >= 0, found {args.seed}")
+    if args.until is not None and args.until <= 0:
+        raise InputError(f"--until: expected a positive number of seconds, found {args.until}")
+    trace_path = Path(args.trace) if args.trace else None
+    if trace_path is not None and not trace_path.parent.exists():
+        raise InputError("folder does not exist", path=trace_path.parent)
+    show = sys.stderr.isatty() and not args.no_progress
+    result = runner.run(sc, seed=args.seed, until=args.until,
+                        progress=runner.TerminalProgress(sys.stderr) if show else None)
+    if trace_path is not None:
+        with open(trace_path, "w", encoding="utf-8") as fp:
+            result.trace.write_jsonl(fp)
+    if args.json:
+        print(json.dumps(result.report.as_dict(), indent=2, default=str))
+    else:
+        sys.stdout.write(result.report.render())
+    if not result.report.passed:
+        raise ExpectationFailed(f"{sum(not o.passed for o in result.report.outcomes)} "
+                                f"expectation(s) failed")
+    return 0

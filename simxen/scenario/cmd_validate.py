@@ -1,0 +1,29 @@
+"""Check a scenario file without running it.
+
+Prints ``SCENARIO: ok (<name>)`` and exits 0, or prints one line naming the
+file, the key and what was expected, and exits 2.  With ``--keys`` it prints
+the reference of every key a scenario file may hold.
+"""
+
+from simxen.errors import InputError
+from simxen.scenario import scenario_file
+
+
+def add_arguments(parser):
+    parser.add_argument("scenario", nargs="?", metavar="SCENARIO", help="scenario file (.toml)")
+    parser.add_argument("--keys", action="store_true",
+                        help="print every key a scenario file may hold, with types and defaults")
+
+
+def main(args) -> int:
+    if args.keys:
+        print(scenario_file.reference())
+        if args.scenario is None:
+            return 0
+    if args.scenario is None:
+        raise InputError("missing SCENARIO (a .toml file); see `simxen validate --help`")
+    sc = scenario_file.load(args.scenario)
+    kinds = ", ".join(w["type"] for w in sc.data["workload"])
+    print(f"{args.scenario}: ok ({sc.name}: {len(sc.data['domain'])} domain(s), "
+          f"workload {kinds}, {len(sc.data['expect'])} expectation(s))")
+    return 0

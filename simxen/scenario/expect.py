@@ -1,0 +1,113 @@
+"""Expectations: what a scenario says must hold when it ends.
+
+A scenario lists ``[[expect]]`` tables. Each names a *metric* — a dotted path
+into the run's results, such as ``pingpong.requests_completed`` or
+``attest.verdict`` — and one comparison::
+
+    [[expect]]
+    metric = "pingpong.latency_us.p99"
+    below = 500.0
+
+``simxen run`` checks every expectation after the run, prints each with its
+outcome, and exits with status 1 when any fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simxen.scenario.schema import Field, Table
+
+#: comparison key -> (test, words for the report)
+OPERATORS = {
+    "equals": (lambda found, want: found == want, "equals"),
+    "not_equals": (lambda found, want: found != want, "differs from"),
+    "below": (lambda found, want: found < want, "is below"),
+    "above": (lambda found, want: found > want, "is above"),
+    "at_most": (lambda found, want: found <= want, "is at most"),
+    "at_least": (lambda found, want: found >= want, "is at least"),
+    "contains": (lambda found, want: want in found, "contains"),
+    "not_contains": (lambda found, want: want not in found, "does not contain"),
+}
+
+
+EXPECT = Table("expect", "a condition that must hold after the run", [
+    Field("metric", str, "dotted path of a result, e.g. 'pingpong.requests_completed'"),
+    Field("why", str, "one line telling the reader why this must hold", default=""),
+] + [Field(op, (int, float, str, bool), f"the metric {words} this value", default=None)
+     for op, (_, words) in OPERATORS.items()])
+
+
+@dataclass
+class Outcome:
+    """The result of checking one expectation."""
+
+    metric: str
+    operator: str
+    wanted: object
+    found: object
+    passed: bool
+    why: str = ""
+
+    def line(self) -> str:
+        mark = "PASS" if self.passed else "FAIL"
+        words = OPERATORS[self.operator][1]
+        text = f"{mark}  {self.metric} {words} {self.wanted!r} (found {_fmt(self.found)})"
+        if self.why:
+            text += f" — {self.why}"
+        return text
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return repr(value)
+
+
+_ABSENT = object()
+
+
+def lookup(results: dict, metric: str):
+    """Follow a dotted path through nested dicts; :data:`_ABSENT` if missing."""
+    node = results
+    for part in metric.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return _ABSENT
+    return node
+
+
+def operator_of(expect: dict) -> str | None:
+    """The one comparison key an ``[[expect]]`` table sets (validated later)."""
+    ops = [op for op in OPERATORS if expect.get(op) is not None]
+    return ops[0] if len(ops) == 1 else None
+
+
+def check_shape(expects: list, path) -> None:
+    """Every ``[[expect]]`` must set exactly one comparison."""
+    from simxen.errors import InputError
+    for i, e in enumerate(expects):
+        ops = [op for op in OPERATORS if e.get(op) is not None]
+        if len(ops) != 1:
+            raise InputError("expected exactly one comparison key (one of "
+                             + ", ".join(OPERATORS) + f"), found {len(ops)}",
+                             path=path, key=f"expect[{i}]")
+
+
+def evaluate(expects: list, results: dict) -> list[Outcome]:
+    """Check each expectation against *results*."""
+    outcomes = []
+    for e in expects:
+        op = operator_of(e)
+        wanted = e[op]
+        found = lookup(results, e["metric"])
+        if found is _ABSENT:
+            outcomes.append(Outcome(e["metric"], op, wanted, "<no such result>", False, e["why"]))
+            continue
+        try:
+            passed = bool(OPERATORS[op][0](found, wanted))
+        except TypeError:
+            passed = False
+        outcomes.append(Outcome(e["metric"], op, wanted, found, passed, e["why"]))
+    return outcomes

@@ -1,0 +1,129 @@
+"""Reading a scenario file: TOML in, a validated :class:`Scenario` out.
+
+A scenario file has these tables (``simxen validate --keys`` prints every
+key with its type and default)::
+
+    [scenario]        name, description, seed, until, profile
+    [profile]         overrides of the timing profile, by operation name
+    [[domain]]        the domains the scenario starts itself
+    [[workload]]      what the domains do (one table per workload, by type)
+    [[expect]]        what must hold at the end; `simxen run` exits 1 otherwise
+
+Paths inside a scenario (a profile file, an image) are relative to the
+scenario file's own folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from simxen.errors import InputError
+from simxen.scenario import expect, workloads
+from simxen.scenario.schema import Field, Table, TableArray
+
+SCENARIO = Table("scenario", "what this scenario is", [
+    Field("name", str, "short name, shown in the report title"),
+    Field("description", str, "what the scenario shows, in a few sentences", default=""),
+    Field("seed", int, "seed of every random stream (overridden by --seed)", default=1, minimum=0),
+    Field("until", float, "stop the simulation at this simulated time, in seconds "
+          "(overridden by --until)", default=3600.0, minimum=0),
+    Field("profile", str, "timing profile: a name shipped with simxen ('default') or a path "
+          "to a TOML file, relative to the scenario", default="default"),
+], required=True)
+
+DOMAIN = Table("domain", "a domain the scenario creates directly (no toolstack)", [
+    Field("name", str, "domain name; workloads refer to domains by it"),
+    Field("memory", int, "memory in MiB", default=16, minimum=1),
+    Field("vcpus", int, "number of virtual CPUs", default=1, minimum=1),
+])
+
+
+def top_schema() -> Table:
+    return Table("", "a simxen scenario file", [
+        SCENARIO,
+        Field("profile", dict, "timing-profile overrides: operation name -> distribution table "
+              "(see docs/profiles.rst)", default={}),
+        TableArray("domain", "a domain created at time 0", table=DOMAIN),
+        TableArray("workload", "what the domains do", variants=workloads.schemas(),
+                   minimum=1),
+        TableArray("expect", "a condition checked after the run", table=expect.EXPECT),
+    ])
+
+
+@dataclass
+class Scenario:
+    """A validated scenario file."""
+
+    path: Path
+    data: dict
+
+    @property
+    def name(self) -> str:
+        return self.data["scenario"]["name"]
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        """A path written in the file, relative to the file's folder."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.folder / p
+
+
+def load(path) -> Scenario:
+    """Read and validate *path*; raise :class:`InputError` naming the file and key."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, expected a scenario file (.toml)", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", path=path) from None
+    data = top_schema().validate(raw, path, prefix="")
+    expect.check_shape(data["expect"], path)
+    _check_references(data, path)
+    return Scenario(path, data)
+
+
+def _check_references(data, path):
+    """Workloads and expectations must name things that exist."""
+    names = [d["name"] for d in data["domain"]]
+    seen = set()
+    for i, d in enumerate(data["domain"]):
+        if d["name"] in seen:
+            raise InputError(f"domain name {d['name']!r} is used twice", path=path,
+                             key=f"domain[{i}].name")
+        seen.add(d["name"])
+    wl_names = set()
+    for i, w in enumerate(data["workload"]):
+        if w["name"] in wl_names:
+            raise InputError(f"workload name {w['name']!r} is used twice; give each a distinct "
+                             "'name'", path=path, key=f"workload[{i}].name")
+        wl_names.add(w["name"])
+        for key in getattr(workloads.module(w["type"]), "DOMAIN_KEYS", ()):
+            if w[key] not in names:
+                raise InputError(f"no [[domain]] is named {w[key]!r} (domains: "
+                                 f"{', '.join(map(repr, names)) or 'none'})",
+                                 path=path, key=f"workload[{i}].{key}")
+    for i, e in enumerate(data["expect"]):
+        head = e["metric"].split(".", 1)[0]
+        if head not in wl_names:
+            raise InputError(f"metric must start with a workload name (one of "
+                             f"{', '.join(map(repr, sorted(wl_names)))}), found {head!r}",
+                             path=path, key=f"expect[{i}].metric")
+
+
+def reference() -> str:
+    """Every key of a scenario file, one line each (for --keys and the docs)."""
+    return "\n".join(top_schema().reference(prefix=""))

@@ -1,0 +1,92 @@
+"""`simxen validate`: a bad scenario file gets one line naming the file, the
+key and what was expected, and exit status 2 — never a traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simxen.errors import InputError
+from simxen.scenario import scenario_file
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = ROOT / "scenarios" / "ring-pingpong.toml"
+
+
+def simxen(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "simxen.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def write(tmp_path, text, name="s.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def mutate(old, new):
+    text = GOOD.read_text()
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def test_shipped_scenario_validates():
+    r = simxen("validate", str(GOOD))
+    assert r.returncode == 0, r.stderr
+    assert "ok (ring-pingpong" in r.stdout
+
+
+@pytest.mark.parametrize("old,new,key,expected", [
+    ("requests = 2000", "requsts = 2000", "workload[0].requsts", "did you mean 'requests'"),
+    ("requests = 2000", 'requests = "many"', "workload[0].requests", "expected an integer"),
+    ("requests = 2000", "requests = 0", "workload[0].requests", ">= 1"),
+    ("seed = 1", "seed = 1.5", "scenario.seed", "expected an integer"),
+    ('type = "ring-pingpong"', 'type = "ring-pongping"', "workload[0].type", "unknown type"),
+    ('frontend = "frontend"\n', 'frontend = "nobody"\n', "workload[0].frontend",
+     "no [[domain]] is named 'nobody'"),
+    ('metric = "pingpong.requests_completed"', 'metric = "pinpong.requests_completed"',
+     "expect[0].metric", "must start with a workload name"),
+    ("equals = 2000", "equals = 2000\nbelow = 3", "expect[0]", "exactly one comparison"),
+    ('name = "ring-pingpong"', 'nam = "ring-pingpong"', "scenario.nam", "unknown key"),
+])
+def test_bad_key_is_one_line_exit_2(tmp_path, old, new, key, expected):
+    p = write(tmp_path, mutate(old, new))
+    r = simxen("validate", str(p))
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(p) in lines[0] and key in lines[0] and expected in lines[0], lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_file(tmp_path):
+    r = simxen("validate", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"simxen validate: {tmp_path / 'nope.toml'}: no such file"
+
+
+def test_not_toml(tmp_path):
+    p = write(tmp_path, "[scenario\nname=1")
+    r = simxen("validate", str(p))
+    assert r.returncode == 2 and "not valid TOML" in r.stderr and str(p) in r.stderr
+
+
+def test_missing_required_key(tmp_path):
+    p = write(tmp_path, mutate('backend = "backend"\n', ""))
+    with pytest.raises(InputError, match=r"workload\[0\]\.backend: missing required key"):
+        scenario_file.load(p)
+
+
+def test_run_on_bad_file_is_exit_2(tmp_path):
+    p = write(tmp_path, mutate("requests = 2000", "requests = -4"))
+    r = simxen("run", str(p))
+    assert r.returncode == 2 and "workload[0].requests" in r.stderr
+
+
+def test_keys_reference_lists_every_workload_key():
+    r = simxen("validate", "--keys")
+    assert r.returncode == 0
+    for key in ("scenario.seed", "scenario.until", "workload.requests", "expect.metric"):
+        assert key in r.stdout
