@@ -46,6 +46,10 @@ bytes through the FIFO, the way a driver's ``ioread8``/``iowrite8`` loop on
 the one FIFO address does (so a burst is one call). Any other access is
 decoded byte by byte against the register map.
 
+STS always reports selfTestDone and the TPM 2.0 family (the engine behind
+the device has no self-test phase); ACCESS always reports tpmEstablishment = 1
+(no dynamic launch happened).
+
 Only ``ValueError`` for an access outside the window (an address the
 platform would not route to the TPM at all) is raised.
 """
@@ -69,10 +73,9 @@ TIS_COMPLETION = "completion"
 DEFAULT_DID_VID = 0x00011014
 DEFAULT_RID = 0x01
 
-_REGISTER_AT = {}
-for _name, (_off, _width) in reg.TIS_REGISTERS.items():
-    for _i in range(_width):
-        _REGISTER_AT[_off + _i] = (_name, _i)
+#: ``offset in a locality page -> (register name, byte index in it)``.
+_REGISTER_AT = {off + i: (name, i)
+                for name, (off, width) in reg.TIS_REGISTERS.items() for i in range(width)}
 
 
 class TisDevice:

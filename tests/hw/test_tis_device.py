@@ -251,3 +251,12 @@ def test_random_register_traffic_never_raises(ops):
         assert len(dev.mmio_read(off, len(data))) == len(data)
         if dev.command_started:
             dev.complete()
+
+
+def test_burst_count_bytes_read_alone_like_mini_os():
+    dev = TisDevice(echo_tpm([]), burst_count=0x1234)
+    request_locality(dev, 2)
+    wr(dev, 2, reg.TPM_STS, [reg.TPM_STS_COMMAND_READY])
+    assert rd(dev, 2, reg.TPM_STS_BURST_COUNT, 2) == bytes([0x00, 0x10])  # min(burst, 4096) = 0x1000
+    assert rd(dev, 2, reg.TPM_STS_BURST_COUNT, 1) == b"\x00"
+    assert rd(dev, 2, reg.TPM_STS)[0] & reg.TPM_STS_COMMAND_READY
