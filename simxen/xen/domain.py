@@ -22,10 +22,8 @@ when it next looks (``block``, ``poll``, ``evtchn_pending``,
 """
 
 import heapq
-from collections import deque
-
 from simpy.core import NORMAL
-from simpy.events import Event
+from simpy.events import Event, Process
 
 from simxen.xen import errno
 from simxen.xen.errors import PageFault, XenError
@@ -66,15 +64,31 @@ class WatchEvent:
 
 
 class _Waiter:
-    """A blocked domain: the event it yielded and when that event is due."""
+    """A blocked process of a domain: the event it yielded and when that is due.
 
-    __slots__ = ("event", "ports", "start", "wake")
+    ``ports`` is ``None`` for ``SCHEDOP_block`` (any unmasked port) or a
+    frozenset for ``SCHEDOP_poll``; ``token`` is set when the process waits
+    for one XenStore watch only (``ports`` is then empty).
+    """
 
-    def __init__(self, event, ports, start):
+    __slots__ = ("event", "ports", "token", "start", "wake")
+
+    def __init__(self, event, ports, token, start):
         self.event = event
-        self.ports = ports      # None: SCHEDOP_block; a set: SCHEDOP_poll
-        self.start = start      # the domain's clock when it blocked
-        self.wake = None        # scheduled wake time, or None (not yet known)
+        self.ports = ports
+        self.token = token
+        self.start = start
+        self.wake = None
+
+    def wants_port(self, port):
+        if self.ports is None:
+            return not port.masked
+        return port.port in self.ports
+
+    def wants_watch(self, event):
+        if self.token is not None:
+            return event.token == self.token
+        return self.ports is None
 
 
 class Domain:
@@ -99,14 +113,15 @@ class Domain:
         self.pages = {}
         self._next_gfn = 0
         self._samplers = {}
+        self._memcpy = None
         self._trace = hv.trace
         # event channels: port number -> simxen.xen.event_channel.Port
         self.ports = {}
         self._inbox = []            # heap of (time, seq, Port)
         self._pending = set()       # port numbers with the pending bit set
         self._watch_inbox = []      # heap of (time, seq, WatchEvent)
-        self._watch_events = deque()
-        self._waiter = None
+        self._watch_events = []
+        self._waiters = []
 
     def __repr__(self):
         return f"<Domain {self.domid} {self.name!r}>"
@@ -164,39 +179,49 @@ class Domain:
         return data
 
     def page_write(self, view, offset, data, *, what=None, flow=None):
-        """Write ``data`` at ``offset`` of a page or mapping, declared and costed."""
-        if getattr(view, "readonly", False):
-            raise PageFault(-errno.EFAULT, f"dom{self.domid} wrote to a read-only mapping of "
-                                           f"dom{view.domid} gref {view.gref}")
+        """Write ``data`` at ``offset`` of a page or mapping, declared and costed.
+
+        Writing through a read-only mapping, or outside the page, is a page
+        fault: :class:`~simxen.xen.errors.PageFault` (``-EFAULT``).
+        """
         end = offset + len(data)
         if offset < 0 or end > PAGE_SIZE:
             raise PageFault(-errno.EFAULT, f"dom{self.domid} access [{offset}, {end}) "
                                            f"outside a {PAGE_SIZE}-byte page")
-        view.data[offset:end] = data
+        try:
+            view.data[offset:end] = data
+        except TypeError:       # a read-only memoryview: a read-only grant mapping
+            raise PageFault(-errno.EFAULT, f"dom{self.domid} wrote to a read-only mapping of "
+                                           f"dom{view.domid} gref {view.gref}") from None
         self._access("page.write", view, offset, data, what, flow)
 
     def _access(self, kind, view, offset, data, what, flow):
         n = len(data)
-        self.charge("memcpy.per_byte", n)
+        memcpy = self._memcpy
+        if memcpy is None:
+            memcpy = self._memcpy = self._samplers.get("memcpy.per_byte") or self.hv.profile.sampler(
+                "memcpy.per_byte", self.hv.streams.rng(f"xen/{self.name}/memcpy.per_byte"))
+            self._samplers["memcpy.per_byte"] = memcpy
+        c = self.cursor
+        now = self.env._now
+        c = self.cursor = (c if c > now else now) + memcpy() * n
         trace = self._trace
         on = trace._enabled.get(kind)
         if on is None:
             on = trace.enabled(kind)
         if on:
-            fields = {"offset": offset, "length": n}
-            if n <= trace.small_access:
-                fields["data"] = data
             gref = getattr(view, "gref", None)
             if gref is not None:
-                fields["granter"] = view.domid
-                fields["gref"] = gref
+                fields = {"offset": offset, "length": n, "granter": view.domid, "gref": gref}
             else:
-                fields["gfn"] = view.gfn
+                fields = {"offset": offset, "length": n, "gfn": view.gfn}
+            if n <= trace.small_access:
+                fields["data"] = data
             if what is not None:
                 fields["what"] = what
             if flow is not None:
                 fields["flow"] = flow
-            trace._rows.append((self.now, kind, self.domid, fields))
+            trace._rows.append((c, kind, self.domid, fields))
 
     # -- blocking ----------------------------------------------------------
 
@@ -205,13 +230,21 @@ class Domain:
 
         Something to do: an unmasked event-channel port is pending, or a
         XenStore watch event is queued. ``timeout`` (seconds) bounds the
-        wait. The event fires no earlier than the domain's cursor.
+        wait. The event fires no earlier than the domain's cursor. Code that
+        shares the domain with other drivers should wait for its own things
+        (:meth:`poll`, :meth:`wait_watch`) instead.
         """
-        return self._wait(None, timeout)
+        return self._wait(None, None, timeout)
 
     def poll(self, ports, timeout=None):
         """``SCHEDOP_poll``: fire when one of ``ports`` is pending (mask ignored)."""
-        return self._wait(frozenset(ports), timeout)
+        if type(ports) is not frozenset:
+            ports = frozenset(ports)
+        return self._wait(ports, None, timeout)
+
+    def wait_watch(self, token, timeout=None):
+        """Fire when a XenStore watch event with ``token`` is queued."""
+        return self._wait(frozenset(), token, timeout)
 
     def sleep(self, seconds):
         """An event at ``now + seconds``."""
@@ -221,42 +254,50 @@ class Domain:
         """An event at the domain's cursor: let the charged time pass."""
         return self.env.timeout(self.now - self.env._now)
 
-    def _ready(self, ports):
+    def _ready(self, waiter):
         pending = self._pending
-        if ports is None:
-            if self._watch_events:
-                return True
-            if pending:
+        if pending:
+            if waiter.ports is None:
                 table = self.ports
-                return any(not table[p].masked for p in pending)
-            return False
-        return not pending.isdisjoint(ports)
+                if any(not table[p].masked for p in pending):
+                    return True
+            elif not pending.isdisjoint(waiter.ports):
+                return True
+        if self._watch_events:
+            return any(waiter.wants_watch(e) for e in self._watch_events)
+        return False
 
-    def _wait(self, ports, timeout):
+    def _wait(self, ports, token, timeout):
         self._sync()
         env = self.env
         start = self.now
-        if self._ready(ports):
-            return env.timeout(start - env._now)
         event = Event(env)
-        waiter = self._waiter = _Waiter(event, ports, start)
-        wake = None
-        if timeout is not None:
-            wake = start + timeout
+        waiter = _Waiter(event, ports, token, start)
+        if self._ready(waiter):
+            return env.timeout(start - env._now)
+        self._waiters.append(waiter)
+        event.callbacks.append(self._resumed)
+        wake = None if timeout is None else start + timeout
         for t, _, port in self._inbox:
-            if (port.masked if ports is None else port.port not in ports):
-                continue
-            t = (t if t > start else start) + self.sample("evtchn.upcall")
-            if wake is None or t < wake:
-                wake = t
-        if ports is None and self._watch_inbox:
-            t = self._watch_inbox[0][0]
-            t = (t if t > start else start) + self.sample("evtchn.upcall")
-            if wake is None or t < wake:
-                wake = t
+            if waiter.wants_port(port):
+                t = (t if t > start else start) + self.sample("evtchn.upcall")
+                if wake is None or t < wake:
+                    wake = t
+        for t, _, watch in self._watch_inbox:
+            if waiter.wants_watch(watch):
+                t = (t if t > start else start) + self.sample("evtchn.upcall")
+                if wake is None or t < wake:
+                    wake = t
         if wake is not None:
             self._schedule(waiter, wake)
         return event
+
+    def _resumed(self, event):
+        waiters = self._waiters
+        for i, w in enumerate(waiters):
+            if w.event is event:
+                del waiters[i]
+                return
 
     def _schedule(self, waiter, wake):
         env = self.env
@@ -267,37 +308,38 @@ class Domain:
             # and leave the old one to fire with nobody listening.
             earlier = Event(env)
             earlier.callbacks, event.callbacks = event.callbacks, []
+            for callback in earlier.callbacks:
+                owner = getattr(callback, "__self__", None)
+                if isinstance(owner, Process) and owner._target is event:
+                    owner._target = earlier     # so Process.interrupt still works
             waiter.event = event = earlier
         event._ok = True
         event._value = None
         env.schedule(event, NORMAL, wake - env._now)
         waiter.wake = wake
 
-    def _wake_candidate(self, t, port=None):
-        """Something arrives at ``t``: wake the blocked domain earlier if it cares."""
-        waiter = self._waiter
-        if waiter is None or waiter.event.callbacks is None:
-            return
-        if port is not None:
-            if (port.masked if waiter.ports is None else port.port not in waiter.ports):
-                return
-        elif waiter.ports is not None:
-            return
-        start = waiter.start
-        t = (t if t > start else start) + self.sample("evtchn.upcall")
-        if waiter.wake is None or t < waiter.wake:
-            self._schedule(waiter, t)
+    def _offer(self, t, port=None, watch=None):
+        """Something arrives at ``t``: wake blocked processes earlier if they care."""
+        for waiter in self._waiters:
+            if not (waiter.wants_port(port) if port is not None else waiter.wants_watch(watch)):
+                continue
+            start = waiter.start
+            at = (t if t > start else start) + self.sample("evtchn.upcall")
+            if waiter.wake is None or at < waiter.wake:
+                self._schedule(waiter, at)
 
     # -- what woke us ------------------------------------------------------
 
     def _post(self, t, port):
         """An event-channel notification for ``port`` becomes visible at ``t``."""
         heapq.heappush(self._inbox, (t, self.hv._next_seq(), port))
-        self._wake_candidate(t, port)
+        if self._waiters:
+            self._offer(t, port=port)
 
     def _post_watch(self, t, event):
         heapq.heappush(self._watch_inbox, (t, self.hv._next_seq(), event))
-        self._wake_candidate(t)
+        if self._waiters:
+            self._offer(t, watch=event)
 
     def _sync(self):
         """Deliver everything in the inbox that is due by the domain's clock."""
@@ -343,10 +385,13 @@ class Domain:
             table[p].pending = False
         return ready
 
-    def xs_read_watch(self):
-        """Pop the oldest queued :class:`WatchEvent`, or ``None``."""
+    def xs_read_watch(self, token=None):
+        """Pop the oldest queued :class:`WatchEvent` (with ``token``, if given), or ``None``."""
         self._sync()
-        return self._watch_events.popleft() if self._watch_events else None
+        for i, event in enumerate(self._watch_events):
+            if token is None or event.token == token:
+                return self._watch_events.pop(i)
+        return None
 
     def _check_alive(self):
         if not self.alive:

@@ -21,7 +21,10 @@ class XenError(Exception):
     def __init__(self, code, message):
         self.code = code
         self.message = message
-        super().__init__(f"{self.code_name()} ({code}): {message}")
+        super().__init__(code, message)     # SimPy re-raises with type(exc)(*exc.args)
+
+    def __str__(self):
+        return f"{self.code_name()} ({self.code}): {self.message}"
 
     def code_name(self):
         """The symbolic name of :attr:`code` (``EINVAL``, ``GNTST_bad_gntref``)."""

@@ -42,11 +42,26 @@ class Streams:
             rng = self._rngs[name] = np.random.Generator(np.random.PCG64(seq))
         return rng
 
-    def random_bytes(self, name):
-        """A deterministic ``Callable[[int], bytes]`` drawing from stream ``name``."""
+    def random_bytes(self, name, *, chunk=4096):
+        """A deterministic ``Callable[[int], bytes]`` drawing from stream ``name``.
+
+        Bytes are taken from the generator ``chunk`` at a time (one numpy
+        call is slow next to a slice), so the same sequence of requests gives
+        the same bytes for a given seed and name.
+        """
         rng = self.rng(name)
+        buf = bytearray()
+        pos = 0
 
         def random_bytes(n):
-            return rng.bytes(n)
+            nonlocal buf, pos
+            if n < 0:
+                raise ValueError(f"cannot draw {n} bytes")
+            if pos + n > len(buf):
+                buf = buf[pos:] + rng.bytes(max(chunk, n))
+                pos = 0
+            out = bytes(buf[pos:pos + n])
+            pos += n
+            return out
 
         return random_bytes

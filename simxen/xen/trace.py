@@ -84,6 +84,11 @@ class Trace:
             self._enabled[kind] = on
         return on
 
+    def wants(self, kind):
+        """Fast check used on hot paths before building a record by hand."""
+        on = self._enabled.get(kind)
+        return self.enabled(kind) if on is None else on
+
     def emit(self, kind, t, dom, **fields):
         """Record that ``kind`` happened at time ``t`` in domain ``dom``."""
         on = self._enabled.get(kind)

@@ -232,7 +232,11 @@ class XenStore:
         if not self._can(caller, anchor, "w"):
             raise XenStoreError(-errno.EACCES, f"dom{caller.domid} may not create {path} "
                                                f"(no write permission on {parent})")
-        perms = ((caller.domid, anchor.perms[0][1]),) + anchor.perms[1:]
+        # Inherit the parent's permissions, except that an unprivileged
+        # domain owns what it creates (xenstored does the same).
+        perms = anchor.perms
+        if not caller.privileged:
+            perms = ((caller.domid, perms[0][1]),) + perms[1:]
         for new in reversed(missing):
             pnode = nodes[parent]
             self._put(nodes, t, parent,

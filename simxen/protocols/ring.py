@@ -1,0 +1,224 @@
+"""Xen's generic shared ring (``xen/include/public/io/ring.h``) over a page.
+
+A split driver's frontend and backend share one page laid out as::
+
+    offset  size  field
+    0       4     req_prod    requests published by the frontend
+    4       4     req_event   backend: "notify me when req_prod passes this"
+    8       4     rsp_prod    responses published by the backend
+    12      4     rsp_event   frontend: "notify me when rsp_prod passes this"
+    16      48    pvt + padding
+    64      ...   ring[size], each entry a request/response union
+
+``size`` is the largest power of two of entries that fit after the header
+(:func:`ring_size`): 112-byte blkif entries give 36, rounded down to 32.
+Indices are free-running unsigned 32-bit counters; a slot is ``idx &
+(size - 1)``, and every difference is taken modulo 2**32, so the ring keeps
+working when the counters wrap.
+
+Each side keeps private counters (the frontend ``req_prod_pvt`` and
+``rsp_cons``; the backend ``rsp_prod_pvt`` and ``req_cons``) and publishes
+a batch by writing its shared producer index. Notification suppression is
+``ring.h``'s: after publishing, notify only if the consumer's event index
+lies in ``(old, new]`` (:meth:`FrontRing.push_requests_and_check_notify`);
+a consumer about to sleep sets its event index to ``cons + 1`` and checks
+once more (:meth:`BackRing.final_check_for_requests`), so a producer that
+raced with it is not missed.
+
+These classes are pure: they read and write the buffer they are given (a
+``bytearray``, or a grant mapping's view of one) and know nothing of time
+or domains. :mod:`simxen.drivers.ring` puts them to work between domains.
+"""
+
+import struct
+
+SRING_HEADER = 64
+MASK = 0xFFFFFFFF
+_U32 = struct.Struct("<I")
+REQ_PROD, REQ_EVENT, RSP_PROD, RSP_EVENT = 0, 4, 8, 12
+
+
+def ring_size(entry_size, page_size=4096):
+    """Entries in a ring of ``entry_size``-byte entries in one page (a power of two)."""
+    if entry_size < 1:
+        raise ValueError(f"entry_size must be positive, not {entry_size}")
+    fit = (page_size - SRING_HEADER) // entry_size
+    if fit < 1:
+        raise ValueError(f"a {entry_size}-byte entry does not fit in a {page_size}-byte page")
+    return 1 << (fit.bit_length() - 1)
+
+
+def sring_init(buf):
+    """``SHARED_RING_INIT``: producers 0, events 1, padding zeroed (frontend only)."""
+    buf[0:SRING_HEADER] = bytes(SRING_HEADER)
+    _U32.pack_into(buf, REQ_EVENT, 1)
+    _U32.pack_into(buf, RSP_EVENT, 1)
+
+
+def read_index(buf, offset):
+    """One u32 field of the shared header."""
+    return _U32.unpack_from(buf, offset)[0]
+
+
+def write_index(buf, offset, value):
+    """Store one u32 field of the shared header (modulo 2**32)."""
+    _U32.pack_into(buf, offset, value & MASK)
+
+
+class _Ring:
+    def __init__(self, buf, entry_size, page_size):
+        self.buf = buf
+        self.entry_size = entry_size
+        self.size = ring_size(entry_size, page_size)
+        self._mask = self.size - 1
+
+    def entry_offset(self, idx):
+        """Byte offset of the entry that index ``idx`` uses."""
+        return SRING_HEADER + (idx & self._mask) * self.entry_size
+
+    def _put(self, offset, data):
+        if len(data) > self.entry_size:
+            raise ValueError(f"{len(data)}-byte entry for a ring of {self.entry_size}-byte entries")
+        self.buf[offset:offset + len(data)] = data
+
+    # shared header, by name
+    req_prod = property(lambda self: _U32.unpack_from(self.buf, REQ_PROD)[0])
+    req_event = property(lambda self: _U32.unpack_from(self.buf, REQ_EVENT)[0])
+    rsp_prod = property(lambda self: _U32.unpack_from(self.buf, RSP_PROD)[0])
+    rsp_event = property(lambda self: _U32.unpack_from(self.buf, RSP_EVENT)[0])
+
+
+class FrontRing(_Ring):
+    """The frontend's view: produces requests, consumes responses.
+
+    ``init=True`` is ``SHARED_RING_INIT`` + ``FRONT_RING_INIT``; otherwise
+    ``FRONT_RING_ATTACH`` picks up the indices already in the page.
+    """
+
+    def __init__(self, buf, entry_size, *, init=False, page_size=4096):
+        super().__init__(buf, entry_size, page_size)
+        if init:
+            sring_init(buf)
+        self.req_prod_pvt = self.req_prod
+        self.rsp_cons = self.rsp_prod
+
+    def free_requests(self):
+        """``RING_FREE_REQUESTS``: slots the frontend may still fill."""
+        return self.size - ((self.req_prod_pvt - self.rsp_cons) & MASK)
+
+    def full(self):
+        """``RING_FULL``."""
+        return self.free_requests() == 0
+
+    def produce_request(self):
+        """Claim the next request slot: its byte offset (``RING_GET_REQUEST`` + ``req_prod_pvt++``)."""
+        if self.full():
+            raise OverflowError("request ring is full")
+        offset = SRING_HEADER + (self.req_prod_pvt & self._mask) * self.entry_size
+        self.req_prod_pvt = (self.req_prod_pvt + 1) & MASK
+        return offset
+
+    def put_request(self, data):
+        """Write ``data`` into the next request slot (not yet published)."""
+        self._put(self.produce_request(), data)
+
+    def push_requests(self):
+        """``RING_PUSH_REQUESTS``: publish without deciding about a notification."""
+        _U32.pack_into(self.buf, REQ_PROD, self.req_prod_pvt)
+
+    def push_requests_and_check_notify(self):
+        """``RING_PUSH_REQUESTS_AND_CHECK_NOTIFY``: publish; should the backend be notified?"""
+        buf = self.buf
+        old = _U32.unpack_from(buf, REQ_PROD)[0]
+        new = self.req_prod_pvt
+        _U32.pack_into(buf, REQ_PROD, new)
+        event = _U32.unpack_from(buf, REQ_EVENT)[0]
+        return ((new - event) & MASK) < ((new - old) & MASK)
+
+    def unconsumed_responses(self):
+        """``RING_HAS_UNCONSUMED_RESPONSES``: how many."""
+        return (_U32.unpack_from(self.buf, RSP_PROD)[0] - self.rsp_cons) & MASK
+
+    def consume_response(self):
+        """Byte offset of the next response; advances ``rsp_cons``."""
+        offset = SRING_HEADER + (self.rsp_cons & self._mask) * self.entry_size
+        self.rsp_cons = (self.rsp_cons + 1) & MASK
+        return offset
+
+    def get_response(self):
+        """The next response entry's bytes (the whole entry)."""
+        offset = self.consume_response()
+        return bytes(self.buf[offset:offset + self.entry_size])
+
+    def final_check_for_responses(self):
+        """``RING_FINAL_CHECK_FOR_RESPONSES``: work left? If none, ask for a notification."""
+        if self.unconsumed_responses():
+            return True
+        _U32.pack_into(self.buf, RSP_EVENT, (self.rsp_cons + 1) & MASK)
+        return bool(self.unconsumed_responses())
+
+
+class BackRing(_Ring):
+    """The backend's view: consumes requests, produces responses (``BACK_RING_ATTACH``)."""
+
+    def __init__(self, buf, entry_size, *, page_size=4096):
+        super().__init__(buf, entry_size, page_size)
+        self.rsp_prod_pvt = self.rsp_prod
+        self.req_cons = self.rsp_prod_pvt
+
+    def unconsumed_requests(self):
+        """``RING_HAS_UNCONSUMED_REQUESTS``: how many, never more than the ring holds."""
+        req = (_U32.unpack_from(self.buf, REQ_PROD)[0] - self.req_cons) & MASK
+        rsp = self.size - ((self.req_cons - self.rsp_prod_pvt) & MASK)
+        return req if req < rsp else rsp
+
+    def request_cons_overflow(self, cons=None):
+        """``RING_REQUEST_CONS_OVERFLOW``: has ``cons`` run a full ring ahead of responses?"""
+        cons = self.req_cons if cons is None else cons
+        return ((cons - self.rsp_prod_pvt) & MASK) >= self.size
+
+    def request_prod_overflow(self, prod=None):
+        """``RING_REQUEST_PROD_OVERFLOW``: a frontend publishing more than a ring's worth."""
+        prod = self.req_prod if prod is None else prod
+        return ((prod - self.rsp_prod_pvt) & MASK) > self.size
+
+    def consume_request(self):
+        """Byte offset of the next request; advances ``req_cons``."""
+        offset = SRING_HEADER + (self.req_cons & self._mask) * self.entry_size
+        self.req_cons = (self.req_cons + 1) & MASK
+        return offset
+
+    def get_request(self):
+        """A private copy of the next request entry (``RING_COPY_REQUEST``)."""
+        offset = self.consume_request()
+        return bytes(self.buf[offset:offset + self.entry_size])
+
+    def produce_response(self):
+        """Claim the next response slot: its byte offset."""
+        offset = SRING_HEADER + (self.rsp_prod_pvt & self._mask) * self.entry_size
+        self.rsp_prod_pvt = (self.rsp_prod_pvt + 1) & MASK
+        return offset
+
+    def put_response(self, data):
+        """Write ``data`` into the next response slot (not yet published)."""
+        self._put(self.produce_response(), data)
+
+    def push_responses(self):
+        """``RING_PUSH_RESPONSES``."""
+        _U32.pack_into(self.buf, RSP_PROD, self.rsp_prod_pvt)
+
+    def push_responses_and_check_notify(self):
+        """``RING_PUSH_RESPONSES_AND_CHECK_NOTIFY``: publish; should the frontend be notified?"""
+        buf = self.buf
+        old = _U32.unpack_from(buf, RSP_PROD)[0]
+        new = self.rsp_prod_pvt
+        _U32.pack_into(buf, RSP_PROD, new)
+        event = _U32.unpack_from(buf, RSP_EVENT)[0]
+        return ((new - event) & MASK) < ((new - old) & MASK)
+
+    def final_check_for_requests(self):
+        """``RING_FINAL_CHECK_FOR_REQUESTS``: work left? If none, ask for a notification."""
+        if self.unconsumed_requests():
+            return True
+        _U32.pack_into(self.buf, REQ_EVENT, (self.req_cons + 1) & MASK)
+        return bool(self.unconsumed_requests())
