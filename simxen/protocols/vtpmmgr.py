@@ -75,7 +75,7 @@ __all__ = [
     "VtpmmgrError", "Header", "QuoteRequest", "QuoteResponse",
     "pack_header", "unpack_header", "response", "error_response", "response_code",
     "dispatch_check", "passthrough_check",
-    "save_hash_key_request", "parse_save_hash_key_request",
+    "save_hash_key_request", "parse_save_hash_key_request", "parse_save_hash_key_response",
     "load_hash_key_request", "load_hash_key_response", "parse_load_hash_key_response",
     "get_boot_hash_request", "parse_get_boot_hash_request", "get_boot_hash_response",
     "parse_get_boot_hash_response",
@@ -292,6 +292,12 @@ def parse_save_hash_key_request(message: bytes) -> bytes:
     blob = _body(message, VTPM_ORD_SAVEHASHKEY)
     _check_hashkey(blob)
     return blob
+
+
+def parse_save_hash_key_response(message: bytes) -> None:
+    """Accept the 10-byte success reply to SAVEHASHKEY; an error reply raises with its rc."""
+    if _rsp_body(message):
+        raise VtpmmgrError(TPM_BAD_PARAMETER, "SAVEHASHKEY reply carries a body")
 
 
 def load_hash_key_request() -> bytes:

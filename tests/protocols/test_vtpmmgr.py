@@ -122,3 +122,16 @@ def test_arbitrary_bytes_never_escape_as_other_errors(data):
         except VtpmmgrError:
             pass
     m.dispatch_check(data, is_admin=True)
+
+
+def test_save_hash_key_reply():
+    m.parse_save_hash_key_response(m.response())
+    with pytest.raises(VtpmmgrError) as exc:
+        m.parse_save_hash_key_response(m.response(m.TPM_BAD_PARAMETER))
+    assert exc.value.rc == m.TPM_BAD_PARAMETER
+    with pytest.raises(VtpmmgrError) as exc:
+        m.parse_save_hash_key_response(m.error_response(m.VTPM_TAG_REQ, m.TPM_BAD_ORDINAL))
+    assert exc.value.rc == m.TPM_BAD_ORDINAL  # VTPM_TAG_REQ + 3 is VTPM_TAG_RSP
+    with pytest.raises(VtpmmgrError) as exc:
+        m.parse_save_hash_key_response(m.error_response(m.TPM_TAG_RQU_COMMAND, m.TPM_DISABLED_CMD))
+    assert exc.value.rc == m.TPM_BADTAG
