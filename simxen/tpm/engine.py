@@ -30,7 +30,8 @@ from simxen.tpm.constants import (TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPM_ST, TPMA_N
                                   TPMA_OBJECT, TPMA_SESSION, rc_format1)
 from simxen.tpm.errors import StateError, TpmError
 from simxen.tpm.kdf import kdfa
-from simxen.tpm.limits import MAX_COMMAND_SIZE, MAX_SESSIONS_PER_COMMAND
+from simxen.tpm.limits import (MAX_ACTIVE_SESSIONS, MAX_COMMAND_SIZE, MAX_LOADED_SESSIONS,
+                               MAX_SESSIONS_PER_COMMAND, MAX_TRANSIENT_OBJECTS)
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32
 from simxen.tpm.pcr import PCR_COUNT, PcrBanks
 from simxen.tpm.protection import cfb
@@ -130,6 +131,7 @@ class TpmEngine:
         self.stir_pool = b""
         self.stir_counter = 0
         self.saved_at_init = {}
+        self.nv_counter_high = 0
         self._init_transient()
         self.last_command_changed_nv = False
         if powered:
@@ -149,6 +151,7 @@ class TpmEngine:
         self.nv_changed = False
         self.startup_locality = 0
         self.startup_time = self._clock_fn()
+        self._drtm = None
 
     def power_on(self):
         """_TPM_Init: power on (or reset) the TPM.  Transient objects and
@@ -157,6 +160,35 @@ class TpmEngine:
         self._init_transient()
         self.powered = True
         self.saved_at_init = saved
+
+    def power_off(self):
+        """Remove power: nothing works until :meth:`power_on`."""
+        self.powered = False
+        self.started = False
+
+    # DRTM: _TPM_Hash_Start / _TPM_Hash_Data / _TPM_Hash_End (locality 4)
+    def hash_start(self):
+        """_TPM_Hash_Start: begin measuring a dynamic launch."""
+        if not self.started:
+            return False
+        self._drtm = {alg: HASHES[alg].new() for alg in self.pcrs.banks}
+        return True
+
+    def hash_data(self, data):
+        """_TPM_Hash_Data: more of the DRTM code."""
+        if self._drtm is None:
+            return False
+        for h in self._drtm.values():
+            h.update(data)
+        return True
+
+    def hash_end(self):
+        """_TPM_Hash_End: PCRs 17-22 to zero, PCR 17 extended with the hash."""
+        if self._drtm is None:
+            return False
+        self.pcrs.drtm({alg: h.digest() for alg, h in self._drtm.items()})
+        self._drtm = None
+        return True
 
     @property
     def clock(self):
@@ -183,6 +215,33 @@ class TpmEngine:
         if obj is None:
             obj = self.persistent.get(handle)
         return obj
+
+    def add_object(self, obj):
+        """Load ``obj`` into the lowest free transient slot; its handle.
+        ``TPM_RC_OBJECT_MEMORY`` when every slot is taken."""
+        if len(self.objects) >= MAX_TRANSIENT_OBJECTS:
+            raise TpmError(TPM_RC.OBJECT_MEMORY)
+        handle = 0x80000000
+        while handle in self.objects:
+            handle += 1
+        self.objects[handle] = obj
+        return handle
+
+    def add_session(self, session_factory):
+        """Allocate a session handle (HMAC 0x02xxxxxx, policy 0x03xxxxxx,
+        one index space) and store ``session_factory(handle)``."""
+        loaded = sum(1 for s in self.sessions.values() if s.saved_sequence is None)
+        if len(self.sessions) >= MAX_ACTIVE_SESSIONS:
+            raise TpmError(TPM_RC.SESSION_HANDLES)
+        if loaded >= MAX_LOADED_SESSIONS:
+            raise TpmError(TPM_RC.SESSION_MEMORY)
+        used = {h & 0xFFFFFF for h in self.sessions}
+        index = 0
+        while index in used:
+            index += 1
+        session = session_factory(index)
+        self.sessions[session.handle] = session
+        return session
 
     def entity_name(self, handle):
         ht = handle >> 24
@@ -244,6 +303,24 @@ class TpmEngine:
                     raise TpmError(TPM_RC.HANDLE, handle=index)
                 return
             raise TpmError(TPM_RC.VALUE, handle=index)
+        if spec == "object+":
+            if handle == TPM_RH.NULL:
+                return
+            return self.check_handle(handle, "object", index)
+        if spec == "saved":        # TPMI_DH_SAVED: transient object or session
+            if ht == TPM_HT.TRANSIENT:
+                return self.check_handle(handle, "object", index)
+            if ht == TPM_HT.HMAC_SESSION or ht == TPM_HT.POLICY_SESSION:
+                s = self.sessions.get(handle)
+                if s is None or s.saved_sequence is not None:
+                    raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
+                return
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        if spec == "parent":       # TPMI_DH_PARENT+: storage key or hierarchy
+            if ht == TPM_HT.PERMANENT:
+                spec = "hierarchy+"
+            else:
+                return self.check_handle(handle, "object", index)
         if spec == "pcr" or spec == "pcr+":
             if handle < PCR_COUNT or (spec == "pcr+" and handle == TPM_RH.NULL):
                 return
@@ -632,6 +709,7 @@ _HANDLE_SETS = {
     "provision": {TPM_RH.OWNER, TPM_RH.PLATFORM},
     "clear": {TPM_RH.LOCKOUT, TPM_RH.PLATFORM},
     "lockout": {TPM_RH.LOCKOUT},
+    "endorsement": {TPM_RH.ENDORSEMENT},
     "platform": {TPM_RH.PLATFORM},
     "hierarchy_auth": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT},
     "enables": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV},

@@ -16,7 +16,12 @@ decrypts, so a tampered blob is rejected before it is looked at.
 
 import hmac as _hmac
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+try:                                    # cryptography >= 47 keeps CFB here
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:                     # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
 
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.constants import TPM_RC
@@ -27,7 +32,7 @@ from simxen.tpm.marshal import Reader, tpm2b
 
 def cfb(key, iv, data, encrypt):
     """AES-CFB (128-bit feedback) of ``data``."""
-    c = Cipher(algorithms.AES(key), modes.CFB(iv))
+    c = Cipher(algorithms.AES(key), CFB(iv))
     ctx = c.encryptor() if encrypt else c.decryptor()
     return ctx.update(data) + ctx.finalize()
 

@@ -20,7 +20,7 @@ dictionary-attack failedTries, maxTries, recoveryTime, lockoutRecovery
 authValue TPM2B || data TPM2B); persistent objects (u32 count, then
 handle u32 || TPM2B of the object); the orderly-shutdown record (u8 0 none,
 1 CLEAR, 2 STATE followed by pcrUpdateCounter u32, u8 bank count and per
-bank hashAlg u16 || PCR 0-15); the StirRandom pool (TPM2B).
+bank hashAlg u16 || PCR 0-15); the StirRandom pool (TPM2B); the highest NV counter value ever (u64).
 
 Transient objects, loaded sessions and PCRs outside an orderly
 Shutdown(STATE) are not persistent, as on a real TPM.
@@ -69,7 +69,7 @@ def save_state(tpm):
         parts.append(b"\x02" + u32(orderly[2]) + bytes((len(banks),)))
         for alg, values in sorted(banks.items()):
             parts.append(u16(alg) + b"".join(values))
-    parts.append(tpm2b(tpm.stir_pool))
+    parts.append(tpm2b(tpm.stir_pool) + u64(tpm.nv_counter_high))
     head = MAGIC + u16(VERSION) + b"".join(parts)
     return head + hashlib.sha256(head).digest()
 
@@ -144,4 +144,5 @@ def _read_body(tpm, r):
     else:
         raise ValueError(f"unknown orderly-shutdown kind {kind}")
     tpm.stir_pool = r.tpm2b()
+    tpm.nv_counter_high = r.u64()
     r.done()

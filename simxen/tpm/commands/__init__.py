@@ -16,10 +16,9 @@ import importlib
 #: code -> (handler, handle specs, number of auth handles, roles, decrypt, encrypt)
 COMMANDS = {}
 
-_MODULES = ("startup", "testing", "session_commands", "object_commands", "duplication",
-            "asymmetric", "hash_commands", "random", "attestation", "integrity", "ea",
-            "hierarchy", "dictionary_attack", "context", "clocks", "capability",
-            "signature", "nv")
+_MODULES = ("startup", "testing", "session_commands", "object_commands", "hash_commands",
+            "random", "attestation", "integrity", "ea", "hierarchy", "dictionary_attack",
+            "context", "clocks", "capability", "signature", "nv")
 
 
 def command(code, handles=(), auth=0, roles=None, decrypt=False, encrypt=False):
@@ -34,8 +33,4 @@ def command(code, handles=(), auth=0, roles=None, decrypt=False, encrypt=False):
 def load_all():
     """Import every command module (registration happens at import)."""
     for name in _MODULES:
-        try:
-            importlib.import_module(f"simxen.tpm.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"simxen.tpm.commands.{name}":
-                raise
+        importlib.import_module(f"simxen.tpm.commands.{name}")

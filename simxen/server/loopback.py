@@ -1,0 +1,74 @@
+"""Two listening TCP ports (P and P+1) served by threads, and exact reads.
+
+Both TPM transports tpm2-tss speaks (mssim and swtpm) use a data port P and a
+control/platform port P+1.  :class:`PortPair` binds both (loopback by
+default), runs one thread per connection, and stops cleanly.
+"""
+
+import socket
+import socketserver
+import threading
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection (possibly in the middle of a message)."""
+
+
+def recv_exact(sock, n):
+    """Exactly ``n`` bytes from ``sock``; :class:`ConnectionClosed` on EOF."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionClosed()
+        buf += chunk
+    return bytes(buf)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address, handle):
+        self._handle = handle
+        super().__init__(address, _Handler)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.server._handle(self.request)
+        except (ConnectionClosed, ConnectionError, OSError):
+            pass
+
+
+class PortPair:
+    """Serve ``data_handler(sock)`` on ``port`` and ``control_handler(sock)``
+    on ``port + 1``.  ``OSError`` if a port is taken."""
+
+    def __init__(self, host, port, data_handler, control_handler):
+        self.host = host
+        self.port = port
+        self.data = _Server((host, port), data_handler)
+        try:
+            self.control = _Server((host, port + 1), control_handler)
+        except OSError:
+            self.data.server_close()
+            raise
+        self._threads = []
+
+    def start(self):
+        for srv in (self.data, self.control):
+            t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self):
+        for srv in (self.data, self.control):
+            srv.shutdown()
+            srv.server_close()
+        for t in self._threads:
+            t.join(timeout=5)

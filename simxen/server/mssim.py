@@ -1,0 +1,105 @@
+"""The Microsoft TPM simulator's TCP protocol, as tpm2-tss's ``mssim`` TCTI
+speaks it.
+
+Command port P, platform port P+1; a tool opens one connection to each for
+its whole run.  On the command port every message starts with a 4-byte
+code: ``8`` TPM_SEND_COMMAND (locality u8, size u32, command) is answered
+with size u32, the response and a 4-byte 0, written as three sends so that
+tshark's TPM dissector sees each part; ``20`` TPM_SESSION_END ends the
+client; ``15`` REMOTE_HANDSHAKE is answered with version 1 and flags.  On the
+platform port each 4-byte signal gets a 4-byte 0; POWER_ON on a powered TPM
+does nothing (every tool sends one), RESET is _TPM_Init.
+
+Each command connection is one client of a
+:class:`~simxen.server.resource_manager.ResourceManager`: when it ends
+(EOF or SESSION_END), the objects and sessions it left loaded are flushed.
+"""
+
+import struct
+
+from simxen.server.loopback import ConnectionClosed, PortPair, recv_exact
+
+TPM_SEND_COMMAND = 8
+REMOTE_HANDSHAKE = 15
+TPM_SESSION_END = 20
+TPM_STOP = 21
+
+SIGNAL_POWER_ON = 1
+SIGNAL_POWER_OFF = 2
+SIGNAL_RESET = 17
+SIGNAL_RESTART = 18
+MAX_COMMAND = 1 << 16
+
+_U32 = struct.Struct(">I")
+_ZERO = b"\0\0\0\0"
+
+
+class MssimServer:
+    """Serve ``manager`` (a ResourceManager) over the mssim protocol.
+
+    ``platform`` is the object that receives power signals (an engine with
+    ``power_on()``/``powered``); ``None`` acknowledges them and does nothing.
+    """
+
+    def __init__(self, manager, host="127.0.0.1", port=2321, platform=None):
+        self.manager = manager
+        self.platform = platform
+        self.pair = PortPair(host, port, self._serve_commands, self._serve_platform)
+
+    def start(self):
+        self.pair.start()
+        return self
+
+    def stop(self):
+        self.pair.stop()
+
+    def _serve_commands(self, sock):
+        client = self.manager.open_client()
+        try:
+            while True:
+                try:
+                    code = _U32.unpack(recv_exact(sock, 4))[0]
+                except ConnectionClosed:
+                    return
+                if code == TPM_SEND_COMMAND:
+                    locality = recv_exact(sock, 1)[0]
+                    size = _U32.unpack(recv_exact(sock, 4))[0]
+                    if size > MAX_COMMAND:
+                        return
+                    command = recv_exact(sock, size)
+                    response = client.execute(command, locality)
+                    sock.sendall(_U32.pack(len(response)))
+                    sock.sendall(response)
+                    sock.sendall(_ZERO)
+                elif code == REMOTE_HANDSHAKE:
+                    recv_exact(sock, 4)
+                    sock.sendall(_U32.pack(1) + _U32.pack(0x0F) + _ZERO)
+                elif code in (TPM_SESSION_END, TPM_STOP):
+                    return
+                else:
+                    return
+        finally:
+            client.close()
+
+    def _serve_platform(self, sock):
+        while True:
+            try:
+                code = _U32.unpack(recv_exact(sock, 4))[0]
+            except ConnectionClosed:
+                return
+            if code in (TPM_SESSION_END, TPM_STOP):
+                return
+            self._signal(code)
+            sock.sendall(_ZERO)
+
+    def _signal(self, code):
+        p = self.platform
+        if p is None:
+            return
+        with self.manager.lock:
+            if code == SIGNAL_POWER_ON and not getattr(p, "powered", True):
+                p.power_on()
+            elif code == SIGNAL_POWER_OFF and hasattr(p, "power_off"):
+                p.power_off()
+            elif code in (SIGNAL_RESET, SIGNAL_RESTART) and hasattr(p, "power_on"):
+                p.power_on()

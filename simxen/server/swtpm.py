@@ -1,0 +1,168 @@
+"""swtpm's socket protocol, as tpm2-tss's ``swtpm`` TCTI speaks it.
+
+Data port P carries raw TPM commands and responses; the TCTI opens a new
+connection for every command (an mssim-style prefix — code 8, locality,
+size — is accepted too, as swtpm does).  Control port P+1 takes a 4-byte
+command code and payload and answers a 4-byte result (0 = success) and
+payload: CMD_GET_CAPABILITY, CMD_INIT (_TPM_Init), CMD_SHUTDOWN,
+CMD_GET_TPMESTABLISHED, CMD_SET_LOCALITY, CMD_HASH_START/DATA/END (the DRTM
+sequence at locality 4), CMD_CANCEL_TPM_CMD, CMD_STORE_VOLATILE,
+CMD_RESET_TPMESTABLISHED, CMD_STOP, CMD_GET_CONFIG, CMD_SET_BUFFERSIZE.
+
+tpm2-tools sends CMD_SET_LOCALITY once, on a fresh control connection, at the
+start of each tool run.  The server takes that as "a new client begins" and
+flushes what the previous client left loaded — the only resource
+management this connection-per-command protocol allows.
+"""
+
+import struct
+import threading
+
+from simxen.server.loopback import ConnectionClosed, PortPair, recv_exact
+
+CMD_GET_CAPABILITY = 0x01
+CMD_INIT = 0x02
+CMD_SHUTDOWN = 0x03
+CMD_GET_TPMESTABLISHED = 0x04
+CMD_SET_LOCALITY = 0x05
+CMD_HASH_START = 0x06
+CMD_HASH_DATA = 0x07
+CMD_HASH_END = 0x08
+CMD_CANCEL_TPM_CMD = 0x09
+CMD_STORE_VOLATILE = 0x0A
+CMD_RESET_TPMESTABLISHED = 0x0B
+CMD_STOP = 0x0E
+CMD_GET_CONFIG = 0x0F
+CMD_SET_BUFFERSIZE = 0x11
+
+TPM_SUCCESS = 0
+TPM_FAIL = 9
+TPM_BAD_PARAMETER = 3
+CAPABILITIES = 0x0000_0000_0000_3FFF
+BUFFER_SIZE = 4096
+
+_U32 = struct.Struct(">I")
+
+
+class SwtpmServer:
+    """Serve ``manager`` (a ResourceManager) over swtpm's protocol.
+
+    ``platform`` gets _TPM_Init on CMD_INIT and the DRTM hash sequence
+    (``hash_start``/``hash_data``/``hash_end``) if it has them.
+    ``on_shutdown`` is called for CMD_SHUTDOWN (the CLI stops then).
+    """
+
+    def __init__(self, manager, host="127.0.0.1", port=2321, platform=None,
+                 on_shutdown=None):
+        self.manager = manager
+        self.platform = platform
+        self.on_shutdown = on_shutdown
+        self.locality = 0
+        self.established = 0
+        self._client = manager.open_client()
+        self._client_lock = threading.Lock()
+        self.pair = PortPair(host, port, self._serve_data, self._serve_control)
+
+    def start(self):
+        self.pair.start()
+        return self
+
+    def stop(self):
+        self.pair.stop()
+        self._client.close()
+
+    def _new_client(self):
+        with self._client_lock:
+            self._client.close()
+            self._client = self.manager.open_client()
+
+    def _serve_data(self, sock):
+        while True:
+            try:
+                head = recv_exact(sock, 10)
+            except ConnectionClosed:
+                return
+            locality = self.locality
+            if head[:2] not in (b"\x80\x01", b"\x80\x02") and _U32.unpack(head[:4])[0] == 8:
+                locality = head[4]
+                size = _U32.unpack(head[5:9])[0]
+                command = head[9:] + recv_exact(sock, size - 1)
+            else:
+                size = _U32.unpack(head[2:6])[0]
+                if size > BUFFER_SIZE:
+                    command = head         # let the TPM report the size error
+                else:
+                    command = head + recv_exact(sock, max(0, size - 10))
+            with self._client_lock:
+                client = self._client
+            sock.sendall(client.execute(command, locality))
+
+    def _serve_control(self, sock):
+        fresh = True
+        while True:
+            try:
+                code = _U32.unpack(recv_exact(sock, 4))[0]
+            except ConnectionClosed:
+                return
+            reply = self._control(sock, code, fresh)
+            fresh = False
+            if reply is None:
+                return
+            sock.sendall(reply)
+            if code == CMD_SHUTDOWN and self.on_shutdown is not None:
+                self.on_shutdown()
+                return
+
+    def _control(self, sock, code, fresh):
+        ok = _U32.pack(TPM_SUCCESS)
+        p = self.platform
+        if code == CMD_GET_CAPABILITY:
+            return struct.pack(">Q", CAPABILITIES)
+        if code == CMD_SET_LOCALITY:
+            loc = recv_exact(sock, 1)[0]
+            if loc > 4:
+                return _U32.pack(TPM_BAD_PARAMETER)
+            if fresh:
+                self._new_client()
+            self.locality = loc
+            return ok
+        if code == CMD_INIT:
+            recv_exact(sock, 4)
+            if p is not None:
+                with self.manager.lock:
+                    p.power_on()
+            return ok
+        if code == CMD_GET_TPMESTABLISHED:
+            return ok + bytes((self.established,))
+        if code == CMD_RESET_TPMESTABLISHED:
+            recv_exact(sock, 1)
+            self.established = 0
+            return ok
+        if code == CMD_HASH_START:
+            return self._drtm("hash_start")
+        if code == CMD_HASH_DATA:
+            size = _U32.unpack(recv_exact(sock, 4))[0]
+            if size > BUFFER_SIZE:
+                return _U32.pack(TPM_BAD_PARAMETER)
+            return self._drtm("hash_data", recv_exact(sock, size))
+        if code == CMD_HASH_END:
+            reply = self._drtm("hash_end")
+            if reply == ok:
+                self.established = 1
+            return reply
+        if code in (CMD_CANCEL_TPM_CMD, CMD_STORE_VOLATILE, CMD_SHUTDOWN, CMD_STOP):
+            return ok
+        if code == CMD_GET_CONFIG:
+            return ok + _U32.pack(0)
+        if code == CMD_SET_BUFFERSIZE:
+            recv_exact(sock, 4)
+            return ok + _U32.pack(BUFFER_SIZE) + _U32.pack(BUFFER_SIZE) + _U32.pack(BUFFER_SIZE)
+        return None
+
+    def _drtm(self, method, *args):
+        fn = getattr(self.platform, method, None)
+        if fn is None:
+            return _U32.pack(TPM_FAIL)
+        with self.manager.lock:
+            ok = fn(*args)
+        return _U32.pack(TPM_SUCCESS if ok is not False else TPM_FAIL)

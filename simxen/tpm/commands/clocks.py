@@ -1,0 +1,32 @@
+"""Part 3, chapter 29: ReadClock and ClockSet.
+
+``time`` counts milliseconds since the last Startup; ``clock`` counts the
+milliseconds the TPM has been powered over its whole life and only moves
+forward (ClockSet may advance it, never take it back).
+"""
+
+from simxen.tpm.commands import command
+from simxen.tpm.constants import TPM_CC, TPM_RC
+from simxen.tpm.errors import TpmError
+from simxen.tpm.marshal import u32, u64
+
+
+@command(TPM_CC.ReadClock)
+def read_clock(tpm, cmd):
+    cmd.r.done()
+    elapsed = int(tpm._clock_fn() - tpm.startup_time)
+    return b"", (u64(elapsed) + u64(tpm.clock) + u32(tpm.reset_count)
+                 + u32(tpm.restart_count) + b"\x01")
+
+
+@command(TPM_CC.ClockSet, handles=("provision",), auth=1)
+def clock_set(tpm, cmd):
+    r = cmd.r
+    new_time = r.u64()
+    r.done()
+    now = tpm.clock
+    if new_time < now or new_time > 0xFFFF000000000000:
+        raise TpmError(TPM_RC.VALUE, param=1)
+    tpm.clock_base += new_time - now
+    tpm.nv_changed = True
+    return b"", b""

@@ -1,0 +1,146 @@
+"""Part 3, chapter 28: ContextSave, ContextLoad, FlushContext, EvictControl.
+
+TPMS_CONTEXT = sequence u64 || savedHandle u32 || hierarchy u32 ||
+contextBlob TPM2B.  The blob is integrity-protected and encrypted
+(:mod:`simxen.tpm.protection`) with a key derived from the TPM's context
+key and the proof of the object's hierarchy, so the contexts of NULL-
+hierarchy objects die with the NULL proof at the next TPM Reset.
+
+An object context can be loaded any number of times.  A session stays in
+the TPM's session table while saved; its context holds the handle and the
+sequence number, and can be loaded exactly once (the table's sequence must
+match), which is the spec's replay protection.
+"""
+
+from simxen.tpm.commands import command
+from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT
+from simxen.tpm.errors import TpmError
+from simxen.tpm.kdf import kdfa
+from simxen.tpm.limits import MAX_LOADED_SESSIONS, MAX_PERSISTENT_OBJECTS
+from simxen.tpm.marshal import Reader, tpm2b, u32, u64
+from simxen.tpm.protection import unwrap, wrap
+from simxen.tpm.tpm_object import TpmObject
+
+OBJECT_SAVED_HANDLE = 0x80000000
+STCLEAR_SAVED_HANDLE = 0x80000001
+
+
+def _context_secret(tpm, hierarchy):
+    return kdfa("sha256", tpm.context_key + tpm.hierarchy_proof(hierarchy), b"CONTEXT",
+                b"", b"", 256)
+
+
+def _binding(sequence, saved_handle):
+    return u64(sequence) + u32(saved_handle)
+
+
+@command(TPM_CC.ContextSave, handles=("saved",))
+def context_save(tpm, cmd):
+    cmd.r.done()
+    handle = cmd.handles[0]
+    tpm.context_sequence += 1
+    seq = tpm.context_sequence
+    if handle >> 24 == TPM_HT.TRANSIENT:
+        obj = tpm.objects[handle]
+        saved = STCLEAR_SAVED_HANDLE if obj.attributes & TPMA_OBJECT.stClear \
+            else OBJECT_SAVED_HANDLE
+        hierarchy = obj.hierarchy
+        plain = obj.serialize()
+    else:
+        session = tpm.sessions[handle]
+        session.saved_sequence = seq
+        saved = handle
+        hierarchy = TPM_RH.NULL
+        plain = u32(handle) + u64(seq)
+    blob = wrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(seq, saved),
+                plain, 128)
+    return b"", u64(seq) + u32(saved) + u32(hierarchy) + tpm2b(blob)
+
+
+@command(TPM_CC.ContextLoad)
+def context_load(tpm, cmd):
+    r = cmd.r
+    seq = r.u64()
+    saved = r.u32()
+    hierarchy = r.u32()
+    blob = r.tpm2b(4096)
+    r.done()
+    if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
+        raise TpmError(TPM_RC.HIERARCHY, param=1)
+    if not tpm.hierarchy_enabled(hierarchy):
+        raise TpmError(TPM_RC.HIERARCHY, param=1)
+    ht = saved >> 24
+    if ht not in (TPM_HT.TRANSIENT, TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION):
+        raise TpmError(TPM_RC.HANDLE, param=1)
+    plain = unwrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(seq, saved),
+                   blob, 128, param=1)
+    if ht == TPM_HT.TRANSIENT:
+        try:
+            obj = TpmObject.deserialize(plain)
+        except (TpmError, ValueError):
+            raise TpmError(TPM_RC.INTEGRITY, param=1) from None
+        if obj.hierarchy != hierarchy:
+            raise TpmError(TPM_RC.INTEGRITY, param=1)
+        return u32(tpm.add_object(obj)), b""
+    pr = Reader(plain)
+    handle, session_seq = pr.u32(), pr.u64()
+    session = tpm.sessions.get(handle)
+    if (handle != saved or session_seq != seq or session is None
+            or session.saved_sequence != seq):
+        raise TpmError(TPM_RC.HANDLE, param=1)
+    loaded = sum(1 for s in tpm.sessions.values() if s.saved_sequence is None)
+    if loaded >= MAX_LOADED_SESSIONS:
+        raise TpmError(TPM_RC.SESSION_MEMORY)
+    session.saved_sequence = None
+    return u32(handle), b""
+
+
+@command(TPM_CC.FlushContext)
+def flush_context(tpm, cmd):
+    r = cmd.r
+    handle = r.u32()
+    r.done()
+    ht = handle >> 24
+    if ht == TPM_HT.TRANSIENT:
+        if tpm.objects.pop(handle, None) is None:
+            raise TpmError(TPM_RC.HANDLE, param=1)
+    elif ht == TPM_HT.HMAC_SESSION or ht == TPM_HT.POLICY_SESSION:
+        if tpm.sessions.pop(handle, None) is None:
+            raise TpmError(TPM_RC.HANDLE, param=1)
+    else:
+        raise TpmError(TPM_RC.HANDLE, param=1)
+    return b"", b""
+
+
+@command(TPM_CC.EvictControl, handles=("provision", "object"), auth=1)
+def evict_control(tpm, cmd):
+    r = cmd.r
+    persistent = r.u32()
+    r.done()
+    auth, handle = cmd.handles
+    if handle >> 24 == TPM_HT.PERSISTENT:
+        if handle != persistent:
+            raise TpmError(TPM_RC.HANDLE, param=1)
+        obj = tpm.persistent[handle]
+        if (auth == TPM_RH.OWNER) != (obj.hierarchy != TPM_RH.PLATFORM):
+            raise TpmError(TPM_RC.HIERARCHY, handle=2)
+        del tpm.persistent[handle]
+        tpm.nv_changed = True
+        return b"", b""
+    obj = tpm.objects[handle]
+    if persistent >> 24 != TPM_HT.PERSISTENT:
+        raise TpmError(TPM_RC.RANGE, param=1)
+    platform_range = persistent >= 0x81800000
+    if (auth == TPM_RH.PLATFORM) != platform_range:
+        raise TpmError(TPM_RC.RANGE, param=1)
+    if obj.attributes & TPMA_OBJECT.stClear:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    if obj.hierarchy == TPM_RH.NULL or (auth == TPM_RH.OWNER) == (obj.hierarchy == TPM_RH.PLATFORM):
+        raise TpmError(TPM_RC.HIERARCHY, handle=2)
+    if persistent in tpm.persistent:
+        raise TpmError(TPM_RC.NV_DEFINED)
+    if len(tpm.persistent) >= MAX_PERSISTENT_OBJECTS:
+        raise TpmError(TPM_RC.NV_SPACE)
+    tpm.persistent[persistent] = TpmObject.deserialize(obj.serialize())
+    tpm.nv_changed = True
+    return b"", b""

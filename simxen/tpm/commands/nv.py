@@ -1,0 +1,226 @@
+"""Part 3, chapter 31: NV storage.
+
+Who may read or write an index is in its attributes: OWNERWRITE/OWNERREAD
+(authorised by the owner), PPWRITE/PPREAD (the platform), AUTHWRITE/AUTHREAD
+(the index's own authValue, by password or HMAC session) and
+POLICYWRITE/POLICYREAD (the index's authPolicy, by a policy session).
+Anything else is ``TPM_RC_NV_AUTHORIZATION``.  The first write sets
+TPMA_NV_WRITTEN, which changes the index's Name; reading an index never
+written is ``TPM_RC_NV_UNINITIALIZED``.
+
+Index types: ordinary (NV_Write), counter (NV_Increment, 8 bytes, starts
+at the highest value any counter ever had), bit field (NV_SetBits) and
+extend (NV_Extend, ``H(old || data)`` with the index's nameAlg).
+"""
+
+from simxen.tpm.algorithms import HASHES
+from simxen.tpm.commands import command
+from simxen.tpm.constants import TPM_CC, TPM_NT, TPM_RC, TPM_RH, TPMA_NV
+from simxen.tpm.errors import TpmError
+from simxen.tpm.marshal import tpm2b
+from simxen.tpm.nv_index import NV_INDEX_MAX, NV_MEMORY, NvIndex
+
+_READ_BITS = TPMA_NV.PPREAD | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA_NV.POLICYREAD
+_WRITE_BITS = TPMA_NV.PPWRITE | TPMA_NV.OWNERWRITE | TPMA_NV.AUTHWRITE | TPMA_NV.POLICYWRITE
+_NOT_AT_DEFINE = TPMA_NV.WRITELOCKED | TPMA_NV.READLOCKED | TPMA_NV.WRITTEN
+
+
+def _used_by_policy(cmd):
+    a = cmd.sessions[0] if cmd.sessions else None
+    return a is not None and a.session is not None and a.session.is_policy
+
+
+def check_access(tpm, cmd, nv, write):
+    """Enforce the index's read/write authorization attributes."""
+    auth = cmd.handles[0]
+    a = nv.attributes
+    if auth == TPM_RH.OWNER:
+        ok = a & (TPMA_NV.OWNERWRITE if write else TPMA_NV.OWNERREAD)
+    elif auth == TPM_RH.PLATFORM:
+        ok = a & (TPMA_NV.PPWRITE if write else TPMA_NV.PPREAD)
+    elif _used_by_policy(cmd):
+        ok = a & (TPMA_NV.POLICYWRITE if write else TPMA_NV.POLICYREAD)
+    else:
+        ok = a & (TPMA_NV.AUTHWRITE if write else TPMA_NV.AUTHREAD)
+    if not ok:
+        raise TpmError(TPM_RC.NV_AUTHORIZATION)
+    if write and a & TPMA_NV.WRITELOCKED:
+        raise TpmError(TPM_RC.NV_LOCKED)
+    if not write and a & TPMA_NV.READLOCKED:
+        raise TpmError(TPM_RC.NV_LOCKED)
+
+
+def _mark_written(tpm, nv):
+    if not nv.attributes & TPMA_NV.WRITTEN:
+        nv.set_attributes(nv.attributes | TPMA_NV.WRITTEN)
+    tpm.nv_changed = True
+
+
+def _nv(tpm, cmd):
+    return tpm.nv_indices[cmd.handles[1]]
+
+
+@command(TPM_CC.NV_DefineSpace, handles=("provision",), auth=1, decrypt=True)
+def nv_define_space(tpm, cmd):
+    r = cmd.r
+    auth = r.at(1).tpm2b(64)
+    size = r.at(2).u16()
+    sub = r.sub(size)
+    index, name_alg, attrs, policy, data_size = NvIndex.parse_public(sub)
+    if sub.remaining() or size == 0:
+        raise TpmError(TPM_RC.SIZE, param=2)
+    r.done()
+    nt = (attrs & TPMA_NV.TPM_NT_MASK) >> 4
+    h = HASHES[name_alg]
+    if policy and len(policy) != h.size:
+        raise TpmError(TPM_RC.SIZE, param=2)
+    if len(auth.rstrip(b"\0")) > h.size:
+        raise TpmError(TPM_RC.SIZE, param=1)
+    if attrs & _NOT_AT_DEFINE or not attrs & _READ_BITS or not attrs & _WRITE_BITS:
+        raise TpmError(TPM_RC.ATTRIBUTES, param=2)
+    if nt not in (TPM_NT.ORDINARY, TPM_NT.COUNTER, TPM_NT.BITS, TPM_NT.EXTEND):
+        raise TpmError(TPM_RC.ATTRIBUTES, param=2)
+    expected = {TPM_NT.COUNTER: 8, TPM_NT.BITS: 8, TPM_NT.EXTEND: h.size}.get(nt)
+    if expected is not None and data_size != expected:
+        raise TpmError(TPM_RC.SIZE, param=2)
+    if data_size > NV_INDEX_MAX:
+        raise TpmError(TPM_RC.SIZE, param=2)
+    platform = cmd.handles[0] == TPM_RH.PLATFORM
+    if bool(attrs & TPMA_NV.PLATFORMCREATE) != platform:
+        raise TpmError(TPM_RC.ATTRIBUTES, param=2)
+    if attrs & TPMA_NV.POLICY_DELETE and not platform:
+        raise TpmError(TPM_RC.ATTRIBUTES, param=2)
+    if index in tpm.nv_indices:
+        raise TpmError(TPM_RC.NV_DEFINED)
+    if sum(nv.data_size for nv in tpm.nv_indices.values()) + data_size > NV_MEMORY:
+        raise TpmError(TPM_RC.NV_SPACE)
+    tpm.nv_indices[index] = NvIndex(index, name_alg, attrs, policy, data_size, auth)
+    tpm.nv_changed = True
+    return b"", b""
+
+
+@command(TPM_CC.NV_UndefineSpace, handles=("provision", "nv"), auth=1)
+def nv_undefine_space(tpm, cmd):
+    cmd.r.done()
+    nv = _nv(tpm, cmd)
+    if nv.attributes & TPMA_NV.POLICY_DELETE:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    if bool(nv.attributes & TPMA_NV.PLATFORMCREATE) != (cmd.handles[0] == TPM_RH.PLATFORM):
+        raise TpmError(TPM_RC.NV_AUTHORIZATION)
+    del tpm.nv_indices[nv.index]
+    tpm.nv_changed = True
+    return b"", b""
+
+
+@command(TPM_CC.NV_ReadPublic, handles=("nv",), encrypt=True)
+def nv_read_public(tpm, cmd):
+    cmd.r.done()
+    nv = tpm.nv_indices[cmd.handles[0]]
+    return b"", tpm2b(nv.marshal_public()) + tpm2b(nv.name)
+
+
+@command(TPM_CC.NV_Write, handles=("nvauth", "nv"), auth=1, decrypt=True)
+def nv_write(tpm, cmd):
+    r = cmd.r
+    data = r.at(1).tpm2b(1024)
+    offset = r.at(2).u16()
+    r.done()
+    nv = _nv(tpm, cmd)
+    check_access(tpm, cmd, nv, True)
+    if nv.nt != TPM_NT.ORDINARY:
+        raise TpmError(TPM_RC.ATTRIBUTES)
+    if offset + len(data) > nv.data_size:
+        raise TpmError(TPM_RC.NV_RANGE)
+    if nv.attributes & TPMA_NV.WRITEALL and len(data) != nv.data_size:
+        raise TpmError(TPM_RC.NV_RANGE)
+    nv.data[offset:offset + len(data)] = data
+    _mark_written(tpm, nv)
+    return b"", b""
+
+
+@command(TPM_CC.NV_Read, handles=("nvauth", "nv"), auth=1, encrypt=True)
+def nv_read(tpm, cmd):
+    r = cmd.r
+    size = r.at(1).u16()
+    offset = r.at(2).u16()
+    r.done()
+    nv = _nv(tpm, cmd)
+    check_access(tpm, cmd, nv, False)
+    if not nv.attributes & TPMA_NV.WRITTEN:
+        raise TpmError(TPM_RC.NV_UNINITIALIZED)
+    if offset + size > nv.data_size:
+        raise TpmError(TPM_RC.NV_RANGE)
+    return b"", tpm2b(bytes(nv.data[offset:offset + size]))
+
+
+@command(TPM_CC.NV_Increment, handles=("nvauth", "nv"), auth=1)
+def nv_increment(tpm, cmd):
+    cmd.r.done()
+    nv = _nv(tpm, cmd)
+    check_access(tpm, cmd, nv, True)
+    if nv.nt != TPM_NT.COUNTER:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    if nv.attributes & TPMA_NV.WRITTEN:
+        value = int.from_bytes(nv.data, "big") + 1
+    else:
+        value = tpm.nv_counter_high + 1
+    if value >= 1 << 64:
+        raise TpmError(TPM_RC.NV_RANGE)
+    tpm.nv_counter_high = max(tpm.nv_counter_high, value)
+    nv.data[:] = value.to_bytes(8, "big")
+    _mark_written(tpm, nv)
+    return b"", b""
+
+
+@command(TPM_CC.NV_SetBits, handles=("nvauth", "nv"), auth=1)
+def nv_set_bits(tpm, cmd):
+    r = cmd.r
+    bits = r.u64()
+    r.done()
+    nv = _nv(tpm, cmd)
+    check_access(tpm, cmd, nv, True)
+    if nv.nt != TPM_NT.BITS:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    old = int.from_bytes(nv.data, "big") if nv.attributes & TPMA_NV.WRITTEN else 0
+    nv.data[:] = (old | bits).to_bytes(8, "big")
+    _mark_written(tpm, nv)
+    return b"", b""
+
+
+@command(TPM_CC.NV_Extend, handles=("nvauth", "nv"), auth=1, decrypt=True)
+def nv_extend(tpm, cmd):
+    r = cmd.r
+    data = r.tpm2b(1024)
+    r.done()
+    nv = _nv(tpm, cmd)
+    check_access(tpm, cmd, nv, True)
+    if nv.nt != TPM_NT.EXTEND:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    h = HASHES[nv.name_alg]
+    old = bytes(nv.data) if nv.attributes & TPMA_NV.WRITTEN else bytes(h.size)
+    nv.data[:] = h.digest(old + data)
+    _mark_written(tpm, nv)
+    return b"", b""
+
+
+@command(TPM_CC.NV_WriteLock, handles=("nvauth", "nv"), auth=1)
+def nv_write_lock(tpm, cmd):
+    cmd.r.done()
+    nv = _nv(tpm, cmd)
+    check_access(tpm, cmd, nv, True)
+    if not nv.attributes & (TPMA_NV.WRITEDEFINE | TPMA_NV.WRITE_STCLEAR):
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    nv.set_attributes(nv.attributes | TPMA_NV.WRITELOCKED)
+    tpm.nv_changed = True
+    return b"", b""
+
+
+@command(TPM_CC.NV_ReadLock, handles=("nvauth", "nv"), auth=1)
+def nv_read_lock(tpm, cmd):
+    cmd.r.done()
+    nv = _nv(tpm, cmd)
+    check_access(tpm, cmd, nv, False)
+    if not nv.attributes & TPMA_NV.READ_STCLEAR:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    nv.set_attributes(nv.attributes | TPMA_NV.READLOCKED)
+    return b"", b""

@@ -1,0 +1,66 @@
+"""Signing and verifying with a loaded key, and choosing the scheme.
+
+:func:`resolve_scheme` implements the rule of Part 3, 20/18: a key with a
+scheme of its own signs with it (an explicit ``inScheme`` must then agree);
+a key without one needs an explicit scheme that fits its type.
+"""
+
+import hmac as _hmac
+
+from simxen.tpm import keys
+from simxen.tpm.algorithms import HASHES
+from simxen.tpm.constants import TPM_ALG, TPM_RC, TPMA_OBJECT
+from simxen.tpm.errors import TpmError
+from simxen.tpm.signature import Signature
+
+_FITS = {TPM_ALG.ECC: {TPM_ALG.ECDSA}, TPM_ALG.RSA: {TPM_ALG.RSASSA, TPM_ALG.RSAPSS},
+         TPM_ALG.KEYEDHASH: {TPM_ALG.HMAC}}
+
+
+def resolve_scheme(obj, in_scheme, param):
+    """The ``(scheme, hashAlg)`` a signing key will use."""
+    if not obj.attributes & TPMA_OBJECT.sign:
+        raise TpmError(TPM_RC.KEY, handle=1)
+    key_scheme = obj.public.scheme
+    if key_scheme[0] != TPM_ALG.NULL:
+        if in_scheme[0] != TPM_ALG.NULL and in_scheme != key_scheme:
+            raise TpmError(TPM_RC.SCHEME, param=param)
+        scheme = key_scheme
+    else:
+        if in_scheme[0] == TPM_ALG.NULL:
+            raise TpmError(TPM_RC.SCHEME, param=param)
+        scheme = in_scheme
+    if scheme[0] not in _FITS.get(obj.public.type, ()):
+        raise TpmError(TPM_RC.SCHEME, param=param)
+    return scheme
+
+
+def sign_digest(tpm, obj, scheme, digest):
+    """A :class:`Signature` of ``digest`` (already hashed with the scheme's
+    hash) by ``obj``."""
+    alg, h = scheme
+    if alg == TPM_ALG.ECDSA:
+        size = keys.CURVE_BYTES[obj.public.curve]
+        r, s = keys.ecdsa_sign(obj.private_key(), h, digest, size)
+        return Signature(alg, h, r=r, s=s)
+    if alg == TPM_ALG.RSASSA:
+        return Signature(alg, h, sig=keys.rsassa_sign(obj.private_key(), h, digest))
+    if alg == TPM_ALG.RSAPSS:
+        salt = tpm.random_bytes(HASHES[h].size)
+        return Signature(alg, h, sig=keys.rsapss_sign(obj.private_key(), h, digest, salt))
+    if alg == TPM_ALG.HMAC:
+        return Signature(alg, h, digest=_hmac.digest(obj.sensitive, digest, HASHES[h].name))
+    raise TpmError(TPM_RC.SCHEME)
+
+
+def verify_digest(obj, digest, sig):
+    """Whether ``sig`` is ``obj``'s signature of ``digest``."""
+    t = obj.public.type
+    if sig.alg == TPM_ALG.ECDSA and t == TPM_ALG.ECC:
+        return keys.ecdsa_verify(obj.public_key(), sig.hash, digest, sig.r, sig.s)
+    if sig.alg in (TPM_ALG.RSASSA, TPM_ALG.RSAPSS) and t == TPM_ALG.RSA:
+        return keys.rsa_verify(obj.public_key(), sig.alg, sig.hash, digest, sig.sig)
+    if sig.alg == TPM_ALG.HMAC and t == TPM_ALG.KEYEDHASH and obj.sensitive is not None:
+        expected = _hmac.digest(obj.sensitive, digest, HASHES[sig.hash].name)
+        return _hmac.compare_digest(expected, sig.digest)
+    return False
