@@ -56,7 +56,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Sequence
 
 __all__ = [
     "VTPM_COMMAND_HEADER_SIZE", "VTPM_TAG_REQ", "VTPM_TAG_REQ2", "VTPM_TAG_RSP", "VTPM_TAG_RSP2",

@@ -5,7 +5,7 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from simxen.hw.tis import TIS_COMPLETION, TIS_EXECUTION, TIS_IDLE, TIS_READY, TisDevice
+from simxen.hw.tis import TIS_EXECUTION, TIS_IDLE, TIS_READY, TisDevice
 from simxen.protocols import tis as reg
 
 
