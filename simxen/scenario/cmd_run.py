@@ -42,7 +42,7 @@ def main(args) -> int:
                         progress=runner.TerminalProgress(sys.stderr) if show else None)
     if trace_path is not None:
         with open(trace_path, "w", encoding="utf-8") as fp:
-            result.trace.write_jsonl(fp)
+            result.trace.to_jsonl(fp)
     if args.json:
         print(json.dumps(result.report.as_dict(), indent=2, default=str))
     else:

@@ -33,9 +33,9 @@ class Report:
     sections: list = field(default_factory=list)
     outcomes: list = field(default_factory=list)
 
-    def say(self, sentence: str) -> None:
-        """Add one sentence (or short paragraph) to the story."""
-        self.story.append(sentence)
+    def say(self, paragraph: str) -> None:
+        """Add one paragraph to the story."""
+        self.story.append(paragraph)
 
     def section(self, title: str, headers=None) -> Section:
         s = Section(title, headers=list(headers) if headers else None)
@@ -49,9 +49,8 @@ class Report:
     def render(self, width: int = 88) -> str:
         import textwrap
         out = [self.title, "=" * len(self.title), ""]
-        for sentence in self.story:
-            out.extend(textwrap.wrap(sentence, width) or [""])
-        if self.story:
+        for paragraph in self.story:
+            out.extend(textwrap.wrap(paragraph, width) or [""])
             out.append("")
         for s in self.sections:
             out.append(s.title)
@@ -94,8 +93,10 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         if value == 0:
             return "0"
-        if abs(value) >= 1e6 or abs(value) < 1e-3:
+        if abs(value) >= 1e9 or abs(value) < 1e-3:
             return f"{value:.4g}"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
         return f"{value:,.3f}".rstrip("0").rstrip(".")
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"

@@ -26,9 +26,12 @@ SCHEMA = Table("workload", "two domains exchange requests over a ring.h shared r
     Field("frontend", str, "the [[domain]] that sends requests"),
     Field("backend", str, "the [[domain]] that answers them"),
     Field("requests", int, "number of request/response exchanges", default=1000, minimum=1),
-    Field("request_size", int, "bytes of payload per request", default=64, minimum=1),
-    Field("window", int, "requests the frontend keeps in flight (1 = strict ping-pong)",
-          default=1, minimum=1),
+    Field("request_size", int, "bytes per request and per response (the ring entry size, so it also sets the ring size; at most 4032)", default=64, minimum=8,
+          check=lambda v: None if v <= 4032 else f"expected at most 4032 bytes (one entry must fit the 4 KiB page after the 64-byte ring header), found {v}"),
+    Field("window", int, "requests the frontend keeps in flight (1 = strict ping-pong; "
+          "capped at the ring size)", default=1, minimum=1),
+    Field("push_each", bool, "publish each request as soon as it is written (true) or a whole "
+          "window with one push (false)", default=True),
 ])
 
 
@@ -39,15 +42,23 @@ def run(sim, params):
                                     sim.domains[params["backend"]],
                                     requests=params["requests"],
                                     request_size=params["request_size"],
-                                    window=params["window"])
+                                    window=params["window"],
+                                    push_each=params["push_each"])
     lat = np.asarray(stats.latencies, dtype=float) * 1e6
     span = stats.end - stats.start
     result = {
-        "requests_completed": stats.requests_completed,
+        "requests_completed": stats.completed,
+        "mismatches": stats.mismatches,
+        "ring_size": stats.ring_size,
         "sim_seconds": span,
-        "throughput_per_s": stats.requests_completed / span if span > 0 else 0.0,
+        "handshake_seconds": stats.start - stats.connect_start,
+        "throughput_per_s": stats.completed / span if span > 0 else 0.0,
         "notifications_sent": stats.notifications_sent,
         "notifications_suppressed": stats.notifications_suppressed,
+        "frontend": {"notifications_sent": stats.front_notifications_sent,
+                     "notifications_suppressed": stats.front_notifications_suppressed},
+        "backend": {"notifications_sent": stats.back_notifications_sent,
+                    "notifications_suppressed": stats.back_notifications_suppressed},
         "latency_us": _percentiles(lat),
         "stats": stats,
     }
@@ -70,15 +81,23 @@ def report(rep, result, params):
             f"one page over a grant and one event channel, and exchanged {n:,} requests of "
             f"{params['request_size']} bytes ({params['window']} in flight at a time).")
     sent, supp = result["notifications_sent"], result["notifications_suppressed"]
-    rep.say(f"Of {sent + supp:,} pushes onto the ring, {sent:,} needed an event-channel "
+    rep.say(f"The xenbus handshake took {result['handshake_seconds'] * 1e6:,.0f} µs of simulated "
+            f"time. Of {sent + supp:,} times a side published new ring entries, {sent:,} needed "
+            f"an event-channel "
             f"notification and {supp:,} were suppressed because the other side was still "
             f"working through the ring (ring.h's req_event/rsp_event).")
     s = rep.section(f"Ring ping-pong ({params['name']})")
     s.row("requests completed", n)
-    s.row("simulated duration", result["sim_seconds"] * 1e3, "ms")
-    s.row("throughput", result["throughput_per_s"], "requests/s (simulated)")
-    s.row("notifications sent", sent)
-    s.row("notifications suppressed", supp)
+    s.row("responses with wrong bytes", result["mismatches"])
+    s.row("ring size", result["ring_size"], "entries")
+    s.row("xenbus handshake", result["handshake_seconds"] * 1e6, "µs")
+    s.row("exchange duration", result["sim_seconds"] * 1e3, "ms")
+    s.row("throughput", result["throughput_per_s"], "requests/s")
+    f, b = result["frontend"], result["backend"]
+    s.row("notifications sent", f"{sent:,} (frontend {f['notifications_sent']:,}, "
+          f"backend {b['notifications_sent']:,})")
+    s.row("notifications suppressed", f"{supp:,} (frontend {f['notifications_suppressed']:,}, "
+          f"backend {b['notifications_suppressed']:,})")
     lat = rep.section("Round-trip latency (simulated)", headers=["", "µs"])
     for k in ("min", "p50", "p90", "p99", "max", "mean"):
         lat.table.append([k, result["latency_us"][k]])
