@@ -54,9 +54,15 @@ def test_same_seed_same_trace_bytes(tmp_path):
         assert r.returncode == 0, r.stderr
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
-    # a different seed changes times (randomness), not what happened
-    kinds = [[json.loads(line)["kind"] for line in f.read_text().splitlines()] for f in (a, c)]
-    assert sorted(kinds[0]) == sorted(kinds[1])
+    # a different seed changes the times drawn from the profile; the story stays the same
+    # (the same kinds of record, every request answered), though timing may change details
+    # such as how many notifications were coalesced
+    kinds = [{json.loads(line)["kind"] for line in f.read_text().splitlines()} for f in (a, c)]
+    assert kinds[0] == kinds[1]
+    for f in (a, c):
+        sends = [json.loads(line) for line in f.read_text().splitlines()
+                 if '"page.write"' in line]
+        assert len(sends) >= 2 * 200
 
 
 def test_json_report(tmp_path):
