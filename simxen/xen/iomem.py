@@ -49,7 +49,8 @@ class MmioMapping:
     def _check(self, offset, size):
         if not self.active:
             raise IomemError(-errno.EFAULT, f"dom{self.dom.domid}: MMIO mapping was removed")
-        if self._iomem.owner_of(self.first_mfn, self.nr_mfns) not in (self.dom.domid, None):
+        owner = self._iomem.owner_of(self.first_mfn, self.nr_mfns)
+        if owner != self.dom.domid and not (owner is None and self.dom.privileged):
             raise IomemError(-errno.EPERM, f"dom{self.dom.domid} lost access to mfn "
                                            f"{self.first_mfn:#x}")
         if offset < 0 or size < 0 or offset + size > self.size:

@@ -145,7 +145,7 @@ class Profile:
             except OSError as exc:
                 raise InputError(f"cannot read profile ({exc.strerror or exc})", path=path) from None
         else:
-            if not _OP_NAME.match(text_path):
+            if not re.match(r"^[A-Za-z0-9_-]+$", text_path):
                 raise InputError("expected a profile name like 'default' or a path to a .toml file",
                                  key=f"profile {text_path!r}")
             resource = resources.files("simxen") / "profiles" / f"{text_path}.toml"
