@@ -1,0 +1,606 @@
+"""tpmback: the backend half of the vTPM, as mini-os runs it in the vTPM stub domains.
+
+A vTPM stub domain (and the vTPM manager) serves every frontend that the
+toolstack connects to it with one :class:`TpmBack`::
+
+    back = TpmBack(hv, vtpm_dom, on_open=attach, on_close=detach)
+    back.start()                               # xenbus watcher + per-frontend processes
+
+    def main_loop():
+        while True:
+            req = yield from back.next_request()   # tpmback_req_any()
+            rsp = engine.execute(req.command, req.locality)
+            vtpm_dom.charge("tpm.vtpm.default")
+            back.respond(req, rsp)                  # tpmback_resp()
+
+What :meth:`TpmBack.start` runs (reference ``xen-vtpm.md`` §2.6, §2.9):
+
+* a **watch on** ``backend/vtpm`` in the backend domain's home. Each new
+  ``backend/vtpm/<fe>/<handle>`` directory the toolstack creates gets its own
+  process, which refuses the device unless ``frontend-id`` and the
+  ``frontend`` path name the domain ``<fe>`` of the directory, and unless it
+  carries a valid ``uuid`` (mandatory, as in mini-os); then goes InitWait,
+  writes ``feature-protocol-v2 = 1``, calls ``on_open`` and runs the xenbus
+  backend half;
+* on the frontend's Initialised or Connected: read ``ring-ref`` and
+  ``event-channel``, require the frontend's ``feature-protocol-v2`` to be
+  exactly ``"1"``, map the grant, bind the event channel, write
+  ``ready = 1``, go Connected. Any failure leaves the backend Closed (with an
+  ``error`` key), never a traceback;
+* an **event handler** per connection: SUBMIT marks the frontend ready;
+  CANCEL is acknowledged with IDLE if the request has not been taken yet
+  (ignored once it is being worked on: FINISH will overwrite it);
+* when the frontend closes, unmap and unbind and return to InitWait (the
+  pv-grub -> kernel handover); when it disappears (its domain destroyed),
+  full teardown: unmap, unbind, Closed, ``on_close``, and the backend
+  directory removed.
+
+Taking a request (:meth:`TpmBack.next_request`) is where the untrusted bytes
+are met, so it is careful in the order Xen's backends must be: read the
+header once, check ``state`` is SUBMIT and that ``length`` fits the granted
+pages (``8 + 4*nr_extra_pages + length``), map the extra pages if any, then
+**copy the command out of the shared page exactly once**. Everything after
+that (the TPM, the manager) sees only the copy, so a frontend rewriting the
+page afterwards (a double-fetch attack) changes nothing. A malformed request
+is answered with a 10-byte TPM error response (``TPM_RC_COMMAND_SIZE`` for a
+length beyond the pages, ``TPM_RC_FAILURE`` for a wrong state or unmappable
+extra pages) and a ``tpm.back.reject`` trace record.
+
+Which ready frontend is served next is the ``policy``:
+
+``"priority"`` (default)
+    the lowest ``(domid, handle)``, as ``tpmback_req_any`` scans its list --
+    a static priority under which a busy low domid starves the others;
+``"fifo"``
+    by arrival (when the SUBMIT notification was handled);
+``"round-robin"``
+    the next ready ``(domid, handle)`` after the last one served.
+
+Trace records: ``tpm.back.open``, ``tpm.back.connect``, ``tpm.back.ready``,
+``tpm.back.take``, ``tpm.back.respond``, ``tpm.back.reject``,
+``tpm.back.cancel``, ``tpm.back.violation``, ``tpm.back.drop``,
+``tpm.back.refuse``, ``tpm.back.disconnect``, ``tpm.back.close``; each
+command's records carry the ``flow`` its frontend gave it.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import simpy
+
+from simxen.drivers.tpmfront import command_code, page_tag
+from simxen.drivers.xenbus import XenbusBackend
+from simxen.protocols import tpmif
+from simxen.protocols.xenbus import XenbusState
+from simxen.tpm.constants import TPM_RC
+from simxen.tpm.engine import error_response
+from simxen.xen import errno as xen_errno
+from simxen.xen.errors import XenError
+
+__all__ = ["TpmBack", "TpmRequest", "FrontendInfo", "POLICIES"]
+
+#: Accepted values of ``policy``.
+POLICIES = ("priority", "fifo", "round-robin")
+
+_HDR = struct.Struct("<IBBBB")
+_U32 = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class FrontendInfo:
+    """Who is connected: what ``on_open``/``on_close`` receive."""
+
+    domid: int                #: the frontend's domain
+    handle: int               #: the device number (``vtpm/<handle>``)
+    uuid: str                 #: the vTPM's UUID from the backend directory
+    backend_path: str         #: ``/local/domain/<be>/backend/vtpm/<fe>/<handle>``
+    frontend_path: str        #: ``/local/domain/<fe>/device/vtpm/<handle>``
+
+
+@dataclass
+class TpmRequest:
+    """One command taken from a frontend: the backend's own copy of its bytes."""
+
+    domid: int
+    handle: int
+    uuid: str
+    command: bytes            #: copied once out of the shared page
+    locality: int
+    flow: object              #: trace label of this command
+    arrived: float            #: when its SUBMIT was seen
+    taken: float = 0.0        #: when :meth:`TpmBack.next_request` returned it
+    _iface: object = field(default=None, repr=False, compare=False)
+    _extra: list = field(default_factory=list, repr=False, compare=False)
+    _nr_extra: int = field(default=0, repr=False, compare=False)
+
+    @property
+    def cc(self):
+        """The command code (bytes 6..9), or None for a packet shorter than a header."""
+        return command_code(self.command)
+
+
+class _Interface:
+    """One connected (or connecting) frontend, as tpmback's list holds it."""
+
+    __slots__ = ("key", "info", "bus", "mapping", "port", "connected", "ready", "arrived",
+                 "seq", "busy", "handler", "tag")
+
+    def __init__(self, key, info, bus):
+        self.key = key
+        self.info = info
+        self.bus = bus
+        self.mapping = None
+        self.port = None
+        self.connected = False
+        self.ready = False
+        self.arrived = 0.0
+        self.seq = 0
+        self.busy = None
+        self.handler = None
+        self.tag = None
+
+
+class TpmBack:
+    """mini-os tpmback in domain ``dom``.
+
+    :param policy: ``"priority"``, ``"fifo"`` or ``"round-robin"`` (see module doc).
+    :param name: names the trace records' ``backend`` field and the watch token.
+    :param on_open: ``on_open(FrontendInfo)`` when a frontend's device appears.
+    :param on_close: ``on_close(FrontendInfo)`` when it is torn down for good.
+    """
+
+    def __init__(self, hv, dom, *, policy="priority", name="tpmback",
+                 on_open: Optional[Callable] = None, on_close: Optional[Callable] = None):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
+        self.hv = hv
+        self.dom = dom
+        self.policy = policy
+        self.name = name
+        self.on_open = on_open
+        self.on_close = on_close
+        self.base = f"/local/domain/{dom.domid}/backend/vtpm"
+        self._token = f"{name}:backend/vtpm"
+        self._ifaces: dict = {}           # (domid, handle) -> _Interface
+        self._seq = 0
+        self._last = None                 # round-robin: key served last
+        self._wakeup = None
+        self._watcher = None
+        # counters
+        self.requests = 0                 #: requests taken and handed out
+        self.responses = 0                #: responses written
+        self.rejected = 0                 #: malformed requests answered with an error
+        self.cancelled = 0                #: cancels acknowledged with IDLE
+        self.dropped = 0                  #: responses for frontends that went away
+        self.refused = 0                  #: devices refused (wrong domain, no uuid, ...)
+
+    def __repr__(self):
+        return f"<TpmBack dom{self.dom.domid} {self.name} {len(self._ifaces)} frontend(s)>"
+
+    # -- public view --------------------------------------------------------
+
+    @property
+    def frontends(self):
+        """``{(domid, handle): FrontendInfo}`` of every known device."""
+        return {key: iface.info for key, iface in self._ifaces.items()}
+
+    def connected(self, domid, handle=0):
+        """Whether frontend ``(domid, handle)`` is connected now."""
+        iface = self._ifaces.get((domid, handle))
+        return iface is not None and iface.connected
+
+    def start(self):
+        """Start watching ``backend/vtpm`` (the SimPy processes); returns self."""
+        if self._watcher is None:
+            self._watcher = self.hv.env.process(self._watch())
+        return self
+
+    # -- xenbus -------------------------------------------------------------
+
+    def _watch(self):
+        hv, dom = self.hv, self.dom
+        hv.xs.watch(dom, self.base, self._token)
+        while dom.alive:
+            yield dom.wait_watch(self._token)
+            if not dom.alive:
+                return
+            while True:
+                event = dom.xs_read_watch(self._token)
+                if event is None:
+                    break
+                self._scan(event.path)
+
+    def _scan(self, path):
+        """Find device directories under ``path`` that have no process yet."""
+        rel = path[len(self.base):].strip("/") if path.startswith(self.base) else None
+        if rel is None:
+            return
+        parts = rel.split("/") if rel else []
+        if len(parts) >= 2:
+            candidates = [(parts[0], parts[1])]
+            if (parts[0], parts[1]) in self._known_names():
+                return
+        else:
+            candidates = []
+            fes = [parts[0]] if parts else self._children(self.base)
+            for fe in fes:
+                candidates += [(fe, h) for h in self._children(f"{self.base}/{fe}")]
+        for fe, handle in candidates:
+            if (fe, handle) in self._known_names():
+                continue
+            if not (fe.isdigit() and handle.isdigit()):
+                self._refuse(None, f"{self.base}/{fe}/{handle}", "not a <domid>/<handle> directory")
+                continue
+            key = (int(fe), int(handle))
+            if key in self._ifaces or not self.hv.xs.exists(self.dom, f"{self.base}/{fe}/{handle}"):
+                continue
+            self._ifaces[key] = None          # claimed; the process fills it in
+            self.hv.env.process(self._device(key))
+
+    def _known_names(self):
+        return {(str(d), str(h)) for d, h in self._ifaces}
+
+    def _children(self, path):
+        try:
+            return self.hv.xs.directory(self.dom, path)
+        except XenError:
+            return []
+
+    def _refuse(self, bus, path, why):
+        """Refuse a device: trace it and, if we have its directory, go Closed with ``error``."""
+        self.refused += 1
+        self.hv.trace.emit("tpm.back.refuse", self.dom.now, self.dom.domid, backend=self.name,
+                           path=path, reason=why)
+        if bus is not None:
+            try:
+                bus.write("error", f"refused: {why}")
+                bus.switch_state(XenbusState.Closed)
+            except XenError:
+                pass
+
+    def _device(self, key):
+        """The life of one device directory: checks, open, xenbus backend, teardown."""
+        hv, dom = self.hv, self.dom
+        fe, handle = key
+        path = f"{self.base}/{fe}/{handle}"
+        try:
+            bus = XenbusBackend(hv, dom, fe, "vtpm", handle)
+        except (XenError, ValueError) as err:
+            self._refuse(None, path, f"incomplete device directory ({err})")
+            return
+        why = self._check_names(bus, fe, handle)
+        uuid = None
+        if why is None:
+            try:
+                uuid = str(uuidlib.UUID(bus.read("uuid")))
+            except (XenError, ValueError) as err:
+                why = f"no valid uuid ({err})"
+        if why is not None:
+            self._refuse(bus, path, why)
+            return                                 # stays claimed: refused for good
+        info = FrontendInfo(fe, handle, uuid, bus.nodename, bus.otherend)
+        iface = self._ifaces[key] = _Interface(key, info, bus)
+        bus.switch_state(XenbusState.InitWait)
+        bus.write("feature-protocol-v2", "1")
+        hv.trace.emit("tpm.back.open", dom.now, dom.domid, backend=self.name, domid=fe,
+                      handle=handle, uuid=uuid)
+        if self.on_open is not None:
+            self.on_open(info)
+        yield from bus.serve(lambda: self._connect(iface), lambda: self._disconnect(iface))
+        if dom.alive:
+            try:
+                hv.xs.rm(dom, bus.nodename)
+            except XenError:
+                pass                               # the toolstack removed it already
+        del self._ifaces[key]
+        hv.trace.emit("tpm.back.close", dom.now, dom.domid, backend=self.name, domid=fe,
+                      handle=handle, uuid=uuid)
+        if self.on_close is not None:
+            self.on_close(info)
+
+    @staticmethod
+    def _check_names(bus, fe, handle):
+        """None if the directory's keys name the frontend domain it is filed under."""
+        if bus.otherend_id != fe:
+            return f"frontend-id {bus.otherend_id} is not the directory's domain {fe}"
+        if not bus.otherend.startswith(f"/local/domain/{fe}/"):
+            return f"frontend path {bus.otherend} is not in dom{fe}'s home"
+        return None
+
+    def _connect(self, iface):
+        """``connect_fe``: map the page, bind the channel, ``ready = 1``."""
+        hv, dom, bus = self.hv, self.dom, iface.bus
+        fe = iface.info.domid
+        gref = int(bus.read_otherend("ring-ref"))
+        rport = int(bus.read_otherend("event-channel"))
+        if bus.read_otherend("feature-protocol-v2") != "1":
+            raise ValueError("frontend lacks feature-protocol-v2 = 1")
+        mapping = hv.gnttab.map_grant_ref(dom, fe, gref)
+        try:
+            port = hv.evtchn.bind_interdomain(dom, fe, rport)
+        except XenError:
+            hv.gnttab.unmap_grant_ref(dom, mapping.handle)
+            raise
+        hv.evtchn.unmask(dom, port)
+        iface.mapping, iface.port = mapping, port
+        iface.tag = page_tag(hv, mapping.entry.page.mfn)
+        iface.connected = True
+        iface.ready = False
+        iface.busy = None
+        bus.write("ready", "1")
+        iface.handler = hv.env.process(self._handler(iface))
+        hv.trace.emit("tpm.back.connect", dom.now, dom.domid, backend=self.name, domid=fe,
+                      handle=iface.info.handle, gref=gref, port=port)
+
+    def _disconnect(self, iface):
+        """Unmap and unbind; a request in flight is dropped, a taken one answered nowhere."""
+        hv, dom = self.hv, self.dom
+        if not iface.connected:
+            return
+        iface.connected = False
+        iface.ready = False
+        if iface.handler is not None and iface.handler.is_alive:
+            iface.handler.interrupt("disconnect")
+        iface.handler = None
+        if dom.alive:
+            hv.gnttab.unmap_grant_ref(dom, iface.mapping.handle)
+            if iface.port in dom.ports:
+                hv.evtchn.close(dom, iface.port)
+        hv.trace.emit("tpm.back.disconnect", dom.now, dom.domid, backend=self.name,
+                      domid=iface.info.domid, handle=iface.info.handle,
+                      busy=iface.busy is not None)
+        iface.mapping = iface.port = None
+
+    # -- the event handler ------------------------------------------------------
+
+    def _handler(self, iface):
+        """What mini-os runs from the IRQ: SUBMIT -> ready, CANCEL -> IDLE if not taken."""
+        dom = self.dom
+        port = iface.port
+        try:
+            while True:
+                yield dom.poll([port])
+                if not (iface.connected and dom.alive):
+                    return
+                dom.evtchn_clear(port)
+                state = dom.page_read(iface.mapping, tpmif.TPMIF_OFF_STATE, 1, what="tpmif.state")[0]
+                if state == tpmif.TPMIF_STATE_SUBMIT:
+                    self._mark_ready(iface)
+                elif state == tpmif.TPMIF_STATE_CANCEL and iface.busy is None:
+                    if iface.ready:
+                        iface.ready = False
+                    self._ack_cancel(iface)
+        except simpy.Interrupt:
+            return
+
+    def _mark_ready(self, iface):
+        dom = self.dom
+        if iface.busy is not None:
+            self._violation(iface, "SUBMIT while the previous command is being served")
+            return
+        if iface.ready:
+            return
+        iface.ready = True
+        iface.arrived = dom.now
+        self._seq += 1
+        iface.seq = self._seq
+        self.hv.trace.emit("tpm.back.ready", dom.now, dom.domid, backend=self.name,
+                           domid=iface.info.domid, handle=iface.info.handle, flow=iface.tag.flow)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.triggered:
+            wakeup.succeed()
+
+    def _ack_cancel(self, iface):
+        dom = self.dom
+        self.cancelled += 1
+        dom.page_write(iface.mapping, tpmif.TPMIF_OFF_STATE, bytes([tpmif.TPMIF_STATE_IDLE]),
+                       what="tpmif.state", flow=iface.tag.flow)
+        iface.tag.visible_at = dom.now
+        self.hv.evtchn.send(dom, iface.port)
+        self.hv.trace.emit("tpm.back.cancel", dom.now, dom.domid, backend=self.name,
+                           domid=iface.info.domid, handle=iface.info.handle, flow=iface.tag.flow)
+
+    def _violation(self, iface, what, **fields):
+        self.hv.trace.emit("tpm.back.violation", self.dom.now, self.dom.domid, backend=self.name,
+                           domid=iface.info.domid, handle=iface.info.handle, what=what,
+                           flow=iface.tag.flow, **fields)
+
+    # -- serving --------------------------------------------------------------
+
+    def next_request(self):
+        """Block until a frontend is ready; return its :class:`TpmRequest`.
+
+        A generator (``req = yield from back.next_request()``), the
+        ``tpmback_req_any`` of mini-os with the chosen ``policy``. Malformed
+        requests are answered here with an error response and never returned.
+        """
+        while True:
+            iface = self._choose()
+            if iface is None:
+                if not self.dom.alive:
+                    raise XenError(-xen_errno.ESRCH, f"dom{self.dom.domid} ({self.dom.name}) has been destroyed")
+                self._wakeup = self.hv.env.event()
+                yield self._wakeup
+                self._wakeup = None
+                continue
+            request = self._take(iface)
+            if request is not None:
+                return request
+
+    def _choose(self):
+        ready = [i for i in self._ifaces.values() if i is not None and i.ready and i.connected]
+        if not ready:
+            return None
+        if self.policy == "priority":
+            return min(ready, key=lambda i: i.key)
+        if self.policy == "fifo":
+            return min(ready, key=lambda i: (i.arrived, i.seq))
+        ready.sort(key=lambda i: i.key)
+        if self._last is not None:
+            for iface in ready:
+                if iface.key > self._last:
+                    return iface
+        return ready[0]
+
+    def _take(self, iface):
+        """Validate the header, map extra pages, copy the command once."""
+        hv, dom = self.hv, self.dom
+        iface.ready = False
+        self._last = iface.key
+        mapping = iface.mapping
+        flow = iface.tag.flow
+        length, state, locality, _pad, nr_extra = _HDR.unpack(
+            dom.page_read(mapping, 0, tpmif.TPMIF_HEADER_SIZE, what="tpmif.header", flow=flow))
+        if state == tpmif.TPMIF_STATE_CANCEL:
+            self._ack_cancel(iface)
+            return None
+        if state != tpmif.TPMIF_STATE_SUBMIT:
+            self._reject(iface, [], nr_extra, TPM_RC.FAILURE,
+                         f"state {tpmif.TPMIF_STATE_NAMES.get(state, state)} is not SUBMIT", flow)
+            return None
+        capacity = tpmif.payload_capacity(nr_extra)
+        if length > capacity:
+            self._reject(iface, [], nr_extra, TPM_RC.COMMAND_SIZE,
+                         f"length {length} exceeds the {capacity} bytes of {1 + nr_extra} page(s)",
+                         flow)
+            return None
+        extra = []
+        if nr_extra:
+            refs = struct.unpack(f"<{nr_extra}I", dom.page_read(
+                mapping, tpmif.TPMIF_OFF_EXTRA_PAGES, 4 * nr_extra, what="tpmif.extra_pages",
+                flow=flow))
+            try:
+                for ref in refs:
+                    extra.append(hv.gnttab.map_grant_ref(dom, iface.info.domid, ref))
+            except XenError as err:
+                self._reject(iface, extra, nr_extra, TPM_RC.FAILURE, f"extra page: {err}", flow)
+                return None
+        views = [mapping] + extra
+        command = b"".join(dom.page_read(views[i], a, b - a, what="tpmif.command", flow=flow)
+                           for i, a, b in _spans(nr_extra, length))
+        info = iface.info
+        request = TpmRequest(info.domid, info.handle, info.uuid, command, locality, flow,
+                             iface.arrived, dom.now, iface, extra, nr_extra)
+        iface.busy = request
+        self.requests += 1
+        hv.trace.emit("tpm.back.take", dom.now, dom.domid, backend=self.name, domid=info.domid,
+                      handle=info.handle, flow=flow, length=length, cc=command_code(command),
+                      locality=locality, waited=dom.now - iface.arrived)
+        return request
+
+    def _reject(self, iface, extra, nr_extra, rc, why, flow):
+        """Answer a malformed request with a 10-byte TPM error and trace why."""
+        self.rejected += 1
+        self.hv.trace.emit("tpm.back.reject", self.dom.now, self.dom.domid, backend=self.name,
+                           domid=iface.info.domid, handle=iface.info.handle, flow=flow,
+                           rc=rc, reason=why)
+        request = TpmRequest(iface.info.domid, iface.info.handle, iface.info.uuid, b"", 0, flow,
+                             iface.arrived, self.dom.now, iface, extra, nr_extra)
+        iface.busy = request
+        self._write_response(request, error_response(rc), rejected=True)
+
+    def respond(self, request: TpmRequest, response: bytes) -> bool:
+        """Write ``response`` and FINISH into the request's page and notify.
+
+        A plain call (costs go to the domain's cursor). Returns False, and
+        records ``tpm.back.drop``, when the frontend disconnected or went
+        away meanwhile; a response too big for the pages becomes a 10-byte
+        ``TPM_RC_FAILURE`` (mini-os would leave the frontend waiting).
+        """
+        if not self._still_served(request):
+            return False
+        self._write_response(request, bytes(response))
+        return True
+
+    def _still_served(self, request):
+        """Whether ``request``'s frontend is still connected and waiting for it.
+
+        If not, unmap its extra pages, count and trace ``tpm.back.drop``.
+        """
+        iface = request._iface
+        if (iface is not None and self._ifaces.get(iface.key) is iface and iface.connected
+                and iface.busy is request):
+            return True
+        self.dropped += 1
+        self._unmap_extra(request)
+        self.hv.trace.emit("tpm.back.drop", self.dom.now, self.dom.domid, backend=self.name,
+                           domid=request.domid, handle=request.handle, flow=request.flow)
+        return False
+
+    def abort(self, request: TpmRequest) -> bool:
+        """Give up a taken request: store IDLE (SUBMIT -> IDLE) and notify.
+
+        The tpmif ABI lets a backend cancel "for its own reason"; the Linux
+        frontend then fails with ``-ECANCELED`` and mini-os returns an empty
+        response. Returns False (``tpm.back.drop``) if the frontend is gone.
+        """
+        if not self._still_served(request):
+            return False
+        self._unmap_extra(request)
+        request._iface.busy = None
+        self._ack_cancel(request._iface)
+        return True
+
+    def _write_response(self, request, response, rejected=False):
+        """Response bytes, ``length``, then FINISH; notify. Offsets are the ones of the take."""
+        hv, dom = self.hv, self.dom
+        iface = request._iface
+        flow = request.flow
+        nr_extra = request._nr_extra
+        views = [iface.mapping] + request._extra
+        if len(views) == 1 + nr_extra:
+            capacity = tpmif.payload_capacity(nr_extra)
+        else:                                   # extra pages not mapped: first page only
+            capacity = tpmif.XEN_PAGE_SIZE - tpmif.data_offset(nr_extra)
+        if len(response) > capacity:
+            hv.trace.emit("tpm.back.reject", dom.now, dom.domid, backend=self.name,
+                          domid=request.domid, handle=request.handle, flow=flow,
+                          rc=TPM_RC.FAILURE,
+                          reason=f"{len(response)}-byte response exceeds {capacity} bytes")
+            response = error_response(TPM_RC.FAILURE)
+        state = dom.page_read(iface.mapping, tpmif.TPMIF_OFF_STATE, 1, what="tpmif.state",
+                              flow=flow)[0]
+        if not rejected and state not in (tpmif.TPMIF_STATE_SUBMIT, tpmif.TPMIF_STATE_CANCEL):
+            self._violation(iface, "state changed while the command was served",
+                            state=tpmif.TPMIF_STATE_NAMES.get(state, state))
+        pos = 0
+        for i, a, b in _spans(nr_extra, len(response)):
+            dom.page_write(views[i], a, response[pos:pos + b - a], what="tpmif.response", flow=flow)
+            pos += b - a
+        dom.page_write(iface.mapping, tpmif.TPMIF_OFF_LENGTH, _U32.pack(len(response)),
+                       what="tpmif.length", flow=flow)
+        dom.page_write(iface.mapping, tpmif.TPMIF_OFF_STATE, bytes([tpmif.TPMIF_STATE_FINISH]),
+                       what="tpmif.state", flow=flow)
+        iface.tag.visible_at = dom.now
+        hv.evtchn.send(dom, iface.port)
+        iface.busy = None
+        self._unmap_extra(request)
+        if not rejected:
+            self.responses += 1
+            hv.trace.emit("tpm.back.respond", dom.now, dom.domid, backend=self.name,
+                          domid=request.domid, handle=request.handle, flow=flow,
+                          length=len(response), rc=command_code(response),
+                          service=dom.now - request.taken)
+
+    def _unmap_extra(self, request):
+        """Unmap the extra pages a request mapped (nothing if its domain is gone)."""
+        dom = self.dom
+        extra, request._extra = request._extra, []
+        for mapping in extra:
+            if dom.alive and mapping.handle in dom.maptrack:
+                self.hv.gnttab.unmap_grant_ref(dom, mapping.handle)
+
+
+def _spans(nr_extra, length):
+    """``(page index, start, stop)`` of a packet of ``length`` bytes (pages contiguous)."""
+    pos = tpmif.data_offset(nr_extra)
+    end = pos + length
+    while pos < end:
+        index, start = divmod(pos, tpmif.XEN_PAGE_SIZE)
+        stop = min(tpmif.XEN_PAGE_SIZE, start + (end - pos))
+        yield index, start, stop
+        pos += stop - start

@@ -1,0 +1,418 @@
+"""tpmfront: the guest half of a vTPM, one TPM command at a time over a granted page.
+
+A domain that wants a TPM (a guest kernel, pv-grub, or a vTPM stub domain
+talking to the vTPM manager) runs a :class:`TpmFront`. It shares **one 4 KiB
+page** with its backend -- not a ring: the page holds a single command or a
+single response (:mod:`simxen.protocols.tpmif`) -- and one event channel::
+
+    hv = Hypervisor(seed=1)
+    guest = hv.domain_create("guest")
+    ...                                     # dom0 wrote device/vtpm/0 (add_device)
+
+    def kernel():
+        tpm = TpmFront(hv, guest)
+        yield from tpm.connect()            # grant, alloc_unbound, xenbus handshake
+        rsp = yield from tpm.transmit(pcr_extend_command(16, {TPM_ALG.SHA256: digest}))
+        yield from tpm.close()
+
+A round trip is: copy the command into the page at ``8 + 4*nr_extra_pages``,
+store ``length`` (and ``locality``), store ``state = SUBMIT``, notify the
+event channel; wait until the backend stores FINISH (or IDLE: cancelled);
+copy the response out.
+
+Two flavours, because Xen has two frontends and they wait differently
+(reference ``xen-vtpm.md`` §2.6-2.8):
+
+``"linux"``
+    Linux ``xen-tpmfront``. Publishes ``ring-ref``, ``event-channel`` and
+    ``feature-protocol-v2`` in one transaction and goes Initialised. Its wait
+    for the response **polls the page every** ``tpmfront.poll_interval``
+    (5 ms, ``TPM_TIMEOUT``) when the profile switch ``tpmfront.wait`` is
+    ``"poll"`` (the default, as current kernels do: nothing sets
+    ``TPM_CHIP_FLAG_IRQ``), or sleeps until the event channel fires when it
+    is ``"interrupt"``. A response already present at the first check costs
+    nothing extra; otherwise the guest sees it on the next 5 ms tick. On
+    timeout it stores CANCEL, notifies and fails with ``-ETIME``; a wait
+    ended by IDLE (not FINISH) fails with ``-ECANCELED``.
+``"minios"``
+    mini-os ``tpmfront``, used by the vTPM stub domain towards the manager and
+    by pv-grub. Writes ``feature-protocol-v2`` first, ring-ref and
+    event-channel in a transaction, then goes **Connected directly**; waits
+    on the interrupt **with no timeout**; never cancels; a wait ended by IDLE
+    returns an empty response.
+
+Timeouts come from the profile: ``timeout`` (default switch
+``tpmfront.timeout``, else 120 s -- Linux's duration for a command whose
+class it does not know) bounds the wait for the response; ``timeout_c``
+(switch ``tpmfront.timeout_c``, else 750 ms, TIS timeout C) bounds the wait
+for the page to become free before sending.
+
+Extra pages (``extra_pages=n``) are the part of the ABI that neither Linux
+nor mini-os implements: ``n`` more pages are granted and their grefs listed
+in the header, so a command or response may be up to
+``payload_capacity(n)`` bytes instead of 4088.
+
+Every command carries a ``flow`` id, put on each trace record of its hops
+(``tpm.front.submit``, ``tpm.back.take``, ``tpm.back.respond``,
+``tpm.front.complete``). The flow travels beside the bytes, never in them:
+the frontend tags its shared page in a per-hypervisor side table
+(:func:`page_tag`) that a backend reads only to label its own trace
+records. The same table records *when* a backend's response becomes
+visible, so a polling frontend cannot see a FINISH that its backend has not
+yet (in simulated time) written.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+import weakref
+
+from simxen.drivers.xenbus import XenbusFrontend
+from simxen.protocols import tpmif
+from simxen.protocols.xenbus import XenbusState
+from simxen.xen.errors import XenError
+
+__all__ = ["TpmFront", "TpmFrontError", "PageTag", "page_tag", "DEFAULT_TIMEOUT",
+           "DEFAULT_TIMEOUT_C", "command_code"]
+
+#: Wait for a response when the profile says nothing (Linux's fallback
+#: duration for an unknown ordinal, 2 minutes; mini-os uses 120 s too).
+DEFAULT_TIMEOUT = 120.0
+#: Wait for the page to become free (TIS default timeout C, 750 ms).
+DEFAULT_TIMEOUT_C = 0.75
+
+_U32 = struct.Struct("<I")
+_FLAVOURS = ("linux", "minios")
+_DONE = (tpmif.TPMIF_STATE_IDLE, tpmif.TPMIF_STATE_FINISH)
+
+
+class TpmFrontError(Exception):
+    """A transmit or connect that the real driver fails; :attr:`errno` is negative.
+
+    ``-ETIME`` timeout, ``-ECANCELED`` the backend cancelled, ``-EINVAL``
+    the command does not fit, ``-ENODEV`` not connected, ``-EIO`` a
+    response the driver cannot read.
+    """
+
+    def __init__(self, err: int, message: str):
+        self.errno = err
+        super().__init__(f"{errno.errorcode.get(-err, err)}: {message}")
+
+
+class PageTag:
+    """Simulation metadata hung on a shared page, never visible to the peer's logic.
+
+    ``flow`` labels the command now in the page; ``visible_at`` is the
+    simulated time at which the backend's last response store happens.
+    """
+
+    __slots__ = ("flow", "visible_at")
+
+    def __init__(self):
+        self.flow = None
+        self.visible_at = 0.0
+
+
+_TAGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def page_tag(hv, mfn: int) -> PageTag:
+    """The :class:`PageTag` of machine frame ``mfn`` in hypervisor ``hv``."""
+    tags = _TAGS.get(hv)
+    if tags is None:
+        tags = _TAGS[hv] = {}
+    tag = tags.get(mfn)
+    if tag is None:
+        tag = tags[mfn] = PageTag()
+    return tag
+
+
+def command_code(packet: bytes):
+    """The ``commandCode``/``responseCode`` field (bytes 6..9) of a TPM packet, or None."""
+    if len(packet) < 10:
+        return None
+    return struct.unpack_from(">I", packet, 6)[0]
+
+
+class TpmFront:
+    """The frontend of vTPM device ``devid`` in domain ``dom``.
+
+    :param flavour: ``"linux"`` (xen-tpmfront) or ``"minios"`` (mini-os tpmfront).
+    :param extra_pages: extra pages granted for packets longer than 4088 bytes.
+    """
+
+    def __init__(self, hv, dom, devid=0, *, flavour="linux", extra_pages=0):
+        if flavour not in _FLAVOURS:
+            raise ValueError(f"flavour must be one of {_FLAVOURS}, not {flavour!r}")
+        if not 0 <= extra_pages <= tpmif.TPMIF_MAX_EXTRA_PAGES:
+            raise ValueError(f"extra_pages {extra_pages} outside 0..{tpmif.TPMIF_MAX_EXTRA_PAGES}")
+        self.hv = hv
+        self.dom = dom
+        self.devid = devid
+        self.flavour = flavour
+        self.extra_pages = extra_pages
+        #: bytes a packet may have: 4088 without extra pages
+        self.capacity = tpmif.payload_capacity(extra_pages)
+        self.connected = False
+        self.backend_id = None
+        self.bus = None
+        self.page = None
+        self.pages = []
+        self.grefs = []
+        self.port = None
+        self._tag = None
+        self._seq = 0
+        # counters
+        self.commands = 0            #: round trips completed
+        self.timeouts = 0            #: transmits that failed with -ETIME
+        self.cancels = 0             #: CANCELs stored
+        self.cancelled = 0           #: transmits the backend cancelled (IDLE)
+        self.polls = 0               #: looks at the page's state while waiting
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def __repr__(self):
+        return (f"<TpmFront dom{self.dom.domid} vtpm/{self.devid} {self.flavour} "
+                f"{'connected' if self.connected else 'not connected'}>")
+
+    # -- connection ---------------------------------------------------------
+
+    def connect(self, timeout=None):
+        """Grant the page(s), allocate the event channel, run the xenbus handshake.
+
+        A generator. Reads ``backend-id`` from the frontend directory the
+        toolstack wrote; raises :class:`TpmFrontError` ``-ENODEV`` when the
+        backend closes instead of connecting, does not connect within
+        ``timeout``, or lacks ``feature-protocol-v2``.
+        """
+        hv, dom = self.hv, self.dom
+        if self.connected:
+            return
+        bus = self.bus = XenbusFrontend(hv, dom, "vtpm", self.devid)
+        self.backend_id = bus.otherend_id
+        self.page = dom.alloc_page()
+        self.pages = [self.page] + [dom.alloc_page() for _ in range(self.extra_pages)]
+        self.grefs = [hv.gnttab.grant_foreign_access(dom, self.backend_id, p.gfn)
+                      for p in self.pages]
+        self._tag = page_tag(hv, self.page.mfn)
+        if self.extra_pages:
+            refs = struct.pack(f"<{self.extra_pages}I", *self.grefs[1:])
+            dom.page_write(self.page, tpmif.TPMIF_OFF_NR_EXTRA_PAGES, bytes([self.extra_pages]),
+                           what="tpmif.nr_extra_pages")
+            dom.page_write(self.page, tpmif.TPMIF_OFF_EXTRA_PAGES, refs, what="tpmif.extra_pages")
+        self.port = hv.evtchn.alloc_unbound(dom, self.backend_id)
+
+        def publish(tx):
+            bus.write("ring-ref", self.grefs[0], tx=tx)
+            bus.write("event-channel", self.port, tx=tx)
+            if self.flavour == "linux":
+                bus.write("feature-protocol-v2", "1", tx=tx)
+
+        S = XenbusState
+        bus.watch_otherend()
+        if self.flavour == "linux":
+            bus.publish(publish)
+            bus.switch_state(S.Initialised)
+        else:
+            bus.write("feature-protocol-v2", "1")
+            bus.publish(publish)
+            bus.switch_state(S.Connected)
+        state = yield from bus.wait_otherend({S.Connected, S.Closing, S.Closed}, timeout)
+        if state != S.Connected:
+            self._release()
+            why = state.name if state is not None else "not connected in time"
+            raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} vtpm/{self.devid}: backend "
+                                               f"{bus.otherend} is {why}")
+        if not self._backend_speaks_v2():
+            bus.switch_state(S.Closing)
+            self._release()
+            raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} vtpm/{self.devid}: vTPM "
+                                               "protocol 2 required")
+        bus.switch_state(S.Connected)
+        self.connected = True
+        hv.trace.emit("tpm.front.connect", dom.now, dom.domid, devid=self.devid,
+                      backend=self.backend_id, flavour=self.flavour, gref=self.grefs[0],
+                      port=self.port, extra_pages=self.extra_pages)
+
+    def _backend_speaks_v2(self):
+        try:
+            value = self.bus.read_otherend("feature-protocol-v2")
+        except XenError:
+            return False
+        if self.flavour == "minios":
+            return value == "1"
+        try:                               # Linux: any non-zero integer
+            return int(value) != 0
+        except ValueError:
+            return False
+
+    def close(self):
+        """mini-os shutdown: Closing, Closed, wait for the backend, back to Initialising.
+
+        A generator. Removes ``ring-ref`` and ``event-channel``, then closes the
+        event channel and ends the grants, so a later kernel (pv-grub's
+        successor) can connect to the same backend with :meth:`connect`.
+        """
+        if self.bus is None:
+            return
+        self.connected = False
+        yield from self.bus.close(remove_keys=("ring-ref", "event-channel"))
+        self.hv.trace.emit("tpm.front.close", self.dom.now, self.dom.domid, devid=self.devid,
+                           backend=self.backend_id)
+        self._release()
+
+    def _release(self):
+        """Close the event channel and end every grant the backend no longer maps."""
+        hv, dom = self.hv, self.dom
+        if not dom.alive:
+            return
+        if self.port is not None:
+            hv.evtchn.close(dom, self.port)
+            self.port = None
+        for gref in self.grefs:
+            if not hv.gnttab.end_foreign_access_ref(dom, gref):
+                hv.trace.emit("tpm.front.grant_busy", dom.now, dom.domid, gref=gref)
+        self.grefs = []
+        self.bus.unwatch_otherend()
+        self.bus = None
+
+    # -- one command ----------------------------------------------------------
+
+    def transmit(self, command: bytes, *, locality=0, flow=None, timeout=None):
+        """Send ``command``, wait for the backend, return the response bytes.
+
+        A generator: ``rsp = yield from front.transmit(cmd)``. ``flow``
+        labels the trace records of this command (one is made up when
+        omitted). ``timeout`` overrides the profile's (ignored by mini-os,
+        which waits forever).
+        """
+        hv, dom = self.hv, self.dom
+        if not self.connected or not dom.alive:
+            raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} vtpm/{self.devid} is not connected")
+        command = bytes(command)
+        if len(command) > self.capacity:
+            raise TpmFrontError(-errno.EINVAL, f"{len(command)}-byte command exceeds the "
+                                               f"{self.capacity} bytes of {1 + self.extra_pages} "
+                                               "page(s)")
+        if not 0 <= locality <= 0xFF:
+            raise TpmFrontError(-errno.EINVAL, f"locality {locality} does not fit in a u8")
+        linux = self.flavour == "linux"
+        if flow is None:
+            self._seq += 1
+            flow = f"{dom.name}/vtpm{self.devid}/{self._seq}"
+        profile = hv.profile
+        if linux:
+            timeout_c = profile.switch("tpmfront.timeout_c", DEFAULT_TIMEOUT_C)
+            if timeout is None:
+                timeout = profile.switch("tpmfront.timeout", DEFAULT_TIMEOUT)
+            if not (yield from self._wait_done(timeout_c)):
+                self._cancel(flow)
+                raise TpmFrontError(-errno.ETIME, "the vTPM is still busy with an earlier command")
+        elif self._state() not in _DONE:
+            raise TpmFrontError(-errno.EINPROGRESS, "a command is already in flight")
+
+        start = dom.now
+        self._tag.flow = flow
+        self._write_packet(command, flow)
+        page = self.page
+        dom.page_write(page, tpmif.TPMIF_OFF_LENGTH, _U32.pack(len(command)), what="tpmif.length",
+                       flow=flow)
+        dom.page_write(page, tpmif.TPMIF_OFF_LOCALITY, bytes([locality]), what="tpmif.locality",
+                       flow=flow)
+        dom.page_write(page, tpmif.TPMIF_OFF_STATE, bytes([tpmif.TPMIF_STATE_SUBMIT]),
+                       what="tpmif.state", flow=flow)
+        dom.evtchn_clear(self.port)
+        hv.evtchn.send(dom, self.port)
+        self.bytes_sent += len(command)
+        hv.trace.emit("tpm.front.submit", dom.now, dom.domid, flow=flow, devid=self.devid,
+                      backend=self.backend_id, length=len(command), cc=command_code(command),
+                      locality=locality)
+
+        done = yield from self._wait_done(timeout if linux else None)
+        if not done:
+            self.timeouts += 1
+            self._cancel(flow)
+            hv.trace.emit("tpm.front.timeout", dom.now, dom.domid, flow=flow, devid=self.devid,
+                          waited=dom.now - start)
+            raise TpmFrontError(-errno.ETIME, f"no response within {timeout} s")
+        state = self._state()
+        if state == tpmif.TPMIF_STATE_IDLE:
+            self.cancelled += 1
+            hv.trace.emit("tpm.front.complete", dom.now, dom.domid, flow=flow, devid=self.devid,
+                          length=0, rc=None, cancelled=True, latency=dom.now - start)
+            if linux:
+                raise TpmFrontError(-errno.ECANCELED, "the backend cancelled the command")
+            return b""
+        response = self._read_response(flow)
+        self.commands += 1
+        self.bytes_received += len(response)
+        hv.trace.emit("tpm.front.complete", dom.now, dom.domid, flow=flow, devid=self.devid,
+                      length=len(response), rc=command_code(response), latency=dom.now - start)
+        return response
+
+    def _state(self):
+        """The page's state byte as the frontend sees it now (a plain load: free)."""
+        state = self.page.data[tpmif.TPMIF_OFF_STATE]
+        if state in _DONE and self.dom.now < self._tag.visible_at:
+            return tpmif.TPMIF_STATE_SUBMIT     # the backend's store has not happened yet
+        return state
+
+    def _wait_done(self, timeout):
+        """Wait until the state is IDLE or FINISH; False on timeout. A generator.
+
+        Polls on the profile's grid (Linux, switch ``tpmfront.wait`` =
+        ``"poll"``) or sleeps on the event channel, ignoring notifications
+        that leave the state SUBMIT/CANCEL (the IRQ handler does).
+        """
+        dom = self.dom
+        poll = self.flavour == "linux" and self.hv.profile.switch("tpmfront.wait", "poll") == "poll"
+        interval = self.hv.profile.switch("tpmfront.poll_interval", 0.005) if poll else None
+        deadline = None if timeout is None else dom.now + timeout
+        while True:
+            self.polls += 1
+            if self._state() in _DONE:
+                if poll:
+                    dom.evtchn_clear(self.port)     # the IRQ handler ran, nobody was waiting
+                return True
+            remaining = None if deadline is None else deadline - dom.now
+            if remaining is not None and remaining <= 0:
+                return False
+            if poll:
+                yield dom.sleep(interval if remaining is None else min(interval, remaining))
+            else:
+                yield dom.poll([self.port], remaining)
+                dom.evtchn_clear(self.port)
+
+    def _cancel(self, flow):
+        """Store CANCEL and notify (Linux on timeout)."""
+        self.cancels += 1
+        self.dom.page_write(self.page, tpmif.TPMIF_OFF_STATE, bytes([tpmif.TPMIF_STATE_CANCEL]),
+                            what="tpmif.state", flow=flow)
+        self.hv.evtchn.send(self.dom, self.port)
+
+    def _spans(self, length):
+        """``(page, offset, start, stop)`` pieces of a packet of ``length`` bytes."""
+        pos = tpmif.data_offset(self.extra_pages)
+        done = 0
+        while done < length:
+            index, offset = divmod(pos, tpmif.XEN_PAGE_SIZE)
+            n = min(tpmif.XEN_PAGE_SIZE - offset, length - done)
+            yield self.pages[index], offset, done, done + n
+            pos += n
+            done += n
+
+    def _write_packet(self, data, flow):
+        for page, offset, a, b in self._spans(len(data)):
+            self.dom.page_write(page, offset, data[a:b], what="tpmif.command", flow=flow)
+
+    def _read_response(self, flow):
+        (length,) = _U32.unpack(self.dom.page_read(self.page, tpmif.TPMIF_OFF_LENGTH, 4,
+                                                   what="tpmif.length", flow=flow))
+        if length > self.capacity:
+            if self.flavour == "minios":
+                raise TpmFrontError(-errno.EIO, f"response length {length} exceeds the "
+                                                f"{self.capacity}-byte page")
+            length = self.capacity                  # Linux copies what fits
+        return b"".join(self.dom.page_read(page, offset, b - a, what="tpmif.response", flow=flow)
+                        for page, offset, a, b in self._spans(length))
