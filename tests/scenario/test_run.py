@@ -82,3 +82,29 @@ def test_until_stops_an_unfinished_run(tmp_path):
 def test_trace_into_missing_folder_is_input_error(tmp_path):
     r = simxen("run", str(small(tmp_path)), "--trace", str(tmp_path / "no" / "t.jsonl"))
     assert r.returncode == 2 and "folder does not exist" in r.stderr
+
+
+def test_progress_line_on_a_terminal(tmp_path):
+    """On a terminal, stderr carries a progress line; piped, it stays silent (above)."""
+    import os
+    import pty
+    p = small(tmp_path)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "simxen.cli", "run", str(p)],
+                              stdout=subprocess.PIPE, stderr=slave, timeout=300)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    err = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "simulated" in err and "of at most 10 s" in err
