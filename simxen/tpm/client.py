@@ -294,3 +294,133 @@ def parse_start_auth_session(raw):
     """``(sessionHandle, nonceTPM)``."""
     rsp = parse_response(raw, 1)
     return rsp.handles[0], rsp.params.tpm2b()
+
+
+# -- HMAC and policy sessions, caller side ---------------------------------
+class AuthSessionClient:
+    """The caller's half of an HMAC or policy session (Part 1, 19).
+
+    Keeps the rolling nonces, computes command HMACs over cpHash, checks the
+    response HMAC over rpHash, and optionally encrypts the first command
+    parameter / decrypts the first response parameter with AES-CFB::
+
+        s = AuthSessionClient.start(tpm.execute, random_bytes=os.urandom)
+        cmd = s.command(TPM_CC.Unseal, [handle], [name], b"", auth_value=b"")
+        data = s.response(tpm.execute(cmd), TPM_CC.Unseal).params.tpm2b()
+
+    ``salt_key`` (a :class:`Public`) salts the session; ``bind`` /
+    ``bind_auth`` bind it.
+    """
+
+    def __init__(self, handle, hash_alg, nonce_tpm, session_key, random_bytes,
+                 nonce_size, symmetric, bind_name=None):
+        from simxen.tpm.algorithms import HASHES
+        self.handle = handle
+        self.hash = HASHES[hash_alg]
+        self.nonce_tpm = nonce_tpm
+        self.session_key = session_key
+        self.random_bytes = random_bytes
+        self.nonce_size = nonce_size
+        self.symmetric = symmetric
+        self.bind_name = bind_name
+        self.nonce_caller = b""
+        self._key = b""
+        self._attrs = 0
+
+    @classmethod
+    def start(cls, execute, *, random_bytes, session_type=TPM_SE.HMAC, auth_hash=TPM_ALG.SHA256,
+              salt_key=None, salt_key_handle=TPM_RH.NULL, bind=TPM_RH.NULL, bind_name=None,
+              bind_auth=b"", symmetric=(TPM_ALG.NULL, 0, 0), nonce_size=32):
+        from simxen.tpm.algorithms import HASHES
+        from simxen.tpm.kdf import kdfa
+        h = HASHES[auth_hash]
+        nonce_caller = random_bytes(nonce_size)
+        salt, encrypted = b"", b""
+        if salt_key is not None:
+            salt, encrypted = make_salt(salt_key, random_bytes)
+        raw = execute(start_auth_session_command(nonce_caller, session_type, auth_hash,
+                                                 salt_key_handle, bind, encrypted, symmetric))
+        handle, nonce_tpm = parse_start_auth_session(raw)
+        key = b""
+        if salt or bind != TPM_RH.NULL:
+            key = kdfa(h.name, bind_auth.rstrip(b"\0") + salt, b"ATH", nonce_tpm, nonce_caller,
+                       8 * h.size)
+        s = cls(handle, auth_hash, nonce_tpm, key, random_bytes, nonce_size, symmetric,
+                bind_name if bind != TPM_RH.NULL else None)
+        s.nonce_caller = nonce_caller
+        return s
+
+    def command(self, cc, handles, names, params, auth_value=b"", *, include_auth=None,
+                attributes=0x01, encrypt_first=False, decrypt_response=False):
+        """A complete command authorized by this session.
+
+        ``names`` are the Names of all handles (for cpHash); ``auth_value``
+        is the authorized entity's.  ``encrypt_first`` encrypts the first
+        parameter (attribute ``decrypt``); ``decrypt_response`` asks the TPM
+        to encrypt the first response parameter (attribute ``encrypt``)."""
+        self.nonce_caller = self.random_bytes(self.nonce_size)
+        if include_auth is None:
+            include_auth = self.bind_name is None or self.bind_name not in names[:1]
+        self._key = self.session_key + (auth_value.rstrip(b"\0") if include_auth else b"")
+        if encrypt_first:
+            attributes |= 0x20
+            params = self._cfb_first(params, self.nonce_caller, self.nonce_tpm, True)
+        if decrypt_response:
+            attributes |= 0x40
+        self._attrs = attributes
+        cp = self.hash.digest(u32(cc) + b"".join(names) + params)
+        mac = self.hash.hmac(self._key, cp + self.nonce_caller + self.nonce_tpm
+                             + bytes((attributes,)))
+        area = u32(self.handle) + tpm2b(self.nonce_caller) + bytes((attributes,)) + tpm2b(mac)
+        return build_command(cc, handles, params, [area])
+
+    def response(self, raw, cc, n_handles=0):
+        """Check the response HMAC, roll the nonce, return a :class:`Response`
+        (its first parameter decrypted if the command asked for that).
+        :class:`ResponseError` for a TPM error, ``ValueError`` for a bad HMAC."""
+        rsp = parse_response(raw, n_handles)
+        r = rsp.params
+        params = raw[r.pos:r.end]
+        tail = Reader(raw, r.end)
+        nonce = tail.tpm2b()
+        attrs = tail.u8()
+        mac = tail.tpm2b()
+        rp = self.hash.digest(b"\0\0\0\0" + u32(cc) + params)
+        expected = self.hash.hmac(self._key, rp + nonce + self.nonce_caller + bytes((attrs,)))
+        if mac != expected:
+            raise ValueError("response HMAC does not verify")
+        self.nonce_tpm = nonce
+        if self._attrs & 0x40:
+            rsp.params = Reader(self._cfb_first(params, nonce, self.nonce_caller, False))
+        return rsp
+
+    def _cfb_first(self, params, newer, older, encrypt):
+        from simxen.tpm.kdf import kdfa
+        from simxen.tpm.protection import cfb
+        bits = self.symmetric[1]
+        km = kdfa(self.hash.name, self._key, b"CFB", newer, older, bits + 128)
+        size = struct.unpack_from(">H", params, 0)[0]
+        body = cfb(km[:bits // 8], km[bits // 8:], params[2:2 + size], encrypt)
+        return params[:2] + body + params[2 + size:]
+
+
+def make_salt(public, random_bytes):
+    """``(salt, encryptedSalt)`` for a session salted to ``public``'s key."""
+    from simxen.tpm import keys
+    from simxen.tpm.algorithms import HASHES
+    from simxen.tpm.kdf import kdfe
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    h = HASHES[public.name_alg]
+    if public.type == TPM_ALG.RSA:
+        salt = random_bytes(h.size)
+        pub = keys.rsa_public_key(public.unique, public.exponent)
+        cls = keys.HASH_CLASSES[public.name_alg]
+        enc = pub.encrypt(salt, padding.OAEP(mgf=padding.MGF1(cls()), algorithm=cls(),
+                                             label=b"SECRET\0"))
+        return salt, enc
+    d = keys.ecc_scalar(public.curve, random_bytes(keys.ecc_material_size(public.curve)))
+    eph = keys.ecc_private_key(public.curve, d)
+    qx, qy = keys.ecc_point(eph, public.curve)
+    z = eph.exchange(ec.ECDH(), keys.ecc_public_key(public.curve, *public.unique))
+    salt = kdfe(h.name, z, b"SECRET", qx, public.unique[0], 8 * h.size)
+    return salt, tpm2b(qx) + tpm2b(qy)

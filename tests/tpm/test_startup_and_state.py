@@ -1,0 +1,140 @@
+"""Startup/Shutdown semantics and the persistent state blob."""
+
+import pytest
+
+from simxen.tpm import StateError, TpmEngine, client
+from simxen.tpm.client import response_code
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SU
+from simxen.tpm.marshal import tpm2b, u16, u32
+
+from tpm_helpers import DetRandom, FixedClock, ecc_ak_template, ecc_storage_template, make_engine
+
+
+def pcr(tpm, index, alg=TPM_ALG.SHA256):
+    return client.parse_pcr_read(tpm.execute(client.pcr_read_command({alg: [index]})))[1][alg][index]
+
+
+def extend(tpm, index, byte=1):
+    client.check(tpm.execute(client.pcr_extend_command(index, {TPM_ALG.SHA256: bytes([byte]) * 32})))
+
+
+def test_commands_before_startup_are_initialize():
+    tpm = TpmEngine(seed=b"x", random_bytes=DetRandom(), powered=True)
+    assert response_code(tpm.execute(client.get_random_command(4))) == TPM_RC.INITIALIZE
+    client.check(tpm.execute(client.startup_command()))
+    assert response_code(tpm.execute(client.startup_command())) == TPM_RC.INITIALIZE
+
+
+def test_resume_restores_pcrs_0_to_15_only(tpm):
+    extend(tpm, 5)
+    extend(tpm, 16)
+    before5 = pcr(tpm, 5)
+    client.check(tpm.execute(client.shutdown_command(TPM_SU.STATE)))
+    tpm.power_on()
+    client.check(tpm.execute(client.startup_command(TPM_SU.STATE)))
+    assert pcr(tpm, 5) == before5
+    assert pcr(tpm, 16) == bytes(32)
+    assert tpm.restart_count == 1
+
+
+def test_startup_state_without_orderly_shutdown_is_value(tpm):
+    tpm.power_on()
+    assert response_code(tpm.execute(client.startup_command(TPM_SU.STATE))) == 0x1C4
+    client.check(tpm.execute(client.startup_command(TPM_SU.CLEAR)))
+
+
+def test_reset_clears_pcrs_and_counts(tpm):
+    extend(tpm, 5)
+    resets = tpm.reset_count
+    tpm.power_on()
+    client.check(tpm.execute(client.startup_command()))
+    assert pcr(tpm, 5) == bytes(32)
+    assert tpm.reset_count == resets + 1 and tpm.restart_count == 0
+
+
+def test_transient_objects_do_not_survive_power_cycle(tpm):
+    h, _, _ = client.parse_create_primary(tpm.execute(
+        client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
+    tpm.power_on()
+    client.check(tpm.execute(client.startup_command()))
+    assert response_code(tpm.execute(client.read_public_command(h))) == TPM_RC.REFERENCE_H0
+
+
+def define_nv(tpm, index, size=8, attrs=0x00060006):
+    pub = u32(index) + u16(TPM_ALG.SHA256) + u32(attrs) + tpm2b(b"") + u16(size)
+    client.check(tpm.execute(client.build_command(
+        TPM_CC.NV_DefineSpace, (TPM_RH.OWNER,), tpm2b(b"") + tpm2b(pub),
+        [client.password_auth()])))
+
+
+def nv_write(tpm, index, data):
+    return tpm.execute(client.build_command(TPM_CC.NV_Write, (TPM_RH.OWNER, index),
+                                            tpm2b(data) + u16(0), [client.password_auth()]))
+
+
+def nv_read(tpm, index, size):
+    return client.parse_response(tpm.execute(client.build_command(
+        TPM_CC.NV_Read, (TPM_RH.OWNER, index), u16(size) + u16(0),
+        [client.password_auth()]))).params.tpm2b()
+
+
+def test_state_round_trip_keeps_nv_keys_and_auth(tpm):
+    define_nv(tpm, 0x01500001)
+    client.check(nv_write(tpm, 0x01500001, b"12345678"))
+    srk, srk_pub, srk_name = client.parse_create_primary(tpm.execute(
+        client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
+    client.check(tpm.execute(client.build_command(
+        TPM_CC.EvictControl, (TPM_RH.OWNER, srk), u32(0x81000001), [client.password_auth()])))
+    client.check(tpm.execute(client.build_command(
+        TPM_CC.HierarchyChangeAuth, (TPM_RH.ENDORSEMENT,), tpm2b(b"endorse"),
+        [client.password_auth()])))
+    client.check(tpm.execute(client.shutdown_command(TPM_SU.STATE)))
+    extend_value = pcr(tpm, 0)
+    blob = tpm.save_state()
+
+    fresh = TpmEngine.from_state(blob, random_bytes=DetRandom(b"other"), clock=FixedClock())
+    client.check(fresh.execute(client.startup_command(TPM_SU.STATE)))
+    assert pcr(fresh, 0) == extend_value
+    assert nv_read(fresh, 0x01500001, 8) == b"12345678"
+    pub, name, _ = client.parse_read_public(fresh.execute(client.read_public_command(0x81000001)))
+    assert name == srk_name
+    # the same seed gives the same primary again
+    _, again, _ = client.parse_create_primary(fresh.execute(
+        client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
+    assert again.unique == srk_pub.unique
+    wrong = client.create_primary_command(TPM_RH.ENDORSEMENT, ecc_ak_template(),
+                                          password=b"wrong")
+    assert response_code(fresh.execute(wrong)) == 0x9A2
+    right = client.create_primary_command(TPM_RH.ENDORSEMENT, ecc_ak_template(),
+                                          password=b"endorse")
+    assert response_code(fresh.execute(right)) == 0
+
+
+def test_state_blob_is_deterministic():
+    a, b = make_engine(), make_engine()
+    assert a.save_state() == b.save_state()
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda b: b[:20],
+    lambda b: b"NOTATPM!" + b[8:],
+    lambda b: b[:9] + b"\x09" + b[10:],
+    lambda b: b[:40] + bytes([b[40] ^ 1]) + b[41:],
+    lambda b: b"",
+])
+def test_corrupt_state_is_state_error(tpm, mutate):
+    with pytest.raises(StateError):
+        TpmEngine.from_state(mutate(tpm.save_state()))
+
+
+def test_last_command_changed_nv(tpm):
+    tpm.execute(client.get_random_command(8))
+    assert not tpm.last_command_changed_nv
+    tpm.execute(client.pcr_extend_command(1, {TPM_ALG.SHA256: bytes(32)}))
+    assert not tpm.last_command_changed_nv
+    define_nv(tpm, 0x01500002)
+    assert tpm.last_command_changed_nv
+    nv_write(tpm, 0x01500002, b"abc")
+    assert tpm.last_command_changed_nv
+    tpm.execute(client.shutdown_command())
+    assert tpm.last_command_changed_nv
