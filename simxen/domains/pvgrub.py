@@ -1,0 +1,157 @@
+"""pv-grub: the boot loader that measures a guest's kernel into its vTPM.
+
+A PV guest started with ``kernel = "pv-grub-x86_64.gz"`` first runs pv-grub
+(GRUB legacy on mini-os) *inside its own domain*. pv-grub reads the real
+kernel and initrd from the guest's disk, and -- since Xen commit d78dab3e
+"stubdom/grub: send kernel measurements to vTPM" -- measures them before it
+replaces itself with that kernel (reference ``xen-vtpm.md`` §9):
+
+1. connect mini-os tpmfront to ``device/vtpm/0`` (no vTPM: boot unmeasured);
+2. extend **PCR 4** with the hash of the kernel file as stored;
+3. extend **PCR 5** with the hash of the command line -- the ``kernel``
+   line's arguments *without the kernel path* and *without the NUL*;
+4. extend **PCR 5** with the hash of the initrd (no initrd: the empty
+   string, so SHA-1 ``da39a3ee...``);
+5. close tpmfront (Closing, Closed, back to Initialising), so the booted
+   kernel's xen-tpmfront can connect to the same backend, which waits in
+   InitWait.
+
+Xen's pv-grub sent three TPM 1.2 ``TPM_Extend`` commands with SHA-1. Ours
+talks TPM 2.0 and extends the SHA-1 and SHA-256 banks in one
+``TPM2_PCR_Extend`` per measurement, as modern boot loaders do. A reply
+with a non-zero response code aborts the boot, as pv-grub's assertion did.
+
+It also writes the TCG crypto-agile event log (what Linux exposes as
+``binary_bios_measurements``) and hands it to the kernel, so a verifier can
+replay it. The event types are chosen so that ``tpm2_eventlog`` decodes each
+record and re-hashes none of them (its re-hash rules, reference
+``tpm2-and-tools.md`` §5.1):
+
+=====  =================================  ==========================================
+PCR    event type                         event data
+=====  =================================  ==========================================
+4      EV_EFI_BOOT_SERVICES_APPLICATION   UEFI_IMAGE_LOAD_EVENT: load address, length
+5      EV_EVENT_TAG 0x8F3B22ED            tagged event "LOADED_IMAGE::LoadOptions"
+5      EV_EVENT_TAG 0x8F3B22EC            tagged event "Linux initrd"
+=====  =================================  ==========================================
+
+The two tag ids are the ones the Linux EFI stub uses when it measures the
+command line and initrd (``drivers/firmware/efi/libstub/efistub.h``); the
+digests are of the measured bytes, not of the event data, exactly as there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+
+from simxen.protocols import tcg_eventlog as tl
+from simxen.tpm import client
+from simxen.tpm.constants import TPM_ALG
+
+__all__ = ["KERNEL_PCR", "CONFIG_PCR", "INITRD_EVENT_TAG_ID", "LOAD_OPTIONS_EVENT_TAG_ID",
+           "KERNEL_LOAD_ADDRESS", "measured_bytes", "boot_events", "BootMeasurement",
+           "PvGrubAbort", "measure", "item_of_event"]
+
+KERNEL_PCR = 4
+CONFIG_PCR = 5
+INITRD_EVENT_TAG_ID = 0x8F3B22EC
+LOAD_OPTIONS_EVENT_TAG_ID = 0x8F3B22ED
+#: Guest-physical address the PV domain builder loads a kernel at (x86-64).
+KERNEL_LOAD_ADDRESS = 0x200000
+_BANKS = (("sha1", TPM_ALG.SHA1), ("sha256", TPM_ALG.SHA256))
+
+
+class PvGrubAbort(Exception):
+    """pv-grub stopped the boot: a measurement failed (its assertion)."""
+
+
+def measured_bytes(images) -> tuple[bytes, bytes, bytes]:
+    """The exact bytes pv-grub hashes: ``(kernel, cmdline, initrd)``.
+
+    The command line is UTF-8 without the kernel path and without a NUL;
+    an absent initrd is ``b""``.
+    """
+    return images.kernel.data, images.cmdline.encode(), images.initrd_data
+
+
+def _tagged(tag_id: int, description: bytes) -> bytes:
+    """A TCG_PCClientTaggedEvent: taggedEventID u32, size u32, data (LE)."""
+    return struct.pack("<II", tag_id, len(description)) + description
+
+
+def boot_events(images) -> list[tuple[str, int, int, bytes, bytes]]:
+    """``(item, pcr, event_type, event_data, measured_bytes)`` per measurement, in order."""
+    kernel, cmdline, initrd = measured_bytes(images)
+    image_load = struct.pack("<QQQQ", KERNEL_LOAD_ADDRESS, len(kernel), 0, 0)
+    return [
+        ("kernel", KERNEL_PCR, tl.EV_EFI_BOOT_SERVICES_APPLICATION, image_load, kernel),
+        ("cmdline", CONFIG_PCR, tl.EV_EVENT_TAG,
+         _tagged(LOAD_OPTIONS_EVENT_TAG_ID, b"LOADED_IMAGE::LoadOptions\0"), cmdline),
+        ("initrd", CONFIG_PCR, tl.EV_EVENT_TAG, _tagged(INITRD_EVENT_TAG_ID, b"Linux initrd\0"),
+         initrd),
+    ]
+
+
+def item_of_event(event) -> str:
+    """What a pv-grub event measured ("kernel", "cmdline", "initrd"), or its type name."""
+    if event.pcr == KERNEL_PCR and event.event_type == tl.EV_EFI_BOOT_SERVICES_APPLICATION:
+        return "kernel"
+    if event.event_type == tl.EV_EVENT_TAG and len(event.event) >= 4:
+        tag = struct.unpack_from("<I", event.event)[0]
+        if tag == LOAD_OPTIONS_EVENT_TAG_ID:
+            return "cmdline"
+        if tag == INITRD_EVENT_TAG_ID:
+            return "initrd"
+    return event.type_name
+
+
+@dataclass
+class BootMeasurement:
+    """What pv-grub did: ``measured`` says whether a vTPM took the extends;
+    ``log`` is the event log handed to the kernel (empty of events when
+    unmeasured); ``digests`` maps item -> {bank: digest}."""
+
+    measured: bool
+    log: tl.EventLog
+    digests: dict = field(default_factory=dict)
+    commands: int = 0
+
+    @property
+    def log_bytes(self) -> bytes:
+        return self.log.to_bytes()
+
+
+def measure(front, images, *, trace=None, dom=None):
+    """pv-grub's ``tpm_hash2pcr``: a SimPy generator returning a :class:`BootMeasurement`.
+
+    ``front`` is a :class:`~simxen.drivers.tpmfront.TpmFront` of flavour
+    ``"minios"`` for ``device/vtpm/0`` (not yet connected), or ``None`` when
+    the guest has no vTPM -- then nothing is measured and the log holds only
+    its header. A connected front is closed again before returning. ``trace``
+    and ``dom`` (a :class:`~simxen.xen.domain.Domain`) add a ``pvgrub.measure``
+    record per extend.
+    """
+    log = tl.EventLog([name for name, _ in _BANKS])
+    if front is None:
+        return BootMeasurement(False, log)
+    yield from front.connect()
+    result = BootMeasurement(True, log)
+    for item, pcr, event_type, event_data, data in boot_events(images):
+        digests = {alg: hashlib.new(name, data).digest() for name, alg in _BANKS}
+        rsp = yield from front.transmit(client.pcr_extend_command(pcr, digests))
+        result.commands += 1
+        rc = client.response_code(rsp) if len(rsp) >= 10 else None
+        if rc != 0:
+            yield from front.close()
+            what = "no response" if rc is None else f"response code {rc:#x}"
+            raise PvGrubAbort(f"TPM2_PCR_Extend of PCR {pcr} ({item}) failed: {what}")
+        log.append(pcr, event_type, event_data,
+                   {name: digests[alg] for name, alg in _BANKS})
+        result.digests[item] = {name: digests[alg] for name, alg in _BANKS}
+        if trace is not None and dom is not None:
+            trace.emit("pvgrub.measure", dom.now, dom.domid, pcr=pcr, item=item,
+                       sha256=digests[TPM_ALG.SHA256], size=len(data))
+    yield from front.close()
+    return result
