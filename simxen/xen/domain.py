@@ -35,13 +35,20 @@ PAGE_SHIFT = 12
 class Page:
     """One 4 KiB page of a domain's memory: real bytes."""
 
-    __slots__ = ("owner", "gfn", "mfn", "data")
+    __slots__ = ("owner", "gfn", "mfn", "data", "mtime")
 
     def __init__(self, owner, gfn, mfn):
         self.owner = owner          #: domid of the owning domain
         self.gfn = gfn              #: guest frame number in the owner
         self.mfn = mfn              #: machine frame number
         self.data = bytearray(PAGE_SIZE)
+        #: time of the latest declared write (a reader is never earlier)
+        self.mtime = 0.0
+
+    @property
+    def page(self):
+        """The page itself (so pages and grant mappings can be used alike)."""
+        return self
 
     def __repr__(self):
         return f"<Page dom{self.owner} gfn={self.gfn:#x} mfn={self.mfn:#x}>"
@@ -196,15 +203,25 @@ class Domain:
         self._access("page.write", view, offset, data, what, flow)
 
     def _access(self, kind, view, offset, data, what, flow):
+        # Shared memory is a causality channel the scheduler cannot see: a
+        # reader is moved forward to the time of the latest declared write it
+        # reads (a Lamport clock), and a writer stamps the page.
         n = len(data)
         memcpy = self._memcpy
         if memcpy is None:
             memcpy = self._memcpy = self._samplers.get("memcpy.per_byte") or self.hv.profile.sampler(
                 "memcpy.per_byte", self.hv.streams.rng(f"xen/{self.name}/memcpy.per_byte"))
             self._samplers["memcpy.per_byte"] = memcpy
+        page = view.page
         c = self.cursor
         now = self.env._now
-        c = self.cursor = (c if c > now else now) + memcpy() * n
+        if c < now:
+            c = now
+        if page.mtime > c:
+            c = page.mtime
+        c = self.cursor = c + memcpy() * n
+        if kind == "page.write":
+            page.mtime = c
         trace = self._trace
         on = trace._enabled.get(kind)
         if on is None:

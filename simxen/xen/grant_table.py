@@ -101,7 +101,7 @@ class Mapping:
     of it for a read-only map).
     """
 
-    __slots__ = ("mapper", "handle", "domid", "gref", "readonly", "data", "entry", "active")
+    __slots__ = ("mapper", "handle", "domid", "gref", "readonly", "data", "entry", "active", "page")
 
     def __init__(self, mapper, handle, domid, gref, readonly, data, entry):
         self.mapper = mapper
@@ -112,6 +112,7 @@ class Mapping:
         self.data = data
         self.entry = entry
         self.active = True
+        self.page = entry.page      #: the granter's Page
 
     def __repr__(self):
         mode = "ro" if self.readonly else "rw"

@@ -56,8 +56,8 @@ class Hypervisor:
         self.iomem = Iomem(self)
         for path in ("/local", "/local/domain"):
             self.xs.nodes[path] = Node("", ((0, "r"),))
-        self.xs.nodes["/"] = self.xs.nodes["/"].replace(children=("local",))
-        self.xs.nodes["/local"] = self.xs.nodes["/local"].replace(children=("domain",))
+        self.xs.nodes["/"] = self.xs.nodes["/"].replace(0.0, children=("local",))
+        self.xs.nodes["/local"] = self.xs.nodes["/local"].replace(0.0, children=("domain",))
         self.dom0 = self._create("Domain-0", privileged=True, vcpus=1)
 
     def _next_seq(self):

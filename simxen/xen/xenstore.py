@@ -42,18 +42,22 @@ _PERM = re.compile(r"^([nrwb])(\d+)$")
 
 
 class Node:
-    """A node; never changed in place (so transactions can compare by identity)."""
+    """A node; never changed in place (so transactions can compare by identity).
 
-    __slots__ = ("value", "perms", "children")
+    ``mtime`` is the simulated time of the change that made this version.
+    """
 
-    def __init__(self, value, perms, children=()):
+    __slots__ = ("value", "perms", "children", "mtime")
+
+    def __init__(self, value, perms, children=(), mtime=0.0):
         self.value = value
         self.perms = perms          # tuple of (domid, letter); [0] is the owner
         self.children = children    # tuple of child names, creation order
+        self.mtime = mtime
 
-    def replace(self, **changes):
+    def replace(self, mtime, **changes):
         return Node(changes.get("value", self.value), changes.get("perms", self.perms),
-                    changes.get("children", self.children))
+                    changes.get("children", self.children), mtime)
 
 
 class _Transaction:
@@ -147,6 +151,13 @@ class XenStore:
 
     def _op(self, caller, op, path, tx, **fields):
         caller._check_alive()
+        # xenstored answers requests in order: a domain that sees a node
+        # cannot be earlier than the change that made it (a Lamport clock
+        # between domain cursors, which otherwise run independently).
+        t = self._tx.get(tx)
+        node = (t.nodes if t is not None and t.domid == caller.domid else self.nodes).get(path)
+        if node is not None and node.mtime > caller.cursor:
+            caller.cursor = node.mtime
         caller.charge("xenstore.op")
         self._trace.emit(f"xs.{op}", caller.cursor, caller.domid, path=path, tx=tx, **fields)
 
@@ -217,7 +228,7 @@ class XenStore:
             if not self._can(caller, node, "w"):
                 raise XenStoreError(-errno.EACCES, f"dom{caller.domid} may not write {path}")
             if value is not None:
-                self._put(nodes, t, path, node.replace(value=value))
+                self._put(nodes, t, path, node.replace(caller.now, value=value))
             self._changed(caller, t, path, node)
             return
         # Create: the nearest existing ancestor must be writable.
@@ -240,8 +251,9 @@ class XenStore:
         for new in reversed(missing):
             pnode = nodes[parent]
             self._put(nodes, t, parent,
-                      pnode.replace(children=pnode.children + (new[len(parent):].lstrip("/"),)))
-            created = Node(value if new == path and value is not None else "", perms)
+                      pnode.replace(caller.now,
+                                    children=pnode.children + (new[len(parent):].lstrip("/"),)))
+            created = Node(value if new == path and value is not None else "", perms, (), caller.now)
             self._put(nodes, t, new, created)
             self._changed(caller, t, new, created)
             parent = new
@@ -282,7 +294,7 @@ class XenStore:
         pnode = nodes[parent]
         name = path[len(parent):].lstrip("/")
         self._put(nodes, t, parent,
-                  pnode.replace(children=tuple(c for c in pnode.children if c != name)))
+                  pnode.replace(caller.now, children=tuple(c for c in pnode.children if c != name)))
         stack = [path]
         removed = []
         while stack:
@@ -313,7 +325,7 @@ class XenStore:
         node = self._get(caller, nodes, t, path, "w")
         if not caller.privileged and node.perms[0][0] != caller.domid:
             raise XenStoreError(-errno.EACCES, f"dom{caller.domid} does not own {path}")
-        self._put(nodes, t, path, node.replace(perms=tuple(parsed)))
+        self._put(nodes, t, path, node.replace(caller.now, perms=tuple(parsed)))
         self._changed(caller, t, path, node)
 
     # -- transactions ------------------------------------------------------
