@@ -1,0 +1,227 @@
+"""Keys: deterministic primaries, Create/Load, quotes verified with
+``cryptography``, signatures, restricted-key rules, contexts, persistence."""
+
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+
+from simxen.tpm import client, keys
+from simxen.tpm.client import parse_response, response_code
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_ST
+from simxen.tpm.marshal import tpm2b, u16, u32
+from simxen.tpm.signature import Signature
+
+from tpm_helpers import (ecc_ak_template, ecc_storage_template, make_engine, rsa_ak_template,
+                         rsa_storage_template, sealed_template)
+
+
+def primary(tpm, template, hierarchy=TPM_RH.OWNER, **kw):
+    return client.parse_create_primary(tpm.execute(
+        client.create_primary_command(hierarchy, template, **kw)))
+
+
+def create_and_load(tpm, parent, template, **kw):
+    priv, pub = client.parse_create(tpm.execute(client.create_command(parent, template, **kw)))
+    handle, name = client.parse_load(tpm.execute(client.load_command(parent, priv, pub)))
+    return handle, pub, name, priv
+
+
+def test_primary_is_deterministic_per_seed():
+    a, b, c = make_engine(b"s1"), make_engine(b"s1"), make_engine(b"s2")
+    ka = primary(a, ecc_storage_template())[1].unique
+    assert ka == primary(b, ecc_storage_template())[1].unique
+    assert ka != primary(c, ecc_storage_template())[1].unique
+    # a different template (unique field) gives a different key
+    t = ecc_storage_template()
+    t.unique = (b"\x01" * 32, b"")
+    assert primary(a, t)[1].unique != ka
+
+
+def test_name_is_namealg_and_hash_of_public(tpm):
+    handle, pub, name = primary(tpm, ecc_storage_template())
+    assert name == b"\x00\x0b" + hashlib.sha256(pub.marshal()).digest()
+    rp, rname, qn = client.parse_read_public(tpm.execute(client.read_public_command(handle)))
+    assert rname == name
+    assert qn == b"\x00\x0b" + hashlib.sha256(u32(TPM_RH.OWNER) + name).digest()
+
+
+def test_rsa_primary_is_cached_and_deterministic():
+    a, b = make_engine(b"rsa"), make_engine(b"rsa")
+    _, pa, _ = primary(a, rsa_storage_template())
+    _, pb, _ = primary(b, rsa_storage_template())
+    assert pa.unique == pb.unique and len(pa.unique) == 256
+
+
+def quote(tpm, ak, scheme, data=b"\xab\xcd\xef\x01"):
+    return client.parse_quote(tpm.execute(client.quote_command(
+        ak, data, {TPM_ALG.SHA256: [0, 1, 2]}, scheme)))
+
+
+@pytest.mark.parametrize("make_template,scheme", [
+    (ecc_ak_template, (TPM_ALG.ECDSA, TPM_ALG.SHA256)),
+    (rsa_ak_template, (TPM_ALG.RSASSA, TPM_ALG.SHA256)),
+    (lambda: rsa_ak_template(TPM_ALG.RSAPSS), (TPM_ALG.RSAPSS, TPM_ALG.SHA256)),
+])
+def test_quote_verifies_with_cryptography(tpm, make_template, scheme):
+    client.check(tpm.execute(client.pcr_extend_command(1, {TPM_ALG.SHA256: b"\x07" * 32})))
+    ek, _, ek_name = primary(tpm, ecc_storage_template(), TPM_RH.ENDORSEMENT)
+    ak, ak_pub, ak_name, _ = create_and_load(tpm, ek, make_template())
+    raw, att, sig = quote(tpm, ak, scheme)
+    assert att.magic == 0xFF544347 and att.type == TPM_ST.ATTEST_QUOTE
+    assert att.extra_data == b"\xab\xcd\xef\x01"
+    _, values = client.parse_pcr_read(tpm.execute(client.pcr_read_command(
+        {TPM_ALG.SHA256: [0, 1, 2]})))
+    pcrs = b"".join(values[TPM_ALG.SHA256][i] for i in (0, 1, 2))
+    assert att.attested["pcr_digest"] == hashlib.sha256(pcrs).digest()
+    # qualifiedSigner = QN(AK) = H(QN(EK) || Name(AK)), QN(EK) = H(RH_ENDORSEMENT || Name(EK))
+    qn_ek = b"\x00\x0b" + hashlib.sha256(u32(TPM_RH.ENDORSEMENT) + ek_name).digest()
+    assert att.qualified_signer == b"\x00\x0b" + hashlib.sha256(qn_ek + ak_name).digest()
+    digest = hashlib.sha256(raw).digest()
+    if ak_pub.type == TPM_ALG.ECC:
+        pub = keys.ecc_public_key(ak_pub.curve, *ak_pub.unique)
+        der = utils.encode_dss_signature(int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"))
+        pub.verify(der, raw, ec.ECDSA(hashes.SHA256()))
+    else:
+        pub = keys.rsa_public_key(ak_pub.unique, ak_pub.exponent)
+        pad = (padding.PKCS1v15() if scheme[0] == TPM_ALG.RSASSA else
+               padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32))
+        pub.verify(sig.sig, digest, pad, utils.Prehashed(hashes.SHA256()))
+
+
+def test_quote_is_deterministic_for_ecc():
+    outs = []
+    for _ in range(2):
+        tpm = make_engine()
+        ek, _, _ = primary(tpm, ecc_storage_template(), TPM_RH.ENDORSEMENT)
+        ak, *_ = create_and_load(tpm, ek, ecc_ak_template())
+        outs.append(tpm.execute(client.quote_command(ak, b"n", {TPM_ALG.SHA256: [0]},
+                                                     (TPM_ALG.ECDSA, TPM_ALG.SHA256))))
+    assert outs[0] == outs[1]
+
+
+def test_owner_key_quote_obfuscates_counters(tpm):
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    ak, *_ = create_and_load(tpm, srk, ecc_ak_template())
+    _, att, _ = quote(tpm, ak, (TPM_ALG.ECDSA, TPM_ALG.SHA256))
+    assert att.firmware_version != 0x2026000100000001 or att.reset_count != tpm.reset_count
+
+
+def test_quote_scheme_mismatch_is_scheme(tpm):
+    ek, _, _ = primary(tpm, ecc_storage_template(), TPM_RH.ENDORSEMENT)
+    ak, *_ = create_and_load(tpm, ek, ecc_ak_template())
+    rsp = tpm.execute(client.quote_command(ak, b"", {TPM_ALG.SHA256: [0]},
+                                           (TPM_ALG.RSASSA, TPM_ALG.SHA256)))
+    assert response_code(rsp) == TPM_RC.SCHEME | 0x240
+
+
+def test_storage_key_cannot_quote(tpm):
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    rsp = tpm.execute(client.quote_command(srk, b"", {TPM_ALG.SHA256: [0]},
+                                           (TPM_ALG.ECDSA, TPM_ALG.SHA256)))
+    assert response_code(rsp) == TPM_RC.KEY | 0x100
+
+
+def hash_command(data, hierarchy=TPM_RH.OWNER):
+    return client.build_command(TPM_CC.Hash, params=tpm2b(data) + u16(TPM_ALG.SHA256)
+                                + u32(hierarchy))
+
+
+def sign_command(key, digest, ticket, scheme=(TPM_ALG.ECDSA, TPM_ALG.SHA256), password=b""):
+    return client.build_command(TPM_CC.Sign, (key,), tpm2b(digest) + u16(scheme[0])
+                                + u16(scheme[1]) + ticket, [client.password_auth(password)])
+
+
+def test_restricted_key_signs_only_with_a_valid_ticket(tpm):
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    ak, *_ = create_and_load(tpm, srk, ecc_ak_template())
+    r = parse_response(tpm.execute(hash_command(b"ordinary data"))).params
+    digest = r.tpm2b()
+    ticket = r.data[r.pos:r.end]
+    assert response_code(tpm.execute(sign_command(ak, digest, ticket))) == 0
+    null_ticket = u16(TPM_ST.HASHCHECK) + u32(TPM_RH.NULL) + tpm2b(b"")
+    assert response_code(tpm.execute(sign_command(ak, digest, null_ticket))) == 0x3E0
+    # data that starts like a TPMS_ATTEST gets only the NULL ticket
+    r = parse_response(tpm.execute(hash_command(b"\xffTCG fake quote"))).params
+    fake_digest = r.tpm2b()
+    fake_ticket = r.data[r.pos:r.end]
+    assert fake_ticket == null_ticket
+    assert response_code(tpm.execute(sign_command(ak, fake_digest, fake_ticket))) == 0x3E0
+
+
+def test_unrestricted_key_signs_and_verifies(tpm):
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    key, pub, _, _ = create_and_load(tpm, srk, ecc_ak_template(0x00040072), user_auth=b"pw")
+    digest = hashlib.sha256(b"msg").digest()
+    null_ticket = u16(TPM_ST.HASHCHECK) + u32(TPM_RH.NULL) + tpm2b(b"")
+    assert response_code(tpm.execute(sign_command(key, digest, null_ticket))) == 0x98E
+    raw = tpm.execute(sign_command(key, digest, null_ticket, password=b"pw"))
+    sig = Signature.parse(parse_response(raw).params)
+    verify = client.build_command(TPM_CC.VerifySignature, (key,), tpm2b(digest) + sig.marshal())
+    assert response_code(tpm.execute(verify)) == 0
+    bad = client.build_command(TPM_CC.VerifySignature, (key,),
+                               tpm2b(hashlib.sha256(b"other").digest()) + sig.marshal())
+    assert response_code(tpm.execute(bad)) == TPM_RC.SIGNATURE | 0x240
+
+
+def test_tampered_private_is_integrity(tpm):
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    priv, pub = client.parse_create(tpm.execute(client.create_command(srk, ecc_ak_template())))
+    bad = priv[:-1] + bytes([priv[-1] ^ 1])
+    assert response_code(tpm.execute(client.load_command(srk, bad, pub))) == TPM_RC.INTEGRITY | 0x140
+
+
+def test_seal_and_unseal_with_password(tpm):
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    h, pub, _, _ = create_and_load(tpm, srk, sealed_template(attrs=0x00000052),
+                                   data=b"top secret", user_auth=b"pw")
+    unseal = client.build_command(TPM_CC.Unseal, (h,), b"", [client.password_auth(b"pw")])
+    assert client.parse_response(tpm.execute(unseal)).params.tpm2b() == b"top secret"
+    assert pub.unique != b""
+
+
+def test_object_memory_limit(tpm):
+    handles = [primary(tpm, ecc_storage_template())[0] for _ in range(8)]
+    assert len(set(handles)) == 8
+    rsp = tpm.execute(client.create_primary_command(TPM_RH.OWNER, ecc_storage_template()))
+    assert response_code(rsp) == TPM_RC.OBJECT_MEMORY
+    client.check(tpm.execute(client.flush_context_command(handles[3])))
+    assert primary(tpm, ecc_storage_template())[0] == handles[3]
+
+
+def test_context_save_load_object_and_session(tpm):
+    srk, _, name = primary(tpm, ecc_storage_template())
+    ctx = client.parse_response(tpm.execute(client.build_command(
+        TPM_CC.ContextSave, (srk,)))).params
+    blob = ctx.data[ctx.pos:ctx.end]
+    client.check(tpm.execute(client.flush_context_command(srk)))
+    for _ in range(2):      # object contexts load many times
+        rsp = client.parse_response(tpm.execute(client.build_command(TPM_CC.ContextLoad,
+                                                                     params=blob)), 1)
+        assert client.parse_read_public(tpm.execute(client.read_public_command(
+            rsp.handles[0])))[1] == name
+    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+    assert response_code(tpm.execute(client.build_command(TPM_CC.ContextLoad,
+                                                          params=tampered))) == 0x1DF
+    sh, _ = client.parse_start_auth_session(tpm.execute(
+        client.start_auth_session_command(b"n" * 32)))
+    sblob = client.parse_response(tpm.execute(client.build_command(
+        TPM_CC.ContextSave, (sh,)))).params
+    sblob = sblob.data[sblob.pos:sblob.end]
+    assert client.parse_response(tpm.execute(client.build_command(
+        TPM_CC.ContextLoad, params=sblob)), 1).handles == [sh]
+    # a session context loads only once
+    assert response_code(tpm.execute(client.build_command(TPM_CC.ContextLoad,
+                                                          params=sblob))) == 0x18B | 0x40
+
+
+def test_evict_control_persists_and_removes(tpm):
+    srk, _, name = primary(tpm, ecc_storage_template())
+    evict = lambda h: tpm.execute(client.build_command(
+        TPM_CC.EvictControl, (TPM_RH.OWNER, h), u32(0x81000001), [client.password_auth()]))
+    client.check(evict(srk))
+    assert response_code(evict(srk)) == TPM_RC.NV_DEFINED
+    assert client.parse_read_public(tpm.execute(client.read_public_command(0x81000001)))[1] == name
+    client.check(evict(0x81000001))
+    assert response_code(tpm.execute(client.read_public_command(0x81000001))) == 0x18B

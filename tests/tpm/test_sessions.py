@@ -1,0 +1,129 @@
+"""HMAC sessions: cpHash/rpHash HMACs, nonce rolling, bound and salted
+session keys, parameter encryption, continueSession, dictionary attack."""
+
+import pytest
+
+from simxen.tpm import client
+from simxen.tpm.client import AuthSessionClient, response_code
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SE
+from simxen.tpm.marshal import tpm2b, u16, u32
+
+from tpm_helpers import DetRandom, ecc_storage_template, rsa_storage_template
+
+
+def start(tpm, **kw):
+    return AuthSessionClient.start(tpm.execute, random_bytes=DetRandom(b"caller"), **kw)
+
+
+def nv_define(session, index, auth=b"", owner_auth=b"", encrypt=False, attrs=0x00060006):
+    pub = u32(index) + u16(TPM_ALG.SHA256) + u32(attrs) + tpm2b(b"") + u16(16)
+    return session.command(TPM_CC.NV_DefineSpace, [TPM_RH.OWNER], [u32(TPM_RH.OWNER)],
+                           tpm2b(auth) + tpm2b(pub), owner_auth, encrypt_first=encrypt)
+
+
+def test_hmac_session_command_and_response_hmacs(tpm):
+    s = start(tpm)
+    assert s.handle == 0x02000000 and len(s.nonce_tpm) == 32
+    for i in range(3):                              # nonces roll every command
+        before = s.nonce_tpm
+        rsp = tpm.execute(nv_define(s, 0x01500100 + i))
+        s.response(rsp, TPM_CC.NV_DefineSpace)
+        assert s.nonce_tpm != before
+
+
+def test_wrong_hmac_is_bad_auth_for_owner_and_auth_fail_for_keys(tpm):
+    client.check(tpm.execute(client.build_command(
+        TPM_CC.HierarchyChangeAuth, (TPM_RH.OWNER,), tpm2b(b"owner"), [client.password_auth()])))
+    s = start(tpm)
+    assert response_code(tpm.execute(nv_define(s, 0x01500001, owner_auth=b"nope"))) == 0x9A2
+    s.response(tpm.execute(nv_define(s, 0x01500001, owner_auth=b"owner")),
+               TPM_CC.NV_DefineSpace)
+
+
+def test_response_hmac_uses_new_auth_after_change_auth(tpm):
+    s = start(tpm)
+    cmd = s.command(TPM_CC.HierarchyChangeAuth, [TPM_RH.OWNER], [u32(TPM_RH.OWNER)],
+                    tpm2b(b"new"), b"")
+    rsp = tpm.execute(cmd)
+    s._key = s.session_key + b"new"
+    s.response(rsp, TPM_CC.HierarchyChangeAuth)
+
+
+def test_continue_session_clear_flushes(tpm):
+    s = start(tpm)
+    cmd = s.command(TPM_CC.HierarchyChangeAuth, [TPM_RH.OWNER], [u32(TPM_RH.OWNER)],
+                    tpm2b(b""), b"", attributes=0x00)
+    client.check(tpm.execute(cmd))
+    assert s.handle not in tpm.sessions
+
+
+@pytest.mark.parametrize("salt", [None, "ecc", "rsa"])
+@pytest.mark.parametrize("bound", [False, True])
+@pytest.mark.parametrize("encrypt", [False, True])
+def test_salted_bound_encrypted_sessions(tpm, salt, bound, encrypt):
+    client.check(tpm.execute(client.build_command(
+        TPM_CC.HierarchyChangeAuth, (TPM_RH.OWNER,), tpm2b(b"ownerpw"), [client.password_auth()])))
+    kw = {}
+    if salt:
+        tmpl = ecc_storage_template() if salt == "ecc" else rsa_storage_template()
+        h, pub, _ = client.parse_create_primary(tpm.execute(client.create_primary_command(
+            TPM_RH.OWNER, tmpl, password=b"ownerpw")))
+        kw.update(salt_key=pub, salt_key_handle=h)
+    if bound:
+        kw.update(bind=TPM_RH.OWNER, bind_name=u32(TPM_RH.OWNER), bind_auth=b"ownerpw")
+    if encrypt:
+        kw.update(symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB))
+    s = start(tpm, **kw)
+    assert bool(s.session_key) == bool(salt or bound)
+    cmd = nv_define(s, 0x01500003, auth=b"index-secret", owner_auth=b"ownerpw",
+                    encrypt=encrypt)
+    if encrypt:
+        assert b"index-secret" not in cmd
+    s.response(tpm.execute(cmd), TPM_CC.NV_DefineSpace)
+    assert tpm.nv_indices[0x01500003].auth_value == b"index-secret"
+    if encrypt:   # the TPM encrypts GetRandom's output for us
+        cmd = s.command(TPM_CC.GetRandom, [], [], u16(8), decrypt_response=True)
+        rsp = s.response(tpm.execute(cmd), TPM_CC.GetRandom)
+        assert len(rsp.params.tpm2b()) == 8
+
+
+def test_decrypt_on_command_without_tpm2b_parameter_is_attributes(tpm):
+    s = start(tpm, symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB))
+    cmd = s.command(TPM_CC.PCR_Extend, [3], [u32(3)], u32(0), b"", attributes=0x21)
+    assert response_code(tpm.execute(cmd)) == TPM_RC.ATTRIBUTES | 0x900
+
+
+def test_dictionary_attack_lockout(tpm):
+    srk, _, _ = client.parse_create_primary(tpm.execute(
+        client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
+    from tpm_helpers import sealed_template
+    priv, pub = client.parse_create(tpm.execute(client.create_command(
+        srk, sealed_template(attrs=0x52), data=b"x", user_auth=b"right")))
+    h, _ = client.parse_load(tpm.execute(client.load_command(srk, priv, pub)))
+    tpm.da_max_tries = 3
+    unseal = lambda pw: tpm.execute(client.build_command(TPM_CC.Unseal, (h,), b"",
+                                                         [client.password_auth(pw)]))
+    for _ in range(3):
+        assert response_code(unseal(b"wrong")) == 0x98E
+        assert tpm.last_command_changed_nv
+    assert response_code(unseal(b"right")) == TPM_RC.LOCKOUT
+    client.check(tpm.execute(client.build_command(TPM_CC.DictionaryAttackLockReset,
+                                                  (TPM_RH.LOCKOUT,), b"",
+                                                  [client.password_auth()])))
+    assert response_code(unseal(b"right")) == 0
+
+
+def test_session_memory_and_handles(tpm):
+    handles = [start(tpm).handle for _ in range(8)]
+    assert handles == [0x02000000 + i for i in range(8)]
+    rsp = tpm.execute(client.start_auth_session_command(b"x" * 16))
+    assert response_code(rsp) == TPM_RC.SESSION_MEMORY
+    p = tpm.execute(client.flush_context_command(handles[2]))
+    client.check(p)
+    h, _ = client.parse_start_auth_session(tpm.execute(client.start_auth_session_command(
+        b"x" * 16, TPM_SE.POLICY)))
+    assert h == 0x03000002
+
+
+def test_short_nonce_is_size(tpm):
+    assert response_code(tpm.execute(client.start_auth_session_command(b"x" * 8))) == 0x1D5
