@@ -1,0 +1,372 @@
+"""Per-hop latency of TPM commands, read from the trace.
+
+A guest's TPM command crosses several domains before its answer comes back::
+
+    guest tpmfront --(page + evtchn)--> vtpm tpmback   "front->back"
+        vtpm: TPM engine, state save to disk            "vtpm"
+        vtpm tpmfront --> vtpmmgr tpmback --> back      "manager"
+            vtpmmgr TIS driver --> physical TPM          "ptpm"
+    guest tpmfront <--(FINISH seen)-- vtpm tpmback      "back->front"
+
+Every hop leaves trace records (``tpm.front.submit``, ``tpm.back.take``,
+``tpm.back.respond``, ``tpm.front.complete``, and the physical TPM's
+``tis.go`` / ``tis.complete``); this module puts them back together. It is
+pure: records in, numbers out, no simulation needed::
+
+    from simxen.analysis import hops
+    commands = hops.command_hops(hv.trace.records())     # or hops.load("trace.jsonl")
+    for c in commands:
+        print(hops.format_line(c))
+    print(hops.format_table(hops.aggregate(commands)))
+
+**How records are tied together.** A *request* is one frontend's round trip:
+its ``tpm.front.submit`` and ``tpm.front.complete`` (same ``flow``, same
+domain) and the ``tpm.back.take`` / ``tpm.back.respond`` of the backend that
+served it (same ``flow``, ``domid`` naming the frontend's domain). Nesting is
+read from *causality*, not from how flows are named: a mini-os stub domain
+serves one request at a time, so a request a backend domain submits *while it
+is serving* another (between that one's take and respond) is on the other's
+behalf -- the vTPM asking the manager to save its state key while a guest's
+PCR_Extend is being served. The same rule puts a physical-TPM span
+(``tis.go`` -> ``tis.complete`` in the manager) under the manager request it
+served. A request nested in no other is a *command*; each gets one
+:class:`CommandHops`. Records are matched in emission order (``seq``), which
+is causal order; times are the records' own. A command starts when its
+frontend began copying it into the page (the ``latency`` field of
+``tpm.front.complete`` counts from there), so its total is exactly the
+latency the frontend measured.
+
+**What each hop measures** (seconds of simulated time; they add up to the
+command's total exactly):
+
+``front->back``
+    submit to take: the notification, the backend noticing, and queueing
+    behind other frontends (the manager's static priority shows here).
+``vtpm``
+    take to respond in the command's own backend, minus the time spent
+    waiting on the manager: the TPM engine's work and the state save.
+``manager``
+    the nested manager round trips, minus the physical TPM inside them: two
+    ring crossings and the manager's own work.
+``ptpm``
+    the physical TPM behind the TIS window, GO to completion as the
+    manager's TIS driver sees it (including its polling grid).
+``back->front``
+    respond to complete: the response becoming visible to the guest, which
+    on Linux's default is the wait for the next 5 ms poll tick.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from simxen.errors import InputError
+from simxen.tpm.constants import command_name, rc_name
+from simxen.xen.trace import Record
+
+__all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "Request", "CommandHops", "load", "requests",
+           "command_hops", "aggregate", "format_line", "format_table", "percentiles"]
+
+#: Hop names, in the order a command crosses them.
+HOPS = ("front_to_back", "vtpm", "manager", "ptpm", "back_to_front")
+#: How each hop is printed.
+HOP_LABELS = {"front_to_back": "front->back", "vtpm": "vtpm", "manager": "manager",
+              "ptpm": "ptpm", "back_to_front": "back->front"}
+#: ``(start kind, end kind)`` pairs that time the physical TPM, per domain.
+PTPM_SPANS = (("tis.go", "tis.complete"),)
+
+_SUBMIT, _TAKE, _RESPOND, _COMPLETE = ("tpm.front.submit", "tpm.back.take",
+                                       "tpm.back.respond", "tpm.front.complete")
+_KINDS = {_SUBMIT, _TAKE, _RESPOND, _COMPLETE}
+
+
+@dataclass
+class Request:
+    """One frontend round trip as the trace shows it (times in seconds).
+
+    ``take``/``respond``/``complete`` are ``None`` when the trace ends (or
+    the request was cancelled or rejected) before that step.
+    """
+
+    flow: object
+    front_dom: int
+    submit: float
+    cc: object = None
+    back_dom: object = None
+    take: object = None
+    respond: object = None
+    complete: object = None
+    rc: object = None
+    cancelled: bool = False
+    children: list = field(default_factory=list)     #: nested requests
+    ptpm: list = field(default_factory=list)         #: nested (start, end) TPM spans
+    _order: int = 0
+
+    @property
+    def done(self) -> bool:
+        """Taken, answered and seen by the frontend."""
+        return None not in (self.take, self.respond, self.complete) and not self.cancelled
+
+    def contains(self, dom, t) -> bool:
+        """Whether domain ``dom`` doing something at ``t`` was serving this request."""
+        return (dom == self.back_dom and self.take is not None and self.respond is not None
+                and self.take <= t <= self.respond)
+
+    def ptpm_time(self) -> float:
+        """Physical-TPM time in this request and everything nested in it."""
+        return sum(b - a for a, b in self.ptpm) + sum(c.ptpm_time() for c in self.children)
+
+    def ptpm_count(self) -> int:
+        return len(self.ptpm) + sum(c.ptpm_count() for c in self.children)
+
+
+@dataclass(frozen=True)
+class CommandHops:
+    """One top-level command and where its simulated time went."""
+
+    flow: object
+    dom: int              #: the frontend's domain (the guest)
+    cc: object            #: command code, or None for a packet shorter than a header
+    rc: object            #: response code, or None
+    submitted: float
+    completed: float
+    hops: dict            #: hop name (:data:`HOPS`) -> seconds
+    manager_requests: int
+    ptpm_commands: int
+
+    @property
+    def total(self) -> float:
+        return self.completed - self.submitted
+
+    @property
+    def name(self) -> str:
+        return command_name(self.cc) if self.cc is not None else "(short command)"
+
+    @property
+    def rc_text(self) -> str:
+        return rc_name(self.rc) if self.rc is not None else "(short response)"
+
+
+def load(path) -> list:
+    """The records of a JSON Lines trace file (``simxen run --trace``).
+
+    Raises :class:`InputError` naming the file and line for anything that is
+    not a trace record.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read trace: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            fields = dict(obj)
+            t, kind, dom = fields.pop("t"), fields.pop("kind"), fields.pop("dom")
+            seq = fields.pop("seq", len(out))
+            if not isinstance(t, (int, float)) or not isinstance(kind, str):
+                raise TypeError
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not JSON: {exc.msg}", path=path, key=f"line {n}") from None
+        except (TypeError, KeyError, ValueError):
+            raise InputError("not a trace record (expected an object with t, kind, dom)",
+                             path=path, key=f"line {n}") from None
+        out.append(Record(seq, float(t), kind, dom, fields))
+    return out
+
+
+def requests(records) -> list:
+    """Every frontend round trip in ``records``, nested as the module doc explains.
+
+    Returns all requests (nested ones included, in :attr:`Request.children`
+    of their parent too), ordered by submit time.
+    """
+    records = sorted(records, key=lambda r: r.seq)      # emission order is causal order
+    open_front = {}           # (flow, front dom) -> Request awaiting complete
+    awaiting_take = {}        # (flow, front dom) -> Request
+    serving = {}              # (flow, front dom, back dom) -> Request awaiting respond
+    spans_open = {}           # (dom, span index) -> start time
+    spans = []                # (dom, start, end)
+    out = []
+    starts = {s: i for i, (s, _) in enumerate(PTPM_SPANS)}
+    ends = {e: i for i, (_, e) in enumerate(PTPM_SPANS)}
+    for r in records:
+        kind = r.kind
+        if kind in _KINDS:
+            f = r.fields
+            flow = f.get("flow")
+            if kind == _SUBMIT:
+                req = Request(flow, r.dom, r.t, cc=f.get("cc"), _order=len(out))
+                out.append(req)
+                open_front[(flow, r.dom)] = awaiting_take[(flow, r.dom)] = req
+            elif kind == _TAKE:
+                req = awaiting_take.pop((flow, f.get("domid")), None)
+                if req is not None:
+                    req.back_dom, req.take = r.dom, r.t
+                    serving[(flow, req.front_dom, r.dom)] = req
+            elif kind == _RESPOND:
+                req = serving.pop((flow, f.get("domid"), r.dom), None)
+                if req is not None:
+                    req.respond = r.t
+            else:
+                req = open_front.pop((flow, r.dom), None)
+                if req is not None:
+                    awaiting_take.pop((flow, r.dom), None)
+                    req.complete, req.rc = r.t, f.get("rc")
+                    latency = f.get("latency")
+                    if isinstance(latency, (int, float)):
+                        req.submit = r.t - latency      # from before the command was copied in
+                    req.cancelled = bool(f.get("cancelled"))
+        elif kind in starts:
+            spans_open[(r.dom, starts[kind])] = r.t
+        elif kind in ends:
+            t0 = spans_open.pop((r.dom, ends[kind]), None)
+            if t0 is not None:
+                spans.append((r.dom, t0, r.t))
+    _nest(out, spans)
+    return out
+
+
+def _nest(reqs, spans):
+    """Hang each request and span under the request its domain was serving then."""
+    serving = _ServiceIndex(reqs)
+    for req in reqs:
+        parent = serving.at(req.front_dom, req.submit, exclude=req)
+        if parent is not None:
+            parent.children.append(req)
+            req._order = -1                         # not a top-level command
+    for dom, t0, t1 in spans:
+        parent = serving.at(dom, t0)
+        if parent is not None:
+            parent.ptpm.append((t0, t1))
+
+
+class _ServiceIndex:
+    """Per backend domain, its requests sorted by take time (one served at a time)."""
+
+    def __init__(self, reqs):
+        self._by_dom = {}
+        for req in reqs:
+            if req.take is not None and req.respond is not None:
+                self._by_dom.setdefault(req.back_dom, []).append(req)
+        self._takes = {}
+        for dom, lst in self._by_dom.items():
+            lst.sort(key=lambda q: q.take)
+            self._takes[dom] = [q.take for q in lst]
+
+    def at(self, dom, t, exclude=None):
+        """The request domain ``dom`` was serving at time ``t``, or None."""
+        takes = self._takes.get(dom)
+        if not takes:
+            return None
+        i = bisect.bisect_right(takes, t) - 1
+        while i >= 0:
+            cand = self._by_dom[dom][i]
+            if cand is not exclude and cand.contains(dom, t):
+                return cand
+            if cand.respond is not None and cand.respond < t and cand is not exclude:
+                return None
+            i -= 1
+        return None
+
+
+def command_hops(records, flows=None) -> list:
+    """A :class:`CommandHops` for each completed top-level command in ``records``.
+
+    ``flows`` (an iterable of flow ids) keeps only those commands -- what
+    ``simxen serve`` uses to find the command it just injected.
+    """
+    wanted = None if flows is None else set(flows)
+    out = []
+    for req in requests(records):
+        if req._order < 0 or not req.done:
+            continue
+        if wanted is not None and req.flow not in wanted:
+            continue
+        out.append(hops_of(req))
+    return out
+
+
+def hops_of(req: Request) -> CommandHops:
+    """Split a completed top-level request's time into :data:`HOPS`."""
+    nested = sum(c.complete - c.submit for c in req.children if c.done)
+    nested_ptpm = sum(c.ptpm_time() for c in req.children if c.done)
+    own_ptpm = sum(b - a for a, b in req.ptpm)
+    hops = {
+        "front_to_back": req.take - req.submit,
+        "vtpm": (req.respond - req.take) - nested - own_ptpm,
+        "manager": nested - nested_ptpm,
+        "ptpm": nested_ptpm + own_ptpm,
+        "back_to_front": req.complete - req.respond,
+    }
+    return CommandHops(req.flow, req.front_dom, req.cc, req.rc, req.submit, req.complete, hops,
+                       sum(1 for c in req.children if c.done), req.ptpm_count())
+
+
+def percentiles(values) -> dict:
+    """``count``, ``min``, ``p50``, ``p90``, ``p99``, ``max`` and ``mean`` of ``values``."""
+    a = np.asarray(list(values), dtype=float)
+    if a.size == 0:
+        return {"count": 0}
+    p = np.percentile(a, [0, 50, 90, 99, 100])
+    return {"count": int(a.size), "min": float(p[0]), "p50": float(p[1]), "p90": float(p[2]),
+            "p99": float(p[3]), "max": float(p[4]), "mean": float(a.mean())}
+
+
+def aggregate(commands, by_command=False) -> dict:
+    """Percentiles of each hop and of the total over ``commands``.
+
+    Returns ``{hop or "total": percentiles}``; with ``by_command`` one such
+    dict per command name: ``{"TPM2_PCR_Extend": {...}, ...}``.
+    """
+    commands = list(commands)
+    if by_command:
+        names = sorted({c.name for c in commands})
+        return {n: aggregate([c for c in commands if c.name == n]) for n in names}
+    out = {hop: percentiles(c.hops[hop] for c in commands) for hop in HOPS}
+    out["total"] = percentiles(c.total for c in commands)
+    return out
+
+
+def _ms(seconds) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+def format_line(c: CommandHops) -> str:
+    """One line: name, response code, total and each hop, in milliseconds.
+
+    ``TPM2_PCR_Extend TPM_RC_SUCCESS total 5.019 ms = front->back 0.014 +
+    vtpm 0.402 + manager 0.031 + ptpm 0.000 + back->front 4.572 (1 manager
+    request)``
+    """
+    parts = " + ".join(f"{HOP_LABELS[h]} {_ms(c.hops[h])}" for h in HOPS)
+    extra = ""
+    if c.manager_requests or c.ptpm_commands:
+        extra = (f" ({c.manager_requests} manager request{'s' * (c.manager_requests != 1)}, "
+                 f"{c.ptpm_commands} physical TPM command{'s' * (c.ptpm_commands != 1)})")
+    return f"{c.name} {c.rc_text} total {_ms(c.total)} ms = {parts}{extra}"
+
+
+def format_table(agg: dict) -> str:
+    """:func:`aggregate`'s result as a fixed-width table in milliseconds."""
+    cols = ("count", "min", "p50", "p90", "p99", "max", "mean")
+    rows = [f"{'hop':<12}" + "".join(f"{c:>10}" for c in cols)]
+    for hop in HOPS + ("total",):
+        p = agg.get(hop, {"count": 0})
+        label = HOP_LABELS.get(hop, hop)
+        if not p.get("count"):
+            rows.append(f"{label:<12}{0:>10}")
+            continue
+        rows.append(f"{label:<12}{p['count']:>10}"
+                    + "".join(f"{p[c] * 1e3:>10.3f}" for c in cols[1:]))
+    return "\n".join(rows)

@@ -1,0 +1,200 @@
+"""simxen.analysis.hops: per-hop latency put back together from trace records."""
+
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from simxen.analysis import hops
+from simxen.errors import InputError
+from simxen.tpm import client
+from simxen.tpm.constants import TPM_CC
+from simxen.xen.trace import Record
+
+from stack_rig import PTPM_BUSY, StackRig, extend_command
+
+COMMANDS = [client.startup_command(), client.get_random_command(8), extend_command()]
+
+
+def run_rig(**kw):
+    rig = StackRig(**kw)
+    rig.run_commands(COMMANDS)
+    return rig
+
+
+def test_hops_add_up_to_the_guests_round_trip():
+    rig = run_rig()
+    cmds = hops.command_hops(rig.hv.trace.records())
+    assert [c.cc for c in cmds] == [TPM_CC.Startup, TPM_CC.GetRandom, TPM_CC.PCR_Extend]
+    completes = [r for r in rig.hv.trace.select("tpm.front.complete") if r.dom == rig.guest.domid]
+    for c, done in zip(cmds, completes):
+        assert c.dom == rig.guest.domid and c.rc == 0
+        assert sum(c.hops.values()) == pytest.approx(c.total, abs=1e-12)
+        assert c.total == pytest.approx(done.fields["latency"], abs=1e-12)
+        assert all(v >= 0 for v in c.hops.values())
+
+
+def test_only_the_extend_reaches_the_manager_and_the_physical_tpm():
+    startup, rand, extend = hops.command_hops(run_rig().hv.trace.records())
+    for c in (startup, rand):
+        assert (c.manager_requests, c.ptpm_commands) == (0, 0)
+        assert c.hops["manager"] == c.hops["ptpm"] == 0
+    assert (extend.manager_requests, extend.ptpm_commands) == (1, 1)
+    assert extend.hops["ptpm"] == pytest.approx(PTPM_BUSY)
+    assert extend.hops["manager"] > 0
+
+
+def test_the_manager_requests_are_not_commands_of_their_own():
+    rig = run_rig()
+    reqs = hops.requests(rig.hv.trace.records())
+    vtpm_reqs = [r for r in reqs if r.front_dom == rig.vtpm.domid]
+    assert len(vtpm_reqs) == 1 and vtpm_reqs[0].done
+    assert {c.flow for c in hops.command_hops(rig.hv.trace.records())} == \
+        {"guest1/vtpm0/1", "guest1/vtpm0/2", "guest1/vtpm0/3"}
+
+
+def test_nesting_does_not_depend_on_how_flows_are_named():
+    own = hops.command_hops(run_rig(flow_mode="own").hv.trace.records())
+    same = hops.command_hops(run_rig(flow_mode="same").hv.trace.records())
+    assert [c.hops for c in own] == [c.hops for c in same]
+    assert [c.manager_requests for c in same] == [0, 0, 1]
+
+
+def test_the_poll_grid_shows_up_in_back_to_front():
+    poll = hops.command_hops(run_rig().hv.trace.records())
+    irq = hops.command_hops(run_rig(switches={"tpmfront.wait": "interrupt"}).hv.trace.records())
+    for p, i in zip(poll, irq):
+        assert p.total == pytest.approx(0.005, abs=1e-4) or p.total > 0.005
+        assert p.hops["back_to_front"] > i.hops["back_to_front"]
+        assert i.hops["back_to_front"] < 0.0005
+
+
+def test_flows_filter_picks_one_command():
+    records = run_rig().hv.trace.records()
+    (only,) = hops.command_hops(records, flows=["guest1/vtpm0/2"])
+    assert only.name == "TPM2_GetRandom" and only.rc_text == "TPM_RC_SUCCESS"
+
+
+def test_a_command_still_in_flight_is_not_reported():
+    rig = run_rig()
+    records = rig.hv.trace.records()
+    last_complete = max(i for i, r in enumerate(records) if r.kind == "tpm.front.complete")
+    cmds = hops.command_hops(records[:last_complete])
+    assert [c.cc for c in cmds] == [TPM_CC.Startup, TPM_CC.GetRandom]
+
+
+def test_two_guests_are_told_apart():
+    rig = StackRig(guests=2)
+    rig.run_commands([extend_command(data=b"a")], guest=rig.guests[0])
+    rig.run_commands([extend_command(data=b"b")], guest=rig.guests[1])
+    cmds = hops.command_hops(rig.hv.trace.records())
+    assert [c.dom for c in cmds] == [g.domid for g in rig.guests]
+    assert [c.flow for c in cmds] == ["guest1/vtpm0/1", "guest2/vtpm0/1"]
+    assert all(c.manager_requests == 1 for c in cmds)
+
+
+def test_jsonl_export_reads_back_to_the_same_hops(tmp_path):
+    rig = run_rig()
+    path = tmp_path / "trace.jsonl"
+    with open(path, "w") as f:
+        rig.hv.trace.to_jsonl(f)
+    from_file = hops.command_hops(hops.load(path))
+    in_memory = hops.command_hops(rig.hv.trace.records())
+    assert from_file == in_memory
+
+
+def test_a_broken_trace_file_names_the_file_and_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"t": 0.0, "kind": "x", "dom": 0, "seq": 0}\n{"t": 1.0, oops\n')
+    with pytest.raises(InputError, match=r"t\.jsonl: line 2: not JSON"):
+        hops.load(path)
+    path.write_text('{"kind": "x"}\n')
+    with pytest.raises(InputError, match="line 1: not a trace record"):
+        hops.load(path)
+    path.write_text('[1, 2]\n')
+    with pytest.raises(InputError, match="line 1: not a trace record"):
+        hops.load(path)
+    with pytest.raises(InputError, match="cannot read trace"):
+        hops.load(tmp_path / "missing.jsonl")
+
+
+def test_aggregate_and_its_table():
+    cmds = hops.command_hops(run_rig().hv.trace.records())
+    agg = hops.aggregate(cmds)
+    assert agg["total"]["count"] == 3
+    assert agg["ptpm"]["max"] == pytest.approx(PTPM_BUSY)
+    assert agg["ptpm"]["min"] == 0
+    per = hops.aggregate(cmds, by_command=True)
+    assert set(per) == {"TPM2_Startup", "TPM2_GetRandom", "TPM2_PCR_Extend"}
+    assert per["TPM2_PCR_Extend"]["manager"]["count"] == 1
+    table = hops.format_table(agg).splitlines()
+    assert table[0].split()[:3] == ["hop", "count", "min"]
+    assert [row.split()[0] for row in table[1:]] == \
+        ["front->back", "vtpm", "manager", "ptpm", "back->front", "total"]
+    assert hops.format_table(hops.aggregate([])).splitlines()[-1].split() == ["total", "0"]
+
+
+def test_format_line_names_command_code_and_hops():
+    line = hops.format_line(hops.command_hops(run_rig().hv.trace.records())[2])
+    assert line.startswith("TPM2_PCR_Extend TPM_RC_SUCCESS total ")
+    assert "front->back" in line and "back->front" in line
+    assert line.endswith("(1 manager request, 1 physical TPM command)")
+
+
+def _synthetic(durations):
+    """Records of one guest command (dom 3) through a vTPM (dom 2) with ``n``
+    manager round trips (dom 2 -> dom 1), each with one TIS span."""
+    f2b, vtpm_parts, mgr_parts, b2f = durations
+    rows = []
+    t = 1.0
+
+    def add(kind, dom, **fields):
+        rows.append(Record(len(rows), t, kind, dom, fields))
+
+    add("tpm.front.submit", 3, flow="g/1", cc=TPM_CC.PCR_Extend)
+    t += f2b
+    add("tpm.back.take", 2, flow="g/1", domid=3)
+    for i, ((before, ring, ptpm), gap) in enumerate(zip(mgr_parts, vtpm_parts)):
+        t += gap
+        add("tpm.front.submit", 2, flow=f"v/{i}", cc=0x20000000)
+        t += before
+        add("tpm.back.take", 1, flow=f"v/{i}", domid=2)
+        add("tis.go", 1)
+        t += ptpm
+        add("tis.complete", 1)
+        add("tpm.back.respond", 1, flow=f"v/{i}", domid=2, rc=0)
+        t += ring
+        add("tpm.front.complete", 2, flow=f"v/{i}", rc=0)
+    t += vtpm_parts[-1]
+    add("tpm.back.respond", 2, flow="g/1", domid=3, rc=0)
+    t += b2f
+    add("tpm.front.complete", 3, flow="g/1", rc=0)
+    return rows, t - 1.0
+
+
+durations = st.floats(min_value=0.0, max_value=0.01, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(f2b=durations, b2f=durations,
+       mgr=st.lists(st.tuples(durations, durations, durations), max_size=3),
+       gaps=st.lists(durations, min_size=4, max_size=4))
+def test_synthetic_commands_are_split_exactly(f2b, b2f, mgr, gaps):
+    vtpm_parts = gaps[:len(mgr) + 1]
+    rows, total = _synthetic((f2b, vtpm_parts, mgr, b2f))
+    rows = list(reversed(rows))                      # order of the input does not matter
+    (c,) = hops.command_hops(rows)
+    assert c.flow == "g/1" and c.manager_requests == len(mgr) and c.ptpm_commands == len(mgr)
+    assert c.total == pytest.approx(total, abs=1e-9)
+    assert c.hops["front_to_back"] == pytest.approx(f2b, abs=1e-9)
+    assert c.hops["back_to_front"] == pytest.approx(b2f, abs=1e-9)
+    assert c.hops["ptpm"] == pytest.approx(sum(p for _, _, p in mgr), abs=1e-9)
+    assert c.hops["manager"] == pytest.approx(sum(a + b for a, b, _ in mgr), abs=1e-9)
+    assert c.hops["vtpm"] == pytest.approx(sum(vtpm_parts), abs=1e-9)
+
+
+def test_load_accepts_what_as_dict_writes(tmp_path):
+    rec = Record(0, 0.5, "tpm.front.submit", 1, {"flow": "f", "cc": 1})
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(rec.as_dict()) + "\n\n")
+    assert hops.load(path) == [rec]
