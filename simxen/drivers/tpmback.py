@@ -290,8 +290,13 @@ class TpmBack:
                       handle=handle, uuid=uuid)
         if self.on_open is not None:
             self.on_open(info)
+        # A destroyed frontend domain's nodes vanish with it, and the backend
+        # may not read them: @releaseDomain wakes the xenbus half to re-read
+        # the frontend's state (Unknown once it is gone).
+        hv.xs.watch(dom, "@releaseDomain", bus.token)
         yield from bus.serve(lambda: self._connect(iface), lambda: self._disconnect(iface))
         if dom.alive:
+            hv.xs.unwatch(dom, "@releaseDomain", bus.token)
             try:
                 hv.xs.rm(dom, bus.nodename)
             except XenError:
@@ -369,6 +374,8 @@ class TpmBack:
                 dom.evtchn_clear(port)
                 state = dom.page_read(iface.mapping, tpmif.TPMIF_OFF_STATE, 1, what="tpmif.state")[0]
                 if state == tpmif.TPMIF_STATE_SUBMIT:
+                    if dom.now < iface.tag.submitted_at:
+                        continue        # stored after our clock: its notification will come
                     self._mark_ready(iface)
                 elif state == tpmif.TPMIF_STATE_CANCEL and iface.busy is None:
                     if iface.ready:

@@ -103,14 +103,19 @@ class TpmFrontError(Exception):
 class PageTag:
     """Simulation metadata hung on a shared page, never visible to the peer's logic.
 
-    ``flow`` labels the command now in the page; ``visible_at`` is the
-    simulated time at which the backend's last response store happens.
+    ``flow`` labels the command now in the page. ``submitted_at`` and
+    ``visible_at`` are the simulated times of the frontend's last SUBMIT
+    store and of the backend's last FINISH/IDLE store. A domain's code runs
+    ahead of ``env.now`` by the work it has charged, so the peer may execute
+    "earlier" in simulated time than a store it can already see in the
+    bytes; the peer treats a store dated after its own clock as not yet made.
     """
 
-    __slots__ = ("flow", "visible_at")
+    __slots__ = ("flow", "submitted_at", "visible_at")
 
     def __init__(self):
         self.flow = None
+        self.submitted_at = 0.0
         self.visible_at = 0.0
 
 
@@ -322,12 +327,13 @@ class TpmFront:
                        flow=flow)
         dom.page_write(page, tpmif.TPMIF_OFF_STATE, bytes([tpmif.TPMIF_STATE_SUBMIT]),
                        what="tpmif.state", flow=flow)
-        dom.evtchn_clear(self.port)
-        hv.evtchn.send(dom, self.port)
-        self.bytes_sent += len(command)
+        self._tag.submitted_at = dom.now
         hv.trace.emit("tpm.front.submit", dom.now, dom.domid, flow=flow, devid=self.devid,
                       backend=self.backend_id, length=len(command), cc=command_code(command),
                       locality=locality)
+        dom.evtchn_clear(self.port)
+        hv.evtchn.send(dom, self.port)
+        self.bytes_sent += len(command)
 
         done = yield from self._wait_done(timeout if linux else None)
         if not done:
