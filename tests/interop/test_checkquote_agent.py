@@ -1,0 +1,138 @@
+"""The agent's quote verifies with the real ``tpm2_checkquote`` (tpm2-tools 5.4),
+given the AK public key as PEM and the files in the formats ``tpm2_quote``
+writes: the TPMS_ATTEST bytes (``-m``), the TPMT_SIGNATURE bytes (``-s``) and
+the PCR file (``-o``/``-f``: tpm2-tools' serialised ``TPML_PCR_SELECTION``
+and ``TPML_DIGEST`` C structures, see :func:`pcr_file`). The tool also
+replays pv-grub's event log against those PCRs (``-e``)."""
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from simxen.domains import pvgrub
+from simxen.domains.attestation_agent import AttestationAgent
+from simxen.domains.images import GuestImages, Image, initrd_bytes, kernel_bytes
+from simxen.domains.verifier import public_key
+from simxen.tpm.public import Public
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "attest"))
+from conftest import EngineFront, drive, new_engine, stream  # noqa: E402
+
+pytestmark = pytest.mark.interop
+
+TPM2_NUM_PCR_BANKS = 16          # tss2_tpm2_types.h
+TPM2_PCR_SELECT_MAX = 4
+TPML_DIGEST_MAX = 8
+TPMU_HA_SIZE = 64
+
+
+def pcr_file(bank_alg, values):
+    """``pcr_fwrite_serialized`` of tpm2-tools (lib/pcr.c), little-endian x86:
+    a whole TPML_PCR_SELECTION (count u32, 16 x {hash u16, sizeofSelect u8,
+    pcrSelect[4], 1 pad byte}), a u32 count of TPML_DIGESTs, then each
+    TPML_DIGEST (count u32, 8 x {size u16, buffer[64]}) -- 8 PCRs per digest
+    list, as TPM2_PCR_Read answers."""
+    pcrs = sorted(values)
+    bitmap = bytearray(TPM2_PCR_SELECT_MAX)
+    for p in pcrs:
+        bitmap[p // 8] |= 1 << (p % 8)
+    out = struct.pack("<I", 1) + struct.pack("<HB", bank_alg, 3) + bytes(bitmap) + b"\0"
+    out += bytes(8 * (TPM2_NUM_PCR_BANKS - 1))
+    groups = [pcrs[i:i + TPML_DIGEST_MAX] for i in range(0, len(pcrs), TPML_DIGEST_MAX)]
+    out += struct.pack("<I", len(groups))
+    for group in groups:
+        out += struct.pack("<I", len(group))
+        for p in group:
+            out += struct.pack("<H", len(values[p])) + values[p].ljust(TPMU_HA_SIZE, b"\0")
+        out += bytes((2 + TPMU_HA_SIZE) * (TPML_DIGEST_MAX - len(group)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkquote():
+    path = shutil.which("tpm2_checkquote") or (
+        "/usr/bin/tpm2_checkquote" if os.path.exists("/usr/bin/tpm2_checkquote") else None)
+    if path is None:
+        if os.environ.get("SIMXEN_REQUIRE_TOOLS") == "1":
+            pytest.fail("tpm2_checkquote is required (SIMXEN_REQUIRE_TOOLS=1) but not installed")
+        pytest.skip("tpm2_checkquote not installed")
+    return path
+
+
+@pytest.fixture
+def quoted(tmp_path):
+    """A vTPM booted by pv-grub; the agent's evidence for a nonce, written to files."""
+    engine = new_engine(b"checkquote")
+    front = EngineFront(engine)
+    images = GuestImages(Image("kernel", kernel_bytes("linux", "6.1.0"), "t"),
+                         Image("initrd", initrd_bytes("initrd", "6.1.0"), "t"), "ro quiet")
+    boot = drive(pvgrub.measure(front, images))
+    drive(front.connect())
+    agent = AttestationAgent(front.transmit, stream(b"agent"))
+    _, ak = drive(agent.provision())
+    nonce = bytes.fromhex("5ca1ab1e0123456789abcdef00112233deadbeef")
+    ev = drive(agent.evidence(nonce, "sha256", range(11), event_log=boot.log_bytes, ima_list=""))
+    pem = public_key(Public.from_bytes(ak)).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    files = {"ak.pem": pem, "quote.msg": ev.attest, "quote.sig": ev.signature,
+             "quote.pcrs": pcr_file(0x000B, ev.pcr_values["sha256"]),
+             "binary_bios_measurements": ev.event_log}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return tmp_path, nonce, ev
+
+
+def run(checkquote, d, nonce, *extra):
+    return subprocess.run([checkquote, "-u", str(d / "ak.pem"), "-m", str(d / "quote.msg"),
+                           "-s", str(d / "quote.sig"), "-f", str(d / "quote.pcrs"),
+                           "-g", "sha256", "-q", nonce.hex(), *extra],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_checkquote_accepts_the_agents_quote(checkquote, quoted):
+    d, nonce, _ = quoted
+    proc = run(checkquote, d, nonce)
+    assert proc.returncode == 0, proc.stderr
+    assert "sha256" in proc.stdout
+
+
+def test_checkquote_replays_the_pvgrub_log_against_the_quote(checkquote, quoted):
+    d, nonce, _ = quoted
+    proc = run(checkquote, d, nonce, "-e", str(d / "binary_bios_measurements"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_checkquote_rejects_another_nonce(checkquote, quoted):
+    d, nonce, _ = quoted
+    assert run(checkquote, d, bytes(20)).returncode != 0
+
+
+def test_checkquote_rejects_altered_pcr_values(checkquote, quoted):
+    d, nonce, ev = quoted
+    values = dict(ev.pcr_values["sha256"])
+    values[4] = bytes(32)
+    (d / "quote.pcrs").write_bytes(pcr_file(0x000B, values))
+    assert run(checkquote, d, nonce).returncode != 0
+
+
+def test_checkquote_rejects_a_flipped_signature_bit(checkquote, quoted):
+    d, nonce, ev = quoted
+    sig = bytearray(ev.signature)
+    sig[-1] ^= 1
+    (d / "quote.sig").write_bytes(bytes(sig))
+    assert run(checkquote, d, nonce).returncode != 0
+
+
+def test_checkquote_rejects_a_log_of_another_kernel(checkquote, quoted):
+    d, nonce, _ = quoted
+    other = GuestImages(Image("kernel", kernel_bytes("linux", "6.1.1"), "t"),
+                        Image("initrd", initrd_bytes("initrd", "6.1.0"), "t"), "ro quiet")
+    log = drive(pvgrub.measure(EngineFront(new_engine(b"other")), other)).log_bytes
+    (d / "binary_bios_measurements").write_bytes(log)
+    assert run(checkquote, d, nonce, "-e", str(d / "binary_bios_measurements")).returncode != 0
