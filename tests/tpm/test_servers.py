@@ -1,0 +1,210 @@
+"""The mssim and swtpm servers and the resource manager, driven by a small
+raw-socket client (the same framing tpm2-tss's TCTIs use)."""
+
+import socket
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from simxen.server.mssim import MssimServer
+from simxen.server.resource_manager import ResourceManager, describe
+from simxen.server.swtpm import SwtpmServer
+from simxen.tpm import client
+from simxen.tpm.constants import TPM_ALG, TPM_RH
+
+from tpm_helpers import ecc_storage_template, make_engine
+
+
+def free_port_pair():
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        if port > 65000:
+            continue
+        try:
+            with socket.socket() as b, socket.socket() as c:
+                b.bind(("127.0.0.1", port))
+                c.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, "server closed the connection"
+        buf += chunk
+    return buf
+
+
+class MssimClient:
+    def __init__(self, port):
+        self.cmd = socket.create_connection(("127.0.0.1", port))
+        self.plat = socket.create_connection(("127.0.0.1", port + 1))
+        for signal in (1, 11):                  # POWER_ON, NV_ON, as the TCTI does
+            self.plat.sendall(struct.pack(">I", signal))
+            assert recv_exact(self.plat, 4) == b"\0\0\0\0"
+
+    def execute(self, command, locality=0):
+        self.cmd.sendall(struct.pack(">IBI", 8, locality, len(command)) + command)
+        size = struct.unpack(">I", recv_exact(self.cmd, 4))[0]
+        rsp = recv_exact(self.cmd, size)
+        assert recv_exact(self.cmd, 4) == b"\0\0\0\0"
+        return rsp
+
+    def close(self):
+        self.cmd.close()
+        self.plat.close()
+
+
+@pytest.fixture
+def mssim():
+    tpm = make_engine()
+    log = []
+    manager = ResourceManager(tpm, log=lambda c, cmd, rsp, loc: log.append(describe(cmd, rsp)))
+    port = free_port_pair()
+    server = MssimServer(manager, "127.0.0.1", port, platform=tpm).start()
+    yield tpm, port, log
+    server.stop()
+
+
+def wait_for(pred):
+    import time
+    for _ in range(200):
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_mssim_round_trip_and_power_on_does_not_reset(mssim):
+    tpm, port, log = mssim
+    c = MssimClient(port)
+    client.check(c.execute(client.pcr_extend_command(3, {TPM_ALG.SHA256: b"\x01" * 32})))
+    c.close()
+    c = MssimClient(port)                       # a new tool sends POWER_ON again
+    _, v = client.parse_pcr_read(c.execute(client.pcr_read_command({TPM_ALG.SHA256: [3]})))
+    assert v[TPM_ALG.SHA256][3] != bytes(32)
+    c.close()
+    assert "TPM2_PCR_Extend -> TPM_RC_SUCCESS" in log
+
+
+def test_resource_manager_flushes_on_disconnect(mssim):
+    tpm, port, log = mssim
+    c = MssimClient(port)
+    for _ in range(3):
+        client.parse_create_primary(c.execute(client.create_primary_command(
+            TPM_RH.OWNER, ecc_storage_template())))
+    sh, _ = client.parse_start_auth_session(c.execute(client.start_auth_session_command(b"n" * 16)))
+    assert len(tpm.objects) == 3 and sh in tpm.sessions
+    c.close()
+    assert wait_for(lambda: not tpm.objects and not tpm.sessions)
+    assert log.count("TPM2_FlushContext -> TPM_RC_SUCCESS") == 4
+
+
+def test_saved_sessions_survive_disconnect(mssim):
+    tpm, port, _ = mssim
+    c = MssimClient(port)
+    sh, _ = client.parse_start_auth_session(c.execute(client.start_auth_session_command(b"n" * 16)))
+    client.check(c.execute(client.build_command(0x162, (sh,))))       # ContextSave
+    c.close()
+    import time
+    time.sleep(0.2)
+    assert sh in tpm.sessions and tpm.sessions[sh].saved_sequence is not None
+
+
+def test_mssim_locality_reaches_engine(mssim):
+    tpm, port, _ = mssim
+    c = MssimClient(port)
+    zero = {TPM_ALG.SHA256: bytes(32)}
+    assert client.response_code(c.execute(client.pcr_extend_command(17, zero))) == 0x907
+    assert client.response_code(c.execute(client.pcr_extend_command(17, zero), 2)) == 0
+    c.close()
+
+
+def test_swtpm_protocol():
+    tpm = make_engine()
+    manager = ResourceManager(tpm)
+    port = free_port_pair()
+    server = SwtpmServer(manager, "127.0.0.1", port, platform=tpm).start()
+    try:
+        def ctrl(payload, reply_len):
+            with socket.create_connection(("127.0.0.1", port + 1)) as s:
+                s.sendall(payload)
+                return recv_exact(s, reply_len)
+
+        def data(command):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(command)
+                head = recv_exact(s, 10)
+                return head + recv_exact(s, struct.unpack(">I", head[2:6])[0] - 10)
+
+        assert ctrl(struct.pack(">IB", 5, 0), 4) == b"\0\0\0\0"          # SET_LOCALITY 0
+        assert len(ctrl(struct.pack(">I", 1), 8)) == 8                     # GET_CAPABILITY
+        client.parse_create_primary(data(client.create_primary_command(
+            TPM_RH.OWNER, ecc_storage_template())))
+        assert len(tpm.objects) == 1
+        assert ctrl(struct.pack(">IB", 5, 2), 4) == b"\0\0\0\0"          # next tool run
+        assert wait_for(lambda: not tpm.objects)
+        zero = {TPM_ALG.SHA256: bytes(32)}
+        assert client.response_code(data(client.pcr_extend_command(17, zero))) == 0
+        # DRTM sequence on the control channel
+        assert ctrl(struct.pack(">I", 6), 4) == b"\0\0\0\0"
+        assert ctrl(struct.pack(">II", 7, 3) + b"mle", 4) == b"\0\0\0\0"
+        assert ctrl(struct.pack(">I", 8), 4) == b"\0\0\0\0"
+        assert tpm.pcrs.banks[TPM_ALG.SHA256][18] == bytes(32)
+        # the mssim-style prefix is accepted on the data port too
+        cmd = client.get_random_command(4)
+        rsp = data(struct.pack(">IBI", 8, 0, len(cmd)) + cmd)
+        assert len(client.parse_get_random(rsp)) == 4
+    finally:
+        server.stop()
+
+
+def run_cli(*args, timeout=30):
+    return subprocess.run([sys.executable, "-m", "simxen.cli", "tpm", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_bad_state_file_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "state.bin"
+    bad.write_bytes(b"garbage that is not a state blob")
+    proc = run_cli("serve", "--port", str(free_port_pair()), "--state", str(bad))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_cli_serves_and_persists_state_on_sigterm(tmp_path):
+    import signal
+    import time
+    state = tmp_path / "tpm.state"
+    port = free_port_pair()
+    proc = subprocess.Popen([sys.executable, "-m", "simxen.cli", "tpm", "serve", "--port",
+                             str(port), "--state", str(state), "--seed", "cli"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                c = MssimClient(port)
+                break
+            except OSError:
+                time.sleep(0.05)
+        client.check(c.execute(client.startup_command()))
+        client.check(c.execute(client.pcr_extend_command(2, {TPM_ALG.SHA256: bytes(32)})))
+        c.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "TPM2_Startup -> TPM_RC_SUCCESS" in err
+    assert "TPM2_PCR_Extend -> TPM_RC_SUCCESS" in err
+    from simxen.tpm import TpmEngine
+    restored = TpmEngine.from_state(state.read_bytes())
+    assert restored.reset_count == 1
