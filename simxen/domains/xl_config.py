@@ -87,6 +87,7 @@ class XlConfig:
     vtpm: tuple = ()
     extra: str = ""
     ramdisk: str = ""
+    seclabel: str = ""          #: the XSM (FLASK) label, e.g. "system_u:system_r:vtpm_t"
     source: str = "<config>"
     text: str = field(default="", repr=False, compare=False)
 
@@ -254,7 +255,8 @@ def parse(text: str, *, source: str = "<config>") -> XlConfig:
     iomem = tuple(_iomem(s, source, i) for i, s in enumerate(get("iomem", list, [])))
     vtpms = tuple(_vtpm(s, source, i) for i, s in enumerate(get("vtpm", list, [])))
     return XlConfig(name=name, kernel=kernel, memory=memory, vcpus=vcpus, disk=disks, iomem=iomem,
-                    vtpm=vtpms, extra=extra, ramdisk=get("ramdisk", str, ""), source=source, text=text)
+                    vtpm=vtpms, extra=extra, ramdisk=get("ramdisk", str, ""),
+                    seclabel=get("seclabel", str, ""), source=source, text=text)
 
 
 def _pairs(spec, source, key):

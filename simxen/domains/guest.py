@@ -1,0 +1,137 @@
+"""A guest (domU) kernel: Linux with ``xen-tpmfront`` and a small TPM client.
+
+Booted by ``xl create`` from a config such as::
+
+    name="guest1"
+    kernel="/boot/vmlinuz-guest"
+    memory=512
+    vtpm=["backend=vtpm-guest1"]
+
+At boot the kernel probes its vTPM device: :class:`~simxen.drivers.tpmfront.TpmFront`
+(Linux flavour: polls the page on the 5 ms grid unless the profile's
+``tpmfront.wait`` switch says ``"interrupt"``) grants its page, allocates an
+event channel and runs the xenbus handshake with the vTPM stub domain. Then
+``guest.tpm`` is a :class:`TpmClient` -- what ``/dev/tpm0`` is to user
+space, and what IMA, scenarios and the attestation agent use::
+
+    guest = host.guest("guest1")
+    rsp = yield from guest.tpm.transmit(command_bytes)          # raw
+    yield from guest.tpm.pcr_extend(16, b"measured data")         # helpers
+    values = yield from guest.tpm.pcr_read([16])
+
+Every method is a generator (``yield from`` it inside a SimPy process).
+Helpers raise :class:`simxen.tpm.client.ResponseError` with the TPM's
+response code when the TPM refuses, and
+:class:`simxen.drivers.tpmfront.TpmFrontError` (a negative errno) when the
+transport fails. Each command gets its own ``flow`` id,
+``"<guest>/<n>"``, so every hop it takes can be found in the trace; the
+last one is :attr:`TpmClient.last_flow`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from simxen.domains.kernel import Kernel
+from simxen.drivers.tpmfront import TpmFront
+from simxen.tpm import client
+from simxen.tpm.constants import TPM_ALG, TPM_RH, TPMA_OBJECT
+from simxen.tpm.public import Public
+
+__all__ = ["Guest", "TpmClient", "AK_TEMPLATE"]
+
+_A = TPMA_OBJECT
+#: An attestation key for :meth:`TpmClient.quote`: ECC P-256, restricted ECDSA-SHA256 signing.
+AK_TEMPLATE = Public(
+    TPM_ALG.ECC, TPM_ALG.SHA256,
+    _A.fixedTPM | _A.fixedParent | _A.sensitiveDataOrigin | _A.userWithAuth | _A.restricted | _A.sign,
+    scheme=(TPM_ALG.ECDSA, TPM_ALG.SHA256), curve=0x0003, unique=(b"", b""))
+
+
+class TpmClient:
+    """The guest's TPM: raw :meth:`transmit` and a few helpers (all generators)."""
+
+    def __init__(self, kernel, front):
+        self.kernel = kernel
+        self.front = front
+        self.commands = 0
+        self.last_flow = None
+        self.latencies = []            #: simulated seconds per transmit, in order
+
+    def new_flow(self) -> str:
+        self.commands += 1
+        return f"{self.kernel.name}/{self.commands}"
+
+    def transmit(self, command: bytes, *, locality: int = 0, timeout=None, flow=None):
+        """Send one marshalled TPM command; return the response bytes."""
+        flow = flow or self.new_flow()
+        self.last_flow = flow
+        dom = self.kernel.dom
+        start = dom.now
+        rsp = yield from self.front.transmit(command, locality=locality, flow=flow, timeout=timeout)
+        self.latencies.append(dom.now - start)
+        return rsp
+
+    def pcr_extend(self, pcr: int, data: bytes, *, alg=TPM_ALG.SHA256):
+        """Extend *pcr* with the digest of *data* (``TPM2_PCR_Extend``); returns the digest."""
+        digest = hashlib.new({TPM_ALG.SHA1: "sha1", TPM_ALG.SHA256: "sha256",
+                              TPM_ALG.SHA384: "sha384"}[alg], data).digest()
+        rsp = yield from self.transmit(client.pcr_extend_command(pcr, {alg: digest}))
+        client.check(rsp)
+        return digest
+
+    def pcr_read(self, pcrs, *, alg=TPM_ALG.SHA256) -> dict:
+        """``{pcr: value}`` of bank *alg* (``TPM2_PCR_Read``, repeated until all are read)."""
+        out = {}
+        while True:
+            missing = [p for p in sorted(pcrs) if p not in out]
+            if not missing:
+                return out
+            rsp = yield from self.transmit(client.pcr_read_command({alg: missing}))
+            _, values = client.parse_pcr_read(rsp)
+            got = values.get(alg, {})
+            if not got:
+                raise client.ResponseError(0x184)       # TPM_RC_VALUE: the bank has none of them
+            out.update(got)
+
+    def get_random(self, n: int) -> bytes:
+        """*n* random bytes (``TPM2_GetRandom``, repeated for large *n*)."""
+        out = b""
+        while len(out) < n:
+            rsp = yield from self.transmit(client.get_random_command(min(n - len(out), 32)))
+            chunk = client.parse_get_random(rsp)
+            if not chunk:
+                raise client.ResponseError(0x101)
+            out += chunk
+        return out
+
+    def create_ak(self, hierarchy=TPM_RH.ENDORSEMENT, template=AK_TEMPLATE):
+        """A primary attestation key: ``(handle, Public)``."""
+        rsp = yield from self.transmit(client.create_primary_command(hierarchy, template))
+        handle, public, _ = client.parse_create_primary(rsp)
+        return handle, public
+
+    def quote(self, key: int, nonce: bytes, pcrs, *, alg=TPM_ALG.SHA256):
+        """``TPM2_Quote`` of *pcrs* with *key* over *nonce*: ``(attest bytes, Attest, Signature)``."""
+        rsp = yield from self.transmit(client.quote_command(key, nonce, {alg: list(pcrs)}))
+        return client.parse_quote(rsp)
+
+
+class Guest(Kernel):
+    """A Linux guest kernel; ``tpm`` is ready once :attr:`ready` has fired."""
+
+    role = "guest"
+
+    def __init__(self, toolstack, dom, config, disks=()):
+        super().__init__(toolstack, dom, config, disks)
+        self.options = {}
+        self.front = None
+        self.tpm = None
+
+    def main(self):
+        if self.config.vtpm:
+            self.front = TpmFront(self.hv, self.dom, 0, flavour="linux")
+            yield from self.front.connect()
+            self.tpm = TpmClient(self, self.front)
+        self.mark_ready()
+        yield self.dom.elapse()

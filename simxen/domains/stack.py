@@ -1,0 +1,238 @@
+"""One host running the whole vTPM stack: the entry point for scenarios, ``simxen serve`` and benchmarks.
+
+:func:`build_host` powers on the physical TPM, runs the host boot
+(:mod:`simxen.domains.host_boot`), starts dom0's toolstack and creates every
+domain of the :class:`HostSpec` from its xl config text -- vtpmmgr first,
+then each vTPM stub domain, then each guest, as an administrator would::
+
+    from simxen.xen import Hypervisor
+    from simxen.domains.stack import HostSpec, build_host
+
+    hv = Hypervisor(seed=1)
+    host = build_host(hv, HostSpec.standard(guests=["guest1"]))
+    hv.env.run(until=host.ready)                  # boot, create, connect (simulated seconds)
+
+    def work():
+        tpm = host.guest("guest1").tpm
+        rsp = yield from tpm.transmit(command_bytes)     # one full-path round trip
+        print(host.breakdown(tpm.last_flow))             # per-hop latency
+    hv.env.run(until=hv.env.process(work()))
+
+Handles: ``host.vtpmmgr`` (the manager's kernel), ``host.vtpm(name)``,
+``host.guest(name)``, ``host.toolstack``, ``host.ptpm`` (the physical TPM
+chip) and ``host.ptpm_engine``. Restarts are generators:
+:meth:`Host.restart_vtpmmgr`, :meth:`Host.restart_vtpm` (re-creates the
+guests attached to it, whose xen-tpmfront cannot follow a new backend), and
+:meth:`Host.create` (``xl create`` + wait until the new kernel is ready).
+:meth:`Host.state` captures what survives a power cycle (disk images, the
+physical TPM's persistent state) for ``HostSpec(previous=...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simxen.domains import hops
+from simxen.domains.host_boot import DEFAULT_BOOT, measure
+from simxen.domains.toolstack import Toolstack
+from simxen.domains.xl_config import parse
+from simxen.tpm import TpmEngine, client
+
+__all__ = ["HostSpec", "HostState", "Host", "build_host", "vtpmmgr_config", "vtpm_config",
+           "guest_config", "physical_tpm"]
+
+
+def vtpmmgr_config(name="vtpmmgr", *, locality=None, image="/var/vtpmmgr-stubdom.img") -> str:
+    """The manager's config as the seed document writes it."""
+    extra = f'\nextra="tpmlocality={locality}"' if locality is not None else ""
+    return (f'name="{name}"\nkernel="/usr/lib/xen/boot/vtpmmgr-stubdom.gz"\nmemory=16\n'
+            f'disk=["file:{image},hda,w"]\niomem=["fed40,5"]{extra}\n')
+
+
+def vtpm_config(name, uuid, *, manager="vtpmmgr", image=None) -> str:
+    """A vTPM stub domain's config (``vtpm=["backend=vtpmmgr,uuid=..."]``)."""
+    image = image or f"/var/{name}.img"
+    return (f'name="{name}"\nkernel="/usr/lib/xen/boot/vtpm-stubdom.gz"\nmemory=8\n'
+            f'disk=["file:{image},hda,w"]\nvtpm=["backend={manager},uuid={uuid}"]\n')
+
+
+def guest_config(name, vtpm=None, *, kernel="/boot/vmlinuz-domU", memory=512) -> str:
+    """A guest's config; ``vtpm`` names its vTPM stub domain (``vtpm-<name>`` by default)."""
+    vtpm = vtpm or f"vtpm-{name}"
+    return f'name="{name}"\nkernel="{kernel}"\nmemory={memory}\nvtpm=["backend={vtpm}"]\n'
+
+
+@dataclass
+class HostState:
+    """What survives a host power cycle: dom0's image files and the TPM's NV state."""
+
+    images: dict
+    ptpm_state: bytes
+
+
+@dataclass
+class HostSpec:
+    """What :func:`build_host` builds.
+
+    :param configs: xl config texts, created in this order (manager, vTPMs, guests).
+    :param boot: the host measurements (:data:`~simxen.domains.host_boot.DEFAULT_BOOT`).
+    :param options: ``{domain name: {option: value}}`` for the kernel models
+        (``vtpmmgr``: ``policy``, ``seal_pcrs``, ``locality``; a vTPM:
+        ``strong_persistence``, ``save_on``, ``restore_failure``, ``policy``).
+    :param ptpm_seed: the physical TPM's identity (its primary seeds).
+    :param previous: a :class:`HostState` to boot from (a host reboot).
+    :param kernels: extra ``{image file name: Kernel class}``.
+    """
+
+    configs: list
+    boot: tuple = DEFAULT_BOOT
+    options: dict = field(default_factory=dict)
+    ptpm_seed: bytes = b"simxen physical TPM"
+    previous: HostState = None
+    kernels: dict = None
+    image_size: int = 2 * 1024 * 1024
+
+    @classmethod
+    def standard(cls, guests=("guest1",), *, uuids=None, **kw) -> "HostSpec":
+        """The seed's stack: one vtpmmgr, and per guest a vTPM ``vtpm-<guest>`` and the guest."""
+        uuids = list(uuids or [])
+        configs = [vtpmmgr_config()]
+        for i, g in enumerate(guests):
+            uuid = uuids[i] if i < len(uuids) else f"ac0a5b9e-cbe2-4c07-b43b-{0x1d69e46fb839 + i:012x}"
+            configs.append(vtpm_config(f"vtpm-{g}", uuid))
+        configs += [guest_config(g) for g in guests]
+        return cls(configs=configs, **kw)
+
+
+def physical_tpm(hv, engine):
+    """The physical TPM chip (TIS at 0xfed40000, 5 localities) around *engine*."""
+    from simxen.hw.tpm_chip import TpmChip
+    return TpmChip(hv, engine)
+
+
+class Host:
+    """A built host (see the module doc). ``ready`` fires when every kernel is up."""
+
+    def __init__(self, hv, spec: HostSpec):
+        self.hv = hv
+        self.env = hv.env
+        self.spec = spec
+        self.toolstack = Toolstack(hv, kernels=spec.kernels, image_size=spec.image_size,
+                                   options=spec.options)
+        if spec.previous is not None:
+            for path, data in spec.previous.images.items():
+                self.toolstack.image(path).restore(data)
+        clock = lambda: hv.env.now * 1000.0                       # noqa: E731
+        rand = hv.streams.random_bytes("host/ptpm")
+        if spec.previous is not None:
+            self.ptpm_engine = TpmEngine.from_state(spec.previous.ptpm_state, random_bytes=rand,
+                                                    clock=clock, powered=True)
+        else:
+            self.ptpm_engine = TpmEngine(seed=spec.ptpm_seed, random_bytes=rand, clock=clock,
+                                         powered=True, manufacturer="IFX ")
+        client.check(self.ptpm_engine.execute(client.startup_command()))
+        self.ptpm = physical_tpm(hv, self.ptpm_engine)
+        self.boot_log = []
+        self.ready = self.env.event()
+        self.process = self.env.process(self._boot())
+
+    def _boot(self):
+        self.boot_log = yield from measure(self.hv, self.ptpm_engine, self.spec.boot)
+        dom0 = self.hv.dom0
+        kernels = []
+        for i, text in enumerate(self.spec.configs):
+            kernels.append(self.toolstack.create(text, source=f"config[{i}]"))
+            yield dom0.elapse()
+        yield self.env.all_of([k.ready for k in kernels])
+        self.ready.succeed(self)
+        return self
+
+    # -- handles -------------------------------------------------------------
+    def _kernel(self, name, role):
+        kernel = self.toolstack.kernels.get(name)
+        if kernel is None or kernel.role != role:
+            raise KeyError(f"no running {role} called {name!r} (running: "
+                           f"{', '.join(sorted(self.toolstack.kernels)) or 'none'})")
+        return kernel
+
+    @property
+    def vtpmmgr(self):
+        for kernel in self.toolstack.kernels.values():
+            if kernel.role == "vtpmmgr":
+                return kernel
+        raise KeyError("no vtpmmgr is running")
+
+    def vtpm(self, name):
+        return self._kernel(name, "vtpm")
+
+    def guest(self, name):
+        return self._kernel(name, "guest")
+
+    def kernels(self, role=None) -> list:
+        return [k for k in self.toolstack.kernels.values() if role is None or k.role == role]
+
+    # -- lifecycle -------------------------------------------------------------
+    def create(self, text, *, source=None):
+        """Generator: ``xl create`` *text*, wait until its kernel is ready; return it."""
+        kernel = self.toolstack.create(text, source=source)
+        yield kernel.ready
+        return kernel
+
+    def destroy(self, name):
+        self.toolstack.destroy(name)
+
+    def _recreate(self, names):
+        configs = [self.toolstack.configs[n] for n in names]
+        kernels = []
+        for cfg in configs:
+            kernels.append(self.toolstack.create(cfg))
+            yield self.hv.dom0.elapse()
+        yield self.env.all_of([k.ready for k in kernels])
+        return kernels
+
+    def restart_vtpmmgr(self):
+        """Generator: ``xl destroy`` the manager and create it again; returns the new kernel."""
+        name = self.vtpmmgr.name
+        self.destroy(name)
+        kernels = yield from self._recreate([name])
+        return kernels[0]
+
+    def guests_of(self, vtpm_name) -> list:
+        """Names of the running guests whose vTPM backend is *vtpm_name*."""
+        return [k.name for k in self.kernels("guest")
+                if any(self.toolstack.resolve(v.backend) is not None
+                       and self.toolstack.resolve(v.backend).name == vtpm_name for v in k.config.vtpm)]
+
+    def restart_vtpm(self, name):
+        """Generator: restart vTPM *name* (and its guests); returns the new vTPM kernel."""
+        guests = self.guests_of(name)
+        for g in guests:
+            self.destroy(g)
+        self.destroy(name)
+        kernels = yield from self._recreate([name] + guests)
+        return kernels[0]
+
+    def state(self) -> HostState:
+        """Images and physical-TPM state, as a power cycle would leave them."""
+        return HostState({p: img.snapshot() for p, img in self.toolstack.images.items()},
+                         self.ptpm_engine.save_state())
+
+    # -- what happened -----------------------------------------------------------
+    def breakdown(self, flow) -> dict:
+        """Per-hop latency of the command with *flow* (see :mod:`simxen.domains.hops`)."""
+        rows = [r for r in self.hv.trace.records() if r.fields.get("flow") == flow]
+        return hops.breakdown(rows)
+
+    def op_counts(self) -> dict:
+        return hops.op_counts(self.hv.trace)
+
+
+def build_host(hv, spec: HostSpec) -> Host:
+    """Build *spec* on hypervisor *hv*; run the simulation until ``host.ready``.
+
+    Config texts are checked first, so a malformed one raises
+    :class:`~simxen.errors.InputError` before anything starts.
+    """
+    for i, text in enumerate(spec.configs):
+        parse(text, source=f"config[{i}]")
+    return Host(hv, spec)

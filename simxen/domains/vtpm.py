@@ -1,0 +1,256 @@
+"""The vTPM stub domain: one guest's TPM, kept alive across restarts by the manager.
+
+Booted by ``xl create`` from a config such as::
+
+    name="vtpm-guest1"
+    kernel="/usr/lib/xen/boot/vtpm-stubdom.gz"
+    memory=8
+    disk=["file:/var/vtpm-guest1.img,hda,w"]
+    vtpm=["backend=vtpmmgr,uuid=ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839"]
+
+it does what Xen's ``stubdom/vtpm/vtpm.c`` does (reference ``xen-vtpm.md`` 1.1, 3):
+
+1. sleep ``stubdom.startup_sleep`` (2 s: ``main()`` sleeps before anything);
+2. start its **tpmback** (:class:`~simxen.drivers.tpmback.TpmBack`) for the
+   guest, then connect its own **tpmfront** (mini-os flavour) to the manager;
+3. seed its random generator (:class:`~simxen.domains.drbg.HmacDrbg`) from
+   the physical TPM: a TPM 1.2 ``TPM_GetRandom`` *passthrough* through the
+   manager;
+4. **restore**: ``VTPM_ORD_LOADHASHKEY`` fetches the ``(hash, key)`` of its
+   last save; the disk slot whose hash matches is opened with the key
+   (:mod:`simxen.protocols.vtpm_disk`). No record at the manager means a
+   first start (a fresh TPM). A record that matches neither slot is a
+   **rollback** (an old disk copied back) or damage: the old state is not
+   loaded, and the vTPM starts fresh as Xen's does (``restore_failure =
+   "fresh"``) or refuses to serve (``"halt"``);
+5. ``TPM2_Startup(CLEAR)`` (the emulator's own ``TPM_Init`` + startup);
+6. serve requests one at a time, lowest ``(domid, handle)`` first.
+
+**Strong persistence.** After a command that succeeded and changed the
+TPM's persistent state (``save_on = "changed"``, the default) -- or after
+every successful command (``"success"``, what Xen's TPM 1.2 emulator does)
+-- the whole state is saved before the guest gets its response: serialise
+(``engine.save_state()``), seal with a fresh 256-bit key and nonce, write to
+the *other* slot, then send ``hash || key`` with ``VTPM_ORD_SAVEHASHKEY``
+and wait for the manager (a second ring round trip that dominates the
+latency of such a command). ``strong_persistence = False`` turns saving off
+(state lives only in memory and is lost at a restart).
+
+Other requests (reference 3.1): a zero-length request gets an empty
+response; a TPM 1.2 ``VTPM_TAG_REQ2`` (0x01C2) request is forwarded to the
+manager verbatim; ``VTPM_TAG_REQ`` (0x01C1) is re-tagged ``0x00C1`` and
+forwarded as a physical-TPM passthrough.
+
+Options (``toolstack.options[name]``): ``strong_persistence`` (True),
+``save_on`` ("changed" | "success"), ``restore_failure`` ("fresh" | "halt"),
+``policy`` of its tpmback ("priority").
+
+Trace records: ``tpm.exec`` (``dom``, ``flow``, ``cc`` name, ``rc``,
+``duration``, ``changed``), ``vtpm.save`` (``slot``, ``bytes``,
+``duration``, ``rc``), ``vtpm.restore`` (``status``: ``new``, ``restored``,
+``rollback``, ``corrupt``, ``manager-error``; ``slot``).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from simxen.domains.drbg import HmacDrbg
+from simxen.domains.kernel import Kernel
+from simxen.drivers.tpmback import TpmBack
+from simxen.drivers.tpmfront import TpmFront, TpmFrontError, command_code
+from simxen.protocols import vtpmmgr as mgr
+from simxen.protocols.vtpm_disk import (VTPM_KEY_SIZE, VTPM_NONCE_SIZE, VtpmDiskError, open_slot,
+                                        other_slot, pack_hash_key, pick_slot, read_slot, seal_slot,
+                                        slot_hash, slot_offset, unpack_hash_key)
+from simxen.tpm import TpmEngine, client
+from simxen.tpm.constants import TPM_CC, TPM_RC, command_name
+from simxen.tpm.engine import error_response
+from simxen.tpm.errors import StateError
+
+__all__ = ["Vtpm", "SAVE_ON", "RESTORE_FAILURE", "vtpm_op", "KEY_COMMANDS"]
+
+SAVE_ON = ("changed", "success")
+RESTORE_FAILURE = ("fresh", "halt")
+
+#: Commands whose cost is a public-key operation (profile op ``tpm.vtpm.rsa``)
+#: unless the profile names the command itself (``tpm.vtpm.<Name>``).
+KEY_COMMANDS = frozenset({TPM_CC.CreatePrimary, TPM_CC.Create, TPM_CC.Quote, TPM_CC.Sign,
+                          TPM_CC.RSA_Decrypt, TPM_CC.Certify, TPM_CC.CertifyCreation,
+                          TPM_CC.ActivateCredential, TPM_CC.Import, TPM_CC.ECDH_ZGen})
+
+
+def vtpm_op(profile, cc, prefix="tpm.vtpm") -> str:
+    """The profile op that times command *cc* in a software TPM."""
+    name = command_name(cc)[5:] if cc is not None else "none"
+    specific = f"{prefix}.{name}"
+    if profile.has(specific):
+        return specific
+    return f"{prefix}.rsa" if cc in KEY_COMMANDS else f"{prefix}.default"
+
+
+def _u16(data, pos=0):
+    return struct.unpack_from(">H", data, pos)[0] if len(data) >= pos + 2 else None
+
+
+class Vtpm(Kernel):
+    """The vTPM stub domain's kernel (see the module doc)."""
+
+    role = "vtpm"
+
+    def __init__(self, toolstack, dom, config, disks=()):
+        super().__init__(toolstack, dom, config, disks)
+        self.options = {}
+        self.engine = None
+        self.back = None
+        self.front = None
+        self.drbg = None
+        self.slot = None                 #: slot of the last good save (0 = A, 1 = B)
+        self.restore_status = None
+        self.saves = 0
+        self.save_failures = 0
+        self.commands = 0
+        self._boot_flows = 0
+
+    # -- options -------------------------------------------------------------
+    @property
+    def strong_persistence(self) -> bool:
+        return bool(self.options.get("strong_persistence", True))
+
+    @property
+    def save_on(self) -> str:
+        return self.options.get("save_on", "changed")
+
+    def _flow(self, what):
+        self._boot_flows += 1
+        return f"{self.name}/{what}/{self._boot_flows}"
+
+    # -- life --------------------------------------------------------------
+    def main(self):
+        hv, dom = self.hv, self.dom
+        dom.charge("stubdom.startup_sleep")
+        yield dom.elapse()
+        self.back = TpmBack(hv, dom, policy=self.options.get("policy", "priority"), name="vtpm")
+        self.back.start()
+        self.front = TpmFront(hv, dom, 0, flavour="minios")
+        yield from self.front.connect()
+        entropy = yield from self._manager_get_random(32, self._flow("seed"))
+        self.drbg = HmacDrbg(entropy, personalization=self.name.encode())
+        yield from self._restore(self._flow("restore"))
+        if self.engine is not None:
+            flow = self._flow("startup")
+            yield from self._run_command(client.startup_command(), 0, flow)
+        self.mark_ready(self.restore_status)
+        while True:
+            request = yield from self.back.next_request()
+            response = yield from self.handle(request)
+            self.back.respond(request, response)
+
+    def _manager_get_random(self, n, flow):
+        """TPM 1.2 ``TPM_GetRandom`` passthrough to the physical TPM through the manager."""
+        cmd = struct.pack(">HIII", mgr.TPM_TAG_RQU_COMMAND, 14, mgr.TPM_ORD_GetRandom, n)
+        rsp = yield from self.front.transmit(cmd, flow=flow)
+        if len(rsp) >= 14 and mgr.response_code(rsp) == 0:
+            (count,) = struct.unpack_from(">I", rsp, 10)
+            return rsp[14:14 + count]
+        # The manager refused: fall back to the domain's own stream, and say so.
+        self.hv.trace.emit("vtpm.seed_fallback", self.dom.now, self.domid, flow=flow,
+                           rc=mgr.response_code(rsp) if len(rsp) >= 10 else None)
+        return self.hv.streams.random_bytes(f"{self.name}/vtpm/seed")(n)
+
+    def _new_engine(self, state=None):
+        clock = lambda: self.env.now * 1000.0          # noqa: E731  simulated milliseconds
+        if state is None:
+            return TpmEngine(seed=None, random_bytes=self.drbg, powered=True, clock=clock,
+                             manufacturer="XVTP")
+        return TpmEngine.from_state(state, random_bytes=self.drbg, clock=clock, powered=True)
+
+    def _restore(self, flow):
+        """LOADHASHKEY, pick the slot, open it; sets :attr:`restore_status`."""
+        disk = self.disk()
+        status, slot, state = "new", None, None
+        rsp = yield from self.front.transmit(mgr.load_hash_key_request(), flow=flow)
+        try:
+            blob = mgr.parse_load_hash_key_response(rsp)
+        except mgr.VtpmmgrError as exc:
+            blob = None
+            # An unknown UUID is TPM_BAD_PARAMETER: a vTPM that never saved.
+            status = "new" if exc.rc == mgr.TPM_BAD_PARAMETER else "manager-error"
+        if blob is not None:
+            digest, key = unpack_hash_key(blob)
+            image = disk.read(0, disk.size, flow=flow)
+            slot = pick_slot(image, digest)
+            if slot is None:
+                status = "rollback"
+            else:
+                try:
+                    state = open_slot(read_slot(image, slot), key)
+                    self.engine = self._new_engine(state)
+                    status = "restored"
+                except (VtpmDiskError, StateError):
+                    status, slot = "corrupt", None
+        self.restore_status = status
+        self.hv.trace.emit("vtpm.restore", self.dom.now, self.domid, flow=flow, status=status,
+                           slot=slot)
+        if self.engine is None:
+            if status in ("new", "manager-error") or self.options.get("restore_failure", "fresh") == "fresh":
+                self.engine = self._new_engine()
+            # else: halt -- serve TPM_RC_FAILURE for everything
+        self.slot = slot
+
+    # -- serving -------------------------------------------------------------
+    def handle(self, request):
+        """Generator: the response to one guest request (see the module doc)."""
+        cmd = request.command
+        if not cmd:
+            return b""
+        tag = _u16(cmd)
+        if tag == mgr.VTPM_TAG_REQ2:
+            return (yield from self.front.transmit(cmd, flow=request.flow))
+        if tag == mgr.VTPM_TAG_REQ:
+            forwarded = struct.pack(">H", mgr.TPM_TAG_RQU_COMMAND) + cmd[2:]
+            return (yield from self.front.transmit(forwarded, flow=request.flow))
+        if self.engine is None:
+            return error_response(TPM_RC.FAILURE)
+        return (yield from self._run_command(cmd, request.locality, request.flow))
+
+    def _run_command(self, cmd, locality, flow):
+        """Execute on the engine, charge its cost, save if the state changed."""
+        hv, dom, engine = self.hv, self.dom, self.engine
+        cc = command_code(cmd)
+        rsp = engine.execute(cmd, locality)
+        cost = dom.charge(vtpm_op(hv.profile, cc))
+        rc = client.response_code(rsp)
+        changed = engine.last_command_changed_nv
+        self.commands += 1
+        hv.trace.emit("tpm.exec", dom.now, dom.domid, flow=flow, cc=command_name(cc) if cc is not None
+                      else None, rc=rc, duration=cost, changed=changed, tpm="vtpm")
+        if self.strong_persistence and rc == 0 and (changed or self.save_on == "success"):
+            yield from self.save(flow)
+        return rsp
+
+    def save(self, flow=None):
+        """Generator: seal the whole state into the other slot and SAVEHASHKEY it."""
+        hv, dom = self.hv, self.dom
+        start = dom.now
+        disk = self.disk()
+        state = self.engine.save_state()
+        key, nonce = self.drbg(VTPM_KEY_SIZE), self.drbg(VTPM_NONCE_SIZE)
+        sealed = seal_slot(state, key, nonce)
+        dom.charge("crypto.aead_per_byte", len(sealed))
+        slot = 0 if self.slot is None else other_slot(self.slot)
+        disk.write(slot_offset(disk.size, slot), sealed, flow=flow)
+        request = mgr.save_hash_key_request(pack_hash_key(slot_hash(sealed), key))
+        try:
+            rsp = yield from self.front.transmit(request, flow=flow)
+            rc = mgr.response_code(rsp)
+        except (TpmFrontError, mgr.VtpmmgrError) as exc:
+            rc = getattr(exc, "rc", None) or mgr.TPM_IOERROR
+        if rc == mgr.TPM_SUCCESS:
+            self.slot = slot
+            self.saves += 1
+        else:
+            self.save_failures += 1
+        hv.trace.emit("vtpm.save", dom.now, dom.domid, flow=flow, slot=slot, bytes=len(sealed),
+                      duration=dom.now - start, rc=rc)
+        return rc

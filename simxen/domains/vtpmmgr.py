@@ -1,0 +1,287 @@
+"""The vTPM manager stub domain: the only domain that drives the physical TPM.
+
+Booted by ``xl create`` from the seed's config::
+
+    name="vtpmmgr"
+    kernel="/usr/lib/xen/boot/vtpmmgr-stubdom.gz"
+    memory=16
+    disk=["file:/var/vtpmmgr-stubdom.img,hda,w"]
+    iomem=["fed40,5"]
+
+The ``iomem`` line gives this domain -- and, from then on, *only* this
+domain -- the five 4 KiB TIS pages at ``0xfed40000``: dom0 mapping them now
+fails with ``-EPERM``. What it does, in the order of Xen's
+``stubdom/vtpmmgr`` (reference ``xen-vtpm.md`` 1.1, 4):
+
+1. sleep ``stubdom.startup_sleep`` (2 s);
+2. start its **tpmback** (vTPM stub domains may connect from now on; their
+   requests wait in their shared pages);
+3. open the physical TPM through its TIS driver at locality
+   ``tpmlocality=`` of its command line (``extra=``; default 0) and flush
+   handles a previous manager left loaded;
+4. seed its random generator from ``TPM2_GetRandom``;
+5. open its storage (:class:`~simxen.domains.vtpmmgr_storage.ManagerStorage`):
+   the manager key is unsealed by the physical TPM only if the host booted
+   what it booted when the key was sealed (PolicyPCR), else the manager
+   stays up but refuses every vTPM secret;
+6. serve one request at a time, choosing among ready vTPMs by its tpmback
+   ``policy``: ``"priority"`` (Xen: lowest ``(domid, handle)`` first; the
+   default), ``"fifo"`` or ``"round-robin"``.
+
+Requests (:mod:`simxen.protocols.vtpmmgr`), identified by the UUID that the
+toolstack wrote in the backend directory (the manager trusts XenStore for
+it, as Xen's does):
+
+``VTPM_ORD_SAVEHASHKEY``
+    store the vTPM's 52..64-byte ``hash || key`` (an unknown UUID is
+    created; the first ever becomes the *admin* vTPM), rewrite the sealed
+    records and flush -- a disk write, no physical-TPM command;
+``VTPM_ORD_LOADHASHKEY``
+    return it (unknown UUID: ``TPM_BAD_PARAMETER``);
+``VTPM_ORD_GET_BOOT_HASH``
+    the vTPM's "kernel hash": SHA-1 of its XSM label (``seclabel=`` of its
+    config, what FLASK's peer context gives Xen's manager), 20 zero bytes
+    without one;
+``VTPM_ORD_GET_QUOTE``
+    the *deep quote*: a physical ``TPM2_Quote`` by the manager's attestation
+    key over the requested pTPM PCRs, whose ``qualifyingData`` binds the
+    request's nonce (into which a vTPM folds its own PCRs) and the optional
+    hashes (UUID, kernel hash);
+passthrough (TPM 1.2 tags 0x00C1..0x00C3)
+    ``TPM_GetRandom`` -> ``TPM2_GetRandom``; ``TPM_PcrRead`` ->
+    ``TPM2_PCR_Read`` of the SHA-256 bank; ``TPM_Extend`` (admin only) ->
+    ``TPM2_PCR_Extend`` (SHA-256 digests, a TPM 2.0 deviation); anything else
+    ``TPM_DISABLED_CMD`` -- the rule of
+    :func:`simxen.protocols.vtpmmgr.dispatch_check`;
+management (``VTPM_TAG_REQ2``)
+    groups are not modelled: admin requests answer ``TPM_BAD_ORDINAL``.
+
+A UUID already open on another connection is refused with ``TPM_DISABLED``
+("Attempted to open vTPM twice").
+
+Options (``toolstack.options[name]``): ``policy``, ``seal_pcrs`` (SHA-256
+PCRs the manager key is sealed to; default 0-9, the host boot's
+measurements), ``locality`` (overrides ``tpmlocality=``).
+
+Trace records: ``vtpmmgr.open`` (``status``, ``records``), ``vtpmmgr.request``
+(``flow``, ``ordinal``, ``rc``, ``domid``, ``duration``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import uuid as uuidlib
+
+from simxen.domains import ptpm_commands as ptpm
+from simxen.domains.drbg import HmacDrbg
+from simxen.domains.kernel import Kernel
+from simxen.domains.vtpmmgr_storage import ManagerStorage
+from simxen.drivers.tpmback import TpmBack
+from simxen.protocols import vtpmmgr as mgr
+from simxen.tpm import client
+from simxen.tpm.constants import TPM_CAP, TPM_HT
+
+__all__ = ["VtpmMgr", "DEFAULT_SEAL_PCRS", "TIS_BASE_MFN"]
+
+#: SHA-256 PCRs the manager key is sealed to unless configured: the host boot's.
+DEFAULT_SEAL_PCRS = tuple(range(10))
+#: First machine frame of the TIS window (0xfed40000 >> 12).
+TIS_BASE_MFN = 0xFED40
+_PASSTHROUGH_TAGS = (mgr.TPM_TAG_RQU_COMMAND, mgr.TPM_TAG_RQU_AUTH1_COMMAND,
+                     mgr.TPM_TAG_RQU_AUTH2_COMMAND)
+#: Largest GetRandom answer that fits one tpmif page (4088 - 14-byte header).
+_GET_RANDOM_MAX = 4088 - 14
+
+
+def open_tis(hv, dom, locality):
+    """The manager's TIS driver on the window it was given (see :mod:`simxen.drivers.tis`)."""
+    from simxen.drivers.tis import TisDriver
+    return TisDriver(hv, dom, locality=locality)
+
+
+class VtpmMgr(Kernel):
+    """The vTPM manager's kernel (see the module doc)."""
+
+    role = "vtpmmgr"
+
+    def __init__(self, toolstack, dom, config, disks=()):
+        super().__init__(toolstack, dom, config, disks)
+        self.options = {}
+        self.back = None
+        self.tis = None
+        self.storage = None
+        self.drbg = None
+        self.aik = None
+        self.open_uuids = {}             #: uuid text -> (domid, handle) holding it open
+        self.duplicates = set()          #: (domid, handle) refused as a second opener
+        self.served = 0
+        self._flows = 0
+
+    @property
+    def locality(self) -> int:
+        if "locality" in self.options:
+            return int(self.options["locality"])
+        value = self.config.cmdline_options().get("tpmlocality", "0")
+        return int(value) if value.isdigit() and int(value) <= 4 else 0
+
+    def _flow(self, what):
+        self._flows += 1
+        return f"{self.name}/{what}/{self._flows}"
+
+    # -- life --------------------------------------------------------------
+    def main(self):
+        hv, dom = self.hv, self.dom
+        dom.charge("stubdom.startup_sleep")
+        yield dom.elapse()
+        self.back = TpmBack(hv, dom, policy=self.options.get("policy", "priority"), name="vtpmmgr",
+                            on_open=self._on_open, on_close=self._on_close)
+        self.back.start()
+        flow = self._flow("boot")
+        self.tis = open_tis(hv, dom, self.locality)
+        if hasattr(self.tis, "open"):
+            yield from self.tis.open()
+        yield from self._flush_stale(flow)
+        self.drbg = HmacDrbg((yield from ptpm.get_random(self.tis, 32, flow=flow)),
+                             personalization=b"vtpmmgr")
+        pcrs = tuple(self.options.get("seal_pcrs", DEFAULT_SEAL_PCRS))
+        self.storage = ManagerStorage(self.disk(), self.tis, pcrs, self.drbg)
+        yield from self.storage.open(flow=flow)
+        status = "open" if self.storage.is_open else "refused"
+        hv.trace.emit("vtpmmgr.open", dom.now, dom.domid, flow=flow, status=status,
+                      provisioned=self.storage.provisioned, records=self.storage.vtpm_count,
+                      error=self.storage.error)
+        self.mark_ready(status)
+        while True:
+            request = yield from self.back.next_request()
+            start = dom.now
+            response = yield from self.handle(request)
+            self.served += 1
+            hdr = request.command[:10]
+            hv.trace.emit("vtpmmgr.request", dom.now, dom.domid, flow=request.flow,
+                          domid=request.domid, ordinal=struct.unpack(">I", hdr[6:10])[0]
+                          if len(hdr) == 10 else None, rc=mgr.response_code(response),
+                          duration=dom.now - start)
+            self.back.respond(request, response)
+
+    def _flush_stale(self, flow):
+        """Flush transient objects and sessions a previous manager left in the TPM."""
+        for first in (TPM_HT.TRANSIENT << 24, TPM_HT.HMAC_SESSION << 24, TPM_HT.POLICY_SESSION << 24):
+            rsp = yield from self.tis.transmit(client.get_capability_command(TPM_CAP.HANDLES, first),
+                                               flow=flow)
+            if client.response_code(rsp):
+                continue
+            _, _, handles = client.parse_get_capability(rsp)
+            for handle in handles:
+                yield from self.tis.transmit(client.flush_context_command(handle), flow=flow)
+
+    def _on_open(self, info):
+        holder = self.open_uuids.get(info.uuid)
+        if holder is not None and holder != (info.domid, info.handle):
+            self.duplicates.add((info.domid, info.handle))
+        else:
+            self.open_uuids[info.uuid] = (info.domid, info.handle)
+
+    def _on_close(self, info):
+        key = (info.domid, info.handle)
+        self.duplicates.discard(key)
+        if self.open_uuids.get(info.uuid) == key:
+            del self.open_uuids[info.uuid]
+
+    # -- requests ------------------------------------------------------------
+    def kernel_hash(self, domid) -> bytes:
+        """SHA-1 of the XSM label of domain *domid* (zeros if it has none)."""
+        dom = self.hv.domains.get(domid)
+        cfg = self.toolstack.configs.get(dom.name) if dom is not None else None
+        if cfg is None or not cfg.seclabel:
+            return bytes(20)
+        return hashlib.sha1(cfg.seclabel.encode()).digest()
+
+    def handle(self, request):
+        """Generator: the manager's answer to one request (bytes)."""
+        cmd = request.command
+        uuid = uuidlib.UUID(request.uuid).bytes
+        storage = self.storage
+        admin = storage.is_open and storage.is_admin(uuid)
+        rc = mgr.dispatch_check(cmd, is_admin=admin)
+        tag = struct.unpack_from(">H", cmd)[0] if len(cmd) >= 2 else mgr.VTPM_TAG_REQ
+        if rc != mgr.TPM_SUCCESS:
+            return mgr.error_response(tag, rc)
+        hdr = mgr.unpack_header(cmd)
+        try:
+            if tag in _PASSTHROUGH_TAGS:
+                return (yield from self._passthrough(hdr.code, cmd[10:], request.flow))
+            if tag == mgr.VTPM_TAG_REQ2:
+                return mgr.response(mgr.TPM_BAD_ORDINAL)          # groups are not modelled
+            if (request.domid, request.handle) in self.duplicates:
+                return mgr.response(mgr.TPM_DISABLED)
+            if not storage.is_open:
+                return mgr.response(mgr.TPM_FAIL)
+            if hdr.code == mgr.VTPM_ORD_SAVEHASHKEY:
+                storage.put(uuid, mgr.parse_save_hash_key_request(cmd), flow=request.flow)
+                return mgr.response()
+            if hdr.code == mgr.VTPM_ORD_LOADHASHKEY:
+                stored = storage.get(uuid)
+                if stored is None:
+                    return mgr.response(mgr.TPM_BAD_PARAMETER)
+                return mgr.load_hash_key_response(stored)
+            if hdr.code == mgr.VTPM_ORD_GET_BOOT_HASH:
+                mgr.parse_get_boot_hash_request(cmd)
+                return mgr.get_boot_hash_response(self.kernel_hash(request.domid))
+            return (yield from self._deep_quote(mgr.parse_get_quote_request(cmd), uuid, request))
+        except mgr.VtpmmgrError as exc:
+            return mgr.response(exc.rc)
+        except ptpm.PtpmError as exc:
+            self.hv.trace.emit("vtpmmgr.ptpm_error", self.dom.now, self.domid, flow=request.flow,
+                               what=exc.what, rc=exc.rc)
+            return mgr.response(mgr.TPM_FAIL)
+
+    def _passthrough(self, ordinal, body, flow):
+        """A TPM 1.2 command the manager forwards, translated to TPM 2.0."""
+        if ordinal == mgr.TPM_ORD_GetRandom:
+            if len(body) != 4:
+                raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "TPM_GetRandom takes a u32")
+            n = min(struct.unpack(">I", body)[0], _GET_RANDOM_MAX)
+            data = (yield from ptpm.get_random(self.tis, n, flow=flow)) if n else b""
+            return struct.pack(">HIII", mgr.TPM_TAG_RSP_COMMAND, 14 + n, mgr.TPM_SUCCESS, n) + data
+        if ordinal == mgr.TPM_ORD_PcrRead:
+            if len(body) != 4:
+                raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "TPM_PcrRead takes a u32")
+            (index,) = struct.unpack(">I", body)
+            if index > 23:
+                raise mgr.VtpmmgrError(mgr.TPM_BADINDEX, f"PCR {index}")
+            value = (yield from ptpm.pcr_read(self.tis, [index], flow=flow))[index]
+            return struct.pack(">HII", mgr.TPM_TAG_RSP_COMMAND, 10 + len(value), 0) + value
+        # TPM_Extend (dispatch_check let it through: admin only)
+        if len(body) != 4 + 32:
+            raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "TPM_Extend here takes u32 + 32-byte digest")
+        index = struct.unpack_from(">I", body)[0]
+        if index > 23:
+            raise mgr.VtpmmgrError(mgr.TPM_BADINDEX, f"PCR {index}")
+        yield from ptpm.pcr_extend(self.tis, index, body[4:], flow=flow)
+        value = (yield from ptpm.pcr_read(self.tis, [index], flow=flow))[index]
+        return struct.pack(">HII", mgr.TPM_TAG_RSP_COMMAND, 10 + len(value), 0) + value
+
+    def _deep_quote(self, q, uuid, request):
+        from simxen.tpm.constants import TPM_ALG, TPM_RH
+        pcrs = sorted({p for alg, sel in q.pcr_selection if alg == TPM_ALG.SHA256 for p in sel})
+        if any(alg != TPM_ALG.SHA256 for alg, sel in q.pcr_selection if sel):
+            raise mgr.VtpmmgrError(mgr.VTPM_INVALID_REQUEST, "only the SHA-256 bank is quoted")
+        hashes = mgr.deep_quote_hashes(q.flags, uuid=uuid, kernel_hash=self.kernel_hash(request.domid))
+        qualifying = mgr.deep_quote_external_data(q.nonce, q.flags, hashes)
+        if self.aik is None:
+            self.aik, _, _ = yield from ptpm.create_primary(self.tis, ptpm.AIK_TEMPLATE,
+                                                            TPM_RH.ENDORSEMENT, flow=request.flow)
+        attest, signature = yield from ptpm.quote(self.tis, self.aik, qualifying, pcrs,
+                                                  flow=request.flow)
+        values = (yield from ptpm.pcr_read(self.tis, pcrs, flow=request.flow)) if pcrs else {}
+        return mgr.get_quote_response(attest, signature, hashes, [values[p] for p in pcrs])
+
+    def aik_public(self):
+        """Generator: the deep-quote key's public area (for a verifier)."""
+        from simxen.tpm.constants import TPM_RH
+        if self.aik is None:
+            self.aik, _, _ = yield from ptpm.create_primary(self.tis, ptpm.AIK_TEMPLATE,
+                                                            TPM_RH.ENDORSEMENT)
+        rsp = yield from self.tis.transmit(client.read_public_command(self.aik))
+        return client.parse_read_public(rsp)[0]
