@@ -46,13 +46,14 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 
+from simxen.domains.kernel import Kernel
 from simxen.protocols import tcg_eventlog as tl
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG
 
 __all__ = ["KERNEL_PCR", "CONFIG_PCR", "INITRD_EVENT_TAG_ID", "LOAD_OPTIONS_EVENT_TAG_ID",
            "KERNEL_LOAD_ADDRESS", "measured_bytes", "boot_events", "BootMeasurement",
-           "PvGrubAbort", "measure", "item_of_event"]
+           "PvGrubAbort", "measure", "item_of_event", "PvGrub", "PVGRUB_IMAGE"]
 
 KERNEL_PCR = 4
 CONFIG_PCR = 5
@@ -60,6 +61,8 @@ INITRD_EVENT_TAG_ID = 0x8F3B22EC
 LOAD_OPTIONS_EVENT_TAG_ID = 0x8F3B22ED
 #: Guest-physical address the PV domain builder loads a kernel at (x86-64).
 KERNEL_LOAD_ADDRESS = 0x200000
+#: The kernel= image name that selects pv-grub (Xen's stubdom build output).
+PVGRUB_IMAGE = "pv-grub-x86_64.gz"
 _BANKS = (("sha1", TPM_ALG.SHA1), ("sha256", TPM_ALG.SHA256))
 
 
@@ -155,3 +158,44 @@ def measure(front, images, *, trace=None, dom=None):
                        sha256=digests[TPM_ALG.SHA256], size=len(data))
     yield from front.close()
     return result
+
+
+class PvGrub(Kernel):
+    """pv-grub as the kernel model of a guest domain (image ``pv-grub-x86_64.gz``).
+
+    The domain's config is the guest's own (``vtpm=["backend=vtpm-guest1"]``);
+    the images pv-grub loads come from the toolstack option ``images`` (a
+    :class:`~simxen.domains.images.GuestImages`). :meth:`main` measures, then
+    does what pv-grub's ``kexec`` does: the Linux guest kernel
+    (:class:`~simxen.domains.guest.Guest`) replaces it in the same domain and
+    its xen-tpmfront reconnects to the vTPM. ``ready`` fires when that guest
+    is ready; :attr:`measurement` (also ``guest.boot_measurement``) is what
+    pv-grub measured and the event log it handed over.
+    """
+
+    role = "pv-grub"
+
+    def __init__(self, toolstack, dom, config, disks=()):
+        super().__init__(toolstack, dom, config, disks)
+        self.options = {}
+        self.measurement = None
+        self.guest = None
+
+    def main(self):
+        from simxen.domains.guest import Guest
+        from simxen.drivers.tpmfront import TpmFront
+        images = self.options.get("images")
+        if images is None:
+            raise ValueError(f"{self.name}: pv-grub needs the toolstack option 'images'")
+        front = TpmFront(self.hv, self.dom, 0, flavour="minios") if self.config.vtpm else None
+        self.measurement = yield from measure(front, images, trace=self.hv.trace, dom=self.dom)
+        self.hv.trace.emit("pvgrub.kexec", self.dom.now, self.domid, measured=self.measurement.measured,
+                           kernel_size=len(images.kernel.data), log_size=len(self.measurement.log_bytes))
+        guest = self.guest = Guest(self.toolstack, self.dom, self.config, self.disks)
+        guest.options = dict(self.options)
+        guest.boot_measurement = self.measurement
+        if self.toolstack.kernels.get(self.name) is self:
+            self.toolstack.kernels[self.name] = guest
+        guest.boot()
+        yield guest.ready
+        self.mark_ready(guest)
