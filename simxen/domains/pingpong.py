@@ -176,15 +176,16 @@ def run_pingpong(hv, front, back, *, requests, request_size=64, window=1, push_e
                 ring.push()
         ring.push()
         yield from ring.wait_responses()
-        while ring.unconsumed_responses():
-            response = ring.get_response()
+        response = ring.get_response()
+        while response is not None:
             number = unpack_id(response)[0]
             t0, request = sent_at.pop(number, (None, None))
             if request is None or response != _answer(request):
                 stats.mismatches += 1
-                continue
-            latencies.append(front.now - t0)
-            done += 1
+            else:
+                latencies.append(front.now - t0)
+                done += 1
+            response = ring.get_response()
     stats.end = front.now
     stats.completed = done
     stats.front_notifications_sent = ring.notifications_sent
@@ -233,11 +234,12 @@ def _serve(dom, ring, service_op):
     try:
         while True:
             yield from ring.wait_requests()
-            while ring.unconsumed_requests():
-                request = ring.get_request()
+            request = ring.get_request()
+            while request is not None:
                 if service_op is not None:
                     dom.charge(service_op)
                 ring.put_response(_answer(request))
+                request = ring.get_request()
             ring.push()
     except simpy.Interrupt:
         return

@@ -49,18 +49,18 @@ class _RingEnd:
                             published=published, prod=prod, event=event, notify=False)
         return notify
 
-    def _wait(self, has_work, final_check, timeout):
-        """Sleep on the event channel until ``has_work``; the final-check idiom."""
+    def _wait(self, final_check, timeout):
+        """Sleep on the event channel until ``final_check()`` finds work (ring.h's idiom)."""
         dom = self.dom
         port = self.port
         ports = self._ports
         if timeout is None:
-            while not (has_work() or final_check()):
+            while not final_check():
                 yield dom.poll(ports)
                 dom.evtchn_clear(port)
             return True
         deadline = dom.now + timeout
-        while not (has_work() or final_check()):
+        while not final_check():
             remaining = deadline - dom.now
             if remaining <= 0:
                 return False
@@ -87,7 +87,8 @@ class RingFrontend(_RingEnd):
         if len(data) > self.entry_size:
             raise ValueError(f"{len(data)}-byte request for {self.entry_size}-byte entries")
         offset = self.ring.produce_request()
-        self.dom.page_write(self.view, offset, data, what="ring.request", flow=flow)
+        self.view.data[offset:offset + len(data)] = data
+        self.dom._access("page.write", self.view, offset, data, "ring.request", flow)
 
     def push(self):
         """Publish the requests written so far; notify the backend if it asked to be."""
@@ -104,24 +105,24 @@ class RingFrontend(_RingEnd):
     def get_response(self, length=None, *, flow=None):
         """The next response's bytes (``length`` of the entry), or ``None``."""
         ring = self.ring
-        if not ring.unconsumed_responses():
+        if ring.rsp_prod == ring.rsp_cons:
             return None
         offset = ring.consume_response()
-        return self.dom.page_read(self.view, offset, length or self.entry_size,
-                                  what="ring.response", flow=flow)
+        data = bytes(self.view.data[offset:offset + (length or self.entry_size)])
+        self.dom._access("page.read", self.view, offset, data, "ring.response", flow)
+        return data
 
     def wait_response(self, length=None, timeout=None):
         """Wait for a response and return it (``None`` on timeout). A generator."""
-        ring = self.ring
-        ok = yield from self._wait(ring.unconsumed_responses, ring.final_check_for_responses,
-                                   timeout)
+        ok = yield from self._wait(self.ring.final_check_for_responses, timeout)
         return self.get_response(length) if ok else None
 
     def wait_responses(self, timeout=None):
-        """Wait until at least one response is unconsumed; ``False`` on timeout. A generator."""
-        ring = self.ring
-        return (yield from self._wait(ring.unconsumed_responses, ring.final_check_for_responses,
-                                      timeout))
+        """Wait until at least one response is unconsumed; ``False`` on timeout.
+
+        Returns a generator: ``yield from ring.wait_responses()``.
+        """
+        return self._wait(self.ring.final_check_for_responses, timeout)
 
 
 class RingBackend(_RingEnd):
@@ -140,14 +141,18 @@ class RingBackend(_RingEnd):
         (``RING_REQUEST_PROD_OVERFLOW``): raises ``ValueError``.
         """
         ring = self.ring
-        if ring.request_prod_overflow():
-            raise ValueError(f"frontend req_prod {ring.req_prod} overflows the ring "
+        prod = ring.req_prod
+        if prod == ring.req_cons:
+            return None
+        if ring.request_prod_overflow(prod):
+            raise ValueError(f"frontend req_prod {prod} overflows the ring "
                              f"(rsp_prod_pvt {ring.rsp_prod_pvt}, size {ring.size})")
         if not ring.unconsumed_requests():
             return None
         offset = ring.consume_request()
-        return self.dom.page_read(self.view, offset, length or self.entry_size,
-                                  what="ring.request", flow=flow)
+        data = bytes(self.view.data[offset:offset + (length or self.entry_size)])
+        self.dom._access("page.read", self.view, offset, data, "ring.request", flow)
+        return data
 
     def put_response(self, data, *, flow=None):
         """Write one response into the next slot (published by :meth:`push`)."""
@@ -166,7 +171,8 @@ class RingBackend(_RingEnd):
         return self._pushed(published, notify, ring.rsp_prod_pvt, ring.rsp_event)
 
     def wait_requests(self, timeout=None):
-        """Wait until at least one request is unconsumed; ``False`` on timeout. A generator."""
-        ring = self.ring
-        return (yield from self._wait(ring.unconsumed_requests, ring.final_check_for_requests,
-                                      timeout))
+        """Wait until at least one request is unconsumed; ``False`` on timeout.
+
+        Returns a generator: ``yield from ring.wait_requests()``.
+        """
+        return self._wait(self.ring.final_check_for_requests, timeout)

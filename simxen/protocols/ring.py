@@ -152,10 +152,12 @@ class FrontRing(_Ring):
 
     def final_check_for_responses(self):
         """``RING_FINAL_CHECK_FOR_RESPONSES``: work left? If none, ask for a notification."""
-        if self.unconsumed_responses():
+        buf = self.buf
+        cons = self.rsp_cons
+        if _U32.unpack_from(buf, RSP_PROD)[0] != cons:
             return True
-        _U32.pack_into(self.buf, RSP_EVENT, (self.rsp_cons + 1) & MASK)
-        return bool(self.unconsumed_responses())
+        _U32.pack_into(buf, RSP_EVENT, (cons + 1) & MASK)
+        return _U32.unpack_from(buf, RSP_PROD)[0] != cons
 
 
 class BackRing(_Ring):
@@ -218,7 +220,9 @@ class BackRing(_Ring):
 
     def final_check_for_requests(self):
         """``RING_FINAL_CHECK_FOR_REQUESTS``: work left? If none, ask for a notification."""
-        if self.unconsumed_requests():
-            return True
-        _U32.pack_into(self.buf, REQ_EVENT, (self.req_cons + 1) & MASK)
-        return bool(self.unconsumed_requests())
+        buf = self.buf
+        cons = self.req_cons
+        if _U32.unpack_from(buf, REQ_PROD)[0] != cons:
+            return bool(self.unconsumed_requests())
+        _U32.pack_into(buf, REQ_EVENT, (cons + 1) & MASK)
+        return _U32.unpack_from(buf, REQ_PROD)[0] != cons and bool(self.unconsumed_requests())

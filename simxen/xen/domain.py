@@ -25,6 +25,7 @@ import heapq
 from simpy.core import NORMAL
 from simpy.events import Event, Process
 
+from simxen.protocols.event_channel import EVTCHNSTAT_interdomain
 from simxen.xen import errno
 from simxen.xen.errors import PageFault, XenError
 
@@ -35,7 +36,11 @@ PAGE_SHIFT = 12
 class Page:
     """One 4 KiB page of a domain's memory: real bytes."""
 
-    __slots__ = ("owner", "gfn", "mfn", "data", "mtime")
+    __slots__ = ("owner", "gfn", "mfn", "data", "mtime", "page")
+
+    #: a page is not a grant mapping (pages and mappings are used alike)
+    gref = None
+    readonly = False
 
     def __init__(self, owner, gfn, mfn):
         self.owner = owner          #: domid of the owning domain
@@ -44,11 +49,8 @@ class Page:
         self.data = bytearray(PAGE_SIZE)
         #: time of the latest declared write (a reader is never earlier)
         self.mtime = 0.0
-
-    @property
-    def page(self):
-        """The page itself (so pages and grant mappings can be used alike)."""
-        return self
+        #: the page itself, so pages and grant mappings can be used alike
+        self.page = self
 
     def __repr__(self):
         return f"<Page dom{self.owner} gfn={self.gfn:#x} mfn={self.mfn:#x}>"
@@ -70,18 +72,18 @@ class WatchEvent:
         return f"WatchEvent({self.path!r}, {self.token!r})"
 
 
-class _Waiter:
-    """A blocked process of a domain: the event it yielded and when that is due.
+class _Wait(Event):
+    """What a blocked process yields: an event plus what would wake it.
 
     ``ports`` is ``None`` for ``SCHEDOP_block`` (any unmasked port) or a
     frozenset for ``SCHEDOP_poll``; ``token`` is set when the process waits
-    for one XenStore watch only (``ports`` is then empty).
+    for one XenStore watch only (``ports`` is then empty). ``start`` is the
+    domain's clock when it blocked; ``wake`` the time the event is scheduled
+    for, or ``None`` while nothing is due.
     """
 
-    __slots__ = ("event", "ports", "token", "start", "wake")
-
-    def __init__(self, event, ports, token, start):
-        self.event = event
+    def __init__(self, env, ports, token, start):
+        super().__init__(env)
         self.ports = ports
         self.token = token
         self.start = start
@@ -142,21 +144,25 @@ class Domain:
         n = self.env._now
         return c if c > n else n
 
-    def sample(self, op):
-        """One draw of profile op ``op`` from this domain's own stream for it."""
+    def sampler(self, op):
+        """The zero-argument sampler of profile op ``op`` on this domain's own stream.
+
+        The stream is ``xen/<domain name>/<op>``: each domain draws each op
+        from its own stream, so one domain's activity never shifts another's.
+        """
         sampler = self._samplers.get(op)
         if sampler is None:
             sampler = self._samplers[op] = self.hv.profile.sampler(
                 op, self.hv.streams.rng(f"xen/{self.name}/{op}"))
-        return sampler()
+        return sampler
+
+    def sample(self, op):
+        """One draw of profile op ``op`` from this domain's own stream for it."""
+        return (self._samplers.get(op) or self.sampler(op))()
 
     def charge(self, op, n=1):
         """Charge ``n`` draws' worth of op ``op`` to the cursor; return the cost."""
-        sampler = self._samplers.get(op)
-        if sampler is None:
-            sampler = self._samplers[op] = self.hv.profile.sampler(
-                op, self.hv.streams.rng(f"xen/{self.name}/{op}"))
-        cost = sampler() * n
+        cost = (self._samplers.get(op) or self.sampler(op))() * n
         c = self.cursor
         n_ = self.env._now
         self.cursor = (c if c > n_ else n_) + cost
@@ -209,9 +215,10 @@ class Domain:
         n = len(data)
         memcpy = self._memcpy
         if memcpy is None:
-            memcpy = self._memcpy = self._samplers.get("memcpy.per_byte") or self.hv.profile.sampler(
-                "memcpy.per_byte", self.hv.streams.rng(f"xen/{self.name}/memcpy.per_byte"))
-            self._samplers["memcpy.per_byte"] = memcpy
+            fixed = self.hv.profile.fixed_value("memcpy.per_byte")
+            memcpy = self._memcpy = (fixed if fixed is not None
+                                     else self.sampler("memcpy.per_byte"))
+        per_byte = memcpy if memcpy.__class__ is float else memcpy()
         page = view.page
         c = self.cursor
         now = self.env._now
@@ -219,7 +226,7 @@ class Domain:
             c = now
         if page.mtime > c:
             c = page.mtime
-        c = self.cursor = c + memcpy() * n
+        c = self.cursor = c + per_byte * n
         if kind == "page.write":
             page.mtime = c
         trace = self._trace
@@ -227,7 +234,7 @@ class Domain:
         if on is None:
             on = trace.enabled(kind)
         if on:
-            gref = getattr(view, "gref", None)
+            gref = view.gref
             if gref is not None:
                 fields = {"offset": offset, "length": n, "granter": view.domid, "gref": gref}
             else:
@@ -285,15 +292,18 @@ class Domain:
         return False
 
     def _wait(self, ports, token, timeout):
-        self._sync()
+        if self._inbox or self._watch_inbox:
+            self._sync()
         env = self.env
-        start = self.now
-        event = Event(env)
-        waiter = _Waiter(event, ports, token, start)
-        if self._ready(waiter):
+        c = self.cursor
+        start = c if c > env._now else env._now
+        waiter = _Wait(env, ports, token, start)
+        if (self._pending or self._watch_events) and self._ready(waiter):
             return env.timeout(start - env._now)
-        self._waiters.append(waiter)
-        event.callbacks.append(self._resumed)
+        waiters = self._waiters
+        if waiters:
+            waiters[:] = [w for w in waiters if w.callbacks is not None and w.callbacks]
+        waiters.append(waiter)
         wake = None if timeout is None else start + timeout
         for t, _, port in self._inbox:
             if waiter.wants_port(port):
@@ -307,51 +317,46 @@ class Domain:
                     wake = t
         if wake is not None:
             self._schedule(waiter, wake)
-        return event
-
-    def _resumed(self, event):
-        waiters = self._waiters
-        for i, w in enumerate(waiters):
-            if w.event is event:
-                del waiters[i]
-                return
+        return waiter
 
     def _schedule(self, waiter, wake):
         env = self.env
-        event = waiter.event
         if waiter.wake is not None:
             # Already due later: SimPy cannot unschedule an event, so hand the
             # waiting callbacks (the process's resume) to a new, earlier event
             # and leave the old one to fire with nobody listening.
-            earlier = Event(env)
-            earlier.callbacks, event.callbacks = event.callbacks, []
+            earlier = _Wait(env, waiter.ports, waiter.token, waiter.start)
+            earlier.callbacks, waiter.callbacks = waiter.callbacks, []
             for callback in earlier.callbacks:
                 owner = getattr(callback, "__self__", None)
-                if isinstance(owner, Process) and owner._target is event:
+                if isinstance(owner, Process) and owner._target is waiter:
                     owner._target = earlier     # so Process.interrupt still works
-            waiter.event = event = earlier
-        event._ok = True
-        event._value = None
-        env.schedule(event, NORMAL, wake - env._now)
+            waiters = self._waiters
+            waiters[waiters.index(waiter)] = earlier
+            waiter = earlier
+        waiter._ok = True
+        waiter._value = None
+        env.schedule(waiter, NORMAL, wake - env._now)
         waiter.wake = wake
 
     def _offer(self, t, port=None, watch=None):
         """Something arrives at ``t``: wake blocked processes earlier if they care."""
-        for waiter in self._waiters:
-            if not (waiter.wants_port(port) if port is not None else waiter.wants_watch(watch)):
+        upcall = self._samplers.get("evtchn.upcall") or self.sampler("evtchn.upcall")
+        for waiter in tuple(self._waiters):
+            if not waiter.callbacks:        # resumed already, or handed over
+                continue
+            if port is not None:
+                ports = waiter.ports
+                if (port.masked if ports is None else port.port not in ports):
+                    continue
+            elif not waiter.wants_watch(watch):
                 continue
             start = waiter.start
-            at = (t if t > start else start) + self.sample("evtchn.upcall")
+            at = (t if t > start else start) + upcall()
             if waiter.wake is None or at < waiter.wake:
                 self._schedule(waiter, at)
 
     # -- what woke us ------------------------------------------------------
-
-    def _post(self, t, port):
-        """An event-channel notification for ``port`` becomes visible at ``t``."""
-        heapq.heappush(self._inbox, (t, self.hv._next_seq(), port))
-        if self._waiters:
-            self._offer(t, port=port)
 
     def _post_watch(self, t, event):
         heapq.heappush(self._watch_inbox, (t, self.hv._next_seq(), event))
@@ -362,10 +367,26 @@ class Domain:
         """Deliver everything in the inbox that is due by the domain's clock."""
         inbox = self._inbox
         if inbox:
-            now = self.now
+            c = self.cursor
+            now = c if c > self.env._now else self.env._now
+            ports = self.ports
+            trace = self._trace
             while inbox and inbox[0][0] <= now:
                 t, _, port = heapq.heappop(inbox)
-                self.hv.evtchn._deliver(self, t, port)
+                if ports.get(port.port) is not port or port.state != EVTCHNSTAT_interdomain:
+                    trace.emit("evtchn.deliver", t, self.domid, port=port.port, dropped="closed")
+                    continue
+                # set the pending bit; a bit already set means the notification coalesced
+                fields = {"port": port.port, "remote_dom": port.remote_dom,
+                          "remote_port": port.remote_port}
+                if port.pending:
+                    fields["coalesced"] = True
+                if port.masked:
+                    fields["masked"] = True
+                port.pending = True
+                self._pending.add(port.port)
+                if trace.wants("evtchn.deliver"):
+                    trace._rows.append((t, "evtchn.deliver", self.domid, fields))
         winbox = self._watch_inbox
         if winbox:
             now = self.now
@@ -381,7 +402,8 @@ class Domain:
 
     def evtchn_clear(self, port):
         """Test and clear ``port``'s pending bit (a handler's first step)."""
-        self._sync()
+        if self._inbox:
+            self._sync()
         if port in self._pending:
             self._pending.discard(port)
             p = self.ports.get(port)

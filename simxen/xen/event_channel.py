@@ -17,6 +17,8 @@ merged into the first (traced with ``coalesced=True``). Errors are Xen's
 negative errno in :class:`~simxen.xen.errors.EvtchnError`.
 """
 
+import heapq
+
 from simxen.protocols.event_channel import (
     DOMID_SELF,
     EVTCHN_2L_NR_CHANNELS,
@@ -159,24 +161,26 @@ class EventChannels:
         if p is None:
             raise EvtchnError(-errno.EINVAL, f"send: dom{caller.domid} port {port} "
                                              "is not allocated")
-        caller.charge("hypercall")
-        t = caller.cursor
+        # The hot path of every split driver: charge() and emit() written out.
+        samplers = caller._samplers
+        c = caller.cursor
+        now = caller.env._now
+        t = caller.cursor = (c if c > now else now) + (
+            samplers.get("hypercall") or caller.sampler("hypercall"))()
+        trace = self._trace
         if p.state == EVTCHNSTAT_interdomain:
             peer = self.hv.domains[p.remote_dom]
             rp = peer.ports[p.remote_port]
-            at = t + caller.sample("evtchn.notify")
-            self._trace.emit("evtchn.send", t, caller.domid, port=port, remote_dom=p.remote_dom,
-                             remote_port=p.remote_port)
-            peer._post(at, rp)
+            at = t + (samplers.get("evtchn.notify") or caller.sampler("evtchn.notify"))()
+            if trace.wants("evtchn.send"):
+                trace._rows.append((t, "evtchn.send", caller.domid,
+                                    {"port": port, "remote_dom": p.remote_dom,
+                                     "remote_port": p.remote_port}))
+            heapq.heappush(peer._inbox, (at, next(self.hv._seq), rp))
+            if peer._waiters:
+                peer._offer(at, port=rp)
         else:
-            self._trace.emit("evtchn.send", t, caller.domid, port=port, dropped="unbound")
-
-    def _deliver(self, dom, t, port):
-        """The notification for ``port`` reaches ``dom`` at ``t`` (from ``Domain._sync``)."""
-        if dom.ports.get(port.port) is not port or port.state != EVTCHNSTAT_interdomain:
-            self._trace.emit("evtchn.deliver", t, dom.domid, port=port.port, dropped="closed")
-            return
-        self._set_pending(dom, port, t, remote_dom=port.remote_dom, remote_port=port.remote_port)
+            trace.emit("evtchn.send", t, caller.domid, port=port, dropped="unbound")
 
     def _set_pending(self, dom, port, t, **fields):
         coalesced = port.pending

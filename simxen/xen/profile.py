@@ -265,6 +265,11 @@ class Profile:
 
         return draw
 
+    def fixed_value(self, op):
+        """The value of a ``fixed`` op, or ``None`` if ``op`` is random."""
+        spec = self.op(op)
+        return spec.params["value"] if spec.dist == "fixed" else None
+
     def switch(self, name, default=KeyError):
         """The switch called ``name`` (``"tpmfront.wait"``)."""
         try:
