@@ -35,12 +35,14 @@ import hashlib
 from simxen.domains.kernel import Kernel
 from simxen.drivers.tpmfront import TpmFront
 from simxen.tpm import client
-from simxen.tpm.constants import TPM_ALG, TPM_RH, TPMA_OBJECT
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH, TPMA_NV, TPMA_OBJECT
+from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.public import Public
 
 __all__ = ["Guest", "TpmClient", "AK_TEMPLATE"]
 
 _A = TPMA_OBJECT
+_NV_OWNER_RW = TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.NO_DA
 #: An attestation key for :meth:`TpmClient.quote`: ECC P-256, restricted ECDSA-SHA256 signing.
 AK_TEMPLATE = Public(
     TPM_ALG.ECC, TPM_ALG.SHA256,
@@ -104,6 +106,28 @@ class TpmClient:
                 raise client.ResponseError(0x101)
             out += chunk
         return out
+
+    def nv_define(self, index: int, size: int, *, attributes=_NV_OWNER_RW):
+        """``TPM2_NV_DefineSpace`` of an ordinary index, owner-authorised (empty owner auth)."""
+        public = u32(index) + u16(TPM_ALG.SHA256) + u32(attributes) + tpm2b(b"") + u16(size)
+        rsp = yield from self.transmit(client.build_command(
+            TPM_CC.NV_DefineSpace, (TPM_RH.OWNER,), tpm2b(b"") + tpm2b(public),
+            [client.password_auth()]))
+        client.check(rsp)
+
+    def nv_write(self, index: int, data: bytes, offset: int = 0):
+        """``TPM2_NV_Write`` with owner authorisation."""
+        rsp = yield from self.transmit(client.build_command(
+            TPM_CC.NV_Write, (TPM_RH.OWNER, index), tpm2b(data) + u16(offset),
+            [client.password_auth()]))
+        client.check(rsp)
+
+    def nv_read(self, index: int, size: int, offset: int = 0) -> bytes:
+        """``TPM2_NV_Read`` with owner authorisation."""
+        rsp = yield from self.transmit(client.build_command(
+            TPM_CC.NV_Read, (TPM_RH.OWNER, index), u16(size) + u16(offset),
+            [client.password_auth()]))
+        return client.parse_response(rsp).params.tpm2b()
 
     def create_ak(self, hierarchy=TPM_RH.ENDORSEMENT, template=AK_TEMPLATE):
         """A primary attestation key: ``(handle, Public)``."""

@@ -132,6 +132,7 @@ class Host:
                                          powered=True, manufacturer="IFX ")
         client.check(self.ptpm_engine.execute(client.startup_command()))
         self.ptpm = physical_tpm(hv, self.ptpm_engine)
+        self.toolstack.platform["tpm"] = self.ptpm
         self.boot_log = []
         self.ready = self.env.event()
         self.process = self.env.process(self._boot())
@@ -190,10 +191,20 @@ class Host:
         yield self.env.all_of([k.ready for k in kernels])
         return kernels
 
+    def _settle(self, done, timeout=10.0, step=1e-3):
+        """Generator: wait (simulated) until ``done()`` or *timeout* seconds (libxl's 10 s)."""
+        dom0 = self.hv.dom0
+        yield dom0.elapse()
+        waited = 0.0
+        while not done() and waited < timeout:
+            yield dom0.sleep(step)
+            waited += step
+
     def restart_vtpmmgr(self):
         """Generator: ``xl destroy`` the manager and create it again; returns the new kernel."""
         name = self.vtpmmgr.name
         self.destroy(name)
+        yield self.hv.dom0.elapse()
         kernels = yield from self._recreate([name])
         return kernels[0]
 
@@ -206,9 +217,14 @@ class Host:
     def restart_vtpm(self, name):
         """Generator: restart vTPM *name* (and its guests); returns the new vTPM kernel."""
         guests = self.guests_of(name)
+        vtpm = self.vtpm(name)
         for g in guests:
             self.destroy(g)
+        # As libxl waits for a removed device's backend: let the vTPM's tpmback
+        # tear the guests' connections down before its own domain goes.
+        yield from self._settle(lambda: vtpm.back is None or not vtpm.back.frontends)
         self.destroy(name)
+        yield self.hv.dom0.elapse()
         kernels = yield from self._recreate([name] + guests)
         return kernels[0]
 

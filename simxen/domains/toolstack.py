@@ -82,6 +82,8 @@ class Toolstack:
         self.images: dict[str, DiskImage] = {}      #: path -> image (dom0's files)
         self.kernels: dict[str, object] = {}        #: domain name -> running kernel model
         self.configs: dict[str, XlConfig] = {}
+        #: Host devices kernels may look up (``"tpm"``: the physical TPM chip).
+        self.platform: dict = {}
         self._uuid_rng = hv.streams.rng("toolstack/uuid")
 
     # -- queries ---------------------------------------------------------

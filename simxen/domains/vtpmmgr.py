@@ -77,10 +77,12 @@ from simxen.domains import ptpm_commands as ptpm
 from simxen.domains.drbg import HmacDrbg
 from simxen.domains.kernel import Kernel
 from simxen.domains.vtpmmgr_storage import ManagerStorage
+from simxen.drivers.tis import TisError
 from simxen.drivers.tpmback import TpmBack
 from simxen.protocols import vtpmmgr as mgr
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_CAP, TPM_HT
+from simxen.xen.errors import XenError
 
 __all__ = ["VtpmMgr", "DEFAULT_SEAL_PCRS", "TIS_BASE_MFN"]
 
@@ -94,10 +96,13 @@ _PASSTHROUGH_TAGS = (mgr.TPM_TAG_RQU_COMMAND, mgr.TPM_TAG_RQU_AUTH1_COMMAND,
 _GET_RANDOM_MAX = 4088 - 14
 
 
-def open_tis(hv, dom, locality):
-    """The manager's TIS driver on the window it was given (see :mod:`simxen.drivers.tis`)."""
+def open_tis(hv, dom, locality, irq=None):
+    """The manager's TIS driver, opened on the window it was given (:mod:`simxen.drivers.tis`).
+
+    Raises ``XenError(-EPERM)`` without iomem permission, ``TisError`` if no TPM answers.
+    """
     from simxen.drivers.tis import TisDriver
-    return TisDriver(hv, dom, locality=locality)
+    return TisDriver(hv, dom, locality=locality, irq=irq).open()
 
 
 class VtpmMgr(Kernel):
@@ -138,15 +143,18 @@ class VtpmMgr(Kernel):
                             on_open=self._on_open, on_close=self._on_close)
         self.back.start()
         flow = self._flow("boot")
-        self.tis = open_tis(hv, dom, self.locality)
-        if hasattr(self.tis, "open"):
-            yield from self.tis.open()
-        yield from self._flush_stale(flow)
-        self.drbg = HmacDrbg((yield from ptpm.get_random(self.tis, 32, flow=flow)),
-                             personalization=b"vtpmmgr")
         pcrs = tuple(self.options.get("seal_pcrs", DEFAULT_SEAL_PCRS))
-        self.storage = ManagerStorage(self.disk(), self.tis, pcrs, self.drbg)
-        yield from self.storage.open(flow=flow)
+        chip = self.toolstack.platform.get("tpm")
+        try:
+            self.tis = open_tis(hv, dom, self.locality, getattr(chip, "irq", None))
+            yield from self._flush_stale(flow)
+            self.drbg = HmacDrbg((yield from ptpm.get_random(self.tis, 32, flow=flow)),
+                                 personalization=b"vtpmmgr")
+            self.storage = ManagerStorage(self.disk(), self.tis, pcrs, self.drbg)
+            yield from self.storage.open(flow=flow)
+        except (XenError, TisError, ptpm.PtpmError) as exc:
+            self.storage = ManagerStorage(self.disk(), self.tis, pcrs, self.drbg)
+            self.storage.error = f"no physical TPM: {exc}"
         status = "open" if self.storage.is_open else "refused"
         hv.trace.emit("vtpmmgr.open", dom.now, dom.domid, flow=flow, status=status,
                       provisioned=self.storage.provisioned, records=self.storage.vtpm_count,
