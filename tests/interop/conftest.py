@@ -1,0 +1,103 @@
+"""Helpers for the interoperability tests: start ``simxen tpm serve`` (or
+swtpm) on a free loopback port pair and give the TCTI string that points
+tpm2-tools at it.
+
+Tests that use these fixtures skip with a reason when the tool they drive is
+absent, unless ``SIMXEN_REQUIRE_TOOLS=1`` (then they fail).
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def require_tool(name):
+    """The path of ``name``; skip (or fail under SIMXEN_REQUIRE_TOOLS=1) if absent."""
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}")
+                                  else None)
+    if path is None:
+        if os.environ.get("SIMXEN_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{name} is required (SIMXEN_REQUIRE_TOOLS=1) but not installed")
+        pytest.skip(f"{name} not installed (Debian package tpm2-tools / swtpm)")
+    return path
+
+
+def free_port_pair():
+    """A port P with P and P+1 both free on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket() as b, socket.socket() as c:
+                b.bind(("127.0.0.1", port))
+                c.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free loopback port pair")
+
+
+def wait_listening(port, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class SimxenTpmServer:
+    """``python -m simxen.cli tpm serve`` as a subprocess."""
+
+    def __init__(self, protocol="mssim", state=None, seed="interop"):
+        self.protocol = protocol
+        self.port = free_port_pair()
+        args = [sys.executable, "-m", "simxen.cli", "tpm", "serve", "--port", str(self.port),
+                "--protocol", protocol, "--seed", seed]
+        if state is not None:
+            args += ["--state", str(state)]
+        self.log = ""
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        if not wait_listening(self.port):
+            self.stop()
+            raise RuntimeError(f"simxen tpm serve did not start: {self.log}")
+        self.tcti = f"{protocol}:host=127.0.0.1,port={self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        self.log = err or ""
+        return self.proc.returncode
+
+
+@pytest.fixture
+def tpm2_tools():
+    """Skip unless tpm2-tools is installed."""
+    return os.path.dirname(require_tool("tpm2_startup"))
+
+
+def run_tool(tcti, cwd, *argv, check=True, timeout=120):
+    """Run one tpm2-tools command against ``tcti``; the CompletedProcess."""
+    env = dict(os.environ, TPM2TOOLS_TCTI=tcti)
+    proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n"
+                             f"{proc.stderr.decode(errors='replace')}")
+    return proc
