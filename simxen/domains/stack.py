@@ -15,7 +15,7 @@ then each vTPM stub domain, then each guest, as an administrator would::
     def work():
         tpm = host.guest("guest1").tpm
         rsp = yield from tpm.transmit(command_bytes)     # one full-path round trip
-        print(host.breakdown(tpm.last_flow))             # per-hop latency
+        hops.command_hops(hv.trace.records(), flows=[tpm.last_flow])   # simxen.analysis.hops
     hv.env.run(until=hv.env.process(work()))
 
 Handles: ``host.vtpmmgr`` (the manager's kernel), ``host.vtpm(name)``,
@@ -32,14 +32,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from simxen.domains import hops
 from simxen.domains.host_boot import DEFAULT_BOOT, measure
 from simxen.domains.toolstack import Toolstack
 from simxen.domains.xl_config import parse
 from simxen.tpm import TpmEngine, client
 
 __all__ = ["HostSpec", "HostState", "Host", "build_host", "vtpmmgr_config", "vtpm_config",
-           "guest_config", "physical_tpm"]
+           "guest_config", "physical_tpm", "COUNTED"]
+
+#: Trace kinds :meth:`Host.op_counts` counts, with what they are (``"xs"`` = every ``xs.*``).
+COUNTED = (
+    ("evtchn.send", "event-channel notifications sent"),
+    ("evtchn.deliver", "event-channel notifications delivered"),
+    ("gnttab.grant", "grants made"),
+    ("gnttab.map", "grant maps"),
+    ("gnttab.unmap", "grant unmaps"),
+    ("xs", "XenStore operations and watch events"),
+    ("xs.watch_fire", "XenStore watch events"),
+    ("page.read", "declared shared-page reads"),
+    ("page.write", "declared shared-page writes"),
+    ("mmio.read", "TIS MMIO reads"),
+    ("mmio.write", "TIS MMIO writes"),
+    ("disk.write", "disk writes"),
+    ("disk.flush", "disk flushes"),
+)
 
 
 def vtpmmgr_config(name="vtpmmgr", *, locality=None, image="/var/vtpmmgr-stubdom.img") -> str:
@@ -234,13 +250,9 @@ class Host:
                          self.ptpm_engine.save_state())
 
     # -- what happened -----------------------------------------------------------
-    def breakdown(self, flow) -> dict:
-        """Per-hop latency of the command with *flow* (see :mod:`simxen.domains.hops`)."""
-        rows = [r for r in self.hv.trace.records() if r.fields.get("flow") == flow]
-        return hops.breakdown(rows)
-
     def op_counts(self) -> dict:
-        return hops.op_counts(self.hv.trace)
+        """``{trace kind: count}`` of the split-driver operations so far (see :data:`COUNTED`)."""
+        return {kind: self.hv.trace.count(kind) for kind, _ in COUNTED}
 
 
 def build_host(hv, spec: HostSpec) -> Host:
