@@ -207,3 +207,35 @@ def test_destroying_a_guest_mid_request_releases_its_grants_and_channels():
     assert (vgref, vport) == (vfront.grefs[0], vfront.port)     # untouched: the domain is gone
     # the backend keeps serving the other guest
     assert rig.run(ofront.transmit(b"alive")) == ECHO + b"alive"
+
+
+# -- dom0 against the TIS window ------------------------------------------------------
+
+def test_dom0_cannot_reach_the_tis_window_once_the_manager_holds_it():
+    """Before the manager exists the privileged domain could drive the TPM; after the
+    toolstack gives the window to vtpmmgr (iomem=["fed40,5"]) it cannot even map it."""
+    from simxen.drivers.tis import TisDriver
+    from simxen.hw.tpm_chip import TIS_FIRST_MFN, TpmChip
+    from simxen.tpm import TpmEngine, client
+    from simxen.xen import Hypervisor
+    from simxen.xen import errno as xen_errno
+    from simxen.xen.errors import IomemError
+
+    hv = Hypervisor(seed=1)
+    TpmChip(hv, TpmEngine(seed=b"host", random_bytes=hv.streams.random_bytes("ptpm")))
+    early = hv.iomem.map(hv.dom0, TIS_FIRST_MFN, 5)          # nobody owns it yet
+    mgr = hv.domain_create("vtpmmgr", iomem=[(TIS_FIRST_MFN, 5)])
+    for first, count in ((TIS_FIRST_MFN, 5), (TIS_FIRST_MFN, 1), (TIS_FIRST_MFN + 2, 1)):
+        with pytest.raises(IomemError) as exc:
+            hv.iomem.map(hv.dom0, first, count)
+        assert exc.value.code == -xen_errno.EPERM
+    with pytest.raises(IomemError) as exc:                    # a mapping made before is dead
+        early.read(0, 1)
+    assert exc.value.code == -xen_errno.EPERM
+    with pytest.raises(IomemError) as exc:                    # and dom0 cannot take it back
+        hv.iomem.permission(hv.dom0, 0, TIS_FIRST_MFN, 5)
+    assert exc.value.code == -xen_errno.EBUSY
+    tis = TisDriver(hv, mgr).open()
+    proc = hv.env.process(tis.transmit(client.startup_command()))
+    hv.env.run(until=proc)
+    assert proc.value[6:10] == b"\0\0\0\0"
