@@ -42,6 +42,7 @@ _HDR = struct.Struct(">HII")
 _U32 = struct.Struct(">I")
 _RSP_OK_NO_SESSIONS = b"\x80\x01"
 _PW_RESPONSE = b"\x00\x00\x01\x00\x00"      # nonce empty, continueSession, hmac empty
+_PW_EMPTY_HEAD = b"\x40\x00\x00\x09\x00\x00"  # TPM_RS_PW, empty nonceCaller
 
 
 _PERMANENT_AUTH = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT)
@@ -292,6 +293,10 @@ class TpmEngine:
     # ---------------------------------------------------------- handle area
     def check_handle(self, handle, spec, index):
         """Validate one handle of the handle area against its type ``spec``."""
+        if spec == "pcr+" or spec == "pcr":
+            if handle < PCR_COUNT or (spec == "pcr+" and handle == TPM_RH.NULL):
+                return
+            raise TpmError(TPM_RC.VALUE, handle=index)
         ht = handle >> 24
         if spec == "object":
             if ht == TPM_HT.TRANSIENT:
@@ -321,10 +326,6 @@ class TpmEngine:
                 spec = "hierarchy+"
             else:
                 return self.check_handle(handle, "object", index)
-        if spec == "pcr" or spec == "pcr+":
-            if handle < PCR_COUNT or (spec == "pcr+" and handle == TPM_RH.NULL):
-                return
-            raise TpmError(TPM_RC.VALUE, handle=index)
         if spec == "nv":
             if ht != TPM_HT.NV_INDEX:
                 raise TpmError(TPM_RC.VALUE, handle=index)
@@ -409,10 +410,11 @@ class TpmEngine:
             if auth_size < 9 or pos + auth_size > n:
                 raise TpmError(TPM_RC.AUTHSIZE)
             auth_end = pos + auth_size
-            # fast path: exactly one password session (PCR_Extend & co.)
-            if (auth_size == 9 and n_auth == 1 and command[pos:pos + 9] ==
-                    b"\x40\x00\x00\x09\x00\x00\x00\x00\x00"):
-                self._check_password(handles[0], b"", 1)
+            # fast path: exactly one empty password session (PCR_Extend & co.)
+            if (auth_size == 9 and n_auth == 1 and command[pos:pos + 6] == _PW_EMPTY_HEAD
+                    and command[pos + 6] <= 1 and command[pos + 7:pos + 9] == b"\0\0"):
+                if handles[0] >= PCR_COUNT:          # PCR authValues are always empty
+                    self._check_password(handles[0], b"", 1)
                 sessions = None
                 pw_only = 1
             else:

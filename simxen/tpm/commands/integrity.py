@@ -8,12 +8,13 @@ that may not be extended or reset from the command's locality gives
 
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.commands import command
-from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.pcr_selection import marshal_pcr_selection, parse_pcr_selection
 
 MAX_PCR_READ_DIGESTS = 8
+_ONE_SHA256 = u32(1) + u16(TPM_ALG.SHA256)
 
 
 def parse_digest_values(r):
@@ -34,8 +35,11 @@ def parse_digest_values(r):
 @command(TPM_CC.PCR_Extend, handles=("pcr+",), auth=1)
 def pcr_extend(tpm, cmd):
     r = cmd.r
-    digests = parse_digest_values(r)
-    r.done()
+    if r.end - r.pos == 38 and r.data[r.pos:r.pos + 6] == _ONE_SHA256:
+        digests = ((TPM_ALG.SHA256, r.data[r.pos + 6:r.end]),)   # the common case
+    else:
+        digests = parse_digest_values(r)
+        r.done()
     index = cmd.handles[0]
     if index == TPM_RH.NULL:
         return b"", b""
