@@ -19,7 +19,7 @@ recorded by its ``evtchn.send``; a suppressed one by a ``ring.push`` record
 (``notify=False``, the new producer index and the peer's event index).
 """
 
-from simxen.protocols.ring import MASK, BackRing, FrontRing
+from simxen.protocols.ring import BackRing, FrontRing
 
 
 class _RingEnd:
@@ -36,7 +36,13 @@ class _RingEnd:
         self.notifications_suppressed = 0
         self._ports = frozenset((port,))
 
-    def _pushed(self, published, notify, prod, event):
+    def push(self):
+        """Publish the entries written so far; notify the peer if it asked to be."""
+        ring = self.ring
+        published = ring.unpublished()
+        if not published:
+            return False
+        notify = ring.push_and_check_notify()
         dom = self.dom
         if notify:
             self.notifications_sent += 1
@@ -46,7 +52,8 @@ class _RingEnd:
             # would leave no trace, so it gets its own record.
             self.notifications_suppressed += 1
             dom._trace.emit("ring.push", dom.now, dom.domid, side=self.side, port=self.port,
-                            published=published, prod=prod, event=event, notify=False)
+                            published=published, prod=ring.private_prod,
+                            event=ring.peer_event, notify=False)
         return notify
 
     def _wait(self, final_check, timeout):
@@ -89,15 +96,6 @@ class RingFrontend(_RingEnd):
         offset = self.ring.produce_request()
         self.view.data[offset:offset + len(data)] = data
         self.dom._access("page.write", self.view, offset, data, "ring.request", flow)
-
-    def push(self):
-        """Publish the requests written so far; notify the backend if it asked to be."""
-        ring = self.ring
-        published = (ring.req_prod_pvt - ring.req_prod) & MASK
-        if not published:
-            return False
-        notify = ring.push_requests_and_check_notify()
-        return self._pushed(published, notify, ring.req_prod_pvt, ring.req_event)
 
     def unconsumed_responses(self):
         return self.ring.unconsumed_responses()
@@ -161,14 +159,6 @@ class RingBackend(_RingEnd):
         offset = self.ring.produce_response()
         self.dom.page_write(self.view, offset, data, what="ring.response", flow=flow)
 
-    def push(self):
-        """Publish the responses written so far; notify the frontend if it asked to be."""
-        ring = self.ring
-        published = (ring.rsp_prod_pvt - ring.rsp_prod) & MASK
-        if not published:
-            return False
-        notify = ring.push_responses_and_check_notify()
-        return self._pushed(published, notify, ring.rsp_prod_pvt, ring.rsp_event)
 
     def wait_requests(self, timeout=None):
         """Wait until at least one request is unconsumed; ``False`` on timeout.

@@ -76,6 +76,22 @@ class _Ring:
         """Byte offset of the entry that index ``idx`` uses."""
         return SRING_HEADER + (idx & self._mask) * self.entry_size
 
+    def _push_and_check(self, prod_off, event_off, new):
+        """Publish producer index ``new``; notify iff the peer's event is in ``(old, new]``."""
+        buf = self.buf
+        old = _U32.unpack_from(buf, prod_off)[0]
+        _U32.pack_into(buf, prod_off, new)
+        event = _U32.unpack_from(buf, event_off)[0]
+        return ((new - event) & MASK) < ((new - old) & MASK)
+
+    def _final_check(self, prod_off, event_off, cons):
+        """Work at ``cons``? If none, set the event index to ``cons + 1`` and look again."""
+        buf = self.buf
+        if _U32.unpack_from(buf, prod_off)[0] != cons:
+            return True
+        _U32.pack_into(buf, event_off, (cons + 1) & MASK)
+        return _U32.unpack_from(buf, prod_off)[0] != cons
+
     def _put(self, offset, data):
         if len(data) > self.entry_size:
             raise ValueError(f"{len(data)}-byte entry for a ring of {self.entry_size}-byte entries")
@@ -128,12 +144,15 @@ class FrontRing(_Ring):
 
     def push_requests_and_check_notify(self):
         """``RING_PUSH_REQUESTS_AND_CHECK_NOTIFY``: publish; should the backend be notified?"""
-        buf = self.buf
-        old = _U32.unpack_from(buf, REQ_PROD)[0]
-        new = self.req_prod_pvt
-        _U32.pack_into(buf, REQ_PROD, new)
-        event = _U32.unpack_from(buf, REQ_EVENT)[0]
-        return ((new - event) & MASK) < ((new - old) & MASK)
+        return self._push_and_check(REQ_PROD, REQ_EVENT, self.req_prod_pvt)
+
+    def unpublished(self):
+        """Requests written but not yet pushed."""
+        return (self.req_prod_pvt - self.req_prod) & MASK
+
+    push_and_check_notify = push_requests_and_check_notify
+    private_prod = property(lambda self: self.req_prod_pvt)
+    peer_event = property(lambda self: self.req_event)
 
     def unconsumed_responses(self):
         """``RING_HAS_UNCONSUMED_RESPONSES``: how many."""
@@ -152,12 +171,7 @@ class FrontRing(_Ring):
 
     def final_check_for_responses(self):
         """``RING_FINAL_CHECK_FOR_RESPONSES``: work left? If none, ask for a notification."""
-        buf = self.buf
-        cons = self.rsp_cons
-        if _U32.unpack_from(buf, RSP_PROD)[0] != cons:
-            return True
-        _U32.pack_into(buf, RSP_EVENT, (cons + 1) & MASK)
-        return _U32.unpack_from(buf, RSP_PROD)[0] != cons
+        return self._final_check(RSP_PROD, RSP_EVENT, self.rsp_cons)
 
 
 class BackRing(_Ring):
@@ -211,18 +225,17 @@ class BackRing(_Ring):
 
     def push_responses_and_check_notify(self):
         """``RING_PUSH_RESPONSES_AND_CHECK_NOTIFY``: publish; should the frontend be notified?"""
-        buf = self.buf
-        old = _U32.unpack_from(buf, RSP_PROD)[0]
-        new = self.rsp_prod_pvt
-        _U32.pack_into(buf, RSP_PROD, new)
-        event = _U32.unpack_from(buf, RSP_EVENT)[0]
-        return ((new - event) & MASK) < ((new - old) & MASK)
+        return self._push_and_check(RSP_PROD, RSP_EVENT, self.rsp_prod_pvt)
+
+    def unpublished(self):
+        """Responses written but not yet pushed."""
+        return (self.rsp_prod_pvt - self.rsp_prod) & MASK
+
+    push_and_check_notify = push_responses_and_check_notify
+    private_prod = property(lambda self: self.rsp_prod_pvt)
+    peer_event = property(lambda self: self.rsp_event)
 
     def final_check_for_requests(self):
         """``RING_FINAL_CHECK_FOR_REQUESTS``: work left? If none, ask for a notification."""
-        buf = self.buf
-        cons = self.req_cons
-        if _U32.unpack_from(buf, REQ_PROD)[0] != cons:
-            return bool(self.unconsumed_requests())
-        _U32.pack_into(buf, REQ_EVENT, (cons + 1) & MASK)
-        return _U32.unpack_from(buf, REQ_PROD)[0] != cons and bool(self.unconsumed_requests())
+        return self._final_check(REQ_PROD, REQ_EVENT, self.req_cons) and bool(
+            self.unconsumed_requests())

@@ -17,19 +17,18 @@ domain -- **dom0 included** -- can map it (``-EPERM``). A range nobody owns
 may be mapped by a privileged domain only.
 """
 
+from typing import NamedTuple
+
 from simxen.xen import errno
 from simxen.xen.domain import PAGE_SHIFT
 from simxen.xen.errors import IomemError
 
 
-class _Device:
-    __slots__ = ("first", "count", "device", "name")
-
-    def __init__(self, first, count, device, name):
-        self.first = first
-        self.count = count
-        self.device = device
-        self.name = name
+class _Device(NamedTuple):
+    first: int
+    count: int
+    device: object
+    name: str
 
 
 class MmioMapping:

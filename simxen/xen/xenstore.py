@@ -27,6 +27,7 @@ changed meanwhile by someone else; the client redoes the whole transaction.
 
 import itertools
 import re
+from typing import NamedTuple
 
 from simxen.xen import errno
 from simxen.xen.domain import WatchEvent
@@ -73,14 +74,11 @@ class _Transaction:
         self.changes = []
 
 
-class _Watch:
-    __slots__ = ("dom", "path", "abs", "token")
-
-    def __init__(self, dom, path, abs_path, token):
-        self.dom = dom
-        self.path = path
-        self.abs = abs_path
-        self.token = token
+class _Watch(NamedTuple):
+    dom: object     # the watching Domain
+    path: str       # as registered (may be relative)
+    abs: str        # absolute, or the special @ name
+    token: str
 
 
 def _parent(path):
