@@ -1,0 +1,234 @@
+"""``simxen serve``: a guest's vTPM on loopback, through the whole simulated path.
+
+Runs a scenario's host -- the vTPM manager, the vTPM stub domains, the
+guests -- in simulated time until the named guest's vTPM is connected, then
+lets real TPM tools in::
+
+    simxen serve scenarios/vtpm-stack.toml --domain guest1 --hops &
+    export TPM2TOOLS_TCTI=mssim:host=127.0.0.1,port=2321
+    tpm2_pcrextend 16:sha256=$(echo -n hi | sha256sum | cut -d' ' -f1)
+
+Each command a tool sends enters at the guest's xen-tpmfront and crosses
+every simulated hop: the granted page and event channel to the guest's vTPM
+stub domain, its TPM engine and -- for a command that changed persistent
+state -- its state save, a second ring round trip to the vTPM manager, which
+alone drives the physical TPM behind the TIS window. Simulated time advances
+only while a command is in flight. ``--hops`` prints one line per command
+to standard error: name, response code, total simulated latency and its
+split into front->back, vtpm, manager, ptpm and back->front (see
+``docs/serve.rst``); at exit, the percentiles of each hop.
+
+``--protocol mssim`` (default) uses ports P and P+1 and, like tpm2-abrmd,
+flushes what each tool run left loaded when it disconnects; ``--protocol
+swtpm`` speaks swtpm's socket protocol. Power signals are acknowledged and
+do nothing: the guest's vTPM is already started, as a booted guest's is.
+``--trace FILE`` writes the whole run's trace (JSON Lines) on exit
+(Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from simxen.errors import InputError, SimxenError
+
+__all__ = ["add_arguments", "main", "run", "ServeSession"]
+
+
+def add_arguments(parser):
+    parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML) whose host to run")
+    parser.add_argument("--domain", required=True, metavar="NAME",
+                        help="the guest whose vTPM to expose")
+    parser.add_argument("--port", type=int, default=2321,
+                        help="data/command port P (P+1 is the platform/control port; default 2321)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--protocol", choices=("mssim", "swtpm"), default="mssim",
+                        help="transport: mssim (default) or swtpm")
+    parser.add_argument("--hops", action="store_true",
+                        help="print each command's per-hop simulated latency")
+    parser.add_argument("--seed", type=int, help="seed of every random stream "
+                        "(default: the scenario's)")
+    parser.add_argument("--trace", metavar="FILE", help="write the trace (JSON Lines) on exit")
+    parser.add_argument("--quiet", action="store_true", help="do not log each command")
+
+
+class ServeSession:
+    """A booted host and the guest path the servers use.
+
+    :meth:`build` loads the scenario, builds its host with the domains
+    layer's :func:`~simxen.domains.stack.build_host` (the same host the
+    scenario's vtpm-stack workload builds) and runs it until ``guest``'s
+    vTPM is connected. ``path`` is then a
+    :class:`~simxen.server.sim_backend.SimulatedPath` into that guest.
+    """
+
+    def __init__(self, scenario, hv, host, guest, path):
+        self.scenario = scenario
+        self.hv = hv
+        self.host = host
+        self.guest = guest
+        self.path = path
+
+    @classmethod
+    def build(cls, scenario_path, guest_name, *, seed=None, on_exchange=None):
+        from simxen.scenario import scenario_file
+        from simxen.scenario.runner import load_profile
+        from simxen.server.sim_backend import SimulatedPath
+        from simxen.xen import Hypervisor
+
+        scenario = scenario_file.load(scenario_path)
+        spec = _host_spec(scenario)
+        seed = scenario.data["scenario"]["seed"] if seed is None else seed
+        hv = Hypervisor(profile=load_profile(scenario), seed=seed)
+        from simxen.domains.stack import build_host
+        host = build_host(hv, spec)
+        guest = _find_guest(scenario, host, spec, guest_name)
+        env = hv.env
+        until = scenario.data["scenario"]["until"]
+        waiting = env.any_of([guest.ready, env.timeout(until)])
+        try:
+            env.run(until=waiting)
+        except RuntimeError:
+            pass
+        if not guest.ready.triggered or guest.tpm is None:
+            raise InputError(f"{guest_name}'s vTPM did not connect within {until:g} simulated "
+                             "seconds (scenario.until)", path=scenario.path, key="scenario.until")
+        return cls(scenario, hv, host, guest,
+                   SimulatedPath.for_guest(guest, on_exchange=on_exchange))
+
+    def write_trace(self, path):
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                self.hv.trace.to_jsonl(f)
+        except OSError as exc:
+            raise InputError(f"cannot write trace: {exc.strerror}", path=path,
+                             key="--trace") from None
+
+
+def _host_spec(scenario):
+    """The :class:`~simxen.domains.stack.HostSpec` of the scenario's vTPM workload."""
+    from simxen.scenario import workloads
+    for params in scenario.data["workload"]:
+        module = workloads.module(params["type"])
+        make = getattr(module, "host_spec", None)
+        if make is not None:
+            return make(params)
+    types = ", ".join(sorted({w["type"] for w in scenario.data["workload"]}))
+    raise InputError(f"no workload here builds a vTPM host (found {types}; serve needs a "
+                     "'vtpm-stack' workload)", path=scenario.path, key="workload")
+
+
+def _find_guest(scenario, host, spec, name):
+    """The guest kernel ``name``, or an InputError that says what exists."""
+    kernels = host.toolstack.kernels
+    kernel = kernels.get(name)
+    if kernel is None:
+        names = ", ".join(sorted(kernels)) or "none"
+        raise InputError(f"no domain called {name!r} in this scenario's host (domains: {names})",
+                         path=scenario.path, key="--domain")
+    if kernel.role != "guest" or not kernel.config.vtpm:
+        guests = ", ".join(sorted(k.name for k in host.kernels("guest") if k.config.vtpm)) or "none"
+        raise InputError(f"domain {name!r} is a {kernel.role} without a vTPM frontend of its own "
+                         f"(guests with a vTPM: {guests})", path=scenario.path, key="--domain")
+    return kernel
+
+
+def _hop_printer(session_ref, stream, quiet, hops_wanted):
+    """The per-command log line (and hop split), printed under the path's lock."""
+    from simxen.analysis import hops
+    from simxen.server.resource_manager import describe
+
+    def on_exchange(ex):
+        if quiet:
+            return
+        if ex.error is not None:
+            print(f"[{ex.flow}] path error: {ex.error}", file=stream, flush=True)
+            return
+        if hops_wanted:
+            hv = session_ref[0].hv
+            found = hops.command_hops(hv.trace.records(), flows=[ex.flow])
+            if found:
+                print(f"[{ex.flow}] {hops.format_line(found[0])}", file=stream, flush=True)
+                return
+        print(f"[{ex.flow}] {describe(ex.command, ex.response)} "
+              f"({ex.latency * 1e3:.3f} ms simulated)", file=stream, flush=True)
+    return on_exchange
+
+
+def main(args) -> int:
+    from simxen.server.mssim import MssimServer
+    from simxen.server.resource_manager import ResourceManager
+    from simxen.server.swtpm import SwtpmServer
+
+    if not 1 <= args.port <= 65534:
+        raise InputError("port must be between 1 and 65534", key="--port")
+    err = sys.stderr
+    ref = []
+    session = ServeSession.build(args.scenario, args.domain, seed=args.seed,
+                                 on_exchange=_hop_printer(ref, err, args.quiet, args.hops))
+    ref.append(session)
+    manager = ResourceManager(session.path)
+    stop = threading.Event()
+    try:
+        if args.protocol == "mssim":
+            server = MssimServer(manager, args.host, args.port)
+        else:
+            server = SwtpmServer(manager, args.host, args.port, on_shutdown=stop.set)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {args.host}:{args.port}-{args.port + 1}: "
+                         f"{exc.strerror}", key="--port") from None
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
+    guest = session.guest
+    vtpm = session.host.toolstack.resolve(guest.config.vtpm[0].backend)
+    print(f"simxen serve: listening on {args.host}:{args.port} and {args.port + 1} "
+          f"({args.protocol}): {guest.name}'s vTPM (domid {guest.domid}, backend "
+          f"{vtpm.name if vtpm is not None else '?'}), simulated time "
+          f"{session.hv.env.now:.6f} s", file=err, flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+        with session.path.lock:
+            if args.trace:
+                session.write_trace(args.trace)
+            _summary(session, err, args)
+    return 0
+
+
+def _summary(session, stream, args):
+    """What the session did, and with ``--hops`` the percentiles of each hop."""
+    path = session.path
+    print(f"simxen serve: {path.commands} command(s) through the path, {path.failures} failed; "
+          f"simulated time {session.hv.env.now:.6f} s", file=stream, flush=True)
+    if args.hops and path.commands:
+        from simxen.analysis import hops
+        cmds = [c for c in hops.command_hops(session.hv.trace.records())
+                if c.dom == session.guest.domid]
+        print(hops.format_table(hops.aggregate(cmds)), file=stream, flush=True)
+    if args.trace:
+        print(f"simxen serve: trace written to {args.trace}", file=stream, flush=True)
+
+
+def run(argv=None) -> int:
+    """``python -m simxen.server.cmd_serve ...``: the command without the ``simxen`` front end."""
+    parser = argparse.ArgumentParser(prog="simxen serve", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(main(args) or 0)
+    except SimxenError as exc:
+        print(f"simxen serve: {exc}", file=sys.stderr)
+        return exc.exit_status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())
