@@ -78,7 +78,7 @@ from simxen.tpm.pcr_selection import pcr_indices
 from simxen.tpm.public import Public
 from simxen.tpm.signature import Signature
 
-__all__ = ["Link", "Reason", "Verdict", "Enrolment", "Verifier", "make_credential",
+__all__ = ["Link", "Reason", "Verdict", "Enrolment", "Verifier", "EnrolmentRefused", "make_credential",
            "public_key", "verify_signature", "pcr_digest", "BANK_IDS"]
 
 BANK_IDS = {"sha1": TPM_ALG.SHA1, "sha256": TPM_ALG.SHA256, "sha384": TPM_ALG.SHA384,
@@ -198,6 +198,10 @@ def pcr_digest(hash_name: str, values) -> bytes:
     return hashlib.new(hash_name, b"".join(values)).digest()
 
 
+class EnrolmentRefused(Exception):
+    """The verifier will not enrol this AK (the message says why)."""
+
+
 # ------------------------------------------------------------------ verdicts
 @dataclass
 class Reason:
@@ -277,21 +281,34 @@ class Verifier:
         self.random_bytes = random_bytes
         self.host_aik = host_aik
         self.agents: dict[str, Enrolment] = {}
+        self.known_eks: dict[str, bytes] = {}     #: agent -> Name of its provisioned EK
         self.nonces_issued = 0
 
     # -- enrolment ------------------------------------------------------
+    def provision(self, agent: str, ek_public: bytes) -> None:
+        """Record the EK the vTPM exported when it was provisioned: from now
+        on ``agent`` can only enrol AKs that live beside this EK."""
+        try:
+            self.known_eks[agent] = Public.from_bytes(ek_public).name
+        except TpmError as exc:
+            raise EnrolmentRefused(f"{agent}: the EK public area does not parse ({exc})") from None
+
     def enrol(self, agent: str, ek_public: bytes, ak_public: bytes):
         """Start enrolling ``agent``: returns ``(credentialBlob, secret)`` for
-        ``TPM2_ActivateCredential``. Raises InputError for an unusable AK."""
+        ``TPM2_ActivateCredential``. Raises :class:`EnrolmentRefused` for an
+        unusable AK or an EK other than the provisioned one."""
         try:
             ek = Public.from_bytes(ek_public)
             ak = Public.from_bytes(ak_public)
         except TpmError as exc:
-            raise InputError(f"public area does not parse ({exc})", key=f"agent {agent}") from None
+            raise EnrolmentRefused(f"{agent}: a public area does not parse ({exc})") from None
+        known = self.known_eks.get(agent)
+        if known is not None and known != ek.name:
+            raise EnrolmentRefused(f"{agent}: its EK {ek.name.hex()[:20]}... is not the one "
+                                   f"provisioned ({known.hex()[:20]}...): another TPM")
         need = TPMA_OBJECT.fixedTPM | TPMA_OBJECT.restricted | TPMA_OBJECT.sign
         if ak.attributes & need != need or ak.attributes & TPMA_OBJECT.decrypt:
-            raise InputError("the AK is not a restricted fixedTPM signing key",
-                             key=f"agent {agent}")
+            raise EnrolmentRefused(f"{agent}: the AK is not a restricted fixedTPM signing key")
         credential = self.random_bytes(32)
         blob, secret = make_credential(ek, ak.name, credential, self.random_bytes)
         self.agents[agent] = Enrolment(ek, ak, credential)
@@ -375,6 +392,10 @@ class Verifier:
             return None
         v.checks.append("PCR values match the signed pcrDigest")
         clock = (attest.reset_count, attest.restart_count, attest.clock)
+        # A TPM's resetCount never decreases, and within one reset cycle its
+        # clock never runs backwards: either seen means an older state came
+        # back. (A rollback followed by a restart increments resetCount and
+        # escapes this check -- the manager's hash check is what catches it.)
         if e.last_clock is not None and (clock[0] < e.last_clock[0] or (
                 clock[0] == e.last_clock[0] and clock[2] < e.last_clock[2])):
             v.fail("rollback", "the vTPM's clock went backwards since its last quote: its state "
@@ -390,11 +411,13 @@ class Verifier:
         from simxen.domains.pvgrub import CONFIG_PCR, KERNEL_PCR, item_of_event
         bank, _ = self.request
         size = hashlib.new(bank).digest_size
-        try:
-            _, events = tl.parse(evidence.event_log)
-        except InputError as exc:
-            v.fail("replay", f"the event log does not parse: {exc}")
-            return
+        events = []
+        if evidence.event_log:                  # a guest booted without a boot loader has none
+            try:
+                _, events = tl.parse(evidence.event_log)
+            except InputError as exc:
+                v.fail("replay", f"the event log does not parse: {exc}")
+                return
         replayed = tl.replay(events, algorithms=[bank]).get(bank, {})
         ok = True
         for pcr in sorted(quoted):

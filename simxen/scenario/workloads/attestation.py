@@ -1,0 +1,439 @@
+"""``type = "attestation"``: boot a guest through pv-grub, then let a remote verifier judge it.
+
+The workload builds one host with the seed's stack (:mod:`simxen.domains.stack`):
+the vTPM manager, a vTPM stub domain per guest, and the guests -- booted by
+pv-grub (``boot = "pv-grub"``: kernel -> PCR 4, command line and initrd ->
+PCR 5, an event log) or directly by dom0's domain builder (``boot =
+"direct"``: nothing measured). In each guest, IMA measures every program it
+runs into PCR 10, and an attestation agent talks to the guest's vTPM.
+
+Then the story a verifier lives through:
+
+1. **provisioning** -- the agent creates the vTPM's EK and an AK; the
+   verifier records the EK (what an operator exports when the vTPM is made);
+2. **enrolment** -- MakeCredential in the verifier, ActivateCredential in
+   the vTPM, over a network :class:`~simxen.domains.verifier.Link`;
+3. **rounds** of attestation -- nonce, quote of the policy's PCRs, event log
+   and IMA list, appraisal against the golden policy, a verdict with reasons.
+
+An ``attack`` changes one thing along the way (see :data:`ATTACKS`).
+
+Results (for ``[[expect]]``, as ``<name>.<key>``): ``verdict`` ("trusted" /
+``"untrusted"``, of the last round), ``failed_checks`` (comma-separated check
+names), ``first_reason``, ``reasons``, ``enrolled`` (bool), ``round.<n>.*``
+(the same per round, from 1), ``pvgrub_measured``, ``pvgrub_extends``,
+``eventlog_replays_to_vtpm`` (the log replays to the PCR 4/5 the vTPM reports
+through TPM2_PCR_Read), ``pcr4``/``pcr5`` (hex, SHA-256), ``ima_entries``,
+``attest_ms`` (challenge to verdict, simulated), ``enrol_ms``,
+``dom0_tpm_access`` (errno name, dom0-touches-tpm), ``vtpm_restore``
+(the vTPM's restore status after a restart), ``reenrolment``
+("accepted"/"refused"/"not tried").
+"""
+
+from __future__ import annotations
+
+from simxen.errors import InputError
+from simxen.scenario.schema import Field, Table
+
+DOMAIN_KEYS = ()
+
+#: attack -> what it does (the report quotes this)
+ATTACKS = {
+    "none": "nothing: an honest host and guest",
+    "replay": "the guest's agent answers round 2 with the evidence it sent in round 1",
+    "relay": "the attested guest forwards each nonce to the agent of another guest (the "
+             "'peer') and returns that guest's quote and logs as its own",
+    "vtpm-rollback": "after round 1, dom0 copies back the vTPM's disk image saved at "
+                     "provisioning and restarts the vTPM and the guest",
+    "host-tampered": "after round 1, the host reboots with a modified xen.gz "
+                     "(host_tamper.component / host_tamper.data)",
+    "dom0-touches-tpm": "before round 1, dom0 tries to map the TPM's TIS window itself",
+}
+
+SCHEMA = Table("workload", "a guest is booted (pv-grub or direct), enrolled and attested by a "
+               "remote verifier against a golden policy", [
+    Field("type", str, "workload type", choices=["attestation"]),
+    Field("name", str, "name of the results in [[expect]] metrics", default="attest"),
+    Field("guest", str, "name of the attested guest domain", default="guest1"),
+    Field("boot", str, "how the guest boots: through pv-grub (measured) or a kernel given "
+          "directly by dom0 (unmeasured)", default="pv-grub", choices=["pv-grub", "direct"]),
+    Field("images", dict, "what the guest boots: kernel, initrd (tables: name+version or file, "
+          "optional size, flip_byte), cmdline, kernel_path"),
+    Field("policy", str, "the verifier's golden policy (TOML), relative to the scenario"),
+    Field("exec", list, "programs the guest runs after boot, in order: tables "
+          "{path, version} (content generated) -- IMA measures each", default=[], items=dict),
+    Field("exec_later", list, "programs the guest runs after round 1 (same shape)",
+          default=[], items=dict),
+    Field("rounds", int, "attestation rounds", default=1, minimum=1),
+    Field("interval", float, "simulated seconds between rounds", default=1.0, minimum=0),
+    Field("attack", str, "what goes wrong (see docs/attestation.rst)", default="none",
+          choices=list(ATTACKS)),
+    Field("peer", str, "relay: the other guest whose quotes are relayed", default="guest2"),
+    Field("peer_images", dict, "relay: what the peer boots (default: images)", default={}),
+    Field("host_tamper", dict, "host-tampered: {component, data} of the host boot replaced "
+          "at the reboot", default={"component": "xen", "data": "xen.gz 4.19.0 + rootkit"}),
+])
+
+
+# --------------------------------------------------------------- helpers
+def _images(sim, params, key):
+    from simxen.domains.images import guest_images
+    return guest_images(params[key], base=sim.scenario.folder, path=sim.scenario.path,
+                        key=f"workload.{params['name']}.{key}")
+
+
+def _programs(sim, params, key):
+    from simxen.domains.images import file_bytes
+    out = []
+    for i, spec in enumerate(params[key]):
+        where = f"workload.{params['name']}.{key}[{i}]"
+        path, version = spec.get("path"), spec.get("version")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise InputError("expected path = an absolute path", path=sim.scenario.path,
+                             key=f"{where}.path")
+        if not isinstance(version, str):
+            raise InputError("expected version = a string", path=sim.scenario.path,
+                             key=f"{where}.version")
+        extra = sorted(set(spec) - {"path", "version"})
+        if extra:
+            raise InputError("unknown key (expected path, version)", path=sim.scenario.path,
+                             key=f"{where}.{extra[0]}")
+        out.append((path, file_bytes(path, version)))
+    return out
+
+
+def _policy(sim, params):
+    from simxen.domains.policy import load
+    where = sim.scenario.resolve(params["policy"])
+    if not where.exists():
+        raise InputError(f"no policy file {where}", path=sim.scenario.path,
+                         key=f"workload.{params['name']}.policy")
+    return load(where)
+
+
+def _host_spec(params, images, peer_images, boot=None, previous=None):
+    from simxen.domains.host_boot import DEFAULT_BOOT
+    from simxen.domains.pvgrub import PVGRUB_IMAGE, PvGrub
+    from simxen.domains.stack import HostSpec, guest_config, vtpm_config, vtpmmgr_config
+    guests = [params["guest"]] + ([params["peer"]] if params["attack"] == "relay" else [])
+    configs = [vtpmmgr_config()]
+    for i, g in enumerate(guests):
+        configs.append(vtpm_config(f"vtpm-{g}", f"ac0a5b9e-cbe2-4c07-b43b-{0x1d69e46fb839 + i:012x}"))
+    options = {}
+    for g, imgs in zip(guests, (images, peer_images)):
+        kernel = (f"/usr/lib/xen/boot/{PVGRUB_IMAGE}" if params["boot"] == "pv-grub"
+                  else imgs.kernel_path)
+        configs.append(guest_config(g, kernel=kernel))
+        options[g] = {"images": imgs}
+    return HostSpec(configs=configs, boot=boot or DEFAULT_BOOT, options=options,
+                    kernels={PVGRUB_IMAGE: PvGrub}, previous=previous)
+
+
+class GuestSide:
+    """What runs in one guest for the story: IMA and the agent."""
+
+    def __init__(self, sim, host, name):
+        from simxen.domains.attestation_agent import AttestationAgent
+        from simxen.domains.ima import GuestIma
+        self.kernel = host.guest(name)
+        self.name = name
+        tpm = self.kernel.tpm
+        self.ima = GuestIma(tpm.transmit, trace=sim.trace, dom=self.kernel.dom)
+        self.agent = AttestationAgent(tpm.transmit, sim.streams.random_bytes(f"{name}/agent"),
+                                      name=f"{name}-agent")
+        boot = getattr(self.kernel, "boot_measurement", None)
+        self.event_log = boot.log_bytes if boot is not None and boot.measured else b""
+        self.boot = boot
+
+    def start(self, programs):
+        yield from self.ima.start()
+        yield from self.run(programs)
+
+    def run(self, programs):
+        for path, data in programs:
+            yield from self.ima.exec_file(path, data)
+
+    def evidence(self, nonce, request):
+        bank, pcrs = request
+        return (yield from self.agent.evidence(nonce, bank, pcrs, event_log=self.event_log,
+                                               ima_list=self.ima.ascii_list()))
+
+
+class Story:
+    """The run of one attestation workload (state shared by its steps)."""
+
+    def __init__(self, sim, params):
+        from simxen.domains.verifier import Link, Verifier
+        self.sim = sim
+        self.params = params
+        self.env = sim.env
+        self.images = _images(sim, params, "images")
+        self.peer_images = (_images(sim, params, "peer_images") if params["peer_images"]
+                            else self.images)
+        self.programs = _programs(sim, params, "exec")
+        self.later = _programs(sim, params, "exec_later")
+        self.policy = _policy(sim, params)
+        self.verifier = Verifier(self.policy, sim.streams.random_bytes(f"verifier/{params['name']}"))
+        self.link = Link(sim.env, sim.profile, sim.streams.rng(f"net/{params['name']}"),
+                         trace=sim.trace, name=f"verifier<->{params['guest']}")
+        self.result = {"attack": params["attack"], "round": {}, "reenrolment": "not tried",
+                       "dom0_tpm_access": "not tried", "vtpm_restore": "not restarted"}
+        self.events = []          # (time, sentence) for the report
+        self.host = None
+
+    def say(self, text):
+        self.events.append((self.env.now, text))
+
+    # -- phases ----------------------------------------------------------
+    def boot_host(self, hv=None, **spec):
+        """Generator: build the host on ``hv`` (default the scenario's), wait for it."""
+        from simxen.domains.stack import build_host
+        self.host = build_host(hv or self.sim.hv,
+                               _host_spec(self.params, self.images, self.peer_images, **spec))
+        yield self.host.ready
+        yield from self.attach_guests()
+
+    def attach_guests(self):
+        """Generator: start IMA and the agents in the (re)booted guests."""
+        self.guest = GuestSide(self.sim, self.host, self.params["guest"])
+        yield from self.guest.start(self.programs)
+        self.peer = None
+        if self.params["attack"] == "relay":
+            self.peer = GuestSide(self.sim, self.host, self.params["peer"])
+            yield from self.peer.start(self.programs)
+
+    def check_boot_log(self):
+        """The event log replays to the PCR 4/5 the vTPM reports (TPM2_PCR_Read)."""
+        from simxen.protocols import tcg_eventlog as tl
+        from simxen.tpm.constants import TPM_ALG
+        values = yield from self.guest.kernel.tpm.pcr_read([4, 5], alg=TPM_ALG.SHA256)
+        events = tl.parse(self.guest.event_log)[1] if self.guest.event_log else []
+        replayed = tl.replay(events, algorithms=["sha256"]).get("sha256", {})
+        self.result["eventlog_replays_to_vtpm"] = all(
+            replayed.get(p, bytes(32)) == values[p] for p in (4, 5))
+        self.result["pcr4"], self.result["pcr5"] = values[4].hex(), values[5].hex()
+        boot = self.guest.boot
+        self.result["pvgrub_measured"] = bool(boot is not None and boot.measured)
+        self.result["pvgrub_extends"] = boot.commands if boot is not None else 0
+
+    def provision_and_enrol(self, side, agent_id):
+        """Generator: EK/AK, record the EK, make/activate credential; True when trusted."""
+        from simxen.domains.verifier import EnrolmentRefused
+        start = self.env.now
+        ek, ak = yield from side.agent.provision()
+        if agent_id not in self.verifier.known_eks:
+            self.verifier.provision(agent_id, ek)
+        yield from self.link.send("ek+ak public", len(ek) + len(ak))
+        try:
+            blob, secret = self.verifier.enrol(agent_id, ek, ak)
+        except EnrolmentRefused as exc:
+            self.say(f"The verifier refused to enrol {agent_id}: {exc}.")
+            return False
+        yield from self.link.send("credential", len(blob) + len(secret))
+        answer = yield from side.agent.activate(blob, secret)
+        yield from self.link.send("activated secret", len(answer))
+        ok = self.verifier.confirm(agent_id, answer)
+        self.result.setdefault("enrol_ms", (self.env.now - start) * 1e3)
+        return ok
+
+    def attest(self, number, answer=None):
+        """Generator: one round; ``answer(nonce)`` replaces the honest agent's evidence."""
+        v = self.verifier
+        start = self.env.now
+        nonce = v.nonce()
+        yield from self.link.send("challenge", len(nonce) + 16)
+        if answer is None:
+            evidence = yield from self.guest.evidence(nonce, v.request)
+        else:
+            evidence = yield from answer(nonce)
+        yield from self.link.send("evidence", evidence.size())
+        verdict = v.appraise(self.params["guest"], nonce, evidence)
+        self.result["round"][str(number)] = {**verdict.as_dict(),
+                                             "attest_ms": (self.env.now - start) * 1e3}
+        self.result.setdefault("attest_ms", (self.env.now - start) * 1e3)
+        self.result.update(verdict.as_dict())
+        self.result.setdefault("verdicts", []).append(verdict)
+        self.sim.trace.emit("attest.verdict", self.env.now, None, agent=self.params["guest"],
+                            round=number, verdict=verdict.word, reasons=len(verdict.reasons),
+                            failed=verdict.as_dict()["failed_checks"])
+        return evidence
+
+
+# --------------------------------------------------------------- attacks
+def _relay(story):
+    """The attested guest answers with its peer's evidence for the same nonce."""
+    def answer(nonce):
+        return (yield from story.peer.evidence(nonce, story.verifier.request))
+    return answer
+
+
+def _replay(old):
+    def answer(nonce):
+        return old
+        yield
+    return answer
+
+
+def _dom0_touches_tpm(story):
+    from simxen.domains.vtpmmgr import TIS_BASE_MFN
+    from simxen.xen.errors import XenError
+    hv = story.sim.hv
+    try:
+        window = hv.iomem.map(hv.dom0, TIS_BASE_MFN, 5)
+    except XenError as exc:
+        story.result["dom0_tpm_access"] = _errno_name(exc)
+        story.say(f"dom0 tried to map the TPM's TIS window (0xfed40000, 5 pages) and Xen refused "
+                  f"with {_errno_name(exc)}: the window belongs to the vTPM manager alone.")
+        return
+    story.result["dom0_tpm_access"] = "mapped"
+    story.say("dom0 mapped the TPM's TIS window: nothing stops it from driving the TPM "
+              "behind the manager's back.")
+    window.unmap() if hasattr(window, "unmap") else None
+
+
+def _errno_name(exc):
+    import errno as _errno
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and code < 0 and -code in _errno.errorcode:
+        return "-" + _errno.errorcode[-code]
+    return str(code)
+
+
+def _vtpm_rollback(story, snapshot):
+    """dom0 copies the provisioning-time vTPM image back and restarts vTPM + guest."""
+    host = story.host
+    vtpm = f"vtpm-{story.params['guest']}"
+    path = host.toolstack.configs[vtpm].disk[0].target
+    host.toolstack.image(path).restore(snapshot)
+    story.say(f"dom0 copied back {path} as it was at provisioning and restarted {vtpm} "
+              f"and {story.params['guest']}.")
+    yield from host.restart_vtpm(vtpm)
+    story.result["vtpm_restore"] = host.vtpm(vtpm).restore_status
+    yield from story.attach_guests()
+
+
+def _host_reboot(story):
+    """Power-cycle the host into a tampered boot; a new hypervisor, same simulated clock."""
+    from simxen.domains.host_boot import boot_with
+    from simxen.xen import Hypervisor
+    tamper = story.params["host_tamper"]
+    component, data = tamper.get("component"), tamper.get("data")
+    if not isinstance(component, str) or not isinstance(data, str):
+        raise InputError("expected {component = '<name>', data = '<text>'}",
+                         path=story.sim.scenario.path,
+                         key=f"workload.{story.params['name']}.host_tamper")
+    old = story.host
+    state = old.state()
+    for kernel in old.kernels():
+        kernel.halt()
+    try:
+        boot = boot_with(component, data.encode())
+    except KeyError as exc:
+        raise InputError(str(exc), path=story.sim.scenario.path,
+                         key=f"workload.{story.params['name']}.host_tamper.component") from None
+    hv = Hypervisor(env=story.env, profile=story.sim.profile, streams=story.sim.streams,
+                    trace=story.sim.trace)
+    story.say(f"The host was rebooted with a different {component} ({data!r}); dom0's disk "
+              "images and the physical TPM's persistent state survived the power cycle.")
+    yield from story.boot_host(hv=hv, boot=boot, previous=state)
+    mgr = story.host.vtpmmgr
+    story.result["manager_storage"] = "open" if mgr.storage.is_open else "refused"
+    vtpm = story.host.vtpm(f"vtpm-{story.params['guest']}")
+    story.result["vtpm_restore"] = vtpm.restore_status
+
+
+# --------------------------------------------------------------- run
+def run(sim, params):
+    """SimPy process: boot, provision, enrol, attest; then a results dict."""
+    story = Story(sim, params)
+    attack = params["attack"]
+    yield from story.boot_host()
+    yield from story.check_boot_log()
+    story.say(_boot_sentence(story))
+    snapshot = None
+    if attack == "vtpm-rollback":
+        vtpm = story.host.toolstack.configs[f"vtpm-{params['guest']}"]
+        snapshot = story.host.toolstack.image(vtpm.disk[0].target).snapshot()
+    enrolled = yield from story.provision_and_enrol(story.guest, params["guest"])
+    story.result["enrolled"] = enrolled
+    if story.peer is not None:
+        yield from story.provision_and_enrol(story.peer, params["peer"])
+    if attack == "dom0-touches-tpm":
+        _dom0_touches_tpm(story)
+    first = None
+    for number in range(1, params["rounds"] + 1):
+        if number > 1:
+            yield sim.env.timeout(params["interval"])
+        if number == 2 and story.later:
+            yield from story.guest.run(story.later)
+            story.say("Before round 2 the guest ran " + ", ".join(p for p, _ in story.later) + ".")
+        if number == 2 and attack in ("vtpm-rollback", "host-tampered"):
+            if attack == "vtpm-rollback":
+                yield from _vtpm_rollback(story, snapshot)
+            else:
+                yield from _host_reboot(story)
+            ok = yield from story.provision_and_enrol(story.guest, params["guest"])
+            story.result["reenrolment"] = "accepted" if ok else "refused"
+        answer = None
+        if attack == "relay":
+            answer = _relay(story)
+        elif attack == "replay" and number >= 2:
+            answer = _replay(first)
+        evidence = yield from story.attest(number, answer)
+        first = first or evidence
+    story.result["ima_entries"] = len(story.guest.ima.entries)
+    story.result["events"] = story.events
+    story.result["policy_name"] = story.policy.name
+    story.result["link_messages"] = story.link.messages
+    return story.result
+
+
+def _boot_sentence(story):
+    g = story.params["guest"]
+    imgs = story.images
+    if story.result["pvgrub_measured"]:
+        return (f"{g} booted through pv-grub, which measured its kernel ({imgs.kernel.source}) "
+                f"into PCR 4, its command line {imgs.cmdline!r} and "
+                f"{'its initrd (' + imgs.initrd.source + ')' if imgs.initrd else 'an empty initrd'} "
+                "into PCR 5 -- one TPM2_PCR_Extend each, SHA-1 and SHA-256 banks -- then "
+                "closed its tpmfront; the Linux kernel's xen-tpmfront reconnected to the same vTPM.")
+    return (f"{g} was started with its kernel given directly by dom0 (no pv-grub): nothing "
+            "measured its kernel, command line or initrd, so its vTPM's PCRs 4 and 5 are zero.")
+
+
+# --------------------------------------------------------------- report
+def report(rep, result, params):
+    if not result.get("finished"):
+        return
+    g = params["guest"]
+    rep.say(f"Attack: {ATTACKS[params['attack']]}.")
+    for _, sentence in result.get("events", []):
+        rep.say(sentence)
+    rep.say(f"The verifier recorded {g}'s EK at provisioning and enrolled its AK with "
+            f"TPM2_MakeCredential (in software) and TPM2_ActivateCredential (in the vTPM): "
+            f"{'the AK is trusted' if result.get('enrolled') else 'enrolment failed'}.")
+    if "eventlog_replays_to_vtpm" in result:
+        rep.say("Replaying the event log gives the PCR 4/5 values the vTPM reports through "
+                "TPM2_PCR_Read" + ("." if result["eventlog_replays_to_vtpm"] else
+                                   " -- NOT: the log and the vTPM disagree."))
+    for number, verdict in enumerate(result.get("verdicts", []), start=1):
+        if verdict.passed:
+            rep.say(f"Round {number}: trusted -- " + "; ".join(verdict.checks) + ".")
+        else:
+            rep.say(f"Round {number}: untrusted. " + " ".join(
+                r.line() + "." for r in verdict.reasons[:4])
+                + (f" (and {len(verdict.reasons) - 4} more)" if len(verdict.reasons) > 4 else ""))
+    s = rep.section(f"Attestation ({params['name']})")
+    s.row("policy", result.get("policy_name", ""))
+    s.row("boot", params["boot"])
+    s.row("PCR 4 (sha256)", result.get("pcr4", "")[:32] + "...")
+    s.row("PCR 5 (sha256)", result.get("pcr5", "")[:32] + "...")
+    s.row("IMA entries", result.get("ima_entries", 0))
+    if "enrol_ms" in result:
+        s.row("enrolment (simulated)", result["enrol_ms"], "ms")
+    if "attest_ms" in result:
+        s.row("first attestation round (simulated)", result["attest_ms"], "ms")
+    s.row("verdict (last round)", result.get("verdict", "none"))
+    if result.get("reasons"):
+        s.row("failed checks", result["failed_checks"])
+
