@@ -80,8 +80,12 @@ class TisError(Exception):
     """
 
     def __init__(self, err: int, message: str):
+        super().__init__(err, message)       # both kept in args: SimPy re-raises copies
         self.errno = err
-        super().__init__(f"{errno.errorcode.get(-err, err)}: {message}")
+        self.message = message
+
+    def __str__(self):
+        return f"{errno.errorcode.get(-self.errno, self.errno)}: {self.message}"
 
 
 class TisDriver:

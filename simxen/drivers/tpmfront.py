@@ -83,6 +83,7 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_TIMEOUT_C = 0.75
 
 _U32 = struct.Struct("<I")
+_LEN_STATE_LOC = struct.Struct("<IBB")
 _FLAVOURS = ("linux", "minios")
 _DONE = (tpmif.TPMIF_STATE_IDLE, tpmif.TPMIF_STATE_FINISH)
 
@@ -96,8 +97,12 @@ class TpmFrontError(Exception):
     """
 
     def __init__(self, err: int, message: str):
+        super().__init__(err, message)       # both kept in args: SimPy re-raises copies
         self.errno = err
-        super().__init__(f"{errno.errorcode.get(-err, err)}: {message}")
+        self.message = message
+
+    def __str__(self):
+        return f"{errno.errorcode.get(-self.errno, self.errno)}: {self.message}"
 
 
 class PageTag:
@@ -320,13 +325,10 @@ class TpmFront:
         start = dom.now
         self._tag.flow = flow
         self._write_packet(command, flow)
-        page = self.page
-        dom.page_write(page, tpmif.TPMIF_OFF_LENGTH, _U32.pack(len(command)), what="tpmif.length",
-                       flow=flow)
-        dom.page_write(page, tpmif.TPMIF_OFF_LOCALITY, bytes([locality]), what="tpmif.locality",
-                       flow=flow)
-        dom.page_write(page, tpmif.TPMIF_OFF_STATE, bytes([tpmif.TPMIF_STATE_SUBMIT]),
-                       what="tpmif.state", flow=flow)
+        # length, state = SUBMIT and locality (bytes 0..5) in one store after the packet
+        dom.page_write(self.page, tpmif.TPMIF_OFF_LENGTH,
+                       _LEN_STATE_LOC.pack(len(command), tpmif.TPMIF_STATE_SUBMIT, locality),
+                       what="tpmif.header", flow=flow)
         self._tag.submitted_at = dom.now
         hv.trace.emit("tpm.front.submit", dom.now, dom.domid, flow=flow, devid=self.devid,
                       backend=self.backend_id, length=len(command), cc=command_code(command),
@@ -388,6 +390,9 @@ class TpmFront:
                 yield dom.sleep(interval if remaining is None else min(interval, remaining))
             else:
                 yield dom.poll([self.port], remaining)
+            if not dom.alive:
+                raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} was destroyed while waiting")
+            if not poll:
                 dom.evtchn_clear(self.port)
 
     def _cancel(self, flow):

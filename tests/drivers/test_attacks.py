@@ -5,10 +5,12 @@ writes its shared page directly (``page.data``: plain stores, as a hostile
 kernel would) instead of through the driver.
 """
 
+import errno
 import struct
 
 import pytest
 
+from simxen.drivers.tpmfront import TpmFrontError
 from simxen.protocols import tpmif
 from simxen.protocols.grant_table import GNTST_general_error
 from simxen.tpm.constants import TPM_RC
@@ -190,7 +192,12 @@ def test_destroying_a_guest_mid_request_releases_its_grants_and_channels():
     ofront = connected(rig, other)
     vgref, vport = vfront.grefs[0], vfront.port
     back_port = next(p for p, port in rig.vtpm.ports.items() if port.remote_dom == victim.domid)
-    rig.env.process(vfront.transmit(b"in flight"))
+    def kernel():
+        try:
+            yield from vfront.transmit(b"in flight")
+        except TpmFrontError as err:
+            return err.errno
+    in_flight = rig.env.process(kernel())
     run_for(rig, 0.01)
     assert [r.domid for r in rig.served] == [victim.domid]
     rig.hv.domain_destroy(victim.domid)
@@ -204,6 +211,7 @@ def test_destroying_a_guest_mid_request_releases_its_grants_and_channels():
     assert rig.back.dropped == 1                                # its response went nowhere
     assert hv.trace.select("tpm.back.drop")[0].fields["domid"] == victim.domid
     assert [c.domid for c in rig.closed] == [victim.domid]
+    assert in_flight.value == -errno.ENODEV
     assert (vgref, vport) == (vfront.grefs[0], vfront.port)     # untouched: the domain is gone
     # the backend keeps serving the other guest
     assert rig.run(ofront.transmit(b"alive")) == ECHO + b"alive"

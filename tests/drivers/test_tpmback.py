@@ -1,5 +1,6 @@
 """tpmback: device discovery and refusal, scheduling policies, teardown, header validation."""
 
+import errno
 import struct
 
 import pytest
@@ -148,12 +149,16 @@ def test_respond_after_the_frontend_went_away_is_dropped():
     def guest():
         front = rig.front()
         yield from front.connect()
-        yield from front.transmit(b"x", timeout=10)
+        try:
+            yield from front.transmit(b"x", timeout=10)
+        except TpmFrontError as err:
+            return err.errno
     rig.env.process(server())
-    rig.env.process(guest())
+    kernel = rig.env.process(guest())
     rig.env.run(until=1.0)
     rig.hv.domain_destroy(rig.guest.domid)
     rig.env.run(until=2.0)
+    assert kernel.value == -errno.ENODEV        # its kernel saw the domain go
     assert not rig.back.respond(taken[0], b"late")
     assert rig.back.dropped == 1 and rig.hv.trace.count("tpm.back.drop") == 1
 
