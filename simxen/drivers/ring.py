@@ -102,10 +102,9 @@ class RingFrontend(_RingEnd):
 
     def get_response(self, length=None, *, flow=None):
         """The next response's bytes (``length`` of the entry), or ``None``."""
-        ring = self.ring
-        if ring.rsp_prod == ring.rsp_cons:
+        offset = self.ring.next_response()
+        if offset is None:
             return None
-        offset = ring.consume_response()
         data = bytes(self.view.data[offset:offset + (length or self.entry_size)])
         self.dom._access("page.read", self.view, offset, data, "ring.response", flow)
         return data
@@ -138,16 +137,9 @@ class RingBackend(_RingEnd):
         Refuses a frontend that published more than a ring's worth
         (``RING_REQUEST_PROD_OVERFLOW``): raises ``ValueError``.
         """
-        ring = self.ring
-        prod = ring.req_prod
-        if prod == ring.req_cons:
+        offset = self.ring.next_request()
+        if offset is None:
             return None
-        if ring.request_prod_overflow(prod):
-            raise ValueError(f"frontend req_prod {prod} overflows the ring "
-                             f"(rsp_prod_pvt {ring.rsp_prod_pvt}, size {ring.size})")
-        if not ring.unconsumed_requests():
-            return None
-        offset = ring.consume_request()
         data = bytes(self.view.data[offset:offset + (length or self.entry_size)])
         self.dom._access("page.read", self.view, offset, data, "ring.request", flow)
         return data

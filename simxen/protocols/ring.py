@@ -164,6 +164,14 @@ class FrontRing(_Ring):
         self.rsp_cons = (self.rsp_cons + 1) & MASK
         return offset
 
+    def next_response(self):
+        """Byte offset of the next unconsumed response (advancing ``rsp_cons``), or ``None``."""
+        cons = self.rsp_cons
+        if _U32.unpack_from(self.buf, RSP_PROD)[0] == cons:
+            return None
+        self.rsp_cons = (cons + 1) & MASK
+        return SRING_HEADER + (cons & self._mask) * self.entry_size
+
     def get_response(self):
         """The next response entry's bytes (the whole entry)."""
         offset = self.consume_response()
@@ -203,6 +211,25 @@ class BackRing(_Ring):
         offset = SRING_HEADER + (self.req_cons & self._mask) * self.entry_size
         self.req_cons = (self.req_cons + 1) & MASK
         return offset
+
+    def next_request(self):
+        """Byte offset of the next unconsumed request (advancing ``req_cons``), or ``None``.
+
+        Raises ``ValueError`` if the frontend published more requests than
+        the ring holds (``RING_REQUEST_PROD_OVERFLOW``: a buggy or malicious
+        frontend).
+        """
+        prod = _U32.unpack_from(self.buf, REQ_PROD)[0]
+        cons = self.req_cons
+        if prod == cons:
+            return None
+        if ((prod - self.rsp_prod_pvt) & MASK) > self.size:
+            raise ValueError(f"frontend req_prod {prod} overflows the ring "
+                             f"(rsp_prod_pvt {self.rsp_prod_pvt}, size {self.size})")
+        if ((cons - self.rsp_prod_pvt) & MASK) >= self.size:
+            return None         # a full ring's worth awaits responses
+        self.req_cons = (cons + 1) & MASK
+        return SRING_HEADER + (cons & self._mask) * self.entry_size
 
     def get_request(self):
         """A private copy of the next request entry (``RING_COPY_REQUEST``)."""

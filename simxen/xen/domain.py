@@ -23,7 +23,7 @@ when it next looks (``block``, ``poll``, ``evtchn_pending``,
 
 import heapq
 from simpy.core import NORMAL
-from simpy.events import Event, Process
+from simpy.events import PENDING, Event, Process
 
 from simxen.protocols.event_channel import EVTCHNSTAT_interdomain
 from simxen.xen import errno
@@ -83,7 +83,9 @@ class _Wait(Event):
     """
 
     def __init__(self, env, ports, token, start):
-        super().__init__(env)
+        self.env = env              # Event.__init__, written out: this is the hot path
+        self.callbacks = []
+        self._value = PENDING
         self.ports = ports
         self.token = token
         self.start = start
@@ -287,7 +289,7 @@ class Domain:
                     return True
             elif not pending.isdisjoint(waiter.ports):
                 return True
-        if self._watch_events:
+        if self._watch_events and (waiter.token is not None or waiter.ports is None):
             return any(waiter.wants_watch(e) for e in self._watch_events)
         return False
 
@@ -301,8 +303,8 @@ class Domain:
         if (self._pending or self._watch_events) and self._ready(waiter):
             return env.timeout(start - env._now)
         waiters = self._waiters
-        if waiters:
-            waiters[:] = [w for w in waiters if w.callbacks is not None and w.callbacks]
+        if len(waiters) > 2:    # forget processes that were resumed since
+            waiters[:] = [w for w in waiters if w.callbacks]
         waiters.append(waiter)
         wake = None if timeout is None else start + timeout
         for t, _, port in self._inbox:
@@ -385,7 +387,7 @@ class Domain:
                     fields["masked"] = True
                 port.pending = True
                 self._pending.add(port.port)
-                if trace.wants("evtchn.deliver"):
+                if trace._enabled.get("evtchn.deliver") or trace.wants("evtchn.deliver"):
                     trace._rows.append((t, "evtchn.deliver", self.domid, fields))
         winbox = self._watch_inbox
         if winbox:

@@ -172,7 +172,7 @@ class EventChannels:
             peer = self.hv.domains[p.remote_dom]
             rp = peer.ports[p.remote_port]
             at = t + (samplers.get("evtchn.notify") or caller.sampler("evtchn.notify"))()
-            if trace.wants("evtchn.send"):
+            if trace._enabled.get("evtchn.send") or trace.wants("evtchn.send"):
                 trace._rows.append((t, "evtchn.send", caller.domid,
                                     {"port": port, "remote_dom": p.remote_dom,
                                      "remote_port": p.remote_port}))
