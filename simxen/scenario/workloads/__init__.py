@@ -16,6 +16,7 @@ from importlib import import_module
 #: workload type -> module name (relative to this package)
 _MODULES = {
     "ring-pingpong": "ring_pingpong",
+    "vtpm-stack": "vtpm_stack",
     "attestation": "attestation",
 }
 

@@ -1,0 +1,209 @@
+"""``type = "vtpm-stack"``: dom0 builds the vTPM stack from xl configs; guests use their TPMs.
+
+The host boots (firmware, Xen and dom0 measured into the physical TPM's
+PCRs), then dom0's toolstack runs ``xl create`` on each config in
+``configs`` -- the manager first, then the vTPM stub domains, then the
+guests, exactly as an administrator would -- and every guest with a vTPM
+runs ``iterations`` rounds of ``commands`` through its xen-tpmfront. Each
+command crosses every hop: guest tpmfront -> vTPM tpmback -> TPM engine ->
+(state save: disk + manager round trip) -> back; passthrough and deep-quote
+paths also reach the physical TPM through the manager's TIS driver.
+
+The host set-up is reusable: leave ``configs`` out and list ``guests`` to
+get the seed's stack for each (``vtpm-<guest>`` + ``<guest>``); give
+``configs`` for any other layout (several guests per manager, a guest
+whose vTPM is missing...). Nothing assumes one guest.
+
+Commands (each one TPM command unless noted): ``pcr_extend`` (PCR ``pcr``),
+``pcr_read``, ``get_random`` (32 bytes), ``nv_write`` (8 bytes to an index
+defined once per guest: its define is the first save), ``nv_read``,
+``quote`` (with an attestation key created once per guest).
+
+Results (for ``[[expect]]``, as ``<name>.<key>``): ``commands_completed``,
+``commands_failed``, ``boot_seconds`` (until every kernel was ready),
+``manager_status`` ("open" or "refused"), ``saves``, ``manager_requests``,
+``ptpm_commands``, ``latency_ms.<command>.{p50,mean,max}``,
+``hops_ms.<hop>.{p50,mean,max}`` for hops ``front_to_back``, ``vtpm``,
+``manager``, ``ptpm``, ``back_to_front`` and ``total``, and ``ops.<kind>``
+for the split-driver operation counts, the trace kind with ``_`` for ``.``
+(``ops.evtchn_send``, ``ops.gnttab_map``, ``ops.xs``, ``ops.disk_write``...).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simxen.scenario.schema import Field, Table
+
+DOMAIN_KEYS = ()
+COMMANDS = ("pcr_extend", "pcr_read", "get_random", "nv_write", "nv_read", "quote")
+_NV_BASE = 0x01500000
+
+
+def _check_commands(value):
+    bad = [c for c in value if c not in COMMANDS]
+    if bad:
+        return f"unknown command(s) {bad}; expected some of {list(COMMANDS)}"
+    return None
+
+
+def _check_configs(value):
+    from simxen.domains.xl_config import parse
+    from simxen.errors import InputError
+    for i, text in enumerate(value):
+        try:
+            parse(text, source=f"configs[{i}]")
+        except InputError as err:
+            return f"xl config: {err}"
+    return None
+
+
+SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl configs; guests use their vTPMs", [
+    Field("type", str, "workload type", choices=["vtpm-stack"]),
+    Field("name", str, "name of the results in [[expect]] metrics", default="stack"),
+    Field("configs", list, "xl config texts in creation order (manager, vTPMs, guests); "
+          "empty = the seed's stack for each of `guests`", default=[], items=str,
+          check=_check_configs),
+    Field("guests", list, "guest names, when `configs` is empty", default=["guest1"], items=str),
+    Field("commands", list, "TPM commands each guest issues per iteration, in order",
+          default=["pcr_extend", "pcr_read", "get_random"], items=str, check=_check_commands),
+    Field("iterations", int, "rounds of `commands` per guest", default=20, minimum=1),
+    Field("pcr", int, "PCR that pcr_extend / pcr_read / quote use", default=16, minimum=0),
+    Field("policy", str, "the manager's choice among ready vTPMs", default="priority",
+          choices=["priority", "fifo", "round-robin"]),
+    Field("strong_persistence", bool, "vTPMs save their state after a changing command",
+          default=True),
+    Field("save_on", str, "'changed' (state changed) or 'success' (every success, as Xen's "
+          "TPM 1.2 emulator)", default="changed", choices=["changed", "success"]),
+    Field("think_time", float, "simulated seconds a guest waits between commands",
+          default=0.0, minimum=0),
+])
+
+
+def _spec(params):
+    from simxen.domains.stack import HostSpec
+    vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"]}
+    if params["configs"]:
+        from simxen.domains.xl_config import parse
+        cfgs = [parse(t, source=f"configs[{i}]") for i, t in enumerate(params["configs"])]
+        options = {c.name: dict(vtpm_opts) for c in cfgs if c.kernel.endswith("vtpm-stubdom.gz")}
+        options.update({c.name: {"policy": params["policy"]} for c in cfgs
+                        if c.kernel.endswith("vtpmmgr-stubdom.gz")})
+        return HostSpec(configs=list(params["configs"]), options=options)
+    spec = HostSpec.standard(params["guests"])
+    spec.options = {"vtpmmgr": {"policy": params["policy"]},
+                    **{f"vtpm-{g}": dict(vtpm_opts) for g in params["guests"]}}
+    return spec
+
+
+def _guest_loop(host, guest, index, params, log):
+    """One guest's commands; appends ``(command, flow, ok)`` to *log*."""
+    tpm = guest.tpm
+    env = host.env
+    nv = _NV_BASE + index
+    ak = None
+    if "nv_write" in params["commands"] or "nv_read" in params["commands"]:
+        yield from tpm.nv_define(nv, 8)
+    for i in range(params["iterations"]):
+        for name in params["commands"]:
+            ok = True
+            try:
+                if name == "pcr_extend":
+                    yield from tpm.pcr_extend(params["pcr"], b"event %d" % i)
+                elif name == "pcr_read":
+                    yield from tpm.pcr_read([params["pcr"]])
+                elif name == "get_random":
+                    yield from tpm.get_random(32)
+                elif name == "nv_write":
+                    yield from tpm.nv_write(nv, b"%08d" % i)
+                elif name == "nv_read":
+                    yield from tpm.nv_read(nv, 8)
+                else:
+                    if ak is None:
+                        ak, _ = yield from tpm.create_ak()
+                    yield from tpm.quote(ak, b"nonce %d" % i, [params["pcr"]])
+            except Exception as exc:            # a TPM or transport error is a result, not a crash
+                from simxen.drivers.tpmfront import TpmFrontError
+                from simxen.tpm.client import ResponseError
+                if not isinstance(exc, (ResponseError, TpmFrontError)):
+                    raise
+                ok = False
+            log.append((name, tpm.last_flow, ok))
+            if params["think_time"]:
+                yield env.timeout(params["think_time"])
+
+
+def _stats(values_s):
+    a = np.asarray(list(values_s), dtype=float) * 1e3
+    if a.size == 0:
+        return {"count": 0}
+    return {"count": int(a.size), "p50": float(np.percentile(a, 50)), "mean": float(a.mean()),
+            "max": float(a.max())}
+
+
+def run(sim, params):
+    """SimPy process: build the host, run every guest's loop, gather results."""
+    from simxen.analysis import hops
+    from simxen.domains.stack import COUNTED, build_host
+    hv = sim.hv
+    host = build_host(hv, _spec(params))
+    yield host.ready
+    boot_seconds = hv.env.now
+    guests = [k for k in host.kernels("guest") if k.tpm is not None]
+    log = []
+    procs = [hv.env.process(_guest_loop(host, g, i, params, log)) for i, g in enumerate(guests)]
+    yield hv.env.all_of(procs)
+    flows = {flow: name for name, flow, ok in log}
+    commands = hops.command_hops(hv.trace.records(), flows=set(flows))
+    by_name = {}
+    for c in commands:
+        by_name.setdefault(flows[c.flow], []).append(c)
+    result = {
+        "host": host,
+        "guests": [g.name for g in guests],
+        "boot_seconds": boot_seconds,
+        "manager_status": "open" if host.vtpmmgr.storage.is_open else "refused",
+        "commands_completed": sum(1 for _, _, ok in log if ok),
+        "commands_failed": sum(1 for _, _, ok in log if not ok),
+        "saves": sum(k.saves for k in host.kernels("vtpm")),
+        "manager_requests": hv.trace.count("vtpmmgr.request"),
+        "ptpm_commands": sum(1 for r in hv.trace.select("tpm.exec") if r.dom is None),
+        "latency_ms": {name: _stats(c.total for c in cs) for name, cs in by_name.items()},
+        "hops_ms": {**{hop: _stats(c.hops[hop] for c in commands) for hop in hops.HOPS},
+                    "total": _stats(c.total for c in commands)},
+        "hops_by_command_ms": {name: {hop: _stats(c.hops[hop] for c in cs) for hop in hops.HOPS}
+                               for name, cs in by_name.items()},
+        "ops": {kind.replace(".", "_"): hv.trace.count(kind) for kind, _ in COUNTED},
+        "ops_labels": {kind.replace(".", "_"): label for kind, label in COUNTED},
+    }
+    return result
+
+
+def report(rep, result, params):
+    if not result.get("finished"):
+        return
+    from simxen.analysis import hops
+    guests = result["guests"]
+    rep.say(f"The host booted with its firmware, Xen and dom0 measured into the physical TPM; "
+            f"dom0's toolstack created the vTPM manager (which took the TIS window and "
+            f"{'unsealed' if result['manager_status'] == 'open' else 'could NOT unseal'} its key), "
+            f"then the vTPM stub domains and {len(guests)} guest(s) ({', '.join(guests)}); "
+            f"everything was connected after {result['boot_seconds']:.3f} simulated seconds.")
+    rep.say(f"Each guest ran {params['iterations']} round(s) of {', '.join(params['commands'])}: "
+            f"{result['commands_completed']} commands completed, {result['commands_failed']} failed. "
+            f"The vTPMs saved their state {result['saves']} times "
+            f"({'strong persistence on' if params['strong_persistence'] else 'strong persistence OFF'}"
+            f", save on {params['save_on']}); the manager served {result['manager_requests']} "
+            f"requests and the physical TPM ran {result['ptpm_commands']} commands.")
+    lat = rep.section(f"Latency per command, ms simulated ({params['name']})",
+                      headers=["command", "count", "p50", "mean", "max"])
+    for name, s in result["latency_ms"].items():
+        if s["count"]:
+            lat.table.append([name, s["count"], s["p50"], s["mean"], s["max"]])
+    hop = rep.section("Per-hop breakdown, mean ms per command",
+                      headers=["command"] + [hops.HOP_LABELS[h] for h in hops.HOPS])
+    for name, hs in result["hops_by_command_ms"].items():
+        hop.table.append([name] + [hs[h].get("mean", 0.0) for h in hops.HOPS])
+    ops = rep.section("Split-driver operations (whole run, boot included)")
+    for kind, count in result["ops"].items():
+        ops.row(result["ops_labels"][kind], count)
