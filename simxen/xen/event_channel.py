@@ -219,6 +219,8 @@ class EventChannels:
         p.masked = False
         self._trace.emit("evtchn.unmask", caller.cursor, caller.domid, port=port,
                          pending=p.pending)
+        if p.pending and caller._waiters:
+            caller._offer(caller.cursor, port=p)     # another thread blocked on it wakes
 
     def mask(self, caller, port):
         """Set the mask bit (a write to shared_info, not a hypercall: free)."""
@@ -241,9 +243,11 @@ class EventChannels:
             raise EvtchnError(-errno.EINVAL, f"status: port {port} out of range")
         target._sync()
         p = target.ports.get(port)
-        if p is None:
-            return EvtchnStatus(port, EVTCHNSTAT_closed)
-        return EvtchnStatus(port, p.state, p.remote_dom, p.remote_port, p.pending, p.masked)
+        status = (EvtchnStatus(port, EVTCHNSTAT_closed) if p is None else
+                  EvtchnStatus(port, p.state, p.remote_dom, p.remote_port, p.pending, p.masked))
+        self._trace.emit("evtchn.status", caller.cursor, caller.domid, domid=target.domid,
+                         port=port, state=status.state_name)
+        return status
 
     def close_all(self, dom):
         """Close every port of ``dom`` (domain destruction)."""

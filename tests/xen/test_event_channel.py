@@ -213,3 +213,26 @@ def test_earlier_notification_reschedules_a_later_wake(hv, pair, run):
     hv.env.process(frontend())
     woke = run(backend())
     assert 0.01 < woke < 0.02
+
+
+def test_unmask_by_one_thread_wakes_another_blocked_in_the_same_domain(hv, pair, run):
+    front, back = pair
+    pa, pb = connect(hv, front, back)
+    hv.evtchn.mask(back, pb)
+    hv.evtchn.send(front, pa)
+    woke = []
+
+    def sleeper():
+        yield back.block()
+        woke.append(back.evtchn_take_pending())
+
+    def unmasker():
+        yield back.sleep(0.5)
+        hv.evtchn.unmask(back, pb)
+        return back.now
+
+    hv.env.process(sleeper())
+    t_unmask = run(unmasker())
+    assert woke == [[pb]]
+    assert hv.trace.select("evtchn.unmask")[-1].fields["pending"] is True
+    assert hv.env.now >= t_unmask
