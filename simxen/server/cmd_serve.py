@@ -75,24 +75,24 @@ class ServeSession:
     @classmethod
     def build(cls, scenario_path, guest_name, *, seed=None, on_exchange=None):
         from simxen.scenario import scenario_file
-        from simxen.scenario.runner import load_profile
+        from simxen.scenario.runner import Simulation, load_profile
         from simxen.server.sim_backend import SimulatedPath
         from simxen.xen import Hypervisor
+        from simxen.xen.errors import XenError
 
         scenario = scenario_file.load(scenario_path)
-        spec = _host_spec(scenario)
         seed = scenario.data["scenario"]["seed"] if seed is None else seed
         hv = Hypervisor(profile=load_profile(scenario), seed=seed)
+        spec = _host_spec(Simulation(hv, scenario))
         from simxen.domains.stack import build_host
         host = build_host(hv, spec)
-        guest = _find_guest(scenario, host, spec, guest_name)
-        env = hv.env
         until = scenario.data["scenario"]["until"]
-        waiting = env.any_of([guest.ready, env.timeout(until)])
+        env = hv.env
         try:
-            env.run(until=waiting)
-        except RuntimeError:
-            pass
+            env.run(until=env.any_of([host.ready, env.timeout(until)]))
+        except XenError as exc:
+            raise InputError(f"the host did not boot: {exc}", path=scenario.path) from None
+        guest = _find_guest(scenario, host, guest_name)
         if not guest.ready.triggered or guest.tpm is None:
             raise InputError(f"{guest_name}'s vTPM did not connect within {until:g} simulated "
                              "seconds (scenario.until)", path=scenario.path, key="scenario.until")
@@ -108,20 +108,25 @@ class ServeSession:
                              key="--trace") from None
 
 
-def _host_spec(scenario):
-    """The :class:`~simxen.domains.stack.HostSpec` of the scenario's vTPM workload."""
+def _host_spec(sim):
+    """The :class:`~simxen.domains.stack.HostSpec` the scenario's vTPM workload builds.
+
+    A workload that builds a vTPM host says how with ``host_spec(sim,
+    params)``; serve builds that host but does not run the workload's own
+    script, so the tools are the only ones talking to the guest's vTPM.
+    """
     from simxen.scenario import workloads
+    scenario = sim.scenario
     for params in scenario.data["workload"]:
-        module = workloads.module(params["type"])
-        make = getattr(module, "host_spec", None)
+        make = getattr(workloads.module(params["type"]), "host_spec", None)
         if make is not None:
-            return make(params)
+            return make(sim, params)
     types = ", ".join(sorted({w["type"] for w in scenario.data["workload"]}))
-    raise InputError(f"no workload here builds a vTPM host (found {types}; serve needs a "
-                     "'vtpm-stack' workload)", path=scenario.path, key="workload")
+    raise InputError(f"no workload here builds a vTPM host (found {types}; serve needs one "
+                     "such as 'vtpm-stack')", path=scenario.path, key="workload")
 
 
-def _find_guest(scenario, host, spec, name):
+def _find_guest(scenario, host, name):
     """The guest kernel ``name``, or an InputError that says what exists."""
     kernels = host.toolstack.kernels
     kernel = kernels.get(name)

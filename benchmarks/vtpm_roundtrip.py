@@ -1,0 +1,127 @@
+"""Wall-clock cost of a full-path TPM2_PCR_Extend, against a bare-SimPy floor.
+
+The full path is the whole vTPM stack of :func:`simxen.domains.stack.build_host`
+(the seed's host: vtpmmgr, one vTPM stub domain, one guest): the guest's
+xen-tpmfront writes the command into its granted page and notifies; the
+vTPM's tpmback takes it, its TPM engine extends the PCR, and -- the command
+changed persistent state -- the vTPM saves its whole state (seal, disk
+write) and sends the new ``hash || key`` to the manager over a second ring
+round trip before answering; the guest sees the answer on its next poll.
+Every step is costed from the timing profile and recorded in the trace.
+
+The floor is the least any SimPy model of a request/response can do: one
+request event, one timeout, one reply event per round trip
+(:func:`ring_roundtrip.floor_roundtrips`). Both run in this process; the
+script prints round trips per second for each, the ratio (target: at most
+6x the floor), and the simulated per-hop latency breakdown
+(:mod:`simxen.analysis.hops`) of the commands it timed.
+
+Two ways in are timed: a guest process looping over ``tpm.transmit`` inside
+one ``env.run`` ("in-simulation"), and ``simxen serve``'s backend, which
+starts one process and one ``env.run`` per command ("serve path").
+
+    python benchmarks/vtpm_roundtrip.py [--requests N] [--repeat R]
+        [--no-persistence] [--interrupt] [--no-trace]
+"""
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ring_roundtrip import floor_roundtrips  # noqa: E402  (the same floor as the ring benchmark)
+
+from simxen.analysis import hops  # noqa: E402
+from simxen.domains.stack import HostSpec, build_host  # noqa: E402
+from simxen.server.sim_backend import SimulatedPath  # noqa: E402
+from simxen.tpm import client  # noqa: E402
+from simxen.tpm.constants import TPM_ALG  # noqa: E402
+from simxen.xen import Hypervisor  # noqa: E402
+
+GUEST = "guest1"
+
+
+def extend_commands(n):
+    """``n`` distinct PCR_Extend commands of PCR 16 (built before the clock starts)."""
+    return [client.pcr_extend_command(16, {TPM_ALG.SHA256: hashlib.sha256(b"%d" % i).digest()})
+            for i in range(n)]
+
+
+def booted_host(*, seed=1, persistence=True, interrupt=False, trace=True):
+    """The seed's host, booted until the guest's vTPM is connected."""
+    options = {} if persistence else {f"vtpm-{GUEST}": {"strong_persistence": False}}
+    hv = Hypervisor(seed=seed)
+    if interrupt:
+        hv.profile = hv.profile.with_overrides({"switches": {"tpmfront.wait": "interrupt"}})
+    if not trace:
+        for kind in ("page", "evtchn", "gnttab", "mmio", "xs"):
+            hv.trace.disable(kind)
+    host = build_host(hv, HostSpec.standard(guests=[GUEST], options=options))
+    hv.env.run(until=host.ready)
+    return hv, host
+
+
+def in_simulation(commands, **kw):
+    """Wall seconds for the guest to send ``commands`` from one process; and the host."""
+    hv, host = booted_host(**kw)
+    tpm = host.guest(GUEST).tpm
+
+    def guest():
+        for cmd in commands:
+            client.check((yield from tpm.transmit(cmd)))
+    proc = hv.env.process(guest())
+    start = time.perf_counter()
+    hv.env.run(until=proc)
+    return time.perf_counter() - start, hv, host
+
+
+def serve_path(commands, **kw):
+    """Wall seconds for ``simxen serve``'s backend to deliver ``commands`` one by one."""
+    hv, host = booted_host(**kw)
+    path = SimulatedPath.for_guest(host.guest(GUEST))
+    start = time.perf_counter()
+    for cmd in commands:
+        client.check(path.execute(cmd))
+    return time.perf_counter() - start, hv, host
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=3, help="best of R runs each")
+    parser.add_argument("--no-persistence", action="store_true",
+                        help="vTPM strong persistence off (no state save, no manager trip)")
+    parser.add_argument("--interrupt", action="store_true",
+                        help="the guest's tpmfront waits on the interrupt, not the 5 ms poll")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="disable page/evtchn/gnttab/mmio/xs trace records")
+    args = parser.parse_args(argv)
+    n = args.requests
+    kw = dict(persistence=not args.no_persistence, interrupt=args.interrupt,
+              trace=not args.no_trace)
+    commands = extend_commands(n)
+    floor = min(floor_roundtrips(n) for _ in range(args.repeat))
+    runs = [in_simulation(commands, **kw) for _ in range(args.repeat)]
+    full, hv, host = min(runs, key=lambda r: r[0])
+    served = min(serve_path(commands, **kw)[0] for _ in range(args.repeat))
+
+    mode = ", ".join([("strong persistence" if kw["persistence"] else "no persistence"),
+                      ("interrupt" if args.interrupt else "5 ms poll"),
+                      ("full trace" if kw["trace"] else "reduced trace")])
+    print(f"TPM2_PCR_Extend through guest -> vtpm -> vtpmmgr -> back ({mode}), {n} round trips")
+    print(f"bare SimPy floor : {n / floor:12,.0f} round trips/s  ({floor / n * 1e6:9.2f} us each)")
+    print(f"in-simulation    : {n / full:12,.0f} round trips/s  ({full / n * 1e6:9.2f} us each)")
+    print(f"serve path       : {n / served:12,.0f} round trips/s  ({served / n * 1e6:9.2f} us each)")
+    print(f"ratio full/floor : {full / floor:.1f}x  (target <= 6x); serve path "
+          f"{served / floor:.1f}x")
+    domid = host.guest(GUEST).domid
+    cmds = [c for c in hops.command_hops(hv.trace.records()) if c.dom == domid]
+    print(f"\nsimulated per-hop latency of the {len(cmds)} timed commands (ms):")
+    print(hops.format_table(hops.aggregate(cmds)))
+
+
+if __name__ == "__main__":
+    main()
