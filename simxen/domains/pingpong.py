@@ -174,7 +174,8 @@ def run_pingpong(hv, front, back, *, requests, request_size=64, window=1, push_e
             sent += 1
             if push_each:
                 ring.push()
-        ring.push()
+        if not push_each:
+            ring.push()
         yield from ring.wait_responses()
         response = ring.get_response()
         while response is not None:

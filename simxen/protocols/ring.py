@@ -128,11 +128,11 @@ class FrontRing(_Ring):
 
     def produce_request(self):
         """Claim the next request slot: its byte offset (``RING_GET_REQUEST`` + ``req_prod_pvt++``)."""
-        if self.full():
+        pvt = self.req_prod_pvt
+        if ((pvt - self.rsp_cons) & MASK) >= self.size:
             raise OverflowError("request ring is full")
-        offset = SRING_HEADER + (self.req_prod_pvt & self._mask) * self.entry_size
-        self.req_prod_pvt = (self.req_prod_pvt + 1) & MASK
-        return offset
+        self.req_prod_pvt = (pvt + 1) & MASK
+        return SRING_HEADER + (pvt & self._mask) * self.entry_size
 
     def put_request(self, data):
         """Write ``data`` into the next request slot (not yet published)."""
@@ -148,7 +148,7 @@ class FrontRing(_Ring):
 
     def unpublished(self):
         """Requests written but not yet pushed."""
-        return (self.req_prod_pvt - self.req_prod) & MASK
+        return (self.req_prod_pvt - _U32.unpack_from(self.buf, REQ_PROD)[0]) & MASK
 
     push_and_check_notify = push_requests_and_check_notify
     private_prod = property(lambda self: self.req_prod_pvt)
@@ -256,7 +256,7 @@ class BackRing(_Ring):
 
     def unpublished(self):
         """Responses written but not yet pushed."""
-        return (self.rsp_prod_pvt - self.rsp_prod) & MASK
+        return (self.rsp_prod_pvt - _U32.unpack_from(self.buf, RSP_PROD)[0]) & MASK
 
     push_and_check_notify = push_responses_and_check_notify
     private_prod = property(lambda self: self.rsp_prod_pvt)
