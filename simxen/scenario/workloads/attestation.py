@@ -43,8 +43,8 @@ ATTACKS = {
     "replay": "the guest's agent answers round 2 with the evidence it sent in round 1",
     "relay": "the attested guest forwards each nonce to the agent of another guest (the "
              "'peer') and returns that guest's quote and logs as its own",
-    "vtpm-rollback": "after round 1, dom0 copies back the vTPM's disk image saved at "
-                     "provisioning and restarts the vTPM and the guest",
+    "vtpm-rollback": "after round 1 the guest reboots (with its vTPM); then dom0 copies back "
+                     "the vTPM's disk image of the first boot and restarts vTPM and guest",
     "host-tampered": "after round 1, the host reboots with a modified xen.gz "
                      "(host_tamper.component / host_tamper.data)",
     "dom0-touches-tpm": "before round 1, dom0 tries to map the TPM's TIS window itself",
@@ -129,6 +129,36 @@ def _host_spec(params, images, peer_images, boot=None, previous=None):
                     kernels={PVGRUB_IMAGE: PvGrub}, previous=previous)
 
 
+#: The guest's boot counter: an NV counter index in the owner range (TPM_HT_NV_INDEX).
+BOOT_COUNTER_INDEX = 0x01C10100
+
+
+def count_boot(tpm):
+    """Generator: the guest's boot-counter service (a monotonic NV counter that a
+    systemd unit increments once per boot); returns the new count.
+
+    NV_DefineSpace on first boot (TPM_RC_NV_DEFINED afterwards), then
+    NV_Increment -- both change the vTPM's persistent state, so the vTPM
+    saves itself and sends its new hash and key to the manager.
+    """
+    from simxen.tpm import client
+    from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH, TPMA_NV
+    from simxen.tpm.marshal import tpm2b, u16, u32
+    attrs = TPMA_NV.AUTHWRITE | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA | (1 << 4)   # TPM_NT_COUNTER
+    public = u32(BOOT_COUNTER_INDEX) + u16(TPM_ALG.SHA256) + u32(attrs) + tpm2b(b"") + u16(8)
+    define = client.build_command(TPM_CC.NV_DefineSpace, (TPM_RH.OWNER,),
+                                  tpm2b(b"") + tpm2b(public), [client.password_auth()])
+    yield from tpm.transmit(define)               # already defined after the first boot
+    rsp = yield from tpm.transmit(client.build_command(
+        TPM_CC.NV_Increment, (BOOT_COUNTER_INDEX, BOOT_COUNTER_INDEX), b"",
+        [client.password_auth()]))
+    client.check(rsp)
+    rsp = yield from tpm.transmit(client.build_command(
+        TPM_CC.NV_Read, (BOOT_COUNTER_INDEX, BOOT_COUNTER_INDEX), u16(8) + u16(0),
+        [client.password_auth()]))
+    return int.from_bytes(client.parse_response(rsp).params.tpm2b(), "big")
+
+
 class GuestSide:
     """What runs in one guest for the story: IMA and the agent."""
 
@@ -147,6 +177,7 @@ class GuestSide:
 
     def start(self, programs):
         yield from self.ima.start()
+        self.boot_count = yield from count_boot(self.kernel.tpm)
         yield from self.run(programs)
 
     def run(self, programs):
@@ -227,13 +258,16 @@ class Story:
         try:
             blob, secret = self.verifier.enrol(agent_id, ek, ak)
         except EnrolmentRefused as exc:
-            self.say(f"The verifier refused to enrol {agent_id}: {exc}.")
+            self.say(f"The verifier refused to enrol {exc}.")
             return False
         yield from self.link.send("credential", len(blob) + len(secret))
         answer = yield from side.agent.activate(blob, secret)
         yield from self.link.send("activated secret", len(answer))
         ok = self.verifier.confirm(agent_id, answer)
         self.result.setdefault("enrol_ms", (self.env.now - start) * 1e3)
+        self.say(f"The verifier enrolled {agent_id}'s AK: TPM2_MakeCredential in software "
+                 "against the EK recorded at provisioning, TPM2_ActivateCredential in the vTPM "
+                 f"-- {'the secret came back, the AK is trusted' if ok else 'the wrong secret came back'}.")
         return ok
 
     def attest(self, number, answer=None):
@@ -252,7 +286,7 @@ class Story:
                                              "attest_ms": (self.env.now - start) * 1e3}
         self.result.setdefault("attest_ms", (self.env.now - start) * 1e3)
         self.result.update(verdict.as_dict())
-        self.result.setdefault("verdicts", []).append(verdict)
+        self.say(_verdict_sentence(number, verdict))
         self.sim.trace.emit("attest.verdict", self.env.now, None, agent=self.params["guest"],
                             round=number, verdict=verdict.word, reasons=len(verdict.reasons),
                             failed=verdict.as_dict()["failed_checks"])
@@ -300,16 +334,27 @@ def _errno_name(exc):
 
 
 def _vtpm_rollback(story, snapshot):
-    """dom0 copies the provisioning-time vTPM image back and restarts vTPM + guest."""
+    """The guest reboots once (its vTPM restarted with it, as Xen requires for
+    meaningful PCRs), then dom0 copies back the vTPM image of the first boot
+    and restarts vTPM and guest again."""
     host = story.host
     vtpm = f"vtpm-{story.params['guest']}"
     path = host.toolstack.configs[vtpm].disk[0].target
+    yield from host.restart_vtpm(vtpm)
+    yield from story.attach_guests()
+    story.result["boot_count_before_rollback"] = story.guest.boot_count
+    story.say(f"{story.params['guest']} rebooted together with {vtpm} (its boot counter is now "
+              f"{story.guest.boot_count}; the vTPM saved itself and gave the manager its new "
+              "hash and key).")
     host.toolstack.image(path).restore(snapshot)
-    story.say(f"dom0 copied back {path} as it was at provisioning and restarted {vtpm} "
-              f"and {story.params['guest']}.")
     yield from host.restart_vtpm(vtpm)
     story.result["vtpm_restore"] = host.vtpm(vtpm).restore_status
     yield from story.attach_guests()
+    story.say(f"Then dom0 copied back {path} as it was after the first boot and restarted "
+              f"{vtpm} and {story.params['guest']}: the manager's hash of the last save matched "
+              f"neither slot of the old image (restore status {story.result['vtpm_restore']!r}), "
+              "so the vTPM started as a blank TPM -- boot counter "
+              f"{story.guest.boot_count}, and a new endorsement key.")
 
 
 def _host_reboot(story):
@@ -340,6 +385,14 @@ def _host_reboot(story):
     story.result["manager_storage"] = "open" if mgr.storage.is_open else "refused"
     vtpm = story.host.vtpm(f"vtpm-{story.params['guest']}")
     story.result["vtpm_restore"] = vtpm.restore_status
+    if mgr.storage.is_open:
+        story.say("The vTPM manager unsealed its key anyway: the change is outside the PCRs "
+                  "it is sealed to.")
+    else:
+        story.say(f"The physical TPM refused to unseal the vTPM manager's key: the {component} "
+                  "measurement changed the PCRs the key is sealed to. The manager came up but "
+                  f"opens no vTPM's secrets, so {vtpm.name} could not restore its state (status "
+                  f"{vtpm.restore_status!r}) and started as a blank TPM with a new endorsement key.")
 
 
 # --------------------------------------------------------------- run
@@ -350,8 +403,11 @@ def run(sim, params):
     yield from story.boot_host()
     yield from story.check_boot_log()
     story.say(_boot_sentence(story))
+    log_ok = story.result["eventlog_replays_to_vtpm"]
+    story.say("Replaying the event log gives the PCR 4/5 values the vTPM reports through "
+              "TPM2_PCR_Read" + ("." if log_ok else " -- NOT: the log and the vTPM disagree."))
     snapshot = None
-    if attack == "vtpm-rollback":
+    if attack == "vtpm-rollback":                 # the copy dom0 keeps of the first boot
         vtpm = story.host.toolstack.configs[f"vtpm-{params['guest']}"]
         snapshot = story.host.toolstack.image(vtpm.disk[0].target).snapshot()
     enrolled = yield from story.provision_and_enrol(story.guest, params["guest"])
@@ -382,6 +438,7 @@ def run(sim, params):
         evidence = yield from story.attest(number, answer)
         first = first or evidence
     story.result["ima_entries"] = len(story.guest.ima.entries)
+    story.result["boot_count"] = story.guest.boot_count
     story.result["events"] = story.events
     story.result["policy_name"] = story.policy.name
     story.result["link_messages"] = story.link.messages
@@ -402,32 +459,28 @@ def _boot_sentence(story):
 
 
 # --------------------------------------------------------------- report
+def _verdict_sentence(number, verdict):
+    if verdict.passed:
+        return f"Round {number}: trusted -- " + "; ".join(verdict.checks) + "."
+    shown = " ".join(r.line() + "." for r in verdict.reasons[:4])
+    more = len(verdict.reasons) - 4
+    return (f"Round {number}: untrusted. " + shown[0].upper() + shown[1:]
+            + (f" (And {more} more.)" if more > 0 else ""))
+
+
 def report(rep, result, params):
     if not result.get("finished"):
         return
-    g = params["guest"]
     rep.say(f"Attack: {ATTACKS[params['attack']]}.")
     for _, sentence in result.get("events", []):
         rep.say(sentence)
-    rep.say(f"The verifier recorded {g}'s EK at provisioning and enrolled its AK with "
-            f"TPM2_MakeCredential (in software) and TPM2_ActivateCredential (in the vTPM): "
-            f"{'the AK is trusted' if result.get('enrolled') else 'enrolment failed'}.")
-    if "eventlog_replays_to_vtpm" in result:
-        rep.say("Replaying the event log gives the PCR 4/5 values the vTPM reports through "
-                "TPM2_PCR_Read" + ("." if result["eventlog_replays_to_vtpm"] else
-                                   " -- NOT: the log and the vTPM disagree."))
-    for number, verdict in enumerate(result.get("verdicts", []), start=1):
-        if verdict.passed:
-            rep.say(f"Round {number}: trusted -- " + "; ".join(verdict.checks) + ".")
-        else:
-            rep.say(f"Round {number}: untrusted. " + " ".join(
-                r.line() + "." for r in verdict.reasons[:4])
-                + (f" (and {len(verdict.reasons) - 4} more)" if len(verdict.reasons) > 4 else ""))
     s = rep.section(f"Attestation ({params['name']})")
     s.row("policy", result.get("policy_name", ""))
     s.row("boot", params["boot"])
     s.row("PCR 4 (sha256)", result.get("pcr4", "")[:32] + "...")
     s.row("PCR 5 (sha256)", result.get("pcr5", "")[:32] + "...")
+    s.row("event log replays to the vTPM's PCR 4/5",
+          "yes" if result.get("eventlog_replays_to_vtpm") else "no")
     s.row("IMA entries", result.get("ima_entries", 0))
     if "enrol_ms" in result:
         s.row("enrolment (simulated)", result["enrol_ms"], "ms")
@@ -436,4 +489,3 @@ def report(rep, result, params):
     s.row("verdict (last round)", result.get("verdict", "none"))
     if result.get("reasons"):
         s.row("failed checks", result["failed_checks"])
-
