@@ -48,6 +48,7 @@ from __future__ import annotations
 import errno
 import struct
 
+from simxen.drivers.tpmfront import DriverError
 from simxen.protocols import tis as reg
 
 __all__ = ["TisDriver", "TisError", "TIS_FIRST_MFN", "TIS_NR_MFNS", "TIMEOUT_A", "TIMEOUT_B",
@@ -71,21 +72,13 @@ MAX_RESPONSE = 8192
 _HEADER = 10
 
 
-class TisError(Exception):
+class TisError(DriverError):
     """A transfer the TIS driver gives up on; :attr:`errno` is negative.
 
     ``-EBUSY`` the locality was not granted, ``-ETIME`` a timeout,
     ``-ECANCELED`` the TPM cancelled, ``-EIO`` the FIFO did not behave
     (Expect, burst count, a bad response size).
     """
-
-    def __init__(self, err: int, message: str):
-        super().__init__(err, message)       # both kept in args: SimPy re-raises copies
-        self.errno = err
-        self.message = message
-
-    def __str__(self):
-        return f"{errno.errorcode.get(-self.errno, self.errno)}: {self.message}"
 
 
 class TisDriver:

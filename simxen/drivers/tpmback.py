@@ -429,7 +429,8 @@ class TpmBack:
             iface = self._choose()
             if iface is None:
                 if not self.dom.alive:
-                    raise XenError(-xen_errno.ESRCH, f"dom{self.dom.domid} ({self.dom.name}) has been destroyed")
+                    raise XenError(-xen_errno.ESRCH,
+                                   f"dom{self.dom.domid} ({self.dom.name}) has been destroyed")
                 self._wakeup = self.hv.env.event()
                 yield self._wakeup
                 self._wakeup = None

@@ -73,7 +73,7 @@ from simxen.protocols import tpmif
 from simxen.protocols.xenbus import XenbusState
 from simxen.xen.errors import XenError
 
-__all__ = ["TpmFront", "TpmFrontError", "PageTag", "page_tag", "DEFAULT_TIMEOUT",
+__all__ = ["TpmFront", "TpmFrontError", "DriverError", "PageTag", "page_tag", "DEFAULT_TIMEOUT",
            "DEFAULT_TIMEOUT_C", "command_code"]
 
 #: Wait for a response when the profile says nothing (Linux's fallback
@@ -88,13 +88,8 @@ _FLAVOURS = ("linux", "minios")
 _DONE = (tpmif.TPMIF_STATE_IDLE, tpmif.TPMIF_STATE_FINISH)
 
 
-class TpmFrontError(Exception):
-    """A transmit or connect that the real driver fails; :attr:`errno` is negative.
-
-    ``-ETIME`` timeout, ``-ECANCELED`` the backend cancelled, ``-EINVAL``
-    the command does not fit, ``-ENODEV`` not connected, ``-EIO`` a
-    response the driver cannot read.
-    """
+class DriverError(Exception):
+    """A driver operation that fails with a negative (Linux) errno in :attr:`errno`."""
 
     def __init__(self, err: int, message: str):
         super().__init__(err, message)       # both kept in args: SimPy re-raises copies
@@ -103,6 +98,15 @@ class TpmFrontError(Exception):
 
     def __str__(self):
         return f"{errno.errorcode.get(-self.errno, self.errno)}: {self.message}"
+
+
+class TpmFrontError(DriverError):
+    """A transmit or connect that the real driver fails; :attr:`errno` is negative.
+
+    ``-ETIME`` timeout, ``-ECANCELED`` the backend cancelled, ``-EINVAL``
+    the command does not fit, ``-ENODEV`` not connected, ``-EIO`` a
+    response the driver cannot read.
+    """
 
 
 class PageTag:

@@ -10,9 +10,10 @@ from simxen.hw.tpm_chip import TIS_FIRST_MFN, TpmChip
 from simxen.protocols import tis as reg
 from simxen.tpm import TpmEngine, client
 from simxen.tpm.constants import TPM_ALG, TPM_RC
-from simxen.xen import Hypervisor
 from simxen.xen import errno as xen_errno
 from simxen.xen.errors import IomemError
+
+from test_tpmfront import hypervisor
 
 
 def fixed(value):
@@ -23,14 +24,7 @@ class Host:
     """A host with a physical TPM and a manager domain owning the TIS window."""
 
     def __init__(self, *, seed=1, ops=None, switches=None, burst_count=64):
-        overrides = {}
-        if ops:
-            overrides["ops"] = ops
-        if switches:
-            overrides["switches"] = switches
-        self.hv = hv = Hypervisor(seed=seed)
-        if overrides:
-            hv.profile = hv.profile.with_overrides(overrides)
+        self.hv = hv = hypervisor(seed, ops=ops, switches=switches)
         self.engine = TpmEngine(seed=b"host", random_bytes=hv.streams.random_bytes("ptpm"))
         self.chip = TpmChip(hv, self.engine, burst_count=burst_count)
         self.mgr = hv.domain_create("vtpmmgr", iomem=[(TIS_FIRST_MFN, 5)])

@@ -23,19 +23,21 @@ def uuid_of(n):
     return f"00000000-0000-4000-8000-{n:012x}"
 
 
+def hypervisor(seed=1, *, ops=None, switches=None):
+    """A hypervisor whose default profile has ``ops``/``switches`` overridden."""
+    hv = Hypervisor(seed=seed)
+    overrides = {k: v for k, v in (("ops", ops), ("switches", switches)) if v}
+    if overrides:
+        hv.profile = hv.profile.with_overrides(overrides)
+    return hv
+
+
 class Rig:
     """A vTPM backend domain ``vtpm`` serving ``guests`` guests over tpmback."""
 
     def __init__(self, seed=1, *, guests=1, policy="priority", switches=None, ops=None,
                  back_extra=None, start=True):
-        overrides = {}
-        if switches:
-            overrides["switches"] = switches
-        if ops:
-            overrides["ops"] = ops
-        self.hv = hv = Hypervisor(seed=seed)
-        if overrides:
-            hv.profile = hv.profile.with_overrides(overrides)
+        self.hv = hv = hypervisor(seed, ops=ops, switches=switches)
         self.env = hv.env
         self.vtpm = hv.domain_create("vtpm")
         self.guests = [hv.domain_create(f"guest{i + 1}") for i in range(guests)]
