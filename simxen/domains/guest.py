@@ -129,6 +129,14 @@ class TpmClient:
             [client.password_auth()]))
         return client.parse_response(rsp).params.tpm2b()
 
+    def deep_quote(self, data: bytes, flags: int = 0, host_pcrs=range(10)) -> bytes:
+        """The manager's ``VTPM_ORD_GET_QUOTE`` reply for *data* (the vTPM's
+        ``TPM2_CC_DeepQuote``): a physical-TPM quote of *host_pcrs* binding *data*.
+        Parse it with :func:`simxen.protocols.vtpmmgr.parse_get_quote_response`."""
+        from simxen.domains.vtpm import deep_quote_command, parse_deep_quote
+        rsp = yield from self.transmit(deep_quote_command(data, host_pcrs, flags))
+        return parse_deep_quote(rsp)
+
     def create_ak(self, hierarchy=TPM_RH.ENDORSEMENT, template=AK_TEMPLATE):
         """A primary attestation key: ``(handle, Public)``."""
         rsp = yield from self.transmit(client.create_primary_command(hierarchy, template))

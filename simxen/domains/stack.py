@@ -249,6 +249,10 @@ class Host:
         return HostState({p: img.snapshot() for p, img in self.toolstack.images.items()},
                          self.ptpm_engine.save_state())
 
+    def host_aik(self):
+        """Generator: the public area of the manager's deep-quote key (what a verifier trusts)."""
+        return (yield from self.vtpmmgr.aik_public())
+
     # -- what happened -----------------------------------------------------------
     def op_counts(self) -> dict:
         """``{trace kind: count}`` of the split-driver operations so far (see :data:`COUNTED`)."""

@@ -36,6 +36,17 @@ and wait for the manager (a second ring round trip that dominates the
 latency of such a command). ``strong_persistence = False`` turns saving off
 (state lives only in memory and is lost at a restart).
 
+**Deep quote.** Xen's vTPM adds a vendor command, ``TPM_ORD_DeepQuote``
+(vendor bit | TPM_ORD_Quote), that asks the manager for a physical-TPM quote
+(``VTPM_ORD_GET_QUOTE``). simxen's TPM 2.0 vTPM does the same with
+:data:`TPM2_CC_DeepQuote` = ``0x20000158`` (TPMA_CC vendor bit 29 |
+``TPM2_CC_Quote``), parameters ``TPM2B data (<= 64 bytes) |
+TPML_PCR_SELECTION (host PCRs) | u32 flags``, no sessions. The vTPM sends
+``GET_QUOTE`` with ``data`` as the nonce, unchanged -- the caller binds its
+vTPM quote into it, e.g. ``SHA-256(nonce || TPMS_ATTEST)`` -- and answers
+``TPM_RC_SUCCESS`` with one ``TPM2B``: the manager's whole reply (which
+carries the manager's own return code).
+
 Other requests (reference 3.1): a zero-length request gets an empty
 response; a TPM 1.2 ``VTPM_TAG_REQ2`` (0x01C2) request is forwarded to the
 manager verbatim; ``VTPM_TAG_REQ`` (0x01C1) is re-tagged ``0x00C1`` and
@@ -64,11 +75,29 @@ from simxen.protocols.vtpm_disk import (VTPM_KEY_SIZE, VTPM_NONCE_SIZE, VtpmDisk
                                         other_slot, pack_hash_key, pick_slot, read_slot, seal_slot,
                                         slot_hash, slot_offset, unpack_hash_key)
 from simxen.tpm import TpmEngine, client
-from simxen.tpm.constants import TPM_CC, TPM_RC, command_name
+from simxen.tpm.constants import TPM_CC, TPM_RC, command_name, rc_format1
 from simxen.tpm.engine import error_response
 from simxen.tpm.errors import StateError
 
-__all__ = ["Vtpm", "SAVE_ON", "RESTORE_FAILURE", "vtpm_op", "KEY_COMMANDS"]
+__all__ = ["Vtpm", "SAVE_ON", "RESTORE_FAILURE", "vtpm_op", "KEY_COMMANDS", "TPM2_CC_DeepQuote",
+           "deep_quote_command", "parse_deep_quote"]
+
+#: The vTPM's vendor command for a deep quote (TPMA_CC vendor bit | TPM2_CC_Quote).
+TPM2_CC_DeepQuote = 0x20000000 | TPM_CC.Quote
+
+
+def deep_quote_command(data: bytes, host_pcrs=range(10), flags: int = 0, *, alg=None) -> bytes:
+    """The guest's TPM2_CC_DeepQuote command (see the module doc)."""
+    from simxen.tpm.constants import TPM_ALG
+    selection = [(alg or TPM_ALG.SHA256, list(host_pcrs))]
+    params = struct.pack(">H", len(data)) + bytes(data) + mgr.pack_pcr_selection(selection) \
+        + struct.pack(">I", flags)
+    return client.build_command(TPM2_CC_DeepQuote, params=params)
+
+
+def parse_deep_quote(response: bytes) -> bytes:
+    """The manager's GET_QUOTE reply carried by a TPM2_CC_DeepQuote response."""
+    return client.parse_response(response).params.tpm2b()
 
 SAVE_ON = ("changed", "success")
 RESTORE_FAILURE = ("fresh", "halt")
@@ -216,7 +245,30 @@ class Vtpm(Kernel):
             return (yield from self.front.transmit(forwarded, flow=request.flow))
         if self.engine is None:
             return error_response(TPM_RC.FAILURE)
+        if command_code(cmd) == TPM2_CC_DeepQuote:
+            return (yield from self._deep_quote(cmd, request.flow))
         return (yield from self._run_command(cmd, request.locality, request.flow))
+
+    def _deep_quote(self, cmd, flow):
+        """TPM2_CC_DeepQuote: forward as VTPM_ORD_GET_QUOTE, return the manager's reply."""
+        if _u16(cmd) != 0x8001 or len(cmd) != struct.unpack_from(">I", cmd, 2)[0]:
+            return error_response(TPM_RC.TAG if _u16(cmd) != 0x8001 else TPM_RC.COMMAND_SIZE)
+        body = cmd[10:]
+        try:
+            if len(body) < 2 or 2 + struct.unpack_from(">H", body)[0] > len(body):
+                raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "data does not fit")
+            size = struct.unpack_from(">H", body)[0]
+            selection, pos = mgr.unpack_pcr_selection(body, 2 + size)
+            if len(body) - pos != 4:
+                raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "flags missing or trailing bytes")
+            request = mgr.get_quote_request(body[2:2 + size], selection,
+                                            struct.unpack_from(">I", body, pos)[0])
+        except mgr.VtpmmgrError:
+            return error_response(rc_format1(TPM_RC.VALUE, param=1))
+        reply = yield from self.front.transmit(request, flow=flow)
+        self.hv.trace.emit("vtpm.deep_quote", self.dom.now, self.domid, flow=flow,
+                           rc=mgr.response_code(reply) if len(reply) >= 10 else None)
+        return struct.pack(">HIIH", 0x8001, 12 + len(reply), 0, len(reply)) + reply
 
     def _run_command(self, cmd, locality, flow):
         """Execute on the engine, charge its cost, save if the state changed."""
