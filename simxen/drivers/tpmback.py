@@ -424,7 +424,15 @@ class TpmBack:
         A generator (``req = yield from back.next_request()``), the
         ``tpmback_req_any`` of mini-os with the chosen ``policy``. Malformed
         requests are answered here with an error response and never returned.
+
+        It first lets the domain's charged time pass (one event, only when its
+        clock is ahead of the event loop), so the event handlers run for every
+        notification that reached it meanwhile: the policy then chooses among
+        what is ready at the domain's own time, as ``tpmback_req_any`` does.
         """
+        dom = self.dom
+        if dom.cursor > self.hv.env.now:
+            yield dom.elapse()
         while True:
             iface = self._choose()
             if iface is None:
