@@ -25,6 +25,26 @@ def recv_exact(sock, n):
     return bytes(buf)
 
 
+class BufferedReader:
+    """Exact reads from a socket with one buffer, so a message that arrived
+    in one segment costs one ``recv`` however many fields it is read in."""
+
+    __slots__ = ("sock", "buf")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(max(65536, n))
+            if not chunk:
+                raise ConnectionClosed()
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
 class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True

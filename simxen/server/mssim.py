@@ -17,7 +17,7 @@ Each command connection is one client of a
 
 import struct
 
-from simxen.server.loopback import ConnectionClosed, PortPair, recv_exact
+from simxen.server.loopback import BufferedReader, ConnectionClosed, PortPair, recv_exact
 
 TPM_SEND_COMMAND = 8
 REMOTE_HANDSHAKE = 15
@@ -55,28 +55,27 @@ class MssimServer:
 
     def _serve_commands(self, sock):
         client = self.manager.open_client()
+        reader = BufferedReader(sock)
         try:
             while True:
                 try:
-                    code = _U32.unpack(recv_exact(sock, 4))[0]
+                    code = _U32.unpack(reader.read(4))[0]
                 except ConnectionClosed:
                     return
                 if code == TPM_SEND_COMMAND:
-                    locality = recv_exact(sock, 1)[0]
-                    size = _U32.unpack(recv_exact(sock, 4))[0]
+                    head = reader.read(5)
+                    size = _U32.unpack_from(head, 1)[0]
                     if size > MAX_COMMAND:
                         return
-                    command = recv_exact(sock, size)
-                    response = client.execute(command, locality)
+                    response = client.execute(reader.read(size), head[0])
+                    # three sends, so that tshark's dissector sees each part
                     sock.sendall(_U32.pack(len(response)))
                     sock.sendall(response)
                     sock.sendall(_ZERO)
                 elif code == REMOTE_HANDSHAKE:
-                    recv_exact(sock, 4)
+                    reader.read(4)
                     sock.sendall(_U32.pack(1) + _U32.pack(0x0F) + _ZERO)
-                elif code in (TPM_SESSION_END, TPM_STOP):
-                    return
-                else:
+                else:                  # SESSION_END, STOP, or unknown: end of client
                     return
         finally:
             client.close()

@@ -77,24 +77,32 @@ class SwtpmServer:
             self._client = self.manager.open_client()
 
     def _serve_data(self, sock):
+        pending = b""
         while True:
-            try:
-                head = recv_exact(sock, 10)
-            except ConnectionClosed:
-                return
+            # one recv usually holds a whole command; read more only if not
+            while len(pending) < 10:
+                chunk = sock.recv(BUFFER_SIZE)
+                if not chunk:
+                    return
+                pending += chunk
             locality = self.locality
-            if head[:2] not in (b"\x80\x01", b"\x80\x02") and _U32.unpack(head[:4])[0] == 8:
-                locality = head[4]
-                size = _U32.unpack(head[5:9])[0]
-                command = head[9:] + recv_exact(sock, size - 1)
+            if pending[:2] not in (b"\x80\x01", b"\x80\x02") and \
+                    _U32.unpack_from(pending)[0] == 8:
+                locality = pending[4]
+                size = _U32.unpack_from(pending, 5)[0] + 9
+                start = 9
             else:
-                size = _U32.unpack(head[2:6])[0]
-                if size > BUFFER_SIZE:
-                    command = head         # let the TPM report the size error
-                else:
-                    command = head + recv_exact(sock, max(0, size - 10))
-            with self._client_lock:
-                client = self._client
+                size = _U32.unpack_from(pending, 2)[0]
+                start = 0
+                if size > BUFFER_SIZE or size < 10:
+                    size = len(pending)      # let the TPM report the size error
+            while len(pending) < size:
+                chunk = sock.recv(BUFFER_SIZE)
+                if not chunk:
+                    return
+                pending += chunk
+            command, pending = pending[start:size], pending[size:]
+            client = self._client
             sock.sendall(client.execute(command, locality))
 
     def _serve_control(self, sock):
