@@ -343,12 +343,11 @@ class Verifier:
             v.fail("enrolment", f"{agent} has no enrolled AK: its quotes cannot be trusted")
             return v
         quoted = self._check_quote(v, e, nonce, evidence)
-        if quoted is None:
-            return v
-        self._check_boot(v, evidence, quoted)
-        self._check_ima(v, evidence, quoted)
-        self._check_golden_pcrs(v, quoted)
-        if deep:
+        if quoted is not None:
+            self._check_boot(v, evidence, quoted)
+            self._check_ima(v, evidence, quoted)
+            self._check_golden_pcrs(v, quoted)
+        if deep:        # the host's evidence stands on its own, judge it in any case
             self._check_deep_quote(v, nonce, evidence, deep_quote_flags)
         return v
 

@@ -24,7 +24,8 @@ names), ``first_reason``, ``reasons``, ``enrolled`` (bool), ``round.<n>.*``
 (the same per round, from 1), ``pvgrub_measured``, ``pvgrub_extends``,
 ``eventlog_replays_to_vtpm`` (the log replays to the PCR 4/5 the vTPM reports
 through TPM2_PCR_Read), ``pcr4``/``pcr5`` (hex, SHA-256), ``ima_entries``,
-``attest_ms`` (challenge to verdict, simulated), ``enrol_ms``,
+``attest_ms`` (challenge to verdict, simulated), ``enrol_ms``, ``host`` (the deep
+quote's verdict on the host: "trusted", "untrusted" or "not asked"),
 ``dom0_tpm_access`` (errno name, dom0-touches-tpm), ``vtpm_restore``
 (the vTPM's restore status after a restart), ``reenrolment``
 ("accepted"/"refused"/"not tried").
@@ -64,6 +65,9 @@ SCHEMA = Table("workload", "a guest is booted (pv-grub or direct), enrolled and 
           "{path, version} (content generated) -- IMA measures each", default=[], items=dict),
     Field("exec_later", list, "programs the guest runs after round 1 (same shape)",
           default=[], items=dict),
+    Field("deep_quote", bool, "also ask for a deep quote (the manager's physical-TPM quote over "
+          "the host PCRs, bound to the vTPM quote) and judge the host against the policy's "
+          "[host.pcrs]", default=False),
     Field("rounds", int, "attestation rounds", default=1, minimum=1),
     Field("interval", float, "simulated seconds between rounds", default=1.0, minimum=0),
     Field("attack", str, "what goes wrong (see docs/attestation.rst)", default="none",
@@ -184,10 +188,15 @@ class GuestSide:
         for path, data in programs:
             yield from self.ima.exec_file(path, data)
 
-    def evidence(self, nonce, request):
+    def evidence(self, nonce, request, host_pcrs=None):
+        """Generator: the agent's evidence; with ``host_pcrs`` a deep quote of them too."""
         bank, pcrs = request
+        deep = None
+        if host_pcrs is not None:
+            def deep(data, flags):
+                return (yield from self.kernel.tpm.deep_quote(data, flags, host_pcrs))
         return (yield from self.agent.evidence(nonce, bank, pcrs, event_log=self.event_log,
-                                               ima_list=self.ima.ascii_list()))
+                                               ima_list=self.ima.ascii_list(), deep_quote=deep))
 
 
 class Story:
@@ -222,6 +231,11 @@ class Story:
         self.host = build_host(hv or self.sim.hv,
                                _host_spec(self.params, self.images, self.peer_images, **spec))
         yield self.host.ready
+        if self.params["deep_quote"] and self.verifier.host_aik is None:
+            self.verifier.host_aik = yield from self.host.host_aik()
+            self.say("The host's administrator exported the public area of the vTPM manager's "
+                     "attestation key (a primary key of the physical TPM's endorsement "
+                     "hierarchy); the verifier trusts deep quotes signed by it.")
         yield from self.attach_guests()
 
     def attach_guests(self):
@@ -276,14 +290,19 @@ class Story:
         start = self.env.now
         nonce = v.nonce()
         yield from self.link.send("challenge", len(nonce) + 16)
+        deep = self.params["deep_quote"]
+        host_pcrs = sorted(self.policy.host_pcrs.get("sha256", range(10))) if deep else None
         if answer is None:
-            evidence = yield from self.guest.evidence(nonce, v.request)
+            evidence = yield from self.guest.evidence(nonce, v.request, host_pcrs)
         else:
-            evidence = yield from answer(nonce)
+            evidence = yield from answer(nonce, host_pcrs)
         yield from self.link.send("evidence", evidence.size())
-        verdict = v.appraise(self.params["guest"], nonce, evidence)
-        self.result["round"][str(number)] = {**verdict.as_dict(),
+        verdict = v.appraise(self.params["guest"], nonce, evidence, deep=deep)
+        host = ("not asked" if not deep else
+                "untrusted" if any(r.check == "host" for r in verdict.reasons) else "trusted")
+        self.result["round"][str(number)] = {**verdict.as_dict(), "host": host,
                                              "attest_ms": (self.env.now - start) * 1e3}
+        self.result["host"] = host
         self.result.setdefault("attest_ms", (self.env.now - start) * 1e3)
         self.result.update(verdict.as_dict())
         self.say(_verdict_sentence(number, verdict))
@@ -296,13 +315,13 @@ class Story:
 # --------------------------------------------------------------- attacks
 def _relay(story):
     """The attested guest answers with its peer's evidence for the same nonce."""
-    def answer(nonce):
-        return (yield from story.peer.evidence(nonce, story.verifier.request))
+    def answer(nonce, host_pcrs):
+        return (yield from story.peer.evidence(nonce, story.verifier.request, host_pcrs))
     return answer
 
 
 def _replay(old):
-    def answer(nonce):
+    def answer(nonce, host_pcrs):
         return old
         yield
     return answer
@@ -462,10 +481,9 @@ def _boot_sentence(story):
 def _verdict_sentence(number, verdict):
     if verdict.passed:
         return f"Round {number}: trusted -- " + "; ".join(verdict.checks) + "."
-    shown = " ".join(r.line() + "." for r in verdict.reasons[:4])
+    shown = " ".join(r.line()[:1].upper() + r.line()[1:] + "." for r in verdict.reasons[:4])
     more = len(verdict.reasons) - 4
-    return (f"Round {number}: untrusted. " + shown[0].upper() + shown[1:]
-            + (f" (And {more} more.)" if more > 0 else ""))
+    return f"Round {number}: untrusted. " + shown + (f" (And {more} more.)" if more > 0 else "")
 
 
 def report(rep, result, params):
