@@ -109,6 +109,7 @@ class TisDriver:
         self.poll_interval = switch("tis.poll_interval", POLL_INTERVAL)
         self.duration = switch("tis.duration", DEFAULT_DURATION)
         self.use_irq = irq is not None and switch("tis.wait", "poll") == "interrupt"
+        self._irq_enabled = False
 
     def __repr__(self):
         return f"<TisDriver dom{self.dom.domid} locality {self.locality}>"
@@ -143,12 +144,6 @@ class TisDriver:
             raise TisError(-errno.ENODEV, f"no TPM answers at mfn {self.first_mfn:#x}")
         self.did_vid = int.from_bytes(self.window.read(self._addr(reg.TPM_DID_VID), 4), "little")
         self.rid = self._read8(reg.TPM_RID)
-        if self.use_irq:
-            enable = (reg.TPM_GLOBAL_INT_ENABLE | reg.TPM_INTF_DATA_AVAIL_INT
-                      | reg.TPM_INTF_STS_VALID_INT | reg.TPM_INTF_LOCALITY_CHANGE_INT
-                      | reg.TPM_INTF_CMD_READY_INT)
-            if self.request_locality_now():
-                self.window.write(self._addr(reg.TPM_INT_ENABLE), enable.to_bytes(4, "little"))
         self.hv.trace.emit("tis.open", self.dom.now, self.dom.domid, locality=self.locality,
                            did_vid=self.did_vid, rid=self.rid,
                            wait="interrupt" if self.use_irq else "poll")
@@ -188,6 +183,14 @@ class TisDriver:
                     self._ack_interrupts()
             else:
                 yield dom.sleep(min(self.poll_interval, remaining))
+
+    def _enable_interrupts(self):
+        """Write INT_ENABLE of our locality (the TPM takes it from the active locality only)."""
+        enable = (reg.TPM_GLOBAL_INT_ENABLE | reg.TPM_INTF_DATA_AVAIL_INT
+                  | reg.TPM_INTF_STS_VALID_INT | reg.TPM_INTF_LOCALITY_CHANGE_INT
+                  | reg.TPM_INTF_CMD_READY_INT)
+        self.window.write(self._addr(reg.TPM_INT_ENABLE), enable.to_bytes(4, "little"))
+        self._irq_enabled = True
 
     def _ack_interrupts(self):
         status = self.window.read(self._addr(reg.TPM_INT_STATUS), 4)
@@ -230,6 +233,8 @@ class TisDriver:
             raise TisError(-errno.EINVAL, f"{len(command)}-byte command is shorter than a header")
         dom, trace = self.dom, self.hv.trace
         yield from self.request_locality()
+        if self.use_irq and not self._irq_enabled:
+            self._enable_interrupts()
         yield from self._ready_for_command()
         self._send(command)
         self._write8(reg.TPM_STS, reg.TPM_STS_GO)

@@ -185,8 +185,8 @@ class TpmBack:
 
     @property
     def frontends(self):
-        """``{(domid, handle): FrontendInfo}`` of every known device."""
-        return {key: iface.info for key, iface in self._ifaces.items()}
+        """``{(domid, handle): FrontendInfo}`` of every device opened and not yet closed."""
+        return {key: iface.info for key, iface in self._ifaces.items() if iface is not None}
 
     def connected(self, domid, handle=0):
         """Whether frontend ``(domid, handle)`` is connected now."""

@@ -181,3 +181,15 @@ def test_without_permission_the_window_cannot_be_opened():
     with pytest.raises(IomemError) as exc:
         TisDriver(host.hv, intruder).open()
     assert exc.value.code == -xen_errno.EPERM
+
+
+def test_interrupts_are_enabled_once_the_locality_is_held():
+    host = Host(ops={"tpm.ptpm.default": fixed(0.012)}, switches={"tis.wait": "interrupt"})
+    holder = host.driver(locality=0)
+    host.transmit_all(holder, [client.startup_command()])
+    waiter = host.driver(locality=2)            # opened while locality 0 is active
+    assert not waiter.request_locality_now()
+    host.transmit_all(holder, [client.get_random_command(4)])     # ... which then yields it
+    (rsp, took), = host.transmit_all(waiter, [client.get_random_command(4)])
+    assert rc(rsp) == 0 and 0.012 <= took < 0.0122                # woken by the IRQ
+    assert host.chip.device.int_enable[2] & reg.TPM_GLOBAL_INT_ENABLE
