@@ -10,12 +10,15 @@ import hashlib
 import socket
 import struct
 import threading
+from pathlib import Path
 
 import pytest
 
 from simxen.analysis import hops
 from simxen.domains.guest import AK_TEMPLATE
 from simxen.domains.stack import HostSpec, build_host
+from simxen.scenario import scenario_file
+from simxen.scenario.runner import load_profile
 from simxen.server.mssim import MssimServer
 from simxen.server.resource_manager import ResourceManager
 from simxen.server.sim_backend import PathError, SimulatedPath
@@ -26,8 +29,12 @@ from simxen.xen import Hypervisor
 from conftest import free_port_pair
 
 
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "vtpm-stack.toml"
+
+
 def boot(seed=1, options=None, on_exchange=None):
-    hv = Hypervisor(seed=seed)
+    """The seed's host with the vtpm-stack scenario's profile, booted."""
+    hv = Hypervisor(profile=load_profile(scenario_file.load(SCENARIO)), seed=seed)
     host = build_host(hv, HostSpec.standard(guests=["guest1"], options=options or {}))
     hv.env.run(until=host.ready)
     guest = host.guest("guest1")

@@ -1,0 +1,270 @@
+"""tpm2-tools through ``simxen serve``: every command crosses the full simulated path.
+
+``simxen serve scenarios/vtpm-stack.toml --domain guest1`` runs the seed's
+host (vtpmmgr, vtpm-guest1, guest1) and exposes guest1's vTPM on loopback.
+The module-scoped server below is driven by the TPM engine's own interop
+tests (imported from ``test_tpm2_tools``, so the command set is the same one
+run against the bare engine), then by checks only the full path can make:
+the per-hop lines, the trace written at SIGTERM, the exit codes of bad
+invocations (these need no external tool).
+"""
+
+import hashlib
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from simxen.analysis import hops
+from simxen.tpm.constants import TPM_CC
+
+from conftest import free_port_pair, require_tool, run_tool
+# The TPM engine's interop tests, run here against the guest's vTPM (they
+# take the ``server`` fixture of this module).
+from test_tpm2_tools import (  # noqa: F401
+    pcrread, tool,
+    test_create_and_load, test_createprimary_is_deterministic, test_ek_ak_quote_and_checkquote,
+    test_getrandom, test_nv_define_write_read, test_pcrextend_and_pcrevent_match_hashlib,
+    test_pcrread_reset_values, test_resource_manager_lets_tool_after_tool_work,
+    test_sealed_object_under_pcr_policy, test_wrong_passwords_fail_with_the_auth_errors)
+
+for _imported in (test_create_and_load, test_createprimary_is_deterministic,
+                  test_ek_ak_quote_and_checkquote, test_getrandom, test_nv_define_write_read,
+                  test_pcrextend_and_pcrevent_match_hashlib, test_pcrread_reset_values,
+                  test_resource_manager_lets_tool_after_tool_work,
+                  test_sealed_object_under_pcr_policy,
+                  test_wrong_passwords_fail_with_the_auth_errors):
+    pytest.mark.interop(_imported)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scenarios" / "vtpm-stack.toml"
+
+interop = pytest.mark.interop
+
+
+class ServeProcess:
+    """``python -m simxen.server.cmd_serve SCENARIO --domain NAME ...`` on a free port pair.
+
+    A thread reads standard error into :attr:`lines` (so many ``--hops``
+    lines never fill the pipe); :meth:`wait_for` waits for a line.
+    """
+
+    def __init__(self, *extra, scenario=SCENARIO, domain="guest1", protocol="mssim", port=None,
+                 start_timeout=60.0):
+        self.port = port or free_port_pair()
+        self.args = [sys.executable, "-m", "simxen.server.cmd_serve", str(scenario),
+                     "--domain", domain, "--port", str(self.port), "--protocol", protocol, *extra]
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, cwd=ROOT)
+        self.lines = []
+        self._arrived = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.tcti = f"{protocol}:host=127.0.0.1,port={self.port}"
+        self.listening = self.wait_for("listening", start_timeout) is not None
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            self._arrived.put(True)
+        self._arrived.put(False)
+
+    def mark(self):
+        """A position in :attr:`lines`, for :meth:`wait_for`'s ``since``."""
+        return len(self.lines)
+
+    def wait_for(self, text, timeout=30.0, since=0):
+        """The first line from ``since`` on (read already or arriving within
+        ``timeout``) that contains ``text``, or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in self.lines[since:] if text in line), None)
+            if found is not None:
+                return found
+            try:
+                more = self._arrived.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if not more:
+                return next((line for line in self.lines[since:] if text in line), None)
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Signal the server and wait; its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=10)
+        return self.proc.returncode
+
+    @property
+    def log(self):
+        return "\n".join(self.lines)
+
+
+def start(*extra, **kw):
+    srv = ServeProcess(*extra, **kw)
+    if not srv.listening:
+        srv.stop()
+        raise AssertionError(f"simxen serve did not start:\n{srv.log}")
+    return srv
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_tool("tpm2_startup")
+    workdir = tmp_path_factory.mktemp("serve")
+    srv = start("--hops", "--trace", str(workdir / "trace.jsonl"))
+    run_tool(srv.tcti, workdir, "tpm2_startup", "-c")
+    yield srv, workdir
+    srv.stop()
+
+
+# -- what only the full path can show --------------------------------------------
+
+@interop
+def test_listening_line_names_the_guest_and_its_vtpm(server):
+    srv, _ = server
+    line = srv.wait_for("listening")
+    assert f"127.0.0.1:{srv.port}" in line and "guest1's vTPM" in line and "vtpm-guest1" in line
+
+
+def hop_split(line):
+    """``(total, {hop label: ms})`` parsed from a ``--hops`` line."""
+    total = float(line.split(" total ")[1].split(" ms")[0])
+    parts = line.split(" = ")[1].split(" (")[0].split(" + ")
+    return total, {p.rsplit(" ", 1)[0]: float(p.rsplit(" ", 1)[1]) for p in parts}
+
+
+@interop
+def test_each_command_prints_its_hops(server):
+    srv, cwd = server
+    since = srv.mark()
+    tool(server, "tpm2_pcrextend", "16:sha256=" + hashlib.sha256(b"hops").hexdigest())
+    line = srv.wait_for("] TPM2_PCR_Extend TPM_RC_SUCCESS", since=since)
+    assert line is not None, srv.log
+    total, split = hop_split(line)
+    assert list(split) == ["front->back", "vtpm", "manager", "ptpm", "back->front"]
+    assert sum(split.values()) == pytest.approx(total, abs=0.003)
+    assert split["manager"] == 0 and "manager request" not in line   # PCRs are not saved
+    assert total >= 4.9                      # Linux's tpmfront sees it on the 5 ms poll tick
+
+
+@interop
+def test_a_command_that_changes_nv_waits_for_the_manager(server):
+    srv, cwd = server
+    since = srv.mark()
+    tool(server, "tpm2_nvdefine", "0x1500050", "-C", "o", "-s", "8", "-a", "ownerread|ownerwrite")
+    line = srv.wait_for("] TPM2_NV_DefineSpace TPM_RC_SUCCESS", since=since)
+    assert line is not None, srv.log
+    total, split = hop_split(line)
+    assert "(1 manager request, 0 physical TPM commands)" in line   # SAVEHASHKEY, disk only
+    assert split["manager"] > 0 and split["ptpm"] == 0
+    tool(server, "tpm2_nvundefine", "0x1500050", "-C", "o")
+
+
+@interop
+def test_tpm_errors_come_back_through_the_path_unchanged(server):
+    srv, cwd = server
+    since = srv.mark()
+    bad = tool(server, "tpm2_nvread", "0x1500099", "-C", "o", "-s", "8", check=False)
+    assert bad.returncode != 0 and b"0x18B" in bad.stderr       # TPM_RC_HANDLE, handle 1
+    assert srv.wait_for("] TPM2_NV_ReadPublic TPM_RC_HANDLE (handle 1)", since=since), srv.log
+
+
+@interop
+def test_sigterm_writes_the_trace_and_the_hop_table(tmp_path):
+    require_tool("tpm2_startup")
+    trace = tmp_path / "t.jsonl"
+    srv = start("--hops", "--trace", str(trace), "--seed", "7")
+    try:
+        run_tool(srv.tcti, tmp_path, "tpm2_startup", "-c")
+        run_tool(srv.tcti, tmp_path, "tpm2_pcrextend", "23:sha256=" + "ab" * 32)
+        run_tool(srv.tcti, tmp_path, "tpm2_nvdefine", "0x1500060", "-C", "o", "-s", "8")
+    finally:
+        assert srv.stop() == 0, srv.log
+    assert "trace written" in srv.log and "command(s) through the path, 0 failed" in srv.log
+    assert any(line.startswith("back->front") for line in srv.lines)
+    cmds = {c.cc: c for c in hops.command_hops(hops.load(trace))}
+    assert cmds[TPM_CC.PCR_Extend].manager_requests == 0 and cmds[TPM_CC.PCR_Extend].rc == 0
+    assert cmds[TPM_CC.NV_DefineSpace].manager_requests == 1
+
+
+@interop
+def test_swtpm_protocol_through_the_path(tmp_path):
+    require_tool("tpm2_startup")
+    srv = start(protocol="swtpm")
+    try:
+        run = lambda *a: run_tool(srv.tcti, tmp_path, *a)  # noqa: E731
+        run("tpm2_startup", "-c")
+        run("tpm2_pcrextend", "16:sha256=" + "01" * 32)
+        out = run("tpm2_pcrread", "sha256:16").stdout.decode()
+        want = hashlib.sha256(bytes(32) + bytes.fromhex("01" * 32)).hexdigest().upper()
+        assert want in out.upper()
+        for i in range(6):                       # flushed between tool runs
+            run("tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", f"p{i}.ctx")
+    finally:
+        assert srv.stop() == 0, srv.log
+
+
+# -- bad invocations: one line, exit status 2 (no external tool needed) --------------
+
+def serve_cli(*argv, timeout=60):
+    return subprocess.run([sys.executable, "-m", "simxen.server.cmd_serve", *map(str, argv)],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("simxen serve: ")
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_unknown_domain_is_one_line_exit_2():
+    proc = serve_cli(SCENARIO, "--domain", "guest9", "--port", free_port_pair())
+    assert_one_line_error(proc, "--domain", "guest9", "guest1")
+
+
+@pytest.mark.parametrize("name, role", [("vtpmmgr", "vtpmmgr"), ("vtpm-guest1", "vtpm")])
+def test_a_domain_without_its_own_vtpm_is_refused(name, role):
+    proc = serve_cli(SCENARIO, "--domain", name, "--port", free_port_pair())
+    assert_one_line_error(proc, f"{name!r} is a {role}", "guest1")
+
+
+def test_bad_scenario_file_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[scenario]\nname = 3\n")
+    assert_one_line_error(serve_cli(bad, "--domain", "guest1"), "bad.toml", "scenario.name")
+    assert_one_line_error(serve_cli(tmp_path / "none.toml", "--domain", "guest1"), "no such file")
+
+
+def test_scenario_without_a_vtpm_host_is_refused():
+    proc = serve_cli(ROOT / "scenarios" / "ring-pingpong.toml", "--domain", "guest1")
+    assert_one_line_error(proc, "vtpm-stack")
+
+
+def test_port_in_use_is_one_line_exit_2():
+    port = free_port_pair()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port + 1))
+        s.listen(1)
+        proc = serve_cli(SCENARIO, "--domain", "guest1", "--port", port)
+    assert_one_line_error(proc, "cannot listen", str(port), "--port")
+
+
+def test_port_out_of_range_is_one_line_exit_2():
+    assert_one_line_error(serve_cli(SCENARIO, "--domain", "guest1", "--port", 65535),
+                          "--port")
