@@ -306,7 +306,7 @@ class Domain:
         if len(waiters) > 2:    # forget processes that were resumed since
             waiters[:] = [w for w in waiters if w.callbacks]
         waiters.append(waiter)
-        wake = None if timeout is None else start + timeout
+        wake = None if timeout is None else start + (timeout if timeout > 0 else 0.0)
         for t, _, port in self._inbox:
             if waiter.wants_port(port):
                 t = (t if t > start else start) + self.sample("evtchn.upcall")
