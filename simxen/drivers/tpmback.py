@@ -495,9 +495,13 @@ class TpmBack:
             except XenError as err:
                 self._reject(iface, extra, nr_extra, TPM_RC.FAILURE, f"extra page: {err}", flow)
                 return None
-        views = [mapping] + extra
-        command = b"".join(dom.page_read(views[i], a, b - a, what="tpmif.command", flow=flow)
-                           for i, a, b in _spans(nr_extra, length))
+        if nr_extra:
+            views = [mapping] + extra
+            command = b"".join(dom.page_read(views[i], a, b - a, what="tpmif.command", flow=flow)
+                               for i, a, b in _spans(nr_extra, length))
+        else:                                   # the usual case: one read of one page
+            command = dom.page_read(mapping, tpmif.TPMIF_HEADER_SIZE, length,
+                                    what="tpmif.command", flow=flow)
         info = iface.info
         request = TpmRequest(info.domid, info.handle, info.uuid, command, locality, flow,
                              iface.arrived, dom.now, iface, extra, nr_extra)
