@@ -140,6 +140,7 @@ class Vtpm(Kernel):
         self.save_failures = 0
         self.commands = 0
         self._boot_flows = 0
+        self._ops = {}                   # command code -> profile op (cached)
 
     # -- options -------------------------------------------------------------
     @property
@@ -275,7 +276,10 @@ class Vtpm(Kernel):
         hv, dom, engine = self.hv, self.dom, self.engine
         cc = command_code(cmd)
         rsp = engine.execute(cmd, locality)
-        cost = dom.charge(vtpm_op(hv.profile, cc))
+        op = self._ops.get(cc)
+        if op is None:
+            op = self._ops[cc] = vtpm_op(hv.profile, cc)
+        cost = dom.charge(op)
         rc = client.response_code(rsp)
         changed = engine.last_command_changed_nv
         self.commands += 1

@@ -21,7 +21,8 @@ defined once per guest: its define is the first save), ``nv_read``,
 
 Results (for ``[[expect]]``, as ``<name>.<key>``): ``commands_completed``,
 ``commands_failed``, ``boot_seconds`` (until every kernel was ready),
-``manager_status`` ("open" or "refused"), ``saves``, ``manager_requests``,
+``manager_status`` ("open" or "refused"), ``dom0_tis_error`` (the error
+dom0 got probing the TIS window, e.g. ``"EPERM"``), ``saves``, ``manager_requests``,
 ``ptpm_commands``, ``latency_ms.<command>.{p50,mean,max}``,
 ``hops_ms.<hop>.{p50,mean,max}`` for hops ``front_to_back``, ``vtpm``,
 ``manager``, ``ptpm``, ``back_to_front`` and ``total``, and ``ops.<kind>``
@@ -77,6 +78,8 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
           "TPM 1.2 emulator)", default="changed", choices=["changed", "success"]),
     Field("think_time", float, "simulated seconds a guest waits between commands",
           default=0.0, minimum=0),
+    Field("dom0_probes_tpm", bool, "once the stack is up, dom0 loads a TIS driver and tries the "
+          "TPM window (it must fail)", default=True),
 ])
 
 
@@ -133,6 +136,18 @@ def _guest_loop(host, guest, index, params, log):
                 yield env.timeout(params["think_time"])
 
 
+def _dom0_probe(hv):
+    """dom0 probing the TPM as a Linux tpm_tis driver would: the errno name it gets, or "none"."""
+    from simxen.drivers.tis import TisDriver
+    from simxen.xen.errors import XenError
+    try:
+        TisDriver(hv, hv.dom0, locality=0).open()
+    except XenError as err:
+        hv.trace.emit("dom0.tpm_probe", hv.dom0.now, 0, code=err.code, error=str(err))
+        return str(err).split(" ", 1)[0].rstrip(":")
+    return "none"
+
+
 def _stats(values_s):
     a = np.asarray(list(values_s), dtype=float) * 1e3
     if a.size == 0:
@@ -149,6 +164,7 @@ def run(sim, params):
     host = build_host(hv, _spec(params))
     yield host.ready
     boot_seconds = hv.env.now
+    dom0_tis = _dom0_probe(hv) if params["dom0_probes_tpm"] else None
     guests = [k for k in host.kernels("guest") if k.tpm is not None]
     log = []
     procs = [hv.env.process(_guest_loop(host, g, i, params, log)) for i, g in enumerate(guests)]
@@ -173,6 +189,7 @@ def run(sim, params):
                     "total": _stats(c.total for c in commands)},
         "hops_by_command_ms": {name: {hop: _stats(c.hops[hop] for c in cs) for hop in hops.HOPS}
                                for name, cs in by_name.items()},
+        "dom0_tis_error": dom0_tis,
         "ops": {kind.replace(".", "_"): hv.trace.count(kind) for kind, _ in COUNTED},
         "ops_labels": {kind.replace(".", "_"): label for kind, label in COUNTED},
     }
@@ -195,6 +212,10 @@ def report(rep, result, params):
             f"({'strong persistence on' if params['strong_persistence'] else 'strong persistence OFF'}"
             f", save on {params['save_on']}); the manager served {result['manager_requests']} "
             f"requests and the physical TPM ran {result['ptpm_commands']} commands.")
+    if result.get("dom0_tis_error") is not None:
+        rep.say(f"dom0 then tried to reach the TPM itself (a tpm_tis driver mapping 0xfed40000): "
+                f"{'it failed with ' + result['dom0_tis_error'] if result['dom0_tis_error'] != 'none' else 'it SUCCEEDED'}"
+                f" -- the window belongs to the vTPM manager alone (iomem permission).")
     lat = rep.section(f"Latency per command, ms simulated ({params['name']})",
                       headers=["command", "count", "p50", "mean", "max"])
     for name, s in result["latency_ms"].items():
