@@ -165,7 +165,8 @@ class TpmBack:
         self.on_close = on_close
         self.base = f"/local/domain/{dom.domid}/backend/vtpm"
         self._token = f"{name}:backend/vtpm"
-        self._ifaces: dict = {}           # (domid, handle) -> _Interface
+        self._ifaces: dict = {}           # (domid, handle) -> _Interface (None: refused)
+        self._bad_names: set = set()      # directories not named <domid>/<handle>
         self._seq = 0
         self._last = None                 # round-robin: key served last
         self._wakeup = None
@@ -222,17 +223,16 @@ class TpmBack:
         parts = rel.split("/") if rel else []
         if len(parts) >= 2:
             candidates = [(parts[0], parts[1])]
-            if (parts[0], parts[1]) in self._known_names():
-                return
         else:
             candidates = []
             fes = [parts[0]] if parts else self._children(self.base)
             for fe in fes:
                 candidates += [(fe, h) for h in self._children(f"{self.base}/{fe}")]
         for fe, handle in candidates:
-            if (fe, handle) in self._known_names():
+            if (fe, handle) in self._known_names() or (fe, handle) in self._bad_names:
                 continue
             if not (fe.isdigit() and handle.isdigit()):
+                self._bad_names.add((fe, handle))
                 self._refuse(None, f"{self.base}/{fe}/{handle}", "not a <domid>/<handle> directory")
                 continue
             key = (int(fe), int(handle))
@@ -272,7 +272,7 @@ class TpmBack:
         except (XenError, ValueError) as err:
             self._refuse(None, path, f"incomplete device directory ({err})")
             return
-        why = self._check_names(bus, fe, handle)
+        why = self._check_names(bus, fe)
         uuid = None
         if why is None:
             try:
@@ -308,7 +308,7 @@ class TpmBack:
             self.on_close(info)
 
     @staticmethod
-    def _check_names(bus, fe, handle):
+    def _check_names(bus, fe):
         """None if the directory's keys name the frontend domain it is filed under."""
         if bus.otherend_id != fe:
             return f"frontend-id {bus.otherend_id} is not the directory's domain {fe}"

@@ -217,3 +217,19 @@ def test_any_header_gets_an_answer_or_is_ignored_never_a_crash(length, state, lo
         assert req.command == (payload + bytes(tpmif.TPMIF_MAX_PAYLOAD))[:length]
         assert rsp == ECHO + req.command
     assert len(rig.vtpm.maptrack) == 1         # only the ring page stays mapped
+
+
+def test_a_directory_not_named_domid_handle_is_refused_once():
+    rig = Rig(guests=1)
+    rig.responder()
+    xs, dom0 = rig.hv.xs, rig.hv.dom0
+    for key in ("frontend", "frontend-id", "state", "uuid"):
+        xs.write(dom0, f"{rig.back.base}/evil/x/{key}", "1")
+    rig.env.run(until=1.0)
+    refusals = rig.hv.trace.select("tpm.back.refuse")
+    assert [r.fields["reason"] for r in refusals] == ["not a <domid>/<handle> directory"]
+    assert rig.back.refused == 1
+    # the honest guest next to it is served
+    front = rig.front()
+    rig.run(front.connect())
+    assert rig.run(front.transmit(b"ok")) == ECHO + b"ok"
