@@ -196,14 +196,18 @@ class TpmFront:
         """Grant the page(s), allocate the event channel, run the xenbus handshake.
 
         A generator. Reads ``backend-id`` from the frontend directory the
-        toolstack wrote; raises :class:`TpmFrontError` ``-ENODEV`` when the
-        backend closes instead of connecting, does not connect within
-        ``timeout``, or lacks ``feature-protocol-v2``.
+        toolstack wrote; raises :class:`TpmFrontError` ``-ENODEV`` when that
+        directory is missing, when the backend closes instead of connecting,
+        does not connect within ``timeout``, or lacks ``feature-protocol-v2``.
         """
         hv, dom = self.hv, self.dom
         if self.connected:
             return
-        bus = self.bus = XenbusFrontend(hv, dom, "vtpm", self.devid)
+        try:
+            bus = self.bus = XenbusFrontend(hv, dom, "vtpm", self.devid)
+        except (XenError, ValueError) as err:
+            raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} has no usable device/vtpm/"
+                                               f"{self.devid} ({err})") from None
         self.backend_id = bus.otherend_id
         self.page = dom.alloc_page()
         self.pages = [self.page] + [dom.alloc_page() for _ in range(self.extra_pages)]

@@ -316,3 +316,30 @@ def test_same_seed_same_trace():
         return rig.hv.trace.dumps_jsonl()
     assert trace(3) == trace(3)
     assert trace(3) != trace(4)
+
+
+def test_connect_without_a_device_directory_is_enodev():
+    rig = Rig()
+    loner = rig.hv.domain_create("loner")
+
+    def kernel():
+        yield from rig.front(loner).connect()
+    with pytest.raises(TpmFrontError) as exc:
+        rig.run(kernel())
+    assert exc.value.errno == -errno.ENODEV and "device/vtpm/0" in str(exc.value)
+
+
+def test_a_backend_without_protocol_v2_is_refused_by_the_frontend():
+    """The backend connects but its feature key is wrong: Linux requires v2."""
+    rig = Rig()
+    rig.responder()
+    path = f"{rig.back.base}/{rig.guest.domid}/0/feature-protocol-v2"
+
+    def kernel():
+        front = rig.front()
+        yield rig.guest.sleep(0.3)                      # the backend wrote "1" by now
+        rig.hv.xs.write(rig.vtpm, path, "0")            # ... and takes it back
+        yield from front.connect()
+    with pytest.raises(TpmFrontError) as exc:
+        rig.run(kernel())
+    assert exc.value.errno == -errno.ENODEV and "protocol 2" in str(exc.value)
