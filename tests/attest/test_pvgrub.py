@@ -12,7 +12,7 @@ from simxen.protocols import tcg_eventlog as tl
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG
 
-from conftest import EngineFront, drive, new_engine
+from attest_support import EngineFront, drive, new_engine
 
 
 def read(engine, alg, pcrs):

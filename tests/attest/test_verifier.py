@@ -15,7 +15,7 @@ from simxen.domains.verifier import Verifier, make_credential
 from simxen.tpm import client
 from simxen.tpm.public import Public
 
-from conftest import EngineFront, drive, new_engine, stream
+from attest_support import EngineFront, drive, new_engine, stream
 
 pytestmark = pytest.mark.skipif(
     0x147 not in __import__("simxen.tpm.commands", fromlist=["COMMANDS"]).COMMANDS,

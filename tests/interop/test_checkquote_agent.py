@@ -22,7 +22,7 @@ from simxen.domains.verifier import public_key
 from simxen.tpm.public import Public
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "attest"))
-from conftest import EngineFront, drive, new_engine, stream  # noqa: E402
+from attest_support import EngineFront, drive, new_engine, stream  # noqa: E402
 
 pytestmark = pytest.mark.interop
 
@@ -136,3 +136,23 @@ def test_checkquote_rejects_a_log_of_another_kernel(checkquote, quoted):
     log = drive(pvgrub.measure(EngineFront(new_engine(b"other")), other)).log_bytes
     (d / "binary_bios_measurements").write_bytes(log)
     assert run(checkquote, d, nonce, "-e", str(d / "binary_bios_measurements")).returncode != 0
+
+
+def test_checkquote_accepts_a_quote_made_through_the_whole_stack(checkquote, tmp_path):
+    """The agent in a simulated guest: every command crosses tpmfront -> vTPM stub
+    domain; the quote and pv-grub's log still satisfy tpm2_checkquote."""
+    from attest_support import booted_host, run_in
+    hv, host, guest = booted_host(seed=3)
+    agent = AttestationAgent(guest.tpm.transmit, stream(b"stack agent"))
+    _, ak = run_in(hv, agent.provision())
+    nonce = bytes(range(20))
+    ev = run_in(hv, agent.evidence(nonce, "sha256", range(11),
+                                   event_log=guest.boot_measurement.log_bytes, ima_list=""))
+    pem = public_key(Public.from_bytes(ak)).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for name, data in {"ak.pem": pem, "quote.msg": ev.attest, "quote.sig": ev.signature,
+                       "quote.pcrs": pcr_file(0x000B, ev.pcr_values["sha256"]),
+                       "log": ev.event_log}.items():
+        (tmp_path / name).write_bytes(data)
+    proc = run(checkquote, tmp_path, nonce, "-e", str(tmp_path / "log"))
+    assert proc.returncode == 0, proc.stderr

@@ -25,7 +25,7 @@ from simxen.server.resource_manager import ResourceManager
 from simxen.tpm import TpmEngine, client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "attest"))
-from conftest import EngineFront, drive  # noqa: E402
+from attest_support import EngineFront, drive  # noqa: E402
 
 pytestmark = pytest.mark.interop
 
@@ -108,3 +108,17 @@ def test_a_changed_cmdline_changes_only_pcr5(tmp_path):
     _, b = booted(cmdline="root=/dev/xvda1 ro init=/bin/sh")
     pa, pb = as_bytes(eventlog(tmp_path, a.log_bytes)), as_bytes(eventlog(tmp_path, b.log_bytes))
     assert pa["sha256"][4] == pb["sha256"][4] and pa["sha256"][5] != pb["sha256"][5]
+
+
+def test_through_the_whole_stack(tmp_path):
+    """pv-grub in a simulated host; tpm2_pcrread reaches the guest's vTPM through
+    guest tpmfront -> vTPM stub domain (SimulatedPath), the way a tool in the
+    guest would."""
+    from simxen.server.sim_backend import SimulatedPath
+    from attest_support import booted_host
+    hv, host, guest = booted_host()
+    boot = guest.boot_measurement
+    assert boot.measured and boot.commands == 3
+    printed = eventlog(tmp_path, boot.log_bytes)
+    path = SimulatedPath.for_guest(guest)
+    assert as_bytes(printed) == pcrread(path)
