@@ -4,6 +4,8 @@ import errno
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simxen.drivers.tis import TIMEOUT_A, TisDriver, TisError
 from simxen.hw.tpm_chip import TIS_FIRST_MFN, TpmChip
@@ -193,3 +195,28 @@ def test_interrupts_are_enabled_once_the_locality_is_held():
     (rsp, took), = host.transmit_all(waiter, [client.get_random_command(4)])
     assert rc(rsp) == 0 and 0.012 <= took < 0.0122                # woken by the IRQ
     assert host.chip.device.int_enable[2] & reg.TPM_GLOBAL_INT_ENABLE
+
+
+class EchoTpm:
+    """A stand-in engine: answers ``tag | size | rc 0 | command body reversed``."""
+
+    def execute(self, command, locality):
+        body = command[10:][::-1]
+        return struct.pack(">HII", 0x8001, 10 + len(body), 0) + body
+
+
+@settings(max_examples=40, deadline=None)
+@given(burst=st.integers(1, 200), body=st.binary(max_size=3000))
+def test_any_burst_count_moves_any_command_and_response_intact(burst, body):
+    hv = hypervisor(3, ops={"tpm.ptpm.default": fixed(0.001)})
+    chip = TpmChip(hv, EchoTpm(), burst_count=burst)
+    mgr = hv.domain_create("vtpmmgr", iomem=[(TIS_FIRST_MFN, 5)])
+    tis = TisDriver(hv, mgr).open()
+    cmd = struct.pack(">HII", 0x8001, 10 + len(body), 0x17B) + body
+    proc = hv.env.process(tis.transmit(cmd))
+    hv.env.run(until=proc)
+    assert proc.value == struct.pack(">HII", 0x8001, 10 + len(body), 0) + body[::-1]
+    writes = [r.fields["size"] for r in hv.trace.select("mmio.write")
+              if r.fields["offset"] == reg.TPM_DATA_FIFO]
+    assert max(writes) <= burst and sum(writes) == len(cmd)
+    assert chip.commands == 1
