@@ -1,0 +1,124 @@
+"""The manager's sealed storage on its own: seal, reopen, refuse, tamper."""
+
+import hashlib
+
+from domain_helpers import make_profile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simxen.domains.disk import BlockDevice, DiskImage
+from simxen.domains.drbg import HmacDrbg
+from simxen.domains.host_boot import DEFAULT_BOOT, boot_with, expected_pcrs
+from simxen.domains.vtpmmgr_storage import ADMIN_RECORD, ManagerStorage
+from simxen.tpm import TpmEngine, client
+from simxen.tpm.constants import TPM_ALG
+from simxen.xen import Hypervisor
+
+
+class EnginePort:
+    """The physical TPM without the TIS window (the storage logic alone is under test)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.sent = []
+
+    def transmit(self, command, flow=None):
+        self.sent.append(command)
+        return self.engine.execute(command, 0)
+        yield                                            # a generator, like the TIS driver
+
+
+def powered_tpm(boot=DEFAULT_BOOT, state=None):
+    tpm = TpmEngine.from_state(state) if state else TpmEngine(seed=b"host", powered=True)
+    client.check(tpm.execute(client.startup_command()))
+    for m in boot:
+        client.check(tpm.execute(client.pcr_extend_command(m.pcr, {TPM_ALG.SHA256: m.digest})))
+    return tpm
+
+
+def open_storage(image, tpm, pcrs=range(10)):
+    hv = Hypervisor(seed=5, profile=make_profile())
+    dom = hv.domain_create("vtpmmgr")
+    storage = ManagerStorage(BlockDevice(hv, dom, image, "hda"), EnginePort(tpm), pcrs,
+                             HmacDrbg(b"entropy"))
+    gen = storage.open()
+    try:
+        while True:
+            next(gen)
+    except StopIteration:
+        pass
+    return storage
+
+
+def test_first_boot_provisions_and_the_same_boot_reopens():
+    image = DiskImage("/var/vtpmmgr-stubdom.img")
+    tpm = powered_tpm()
+    first = open_storage(image, tpm)
+    assert first.is_open and first.provisioned and first.vtpm_count == 0
+    first.put(b"A" * 16, b"h" * 32 + b"k" * 32)
+    first.put(b"B" * 16, b"x" * 52)
+    again = open_storage(image, powered_tpm(state=tpm.save_state()))
+    assert again.is_open and not again.provisioned
+    assert again.get(b"A" * 16) == b"h" * 32 + b"k" * 32
+    assert again.get(b"B" * 16) == b"x" * 52 + bytes(12)
+    assert again.is_admin(b"A" * 16) and not again.is_admin(b"B" * 16)
+    assert again.sequence == first.sequence
+
+
+def test_the_disk_never_holds_a_record_in_clear():
+    image = DiskImage("/var/m.img")
+    storage = open_storage(image, powered_tpm())
+    secret = hashlib.sha256(b"the vTPM's key").digest()
+    storage.put(b"U" * 16, b"h" * 32 + secret)
+    assert secret not in bytes(image.data) and b"U" * 16 not in bytes(image.data)
+
+
+def test_a_changed_component_cannot_unseal():
+    image = DiskImage("/var/m.img")
+    tpm = powered_tpm()
+    open_storage(image, tpm).put(b"A" * 16, b"k" * 64)
+    saved = bytes(image.data)
+    changed = boot_with("dom0-kernel", b"vmlinuz-evil")
+    assert expected_pcrs(changed)[9] != expected_pcrs(DEFAULT_BOOT)[9]
+    other = TpmEngine.from_state(tpm.save_state())
+    client.check(other.execute(client.startup_command()))
+    for m in changed:
+        client.check(other.execute(client.pcr_extend_command(m.pcr, {TPM_ALG.SHA256: m.digest})))
+    refused = open_storage(image, other)
+    assert not refused.is_open and "TPM_RC_POLICY_FAIL" in refused.error
+    assert refused.records == {} and bytes(image.data) == saved
+    assert len(other.objects) == 1 and not other.sessions   # only the SRK: the rest was flushed
+
+
+def test_another_tpm_cannot_unseal_either():
+    image = DiskImage("/var/m.img")
+    open_storage(image, powered_tpm()).put(b"A" * 16, b"k" * 64)
+    stranger = TpmEngine(seed=b"another host", powered=True)
+    client.check(stranger.execute(client.startup_command()))
+    for m in DEFAULT_BOOT:
+        client.check(stranger.execute(client.pcr_extend_command(m.pcr, {TPM_ALG.SHA256: m.digest})))
+    assert not open_storage(image, stranger).is_open
+
+
+def test_a_damaged_record_table_is_refused_not_crashed():
+    image = DiskImage("/var/m.img")
+    tpm = powered_tpm()
+    open_storage(image, tpm).put(b"A" * 16, b"k" * 64)
+    end = len(bytes(image.data).rstrip(b"\0"))
+    image.data[end - 5] ^= 0xFF                         # inside the sealed table's tag
+    damaged = open_storage(image, powered_tpm(state=tpm.save_state()))
+    assert not damaged.is_open and "records do not open" in damaged.error
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.binary(min_size=16, max_size=16).filter(lambda u: u != ADMIN_RECORD),
+                       st.binary(min_size=52, max_size=64), max_size=12))
+def test_any_records_round_trip(records):
+    image = DiskImage("/var/m.img", 64 * 1024)
+    tpm = powered_tpm()
+    storage = open_storage(image, tpm)
+    for uuid, blob in records.items():
+        storage.put(uuid, blob)
+    again = open_storage(image, powered_tpm(state=tpm.save_state()))
+    assert {u: again.get(u) for u in records} == {u: b.ljust(64, b"\0") for u, b in records.items()}
+    assert again.vtpm_count == len(records)
