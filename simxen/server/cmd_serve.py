@@ -29,11 +29,18 @@ do nothing: the guest's vTPM is already started, as a booted guest's is.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
+from simxen.analysis import hops
+from simxen.domains.stack import build_host
 from simxen.errors import InputError, SimxenError
+from simxen.scenario import scenario_file, workloads
+from simxen.scenario.runner import Simulation, load_profile
+from simxen.server import foreground
+from simxen.server.resource_manager import ResourceManager, describe
+from simxen.server.sim_backend import SimulatedPath
+from simxen.xen import Hypervisor
+from simxen.xen.errors import XenError
 
 __all__ = ["add_arguments", "main", "run", "ServeSession"]
 
@@ -73,19 +80,11 @@ class ServeSession:
         self.path = path
 
     @classmethod
-    def build(cls, scenario_path, guest_name, *, seed=None, on_exchange=None):
-        from simxen.scenario import scenario_file
-        from simxen.scenario.runner import Simulation, load_profile
-        from simxen.server.sim_backend import SimulatedPath
-        from simxen.xen import Hypervisor
-        from simxen.xen.errors import XenError
-
+    def build(cls, scenario_path, guest_name, *, seed=None):
         scenario = scenario_file.load(scenario_path)
         seed = scenario.data["scenario"]["seed"] if seed is None else seed
         hv = Hypervisor(profile=load_profile(scenario), seed=seed)
-        spec = _host_spec(Simulation(hv, scenario))
-        from simxen.domains.stack import build_host
-        host = build_host(hv, spec)
+        host = build_host(hv, _host_spec(Simulation(hv, scenario)))
         until = scenario.data["scenario"]["until"]
         env = hv.env
         try:
@@ -96,8 +95,7 @@ class ServeSession:
         if not guest.ready.triggered or guest.tpm is None:
             raise InputError(f"{guest_name}'s vTPM did not connect within {until:g} simulated "
                              "seconds (scenario.until)", path=scenario.path, key="scenario.until")
-        return cls(scenario, hv, host, guest,
-                   SimulatedPath.for_guest(guest, on_exchange=on_exchange))
+        return cls(scenario, hv, host, guest, SimulatedPath.for_guest(guest))
 
     def write_trace(self, path):
         try:
@@ -115,7 +113,6 @@ def _host_spec(sim):
     params)``; serve builds that host but does not run the workload's own
     script, so the tools are the only ones talking to the guest's vTPM.
     """
-    from simxen.scenario import workloads
     scenario = sim.scenario
     for params in scenario.data["workload"]:
         module = workloads.module(params["type"])
@@ -145,20 +142,14 @@ def _find_guest(scenario, host, name):
     return kernel
 
 
-def _hop_printer(session_ref, stream, quiet, hops_wanted):
-    """The per-command log line (and hop split), printed under the path's lock."""
-    from simxen.analysis import hops
-    from simxen.server.resource_manager import describe
-
+def _command_logger(session, stream, hops_wanted):
+    """``on_exchange`` for the session's path: one line per command (under its lock)."""
     def on_exchange(ex):
-        if quiet:
-            return
         if ex.error is not None:
             print(f"[{ex.flow}] path error: {ex.error}", file=stream, flush=True)
             return
         if hops_wanted:
-            hv = session_ref[0].hv
-            found = hops.command_hops(hv.trace.records(), flows=[ex.flow])
+            found = hops.command_hops(session.hv.trace.records(), flows=[ex.flow])
             if found:
                 print(f"[{ex.flow}] {hops.format_line(found[0])}", file=stream, flush=True)
                 return
@@ -168,29 +159,15 @@ def _hop_printer(session_ref, stream, quiet, hops_wanted):
 
 
 def main(args) -> int:
-    from simxen.server.mssim import MssimServer
-    from simxen.server.resource_manager import ResourceManager
-    from simxen.server.swtpm import SwtpmServer
-
     if not 1 <= args.port <= 65534:
         raise InputError("port must be between 1 and 65534", key="--port")
+    if args.seed is not None and args.seed < 0:
+        raise InputError(f"seed must be 0 or more, found {args.seed}", key="--seed")
     err = sys.stderr
-    ref = []
-    session = ServeSession.build(args.scenario, args.domain, seed=args.seed,
-                                 on_exchange=_hop_printer(ref, err, args.quiet, args.hops))
-    ref.append(session)
-    manager = ResourceManager(session.path)
-    stop = threading.Event()
-    try:
-        if args.protocol == "mssim":
-            server = MssimServer(manager, args.host, args.port)
-        else:
-            server = SwtpmServer(manager, args.host, args.port, on_shutdown=stop.set)
-    except OSError as exc:
-        raise InputError(f"cannot listen on {args.host}:{args.port}-{args.port + 1}: "
-                         f"{exc.strerror}", key="--port") from None
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server.start()
+    session = ServeSession.build(args.scenario, args.domain, seed=args.seed)
+    if not args.quiet:
+        session.path.on_exchange = _command_logger(session, err, args.hops)
+    server = foreground.start(ResourceManager(session.path), args.protocol, args.host, args.port)
     guest = session.guest
     vtpm = session.host.toolstack.resolve(guest.config.vtpm[0].backend)
     print(f"simxen serve: listening on {args.host}:{args.port} and {args.port + 1} "
@@ -198,14 +175,9 @@ def main(args) -> int:
           f"{vtpm.name if vtpm is not None else '?'}), simulated time "
           f"{session.hv.env.now:.6f} s", file=err, flush=True)
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        foreground.wait_until_stopped(server)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.stop()
-        with session.path.lock:
+        with session.path.lock:                 # a command in flight finishes first
             if args.trace:
                 session.write_trace(args.trace)
             _summary(session, err, args)
@@ -218,7 +190,6 @@ def _summary(session, stream, args):
     print(f"simxen serve: {path.commands} command(s) through the path, {path.failures} failed; "
           f"simulated time {session.hv.env.now:.6f} s", file=stream, flush=True)
     if args.hops and path.commands:
-        from simxen.analysis import hops
         cmds = [c for c in hops.command_hops(session.hv.trace.records())
                 if c.dom == session.guest.domid]
         print(hops.format_table(hops.aggregate(cmds)), file=stream, flush=True)
@@ -237,6 +208,9 @@ def run(argv=None) -> int:
     except SimxenError as exc:
         print(f"simxen serve: {exc}", file=sys.stderr)
         return exc.exit_status
+    except KeyboardInterrupt:                       # while the host was still booting
+        print("simxen serve: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -214,6 +214,9 @@ def test_swtpm_protocol_through_the_path(tmp_path):
             run("tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", f"p{i}.ctx")
     finally:
         assert srv.stop() == 0, srv.log
+    # without --hops: name, response code and simulated latency
+    line = next(line for line in srv.lines if "] TPM2_PCR_Extend" in line)
+    assert line.endswith("ms simulated)") and "TPM2_PCR_Extend -> TPM_RC_SUCCESS (" in line
 
 
 # -- bad invocations: one line, exit status 2 (no external tool needed) --------------

@@ -1,0 +1,66 @@
+"""Running a TPM server in the foreground of a command: bind, serve, stop on a signal.
+
+Both ``simxen tpm serve`` and ``simxen serve`` do the same around their
+backend: open the mssim or swtpm port pair (a port in use is the user's
+problem, so an :class:`~simxen.errors.InputError` naming ``--port``), serve
+until SIGTERM, Ctrl-C or the swtpm client's CMD_SHUTDOWN, then stop the
+listening threads before the command writes its state or trace::
+
+    server = start(manager, "mssim", "127.0.0.1", 2321)
+    print("listening ...")
+    wait_until_stopped(server)          # returns once the server has stopped
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from simxen.errors import InputError
+from simxen.server.mssim import MssimServer
+from simxen.server.swtpm import SwtpmServer
+
+__all__ = ["start", "wait_until_stopped", "PROTOCOLS"]
+
+#: Transports a foreground server speaks.
+PROTOCOLS = ("mssim", "swtpm")
+
+
+def start(manager, protocol, host, port, *, platform=None):
+    """Bind and start the ``protocol`` server for ``manager``; return it.
+
+    The server gets a ``stop_requested`` :class:`threading.Event` that
+    swtpm's CMD_SHUTDOWN sets. ``InputError`` if the ports cannot be bound.
+    """
+    if protocol not in PROTOCOLS:
+        raise InputError(f"expected one of {', '.join(PROTOCOLS)}, found {protocol!r}",
+                         key="--protocol")
+    stop = threading.Event()
+    try:
+        if protocol == "mssim":
+            server = MssimServer(manager, host, port, platform=platform)
+        else:
+            server = SwtpmServer(manager, host, port, platform=platform, on_shutdown=stop.set)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}-{port + 1}: {exc.strerror}",
+                         key="--port") from None
+    server.stop_requested = stop
+    return server.start()
+
+
+def wait_until_stopped(server, poll=0.5):
+    """Serve until SIGTERM, Ctrl-C or ``server.stop_requested``; then stop the server.
+
+    Must run in the main thread (it installs the SIGTERM handler, and puts
+    the previous one back before returning).
+    """
+    stop = server.stop_requested
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(poll):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
