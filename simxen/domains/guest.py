@@ -156,7 +156,6 @@ class Guest(Kernel):
 
     def __init__(self, toolstack, dom, config, disks=()):
         super().__init__(toolstack, dom, config, disks)
-        self.options = {}
         self.front = None
         self.tpm = None
 

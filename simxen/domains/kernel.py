@@ -33,6 +33,8 @@ class Kernel:
         self.dom = dom
         self.config = config
         self.disks = list(disks)            #: BlockDevice per disk= entry, in order
+        #: Simulation knobs of this kernel model (``Toolstack(options={name: {...}})``).
+        self.options = dict(toolstack.options.get(config.name, {}))
         self.processes = []
         self.halted = False
         #: Triggered when :meth:`main` has finished its start-up (see ``ready``).

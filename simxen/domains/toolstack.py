@@ -158,7 +158,6 @@ class Toolstack:
                        back_extra={"uuid": uuid, "resume": "False"})
         cls = self._kernel_class(cfg.kernel)
         kernel = cls(self, dom, cfg, disks)
-        kernel.options = dict(self.options.get(cfg.name, {}))
         self.kernels[cfg.name] = kernel
         self.configs[cfg.name] = cfg
         kernel.boot()

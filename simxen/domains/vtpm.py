@@ -129,7 +129,6 @@ class Vtpm(Kernel):
 
     def __init__(self, toolstack, dom, config, disks=()):
         super().__init__(toolstack, dom, config, disks)
-        self.options = {}
         self.engine = None
         self.back = None
         self.front = None

@@ -112,7 +112,6 @@ class VtpmMgr(Kernel):
 
     def __init__(self, toolstack, dom, config, disks=()):
         super().__init__(toolstack, dom, config, disks)
-        self.options = {}
         self.back = None
         self.tis = None
         self.storage = None

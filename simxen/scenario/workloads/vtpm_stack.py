@@ -83,7 +83,8 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
 ])
 
 
-def _spec(params):
+def host_spec(sim, params):
+    """The :class:`~simxen.domains.stack.HostSpec` this workload builds (``simxen serve`` uses it)."""
     from simxen.domains.stack import HostSpec
     vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"]}
     if params["configs"]:
@@ -161,7 +162,7 @@ def run(sim, params):
     from simxen.analysis import hops
     from simxen.domains.stack import COUNTED, build_host
     hv = sim.hv
-    host = build_host(hv, _spec(params))
+    host = build_host(hv, host_spec(sim, params))
     yield host.ready
     boot_seconds = hv.env.now
     dom0_tis = _dom0_probe(hv) if params["dom0_probes_tpm"] else None
