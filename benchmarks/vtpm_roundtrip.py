@@ -36,12 +36,17 @@ from ring_roundtrip import floor_roundtrips  # noqa: E402  (the same floor as th
 
 from simxen.analysis import hops  # noqa: E402
 from simxen.domains.stack import HostSpec, build_host  # noqa: E402
+from simxen.scenario import scenario_file  # noqa: E402
+from simxen.scenario.runner import load_profile  # noqa: E402
 from simxen.server.sim_backend import SimulatedPath  # noqa: E402
 from simxen.tpm import client  # noqa: E402
 from simxen.tpm.constants import TPM_ALG  # noqa: E402
 from simxen.xen import Hypervisor  # noqa: E402
 
 GUEST = "guest1"
+#: The timing profile is the vtpm-stack scenario's (default profile + its disk costs).
+SCENARIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scenarios",
+                        "vtpm-stack.toml")
 
 
 def extend_commands(n):
@@ -53,7 +58,7 @@ def extend_commands(n):
 def booted_host(*, seed=1, persistence=True, save_on="changed", interrupt=False, trace=True):
     """The seed's host, booted until the guest's vTPM is connected."""
     options = {f"vtpm-{GUEST}": {"strong_persistence": persistence, "save_on": save_on}}
-    hv = Hypervisor(seed=seed)
+    hv = Hypervisor(profile=load_profile(scenario_file.load(SCENARIO)), seed=seed)
     if interrupt:
         hv.profile = hv.profile.with_overrides({"switches": {"tpmfront.wait": "interrupt"}})
     if not trace:

@@ -91,6 +91,7 @@ def test_two_guests_are_told_apart():
     assert [c.dom for c in cmds] == [g.domid for g in rig.guests]
     assert [c.flow for c in cmds] == ["guest1/vtpm0/1", "guest2/vtpm0/1"]
     assert all(c.manager_requests == 1 for c in cmds)
+    assert all(v >= 0 for c in cmds for v in c.hops.values())
 
 
 def test_jsonl_export_reads_back_to_the_same_hops(tmp_path):
