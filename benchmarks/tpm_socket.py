@@ -24,23 +24,9 @@ import sys
 import tempfile
 import time
 
+from simxen.server.loopback import free_port_pair
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG
-
-
-def free_port_pair():
-    for _ in range(100):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        try:
-            with socket.socket() as b, socket.socket() as c:
-                b.bind(("127.0.0.1", port))
-                c.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise SystemExit("no free loopback port pair")
 
 
 def connect(port, timeout=20.0):

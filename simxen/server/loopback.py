@@ -25,6 +25,24 @@ def recv_exact(sock, n):
     return bytes(buf)
 
 
+def free_port_pair(host="127.0.0.1"):
+    """A port P such that P and P+1 are both free on ``host`` right now."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind((host, port))
+                b.bind((host, port + 1))
+            return port
+        except OSError:
+            continue
+    raise OSError("no free port pair on " + host)
+
+
 class BufferedReader:
     """Exact reads from a socket with one buffer, so a message that arrived
     in one segment costs one ``recv`` however many fields it is read in."""

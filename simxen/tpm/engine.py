@@ -26,13 +26,13 @@ import time
 
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.commands import COMMANDS, load_all
-from simxen.tpm.constants import (TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPM_ST, TPMA_NV,
-                                  TPMA_OBJECT, TPMA_SESSION, rc_format1)
+from simxen.tpm.constants import (TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT,
+                                  TPMA_SESSION)
 from simxen.tpm.errors import StateError, TpmError
 from simxen.tpm.kdf import kdfa
 from simxen.tpm.limits import (MAX_ACTIVE_SESSIONS, MAX_COMMAND_SIZE, MAX_LOADED_SESSIONS,
                                MAX_SESSIONS_PER_COMMAND, MAX_TRANSIENT_OBJECTS)
-from simxen.tpm.marshal import Reader, tpm2b, u16, u32
+from simxen.tpm.marshal import Reader, tpm2b, u32
 from simxen.tpm.pcr import PCR_COUNT, PcrBanks
 from simxen.tpm.protection import cfb
 
@@ -127,6 +127,8 @@ class TpmEngine:
         self.da_recovery_time = 600
         self.da_lockout_recovery = 86400
         self.lockout_auth_locked = False
+        self.da_last_failure = 0         # clock (ms) from which recovery counts
+        self.lockout_locked_at = 0
         self.orderly_state = None        # Shutdown(STATE) snapshot, or None
         self.total_commands = 0
         self.stir_pool = b""
@@ -196,6 +198,16 @@ class TpmEngine:
         """TPMS_CLOCK_INFO.clock: milliseconds the TPM has been powered, kept
         across power cycles through the state."""
         return self.clock_base + int(self._clock_fn() - self._clock_origin)
+
+    def set_clock(self, ms):
+        """Make :attr:`clock` read ``ms`` now (state restore, ClockSet)."""
+        self.clock_base = ms
+        self._clock_origin = self._clock_fn()
+
+    @property
+    def time(self):
+        """TPMS_TIME_INFO.time: milliseconds since the last _TPM_Init."""
+        return int(self._clock_fn() - self.startup_time)
 
     def hierarchy_proof(self, hierarchy):
         return {TPM_RH.ENDORSEMENT: self.eh_proof, TPM_RH.OWNER: self.sh_proof,
@@ -503,7 +515,21 @@ class TpmEngine:
         if not _hmac.compare_digest(password.rstrip(b"\0"), expected):
             self._auth_failed(handle, index)
 
+    def _da_recover(self):
+        """Forget one failed try per ``recoveryTime`` seconds of TPM clock,
+        and unlock lockout authorization after ``lockoutRecovery`` seconds."""
+        now = self.clock
+        if self.da_failed_tries and self.da_recovery_time:
+            steps = (now - self.da_last_failure) // (1000 * self.da_recovery_time)
+            if steps > 0:
+                self.da_failed_tries = max(0, self.da_failed_tries - steps)
+                self.da_last_failure += steps * 1000 * self.da_recovery_time
+        if (self.lockout_auth_locked and self.da_lockout_recovery
+                and now - self.lockout_locked_at >= 1000 * self.da_lockout_recovery):
+            self.lockout_auth_locked = False
+
     def _check_lockout(self, handle):
+        self._da_recover()
         if handle == TPM_RH.LOCKOUT:
             if self.lockout_auth_locked:
                 raise TpmError(TPM_RC.LOCKOUT)
@@ -513,9 +539,12 @@ class TpmEngine:
     def _auth_failed(self, handle, index):
         if handle == TPM_RH.LOCKOUT:
             self.lockout_auth_locked = True
+            self.lockout_locked_at = self.clock
             self.nv_changed = True
             raise TpmError(TPM_RC.AUTH_FAIL, session=index)
         if self.da_protected(handle):
+            if not self.da_failed_tries:
+                self.da_last_failure = self.clock
             self.da_failed_tries += 1
             self.nv_changed = True
             raise TpmError(TPM_RC.AUTH_FAIL, session=index)
@@ -568,7 +597,10 @@ class TpmEngine:
                 a.include_auth = not (s.bind_name is not None
                                       and s.bind_name == self.entity_name(handle))
             key = s.session_key + (self.entity_auth(handle) if a.include_auth else b"")
-            self._check_lockout(handle) if a.include_auth else None
+            if a.include_auth:
+                self._check_lockout(handle)
+            if not key and not a.hmac:
+                continue            # Part 1, 19.6.5: an empty HMAC key allows an empty HMAC
             expected = s.hash.hmac(key, cp + a.nonce_caller + s.nonce_tpm
                                    + self._extra_nonces(sessions, i) + bytes((a.attributes,)))
             if not _hmac.compare_digest(expected, a.hmac):
@@ -670,12 +702,13 @@ class TpmEngine:
             if rp is None:
                 rp = rp_hashes[s.hash.alg] = s.hash.digest(b"\0\0\0\0" + u32(cc) + params)
             attrs = a.attributes
-            if s.is_policy and s.password_needed and a.entity is not None:
+            key = s.session_key
+            if a.entity is not None and a.include_auth:
+                key += self.entity_auth(a.entity)
+            if (s.is_policy and s.password_needed and a.entity is not None) or (
+                    not key and not a.hmac):
                 mac = b""
             else:
-                key = s.session_key
-                if a.entity is not None and a.include_auth:
-                    key += self.entity_auth(a.entity)
                 mac = s.hash.hmac(key, rp + nonce + a.nonce_caller + bytes((attrs,)))
             out.append(tpm2b(nonce) + bytes((attrs,)) + tpm2b(mac))
             if not attrs & TPMA_SESSION.continueSession:
@@ -717,4 +750,4 @@ _HANDLE_SETS = {
     "enables": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV},
 }
 
-__all__ = ["TpmEngine", "StateError", "error_response", "TPM_ST"]
+__all__ = ["TpmEngine", "StateError", "error_response"]

@@ -9,8 +9,10 @@ from simxen.tpm.algorithms import HASHES
 from simxen.tpm.constants import TPM_ALG, TPM_RC
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import Reader, tpm2b, u16
+from simxen.tpm.public import parse_scheme
 
 SIGNING_SCHEMES = {TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA, TPM_ALG.HMAC}
+_SIG_SCHEMES_OR_NULL = SIGNING_SCHEMES | {TPM_ALG.NULL}
 
 
 class Signature:
@@ -68,12 +70,4 @@ class Signature:
 
 def parse_sig_scheme(r):
     """TPMT_SIG_SCHEME -> ``(scheme, hashAlg)``; NULL scheme has NULL hash."""
-    scheme = r.u16()
-    if scheme == TPM_ALG.NULL:
-        return (scheme, TPM_ALG.NULL)
-    if scheme not in SIGNING_SCHEMES:
-        raise TpmError(TPM_RC.SCHEME, param=r.param)
-    h = r.u16()
-    if h not in HASHES:
-        raise TpmError(TPM_RC.HASH, param=r.param)
-    return (scheme, h)
+    return parse_scheme(r, _SIG_SCHEMES_OR_NULL)

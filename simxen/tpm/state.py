@@ -110,14 +110,14 @@ def _read_body(tpm, r):
     tpm.ph_enable_nv = bool(flags & 4)
     tpm.disable_clear = bool(flags & 8)
     tpm.lockout_auth_locked = bool(flags & 16)
-    tpm.clock_base = r.u64()
-    tpm._clock_origin = tpm._clock_fn()
+    tpm.set_clock(r.u64())
     tpm.reset_count = r.u32()
     tpm.restart_count = r.u32()
     tpm.da_failed_tries = r.u32()
     tpm.da_max_tries = r.u32()
     tpm.da_recovery_time = r.u32()
     tpm.da_lockout_recovery = r.u32()
+    tpm.da_last_failure = tpm.lockout_locked_at = tpm.clock   # recovery restarts now
     tpm.nv_indices = {}
     for _ in range(r.u32()):
         nv = NvIndex.deserialize(r.tpm2b())

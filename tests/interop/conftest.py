@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from simxen.server.loopback import free_port_pair
+
 
 def require_tool(name):
     """The path of ``name``; skip (or fail under SIMXEN_REQUIRE_TOOLS=1) if absent."""
@@ -26,24 +28,6 @@ def require_tool(name):
             pytest.fail(f"{name} is required (SIMXEN_REQUIRE_TOOLS=1) but not installed")
         pytest.skip(f"{name} not installed (Debian package tpm2-tools / swtpm)")
     return path
-
-
-def free_port_pair():
-    """A port P with P and P+1 both free on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        if port >= 65535:
-            continue
-        try:
-            with socket.socket() as b, socket.socket() as c:
-                b.bind(("127.0.0.1", port))
-                c.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free loopback port pair")
 
 
 def wait_listening(port, timeout=20.0):

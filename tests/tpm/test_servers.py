@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from simxen.server.loopback import free_port_pair
 from simxen.server.mssim import MssimServer
 from simxen.server.resource_manager import ResourceManager, describe
 from simxen.server.swtpm import SwtpmServer
@@ -15,23 +16,6 @@ from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG, TPM_RH
 
 from tpm_helpers import ecc_storage_template, make_engine
-
-
-def free_port_pair():
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        if port > 65000:
-            continue
-        try:
-            with socket.socket() as b, socket.socket() as c:
-                b.bind(("127.0.0.1", port))
-                c.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
 
 
 def recv_exact(sock, n):

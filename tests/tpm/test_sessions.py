@@ -113,6 +113,34 @@ def test_dictionary_attack_lockout(tpm):
     assert response_code(unseal(b"right")) == 0
 
 
+def test_failed_tries_recover_with_tpm_clock(tpm):
+    srk, _, _ = client.parse_create_primary(tpm.execute(
+        client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
+    from tpm_helpers import sealed_template
+    priv, pub = client.parse_create(tpm.execute(client.create_command(
+        srk, sealed_template(attrs=0x52), data=b"x", user_auth=b"right")))
+    h, _ = client.parse_load(tpm.execute(client.load_command(srk, priv, pub)))
+    client.check(tpm.execute(client.build_command(
+        TPM_CC.DictionaryAttackParameters, (TPM_RH.LOCKOUT,), u32(2) + u32(10) + u32(60),
+        [client.password_auth()])))
+    unseal = lambda pw: tpm.execute(client.build_command(TPM_CC.Unseal, (h,), b"",
+                                                         [client.password_auth(pw)]))
+    assert response_code(unseal(b"wrong")) == 0x98E
+    assert response_code(unseal(b"wrong")) == 0x98E
+    assert response_code(unseal(b"right")) == TPM_RC.LOCKOUT
+    tpm._clock_fn.ms += 10_000                  # one recoveryTime later
+    assert response_code(unseal(b"right")) == 0
+
+
+def test_empty_hmac_accepted_when_key_is_empty(tpm):
+    s = start(tpm)
+    area = u32(s.handle) + tpm2b(b"c" * 32) + b"\x01" + tpm2b(b"")
+    rsp = tpm.execute(client.build_command(TPM_CC.HierarchyChangeAuth, (TPM_RH.OWNER,),
+                                           tpm2b(b""), [area]))
+    assert response_code(rsp) == 0
+    assert rsp.endswith(b"\x01\x00\x00")          # ... attrs, empty response hmac
+
+
 def test_session_memory_and_handles(tpm):
     handles = [start(tpm).handle for _ in range(8)]
     assert handles == [0x02000000 + i for i in range(8)]

@@ -114,7 +114,7 @@ def get_time(tpm, cmd):
     extra = r.at(1).tpm2b(64)
     in_scheme = parse_sig_scheme(r.at(2))
     r.done()
-    attested = {"time": int(tpm._clock_fn() - tpm.startup_time),
+    attested = {"time": tpm.time,
                 "clock_info": (tpm.clock, tpm.reset_count, tpm.restart_count, 1),
                 "firmware_version": FIRMWARE_VERSION}
     return b"", attest_and_sign(tpm, cmd.handles[1], in_scheme, 2, TPM_ST.ATTEST_TIME,

@@ -14,8 +14,7 @@ from simxen.tpm.marshal import u32, u64
 @command(TPM_CC.ReadClock)
 def read_clock(tpm, cmd):
     cmd.r.done()
-    elapsed = int(tpm._clock_fn() - tpm.startup_time)
-    return b"", (u64(elapsed) + u64(tpm.clock) + u32(tpm.reset_count)
+    return b"", (u64(tpm.time) + u64(tpm.clock) + u32(tpm.reset_count)
                  + u32(tpm.restart_count) + b"\x01")
 
 
@@ -27,6 +26,6 @@ def clock_set(tpm, cmd):
     now = tpm.clock
     if new_time < now or new_time > 0xFFFF000000000000:
         raise TpmError(TPM_RC.VALUE, param=1)
-    tpm.clock_base += new_time - now
+    tpm.set_clock(new_time)
     tpm.nv_changed = True
     return b"", b""

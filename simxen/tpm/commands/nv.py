@@ -60,6 +60,16 @@ def _nv(tpm, cmd):
     return tpm.nv_indices[cmd.handles[1]]
 
 
+def _writable_of_type(tpm, cmd, nt):
+    """The index of an NV_Increment/SetBits/Extend, checked for write
+    authorization and for being of type ``nt`` (else TPM_RC_ATTRIBUTES)."""
+    nv = _nv(tpm, cmd)
+    check_access(tpm, cmd, nv, True)
+    if nv.nt != nt:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    return nv
+
+
 @command(TPM_CC.NV_DefineSpace, handles=("provision",), auth=1, decrypt=True)
 def nv_define_space(tpm, cmd):
     r = cmd.r
@@ -156,10 +166,7 @@ def nv_read(tpm, cmd):
 @command(TPM_CC.NV_Increment, handles=("nvauth", "nv"), auth=1)
 def nv_increment(tpm, cmd):
     cmd.r.done()
-    nv = _nv(tpm, cmd)
-    check_access(tpm, cmd, nv, True)
-    if nv.nt != TPM_NT.COUNTER:
-        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    nv = _writable_of_type(tpm, cmd, TPM_NT.COUNTER)
     if nv.attributes & TPMA_NV.WRITTEN:
         value = int.from_bytes(nv.data, "big") + 1
     else:
@@ -177,10 +184,7 @@ def nv_set_bits(tpm, cmd):
     r = cmd.r
     bits = r.u64()
     r.done()
-    nv = _nv(tpm, cmd)
-    check_access(tpm, cmd, nv, True)
-    if nv.nt != TPM_NT.BITS:
-        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    nv = _writable_of_type(tpm, cmd, TPM_NT.BITS)
     old = int.from_bytes(nv.data, "big") if nv.attributes & TPMA_NV.WRITTEN else 0
     nv.data[:] = (old | bits).to_bytes(8, "big")
     _mark_written(tpm, nv)
@@ -192,10 +196,7 @@ def nv_extend(tpm, cmd):
     r = cmd.r
     data = r.tpm2b(1024)
     r.done()
-    nv = _nv(tpm, cmd)
-    check_access(tpm, cmd, nv, True)
-    if nv.nt != TPM_NT.EXTEND:
-        raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    nv = _writable_of_type(tpm, cmd, TPM_NT.EXTEND)
     h = HASHES[nv.name_alg]
     old = bytes(nv.data) if nv.attributes & TPMA_NV.WRITTEN else bytes(h.size)
     nv.data[:] = h.digest(old + data)
