@@ -127,7 +127,7 @@ class _Interface:
     """One connected (or connecting) frontend, as tpmback's list holds it."""
 
     __slots__ = ("key", "info", "bus", "mapping", "port", "connected", "ready", "arrived",
-                 "seq", "busy", "handler", "tag")
+                 "seq", "busy", "handler", "tag", "last_state")
 
     def __init__(self, key, info, bus):
         self.key = key
@@ -142,6 +142,7 @@ class _Interface:
         self.busy = None
         self.handler = None
         self.tag = None
+        self.last_state = tpmif.TPMIF_STATE_IDLE   # as the backend last saw or wrote it
 
 
 class TpmBack:
@@ -333,6 +334,7 @@ class TpmBack:
         hv.evtchn.unmask(dom, port)
         iface.mapping, iface.port = mapping, port
         iface.tag = page_tag(hv, mapping.entry.page.mfn)
+        iface.last_state = mapping.data[tpmif.TPMIF_OFF_STATE]
         iface.connected = True
         iface.ready = False
         iface.busy = None
@@ -373,9 +375,10 @@ class TpmBack:
                     return
                 dom.evtchn_clear(port)
                 state = iface.mapping.data[tpmif.TPMIF_OFF_STATE]    # a plain load, as mini-os
+                if state == tpmif.TPMIF_STATE_SUBMIT and dom.now < iface.tag.submitted_at:
+                    continue            # stored after our clock: its notification will come
+                self._check_transition(iface, state)
                 if state == tpmif.TPMIF_STATE_SUBMIT:
-                    if dom.now < iface.tag.submitted_at:
-                        continue        # stored after our clock: its notification will come
                     self._mark_ready(iface)
                 elif state == tpmif.TPMIF_STATE_CANCEL and iface.busy is None:
                     if iface.ready:
@@ -383,6 +386,16 @@ class TpmBack:
                     self._ack_cancel(iface)
         except simpy.Interrupt:
             return
+
+    def _check_transition(self, iface, state):
+        """Record (``tpm.back.violation``) a frontend store the tpmif rules forbid."""
+        old, iface.last_state = iface.last_state, state
+        if state == old:
+            return
+        try:
+            tpmif.check_transition(tpmif.FRONTEND, old, state)
+        except tpmif.TpmifError as err:
+            self._violation(iface, "illegal state change", detail=str(err))
 
     def _mark_ready(self, iface):
         dom = self.dom
@@ -406,6 +419,7 @@ class TpmBack:
         self.cancelled += 1
         dom.page_write(iface.mapping, tpmif.TPMIF_OFF_STATE, bytes([tpmif.TPMIF_STATE_IDLE]),
                        what="tpmif.state", flow=iface.tag.flow)
+        iface.last_state = tpmif.TPMIF_STATE_IDLE
         iface.tag.visible_at = dom.now
         self.hv.evtchn.send(dom, iface.port)
         self.hv.trace.emit("tpm.back.cancel", dom.now, dom.domid, backend=self.name,
@@ -594,6 +608,7 @@ class TpmBack:
         dom.page_write(iface.mapping, tpmif.TPMIF_OFF_LENGTH,
                        _LEN_STATE.pack(len(response), tpmif.TPMIF_STATE_FINISH),
                        what="tpmif.header", flow=flow)
+        iface.last_state = tpmif.TPMIF_STATE_FINISH
         iface.tag.visible_at = dom.now
         hv.evtchn.send(dom, iface.port)
         iface.busy = None

@@ -154,9 +154,13 @@ def test_state_flipped_while_served_is_recorded_and_answered_with_the_first_copy
     page[S.TPMIF_OFF_STATE] = S.TPMIF_STATE_IDLE
     run_for(rig, 0.01)
     assert response_in(front) == (S.TPMIF_STATE_FINISH, ECHO + b"original")
-    whats = [r.fields["what"] for r in rig.hv.trace.select("tpm.back.violation")]
+    violations = rig.hv.trace.select("tpm.back.violation")
+    whats = [r.fields["what"] for r in violations]
     assert "SUBMIT while the previous command is being served" in whats
     assert "state changed while the command was served" in whats
+    details = [r.fields.get("detail") for r in violations if r.fields["what"] == "illegal state change"]
+    assert "EPERM: the frontend may not write state IDLE" in details
+    assert "EPERM: the frontend may not write state FINISH" in details
     assert [r.command for r in rig.served] == [b"original"]
 
 
