@@ -30,10 +30,14 @@ physical TPM's persistent state) for ``HostSpec(previous=...)``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from simxen.domains.host_boot import DEFAULT_BOOT, measure
 from simxen.domains.toolstack import Toolstack
+from simxen.domains.vtpm import RESTORE_FAILURE, SAVE_ON
+from simxen.drivers.tpmback import POLICIES
+from simxen.errors import InputError
 from simxen.domains.xl_config import parse
 from simxen.tpm import TpmEngine, client
 
@@ -262,9 +266,40 @@ class Host:
 def build_host(hv, spec: HostSpec) -> Host:
     """Build *spec* on hypervisor *hv*; run the simulation until ``host.ready``.
 
-    Config texts are checked first, so a malformed one raises
+    Config texts and options are checked first, so a malformed one raises
     :class:`~simxen.errors.InputError` before anything starts.
     """
+    roles = {}
     for i, text in enumerate(spec.configs):
-        parse(text, source=f"config[{i}]")
+        cfg = parse(text, source=f"config[{i}]")
+        roles[cfg.name] = os.path.basename(cfg.kernel)
+    for name, opts in (spec.options or {}).items():
+        allowed = OPTIONS.get(roles.get(name), {})
+        for key, value in opts.items():
+            if key not in allowed:
+                raise InputError(f"unknown option for a {roles.get(name, 'domain not in configs')!r} "
+                                 f"domain (expected one of {sorted(allowed) or 'none'})",
+                                 path="HostSpec.options", key=f"{name}.{key}")
+            problem = allowed[key](value)
+            if problem:
+                raise InputError(problem, path="HostSpec.options", key=f"{name}.{key}")
     return Host(hv, spec)
+
+
+def _one_of(*choices):
+    return lambda v: None if v in choices else f"expected one of {list(choices)}, found {v!r}"
+
+
+def _pcr_list(v):
+    ok = isinstance(v, (list, tuple)) and v and all(isinstance(p, int) and 0 <= p < 24 for p in v)
+    return None if ok else f"expected a non-empty list of PCR numbers 0..23, found {v!r}"
+
+
+_BOOL = _one_of(True, False)
+#: Options each kernel image accepts in :attr:`HostSpec.options`, with their checks.
+OPTIONS = {
+    "vtpmmgr-stubdom.gz": {"policy": _one_of(*POLICIES), "seal_pcrs": _pcr_list,
+                           "locality": _one_of(0, 1, 2, 3, 4)},
+    "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": _one_of(*SAVE_ON),
+                        "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES)},
+}

@@ -110,3 +110,19 @@ def test_dom0_cannot_reach_the_tis_window_while_the_manager_holds_it():
     host.destroy("vtpmmgr")
     assert hv.iomem.owner_of(0xFED40, 5) is None
     assert hv.iomem.map(hv.dom0, 0xFED40, 5) is not None
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"vtpm-guest1": {"save_on": "sometimes"}}, "vtpm-guest1.save_on"),
+    ({"vtpmmgr": {"policy": "lottery"}}, "vtpmmgr.policy"),
+    ({"vtpmmgr": {"seal_pcrs": [0, 99]}}, "vtpmmgr.seal_pcrs"),
+    ({"guest1": {"strong_persistence": True}}, "guest1.strong_persistence"),
+    ({"nobody": {"policy": "fifo"}}, "nobody.policy"),
+])
+def test_build_host_refuses_bad_options_by_name(options, key):
+    from simxen.domains.stack import HostSpec, build_host
+    from simxen.errors import InputError
+    hv = Hypervisor(seed=1, profile=make_profile())
+    with pytest.raises(InputError) as err:
+        build_host(hv, HostSpec.standard(options=options))
+    assert err.value.key == key
