@@ -199,6 +199,17 @@ def test_sigterm_writes_the_trace_and_the_hop_table(tmp_path):
     assert cmds[TPM_CC.NV_DefineSpace].manager_requests == 1
 
 
+def test_ctrl_c_stops_cleanly_and_writes_the_trace(tmp_path):
+    trace = tmp_path / "idle.jsonl"
+    srv = start("--trace", str(trace))
+    assert srv.stop(signal.SIGINT) == 0, srv.log
+    assert "0 command(s) through the path, 0 failed" in srv.log and "Traceback" not in srv.log
+    records = hops.load(trace)
+    assert any(r.kind == "tpm.front.connect" for r in records)      # the boot is in it
+    boot = hops.command_hops(records)            # the vTPM's own trips to the manager
+    assert boot and not [c for c in boot if str(c.flow).startswith("guest1/")]
+
+
 @interop
 def test_swtpm_protocol_through_the_path(tmp_path):
     require_tool("tpm2_startup")
