@@ -339,10 +339,11 @@ class Verifier:
         """Judge ``evidence`` (an :class:`~simxen.domains.attestation_agent.Evidence`)."""
         v = Verdict(agent, nonce)
         e = self.agents.get(agent)
+        quoted = None
         if e is None or not e.trusted:
             v.fail("enrolment", f"{agent} has no enrolled AK: its quotes cannot be trusted")
-            return v
-        quoted = self._check_quote(v, e, nonce, evidence)
+        else:
+            quoted = self._check_quote(v, e, nonce, evidence)
         if quoted is not None:
             self._check_boot(v, evidence, quoted)
             self._check_ima(v, evidence, quoted)
@@ -477,7 +478,11 @@ class Verifier:
             return
         v.checks.append("IMA list replays to PCR 10")
         if entries and entries[0].path == ima_list.BOOT_AGGREGATE_NAME:
-            algo, agg = ima_list.boot_aggregate({bank: quoted}, entries[0].algo)
+            try:
+                algo, agg = ima_list.boot_aggregate({bank: quoted}, entries[0].algo)
+            except InputError as exc:
+                v.fail("ima", f"PCR {pcr}: no boot_aggregate from the quoted PCRs ({exc})", pcr=pcr)
+                return
             if entries[0].file_digest != agg:
                 v.fail("ima", f"PCR {pcr}, entry 1 (boot_aggregate) does not match the quoted "
                        "PCRs 0-9", pcr=pcr, event="1 boot_aggregate",

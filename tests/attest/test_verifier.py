@@ -5,10 +5,11 @@ the event and the expected versus found digest."""
 import hashlib
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from simxen.domains import policy as pol
 from simxen.domains import pvgrub
-from simxen.domains.attestation_agent import AttestationAgent
+from simxen.domains.attestation_agent import AttestationAgent, Evidence
 from simxen.domains.ima import GuestIma
 from simxen.domains.images import GuestImages, Image, flip
 from simxen.domains.verifier import Verifier, make_credential
@@ -208,3 +209,35 @@ def test_golden_pcr_values(images):
     nonce = v.nonce()
     verdict = v.appraise("guest", nonce, g.evidence(v, nonce))
     assert [(r.check, r.pcr) for r in verdict.reasons] == [("pcr", 4)]
+
+
+def test_enrolment_refuses_an_ek_other_than_the_provisioned_one(images):
+    from simxen.domains.verifier import EnrolmentRefused
+    g = Guest(images)
+    other = Guest(images, seed=b"another vtpm")
+    v = Verifier(golden(images), stream(b"v"))
+    v.provision("guest", g.ek)
+    with pytest.raises(EnrolmentRefused, match="not the one provisioned"):
+        v.enrol("guest", other.ek, other.ak)
+    with pytest.raises(EnrolmentRefused, match="signing key"):
+        v.enrol("guest", g.ek, g.ek)                 # an EK is no AK
+    with pytest.raises(EnrolmentRefused, match="does not parse"):
+        v.enrol("guest", b"\x00\x01", g.ak)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(attest=st.binary(max_size=200), signature=st.binary(max_size=120),
+       log=st.binary(max_size=300), ima=st.text(max_size=200),
+       values=st.dictionaries(st.integers(0, 12), st.binary(max_size=40), max_size=12))
+def test_garbage_evidence_is_a_verdict_never_an_exception(images, attest, signature, log, ima, values):
+    g, v = ENROLLED.get("x") or ENROLLED.setdefault("x", enrolled(images))
+    nonce = v.nonce()
+    good = g.evidence(v, nonce)
+    for ev in (Evidence(attest, signature, {"sha256": values}, log, ima),
+               Evidence(good.attest, good.signature, good.pcr_values, log, ima)):
+        verdict = v.appraise("guest", nonce, ev)
+        assert isinstance(verdict.passed, bool)
+        assert all(r.line() for r in verdict.reasons)
+
+
+ENROLLED = {}
