@@ -244,3 +244,23 @@ def test_state_file_survives_restart(tmp_path):
         assert ek1 == ek2
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("alg", ["rsa", "ecc"])
+def test_credential_activation(server, alg):
+    """tpm2_makecredential without a TPM (tpm2-tools' own code) makes the
+    credential; ActivateCredential on simxen must give it back."""
+    srv, cwd = server
+    tool(server, "tpm2_createek", "-c", f"cek-{alg}.ctx", "-G", alg, "-u", f"cek-{alg}.pub")
+    tool(server, "tpm2_createak", "-C", f"cek-{alg}.ctx", "-c", f"cak-{alg}.ctx", "-G", "ecc",
+         "-s", "ecdsa", "-u", f"cak-{alg}.pub", "-n", f"cak-{alg}.name")
+    (cwd / "cred.in").write_bytes(b"attestation secret")
+    name = (cwd / f"cak-{alg}.name").read_bytes().hex()
+    run_tool("none", cwd, "tpm2_makecredential", "-T", "none", "-e", f"cek-{alg}.pub",
+             "-s", "cred.in", "-n", name, "-o", f"cred-{alg}.out")
+    tool(server, "tpm2_startauthsession", "--policy-session", "-S", "ps.ctx")
+    tool(server, "tpm2_policysecret", "-S", "ps.ctx", "-c", "e")
+    tool(server, "tpm2_activatecredential", "-c", f"cak-{alg}.ctx", "-C", f"cek-{alg}.ctx",
+         "-i", f"cred-{alg}.out", "-o", f"act-{alg}.out", "-P", "session:ps.ctx")
+    tool(server, "tpm2_flushcontext", "ps.ctx")
+    assert (cwd / f"act-{alg}.out").read_bytes() == b"attestation secret"

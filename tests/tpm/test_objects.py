@@ -225,3 +225,23 @@ def test_evict_control_persists_and_removes(tpm):
     assert client.parse_read_public(tpm.execute(client.read_public_command(0x81000001)))[1] == name
     client.check(evict(0x81000001))
     assert response_code(tpm.execute(client.read_public_command(0x81000001))) == 0x18B
+
+
+@pytest.mark.parametrize("ek_template", [ecc_storage_template, rsa_storage_template])
+def test_make_and_activate_credential(tpm, ek_template):
+    ek, ek_pub, _ = primary(tpm, ek_template(), TPM_RH.ENDORSEMENT)
+    ak, _, ak_name, _ = create_and_load(tpm, ek, ecc_ak_template())
+    r = parse_response(tpm.execute(client.build_command(
+        TPM_CC.MakeCredential, (ek,), tpm2b(b"secret credential") + tpm2b(ak_name)))).params
+    blob, secret = r.tpm2b(), r.tpm2b()
+    activate = lambda b: tpm.execute(client.build_command(
+        TPM_CC.ActivateCredential, (ak, ek), tpm2b(b) + tpm2b(secret),
+        [client.password_auth(), client.password_auth()]))
+    assert parse_response(activate(blob)).params.tpm2b() == b"secret credential"
+    # bound to the AK's Name: another object cannot activate it
+    other, *_ = create_and_load(tpm, ek, ecc_ak_template())
+    wrong = tpm.execute(client.build_command(
+        TPM_CC.ActivateCredential, (other, ek), tpm2b(blob) + tpm2b(secret),
+        [client.password_auth(), client.password_auth()]))
+    assert response_code(wrong) == TPM_RC.INTEGRITY | 0x140
+    assert response_code(activate(blob[:-1] + bytes([blob[-1] ^ 1]))) == TPM_RC.INTEGRITY | 0x140

@@ -18,7 +18,7 @@ COMMANDS = {}
 
 _MODULES = ("startup", "testing", "session_commands", "object_commands", "hash_commands",
             "random", "attestation", "integrity", "ea", "hierarchy", "dictionary_attack",
-            "context", "clocks", "capability", "signature", "nv")
+            "context", "clocks", "capability", "signature", "nv", "credential")
 
 
 def command(code, handles=(), auth=0, roles=None, decrypt=False, encrypt=False):
