@@ -105,7 +105,7 @@ class Request:
     cancelled: bool = False
     children: list = field(default_factory=list)     #: nested requests
     ptpm: list = field(default_factory=list)         #: nested (start, end) TPM spans
-    _order: int = 0
+    parent: object = field(default=None, repr=False)  #: the request this one served, if any
 
     @property
     def done(self) -> bool:
@@ -174,7 +174,8 @@ def load(path) -> list:
             fields = dict(obj)
             t, kind, dom = fields.pop("t"), fields.pop("kind"), fields.pop("dom")
             seq = fields.pop("seq", len(out))
-            if not isinstance(t, (int, float)) or not isinstance(kind, str):
+            if not (isinstance(t, (int, float)) and isinstance(kind, str)
+                    and isinstance(seq, int)) or isinstance(t, bool):
                 raise TypeError
         except json.JSONDecodeError as exc:
             raise InputError(f"not JSON: {exc.msg}", path=path, key=f"line {n}") from None
@@ -188,8 +189,8 @@ def load(path) -> list:
 def requests(records) -> list:
     """Every frontend round trip in ``records``, nested as the module doc explains.
 
-    Returns all requests (nested ones included, in :attr:`Request.children`
-    of their parent too), ordered by submit time.
+    Returns all requests in the order they were submitted; a nested one is
+    also in its :attr:`Request.parent`'s :attr:`Request.children`.
     """
     records = sorted(records, key=lambda r: r.seq)      # emission order is causal order
     open_front = {}           # (flow, front dom) -> Request awaiting complete
@@ -206,7 +207,7 @@ def requests(records) -> list:
             f = r.fields
             flow = f.get("flow")
             if kind == _SUBMIT:
-                req = Request(flow, r.dom, r.t, cc=f.get("cc"), _order=len(out))
+                req = Request(flow, r.dom, r.t, cc=f.get("cc"))
                 out.append(req)
                 open_front[(flow, r.dom)] = awaiting_take[(flow, r.dom)] = req
             elif kind == _TAKE:
@@ -244,7 +245,7 @@ def _nest(reqs, spans):
         parent = serving.at(req.front_dom, req.submit, exclude=req)
         if parent is not None:
             parent.children.append(req)
-            req._order = -1                         # not a top-level command
+            req.parent = parent
     for dom, t0, t1 in spans:
         parent = serving.at(dom, t0)
         if parent is not None:
@@ -289,7 +290,7 @@ def command_hops(records, flows=None) -> list:
     wanted = None if flows is None else set(flows)
     out = []
     for req in requests(records):
-        if req._order < 0 or not req.done:
+        if req.parent is not None or not req.done:
             continue
         if wanted is not None and req.flow not in wanted:
             continue
