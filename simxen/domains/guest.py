@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 
 from simxen.domains.kernel import Kernel
-from simxen.drivers.tpmfront import TpmFront
+from simxen.drivers.tpmfront import TpmFront, TpmFrontError
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH, TPMA_NV, TPMA_OBJECT
 from simxen.tpm.marshal import tpm2b, u16, u32
@@ -162,7 +162,11 @@ class Guest(Kernel):
     def main(self):
         if self.config.vtpm:
             self.front = TpmFront(self.hv, self.dom, 0, flavour="linux")
-            yield from self.front.connect()
-            self.tpm = TpmClient(self, self.front)
+            try:
+                yield from self.front.connect()
+                self.tpm = TpmClient(self, self.front)
+            except TpmFrontError as exc:            # the probe fails: the guest has no TPM
+                self.hv.trace.emit("guest.tpm_probe_failed", self.dom.now, self.domid,
+                                   error=str(exc))
         self.mark_ready()
         yield self.dom.elapse()

@@ -59,11 +59,15 @@ Options (``toolstack.options[name]``): ``strong_persistence`` (True),
 Trace records: ``tpm.exec`` (``dom``, ``flow``, ``cc`` name, ``rc``,
 ``duration``, ``changed``), ``vtpm.save`` (``slot``, ``bytes``,
 ``duration``, ``rc``), ``vtpm.restore`` (``status``: ``new``, ``restored``,
-``rollback``, ``corrupt``, ``manager-error``; ``slot``).
+``rollback``, ``corrupt``, ``manager-error``; ``slot``). A config without a
+``vtpm=`` line (no manager) or without a disk gives a vTPM that keeps
+nothing (``restore_status`` ``"no-manager"`` / ``"no-disk"``, traced
+``vtpm.no_manager`` / ``vtpm.no_disk``) instead of a crash.
 """
 
 from __future__ import annotations
 
+import errno
 import struct
 
 from simxen.domains.drbg import HmacDrbg
@@ -162,10 +166,23 @@ class Vtpm(Kernel):
         self.back = TpmBack(hv, dom, policy=self.options.get("policy", "priority"), name="vtpm")
         self.back.start()
         self.front = TpmFront(hv, dom, 0, flavour="minios")
-        yield from self.front.connect()
+        try:
+            if not self.config.vtpm:
+                raise TpmFrontError(-errno.ENODEV, "the config has no vtpm= line naming the manager")
+            yield from self.front.connect()
+        except TpmFrontError as exc:
+            # No manager: a TPM that cannot keep anything (Xen's vTPM would not start).
+            self.front = None
+            hv.trace.emit("vtpm.no_manager", dom.now, dom.domid, error=str(exc))
+        if self.front is not None and self.disk() is None:
+            hv.trace.emit("vtpm.no_disk", dom.now, dom.domid)
         entropy = yield from self._manager_get_random(32, self._flow("seed"))
         self.drbg = HmacDrbg(entropy, personalization=self.name.encode())
-        yield from self._restore(self._flow("restore"))
+        if self.front is None or self.disk() is None:
+            self.restore_status = "no-manager" if self.front is None else "no-disk"
+            self.engine = self._new_engine()
+        else:
+            yield from self._restore(self._flow("restore"))
         if self.engine is not None:
             flow = self._flow("startup")
             yield from self._run_command(client.startup_command(), 0, flow)
@@ -182,7 +199,7 @@ class Vtpm(Kernel):
     def _manager_get_random(self, n, flow):
         """TPM 1.2 ``TPM_GetRandom`` passthrough to the physical TPM through the manager."""
         cmd = struct.pack(">HIII", mgr.TPM_TAG_RQU_COMMAND, 14, mgr.TPM_ORD_GetRandom, n)
-        rsp = yield from self.front.transmit(cmd, flow=flow)
+        rsp = (yield from self.front.transmit(cmd, flow=flow)) if self.front is not None else b""
         if len(rsp) >= 14 and mgr.response_code(rsp) == 0:
             (count,) = struct.unpack_from(">I", rsp, 10)
             return rsp[14:14 + count]
@@ -238,6 +255,8 @@ class Vtpm(Kernel):
         if not cmd:
             return b""
         tag = _u16(cmd)
+        if tag in (mgr.VTPM_TAG_REQ, mgr.VTPM_TAG_REQ2) and self.front is None:
+            return mgr.error_response(tag, mgr.TPM_FAIL)
         if tag == mgr.VTPM_TAG_REQ2:
             return (yield from self.front.transmit(cmd, flow=request.flow))
         if tag == mgr.VTPM_TAG_REQ:
@@ -245,7 +264,7 @@ class Vtpm(Kernel):
             return (yield from self.front.transmit(forwarded, flow=request.flow))
         if self.engine is None:
             return error_response(TPM_RC.FAILURE)
-        if command_code(cmd) == TPM2_CC_DeepQuote:
+        if command_code(cmd) == TPM2_CC_DeepQuote and self.front is not None:
             return (yield from self._deep_quote(cmd, request.flow))
         return (yield from self._run_command(cmd, request.locality, request.flow))
 
@@ -284,7 +303,8 @@ class Vtpm(Kernel):
         self.commands += 1
         hv.trace.emit("tpm.exec", dom.now, dom.domid, flow=flow, cc=command_name(cc) if cc is not None
                       else None, rc=rc, duration=cost, changed=changed, tpm="vtpm")
-        if self.strong_persistence and rc == 0 and (changed or self.save_on == "success"):
+        if (self.strong_persistence and rc == 0 and (changed or self.save_on == "success")
+                and self.front is not None and self.disk() is not None):
             yield from self.save(flow)
         return rsp
 

@@ -69,6 +69,7 @@ Trace records: ``vtpmmgr.open`` (``status``, ``records``), ``vtpmmgr.request``
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import struct
 import uuid as uuidlib
@@ -145,6 +146,8 @@ class VtpmMgr(Kernel):
         pcrs = tuple(self.options.get("seal_pcrs", DEFAULT_SEAL_PCRS))
         chip = self.toolstack.platform.get("tpm")
         try:
+            if self.disk() is None:
+                raise XenError(-errno.ENODEV, "the config has no disk= for the manager's storage")
             self.tis = open_tis(hv, dom, self.locality, getattr(chip, "irq", None))
             yield from self._flush_stale(flow)
             self.drbg = HmacDrbg((yield from ptpm.get_random(self.tis, 32, flow=flow)),
@@ -153,7 +156,7 @@ class VtpmMgr(Kernel):
             yield from self.storage.open(flow=flow)
         except (XenError, TisError, ptpm.PtpmError) as exc:
             self.storage = ManagerStorage(self.disk(), self.tis, pcrs, self.drbg)
-            self.storage.error = f"no physical TPM: {exc}"
+            self.storage.error = f"cannot open storage: {exc}"
         status = "open" if self.storage.is_open else "refused"
         hv.trace.emit("vtpmmgr.open", dom.now, dom.domid, flow=flow, status=status,
                       provisioned=self.storage.provisioned, records=self.storage.vtpm_count,

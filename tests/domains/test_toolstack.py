@@ -126,3 +126,16 @@ def test_build_host_refuses_bad_options_by_name(options, key):
     with pytest.raises(InputError) as err:
         build_host(hv, HostSpec.standard(options=options))
     assert err.value.key == key
+
+
+def test_odd_layouts_degrade_with_a_reason_instead_of_crashing():
+    from simxen.domains.stack import HostSpec
+    no_disk_mgr = vtpmmgr_config().replace('disk=["file:/var/vtpmmgr-stubdom.img,hda,w"]\n', "")
+    lonely_vtpm = vtpm_config("vtpm-guest1", UUID).replace(f'vtpm=["backend=vtpmmgr,uuid={UUID}"]\n', "")
+    spec = HostSpec(configs=[no_disk_mgr, lonely_vtpm, guest_config("guest1")])
+    hv, host = boot(spec)
+    assert "no disk=" in host.vtpmmgr.storage.error
+    assert host.vtpm("vtpm-guest1").restore_status == "no-manager"
+    value = run(hv, host.guest("guest1").tpm.get_random(8))      # still a (forgetful) TPM
+    assert len(value) == 8
+    assert hv.trace.select("vtpm.no_manager")
