@@ -18,6 +18,7 @@ Each command connection is one client of a
 import struct
 
 from simxen.server.loopback import BufferedReader, ConnectionClosed, PortPair, recv_exact
+from simxen.server.resource_manager import as_manager
 
 TPM_SEND_COMMAND = 8
 REMOTE_HANDSHAKE = 15
@@ -35,14 +36,16 @@ _ZERO = b"\0\0\0\0"
 
 
 class MssimServer:
-    """Serve ``manager`` (a ResourceManager) over the mssim protocol.
+    """Serve ``manager`` over the mssim protocol: a
+    :class:`~simxen.server.resource_manager.ResourceManager`, or any backend
+    with ``execute(command, locality)``, which then gets one.
 
     ``platform`` is the object that receives power signals (an engine with
     ``power_on()``/``powered``); ``None`` acknowledges them and does nothing.
     """
 
     def __init__(self, manager, host="127.0.0.1", port=2321, platform=None):
-        self.manager = manager
+        self.manager = as_manager(manager)
         self.platform = platform
         self.pair = PortPair(host, port, self._serve_commands, self._serve_platform)
 

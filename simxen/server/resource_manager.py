@@ -145,3 +145,12 @@ def _sessions_of(command, n_handles):
         return out
     except (struct.error, IndexError):
         return []
+
+
+def as_manager(backend_or_manager, log=None):
+    """A :class:`ResourceManager` for ``backend_or_manager``: itself if it
+    already is one (anything with ``open_client``), else a new manager
+    wrapping the backend."""
+    if hasattr(backend_or_manager, "open_client"):
+        return backend_or_manager
+    return ResourceManager(backend_or_manager, log=log)

@@ -19,6 +19,7 @@ import struct
 import threading
 
 from simxen.server.loopback import ConnectionClosed, PortPair, recv_exact
+from simxen.server.resource_manager import as_manager
 
 CMD_GET_CAPABILITY = 0x01
 CMD_INIT = 0x02
@@ -45,7 +46,8 @@ _U32 = struct.Struct(">I")
 
 
 class SwtpmServer:
-    """Serve ``manager`` (a ResourceManager) over swtpm's protocol.
+    """Serve ``manager`` (a ResourceManager, or any backend with
+    ``execute(command, locality)``, which then gets one) over swtpm's protocol.
 
     ``platform`` gets _TPM_Init on CMD_INIT and the DRTM hash sequence
     (``hash_start``/``hash_data``/``hash_end``) if it has them.
@@ -54,7 +56,7 @@ class SwtpmServer:
 
     def __init__(self, manager, host="127.0.0.1", port=2321, platform=None,
                  on_shutdown=None):
-        self.manager = manager
+        self.manager = as_manager(manager)
         self.platform = platform
         self.on_shutdown = on_shutdown
         self.locality = 0

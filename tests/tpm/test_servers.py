@@ -192,3 +192,28 @@ def test_cli_serves_and_persists_state_on_sigterm(tmp_path):
     from simxen.tpm import TpmEngine
     restored = TpmEngine.from_state(state.read_bytes())
     assert restored.reset_count == 1
+
+
+def test_any_backend_gets_a_resource_manager():
+    class Backend:
+        """Not an engine: anything with execute(command, locality)."""
+        def __init__(self):
+            self.tpm = make_engine()
+            self.seen = []
+
+        def execute(self, command, locality=0):
+            self.seen.append(locality)
+            return self.tpm.execute(command, locality)
+
+    backend = Backend()
+    port = free_port_pair()
+    server = MssimServer(backend, "127.0.0.1", port).start()
+    try:
+        c = MssimClient(port)
+        client.parse_create_primary(c.execute(client.create_primary_command(
+            TPM_RH.OWNER, ecc_storage_template()), 3))
+        c.close()
+        assert wait_for(lambda: not backend.tpm.objects)
+        assert backend.seen[0] == 3
+    finally:
+        server.stop()
