@@ -139,3 +139,16 @@ def test_odd_layouts_degrade_with_a_reason_instead_of_crashing():
     value = run(hv, host.guest("guest1").tpm.get_random(8))      # still a (forgetful) TPM
     assert len(value) == 8
     assert hv.trace.select("vtpm.no_manager")
+
+
+def test_the_manager_takes_the_locality_its_command_line_names():
+    from simxen.domains.stack import HostSpec
+    spec = HostSpec.standard()
+    spec.configs[0] = vtpmmgr_config(locality=2)
+    hv, host = boot(spec)
+    assert host.vtpmmgr.locality == 2 and host.vtpmmgr.tis.locality == 2
+    (opened,) = hv.trace.select("tis.open")
+    assert opened.fields["locality"] == 2
+    assert host.vtpmmgr.storage.is_open
+    default_hv, default_host = boot()
+    assert default_host.vtpmmgr.tis.locality == 0
