@@ -177,6 +177,7 @@ class TpmFront:
         self.port = None
         self._tag = None
         self._seq = 0
+        self._read_switches()
         # counters
         self.commands = 0            #: round trips completed
         self.timeouts = 0            #: transmits that failed with -ETIME
@@ -248,10 +249,19 @@ class TpmFront:
             raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} vtpm/{self.devid}: vTPM "
                                                "protocol 2 required")
         bus.switch_state(S.Connected)
+        self._read_switches()
         self.connected = True
         hv.trace.emit("tpm.front.connect", dom.now, dom.domid, devid=self.devid,
                       backend=self.backend_id, flavour=self.flavour, gref=self.grefs[0],
                       port=self.port, extra_pages=self.extra_pages)
+
+    def _read_switches(self):
+        """The profile's waiting switches, read once per connection."""
+        switch = self.hv.profile.switch
+        self._timeout = switch("tpmfront.timeout", DEFAULT_TIMEOUT)
+        self._timeout_c = switch("tpmfront.timeout_c", DEFAULT_TIMEOUT_C)
+        poll = self.flavour == "linux" and switch("tpmfront.wait", "poll") == "poll"
+        self._poll_interval = switch("tpmfront.poll_interval", 0.005) if poll else None
 
     def _backend_speaks_v2(self):
         try:
@@ -319,12 +329,10 @@ class TpmFront:
         if flow is None:
             self._seq += 1
             flow = f"{dom.name}/vtpm{self.devid}/{self._seq}"
-        profile = hv.profile
         if linux:
-            timeout_c = profile.switch("tpmfront.timeout_c", DEFAULT_TIMEOUT_C)
             if timeout is None:
-                timeout = profile.switch("tpmfront.timeout", DEFAULT_TIMEOUT)
-            if not (yield from self._wait_done(timeout_c)):
+                timeout = self._timeout
+            if self._state() not in _DONE and not (yield from self._wait_done(self._timeout_c)):
                 self._cancel(flow)
                 raise TpmFrontError(-errno.ETIME, "the vTPM is still busy with an earlier command")
         elif self._state() not in _DONE:
@@ -382,8 +390,8 @@ class TpmFront:
         that leave the state SUBMIT/CANCEL (the IRQ handler does).
         """
         dom = self.dom
-        poll = self.flavour == "linux" and self.hv.profile.switch("tpmfront.wait", "poll") == "poll"
-        interval = self.hv.profile.switch("tpmfront.poll_interval", 0.005) if poll else None
+        poll = self._poll_interval is not None
+        interval = self._poll_interval
         deadline = None if timeout is None else dom.now + timeout
         while True:
             self.polls += 1
@@ -422,6 +430,10 @@ class TpmFront:
             done += n
 
     def _write_packet(self, data, flow):
+        if not self.extra_pages:
+            self.dom.page_write(self.page, tpmif.TPMIF_HEADER_SIZE, data, what="tpmif.command",
+                                flow=flow)
+            return
         for page, offset, a, b in self._spans(len(data)):
             self.dom.page_write(page, offset, data[a:b], what="tpmif.command", flow=flow)
 
@@ -433,5 +445,8 @@ class TpmFront:
                 raise TpmFrontError(-errno.EIO, f"response length {length} exceeds the "
                                                 f"{self.capacity}-byte page")
             length = self.capacity                  # Linux copies what fits
+        if not self.extra_pages:
+            return self.dom.page_read(self.page, tpmif.TPMIF_HEADER_SIZE, length,
+                                      what="tpmif.response", flow=flow)
         return b"".join(self.dom.page_read(page, offset, b - a, what="tpmif.response", flow=flow)
                         for page, offset, a, b in self._spans(length))
