@@ -23,16 +23,14 @@ Results (for ``[[expect]]``, as ``<name>.<key>``): ``commands_completed``,
 ``commands_failed``, ``boot_seconds`` (until every kernel was ready),
 ``manager_status`` ("open" or "refused"), ``dom0_tis_error`` (the error
 dom0 got probing the TIS window, e.g. ``"EPERM"``), ``saves``, ``manager_requests``,
-``ptpm_commands``, ``latency_ms.<command>.{p50,mean,max}``,
-``hops_ms.<hop>.{p50,mean,max}`` for hops ``front_to_back``, ``vtpm``,
+``ptpm_commands``, ``latency_ms.<command>.{count,min,p50,p90,p99,max,mean}``,
+``hops_ms.<hop>.{min,p50,p90,p99,max,mean}`` for hops ``front_to_back``, ``vtpm``,
 ``manager``, ``ptpm``, ``back_to_front`` and ``total``, and ``ops.<kind>``
 for the split-driver operation counts, the trace kind with ``_`` for ``.``
 (``ops.evtchn_send``, ``ops.gnttab_map``, ``ops.xs``, ``ops.disk_write``...).
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from simxen.scenario.schema import Field, Table
 
@@ -151,11 +149,9 @@ def _dom0_probe(hv):
 
 
 def _stats(values_s):
-    a = np.asarray(list(values_s), dtype=float) * 1e3
-    if a.size == 0:
-        return {"count": 0}
-    return {"count": int(a.size), "p50": float(np.percentile(a, 50)), "mean": float(a.mean()),
-            "max": float(a.max())}
+    """Percentiles of simulated seconds, in milliseconds (``count`` stays a count)."""
+    from simxen.analysis.hops import percentiles
+    return {k: v if k == "count" else v * 1e3 for k, v in percentiles(values_s).items()}
 
 
 def run(sim, params):
