@@ -128,7 +128,8 @@ def _host_spec(params, images, peer_images, boot=None, previous=None):
         kernel = (f"/usr/lib/xen/boot/{PVGRUB_IMAGE}" if params["boot"] == "pv-grub"
                   else imgs.kernel_path)
         configs.append(guest_config(g, kernel=kernel))
-        options[g] = {"images": imgs}
+        if params["boot"] == "pv-grub":            # what pv-grub loads from the guest's disk
+            options[g] = {"images": imgs}
     return HostSpec(configs=configs, boot=boot or DEFAULT_BOOT, options=options,
                     kernels={PVGRUB_IMAGE: PvGrub}, previous=previous)
 
