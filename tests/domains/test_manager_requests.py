@@ -102,3 +102,18 @@ def _uuid_of(host, vtpm):
         if domid == vtpm.domid:
             return uuid.UUID(info.uuid).bytes
     raise KeyError(vtpm.name)
+
+
+def test_a_uuid_already_open_is_refused_to_a_second_vtpm():
+    from simxen.domains.stack import HostSpec, guest_config, vtpm_config, vtpmmgr_config
+    uuid = "ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839"
+    spec = HostSpec(configs=[vtpmmgr_config(), vtpm_config("vtpm-a", uuid),
+                             vtpm_config("vtpm-b", uuid), guest_config("guest1", "vtpm-a")])
+    hv, host = boot(spec)
+    first, second = host.vtpm("vtpm-a"), host.vtpm("vtpm-b")
+    assert first.restore_status == "new" and first.saves >= 1
+    assert second.restore_status == "manager-error" and second.saves == 0
+    assert second.save_failures >= 1                   # its SAVEHASHKEY got TPM_DISABLED
+    refused = [r for r in hv.trace.select("vtpmmgr.request")
+               if r.fields["domid"] == second.domid and r.fields["ordinal"] == mgr.VTPM_ORD_SAVEHASHKEY]
+    assert refused and all(r.fields["rc"] == mgr.TPM_DISABLED for r in refused)
