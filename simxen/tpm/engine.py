@@ -137,6 +137,8 @@ class TpmEngine:
         self.nv_counter_high = 0
         self._init_transient()
         self.last_command_changed_nv = False
+        #: the exception behind the last TPM_RC_FAILURE answer (a bug), if any
+        self.last_internal_error = None
         if powered:
             self.power_on()
 
@@ -382,7 +384,8 @@ class TpmEngine:
             rsp = self._execute(command, locality)
         except TpmError as exc:
             rsp = error_response(exc.code)
-        except Exception:       # a bug must not take the caller down
+        except Exception as exc:    # a bug must not take the caller down
+            self.last_internal_error = exc
             rsp = error_response(TPM_RC.FAILURE)
         self.last_command_changed_nv = self.nv_changed
         self.total_commands += 1
