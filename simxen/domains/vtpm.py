@@ -22,7 +22,10 @@ it does what Xen's ``stubdom/vtpm/vtpm.c`` does (reference ``xen-vtpm.md`` 1.1, 
    first start (a fresh TPM). A record that matches neither slot is a
    **rollback** (an old disk copied back) or damage: the old state is not
    loaded, and the vTPM starts fresh as Xen's does (``restore_failure =
-   "fresh"``) or refuses to serve (``"halt"``);
+   "fresh"``) or refuses to serve (``"halt"``). When the manager itself
+   fails (e.g. it could not unseal after a changed host boot) the vTPM does
+   the same but **saves nothing this boot**, so its disk still opens once the
+   manager can unseal again;
 5. ``TPM2_Startup(CLEAR)`` (the emulator's own ``TPM_Init`` + startup);
 6. serve requests one at a time, lowest ``(domid, handle)`` first.
 
@@ -141,6 +144,7 @@ class Vtpm(Kernel):
         self.restore_status = None
         self.saves = 0
         self.save_failures = 0
+        self.save_blocked = False        #: no saves this boot (the manager could not give our key)
         self.commands = 0
         self._boot_flows = 0
         self._ops = {}                   # command code -> profile op (cached)
@@ -243,10 +247,13 @@ class Vtpm(Kernel):
         self.hv.trace.emit("vtpm.restore", self.dom.now, self.domid, flow=flow, status=status,
                            slot=slot)
         if self.engine is None:
-            if status in ("new", "manager-error") or self.options.get("restore_failure", "fresh") == "fresh":
+            if status == "new" or self.options.get("restore_failure", "fresh") == "fresh":
                 self.engine = self._new_engine()
             # else: halt -- serve TPM_RC_FAILURE for everything
         self.slot = slot
+        # A manager that cannot keep our key must not make us overwrite the disk:
+        # the state there may still open once the manager can unseal again.
+        self.save_blocked = status == "manager-error"
 
     # -- serving -------------------------------------------------------------
     def handle(self, request):
@@ -304,7 +311,7 @@ class Vtpm(Kernel):
         hv.trace.emit("tpm.exec", dom.now, dom.domid, flow=flow, cc=command_name(cc) if cc is not None
                       else None, rc=rc, duration=cost, changed=changed, tpm="vtpm")
         if (self.strong_persistence and rc == 0 and (changed or self.save_on == "success")
-                and self.front is not None and self.disk() is not None):
+                and self.front is not None and self.disk() is not None and not self.save_blocked):
             yield from self.save(flow)
         return rsp
 

@@ -149,9 +149,17 @@ def test_a_changed_host_measurement_makes_the_manager_refuse_to_unseal():
     assert "TPM_RC_POLICY_FAIL" in storage.error
     (opened,) = hv2.trace.select("vtpmmgr.open")
     assert opened.fields["status"] == "refused"
-    # The vTPM cannot get its key: it is not restored, and the manager's disk is untouched.
-    assert host2.vtpm("vtpm-guest1").restore_status == "manager-error"
+    # The vTPM cannot get its key: it is not restored, and neither disk is touched.
+    vtpm = host2.vtpm("vtpm-guest1")
+    assert vtpm.restore_status == "manager-error" and vtpm.save_blocked
+    vtpm_image = host2.toolstack.images[IMAGE].snapshot()
+    run(hv2, host2.guest("guest1").tpm.nv_define(NV + 1, 8))     # a changing command: no save
+    assert host2.toolstack.images[IMAGE].snapshot() == vtpm_image
     assert host2.toolstack.images["/var/vtpmmgr-stubdom.img"].snapshot() == image_before
+    # Boot the right host again: everything is still there.
+    hv3, host3 = _reboot(host2, host.spec.boot, seed=3)
+    assert host3.vtpm("vtpm-guest1").restore_status == "restored"
+    assert run(hv3, read_back(host3))[0] == b"first version!!!"
 
 
 def test_without_strong_persistence_nothing_is_saved_and_a_restart_loses_the_state():
