@@ -36,6 +36,23 @@ def _type_name(t) -> str:
     return _TYPE_NAMES.get(t, getattr(t, "__name__", str(t)))
 
 
+_PLURALS = {int: "integers", float: "numbers", str: "strings", bool: "booleans",
+            list: "arrays", dict: "tables"}
+
+
+def _toml(value) -> str:
+    """A default value as it would be written in a TOML file."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 def _describe(value) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
@@ -75,9 +92,12 @@ class Field:
         return self.default is _MISSING
 
     def expected(self) -> str:
-        text = _type_name(self.type)
+        if isinstance(self.type, tuple) and len(self.type) > 2:
+            text = "a value (" + ", ".join(_PLURALS.get(t, str(t)) for t in self.type) + ")"
+        else:
+            text = _type_name(self.type)
         if self.items is not None:
-            text = f"an array of {_type_name(self.items)}s"
+            text = f"an array of {_PLURALS.get(self.items, _type_name(self.items))}"
         if self.choices:
             text += " (one of " + ", ".join(repr(c) for c in self.choices) + ")"
         if self.minimum is not None:
@@ -162,7 +182,12 @@ class Table:
                 yield f"{indent}[[{key}]]  {spec.doc}"
                 yield from spec.reference(key, indent + "  ")
             else:
-                default = "required" if spec.required else f"default {spec.default!r}"
+                if spec.required:
+                    default = "required"
+                elif spec.default is None:
+                    default = "optional"
+                else:
+                    default = f"default {_toml(spec.default)}"
                 yield f"{indent}{key} = {spec.expected()}; {default}. {spec.doc}"
 
 
