@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-SCENARIO ?= scenarios/ring-pingpong.toml
+SCENARIO ?= scenarios/boot-attest.toml
 
 .PHONY: demo test venv system-tools bench clean
 
