@@ -424,8 +424,12 @@ def run(sim, params):
     yield from story.check_boot_log()
     story.say(_boot_sentence(story))
     log_ok = story.result["eventlog_replays_to_vtpm"]
-    story.say("Replaying the event log gives the PCR 4/5 values the vTPM reports through "
-              "TPM2_PCR_Read" + ("." if log_ok else " -- NOT: the log and the vTPM disagree."))
+    if not story.guest.event_log:
+        story.say("No boot loader wrote an event log; the vTPM reports PCRs 4 and 5 at zero "
+                  "through TPM2_PCR_Read" + ("." if log_ok else " -- NOT: something extended them."))
+    else:
+        story.say("Replaying the event log gives the PCR 4/5 values the vTPM reports through "
+                  "TPM2_PCR_Read" + ("." if log_ok else " -- NOT: the log and the vTPM disagree."))
     snapshot = None
     if attack == "vtpm-rollback":                 # the copy dom0 keeps of the first boot
         vtpm = story.host.toolstack.configs[f"vtpm-{params['guest']}"]
