@@ -170,12 +170,14 @@ def main(args) -> int:
     server = foreground.start(ResourceManager(session.path), args.protocol, args.host, args.port)
     guest = session.guest
     vtpm = session.host.toolstack.resolve(guest.config.vtpm[0].backend)
-    print(f"simxen serve: listening on {args.host}:{args.port} and {args.port + 1} "
-          f"({args.protocol}): {guest.name}'s vTPM (domid {guest.domid}, backend "
-          f"{vtpm.name if vtpm is not None else '?'}), simulated time "
-          f"{session.hv.env.now:.6f} s", file=err, flush=True)
+
+    def announce():
+        print(f"simxen serve: listening on {args.host}:{args.port} and {args.port + 1} "
+              f"({args.protocol}): {guest.name}'s vTPM (domid {guest.domid}, backend "
+              f"{vtpm.name if vtpm is not None else '?'}), simulated time "
+              f"{session.hv.env.now:.6f} s", file=err, flush=True)
     try:
-        foreground.wait_until_stopped(server)
+        foreground.wait_until_stopped(server, ready=announce)
     finally:
         with session.path.lock:                 # a command in flight finishes first
             if args.trace:

@@ -7,8 +7,7 @@ until SIGTERM, Ctrl-C or the swtpm client's CMD_SHUTDOWN, then stop the
 listening threads before the command writes its state or trace::
 
     server = start(manager, "mssim", "127.0.0.1", 2321)
-    print("listening ...")
-    wait_until_stopped(server)          # returns once the server has stopped
+    wait_until_stopped(server, ready=lambda: print("listening ..."))   # returns once stopped
 """
 
 from __future__ import annotations
@@ -48,19 +47,25 @@ def start(manager, protocol, host, port, *, platform=None):
     return server.start()
 
 
-def wait_until_stopped(server, poll=0.5):
+def wait_until_stopped(server, *, ready=None, poll=0.5):
     """Serve until SIGTERM, Ctrl-C or ``server.stop_requested``; then stop the server.
 
+    ``ready()`` (the command's "listening" line) runs once the signals are
+    handled here, so a Ctrl-C that follows it always ends in a clean stop.
     Must run in the main thread (it installs the SIGTERM handler, and puts
     the previous one back before returning).
     """
     stop = server.stop_requested
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = None
     try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        if ready is not None:
+            ready()
         while not stop.wait(poll):
             pass
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         server.stop()
