@@ -264,6 +264,28 @@ def test_bad_scenario_file_is_one_line_exit_2(tmp_path):
     assert_one_line_error(serve_cli(tmp_path / "none.toml", "--domain", "guest1"), "no such file")
 
 
+def variant(tmp_path, old, new):
+    """vtpm-stack.toml with ``old`` replaced by ``new`` (its profile path kept valid)."""
+    text = SCENARIO.read_text()
+    assert old in text
+    path = tmp_path / "variant.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_a_guest_without_a_vtpm_line_is_refused(tmp_path):
+    path = variant(tmp_path, 'memory=512\nvtpm=["backend=vtpm-guest1"]', "memory=512")
+    assert_one_line_error(serve_cli(path, "--domain", "guest1"),
+                          "'guest1' is a guest without a vTPM", "guests with a vTPM: none")
+
+
+def test_a_vtpm_not_up_before_scenario_until_is_one_line_exit_2(tmp_path):
+    path = variant(tmp_path, "until = 120.0", "until = 1.0")     # stub domains sleep 2 s first
+    assert_one_line_error(serve_cli(path, "--domain", "guest1"),
+                          "guest1's vTPM did not connect within 1 simulated seconds",
+                          "scenario.until")
+
+
 def test_scenario_without_a_vtpm_host_is_refused():
     proc = serve_cli(ROOT / "scenarios" / "ring-pingpong.toml", "--domain", "guest1")
     assert_one_line_error(proc, "vtpm-stack")
