@@ -135,6 +135,10 @@ class TpmEngine:
         self.stir_counter = 0
         self.saved_at_init = {}
         self.nv_counter_high = 0
+        # the NULL hierarchy's seed and proof: new at every TPM Reset, kept
+        # over Shutdown(STATE)/Startup(STATE)
+        self.null_seed = b""
+        self.null_proof = b""
         self._init_transient()
         self.last_command_changed_nv = False
         #: the exception behind the last TPM_RC_FAILURE answer (a bug), if any
@@ -149,8 +153,6 @@ class TpmEngine:
         self.objects = {}
         self.sessions = {}
         self.pcrs = PcrBanks()
-        self.null_seed = b""
-        self.null_proof = b""
         self.context_sequence = 0
         self.next_object = 0
         self.nv_changed = False

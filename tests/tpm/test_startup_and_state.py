@@ -138,3 +138,43 @@ def test_last_command_changed_nv(tpm):
     assert tpm.last_command_changed_nv
     tpm.execute(client.shutdown_command())
     assert tpm.last_command_changed_nv
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(nv=st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(min_size=1, max_size=32),
+                             st.binary(max_size=16)), max_size=4, unique_by=lambda t: t[0]),
+       owner_auth=st.binary(max_size=16).map(lambda b: b.rstrip(b"\0")),
+       extends=st.lists(st.tuples(st.integers(0, 15), st.binary(min_size=32, max_size=32)),
+                        max_size=5),
+       orderly=st.sampled_from([None, TPM_SU.CLEAR, TPM_SU.STATE]))
+def test_state_blob_round_trip_property(nv, owner_auth, extends, orderly):
+    tpm = make_engine()
+    for low, data, auth in nv:
+        index = 0x01500000 + low
+        pub = u32(index) + u16(TPM_ALG.SHA256) + u32(0x00060006) + tpm2b(b"") + u16(len(data))
+        client.check(tpm.execute(client.build_command(
+            TPM_CC.NV_DefineSpace, (TPM_RH.OWNER,), tpm2b(auth) + tpm2b(pub),
+            [client.password_auth()])))
+        client.check(nv_write(tpm, index, data))
+    client.check(tpm.execute(client.build_command(
+        TPM_CC.HierarchyChangeAuth, (TPM_RH.OWNER,), tpm2b(owner_auth),
+        [client.password_auth()])))
+    for index, digest in extends:
+        client.check(tpm.execute(client.pcr_extend_command(index, {TPM_ALG.SHA256: digest})))
+    if orderly is not None:
+        client.check(tpm.execute(client.shutdown_command(orderly)))
+    blob = tpm.save_state()
+    again = TpmEngine.from_state(blob, random_bytes=DetRandom(), clock=FixedClock())
+    assert again.save_state() == blob
+    client.check(again.execute(client.startup_command(
+        TPM_SU.STATE if orderly == TPM_SU.STATE else TPM_SU.CLEAR)))
+    for low, data, _ in nv:
+        got = client.parse_response(again.execute(client.build_command(
+            TPM_CC.NV_Read, (TPM_RH.OWNER, 0x01500000 + low), u16(len(data)) + u16(0),
+            [client.password_auth(owner_auth)]))).params.tpm2b()
+        assert got == data
+    if orderly == TPM_SU.STATE:
+        assert again.pcrs.banks == tpm.pcrs.banks
