@@ -53,3 +53,11 @@ policy = "round-robin"
     assert three["guests"] == ["guest1", "guest2", "guest3"]
     assert three["commands_completed"] == 18 and three["commands_failed"] == 0
     assert three["saves"] >= 9 + 3
+
+
+def test_a_bad_boot_measurement_is_an_input_error(tmp_path):
+    text = SCENARIO.read_text().replace('{ pcr = 2, component', '{ pcr = 24, component')
+    path = tmp_path / "boot.toml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=r"boot\[2\]\.pcr"):
+        scenario_file.load(path)

@@ -57,12 +57,26 @@ def _check_configs(value):
     return None
 
 
+def _check_boot(value):
+    for i, m in enumerate(value):
+        if set(m) != {"pcr", "component", "data"}:
+            return f"boot[{i}]: expected exactly the keys pcr, component, data; found {sorted(m)}"
+        if isinstance(m["pcr"], bool) or not isinstance(m["pcr"], int) or not 0 <= m["pcr"] <= 23:
+            return f"boot[{i}].pcr: expected a PCR number 0..23, found {m['pcr']!r}"
+        if not isinstance(m["component"], str) or not isinstance(m["data"], str):
+            return f"boot[{i}]: component and data are strings"
+    return None
+
+
 SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl configs; guests use their vTPMs", [
     Field("type", str, "workload type", choices=["vtpm-stack"]),
     Field("name", str, "name of the results in [[expect]] metrics", default="stack"),
     Field("configs", list, "xl config texts in creation order (manager, vTPMs, guests); "
           "empty = the seed's stack for each of `guests`", default=[], items=str,
           check=_check_configs),
+    Field("boot", list, "host boot measurements, in order: tables {pcr, component, data} (data is "
+          "measured as its UTF-8 bytes); empty = simxen.domains.host_boot.DEFAULT_BOOT",
+          default=[], items=dict, check=_check_boot),
     Field("guests", list, "guest names, when `configs` is empty", default=["guest1"], items=str),
     Field("commands", list, "TPM commands each guest issues per iteration, in order",
           default=["pcr_extend", "pcr_read", "get_random"], items=str, check=_check_commands),
@@ -84,7 +98,10 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
 
 def host_spec(sim, params):
     """The :class:`~simxen.domains.stack.HostSpec` this workload builds (``simxen serve`` uses it)."""
+    from simxen.domains.host_boot import DEFAULT_BOOT, Measurement
     from simxen.domains.stack import HostSpec
+    boot = tuple(Measurement(m["pcr"], m["component"], m["data"].encode())
+                 for m in params["boot"]) or DEFAULT_BOOT
     vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"]}
     if params["configs"]:
         from simxen.domains.xl_config import parse
@@ -92,8 +109,8 @@ def host_spec(sim, params):
         options = {c.name: dict(vtpm_opts) for c in cfgs if c.kernel.endswith("vtpm-stubdom.gz")}
         options.update({c.name: {"policy": params["policy"]} for c in cfgs
                         if c.kernel.endswith("vtpmmgr-stubdom.gz")})
-        return HostSpec(configs=list(params["configs"]), options=options)
-    spec = HostSpec.standard(params["guests"])
+        return HostSpec(configs=list(params["configs"]), options=options, boot=boot)
+    spec = HostSpec.standard(params["guests"], boot=boot)
     spec.options = {"vtpmmgr": {"policy": params["policy"]},
                     **{f"vtpm-{g}": dict(vtpm_opts) for g in params["guests"]}}
     return spec
