@@ -151,3 +151,39 @@ def test_missing_policy_is_an_input_error(tmp_path):
     with pytest.raises(InputError) as err:
         run(path)
     assert "workload.attest.policy" in str(err.value)
+
+
+def test_a_legitimate_host_reboot_stays_trusted(tmp_path):
+    """The same host boot again: the manager unseals, the vTPM restores its state
+    (same EK, resetCount moves on) -- no false rollback, no refusal."""
+    result = run(copy(tmp_path, "host-tampered", scenario_edit=lambda t: t.replace(
+        'data = "xen.gz 4.19.0 + rootkit"', 'data = "xen.gz 4.19.0"')))
+    r = result.results["attest"]
+    assert (r["manager_storage"], r["vtpm_restore"], r["reenrolment"]) == ("open", "restored",
+                                                                         "accepted")
+    assert r["verdict"] == "trusted" and r["host"] == "trusted"
+
+
+def test_replayed_old_evidence_fails_on_the_nonce(tmp_path):
+    result = run(copy(tmp_path, "boot-attest", scenario_edit=lambda t: t.replace(
+        "deep_quote = true\n", 'deep_quote = true\nattack = "replay"\n')))
+    rounds = result.results["attest"]["round"]
+    assert rounds["1"]["verdict"] == "trusted"
+    # the old deep quote is bound to the old nonce too
+    assert rounds["2"]["failed_checks"] == "host,nonce"
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ('version = "6.1.0-13-amd64" }, initrd', 'version = 6 }, initrd', "workload.attest.images.kernel.version"),
+    ('{ path = "/usr/sbin/sshd", version = "9.2p1" }', '{ path = "sshd", version = "9.2p1" }',
+     "workload.attest.exec[1].path"),
+    ('{ path = "/usr/sbin/sshd", version = "9.2p1" }', '{ path = "/usr/sbin/sshd", v = "9.2p1" }',
+     "workload.attest.exec[1].version"),
+])
+def test_bad_workload_values_are_input_errors(tmp_path, old, new, key):
+    from simxen.errors import InputError
+    text = (ROOT / "boot-attest.toml").read_text()
+    assert old in text
+    with pytest.raises(InputError) as err:
+        run(copy(tmp_path, "boot-attest", scenario_edit=lambda t: t.replace(old, new, 1)))
+    assert key in str(err.value) and "boot-attest.toml" in str(err.value)

@@ -398,16 +398,20 @@ def _host_reboot(story):
                          key=f"workload.{story.params['name']}.host_tamper.component") from None
     hv = Hypervisor(env=story.env, profile=story.sim.profile, streams=story.sim.streams,
                     trace=story.sim.trace)
-    story.say(f"The host was rebooted with a different {component} ({data!r}); dom0's disk "
-              "images and the physical TPM's persistent state survived the power cycle.")
+    changed = boot != old.spec.boot
+    story.say((f"The host was rebooted with a different {component} ({data!r})" if changed else
+               "The host was rebooted, with the same boot as before")
+              + "; dom0's disk images and the physical TPM's persistent state survived the "
+              "power cycle.")
     yield from story.boot_host(hv=hv, boot=boot, previous=state)
     mgr = story.host.vtpmmgr
     story.result["manager_storage"] = "open" if mgr.storage.is_open else "refused"
     vtpm = story.host.vtpm(f"vtpm-{story.params['guest']}")
     story.result["vtpm_restore"] = vtpm.restore_status
     if mgr.storage.is_open:
-        story.say("The vTPM manager unsealed its key anyway: the change is outside the PCRs "
-                  "it is sealed to.")
+        story.say("The vTPM manager unsealed its key" + (" anyway: the change is outside the "
+                  "PCRs it is sealed to." if changed else ", and the vTPM restored its state "
+                  f"({vtpm.restore_status!r})."))
     else:
         story.say(f"The physical TPM refused to unseal the vTPM manager's key: the {component} "
                   "measurement changed the PCRs the key is sealed to. The manager came up but "
