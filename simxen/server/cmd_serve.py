@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 
 from simxen.analysis import hops
 from simxen.domains.stack import build_host
@@ -49,11 +50,7 @@ def add_arguments(parser):
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML) whose host to run")
     parser.add_argument("--domain", required=True, metavar="NAME",
                         help="the guest whose vTPM to expose")
-    parser.add_argument("--port", type=int, default=2321,
-                        help="data/command port P (P+1 is the platform/control port; default 2321)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--protocol", choices=("mssim", "swtpm"), default="mssim",
-                        help="transport: mssim (default) or swtpm")
+    foreground.add_listen_arguments(parser)
     parser.add_argument("--hops", action="store_true",
                         help="print each command's per-hop simulated latency")
     parser.add_argument("--seed", type=int, help="seed of every random stream "
@@ -62,6 +59,7 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="do not log each command")
 
 
+@dataclass
 class ServeSession:
     """A booted host and the guest path the servers use.
 
@@ -72,12 +70,11 @@ class ServeSession:
     :class:`~simxen.server.sim_backend.SimulatedPath` into that guest.
     """
 
-    def __init__(self, scenario, hv, host, guest, path):
-        self.scenario = scenario
-        self.hv = hv
-        self.host = host
-        self.guest = guest
-        self.path = path
+    scenario: object      #: the loaded :class:`~simxen.scenario.scenario_file.Scenario`
+    hv: object            #: the :class:`~simxen.xen.Hypervisor`
+    host: object          #: the :class:`~simxen.domains.stack.Host`
+    guest: object         #: the guest's :class:`~simxen.domains.guest.Guest` kernel
+    path: SimulatedPath
 
     @classmethod
     def build(cls, scenario_path, guest_name, *, seed=None):
@@ -159,8 +156,7 @@ def _command_logger(session, stream, hops_wanted):
 
 
 def main(args) -> int:
-    if not 1 <= args.port <= 65534:
-        raise InputError("port must be between 1 and 65534", key="--port")
+    foreground.check_port(args.port)                   # before the boot, not after
     if args.seed is not None and args.seed < 0:
         raise InputError(f"seed must be 0 or more, found {args.seed}", key="--seed")
     err = sys.stderr

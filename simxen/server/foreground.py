@@ -19,10 +19,25 @@ from simxen.errors import InputError
 from simxen.server.mssim import MssimServer
 from simxen.server.swtpm import SwtpmServer
 
-__all__ = ["start", "wait_until_stopped", "PROTOCOLS"]
+__all__ = ["add_listen_arguments", "check_port", "start", "wait_until_stopped", "PROTOCOLS"]
 
 #: Transports a foreground server speaks.
 PROTOCOLS = ("mssim", "swtpm")
+
+
+def add_listen_arguments(parser):
+    """``--port``, ``--host`` and ``--protocol``, as every TPM server command takes them."""
+    parser.add_argument("--port", type=int, default=2321,
+                        help="data/command port P (P+1 is the platform/control port; default 2321)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="mssim",
+                        help="transport: mssim (default) or swtpm")
+
+
+def check_port(port):
+    """``InputError`` naming ``--port`` unless ports ``port`` and ``port + 1`` can exist."""
+    if not 1 <= port <= 65534:
+        raise InputError(f"port must be between 1 and 65534, found {port}", key="--port")
 
 
 def start(manager, protocol, host, port, *, platform=None):
@@ -34,6 +49,7 @@ def start(manager, protocol, host, port, *, platform=None):
     if protocol not in PROTOCOLS:
         raise InputError(f"expected one of {', '.join(PROTOCOLS)}, found {protocol!r}",
                          key="--protocol")
+    check_port(port)
     stop = threading.Event()
     try:
         if protocol == "mssim":
