@@ -99,8 +99,6 @@ class TpmEngine:
         a monotonic wall clock.  Inside a simulation pass simulated time.
     """
 
-    STATE_MAGIC = b"SIMXTPM\0"
-    STATE_VERSION = 1
 
     def __init__(self, *, seed=None, random_bytes=None, manufacturer="SIMX",
                  powered=False, clock=None):

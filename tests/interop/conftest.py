@@ -44,9 +44,9 @@ def wait_listening(port, timeout=20.0):
 class SimxenTpmServer:
     """``python -m simxen.cli tpm serve`` as a subprocess."""
 
-    def __init__(self, protocol="mssim", state=None, seed="interop"):
+    def __init__(self, protocol="mssim", state=None, seed="interop", port=None):
         self.protocol = protocol
-        self.port = free_port_pair()
+        self.port = port or free_port_pair()
         args = [sys.executable, "-m", "simxen.cli", "tpm", "serve", "--port", str(self.port),
                 "--protocol", protocol, "--seed", seed]
         if state is not None:
