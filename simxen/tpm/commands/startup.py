@@ -9,6 +9,9 @@
   PCR update counter come back from the snapshot Shutdown(STATE) took;
   ``restartCount`` + 1.  Without such a snapshot it is ``TPM_RC_VALUE``.
 
+Every Startup(CLEAR) enables the platform, storage and endorsement
+hierarchies again (TPMA_STARTUP_CLEAR); only a Resume keeps them disabled.
+
 A second Startup is ``TPM_RC_INITIALIZE``.  Shutdown records its kind in the
 persistent state (that is what a vTPM saves), so a later process restoring
 the state blob sees an orderly shutdown.
@@ -45,10 +48,8 @@ def startup(tpm, cmd):
         tpm.pcrs.reset_all(cmd.locality)
         tpm.null_seed = tpm.random_bytes(32)
         tpm.null_proof = tpm.random_bytes(32)
-        tpm.ph_enable = True
-        tpm.ph_enable_nv = True
-    if su == TPM_SU.CLEAR:
-        tpm.ph_enable = True
+    if su == TPM_SU.CLEAR:         # TPMA_STARTUP_CLEAR: set by every Startup(CLEAR)
+        tpm.ph_enable = tpm.sh_enable = tpm.eh_enable = tpm.ph_enable_nv = True
     tpm.null_seed = tpm.null_seed or tpm.random_bytes(32)
     tpm.null_proof = tpm.null_proof or tpm.random_bytes(32)
     tpm.startup_locality = cmd.locality
