@@ -176,6 +176,8 @@ class AttestationAgent:
 
     def quote(self, nonce: bytes, bank: int, pcrs):
         """Generator: TPM2_Quote with the AK; returns ``(attest, signature)`` bytes."""
+        if self.ak_handle is None:
+            raise AgentError("quote before provision: no AK")
         rsp = yield from self._run(client.quote_command(self.ak_handle, nonce, {bank: list(pcrs)}),
                                    "TPM2_Quote")
         r = client.parse_response(rsp).params

@@ -131,15 +131,23 @@ def measure(front, images, *, trace=None, dom=None):
 
     ``front`` is a :class:`~simxen.drivers.tpmfront.TpmFront` of flavour
     ``"minios"`` for ``device/vtpm/0`` (not yet connected), or ``None`` when
-    the guest has no vTPM -- then nothing is measured and the log holds only
-    its header. A connected front is closed again before returning. ``trace``
+    the guest has no vTPM -- then, as when the connection fails (pv-grub
+    started without ``--vtpm-label``), nothing is measured and the log holds
+    only its header. A failed extend raises :class:`PvGrubAbort`. A
+    connected front is closed again before returning. ``trace``
     and ``dom`` (a :class:`~simxen.xen.domain.Domain`) add a ``pvgrub.measure``
     record per extend.
     """
+    from simxen.drivers.tpmfront import DriverError
     log = tl.EventLog([name for name, _ in _BANKS])
     if front is None:
         return BootMeasurement(False, log)
-    yield from front.connect()
+    try:
+        yield from front.connect()
+    except DriverError as exc:          # init_tpmfront failed: boot unmeasured, as pv-grub does
+        if trace is not None and dom is not None:
+            trace.emit("pvgrub.no_vtpm", dom.now, dom.domid, error=str(exc))
+        return BootMeasurement(False, log)
     result = BootMeasurement(True, log)
     for item, pcr, event_type, event_data, data in boot_events(images):
         digests = {alg: hashlib.new(name, data).digest() for name, alg in _BANKS}
@@ -182,8 +190,10 @@ class PvGrub(Kernel):
     does what pv-grub's ``kexec`` does: the Linux guest kernel
     (:class:`~simxen.domains.guest.Guest`) replaces it in the same domain and
     its xen-tpmfront reconnects to the vTPM. ``ready`` fires when that guest
-    is ready; :attr:`measurement` (also ``guest.boot_measurement``) is what
-    pv-grub measured and the event log it handed over.
+    is ready (with the guest), or when pv-grub gave up (with ``None``;
+    :attr:`aborted` says why); :attr:`measurement` (also
+    ``guest.boot_measurement``) is what pv-grub measured and the event log it
+    handed over.
     """
 
     role = "pv-grub"
@@ -191,6 +201,7 @@ class PvGrub(Kernel):
     def __init__(self, toolstack, dom, config, disks=()):
         super().__init__(toolstack, dom, config, disks)
         self.measurement = None
+        self.aborted = None              #: why pv-grub stopped the boot, if it did
         self.guest = None
 
     def main(self):
@@ -200,7 +211,13 @@ class PvGrub(Kernel):
         if images is None:
             raise ValueError(f"{self.name}: pv-grub needs the toolstack option 'images'")
         front = TpmFront(self.hv, self.dom, 0, flavour="minios") if self.config.vtpm else None
-        self.measurement = yield from measure(front, images, trace=self.hv.trace, dom=self.dom)
+        try:
+            self.measurement = yield from measure(front, images, trace=self.hv.trace, dom=self.dom)
+        except PvGrubAbort as exc:       # pv-grub's assertion: the domain crashes, no kernel runs
+            self.aborted = str(exc)
+            self.hv.trace.emit("pvgrub.abort", self.dom.now, self.domid, error=self.aborted)
+            self.mark_ready(None)
+            return
         self.hv.trace.emit("pvgrub.kexec", self.dom.now, self.domid, measured=self.measurement.measured,
                            kernel_size=len(images.kernel.data), log_size=len(self.measurement.log_bytes))
         guest = self.guest = Guest(self.toolstack, self.dom, self.config, self.disks)

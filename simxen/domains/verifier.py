@@ -355,6 +355,9 @@ class Verifier:
     def _check_quote(self, v, e, nonce, evidence):
         """Checks 1-4; the quoted ``{pcr: value}`` of the policy's bank, or None."""
         bank, wanted = self.request
+        if not evidence.attest:
+            v.fail("signature", "no quote came back")
+            return None
         try:
             attest = Attest.from_bytes(evidence.attest)
             sig = Signature.from_bytes(evidence.signature)

@@ -187,3 +187,20 @@ def test_bad_workload_values_are_input_errors(tmp_path, old, new, key):
     with pytest.raises(InputError) as err:
         run(copy(tmp_path, "boot-attest", scenario_edit=lambda t: t.replace(old, new, 1)))
     assert key in str(err.value) and "boot-attest.toml" in str(err.value)
+
+
+def test_a_vtpm_that_serves_only_failures_gives_a_verdict_not_a_traceback(monkeypatch):
+    """Xen's other restore policy: a vTPM that cannot restore refuses to serve
+    (TPM_RC_FAILURE for everything); the agent fails, the verdict says so."""
+    from simxen.scenario.workloads import attestation
+    plain = attestation._host_spec
+
+    def halting(params, images, peer_images, **kw):
+        spec = plain(params, images, peer_images, **kw)
+        spec.options[f"vtpm-{params['guest']}"] = {"restore_failure": "halt"}
+        return spec
+    monkeypatch.setattr(attestation, "_host_spec", halting)
+    r = run(ROOT / "host-tampered.toml").results["attest"]
+    assert r["round"]["1"]["verdict"] == "trusted"
+    assert r["reenrolment"] == "refused" and r["verdict"] == "untrusted"
+    assert "signature" in r["failed_checks"] and "host" in r["failed_checks"]

@@ -164,14 +164,29 @@ def count_boot(tpm):
     return int.from_bytes(client.parse_response(rsp).params.tpm2b(), "big")
 
 
+def _no_tpm(command):
+    """The transmit of a guest that never booted."""
+    from simxen.domains.attestation_agent import AgentError
+    raise AgentError("the guest is not running (pv-grub stopped its boot)")
+    yield
+
+
 class GuestSide:
     """What runs in one guest for the story: IMA and the agent."""
 
     def __init__(self, sim, host, name):
         from simxen.domains.attestation_agent import AttestationAgent
         from simxen.domains.ima import GuestIma
-        self.kernel = host.guest(name)
+        kernel = host.toolstack.kernels.get(name)
+        self.aborted = getattr(kernel, "aborted", None)
+        self.kernel = kernel if self.aborted is None else None
         self.name = name
+        self.boot_count = 0
+        if self.kernel is None:          # pv-grub stopped the boot: no Linux, no agent
+            self.ima = GuestIma(_no_tpm)
+            self.agent = AttestationAgent(_no_tpm, sim.streams.random_bytes(f"{name}/agent"))
+            self.event_log, self.boot = b"", getattr(kernel, "measurement", None)
+            return
         tpm = self.kernel.tpm
         self.ima = GuestIma(tpm.transmit, trace=sim.trace, dom=self.kernel.dom)
         self.agent = AttestationAgent(tpm.transmit, sim.streams.random_bytes(f"{name}/agent"),
@@ -181,6 +196,8 @@ class GuestSide:
         self.boot = boot
 
     def start(self, programs):
+        if self.kernel is None:
+            return
         yield from self.ima.start()
         self.boot_count = yield from count_boot(self.kernel.tpm)
         yield from self.run(programs)
@@ -242,6 +259,9 @@ class Story:
     def attach_guests(self):
         """Generator: start IMA and the agents in the (re)booted guests."""
         self.guest = GuestSide(self.sim, self.host, self.params["guest"])
+        if self.guest.aborted:
+            self.say(f"pv-grub stopped {self.params['guest']}'s boot: {self.guest.aborted}. "
+                     "The domain runs no kernel.")
         yield from self.guest.start(self.programs)
         self.peer = None
         if self.params["attack"] == "relay":
@@ -252,6 +272,10 @@ class Story:
         """The event log replays to the PCR 4/5 the vTPM reports (TPM2_PCR_Read)."""
         from simxen.protocols import tcg_eventlog as tl
         from simxen.tpm.constants import TPM_ALG
+        if self.guest.kernel is None:
+            self.result.update(eventlog_replays_to_vtpm=False, pcr4="", pcr5="",
+                               pvgrub_measured=False, pvgrub_extends=0)
+            return
         values = yield from self.guest.kernel.tpm.pcr_read([4, 5], alg=TPM_ALG.SHA256)
         events = tl.parse(self.guest.event_log)[1] if self.guest.event_log else []
         replayed = tl.replay(events, algorithms=["sha256"]).get("sha256", {})
@@ -264,9 +288,15 @@ class Story:
 
     def provision_and_enrol(self, side, agent_id):
         """Generator: EK/AK, record the EK, make/activate credential; True when trusted."""
+        from simxen.domains.attestation_agent import AgentError
         from simxen.domains.verifier import EnrolmentRefused
+        from simxen.drivers.tpmfront import DriverError
         start = self.env.now
-        ek, ak = yield from side.agent.provision()
+        try:
+            ek, ak = yield from side.agent.provision()
+        except (AgentError, DriverError) as exc:
+            self.say(f"{agent_id}'s agent could not create its keys: {exc}.")
+            return False
         if agent_id not in self.verifier.known_eks:
             self.verifier.provision(agent_id, ek)
         yield from self.link.send("ek+ak public", len(ek) + len(ak))
@@ -276,7 +306,11 @@ class Story:
             self.say(f"The verifier refused to enrol {exc}.")
             return False
         yield from self.link.send("credential", len(blob) + len(secret))
-        answer = yield from side.agent.activate(blob, secret)
+        try:
+            answer = yield from side.agent.activate(blob, secret)
+        except (AgentError, DriverError) as exc:
+            self.say(f"{agent_id}'s vTPM did not release the credential: {exc}.")
+            return False
         yield from self.link.send("activated secret", len(answer))
         ok = self.verifier.confirm(agent_id, answer)
         self.result.setdefault("enrol_ms", (self.env.now - start) * 1e3)
@@ -287,16 +321,24 @@ class Story:
 
     def attest(self, number, answer=None):
         """Generator: one round; ``answer(nonce)`` replaces the honest agent's evidence."""
+        from simxen.domains.attestation_agent import AgentError, Evidence
+        from simxen.drivers.tpmfront import DriverError
+        from simxen.tpm.client import ResponseError
         v = self.verifier
         start = self.env.now
         nonce = v.nonce()
         yield from self.link.send("challenge", len(nonce) + 16)
         deep = self.params["deep_quote"]
         host_pcrs = sorted(self.policy.host_pcrs.get("sha256", range(10))) if deep else None
-        if answer is None:
-            evidence = yield from self.guest.evidence(nonce, v.request, host_pcrs)
-        else:
-            evidence = yield from answer(nonce, host_pcrs)
+        try:
+            if answer is None:
+                evidence = yield from self.guest.evidence(nonce, v.request, host_pcrs)
+            else:
+                evidence = yield from answer(nonce, host_pcrs)
+        except (AgentError, DriverError, ResponseError) as exc:
+            # no evidence at all: the verifier's answer is the same as for bad evidence
+            evidence = Evidence(b"", b"", {}, b"", "")
+            self.say(f"Round {number}: the agent could not produce evidence ({exc}).")
         yield from self.link.send("evidence", evidence.size())
         verdict = v.appraise(self.params["guest"], nonce, evidence, deep=deep)
         host = ("not asked" if not deep else
@@ -413,10 +455,12 @@ def _host_reboot(story):
                   "PCRs it is sealed to." if changed else ", and the vTPM restored its state "
                   f"({vtpm.restore_status!r})."))
     else:
+        after = ("started as a blank TPM with a new endorsement key" if vtpm.engine is not None
+                 else "refuses to serve any command (restore_failure = halt)")
         story.say(f"The physical TPM refused to unseal the vTPM manager's key: the {component} "
                   "measurement changed the PCRs the key is sealed to. The manager came up but "
                   f"opens no vTPM's secrets, so {vtpm.name} could not restore its state (status "
-                  f"{vtpm.restore_status!r}) and started as a blank TPM with a new endorsement key.")
+                  f"{vtpm.restore_status!r}) and {after}.")
 
 
 # --------------------------------------------------------------- run
