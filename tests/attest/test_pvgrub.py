@@ -74,3 +74,15 @@ def test_one_byte_changes_pcr4_only(engine, images):
     drive(pvgrub.measure(EngineFront(e2), tampered))
     a, b = read(engine, TPM_ALG.SHA256, [4, 5]), read(e2, TPM_ALG.SHA256, [4, 5])
     assert a[4] != b[4] and a[5] == b[5]
+
+
+def test_a_vtpm_that_does_not_connect_means_an_unmeasured_boot(engine, images):
+    from simxen.drivers.tpmfront import TpmFrontError
+
+    class Absent(EngineFront):
+        def connect(self):
+            raise TpmFrontError(-19, "backend is Closed")
+            yield
+    result = drive(pvgrub.measure(Absent(engine), images))
+    assert not result.measured and result.commands == 0
+    assert read(engine, TPM_ALG.SHA256, [4]) == {4: bytes(32)}
