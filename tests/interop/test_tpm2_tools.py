@@ -264,3 +264,45 @@ def test_credential_activation(server, alg):
          "-i", f"cred-{alg}.out", "-o", f"act-{alg}.out", "-P", "session:ps.ctx")
     tool(server, "tpm2_flushcontext", "ps.ctx")
     assert (cwd / f"act-{alg}.out").read_bytes() == b"attestation secret"
+
+
+def test_everyday_tools_succeed(tmp_path):
+    """A sweep over the other tools people reach for, on a TPM of its own."""
+    require_tool("tpm2_startup")
+    srv = SimxenTpmServer("mssim", seed="sweep")
+    (tmp_path / "msg").write_bytes(b"message to sign")
+    steps = [
+        "tpm2_startup -c", "tpm2_selftest -f", "tpm2_gettestresult",
+        "tpm2_getcap algorithms", "tpm2_getcap commands", "tpm2_getcap properties-variable",
+        "tpm2_getcap pcrs", "tpm2_getcap ecc-curves", "tpm2_readclock", "tpm2_pcrreset 16",
+        "tpm2_hash -g sha256 -o h.bin -t t.bin msg",
+        "tpm2_createprimary -C o -c prim.ctx", "tpm2_evictcontrol -C o -c prim.ctx 0x81000001",
+        "tpm2_readpublic -c 0x81000001",
+        "tpm2_create -C 0x81000001 -G ecc -u s.pub -r s.priv -c s.ctx",
+        "tpm2_sign -c s.ctx -g sha256 -o sig.bin msg",
+        "tpm2_verifysignature -c s.ctx -g sha256 -m msg -s sig.bin -t vt.bin",
+        "tpm2_create -C 0x81000001 -G rsa -u r.pub -r r.priv -c r.ctx",
+        "tpm2_sign -c r.ctx -g sha256 -s rsapss -o sigr.bin msg",
+        "tpm2_verifysignature -c r.ctx -g sha256 -m msg -s sigr.bin",
+        "tpm2_certify -C s.ctx -c r.ctx -g sha256 -o att.out -s att.sig",
+        "tpm2_loadexternal -C o -u s.pub -c ext.ctx",
+        "tpm2_evictcontrol -C o -c 0x81000001",
+        "tpm2_nvdefine 0x1500050 -C o -s 8 -a ownerread|ownerwrite|nt=counter",
+        "tpm2_nvincrement 0x1500050 -C o", "tpm2_nvread 0x1500050 -C o -s 8",
+        "tpm2_nvdefine 0x1500051 -C o -s 32 -a ownerread|ownerwrite|nt=extend",
+        "tpm2_nvextend 0x1500051 -C o -i msg",
+        "tpm2_nvdefine 0x1500052 -C o -s 8 -a ownerread|ownerwrite|nt=bits",
+        "tpm2_nvsetbits 0x1500052 -C o -i 0x5", "tpm2_nvreadpublic",
+        "tpm2_nvundefine 0x1500052 -C o",
+        "tpm2_startauthsession -S tr.ctx", "tpm2_policycommandcode -S tr.ctx TPM2_CC_Unseal",
+        "tpm2_policyauthvalue -S tr.ctx", "tpm2_flushcontext tr.ctx",
+        "tpm2_dictionarylockout -s -n 5 -t 6 -l 7", "tpm2_dictionarylockout -c",
+        "tpm2_testparms rsa2048", "tpm2_testparms ecc256",
+        "tpm2_clear -c p", "tpm2_changeauth -c l lockpw", "tpm2_clear lockpw",
+        "tpm2_shutdown -c",
+    ]
+    try:
+        for step in steps:
+            run_tool(srv.tcti, tmp_path, *step.split())
+    finally:
+        assert srv.stop() == 0
