@@ -42,7 +42,7 @@ from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_ECC, TPM_RH, TPM_SE, TPMA_
 from simxen.tpm.marshal import tpm2b, u32
 from simxen.tpm.public import Public
 
-__all__ = ["EK_POLICY_A", "ek_template", "ak_template", "AgentError", "Evidence",
+__all__ = ["EK_POLICY_A", "ek_template", "ek_template_rsa", "ak_template", "AgentError", "Evidence",
            "AttestationAgent", "activate_credential_command", "policy_secret_command"]
 
 #: TPM2_PolicySecret(TPM_RH_ENDORSEMENT) policy digest (TCG EK Credential
@@ -58,6 +58,15 @@ def ek_template() -> Public:
     return Public(TPM_ALG.ECC, TPM_ALG.SHA256, attrs, EK_POLICY_A,
                   symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), curve=TPM_ECC.NIST_P256,
                   unique=(bytes(32), bytes(32)))
+
+
+def ek_template_rsa() -> Public:
+    """The TCG default EK template L-1 (RSA 2048)."""
+    attrs = (TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin
+             | TPMA_OBJECT.adminWithPolicy | TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt)
+    return Public(TPM_ALG.RSA, TPM_ALG.SHA256, attrs, EK_POLICY_A,
+                  symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), key_bits=2048, exponent=0,
+                  unique=bytes(256))
 
 
 def ak_template() -> Public:
@@ -124,10 +133,13 @@ class AttestationAgent:
 
     :param transmit: generator function ``transmit(command) -> response``.
     :param random_bytes: ``random_bytes(n)`` for session nonces (a seeded stream).
+    :param ek: the EK template (default :func:`ek_template`, ECC; or
+        :func:`ek_template_rsa`).
     """
 
-    def __init__(self, transmit, random_bytes, *, name: str = "agent"):
+    def __init__(self, transmit, random_bytes, *, name: str = "agent", ek: Public = None):
         self.transmit = transmit
+        self.ek_template = ek if ek is not None else ek_template()
         self.random_bytes = random_bytes
         self.name = name
         self.ek_handle = self.ak_handle = None
@@ -152,7 +164,7 @@ class AttestationAgent:
         """Generator: create (or re-create) the EK and the AK; returns
         ``(ek_public_bytes, ak_public_bytes)`` (TPMT_PUBLIC each)."""
         self.ek_handle, ek_pub, self.ek_name = yield from self._create_primary(
-            ek_template(), "TPM2_CreatePrimary (EK)")
+            self.ek_template, "TPM2_CreatePrimary (EK)")
         self.ak_handle, ak_pub, self.ak_name = yield from self._create_primary(
             ak_template(), "TPM2_CreatePrimary (AK)")
         self.ek_public, self.ak_public = ek_pub.marshal(), ak_pub.marshal()

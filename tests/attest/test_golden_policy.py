@@ -62,3 +62,25 @@ def test_unreadable_and_invalid_toml(tmp_path):
     with pytest.raises(InputError) as err:
         pol.load(tmp_path / "x.toml")
     assert "TOML" in str(err.value)
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_digest = st.sampled_from(["sha1", "sha256"]).flatmap(
+    lambda alg: st.binary(min_size={"sha1": 20, "sha256": 32}[alg],
+                          max_size={"sha1": 20, "sha256": 32}[alg]).map(lambda d: (alg, d)))
+_path = st.text(st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters='"\\'),
+                min_size=1, max_size=20).map(lambda p: "/" + p)
+
+
+@settings(max_examples=40, deadline=None)
+@given(boot=st.dictionaries(st.sampled_from(pol.BOOT_ITEMS), _digest),
+       ima=st.dictionaries(_path, _digest, max_size=5),
+       pcrs=st.lists(st.integers(0, 23), min_size=1, max_size=24, unique=True),
+       golden=st.dictionaries(st.integers(0, 23), st.binary(min_size=32, max_size=32), max_size=4),
+       name=st.text(min_size=1, max_size=30))
+def test_dumps_then_parse_is_identity(boot, ima, pcrs, golden, name):
+    import tomllib
+    p = pol.Policy(name, "", "sha256", tuple(sorted(pcrs)), boot,
+                   {"sha256": dict(sorted(golden.items()))} if golden else {}, ima,
+                   {"sha256": dict(sorted(golden.items()))} if golden else {})
+    assert pol.parse(tomllib.loads(pol.dumps(p))) == p

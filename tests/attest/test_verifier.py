@@ -238,3 +238,23 @@ def test_garbage_evidence_is_a_verdict_never_an_exception(images, attest, signat
 
 
 ENROLLED = {}
+
+
+@pytest.mark.parametrize("ek", ["ecc", "rsa"])
+@settings(max_examples=8, deadline=None)
+@given(credential=st.binary(min_size=1, max_size=32))
+def test_make_credential_round_trips_through_the_engine(ek, credential):
+    from simxen.domains.attestation_agent import ek_template_rsa
+    tpm = new_engine(b"credential " + ek.encode())
+    front = EngineFront(tpm)
+    drive(front.connect())
+    agent = AttestationAgent(front.transmit, stream(b"a"),
+                             ek=ek_template_rsa() if ek == "rsa" else None)
+    ek_pub, ak_pub = drive(agent.provision())
+    assert Public.from_bytes(ek_pub).type == (0x0001 if ek == "rsa" else 0x0023)
+    blob, secret = make_credential(Public.from_bytes(ek_pub), Public.from_bytes(ak_pub).name,
+                                   credential, stream(credential))
+    assert drive(agent.activate(blob, secret)) == credential
+    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(Exception, match="ActivateCredential"):
+        drive(agent.activate(tampered, secret))
