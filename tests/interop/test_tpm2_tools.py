@@ -20,7 +20,7 @@ from simxen.tpm.marshal import Reader
 from simxen.tpm.public import Public
 from simxen.tpm.signature import Signature
 
-from conftest import SimxenTpmServer, require_tool, run_tool
+from tpm_serve_helpers import SimxenTpmServer, require_tool, run_tool
 
 pytestmark = pytest.mark.interop
 

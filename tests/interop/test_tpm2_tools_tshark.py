@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import SimxenTpmServer, require_tool, run_tool
+from tpm_serve_helpers import SimxenTpmServer, require_tool, run_tool
 
 pytestmark = pytest.mark.interop
 

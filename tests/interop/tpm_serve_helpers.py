@@ -1,6 +1,7 @@
-"""Helpers for the interoperability tests: start ``simxen tpm serve`` (or
-swtpm) on a free loopback port pair and give the TCTI string that points
-tpm2-tools at it.
+"""Helpers for the interoperability tests: start ``simxen tpm serve`` on a
+free loopback port pair and give the TCTI string that points tpm2-tools at
+it.  (A module of its own, imported by name, so that it cannot be confused
+with another directory's ``conftest``.)
 
 Tests that use these fixtures skip with a reason when the tool they drive is
 absent, unless ``SIMXEN_REQUIRE_TOOLS=1`` (then they fail).
@@ -69,12 +70,6 @@ class SimxenTpmServer:
             _, err = self.proc.communicate()
         self.log = err or ""
         return self.proc.returncode
-
-
-@pytest.fixture
-def tpm2_tools():
-    """Skip unless tpm2-tools is installed."""
-    return os.path.dirname(require_tool("tpm2_startup"))
 
 
 def run_tool(tcti, cwd, *argv, check=True, timeout=120):
