@@ -26,13 +26,17 @@ When the path fails (the guest's tpmfront times out, the vTPM is gone), the
 guest's ``/dev/tpm0`` would fail the write with an errno; here
 :meth:`SimulatedPath.execute` raises :class:`PathError`, a
 ``ConnectionError``, so the server drops the tool's connection and the tool
-reports an I/O error -- no TPM response is made up.
+reports an I/O error -- no TPM response is made up. The same happens, with
+the exception's text, if some other process of the simulation fails while
+the command is in flight (a model bug), so the server keeps running.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+
+from simpy.core import EmptySchedule
 
 __all__ = ["SimulatedPath", "Exchange", "PathError"]
 
@@ -101,11 +105,16 @@ class SimulatedPath:
             started = self.clock()
             outcome = {}
             proc = self.env.process(self._one(bytes(command), locality, flow, outcome))
+            step = self.env.step
             try:
-                self.env.run(until=proc)
-            except RuntimeError:
+                while not proc.triggered:           # not env.run(until=proc): a failed run
+                    step()                          # would leave its stop callback on proc
+            except EmptySchedule:
                 outcome.setdefault("error", "the simulation ran out of events before the "
                                             "response came back")
+            except Exception as exc:                # noqa: BLE001 -- becomes a PathError
+                # another process of the model failed (a bug there): report it, keep serving
+                outcome.setdefault("error", f"the simulation stopped: {type(exc).__name__}: {exc}")
             error = outcome.get("error")
             response = outcome.get("response", b"")
             if error is None:
@@ -127,3 +136,4 @@ class SimulatedPath:
         except Exception as exc:                    # noqa: BLE001 -- reported as a PathError
             outcome["error"] = f"{type(exc).__name__}: {exc}"
             outcome["errno"] = getattr(exc, "errno", None)
+

@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 
 from simxen.analysis import hops
+from simxen.server.loopback import free_port_pair
 from simxen.tpm.constants import TPM_CC
 
-from conftest import free_port_pair, require_tool, run_tool
+from tpm_serve_helpers import require_tool, run_tool
 import test_tpm2_tools as engine_tests
 from test_tpm2_tools import tool
 

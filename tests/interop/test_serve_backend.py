@@ -13,20 +13,20 @@ import threading
 from pathlib import Path
 
 import pytest
+import simpy
 
 from simxen.analysis import hops
 from simxen.domains.guest import AK_TEMPLATE
 from simxen.domains.stack import HostSpec, build_host
 from simxen.scenario import scenario_file
 from simxen.scenario.runner import load_profile
+from simxen.server.loopback import free_port_pair
 from simxen.server.mssim import MssimServer
 from simxen.server.resource_manager import ResourceManager
 from simxen.server.sim_backend import PathError, SimulatedPath
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH
 from simxen.xen import Hypervisor
-
-from conftest import free_port_pair
 
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "vtpm-stack.toml"
@@ -182,3 +182,44 @@ def test_mssim_on_loopback_reaches_the_guest_and_a_broken_path_drops_the_connect
                 _mssim_command(s, client.get_random_command(8))
     finally:
         server.stop()
+
+
+def bare_path(transmit_body):
+    """A SimulatedPath over a bare SimPy environment (no Xen): what execute does alone."""
+    env = simpy.Environment()
+    flows = iter(range(1, 100))
+    return env, SimulatedPath(env, lambda c, loc, f: transmit_body(env, c, loc),
+                              lambda: f"t/{next(flows)}")
+
+
+def test_execute_runs_the_simulation_only_as_far_as_the_answer():
+    def body(env, command, locality):
+        yield env.timeout(0.25)
+        return command[::-1] + bytes([locality])
+    env, path = bare_path(body)
+    assert path.execute(b"abc", 3) == b"cba\x03" and env.now == 0.25
+    assert path.execute(b"de") == b"ed\x00" and env.now == 0.5
+
+
+def test_a_command_that_can_never_be_answered_is_a_path_error():
+    def body(env, command, locality):
+        yield env.event()                          # nothing will ever trigger it
+    env, path = bare_path(body)
+    with pytest.raises(PathError, match="ran out of events"):
+        path.execute(b"x")
+
+
+def test_a_failing_model_process_is_a_path_error_and_the_path_still_works():
+    def body(env, command, locality):
+        if command == b"crash":
+            def bug():
+                yield env.timeout(0.1)
+                raise KeyError("model bug")
+            env.process(bug())
+        yield env.timeout(1)
+        return b"ok"
+    env, path = bare_path(body)
+    with pytest.raises(PathError, match="simulation stopped: KeyError"):
+        path.execute(b"crash")
+    assert path.execute(b"fine") == b"ok"
+    assert (path.commands, path.failures) == (1, 1)
