@@ -54,6 +54,12 @@ command's total exactly):
 ``back->front``
     respond to complete: the response becoming visible to the guest, which
     on Linux's default is the wait for the next 5 ms poll tick.
+
+A command whose frontend is itself a stub domain (a vTPM's own requests to
+the manager while it boots) is split the same way one level down: its
+``vtpm`` hop is then the work of the backend that served it, the manager.
+Commands the backend rejected (a malformed header) or that were cancelled
+have no take/respond pair and are left out.
 """
 
 from __future__ import annotations
