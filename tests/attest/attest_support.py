@@ -67,6 +67,14 @@ def _stream(seed):
 stream = _stream
 
 
+def sample_images():
+    """A kernel, an initrd and a command line (the unit tests' guest)."""
+    from simxen.domains.images import GuestImages, Image, initrd_bytes, kernel_bytes
+    return GuestImages(Image("kernel", kernel_bytes("linux", "6.1.0"), "t"),
+                       Image("initrd", initrd_bytes("initramfs", "6.1.0"), "t"),
+                       "root=/dev/xvda1 ro console=hvc0")
+
+
 # -- a whole simulated host -------------------------------------------------
 SCENARIO_IMAGES = {"kernel": {"name": "linux", "version": "6.1.0-13-amd64"},
                    "initrd": {"name": "initrd.img", "version": "6.1.0-13-amd64"},

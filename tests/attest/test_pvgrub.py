@@ -12,7 +12,17 @@ from simxen.protocols import tcg_eventlog as tl
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG
 
-from attest_support import EngineFront, drive, new_engine
+from attest_support import EngineFront, drive, new_engine, sample_images
+
+
+@pytest.fixture
+def images():
+    return sample_images()
+
+
+@pytest.fixture
+def engine():
+    return new_engine()
 
 
 def read(engine, alg, pcrs):

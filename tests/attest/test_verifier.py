@@ -16,7 +16,12 @@ from simxen.domains.verifier import Verifier, make_credential
 from simxen.tpm import client
 from simxen.tpm.public import Public
 
-from attest_support import EngineFront, drive, new_engine, stream
+from attest_support import drive, EngineFront, new_engine, sample_images, stream
+
+
+@pytest.fixture
+def images():
+    return sample_images()
 
 
 FILES = {"/usr/sbin/init": b"init binary", "/usr/bin/bash": b"bash binary"}
