@@ -29,6 +29,7 @@ do nothing: the guest's vTPM is already started, as a booted guest's is.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 
@@ -157,6 +158,8 @@ def _command_logger(session, stream, hops_wanted):
 
 def main(args) -> int:
     foreground.check_port(args.port)                   # before the boot, not after
+    if args.trace and not os.path.isdir(os.path.dirname(os.path.abspath(args.trace))):
+        raise InputError("no such folder to write the trace in", path=args.trace, key="--trace")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"seed must be 0 or more, found {args.seed}", key="--seed")
     err = sys.stderr
