@@ -72,10 +72,11 @@ from pathlib import Path
 import numpy as np
 
 from simxen.errors import InputError
-from simxen.tpm.constants import command_name, rc_name
+from simxen.protocols import vtpmmgr
+from simxen.tpm.constants import COMMAND_NAMES, command_name, rc_name
 from simxen.xen.trace import Record
 
-__all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "Request", "CommandHops", "load", "requests",
+__all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "MANAGER_ORDINALS", "MANAGER_RCS", "Request", "CommandHops", "load", "requests",
            "command_hops", "aggregate", "format_line", "format_table", "percentiles"]
 
 #: Hop names, in the order a command crosses them.
@@ -85,6 +86,16 @@ HOP_LABELS = {"front_to_back": "front->back", "vtpm": "vtpm", "manager": "manage
               "ptpm": "ptpm", "back_to_front": "back->front"}
 #: ``(start kind, end kind)`` pairs that time the physical TPM, per domain.
 PTPM_SPANS = (("tis.go", "tis.complete"),)
+
+#: Ordinals of the vTPM manager's protocol (a vTPM's own requests to the
+#: manager are not TPM 2.0 commands) and the TPM 1.2 codes it answers with.
+MANAGER_ORDINALS = {
+    **{getattr(vtpmmgr, n): n for n in vtpmmgr.__all__ if n.startswith(("VTPM_ORD_", "TPM_ORD_"))},
+    **{code: n for n, code in vtpmmgr.MANAGEMENT_ORDINALS.items()},
+}
+MANAGER_RCS = {getattr(vtpmmgr, n): n for n in (
+    "TPM_SUCCESS", "TPM_AUTHFAIL", "TPM_BADINDEX", "TPM_BAD_PARAMETER", "TPM_DISABLED",
+    "TPM_DISABLED_CMD", "TPM_FAIL", "TPM_BAD_ORDINAL", "TPM_SIZE", "TPM_BADTAG", "TPM_IOERROR")}
 
 _SUBMIT, _TAKE, _RESPOND, _COMPLETE = ("tpm.front.submit", "tpm.back.take",
                                        "tpm.back.respond", "tpm.front.complete")
@@ -150,12 +161,24 @@ class CommandHops:
         return self.completed - self.submitted
 
     @property
+    def manager_protocol(self) -> bool:
+        """Whether this is a request in the vTPM manager's protocol, not a TPM 2.0 command."""
+        return self.cc not in COMMAND_NAMES and self.cc in MANAGER_ORDINALS
+
+    @property
     def name(self) -> str:
-        return command_name(self.cc) if self.cc is not None else "(short command)"
+        """``TPM2_PCR_Extend``, or the manager ordinal's name (``VTPM_ORD_SAVEHASHKEY``)."""
+        if self.cc is None:
+            return "(short command)"
+        return MANAGER_ORDINALS[self.cc] if self.manager_protocol else command_name(self.cc)
 
     @property
     def rc_text(self) -> str:
-        return rc_name(self.rc) if self.rc is not None else "(short response)"
+        if self.rc is None:
+            return "(short response)"
+        if self.manager_protocol:
+            return MANAGER_RCS.get(self.rc, f"return code {self.rc:#x}")
+        return rc_name(self.rc)
 
 
 def load(path) -> list:

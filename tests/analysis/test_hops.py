@@ -222,3 +222,34 @@ def test_any_jumble_of_records_is_analysed_without_error(rows):
         assert sum(c.hops.values()) == pytest.approx(c.total, abs=1e-9)
         hops.format_line(c)
     hops.format_table(hops.aggregate(hops.command_hops(records)))
+
+
+def test_the_real_stacks_boot_requests_are_named_in_the_managers_protocol():
+    """build_host's vTPM seeds itself through the manager (a TPM 1.2 GetRandom
+    passthrough that the manager turns into a physical TPM2_GetRandom), asks for
+    its (hash, key) and saves after TPM2_Startup: three commands of the vTPM
+    domain, named and coded in the manager's protocol, the first on the physical TPM."""
+    from pathlib import Path
+
+    from simxen.domains.stack import HostSpec, build_host
+    from simxen.scenario import scenario_file
+    from simxen.scenario.runner import load_profile
+    from simxen.xen import Hypervisor
+
+    scenario = scenario_file.load(Path(__file__).resolve().parents[2] / "scenarios" /
+                                  "vtpm-stack.toml")
+    hv = Hypervisor(profile=load_profile(scenario), seed=1)
+    host = build_host(hv, HostSpec.standard(guests=["guest1"]))
+    hv.env.run(until=host.ready)
+    records = hv.trace.records()
+    vtpm = host.vtpm("vtpm-guest1").domid
+    cmds = {c.name: c for c in hops.command_hops(records) if c.dom == vtpm}
+    assert set(cmds) >= {"TPM_ORD_GetRandom", "VTPM_ORD_LOADHASHKEY", "VTPM_ORD_SAVEHASHKEY"}
+    seed = cmds["TPM_ORD_GetRandom"]
+    assert seed.manager_protocol and seed.rc_text == "TPM_SUCCESS" and seed.ptpm_commands == 1
+    spans = [r for r in records if r.kind in ("tis.go", "tis.complete")
+             and r.fields.get("flow") == seed.flow]
+    assert seed.hops["ptpm"] == pytest.approx(spans[1].t - spans[0].t)
+    assert cmds["VTPM_ORD_LOADHASHKEY"].rc_text == "TPM_BAD_PARAMETER"     # a first start
+    assert cmds["VTPM_ORD_SAVEHASHKEY"].ptpm_commands == 0                 # disk only
+    assert "TPM2_" not in hops.format_line(seed)
