@@ -28,14 +28,53 @@ raced with it is not missed.
 These classes are pure: they read and write the buffer they are given (a
 ``bytearray``, or a grant mapping's view of one) and know nothing of time
 or domains. :mod:`simxen.drivers.ring` puts them to work between domains.
+
+The four shared indices are read and written through :func:`header_words`,
+a view of the header as u32 words: ``words[RSP_PROD_WORD]`` is the same
+little-endian field ``read_index(buf, RSP_PROD)`` unpacks, read without a
+function call (indices are touched several times per request).
 """
 
 import struct
+import sys
 
 SRING_HEADER = 64
 MASK = 0xFFFFFFFF
 _U32 = struct.Struct("<I")
+#: byte offsets of the shared header's fields
 REQ_PROD, REQ_EVENT, RSP_PROD, RSP_EVENT = 0, 4, 8, 12
+#: the same fields as indices into :func:`header_words`
+REQ_PROD_WORD, REQ_EVENT_WORD, RSP_PROD_WORD, RSP_EVENT_WORD = 0, 1, 2, 3
+
+
+class _LittleEndianWords:
+    """``header_words`` on a big-endian host: the same indexing, through struct."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self, buf):
+        self.buf = buf
+
+    def __getitem__(self, word):
+        return _U32.unpack_from(self.buf, 4 * word)[0]
+
+    def __setitem__(self, word, value):
+        _U32.pack_into(self.buf, 4 * word, value)
+
+
+def header_words(buf):
+    """The four u32 index fields of ``buf``'s header as an indexable view.
+
+    ``words[REQ_PROD_WORD]`` reads ``req_prod``; assigning a value in
+    ``[0, 2**32)`` stores it. The view aliases ``buf`` (the peer's writes are
+    seen at once). ring.h's indices are little-endian, the byte order of the
+    hosts Xen runs on; on a little-endian host this is a ``memoryview`` cast
+    to ``"I"`` (indexing costs no Python call). A read-only ``buf`` gives a
+    read-only view (storing raises ``TypeError``).
+    """
+    if sys.byteorder == "little":
+        return memoryview(buf)[:16].cast("I")
+    return _LittleEndianWords(buf)
 
 
 def ring_size(entry_size, page_size=4096):
@@ -68,6 +107,7 @@ def write_index(buf, offset, value):
 class _Ring:
     def __init__(self, buf, entry_size, page_size):
         self.buf = buf
+        self.words = header_words(buf)      #: the shared indices, see header_words()
         self.entry_size = entry_size
         self.size = ring_size(entry_size, page_size)
         self._mask = self.size - 1
@@ -76,21 +116,20 @@ class _Ring:
         """Byte offset of the entry that index ``idx`` uses."""
         return SRING_HEADER + (idx & self._mask) * self.entry_size
 
-    def _push_and_check(self, prod_off, event_off, new):
+    def _push_and_check(self, prod_word, event_word, new):
         """Publish producer index ``new``; notify iff the peer's event is in ``(old, new]``."""
-        buf = self.buf
-        old = _U32.unpack_from(buf, prod_off)[0]
-        _U32.pack_into(buf, prod_off, new)
-        event = _U32.unpack_from(buf, event_off)[0]
-        return ((new - event) & MASK) < ((new - old) & MASK)
+        words = self.words
+        old = words[prod_word]
+        words[prod_word] = new
+        return ((new - words[event_word]) & MASK) < ((new - old) & MASK)
 
-    def _final_check(self, prod_off, event_off, cons):
+    def _final_check(self, prod_word, event_word, cons):
         """Work at ``cons``? If none, set the event index to ``cons + 1`` and look again."""
-        buf = self.buf
-        if _U32.unpack_from(buf, prod_off)[0] != cons:
+        words = self.words
+        if words[prod_word] != cons:
             return True
-        _U32.pack_into(buf, event_off, (cons + 1) & MASK)
-        return _U32.unpack_from(buf, prod_off)[0] != cons
+        words[event_word] = (cons + 1) & MASK
+        return words[prod_word] != cons
 
     def _put(self, offset, data):
         if len(data) > self.entry_size:
@@ -98,10 +137,10 @@ class _Ring:
         self.buf[offset:offset + len(data)] = data
 
     # shared header, by name
-    req_prod = property(lambda self: _U32.unpack_from(self.buf, REQ_PROD)[0])
-    req_event = property(lambda self: _U32.unpack_from(self.buf, REQ_EVENT)[0])
-    rsp_prod = property(lambda self: _U32.unpack_from(self.buf, RSP_PROD)[0])
-    rsp_event = property(lambda self: _U32.unpack_from(self.buf, RSP_EVENT)[0])
+    req_prod = property(lambda self: self.words[REQ_PROD_WORD])
+    req_event = property(lambda self: self.words[REQ_EVENT_WORD])
+    rsp_prod = property(lambda self: self.words[RSP_PROD_WORD])
+    rsp_event = property(lambda self: self.words[RSP_EVENT_WORD])
 
 
 class FrontRing(_Ring):
@@ -112,9 +151,9 @@ class FrontRing(_Ring):
     """
 
     def __init__(self, buf, entry_size, *, init=False, page_size=4096):
-        super().__init__(buf, entry_size, page_size)
         if init:
             sring_init(buf)
+        super().__init__(buf, entry_size, page_size)
         self.req_prod_pvt = self.req_prod
         self.rsp_cons = self.rsp_prod
 
@@ -136,19 +175,21 @@ class FrontRing(_Ring):
 
     def put_request(self, data):
         """Write ``data`` into the next request slot (not yet published)."""
+        if len(data) > self.entry_size:     # checked before a slot is claimed
+            raise ValueError(f"{len(data)}-byte entry for a ring of {self.entry_size}-byte entries")
         self._put(self.produce_request(), data)
 
     def push_requests(self):
         """``RING_PUSH_REQUESTS``: publish without deciding about a notification."""
-        _U32.pack_into(self.buf, REQ_PROD, self.req_prod_pvt)
+        self.words[REQ_PROD_WORD] = self.req_prod_pvt
 
     def push_requests_and_check_notify(self):
         """``RING_PUSH_REQUESTS_AND_CHECK_NOTIFY``: publish; should the backend be notified?"""
-        return self._push_and_check(REQ_PROD, REQ_EVENT, self.req_prod_pvt)
+        return self._push_and_check(REQ_PROD_WORD, REQ_EVENT_WORD, self.req_prod_pvt)
 
     def unpublished(self):
         """Requests written but not yet pushed."""
-        return (self.req_prod_pvt - _U32.unpack_from(self.buf, REQ_PROD)[0]) & MASK
+        return (self.req_prod_pvt - self.words[REQ_PROD_WORD]) & MASK
 
     push_and_check_notify = push_requests_and_check_notify
     private_prod = property(lambda self: self.req_prod_pvt)
@@ -156,7 +197,7 @@ class FrontRing(_Ring):
 
     def unconsumed_responses(self):
         """``RING_HAS_UNCONSUMED_RESPONSES``: how many."""
-        return (_U32.unpack_from(self.buf, RSP_PROD)[0] - self.rsp_cons) & MASK
+        return (self.words[RSP_PROD_WORD] - self.rsp_cons) & MASK
 
     def consume_response(self):
         """Byte offset of the next response; advances ``rsp_cons``."""
@@ -167,7 +208,7 @@ class FrontRing(_Ring):
     def next_response(self):
         """Byte offset of the next unconsumed response (advancing ``rsp_cons``), or ``None``."""
         cons = self.rsp_cons
-        if _U32.unpack_from(self.buf, RSP_PROD)[0] == cons:
+        if self.words[RSP_PROD_WORD] == cons:
             return None
         self.rsp_cons = (cons + 1) & MASK
         return SRING_HEADER + (cons & self._mask) * self.entry_size
@@ -179,7 +220,7 @@ class FrontRing(_Ring):
 
     def final_check_for_responses(self):
         """``RING_FINAL_CHECK_FOR_RESPONSES``: work left? If none, ask for a notification."""
-        return self._final_check(RSP_PROD, RSP_EVENT, self.rsp_cons)
+        return self._final_check(RSP_PROD_WORD, RSP_EVENT_WORD, self.rsp_cons)
 
 
 class BackRing(_Ring):
@@ -192,7 +233,7 @@ class BackRing(_Ring):
 
     def unconsumed_requests(self):
         """``RING_HAS_UNCONSUMED_REQUESTS``: how many, never more than the ring holds."""
-        req = (_U32.unpack_from(self.buf, REQ_PROD)[0] - self.req_cons) & MASK
+        req = (self.words[REQ_PROD_WORD] - self.req_cons) & MASK
         rsp = self.size - ((self.req_cons - self.rsp_prod_pvt) & MASK)
         return req if req < rsp else rsp
 
@@ -219,14 +260,15 @@ class BackRing(_Ring):
         the ring holds (``RING_REQUEST_PROD_OVERFLOW``: a buggy or malicious
         frontend).
         """
-        prod = _U32.unpack_from(self.buf, REQ_PROD)[0]
+        prod = self.words[REQ_PROD_WORD]
         cons = self.req_cons
         if prod == cons:
             return None
-        if ((prod - self.rsp_prod_pvt) & MASK) > self.size:
+        pvt = self.rsp_prod_pvt
+        if ((prod - pvt) & MASK) > self.size:
             raise ValueError(f"frontend req_prod {prod} overflows the ring "
-                             f"(rsp_prod_pvt {self.rsp_prod_pvt}, size {self.size})")
-        if ((cons - self.rsp_prod_pvt) & MASK) >= self.size:
+                             f"(rsp_prod_pvt {pvt}, size {self.size})")
+        if ((cons - pvt) & MASK) >= self.size:
             return None         # a full ring's worth awaits responses
         self.req_cons = (cons + 1) & MASK
         return SRING_HEADER + (cons & self._mask) * self.entry_size
@@ -238,25 +280,27 @@ class BackRing(_Ring):
 
     def produce_response(self):
         """Claim the next response slot: its byte offset."""
-        offset = SRING_HEADER + (self.rsp_prod_pvt & self._mask) * self.entry_size
-        self.rsp_prod_pvt = (self.rsp_prod_pvt + 1) & MASK
-        return offset
+        pvt = self.rsp_prod_pvt
+        self.rsp_prod_pvt = (pvt + 1) & MASK
+        return SRING_HEADER + (pvt & self._mask) * self.entry_size
 
     def put_response(self, data):
         """Write ``data`` into the next response slot (not yet published)."""
+        if len(data) > self.entry_size:     # checked before a slot is claimed
+            raise ValueError(f"{len(data)}-byte entry for a ring of {self.entry_size}-byte entries")
         self._put(self.produce_response(), data)
 
     def push_responses(self):
         """``RING_PUSH_RESPONSES``."""
-        _U32.pack_into(self.buf, RSP_PROD, self.rsp_prod_pvt)
+        self.words[RSP_PROD_WORD] = self.rsp_prod_pvt
 
     def push_responses_and_check_notify(self):
         """``RING_PUSH_RESPONSES_AND_CHECK_NOTIFY``: publish; should the frontend be notified?"""
-        return self._push_and_check(RSP_PROD, RSP_EVENT, self.rsp_prod_pvt)
+        return self._push_and_check(RSP_PROD_WORD, RSP_EVENT_WORD, self.rsp_prod_pvt)
 
     def unpublished(self):
         """Responses written but not yet pushed."""
-        return (self.rsp_prod_pvt - _U32.unpack_from(self.buf, RSP_PROD)[0]) & MASK
+        return (self.rsp_prod_pvt - self.words[RSP_PROD_WORD]) & MASK
 
     push_and_check_notify = push_responses_and_check_notify
     private_prod = property(lambda self: self.rsp_prod_pvt)
@@ -264,5 +308,5 @@ class BackRing(_Ring):
 
     def final_check_for_requests(self):
         """``RING_FINAL_CHECK_FOR_REQUESTS``: work left? If none, ask for a notification."""
-        return self._final_check(REQ_PROD, REQ_EVENT, self.req_cons) and bool(
+        return self._final_check(REQ_PROD_WORD, REQ_EVENT_WORD, self.req_cons) and bool(
             self.unconsumed_requests())

@@ -32,6 +32,11 @@ from simxen.xen.errors import PageFault, XenError
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
 
+# field names of the hot trace rows (see simxen.xen.trace: a None value is an absent field)
+_MAPPING_ACCESS = ("offset", "length", "granter", "gref", "data", "what", "flow")
+_PAGE_ACCESS = ("offset", "length", "gfn", "data", "what", "flow")
+_DELIVER = ("port", "remote_dom", "remote_port", "coalesced", "masked")
+
 
 class Page:
     """One 4 KiB page of a domain's memory: real bytes."""
@@ -160,11 +165,15 @@ class Domain:
 
     def sample(self, op):
         """One draw of profile op ``op`` from this domain's own stream for it."""
-        return (self._samplers.get(op) or self.sampler(op))()
+        sampler = self._samplers.get(op) or self.sampler(op)
+        buf = sampler.buf
+        return buf.pop() if buf else sampler.refill()      # == sampler()
 
     def charge(self, op, n=1):
         """Charge ``n`` draws' worth of op ``op`` to the cursor; return the cost."""
-        cost = (self._samplers.get(op) or self.sampler(op))() * n
+        sampler = self._samplers.get(op) or self.sampler(op)
+        buf = sampler.buf
+        cost = (buf.pop() if buf else sampler.refill()) * n
         c = self.cursor
         n_ = self.env._now
         self.cursor = (c if c > n_ else n_) + cost
@@ -234,20 +243,18 @@ class Domain:
         trace = self._trace
         on = trace._enabled.get(kind)
         if on is None:
-            on = trace.enabled(kind)
+            on = trace.wants(kind)
         if on:
+            # the record emit() would make, as a row of values (None = absent)
+            small = data if n <= trace.small_access else None
             gref = view.gref
             if gref is not None:
-                fields = {"offset": offset, "length": n, "granter": view.domid, "gref": gref}
+                trace._rows.append((c, kind, self.domid,
+                                    (offset, n, view.domid, gref, small, what, flow),
+                                    _MAPPING_ACCESS))
             else:
-                fields = {"offset": offset, "length": n, "gfn": view.gfn}
-            if n <= trace.small_access:
-                fields["data"] = data
-            if what is not None:
-                fields["what"] = what
-            if flow is not None:
-                fields["flow"] = flow
-            trace._rows.append((c, kind, self.domid, fields))
+                trace._rows.append((c, kind, self.domid,
+                                    (offset, n, view.gfn, small, what, flow), _PAGE_ACCESS))
 
     # -- blocking ----------------------------------------------------------
 
@@ -344,7 +351,9 @@ class Domain:
     def _offer(self, t, port=None, watch=None):
         """Something arrives at ``t``: wake blocked processes earlier if they care."""
         upcall = self._samplers.get("evtchn.upcall") or self.sampler("evtchn.upcall")
-        for waiter in tuple(self._waiters):
+        draws = upcall.buf
+        # _schedule() may replace a waiter in the list, never adds or removes one
+        for waiter in self._waiters:
             if not waiter.callbacks:        # resumed already, or handed over
                 continue
             if port is not None:
@@ -354,7 +363,7 @@ class Domain:
             elif not waiter.wants_watch(watch):
                 continue
             start = waiter.start
-            at = (t if t > start else start) + upcall()
+            at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
             if waiter.wake is None or at < waiter.wake:
                 self._schedule(waiter, at)
 
@@ -379,16 +388,13 @@ class Domain:
                     trace.emit("evtchn.deliver", t, self.domid, port=port.port, dropped="closed")
                     continue
                 # set the pending bit; a bit already set means the notification coalesced
-                fields = {"port": port.port, "remote_dom": port.remote_dom,
-                          "remote_port": port.remote_port}
-                if port.pending:
-                    fields["coalesced"] = True
-                if port.masked:
-                    fields["masked"] = True
+                if trace._enabled.get("evtchn.deliver") or trace.wants("evtchn.deliver"):
+                    trace._rows.append((t, "evtchn.deliver", self.domid,
+                                        (port.port, port.remote_dom, port.remote_port,
+                                         True if port.pending else None,
+                                         True if port.masked else None), _DELIVER))
                 port.pending = True
                 self._pending.add(port.port)
-                if trace._enabled.get("evtchn.deliver") or trace.wants("evtchn.deliver"):
-                    trace._rows.append((t, "evtchn.deliver", self.domid, fields))
         winbox = self._watch_inbox
         if winbox:
             now = self.now

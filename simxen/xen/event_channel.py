@@ -30,6 +30,9 @@ from simxen.protocols.event_channel import (
 from simxen.xen import errno
 from simxen.xen.errors import EvtchnError
 
+# field names of the evtchn.send trace row (see simxen.xen.trace)
+_SEND = ("port", "remote_dom", "remote_port")
+
 
 class Port:
     """One allocated port of one domain."""
@@ -161,26 +164,32 @@ class EventChannels:
         if p is None:
             raise EvtchnError(-errno.EINVAL, f"send: dom{caller.domid} port {port} "
                                              "is not allocated")
-        # The hot path of every split driver: charge() and emit() written out.
+        # The hot path of every split driver: charge() and emit() written out
+        # (a draw is `buf.pop() if buf else sampler.refill()`, see Sampler).
         samplers = caller._samplers
+        hypercall = samplers.get("hypercall") or caller.sampler("hypercall")
+        draws = hypercall.buf
         c = caller.cursor
         now = caller.env._now
-        t = caller.cursor = (c if c > now else now) + (
-            samplers.get("hypercall") or caller.sampler("hypercall"))()
-        trace = self._trace
+        t = caller.cursor = (c if c > now else now) + (draws.pop() if draws
+                                                        else hypercall.refill())
         if p.state == EVTCHNSTAT_interdomain:
-            peer = self.hv.domains[p.remote_dom]
-            rp = peer.ports[p.remote_port]
-            at = t + (samplers.get("evtchn.notify") or caller.sampler("evtchn.notify"))()
+            remote_dom = p.remote_dom
+            remote_port = p.remote_port
+            peer = self.hv.domains[remote_dom]
+            rp = peer.ports[remote_port]
+            notify = samplers.get("evtchn.notify") or caller.sampler("evtchn.notify")
+            draws = notify.buf
+            at = t + (draws.pop() if draws else notify.refill())
+            trace = self._trace
             if trace._enabled.get("evtchn.send") or trace.wants("evtchn.send"):
                 trace._rows.append((t, "evtchn.send", caller.domid,
-                                    {"port": port, "remote_dom": p.remote_dom,
-                                     "remote_port": p.remote_port}))
+                                    (port, remote_dom, remote_port), _SEND))
             heapq.heappush(peer._inbox, (at, next(self.hv._seq), rp))
             if peer._waiters:
                 peer._offer(at, port=rp)
         else:
-            trace.emit("evtchn.send", t, caller.domid, port=port, dropped="unbound")
+            self._trace.emit("evtchn.send", t, caller.domid, port=port, dropped="unbound")
 
     def _set_pending(self, dom, port, t, **fields):
         coalesced = port.pending

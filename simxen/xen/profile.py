@@ -122,6 +122,41 @@ class Op:
         }[self.dist]()
 
 
+class Sampler:
+    """Draws of one op from one stream, :data:`BATCH` at a time.
+
+    Call it for one draw. Hot paths take a draw without a Python call::
+
+        buf = sampler.buf
+        cost = buf.pop() if buf else sampler.refill()
+
+    which is exactly ``sampler()``: ``buf`` holds the batch's remaining
+    draws, next draw last; ``refill()`` draws the next batch and returns its
+    first value. A ``fixed`` op draws nothing from the stream.
+    """
+
+    __slots__ = ("buf", "_op", "_rng")
+
+    def __init__(self, op, rng):
+        self.buf = []           #: remaining draws, the next one last
+        self._op = op
+        self._rng = rng
+
+    def refill(self):
+        """Fill :attr:`buf` with the next batch (in place) and pop its first draw."""
+        buf = self.buf
+        op = self._op
+        if op.dist == "fixed":
+            buf.extend([op.params["value"]] * BATCH)
+        else:
+            buf.extend(reversed(op.draw(self._rng, BATCH)))
+        return buf.pop()
+
+    def __call__(self):
+        buf = self.buf
+        return buf.pop() if buf else self.refill()
+
+
 class Profile:
     """A named set of op distributions and switches."""
 
@@ -247,23 +282,12 @@ class Profile:
         return self.op(op).draw(rng)
 
     def sampler(self, op, rng):
-        """A fast zero-argument callable drawing op ``op`` from ``rng``.
+        """A fast zero-argument callable drawing op ``op`` from ``rng`` (a :class:`Sampler`).
 
         Draws are taken :data:`BATCH` at a time from ``rng`` (deterministic
         for a given stream); a ``fixed`` op costs no draw at all.
         """
-        spec = self.op(op)
-        if spec.dist == "fixed":
-            value = spec.params["value"]
-            return lambda: value
-        buf = []
-
-        def draw():
-            if not buf:
-                buf.extend(reversed(spec.draw(rng, BATCH)))
-            return buf.pop()
-
-        return draw
+        return Sampler(self.op(op), rng)
 
     def fixed_value(self, op):
         """The value of a ``fixed`` op, or ``None`` if ``op`` is random."""

@@ -16,6 +16,14 @@ is a deterministic function of the run: same scenario and seed, same bytes.
 ``emit`` is on the hot path of every simulation, so it only appends a tuple;
 whole families can be switched off with :meth:`Trace.disable` (``"page"``
 turns off ``page.read`` and ``page.write``).
+
+Inside :mod:`simxen.xen`, the hottest records (page accesses, event-channel
+sends and deliveries) skip even the dict: they append a row
+``(t, kind, dom, values, names)`` -- a tuple of values and the tuple of
+their field names -- after checking ``trace._enabled.get(kind)`` (one dict
+lookup; ``None`` means "not decided yet", ask :meth:`Trace.wants`). A value
+``None`` in such a row means the field is absent. :meth:`records` turns
+every row into the same :class:`Record` an ``emit`` of those fields gives.
 """
 
 import io
@@ -48,6 +56,14 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _as_emitted(row):
+    """``(t, kind, dom, fields)`` of a row, whichever of the two forms it has."""
+    if len(row) == 4:
+        return row
+    t, kind, dom, values, names = row
+    return t, kind, dom, {name: value for name, value in zip(names, values) if value is not None}
 
 
 class Trace:
@@ -102,8 +118,9 @@ class Trace:
 
     def records(self):
         """All records, sorted by time, then emission order."""
-        order = sorted(range(len(self._rows)), key=lambda i: (self._rows[i][0], i))
-        return [Record(i, *self._rows[i]) for i in order]
+        rows = self._rows
+        order = sorted(range(len(rows)), key=lambda i: (rows[i][0], i))
+        return [Record(i, *_as_emitted(rows[i])) for i in order]
 
     def count(self, prefix):
         """How many records have a kind equal to or under ``prefix``."""
