@@ -282,16 +282,21 @@ class Verifier:
         self.host_aik = host_aik
         self.agents: dict[str, Enrolment] = {}
         self.known_eks: dict[str, bytes] = {}     #: agent -> Name of its provisioned EK
+        self.known_uuids: dict[str, bytes] = {}   #: agent -> its vTPM's UUID (16 bytes)
         self.nonces_issued = 0
 
     # -- enrolment ------------------------------------------------------
-    def provision(self, agent: str, ek_public: bytes) -> None:
+    def provision(self, agent: str, ek_public: bytes, *, vtpm_uuid: Optional[bytes] = None) -> None:
         """Record the EK the vTPM exported when it was provisioned: from now
-        on ``agent`` can only enrol AKs that live beside this EK."""
+        on ``agent`` can only enrol AKs that live beside this EK. ``vtpm_uuid``
+        (16 bytes, the ``uuid`` of the vTPM's xl config) lets a deep quote made
+        with ``VTPM_QUOTE_FLAGS_HASH_UUID`` prove which vTPM asked for it."""
         try:
             self.known_eks[agent] = Public.from_bytes(ek_public).name
         except TpmError as exc:
             raise EnrolmentRefused(f"{agent}: the EK public area does not parse ({exc})") from None
+        if vtpm_uuid is not None:
+            self.known_uuids[agent] = bytes(vtpm_uuid)
 
     def enrol(self, agent: str, ek_public: bytes, ak_public: bytes):
         """Start enrolling ``agent``: returns ``(credentialBlob, secret)`` for
@@ -559,6 +564,15 @@ class Verifier:
             v.fail("host", "the host PCR values in the deep quote do not hash to its pcrDigest")
             return
         v.checks.append("deep quote signed by the host AIK and bound to this quote")
+        uuid = self.known_uuids.get(v.agent)
+        if flags & vtpmmgr.VTPM_QUOTE_FLAGS_HASH_UUID and uuid is not None:
+            want_hash = vtpmmgr.deep_quote_hashes(vtpmmgr.VTPM_QUOTE_FLAGS_HASH_UUID, uuid=uuid)[0]
+            if reply.hashes[0] != want_hash:
+                v.fail("host", f"the deep quote was asked for by another vTPM than {v.agent}'s "
+                       f"(UUID {uuid.hex()})", event="vTPM UUID", expected=want_hash.hex(),
+                       found=reply.hashes[0].hex())
+                return
+            v.checks.append("deep quote asked for by this guest's vTPM (UUID)")
         host = {(alg, p): value for (alg, p), value in zip(flat, values)}
         bad = False
         for bank_name, golden in self.policy.host_pcrs.items():

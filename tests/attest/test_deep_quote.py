@@ -90,3 +90,22 @@ def test_quote_by_another_key_and_refusal_and_garbage(good):
     assert "does not parse" in r.text
     [r], _ = judge(None, nonce, attest, public, golden)
     assert "no deep quote" in r.text
+
+
+def test_the_uuid_hash_names_the_vtpm_that_asked(good):
+    tpm, aik, public, golden = good
+    nonce, attest = b"n" * 20, b"q"
+    data = hashlib.sha256(nonce + attest).digest()
+    mine, theirs = bytes(range(16)), bytes(range(1, 17))
+    flags = mgr.VTPM_QUOTE_FLAGS_HASH_UUID
+    for asked_by, ok in ((mine, True), (theirs, False)):
+        hashes = mgr.deep_quote_hashes(flags, uuid=asked_by)
+        reply = get_quote(tpm, aik, data, flags=flags, hashes=hashes)
+        v = Verifier(Policy("p", host_pcrs={"sha256": golden}), stream(b"v"), host_aik=public)
+        v.known_uuids["g"] = mine
+        verdict = v.appraise("g", nonce, Evidence(attest, b"", {}, b"", "", reply, flags),
+                             deep=True, deep_quote_flags=flags)
+        host = [r for r in verdict.reasons if r.check == "host"]
+        assert (host == []) == ok
+        if not ok:
+            assert host[0].event == "vTPM UUID" and mine.hex() in host[0].text

@@ -134,6 +134,10 @@ def _host_spec(params, images, peer_images, boot=None, previous=None):
                     kernels={PVGRUB_IMAGE: PvGrub}, previous=previous)
 
 
+#: Deep quotes carry SHA-256 of the asking vTPM's UUID (VTPM_QUOTE_FLAGS_HASH_UUID), so the
+#: verifier can tell which vTPM asked.
+DEEP_QUOTE_FLAGS = 0x1
+
 #: The guest's boot counter: an NV counter index in the owner range (TPM_HT_NV_INDEX).
 BOOT_COUNTER_INDEX = 0x01C10100
 
@@ -214,7 +218,8 @@ class GuestSide:
             def deep(data, flags):
                 return (yield from self.kernel.tpm.deep_quote(data, flags, host_pcrs))
         return (yield from self.agent.evidence(nonce, bank, pcrs, event_log=self.event_log,
-                                               ima_list=self.ima.ascii_list(), deep_quote=deep))
+                                               ima_list=self.ima.ascii_list(), deep_quote=deep,
+                                               deep_quote_flags=DEEP_QUOTE_FLAGS))
 
 
 class Story:
@@ -268,6 +273,12 @@ class Story:
             self.peer = GuestSide(self.sim, self.host, self.params["peer"])
             yield from self.peer.start(self.programs)
 
+    def vtpm_uuid(self, guest):
+        """The UUID of ``guest``'s vTPM (its xl config's ``vtpm=[...uuid=...]``), 16 bytes."""
+        import uuid as uuidlib
+        cfg = self.host.toolstack.configs[f"vtpm-{guest}"]
+        return uuidlib.UUID(cfg.vtpm[0].uuid).bytes
+
     def check_boot_log(self):
         """The event log replays to the PCR 4/5 the vTPM reports (TPM2_PCR_Read)."""
         from simxen.protocols import tcg_eventlog as tl
@@ -298,7 +309,7 @@ class Story:
             self.say(f"{agent_id}'s agent could not create its keys: {exc}.")
             return False
         if agent_id not in self.verifier.known_eks:
-            self.verifier.provision(agent_id, ek)
+            self.verifier.provision(agent_id, ek, vtpm_uuid=self.vtpm_uuid(agent_id))
         yield from self.link.send("ek+ak public", len(ek) + len(ak))
         try:
             blob, secret = self.verifier.enrol(agent_id, ek, ak)
@@ -340,7 +351,8 @@ class Story:
             evidence = Evidence(b"", b"", {}, b"", "")
             self.say(f"Round {number}: the agent could not produce evidence ({exc}).")
         yield from self.link.send("evidence", evidence.size())
-        verdict = v.appraise(self.params["guest"], nonce, evidence, deep=deep)
+        verdict = v.appraise(self.params["guest"], nonce, evidence, deep=deep,
+                             deep_quote_flags=DEEP_QUOTE_FLAGS)
         host = ("not asked" if not deep else
                 "untrusted" if any(r.check == "host" for r in verdict.reasons) else "trusted")
         self.result["round"][str(number)] = {**verdict.as_dict(), "host": host,
