@@ -27,13 +27,15 @@ through TPM2_PCR_Read), ``pcr4``/``pcr5`` (hex, SHA-256), ``ima_entries``,
 ``attest_ms`` (challenge to verdict, simulated), ``enrol_ms``, ``host`` (the deep
 quote's verdict on the host: "trusted", "untrusted" or "not asked"),
 ``dom0_tpm_access`` (errno name, dom0-touches-tpm), ``vtpm_restore``
-(the vTPM's restore status after a restart), ``reenrolment``
-("accepted"/"refused"/"not tried").
+(the vTPM's restore status after a restart), ``manager_storage`` ("open" /
+"refused" after a host reboot), ``reenrolment`` ("accepted"/"refused"/"not
+tried"), ``boot_count`` (the guest's NV boot counter), ``link_messages``.
 """
 
 from __future__ import annotations
 
 from simxen.errors import InputError
+from simxen.protocols.vtpmmgr import VTPM_QUOTE_FLAGS_HASH_UUID
 from simxen.scenario.schema import Field, Table
 
 DOMAIN_KEYS = ()
@@ -134,9 +136,8 @@ def _host_spec(params, images, peer_images, boot=None, previous=None):
                     kernels={PVGRUB_IMAGE: PvGrub}, previous=previous)
 
 
-#: Deep quotes carry SHA-256 of the asking vTPM's UUID (VTPM_QUOTE_FLAGS_HASH_UUID), so the
-#: verifier can tell which vTPM asked.
-DEEP_QUOTE_FLAGS = 0x1
+#: Deep quotes carry SHA-256 of the asking vTPM's UUID, so the verifier can tell which vTPM asked.
+DEEP_QUOTE_FLAGS = VTPM_QUOTE_FLAGS_HASH_UUID
 
 #: The guest's boot counter: an NV counter index in the owner range (TPM_HT_NV_INDEX).
 BOOT_COUNTER_INDEX = 0x01C10100
@@ -230,6 +231,9 @@ class Story:
         self.sim = sim
         self.params = params
         self.env = sim.env
+        if params["attack"] == "relay" and params["peer"] == params["guest"]:
+            raise InputError("the peer must be another guest than the attested one",
+                             path=sim.scenario.path, key=f"workload.{params['name']}.peer")
         self.images = _images(sim, params, "images")
         self.peer_images = (_images(sim, params, "peer_images") if params["peer_images"]
                             else self.images)
