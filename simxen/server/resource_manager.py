@@ -11,8 +11,9 @@ when the client goes away, flushes what it left loaded:
   (CreatePrimary, Load, LoadExternal, CreateLoaded, ContextLoad,
   StartAuthSession, HMAC_Start, HashSequenceStart);
 * it leaves the set on a successful FlushContext of it, when a session is
-  used with continueSession clear, and when a session context is saved
-  (a saved session belongs to whoever holds its context file);
+  used with continueSession clear, when a sequence completes
+  (SequenceComplete, EventSequenceComplete), and when a session context is
+  saved (a saved session belongs to whoever holds its context file);
 * on :meth:`Client.close` every remaining handle gets a TPM2_FlushContext.
 
 Handles are not virtualised: clients see the TPM's own handles, so clients
@@ -116,6 +117,10 @@ class ResourceManager:
                 client.handles.add(handle)
         elif cc == TPM_CC.FlushContext and len(command) >= 14:
             client.handles.discard(struct.unpack_from(">I", command, 10)[0])
+        elif cc == TPM_CC.SequenceComplete and len(command) >= 14:
+            client.handles.discard(struct.unpack_from(">I", command, 10)[0])
+        elif cc == TPM_CC.EventSequenceComplete and len(command) >= 18:
+            client.handles.discard(struct.unpack_from(">I", command, 14)[0])
         elif cc == TPM_CC.ContextSave and len(command) >= 14:
             handle = struct.unpack_from(">I", command, 10)[0]
             if handle >> 24 in (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION):

@@ -133,6 +133,7 @@ class TpmEngine:
         self.stir_counter = 0
         self.saved_at_init = {}
         self.nv_counter_high = 0
+        self.context_sequence = 0        # never reused, even over power cycles
         # the NULL hierarchy's seed and proof: new at every TPM Reset, kept
         # over Shutdown(STATE)/Startup(STATE)
         self.null_seed = b""
@@ -151,8 +152,6 @@ class TpmEngine:
         self.objects = {}
         self.sessions = {}
         self.pcrs = PcrBanks()
-        self.context_sequence = 0
-        self.next_object = 0
         self.nv_changed = False
         self.startup_locality = 0
         self.startup_time = self._clock_fn()
@@ -312,11 +311,16 @@ class TpmEngine:
                 return
             raise TpmError(TPM_RC.VALUE, handle=index)
         ht = handle >> 24
-        if spec == "object":
+        if spec == "object" or spec == "sequence" or spec == "any_object":
             if ht == TPM_HT.TRANSIENT:
-                if handle not in self.objects:
+                obj = self.objects.get(handle)
+                if obj is None:
                     raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
+                if spec != "any_object" and obj.is_sequence != (spec == "sequence"):
+                    raise TpmError(TPM_RC.TYPE, handle=index)
                 return
+            if spec == "sequence":
+                raise TpmError(TPM_RC.VALUE, handle=index)
             if ht == TPM_HT.PERSISTENT:
                 if handle not in self.persistent:
                     raise TpmError(TPM_RC.HANDLE, handle=index)

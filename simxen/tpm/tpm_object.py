@@ -21,6 +21,8 @@ from simxen.tpm.public import Public
 class TpmObject:
     """An object the TPM holds (transient or persistent)."""
 
+    is_sequence = False
+
     __slots__ = ("public", "auth_value", "seed_value", "sensitive", "hierarchy",
                  "qualified_name", "_key", "_pub_key")
 

@@ -306,3 +306,24 @@ def test_everyday_tools_succeed(tmp_path):
             run_tool(srv.tcti, tmp_path, *step.split())
     finally:
         assert srv.stop() == 0
+
+
+def test_long_data_goes_through_sequences(server):
+    """tpm2_hash, tpm2_pcrevent and tpm2_hmac switch to sequences above 1024
+    bytes (HashSequenceStart / SequenceUpdate / (Event)SequenceComplete)."""
+    srv, cwd = server
+    data = bytes(range(256)) * 20
+    (cwd / "big.bin").write_bytes(data)
+    out = tool(server, "tpm2_hash", "-g", "sha256", "--hex", "big.bin").stdout.decode()
+    assert out.strip() == hashlib.sha256(data).hexdigest()
+    before = pcrread(server, "sha256:13")["sha256"][13].to_bytes(32, "big")
+    tool(server, "tpm2_pcrevent", "13", "big.bin")
+    after = pcrread(server, "sha256:13")["sha256"][13]
+    assert after == int.from_bytes(hashlib.sha256(before + hashlib.sha256(data).digest())
+                                   .digest(), "big")
+    tool(server, "tpm2_createprimary", "-C", "o", "-c", "hprim.ctx")
+    tool(server, "tpm2_create", "-C", "hprim.ctx", "-G", "hmac", "-c", "hk.ctx")
+    long = tool(server, "tpm2_hmac", "-c", "hk.ctx", "--hex", "big.bin").stdout
+    (cwd / "small.bin").write_bytes(data[:100])
+    short = tool(server, "tpm2_hmac", "-c", "hk.ctx", "--hex", "small.bin").stdout
+    assert len(bytes.fromhex(long.decode())) == 32 and long != short
