@@ -201,11 +201,20 @@ class GuestSide:
         self.boot = boot
 
     def start(self, programs):
+        """Generator: what the guest does after boot (IMA, boot counter, programs).
+        Returns the error text if its TPM failed it, else ``None``."""
+        from simxen.domains.ima import ImaError
+        from simxen.drivers.tpmfront import DriverError
+        from simxen.tpm.client import ResponseError
         if self.kernel is None:
-            return
-        yield from self.ima.start()
-        self.boot_count = yield from count_boot(self.kernel.tpm)
-        yield from self.run(programs)
+            return None
+        try:
+            yield from self.ima.start()
+            self.boot_count = yield from count_boot(self.kernel.tpm)
+            yield from self.run(programs)
+        except (ImaError, DriverError, ResponseError) as exc:
+            return str(exc)
+        return None
 
     def run(self, programs):
         for path, data in programs:
@@ -271,11 +280,13 @@ class Story:
         if self.guest.aborted:
             self.say(f"pv-grub stopped {self.params['guest']}'s boot: {self.guest.aborted}. "
                      "The domain runs no kernel.")
-        yield from self.guest.start(self.programs)
         self.peer = None
         if self.params["attack"] == "relay":
             self.peer = GuestSide(self.sim, self.host, self.params["peer"])
-            yield from self.peer.start(self.programs)
+        for side in (self.guest, self.peer):
+            problem = (yield from side.start(self.programs)) if side is not None else None
+            if problem:
+                self.say(f"{side.name}'s TPM failed it after boot: {problem}.")
 
     def vtpm_uuid(self, guest):
         """The UUID of ``guest``'s vTPM (its xl config's ``vtpm=[...uuid=...]``), 16 bytes."""
@@ -508,7 +519,7 @@ def run(sim, params):
     for number in range(1, params["rounds"] + 1):
         if number > 1:
             yield sim.env.timeout(params["interval"])
-        if number == 2 and story.later:
+        if number == 2 and story.later and story.guest.kernel is not None:
             yield from story.guest.run(story.later)
             story.say("Before round 2 the guest ran " + ", ".join(p for p, _ in story.later) + ".")
         if number == 2 and attack in ("vtpm-rollback", "host-tampered"):
