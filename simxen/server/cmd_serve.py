@@ -117,9 +117,6 @@ def _host_spec(sim):
         make = getattr(module, "host_spec", None)
         if make is not None:
             return make(sim, params)
-        if params["type"] == "vtpm-stack":
-            # Until the workload exports host_spec(sim, params): its own builder.
-            return module._spec(params)
     types = ", ".join(sorted({w["type"] for w in scenario.data["workload"]}))
     raise InputError(f"no workload here builds a vTPM host (found {types}; serve needs one "
                      "such as 'vtpm-stack')", path=scenario.path, key="workload")
