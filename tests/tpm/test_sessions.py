@@ -8,7 +8,7 @@ from simxen.tpm.client import AuthSessionClient, response_code
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SE
 from simxen.tpm.marshal import tpm2b, u16, u32
 
-from tpm_helpers import DetRandom, ecc_storage_template, rsa_storage_template
+from tpm_helpers import DetRandom, ecc_storage_template, rsa_storage_template, sealed_template
 
 
 def start(tpm, **kw):
@@ -93,13 +93,17 @@ def test_decrypt_on_command_without_tpm2b_parameter_is_attributes(tpm):
     assert response_code(tpm.execute(cmd)) == TPM_RC.ATTRIBUTES | 0x900
 
 
-def test_dictionary_attack_lockout(tpm):
+def sealed_with_password(tpm, password):
+    """A loaded, DA-protected sealed object whose authValue is ``password``."""
     srk, _, _ = client.parse_create_primary(tpm.execute(
         client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
-    from tpm_helpers import sealed_template
     priv, pub = client.parse_create(tpm.execute(client.create_command(
-        srk, sealed_template(attrs=0x52), data=b"x", user_auth=b"right")))
-    h, _ = client.parse_load(tpm.execute(client.load_command(srk, priv, pub)))
+        srk, sealed_template(attrs=0x52), data=b"x", user_auth=password)))
+    return client.parse_load(tpm.execute(client.load_command(srk, priv, pub)))[0]
+
+
+def test_dictionary_attack_lockout(tpm):
+    h = sealed_with_password(tpm, b"right")
     tpm.da_max_tries = 3
     unseal = lambda pw: tpm.execute(client.build_command(TPM_CC.Unseal, (h,), b"",
                                                          [client.password_auth(pw)]))
@@ -114,12 +118,7 @@ def test_dictionary_attack_lockout(tpm):
 
 
 def test_failed_tries_recover_with_tpm_clock(tpm):
-    srk, _, _ = client.parse_create_primary(tpm.execute(
-        client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
-    from tpm_helpers import sealed_template
-    priv, pub = client.parse_create(tpm.execute(client.create_command(
-        srk, sealed_template(attrs=0x52), data=b"x", user_auth=b"right")))
-    h, _ = client.parse_load(tpm.execute(client.load_command(srk, priv, pub)))
+    h = sealed_with_password(tpm, b"right")
     client.check(tpm.execute(client.build_command(
         TPM_CC.DictionaryAttackParameters, (TPM_RH.LOCKOUT,), u32(2) + u32(10) + u32(60),
         [client.password_auth()])))

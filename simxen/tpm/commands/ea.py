@@ -123,24 +123,25 @@ def policy_signed(tpm, cmd):
     return b"", _null_auth_outputs()
 
 
-@command(TPM_CC.PolicyAuthValue, handles=("policy",))
-def policy_auth_value(tpm, cmd):
+def _auth_value_policy(tpm, cmd, password):
+    """PolicyAuthValue and PolicyPassword extend the digest alike; they
+    differ in how the authValue is proven at use (HMAC key or plain)."""
     cmd.r.done()
     s = _session(tpm, cmd)
     s.extend_policy(_CC(TPM_CC.PolicyAuthValue))
-    s.auth_value_needed = True
-    s.password_needed = False
+    s.password_needed = password
+    s.auth_value_needed = not password
     return b"", b""
+
+
+@command(TPM_CC.PolicyAuthValue, handles=("policy",))
+def policy_auth_value(tpm, cmd):
+    return _auth_value_policy(tpm, cmd, False)
 
 
 @command(TPM_CC.PolicyPassword, handles=("policy",))
 def policy_password(tpm, cmd):
-    cmd.r.done()
-    s = _session(tpm, cmd)
-    s.extend_policy(_CC(TPM_CC.PolicyAuthValue))
-    s.password_needed = True
-    s.auth_value_needed = False
-    return b"", b""
+    return _auth_value_policy(tpm, cmd, True)
 
 
 @command(TPM_CC.PolicyCommandCode, handles=("policy",))
