@@ -58,10 +58,14 @@ def load_engine(state_path, seed):
 
 
 def save_engine(engine, state_path):
+    """Write the state atomically (temporary file, then rename)."""
     tmp = state_path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(engine.save_state())
-    os.replace(tmp, state_path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(engine.save_state())
+        os.replace(tmp, state_path)
+    except OSError as exc:
+        raise InputError(f"cannot write TPM state: {exc.strerror}", path=state_path) from None
 
 
 def main(args):
@@ -69,6 +73,11 @@ def main(args):
         raise InputError(f"unknown action {args.tpm_command!r}")
     if not 1 <= args.port <= 65534:
         raise InputError("port must be between 1 and 65534", key="--port")
+    if args.state:
+        folder = os.path.dirname(os.path.abspath(args.state))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise InputError(f"folder {folder} does not exist or is not writable",
+                             path=args.state, key="--state")
     engine = load_engine(args.state, args.seed)
     err = sys.stderr
 
