@@ -448,6 +448,7 @@ class TpmEngine:
         if sessions is not None:
             cp_params = command[pos:]
             self._authorize(cc, handles, sessions, n_auth, roles, cp_params, locality)
+            self._check_encrypt_allowed(sessions, enc_ok)     # before anything changes
             command = self._decrypt_parameter(command, pos, sessions, dec_ok)
         r = Reader(command, pos, n)
         cmd = Command(cc, handles, r, locality, sessions, tag)
@@ -681,11 +682,19 @@ class TpmEngine:
                 return command[:pos + 2] + plain + command[pos + 2 + size:]
         return command
 
-    def _encrypt_parameter(self, params, sessions, enc_ok):
+    @staticmethod
+    def _check_encrypt_allowed(sessions, enc_ok):
+        """An encrypt session on a command whose response starts with no
+        TPM2B (or a session without a symmetric algorithm) is
+        ``TPM_RC_ATTRIBUTES``, found before the command runs."""
         for i, a in enumerate(sessions):
             if a.session is not None and a.attributes & TPMA_SESSION.encrypt:
                 if not enc_ok or a.session.symmetric[0] == 0x0010:
                     raise TpmError(TPM_RC.ATTRIBUTES, session=i + 1)
+
+    def _encrypt_parameter(self, params, sessions, enc_ok):
+        for i, a in enumerate(sessions):
+            if a.session is not None and a.attributes & TPMA_SESSION.encrypt and params:
                 # the nonceTPM the response will carry keys the encryption
                 a.new_nonce = self.random_bytes(len(a.session.nonce_tpm))
                 size = struct.unpack_from(">H", params, 0)[0]

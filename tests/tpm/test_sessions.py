@@ -154,3 +154,16 @@ def test_session_memory_and_handles(tpm):
 
 def test_short_nonce_is_size(tpm):
     assert response_code(tpm.execute(client.start_auth_session_command(b"x" * 8))) == 0x1D5
+
+
+def test_encrypt_session_on_command_without_response_tpm2b_changes_nothing(tpm):
+    s = start(tpm, symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB))
+    cmd = nv_define(s, 0x01500009)
+    # the same command, asking for response encryption it cannot have
+    s2 = start(tpm, symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB))
+    pub = u32(0x01500009) + u16(TPM_ALG.SHA256) + u32(0x00060006) + tpm2b(b"") + u16(16)
+    bad = s2.command(TPM_CC.NV_DefineSpace, [TPM_RH.OWNER], [u32(TPM_RH.OWNER)],
+                     tpm2b(b"") + tpm2b(pub), b"", decrypt_response=True)
+    assert response_code(tpm.execute(bad)) == TPM_RC.ATTRIBUTES | 0x900
+    assert 0x01500009 not in tpm.nv_indices
+    s.response(tpm.execute(cmd), TPM_CC.NV_DefineSpace)
