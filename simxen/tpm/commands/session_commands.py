@@ -79,15 +79,16 @@ def start_auth_session(tpm, cmd):
         salt = decrypt_salt(tpm, tpm_key, encrypted_salt)
     elif encrypted_salt:
         raise TpmError(TPM_RC.VALUE, param=2)
-    nonce_tpm = tpm.random_bytes(h.size)
     bind_auth = tpm.entity_auth(bind) if bind != TPM_RH.NULL else b""
-    if bind != TPM_RH.NULL or salt:
-        session_key = kdfa(h.name, bind_auth + salt, b"ATH", nonce_tpm, nonce_caller,
-                           8 * h.size)
-    else:
-        session_key = b""
     bind_name = tpm.entity_name(bind) if bind != TPM_RH.NULL else None
     base = 0x02000000 if se == TPM_SE.HMAC else 0x03000000
-    session = tpm.add_session(lambda index: Session(base | index, se, h, nonce_tpm,
-                                                    session_key, bind_name, symmetric))
-    return u32(session.handle), tpm2b(nonce_tpm)
+
+    def make(index):          # called once a slot is known to be free
+        nonce_tpm = tpm.random_bytes(h.size)
+        key = b""
+        if bind != TPM_RH.NULL or salt:
+            key = kdfa(h.name, bind_auth + salt, b"ATH", nonce_tpm, nonce_caller, 8 * h.size)
+        return Session(base | index, se, h, nonce_tpm, key, bind_name, symmetric)
+
+    session = tpm.add_session(make)
+    return u32(session.handle), tpm2b(session.nonce_tpm)
