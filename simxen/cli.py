@@ -18,6 +18,9 @@ from simxen.errors import SimxenError
 COMMANDS = {
     "run": ("simxen.scenario.cmd_run", "run a scenario file and print its report"),
     "validate": ("simxen.scenario.cmd_validate", "check a scenario file without running it"),
+    "serve": ("simxen.server.cmd_serve",
+              "run a scenario and expose a guest's vTPM to tpm2-tools on loopback, through "
+              "every simulated hop"),
     "tpm": ("simxen.server.cmd_tpm", "stand-alone TPM 2.0 engine tools (serve)"),
 }
 
