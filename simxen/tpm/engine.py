@@ -625,9 +625,11 @@ class TpmEngine:
             self._auth_failed(handle, idx)
 
     def _needs_admin_policy(self, handle):
+        """Admin-role access needs a policy session: always for an NV index,
+        for an object when it has adminWithPolicy."""
         if handle >> 24 in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
             return bool(self.get_object(handle).attributes & TPMA_OBJECT.adminWithPolicy)
-        return False
+        return handle >> 24 == TPM_HT.NV_INDEX
 
     @staticmethod
     def _extra_nonces(sessions, i):

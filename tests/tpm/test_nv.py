@@ -134,3 +134,51 @@ def test_write_lock(tpm):
 ])
 def test_platform_create_must_match(tpm, hierarchy, attrs, rc):
     assert response_code(define(tpm, attrs=attrs, hierarchy=hierarchy)) == rc
+
+
+def test_nv_certify_signs_the_contents(tpm):
+    import hashlib as _h
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    from simxen.tpm import keys
+    from simxen.tpm.attest import Attest
+    from simxen.tpm.constants import TPM_ST
+    from simxen.tpm.signature import Signature
+    from tpm_helpers import ecc_ak_template, ecc_storage_template
+    client.check(define(tpm))
+    client.check(write(tpm, b"B" * 32))
+    srk, _, _ = client.parse_create_primary(tpm.execute(
+        client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
+    priv, pub = client.parse_create(tpm.execute(client.create_command(
+        srk, ecc_ak_template(0x00040072))))
+    key, _ = client.parse_load(tpm.execute(client.load_command(srk, priv, pub)))
+    rsp = tpm.execute(client.build_command(
+        TPM_CC.NV_Certify, (key, TPM_RH.OWNER, IDX),
+        tpm2b(b"q") + u16(TPM_ALG.ECDSA) + u16(TPM_ALG.SHA256) + u16(8) + u16(4), pw() + pw()))
+    r = client.parse_response(rsp).params
+    raw = r.tpm2b()
+    sig = Signature.parse(r)
+    att = Attest.from_bytes(raw)
+    assert att.type == TPM_ST.ATTEST_NV and att.attested["nv_contents"] == b"B" * 8
+    assert att.attested["offset"] == 4 and att.attested["index_name"] == read_public(tpm)[1]
+    der = utils.encode_dss_signature(int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"))
+    keys.ecc_public_key(pub.curve, *pub.unique).verify(der, raw, ec.ECDSA(hashes.SHA256()))
+    assert _h.sha256(raw).digest()
+
+
+def test_nv_change_auth_needs_a_policy_session(tpm):
+    import hashlib as _h
+    from simxen.tpm.client import AuthSessionClient
+    from simxen.tpm.constants import TPM_SE
+    policy = _h.sha256(bytes(32) + u32(TPM_CC.PolicyCommandCode)
+                       + u32(TPM_CC.NV_ChangeAuth)).digest()
+    client.check(define(tpm, attrs=0x00060006, auth=b"old", policy=policy))
+    cmd = client.build_command(TPM_CC.NV_ChangeAuth, (IDX,), tpm2b(b"new"), pw(b"old"))
+    assert response_code(tpm.execute(cmd)) == TPM_RC.AUTH_UNAVAILABLE
+    s = AuthSessionClient.start(tpm.execute, random_bytes=DetRandom(), session_type=TPM_SE.POLICY)
+    client.check(tpm.execute(client.build_command(TPM_CC.PolicyCommandCode, (s.handle,),
+                                                  u32(TPM_CC.NV_ChangeAuth))))
+    _, name = read_public(tpm)
+    s.response(tpm.execute(s.command(TPM_CC.NV_ChangeAuth, [IDX], [name], tpm2b(b"new"))),
+               TPM_CC.NV_ChangeAuth)
+    assert tpm.nv_indices[IDX].auth_value == b"new"

@@ -15,7 +15,7 @@ extend (NV_Extend, ``H(old || data)`` with the index's nameAlg).
 
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.commands import command
-from simxen.tpm.constants import TPM_CC, TPM_NT, TPM_RC, TPM_RH, TPMA_NV
+from simxen.tpm.constants import TPM_CC, TPM_NT, TPM_RC, TPM_RH, TPM_ST, TPMA_NV
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import tpm2b
 from simxen.tpm.nv_index import NV_INDEX_MAX, NV_MEMORY, NvIndex
@@ -225,3 +225,50 @@ def nv_read_lock(tpm, cmd):
         raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
     nv.set_attributes(nv.attributes | TPMA_NV.READLOCKED)
     return b"", b""
+
+
+@command(TPM_CC.NV_ChangeAuth, handles=("nv",), auth=1, roles=("admin",), decrypt=True)
+def nv_change_auth(tpm, cmd):
+    """Admin role: only a policy session (with PolicyCommandCode(NV_ChangeAuth)
+    in the index's policy, typically) can authorize it."""
+    r = cmd.r
+    new_auth = r.tpm2b(64)
+    r.done()
+    nv = tpm.nv_indices[cmd.handles[0]]
+    if len(new_auth.rstrip(b"\0")) > HASHES[nv.name_alg].size:
+        raise TpmError(TPM_RC.SIZE, param=1)
+    nv.auth_value = new_auth.rstrip(b"\0")
+    tpm.nv_changed = True
+    return b"", b""
+
+
+@command(TPM_CC.NV_Certify, handles=("object+", "nvauth", "nv"), auth=2, encrypt=True)
+def nv_certify(tpm, cmd):
+    """A signed TPMS_NV_CERTIFY_INFO of ``size`` bytes at ``offset``."""
+    from simxen.tpm.commands.attestation import attest_and_sign
+    from simxen.tpm.signature import parse_sig_scheme
+    r = cmd.r
+    extra = r.at(1).tpm2b(64)
+    in_scheme = parse_sig_scheme(r.at(2))
+    size = r.at(3).u16()
+    offset = r.at(4).u16()
+    r.done()
+    nv = tpm.nv_indices[cmd.handles[2]]
+    check_access(tpm, _Shifted(cmd), nv, False)
+    if size and not nv.attributes & TPMA_NV.WRITTEN:
+        raise TpmError(TPM_RC.NV_UNINITIALIZED)
+    if offset + size > nv.data_size:
+        raise TpmError(TPM_RC.NV_RANGE)
+    attested = {"index_name": nv.name, "offset": offset,
+                "nv_contents": bytes(nv.data[offset:offset + size])}
+    return b"", attest_and_sign(tpm, cmd.handles[0], in_scheme, 2, TPM_ST.ATTEST_NV, extra,
+                                attested)
+
+
+class _Shifted:
+    """NV_Certify's view for :func:`check_access`: its authHandle is the
+    second handle and its authorization the second session."""
+
+    def __init__(self, cmd):
+        self.handles = cmd.handles[1:]
+        self.sessions = cmd.sessions[1:] if cmd.sessions else None
