@@ -90,3 +90,14 @@ def test_keys_reference_lists_every_workload_key():
     assert r.returncode == 0
     for key in ("scenario.seed", "scenario.until", "workload.requests", "expect.metric"):
         assert key in r.stdout
+
+
+def test_docs_key_reference_matches_the_schema():
+    """docs/scenarios.rst ends with the reference `simxen validate --keys` prints;
+    regenerate it with scripts/scenario-keys-doc.py when a key changes."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("keys_doc", ROOT / "scripts" / "scenario-keys-doc.py")
+    keys_doc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keys_doc)
+    page = (ROOT / "docs" / "scenarios.rst").read_text()
+    assert page.endswith(keys_doc.render()), "run: python scripts/scenario-keys-doc.py"
