@@ -209,3 +209,37 @@ def rsa_verify(pub, scheme, hash_alg, digest, sig):
 def rsa_oaep_decrypt(key, hash_alg, label, data):
     return key.decrypt(data, padding.OAEP(mgf=padding.MGF1(HASH_CLASSES[hash_alg]()),
                                           algorithm=HASH_CLASSES[hash_alg](), label=label))
+
+
+# -- RSA encryption with the engine's randomness -----------------------------
+def oaep_encode(hash_alg, label, message, k, seed):
+    """EME-OAEP encoding (PKCS #1 v2.2, 7.1.1) with the given ``seed``."""
+    import hashlib
+    name = HASH_CLASSES[hash_alg].name
+    h_len = hashlib.new(name).digest_size
+    if len(message) > k - 2 * h_len - 2:
+        raise ValueError("message too long")
+    db = (hashlib.new(name, label).digest() + bytes(k - len(message) - 2 * h_len - 2)
+          + b"\x01" + message)
+    masked_db = bytes(a ^ b for a, b in zip(db, _mgf1(name, seed, k - h_len - 1)))
+    masked_seed = bytes(a ^ b for a, b in zip(seed, _mgf1(name, masked_db, h_len)))
+    return b"\x00" + masked_seed + masked_db
+
+
+def pkcs1v15_encode(message, k, random_bytes):
+    """EME-PKCS1-v1_5 encoding with non-zero padding from ``random_bytes``."""
+    if len(message) > k - 11:
+        raise ValueError("message too long")
+    ps = bytearray()
+    while len(ps) < k - len(message) - 3:
+        ps += bytes(b for b in random_bytes(k) if b)
+    return b"\x00\x02" + bytes(ps[:k - len(message) - 3]) + b"\x00" + message
+
+
+def rsa_raw(modulus, exponent, block):
+    """``block ** exponent mod n`` as a big-endian block of the modulus size."""
+    k = (modulus.bit_length() + 7) // 8
+    m = int.from_bytes(block, "big")
+    if m >= modulus:
+        raise ValueError("block out of range")
+    return pow(m, exponent, modulus).to_bytes(k, "big")

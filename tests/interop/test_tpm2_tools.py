@@ -7,6 +7,7 @@ TPM response code a real TPM gives.
 """
 
 import hashlib
+import subprocess
 
 import pytest
 import yaml
@@ -327,3 +328,23 @@ def test_long_data_goes_through_sequences(server):
     (cwd / "small.bin").write_bytes(data[:100])
     short = tool(server, "tpm2_hmac", "-c", "hk.ctx", "--hex", "small.bin").stdout
     assert len(bytes.fromhex(long.decode())) == 32 and long != short
+
+
+def test_rsa_encrypt_decrypt_with_openssl(server):
+    """OpenSSL encrypts to the key's PEM (OAEP/SHA-256); the TPM decrypts."""
+    openssl = require_tool("openssl")
+    srv, cwd = server
+    tool(server, "tpm2_createprimary", "-C", "o", "-c", "eprim.ctx")
+    tool(server, "tpm2_create", "-C", "eprim.ctx", "-G", "rsa2048", "-a",
+         "decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth",
+         "-u", "e.pub", "-r", "e.priv", "-c", "e.ctx")
+    tool(server, "tpm2_readpublic", "-c", "e.ctx", "-f", "pem", "-o", "e.pem")
+    (cwd / "pt").write_bytes(b"for the TPM only")
+    subprocess.run([openssl, "pkeyutl", "-encrypt", "-pubin", "-inkey", "e.pem", "-in", "pt",
+                    "-out", "ct", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt",
+                    "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"], cwd=cwd, check=True)
+    tool(server, "tpm2_rsadecrypt", "-c", "e.ctx", "-s", "oaep", "-o", "out", "ct")
+    assert (cwd / "out").read_bytes() == b"for the TPM only"
+    tool(server, "tpm2_rsaencrypt", "-c", "e.ctx", "-s", "oaep", "-o", "ct2", "pt")
+    tool(server, "tpm2_rsadecrypt", "-c", "e.ctx", "-s", "oaep", "-o", "out2", "ct2")
+    assert (cwd / "out2").read_bytes() == b"for the TPM only"

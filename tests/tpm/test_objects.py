@@ -245,3 +245,37 @@ def test_make_and_activate_credential(tpm, ek_template):
         [client.password_auth(), client.password_auth()]))
     assert response_code(wrong) == TPM_RC.INTEGRITY | 0x140
     assert response_code(activate(blob[:-1] + bytes([blob[-1] ^ 1]))) == TPM_RC.INTEGRITY | 0x140
+
+
+def rsa_decrypt_key(tpm):
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    tmpl = rsa_ak_template(TPM_ALG.NULL, attrs=0x00020072)      # decrypt, not restricted
+    tmpl.scheme = (TPM_ALG.NULL, TPM_ALG.NULL)
+    h, pub, _, _ = create_and_load(tpm, srk, tmpl)
+    return h, pub
+
+
+@pytest.mark.parametrize("scheme", [(TPM_ALG.OAEP, TPM_ALG.SHA256), (TPM_ALG.RSAES, 0),
+                                    (TPM_ALG.NULL, 0)])
+def test_rsa_encrypt_decrypt(tpm, scheme):
+    h, pub = rsa_decrypt_key(tpm)
+    s = u16(scheme[0]) + (u16(scheme[1]) if scheme[0] == TPM_ALG.OAEP else b"")
+    label = tpm2b(b"label") if scheme[0] == TPM_ALG.OAEP else tpm2b(b"")
+    ct = parse_response(tpm.execute(client.build_command(
+        TPM_CC.RSA_Encrypt, (h,), tpm2b(b"hello") + s + label))).params.tpm2b()
+    assert len(ct) == 256
+    pt = parse_response(tpm.execute(client.build_command(
+        TPM_CC.RSA_Decrypt, (h,), tpm2b(ct) + s + label, [client.password_auth()]))).params.tpm2b()
+    assert pt.lstrip(b"\0") == b"hello"
+    if scheme[0] == TPM_ALG.OAEP:       # an independent decryption of our OAEP encoding
+        key = tpm.objects[h].private_key()
+        assert key.decrypt(ct, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                            algorithm=hashes.SHA256(),
+                                            label=b"label\0")) == b"hello"
+
+
+def test_restricted_key_refuses_rsa_decrypt(tpm):
+    srk, _, _ = primary(tpm, rsa_storage_template())
+    cmd = client.build_command(TPM_CC.RSA_Decrypt, (srk,), tpm2b(bytes(256))
+                               + u16(TPM_ALG.RSAES) + tpm2b(b""), [client.password_auth()])
+    assert response_code(tpm.execute(cmd)) == TPM_RC.ATTRIBUTES | 0x100

@@ -16,9 +16,10 @@ import importlib
 #: code -> (handler, handle specs, number of auth handles, roles, decrypt, encrypt)
 COMMANDS = {}
 
-_MODULES = ("startup", "testing", "session_commands", "object_commands", "hash_commands",
-            "random", "attestation", "integrity", "ea", "hierarchy", "dictionary_attack",
-            "context", "clocks", "capability", "signature", "nv", "credential")
+_MODULES = ("startup", "testing", "session_commands", "object_commands", "asymmetric",
+            "hash_commands", "random", "attestation", "integrity", "ea", "hierarchy",
+            "dictionary_attack", "context", "clocks", "capability", "signature", "nv",
+            "credential")
 
 
 def command(code, handles=(), auth=0, roles=None, decrypt=False, encrypt=False):
