@@ -74,6 +74,8 @@ SCHEMA = Table("workload", "a guest is booted (pv-grub or direct), enrolled and 
     Field("interval", float, "simulated seconds between rounds", default=1.0, minimum=0),
     Field("attack", str, "what goes wrong (see docs/attestation.rst)", default="none",
           choices=list(ATTACKS)),
+    Field("rollback_manager", bool, "vtpm-rollback: roll the manager's disk image back too",
+          default=False),
     Field("peer", str, "relay: the other guest whose quotes are relayed", default="guest2"),
     Field("peer_images", dict, "relay: what the peer boots (default: images)", default={}),
     Field("host_tamper", dict, "host-tampered: {component, data} of the host boot replaced "
@@ -424,26 +426,39 @@ def _errno_name(exc):
 
 def _vtpm_rollback(story, snapshot):
     """The guest reboots once (its vTPM restarted with it, as Xen requires for
-    meaningful PCRs), then dom0 copies back the vTPM image of the first boot
-    and restarts vTPM and guest again."""
+    meaningful PCRs), then dom0 copies back the images of the first boot --
+    the vTPM's, and with ``rollback_manager`` the manager's too -- and
+    restarts what uses them. ``snapshot`` is ``{image path: bytes}``."""
     host = story.host
-    vtpm = f"vtpm-{story.params['guest']}"
-    path = host.toolstack.configs[vtpm].disk[0].target
+    guest = story.params["guest"]
+    vtpm = f"vtpm-{guest}"
     yield from host.restart_vtpm(vtpm)
     yield from story.attach_guests()
     story.result["boot_count_before_rollback"] = story.guest.boot_count
-    story.say(f"{story.params['guest']} rebooted together with {vtpm} (its boot counter is now "
+    story.say(f"{guest} rebooted together with {vtpm} (its boot counter is now "
               f"{story.guest.boot_count}; the vTPM saved itself and gave the manager its new "
               "hash and key).")
-    host.toolstack.image(path).restore(snapshot)
+    for path, data in snapshot.items():
+        host.toolstack.image(path).restore(data)
+    if len(snapshot) > 1:
+        yield from host.restart_vtpmmgr()
     yield from host.restart_vtpm(vtpm)
-    story.result["vtpm_restore"] = host.vtpm(vtpm).restore_status
+    status = story.result["vtpm_restore"] = host.vtpm(vtpm).restore_status
     yield from story.attach_guests()
-    story.say(f"Then dom0 copied back {path} as it was after the first boot and restarted "
-              f"{vtpm} and {story.params['guest']}: the manager's hash of the last save matched "
-              f"neither slot of the old image (restore status {story.result['vtpm_restore']!r}), "
-              "so the vTPM started as a blank TPM -- boot counter "
-              f"{story.guest.boot_count}, and a new endorsement key.")
+    copied = " and ".join(sorted(snapshot))
+    if status == "rollback":
+        story.say(f"Then dom0 copied back {copied} as it was after the first boot and restarted "
+                  f"{vtpm} and {guest}: the manager's hash of the last save matched neither slot "
+                  f"of the old image (restore status {status!r}), so the vTPM started as a blank "
+                  f"TPM -- boot counter {story.guest.boot_count}, and a new endorsement key.")
+    else:
+        story.say(f"Then dom0 copied back {copied} as they were after the first boot and "
+                  f"restarted the manager, {vtpm} and {guest}: the old manager image holds the "
+                  "hash and key of the old vTPM image, so the vTPM restored it (status "
+                  f"{status!r}): the boot counter reads {story.guest.boot_count} where it "
+                  f"should read {story.result['boot_count_before_rollback'] + 1}, under the "
+                  "same endorsement key. Nothing in the manager's TPM 2.0 storage (it has no "
+                  "monotonic counter) can tell.")
 
 
 def _host_reboot(story):
@@ -505,10 +520,13 @@ def run(sim, params):
     else:
         story.say("Replaying the event log gives the PCR 4/5 values the vTPM reports through "
                   "TPM2_PCR_Read" + ("." if log_ok else " -- NOT: the log and the vTPM disagree."))
-    snapshot = None
-    if attack == "vtpm-rollback":                 # the copy dom0 keeps of the first boot
-        vtpm = story.host.toolstack.configs[f"vtpm-{params['guest']}"]
-        snapshot = story.host.toolstack.image(vtpm.disk[0].target).snapshot()
+    snapshot = {}
+    if attack == "vtpm-rollback":                 # the copies dom0 keeps of the first boot
+        names = [f"vtpm-{params['guest']}"] + (
+            [story.host.vtpmmgr.name] if params["rollback_manager"] else [])
+        for name in names:
+            path = story.host.toolstack.configs[name].disk[0].target
+            snapshot[path] = story.host.toolstack.image(path).snapshot()
     enrolled = yield from story.provision_and_enrol(story.guest, params["guest"])
     story.result["enrolled"] = enrolled
     if story.peer is not None:
