@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from dataclasses import dataclass
 from typing import Optional
 
@@ -43,7 +44,8 @@ from simxen.tpm.marshal import tpm2b, u32
 from simxen.tpm.public import Public
 
 __all__ = ["EK_POLICY_A", "ek_template", "ek_template_rsa", "ak_template", "AgentError", "Evidence",
-           "AttestationAgent", "activate_credential_command", "policy_secret_command"]
+           "AttestationAgent", "activate_credential_command", "policy_secret_command",
+           "pcr_file"]
 
 #: TPM2_PolicySecret(TPM_RH_ENDORSEMENT) policy digest (TCG EK Credential
 #: Profile 2.0, B.3.3, "policy A", SHA-256).
@@ -94,11 +96,74 @@ class Evidence:
     deep_quote: Optional[bytes] = None   #: the manager's GET_QUOTE reply, if asked
     deep_quote_flags: int = 0
 
+    def export(self, folder, ak_public: bytes) -> dict:
+        """Write the evidence in the files tpm2-tools reads; returns ``{name: path}``.
+
+        ``ak.pem`` (the AK's SubjectPublicKeyInfo), ``quote.msg`` (TPMS_ATTEST),
+        ``quote.sig`` (TPMT_SIGNATURE), ``quote.pcrs`` (:func:`pcr_file`),
+        ``binary_bios_measurements`` and ``ascii_runtime_measurements``, so that::
+
+            tpm2_checkquote -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs \\
+                -g sha256 -q <nonce hex> -e binary_bios_measurements
+        """
+        from pathlib import Path
+        from cryptography.hazmat.primitives import serialization
+        from simxen.domains.verifier import BANK_IDS, public_key
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (bank, values), = self.pcr_values.items()
+        pem = public_key(Public.from_bytes(ak_public)).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        files = {"ak.pem": pem, "quote.msg": self.attest, "quote.sig": self.signature,
+                 "quote.pcrs": pcr_file(BANK_IDS[bank], values),
+                 "binary_bios_measurements": self.event_log,
+                 "ascii_runtime_measurements": self.ima_list.encode()}
+        out = {}
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+            out[name] = folder / name
+        return out
+
     def size(self) -> int:
         """Bytes on the wire (for the link's transfer time)."""
         pcr_bytes = sum(len(v) + 4 for bank in self.pcr_values.values() for v in bank.values())
         return (len(self.attest) + len(self.signature) + pcr_bytes + len(self.event_log)
                 + len(self.ima_list.encode()) + len(self.deep_quote or b""))
+
+
+#: Sizes of the C structures tpm2-tools serialises (tss2_tpm2_types.h).
+TPM2_NUM_PCR_BANKS = 16
+TPM2_PCR_SELECT_MAX = 4
+TPML_DIGEST_MAX = 8
+TPMU_HA_SIZE = 64
+
+
+def pcr_file(bank_alg: int, values: dict) -> bytes:
+    """PCR values in the file format of ``tpm2_quote -o`` / ``tpm2_checkquote -f``.
+
+    tpm2-tools 5.4 writes its C structures as they lie in memory on x86
+    (``pcr_fwrite_serialized`` in lib/pcr.c), little-endian:
+
+    * a whole ``TPML_PCR_SELECTION``: count u32, then 16 x
+      {hash u16, sizeofSelect u8, pcrSelect[4], 1 byte of padding};
+    * a u32 count of ``TPML_DIGEST`` lists;
+    * each ``TPML_DIGEST``: count u32, then 8 x {size u16, buffer[64]} --
+      at most 8 PCRs per list, as TPM2_PCR_Read answers.
+    """
+    pcrs = sorted(values)
+    bitmap = bytearray(TPM2_PCR_SELECT_MAX)
+    for p in pcrs:
+        bitmap[p // 8] |= 1 << (p % 8)
+    out = struct.pack("<I", 1) + struct.pack("<HB", bank_alg, 3) + bytes(bitmap) + b"\0"
+    out += bytes(8 * (TPM2_NUM_PCR_BANKS - 1))
+    groups = [pcrs[i:i + TPML_DIGEST_MAX] for i in range(0, len(pcrs), TPML_DIGEST_MAX)]
+    out += struct.pack("<I", len(groups))
+    for group in groups:
+        out += struct.pack("<I", len(group))
+        for p in group:
+            out += struct.pack("<H", len(values[p])) + values[p].ljust(TPMU_HA_SIZE, b"\0")
+        out += bytes((2 + TPMU_HA_SIZE) * (TPML_DIGEST_MAX - len(group)))
+    return out
 
 
 def policy_secret_command(auth_handle, policy_session, password=b"") -> bytes:

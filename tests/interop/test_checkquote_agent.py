@@ -2,12 +2,12 @@
 given the AK public key as PEM and the files in the formats ``tpm2_quote``
 writes: the TPMS_ATTEST bytes (``-m``), the TPMT_SIGNATURE bytes (``-s``) and
 the PCR file (``-o``/``-f``: tpm2-tools' serialised ``TPML_PCR_SELECTION``
-and ``TPML_DIGEST`` C structures, see :func:`pcr_file`). The tool also
+and ``TPML_DIGEST`` C structures,
+:func:`simxen.domains.attestation_agent.pcr_file`). The tool also
 replays pv-grub's event log against those PCRs (``-e``)."""
 
 import os
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from simxen.domains import pvgrub
-from simxen.domains.attestation_agent import AttestationAgent
+from simxen.domains.attestation_agent import AttestationAgent, pcr_file
 from simxen.domains.images import GuestImages, Image, initrd_bytes, kernel_bytes
 from simxen.domains.verifier import public_key
 from simxen.tpm.public import Public
@@ -25,34 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "attest"))
 from attest_support import EngineFront, drive, new_engine, stream  # noqa: E402
 
 pytestmark = pytest.mark.interop
-
-TPM2_NUM_PCR_BANKS = 16          # tss2_tpm2_types.h
-TPM2_PCR_SELECT_MAX = 4
-TPML_DIGEST_MAX = 8
-TPMU_HA_SIZE = 64
-
-
-def pcr_file(bank_alg, values):
-    """``pcr_fwrite_serialized`` of tpm2-tools (lib/pcr.c), little-endian x86:
-    a whole TPML_PCR_SELECTION (count u32, 16 x {hash u16, sizeofSelect u8,
-    pcrSelect[4], 1 pad byte}), a u32 count of TPML_DIGESTs, then each
-    TPML_DIGEST (count u32, 8 x {size u16, buffer[64]}) -- 8 PCRs per digest
-    list, as TPM2_PCR_Read answers."""
-    pcrs = sorted(values)
-    bitmap = bytearray(TPM2_PCR_SELECT_MAX)
-    for p in pcrs:
-        bitmap[p // 8] |= 1 << (p % 8)
-    out = struct.pack("<I", 1) + struct.pack("<HB", bank_alg, 3) + bytes(bitmap) + b"\0"
-    out += bytes(8 * (TPM2_NUM_PCR_BANKS - 1))
-    groups = [pcrs[i:i + TPML_DIGEST_MAX] for i in range(0, len(pcrs), TPML_DIGEST_MAX)]
-    out += struct.pack("<I", len(groups))
-    for group in groups:
-        out += struct.pack("<I", len(group))
-        for p in group:
-            out += struct.pack("<H", len(values[p])) + values[p].ljust(TPMU_HA_SIZE, b"\0")
-        out += bytes((2 + TPMU_HA_SIZE) * (TPML_DIGEST_MAX - len(group)))
-    return out
-
 
 @pytest.fixture(scope="module")
 def checkquote():
@@ -155,4 +127,27 @@ def test_checkquote_accepts_a_quote_made_through_the_whole_stack(checkquote, tmp
                        "log": ev.event_log}.items():
         (tmp_path / name).write_bytes(data)
     proc = run(checkquote, tmp_path, nonce, "-e", str(tmp_path / "log"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_checkquote_accepts_what_a_scenario_exports(checkquote, tmp_path):
+    """``export = "<folder>"`` in a scenario writes the last round's evidence; the
+    command the report prints verifies it."""
+    import re
+    import shlex
+    from simxen.scenario import runner, scenario_file
+    root = Path(__file__).resolve().parents[2] / "scenarios"
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "web-guest.toml").write_text(
+        (root / "policies" / "web-guest.toml").read_text())
+    out = tmp_path / "evidence"
+    text = (root / "boot-attest.toml").read_text().replace(
+        "rounds = 2\n", f'rounds = 2\nexport = "{out}"\n', 1)
+    (tmp_path / "s.toml").write_text(text)
+    result = runner.run(scenario_file.load(tmp_path / "s.toml"))
+    assert result.results["attest"]["exported"] == str(out)
+    story = " ".join(result.report.story)
+    command = re.search(r"tpm2_checkquote (.+?)\.$", story.split("check it with ")[1]).group(1)
+    proc = subprocess.run([checkquote] + shlex.split(command), capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -74,6 +74,9 @@ SCHEMA = Table("workload", "a guest is booted (pv-grub or direct), enrolled and 
     Field("interval", float, "simulated seconds between rounds", default=1.0, minimum=0),
     Field("attack", str, "what goes wrong (see docs/attestation.rst)", default="none",
           choices=list(ATTACKS)),
+    Field("export", str, "a folder to write the last round's evidence to, in tpm2-tools' "
+          "formats (ak.pem, quote.msg, quote.sig, quote.pcrs, the logs), for tpm2_checkquote",
+          default=""),
     Field("rollback_manager", bool, "vtpm-rollback: roll the manager's disk image back too",
           default=False),
     Field("peer", str, "relay: the other guest whose quotes are relayed", default="guest2"),
@@ -258,6 +261,7 @@ class Story:
                        "dom0_tpm_access": "not tried", "vtpm_restore": "not restarted"}
         self.events = []          # (time, sentence) for the report
         self.host = None
+        self.last = None          # (nonce, evidence) of the latest round
 
     def say(self, text):
         self.events.append((self.env.now, text))
@@ -368,6 +372,7 @@ class Story:
             evidence = Evidence(b"", b"", {}, b"", "")
             self.say(f"Round {number}: the agent could not produce evidence ({exc}).")
         yield from self.link.send("evidence", evidence.size())
+        self.last = (nonce, evidence)
         verdict = v.appraise(self.params["guest"], nonce, evidence, deep=deep,
                              deep_quote_flags=DEEP_QUOTE_FLAGS)
         host = ("not asked" if not deep else
@@ -554,12 +559,37 @@ def run(sim, params):
             answer = _replay(first)
         evidence = yield from story.attest(number, answer)
         first = first or evidence
+    if params["export"]:
+        _export(story)
     story.result["ima_entries"] = len(story.guest.ima.entries)
     story.result["boot_count"] = story.guest.boot_count
     story.result["events"] = story.events
     story.result["policy_name"] = story.policy.name
     story.result["link_messages"] = story.link.messages
     return story.result
+
+
+def _export(story):
+    """Write the last round's evidence where ``export`` says, and tell how to check it."""
+    from pathlib import Path
+    nonce, evidence = story.last
+    ak = story.guest.agent.ak_public
+    folder = Path(story.params["export"])
+    if ak is None or not evidence.attest:
+        story.say(f"Nothing was exported to {folder}: the last round produced no quote.")
+        return
+    try:
+        files = evidence.export(folder, ak)
+    except OSError as exc:
+        raise InputError(f"cannot write the evidence: {exc.strerror}", path=story.sim.scenario.path,
+                         key=f"workload.{story.params['name']}.export") from None
+    story.result["exported"] = str(folder)
+    story.say(f"The last round's evidence is in {folder}: check it with tpm2_checkquote -u "
+              f"{files['ak.pem']} -m {files['quote.msg']} -s {files['quote.sig']} -f "
+              f"{files['quote.pcrs']} -g sha256 -q {nonce.hex()}"
+              # -e replays the boot log against *every* quoted PCR; IMA's PCR 10 is not in it
+              + (f" -e {files['binary_bios_measurements']}"
+                 if evidence.event_log and not evidence.ima_list else "") + ".")
 
 
 def _boot_sentence(story):
