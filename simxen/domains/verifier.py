@@ -29,9 +29,10 @@ the AK trusted.
 **Appraisal** (:meth:`Verifier.appraise`) of one :class:`Evidence` for one
 nonce, in this order; every failed check adds a :class:`Reason`:
 
-1. the quote is signed by the enrolled AK (ECDSA/RSASSA over TPMS_ATTEST);
-2. it is a TPM-generated quote, its ``extraData`` is *this* nonce (freshness;
-   a replayed or relayed quote fails here) and it covers the PCRs asked for;
+1. the quote is signed by the enrolled AK (ECDSA/RSASSA over TPMS_ATTEST) --
+   a quote relayed from another TPM fails here;
+2. it is a TPM-generated quote, its ``extraData`` is *this* nonce (freshness:
+   a replayed old quote fails here) and it covers the PCRs asked for;
 3. the PCR values sent with it hash to its ``pcrDigest`` (so they are the
    signed ones);
 4. the TPM's clock did not run backwards since the last quote
@@ -42,11 +43,14 @@ nonce, in this order; every failed check adds a :class:`Reason`:
    ``boot_aggregate``, and lists only files the policy allows;
 7. the quoted PCRs equal any golden PCR values of the policy;
 8. with a deep quote: the manager's physical-TPM quote is signed by the
-   host's AIK, binds this nonce and this vTPM quote, and the host's PCRs
-   equal the host policy.
+   host's AIK, binds this nonce and this vTPM quote, was asked for by this
+   guest's vTPM (its UUID hash, ``VTPM_QUOTE_FLAGS_HASH_UUID``), and the
+   host's PCRs equal the host policy. It is judged even when the vTPM quote
+   failed: it is the host's evidence, not the guest's.
 
 A :class:`Verdict` passes only without reasons; each reason names the PCR,
-the event and the expected versus found digest.
+the event and the expected versus found digest. Bad evidence (bytes that do
+not parse, a list that does not replay) is a reason, never an exception.
 """
 
 from __future__ import annotations
