@@ -178,3 +178,14 @@ def test_corpus_commands_are_valid():
     # PolicyOR after PolicyPCR/PolicySecret: the digest is in neither branch;
     # the salt is a made-up point, not on the curve
     assert failed == {12: 0x1C4, 15: 0x2E7}, {i: hex(rc) for i, rc in failed.items()}
+
+
+def test_same_seed_same_bytes():
+    """Two engines with the same seed, byte stream and clock answer every
+    command of the corpus byte-identically (signatures, nonces, keys)."""
+    outs = []
+    for _ in range(2):
+        tpm = make_engine()
+        _scenario_engine_state(tpm)
+        outs.append([tpm.execute(c) for c in _CORPUS] + [tpm.save_state()])
+    assert outs[0] == outs[1]
