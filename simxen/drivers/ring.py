@@ -19,7 +19,7 @@ recorded by its ``evtchn.send``; a suppressed one by a ``ring.push`` record
 (``notify=False``, the new producer index and the peer's event index).
 """
 
-from simxen.protocols.ring import BackRing, FrontRing
+from simxen.protocols.ring import MASK, RSP_PROD_WORD, SRING_HEADER, BackRing, FrontRing
 
 
 class _RingEnd:
@@ -35,25 +35,33 @@ class _RingEnd:
         self.notifications_sent = 0
         self.notifications_suppressed = 0
         self._ports = frozenset((port,))
+        self._words = ring.words
+        self._send = dom.hv.evtchn.send
 
     def push(self):
         """Publish the entries written so far; notify the peer if it asked to be."""
         ring = self.ring
-        published = ring.unpublished()
-        if not published:
+        words = self._words
+        prod_word = ring.PROD_WORD
+        new = ring.prod_pvt
+        old = words[prod_word]
+        if new == old:
             return False
-        notify = ring.push_and_check_notify()
+        # ring.push_and_check_notify() written out: publish, then notify iff
+        # the peer's event index lies in (old, new]
+        words[prod_word] = new
+        notify = ((new - words[ring.EVENT_WORD]) & MASK) < ((new - old) & MASK)
         dom = self.dom
         if notify:
             self.notifications_sent += 1
-            self.hv.evtchn.send(dom, self.port)
+            self._send(dom, self.port)
         else:
             # A notifying push shows up as its evtchn.send; a suppressed one
             # would leave no trace, so it gets its own record.
             self.notifications_suppressed += 1
             dom._trace.emit("ring.push", dom.now, dom.domid, side=self.side, port=self.port,
-                            published=published, prod=ring.private_prod,
-                            event=ring.peer_event, notify=False)
+                            published=(new - old) & MASK, prod=new,
+                            event=words[ring.EVENT_WORD], notify=False)
         return notify
 
     def _wait(self, final_check, timeout):
@@ -102,9 +110,12 @@ class RingFrontend(_RingEnd):
 
     def get_response(self, length=None, *, flow=None):
         """The next response's bytes (``length`` of the entry), or ``None``."""
-        offset = self.ring.next_response()
-        if offset is None:
+        ring = self.ring
+        cons = ring.cons
+        if self._words[RSP_PROD_WORD] == cons:      # ring.next_response() written out
             return None
+        ring.cons = (cons + 1) & MASK
+        offset = SRING_HEADER + (cons & (self.size - 1)) * self.entry_size
         data = bytes(self.view.data[offset:offset + (length or self.entry_size)])
         self.dom._access("page.read", self.view, offset, data, "ring.response", flow)
         return data
@@ -149,8 +160,12 @@ class RingBackend(_RingEnd):
         if len(data) > self.entry_size:
             raise ValueError(f"{len(data)}-byte response for {self.entry_size}-byte entries")
         offset = self.ring.produce_response()
-        self.dom.page_write(self.view, offset, data, what="ring.response", flow=flow)
-
+        view = self.view
+        try:
+            view.data[offset:offset + len(data)] = data
+        except TypeError:       # a read-only mapping: page_write raises Xen's page fault
+            self.dom.page_write(view, offset, data, what="ring.response", flow=flow)
+        self.dom._access("page.write", view, offset, data, "ring.response", flow)
 
     def wait_requests(self, timeout=None):
         """Wait until at least one request is unconsumed; ``False`` on timeout.

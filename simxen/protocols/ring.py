@@ -104,37 +104,81 @@ def write_index(buf, offset, value):
     _U32.pack_into(buf, offset, value & MASK)
 
 
+def _alias(name, doc):
+    return property(lambda self: getattr(self, name),
+                    lambda self, value: setattr(self, name, value), doc=doc)
+
+
 class _Ring:
+    """What both ends share.
+
+    Each end produces on one half of the ring and consumes the other; a
+    subclass names the header words of its halves: ``PROD_WORD`` (its own
+    producer index), ``EVENT_WORD`` (the peer's "notify me past this" for
+    it), ``PEER_PROD_WORD`` (the peer's producer index) and
+    ``CONS_EVENT_WORD`` (its own "notify me" for that). ``prod_pvt`` is its
+    private producer counter and ``cons`` its consumer counter (Xen's
+    ``req_prod_pvt``/``rsp_cons`` in a front ring, ``rsp_prod_pvt``/
+    ``req_cons`` in a back ring -- both names work).
+    """
+
+    PROD_WORD = EVENT_WORD = PEER_PROD_WORD = CONS_EVENT_WORD = None
+
     def __init__(self, buf, entry_size, page_size):
         self.buf = buf
         self.words = header_words(buf)      #: the shared indices, see header_words()
         self.entry_size = entry_size
         self.size = ring_size(entry_size, page_size)
         self._mask = self.size - 1
+        self.prod_pvt = self.words[self.PROD_WORD]
+        self.cons = self.words[self.PEER_PROD_WORD]
 
     def entry_offset(self, idx):
         """Byte offset of the entry that index ``idx`` uses."""
         return SRING_HEADER + (idx & self._mask) * self.entry_size
 
-    def _push_and_check(self, prod_word, event_word, new):
-        """Publish producer index ``new``; notify iff the peer's event is in ``(old, new]``."""
-        words = self.words
-        old = words[prod_word]
-        words[prod_word] = new
-        return ((new - words[event_word]) & MASK) < ((new - old) & MASK)
+    def push_and_check_notify(self):
+        """Publish ``prod_pvt``; notify iff the peer's event index is in ``(old, new]``.
 
-    def _final_check(self, prod_word, event_word, cons):
-        """Work at ``cons``? If none, set the event index to ``cons + 1`` and look again."""
+        ``RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`` on a front ring,
+        ``RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`` on a back ring.
+        """
         words = self.words
-        if words[prod_word] != cons:
+        new = self.prod_pvt
+        old = words[self.PROD_WORD]
+        words[self.PROD_WORD] = new
+        return ((new - words[self.EVENT_WORD]) & MASK) < ((new - old) & MASK)
+
+    def unpublished(self):
+        """Entries produced but not yet pushed."""
+        return (self.prod_pvt - self.words[self.PROD_WORD]) & MASK
+
+    def final_check(self):
+        """``RING_FINAL_CHECK_FOR_*``: work at ``cons``? If none, set the event to ``cons + 1``
+        and look again (a producer that raced with us is then seen)."""
+        words = self.words
+        cons = self.cons
+        if words[self.PEER_PROD_WORD] != cons:
             return True
-        words[event_word] = (cons + 1) & MASK
-        return words[prod_word] != cons
+        words[self.CONS_EVENT_WORD] = (cons + 1) & MASK
+        return words[self.PEER_PROD_WORD] != cons
 
-    def _put(self, offset, data):
+    def _check_entry(self, data):
         if len(data) > self.entry_size:
             raise ValueError(f"{len(data)}-byte entry for a ring of {self.entry_size}-byte entries")
-        self.buf[offset:offset + len(data)] = data
+
+    def _produce(self):
+        pvt = self.prod_pvt
+        self.prod_pvt = (pvt + 1) & MASK
+        return SRING_HEADER + (pvt & self._mask) * self.entry_size
+
+    def _consume(self):
+        cons = self.cons
+        self.cons = (cons + 1) & MASK
+        return SRING_HEADER + (cons & self._mask) * self.entry_size
+
+    private_prod = property(lambda self: self.prod_pvt)
+    peer_event = property(lambda self: self.words[self.EVENT_WORD])
 
     # shared header, by name
     req_prod = property(lambda self: self.words[REQ_PROD_WORD])
@@ -150,16 +194,19 @@ class FrontRing(_Ring):
     ``FRONT_RING_ATTACH`` picks up the indices already in the page.
     """
 
+    PROD_WORD, EVENT_WORD = REQ_PROD_WORD, REQ_EVENT_WORD
+    PEER_PROD_WORD, CONS_EVENT_WORD = RSP_PROD_WORD, RSP_EVENT_WORD
+    req_prod_pvt = _alias("prod_pvt", "Requests produced (published or not).")
+    rsp_cons = _alias("cons", "Responses consumed.")
+
     def __init__(self, buf, entry_size, *, init=False, page_size=4096):
         if init:
             sring_init(buf)
         super().__init__(buf, entry_size, page_size)
-        self.req_prod_pvt = self.req_prod
-        self.rsp_cons = self.rsp_prod
 
     def free_requests(self):
         """``RING_FREE_REQUESTS``: slots the frontend may still fill."""
-        return self.size - ((self.req_prod_pvt - self.rsp_cons) & MASK)
+        return self.size - ((self.prod_pvt - self.cons) & MASK)
 
     def full(self):
         """``RING_FULL``."""
@@ -167,91 +214,76 @@ class FrontRing(_Ring):
 
     def produce_request(self):
         """Claim the next request slot: its byte offset (``RING_GET_REQUEST`` + ``req_prod_pvt++``)."""
-        pvt = self.req_prod_pvt
-        if ((pvt - self.rsp_cons) & MASK) >= self.size:
+        if ((self.prod_pvt - self.cons) & MASK) >= self.size:
             raise OverflowError("request ring is full")
-        self.req_prod_pvt = (pvt + 1) & MASK
-        return SRING_HEADER + (pvt & self._mask) * self.entry_size
+        return self._produce()
 
     def put_request(self, data):
         """Write ``data`` into the next request slot (not yet published)."""
-        if len(data) > self.entry_size:     # checked before a slot is claimed
-            raise ValueError(f"{len(data)}-byte entry for a ring of {self.entry_size}-byte entries")
-        self._put(self.produce_request(), data)
+        self._check_entry(data)             # before a slot is claimed
+        offset = self.produce_request()
+        self.buf[offset:offset + len(data)] = data
 
     def push_requests(self):
         """``RING_PUSH_REQUESTS``: publish without deciding about a notification."""
-        self.words[REQ_PROD_WORD] = self.req_prod_pvt
+        self.words[REQ_PROD_WORD] = self.prod_pvt
 
-    def push_requests_and_check_notify(self):
-        """``RING_PUSH_REQUESTS_AND_CHECK_NOTIFY``: publish; should the backend be notified?"""
-        return self._push_and_check(REQ_PROD_WORD, REQ_EVENT_WORD, self.req_prod_pvt)
-
-    def unpublished(self):
-        """Requests written but not yet pushed."""
-        return (self.req_prod_pvt - self.words[REQ_PROD_WORD]) & MASK
-
-    push_and_check_notify = push_requests_and_check_notify
-    private_prod = property(lambda self: self.req_prod_pvt)
-    peer_event = property(lambda self: self.req_event)
+    push_requests_and_check_notify = _Ring.push_and_check_notify
 
     def unconsumed_responses(self):
         """``RING_HAS_UNCONSUMED_RESPONSES``: how many."""
-        return (self.words[RSP_PROD_WORD] - self.rsp_cons) & MASK
+        return (self.words[RSP_PROD_WORD] - self.cons) & MASK
 
     def consume_response(self):
         """Byte offset of the next response; advances ``rsp_cons``."""
-        offset = SRING_HEADER + (self.rsp_cons & self._mask) * self.entry_size
-        self.rsp_cons = (self.rsp_cons + 1) & MASK
-        return offset
+        return self._consume()
 
     def next_response(self):
         """Byte offset of the next unconsumed response (advancing ``rsp_cons``), or ``None``."""
-        cons = self.rsp_cons
-        if self.words[RSP_PROD_WORD] == cons:
+        if self.words[RSP_PROD_WORD] == self.cons:
             return None
-        self.rsp_cons = (cons + 1) & MASK
-        return SRING_HEADER + (cons & self._mask) * self.entry_size
+        return self._consume()
 
     def get_response(self):
         """The next response entry's bytes (the whole entry)."""
-        offset = self.consume_response()
+        offset = self._consume()
         return bytes(self.buf[offset:offset + self.entry_size])
 
-    def final_check_for_responses(self):
-        """``RING_FINAL_CHECK_FOR_RESPONSES``: work left? If none, ask for a notification."""
-        return self._final_check(RSP_PROD_WORD, RSP_EVENT_WORD, self.rsp_cons)
+    final_check_for_responses = _Ring.final_check
 
 
 class BackRing(_Ring):
     """The backend's view: consumes requests, produces responses (``BACK_RING_ATTACH``)."""
 
+    PROD_WORD, EVENT_WORD = RSP_PROD_WORD, RSP_EVENT_WORD
+    PEER_PROD_WORD, CONS_EVENT_WORD = REQ_PROD_WORD, REQ_EVENT_WORD
+    rsp_prod_pvt = _alias("prod_pvt", "Responses produced (published or not).")
+    req_cons = _alias("cons", "Requests consumed.")
+
     def __init__(self, buf, entry_size, *, page_size=4096):
         super().__init__(buf, entry_size, page_size)
-        self.rsp_prod_pvt = self.rsp_prod
-        self.req_cons = self.rsp_prod_pvt
+        self.cons = self.prod_pvt           # BACK_RING_ATTACH: req_cons = rsp_prod
 
     def unconsumed_requests(self):
         """``RING_HAS_UNCONSUMED_REQUESTS``: how many, never more than the ring holds."""
-        req = (self.words[REQ_PROD_WORD] - self.req_cons) & MASK
-        rsp = self.size - ((self.req_cons - self.rsp_prod_pvt) & MASK)
+        cons = self.cons
+        req = (self.words[REQ_PROD_WORD] - cons) & MASK
+        rsp = self.size - ((cons - self.prod_pvt) & MASK)
         return req if req < rsp else rsp
 
     def request_cons_overflow(self, cons=None):
         """``RING_REQUEST_CONS_OVERFLOW``: has ``cons`` run a full ring ahead of responses?"""
-        cons = self.req_cons if cons is None else cons
-        return ((cons - self.rsp_prod_pvt) & MASK) >= self.size
+        cons = self.cons if cons is None else cons
+        return ((cons - self.prod_pvt) & MASK) >= self.size
 
     def request_prod_overflow(self, prod=None):
         """``RING_REQUEST_PROD_OVERFLOW``: a frontend publishing more than a ring's worth."""
         prod = self.req_prod if prod is None else prod
-        return ((prod - self.rsp_prod_pvt) & MASK) > self.size
+        return ((prod - self.prod_pvt) & MASK) > self.size
 
     def consume_request(self):
         """Byte offset of the next request; advances ``req_cons``."""
-        offset = SRING_HEADER + (self.req_cons & self._mask) * self.entry_size
-        self.req_cons = (self.req_cons + 1) & MASK
-        return offset
+        return self._consume()
 
     def next_request(self):
         """Byte offset of the next unconsumed request (advancing ``req_cons``), or ``None``.
@@ -261,52 +293,50 @@ class BackRing(_Ring):
         frontend).
         """
         prod = self.words[REQ_PROD_WORD]
-        cons = self.req_cons
+        cons = self.cons
         if prod == cons:
             return None
-        pvt = self.rsp_prod_pvt
+        pvt = self.prod_pvt
         if ((prod - pvt) & MASK) > self.size:
             raise ValueError(f"frontend req_prod {prod} overflows the ring "
                              f"(rsp_prod_pvt {pvt}, size {self.size})")
         if ((cons - pvt) & MASK) >= self.size:
             return None         # a full ring's worth awaits responses
-        self.req_cons = (cons + 1) & MASK
+        self.cons = (cons + 1) & MASK
         return SRING_HEADER + (cons & self._mask) * self.entry_size
 
     def get_request(self):
         """A private copy of the next request entry (``RING_COPY_REQUEST``)."""
-        offset = self.consume_request()
+        offset = self._consume()
         return bytes(self.buf[offset:offset + self.entry_size])
 
     def produce_response(self):
         """Claim the next response slot: its byte offset."""
-        pvt = self.rsp_prod_pvt
-        self.rsp_prod_pvt = (pvt + 1) & MASK
-        return SRING_HEADER + (pvt & self._mask) * self.entry_size
+        return self._produce()
 
     def put_response(self, data):
         """Write ``data`` into the next response slot (not yet published)."""
-        if len(data) > self.entry_size:     # checked before a slot is claimed
-            raise ValueError(f"{len(data)}-byte entry for a ring of {self.entry_size}-byte entries")
-        self._put(self.produce_response(), data)
+        self._check_entry(data)             # before a slot is claimed
+        offset = self._produce()
+        self.buf[offset:offset + len(data)] = data
 
     def push_responses(self):
         """``RING_PUSH_RESPONSES``."""
-        self.words[RSP_PROD_WORD] = self.rsp_prod_pvt
+        self.words[RSP_PROD_WORD] = self.prod_pvt
 
-    def push_responses_and_check_notify(self):
-        """``RING_PUSH_RESPONSES_AND_CHECK_NOTIFY``: publish; should the frontend be notified?"""
-        return self._push_and_check(RSP_PROD_WORD, RSP_EVENT_WORD, self.rsp_prod_pvt)
-
-    def unpublished(self):
-        """Responses written but not yet pushed."""
-        return (self.rsp_prod_pvt - self.words[RSP_PROD_WORD]) & MASK
-
-    push_and_check_notify = push_responses_and_check_notify
-    private_prod = property(lambda self: self.rsp_prod_pvt)
-    peer_event = property(lambda self: self.rsp_event)
+    push_responses_and_check_notify = _Ring.push_and_check_notify
 
     def final_check_for_requests(self):
-        """``RING_FINAL_CHECK_FOR_REQUESTS``: work left? If none, ask for a notification."""
-        return self._final_check(REQ_PROD_WORD, REQ_EVENT_WORD, self.req_cons) and bool(
-            self.unconsumed_requests())
+        """``RING_FINAL_CHECK_FOR_REQUESTS``: work left? If none, ask for a notification.
+
+        Requests the backend may not take yet (a full ring's worth awaits
+        responses) do not count.
+        """
+        words = self.words
+        cons = self.cons
+        if words[REQ_PROD_WORD] == cons:
+            words[REQ_EVENT_WORD] = (cons + 1) & MASK
+            if words[REQ_PROD_WORD] == cons:
+                return False
+        # requests are published, so bool(unconsumed_requests()) is "room to take one"
+        return ((cons - self.prod_pvt) & MASK) != self.size

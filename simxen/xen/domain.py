@@ -307,7 +307,9 @@ class Domain:
         c = self.cursor
         start = c if c > env._now else env._now
         waiter = _Wait(env, ports, token, start)
-        if (self._pending or self._watch_events) and self._ready(waiter):
+        # (queued watch events matter to block() and wait_watch(), not to poll())
+        if (self._pending or (self._watch_events and (ports is None or token is not None))) \
+                and self._ready(waiter):
             return env.timeout(start - env._now)
         waiters = self._waiters
         if len(waiters) > 2:    # forget processes that were resumed since
@@ -364,7 +366,14 @@ class Domain:
                 continue
             start = waiter.start
             at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
-            if waiter.wake is None or at < waiter.wake:
+            if waiter.wake is None:
+                # _schedule(waiter, at) for a waiter nothing was due for yet, written out
+                waiter._ok = True
+                waiter._value = None
+                env = self.env
+                env.schedule(waiter, NORMAL, at - env._now)
+                waiter.wake = at
+            elif at < waiter.wake:
                 self._schedule(waiter, at)
 
     # -- what woke us ------------------------------------------------------
