@@ -393,12 +393,18 @@ class Story:
 def _relay(story):
     """The attested guest answers with its peer's evidence for the same nonce."""
     def answer(nonce, host_pcrs):
+        story.say(f"{story.params['guest']}'s agent forwarded the verifier's nonce to "
+                  f"{story.params['peer']}'s agent and sent back its quote, event log and IMA "
+                  "list as its own.")
         return (yield from story.peer.evidence(nonce, story.verifier.request, host_pcrs))
     return answer
 
 
-def _replay(old):
+def _replay(story, old):
+    """The agent answers with evidence it sent before."""
     def answer(nonce, host_pcrs):
+        story.say(f"{story.params['guest']}'s agent answered the new nonce with the evidence it "
+                  "had sent in round 1.")
         return old
         yield
     return answer
@@ -556,7 +562,7 @@ def run(sim, params):
         if attack == "relay":
             answer = _relay(story)
         elif attack == "replay" and number >= 2:
-            answer = _replay(first)
+            answer = _replay(story, first)
         evidence = yield from story.attest(number, answer)
         first = first or evidence
     if params["export"]:
