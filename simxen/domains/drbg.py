@@ -14,7 +14,6 @@ its ``random_bytes``::
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 __all__ = ["HmacDrbg"]
@@ -30,7 +29,7 @@ class HmacDrbg:
         self._update(bytes(entropy) + bytes(personalization))
 
     def _hmac(self, data: bytes) -> bytes:
-        return hmac.new(self.key, data, hashlib.sha256).digest()
+        return hmac.digest(self.key, data, "sha256")
 
     def _update(self, provided: bytes = b"") -> None:
         self.key = self._hmac(self.value + b"\x00" + provided)

@@ -321,7 +321,8 @@ class Vtpm(Kernel):
         start = dom.now
         disk = self.disk()
         state = self.engine.save_state()
-        key, nonce = self.drbg(VTPM_KEY_SIZE), self.drbg(VTPM_NONCE_SIZE)
+        fresh = self.drbg(VTPM_KEY_SIZE + VTPM_NONCE_SIZE)     # a fresh key and nonce per save
+        key, nonce = fresh[:VTPM_KEY_SIZE], fresh[VTPM_KEY_SIZE:]
         sealed = seal_slot(state, key, nonce)
         dom.charge("crypto.aead_per_byte", len(sealed))
         slot = 0 if self.slot is None else other_slot(self.slot)

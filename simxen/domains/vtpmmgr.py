@@ -121,6 +121,7 @@ class VtpmMgr(Kernel):
         self.open_uuids = {}             #: uuid text -> (domid, handle) holding it open
         self.duplicates = set()          #: (domid, handle) refused as a second opener
         self.served = 0
+        self._uuid_bytes = {}            # uuid text -> 16 bytes
         self._flows = 0
 
     @property
@@ -214,7 +215,9 @@ class VtpmMgr(Kernel):
     def handle(self, request):
         """Generator: the manager's answer to one request (bytes)."""
         cmd = request.command
-        uuid = uuidlib.UUID(request.uuid).bytes
+        uuid = self._uuid_bytes.get(request.uuid)
+        if uuid is None:
+            uuid = self._uuid_bytes[request.uuid] = uuidlib.UUID(request.uuid).bytes
         storage = self.storage
         admin = storage.is_open and storage.is_admin(uuid)
         rc = mgr.dispatch_check(cmd, is_admin=admin)
