@@ -82,10 +82,9 @@ def main(args):
     err = sys.stderr
 
     def log(client, command, response, locality):
-        if not args.quiet:
-            print(f"[client {client.ident}] {describe(command, response)}", file=err, flush=True)
+        print(f"[client {client.ident}] {describe(command, response)}", file=err, flush=True)
 
-    manager = ResourceManager(engine, log=log)
+    manager = ResourceManager(engine, log=None if args.quiet else log)
     stop = threading.Event()
     try:
         if args.protocol == "mssim":

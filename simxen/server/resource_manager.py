@@ -36,6 +36,8 @@ _CREATES_HANDLE = {TPM_CC.CreatePrimary, TPM_CC.Load, TPM_CC.LoadExternal,
                    TPM_CC.CreateLoaded, TPM_CC.ContextLoad, TPM_CC.StartAuthSession,
                    TPM_CC.HMAC_Start, TPM_CC.HashSequenceStart}
 _FLUSHABLE = {TPM_HT.TRANSIENT, TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION}
+#: authorizationSize 9 followed by TPM_RS_PW: one password session, nothing to track
+_RS_PW_ONLY = struct.pack(">I", 9) + struct.pack(">I", 0x40000009)
 
 
 def handle_count(cc):
@@ -125,7 +127,7 @@ class ResourceManager:
             handle = struct.unpack_from(">I", command, 10)[0]
             if handle >> 24 in (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION):
                 client.handles.discard(handle)
-        if tag == 0x8002:
+        if tag == 0x8002 and command[10 + 4 * n:18 + 4 * n] != _RS_PW_ONLY:
             for handle, attrs in _sessions_of(command, n):
                 if not attrs & 1:
                     client.handles.discard(handle)
