@@ -592,6 +592,12 @@ class TpmEngine:
                     raise TpmError(TPM_RC.LOCALITY)
                 if s.cp_hash is not None and s.cp_hash != cp:
                     raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
+                if s.name_hash is not None and s.name_hash != s.hash.digest(names):
+                    raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
+                if s.nv_written is not None and (
+                        handle >> 24 != TPM_HT.NV_INDEX or s.nv_written != bool(
+                            self.nv_indices[handle].attributes & TPMA_NV.WRITTEN)):
+                    raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
                 a.include_auth = s.auth_value_needed
                 if s.password_needed:
                     self._check_password_policy(handle, a.hmac, idx)

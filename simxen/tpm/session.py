@@ -5,7 +5,8 @@ commands: its hash, the rolling ``nonce_tpm``, the ``session_key`` derived at
 StartAuthSession, what it is bound to, the symmetric algorithm for
 parameter encryption, and for policy sessions the ``policy_digest`` and the
 conditions the policy commands deferred to the time of use (command code,
-PCR update counter, authValue or password needed, locality).
+PCR update counter, authValue or password needed, locality, cpHash, name
+hash, NV written state).
 """
 
 from simxen.tpm.constants import TPM_SE
@@ -17,7 +18,7 @@ class Session:
     __slots__ = ("handle", "type", "hash", "nonce_tpm", "session_key", "bind_name",
                  "symmetric", "policy_digest", "command_code", "pcr_counter",
                  "auth_value_needed", "password_needed", "locality", "cp_hash",
-                 "name_hash", "saved_sequence", "is_trial")
+                 "name_hash", "nv_written", "saved_sequence", "is_trial")
 
     def __init__(self, handle, type_, hash_alg, nonce_tpm, session_key, bind_name,
                  symmetric):
@@ -46,6 +47,7 @@ class Session:
         self.locality = None
         self.cp_hash = None
         self.name_hash = None
+        self.nv_written = None
 
     def extend_policy(self, data):
         """``policyDigest := H(policyDigest || data)``."""

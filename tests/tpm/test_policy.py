@@ -6,7 +6,7 @@ import hashlib
 from simxen.tpm import client
 from simxen.tpm.client import AuthSessionClient, response_code
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SE
-from simxen.tpm.marshal import tpm2b, u32
+from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.pcr_selection import marshal_pcr_selection, select_bytes
 
 from tpm_helpers import DetRandom, ecc_storage_template, sealed_template
@@ -161,3 +161,52 @@ def test_policy_commands_need_a_policy_session(tpm):
         TPM_CC.PolicyGetDigest, (0x03000005,)))) == TPM_RC.REFERENCE_H0
 
 
+
+
+def define_nv(tpm, index, data):
+    pub = u32(index) + u16(TPM_ALG.SHA256) + u32(0x00060006) + tpm2b(b"") + u16(len(data))
+    client.check(tpm.execute(client.build_command(TPM_CC.NV_DefineSpace, (TPM_RH.OWNER,),
+                                                  tpm2b(b"") + tpm2b(pub),
+                                                  [client.password_auth()])))
+    client.check(tpm.execute(client.build_command(
+        TPM_CC.NV_Write, (TPM_RH.OWNER, index), tpm2b(data) + b"\0\0",
+        [client.password_auth()])))
+    r = client.parse_response(tpm.execute(client.build_command(TPM_CC.NV_ReadPublic,
+                                                               (index,)))).params
+    r.tpm2b()
+    return r.tpm2b()
+
+
+def policy_nv(tpm, s, index, operand, op):
+    return tpm.execute(client.build_command(
+        TPM_CC.PolicyNV, (TPM_RH.OWNER, index, s.handle),
+        tpm2b(operand) + b"\0\0" + op.to_bytes(2, "big"), [client.password_auth()]))
+
+
+def test_policy_nv_compares_and_extends(tpm):
+    name = define_nv(tpm, 0x01500070, b"\x05")
+    s = session(tpm)
+    client.check(policy_nv(tpm, s, 0x01500070, b"\x05", 0x0000))          # EQ
+    args = hashlib.sha256(b"\x05" + b"\0\0" + b"\0\0").digest()
+    assert digest(tpm, s) == hashlib.sha256(bytes(32) + u32(TPM_CC.PolicyNV) + args
+                                            + name).digest()
+    assert response_code(policy_nv(tpm, s, 0x01500070, b"\x07", 0x0000)) == TPM_RC.POLICY
+    client.check(policy_nv(tpm, s, 0x01500070, b"\x07", 0x0005))          # UNSIGNED_LT
+    client.check(policy_nv(tpm, s, 0x01500070, b"\x04", 0x000A))          # BITSET
+    assert response_code(policy_nv(tpm, s, 0x01500070, b"\x02", 0x000A)) == TPM_RC.POLICY
+
+
+def test_policy_nv_written_and_name_hash_are_checked_at_use(tpm):
+    s = session(tpm)
+    client.check(tpm.execute(client.build_command(TPM_CC.PolicyNvWritten, (s.handle,),
+                                                  b"\x01")))
+    assert response_code(tpm.execute(client.build_command(
+        TPM_CC.PolicyNvWritten, (s.handle,), b"\x00"))) == 0x1C4
+    assert digest(tpm, s) == hashlib.sha256(bytes(32) + u32(TPM_CC.PolicyNvWritten)
+                                            + b"\x01").digest()
+    n = session(tpm)
+    name_hash = hashlib.sha256(b"some names").digest()
+    client.check(tpm.execute(client.build_command(TPM_CC.PolicyNameHash, (n.handle,),
+                                                  tpm2b(name_hash))))
+    h, name = sealed(tpm, digest(tpm, n))
+    assert response_code(unseal(tpm, n, h, name)) == 0x99D     # names do not hash to it

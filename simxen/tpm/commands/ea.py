@@ -14,13 +14,15 @@ counter, authValue or password, locality, cpHash).  Digest updates::
     PolicyLocality      H(old || CC || locality)
     PolicyCpHash        H(old || CC || cpHashA)
     PolicyNameHash      H(old || CC || nameHash)
+    PolicyNV            H(old || CC || H(operandB || offset || operation) || nvName)
+    PolicyNvWritten     H(old || CC || writtenSet)
     PolicyOR            H(0...0 || CC || digest_1 || ... || digest_n)
     PolicyAuthorize     H(H(0...0 || CC || keyName) || policyRef)
 """
 
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.commands import command
-from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH, TPM_ST
+from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH, TPM_ST, TPMA_NV
 from simxen.tpm.creation import parse_ticket, ticket_digest
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import tpm2b, u16, u32
@@ -237,3 +239,80 @@ def policy_restart(tpm, cmd):
 def policy_get_digest(tpm, cmd):
     cmd.r.done()
     return b"", tpm2b(_session(tpm, cmd).policy_digest)
+
+
+@command(TPM_CC.PolicyNameHash, handles=("policy",))
+def policy_name_hash(tpm, cmd):
+    r = cmd.r
+    name_hash = r.tpm2b(64)
+    r.done()
+    s = _session(tpm, cmd)
+    if len(name_hash) != s.hash.size:
+        raise TpmError(TPM_RC.SIZE, param=1)
+    if s.name_hash is not None:
+        raise TpmError(TPM_RC.VALUE, param=1)
+    s.name_hash = name_hash
+    s.extend_policy(_CC(TPM_CC.PolicyNameHash) + name_hash)
+    return b"", b""
+
+
+@command(TPM_CC.PolicyNvWritten, handles=("policy",))
+def policy_nv_written(tpm, cmd):
+    r = cmd.r
+    written = r.u8()
+    r.done()
+    if written > 1:
+        raise TpmError(TPM_RC.VALUE, param=1)
+    s = _session(tpm, cmd)
+    if s.nv_written is not None and s.nv_written != bool(written):
+        raise TpmError(TPM_RC.VALUE, param=1)
+    s.nv_written = bool(written)
+    s.extend_policy(_CC(TPM_CC.PolicyNvWritten) + bytes((written,)))
+    return b"", b""
+
+
+#: TPM_EO: how PolicyNV compares the NV contents A with operandB.
+_OPERATIONS = {
+    0x0000: lambda a, b, sa, sb: a == b,            # EQ
+    0x0001: lambda a, b, sa, sb: a != b,            # NEQ
+    0x0002: lambda a, b, sa, sb: sa > sb,           # SIGNED_GT
+    0x0003: lambda a, b, sa, sb: a > b,             # UNSIGNED_GT
+    0x0004: lambda a, b, sa, sb: sa < sb,           # SIGNED_LT
+    0x0005: lambda a, b, sa, sb: a < b,             # UNSIGNED_LT
+    0x0006: lambda a, b, sa, sb: sa >= sb,          # SIGNED_GE
+    0x0007: lambda a, b, sa, sb: a >= b,            # UNSIGNED_GE
+    0x0008: lambda a, b, sa, sb: sa <= sb,          # SIGNED_LE
+    0x0009: lambda a, b, sa, sb: a <= b,            # UNSIGNED_LE
+    0x000A: lambda a, b, sa, sb: a & b == b,        # BITSET
+    0x000B: lambda a, b, sa, sb: a & b == 0,        # BITCLEAR
+}
+
+
+@command(TPM_CC.PolicyNV, handles=("nvauth", "nv", "policy"), auth=1, decrypt=True)
+def policy_nv(tpm, cmd):
+    """Compare NV contents with operandB (needs read access to the index)."""
+    from simxen.tpm.commands.nv import check_access
+    r = cmd.r
+    operand = r.at(1).tpm2b(64)
+    offset = r.at(2).u16()
+    operation = r.at(3).u16()
+    r.done()
+    if operation not in _OPERATIONS:
+        raise TpmError(TPM_RC.VALUE, param=3)
+    nv = tpm.nv_indices[cmd.handles[1]]
+    s = _session(tpm, cmd, 2)
+    if not s.is_trial:
+        check_access(tpm, cmd, nv, False)
+        if not nv.attributes & TPMA_NV.WRITTEN:
+            raise TpmError(TPM_RC.NV_UNINITIALIZED)
+        if offset + len(operand) > nv.data_size:
+            raise TpmError(TPM_RC.NV_RANGE)
+        a = bytes(nv.data[offset:offset + len(operand)])
+        ua, ub = int.from_bytes(a, "big"), int.from_bytes(operand, "big")
+        sa = int.from_bytes(a, "big", signed=True) if a else 0
+        sb = int.from_bytes(operand, "big", signed=True) if operand else 0
+        if not _OPERATIONS[operation](ua, ub, sa, sb):
+            raise TpmError(TPM_RC.POLICY)
+    args = s.hash.digest(operand + u16(offset) + u16(operation))
+    s.extend_policy(_CC(TPM_CC.PolicyNV) + args + nv.name)
+    return b"", b""
