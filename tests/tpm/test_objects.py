@@ -279,3 +279,16 @@ def test_restricted_key_refuses_rsa_decrypt(tpm):
     cmd = client.build_command(TPM_CC.RSA_Decrypt, (srk,), tpm2b(bytes(256))
                                + u16(TPM_ALG.RSAES) + tpm2b(b""), [client.password_auth()])
     assert response_code(tpm.execute(cmd)) == TPM_RC.ATTRIBUTES | 0x100
+
+
+def test_change_eps_gives_a_new_ek(tpm):
+    from tpm_helpers import ecc_storage_template as tmpl
+    _, ek1, _ = primary(tpm, tmpl(), TPM_RH.ENDORSEMENT)
+    client.check(tpm.execute(client.build_command(TPM_CC.ChangeEPS, (TPM_RH.PLATFORM,), b"",
+                                                  [client.password_auth()])))
+    assert not tpm.objects                      # the old EK went with its seed
+    _, ek2, _ = primary(tpm, tmpl(), TPM_RH.ENDORSEMENT)
+    _, srk_a, _ = primary(tpm, tmpl())
+    assert ek2.unique != ek1.unique
+    owner = make_engine()
+    assert srk_a.unique == primary(owner, tmpl())[1].unique     # SPS untouched

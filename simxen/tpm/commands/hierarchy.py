@@ -4,7 +4,9 @@ CreatePrimary derives its object from the hierarchy's primary seed
 (:mod:`simxen.tpm.creation`), so the same seed and template always give the
 same key.  Clear gives the storage hierarchy a new seed and proof, forgets
 the owner's, endorsement's and lockout's authValues and policies, and
-deletes the owner's NV indices and persistent objects.
+deletes the owner's NV indices and persistent objects.  ChangeEPS and
+ChangePPS (platform authorization) do the same for the endorsement and
+platform seeds: a new EK, every old endorsement key gone.
 """
 
 from simxen.tpm.algorithms import HASHES
@@ -138,4 +140,30 @@ def clear(tpm, cmd):
     tpm.da_failed_tries = 0
     tpm.lockout_auth_locked = False
     tpm.nv_changed = True
+    return b"", b""
+
+
+def _replace_seed(tpm, hierarchy, seed_attr, proof_attr):
+    """ChangeEPS/ChangePPS: a new primary seed and proof, and every object of
+    the hierarchy (loaded or persistent) gone with the old seed."""
+    setattr(tpm, seed_attr, tpm.random_bytes(32))
+    setattr(tpm, proof_attr, tpm.random_bytes(32))
+    tpm.hierarchy_auth[hierarchy] = b""
+    tpm.hierarchy_policy[hierarchy] = (TPM_ALG.NULL, b"")
+    tpm.objects = {h: o for h, o in tpm.objects.items() if o.hierarchy != hierarchy}
+    tpm.persistent = {h: o for h, o in tpm.persistent.items() if o.hierarchy != hierarchy}
+    tpm.nv_changed = True
+
+
+@command(TPM_CC.ChangeEPS, handles=("platform",), auth=1)
+def change_eps(tpm, cmd):
+    cmd.r.done()
+    _replace_seed(tpm, TPM_RH.ENDORSEMENT, "eps", "eh_proof")
+    return b"", b""
+
+
+@command(TPM_CC.ChangePPS, handles=("platform",), auth=1)
+def change_pps(tpm, cmd):
+    cmd.r.done()
+    _replace_seed(tpm, TPM_RH.PLATFORM, "pps", "ph_proof")
     return b"", b""
