@@ -167,3 +167,14 @@ def test_encrypt_session_on_command_without_response_tpm2b_changes_nothing(tpm):
     assert response_code(tpm.execute(bad)) == TPM_RC.ATTRIBUTES | 0x900
     assert 0x01500009 not in tpm.nv_indices
     s.response(tpm.execute(cmd), TPM_CC.NV_DefineSpace)
+
+
+def test_capability_lists_loaded_and_saved_sessions(tpm):
+    hmac_s = start(tpm).handle
+    policy_s = start(tpm, session_type=TPM_SE.POLICY).handle
+    client.check(tpm.execute(client.build_command(TPM_CC.ContextSave, (hmac_s,))))
+    _, _, loaded = client.parse_get_capability(tpm.execute(
+        client.get_capability_command(1, 0x02000000, 10)))
+    _, _, saved = client.parse_get_capability(tpm.execute(
+        client.get_capability_command(1, 0x03000000, 10)))
+    assert loaded == [policy_s] and saved == [hmac_s]

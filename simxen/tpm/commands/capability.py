@@ -189,7 +189,13 @@ def get_capability(tpm, cmd):
         handles = handles_of_type(tpm, prop >> 24)
         if handles is None:
             raise TpmError(TPM_RC.HANDLE, param=2)
-        return b"", page([h for h in handles if h >= prop], u32)
+        if prop >> 24 in (TPM_HT.LOADED_SESSION, TPM_HT.SAVED_SESSION):
+            # HMAC and policy sessions share one index space: compare indices
+            handles = sorted((h for h in handles if h & 0xFFFFFF >= prop & 0xFFFFFF),
+                             key=lambda h: h & 0xFFFFFF)
+        else:
+            handles = [h for h in handles if h >= prop]
+        return b"", page(handles, u32)
     if cap == TPM_CAP.COMMANDS:
         items = sorted(cc for cc in COMMANDS if cc >= prop)
         return b"", page(items, lambda cc: u32(tpma_cc(cc)))
