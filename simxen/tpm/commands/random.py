@@ -40,4 +40,5 @@ def stir_random(tpm, cmd):
     data = r.tpm2b(128)
     r.done()
     tpm.stir_pool = hashlib.sha256(tpm.stir_pool + data).digest()
+    tpm.nv_changed = True          # the pool is part of the persistent state
     return b"", b""
