@@ -214,9 +214,11 @@ class FrontRing(_Ring):
 
     def produce_request(self):
         """Claim the next request slot: its byte offset (``RING_GET_REQUEST`` + ``req_prod_pvt++``)."""
-        if ((self.prod_pvt - self.cons) & MASK) >= self.size:
+        pvt = self.prod_pvt
+        if ((pvt - self.cons) & MASK) >= self.size:
             raise OverflowError("request ring is full")
-        return self._produce()
+        self.prod_pvt = (pvt + 1) & MASK        # as _produce()
+        return SRING_HEADER + (pvt & self._mask) * self.entry_size
 
     def put_request(self, data):
         """Write ``data`` into the next request slot (not yet published)."""
@@ -312,7 +314,9 @@ class BackRing(_Ring):
 
     def produce_response(self):
         """Claim the next response slot: its byte offset."""
-        return self._produce()
+        pvt = self.prod_pvt
+        self.prod_pvt = (pvt + 1) & MASK        # as _produce()
+        return SRING_HEADER + (pvt & self._mask) * self.entry_size
 
     def put_response(self, data):
         """Write ``data`` into the next response slot (not yet published)."""

@@ -50,7 +50,7 @@ class Streams:
         the same bytes for a given seed and name.
         """
         rng = self.rng(name)
-        buf = bytearray()
+        buf = b""
         pos = 0
 
         def random_bytes(n):
@@ -60,7 +60,7 @@ class Streams:
             if pos + n > len(buf):
                 buf = buf[pos:] + rng.bytes(max(chunk, n))
                 pos = 0
-            out = bytes(buf[pos:pos + n])
+            out = buf[pos:pos + n]
             pos += n
             return out
 
