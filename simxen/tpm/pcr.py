@@ -62,7 +62,10 @@ class PcrBanks:
         return bool(PCR_ATTRIBUTES[index][2] >> locality & 1)
 
     def can_reset(self, index, locality):
-        return bool(PCR_ATTRIBUTES[index][1] >> locality & 1)
+        """Whether TPM2_PCR_Reset may reset ``index`` from ``locality``.
+        Locality 4 resets the DRTM PCRs only through _TPM_Hash_Start/End,
+        never with the command (the engine implements DRTM)."""
+        return locality != 4 and bool(PCR_ATTRIBUTES[index][1] >> locality & 1)
 
     def extend(self, index, alg, digest):
         values = self.banks[alg]

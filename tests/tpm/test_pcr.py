@@ -72,6 +72,8 @@ def test_locality_rules(tpm):
     assert response_code(tpm.execute(client.pcr_reset_command(16))) == 0
     assert response_code(tpm.execute(client.pcr_reset_command(20), 2)) == 0
     assert response_code(tpm.execute(client.pcr_reset_command(17), 0)) == TPM_RC.LOCALITY
+    # locality 4 resets the DRTM PCRs only through the _TPM_Hash sequence
+    assert response_code(tpm.execute(client.pcr_reset_command(17), 4)) == TPM_RC.LOCALITY
 
 
 def test_reset_sets_zero(tpm):
