@@ -125,8 +125,12 @@ def vtpm_op(profile, cc, prefix="tpm.vtpm") -> str:
     return f"{prefix}.rsa" if cc in KEY_COMMANDS else f"{prefix}.default"
 
 
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+
 def _u16(data, pos=0):
-    return struct.unpack_from(">H", data, pos)[0] if len(data) >= pos + 2 else None
+    return _U16.unpack_from(data, pos)[0] if len(data) >= pos + 2 else None
 
 
 class Vtpm(Kernel):
@@ -147,7 +151,7 @@ class Vtpm(Kernel):
         self.save_blocked = False        #: no saves this boot (the manager could not give our key)
         self.commands = 0
         self._boot_flows = 0
-        self._ops = {}                   # command code -> profile op (cached)
+        self._ops = {}                   # command code -> (profile op, trace name), cached
 
     # -- options -------------------------------------------------------------
     @property
@@ -259,9 +263,10 @@ class Vtpm(Kernel):
     def handle(self, request):
         """Generator: the response to one guest request (see the module doc)."""
         cmd = request.command
-        if not cmd:
+        n = len(cmd)
+        if not n:
             return b""
-        tag = _u16(cmd)
+        tag = _U16.unpack_from(cmd)[0] if n >= 2 else None              # _u16(cmd)
         if tag in (mgr.VTPM_TAG_REQ, mgr.VTPM_TAG_REQ2) and self.front is None:
             return mgr.error_response(tag, mgr.TPM_FAIL)
         if tag == mgr.VTPM_TAG_REQ2:
@@ -271,9 +276,10 @@ class Vtpm(Kernel):
             return (yield from self.front.transmit(forwarded, flow=request.flow))
         if self.engine is None:
             return error_response(TPM_RC.FAILURE)
-        if command_code(cmd) == TPM2_CC_DeepQuote and self.front is not None:
+        cc = _U32.unpack_from(cmd, 6)[0] if n >= 10 else None             # command_code(cmd)
+        if cc == TPM2_CC_DeepQuote and self.front is not None:
             return (yield from self._deep_quote(cmd, request.flow))
-        return (yield from self._run_command(cmd, request.locality, request.flow))
+        return (yield from self._run_command(cmd, request.locality, request.flow, cc))
 
     def _deep_quote(self, cmd, flow):
         """TPM2_CC_DeepQuote: forward as VTPM_ORD_GET_QUOTE, return the manager's reply."""
@@ -296,21 +302,28 @@ class Vtpm(Kernel):
                            rc=mgr.response_code(reply) if len(reply) >= 10 else None)
         return struct.pack(">HIIH", 0x8001, 12 + len(reply), 0, len(reply)) + reply
 
-    def _run_command(self, cmd, locality, flow):
-        """Execute on the engine, charge its cost, save if the state changed."""
+    def _run_command(self, cmd, locality, flow, cc=False):
+        """Execute on the engine, charge its cost, save if the state changed.
+
+        ``cc`` is ``command_code(cmd)`` when the caller has it already.
+        """
         hv, dom, engine = self.hv, self.dom, self.engine
-        cc = command_code(cmd)
+        if cc is False:
+            cc = command_code(cmd)
         rsp = engine.execute(cmd, locality)
-        op = self._ops.get(cc)
-        if op is None:
-            op = self._ops[cc] = vtpm_op(hv.profile, cc)
+        known = self._ops.get(cc)
+        if known is None:
+            known = self._ops[cc] = (vtpm_op(hv.profile, cc),
+                                     command_name(cc) if cc is not None else None)
+        op, name = known
         cost = dom.charge(op)
         rc = client.response_code(rsp)
         changed = engine.last_command_changed_nv
         self.commands += 1
-        hv.trace.emit("tpm.exec", dom.now, dom.domid, flow=flow, cc=command_name(cc) if cc is not None
-                      else None, rc=rc, duration=cost, changed=changed, tpm="vtpm")
-        if (self.strong_persistence and rc == 0 and (changed or self.save_on == "success")
+        hv.trace.emit("tpm.exec", dom.now, dom.domid, flow=flow, cc=name, rc=rc, duration=cost,
+                      changed=changed, tpm="vtpm")
+        # (the cheap tests first: a command that saves nothing decides here)
+        if (rc == 0 and (changed or self.save_on == "success") and self.strong_persistence
                 and self.front is not None and self.disk() is not None and not self.save_blocked):
             yield from self.save(flow)
         return rsp

@@ -88,6 +88,17 @@ POLICIES = ("priority", "fifo", "round-robin")
 
 _HDR = struct.Struct("<IBBBB")
 _LEN_STATE = struct.Struct("<IB")
+_CC = struct.Struct(">I")
+_OFF_STATE = tpmif.TPMIF_OFF_STATE
+_SUBMIT = tpmif.TPMIF_STATE_SUBMIT
+_CANCEL = tpmif.TPMIF_STATE_CANCEL
+#: payload bytes of the first page without extra pages (the usual case)
+_ONE_PAGE = tpmif.payload_capacity(0)
+#: ``(old, new)`` state changes a frontend may make: those
+#: ``tpmif.check_transition(FRONTEND, old, new)`` lets through
+_FRONTEND_MOVES = frozenset(
+    move for move, writer in tpmif.TPMIF_TRANSITIONS.items()
+    if writer == tpmif.FRONTEND and move[1] in tpmif.TPMIF_WRITERS[tpmif.FRONTEND])
 
 
 @dataclass(frozen=True)
@@ -368,19 +379,21 @@ class TpmBack:
         """What mini-os runs from the IRQ: SUBMIT -> ready, CANCEL -> IDLE if not taken."""
         dom = self.dom
         port = iface.port
+        ports = frozenset((port,))
         try:
             while True:
-                yield dom.poll([port])
+                yield dom.poll(ports)
                 if not (iface.connected and dom.alive):
                     return
                 dom.evtchn_clear(port)
-                state = iface.mapping.data[tpmif.TPMIF_OFF_STATE]    # a plain load, as mini-os
-                if state == tpmif.TPMIF_STATE_SUBMIT and dom.now < iface.tag.submitted_at:
+                state = iface.mapping.data[_OFF_STATE]    # a plain load, as mini-os
+                if state == _SUBMIT and dom.now < iface.tag.submitted_at:
                     continue            # stored after our clock: its notification will come
-                self._check_transition(iface, state)
-                if state == tpmif.TPMIF_STATE_SUBMIT:
+                if state != iface.last_state:
+                    self._check_transition(iface, state)
+                if state == _SUBMIT:
                     self._mark_ready(iface)
-                elif state == tpmif.TPMIF_STATE_CANCEL and iface.busy is None:
+                elif state == _CANCEL and iface.busy is None:
                     if iface.ready:
                         iface.ready = False
                     self._ack_cancel(iface)
@@ -390,7 +403,7 @@ class TpmBack:
     def _check_transition(self, iface, state):
         """Record (``tpm.back.violation``) a frontend store the tpmif rules forbid."""
         old, iface.last_state = iface.last_state, state
-        if state == old:
+        if state == old or (old, state) in _FRONTEND_MOVES:     # the usual, legal case
             return
         try:
             tpmif.check_transition(tpmif.FRONTEND, old, state)
@@ -405,10 +418,10 @@ class TpmBack:
         if iface.ready:
             return
         iface.ready = True
-        iface.arrived = dom.now
+        now = iface.arrived = dom.now
         self._seq += 1
         iface.seq = self._seq
-        self.hv.trace.emit("tpm.back.ready", dom.now, dom.domid, backend=self.name,
+        self.hv.trace.emit("tpm.back.ready", now, dom.domid, backend=self.name,
                            domid=iface.info.domid, handle=iface.info.handle, flow=iface.tag.flow)
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.triggered:
@@ -463,8 +476,8 @@ class TpmBack:
 
     def _choose(self):
         ready = [i for i in self._ifaces.values() if i is not None and i.ready and i.connected]
-        if not ready:
-            return None
+        if len(ready) < 2:
+            return ready[0] if ready else None      # one ready: every policy picks it
         if self.policy == "priority":
             return min(ready, key=lambda i: i.key)
         if self.policy == "fifo":
@@ -492,7 +505,7 @@ class TpmBack:
             self._reject(iface, [], nr_extra, TPM_RC.FAILURE,
                          f"state {tpmif.TPMIF_STATE_NAMES.get(state, state)} is not SUBMIT", flow)
             return None
-        capacity = tpmif.payload_capacity(nr_extra)
+        capacity = tpmif.payload_capacity(nr_extra) if nr_extra else _ONE_PAGE
         if length > capacity:
             self._reject(iface, [], nr_extra, TPM_RC.COMMAND_SIZE,
                          f"length {length} exceeds the {capacity} bytes of {1 + nr_extra} page(s)",
@@ -517,13 +530,15 @@ class TpmBack:
             command = dom.page_read(mapping, tpmif.TPMIF_HEADER_SIZE, length,
                                     what="tpmif.command", flow=flow)
         info = iface.info
+        now = dom.now
         request = TpmRequest(info.domid, info.handle, info.uuid, command, locality, flow,
-                             iface.arrived, dom.now, iface, extra, nr_extra)
+                             iface.arrived, now, iface, extra, nr_extra)
         iface.busy = request
         self.requests += 1
-        hv.trace.emit("tpm.back.take", dom.now, dom.domid, backend=self.name, domid=info.domid,
-                      handle=info.handle, flow=flow, length=length, cc=command_code(command),
-                      locality=locality, waited=dom.now - iface.arrived)
+        hv.trace.emit("tpm.back.take", now, dom.domid, backend=self.name, domid=info.domid,
+                      handle=info.handle, flow=flow, length=length,
+                      cc=_CC.unpack_from(command, 6)[0] if len(command) >= 10 else None,
+                      locality=locality, waited=now - iface.arrived)
         return request
 
     def _reject(self, iface, extra, nr_extra, rc, why, flow):
@@ -545,7 +560,10 @@ class TpmBack:
         away meanwhile; a response too big for the pages becomes a 10-byte
         ``TPM_RC_FAILURE`` (mini-os would leave the frontend waiting).
         """
-        if not self._still_served(request):
+        iface = request._iface
+        # (_still_served(request) when it is true, written out)
+        if not (iface is not None and iface.busy is request and iface.connected
+                and self._ifaces.get(iface.key) is iface) and not self._still_served(request):
             return False
         self._write_response(request, bytes(response))
         return True
@@ -585,40 +603,54 @@ class TpmBack:
         iface = request._iface
         flow = request.flow
         nr_extra = request._nr_extra
-        views = [iface.mapping] + request._extra
-        if len(views) == 1 + nr_extra:
+        extra = request._extra
+        mapping = iface.mapping
+        if not nr_extra:
+            capacity = _ONE_PAGE
+        elif len(extra) == nr_extra:
             capacity = tpmif.payload_capacity(nr_extra)
         else:                                   # extra pages not mapped: first page only
             capacity = tpmif.XEN_PAGE_SIZE - tpmif.data_offset(nr_extra)
-        if len(response) > capacity:
+        n = len(response)
+        if n > capacity:
             hv.trace.emit("tpm.back.reject", dom.now, dom.domid, backend=self.name,
                           domid=request.domid, handle=request.handle, flow=flow,
                           rc=TPM_RC.FAILURE,
-                          reason=f"{len(response)}-byte response exceeds {capacity} bytes")
+                          reason=f"{n}-byte response exceeds {capacity} bytes")
             response = error_response(TPM_RC.FAILURE)
-        state = iface.mapping.data[tpmif.TPMIF_OFF_STATE]           # a plain load
-        if not rejected and state not in (tpmif.TPMIF_STATE_SUBMIT, tpmif.TPMIF_STATE_CANCEL):
+            n = len(response)
+        state = mapping.data[_OFF_STATE]           # a plain load
+        if not rejected and state != _SUBMIT and state != _CANCEL:
             self._violation(iface, "state changed while the command was served",
                             state=tpmif.TPMIF_STATE_NAMES.get(state, state))
-        pos = 0
-        for i, a, b in _spans(nr_extra, len(response)):
-            dom.page_write(views[i], a, response[pos:pos + b - a], what="tpmif.response", flow=flow)
-            pos += b - a
+        if not nr_extra:                        # the usual case: one store in the first page
+            if n:
+                dom.page_write(mapping, tpmif.TPMIF_HEADER_SIZE, response,
+                               what="tpmif.response", flow=flow)
+        else:
+            views = [mapping] + extra
+            pos = 0
+            for i, a, b in _spans(nr_extra, n):
+                dom.page_write(views[i], a, response[pos:pos + b - a], what="tpmif.response",
+                               flow=flow)
+                pos += b - a
         # length and state = FINISH (bytes 0..4) in one store after the packet
-        dom.page_write(iface.mapping, tpmif.TPMIF_OFF_LENGTH,
-                       _LEN_STATE.pack(len(response), tpmif.TPMIF_STATE_FINISH),
+        dom.page_write(mapping, tpmif.TPMIF_OFF_LENGTH,
+                       _LEN_STATE.pack(n, tpmif.TPMIF_STATE_FINISH),
                        what="tpmif.header", flow=flow)
         iface.last_state = tpmif.TPMIF_STATE_FINISH
         iface.tag.visible_at = dom.now
         hv.evtchn.send(dom, iface.port)
         iface.busy = None
-        self._unmap_extra(request)
+        if extra:
+            self._unmap_extra(request)
         if not rejected:
             self.responses += 1
-            hv.trace.emit("tpm.back.respond", dom.now, dom.domid, backend=self.name,
+            now = dom.now
+            hv.trace.emit("tpm.back.respond", now, dom.domid, backend=self.name,
                           domid=request.domid, handle=request.handle, flow=flow,
-                          length=len(response), rc=command_code(response),
-                          service=dom.now - request.taken)
+                          length=n, rc=_CC.unpack_from(response, 6)[0] if n >= 10 else None,
+                          service=now - request.taken)
 
     def _unmap_extra(self, request):
         """Unmap the extra pages a request mapped (nothing if its domain is gone)."""

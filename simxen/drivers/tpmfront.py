@@ -83,9 +83,15 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_TIMEOUT_C = 0.75
 
 _U32 = struct.Struct("<I")
+_CC = struct.Struct(">I")
 _LEN_STATE_LOC = struct.Struct("<IBB")
 _FLAVOURS = ("linux", "minios")
 _DONE = (tpmif.TPMIF_STATE_IDLE, tpmif.TPMIF_STATE_FINISH)
+_OFF_STATE = tpmif.TPMIF_OFF_STATE
+_SUBMIT = tpmif.TPMIF_STATE_SUBMIT
+_IDLE = tpmif.TPMIF_STATE_IDLE
+#: payload bytes of the first page without extra pages (the usual case)
+_ONE_PAGE = tpmif.payload_capacity(0)
 
 
 class DriverError(Exception):
@@ -146,7 +152,7 @@ def command_code(packet: bytes):
     """The ``commandCode``/``responseCode`` field (bytes 6..9) of a TPM packet, or None."""
     if len(packet) < 10:
         return None
-    return struct.unpack_from(">I", packet, 6)[0]
+    return _CC.unpack_from(packet, 6)[0]
 
 
 class TpmFront:
@@ -177,6 +183,8 @@ class TpmFront:
         self.port = None
         self._tag = None
         self._seq = 0
+        self._linux = flavour == "linux"
+        self._ports = None               # frozenset((port,)): what the interrupt wait polls
         self._read_switches()
         # counters
         self.commands = 0            #: round trips completed
@@ -221,6 +229,7 @@ class TpmFront:
                            what="tpmif.nr_extra_pages")
             dom.page_write(self.page, tpmif.TPMIF_OFF_EXTRA_PAGES, refs, what="tpmif.extra_pages")
         self.port = hv.evtchn.alloc_unbound(dom, self.backend_id)
+        self._ports = frozenset((self.port,))
 
         def publish(tx):
             bus.write("ring-ref", self.grefs[0], tx=tx)
@@ -319,39 +328,52 @@ class TpmFront:
         if not self.connected or not dom.alive:
             raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} vtpm/{self.devid} is not connected")
         command = bytes(command)
-        if len(command) > self.capacity:
-            raise TpmFrontError(-errno.EINVAL, f"{len(command)}-byte command exceeds the "
+        n = len(command)
+        if n > self.capacity:
+            raise TpmFrontError(-errno.EINVAL, f"{n}-byte command exceeds the "
                                                f"{self.capacity} bytes of {1 + self.extra_pages} "
                                                "page(s)")
         if not 0 <= locality <= 0xFF:
             raise TpmFrontError(-errno.EINVAL, f"locality {locality} does not fit in a u8")
-        linux = self.flavour == "linux"
+        linux = self._linux
         if flow is None:
             self._seq += 1
             flow = f"{dom.name}/vtpm{self.devid}/{self._seq}"
+        # (self._state() not in _DONE, with the usual case -- the page is IDLE or
+        # FINISH and nothing the backend stored lies in our future -- decided first)
+        busy = (self.page.data[_OFF_STATE] not in _DONE
+                or dom.now < self._tag.visible_at)
         if linux:
             if timeout is None:
                 timeout = self._timeout
-            if self._state() not in _DONE and not (yield from self._wait_done(self._timeout_c)):
+            if busy and not (yield from self._wait_done(self._timeout_c)):
                 self._cancel(flow)
                 raise TpmFrontError(-errno.ETIME, "the vTPM is still busy with an earlier command")
-        elif self._state() not in _DONE:
+        elif busy:
             raise TpmFrontError(-errno.EINPROGRESS, "a command is already in flight")
 
+        # The usual round trip, with the helpers written out (they stay below
+        # for the other paths): _write_packet() for one page, _state(),
+        # command_code() and _read_response() -- same stores, same reads,
+        # same records, same clock arithmetic.
+        page, tag, port = self.page, self._tag, self.port
         start = dom.now
-        self._tag.flow = flow
-        self._write_packet(command, flow)
+        tag.flow = flow
+        if self.extra_pages:
+            self._write_packet(command, flow)
+        else:
+            dom.page_write(page, tpmif.TPMIF_HEADER_SIZE, command, what="tpmif.command", flow=flow)
         # length, state = SUBMIT and locality (bytes 0..5) in one store after the packet
-        dom.page_write(self.page, tpmif.TPMIF_OFF_LENGTH,
-                       _LEN_STATE_LOC.pack(len(command), tpmif.TPMIF_STATE_SUBMIT, locality),
+        dom.page_write(page, tpmif.TPMIF_OFF_LENGTH,
+                       _LEN_STATE_LOC.pack(n, _SUBMIT, locality),
                        what="tpmif.header", flow=flow)
-        self._tag.submitted_at = dom.now
-        hv.trace.emit("tpm.front.submit", dom.now, dom.domid, flow=flow, devid=self.devid,
-                      backend=self.backend_id, length=len(command), cc=command_code(command),
-                      locality=locality)
-        dom.evtchn_clear(self.port)
-        hv.evtchn.send(dom, self.port)
-        self.bytes_sent += len(command)
+        now = tag.submitted_at = dom.now
+        hv.trace.emit("tpm.front.submit", now, dom.domid, flow=flow, devid=self.devid,
+                      backend=self.backend_id, length=n,
+                      cc=_CC.unpack_from(command, 6)[0] if n >= 10 else None, locality=locality)
+        dom.evtchn_clear(port)
+        hv.evtchn.send(dom, port)
+        self.bytes_sent += n
 
         done = yield from self._wait_done(timeout if linux else None)
         if not done:
@@ -360,19 +382,35 @@ class TpmFront:
             hv.trace.emit("tpm.front.timeout", dom.now, dom.domid, flow=flow, devid=self.devid,
                           waited=dom.now - start)
             raise TpmFrontError(-errno.ETIME, f"no response within {timeout} s")
-        state = self._state()
-        if state == tpmif.TPMIF_STATE_IDLE:
+        # _wait_done() saw IDLE or FINISH at this very time: the state byte alone tells which
+        if page.data[_OFF_STATE] == _IDLE:
             self.cancelled += 1
-            hv.trace.emit("tpm.front.complete", dom.now, dom.domid, flow=flow, devid=self.devid,
-                          length=0, rc=None, cancelled=True, latency=dom.now - start)
+            now = dom.now
+            hv.trace.emit("tpm.front.complete", now, dom.domid, flow=flow, devid=self.devid,
+                          length=0, rc=None, cancelled=True, latency=now - start)
             if linux:
                 raise TpmFrontError(-errno.ECANCELED, "the backend cancelled the command")
             return b""
-        response = self._read_response(flow)
+        if self.extra_pages:
+            response = self._read_response(flow)
+        else:
+            # _read_response() for one page: the length, then the bytes it covers
+            (length,) = _U32.unpack(dom.page_read(page, tpmif.TPMIF_OFF_LENGTH, 4,
+                                                  what="tpmif.length", flow=flow))
+            if length > _ONE_PAGE:
+                if not linux:
+                    raise TpmFrontError(-errno.EIO, f"response length {length} exceeds the "
+                                                    f"{self.capacity}-byte page")
+                length = _ONE_PAGE                  # Linux copies what fits
+            response = dom.page_read(page, tpmif.TPMIF_HEADER_SIZE, length,
+                                     what="tpmif.response", flow=flow)
+        n = len(response)
         self.commands += 1
-        self.bytes_received += len(response)
-        hv.trace.emit("tpm.front.complete", dom.now, dom.domid, flow=flow, devid=self.devid,
-                      length=len(response), rc=command_code(response), latency=dom.now - start)
+        self.bytes_received += n
+        now = dom.now
+        hv.trace.emit("tpm.front.complete", now, dom.domid, flow=flow, devid=self.devid,
+                      length=n, rc=_CC.unpack_from(response, 6)[0] if n >= 10 else None,
+                      latency=now - start)
         return response
 
     def _state(self):
@@ -389,23 +427,27 @@ class TpmFront:
         ``"poll"``) or sleeps on the event channel, ignoring notifications
         that leave the state SUBMIT/CANCEL (the IRQ handler does).
         """
-        dom = self.dom
-        poll = self._poll_interval is not None
+        dom, data, tag = self.dom, self.page.data, self._tag
         interval = self._poll_interval
+        poll = interval is not None
         deadline = None if timeout is None else dom.now + timeout
         while True:
             self.polls += 1
-            if self._state() in _DONE:
+            now = dom.now            # nothing below charges the domain before the yield
+            # self._state() in _DONE, written out
+            if data[_OFF_STATE] in _DONE and not now < tag.visible_at:
                 if poll:
                     dom.evtchn_clear(self.port)     # the IRQ handler ran, nobody was waiting
                 return True
-            remaining = None if deadline is None else deadline - dom.now
+            remaining = None if deadline is None else deadline - now
             if remaining is not None and remaining <= 0:
                 return False
             if poll:
-                yield dom.sleep(interval if remaining is None else min(interval, remaining))
+                # min(interval, remaining) when there is a deadline
+                yield dom.sleep(interval if remaining is None or not remaining < interval
+                                else remaining)
             else:
-                yield dom.poll([self.port], remaining)
+                yield dom.poll(self._ports, remaining)
             if not dom.alive:
                 raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} was destroyed while waiting")
             if not poll:
