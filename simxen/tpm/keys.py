@@ -243,3 +243,62 @@ def rsa_raw(modulus, exponent, block):
     if m >= modulus:
         raise ValueError("block out of range")
     return pow(m, exponent, modulus).to_bytes(k, "big")
+
+
+# -- ECC point multiplication (for ECDH_ZGen / ECDH_KeyGen, which return the
+#    whole point, not only the x that ``cryptography``'s exchange gives) -----
+CURVE_PRIMES = {
+    TPM_ECC.NIST_P256: 2 ** 256 - 2 ** 224 + 2 ** 192 + 2 ** 96 - 1,
+    TPM_ECC.NIST_P384: 2 ** 384 - 2 ** 128 - 2 ** 96 + 2 ** 32 - 1,
+}
+
+
+def _jacobian_double(pt, p):
+    x, y, z = pt
+    if not y:
+        return (0, 1, 0)
+    ysq = y * y % p
+    s = 4 * x * ysq % p
+    zsq = z * z % p
+    m = 3 * (x - zsq) * (x + zsq) % p          # a = -3 on the NIST curves
+    nx = (m * m - 2 * s) % p
+    ny = (m * (s - nx) - 8 * ysq * ysq) % p
+    return (nx, ny, 2 * y * z % p)
+
+
+def _jacobian_add(pt, q, p):
+    if not pt[2]:
+        return q
+    if not q[2]:
+        return pt
+    x1, y1, z1 = pt
+    x2, y2, z2 = q
+    z1sq, z2sq = z1 * z1 % p, z2 * z2 % p
+    u1, u2 = x1 * z2sq % p, x2 * z1sq % p
+    s1, s2 = y1 * z2sq * z2 % p, y2 * z1sq * z1 % p
+    if u1 == u2:
+        return _jacobian_double(pt, p) if s1 == s2 else (0, 1, 0)
+    h, r = (u2 - u1) % p, (s2 - s1) % p
+    hsq = h * h % p
+    hcu = hsq * h % p
+    nx = (r * r - hcu - 2 * u1 * hsq) % p
+    ny = (r * (u1 * hsq - nx) - s1 * hcu) % p
+    return (nx, ny, h * z1 * z2 % p)
+
+
+def ecc_multiply(curve, scalar, x, y):
+    """``scalar · (x, y)`` on ``curve`` as fixed-width ``(x, y)`` bytes;
+    ``ValueError`` for the point at infinity."""
+    p = CURVE_PRIMES[curve]
+    acc = (0, 1, 0)
+    pt = (int.from_bytes(x, "big"), int.from_bytes(y, "big"), 1)
+    for bit in bin(scalar)[2:]:
+        acc = _jacobian_double(acc, p)
+        if bit == "1":
+            acc = _jacobian_add(acc, pt, p)
+    if not acc[2]:
+        raise ValueError("point at infinity")
+    zinv = pow(acc[2], -1, p)
+    size = CURVE_BYTES[curve]
+    return ((acc[0] * zinv * zinv % p).to_bytes(size, "big"),
+            (acc[1] * zinv * zinv * zinv % p).to_bytes(size, "big"))

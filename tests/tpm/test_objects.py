@@ -292,3 +292,26 @@ def test_change_eps_gives_a_new_ek(tpm):
     assert ek2.unique != ek1.unique
     owner = make_engine()
     assert srk_a.unique == primary(owner, tmpl())[1].unique     # SPS untouched
+
+
+def test_ecdh_keygen_and_zgen_agree(tpm):
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+    from simxen.tpm.public import Public
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    tmpl = Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00020072, scheme=(TPM_ALG.ECDH, TPM_ALG.SHA256),
+                  curve=3, unique=(b"", b""))
+    h, pub, _, _ = create_and_load(tpm, srk, tmpl)
+    r = parse_response(tpm.execute(client.build_command(TPM_CC.ECDH_KeyGen, (h,)))).params
+    z_blob, e_blob = r.tpm2b(), r.tpm2b()
+    rsp = tpm.execute(client.build_command(TPM_CC.ECDH_ZGen, (h,), tpm2b(e_blob),
+                                           [client.password_auth()]))
+    assert parse_response(rsp).params.tpm2b() == z_blob
+    # x of Z is what an ordinary ECDH gives
+    from simxen.tpm.marshal import Reader
+    er, zr = Reader(e_blob), Reader(z_blob)
+    ex, ey, zx = er.tpm2b(), er.tpm2b(), zr.tpm2b()
+    key = tpm.objects[h].private_key()
+    assert key.exchange(_ec.ECDH(), keys.ecc_public_key(3, ex, ey)) == zx
+    off_curve = tpm2b(tpm2b(ex) + tpm2b(bytes(31) + b"\x01"))
+    assert response_code(tpm.execute(client.build_command(
+        TPM_CC.ECDH_ZGen, (h,), off_curve, [client.password_auth()]))) == TPM_RC.ECC_POINT | 0x140

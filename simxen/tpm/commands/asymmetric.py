@@ -1,12 +1,14 @@
-"""Part 3, chapter 14: RSA_Encrypt and RSA_Decrypt.
+"""Part 3, chapter 14: RSA_Encrypt, RSA_Decrypt, ECDH_KeyGen, ECDH_ZGen.
 
 Schemes: TPM_ALG_OAEP (with a hash), TPM_ALG_RSAES (PKCS #1 v1.5) and
 TPM_ALG_NULL (the raw RSA operation on a full-size block).  A key with a
 scheme of its own uses it.  The OAEP label gets a terminating zero byte if it
 has none, as the TPM adds one.  The padding's randomness comes from the
 engine's ``random_bytes``, so encryption is deterministic under a seeded
-stream too.  Restricted keys refuse both commands (they decrypt only for
-their own children and credentials).
+stream too.  Restricted keys refuse RSA_Decrypt and ECDH_ZGen (they
+decrypt only for their own children and credentials).  The ECDH commands
+return whole points (x and y), computed with the engine's own Jacobian
+arithmetic on the NIST curves.
 """
 
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -86,3 +88,49 @@ def rsa_decrypt(tpm, cmd):
     except ValueError:
         raise TpmError(TPM_RC.VALUE, param=1) from None
     return b"", tpm2b(out)
+
+
+def _ecc_point_2b(x, y):
+    return tpm2b(tpm2b(x) + tpm2b(y))
+
+
+def _ecc_key(tpm, handle, private):
+    obj = tpm.get_object(handle)
+    if obj.public.type != TPM_ALG.ECC or (private and obj.sensitive is None):
+        raise TpmError(TPM_RC.KEY, handle=1)
+    a = obj.attributes
+    if not a & TPMA_OBJECT.decrypt or (private and a & TPMA_OBJECT.restricted):
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=1)
+    return obj
+
+
+@command(TPM_CC.ECDH_KeyGen, handles=("object",), encrypt=True)
+def ecdh_keygen(tpm, cmd):
+    """An ephemeral key pair and the shared point Z = d_e · Q_key."""
+    cmd.r.done()
+    obj = _ecc_key(tpm, cmd.handles[0], False)
+    curve = obj.public.curve
+    d = keys.ecc_scalar(curve, tpm.random_bytes(keys.ecc_material_size(curve)))
+    pub = keys.ecc_point(keys.ecc_private_key(curve, d), curve)
+    z = keys.ecc_multiply(curve, d, *obj.public.unique)
+    return b"", _ecc_point_2b(*z) + _ecc_point_2b(*pub)
+
+
+@command(TPM_CC.ECDH_ZGen, handles=("object",), auth=1, decrypt=True, encrypt=True)
+def ecdh_zgen(tpm, cmd):
+    """d_key · inPoint, after checking that inPoint is on the key's curve."""
+    r = cmd.r
+    size = r.u16()
+    sub = r.sub(size)
+    x, y = sub.tpm2b(66), sub.tpm2b(66)
+    if sub.remaining():
+        raise TpmError(TPM_RC.SIZE, param=1)
+    r.done()
+    obj = _ecc_key(tpm, cmd.handles[0], True)
+    curve = obj.public.curve
+    try:
+        keys.ecc_public_key(curve, x, y)                 # on the curve?
+        out = keys.ecc_multiply(curve, int.from_bytes(obj.sensitive, "big"), x, y)
+    except ValueError:
+        raise TpmError(TPM_RC.ECC_POINT, param=1) from None
+    return b"", _ecc_point_2b(*out)
