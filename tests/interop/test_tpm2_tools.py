@@ -348,3 +348,14 @@ def test_rsa_encrypt_decrypt_with_openssl(server):
     tool(server, "tpm2_rsaencrypt", "-c", "e.ctx", "-s", "oaep", "-o", "ct2", "pt")
     tool(server, "tpm2_rsadecrypt", "-c", "e.ctx", "-s", "oaep", "-o", "out2", "ct2")
     assert (cwd / "out2").read_bytes() == b"for the TPM only"
+
+
+def test_ecdh_keygen_and_zgen(server):
+    srv, cwd = server
+    tool(server, "tpm2_createprimary", "-C", "o", "-c", "dprim.ctx")
+    tool(server, "tpm2_create", "-C", "dprim.ctx", "-G", "ecc256:ecdh", "-a",
+         "decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth",
+         "-u", "d.pub", "-r", "d.priv", "-c", "d.ctx")
+    tool(server, "tpm2_ecdhkeygen", "-c", "d.ctx", "-u", "e.pub", "-o", "z1.bin")
+    tool(server, "tpm2_ecdhzgen", "-c", "d.ctx", "-u", "e.pub", "-o", "z2.bin")
+    assert (cwd / "z1.bin").read_bytes() == (cwd / "z2.bin").read_bytes()
