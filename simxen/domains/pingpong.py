@@ -170,7 +170,8 @@ def run_pingpong(hv, front, back, *, requests, request_size=64, window=1, push_e
         while sent < requests and sent - done < window:
             request = pack_id(sent) + payload(request_size - 8)
             ring.put_request(request)
-            sent_at[sent] = (front.now, request)
+            # the declared write just charged the cursor, so cursor == front.now
+            sent_at[sent] = (front.cursor, request)
             sent += 1
             if push_each:
                 ring.push()
@@ -186,7 +187,7 @@ def run_pingpong(hv, front, back, *, requests, request_size=64, window=1, push_e
             if request is None or response[8:] != request[:7:-1]:
                 stats.mismatches += 1
             else:
-                latencies.append(front.now - t0)
+                latencies.append(front.cursor - t0)     # == front.now after the read
                 done += 1
             response = ring.get_response()
     stats.end = front.now

@@ -224,19 +224,17 @@ class Domain:
         # reader is moved forward to the time of the latest declared write it
         # reads (a Lamport clock), and a writer stamps the page.
         n = len(data)
-        memcpy = self._memcpy
-        if memcpy is None:
-            fixed = self.hv.profile.fixed_value("memcpy.per_byte")
-            memcpy = self._memcpy = (fixed if fixed is not None
-                                     else self.sampler("memcpy.per_byte"))
-        per_byte = memcpy if memcpy.__class__ is float else memcpy()
+        per_byte = self._memcpy
+        if per_byte.__class__ is not float:     # not (yet) known to be a fixed cost
+            per_byte = self._memcpy_per_byte()
         page = view.page
         c = self.cursor
         now = self.env._now
         if c < now:
             c = now
-        if page.mtime > c:
-            c = page.mtime
+        mtime = page.mtime
+        if mtime > c:
+            c = mtime
         c = self.cursor = c + per_byte * n
         if kind == "page.write":
             page.mtime = c
@@ -249,12 +247,19 @@ class Domain:
             small = data if n <= trace.small_access else None
             gref = view.gref
             if gref is not None:
-                trace._rows.append((c, kind, self.domid,
-                                    (offset, n, view.domid, gref, small, what, flow),
-                                    _MAPPING_ACCESS))
+                trace._rows.append((c, kind, self.domid, _MAPPING_ACCESS,
+                                    offset, n, view.domid, gref, small, what, flow))
             else:
-                trace._rows.append((c, kind, self.domid,
-                                    (offset, n, view.gfn, small, what, flow), _PAGE_ACCESS))
+                trace._rows.append((c, kind, self.domid, _PAGE_ACCESS,
+                                    offset, n, view.gfn, small, what, flow))
+
+    def _memcpy_per_byte(self):
+        """A draw of ``memcpy.per_byte``; a fixed cost is kept in ``_memcpy`` as a float."""
+        memcpy = self._memcpy
+        if memcpy is None:
+            fixed = self.hv.profile.fixed_value("memcpy.per_byte")
+            memcpy = self._memcpy = fixed if fixed is not None else self.sampler("memcpy.per_byte")
+        return memcpy if memcpy.__class__ is float else memcpy()
 
     # -- blocking ----------------------------------------------------------
 
@@ -312,9 +317,12 @@ class Domain:
                 and self._ready(waiter):
             return env.timeout(start - env._now)
         waiters = self._waiters
-        if len(waiters) > 2:    # forget processes that were resumed since
-            waiters[:] = [w for w in waiters if w.callbacks]
-        waiters.append(waiter)
+        if waiters and not waiters[-1].callbacks:
+            waiters[-1] = waiter    # the last one to wait was resumed since (one thread)
+        else:
+            if len(waiters) > 2:    # forget processes that were resumed since
+                waiters[:] = [w for w in waiters if w.callbacks]
+            waiters.append(waiter)
         wake = None if timeout is None else start + (timeout if timeout > 0 else 0.0)
         for t, _, port in self._inbox:
             if waiter.wants_port(port):
@@ -398,10 +406,10 @@ class Domain:
                     continue
                 # set the pending bit; a bit already set means the notification coalesced
                 if trace._enabled.get("evtchn.deliver") or trace.wants("evtchn.deliver"):
-                    trace._rows.append((t, "evtchn.deliver", self.domid,
-                                        (port.port, port.remote_dom, port.remote_port,
-                                         True if port.pending else None,
-                                         True if port.masked else None), _DELIVER))
+                    trace._rows.append((t, "evtchn.deliver", self.domid, _DELIVER,
+                                        port.port, port.remote_dom, port.remote_port,
+                                        True if port.pending else None,
+                                        True if port.masked else None))
                 port.pending = True
                 self._pending.add(port.port)
         winbox = self._watch_inbox

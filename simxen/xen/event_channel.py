@@ -183,8 +183,8 @@ class EventChannels:
             at = t + (draws.pop() if draws else notify.refill())
             trace = self._trace
             if trace._enabled.get("evtchn.send") or trace.wants("evtchn.send"):
-                trace._rows.append((t, "evtchn.send", caller.domid,
-                                    (port, remote_dom, remote_port), _SEND))
+                trace._rows.append((t, "evtchn.send", caller.domid, _SEND,
+                                    port, remote_dom, remote_port))
             heapq.heappush(peer._inbox, (at, next(self.hv._seq), rp))
             if peer._waiters:
                 peer._offer(at, port=rp)

@@ -19,9 +19,9 @@ turns off ``page.read`` and ``page.write``).
 
 Inside :mod:`simxen.xen`, the hottest records (page accesses, event-channel
 sends and deliveries) skip even the dict: they append a row
-``(t, kind, dom, values, names)`` -- a tuple of values and the tuple of
-their field names -- after checking ``trace._enabled.get(kind)`` (one dict
-lookup; ``None`` means "not decided yet", ask :meth:`Trace.wants`). A value
+``(t, kind, dom, names, *values)`` -- the tuple of field names, then the
+values -- after checking ``trace._enabled.get(kind)`` (one dict lookup;
+``None`` means "not decided yet", ask :meth:`Trace.wants`). A value
 ``None`` in such a row means the field is absent. :meth:`records` turns
 every row into the same :class:`Record` an ``emit`` of those fields gives.
 """
@@ -60,10 +60,11 @@ def _jsonable(value):
 
 def _as_emitted(row):
     """``(t, kind, dom, fields)`` of a row, whichever of the two forms it has."""
-    if len(row) == 4:
+    names = row[3]
+    if names.__class__ is dict:         # emit()'s row: the fields themselves
         return row
-    t, kind, dom, values, names = row
-    return t, kind, dom, {name: value for name, value in zip(names, values) if value is not None}
+    return row[0], row[1], row[2], {name: value for name, value in zip(names, row[4:])
+                                    if value is not None}
 
 
 class Trace:
