@@ -146,3 +146,47 @@ def test_entry_larger_than_slot_rejected():
     page, front, back = attach_at(0, entry_size=16)
     with pytest.raises(ValueError):
         front.put_request(bytes(17))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.integers(0, MASK), min_size=4, max_size=4))
+def test_header_words_alias_the_little_endian_fields(values):
+    from simxen.protocols.ring import (REQ_EVENT_WORD, REQ_PROD_WORD, RSP_EVENT_WORD,
+                                       RSP_PROD_WORD, _LittleEndianWords, header_words)
+
+    page = bytearray(4096)
+    offsets = (REQ_PROD, REQ_EVENT, RSP_PROD, RSP_EVENT)
+    words = (REQ_PROD_WORD, REQ_EVENT_WORD, RSP_PROD_WORD, RSP_EVENT_WORD)
+    for view in (header_words(page), _LittleEndianWords(page)):     # this host's, and struct's
+        for off, value in zip(offsets, values):
+            write_index(page, off, value)
+        assert [view[w] for w in words] == values
+        for w, value in zip(words, reversed(values)):
+            view[w] = value
+        assert [read_index(page, off) for off in offsets] == list(reversed(values))
+        assert page[16:] == bytes(4096 - 16)                    # nothing past the indices
+
+
+def test_a_read_only_buffer_gives_read_only_indices():
+    from simxen.protocols.ring import header_words
+
+    page = bytearray(4096)
+    front = FrontRing(page, 64, init=True)
+    back = BackRing(memoryview(page).toreadonly(), 64)
+    front.put_request(b"x")
+    front.push_requests()
+    assert back.unconsumed_requests() == 1                       # reads work
+    with pytest.raises(TypeError):
+        header_words(memoryview(page).toreadonly())[REQ_PROD // 4] = 5
+
+
+def test_an_oversized_entry_claims_no_slot():
+    page, front, back = attach_at(0, entry_size=16)
+    with pytest.raises(ValueError):
+        front.put_request(bytes(17))
+    assert front.free_requests() == front.size and front.unpublished() == 0
+    front.put_request(b"ok")
+    front.push_requests()
+    with pytest.raises(ValueError):
+        back.put_response(bytes(17))
+    assert back.unpublished() == 0

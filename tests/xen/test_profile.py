@@ -115,3 +115,32 @@ def test_sampler_is_deterministic_per_stream(seed):
     a = p.sampler("evtchn.notify", np.random.default_rng(seed))
     b = p.sampler("evtchn.notify", np.random.default_rng(seed))
     assert [a() for _ in range(300)] == [b() for _ in range(300)]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32), calls=st.integers(1, 700))
+def test_popping_a_samplers_buffer_is_calling_it(seed, calls):
+    """Hot paths take ``buf.pop() if buf else refill()``: the very draws ``sampler()`` gives,
+    which are the op's batches of BATCH draws from the stream, in order."""
+    from simxen.xen.profile import BATCH
+
+    p = Profile.load("default")
+    called = p.sampler("evtchn.notify", np.random.default_rng(seed))
+    popped = p.sampler("evtchn.notify", np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    batches = []
+    while len(batches) < calls:
+        batches.extend(p.op("evtchn.notify").draw(rng, BATCH))
+    by_pop = []
+    for _ in range(calls):
+        buf = popped.buf
+        by_pop.append(buf.pop() if buf else popped.refill())
+    assert [called() for _ in range(calls)] == by_pop == batches[:calls]
+
+
+def test_a_fixed_sampler_draws_nothing_from_its_stream():
+    p = Profile.load("default").with_overrides({"ops": {"x": {"dist": "fixed", "value": 2e-6}}})
+    rng = np.random.default_rng(1)
+    sampler = p.sampler("x", rng)
+    assert [sampler() for _ in range(600)] == [2e-6] * 600
+    assert rng.random() == np.random.default_rng(1).random()

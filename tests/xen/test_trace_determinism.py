@@ -63,3 +63,37 @@ def test_streams_are_independent_and_stable():
     rb1, rb2 = Streams(5).random_bytes("n"), Streams(5).random_bytes("n")
     assert [rb1(n) for n in (3, 5000, 7)] == [rb2(n) for n in (3, 5000, 7)]
     assert len(rb1(20)) == 20
+
+
+def test_hot_records_carry_the_fields_emit_would_record():
+    """Page accesses, sends and deliveries are appended as rows of values; an absent
+    field (no what/flow, bytes of a large access) must stay absent in the record."""
+    from simxen.xen import Hypervisor
+
+    hv = Hypervisor(seed=3)
+    a, b = hv.domain_create("a"), hv.domain_create("b")
+    page = a.alloc_page()
+    gref = hv.gnttab.grant_foreign_access(a, b.domid, page.gfn)
+    mapping = hv.gnttab.map_grant_ref(b, a.domid, gref)
+    b.page_write(mapping, 8, b"x" * 65)
+    b.page_read(mapping, 8, 4, what="peek", flow=7)
+    a.page_read(page, 9, 2)
+    port = hv.evtchn.alloc_unbound(a, b.domid)
+    bport = hv.evtchn.bind_interdomain(b, a.domid, port)       # marks bport pending
+    hv.evtchn.send(a, port)
+    hv.env.run(until=1.0)
+    assert b.evtchn_pending(bport)                                # delivers: coalesced
+
+    def fields(kind):
+        return [r.fields for r in hv.trace.select(kind)]
+
+    assert fields("page.write") == [{"offset": 8, "length": 65, "granter": 1, "gref": gref}]
+    assert sorted(fields("page.read"), key=lambda f: f["offset"]) == [
+        {"offset": 8, "length": 4, "granter": 1, "gref": gref, "data": b"xxxx", "what": "peek",
+         "flow": 7},
+        {"offset": 9, "length": 2, "gfn": page.gfn, "data": b"xx"}]
+    assert fields("evtchn.send") == [{"port": port, "remote_dom": 2, "remote_port": bport}]
+    assert fields("evtchn.deliver") == [
+        {"port": bport},                                            # the bind's own
+        {"port": bport, "remote_dom": 1, "remote_port": port, "coalesced": True}]
+    assert len(hv.trace.dumps_jsonl().splitlines()) == len(hv.trace)
