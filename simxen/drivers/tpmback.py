@@ -389,8 +389,12 @@ class TpmBack:
                 state = iface.mapping.data[_OFF_STATE]    # a plain load, as mini-os
                 if state == _SUBMIT and dom.now < iface.tag.submitted_at:
                     continue            # stored after our clock: its notification will come
-                if state != iface.last_state:
-                    self._check_transition(iface, state)
+                old = iface.last_state
+                if state != old:
+                    if (old, state) in _FRONTEND_MOVES:     # _check_transition(), a legal move
+                        iface.last_state = state
+                    else:
+                        self._check_transition(iface, state)
                 if state == _SUBMIT:
                     self._mark_ready(iface)
                 elif state == _CANCEL and iface.busy is None:
@@ -475,7 +479,11 @@ class TpmBack:
                 return request
 
     def _choose(self):
-        ready = [i for i in self._ifaces.values() if i is not None and i.ready and i.connected]
+        ifaces = self._ifaces
+        if len(ifaces) == 1:            # one frontend (the usual vTPM): it, if it is ready
+            for i in ifaces.values():
+                return i if i is not None and i.ready and i.connected else None
+        ready = [i for i in ifaces.values() if i is not None and i.ready and i.connected]
         if len(ready) < 2:
             return ready[0] if ready else None      # one ready: every policy picks it
         if self.policy == "priority":
