@@ -37,6 +37,7 @@ import threading
 from dataclasses import dataclass
 
 from simpy.core import EmptySchedule
+from simpy.events import PENDING
 
 __all__ = ["SimulatedPath", "Exchange", "PathError"]
 
@@ -104,11 +105,14 @@ class SimulatedPath:
             flow = self.new_flow()
             started = self.clock()
             outcome = {}
-            proc = self.env.process(self._one(bytes(command), locality, flow, outcome))
+            command = bytes(command)
+            proc = self.env.process(self._one(command, locality, flow, outcome))
             step = self.env.step
             try:
-                while not proc.triggered:           # not env.run(until=proc): a failed run
-                    step()                          # would leave its stop callback on proc
+                # not env.run(until=proc): a failed run would leave its stop
+                # callback on proc; `proc._value is PENDING` is `not proc.triggered`
+                while proc._value is PENDING:
+                    step()
             except EmptySchedule:
                 outcome.setdefault("error", "the simulation ran out of events before the "
                                             "response came back")
@@ -121,10 +125,9 @@ class SimulatedPath:
                 self.commands += 1
             else:
                 self.failures += 1
-            exchange = Exchange(flow, bytes(command), response, locality, started, self.clock(),
-                                error)
             if self.on_exchange is not None:
-                self.on_exchange(exchange)
+                self.on_exchange(Exchange(flow, command, response, locality, started,
+                                          self.clock(), error))
             if error is not None:
                 raise PathError(f"{flow}: {error}", outcome.get("errno"))
             return response
