@@ -19,7 +19,8 @@ recorded by its ``evtchn.send``; a suppressed one by a ``ring.push`` record
 (``notify=False``, the new producer index and the peer's event index).
 """
 
-from simxen.protocols.ring import MASK, RSP_PROD_WORD, SRING_HEADER, BackRing, FrontRing
+from simxen.protocols.ring import (MASK, REQ_PROD_WORD, RSP_PROD_WORD, SRING_HEADER, BackRing,
+                                   FrontRing)
 
 
 class _RingEnd:
@@ -148,7 +149,10 @@ class RingBackend(_RingEnd):
         Refuses a frontend that published more than a ring's worth
         (``RING_REQUEST_PROD_OVERFLOW``): raises ``ValueError``.
         """
-        offset = self.ring.next_request()
+        ring = self.ring
+        if self._words[REQ_PROD_WORD] == ring.cons:     # nothing new: next_request() is None
+            return None
+        offset = ring.next_request()
         if offset is None:
             return None
         data = bytes(self.view.data[offset:offset + (length or self.entry_size)])
