@@ -14,8 +14,6 @@ of ``request_size`` bytes, each answered by the backend, through Xen's
 
 from __future__ import annotations
 
-import numpy as np
-
 from simxen.scenario.schema import Field, Table
 
 DOMAIN_KEYS = ("frontend", "backend")
@@ -44,7 +42,7 @@ def run(sim, params):
                                     request_size=params["request_size"],
                                     window=params["window"],
                                     push_each=params["push_each"])
-    lat = np.asarray(stats.latencies, dtype=float) * 1e6
+    from simxen.analysis.hops import percentiles
     span = stats.end - stats.start
     result = {
         "requests_completed": stats.completed,
@@ -59,18 +57,10 @@ def run(sim, params):
                      "notifications_suppressed": stats.front_notifications_suppressed},
         "backend": {"notifications_sent": stats.back_notifications_sent,
                     "notifications_suppressed": stats.back_notifications_suppressed},
-        "latency_us": _percentiles(lat),
+        "latency_us": percentiles(t * 1e6 for t in stats.latencies),
         "stats": stats,
     }
     return result
-
-
-def _percentiles(values):
-    if len(values) == 0:
-        return {}
-    p = np.percentile(values, [0, 50, 90, 99, 100])
-    return {"min": float(p[0]), "p50": float(p[1]), "p90": float(p[2]), "p99": float(p[3]),
-            "max": float(p[4]), "mean": float(values.mean())}
 
 
 def report(rep, result, params):
