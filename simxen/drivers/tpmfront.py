@@ -90,8 +90,6 @@ _DONE = (tpmif.TPMIF_STATE_IDLE, tpmif.TPMIF_STATE_FINISH)
 _OFF_STATE = tpmif.TPMIF_OFF_STATE
 _SUBMIT = tpmif.TPMIF_STATE_SUBMIT
 _IDLE = tpmif.TPMIF_STATE_IDLE
-#: payload bytes of the first page without extra pages (the usual case)
-_ONE_PAGE = tpmif.payload_capacity(0)
 
 
 class DriverError(Exception):
@@ -352,17 +350,12 @@ class TpmFront:
         elif busy:
             raise TpmFrontError(-errno.EINPROGRESS, "a command is already in flight")
 
-        # The usual round trip, with the helpers written out (they stay below
-        # for the other paths): _write_packet() for one page, _state(),
-        # command_code() and _read_response() -- same stores, same reads,
-        # same records, same clock arithmetic.
+        # The round trip, with _state() and command_code() written out: same
+        # stores, same reads, same records, same clock arithmetic.
         page, tag, port = self.page, self._tag, self.port
         start = dom.now
         tag.flow = flow
-        if self.extra_pages:
-            self._write_packet(command, flow)
-        else:
-            dom.page_write(page, tpmif.TPMIF_HEADER_SIZE, command, what="tpmif.command", flow=flow)
+        self._write_packet(command, flow)
         # length, state = SUBMIT and locality (bytes 0..5) in one store after the packet
         dom.page_write(page, tpmif.TPMIF_OFF_LENGTH,
                        _LEN_STATE_LOC.pack(n, _SUBMIT, locality),
@@ -391,19 +384,7 @@ class TpmFront:
             if linux:
                 raise TpmFrontError(-errno.ECANCELED, "the backend cancelled the command")
             return b""
-        if self.extra_pages:
-            response = self._read_response(flow)
-        else:
-            # _read_response() for one page: the length, then the bytes it covers
-            (length,) = _U32.unpack(dom.page_read(page, tpmif.TPMIF_OFF_LENGTH, 4,
-                                                  what="tpmif.length", flow=flow))
-            if length > _ONE_PAGE:
-                if not linux:
-                    raise TpmFrontError(-errno.EIO, f"response length {length} exceeds the "
-                                                    f"{self.capacity}-byte page")
-                length = _ONE_PAGE                  # Linux copies what fits
-            response = dom.page_read(page, tpmif.TPMIF_HEADER_SIZE, length,
-                                     what="tpmif.response", flow=flow)
+        response = self._read_response(flow)
         n = len(response)
         self.commands += 1
         self.bytes_received += n
