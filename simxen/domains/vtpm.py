@@ -196,10 +196,10 @@ class Vtpm(Kernel):
             yield from self._run_command(client.startup_command(), 0, flow)
         self.mark_ready(self.restore_status)
         while True:
-            # Let the time this domain has worked pass before choosing, so the
-            # ready flags its event handlers set meanwhile are seen (the
-            # policy chooses among what is ready *now*, as tpmback_req_any does).
-            yield dom.elapse()
+            # next_request() lets the time this domain has worked pass before
+            # choosing, so the ready flags its event handlers set meanwhile are
+            # seen (the policy chooses among what is ready *now*, as
+            # tpmback_req_any does); with nothing ready it just waits.
             request = yield from self.back.next_request()
             response = yield from self.handle(request)
             self.back.respond(request, response)

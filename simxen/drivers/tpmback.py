@@ -456,14 +456,26 @@ class TpmBack:
         ``tpmback_req_any`` of mini-os with the chosen ``policy``. Malformed
         requests are answered here with an error response and never returned.
 
-        It first lets the domain's charged time pass (one event, only when its
-        clock is ahead of the event loop), so the event handlers run for every
+        It first lets the domain's charged time pass (only when its clock is
+        ahead of the event loop), so the event handlers run for every
         notification that reached it meanwhile: the policy then chooses among
         what is ready at the domain's own time, as ``tpmback_req_any`` does.
+        When nothing is ready yet it waits for the first frontend to become
+        ready instead, and lets the rest of its time pass only if that
+        happened before its clock: one event instead of two, the same choice
+        at the same time.
         """
         dom = self.dom
-        if dom.cursor > self.hv.env.now:
-            yield dom.elapse()
+        env = self.hv.env
+        if dom.cursor > env.now:
+            if dom.alive and self._choose() is None:
+                self._wakeup = env.event()
+                yield self._wakeup
+                self._wakeup = None
+                if dom.cursor > env.now:        # ready before our clock: let it pass
+                    yield dom.elapse()
+            else:
+                yield dom.elapse()
         while True:
             iface = self._choose()
             if iface is None:
