@@ -85,6 +85,47 @@ def test_priority_starves_the_highest_domid_and_round_robin_does_not(work):
     assert prio.count(4) <= 1 and prio.count(2) > 200 and prio.count(3) > 200
 
 
+@pytest.mark.parametrize("later", [False, True])
+def test_a_server_ahead_of_the_event_loop_chooses_at_its_own_clock(later):
+    """The server has worked 10 ms past ``env.now`` when it asks for a request.
+
+    Both guests submit meanwhile, the higher domid first: by the server's own
+    clock both are ready, so priority takes the lower domid first, at that
+    clock -- not whichever became ready first. A request that becomes ready
+    only after the server's clock is taken when it becomes ready.
+    """
+    rig = Rig(guests=2, policy="priority", switches={"tpmfront.wait": "interrupt"})
+    low, high = rig.guests
+    shift = 0.020 if later else 0.0            # both submit after the server's clock
+
+    def guest(dom, at):
+        front = rig.front(dom)
+        yield from front.connect()
+        yield dom.sleep(at + shift - dom.now)
+        yield from front.transmit(b"from %d" % dom.domid)
+
+    def server():
+        yield rig.vtpm.sleep(1.0 - rig.vtpm.now)
+        rig.vtpm.cursor = rig.env.now + 0.010          # 10 ms of work charged, not yet passed
+        first = yield from rig.back.next_request()
+        rig.served.append(first)
+        rig.back.respond(first, ECHO)
+        second = yield from rig.back.next_request()
+        rig.served.append(second)
+        rig.back.respond(second, ECHO)
+
+    procs = [rig.env.process(guest(high, 1.002)), rig.env.process(guest(low, 1.005))]
+    rig.env.process(server())
+    rig.env.run(until=rig.env.all_of(procs))
+    first, second = rig.served
+    if later:
+        assert first.domid == high.domid and first.taken == pytest.approx(first.arrived)
+        assert first.taken > 1.020
+    else:
+        assert [first.domid, second.domid] == [low.domid, high.domid]
+        assert first.taken == pytest.approx(1.010, abs=1e-5)
+
+
 def test_open_and_close_callbacks_see_the_device():
     rig = Rig()
     rig.responder()
