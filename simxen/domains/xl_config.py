@@ -175,7 +175,7 @@ class _Parser:
         if kind == "str":
             return value
         if kind == "num":
-            return int(value, 0)
+            return int(value, 16) if value[:2] in ("0x", "0X") else int(value, 10)
         if kind == "punct" and value == "[":
             items = []
             while True:

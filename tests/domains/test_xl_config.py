@@ -97,3 +97,8 @@ def test_any_text_is_parsed_or_refused_with_an_input_error(text):
         parse(text, source="fuzz.cfg")
     except InputError as err:
         assert str(err).startswith("fuzz.cfg")
+
+
+def test_numbers_are_decimal_or_hexadecimal():
+    assert parse('name="a"\nkernel="/k"\nmemory=016').memory == 16
+    assert parse('name="a"\nkernel="/k"\nmemory=0x10').memory == 16
