@@ -1,0 +1,1 @@
+"""Timing profiles shipped with simxen (TOML data files; see docs/profiles.rst)."""
