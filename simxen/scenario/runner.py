@@ -133,7 +133,8 @@ def run(scenario, *, seed=None, until=None, progress=None) -> RunResult:
             report.say(f"Workload {params['name']!r} had not finished when the simulation "
                        f"stopped at {env.now:.6g} s (scenario.until = {until:g} s).")
         results[params["name"]] = result
-        module.report(report, result, params)
+        if result["finished"]:
+            module.report(report, result, params)
     report.outcomes = expect.evaluate(scenario.data["expect"], results)
     run_section = report.section("Run")
     run_section.row("seed", seed)

@@ -8,7 +8,8 @@ Each module here defines one workload ``type`` with
   and returns a dict of results (reachable from ``[[expect]]`` as
   ``<name>.<key>``);
 * ``report(report, result, params)`` — tells the story of the run and adds
-  its figures to a :class:`simxen.scenario.report.Report`.
+  its figures to a :class:`simxen.scenario.report.Report` (called only for a
+  workload that finished; the runner says so for one that did not).
 """
 
 from importlib import import_module

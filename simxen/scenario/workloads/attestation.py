@@ -621,8 +621,6 @@ def _verdict_sentence(number, verdict):
 
 
 def report(rep, result, params):
-    if not result.get("finished"):
-        return
     rep.say(f"Attack: {ATTACKS[params['attack']]}.")
     for _, sentence in result.get("events", []):
         rep.say(sentence)
