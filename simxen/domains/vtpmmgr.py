@@ -164,10 +164,9 @@ class VtpmMgr(Kernel):
                       error=self.storage.error)
         self.mark_ready(status)
         while True:
-            # Let the time this domain has worked pass before choosing, so the
-            # ready flags its event handlers set meanwhile are seen (the
-            # policy chooses among what is ready *now*, as tpmback_req_any does).
-            yield dom.elapse()
+            # next_request() lets the time this domain has worked pass before
+            # choosing (the policy chooses among what is ready *now*, as
+            # tpmback_req_any does); with nothing ready it just waits.
             request = yield from self.back.next_request()
             start = dom.now
             response = yield from self.handle(request)
