@@ -15,14 +15,11 @@ is logged to standard error by name and response code.
 """
 
 import os
-import signal
 import sys
-import threading
 
 from simxen.errors import InputError
-from simxen.server.mssim import MssimServer
+from simxen.server import foreground
 from simxen.server.resource_manager import ResourceManager, describe
-from simxen.server.swtpm import SwtpmServer
 from simxen.tpm import StateError, TpmEngine
 
 
@@ -31,11 +28,7 @@ def add_arguments(parser):
     sub.required = True
     p = sub.add_parser("serve", help="serve a TPM 2.0 engine on loopback for tpm2-tools",
                        description=__doc__.split("\n\n")[1])
-    p.add_argument("--port", type=int, default=2321,
-                   help="data/command port P (P+1 is the platform/control port; default 2321)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--protocol", choices=("mssim", "swtpm"), default="mssim",
-                   help="transport: mssim (default) or swtpm")
+    foreground.add_listen_arguments(p)
     p.add_argument("--state", metavar="FILE",
                    help="load TPM state from FILE if present; write it there on exit")
     p.add_argument("--seed", help="derive the primary seeds from this text (fresh TPM only)")
@@ -71,8 +64,7 @@ def save_engine(engine, state_path):
 def main(args):
     if args.tpm_command != "serve":
         raise InputError(f"unknown action {args.tpm_command!r}")
-    if not 1 <= args.port <= 65534:
-        raise InputError("port must be between 1 and 65534", key="--port")
+    foreground.check_port(args.port)                   # before the state is read
     if args.state:
         folder = os.path.dirname(os.path.abspath(args.state))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
@@ -85,28 +77,14 @@ def main(args):
         print(f"[client {client.ident}] {describe(command, response)}", file=err, flush=True)
 
     manager = ResourceManager(engine, log=None if args.quiet else log)
-    stop = threading.Event()
+    server = foreground.start(manager, args.protocol, args.host, args.port, platform=engine)
+
+    def announce():
+        print(f"simxen tpm: serving a TPM 2.0 ({args.protocol}) on {args.host}:{args.port} "
+              f"and {args.port + 1}", file=err, flush=True)
     try:
-        if args.protocol == "mssim":
-            server = MssimServer(manager, args.host, args.port, platform=engine)
-        else:
-            server = SwtpmServer(manager, args.host, args.port, platform=engine,
-                                 on_shutdown=stop.set)
-    except OSError as exc:
-        raise InputError(f"cannot listen on {args.host}:{args.port}-{args.port + 1}: "
-                         f"{exc.strerror}", key="--port") from None
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server.start()
-    print(f"simxen tpm: serving a TPM 2.0 ({args.protocol}) on {args.host}:{args.port} "
-          f"and {args.port + 1}", file=err, flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        foreground.wait_until_stopped(server, ready=announce)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.stop()
         if args.state:
             with manager.lock:
                 save_engine(engine, args.state)
