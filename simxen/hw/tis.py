@@ -142,11 +142,6 @@ class TisDevice:
         """The command being executed (empty when none)."""
         return self._exec_command or b""
 
-    @property
-    def executing_locality(self) -> Optional[int]:
-        """Locality the executing command was sent from (``None`` when idle)."""
-        return self._exec_locality if self.command_started else None
-
     def complete(self) -> Optional[bytes]:
         """Finish the command started by GO: run ``execute`` and expose the response.
 
