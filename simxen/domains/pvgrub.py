@@ -168,19 +168,6 @@ def measure(front, images, *, trace=None, dom=None):
     return result
 
 
-def _check_images(value):
-    from simxen.domains.images import GuestImages
-    return None if isinstance(value, GuestImages) else \
-        f"expected simxen.domains.images.GuestImages, found {type(value).__name__}"
-
-
-def _register_options():
-    """Tell :func:`simxen.domains.stack.build_host` which options a pv-grub domain
-    takes (its table of kernel options is keyed by image name)."""
-    from simxen.domains import stack
-    stack.OPTIONS.setdefault(PVGRUB_IMAGE, {"images": _check_images})
-
-
 class PvGrub(Kernel):
     """pv-grub as the kernel model of a guest domain (image ``pv-grub-x86_64.gz``).
 
@@ -228,6 +215,3 @@ class PvGrub(Kernel):
         guest.boot()
         yield guest.ready
         self.mark_ready(guest)
-
-
-_register_options()

@@ -34,6 +34,8 @@ import os
 from dataclasses import dataclass, field
 
 from simxen.domains.host_boot import DEFAULT_BOOT, measure
+from simxen.domains.images import GuestImages
+from simxen.domains.pvgrub import PVGRUB_IMAGE
 from simxen.domains.toolstack import Toolstack
 from simxen.domains.vtpm import RESTORE_FAILURE, SAVE_ON
 from simxen.drivers.tpmback import POLICIES
@@ -295,6 +297,11 @@ def _pcr_list(v):
     return None if ok else f"expected a non-empty list of PCR numbers 0..23, found {v!r}"
 
 
+def _guest_images(v):
+    return None if isinstance(v, GuestImages) else \
+        f"expected simxen.domains.images.GuestImages, found {type(v).__name__}"
+
+
 _BOOL = _one_of(True, False)
 #: Options each kernel image accepts in :attr:`HostSpec.options`, with their checks.
 OPTIONS = {
@@ -302,4 +309,5 @@ OPTIONS = {
                            "locality": _one_of(0, 1, 2, 3, 4)},
     "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": _one_of(*SAVE_ON),
                         "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES)},
+    PVGRUB_IMAGE: {"images": _guest_images},
 }
