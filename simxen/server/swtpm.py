@@ -61,7 +61,7 @@ class SwtpmServer:
         self.on_shutdown = on_shutdown
         self.locality = 0
         self.established = 0
-        self._client = manager.open_client()
+        self._client = self.manager.open_client()
         self._client_lock = threading.Lock()
         self.pair = PortPair(host, port, self._serve_data, self._serve_control)
 

@@ -217,3 +217,19 @@ def test_any_backend_gets_a_resource_manager():
         assert backend.seen[0] == 3
     finally:
         server.stop()
+
+
+def test_swtpm_server_takes_any_backend_too():
+    """Like mssim's: a bare backend is wrapped in a ResourceManager (it once
+    crashed asking the backend itself for ``open_client``)."""
+    tpm = make_engine()
+    port = free_port_pair()
+    server = SwtpmServer(tpm, "127.0.0.1", port).start()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(client.get_random_command(4))
+            head = recv_exact(s, 10)
+            rsp = head + recv_exact(s, struct.unpack(">I", head[2:6])[0] - 10)
+        assert len(client.parse_get_random(rsp)) == 4
+    finally:
+        server.stop()
