@@ -241,7 +241,7 @@ class TpmBack:
             for fe in fes:
                 candidates += [(fe, h) for h in self._children(f"{self.base}/{fe}")]
         for fe, handle in candidates:
-            if (fe, handle) in self._known_names() or (fe, handle) in self._bad_names:
+            if (fe, handle) in self._bad_names:
                 continue
             if not (fe.isdigit() and handle.isdigit()):
                 self._bad_names.add((fe, handle))
@@ -252,9 +252,6 @@ class TpmBack:
                 continue
             self._ifaces[key] = None          # claimed; the process fills it in
             self.hv.env.process(self._device(key))
-
-    def _known_names(self):
-        return {(str(d), str(h)) for d, h in self._ifaces}
 
     def _children(self, path):
         try:
