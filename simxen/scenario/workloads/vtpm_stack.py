@@ -161,7 +161,7 @@ def _dom0_probe(hv):
         TisDriver(hv, hv.dom0, locality=0).open()
     except XenError as err:
         hv.trace.emit("dom0.tpm_probe", hv.dom0.now, 0, code=err.code, error=str(err))
-        return str(err).split(" ", 1)[0].rstrip(":")
+        return err.code_name()
     return "none"
 
 
