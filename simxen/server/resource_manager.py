@@ -29,6 +29,7 @@ import itertools
 import struct
 import threading
 
+from simxen.tpm.client import flush_context_command
 from simxen.tpm.commands import COMMANDS
 from simxen.tpm.constants import TPM_CC, TPM_HT, command_name, rc_name
 
@@ -44,10 +45,6 @@ def handle_count(cc):
     """Number of handles in the handle area of command ``cc`` (Part 3)."""
     entry = COMMANDS.get(cc)
     return len(entry[1]) if entry is not None else 0
-
-
-def flush_command(handle):
-    return struct.pack(">HIII", 0x8001, 14, TPM_CC.FlushContext, handle)
 
 
 def describe(command, response):
@@ -100,7 +97,7 @@ class ResourceManager:
     def release(self, client):
         with self.lock:
             for handle in sorted(client.handles):
-                command = flush_command(handle)
+                command = flush_context_command(handle)
                 response = self.backend.execute(command, 0)
                 if self.log is not None:
                     self.log(client, command, response, 0)
