@@ -388,10 +388,9 @@ class TpmBack:
                     continue            # stored after our clock: its notification will come
                 old = iface.last_state
                 if state != old:
-                    if (old, state) in _FRONTEND_MOVES:     # _check_transition(), a legal move
-                        iface.last_state = state
-                    else:
-                        self._check_transition(iface, state)
+                    iface.last_state = state
+                    if (old, state) not in _FRONTEND_MOVES:
+                        self._illegal_transition(iface, old, state)
                 if state == _SUBMIT:
                     self._mark_ready(iface)
                 elif state == _CANCEL and iface.busy is None:
@@ -401,11 +400,8 @@ class TpmBack:
         except simpy.Interrupt:
             return
 
-    def _check_transition(self, iface, state):
+    def _illegal_transition(self, iface, old, state):
         """Record (``tpm.back.violation``) a frontend store the tpmif rules forbid."""
-        old, iface.last_state = iface.last_state, state
-        if state == old or (old, state) in _FRONTEND_MOVES:     # the usual, legal case
-            return
         try:
             tpmif.check_transition(tpmif.FRONTEND, old, state)
         except tpmif.TpmifError as err:
