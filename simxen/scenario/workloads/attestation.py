@@ -417,22 +417,14 @@ def _dom0_touches_tpm(story):
     try:
         window = hv.iomem.map(hv.dom0, TIS_BASE_MFN, 5)
     except XenError as exc:
-        story.result["dom0_tpm_access"] = _errno_name(exc)
+        refused = story.result["dom0_tpm_access"] = "-" + exc.code_name()
         story.say(f"dom0 tried to map the TPM's TIS window (0xfed40000, 5 pages) and Xen refused "
-                  f"with {_errno_name(exc)}: the window belongs to the vTPM manager alone.")
+                  f"with {refused}: the window belongs to the vTPM manager alone.")
         return
     story.result["dom0_tpm_access"] = "mapped"
     story.say("dom0 mapped the TPM's TIS window: nothing stops it from driving the TPM "
               "behind the manager's back.")
-    window.unmap() if hasattr(window, "unmap") else None
-
-
-def _errno_name(exc):
-    import errno as _errno
-    code = getattr(exc, "code", None)
-    if isinstance(code, int) and code < 0 and -code in _errno.errorcode:
-        return "-" + _errno.errorcode[-code]
-    return str(code)
+    window.unmap()
 
 
 def _vtpm_rollback(story, snapshot):
