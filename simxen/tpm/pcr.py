@@ -67,9 +67,17 @@ class PcrBanks:
         never with the command (the engine implements DRTM)."""
         return locality != 4 and bool(PCR_ATTRIBUTES[index][1] >> locality & 1)
 
-    def extend(self, index, alg, digest):
-        values = self.banks[alg]
-        values[index] = HASHES[alg].new(values[index] + digest).digest()
+    def extend(self, index, digests):
+        """PCR ``index`` of each allocated bank extended with its digest from
+        ``digests`` (``(alg, digest)`` pairs; an unallocated bank's is
+        ignored), then one update of ``update_counter``: PCR_Extend,
+        PCR_Event and EventSequenceComplete."""
+        banks = self.banks
+        for alg, digest in digests:
+            values = banks.get(alg)
+            if values is not None:
+                values[index] = HASHES[alg].new(values[index] + digest).digest()
+        self.update_counter += 1
 
     def reset(self, index):
         for alg, values in self.banks.items():

@@ -125,10 +125,7 @@ def event_sequence_complete(tpm, cmd):
     seq.update(data)
     digests = seq.digests()
     if pcr != TPM_RH.NULL:
-        for alg, digest in digests.items():
-            if alg in tpm.pcrs.banks:
-                tpm.pcrs.extend(pcr, alg, digest)
-        tpm.pcrs.update_counter += 1
+        tpm.pcrs.extend(pcr, digests.items())
     del tpm.objects[handle]
     return b"", u32(len(digests)) + b"".join(u16(alg) + d for alg, d in digests.items())
 

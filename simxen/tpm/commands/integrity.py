@@ -46,12 +46,7 @@ def pcr_extend(tpm, cmd):
     pcrs = tpm.pcrs
     if not pcrs.can_extend(index, cmd.locality):
         raise TpmError(TPM_RC.LOCALITY)
-    banks = pcrs.banks
-    for alg, digest in digests:
-        values = banks.get(alg)
-        if values is not None:
-            values[index] = HASHES[alg].new(values[index] + digest).digest()
-    pcrs.update_counter += 1
+    pcrs.extend(index, digests)
     return b"", b""
 
 
@@ -65,10 +60,7 @@ def pcr_event(tpm, cmd):
         raise TpmError(TPM_RC.LOCALITY)
     digests = [(alg, h.digest(data)) for alg, h in HASHES.items()]
     if index != TPM_RH.NULL:
-        for alg, digest in digests:
-            if alg in tpm.pcrs.banks:
-                tpm.pcrs.extend(index, alg, digest)
-        tpm.pcrs.update_counter += 1
+        tpm.pcrs.extend(index, digests)
     out = u32(len(digests)) + b"".join(u16(alg) + d for alg, d in digests)
     return b"", out
 
