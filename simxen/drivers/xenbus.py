@@ -47,16 +47,34 @@ def add_device(hv, caller, fe, be, devtype, devid=0, *, front_extra=None, back_e
              "handle": str(devid), **(front_extra or {})}
     back = {"frontend": fpath, "frontend-id": str(fe), "online": "1",
             "state": str(int(XenbusState.Initialising)), "handle": str(devid), **(back_extra or {})}
-    while True:
-        tx = hv.xs.transaction_start(caller)
+
+    def create(tx):
         for path, keys, owner, reader in ((fpath, front, fe, be), (bpath, back, be, fe)):
             hv.xs.mkdir(caller, path, tx=tx)
             hv.xs.set_perms(caller, path, [f"n{owner}", f"r{reader}"], tx=tx)
             for key, value in keys.items():
                 hv.xs.write(caller, f"{path}/{key}", str(value), tx=tx)
+
+    in_transaction(hv.xs, caller, create)
+    return fpath, bpath
+
+
+def in_transaction(xs, dom, body):
+    """Run ``body(tx)`` in a XenStore transaction of ``dom``, redoing it all on ``EAGAIN``.
+
+    The loop Linux's and libxl's xenbus code writes around every
+    transaction. A ``body`` that raises aborts the transaction.
+    """
+    while True:
+        tx = xs.transaction_start(dom)
         try:
-            hv.xs.transaction_end(caller, tx)
-            return fpath, bpath
+            body(tx)
+        except BaseException:
+            xs.transaction_end(dom, tx, commit=False)
+            raise
+        try:
+            xs.transaction_end(dom, tx)
+            return
         except XenStoreError as err:
             if err.code != -errno.EAGAIN:
                 raise
@@ -148,20 +166,7 @@ class XenbusFrontend(XenbusDevice):
 
     def publish(self, publish):
         """Run ``publish(tx)`` in a transaction, redoing it on ``EAGAIN`` (Linux does)."""
-        xs = self.hv.xs
-        while True:
-            tx = xs.transaction_start(self.dom)
-            try:
-                publish(tx)
-            except BaseException:
-                xs.transaction_end(self.dom, tx, commit=False)
-                raise
-            try:
-                xs.transaction_end(self.dom, tx)
-                return
-            except XenStoreError as err:
-                if err.code != -errno.EAGAIN:
-                    raise
+        in_transaction(self.hv.xs, self.dom, publish)
 
     def connect(self, publish, timeout=None):
         """Publish, go Initialised, wait for the backend to connect, go Connected.
