@@ -52,7 +52,7 @@ __all__ = [
     "TPM_ALG_SHA1", "TPM_ALG_SHA256", "TPM_ALG_SHA384", "TPM_ALG_SHA512", "TPM_ALG_SM3_256",
     "HASH_ALGORITHMS", "SPEC_ID_SIGNATURE", "STARTUP_LOCALITY_SIGNATURE", "TPM2_MAX_PCRS",
     "EVENT_TYPE_NAMES", "EventLogError", "SpecIdEvent", "Event", "EventLog",
-    "parse", "replay", "record_pvgrub_boot", "alg_id", "alg_name", "event_type_name", "startup_locality_event",
+    "parse", "replay", "alg_id", "alg_name", "event_type_name", "startup_locality_event",
 ]
 
 TPM_ALG_SHA1 = 0x0004
@@ -387,31 +387,6 @@ def _checked_event(pcr, etype, digests, event, at) -> Event:
     if pcr >= TPM2_MAX_PCRS:
         raise EventLogError(f"PCR index {pcr} is not below {TPM2_MAX_PCRS}", at)
     return Event(pcr, etype, digests, event)
-
-
-def record_pvgrub_boot(log: EventLog, kernel: bytes, cmdline: str, initrd: bytes = b"", *,
-                       kernel_path: str = "/boot/vmlinuz", initrd_path: str = "") -> list[Event]:
-    """Log the three extends pv-grub makes before booting a guest kernel.
-
-    pv-grub (Xen's ``stubdom/grub/kexec.c``) extends, in this order:
-
-    * PCR 4 <- H(kernel image as read from disk, before any decompression);
-    * PCR 5 <- H(command line, the ``kernel`` line without its first word,
-      *without* the terminating NUL);
-    * PCR 5 <- H(initrd / module blob), H(b"") when there is none.
-
-    pv-grub itself only extends SHA-1 (TPM 1.2); a log records what each
-    bank of the TPM actually received. Event types are those of the PC Client
-    spec for a conventional-BIOS boot loader: EV_IPL for the code on PCR 4,
-    EV_IPL_PARTITION_DATA for configuration and data on PCR 5 (tpm2-tools 5.4
-    warns that EV_IPL is "unexpectedly" not on PCR 8/9/12/14, and replays it
-    correctly). Event data are the human-readable names.
-    """
-    return [
-        log.append(4, EV_IPL, kernel_path.encode(), measured=kernel),
-        log.append(5, EV_IPL_PARTITION_DATA, cmdline.encode(), measured=cmdline.encode()),
-        log.append(5, EV_IPL_PARTITION_DATA, (initrd_path or "(no initrd)").encode(), measured=initrd),
-    ]
 
 
 def _initial_pcr(pcr: int, size: int, locality: int) -> bytes:

@@ -102,12 +102,3 @@ def test_generated_logs_replay_the_same(tool, tmp_path, algs, records, kernel):
     log.append(9, tl.EV_IPL, b"/boot/vmlinuz\0",
                {a: hashlib.new(tl.alg_name(a), kernel).digest() for a in log.algorithms})
     assert tool_pcrs(run_tool(tool, tmp_path, log.to_bytes()), SIZES) == tl.replay(log.events)
-
-
-def test_pvgrub_boot_log(tool, tmp_path):
-    log = tl.EventLog(["sha1", "sha256"])
-    tl.record_pvgrub_boot(log, b"kernel image", "root=/dev/xvda1 ro", b"initrd bytes",
-                          initrd_path="/boot/initrd.img")
-    printed = run_tool(tool, tmp_path, log.to_bytes(),
-                       allowed_warnings=("unexectedly not extending either PCR 8, 9, 12 or 14",))
-    assert tool_pcrs(printed, SIZES) == tl.replay(log.events)
