@@ -205,7 +205,7 @@ def run(sim, params):
         "hops_by_command_ms": {name: {hop: _stats(c.hops[hop] for c in cs) for hop in hops.HOPS}
                                for name, cs in by_name.items()},
         "dom0_tis_error": dom0_tis,
-        "ops": {kind.replace(".", "_"): hv.trace.count(kind) for kind, _ in COUNTED},
+        "ops": {kind.replace(".", "_"): n for kind, n in host.op_counts().items()},
         "ops_labels": {kind.replace(".", "_"): label for kind, label in COUNTED},
     }
     return result
