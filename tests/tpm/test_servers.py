@@ -112,6 +112,14 @@ def test_mssim_locality_reaches_engine(mssim):
     c.close()
 
 
+def swtpm_data(port, command):
+    """One command on swtpm's data port (a connection of its own, as the TCTI does)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(command)
+        head = recv_exact(s, 10)
+        return head + recv_exact(s, struct.unpack(">I", head[2:6])[0] - 10)
+
+
 def test_swtpm_protocol():
     tpm = make_engine()
     manager = ResourceManager(tpm)
@@ -124,10 +132,7 @@ def test_swtpm_protocol():
                 return recv_exact(s, reply_len)
 
         def data(command):
-            with socket.create_connection(("127.0.0.1", port)) as s:
-                s.sendall(command)
-                head = recv_exact(s, 10)
-                return head + recv_exact(s, struct.unpack(">I", head[2:6])[0] - 10)
+            return swtpm_data(port, command)
 
         assert ctrl(struct.pack(">IB", 5, 0), 4) == b"\0\0\0\0"          # SET_LOCALITY 0
         assert len(ctrl(struct.pack(">I", 1), 8)) == 8                     # GET_CAPABILITY
@@ -226,10 +231,7 @@ def test_swtpm_server_takes_any_backend_too():
     port = free_port_pair()
     server = SwtpmServer(tpm, "127.0.0.1", port).start()
     try:
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(client.get_random_command(4))
-            head = recv_exact(s, 10)
-            rsp = head + recv_exact(s, struct.unpack(">I", head[2:6])[0] - 10)
+        rsp = swtpm_data(port, client.get_random_command(4))
         assert len(client.parse_get_random(rsp)) == 4
     finally:
         server.stop()
