@@ -208,7 +208,6 @@ class PvGrub(Kernel):
         self.hv.trace.emit("pvgrub.kexec", self.dom.now, self.domid, measured=self.measurement.measured,
                            kernel_size=len(images.kernel.data), log_size=len(self.measurement.log_bytes))
         guest = self.guest = Guest(self.toolstack, self.dom, self.config, self.disks)
-        guest.options = dict(self.options)
         guest.boot_measurement = self.measurement
         if self.toolstack.kernels.get(self.name) is self:
             self.toolstack.kernels[self.name] = guest
