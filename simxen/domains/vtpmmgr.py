@@ -260,21 +260,18 @@ class VtpmMgr(Kernel):
             n = min(struct.unpack(">I", body)[0], _GET_RANDOM_MAX)
             data = (yield from ptpm.get_random(self.tis, n, flow=flow)) if n else b""
             return struct.pack(">HIII", mgr.TPM_TAG_RSP_COMMAND, 14 + n, mgr.TPM_SUCCESS, n) + data
-        if ordinal == mgr.TPM_ORD_PcrRead:
-            if len(body) != 4:
-                raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "TPM_PcrRead takes a u32")
-            (index,) = struct.unpack(">I", body)
-            if index > 23:
-                raise mgr.VtpmmgrError(mgr.TPM_BADINDEX, f"PCR {index}")
-            value = (yield from ptpm.pcr_read(self.tis, [index], flow=flow))[index]
-            return struct.pack(">HII", mgr.TPM_TAG_RSP_COMMAND, 10 + len(value), 0) + value
-        # TPM_Extend (dispatch_check let it through: admin only)
-        if len(body) != 4 + 32:
+        # TPM_PcrRead, or TPM_Extend (dispatch_check let it through: admin only):
+        # both answer with the PCR's value
+        extend = ordinal != mgr.TPM_ORD_PcrRead
+        if not extend and len(body) != 4:
+            raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "TPM_PcrRead takes a u32")
+        if extend and len(body) != 4 + 32:
             raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "TPM_Extend here takes u32 + 32-byte digest")
         index = struct.unpack_from(">I", body)[0]
         if index > 23:
             raise mgr.VtpmmgrError(mgr.TPM_BADINDEX, f"PCR {index}")
-        yield from ptpm.pcr_extend(self.tis, index, body[4:], flow=flow)
+        if extend:
+            yield from ptpm.pcr_extend(self.tis, index, body[4:], flow=flow)
         value = (yield from ptpm.pcr_read(self.tis, [index], flow=flow))[index]
         return struct.pack(">HII", mgr.TPM_TAG_RSP_COMMAND, 10 + len(value), 0) + value
 
