@@ -283,13 +283,15 @@ class Vtpm(Kernel):
 
     def _deep_quote(self, cmd, flow):
         """TPM2_CC_DeepQuote: forward as VTPM_ORD_GET_QUOTE, return the manager's reply."""
-        if _u16(cmd) != 0x8001 or len(cmd) != struct.unpack_from(">I", cmd, 2)[0]:
-            return error_response(TPM_RC.TAG if _u16(cmd) != 0x8001 else TPM_RC.COMMAND_SIZE)
+        if _u16(cmd) != 0x8001:
+            return error_response(TPM_RC.TAG)
+        if len(cmd) != struct.unpack_from(">I", cmd, 2)[0]:
+            return error_response(TPM_RC.COMMAND_SIZE)
         body = cmd[10:]
         try:
-            if len(body) < 2 or 2 + struct.unpack_from(">H", body)[0] > len(body):
+            size = _u16(body)
+            if size is None or 2 + size > len(body):
                 raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "data does not fit")
-            size = struct.unpack_from(">H", body)[0]
             selection, pos = mgr.unpack_pcr_selection(body, 2 + size)
             if len(body) - pos != 4:
                 raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "flags missing or trailing bytes")
