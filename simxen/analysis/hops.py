@@ -329,8 +329,9 @@ def command_hops(records, flows=None) -> list:
 
 def hops_of(req: Request) -> CommandHops:
     """Split a completed top-level request's time into :data:`HOPS`."""
-    nested = sum(c.complete - c.submit for c in req.children if c.done)
-    nested_ptpm = sum(c.ptpm_time() for c in req.children if c.done)
+    done = [c for c in req.children if c.done]
+    nested = sum(c.complete - c.submit for c in done)
+    nested_ptpm = sum(c.ptpm_time() for c in done)
     own_ptpm = sum(b - a for a, b in req.ptpm)
     hops = {
         "front_to_back": req.take - req.submit,
@@ -340,7 +341,7 @@ def hops_of(req: Request) -> CommandHops:
         "back_to_front": req.complete - req.respond,
     }
     return CommandHops(req.flow, req.front_dom, req.cc, req.rc, req.submit, req.complete, hops,
-                       sum(1 for c in req.children if c.done), req.ptpm_count())
+                       len(done), req.ptpm_count())
 
 
 def percentiles(values) -> dict:
