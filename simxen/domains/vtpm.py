@@ -29,10 +29,13 @@ it does what Xen's ``stubdom/vtpm/vtpm.c`` does (reference ``xen-vtpm.md`` 1.1, 
 5. ``TPM2_Startup(CLEAR)`` (the emulator's own ``TPM_Init`` + startup);
 6. serve requests one at a time, lowest ``(domid, handle)`` first.
 
-**Strong persistence.** After a command that succeeded and changed the
-TPM's persistent state (``save_on = "changed"``, the default) -- or after
-every successful command (``"success"``, what Xen's TPM 1.2 emulator does)
--- the whole state is saved before the guest gets its response: serialise
+**Strong persistence.** After every successful command (``save_on =
+"success"``, the default: what Xen's vTPM does -- ``stubdom/vtpm/vtpm.c``
+``main_loop`` forces ``TPM_CONF_STRONG_PERSISTENCE``, and with it the TPM
+1.2 emulator's ``tpm_execute_command`` calls ``tpm_store_permanent_data()``
+whenever a command returns ``TPM_SUCCESS``) -- or only after one that
+changed the TPM's persistent state (``"changed"``, simxen's cheaper
+alternative) -- the whole state is saved before the guest gets its response: serialise
 (``engine.save_state()``), seal with a fresh 256-bit key and nonce, write to
 the *other* slot, then send ``hash || key`` with ``VTPM_ORD_SAVEHASHKEY``
 and wait for the manager (a second ring round trip that dominates the
@@ -56,7 +59,7 @@ manager verbatim; ``VTPM_TAG_REQ`` (0x01C1) is re-tagged ``0x00C1`` and
 forwarded as a physical-TPM passthrough.
 
 Options (``toolstack.options[name]``): ``strong_persistence`` (True),
-``save_on`` ("changed" | "success"), ``restore_failure`` ("fresh" | "halt"),
+``save_on`` ("success" | "changed"), ``restore_failure`` ("fresh" | "halt"),
 ``policy`` of its tpmback ("priority").
 
 Trace records: ``tpm.exec`` (``dom``, ``flow``, ``cc`` name, ``rc``,
@@ -86,7 +89,7 @@ from simxen.tpm.constants import TPM_CC, TPM_RC, command_name, rc_format1
 from simxen.tpm.engine import error_response
 from simxen.tpm.errors import StateError
 
-__all__ = ["Vtpm", "SAVE_ON", "RESTORE_FAILURE", "vtpm_op", "KEY_COMMANDS", "TPM2_CC_DeepQuote",
+__all__ = ["Vtpm", "SAVE_ON", "DEFAULT_SAVE_ON", "RESTORE_FAILURE", "vtpm_op", "KEY_COMMANDS", "TPM2_CC_DeepQuote",
            "deep_quote_command", "parse_deep_quote"]
 
 #: The vTPM's vendor command for a deep quote (TPMA_CC vendor bit | TPM2_CC_Quote).
@@ -106,7 +109,10 @@ def parse_deep_quote(response: bytes) -> bytes:
     """The manager's GET_QUOTE reply carried by a TPM2_CC_DeepQuote response."""
     return client.parse_response(response).params.tpm2b()
 
-SAVE_ON = ("changed", "success")
+#: When a vTPM saves its state: after every successful command (Xen) or only a changing one.
+SAVE_ON = ("success", "changed")
+#: Xen's choice (see the module doc).
+DEFAULT_SAVE_ON = "success"
 RESTORE_FAILURE = ("fresh", "halt")
 
 #: Commands whose cost is a public-key operation (profile op ``tpm.vtpm.rsa``)
@@ -160,7 +166,7 @@ class Vtpm(Kernel):
 
     @property
     def save_on(self) -> str:
-        return self.options.get("save_on", "changed")
+        return self.options.get("save_on", DEFAULT_SAVE_ON)
 
     def _flow(self, what):
         self._boot_flows += 1

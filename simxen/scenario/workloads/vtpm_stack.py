@@ -87,8 +87,9 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
           choices=["priority", "fifo", "round-robin"]),
     Field("strong_persistence", bool, "vTPMs save their state after a changing command",
           default=True),
-    Field("save_on", str, "'changed' (state changed) or 'success' (every success, as Xen's "
-          "TPM 1.2 emulator)", default="changed", choices=["changed", "success"]),
+    Field("save_on", str, "'success' (save after every successful command, as Xen's vTPM: "
+          "strong persistence in its TPM 1.2 emulator) or 'changed' (only after a command that "
+          "changed persistent state)", default="success", choices=["success", "changed"]),
     Field("think_time", float, "simulated seconds a guest waits between commands",
           default=0.0, minimum=0),
     Field("dom0_probes_tpm", bool, "once the stack is up, dom0 loads a TIS driver and tries the "
