@@ -73,6 +73,7 @@ class TPM_ALG:
     KDF1_SP800_108 = 0x0022
     ECC = 0x0023
     SYMCIPHER = 0x0025
+    CAMELLIA = 0x0026
     CTR = 0x0040
     OFB = 0x0041
     CBC = 0x0042

@@ -83,6 +83,8 @@ def validate_template(pub, data, param):
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)
         sym = pub.symmetric[0]
         if restricted and decrypt:
+            if sym == TPM_ALG.CAMELLIA:        # children are wrapped with AES-CFB here
+                raise TpmError(TPM_RC.SYMMETRIC, param=param)
             if sym == TPM_ALG.NULL or pub.scheme[0] != TPM_ALG.NULL:
                 raise TpmError(TPM_RC.SYMMETRIC if sym == TPM_ALG.NULL else TPM_RC.SCHEME,
                                param=param)
@@ -110,8 +112,12 @@ def validate_template(pub, data, param):
         if data and a & TPMA_OBJECT.sensitiveDataOrigin:
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)
     elif pub.type == TPM_ALG.SYMCIPHER:
-        if sign or not decrypt:
+        # unrestricted: decrypt and sign (= encrypt) in any combination but
+        # neither; restricted: a parent, which decrypts and never signs
+        if not sign and not decrypt or restricted and (sign or not decrypt):
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)
+        if restricted and pub.symmetric[2] != TPM_ALG.CFB:
+            raise TpmError(TPM_RC.MODE, param=param)
         if data and a & TPMA_OBJECT.sensitiveDataOrigin:
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)
 

@@ -14,6 +14,7 @@ from simxen.tpm.algorithms import HASHES
 from simxen.tpm.constants import TPM_ALG, TPM_ECC, TPM_RC
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32
+from simxen.tpm.symmetric import CIPHERS, MODES
 
 #: Schemes whose details are one hash algorithm.
 _HASH_SCHEMES = {TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP, TPM_ALG.ECDSA,
@@ -22,19 +23,26 @@ _HASH_SCHEMES = {TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP, TPM_ALG.ECDSA,
 RSA_SCHEMES = {TPM_ALG.NULL, TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.RSAES, TPM_ALG.OAEP}
 ECC_SCHEMES = {TPM_ALG.NULL, TPM_ALG.ECDSA, TPM_ALG.ECDH}
 CURVES = {TPM_ECC.NIST_P256: 32, TPM_ECC.NIST_P384: 48}
+#: every mode a SYMCIPHER key may name (NULL: chosen per EncryptDecrypt)
+SYMCIPHER_MODES = MODES + (TPM_ALG.NULL,)
 
 
-def parse_sym_def_object(r):
-    """TPMT_SYM_DEF_OBJECT -> ``(alg, keyBits, mode)`` (bits/mode 0 for NULL)."""
+def parse_sym_def_object(r, modes=(TPM_ALG.CFB, TPM_ALG.NULL)):
+    """TPMT_SYM_DEF_OBJECT -> ``(alg, keyBits, mode)`` (bits/mode 0 for NULL).
+
+    ``modes`` are the block-cipher modes this use accepts: CFB (or NULL) for
+    a storage key's or session's symmetric, every mode for a SYMCIPHER key
+    (:data:`simxen.tpm.symmetric.MODES`).
+    """
     alg = r.u16()
     if alg == TPM_ALG.NULL:
         return (alg, 0, 0)
-    if alg == TPM_ALG.AES:
+    if alg == TPM_ALG.AES or alg == TPM_ALG.CAMELLIA:
         bits = r.u16()
         mode = r.u16()
-        if bits not in (128, 256):
+        if bits not in CIPHERS[alg][1]:
             raise TpmError(TPM_RC.KEY_SIZE, param=r.param)
-        if mode != TPM_ALG.CFB and mode != TPM_ALG.NULL:
+        if mode not in modes:
             raise TpmError(TPM_RC.MODE, param=r.param)
         return (alg, bits, mode)
     if alg == TPM_ALG.XOR:
@@ -145,8 +153,8 @@ class Public:
                 raise TpmError(TPM_RC.SCHEME, param=r.param)
             p.unique = r.tpm2b(64)
         elif type_ == TPM_ALG.SYMCIPHER:
-            p.symmetric = parse_sym_def_object(r)
-            if p.symmetric[0] != TPM_ALG.AES:
+            p.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
+            if p.symmetric[0] not in CIPHERS:
                 raise TpmError(TPM_RC.SYMMETRIC, param=r.param)
             p.unique = r.tpm2b(64)
         else:

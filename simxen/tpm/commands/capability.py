@@ -18,7 +18,8 @@ from simxen.tpm.marshal import u16, u32
 from simxen.tpm.nv_index import NV_INDEX_MAX
 from simxen.tpm.pcr import BANKS, PCR_ATTRIBUTES, PCR_COUNT
 from simxen.tpm.pcr_selection import marshal_pcr_selection
-from simxen.tpm.public import Public, parse_sym_def_object
+from simxen.tpm.public import SYMCIPHER_MODES, Public, parse_sym_def_object
+from simxen.tpm.symmetric import CIPHERS
 
 MAX_CAP_ENTRIES = 127
 #: Commands whose response has a handle (TPMA_CC.rHandle).
@@ -225,8 +226,8 @@ def test_parms(tpm, cmd):
     r = cmd.r
     type_ = r.u16()
     if type_ == TPM_ALG.SYMCIPHER:
-        sym = parse_sym_def_object(r)
-        if sym[0] != TPM_ALG.AES:
+        sym = parse_sym_def_object(r, SYMCIPHER_MODES)
+        if sym[0] not in CIPHERS:
             raise TpmError(TPM_RC.SYMMETRIC, param=1)
         r.done()
         return b"", b""

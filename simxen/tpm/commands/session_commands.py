@@ -69,6 +69,8 @@ def start_auth_session(tpm, cmd):
     h = HASHES.get(auth_hash)
     if h is None:
         raise TpmError(TPM_RC.HASH, param=5)
+    if symmetric[0] == TPM_ALG.CAMELLIA:       # parameter encryption is AES-CFB here
+        raise TpmError(TPM_RC.SYMMETRIC, param=4)
     if symmetric[0] == TPM_ALG.AES and symmetric[2] != TPM_ALG.CFB:
         raise TpmError(TPM_RC.MODE, param=4)
     tpm_key, bind = cmd.handles
