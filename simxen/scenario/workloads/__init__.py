@@ -19,6 +19,7 @@ _MODULES = {
     "ring-pingpong": "ring_pingpong",
     "vtpm-stack": "vtpm_stack",
     "attestation": "attestation",
+    "load": "load",
 }
 
 

@@ -1,0 +1,214 @@
+"""Load generators that run inside guests: open and closed loops over a command mix.
+
+A guest's user space issues TPM commands through ``/dev/tpm0``; the Linux
+TPM core lets **one command at a time** reach the chip: every transmit goes
+through ``tpm_try_get_ops()``, which takes the chip's ``tpm_mutex``
+(``drivers/char/tpm/tpm-chip.c``), so commands from several processes of one
+guest queue in the guest before xen-tpmfront ever sees them.
+:class:`GuestLoad` models exactly that: a FIFO lock per chip (``chip_lock``)
+in front of the guest's real :class:`~simxen.domains.guest.TpmClient`, whose
+commands cross the real tpmfront -> vTPM -> (manager -> physical TPM) path::
+
+    load = GuestLoad(host.guest("guest1"), mix={"pcr_extend": 5, "get_random": 2},
+                     rng=hv.streams.rng("load/guest1"), index=0)
+    yield from load.setup()                         # NV index / AK the mix needs
+    env.process(load.open_loop(rate=50.0, until=10.0, poisson=True))
+    env.process(load.closed_loop(think_time=0.02, until=10.0))   # one client process
+
+Every command becomes one :class:`Request` in :attr:`GuestLoad.requests`
+with its four instants: ``arrived`` (the process asked), ``started`` (it got
+the chip lock and handed the command to tpmfront), ``done`` (the response
+came back) -- so ``started - arrived`` is the wait in the guest and
+``done - started`` the round trip through the split driver.
+
+Arrivals: *open loop* draws the gap to the next command from an exponential
+distribution with mean ``1/rate`` (Poisson arrivals) or uses ``1/rate``
+exactly (deterministic) and does not wait for earlier commands -- each
+arrival is a new process that queues on the chip lock. *Closed loop* is
+``clients`` processes per guest, each waiting for its command's response,
+then thinking (exponential or fixed time) before the next one.
+
+Commands (one or more TPM commands, real TPM 2.0 marshalling):
+
+=================  =========================================================
+``pcr_extend``     ``TPM2_PCR_Extend`` of the SHA-256 bank of PCR ``pcr``
+``pcr_read``       ``TPM2_PCR_Read`` of PCR ``pcr``
+``get_random``     ``TPM2_GetRandom`` of 32 bytes (the vTPM's own DRBG)
+``nv_write``       ``TPM2_NV_Write`` of 8 bytes to the guest's NV index
+                   (changes persistent state: the vTPM saves and sends
+                   ``VTPM_ORD_SAVEHASHKEY`` to the manager)
+``nv_read``        ``TPM2_NV_Read`` of that index
+``quote``          ``TPM2_Quote`` of PCR ``pcr`` with an ECC attestation key
+``deep_quote``     the vTPM's ``TPM2_CC_DeepQuote``: a physical-TPM quote
+                   by the manager (``VTPM_ORD_GET_QUOTE``)
+``host_random``    a TPM 1.2 ``TPM_GetRandom`` tagged ``VTPM_TAG_REQ``: the
+                   vTPM forwards it as a passthrough, the manager runs
+                   ``TPM2_GetRandom`` on the physical TPM (one manager
+                   request, one physical-TPM command: the cleanest way to
+                   load the manager)
+=================  =========================================================
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import simpy
+
+__all__ = ["GuestLoad", "Request", "COMMANDS", "NV_BASE"]
+
+#: Command names a mix may use, in a fixed order (the order of the mix draw).
+COMMANDS = ("pcr_extend", "pcr_read", "get_random", "nv_write", "nv_read", "quote",
+            "deep_quote", "host_random")
+#: NV index of guest number ``i`` is ``NV_BASE + i``.
+NV_BASE = 0x01500000
+
+
+@dataclass
+class Request:
+    """One command of the load: who, what, and the instants of its life (seconds)."""
+
+    guest: str
+    command: str
+    arrived: float
+    started: float = None
+    done: float = None
+    ok: bool = None
+    flow: str = None
+
+    @property
+    def wait(self):
+        """Time queued in the guest for the chip lock."""
+        return self.started - self.arrived
+
+    @property
+    def latency(self):
+        """Time from the request to its response (wait in the guest included)."""
+        return self.done - self.arrived
+
+
+class GuestLoad:
+    """Load generation in one guest (see the module doc).
+
+    :param guest: a ready :class:`~simxen.domains.guest.Guest` with a TPM.
+    :param mix: ``{command: weight}``; each command is drawn with probability
+        weight / sum of weights.
+    :param rng: this guest's own ``numpy.random.Generator``.
+    :param index: the guest's number (its NV index is ``NV_BASE + index``).
+    :param pcr: the PCR that ``pcr_extend``, ``pcr_read`` and the quotes use.
+    """
+
+    def __init__(self, guest, mix, rng, *, index=0, pcr=16):
+        unknown = sorted(set(mix) - set(COMMANDS))
+        if unknown:
+            raise ValueError(f"unknown command(s) {unknown}; expected some of {list(COMMANDS)}")
+        self.guest = guest
+        self.name = guest.name
+        self.env = guest.hv.env
+        self.tpm = guest.tpm
+        self.rng = rng
+        self.pcr = pcr
+        self.nv_index = NV_BASE + index
+        self.ak = None
+        self._names = [c for c in COMMANDS if mix.get(c, 0) > 0]
+        total = float(sum(mix[c] for c in self._names))
+        self._p = [mix[c] / total for c in self._names]
+        #: Linux's ``chip->tpm_mutex``: one command at a time reaches tpmfront
+        self.chip_lock = simpy.Resource(self.env, capacity=1)
+        #: every :class:`Request` issued, in arrival order
+        self.requests = []
+        self._seq = 0
+
+    # -- set-up ---------------------------------------------------------------
+    def setup(self):
+        """Generator: what the mix needs before the load starts (NV index, attestation key)."""
+        if "nv_write" in self._names or "nv_read" in self._names:
+            yield from self.tpm.nv_define(self.nv_index, 8)
+            yield from self.tpm.nv_write(self.nv_index, b"%08d" % 0)
+        if "quote" in self._names:
+            self.ak, _ = yield from self.tpm.create_ak()
+
+    # -- generators -------------------------------------------------------------
+    def open_loop(self, rate, until, *, poisson=True):
+        """Generator: arrivals at ``rate`` per second until simulated time ``until``.
+
+        Each arrival is its own process queueing on :attr:`chip_lock`; the
+        generator returns once the last arrival's command has completed.
+        """
+        env = self.env
+        mean_gap = 1.0 / rate
+        procs = []
+        while True:
+            gap = self.rng.exponential(mean_gap) if poisson else mean_gap
+            if env.now + gap >= until:
+                break
+            yield env.timeout(gap)
+            procs.append(env.process(self.issue()))
+        if procs:
+            yield env.all_of(procs)
+
+    def closed_loop(self, until, *, think_time=0.0, exponential_think=True):
+        """Generator: one client process -- think, send, wait for the response -- until ``until``."""
+        env = self.env
+        while True:
+            if think_time:
+                think = self.rng.exponential(think_time) if exponential_think else think_time
+                if env.now + think >= until:
+                    return
+                yield env.timeout(think)
+            elif env.now >= until:
+                return
+            yield from self.issue()
+
+    def issue(self, command=None):
+        """Generator: one command (drawn from the mix unless given), through the chip lock."""
+        if command is None:
+            command = self._names[self.rng.choice(len(self._names), p=self._p)] \
+                if len(self._names) > 1 else self._names[0]
+        req = Request(self.name, command, self.env.now)
+        self.requests.append(req)
+        with self.chip_lock.request() as turn:
+            yield turn
+            req.started = self.guest.dom.now
+            req.ok = yield from self._run(command)
+            req.flow = self.tpm.last_flow
+            req.done = self.guest.dom.now
+        return req
+
+    def _run(self, name):
+        """Generator: run command *name*; True on success, False on a TPM or transport error."""
+        from simxen.drivers.tpmfront import TpmFrontError
+        from simxen.tpm.client import ResponseError
+        tpm = self.tpm
+        self._seq += 1
+        i = self._seq
+        try:
+            if name == "pcr_extend":
+                yield from tpm.pcr_extend(self.pcr, b"load %d" % i)
+            elif name == "pcr_read":
+                yield from tpm.pcr_read([self.pcr])
+            elif name == "get_random":
+                yield from tpm.get_random(32)
+            elif name == "nv_write":
+                yield from tpm.nv_write(self.nv_index, b"%08d" % i)
+            elif name == "nv_read":
+                yield from tpm.nv_read(self.nv_index, 8)
+            elif name == "quote":
+                yield from tpm.quote(self.ak, b"nonce %d" % i, [self.pcr])
+            elif name == "deep_quote":
+                from simxen.protocols import vtpmmgr as mgr
+                reply = yield from tpm.deep_quote(b"nonce %d" % i)
+                return mgr.response_code(reply) == 0
+            else:                                   # host_random
+                return (yield from self._host_random(16))
+        except (ResponseError, TpmFrontError):
+            return False
+        return True
+
+    def _host_random(self, n):
+        """``TPM_GetRandom`` with the vTPM's ``VTPM_TAG_REQ``: a passthrough to the physical TPM."""
+        from simxen.protocols import vtpmmgr as mgr
+        rsp = yield from self.tpm.transmit(mgr.pack_header(mgr.VTPM_TAG_REQ, mgr.TPM_ORD_GetRandom,
+                                                           struct.pack(">I", n)))
+        return len(rsp) >= 10 and mgr.response_code(rsp) == 0

@@ -1,0 +1,355 @@
+"""``type = "load"``: guests put a steady load on the vTPM stack; latency, throughput, queues.
+
+The host is the one ``vtpm-stack`` builds (host boot, then ``xl create`` of
+the manager, one vTPM stub domain per guest and the guests), with
+``guest_count`` guests (``guest1`` .. ``guestN``) or the names in
+``guests``. Once every guest is up, each one runs a load generator
+(:mod:`simxen.domains.load`): open loop (``arrivals = "poisson"`` or
+``"deterministic"`` at ``rate`` commands per second per guest) or closed
+loop (``arrivals = "closed"``: ``clients`` processes per guest, each
+thinking ``think_time`` seconds between a response and its next command),
+drawing each command from ``mix`` by weight. Commands queue in the guest
+as Linux's do (one at a time per TPM chip) and cross the real tpmfront ->
+vTPM -> manager -> physical-TPM path.
+
+The first ``warmup`` seconds of load are not counted; statistics cover the
+commands that *arrive* in the next ``duration`` seconds (each is followed
+to its response, so none is cut off).
+
+Results (as ``<name>.<key>``): ``guest_count``, ``commands``,
+``commands_failed``, ``throughput_per_s``, ``latency_ms.{count,mean,p50,p95,
+p99,max}`` (arrival to response), ``wait_ms.{...}`` (queued in the guest),
+``guests.<guest>.{commands, throughput_per_s, latency_ms.*, wait_ms.*,
+notifications_sent}``, ``manager.{requests, utilisation, queue_length_mean,
+wait_ms.*, service_ms.*}`` (``wait_ms`` = time a request waited ready in
+the manager's tpmback before the manager took it), ``cpu.<domain>``
+(fraction of the measured time each stub domain spent working), and
+``notifications_sent`` (event-channel sends in the measured window; tpmif's
+single page has no notification suppression, every SUBMIT and FINISH
+notifies).
+
+With ``theory = true`` and a Poisson load of ``host_random`` alone (every
+command one manager request, served by one physical-TPM command), the
+report compares each guest's mean wait -- in its own chip queue plus in the
+manager's -- with the closed form for the manager's ``policy``
+(:mod:`simxen.analysis.queueing`): Cobham's non-preemptive priority formula
+for ``"priority"``, Pollaczek-Khinchine (M/M/1, M/D/1, M/G/1) for
+``"fifo"`` and ``"round-robin"``. Results ``theory.<guest or
+"all">.{simulated_ms, ci_ms, theory_ms, agrees}``.
+"""
+
+from __future__ import annotations
+
+from simxen.scenario.schema import Field, Table
+
+DOMAIN_KEYS = ()
+ARRIVALS = ("poisson", "deterministic", "closed")
+
+
+def _check_mix(value):
+    from simxen.domains.load import COMMANDS
+    bad = sorted(k for k in value if k not in COMMANDS)
+    if bad:
+        return f"unknown command(s) {bad}; expected some of {list(COMMANDS)}"
+    for k, w in value.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            return f"{k}: expected a weight >= 0, found {w!r}"
+    if not any(w > 0 for w in value.values()):
+        return "expected at least one command with a weight above 0"
+    return None
+
+
+def _check_rates(value):
+    if any(isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0 for r in value):
+        return f"expected rates above 0 (commands per second), found {value!r}"
+    return None
+
+
+SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over a command mix)", [
+    Field("type", str, "workload type", choices=["load"]),
+    Field("name", str, "name of the results in [[expect]] metrics", default="load"),
+    Field("guests", list, "guest names (each gets vtpm-<guest> and one manager for all)",
+          default=["guest1"], items=str),
+    Field("guest_count", int, "number of guests guest1..guestN; 0 = use `guests`", default=0,
+          minimum=0),
+    Field("arrivals", str, "'poisson' or 'deterministic' (open loop at `rate`) or 'closed' "
+          "(`clients` per guest with `think_time`)", default="poisson", choices=list(ARRIVALS)),
+    Field("rate", float, "open loop: commands per second per guest", default=20.0, minimum=0,
+          check=lambda v: None if v > 0 else "expected a rate above 0"),
+    Field("rates", list, "open loop: one rate per guest, in guest order (overrides `rate`)",
+          default=[], items=float, check=_check_rates),
+    Field("clients", int, "closed loop: client processes per guest", default=1, minimum=1),
+    Field("think_time", float, "closed loop: mean seconds a client thinks between commands",
+          default=0.0, minimum=0),
+    Field("think", str, "closed loop: think-time distribution", default="exponential",
+          choices=["exponential", "fixed"]),
+    Field("mix", dict, "command -> weight (commands of simxen.domains.load.COMMANDS)",
+          default={"pcr_extend": 5, "get_random": 2, "quote": 1, "nv_write": 1}, check=_check_mix),
+    Field("duration", float, "simulated seconds of load that are measured", default=2.0,
+          minimum=0, check=lambda v: None if v > 0 else "expected a duration above 0"),
+    Field("warmup", float, "simulated seconds of load before measuring starts", default=0.5,
+          minimum=0),
+    Field("pcr", int, "PCR the extends, reads and quotes use (0..23)", default=16, minimum=0,
+          check=lambda v: None if v <= 23 else f"a TPM has PCRs 0..23, found {v}"),
+    Field("policy", str, "the manager's choice among ready vTPMs", default="priority",
+          choices=["priority", "fifo", "round-robin"]),
+    Field("strong_persistence", bool, "vTPMs save their state after a changing command",
+          default=True),
+    Field("save_on", str, "'changed' or 'success'", default="changed",
+          choices=["changed", "success"]),
+    Field("theory", bool, "compare the mean waits with queueing theory (see the workload doc)",
+          default=False),
+    Field("batches", int, "batch-means batches for the confidence intervals", default=20,
+          minimum=2),
+])
+
+
+def guest_names(params):
+    """``guest1..guestN`` for ``guest_count = N``, else ``guests``."""
+    n = params["guest_count"]
+    return [f"guest{i}" for i in range(1, n + 1)] if n else list(params["guests"])
+
+
+def _host_spec(params):
+    from simxen.domains.host_boot import DEFAULT_BOOT
+    from simxen.domains.stack import HostSpec
+    guests = guest_names(params)
+    spec = HostSpec.standard(guests, boot=DEFAULT_BOOT)
+    vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"]}
+    spec.options = {"vtpmmgr": {"policy": params["policy"]},
+                    **{f"vtpm-{g}": dict(vtpm_opts) for g in guests}}
+    return spec
+
+
+def _check(params, n_guests):
+    from simxen.errors import InputError
+    if params["rates"] and len(params["rates"]) != n_guests:
+        raise InputError(f"expected one rate per guest ({n_guests}), found {len(params['rates'])}",
+                         path="workload", key=f"{params['name']}.rates")
+
+
+def _stats_ms(values):
+    """count, mean, p50, p95, p99, max of seconds, in milliseconds."""
+    import numpy as np
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        return {"count": 0}
+    p = np.percentile(a, [50, 95, 99, 100]) * 1e3
+    return {"count": int(a.size), "mean": float(a.mean()) * 1e3, "p50": float(p[0]),
+            "p95": float(p[1]), "p99": float(p[2]), "max": float(p[3])}
+
+
+def run(sim, params):
+    """SimPy process: build the host, run the load, gather the results."""
+    from simxen.domains.load import GuestLoad
+    from simxen.domains.stack import build_host
+    hv = sim.hv
+    env = hv.env
+    names = guest_names(params)
+    _check(params, len(names))
+    host = build_host(hv, _host_spec(params))
+    yield host.ready
+    loads = [GuestLoad(host.guest(g), params["mix"], hv.streams.rng(f"load/{g}"), index=i,
+                       pcr=params["pcr"]) for i, g in enumerate(names)]
+    yield env.all_of([env.process(ld.setup()) for ld in loads])
+    t0 = env.now
+    start = t0 + params["warmup"]
+    end = start + params["duration"]
+    procs = []
+    for i, ld in enumerate(loads):
+        if params["arrivals"] == "closed":
+            procs += [env.process(ld.closed_loop(end, think_time=params["think_time"],
+                                                 exponential_think=params["think"] == "exponential"))
+                      for _ in range(params["clients"])]
+        else:
+            rate = params["rates"][i] if params["rates"] else params["rate"]
+            procs.append(env.process(ld.open_loop(rate, end,
+                                                  poisson=params["arrivals"] == "poisson")))
+    yield env.all_of(procs)
+    return _results(hv, host, loads, params, start, end)
+
+
+def _results(hv, host, loads, params, start, end):
+    """The result dict: per guest, the manager, CPU, notifications (see the module doc)."""
+    span = end - start
+    measured = {ld.name: [r for r in ld.requests if start <= r.arrived < end] for ld in loads}
+    every = [r for rs in measured.values() for r in rs]
+    flows = {r.flow: r for r in every}
+    mgr_dom = host.vtpmmgr.domid
+    domains = {k.domid: k.name for k in host.kernels()}
+    mgr_wait, mgr_service, sends = {}, [], {}
+    last = end                       # time the last measured command finished
+    for r in every:
+        if r.done is not None and r.done > last:
+            last = r.done
+    for rec in hv.trace.records():
+        kind, f = rec.kind, rec.fields
+        if kind == "tpm.back.take" and rec.dom == mgr_dom and f.get("flow") in flows:
+            mgr_wait[f["flow"]] = f["waited"]
+        elif kind == "vtpmmgr.request" and f.get("flow") in flows:
+            mgr_service.append((rec.t - f["duration"], f["duration"]))
+        elif kind == "evtchn.send" and start <= rec.t < end:
+            sends[rec.dom] = sends.get(rec.dom, 0) + 1
+    ok = [r for r in every if r.ok]
+    result = {
+        "guest_count": len(loads),
+        "commands": len(ok),
+        "commands_failed": len(every) - len(ok),
+        "throughput_per_s": len(ok) / span,
+        "latency_ms": _stats_ms([r.latency for r in ok]),
+        "wait_ms": _stats_ms([r.wait for r in every]),
+        "guests": {},
+        "notifications_sent": sum(sends.values()),
+    }
+    for ld in loads:
+        rs = measured[ld.name]
+        good = [r for r in rs if r.ok]
+        result["guests"][ld.name] = {
+            "commands": len(good),
+            "throughput_per_s": len(good) / span,
+            "latency_ms": _stats_ms([r.latency for r in good]),
+            "wait_ms": _stats_ms([r.wait for r in rs]),
+            "notifications_sent": sends.get(ld.guest.domid, 0),
+        }
+    # the manager: how busy, how long requests queued there, how many waited on average
+    busy = sum(d for _, d in mgr_service)
+    waits = [mgr_wait[r.flow] for r in every if r.flow in mgr_wait]
+    horizon = max(last - start, span)
+    result["manager"] = {
+        "requests": len(mgr_service),
+        "utilisation": busy / horizon,
+        # Little's law on the manager's ready queue: mean number = arrival rate x mean wait
+        "queue_length_mean": sum(waits) / horizon,
+        "wait_ms": _stats_ms(waits),
+        "service_ms": _stats_ms([d for _, d in mgr_service]),
+    }
+    result["cpu"] = _cpu(hv, host, flows, horizon)
+    result["domains"] = {name: {"notifications_sent": sends.get(domid, 0)}
+                         for domid, name in sorted(domains.items())}
+    if params["theory"]:
+        result["theory"], result["theory_note"] = _theory(hv, loads, measured, mgr_wait, params)
+    return result
+
+
+def _cpu(hv, host, flows, horizon):
+    """Fraction of the measured time each stub domain spent on the measured commands."""
+    busy = {}
+    for rec in hv.trace.select("tpm.exec"):
+        if rec.fields.get("flow") in flows and rec.dom is not None:
+            busy[rec.dom] = busy.get(rec.dom, 0.0) + rec.fields["duration"]
+    for rec in hv.trace.select("vtpmmgr.request"):
+        if rec.fields.get("flow") in flows:
+            busy[rec.dom] = busy.get(rec.dom, 0.0) + rec.fields["duration"]
+    names = {k.domid: k.name for k in host.kernels()}
+    return {names[d]: b / horizon for d, b in sorted(busy.items()) if d in names}
+
+
+def _theory_obstacles(hv, params):
+    """Why the closed forms do not describe this run (empty: they do)."""
+    why = []
+    mix = {k: w for k, w in params["mix"].items() if w > 0}
+    if params["arrivals"] != "poisson":
+        why.append(f"arrivals are {params['arrivals']!r}, not Poisson")
+    if set(mix) != {"host_random"}:
+        why.append("the mix has commands other than host_random, so the manager is not the only "
+                   "server a command waits for (the vTPM serves them, saves reach the manager "
+                   "at other times)")
+    switch = hv.profile.switch
+    if switch("tpmfront.wait", "poll") == "poll":
+        why.append("the guests' xen-tpmfront polls on a 5 ms grid (tpmfront.wait = poll): a "
+                   "guest's next command reaches the manager only at a tick, so the manager "
+                   "idles while work waits, which no work-conserving queue does")
+    if switch("tis.wait", "poll") == "poll":
+        why.append("the manager's TIS driver polls the physical TPM on a 5 ms grid (tis.wait = "
+                   "poll): service times are rounded up to the grid, not the profile's draws")
+    return why
+
+
+def _service_op(hv):
+    """The profile op that times the physical TPM's TPM2_GetRandom."""
+    return "tpm.ptpm.GetRandom" if hv.profile.has("tpm.ptpm.GetRandom") else "tpm.ptpm.default"
+
+
+def _theory(hv, loads, measured, mgr_wait, params):
+    from simxen.analysis import queueing as q
+    why = _theory_obstacles(hv, params)
+    if why:
+        return {}, "queueing theory does not apply: " + "; ".join(why) + "."
+    op = hv.profile.op(_service_op(hv))
+    es, es2 = q.service_moments(op.dist, op.params)
+    rates = [params["rates"][i] if params["rates"] else params["rate"] for i in range(len(loads))]
+    rho = q.utilisation(sum(rates), es)
+    if rho >= 1:
+        return {}, f"the offered load is {rho:.3f} of the manager's capacity: no steady state."
+    policy = params["policy"]
+    if policy == "priority":
+        # Xen's tpmback serves the lowest (domid, handle) first; the vTPM stub
+        # domains were created in guest order, so guest order is priority order
+        order = list(range(len(loads)))
+        ws = q.priority_waits([rates[i] for i in order], [es] * len(order), [es2] * len(order))
+        expected = {loads[i].name: w for i, w in zip(order, ws)}
+        model = "non-preemptive priority (Cobham)"
+    else:
+        w = q.mg1_wait(sum(rates), es, es2)
+        expected = {ld.name: w for ld in loads}
+        expected["all"] = w
+        model = {"exponential": "M/M/1", "fixed": "M/D/1"}.get(op.dist, "M/G/1") + \
+            " (Pollaczek-Khinchine)"
+    out = {}
+    for name, w in expected.items():
+        rs = [r for ld in loads for r in measured[ld.name]] if name == "all" else measured[name]
+        rs = sorted(rs, key=lambda r: r.arrived)
+        waits = [r.wait + mgr_wait.get(r.flow, 0.0) for r in rs if r.ok]
+        mean, half = q.batch_means(waits, params["batches"])
+        out[name] = {"simulated_ms": mean * 1e3, "ci_ms": half * 1e3, "theory_ms": w * 1e3,
+                     "agrees": q.agrees(mean, half, w), "count": len(waits)}
+    note = (f"{model} at utilisation {rho:.3f}: service = profile op {op.name} "
+            f"({op.dist}, mean {es * 1e3:.4g} ms), Poisson arrivals of {sum(rates):.4g}/s in all")
+    return out, note
+
+
+def report(rep, result, params):
+    name = params["name"]
+    loop = (f"closed loop, {params['clients']} client(s) per guest thinking "
+            f"{params['think_time']:g} s ({params['think']})" if params["arrivals"] == "closed"
+            else f"open loop, {params['arrivals']} arrivals at "
+                 f"{'per-guest rates ' + str(params['rates']) if params['rates'] else str(params['rate']) + ' /s per guest'}")
+    mix = ", ".join(f"{k} {v:g}" for k, v in params["mix"].items() if v > 0)
+    rep.say(f"{result['guest_count']} guest(s), each with its own vTPM stub domain and one manager "
+            f"({params['policy']}), ran a {loop} over the mix {mix} for {params['duration']:g} s "
+            f"after a {params['warmup']:g} s warm-up. Each guest queues its commands on its "
+            f"chip lock (one command at a time, as Linux does).")
+    rep.say(f"Measured: {result['commands']} commands completed ({result['commands_failed']} "
+            f"failed), {result['throughput_per_s']:.1f} per second; the manager was busy "
+            f"{100 * result['manager']['utilisation']:.1f} % of the time with on average "
+            f"{result['manager']['queue_length_mean']:.2f} requests ready and waiting.")
+    g = rep.section(f"Per guest ({name}), ms simulated",
+                    headers=["guest", "commands", "per s", "wait mean", "lat mean", "p50", "p95",
+                             "p99"])
+    for guest, s in result["guests"].items():
+        lat = s["latency_ms"]
+        g.table.append([guest, s["commands"], s["throughput_per_s"], s["wait_ms"].get("mean", 0.0),
+                        lat.get("mean", 0.0), lat.get("p50", 0.0), lat.get("p95", 0.0),
+                        lat.get("p99", 0.0)])
+    m = rep.section("The manager")
+    m.row("requests in the measured window", result["manager"]["requests"])
+    m.row("utilisation", result["manager"]["utilisation"])
+    m.row("mean ready queue length", result["manager"]["queue_length_mean"])
+    m.row("mean wait in its tpmback", result["manager"]["wait_ms"].get("mean", 0.0), "ms")
+    m.row("mean service", result["manager"]["service_ms"].get("mean", 0.0), "ms")
+    m.row("event-channel notifications sent", result["notifications_sent"])
+    c = rep.section("Work per stub domain (fraction of the measured time)")
+    for dom, frac in result["cpu"].items():
+        c.row(dom, frac)
+    if params["theory"]:
+        if result["theory"]:
+            rep.say("Theory check: " + result["theory_note"] + ". A simulated mean agrees when it "
+                    "lies within its own 95 % batch-means confidence interval of the closed form, "
+                    "or within 3 %.")
+            t = rep.section("Mean wait: simulated vs theory, ms",
+                            headers=["guest", "n", "simulated", "+/- 95 %", "theory", "agrees"])
+            for guest, s in result["theory"].items():
+                t.table.append([guest, s["count"], s["simulated_ms"], s["ci_ms"], s["theory_ms"],
+                                "yes" if s["agrees"] else "NO"])
+        else:
+            rep.say("Theory check: " + result["theory_note"])
