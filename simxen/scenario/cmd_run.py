@@ -13,6 +13,7 @@ from pathlib import Path
 
 from simxen.errors import ExpectationFailed, InputError
 from simxen.scenario import runner, scenario_file
+from simxen.xen.trace import LEVELS
 
 
 def add_arguments(parser):
@@ -23,6 +24,11 @@ def add_arguments(parser):
                         help="stop at this simulated time (default: the file's scenario.until)")
     parser.add_argument("--trace", metavar="FILE",
                         help="write every trace record as JSON Lines to FILE")
+    parser.add_argument("--trace-level", choices=LEVELS, metavar="LEVEL",
+                        help="what the trace keeps: full (every record), commands (TPM commands "
+                        "and their hops, no page/event-channel/grant/XenStore plumbing) or off; "
+                        "every level still counts every record. Default: full with --trace, "
+                        "commands without")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-progress", action="store_true",
                         help="never show the progress line, even on a terminal")
@@ -38,7 +44,8 @@ def main(args) -> int:
     if trace_path is not None and not trace_path.parent.exists():
         raise InputError("folder does not exist", path=trace_path.parent)
     show = sys.stderr.isatty() and not args.no_progress
-    result = runner.run(sc, seed=args.seed, until=args.until,
+    level = args.trace_level or ("full" if trace_path is not None else "commands")
+    result = runner.run(sc, seed=args.seed, until=args.until, trace_level=level,
                         progress=runner.TerminalProgress(sys.stderr) if show else None)
     if trace_path is not None:
         with open(trace_path, "w", encoding="utf-8") as fp:

@@ -20,6 +20,7 @@ from simxen.scenario import expect, workloads
 from simxen.scenario.report import Report
 from simxen.xen import Hypervisor
 from simxen.xen.profile import Profile
+from simxen.xen.trace import Trace
 
 #: simulated seconds between two progress updates, as a fraction of ``until``
 _PROGRESS_STEPS = 200
@@ -94,12 +95,17 @@ def load_profile(scenario) -> Profile:
     return profile
 
 
-def run(scenario, *, seed=None, until=None, progress=None) -> RunResult:
-    """Run *scenario* (a :class:`simxen.scenario.scenario_file.Scenario`)."""
+def run(scenario, *, seed=None, until=None, progress=None, trace_level="full") -> RunResult:
+    """Run *scenario* (a :class:`simxen.scenario.scenario_file.Scenario`).
+
+    ``trace_level`` is what the trace keeps (:data:`simxen.xen.trace.LEVELS`);
+    every level counts every record, so the report's figures do not depend on it,
+    only what can be read back (per-hop analysis needs ``commands`` or ``full``).
+    """
     meta = scenario.data["scenario"]
     seed = meta["seed"] if seed is None else seed
     until = meta["until"] if until is None else until
-    hv = Hypervisor(profile=load_profile(scenario), seed=seed)
+    hv = Hypervisor(profile=load_profile(scenario), seed=seed, trace=Trace(level=trace_level))
     sim = Simulation(hv, scenario)
     for d in scenario.data["domain"]:
         sim.domains[d["name"]] = hv.domain_create(d["name"], vcpus=d["vcpus"])
@@ -140,6 +146,8 @@ def run(scenario, *, seed=None, until=None, progress=None) -> RunResult:
     run_section.row("seed", seed)
     run_section.row("simulated time", env.now, "s")
     run_section.row("trace records", len(hv.trace))
+    if hv.trace.level != "full":
+        run_section.row("trace level", f"{hv.trace.level} ({hv.trace.kept():,} records kept)")
     return RunResult(report, results, hv.trace, seed, env.now)
 
 

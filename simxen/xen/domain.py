@@ -239,19 +239,16 @@ class Domain:
         if kind == "page.write":
             page.mtime = c
         trace = self._trace
-        on = trace._enabled.get(kind)
-        if on is None:
-            on = trace.wants(kind)
-        if on:
+        if trace.wants(kind):
             # the record emit() would make, as a row of values (None = absent)
             small = data if n <= trace.small_access else None
             gref = view.gref
             if gref is not None:
-                trace._rows.append((c, kind, self.domid, _MAPPING_ACCESS,
-                                    offset, n, view.domid, gref, small, what, flow))
+                trace.row(c, kind, self.domid, _MAPPING_ACCESS,
+                          offset, n, view.domid, gref, small, what, flow)
             else:
-                trace._rows.append((c, kind, self.domid, _PAGE_ACCESS,
-                                    offset, n, view.gfn, small, what, flow))
+                trace.row(c, kind, self.domid, _PAGE_ACCESS,
+                          offset, n, view.gfn, small, what, flow)
 
     def _memcpy_per_byte(self):
         """A draw of ``memcpy.per_byte``; a fixed cost is kept in ``_memcpy`` as a float."""
@@ -405,11 +402,9 @@ class Domain:
                     trace.emit("evtchn.deliver", t, self.domid, port=port.port, dropped="closed")
                     continue
                 # set the pending bit; a bit already set means the notification coalesced
-                if trace._enabled.get("evtchn.deliver") or trace.wants("evtchn.deliver"):
-                    trace._rows.append((t, "evtchn.deliver", self.domid, _DELIVER,
-                                        port.port, port.remote_dom, port.remote_port,
-                                        True if port.pending else None,
-                                        True if port.masked else None))
+                trace.row(t, "evtchn.deliver", self.domid, _DELIVER,
+                          port.port, port.remote_dom, port.remote_port,
+                          True if port.pending else None, True if port.masked else None)
                 port.pending = True
                 self._pending.add(port.port)
         winbox = self._watch_inbox

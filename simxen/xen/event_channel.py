@@ -182,9 +182,7 @@ class EventChannels:
             draws = notify.buf
             at = t + (draws.pop() if draws else notify.refill())
             trace = self._trace
-            if trace._enabled.get("evtchn.send") or trace.wants("evtchn.send"):
-                trace._rows.append((t, "evtchn.send", caller.domid, _SEND,
-                                    port, remote_dom, remote_port))
+            trace.row(t, "evtchn.send", caller.domid, _SEND, port, remote_dom, remote_port)
             heapq.heappush(peer._inbox, (at, next(self.hv._seq), rp))
             if peer._waiters:
                 peer._offer(at, port=rp)

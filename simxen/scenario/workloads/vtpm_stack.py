@@ -199,13 +199,14 @@ def run(sim, params):
         "commands_failed": sum(1 for _, _, ok in log if not ok),
         "saves": sum(k.saves for k in host.kernels("vtpm")),
         "manager_requests": hv.trace.count("vtpmmgr.request"),
-        "ptpm_commands": sum(1 for r in hv.trace.select("tpm.exec") if r.dom is None),
+        "ptpm_commands": host.ptpm.commands,
         "latency_ms": {name: _stats(c.total for c in cs) for name, cs in by_name.items()},
         "hops_ms": {**{hop: _stats(c.hops[hop] for c in commands) for hop in hops.HOPS},
                     "total": _stats(c.total for c in commands)},
         "hops_by_command_ms": {name: {hop: _stats(c.hops[hop] for c in cs) for hop in hops.HOPS}
                                for name, cs in by_name.items()},
         "dom0_tis_error": dom0_tis,
+        "hops_kept": hv.trace.keeps("tpm.front.complete"),
         "ops": {kind.replace(".", "_"): n for kind, n in host.op_counts().items()},
         "ops_labels": {kind.replace(".", "_"): label for kind, label in COUNTED},
     }
@@ -235,6 +236,10 @@ def report(rep, result, params):
     for name, s in result["latency_ms"].items():
         if s["count"]:
             lat.table.append([name, s["count"], s["p50"], s["mean"], s["max"]])
+    if not result.get("hops_kept", True):
+        rep.say("Latency and per-hop figures are missing: they are read from the trace's TPM "
+                "command records, which this run's trace level did not keep (run with "
+                "--trace-level commands or full).")
     hop = rep.section("Per-hop breakdown, mean ms per command",
                       headers=["command"] + [hops.HOP_LABELS[h] for h in hops.HOPS])
     for name, hs in result["hops_by_command_ms"].items():

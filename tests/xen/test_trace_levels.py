@@ -1,0 +1,83 @@
+"""Trace levels and spilling: what each level keeps, and that a trace whose rows
+left memory exports the very bytes an in-memory one does."""
+
+import tracemalloc
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from simxen.domains.pingpong import run_pingpong
+from simxen.xen import Hypervisor
+from simxen.xen.trace import LEVELS, PLUMBING, Trace
+
+
+def pingpong(trace, requests=30):
+    hv = Hypervisor(seed=11, trace=trace)
+    front, back = hv.domain_create("front"), hv.domain_create("back")
+    hv.env.process(run_pingpong(hv, front, back, requests=requests, window=4))
+    hv.env.run()
+    return hv.trace
+
+
+def test_spilled_trace_exports_the_same_bytes():
+    whole = pingpong(Trace())
+    spilled = pingpong(Trace(buffer_rows=37))
+    assert whole.spilled_runs() == 0 and spilled.spilled_runs() > 5
+    assert spilled.dumps_jsonl() == whole.dumps_jsonl()
+    assert spilled.records() == whole.records()
+    assert spilled.select("evtchn") == whole.select("evtchn")
+    assert len(spilled) == len(whole) == spilled.kept()
+
+
+def test_levels_keep_a_subset_with_the_same_seq_and_the_same_counts():
+    full = pingpong(Trace())
+    commands = pingpong(Trace(level="commands", buffer_rows=50))
+    off = pingpong(Trace(level="off"))
+    assert len(full) == len(commands) == len(off)
+    for prefix in ("page", "evtchn", "gnttab", "xs", "evtchn.send"):
+        assert full.count(prefix) == commands.count(prefix) == off.count(prefix) > 0
+    assert off.kept() == 0 and off.records() == []
+    kept = commands.records()
+    assert kept == [r for r in full.records() if r.kind.split(".")[0] not in PLUMBING]
+    assert not commands.keeps("page.write") and commands.keeps("tpm.front.submit")
+    assert full.keeps("page.write") and not off.keeps("tpm.front.submit")
+
+
+def test_unknown_level_is_refused():
+    with pytest.raises(ValueError, match="full, commands, off"):
+        Trace(level="some")
+    assert LEVELS[0] == "full"
+
+
+def test_memory_stays_bounded_by_the_buffer():
+    """Ten times the records, about the same peak: the rows leave memory."""
+    def peak(n):
+        trace = Trace(buffer_rows=1000)
+        tracemalloc.start()
+        for i in range(n):
+            trace.emit("xs.write", i * 1e-6, 0, path=f"/local/domain/{i}/x", value="abcdefgh" * 4)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert len(trace) == n and trace.kept() == n
+        trace.close()
+        return top
+    small, large = peak(5_000), peak(50_000)
+    assert large < 2 * small
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["a.x", "page.read", "b"]),
+                          st.booleans()), max_size=120),
+       st.integers(1, 9))
+def test_merge_of_out_of_order_rows_is_sorted_by_time_then_emission(rows, buffer):
+    plain, spilled = Trace(), Trace(buffer_rows=buffer)
+    for trace in (plain, spilled):
+        for t, kind, hot in rows:
+            if hot:
+                trace.row(t / 4, kind, 1, ("n", "absent"), t, None)
+            else:
+                trace.emit(kind, t / 4, None, n=t, data=b"\x00\x01")
+    recs = spilled.records()
+    assert recs == plain.records()
+    assert [(r.t, r.seq) for r in recs] == sorted((r.t, r.seq) for r in recs)
+    assert all("absent" not in r.fields for r in recs)
