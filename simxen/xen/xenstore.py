@@ -20,9 +20,20 @@ Paths not starting with ``/`` are relative to the caller's home,
 with the errno (``.code``) and its name on the wire (``.name``: ENOENT,
 EACCES, EINVAL, EEXIST, E2BIG, EAGAIN, ESRCH).
 
-Transactions work on a private copy of the tree. Ending one with
-``commit=True`` fails with ``EAGAIN`` if any node it read or wrote was
-changed meanwhile by someone else; the client redoes the whole transaction.
+Transactions see the tree as it was when they started, plus their own
+changes. Ending one with ``commit=True`` fails with ``EAGAIN`` if any node it
+read or wrote was changed meanwhile by someone else (oxenstored's and
+cxenstored's rule); the client redoes the whole transaction.
+
+**Cost.** Neither part grows with the size of the store. A transaction does
+not copy the tree: it records the nodes it changed (its *overlay*) and the
+nodes it touched, and the store, when it changes a node while transactions
+are open, hands each of them the version they started with (copy on write,
+one entry per changed node). Watches are indexed by the path they watch: a
+change at ``/a/b/c`` looks up the watches on ``/a/b/c``, ``/a/b``, ``/a``
+and ``/`` (and, for a removal, the watches below the removed node), so its
+cost grows with the depth of the path, not with the number of watches. They
+fire in the order they were registered, as a walk over every watch would.
 """
 
 import itertools
@@ -61,17 +72,66 @@ class Node:
                     changes.get("children", self.children), mtime)
 
 
+#: a node the transaction removed (in its overlay)
+_GONE = object()
+
+
+class _TxView:
+    """A transaction's view of the tree: its own changes over the tree as it was
+    at the start. Has the few dict methods the requests use."""
+
+    __slots__ = ("store", "base", "overlay")
+
+    def __init__(self, store, base):
+        self.store = store          # the live tree (a dict)
+        self.base = base            # path -> version at start, for nodes changed since
+        self.overlay = {}           # path -> Node or _GONE: the transaction's changes
+
+    def get(self, path, default=None):
+        node = self.overlay.get(path)
+        if node is None:
+            base = self.base
+            node = base[path] if path in base else self.store.get(path)
+        elif node is _GONE:
+            node = None
+        return default if node is None else node
+
+    def __contains__(self, path):
+        return self.get(path) is not None
+
+    def __getitem__(self, path):
+        node = self.get(path)
+        if node is None:
+            raise KeyError(path)
+        return node
+
+    def __setitem__(self, path, node):
+        self.overlay[path] = node
+
+    def pop(self, path):
+        node = self[path]
+        self.overlay[path] = _GONE
+        return node
+
+
 class _Transaction:
     __slots__ = ("id", "domid", "base", "nodes", "accessed", "written", "changes")
 
-    def __init__(self, tx_id, domid, nodes):
+    def __init__(self, tx_id, domid, store):
         self.id = tx_id
         self.domid = domid
-        self.base = dict(nodes)
-        self.nodes = dict(nodes)
+        #: path -> the node as it was at the start (None: absent), for every node the
+        #: store changed since; filled by XenStore._store_changing
+        self.base = {}
+        self.nodes = _TxView(store, self.base)
         self.accessed = set()
         self.written = set()
         self.changes = []
+
+    def conflicts(self, store):
+        """Whether a node this transaction touched differs from its version at the start."""
+        base = self.base
+        return any(p in base and store.get(p) is not base[p] for p in self.accessed)
 
 
 class _Watch(NamedTuple):
@@ -79,6 +139,7 @@ class _Watch(NamedTuple):
     path: str       # as registered (may be relative)
     abs: str        # absolute, or the special @ name
     token: str
+    seq: int        # registration order: watches fire in it
 
 
 def _parent(path):
@@ -90,6 +151,15 @@ def _under(path, top):
     return path == top or top == "/" or path.startswith(top + "/")
 
 
+def _ancestors(path):
+    """``path``, its parent, ... up to ``/``."""
+    out = [path]
+    while path != "/":
+        path = _parent(path)
+        out.append(path)
+    return out
+
+
 class XenStore:
     """The store and its protocol (``XS_READ``, ``XS_WRITE``, ...): ``hv.xs``."""
 
@@ -97,7 +167,15 @@ class XenStore:
         self.hv = hv
         self._trace = hv.trace
         self.nodes = {"/": Node("", ((0, "n"),))}
-        self._watches = []
+        #: (domain, path as registered, token) -> _Watch, in registration order
+        self._watches = {}
+        #: absolute path (or @ name) -> {seq: _Watch} of the watches on it
+        self._at = {}
+        #: domain -> keys of its watches
+        self._of_dom = {}
+        #: path -> {watched path at or below it: number of watches there}
+        self._below = {}
+        self._watch_seq = itertools.count()
         self._tx = {}
         self._tx_ids = itertools.count(1)
 
@@ -257,10 +335,20 @@ class XenStore:
             parent = new
 
     def _put(self, nodes, t, path, node):
-        nodes[path] = node
         if t is not None:
             t.accessed.add(path)
             t.written.add(path)
+        elif self._tx:
+            self._store_changing(path)
+        nodes[path] = node
+
+    def _store_changing(self, path):
+        """The live tree is about to change ``path``: every open transaction that
+        has not seen it change yet keeps the version it started with."""
+        old = self.nodes.get(path)
+        for t in self._tx.values():
+            if path not in t.base:
+                t.base[path] = old
 
     def rm(self, caller, path, tx=None):
         """``XS_RM``: remove ``path`` and everything under it.
@@ -297,10 +385,12 @@ class XenStore:
         removed = []
         while stack:
             p = stack.pop()
-            node = nodes.pop(p)
             if t is not None:
                 t.accessed.add(p)
                 t.written.add(p)
+            elif self._tx:
+                self._store_changing(p)
+            node = nodes.pop(p)
             removed.append((p, node))
             stack.extend(f"{p}/{c}" for c in reversed(node.children))
         self._changed(caller, t, path, removed[0][1], removed=[p for p, _ in removed])
@@ -345,18 +435,22 @@ class XenStore:
         _, t = self._view(caller, tx)
         caller.charge("xenstore.op")
         del self._tx[tx]
-        conflict = commit and any(self.nodes.get(p) is not t.base.get(p) for p in t.accessed)
+        conflict = commit and t.conflicts(self.nodes)
         self._trace.emit("xs.transaction_end", caller.cursor, caller.domid, tx=tx,
                          commit=bool(commit), conflict=conflict)
         if conflict:
             raise XenStoreError(-errno.EAGAIN, f"transaction {tx} conflicts with a concurrent change")
         if not commit:
             return
+        overlay = t.nodes.overlay
         for p in sorted(t.written):
-            if p in t.nodes:
-                self.nodes[p] = t.nodes[p]
-            else:
+            if self._tx:
+                self._store_changing(p)
+            node = overlay[p]
+            if node is _GONE:
                 self.nodes.pop(p, None)
+            else:
+                self.nodes[p] = node
         for path, node, removed in t.changes:
             self._fire(caller, path, node, removed)
 
@@ -367,21 +461,28 @@ class XenStore:
         caller._check_alive()
         abs_path = path if path in _SPECIAL else self._abs(caller, path)
         self._op(caller, "watch", abs_path, None, token=token)
-        for w in self._watches:
-            if w.dom is caller and w.path == path and w.token == token:
-                raise XenStoreError(-errno.EEXIST, f"dom{caller.domid} already watches "
-                                                   f"{path} with token {token!r}")
-        self._watches.append(_Watch(caller, path, abs_path, token))
+        key = (caller, path, token)
+        if key in self._watches:
+            raise XenStoreError(-errno.EEXIST, f"dom{caller.domid} already watches "
+                                               f"{path} with token {token!r}")
+        w = self._watches[key] = _Watch(caller, path, abs_path, token, next(self._watch_seq))
+        self._of_dom.setdefault(caller, set()).add(key)
+        self._at.setdefault(abs_path, {})[w.seq] = w
+        if abs_path not in _SPECIAL:
+            for top in _ancestors(abs_path):
+                below = self._below.setdefault(top, {})
+                below[abs_path] = below.get(abs_path, 0) + 1
         self._queue(caller, caller, path, token)
 
     def unwatch(self, caller, path, token):
         """``XS_UNWATCH``: stop a watch (``ENOENT`` if there is none)."""
         caller._check_alive()
         self._op(caller, "unwatch", path, None, token=token)
-        for i, w in enumerate(self._watches):
-            if w.dom is caller and w.path == path and w.token == token:
-                del self._watches[i]
-                return
+        w = self._watches.pop((caller, path, token), None)
+        if w is not None:
+            self._of_dom[caller].discard((caller, path, token))
+            self._forget(w)
+            return
         raise XenStoreError(-errno.ENOENT, f"dom{caller.domid} has no watch on {path} "
                                            f"with token {token!r}")
 
@@ -391,23 +492,47 @@ class XenStore:
         else:
             self._fire(caller, path, node, removed)
 
+    def _forget(self, w):
+        at = self._at[w.abs]
+        del at[w.seq]
+        if not at:
+            del self._at[w.abs]
+        if w.abs not in _SPECIAL:
+            for top in _ancestors(w.abs):
+                below = self._below[top]
+                if below[w.abs] == 1:
+                    del below[w.abs]
+                    if not below:
+                        del self._below[top]
+                else:
+                    below[w.abs] -= 1
+
+    def watches(self, dom=None):
+        """``(path as registered, token)`` of the watches (of ``dom``), in registration order."""
+        return [(w.path, w.token) for w in self._watches.values() if dom is None or w.dom is dom]
+
+    def _watching(self, path, removed):
+        """The watches a change at ``path`` reaches, in registration order, each with the
+        path it reports: watches at ``path`` or above it; for a removal, also below it."""
+        at = self._at
+        hits = [(w, path) for top in _ancestors(path) for w in at.get(top, {}).values()]
+        if removed is not None:
+            for below in self._below.get(path, {}):
+                if below != path:
+                    hits.extend((w, below) for w in at[below].values())
+        if len(hits) > 1:
+            hits.sort(key=lambda hit: hit[0].seq)
+        return hits
+
     def _fire(self, caller, path, node, removed=None):
-        for w in list(self._watches):
-            if w.abs in _SPECIAL:
-                continue
-            if _under(path, w.abs):
-                hit = path
-            elif removed is not None and _under(w.abs, path):
-                hit = w.abs
-            else:
-                continue
+        for w, hit in self._watching(path, removed):
             if not w.dom.alive or not self._can(w.dom, node, "r"):
                 continue
             self._queue(caller, w.dom, self._relative(w, hit), w.token)
 
     def fire_special(self, caller, name):
         """Fire ``@introduceDomain`` / ``@releaseDomain`` watches."""
-        for w in list(self._watches):
+        for w in list(self._at.get(name, {}).values()):
             if w.path == name and w.dom.alive:
                 self._queue(caller, w.dom, name, w.token)
 
@@ -428,6 +553,7 @@ class XenStore:
 
     def release_domain(self, dom):
         """Forget ``dom``'s watches and transactions (domain destruction)."""
-        self._watches = [w for w in self._watches if w.dom is not dom]
+        for key in sorted(self._of_dom.pop(dom, ()), key=lambda k: self._watches[k].seq):
+            self._forget(self._watches.pop(key))
         for tx in [tx for tx, t in self._tx.items() if t.domid == dom.domid]:
             del self._tx[tx]

@@ -223,7 +223,7 @@ def test_destroy_removes_home_and_fires_watches(hv, pair, run):
     rel, home = run(dom0())
     assert rel == ["@releaseDomain", "@releaseDomain"]    # registration + the destroy
     assert home == ["/local/domain/2", "/local/domain/2"]
-    assert all(w.dom is not back for w in hv.xs._watches)
+    assert hv.xs.watches(back) == []
 
 
 def test_ops_cost_time_and_are_traced(hv, pair):
