@@ -158,6 +158,8 @@ class SessionProcessing:
             role = roles[i]
             s = a.session
             idx = i + 1
+            if role == "dup" and (s is None or not s.is_policy):
+                raise TpmError(TPM_RC.AUTH_TYPE, session=idx)   # DUP: policy only
             if s is None:                     # password
                 if role == "admin" and self._needs_admin_policy(handle):
                     raise TpmError(TPM_RC.AUTH_UNAVAILABLE)

@@ -38,16 +38,23 @@ def cfb(key, iv, data, encrypt):
 
 
 def wrap(hash_alg, secret, label, binding, plain, key_bits=128):
+    """An outer wrap of ``TPM2B(plain)`` (Create's TPM2B_PRIVATE, credentials)."""
+    return wrap_buffer(hash_alg, secret, label, binding, tpm2b(plain), key_bits)
+
+
+def wrap_buffer(hash_alg, secret, label, binding, buffer, key_bits=128):
+    """``TPM2B(HMAC) || AES-CFB(buffer)``: the outer wrap of any buffer (a
+    duplicate's inner-wrapped sensitive area is one without a size of its own)."""
     h = HASHES[hash_alg]
     sym = kdfa(h.name, secret, label, binding, b"", key_bits)
     mac_key = kdfa(h.name, secret, b"INTEGRITY", b"", b"", h.size * 8)
-    enc = cfb(sym, bytes(16), tpm2b(plain), True)
+    enc = cfb(sym, bytes(16), buffer, True)
     return tpm2b(h.hmac(mac_key, enc + binding)) + enc
 
 
-def unwrap(hash_alg, secret, label, binding, blob, key_bits=128, *, param=0):
-    """The plain bytes of a wrapped blob; ``TPM_RC_INTEGRITY`` or
-    ``TPM_RC_SIZE`` (against ``param``) if it does not check out."""
+def unwrap_buffer(hash_alg, secret, label, binding, blob, key_bits=128, *, param=0):
+    """The buffer inside an outer wrap; ``TPM_RC_INTEGRITY`` (or
+    ``TPM_RC_SIZE``) against ``param`` if the HMAC does not check out."""
     h = HASHES[hash_alg]
     r = Reader(blob)
     r.param = param
@@ -57,8 +64,19 @@ def unwrap(hash_alg, secret, label, binding, blob, key_bits=128, *, param=0):
     if len(mac) != h.size or not _hmac.compare_digest(mac, h.hmac(mac_key, enc + binding)):
         raise TpmError(TPM_RC.INTEGRITY, param=param)
     sym = kdfa(h.name, secret, label, binding, b"", key_bits)
-    plain = cfb(sym, bytes(16), enc, False)
-    r = Reader(plain)
+    return cfb(sym, bytes(16), enc, False)
+
+
+def unwrap(hash_alg, secret, label, binding, blob, key_bits=128, *, param=0):
+    """The plain bytes of a wrapped blob; ``TPM_RC_INTEGRITY`` or
+    ``TPM_RC_SIZE`` (against ``param``) if it does not check out."""
+    plain = unwrap_buffer(hash_alg, secret, label, binding, blob, key_bits, param=param)
+    return sized(plain, param)
+
+
+def sized(buffer, param):
+    """The contents of a buffer that must be exactly one TPM2B."""
+    r = Reader(buffer)
     r.param = param
     out = r.tpm2b()
     if r.remaining():

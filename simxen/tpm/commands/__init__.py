@@ -19,7 +19,7 @@ COMMANDS = {}
 _MODULES = ("startup", "testing", "session_commands", "object_commands", "asymmetric",
             "hash_commands", "random", "attestation", "integrity", "ea", "hierarchy",
             "dictionary_attack", "context", "clocks", "capability", "signature", "nv",
-            "credential", "symmetric")
+            "credential", "symmetric", "duplication")
 
 
 def command(code, handles=(), auth=0, roles=None, decrypt=False, encrypt=False):

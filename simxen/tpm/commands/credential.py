@@ -35,28 +35,29 @@ def _check_key(obj, index):
         raise TpmError(TPM_RC.TYPE, handle=index)
 
 
-def make_seed(pub, random_bytes):
-    """``(seed, encryptedSecret)`` for the decryption key ``pub``."""
+def make_seed(pub, random_bytes, label=LABEL):
+    """``(seed, encryptedSecret)`` for the decryption key ``pub``; ``label``
+    is "IDENTITY" for credentials, "DUPLICATE" for duplication."""
     h = HASHES[pub.name_alg]
     if pub.type == TPM_ALG.RSA:
         seed = random_bytes(h.size)
         cls = keys.HASH_CLASSES[pub.name_alg]
         secret = keys.rsa_public_key(pub.unique, pub.exponent).encrypt(
-            seed, padding.OAEP(mgf=padding.MGF1(cls()), algorithm=cls(), label=LABEL + b"\0"))
+            seed, padding.OAEP(mgf=padding.MGF1(cls()), algorithm=cls(), label=label + b"\0"))
         return seed, secret
     eph = keys.ecc_private_key(pub.curve, keys.ecc_scalar(
         pub.curve, random_bytes(keys.ecc_material_size(pub.curve))))
     qx, qy = keys.ecc_point(eph, pub.curve)
     z = eph.exchange(ec.ECDH(), keys.ecc_public_key(pub.curve, *pub.unique))
-    return kdfe(h.name, z, LABEL, qx, pub.unique[0], 8 * h.size), tpm2b(qx) + tpm2b(qy)
+    return kdfe(h.name, z, label, qx, pub.unique[0], 8 * h.size), tpm2b(qx) + tpm2b(qy)
 
 
-def recover_seed(obj, secret, param):
+def recover_seed(obj, secret, param, label=LABEL):
     pub = obj.public
     h = HASHES[pub.name_alg]
     if pub.type == TPM_ALG.RSA:
         try:
-            return keys.rsa_oaep_decrypt(obj.private_key(), pub.name_alg, LABEL + b"\0", secret)
+            return keys.rsa_oaep_decrypt(obj.private_key(), pub.name_alg, label + b"\0", secret)
         except ValueError:
             raise TpmError(TPM_RC.VALUE, param=param) from None
     r = Reader(secret)
@@ -69,7 +70,7 @@ def recover_seed(obj, secret, param):
     except ValueError:
         raise TpmError(TPM_RC.ECC_POINT, param=param) from None
     z = obj.private_key().exchange(ec.ECDH(), point)
-    return kdfe(h.name, z, LABEL, x, pub.unique[0], 8 * h.size)
+    return kdfe(h.name, z, label, x, pub.unique[0], 8 * h.size)
 
 
 @command(TPM_CC.MakeCredential, handles=("object",), decrypt=True, encrypt=True)
