@@ -18,6 +18,8 @@ from simxen.errors import SimxenError
 COMMANDS = {
     "run": ("simxen.scenario.cmd_run", "run a scenario file and print its report"),
     "validate": ("simxen.scenario.cmd_validate", "check a scenario file without running it"),
+    "metrics": ("simxen.scenario.cmd_metrics",
+                "list every metric a scenario publishes, with its unit"),
     "serve": ("simxen.server.cmd_serve",
               "run a scenario and expose a guest's vTPM to tpm2-tools on loopback, through "
               "every simulated hop"),

@@ -22,6 +22,7 @@ class InputError(SimxenError):
     def __init__(self, message, *, path=None, key=None):
         self.path = path
         self.key = key
+        self.message = message      #: the message without the file and key
         where = []
         if path is not None:
             where.append(str(path))

@@ -345,13 +345,13 @@ def hops_of(req: Request) -> CommandHops:
 
 
 def percentiles(values) -> dict:
-    """``count``, ``min``, ``p50``, ``p90``, ``p99``, ``max`` and ``mean`` of ``values``."""
+    """``count``, ``min``, ``p50``, ``p90``, ``p95``, ``p99``, ``max`` and ``mean`` of ``values``."""
     a = np.asarray(list(values), dtype=float)
     if a.size == 0:
         return {"count": 0}
-    p = np.percentile(a, [0, 50, 90, 99, 100])
+    p = np.percentile(a, [0, 50, 90, 95, 99, 100])
     return {"count": int(a.size), "min": float(p[0]), "p50": float(p[1]), "p90": float(p[2]),
-            "p99": float(p[3]), "max": float(p[4]), "mean": float(a.mean())}
+            "p95": float(p[3]), "p99": float(p[4]), "max": float(p[5]), "mean": float(a.mean())}
 
 
 def aggregate(commands, by_command=False) -> dict:

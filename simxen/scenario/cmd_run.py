@@ -18,6 +18,10 @@ from simxen.xen.trace import LEVELS
 
 def add_arguments(parser):
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (.toml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key of the file by its dotted path, checked by the "
+                        "file's schema (repeatable): scenario.seed=4, stack.guest_count=32, "
+                        "'profile.switches.\"tpmfront.wait\"=interrupt'")
     parser.add_argument("--seed", type=int, help="seed of every random stream "
                         "(default: the file's scenario.seed)")
     parser.add_argument("--until", type=float, metavar="SECONDS",
@@ -29,13 +33,15 @@ def add_arguments(parser):
                         "and their hops, no page/event-channel/grant/XenStore plumbing) or off; "
                         "every level still counts every record. Default: full with --trace, "
                         "commands without")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the run as JSON: the report, and under 'metrics' every "
+                        "published result as {value, unit, kind}, numbers as numbers")
     parser.add_argument("--no-progress", action="store_true",
                         help="never show the progress line, even on a terminal")
 
 
 def main(args) -> int:
-    sc = scenario_file.load(args.scenario)
+    sc = scenario_file.load(args.scenario, args.set)
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed: expected an integer >= 0, found {args.seed}")
     if args.until is not None and args.until <= 0:
@@ -51,7 +57,7 @@ def main(args) -> int:
         with open(trace_path, "w", encoding="utf-8") as fp:
             result.trace.to_jsonl(fp)
     if args.json:
-        print(json.dumps(result.report.as_dict(), indent=2, default=str))
+        print(json.dumps(result.as_dict(), indent=2, default=str))
     else:
         sys.stdout.write(result.report.render())
     if not result.report.passed:

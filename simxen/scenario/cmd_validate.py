@@ -1,7 +1,8 @@
 """Check a scenario file without running it.
 
 Prints ``SCENARIO: ok (<name>)`` and exits 0, or prints one line naming the
-file, the key and what was expected, and exits 2.  With ``--keys`` it prints
+file, the key and what was expected, and exits 2. ``--set KEY=VALUE`` checks
+an override exactly as ``simxen run`` would apply it.  With ``--keys`` it prints
 the reference of every key a scenario file may hold.
 """
 
@@ -13,6 +14,8 @@ def add_arguments(parser):
     parser.add_argument("scenario", nargs="?", metavar="SCENARIO", help="scenario file (.toml)")
     parser.add_argument("--keys", action="store_true",
                         help="print every key a scenario file may hold, with types and defaults")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override, as for `simxen run --set` (repeatable)")
 
 
 def main(args) -> int:
@@ -22,7 +25,9 @@ def main(args) -> int:
             return 0
     if args.scenario is None:
         raise InputError("missing SCENARIO (a .toml file); see `simxen validate --help`")
-    sc = scenario_file.load(args.scenario)
+    sc = scenario_file.load(args.scenario, args.set)
+    from simxen.scenario.runner import load_profile
+    load_profile(sc)                  # the profile and its [profile] overrides, as run reads them
     kinds = ", ".join(w["type"] for w in sc.data["workload"])
     print(f"{args.scenario}: ok ({sc.name}: {len(sc.data['domain'])} domain(s), "
           f"workload {kinds}, {len(sc.data['expect'])} expectation(s))")

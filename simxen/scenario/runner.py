@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from simxen.scenario import expect, workloads
+from simxen.scenario import expect, metrics, workloads
 from simxen.scenario.report import Report
 from simxen.xen import Hypervisor
 from simxen.xen.profile import Profile
@@ -60,6 +60,22 @@ class RunResult:
     trace: object
     seed: int
     sim_time: float
+    #: what the scenario publishes (:func:`simxen.scenario.metrics.of_scenario`)
+    registry: metrics.Metrics = field(default_factory=metrics.Metrics)
+
+    @property
+    def metrics(self) -> dict:
+        """``{metric name: value}``: every published metric the run produced, numbers as numbers."""
+        return metrics.values(self.registry, self.results)
+
+    def as_dict(self) -> dict:
+        """The run as data (``simxen run --json``): the report, plus every metric with its unit."""
+        values = self.metrics
+        return {**self.report.as_dict(),
+                "scenario": self.report.title.removeprefix("simxen: "),
+                "seed": self.seed, "sim_time": self.sim_time, "passed": self.report.passed,
+                "metrics": {m.name: {"value": values[m.name], "unit": m.unit, "kind": m.kind}
+                            for m in self.registry if m.name in values}}
 
 
 class TerminalProgress:
@@ -148,7 +164,7 @@ def run(scenario, *, seed=None, until=None, progress=None, trace_level="full") -
     run_section.row("trace records", len(hv.trace))
     if hv.trace.level != "full":
         run_section.row("trace level", f"{hv.trace.level} ({hv.trace.kept():,} records kept)")
-    return RunResult(report, results, hv.trace, seed, env.now)
+    return RunResult(report, results, hv.trace, seed, env.now, metrics.of_scenario(scenario))
 
 
 def _ticker(env, until, progress):

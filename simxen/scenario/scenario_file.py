@@ -58,6 +58,7 @@ class Scenario:
 
     path: Path
     data: dict
+    overrides: tuple = ()       #: the ``--set KEY=VALUE`` texts applied to the file
 
     @property
     def name(self) -> str:
@@ -73,8 +74,14 @@ class Scenario:
         return p if p.is_absolute() else self.folder / p
 
 
-def load(path) -> Scenario:
-    """Read and validate *path*; raise :class:`InputError` naming the file and key."""
+def load(path, overrides=()) -> Scenario:
+    """Read and validate *path*; raise :class:`InputError` naming the file and key.
+
+    *overrides* are ``--set KEY=VALUE`` texts (or parsed
+    :class:`~simxen.scenario.overrides.Override`), applied to the file's data
+    before it is validated, so the schema checks them as it checks the file
+    (see :mod:`simxen.scenario.overrides`)."""
+    from simxen.scenario import overrides as ov_mod
     path = Path(path)
     try:
         text = path.read_bytes()
@@ -90,10 +97,15 @@ def load(path) -> Scenario:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", path=path) from None
-    data = top_schema().validate(raw, path, prefix="")
-    expect.check_shape(data["expect"], path)
-    _check_references(data, path)
-    return Scenario(path, data)
+    parsed = [o if isinstance(o, ov_mod.Override) else ov_mod.parse(o) for o in overrides]
+    placed = ov_mod.apply(raw, parsed, path)
+    try:
+        data = top_schema().validate(raw, path, prefix="")
+        expect.check_shape(data["expect"], path)
+        _check_references(data, path)
+    except InputError as err:
+        raise ov_mod.blame(err, placed, path) from None
+    return Scenario(path, data, tuple(o.text for o in parsed))
 
 
 def _check_references(data, path):
@@ -111,7 +123,11 @@ def _check_references(data, path):
             raise InputError(f"workload name {w['name']!r} is used twice; give each a distinct "
                              "'name'", path=path, key=f"workload[{i}].name")
         wl_names.add(w["name"])
-        for key in getattr(workloads.module(w["type"]), "DOMAIN_KEYS", ()):
+        module = workloads.module(w["type"])
+        problem = module.check(w) if hasattr(module, "check") else None
+        if problem:
+            raise InputError(problem[1], path=path, key=f"workload[{i}].{problem[0]}")
+        for key in getattr(module, "DOMAIN_KEYS", ()):
             if w[key] not in names:
                 raise InputError(f"no [[domain]] is named {w[key]!r} (domains: "
                                  f"{', '.join(map(repr, names)) or 'none'})",

@@ -7,6 +7,11 @@ Each module here defines one workload ``type`` with
 * ``run(sim, params)`` — a SimPy process generator that drives the domains
   and returns a dict of results (reachable from ``[[expect]]`` as
   ``<name>.<key>``);
+* ``metrics(params)`` -- the results it publishes, with units, as a
+  :class:`simxen.scenario.metrics.Metrics` (``simxen metrics`` lists them;
+  ``simxen run --json`` and ``simxen sweep`` read them);
+* optionally ``check(params)`` -- ``(key, problem)`` when keys that are each
+  valid do not go together, else ``None``;
 * ``report(report, result, params)`` — tells the story of the run and adds
   its figures to a :class:`simxen.scenario.report.Report` (called only for a
   workload that finished; the runner says so for one that did not).

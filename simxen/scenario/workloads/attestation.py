@@ -508,6 +508,49 @@ def _host_reboot(story):
                   f"{vtpm.restore_status!r}) and {after}.")
 
 
+# --------------------------------------------------------------- metrics
+def _verdict_metrics(m, prefix, what):
+    m.text(f"{prefix}verdict", f"{what}: the verifier's word ('trusted' / 'untrusted')")
+    m.flag(f"{prefix}passed", f"{what}: every check passed")
+    m.add(f"{prefix}reasons", "count", f"{what}: checks that failed")
+    m.text(f"{prefix}failed_checks", f"{what}: names of the failed checks, comma-separated")
+    m.text(f"{prefix}first_reason", f"{what}: the first failed check, in words")
+    m.text(f"{prefix}host", f"{what}: the deep quote's verdict on the host ('not asked' without)")
+    m.add(f"{prefix}attest_ms", "ms", f"{what}: challenge to verdict, simulated")
+
+
+def metrics(params):
+    """What a run publishes (see :mod:`simxen.scenario.metrics`)."""
+    from simxen.scenario.metrics import Metrics
+    m = Metrics()
+    m.text("attack", "the attack this run played")
+    _verdict_metrics(m, "", "first round")
+    for n in range(1, params["rounds"] + 1):
+        _verdict_metrics(m, f"round.{n}.", f"round {n}")
+    m.text("reenrolment", "after a reboot: 'accepted', 'refused' or 'not tried'")
+    m.text("dom0_tpm_access", "dom0's own attempt at the TIS window ('-EPERM', 'mapped', 'not tried')")
+    m.text("vtpm_restore", "the vTPM's restore status after a restart ('not restarted' without)")
+    m.flag("eventlog_replays_to_vtpm", "replaying the boot event log gives the vTPM's PCR 4/5")
+    m.text("pcr4", "PCR 4 (SHA-256) of the guest's vTPM, hex")
+    m.text("pcr5", "PCR 5 (SHA-256) of the guest's vTPM, hex")
+    m.flag("pvgrub_measured", "pv-grub measured the kernel, command line and initrd")
+    m.add("pvgrub_extends", "count", "TPM2_PCR_Extend commands pv-grub sent")
+    m.add("enrol_ms", "ms", "enrolment at the verifier, simulated")
+    m.flag("enrolled", "the verifier enrolled the guest's attestation key")
+    m.add("ima_entries", "count", "entries in the guest's IMA measurement list")
+    m.add("boot_count", "count", "times the guest booted")
+    m.text("policy_name", "the golden policy's name")
+    m.add("link_messages", "count", "messages between verifier and agent")
+    if params["attack"] == "vtpm-rollback":
+        m.add("boot_count_before_rollback", "count", "the guest's boot count before dom0 rolled "
+              "its vTPM back")
+    if params["attack"] == "host-tampered":
+        m.text("manager_storage", "after the tampered reboot: 'open' or 'refused'")
+    if params["export"]:
+        m.text("exported", "the folder the last round's evidence was written to (when it had a quote)")
+    return m
+
+
 # --------------------------------------------------------------- run
 def run(sim, params):
     """SimPy process: boot, provision, enrol, attest; then a results dict."""

@@ -33,6 +33,26 @@ SCHEMA = Table("workload", "two domains exchange requests over a ring.h shared r
 ])
 
 
+def metrics(params):
+    """What a run publishes (see :mod:`simxen.scenario.metrics`)."""
+    from simxen.scenario.metrics import Metrics
+    m = Metrics()
+    m.add("requests_completed", "count", "requests answered")
+    m.add("mismatches", "count", "responses whose bytes were not the request's echo")
+    m.add("ring_size", "entries", "ring.h ring size for this request size")
+    m.add("sim_seconds", "s", "first request sent to last response seen")
+    m.add("handshake_seconds", "s", "xenbus handshake, simulated")
+    m.add("throughput_per_s", "1/s", "requests completed per simulated second")
+    m.add("notifications_sent", "count", "event-channel notifications, both sides")
+    m.add("notifications_suppressed", "count", "pushes whose notification ring.h suppressed, "
+          "both sides")
+    for side in ("frontend", "backend"):
+        m.add(f"{side}.notifications_sent", "count", f"notifications the {side} sent")
+        m.add(f"{side}.notifications_suppressed", "count", f"notifications the {side} suppressed")
+    m.stats("latency_us", "us", "round-trip latency")
+    return m
+
+
 def run(sim, params):
     """SimPy process: the ping-pong itself, then a results dict."""
     from simxen.domains.pingpong import run_pingpong

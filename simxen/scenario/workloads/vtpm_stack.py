@@ -10,7 +10,8 @@ command crosses every hop: guest tpmfront -> vTPM tpmback -> TPM engine ->
 paths also reach the physical TPM through the manager's TIS driver.
 
 The host set-up is reusable: leave ``configs`` out and list ``guests`` to
-get the seed's stack for each (``vtpm-<guest>`` + ``<guest>``); give
+get the seed's stack for each (``vtpm-<guest>`` + ``<guest>``), or give
+``guest_count = 64`` for guests ``guest1`` .. ``guest64``; give
 ``configs`` for any other layout (several guests per manager, a guest
 whose vTPM is missing...). Nothing assumes one guest.
 
@@ -23,11 +24,17 @@ Results (for ``[[expect]]``, as ``<name>.<key>``): ``commands_completed``,
 ``commands_failed``, ``boot_seconds`` (until every kernel was ready),
 ``manager_status`` ("open" or "refused"), ``dom0_tis_error`` (the error
 dom0 got probing the TIS window, e.g. ``"EPERM"``), ``saves``, ``manager_requests``,
-``ptpm_commands``, ``latency_ms.<command>.{count,min,p50,p90,p99,max,mean}``,
-``hops_ms.<hop>.{min,p50,p90,p99,max,mean}`` for hops ``front_to_back``, ``vtpm``,
+``ptpm_commands``, ``latency_ms.<command>.{count,min,p50,p90,p95,p99,max,mean}``,
+``hops_ms.<hop>.{...}`` for hops ``front_to_back``, ``vtpm``,
 ``manager``, ``ptpm``, ``back_to_front`` and ``total``, and ``ops.<kind>``
 for the split-driver operation counts, the trace kind with ``_`` for ``.``
 (``ops.evtchn_send``, ``ops.gnttab_map``, ``ops.xs``, ``ops.disk_write``...).
+For throughput experiments: ``workload_seconds`` (first command submitted to
+last completed), ``throughput_per_s``, per guest
+``guest.<name>.{commands_completed,throughput_per_s,latency_ms.*}``, and at
+the manager ``manager.{queue_mean,queue_max,wait_ms.*}`` -- the vTPMs'
+requests waiting for the manager to take them (a time average over the
+command phase, by Little's law). ``simxen metrics`` lists them all with units.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
           "measured as its UTF-8 bytes); empty = simxen.domains.host_boot.DEFAULT_BOOT",
           default=[], items=dict, check=_check_boot),
     Field("guests", list, "guest names, when `configs` is empty", default=["guest1"], items=str),
+    Field("guest_count", int, "instead of `guests`: this many guests, named guest1..guestN "
+          "(with `configs` empty)", default=None, minimum=1),
     Field("commands", list, "TPM commands each guest issues per iteration, in order",
           default=["pcr_extend", "pcr_read", "get_random"], items=str, check=_check_commands),
     Field("iterations", int, "rounds of `commands` per guest", default=20, minimum=1),
@@ -97,6 +106,86 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
 ])
 
 
+def check(params):
+    """Keys that only make sense together: ``(key, problem)`` or ``None``."""
+    if params["guest_count"] is not None:
+        if params["configs"]:
+            return ("guest_count", "give either `configs` (each guest written out) or "
+                    "`guest_count` (the seed's stack per guest), not both")
+        if params["guests"] != ["guest1"]:
+            return ("guest_count", "give either `guests` (names) or `guest_count` (guest1..guestN), "
+                    "not both")
+    return None
+
+
+def guest_names(params) -> list:
+    """The guests this workload drives, in creation order (what ``run`` reports as ``guests``)."""
+    if params["configs"]:
+        import os
+        from simxen.domains.xl_config import parse
+        stubdoms = ("vtpmmgr-stubdom.gz", "vtpm-stubdom.gz")
+        cfgs = [parse(t, source=f"configs[{i}]") for i, t in enumerate(params["configs"])]
+        return [c.name for c in cfgs if c.vtpm and os.path.basename(c.kernel) not in stubdoms]
+    if params["guest_count"] is not None:
+        return [f"guest{i}" for i in range(1, params["guest_count"] + 1)]
+    return list(params["guests"])
+
+
+def metrics(params):
+    """What a run publishes (see :mod:`simxen.scenario.metrics`)."""
+    from simxen.analysis.hops import HOP_LABELS, HOPS
+    from simxen.domains.stack import COUNTED
+    from simxen.scenario.metrics import Metrics
+    m = Metrics()
+    m.add("commands_completed", "count", "TPM commands that came back with a success")
+    m.add("commands_failed", "count", "TPM commands answered with an error (or lost)")
+    m.add("boot_seconds", "s", "simulated time until every kernel was ready")
+    m.text("manager_status", "'open' when the manager unsealed its key, else 'refused'")
+    if params["dom0_probes_tpm"]:
+        m.text("dom0_tis_error", "the errno name dom0 got mapping the TIS window ('none' = it could)")
+    m.add("saves", "count", "vTPM state saves (disk write + manager round trip)")
+    m.add("manager_requests", "count", "requests the vTPM manager served (boot included)")
+    m.add("ptpm_commands", "count", "commands the physical TPM ran (boot included)")
+    m.add("workload_seconds", "s", "first guest command submitted to last one completed")
+    m.add("throughput_per_s", "1/s", "completed commands per simulated second, all guests")
+    for c in params["commands"]:
+        m.stats(f"latency_ms.{c}", "ms", f"{c} latency, submit to complete")
+        for hop in HOPS:
+            m.stats(f"hops_by_command_ms.{c}.{hop}", "ms", f"{c}: {HOP_LABELS[hop]} hop")
+    for hop in HOPS:
+        m.stats(f"hops_ms.{hop}", "ms", f"every command: {HOP_LABELS[hop]} hop")
+    m.stats("hops_ms.total", "ms", "every command: total latency")
+    for g in guest_names(params):
+        m.add(f"guest.{g}.commands_completed", "count", f"{g}: commands that succeeded")
+        m.add(f"guest.{g}.throughput_per_s", "1/s", f"{g}: completed commands per simulated second")
+        m.stats(f"guest.{g}.latency_ms", "ms", f"{g}: command latency")
+    m.add("manager.queue_mean", "requests", "vTPM requests waiting at the manager, time average "
+          "over the command phase")
+    m.add("manager.queue_max", "requests", "most vTPM requests waiting at the manager at once "
+          "(command phase)")
+    m.stats("manager.wait_ms", "ms", "a vTPM request's wait at the manager, submit to take "
+            "(command phase)")
+    for kind, label in COUNTED:
+        m.add(f"ops.{kind.replace('.', '_')}", "count", f"{label} (whole run)")
+    return m
+
+
+def _manager_queue(requests, manager_dom, start, end):
+    """Waiting vTPM requests at the manager during ``[start, end]``: mean, max, waits (s)."""
+    waits, events = [], []
+    for r in requests:
+        if r.back_dom != manager_dom or r.take is None or r.submit < start or r.submit > end:
+            continue
+        waits.append(r.take - r.submit)
+        events += [(r.submit, 1), (r.take, -1)]
+    depth = deepest = 0
+    for _, step in sorted(events):
+        depth += step
+        deepest = max(deepest, depth)
+    span = end - start
+    return (sum(waits) / span if span > 0 else 0.0), deepest, waits
+
+
 def host_spec(sim, params):
     """The :class:`~simxen.domains.stack.HostSpec` this workload builds (``simxen serve`` uses it)."""
     from simxen.domains.host_boot import DEFAULT_BOOT, Measurement
@@ -111,9 +200,10 @@ def host_spec(sim, params):
         options.update({c.name: {"policy": params["policy"]} for c in cfgs
                         if c.kernel.endswith("vtpmmgr-stubdom.gz")})
         return HostSpec(configs=list(params["configs"]), options=options, boot=boot)
-    spec = HostSpec.standard(params["guests"], boot=boot)
+    guests = guest_names(params)
+    spec = HostSpec.standard(guests, boot=boot)
     spec.options = {"vtpmmgr": {"policy": params["policy"]},
-                    **{f"vtpm-{g}": dict(vtpm_opts) for g in params["guests"]}}
+                    **{f"vtpm-{g}": dict(vtpm_opts) for g in guests}}
     return spec
 
 
@@ -149,7 +239,7 @@ def _guest_loop(host, guest, index, params, log):
                 if not isinstance(exc, (ResponseError, TpmFrontError)):
                     raise
                 ok = False
-            log.append((name, tpm.last_flow, ok))
+            log.append((name, tpm.last_flow, ok, guest.name))
             if params["think_time"]:
                 yield env.timeout(params["think_time"])
 
@@ -175,7 +265,7 @@ def _stats(values_s):
 def run(sim, params):
     """SimPy process: build the host, run every guest's loop, gather results."""
     from simxen.analysis import hops
-    from simxen.domains.stack import COUNTED, build_host
+    from simxen.domains.stack import build_host
     hv = sim.hv
     host = build_host(hv, host_spec(sim, params))
     yield host.ready
@@ -184,19 +274,30 @@ def run(sim, params):
     guests = [k for k in host.kernels("guest") if k.tpm is not None]
     log = []
     procs = [hv.env.process(_guest_loop(host, g, i, params, log)) for i, g in enumerate(guests)]
+    start = hv.env.now
     yield hv.env.all_of(procs)
-    flows = {flow: name for name, flow, ok in log}
-    commands = hops.command_hops(hv.trace.records(), flows=set(flows))
-    by_name = {}
+    end = hv.env.now
+    span = end - start
+    flows = {flow: name for name, flow, ok, _ in log}
+    owner = {flow: g for _, flow, _, g in log}
+    records = hv.trace.records()
+    commands = hops.command_hops(records, flows=set(flows))
+    by_name, by_guest = {}, {g.name: [] for g in guests}
     for c in commands:
         by_name.setdefault(flows[c.flow], []).append(c)
+        by_guest[owner[c.flow]].append(c)
+    done = {g.name: 0 for g in guests}
+    for _, _, ok, g in log:
+        done[g] += ok
+    queue_mean, queue_max, waits = _manager_queue(hops.requests(records),
+                                                  host.vtpmmgr.domid, start, end)
     result = {
         "host": host,
         "guests": [g.name for g in guests],
         "boot_seconds": boot_seconds,
         "manager_status": "open" if host.vtpmmgr.storage.is_open else "refused",
-        "commands_completed": sum(1 for _, _, ok in log if ok),
-        "commands_failed": sum(1 for _, _, ok in log if not ok),
+        "commands_completed": sum(1 for _, _, ok, _ in log if ok),
+        "commands_failed": sum(1 for _, _, ok, _ in log if not ok),
         "saves": sum(k.saves for k in host.kernels("vtpm")),
         "manager_requests": hv.trace.count("vtpmmgr.request"),
         "ptpm_commands": host.ptpm.commands,
@@ -208,7 +309,13 @@ def run(sim, params):
         "dom0_tis_error": dom0_tis,
         "hops_kept": hv.trace.keeps("tpm.front.complete"),
         "ops": {kind.replace(".", "_"): n for kind, n in host.op_counts().items()},
-        "ops_labels": {kind.replace(".", "_"): label for kind, label in COUNTED},
+        "workload_seconds": span,
+        "throughput_per_s": sum(done.values()) / span if span > 0 else 0.0,
+        "guest": {g: {"commands_completed": done[g],
+                      "throughput_per_s": done[g] / span if span > 0 else 0.0,
+                      "latency_ms": _stats(c.total for c in cs)}
+                  for g, cs in by_guest.items()},
+        "manager": {"queue_mean": queue_mean, "queue_max": queue_max, "wait_ms": _stats(waits)},
     }
     return result
 
@@ -244,6 +351,8 @@ def report(rep, result, params):
                       headers=["command"] + [hops.HOP_LABELS[h] for h in hops.HOPS])
     for name, hs in result["hops_by_command_ms"].items():
         hop.table.append([name] + [hs[h].get("mean", 0.0) for h in hops.HOPS])
+    from simxen.domains.stack import COUNTED
+    labels = {kind.replace(".", "_"): label for kind, label in COUNTED}
     ops = rep.section("Split-driver operations (whole run, boot included)")
     for kind, count in result["ops"].items():
-        ops.row(result["ops_labels"][kind], count)
+        ops.row(labels[kind], count)
