@@ -110,6 +110,54 @@ def guest_names(params):
     return [f"guest{i}" for i in range(1, n + 1)] if n else list(params["guests"])
 
 
+_LOAD_STATS = ("count", "mean", "p50", "p95", "p99", "max")
+
+
+def metrics(params):
+    """What a run publishes (see :mod:`simxen.scenario.metrics`); statistics of an empty
+    sample (a guest that sent nothing in the window) are published but left out of a run."""
+    from simxen.scenario.metrics import Metrics
+    m = Metrics()
+    m.add("guest_count", "count", "guests loading the stack")
+    m.add("commands", "count", "commands completed that arrived in the measured window")
+    m.add("commands_failed", "count", "measured commands that failed")
+    m.add("throughput_per_s", "1/s", "completed commands per simulated second, all guests")
+    m.stats("latency_ms", "ms", "arrival to response", keys=_LOAD_STATS)
+    m.stats("wait_ms", "ms", "queued in the guest (chip lock)", keys=_LOAD_STATS)
+    m.add("notifications_sent", "count", "event-channel sends in the measured window")
+    names = guest_names(params)
+    for g in names:
+        m.add(f"guests.{g}.commands", "count", f"{g}: commands completed")
+        m.add(f"guests.{g}.throughput_per_s", "1/s", f"{g}: completed commands per second")
+        m.stats(f"guests.{g}.latency_ms", "ms", f"{g}: arrival to response", keys=_LOAD_STATS)
+        m.stats(f"guests.{g}.wait_ms", "ms", f"{g}: queued in the guest", keys=_LOAD_STATS)
+        m.add(f"guests.{g}.notifications_sent", "count", f"{g}: event-channel sends")
+    m.add("manager.requests", "count", "manager requests in the measured window")
+    m.add("manager.utilisation", "fraction", "fraction of the measured time the manager served")
+    m.add("manager.queue_length_mean", "requests", "requests ready and waiting at the manager, "
+          "time average (Little's law)")
+    m.stats("manager.wait_ms", "ms", "a request's wait in the manager's tpmback", keys=_LOAD_STATS)
+    m.stats("manager.service_ms", "ms", "the manager's service of a request", keys=_LOAD_STATS)
+    m.add("cpu.vtpmmgr", "fraction", "vtpmmgr: fraction of the measured time spent on the "
+          "measured commands")
+    for g in names:
+        m.add(f"cpu.vtpm-{g}", "fraction", f"vtpm-{g}: fraction of the measured time spent on "
+              "the measured commands")
+    for dom in ["vtpmmgr"] + [f"vtpm-{g}" for g in names] + names:
+        m.add(f"domains.{dom}.notifications_sent", "count", f"{dom}: event-channel sends in the "
+              "measured window")
+    if params["theory"]:
+        m.text("theory_note", "which closed form the waits were compared with, or why none applies")
+        rows = names + ([] if params["policy"] == "priority" else ["all"])
+        for who in rows:
+            m.add(f"theory.{who}.simulated_ms", "ms", f"{who}: simulated mean wait (guest + manager)")
+            m.add(f"theory.{who}.ci_ms", "ms", f"{who}: 95 % batch-means half-width")
+            m.add(f"theory.{who}.theory_ms", "ms", f"{who}: the closed form's mean wait")
+            m.flag(f"theory.{who}.agrees", f"{who}: simulated agrees with theory")
+            m.add(f"theory.{who}.count", "count", f"{who}: commands in the comparison")
+    return m
+
+
 def _host_spec(params):
     from simxen.domains.host_boot import DEFAULT_BOOT
     from simxen.domains.stack import HostSpec

@@ -143,6 +143,7 @@ def metrics(params):
     m.text("manager_status", "'open' when the manager unsealed its key, else 'refused'")
     if params["dom0_probes_tpm"]:
         m.text("dom0_tis_error", "the errno name dom0 got mapping the TIS window ('none' = it could)")
+    m.flag("hops_kept", "the trace level kept the TPM command records latencies are read from")
     m.add("saves", "count", "vTPM state saves (disk write + manager round trip)")
     m.add("manager_requests", "count", "requests the vTPM manager served (boot included)")
     m.add("ptpm_commands", "count", "commands the physical TPM ran (boot included)")
