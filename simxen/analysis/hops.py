@@ -89,10 +89,7 @@ PTPM_SPANS = (("tis.go", "tis.complete"),)
 
 #: Ordinals of the vTPM manager's protocol (a vTPM's own requests to the
 #: manager are not TPM 2.0 commands) and the TPM 1.2 codes it answers with.
-MANAGER_ORDINALS = {
-    **{getattr(vtpmmgr, n): n for n in vtpmmgr.__all__ if n.startswith(("VTPM_ORD_", "TPM_ORD_"))},
-    **{code: n for n, code in vtpmmgr.MANAGEMENT_ORDINALS.items()},
-}
+MANAGER_ORDINALS = vtpmmgr.ORDINAL_NAMES
 MANAGER_RCS = {getattr(vtpmmgr, n): n for n in (
     "TPM_SUCCESS", "TPM_AUTHFAIL", "TPM_BADINDEX", "TPM_BAD_PARAMETER", "TPM_DISABLED",
     "TPM_DISABLED_CMD", "TPM_FAIL", "TPM_BAD_ORDINAL", "TPM_SIZE", "TPM_BADTAG", "TPM_IOERROR")}

@@ -37,7 +37,7 @@ import hashlib
 from dataclasses import dataclass
 
 from simxen.tpm import client
-from simxen.tpm.constants import TPM_ALG
+from simxen.tpm.constants import TPM_ALG, TPM_CC
 
 __all__ = ["Measurement", "DEFAULT_BOOT", "measure", "boot_with", "expected_pcrs"]
 
@@ -104,6 +104,6 @@ def measure(hv, engine, boot=DEFAULT_BOOT):
         client.check(rsp)
         yield env.timeout(hv.profile.sample(op, rng))
         hv.trace.emit("host.measure", env.now, None, pcr=m.pcr, component=m.component,
-                      digest=m.digest, cc="TPM2_PCR_Extend")
+                      digest=m.digest, cc=int(TPM_CC.PCR_Extend), cc_name="TPM2_PCR_Extend")
         log.append((m.pcr, m.component, m.digest))
     return log

@@ -62,8 +62,8 @@ Options (``toolstack.options[name]``): ``strong_persistence`` (True),
 ``save_on`` ("success" | "changed"), ``restore_failure`` ("fresh" | "halt"),
 ``policy`` of its tpmback ("priority").
 
-Trace records: ``tpm.exec`` (``dom``, ``flow``, ``cc`` name, ``rc``,
-``duration``, ``changed``), ``vtpm.save`` (``slot``, ``bytes``,
+Trace records: ``tpm.exec`` (``dom``, ``flow``, ``cc`` and ``cc_name``, ``rc``,
+``duration``, ``changed``, ``command`` and ``response`` bytes), ``vtpm.save`` (``slot``, ``bytes``,
 ``duration``, ``rc``), ``vtpm.restore`` (``status``: ``new``, ``restored``,
 ``rollback``, ``corrupt``, ``manager-error``; ``slot``). A config without a
 ``vtpm=`` line (no manager) or without a disk gives a vTPM that keeps
@@ -328,8 +328,8 @@ class Vtpm(Kernel):
         rc = client.response_code(rsp)
         changed = engine.last_command_changed_nv
         self.commands += 1
-        hv.trace.emit("tpm.exec", dom.now, dom.domid, flow=flow, cc=name, rc=rc, duration=cost,
-                      changed=changed, tpm="vtpm")
+        hv.trace.emit("tpm.exec", dom.now, dom.domid, flow=flow, cc=cc, cc_name=name, rc=rc,
+                      duration=cost, changed=changed, tpm="vtpm", command=cmd, response=rsp)
         # (the cheap tests first: a command that saves nothing decides here)
         if (rc == 0 and (changed or self.save_on == "success") and self.strong_persistence
                 and self.front is not None and self.disk() is not None and not self.save_blocked):

@@ -78,6 +78,7 @@ from simxen.domains import ptpm_commands as ptpm
 from simxen.domains.drbg import HmacDrbg
 from simxen.domains.kernel import Kernel
 from simxen.domains.vtpmmgr_storage import ManagerStorage
+from simxen.drivers.command_names import cc_name
 from simxen.drivers.tis import TisError
 from simxen.drivers.tpmback import TpmBack
 from simxen.protocols import vtpmmgr as mgr
@@ -172,9 +173,10 @@ class VtpmMgr(Kernel):
             response = yield from self.handle(request)
             self.served += 1
             hdr = request.command[:10]
+            ordinal = struct.unpack(">I", hdr[6:10])[0] if len(hdr) == 10 else None
             hv.trace.emit("vtpmmgr.request", dom.now, dom.domid, flow=request.flow,
-                          domid=request.domid, ordinal=struct.unpack(">I", hdr[6:10])[0]
-                          if len(hdr) == 10 else None, rc=mgr.response_code(response),
+                          domid=request.domid, ordinal=ordinal,
+                          ordinal_name=cc_name(ordinal), rc=mgr.response_code(response),
                           duration=dom.now - start)
             self.back.respond(request, response)
 

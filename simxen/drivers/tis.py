@@ -50,6 +50,7 @@ import struct
 
 from simxen.drivers.tpmfront import DriverError
 from simxen.protocols import tis as reg
+from simxen.tpm.constants import command_name
 
 __all__ = ["TisDriver", "TisError", "TIS_FIRST_MFN", "TIS_NR_MFNS", "TIMEOUT_A", "TIMEOUT_B",
            "TIMEOUT_C", "TIMEOUT_D", "DEFAULT_DURATION", "POLL_INTERVAL"]
@@ -239,8 +240,9 @@ class TisDriver:
         self._send(command)
         self._write8(reg.TPM_STS, reg.TPM_STS_GO)
         cc = struct.unpack_from(">I", command, 6)[0]
-        trace.emit("tis.go", dom.now, dom.domid, flow=flow, cc=cc, locality=self.locality,
-                   length=len(command))
+        name = command_name(cc)
+        trace.emit("tis.go", dom.now, dom.domid, flow=flow, cc=cc, cc_name=name,
+                   locality=self.locality, length=len(command))
         yield from self._wait_for_answer(duration if duration is not None else self.duration)
         response = yield from self._receive()
         self._write8(reg.TPM_STS, reg.TPM_STS_COMMAND_READY)
@@ -248,7 +250,7 @@ class TisDriver:
             self.releases += 1
             self._write8(reg.TPM_ACCESS, reg.TPM_ACCESS_ACTIVE_LOCALITY)
         self.commands += 1
-        trace.emit("tis.complete", dom.now, dom.domid, flow=flow, cc=cc,
+        trace.emit("tis.complete", dom.now, dom.domid, flow=flow, cc=cc, cc_name=name,
                    rc=struct.unpack_from(">I", response, 6)[0], length=len(response))
         return response
 

@@ -72,6 +72,7 @@ from typing import Callable, Optional
 
 import simpy
 
+from simxen.drivers.command_names import cc_name
 from simxen.drivers.tpmfront import command_code, page_tag
 from simxen.drivers.xenbus import XenbusBackend
 from simxen.protocols import tpmif
@@ -548,9 +549,9 @@ class TpmBack:
                              iface.arrived, now, iface, extra, nr_extra)
         iface.busy = request
         self.requests += 1
+        cc = _CC.unpack_from(command, 6)[0] if len(command) >= 10 else None
         hv.trace.emit("tpm.back.take", now, dom.domid, backend=self.name, domid=info.domid,
-                      handle=info.handle, flow=flow, length=length,
-                      cc=_CC.unpack_from(command, 6)[0] if len(command) >= 10 else None,
+                      handle=info.handle, flow=flow, length=length, cc=cc, cc_name=cc_name(cc),
                       locality=locality, waited=now - iface.arrived)
         return request
 

@@ -68,6 +68,7 @@ import errno
 import struct
 import weakref
 
+from simxen.drivers.command_names import cc_name
 from simxen.drivers.xenbus import XenbusFrontend
 from simxen.protocols import tpmif
 from simxen.protocols.xenbus import XenbusState
@@ -361,9 +362,10 @@ class TpmFront:
                        _LEN_STATE_LOC.pack(n, _SUBMIT, locality),
                        what="tpmif.header", flow=flow)
         now = tag.submitted_at = dom.now
+        cc = _CC.unpack_from(command, 6)[0] if n >= 10 else None
         hv.trace.emit("tpm.front.submit", now, dom.domid, flow=flow, devid=self.devid,
-                      backend=self.backend_id, length=n,
-                      cc=_CC.unpack_from(command, 6)[0] if n >= 10 else None, locality=locality)
+                      backend=self.backend_id, length=n, cc=cc, cc_name=cc_name(cc),
+                      locality=locality)
         dom.evtchn_clear(port)
         hv.evtchn.send(dom, port)
         self.bytes_sent += n

@@ -28,7 +28,8 @@ it. When the driver enabled interrupts, :attr:`TpmChip.irq` fires as the
 TPM raises dataAvail (and the other enabled conditions).
 
 Trace: ``tpm.exec`` (``dom`` None: hardware) with ``tpm`` (the chip's
-name), ``cc`` (command name), ``rc``, ``duration`` and ``locality``.
+name), ``cc`` and ``cc_name``, ``rc``, ``duration``, ``locality``, and the
+``command`` and ``response`` bytes.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class TpmChip:
         cc = struct.unpack_from(">I", command, 6)[0] if len(command) >= 10 else None
         rc = struct.unpack_from(">I", response, 6)[0] if len(response) >= 10 else None
         self.hv.trace.emit("tpm.exec", self.env.now, None, tpm=self.name,
-                           cc=command_name(cc) if cc is not None else None, rc=rc,
-                           duration=self._latency, locality=locality)
+                           cc=cc, cc_name=command_name(cc) if cc is not None else None, rc=rc,
+                           duration=self._latency, locality=locality, command=command,
+                           response=response)
         return response

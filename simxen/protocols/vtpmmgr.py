@@ -144,6 +144,16 @@ MANAGEMENT_ORDINALS_DISPATCHED = frozenset(
         "VTPM_ORD_GROUP_LIST", "VTPM_ORD_GROUP_NEW", "VTPM_ORD_GROUP_DEL", "VTPM_ORD_GROUP_ACTIVATE",
         "VTPM_ORD_GROUP_REGISTER", "VTPM_ORD_GROUP_UPDATE", "VTPM_ORD_GROUP_SHOW",
         "VTPM_ORD_VTPM_LIST", "VTPM_ORD_VTPM_NEW", "VTPM_ORD_VTPM_DEL"))
+#: Every ordinal of the manager's protocol, value -> name (a vTPM's own
+#: requests and the management ordinals; not TPM 2.0 command codes).
+ORDINAL_NAMES = {
+    VTPM_ORD_SAVEHASHKEY: "VTPM_ORD_SAVEHASHKEY", VTPM_ORD_LOADHASHKEY: "VTPM_ORD_LOADHASHKEY",
+    VTPM_ORD_GET_BOOT_HASH: "VTPM_ORD_GET_BOOT_HASH", VTPM_ORD_GET_QUOTE: "VTPM_ORD_GET_QUOTE",
+    TPM_ORD_Extend: "TPM_ORD_Extend", TPM_ORD_PcrRead: "TPM_ORD_PcrRead",
+    TPM_ORD_GetRandom: "TPM_ORD_GetRandom",
+    **{code: name for name, code in MANAGEMENT_ORDINALS.items()},
+}
+__all__.append("ORDINAL_NAMES")
 
 # Return codes (TPM 1.2 numbering, as the manager answers).
 TPM_SUCCESS = 0

@@ -97,6 +97,7 @@ class Hypervisor:
         domid = self._next_domid
         self._next_domid += 1
         dom = Domain(self, domid, name, privileged=privileged, vcpus=vcpus)
+        self.trace.name_domain(domid, name)
         dom.cursor = self.dom0.now if domid else self.env.now
         dom.grant_table = GrantTable()
         dom.maptrack = {}

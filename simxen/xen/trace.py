@@ -8,6 +8,10 @@ commands -- becomes one :class:`Record`::
 
 ``kind`` is a dotted name; ``dom`` the acting domain id (or ``None``);
 fields are JSON-able scalars, ``bytes`` (exported as hex) or lists of them.
+The export adds ``dom_name``, the acting domain's name
+(:meth:`Trace.name_domain`). Every record kind, its fields and their units
+are in ``docs/trace.rst``; ``simxen/analysis/trace_schema.json`` is the
+same as a JSON Schema.
 Records may be emitted out of time order (a notification's delivery is
 recorded when the receiver sees it, with the delivery time);
 :meth:`Trace.records` sorts them by time, then emission order (``seq``), so
@@ -79,13 +83,19 @@ class Record(NamedTuple):
     dom: object       #: acting domain id, or ``None``
     fields: dict      #: the record's own fields
 
-    def as_dict(self):
-        """The record as the JSON object it is exported as."""
+    def as_dict(self, names=None):
+        """The record as the JSON object it is exported as.
+
+        ``names`` (domid -> name, :meth:`Trace.domain_names`) adds
+        ``dom_name`` beside ``dom``.
+        """
         out = {key: _jsonable(value) for key, value in self.fields.items()}
         out["t"] = self.t
         out["kind"] = self.kind
         out["dom"] = self.dom
         out["seq"] = self.seq
+        if names is not None and self.dom in names:
+            out["dom_name"] = names[self.dom]
         return out
 
 
@@ -152,6 +162,7 @@ class Trace:
         self._spill = None
         self._runs = []
         self._kept_spilled = 0
+        self._names = {}
         for prefix in disabled:
             self.disable(prefix)
 
@@ -195,6 +206,16 @@ class Trace:
         return (self._decide(kind) if on is None else on) == _KEEP
 
     # -- recording --------------------------------------------------------------
+    def name_domain(self, domid, name):
+        """Tell the trace what domain ``domid`` is called: exported records
+        carry it as ``dom_name`` (the hypervisor calls this as it creates a
+        domain; a domid is never reused within a run of simxen)."""
+        self._names[domid] = name
+
+    def domain_names(self):
+        """``{domid: name}`` of every domain named so far."""
+        return dict(self._names)
+
     def emit(self, kind, t, dom, **fields):
         """Record that ``kind`` happened at time ``t`` in domain ``dom``."""
         on = self._on.get(kind)
@@ -312,9 +333,9 @@ class Trace:
 
     def to_jsonl(self, file):
         """Write every kept record as one JSON object per line (sorted keys)."""
-        dumps = json.dumps
+        dumps, names = json.dumps, self._names
         for record in self.iter_records():
-            file.write(dumps(record.as_dict(), sort_keys=True, separators=(",", ":")))
+            file.write(dumps(record.as_dict(names), sort_keys=True, separators=(",", ":")))
             file.write("\n")
 
     def dumps_jsonl(self):

@@ -58,7 +58,7 @@ def test_a_command_crosses_the_path_and_the_vtpm_answers_it():
     vtpm = host.vtpm("vtpm-guest1")
     execs = [r for r in hv.trace.select("tpm.exec") if r.dom == vtpm.domid
              and str(r.fields.get("flow", "")).startswith("guest1/")]
-    assert [r.fields["cc"] for r in execs] == ["TPM2_PCR_Extend", "TPM2_PCR_Read"]
+    assert [r.fields["cc_name"] for r in execs] == ["TPM2_PCR_Extend", "TPM2_PCR_Read"]
     assert path.commands == 2 and path.failures == 0
 
 
