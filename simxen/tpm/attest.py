@@ -12,6 +12,8 @@
 * CREATION: ``object_name``, ``creation_hash``
 * NV: ``index_name``, ``offset``, ``nv_contents``
 * TIME: ``time``, ``clock_info`` (tuple), ``firmware_version``
+* COMMAND_AUDIT: ``audit_counter``, ``digest_alg``, ``audit_digest``, ``command_digest``
+* SESSION_AUDIT: ``exclusive_session`` (0/1), ``session_digest``
 
 A verifier parses a quote with :meth:`Attest.from_bytes` and checks the
 signature over the same bytes.
@@ -56,6 +58,11 @@ class Attest:
             body = tpm2b(a["object_name"]) + tpm2b(a["creation_hash"])
         elif t == TPM_ST.ATTEST_NV:
             body = tpm2b(a["index_name"]) + u16(a["offset"]) + tpm2b(a["nv_contents"])
+        elif t == TPM_ST.ATTEST_COMMAND_AUDIT:
+            body = (u64(a["audit_counter"]) + u16(a["digest_alg"]) + tpm2b(a["audit_digest"])
+                    + tpm2b(a["command_digest"]))
+        elif t == TPM_ST.ATTEST_SESSION_AUDIT:
+            body = bytes((a["exclusive_session"],)) + tpm2b(a["session_digest"])
         elif t == TPM_ST.ATTEST_TIME:
             ci = a["clock_info"]
             body = (u64(a["time"]) + u64(ci[0]) + u32(ci[1]) + u32(ci[2]) + bytes((ci[3],))
@@ -82,6 +89,11 @@ class Attest:
             a = {"object_name": r.tpm2b(), "creation_hash": r.tpm2b()}
         elif t == TPM_ST.ATTEST_NV:
             a = {"index_name": r.tpm2b(), "offset": r.u16(), "nv_contents": r.tpm2b()}
+        elif t == TPM_ST.ATTEST_COMMAND_AUDIT:
+            a = {"audit_counter": r.u64(), "digest_alg": r.u16(), "audit_digest": r.tpm2b(),
+                 "command_digest": r.tpm2b()}
+        elif t == TPM_ST.ATTEST_SESSION_AUDIT:
+            a = {"exclusive_session": r.u8(), "session_digest": r.tpm2b()}
         elif t == TPM_ST.ATTEST_TIME:
             a = {"time": r.u64(), "clock_info": (r.u64(), r.u32(), r.u32(), r.u8()),
                  "firmware_version": r.u64()}

@@ -59,6 +59,7 @@ class SessionProcessing:
         r = Reader(command, pos, end)
         sessions = []
         seen = set()
+        audit_seen = False
         while r.pos < end:
             try:
                 handle = r.u32()
@@ -94,6 +95,12 @@ class SessionProcessing:
                                                | TPMA_SESSION.audit):
                     raise TpmError(TPM_RC.ATTRIBUTES, session=i)
                 if attrs & TPMA_SESSION.audit:
+                    if ht != TPM_HT.HMAC_SESSION or audit_seen:   # one HMAC session audits
+                        raise TpmError(TPM_RC.ATTRIBUTES, session=i)
+                    audit_seen = True
+                    if attrs & TPMA_SESSION.auditExclusive and self.exclusive_audit != handle:
+                        raise TpmError(TPM_RC.EXCLUSIVE)
+                elif attrs & (TPMA_SESSION.auditExclusive | TPMA_SESSION.auditReset):
                     raise TpmError(TPM_RC.ATTRIBUTES, session=i)
                 a.session = s
             sessions.append(a)

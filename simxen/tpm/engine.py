@@ -24,6 +24,7 @@ import os
 import struct
 import time
 
+from simxen.tpm import audit
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.authorization import PW_RESPONSE as _PW_RESPONSE, SessionProcessing
 from simxen.tpm.commands import COMMANDS, load_all
@@ -109,6 +110,8 @@ class TpmEngine(SessionProcessing):
         self.lockout_locked_at = 0
         self.orderly_state = None        # Shutdown(STATE) snapshot, or None
         self.total_commands = 0
+        self.command_audit = audit.CommandAudit()
+        self.pcr_policies = {}           # PCR -> (hashAlg, authPolicy), PCR_SetAuthPolicy
         self.stir_pool = b""
         self.stir_counter = 0
         self.saved_at_init = {}
@@ -136,6 +139,7 @@ class TpmEngine(SessionProcessing):
         self.startup_locality = 0
         self.startup_time = self._clock_fn()
         self._drtm = None
+        self.exclusive_audit = None      # handle of the exclusive audit session
 
     def power_on(self):
         """_TPM_Init: power on (or reset) the TPM.  Transient objects and
@@ -330,8 +334,8 @@ class TpmEngine(SessionProcessing):
             if handle not in self.nv_indices:
                 raise TpmError(TPM_RC.HANDLE, handle=index)
             return
-        if spec == "policy":
-            if ht != TPM_HT.POLICY_SESSION:
+        if spec == "policy" or spec == "hmac_session":     # TPMI_SH_POLICY / TPMI_SH_HMAC
+            if ht != (TPM_HT.POLICY_SESSION if spec == "policy" else TPM_HT.HMAC_SESSION):
                 raise TpmError(TPM_RC.VALUE, handle=index)
             s = self.sessions.get(handle)
             if s is None or s.saved_sequence is not None:
@@ -425,6 +429,12 @@ class TpmEngine(SessionProcessing):
                 raise TpmError(TPM_RC.AUTH_MISSING)
             sessions = None
             pw_only = 0
+        audit_entry = audit.audit_session_of(sessions)
+        audited = cc in self.command_audit.commands
+        auditing = audited or audit_entry is not None or self.exclusive_audit is not None
+        if auditing:
+            names = b"".join(self.entity_name(h) for h in handles)  # before the command runs
+            cp_params = command[pos:]
         if sessions is not None:
             cp_params = command[pos:]
             self._authorize(cc, handles, sessions, n_auth, roles, cp_params, locality)
@@ -433,13 +443,16 @@ class TpmEngine(SessionProcessing):
         r = Reader(command, pos, n)
         cmd = Command(cc, handles, r, locality, sessions, tag)
         out_handles, params = func(self, cmd)
+        if sessions is not None:
+            params = self._encrypt_parameter(params, sessions, enc_ok)
+        if auditing:
+            audit.record(self, cc, names, cp_params, params, audit_entry, audited)
         if tag == 0x8001:
             body = out_handles + params
             return b"\x80\x01" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body
         if pw_only:
             body = out_handles + _U32.pack(len(params)) + params + _PW_RESPONSE
             return b"\x80\x02" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body
-        params = self._encrypt_parameter(params, sessions, enc_ok)
         auths = self._response_auths(cc, params, sessions)
         body = out_handles + _U32.pack(len(params)) + params + auths
         return b"\x80\x02" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body

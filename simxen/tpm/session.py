@@ -18,7 +18,7 @@ class Session:
     __slots__ = ("handle", "type", "hash", "nonce_tpm", "session_key", "bind_name",
                  "symmetric", "policy_digest", "command_code", "pcr_counter",
                  "auth_value_needed", "password_needed", "locality", "cp_hash",
-                 "name_hash", "nv_written", "saved_sequence", "is_trial")
+                 "name_hash", "nv_written", "saved_sequence", "is_trial", "audit_digest")
 
     def __init__(self, handle, type_, hash_alg, nonce_tpm, session_key, bind_name,
                  symmetric):
@@ -31,6 +31,7 @@ class Session:
         self.symmetric = symmetric
         self.is_trial = type_ == TPM_SE.TRIAL
         self.saved_sequence = None
+        self.audit_digest = None         # an audit session's digest, once used so
         self.reset_policy()
 
     @property

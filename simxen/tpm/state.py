@@ -5,7 +5,7 @@ command that changed NV, and what ``simxen tpm serve --state FILE`` writes
 on shutdown.  Layout (all integers big-endian)::
 
     magic    8 bytes  "SIMXTPM\\0"
-    version  u16      1
+    version  u16      1, or 2 when the extension below is present
     body     ...      see below
     check    32 bytes SHA-256(magic || version || body)
 
@@ -22,6 +22,12 @@ handle u32 || TPM2B of the object); the orderly-shutdown record (u8 0 none,
 1 CLEAR, 2 STATE followed by pcrUpdateCounter u32, u8 bank count and per
 bank hashAlg u16 || PCR 0-15); the StirRandom pool (TPM2B); the highest NV counter value ever (u64).
 
+Version 2 appends what a TPM that has used these features keeps: the command
+audit state (hashAlg u16, auditCounter u64, digest TPM2B, u32 count of audited
+command codes and each u32), then the PCR policies (u32 count, then PCR u32 ||
+hashAlg u16 || TPM2B each).  A TPM that has not -- the usual case -- still
+writes version 1, byte for byte as before.
+
 Transient objects, loaded sessions and PCRs outside an orderly
 Shutdown(STATE) are not persistent, as on a real TPM.
 """
@@ -29,6 +35,7 @@ Shutdown(STATE) are not persistent, as on a real TPM.
 import hashlib
 
 from simxen.tpm.algorithms import HASHES
+from simxen.tpm.audit import CommandAudit
 from simxen.tpm.constants import TPM_RH, TPM_SU
 from simxen.tpm.errors import StateError, TpmError
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32, u64
@@ -37,6 +44,7 @@ from simxen.tpm.tpm_object import TpmObject
 
 MAGIC = b"SIMXTPM\0"
 VERSION = 1
+VERSION_EXTENDED = 2
 _HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT)
 _SECRETS = ("eps", "sps", "pps", "eh_proof", "sh_proof", "ph_proof", "context_key",
             "null_seed", "null_proof")
@@ -70,7 +78,9 @@ def save_state(tpm):
         for alg, values in sorted(banks.items()):
             parts.append(u16(alg) + b"".join(values))
     parts.append(tpm2b(tpm.stir_pool) + u64(tpm.nv_counter_high))
-    head = MAGIC + u16(VERSION) + b"".join(parts)
+    extension = _extension(tpm)
+    version = VERSION_EXTENDED if extension else VERSION
+    head = MAGIC + u16(version) + b"".join(parts) + extension
     return head + hashlib.sha256(head).digest()
 
 
@@ -83,13 +93,17 @@ def load_state(tpm, blob):
     if len(blob) < len(MAGIC) + 2 + 32 or blob[:len(MAGIC)] != MAGIC:
         raise StateError("not a simxen TPM state blob (bad magic)")
     version = int.from_bytes(blob[8:10], "big")
-    if version != VERSION:
-        raise StateError(f"TPM state version {version} is not supported (expected {VERSION})")
+    if version not in (VERSION, VERSION_EXTENDED):
+        raise StateError(f"TPM state version {version} is not supported "
+                         f"(expected {VERSION} or {VERSION_EXTENDED})")
     if hashlib.sha256(blob[:-32]).digest() != blob[-32:]:
         raise StateError("TPM state blob is corrupt (checksum mismatch)")
     r = Reader(blob, 10, len(blob) - 32)
     try:
         _read_body(tpm, r)
+        if version == VERSION_EXTENDED:
+            _read_extension(tpm, r)
+        r.done()
     except TpmError:
         raise StateError("TPM state blob is truncated or malformed") from None
     except ValueError as exc:
@@ -145,4 +159,32 @@ def _read_body(tpm, r):
         raise ValueError(f"unknown orderly-shutdown kind {kind}")
     tpm.stir_pool = r.tpm2b()
     tpm.nv_counter_high = r.u64()
-    r.done()
+
+
+def _extension(tpm):
+    """Version 2's extension, or ``b""`` while every part of it is as new."""
+    ca = tpm.command_audit
+    fresh = CommandAudit()
+    if (ca.alg, ca.commands, ca.counter, ca.digest) == (fresh.alg, fresh.commands,
+                                                        fresh.counter, fresh.digest) \
+            and not tpm.pcr_policies:
+        return b""
+    out = [u16(ca.alg) + u64(ca.counter) + tpm2b(ca.digest) + u32(len(ca.commands))]
+    out += [u32(cc) for cc in sorted(ca.commands)]
+    out.append(u32(len(tpm.pcr_policies)))
+    for pcr, (alg, digest) in sorted(tpm.pcr_policies.items()):
+        out.append(u32(pcr) + u16(alg) + tpm2b(digest))
+    return b"".join(out)
+
+
+def _read_extension(tpm, r):
+    ca = tpm.command_audit
+    ca.alg = r.u16()
+    ca.counter = r.u64()
+    ca.digest = r.tpm2b()
+    ca.commands = {r.u32() for _ in range(r.u32())}
+    tpm.pcr_policies = {}
+    for _ in range(r.u32()):
+        pcr = r.u32()
+        alg = r.u16()
+        tpm.pcr_policies[pcr] = (alg, r.tpm2b())

@@ -19,7 +19,8 @@ COMMANDS = {}
 _MODULES = ("startup", "testing", "session_commands", "object_commands", "asymmetric",
             "hash_commands", "random", "attestation", "integrity", "ea", "hierarchy",
             "dictionary_attack", "context", "clocks", "capability", "signature", "nv",
-            "credential", "symmetric", "duplication")
+            "credential", "symmetric", "duplication",
+            "command_audit")
 
 
 def command(code, handles=(), auth=0, roles=None, decrypt=False, encrypt=False):

@@ -1,4 +1,6 @@
-"""Part 3, chapter 18: Quote, Certify, CertifyCreation, GetTime.
+"""Part 3, chapter 18: Quote, Certify, CertifyCreation, GetTime and the two
+audit digests (GetSessionAuditDigest, GetCommandAuditDigest; see
+:mod:`simxen.tpm.audit`).
 
 Every attestation is a TPMS_ATTEST (:mod:`simxen.tpm.attest`) signed over
 ``H_scheme(TPMS_ATTEST)``.  A quote's ``pcrDigest`` is the hash, with the
@@ -119,3 +121,39 @@ def get_time(tpm, cmd):
                 "firmware_version": FIRMWARE_VERSION}
     return b"", attest_and_sign(tpm, cmd.handles[1], in_scheme, 2, TPM_ST.ATTEST_TIME,
                                 extra, attested)
+
+
+@command(TPM_CC.GetSessionAuditDigest, handles=("endorsement", "object+", "hmac_session"),
+         auth=2, encrypt=True)
+def get_session_audit_digest(tpm, cmd):
+    r = cmd.r
+    extra = r.at(1).tpm2b(64)
+    in_scheme = parse_sig_scheme(r.at(2))
+    r.done()
+    session = tpm.sessions[cmd.handles[2]]
+    if session.audit_digest is None:             # never used as an audit session
+        raise TpmError(TPM_RC.TYPE, handle=3)
+    attested = {"exclusive_session": int(tpm.exclusive_audit == session.handle),
+                "session_digest": session.audit_digest}
+    return b"", attest_and_sign(tpm, cmd.handles[1], in_scheme, 2,
+                                TPM_ST.ATTEST_SESSION_AUDIT, extra, attested)
+
+
+@command(TPM_CC.GetCommandAuditDigest, handles=("endorsement", "object+"), auth=2,
+         encrypt=True)
+def get_command_audit_digest(tpm, cmd):
+    """Sign the command audit digest, then reset it (when it was signed):
+    the next audited command starts a new one and bumps auditCounter."""
+    r = cmd.r
+    extra = r.at(1).tpm2b(64)
+    in_scheme = parse_sig_scheme(r.at(2))
+    r.done()
+    ca = tpm.command_audit
+    attested = {"audit_counter": ca.counter, "digest_alg": ca.alg,
+                "audit_digest": ca.digest, "command_digest": ca.command_digest()}
+    out = attest_and_sign(tpm, cmd.handles[1], in_scheme, 2, TPM_ST.ATTEST_COMMAND_AUDIT,
+                          extra, attested)
+    if cmd.handles[1] != TPM_RH.NULL:
+        ca.digest = b""
+        tpm.nv_changed = True
+    return b"", out

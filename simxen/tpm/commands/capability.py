@@ -39,6 +39,11 @@ FIRMWARE_VERSION_1 = 0x20260001
 FIRMWARE_VERSION_2 = 0x00000001
 
 
+#: commands that need physical presence; a platform without it still lists
+#: PP_Commands, which it answers TPM_RC_PP
+PP_COMMANDS = (TPM_CC.PP_Commands,)
+
+
 def tpma_cc(cc):
     _, specs, *_ = COMMANDS[cc]
     return (cc | (1 << 22 if cc in NV_COMMANDS else 0) | (1 << 24 if cc in FLUSHED else 0)
@@ -213,8 +218,10 @@ def get_capability(tpm, cmd):
     if cap == TPM_CAP.ECC_CURVES:
         items = [c for c in (TPM_ECC.NIST_P256, TPM_ECC.NIST_P384) if c >= prop]
         return b"", page(items, u16)
-    if cap in (TPM_CAP.PP_COMMANDS, TPM_CAP.AUDIT_COMMANDS):
-        return b"", page([], u32)
+    if cap == TPM_CAP.AUDIT_COMMANDS:
+        return b"", page(sorted(cc for cc in tpm.command_audit.commands if cc >= prop), u32)
+    if cap == TPM_CAP.PP_COMMANDS:
+        return b"", page([cc for cc in PP_COMMANDS if cc >= prop], u32)
     if cap == TPM_CAP.AUTH_POLICIES:
         return b"", page([], u32)
     raise TpmError(TPM_RC.VALUE, param=1)
