@@ -306,7 +306,8 @@ _BOOL = _one_of(True, False)
 #: Options each kernel image accepts in :attr:`HostSpec.options`, with their checks.
 OPTIONS = {
     "vtpmmgr-stubdom.gz": {"policy": _one_of(*POLICIES), "seal_pcrs": _pcr_list,
-                           "locality": _one_of(0, 1, 2, 3, 4)},
+                           "locality": _one_of(0, 1, 2, 3, 4),
+                           "evtchn_abi": _one_of("2-level", "fifo")},
     "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": _one_of(*SAVE_ON),
                         "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES)},
     PVGRUB_IMAGE: {"images": _guest_images},

@@ -61,7 +61,8 @@ A UUID already open on another connection is refused with ``TPM_DISABLED``
 
 Options (``toolstack.options[name]``): ``policy``, ``seal_pcrs`` (SHA-256
 PCRs the manager key is sealed to; default 0-9, the host boot's
-measurements), ``locality`` (overrides ``tpmlocality=``).
+measurements), ``locality`` (overrides ``tpmlocality=``), ``evtchn_abi`` ("2-level", mini-os's
+only ABI and the default, or "fifo": registers a FIFO control block first).
 
 Trace records: ``vtpmmgr.open`` (``status``, ``records``), ``vtpmmgr.request``
 (``flow``, ``ordinal``, ``rc``, ``domid``, ``duration``).
@@ -141,6 +142,10 @@ class VtpmMgr(Kernel):
         hv, dom = self.hv, self.dom
         dom.charge("stubdom.startup_sleep")
         yield dom.elapse()
+        if self.options.get("evtchn_abi") == "fifo":
+            # mini-os speaks only the 2-level ABI; "fifo" asks what a manager that
+            # registered a FIFO control block (EVTCHNOP_init_control) would do
+            hv.evtchn.init_control(dom)
         self.back = TpmBack(hv, dom, policy=self.options.get("policy", "priority"), name="vtpmmgr",
                             on_open=self._on_open, on_close=self._on_close)
         self.back.start()

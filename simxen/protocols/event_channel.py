@@ -18,8 +18,13 @@ EVTCHNSTAT_ipi = 5
 
 STATE_NAMES = {0: "closed", 1: "unbound", 2: "interdomain", 3: "pirq", 4: "virq", 5: "ipi"}
 
-#: ports per domain with the 2-level ABI on a 64-bit guest (64 x 64 bits).
+#: ports per domain with the 2-level ABI on a 64-bit guest (64 x 64 bits; Xen's
+#: event_2l.c sets ``d->max_evtchns`` to it).
 EVTCHN_2L_NR_CHANNELS = 4096
+#: ports per domain with the FIFO ABI (EVTCHN_FIFO_NR_CHANNELS in Xen's public/event_channel.h).
+EVTCHN_FIFO_NR_CHANNELS = 1 << 17
+#: the two ABIs by the names reports use
+EVTCHN_ABI_2L, EVTCHN_ABI_FIFO = "2-level", "fifo"
 
 # Special domain ids (xen.h).
 DOMID_FIRST_RESERVED = 0x7FF0

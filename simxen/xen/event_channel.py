@@ -15,6 +15,14 @@ other to UNBOUND, reserved for the closer, so it can rebind. Pending bits
 coalesce: a second notification before the receiver clears the bit is
 merged into the first (traced with ``coalesced=True``). Errors are Xen's
 negative errno in :class:`~simxen.xen.errors.EvtchnError`.
+
+**ABIs and their limits.** Every domain starts on the 2-level ABI: a
+64-bit domain has ports 1..4095 (port 0 is reserved), ``nr_channels``. A
+domain that calls :meth:`EventChannels.init_control` (EVTCHNOP_init_control)
+moves to the FIFO ABI and gets 2^17 = 131,072 (``fifo_nr_channels``). When
+no port is free, allocating one -- ``alloc_unbound``, or the local end of
+``bind_interdomain`` -- fails with ``-ENOSPC``, as Xen's ``get_free_port``
+does. Ports are handed out lowest-free-first, as Xen does.
 """
 
 import heapq
@@ -22,6 +30,9 @@ import heapq
 from simxen.protocols.event_channel import (
     DOMID_SELF,
     EVTCHN_2L_NR_CHANNELS,
+    EVTCHN_ABI_2L,
+    EVTCHN_ABI_FIFO,
+    EVTCHN_FIFO_NR_CHANNELS,
     EVTCHNSTAT_closed,
     EVTCHNSTAT_interdomain,
     EVTCHNSTAT_unbound,
@@ -75,10 +86,35 @@ class EvtchnStatus:
 class EventChannels:
     """``HYPERVISOR_event_channel_op``: reached as ``hv.evtchn``."""
 
-    def __init__(self, hv, nr_channels=EVTCHN_2L_NR_CHANNELS):
+    def __init__(self, hv, nr_channels=EVTCHN_2L_NR_CHANNELS,
+                 fifo_nr_channels=EVTCHN_FIFO_NR_CHANNELS):
         self.hv = hv
+        #: ports of a domain on the 2-level ABI (lower it to meet the limit in a small test)
         self.nr_channels = nr_channels
+        #: ports of a domain on the FIFO ABI
+        self.fifo_nr_channels = fifo_nr_channels
         self._trace = hv.trace
+        self._fifo = set()          # domids that moved to the FIFO ABI
+        self._free_from = {}        # domid -> lowest port that may be free
+
+    def abi(self, dom):
+        """The ABI ``dom`` uses: ``"2-level"`` or ``"fifo"``."""
+        return EVTCHN_ABI_FIFO if dom.domid in self._fifo else EVTCHN_ABI_2L
+
+    def limit(self, dom):
+        """How many ports ``dom`` has under its ABI (port 0 included, never handed out)."""
+        return self.fifo_nr_channels if dom.domid in self._fifo else self.nr_channels
+
+    def init_control(self, caller):
+        """``EVTCHNOP_init_control``: move the caller to the FIFO ABI (its control
+        block registered); a second call is ``-EINVAL``, as Xen answers."""
+        caller._check_alive()
+        caller.charge("hypercall")
+        if caller.domid in self._fifo:
+            raise EvtchnError(-errno.EINVAL, f"init_control: dom{caller.domid} already uses FIFO")
+        self._fifo.add(caller.domid)
+        self._trace.emit("evtchn.init_control", caller.cursor, caller.domid, abi=EVTCHN_ABI_FIFO,
+                         ports=self.fifo_nr_channels)
 
     # -- helpers -----------------------------------------------------------
 
@@ -89,12 +125,15 @@ class EventChannels:
         return p
 
     def _new_port(self, dom, remote_dom):
-        for number in range(1, self.nr_channels):
-            if number not in dom.ports:
-                p = dom.ports[number] = Port(dom, number, remote_dom)
+        limit = self.limit(dom)
+        ports = dom.ports
+        for number in range(self._free_from.get(dom.domid, 1), limit):
+            if number not in ports:
+                p = ports[number] = Port(dom, number, remote_dom)
+                self._free_from[dom.domid] = number + 1
                 return p
         raise EvtchnError(-errno.ENOSPC, f"dom{dom.domid} has no free event-channel port "
-                                         f"(limit {self.nr_channels})")
+                                         f"({self.abi(dom)} ABI: {limit} ports)")
 
     # -- operations --------------------------------------------------------
 
@@ -215,6 +254,8 @@ class EventChannels:
                     rp.remote_dom = dom.domid
                     rp.remote_port = None
         del dom.ports[p.port]
+        if p.port < self._free_from.get(dom.domid, 1):
+            self._free_from[dom.domid] = p.port
         dom._pending.discard(p.port)
         p.state = EVTCHNSTAT_closed
         self._trace.emit("evtchn.close", dom.now, dom.domid, port=p.port)
@@ -246,7 +287,7 @@ class EventChannels:
             raise EvtchnError(-errno.EPERM, f"dom{caller.domid} may only query DOMID_SELF")
         else:
             target = self.hv._live(dom, EvtchnError, "status")
-        if not 0 < port < self.nr_channels:
+        if not 0 < port < self.limit(target):
             raise EvtchnError(-errno.EINVAL, f"status: port {port} out of range")
         target._sync()
         p = target.ports.get(port)

@@ -25,6 +25,7 @@ _MODULES = {
     "vtpm-stack": "vtpm_stack",
     "attestation": "attestation",
     "load": "load",
+    "fleet": "fleet",
 }
 
 

@@ -123,19 +123,26 @@ def _policy(sim, params):
 
 
 def _host_spec(params, images, peer_images, boot=None, previous=None):
+    guests = [params["guest"]] + ([params["peer"]] if params["attack"] == "relay" else [])
+    return host_spec(list(zip(guests, (images, peer_images))), pvgrub=params["boot"] == "pv-grub",
+                     boot=boot, previous=previous)
+
+
+def host_spec(guests, *, pvgrub=True, boot=None, previous=None, manager_options=None):
+    """The host of an attestation story: the manager, then a vTPM per guest, then the
+    guests. ``guests`` is a list of ``(name, GuestImages)``; with ``pvgrub`` each guest's
+    kernel is pv-grub, which loads those images from the guest's disk."""
     from simxen.domains.host_boot import DEFAULT_BOOT
     from simxen.domains.pvgrub import PVGRUB_IMAGE, PvGrub
     from simxen.domains.stack import HostSpec, guest_config, vtpm_config, vtpmmgr_config
-    guests = [params["guest"]] + ([params["peer"]] if params["attack"] == "relay" else [])
     configs = [vtpmmgr_config()]
-    for i, g in enumerate(guests):
+    for i, (g, _) in enumerate(guests):
         configs.append(vtpm_config(f"vtpm-{g}", f"ac0a5b9e-cbe2-4c07-b43b-{0x1d69e46fb839 + i:012x}"))
-    options = {}
-    for g, imgs in zip(guests, (images, peer_images)):
-        kernel = (f"/usr/lib/xen/boot/{PVGRUB_IMAGE}" if params["boot"] == "pv-grub"
-                  else imgs.kernel_path)
+    options = {"vtpmmgr": dict(manager_options)} if manager_options else {}
+    for g, imgs in guests:
+        kernel = f"/usr/lib/xen/boot/{PVGRUB_IMAGE}" if pvgrub else imgs.kernel_path
         configs.append(guest_config(g, kernel=kernel))
-        if params["boot"] == "pv-grub":            # what pv-grub loads from the guest's disk
+        if pvgrub:                                 # what pv-grub loads from the guest's disk
             options[g] = {"images": imgs}
     return HostSpec(configs=configs, boot=boot or DEFAULT_BOOT, options=options,
                     kernels={PVGRUB_IMAGE: PvGrub}, previous=previous)
@@ -262,6 +269,7 @@ class Story:
         self.events = []          # (time, sentence) for the report
         self.host = None
         self.last = None          # (nonce, evidence) of the latest round
+        self.verdict = None       # the latest round's Verdict
 
     def say(self, text):
         self.events.append((self.env.now, text))
@@ -351,8 +359,9 @@ class Story:
                  f"-- {'the secret came back, the AK is trusted' if ok else 'the wrong secret came back'}.")
         return ok
 
-    def attest(self, number, answer=None):
-        """Generator: one round; ``answer(nonce)`` replaces the honest agent's evidence."""
+    def attest(self, number, answer=None, side=None):
+        """Generator: one round; ``answer(nonce)`` replaces the honest agent's evidence.
+        ``side`` is the attested :class:`GuestSide` (default: the story's guest)."""
         from simxen.domains.attestation_agent import AgentError, Evidence
         from simxen.drivers.tpmfront import DriverError
         from simxen.tpm.client import ResponseError
@@ -364,7 +373,7 @@ class Story:
         host_pcrs = sorted(self.policy.host_pcrs.get("sha256", range(10))) if deep else None
         try:
             if answer is None:
-                evidence = yield from self.guest.evidence(nonce, v.request, host_pcrs)
+                evidence = yield from (side or self.guest).evidence(nonce, v.request, host_pcrs)
             else:
                 evidence = yield from answer(nonce, host_pcrs)
         except (AgentError, DriverError, ResponseError) as exc:
@@ -373,7 +382,8 @@ class Story:
             self.say(f"Round {number}: the agent could not produce evidence ({exc}).")
         yield from self.link.send("evidence", evidence.size())
         self.last = (nonce, evidence)
-        verdict = v.appraise(self.params["guest"], nonce, evidence, deep=deep,
+        agent = side.name if side is not None else self.params["guest"]
+        verdict = v.appraise(agent, nonce, evidence, deep=deep,
                              deep_quote_flags=DEEP_QUOTE_FLAGS)
         host = ("not asked" if not deep else
                 "untrusted" if any(r.check == "host" for r in verdict.reasons) else "trusted")
@@ -383,7 +393,8 @@ class Story:
         self.result.setdefault("attest_ms", (self.env.now - start) * 1e3)
         self.result.update(verdict.as_dict())
         self.say(_verdict_sentence(number, verdict))
-        self.sim.trace.emit("attest.verdict", self.env.now, None, agent=self.params["guest"],
+        self.verdict = verdict
+        self.sim.trace.emit("attest.verdict", self.env.now, None, agent=agent,
                             round=number, verdict=verdict.word, reasons=len(verdict.reasons),
                             failed=verdict.as_dict()["failed_checks"])
         return evidence

@@ -1,0 +1,198 @@
+"""``type = "fleet"``: N guests, each booted through pv-grub, enrolled and attested
+for R rounds by one verifier, against one vTPM manager -- the realistic large case.
+
+The host is the attestation story's (:mod:`simxen.scenario.workloads.attestation`)
+with ``guest_count`` guests instead of one: the vTPM manager, a vTPM stub
+domain per guest, and the guests, each with pv-grub measuring its kernel,
+command line and initrd. Every guest then does what the attestation
+workload's guest does, all at the same time: IMA and the boot counter start,
+its agent creates EK and AK, the one verifier enrols it (make/activate
+credential over the network link) and attests it ``rounds`` times, a fresh
+nonce and quote each round, ``interval`` simulated seconds apart. The pieces
+are the attestation workload's own (:class:`~simxen.scenario.workloads.attestation.Story`,
+:class:`~simxen.scenario.workloads.attestation.GuestSide`).
+
+**Event-channel limits.** Each vTPM holds one event channel to the manager,
+so the manager needs one port per guest. mini-os (which the manager runs)
+speaks only Xen's 2-level ABI: 4,095 usable ports on a 64-bit domain. With
+more guests than that, the manager's backend cannot bind the next vTPM's
+channel -- Xen answers ``-ENOSPC`` -- and that vTPM comes up without a
+manager (it keeps nothing; ``vtpm.no_manager``). ``manager_evtchn_abi =
+"fifo"`` asks what a manager on the FIFO ABI (131,072 ports) would do.
+``evtchn_2l_ports`` lowers the 2-level limit for every domain, so a small
+fleet meets the same failure through the same code.
+
+Results (``<name>.<key>``): ``guests``, ``booted`` (Linux running),
+``enrolled``, ``attestations`` (rounds answered), ``trusted``, ``untrusted``,
+``all_trusted`` (bool), ``boot_seconds`` (host ready), ``vtpms_without_manager``,
+``manager_evtchn_abi``, ``manager_ports`` (ports in use), ``manager_port_limit``,
+``manager_error`` (the first refused connection's error, or ``""``),
+``evtchn_abis`` (``{abi: domains}``), ``enrol_ms`` / ``attest_ms``
+(percentiles of simulated time).
+"""
+
+from __future__ import annotations
+
+from simxen.protocols.event_channel import (
+    EVTCHN_2L_NR_CHANNELS, EVTCHN_ABI_2L, EVTCHN_ABI_FIFO)
+from simxen.scenario.schema import Field, Table
+from simxen.scenario.workloads import attestation
+
+DOMAIN_KEYS = ()
+
+SCHEMA = Table("workload", "a fleet of guests, each booted through pv-grub, enrolled and "
+               "attested for several rounds by one verifier, against one vTPM manager", [
+    Field("type", str, "workload type", choices=["fleet"]),
+    Field("name", str, "name of the results in [[expect]] metrics", default="fleet"),
+    Field("guest_count", int, "how many guests (each with its own vTPM stub domain)",
+          default=10, minimum=1),
+    Field("images", dict, "what every guest boots: kernel, initrd (tables: name+version or "
+          "file), cmdline -- as in the attestation workload"),
+    Field("policy", str, "the verifier's golden policy (TOML), relative to the scenario"),
+    Field("exec", list, "programs every guest runs after boot, in order: tables "
+          "{path, version} -- IMA measures each", default=[], items=dict),
+    Field("rounds", int, "attestation rounds per guest", default=10, minimum=1),
+    Field("interval", float, "simulated seconds between a guest's rounds", default=1.0,
+          minimum=0),
+    Field("manager_evtchn_abi", str, "the vTPM manager's event-channel ABI: 2-level "
+          "(mini-os's, 4,095 ports) or fifo (131,072)", default=EVTCHN_ABI_2L,
+          choices=[EVTCHN_ABI_2L, EVTCHN_ABI_FIFO]),
+    Field("evtchn_2l_ports", int, "ports of a 2-level domain (Xen: 4096 on 64-bit; lower "
+          "it to meet the limit with a small fleet)", default=EVTCHN_2L_NR_CHANNELS,
+          minimum=2),
+])
+
+#: story sentences kept for the report (a fleet of 1,000 would tell 1,000 of each)
+_SENTENCES = 3
+
+
+class FleetStory(attestation.Story):
+    """The attestation story with one verifier for many guests; it keeps only the
+    first few sentences (the rest is counted)."""
+
+    def __init__(self, sim, params):
+        super().__init__(sim, {**params, "guest": "guest1", "attack": "none", "peer": "",
+                               "peer_images": {}, "exec_later": [], "deep_quote": False,
+                               "boot": "pv-grub", "export": ""})
+        self.said = 0
+
+    def say(self, text):
+        self.said += 1
+        if self.said <= _SENTENCES:
+            super().say(text)
+
+
+def _guest(story, name, params, tally):
+    """SimPy process: one guest's life after the host is up."""
+    side = attestation.GuestSide(story.sim, story.host, name)
+    if side.kernel is None:
+        tally["not_booted"] += 1
+        return
+    tally["booted"] += 1
+    problem = yield from side.start(story.programs)
+    if problem:
+        tally["errors"].append(f"{name}: {problem}")
+        return
+    start = story.env.now
+    if not (yield from story.provision_and_enrol(side, name)):
+        return
+    tally["enrolled"] += 1
+    tally["enrol_s"].append(story.env.now - start)
+    for number in range(1, params["rounds"] + 1):
+        if number > 1:
+            yield story.env.timeout(params["interval"])
+        start = story.env.now
+        yield from story.attest(number, side=side)
+        tally["attest_s"].append(story.env.now - start)
+        tally["trusted" if story.verdict.passed else "untrusted"] += 1
+
+
+def run(sim, params):
+    """SimPy process: build the fleet's host, run every guest, gather results."""
+    from simxen.domains.stack import build_host
+    hv, env = sim.hv, sim.env
+    hv.evtchn.nr_channels = params["evtchn_2l_ports"]
+    story = FleetStory(sim, params)
+    names = [f"guest{i}" for i in range(1, params["guest_count"] + 1)]
+    spec = attestation.host_spec([(n, story.images) for n in names],
+                                 manager_options={"evtchn_abi": params["manager_evtchn_abi"]})
+    story.host = host = build_host(hv, spec)
+    yield host.ready
+    boot_seconds = env.now
+    tally = {"booted": 0, "not_booted": 0, "enrolled": 0, "trusted": 0, "untrusted": 0,
+             "errors": [], "enrol_s": [], "attest_s": []}
+    yield env.all_of([env.process(_guest(story, n, params, tally)) for n in names])
+    return _results(hv, host, params, tally, boot_seconds)
+
+
+def _results(hv, host, params, tally, boot_seconds):
+    from simxen.analysis.hops import percentiles
+    mgr = host.vtpmmgr.dom
+    abis = {}
+    for dom in hv.domains.values():
+        abi = hv.evtchn.abi(dom)
+        abis[abi] = abis.get(abi, 0) + 1
+    refused = _manager_refusals(hv, host)
+    return {
+        "guests": params["guest_count"],
+        "booted": tally["booted"],
+        "enrolled": tally["enrolled"],
+        "attestations": tally["trusted"] + tally["untrusted"],
+        "trusted": tally["trusted"],
+        "untrusted": tally["untrusted"],
+        "all_trusted": tally["trusted"] == params["guest_count"] * params["rounds"],
+        "boot_seconds": boot_seconds,
+        "vtpms_without_manager": hv.trace.count("vtpm.no_manager"),
+        "manager_evtchn_abi": hv.evtchn.abi(mgr),
+        "manager_ports": len(mgr.ports),
+        "manager_port_limit": hv.evtchn.limit(mgr) - 1,     # port 0 is never handed out
+        "manager_refusals": len(refused),
+        "manager_error": refused[0] if refused else "",
+        "evtchn_abis": abis,
+        "guest_errors": tally["errors"][:_SENTENCES],
+        "enrol_ms": {k: v if k == "count" else v * 1e3
+                     for k, v in percentiles(tally["enrol_s"]).items()},
+        "attest_ms": {k: v if k == "count" else v * 1e3
+                      for k, v in percentiles(tally["attest_s"]).items()},
+    }
+
+
+def _manager_refusals(hv, host):
+    """The ``error`` nodes the manager's backend wrote for connections it refused."""
+    from simxen.protocols.xenbus import backend_path
+    mgr = host.vtpmmgr.dom
+    out = []
+    for kernel in host.kernels("vtpm"):
+        path = backend_path(mgr.domid, "vtpm", kernel.dom.domid, 0) + "/error"
+        if hv.xs.exists(hv.dom0, path):
+            out.append(hv.xs.read(hv.dom0, path))
+    return out
+
+
+def report(rep, result, params):
+    n, rounds = result["guests"], params["rounds"]
+    rep.say(f"The host booted with the vTPM manager, {n} vTPM stub domains and {n} guests, each "
+            f"booted through pv-grub (kernel, command line and initrd measured into its vTPM); "
+            f"everything was up after {result['boot_seconds']:.3f} simulated seconds. "
+            f"{result['booted']} guests run Linux; the verifier enrolled {result['enrolled']} "
+            f"and judged {result['attestations']} rounds ({rounds} per guest): "
+            f"{result['trusted']} trusted, {result['untrusted']} untrusted.")
+    rep.say(f"The manager used the {result['manager_evtchn_abi']} event-channel ABI: "
+            f"{result['manager_ports']:,} of its {result['manager_port_limit']:,} ports in use.")
+    if result["manager_refusals"]:
+        rep.say(f"The manager refused {result['manager_refusals']:,} vTPM connection(s): "
+                f"{result['manager_error']}. Those vTPMs run without a manager "
+                f"({result['vtpms_without_manager']:,}): nothing they hold survives a restart.")
+    for line in result["guest_errors"]:
+        rep.say(f"A guest's TPM failed it: {line}.")
+    s = rep.section(f"Fleet ({params['name']})")
+    s.row("guests", n)
+    s.row("enrolled", result["enrolled"])
+    s.row("rounds judged", result["attestations"])
+    s.row("trusted / untrusted", f"{result['trusted']:,} / {result['untrusted']:,}")
+    s.row("enrolment p50 (simulated)", result["enrol_ms"].get("p50", 0.0), "ms")
+    s.row("attestation round p50 (simulated)", result["attest_ms"].get("p50", 0.0), "ms")
+    s.row("manager event-channel ABI", result["manager_evtchn_abi"])
+    s.row("manager ports in use / limit",
+          f"{result['manager_ports']:,} / {result['manager_port_limit']:,}")
+    s.row("domains per ABI", ", ".join(f"{abi}: {k}" for abi, k in sorted(result["evtchn_abis"].items())))

@@ -1,0 +1,62 @@
+"""The fleet workload at small scale, and the manager meeting the 2-level
+event-channel limit (lowered through the scenario, the same code path as 4,096)."""
+
+from pathlib import Path
+
+import pytest
+
+from simxen.scenario import runner, scenario_file
+from simxen.xen import Hypervisor
+from simxen.xen import errno
+from simxen.xen.errors import EvtchnError
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET = ROOT / "scenarios" / "fleet.toml"
+
+
+def fleet(tmp_path, **keys):
+    lines = FLEET.read_text().replace('"policies/', f'"{ROOT}/scenarios/policies/').splitlines()
+    lines = [line for line in lines if line.split(" = ")[0] not in keys]
+    at = lines.index('type = "fleet"') + 1
+    lines[at:at] = [f"{key} = {value}" for key, value in keys.items()]
+    path = tmp_path / "fleet.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return runner.run(scenario_file.load(path), trace_level="off").results["fleet"]
+
+
+def test_small_fleet_boots_enrols_and_attests_every_guest(tmp_path):
+    r = fleet(tmp_path, guest_count=3, rounds=2)
+    assert (r["guests"], r["booted"], r["enrolled"], r["attestations"]) == (3, 3, 3, 6)
+    assert r["all_trusted"] and r["manager_refusals"] == 0 and r["vtpms_without_manager"] == 0
+    assert r["manager_evtchn_abi"] == "2-level" and r["manager_ports"] == 3
+    assert r["evtchn_abis"] == {"2-level": 3 + 1 + 3 + 1}      # guests, manager, vTPMs, dom0
+
+
+def test_manager_on_2_level_abi_fails_with_enospc_while_fifo_succeeds(tmp_path):
+    two_level = fleet(tmp_path, guest_count=4, rounds=1, evtchn_2l_ports=3)
+    assert two_level["manager_port_limit"] == 2 and two_level["manager_ports"] == 2
+    assert two_level["manager_refusals"] == 2 and two_level["vtpms_without_manager"] == 2
+    assert "ENOSPC" in two_level["manager_error"]
+    fifo = fleet(tmp_path, guest_count=4, rounds=1, evtchn_2l_ports=3,
+                 manager_evtchn_abi='"fifo"')
+    assert fifo["manager_refusals"] == 0 and fifo["manager_ports"] == 4
+    assert fifo["manager_evtchn_abi"] == "fifo" and fifo["evtchn_abis"]["fifo"] == 1
+
+
+def test_fifo_abi_raises_the_port_limit_and_init_control_is_once():
+    hv = Hypervisor(seed=1)
+    a, b = hv.domain_create("a"), hv.domain_create("b")
+    assert hv.evtchn.abi(a) == "2-level" and hv.evtchn.limit(a) == 4096
+    hv.evtchn.nr_channels = 3
+    ports = [hv.evtchn.alloc_unbound(a, b.domid) for _ in range(2)]
+    with pytest.raises(EvtchnError) as e:
+        hv.evtchn.alloc_unbound(a, b.domid)
+    assert e.value.code == -errno.ENOSPC
+    hv.evtchn.close(a, ports[0])                       # the lowest free port comes back first
+    assert hv.evtchn.alloc_unbound(a, b.domid) == ports[0]
+    hv.evtchn.init_control(a)
+    assert hv.evtchn.abi(a) == "fifo" and hv.evtchn.limit(a) == 1 << 17
+    assert hv.evtchn.alloc_unbound(a, b.domid) == 3
+    with pytest.raises(EvtchnError) as e:
+        hv.evtchn.init_control(a)
+    assert e.value.code == -errno.EINVAL
