@@ -29,7 +29,7 @@ def test_small_fleet_boots_enrols_and_attests_every_guest(tmp_path):
     assert (r["guests"], r["booted"], r["enrolled"], r["attestations"]) == (3, 3, 3, 6)
     assert r["all_trusted"] and r["manager_refusals"] == 0 and r["vtpms_without_manager"] == 0
     assert r["manager_evtchn_abi"] == "2-level" and r["manager_ports"] == 3
-    assert r["evtchn_abis"] == {"2-level": 3 + 1 + 3 + 1}      # guests, manager, vTPMs, dom0
+    assert r["evtchn_abis"] == {"2-level": 3 + 1 + 3 + 1, "fifo": 0}   # guests, manager, vTPMs, dom0
 
 
 def test_manager_on_2_level_abi_fails_with_enospc_while_fifo_succeeds(tmp_path):

@@ -128,7 +128,7 @@ def run(sim, params):
 def _results(hv, host, params, tally, boot_seconds):
     from simxen.analysis.hops import percentiles
     mgr = host.vtpmmgr.dom
-    abis = {}
+    abis = {EVTCHN_ABI_2L: 0, EVTCHN_ABI_FIFO: 0}
     for dom in hv.domains.values():
         abi = hv.evtchn.abi(dom)
         abis[abi] = abis.get(abi, 0) + 1
@@ -150,6 +150,7 @@ def _results(hv, host, params, tally, boot_seconds):
         "manager_error": refused[0] if refused else "",
         "evtchn_abis": abis,
         "guest_errors": tally["errors"][:_SENTENCES],
+        "guests_failed_by_tpm": len(tally["errors"]),
         "enrol_ms": {k: v if k == "count" else v * 1e3
                      for k, v in percentiles(tally["enrol_s"]).items()},
         "attest_ms": {k: v if k == "count" else v * 1e3
@@ -167,6 +168,32 @@ def _manager_refusals(hv, host):
         if hv.xs.exists(hv.dom0, path):
             out.append(hv.xs.read(hv.dom0, path))
     return out
+
+
+def metrics(params):
+    """The results a fleet run publishes (see :mod:`simxen.scenario.metrics`)."""
+    from simxen.scenario.metrics import Metrics
+    m = Metrics()
+    m.add("guests", "count", "guests on the host")
+    m.add("booted", "count", "guests running Linux after pv-grub")
+    m.add("enrolled", "count", "guests whose AK the verifier enrolled")
+    m.add("attestations", "count", "attestation rounds judged")
+    m.add("trusted", "count", "rounds judged trusted")
+    m.add("untrusted", "count", "rounds judged untrusted")
+    m.flag("all_trusted", "every round of every guest was trusted")
+    m.add("boot_seconds", "s", "simulated time until every domain of the host was up")
+    m.add("vtpms_without_manager", "count", "vTPMs that could not connect to the manager")
+    m.text("manager_evtchn_abi", "the manager's event-channel ABI (2-level or fifo)")
+    m.add("manager_ports", "count", "event-channel ports the manager holds")
+    m.add("manager_port_limit", "count", "ports the manager's ABI allows")
+    m.add("manager_refusals", "count", "vTPM connections the manager's backend refused")
+    m.text("manager_error", "the first refused connection's error ('' if none)")
+    for abi in (EVTCHN_ABI_2L, EVTCHN_ABI_FIFO):
+        m.add(f"evtchn_abis.{abi}", "count", f"domains on the {abi} event-channel ABI")
+    m.add("guests_failed_by_tpm", "count", "guests whose TPM failed them after boot")
+    m.stats("enrol_ms", "ms", "enrolment of one guest (simulated)")
+    m.stats("attest_ms", "ms", "one attestation round (simulated)")
+    return m
 
 
 def report(rep, result, params):
@@ -195,4 +222,4 @@ def report(rep, result, params):
     s.row("manager event-channel ABI", result["manager_evtchn_abi"])
     s.row("manager ports in use / limit",
           f"{result['manager_ports']:,} / {result['manager_port_limit']:,}")
-    s.row("domains per ABI", ", ".join(f"{abi}: {k}" for abi, k in sorted(result["evtchn_abis"].items())))
+    s.row("domains per ABI", ", ".join(f"{abi}: {k}" for abi, k in result["evtchn_abis"].items() if k))
