@@ -44,10 +44,13 @@ class MssimServer:
     ``power_on()``/``powered``); ``None`` acknowledges them and does nothing.
     """
 
-    def __init__(self, manager, host="127.0.0.1", port=2321, platform=None):
+    def __init__(self, manager, host="127.0.0.1", port=2321, platform=None, *, listen=True):
         self.manager = as_manager(manager)
         self.platform = platform
-        self.pair = PortPair(host, port, self._serve_commands, self._serve_platform)
+        #: the two listening ports; ``None`` with ``listen=False``, where only the
+        #: connection handlers are used (on sockets the caller made, e.g. the fuzzer's)
+        self.pair = (PortPair(host, port, self.serve_commands, self.serve_platform)
+                     if listen else None)
 
     def start(self):
         self.pair.start()
@@ -56,7 +59,8 @@ class MssimServer:
     def stop(self):
         self.pair.stop()
 
-    def _serve_commands(self, sock):
+    def serve_commands(self, sock):
+        """Serve one connection to the command port until it ends."""
         client = self.manager.open_client()
         reader = BufferedReader(sock)
         try:
@@ -83,7 +87,8 @@ class MssimServer:
         finally:
             client.close()
 
-    def _serve_platform(self, sock):
+    def serve_platform(self, sock):
+        """Serve one connection to the platform port until it ends."""
         while True:
             try:
                 code = _U32.unpack(recv_exact(sock, 4))[0]

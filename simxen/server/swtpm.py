@@ -55,7 +55,7 @@ class SwtpmServer:
     """
 
     def __init__(self, manager, host="127.0.0.1", port=2321, platform=None,
-                 on_shutdown=None):
+                 on_shutdown=None, *, listen=True):
         self.manager = as_manager(manager)
         self.platform = platform
         self.on_shutdown = on_shutdown
@@ -63,7 +63,8 @@ class SwtpmServer:
         self.established = 0
         self._client = self.manager.open_client()
         self._client_lock = threading.Lock()
-        self.pair = PortPair(host, port, self._serve_data, self._serve_control)
+        #: the two listening ports; ``None`` with ``listen=False`` (handlers only)
+        self.pair = PortPair(host, port, self.serve_data, self.serve_control) if listen else None
 
     def start(self):
         self.pair.start()
@@ -73,12 +74,14 @@ class SwtpmServer:
         self.pair.stop()
         self._client.close()
 
-    def _new_client(self):
+    def new_client(self):
+        """End the current client (flushing what it left loaded) and start the next."""
         with self._client_lock:
             self._client.close()
             self._client = self.manager.open_client()
 
-    def _serve_data(self, sock):
+    def serve_data(self, sock):
+        """Serve one data-port connection until it ends."""
         pending = b""
         while True:
             # one recv usually holds a whole command; read more only if not
@@ -107,7 +110,8 @@ class SwtpmServer:
             client = self._client
             sock.sendall(client.execute(command, locality))
 
-    def _serve_control(self, sock):
+    def serve_control(self, sock):
+        """Serve one control-port connection until it ends."""
         fresh = True
         while True:
             try:
@@ -133,7 +137,7 @@ class SwtpmServer:
             if loc > 4:
                 return _U32.pack(TPM_BAD_PARAMETER)
             if fresh:
-                self._new_client()
+                self.new_client()
             self.locality = loc
             return ok
         if code == CMD_INIT:

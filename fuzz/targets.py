@@ -1,0 +1,659 @@
+"""The fuzz targets: one byte string in, invariants checked, counters kept.
+
+A target is a class with ``name``, ``seeds()`` (well-formed inputs to start
+mutating from), ``one(data)`` (run one input; raise :class:`Finding` when an
+invariant breaks; any other exception escaping is a crash) and ``counts`` (a
+dict of what it did, printed at the end of a run and recorded in
+``docs/fuzzing.rst``). Targets are deterministic: the same input does the
+same thing, so a saved finding reproduces with ``python -m fuzz.run TARGET
+--replay FILE``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import struct
+import tempfile
+
+__all__ = ["Finding", "TARGETS", "target"]
+
+
+class Finding(AssertionError):
+    """An invariant of the target does not hold for this input."""
+
+
+class _Bytes:
+    """Consume an input byte string field by field (zeros once it runs out)."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    def __bool__(self):
+        return self.pos < len(self.data)
+
+    def take(self, n):
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self):
+        b = self.take(1)
+        return b[0] if b else 0
+
+    def u16(self):
+        return int.from_bytes(self.take(2).ljust(2, b"\0"), "big")
+
+
+class _DetRandom:
+    """``random_bytes(n)``: SHAKE-256 of a seed and a counter (reproducible runs)."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.counter = 0
+
+    def __call__(self, n):
+        self.counter += 1
+        return hashlib.shake_256(self.seed + self.counter.to_bytes(8, "big")).digest(n)
+
+
+def well_formed_response(rsp, where="response"):
+    """The response code of a TPM 2.0 response; :class:`Finding` unless it is well formed:
+    at least 10 bytes, ``responseSize`` equal to its length, tag ST_NO_SESSIONS or
+    ST_SESSIONS, and a failure is exactly the 10-byte ST_NO_SESSIONS header."""
+    if not isinstance(rsp, (bytes, bytearray)) or len(rsp) < 10:
+        raise Finding(f"{where}: {len(rsp) if rsp is not None else None}-byte response")
+    tag, size, rc = struct.unpack_from(">HII", rsp, 0)
+    if size != len(rsp) or tag not in (0x8001, 0x8002):
+        raise Finding(f"{where}: header tag {tag:#x} size {size} for {len(rsp)} bytes")
+    if rc and (len(rsp) != 10 or tag != 0x8001):
+        raise Finding(f"{where}: failure rc {rc:#x} with a {len(rsp)}-byte body")
+    return rc
+
+
+# --------------------------------------------------------------------------- engine
+
+class EngineTarget:
+    """Commands through :meth:`simxen.tpm.TpmEngine.execute` (see the package doc).
+
+    Each input runs on a copy of one baseline engine -- started, with an ECC
+    storage primary at ``0x80000000``, an HMAC session at ``0x02000000`` and
+    an NV index at ``0x01500000`` -- so there is something to use, flush and
+    break (a fresh copy every :attr:`RESET_EVERY` inputs; ``--replay`` runs an
+    input on a fresh copy). The input is read as up to 16 commands, each chosen by one byte:
+    raw bytes, a header with a real command code and a random body, or one of
+    the well-formed commands with a few bytes changed, cut or extended.
+    """
+
+    name = "engine"
+    MAX_COMMANDS = 16
+    #: inputs that run on one copy of the baseline before a fresh copy (a copy costs
+    #: about as much as 40 commands; sharing also lets one input build on another's state)
+    RESET_EVERY = 16
+
+    def __init__(self):
+        from simxen.tpm import TpmEngine, client
+        from simxen.tpm.commands import COMMANDS
+        from simxen.tpm.constants import TPM_ALG, TPM_ECC, TPM_RC, TPM_RH, TPM_SE
+        from simxen.tpm.public import Public
+
+        self.client = client
+        self.codes = sorted(COMMANDS)
+        self.auth_fail = TPM_RC.AUTH_FAIL
+        self.failure = TPM_RC.FAILURE
+        engine = TpmEngine(seed=b"simxen fuzz", random_bytes=_DetRandom(b"fuzz"),
+                           clock=lambda: 1000.0, powered=True)
+        srk = Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00030072,
+                     symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), curve=TPM_ECC.NIST_P256,
+                     unique=(b"", b""))
+        signing = Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00040072,
+                         scheme=(TPM_ALG.ECDSA, TPM_ALG.SHA256), curve=TPM_ECC.NIST_P256,
+                         unique=(b"", b""))
+        nv_public = (struct.pack(">IHI", 0x01500000, TPM_ALG.SHA256, 0x00060006)
+                     + struct.pack(">H", 0) + struct.pack(">H", 32))
+        nv_define = client.build_command(
+            0x12A, (TPM_RH.OWNER,), struct.pack(">H", 0) + struct.pack(">H", len(nv_public))
+            + nv_public, [client.password_auth(b"")])
+        setup = [client.startup_command(),
+                 client.create_primary_command(TPM_RH.OWNER, srk),
+                 client.start_auth_session_command(b"\x11" * 32, TPM_SE.HMAC),
+                 nv_define]
+        for cmd in setup:
+            client.check(engine.execute(cmd))
+        self.baseline = engine
+        self.tpm = None
+        #: well-formed commands the inputs start from (and mutate)
+        self.templates = setup + [
+            client.pcr_extend_command(16, {TPM_ALG.SHA256: bytes(32)}),
+            client.pcr_read_command({TPM_ALG.SHA256: [0, 1, 16]}),
+            client.get_capability_command(1, 0x80000000, 16),
+            client.get_capability_command(6, 0x100, 64),
+            client.get_random_command(16),
+            client.read_public_command(0x80000000),
+            client.create_command(0x80000000, signing),
+            client.flush_context_command(0x80000000),
+            client.flush_context_command(0x02000000),
+            client.pcr_event_command(16, b"event"),
+            client.pcr_reset_command(16),
+            client.shutdown_command(),
+            client.build_command(0x162, params=struct.pack(">I", 0x80000000)),   # ContextSave
+            client.build_command(0x14E, (0x01500000,)),                          # NV_ReadPublic
+        ]
+        self.counts = {"inputs": 0, "commands": 0, "refused": 0, "refused_state_checked": 0,
+                       "refused_da_counted": 0, "succeeded": 0}
+
+    def seeds(self):
+        out = []
+        for i in range(len(self.templates)):
+            out.append(bytes([2 + 4 * 0, i, 0]))               # template i unchanged
+        return out + [b"\x00\x0a" + self.templates[4], b"\x01\x00\x10\x08" + bytes(8)]
+
+    def commands(self, data):
+        """The ``(command, locality)`` list an input stands for."""
+        r = _Bytes(data)
+        out = []
+        while r and len(out) < self.MAX_COMMANDS:
+            op = r.u8()
+            kind, loc = op & 3, (op >> 2) & 7
+            locality = loc if loc <= 4 else 0
+            if kind == 0:                                   # raw bytes
+                cmd = r.take(r.u8())
+            elif kind == 1:                                 # a real code, a random body
+                cc = self.codes[r.u16() % len(self.codes)]
+                body = r.take(r.u8())
+                tag = 0x8002 if op & 0x80 else 0x8001
+                cmd = struct.pack(">HII", tag, 10 + len(body), cc) + body
+            else:                                           # a template, changed
+                cmd = bytearray(self.templates[r.u8() % len(self.templates)])
+                for _ in range(r.u8() % 4 if kind == 2 else 0):
+                    pos = r.u16() % len(cmd)
+                    cmd[pos] = r.u8()
+                if kind == 3:
+                    cut = r.u8()
+                    cmd = cmd[:max(0, len(cmd) - cut)] if cut < 128 else cmd + r.take(cut - 127)
+                cmd = bytes(cmd)
+            out.append((cmd, locality))
+        return out
+
+    @staticmethod
+    def snapshot(tpm):
+        """What a refused command must not change: the persistent blob, the
+        loaded handles, the PCRs, the started flag."""
+        return (tpm.save_state(), tuple(sorted(tpm.objects)), tuple(sorted(tpm.sessions)),
+                {alg: tuple(v) for alg, v in tpm.pcrs.banks.items()}, tpm.started)
+
+    def one(self, data):
+        self.counts["inputs"] += 1
+        if self.tpm is None or self.counts["inputs"] % self.RESET_EVERY == 0:
+            self.tpm = copy.deepcopy(self.baseline)
+        tpm = self.tpm
+        counts = self.counts
+        for cmd, locality in self.commands(data):
+            before = self.snapshot(tpm)
+            before_da = tpm.da_failed_tries
+            rsp = tpm.execute(cmd, locality)
+            counts["commands"] += 1
+            rc = well_formed_response(rsp, f"command {cmd[:16].hex()}")
+            if rc == self.failure and tpm.last_internal_error is not None:
+                raise Finding(f"internal error behind TPM_RC_FAILURE for {cmd.hex()}: "
+                              f"{tpm.last_internal_error!r}")
+            if not rc:
+                counts["succeeded"] += 1
+                continue
+            counts["refused"] += 1
+            if rc & 0xBF == self.auth_fail and tpm.da_failed_tries != before_da:
+                counts["refused_da_counted"] += 1           # dictionary-attack counting
+                continue
+            after = self.snapshot(tpm)
+            if after != before:
+                what = [n for n, a, b in zip(("persistent state", "objects", "sessions", "PCRs",
+                                              "started"), before, after) if a != b]
+                raise Finding(f"refused command (rc {rc:#x}) changed {', '.join(what)}: "
+                              f"{cmd.hex()} at locality {locality}")
+            counts["refused_state_checked"] += 1
+
+
+# --------------------------------------------------------------------------- framing
+
+class _FakeSocket:
+    """A socket that delivers ``data`` in chunks of at most ``chunk`` bytes, then EOF."""
+
+    def __init__(self, data, chunk):
+        self.data = data
+        self.pos = 0
+        self.chunk = max(1, chunk)
+        self.sent = []
+
+    def recv(self, n):
+        out = self.data[self.pos:self.pos + min(n, self.chunk)]
+        self.pos += len(out)
+        return out
+
+    def sendall(self, data):
+        self.sent.append(bytes(data))
+
+    def setsockopt(self, *args):
+        pass
+
+
+class _RecordingBackend:
+    """An engine behind the resource manager that checks every response it gives."""
+
+    def __init__(self, engine, counts):
+        self.engine = engine
+        self.counts = counts
+
+    def execute(self, command, locality=0):
+        rsp = self.engine.execute(command, locality)
+        self.counts["commands"] += 1
+        well_formed_response(rsp, f"framed command {bytes(command[:16]).hex()}")
+        return rsp
+
+
+class FramingTarget:
+    """Bytes on the mssim command port or the swtpm data port (first input byte picks
+    which, and how the stream is cut into ``recv`` chunks).
+
+    The servers' connection handlers run on an in-memory socket, so one input
+    is one connection, synchronously. Invariants: the handler ends without an
+    exception, every response the TPM gives is well formed, every response
+    the server frames carries its own length, and once the connection ends
+    the client's loaded handles have been flushed.
+    """
+
+    name = "framing"
+
+    def __init__(self):
+        from simxen.server.loopback import ConnectionClosed
+        from simxen.server.mssim import MssimServer
+        from simxen.server.resource_manager import ResourceManager
+        from simxen.server.swtpm import SwtpmServer
+        from simxen.tpm import TpmEngine, client
+
+        self.client = client
+        self.ConnectionClosed = ConnectionClosed
+        self.counts = {"inputs": 0, "connections_mssim": 0, "connections_swtpm": 0,
+                       "commands": 0}
+        engine = TpmEngine(seed=b"simxen fuzz", random_bytes=_DetRandom(b"framing"),
+                           clock=lambda: 1000.0, powered=True)
+        client.check(engine.execute(client.startup_command()))
+        self.engine = engine
+        self.manager = ResourceManager(_RecordingBackend(engine, self.counts))
+        self.mssim = MssimServer(self.manager, platform=engine, listen=False)
+        self.swtpm = SwtpmServer(self.manager, platform=engine, listen=False)
+
+    def seeds(self):
+        getrand = self.client.get_random_command(8)
+        send = struct.pack(">IBI", 8, 0, len(getrand)) + getrand
+        return [b"\x00" + send + struct.pack(">I", 20),
+                b"\x01" + getrand,
+                b"\x00" + struct.pack(">IBI", 8, 0, 0) + struct.pack(">I", 15) + bytes(4),
+                b"\x01" + struct.pack(">HI", 0x8001, 5000) + bytes(20)]
+
+    def one(self, data):
+        self.counts["inputs"] += 1
+        if not data:
+            return
+        mode, body = data[0], data[1:]
+        sock = _FakeSocket(body, 1 + (mode >> 1) * 7)
+        if mode & 1 == 0:
+            self.counts["connections_mssim"] += 1
+            try:
+                self.mssim.serve_commands(sock)
+            except self.ConnectionClosed:       # a frame cut by EOF: how the loop ends
+                pass
+            self._check_mssim(sock.sent)
+        else:
+            self.counts["connections_swtpm"] += 1
+            try:
+                self.swtpm.serve_data(sock)
+            except self.ConnectionClosed:
+                pass
+            self.swtpm.new_client()
+            for rsp in sock.sent:
+                well_formed_response(rsp, "swtpm response")
+        if self.engine.objects or any(s.saved_sequence is None
+                                      for s in self.engine.sessions.values()):
+            raise Finding(f"handles left loaded after the client ended: "
+                          f"{sorted(self.engine.objects)} {sorted(self.engine.sessions)}")
+
+    @staticmethod
+    def _check_mssim(sent):
+        """The mssim replies: ``size | response | 0`` triples and 12-byte handshake answers."""
+        i = 0
+        while i < len(sent):
+            part = sent[i]
+            if len(part) == 12:                              # REMOTE_HANDSHAKE answer
+                i += 1
+                continue
+            if len(part) != 4 or i + 2 >= len(sent):
+                raise Finding(f"mssim reply part of {len(part)} bytes where a size was due")
+            (size,) = struct.unpack(">I", part)
+            rsp = sent[i + 1]
+            if size != len(rsp) or sent[i + 2] != b"\0\0\0\0":
+                raise Finding(f"mssim framed a {len(rsp)}-byte response with size {size}")
+            well_formed_response(rsp, "mssim response")
+            i += 3
+
+
+# --------------------------------------------------------------------------- tpmif
+
+class TpmifTarget:
+    """A hostile guest's shared page, read by a vTPM's tpmback (see the package doc).
+
+    One guest's Linux tpmfront connects to a backend whose server runs a TPM
+    engine. Each input is one malicious page state: the header (``length``,
+    ``state``, ``locality``, ``pad``, ``nr_extra_pages``), the extra-page
+    grant references and the payload are stored with plain writes, as a
+    hostile kernel would, the event channel is (or is not) notified, and the
+    simulation runs 50 ms. Then the guest starts over as an honest kernel
+    (state IDLE) and sends TPM2_GetRandom through its driver. Invariants: no
+    simulated process fails; whatever the backend wrote back fits the pages
+    and is a well-formed TPM response; the honest command is answered.
+    """
+
+    name = "tpmif"
+
+    def __init__(self):
+        from simxen.drivers.tpmback import TpmBack
+        from simxen.drivers.tpmfront import TpmFront
+        from simxen.drivers.xenbus import add_device
+        from simxen.protocols import tpmif
+        from simxen.tpm import TpmEngine, client
+        from simxen.xen import Hypervisor
+
+        self.tpmif, self.client = tpmif, client
+        self.counts = {"inputs": 0, "states": 0, "notified": 0, "answered": 0, "rejected": 0,
+                       "honest_commands_answered": 0}
+        hv = self.hv = Hypervisor(seed=1)
+        self.env = hv.env
+        vtpm = hv.domain_create("vtpm")
+        guest = hv.domain_create("guest1")
+        add_device(hv, hv.dom0, guest.domid, vtpm.domid, "vtpm",
+                   back_extra={"uuid": "00000000-0000-4000-8000-000000000001"})
+        self.back = TpmBack(hv, vtpm)
+        self.back.start()
+        engine = TpmEngine(seed=b"simxen fuzz", random_bytes=_DetRandom(b"tpmif"),
+                           clock=lambda: 1000.0, powered=True)
+        client.check(engine.execute(client.startup_command()))
+
+        def server():
+            while True:
+                req = yield from self.back.next_request()
+                vtpm.charge("tpm.vtpm.default")
+                self.back.respond(req, engine.execute(req.command, req.locality))
+
+        self.env.process(server())
+        self.front = TpmFront(hv, guest)
+        self._run(self.front.connect())
+        self.guest = guest
+        self.getrand = client.get_random_command(8)
+
+    def _run(self, gen):
+        proc = self.env.process(gen)
+        self.env.run(until=proc)
+        return proc.value
+
+    def seeds(self):
+        cmd = self.getrand
+        head = struct.pack("<IBBBB", len(cmd), 1, 0, 0, 0)
+        return [b"\x01" + head + cmd,
+                b"\x01" + struct.pack("<IBBBB", 5000, 1, 0, 0, 0) + cmd,
+                b"\x01" + struct.pack("<IBBBB", len(cmd), 1, 0, 0, 2) + bytes(8) + cmd,
+                b"\x01" + struct.pack("<IBBBB", len(cmd), 3, 0, 0, 0) + cmd,
+                b"\x01" + struct.pack("<IBBBB", 0, 1, 9, 0, 0)]
+
+    def one(self, data):
+        tpmif = self.tpmif
+        self.counts["inputs"] += 1
+        if not data:
+            return
+        flags, rest = data[0], data[1:1 + tpmif.XEN_PAGE_SIZE]
+        page = self.front.page.data
+        page[:len(rest)] = rest                 # plain stores into the guest's own page
+        self.counts["states"] += 1
+        if flags & 1:
+            self.counts["notified"] += 1
+            self.hv.evtchn.send(self.guest, self.front.port)
+        back = self.back
+        rejected, responses = back.rejected, back.responses
+        self.env.run(until=self.env.now + 0.05)
+        length, state, _, _, nr_extra = struct.unpack_from("<IBBBB", page, 0)
+        if back.rejected != rejected:
+            self.counts["rejected"] += 1
+        if back.rejected + back.responses != rejected + responses:
+            self.counts["answered"] += 1
+            if state != tpmif.TPMIF_STATE_FINISH:
+                raise Finding(f"backend answered but left state {state}")
+            capacity = tpmif.payload_capacity(nr_extra)
+            if length > capacity:
+                raise Finding(f"backend answered {length} bytes into a {capacity}-byte page set")
+            if nr_extra == 0:
+                at = tpmif.data_offset(0)
+                well_formed_response(bytes(page[at:at + length]), "tpmback response")
+        # the guest reboots its driver's view: an honest command must get through
+        page[:tpmif.TPMIF_HEADER_SIZE] = bytes(tpmif.TPMIF_HEADER_SIZE)
+        rsp = self._run(self.front.transmit(self.getrand))
+        if well_formed_response(rsp, "honest GetRandom") != 0:
+            raise Finding(f"honest command refused after a hostile page: {rsp.hex()}")
+        self.counts["honest_commands_answered"] += 1
+
+
+# --------------------------------------------------------------------------- xenstore
+
+class XenStoreTarget:
+    """XenStore operations by dom1 and dom2 (and a few by dom0) on a small set of paths.
+
+    Invariants: every refusal is a :class:`~simxen.xen.errors.XenStoreError`;
+    the dom0-only node ``/vm/secret`` (permissions ``n0``) keeps its value
+    and no unprivileged read of it succeeds; every child a directory lists
+    exists.
+    """
+
+    name = "xenstore"
+    _NAMES = ("a", "b", "device", "vtpm", "0", "state", "@releaseDomain", "..", "x" * 70, "")
+    _OPS = ("read", "write", "mkdir", "rm", "directory", "set_perms", "get_perms", "exists",
+            "watch", "unwatch", "transaction_start", "transaction_end")
+
+    def __init__(self):
+        from simxen.xen import Hypervisor
+        from simxen.xen.errors import XenStoreError
+
+        self.Hypervisor = Hypervisor
+        self.XenStoreError = XenStoreError
+        self.counts = {"inputs": 0, "operations": 0, "refused": 0}
+
+    def seeds(self):
+        return [bytes([1, 1, 0x12, 3]), bytes([2, 2, 0x21, 1, 5, 0x30]), bytes([1, 10, 0, 11, 1])]
+
+    def _path(self, r, domid):
+        n = r.u8()
+        parts = [self._NAMES[(n >> s) % len(self._NAMES)] for s in (0, 3, 5) if (n >> s) & 1 or s == 0]
+        base = ("/vm", f"/local/domain/{domid}", "/local/domain/0", "")[n >> 6]
+        return base + "/" + "/".join(parts) if base else "/".join(parts)
+
+    def one(self, data):
+        self.counts["inputs"] += 1
+        hv = self.Hypervisor(seed=1)
+        xs = hv.xs
+        dom0 = hv.dom0
+        doms = [dom0, hv.domain_create("d1"), hv.domain_create("d2")]
+        xs.write(dom0, "/vm/secret", "s")
+        xs.set_perms(dom0, "/vm/secret", ["n0"])
+        txs = {}
+        r = _Bytes(data)
+        steps = 0
+        while r and steps < 32:
+            steps += 1
+            op = self._OPS[r.u8() % len(self._OPS)]
+            who = r.u8()
+            caller = doms[1 + who % 2] if who < 0xF0 else dom0
+            path = self._path(r, caller.domid)
+            tx = txs.get(caller.domid) if who & 0x40 else None
+            self.counts["operations"] += 1
+            try:
+                if op == "read":
+                    value = xs.read(caller, path, tx)
+                    if path == "/vm/secret" and caller is not dom0:
+                        raise Finding(f"dom{caller.domid} read /vm/secret: {value!r}")
+                elif op == "write":
+                    xs.write(caller, path, r.take(r.u8() % 8).decode("latin-1"), tx)
+                elif op == "mkdir":
+                    xs.mkdir(caller, path, tx)
+                elif op == "rm":
+                    xs.rm(caller, path, tx)
+                elif op == "directory":
+                    xs.directory(caller, path, tx)
+                elif op == "set_perms":
+                    letters = "nrwbx"
+                    perms = [f"{letters[r.u8() % 5]}{r.u8() % 4}" for _ in range(1 + r.u8() % 3)]
+                    xs.set_perms(caller, path, perms, tx)
+                elif op == "get_perms":
+                    xs.get_perms(caller, path, tx)
+                elif op == "exists":
+                    xs.exists(caller, path, tx)
+                elif op == "watch":
+                    xs.watch(caller, path, "t")
+                elif op == "unwatch":
+                    xs.unwatch(caller, path, "t")
+                elif op == "transaction_start":
+                    txs[caller.domid] = xs.transaction_start(caller)
+                else:
+                    t = txs.pop(caller.domid, None)
+                    xs.transaction_end(caller, t if t is not None else r.u8(), bool(who & 1))
+            except self.XenStoreError:
+                self.counts["refused"] += 1
+        if xs.read(dom0, "/vm/secret") != "s":
+            raise Finding("an unprivileged domain changed /vm/secret")
+        self._check_tree(xs, dom0, "/")
+
+    def _check_tree(self, xs, dom0, path):
+        for child in xs.directory(dom0, path):
+            sub = (path.rstrip("/") + "/" + child)
+            if not xs.exists(dom0, sub):
+                raise Finding(f"{path} lists {child!r}, which does not exist")
+            self._check_tree(xs, dom0, sub)
+
+
+# --------------------------------------------------------------------------- parsers
+
+class EventLogTarget:
+    """:func:`simxen.protocols.tcg_eventlog.parse` and ``replay`` on arbitrary bytes:
+    only :class:`EventLogError`; a log that parses replays."""
+
+    name = "eventlog"
+
+    def __init__(self):
+        from simxen.protocols import tcg_eventlog
+        self.log = tcg_eventlog
+        self.counts = {"inputs": 0, "parsed": 0, "events": 0, "refused": 0}
+
+    def seeds(self):
+        log = self.log.EventLog(["sha1", "sha256"])
+        log.append(0, 8, b"S-CRTM")
+        log.append(4, 0x0D, b"kernel")
+        return [log.to_bytes()]
+
+    def one(self, data):
+        self.counts["inputs"] += 1
+        try:
+            _, events = self.log.parse(data)
+        except self.log.EventLogError:
+            self.counts["refused"] += 1
+            return
+        self.counts["parsed"] += 1
+        self.counts["events"] += len(events)
+        try:
+            self.log.replay(events)
+        except self.log.EventLogError:
+            pass
+
+
+class ImaTarget:
+    """:func:`simxen.protocols.ima.parse_list` on arbitrary text: only
+    :class:`ImaListError`; what parses formats back to a list that parses equal."""
+
+    name = "ima"
+
+    def __init__(self):
+        from simxen.protocols import ima
+        self.ima = ima
+        self.counts = {"inputs": 0, "parsed": 0, "entries": 0, "refused": 0}
+
+    def seeds(self):
+        ima = self.ima
+        entries = [ima.measure("/usr/bin/bash", bytes(range(32))),
+                   ima.violation("/tmp/x"), ima.measure("/a b/c", bytes(20), "sha1")]
+        return [ima.format_list(entries).encode()]
+
+    def one(self, data):
+        self.counts["inputs"] += 1
+        text = data.decode("utf-8", "replace")
+        verify = not (data[:1] == b"!")
+        try:
+            entries = self.ima.parse_list(text, verify=verify)
+        except self.ima.ImaListError:
+            self.counts["refused"] += 1
+            return
+        self.counts["parsed"] += 1
+        self.counts["entries"] += len(entries)
+        again = self.ima.parse_list(self.ima.format_list(entries), verify=verify)
+        if again != entries:
+            raise Finding("format_list(parse_list(x)) does not parse back to the same entries")
+
+
+class ScenarioTarget:
+    """:func:`simxen.scenario.scenario_file.load` on arbitrary bytes: only
+    :class:`~simxen.errors.InputError` (one line, naming the file)."""
+
+    name = "scenario"
+
+    def __init__(self):
+        from simxen.errors import InputError
+        from simxen.scenario import scenario_file
+        self.InputError = InputError
+        self.load = scenario_file.load
+        self.folder = tempfile.mkdtemp(prefix="simxen-fuzz-")
+        self.path = os.path.join(self.folder, "fuzz.toml")
+        self.counts = {"inputs": 0, "loaded": 0, "refused": 0}
+
+    def seeds(self):
+        here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "scenarios")
+        out = []
+        if os.path.isdir(here):
+            for name in sorted(os.listdir(here)):
+                if name.endswith(".toml"):
+                    with open(os.path.join(here, name), "rb") as f:
+                        out.append(f.read())
+        return out or [b'[scenario]\nname = "x"\n']
+
+    def one(self, data):
+        self.counts["inputs"] += 1
+        with open(self.path, "wb") as f:
+            f.write(data)
+        try:
+            self.load(self.path)
+        except self.InputError as exc:
+            self.counts["refused"] += 1
+            if "\n" in str(exc).strip():
+                raise Finding(f"multi-line error: {str(exc)[:200]!r}")
+            return
+        self.counts["loaded"] += 1
+
+
+TARGETS = {cls.name: cls for cls in (EngineTarget, FramingTarget, TpmifTarget, XenStoreTarget,
+                                     EventLogTarget, ImaTarget, ScenarioTarget)}
+
+
+def target(name):
+    """A fresh instance of target ``name``."""
+    try:
+        return TARGETS[name]()
+    except KeyError:
+        raise SystemExit(f"unknown fuzz target {name!r} (expected one of "
+                         f"{', '.join(sorted(TARGETS))})") from None
