@@ -10,17 +10,19 @@ Serves one software TPM on loopback so that real tools reach it::
 ports P and P+1 and flushes what each tool run left loaded when it
 disconnects; ``--protocol swtpm`` speaks swtpm's raw protocol (data P,
 control P+1).  With ``--state FILE`` the TPM starts from the file if it
-exists and writes its state back on exit (Ctrl-C or SIGTERM).  Each command
-is logged to standard error by name and response code.
+exists; the file is written atomically (temporary file, fsync, rename)
+before the response to every command that changed the TPM's persistent
+state, and once more on exit, so even a SIGKILL loses no answered change.
+Each command is logged to standard error by name and response code.
 """
 
-import os
 import sys
 
 from simxen.errors import InputError
 from simxen.server import foreground
 from simxen.server.resource_manager import ResourceManager, describe
-from simxen.tpm import StateError, TpmEngine
+from simxen.server.state_file import PersistingEngine, StateFile
+from simxen.tpm import TpmEngine
 
 
 def add_arguments(parser):
@@ -30,53 +32,34 @@ def add_arguments(parser):
                        description=__doc__.split("\n\n")[1])
     foreground.add_listen_arguments(p)
     p.add_argument("--state", metavar="FILE",
-                   help="load TPM state from FILE if present; write it there on exit")
+                   help="load TPM state from FILE if present; save it there after every "
+                        "command that changes persistent state, and on exit")
     p.add_argument("--seed", help="derive the primary seeds from this text (fresh TPM only)")
     p.add_argument("--quiet", action="store_true", help="do not log each command")
-
-
-def load_engine(state_path, seed):
-    """The engine: restored from ``state_path`` if that file exists."""
-    if state_path and os.path.exists(state_path):
-        try:
-            with open(state_path, "rb") as f:
-                blob = f.read()
-        except OSError as exc:
-            raise InputError(f"cannot read TPM state: {exc.strerror}", path=state_path) from None
-        try:
-            return TpmEngine.from_state(blob)
-        except StateError as exc:
-            raise InputError(str(exc), path=state_path) from None
-    return TpmEngine(seed=seed.encode() if seed is not None else None, powered=True)
-
-
-def save_engine(engine, state_path):
-    """Write the state atomically (temporary file, then rename)."""
-    tmp = state_path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(engine.save_state())
-        os.replace(tmp, state_path)
-    except OSError as exc:
-        raise InputError(f"cannot write TPM state: {exc.strerror}", path=state_path) from None
 
 
 def main(args):
     if args.tpm_command != "serve":
         raise InputError(f"unknown action {args.tpm_command!r}")
     foreground.check_port(args.port)                   # before the state is read
-    if args.state:
-        folder = os.path.dirname(os.path.abspath(args.state))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise InputError(f"folder {folder} does not exist or is not writable",
-                             path=args.state, key="--state")
-    engine = load_engine(args.state, args.seed)
     err = sys.stderr
+    state = None
+    if args.state:
+        state = StateFile(args.state)
+        state.check_writable()                         # now, not after the session
+        engine = state.load(args.seed)
+        state.save(engine)              # a fresh TPM's seeds are on disk before any tool sees them
+        backend = PersistingEngine(engine, state, on_save_error=lambda exc: print(
+            f"simxen tpm: {exc}", file=err, flush=True))
+    else:
+        engine = TpmEngine(seed=args.seed.encode() if args.seed is not None else None,
+                           powered=True)
+        backend = engine
 
     def log(client, command, response, locality):
         print(f"[client {client.ident}] {describe(command, response)}", file=err, flush=True)
 
-    manager = ResourceManager(engine, log=None if args.quiet else log)
+    manager = ResourceManager(backend, log=None if args.quiet else log)
     server = foreground.start(manager, args.protocol, args.host, args.port, platform=engine)
 
     def announce():
@@ -85,8 +68,8 @@ def main(args):
     try:
         foreground.wait_until_stopped(server, ready=announce)
     finally:
-        if args.state:
+        if state is not None:
             with manager.lock:
-                save_engine(engine, args.state)
+                state.save(engine)
             print(f"simxen tpm: state saved to {args.state}", file=err, flush=True)
     return 0
