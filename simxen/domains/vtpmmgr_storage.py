@@ -12,19 +12,33 @@ Xen or another dom0 has other PCR values, the TPM refuses to unseal, and
 the manager refuses to serve any vTPM's secrets (:attr:`ManagerStorage.error`)
 -- while leaving the disk untouched, so the right boot can still open it.
 
-Layout of the manager image (big-endian)::
+**Two copies, A and B.** The image is split in two halves; copy A starts at
+offset 0, copy B at ``size // 2``. Save number *n* (the ``sequence``) goes
+to copy ``n % 2``, so it never overwrites the copy holding save *n - 1*,
+the last one that completed. At open, each copy is checked on its own
+(magic, version, lengths, and a SHA-256 over the header and the body); of
+the intact copies the newest opens. A crash in the middle of a save thus
+leaves the previous save readable, and a manager never starts blank while
+an intact save exists: an image with the magic but no intact copy is
+refused as damaged (:attr:`ManagerStorage.error`), not re-provisioned.
+Xen's manager keeps its root sector the same way (two root copies with a
+sequence number, ``stubdom/vtpmmgr/disk_read.c`` ``vtpm_load_disk`` tries
+the newer and falls back to the older).
+
+Layout of one copy (big-endian)::
 
     offset  size  field
          0     8  magic "vMGRdisk"
-         8     4  version = 1
+         8     4  version = 2
         12     4  PCR bitmap: bit i set = SHA-256 PCR i is in the seal policy
-        16     8  sequence (incremented on every write)
+        16     8  sequence (incremented on every save; the copy is sequence % 2)
         24     4  length of the sealed object's TPM2B_PUBLIC bytes   (P)
         28     4  length of the sealed object's TPM2B_PRIVATE bytes  (Q)
         32     4  length of the sealed record table                 (R)
-        36     P  public area of the sealed manager key
-      36+P     Q  private area (encrypted by the TPM under its SRK)
-    36+P+Q     R  nonce || AES-256-GCM(manager key, record table)
+        36    32  SHA-256 of bytes 0..36 and of the body that follows
+        68     P  public area of the sealed manager key
+      68+P     Q  private area (encrypted by the TPM under its SRK)
+    68+P+Q     R  nonce || AES-256-GCM(manager key, record table)
 
 **Deviations from Xen**, on purpose: Xen's manager spreads records over
 encrypted 4 KiB sectors with per-group keys and seals with TPM 1.2
@@ -38,17 +52,21 @@ UUID of the *admin* vTPM (the first one ever created, as in Xen's group 0).
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 from simxen.domains import ptpm_commands as ptpm
 from simxen.protocols.vtpm_disk import (VTPM_KEY_SIZE, VTPM_NONCE_SIZE, VtpmDiskError,
                                         open_manager_records, seal_manager_records)
 
-__all__ = ["ManagerStorage", "DISK_MAGIC", "ADMIN_RECORD"]
+__all__ = ["ManagerStorage", "DISK_MAGIC", "ADMIN_RECORD", "COPIES"]
 
 DISK_MAGIC = b"vMGRdisk"
-_VERSION = 1
+_VERSION = 2
 _HDR = struct.Struct(">8sIIQIII")
+_CHECK = 32                          # SHA-256 after the header
+#: Number of copies of the manager's state on its image (A and B).
+COPIES = 2
 #: The reserved record naming the admin vTPM.
 ADMIN_RECORD = bytes(16)
 
@@ -79,47 +97,57 @@ class ManagerStorage:
     def is_open(self) -> bool:
         return self.error is None
 
-    def _header(self):
-        raw = self.disk.read(0, _HDR.size)
-        magic, version, bitmap, seq, p, q, r = _HDR.unpack(raw)
+    def copy_offset(self, index: int) -> int:
+        """Where copy ``index`` (0 = A, 1 = B) starts on the image."""
+        return index * (self.disk.size // COPIES)
+
+    def _read_copy(self, index, flow):
+        """``(sequence, bitmap, public, private, sealed)`` of an intact copy;
+        ``None`` if the copy was never written; ``"damaged"`` otherwise."""
+        base = self.copy_offset(index)
+        raw = self.disk.read(base, _HDR.size + _CHECK, flow=flow)
+        magic, version, bitmap, seq, p, q, r = _HDR.unpack_from(raw)
         if magic != DISK_MAGIC:
-            return None
-        if version != _VERSION:
-            raise VtpmDiskError(f"manager disk version {version} is not {_VERSION}")
-        return bitmap, seq, p, q, r
+            return None if not any(raw) else "damaged"
+        room = self.disk.size // COPIES - _HDR.size - _CHECK
+        if version != _VERSION or p + q + r > room:
+            return "damaged"
+        body = self.disk.read(base + _HDR.size + _CHECK, p + q + r, flow=flow)
+        if hashlib.sha256(raw[:_HDR.size] + body).digest() != raw[_HDR.size:]:
+            return "damaged"
+        return seq, bitmap, body[:p], body[p:p + q], body[p + q:]
 
     def open(self, *, flow=None):
         """Generator: create the SRK, then unseal the manager key (or provision a new one).
 
         Sets :attr:`error` instead of raising when the TPM refuses to unseal
-        or the disk is damaged.
+        or no copy on the disk is intact.
         """
         self.srk, _, _ = yield from ptpm.create_primary(self.port, ptpm.SRK_TEMPLATE, flow=flow)
-        try:
-            header = self._header()
-        except VtpmDiskError as exc:
-            self.error = str(exc)
+        copies = [self._read_copy(i, flow) for i in range(COPIES)]
+        intact = sorted((c for c in copies if isinstance(c, tuple)), key=lambda c: -c[0])
+        if not intact:
+            if all(c is None for c in copies):
+                yield from self._provision(flow)       # a new image: nothing was ever saved
+            else:
+                self.error = "manager disk damaged: no intact copy of its state (A or B)"
             return
-        if header is None:
-            yield from self._provision(flow)
+        for seq, bitmap, public, private, sealed in intact:     # newest first
+            pcrs = tuple(i for i in range(32) if bitmap >> i & 1)
+            try:
+                key = yield from ptpm.unseal(self.port, self.srk, private, public, pcrs,
+                                             self.random_bytes(16), flow=flow)
+            except ptpm.PtpmError as exc:
+                self.error = f"unseal refused: {exc}"
+                return
+            try:
+                self.records = open_manager_records(sealed, key)
+            except VtpmDiskError as exc:
+                self.error = f"records do not open: {exc}"
+                continue                                # as Xen: try the older copy
+            self.key, self.sealed, self.sequence, self.pcrs = key, (public, private), seq, pcrs
+            self.error = None
             return
-        bitmap, seq, p, q, r = header
-        pcrs = tuple(i for i in range(32) if bitmap >> i & 1)
-        body = self.disk.read(_HDR.size, p + q + r)
-        public, private, sealed = body[:p], body[p:p + q], body[p + q:]
-        try:
-            key = yield from ptpm.unseal(self.port, self.srk, private, public, pcrs,
-                                         self.random_bytes(16), flow=flow)
-        except ptpm.PtpmError as exc:
-            self.error = f"unseal refused: {exc}"
-            return
-        try:
-            self.records = open_manager_records(sealed, key)
-        except VtpmDiskError as exc:
-            self.error = f"records do not open: {exc}"
-            return
-        self.key, self.sealed, self.sequence, self.pcrs = key, (public, private), seq, pcrs
-        self.error = None
 
     def _provision(self, flow):
         key = self.random_bytes(VTPM_KEY_SIZE)
@@ -130,15 +158,22 @@ class ManagerStorage:
         self.sync(flow=flow)
 
     def sync(self, *, flow=None) -> None:
-        """Write the whole image (sealed key + fresh-nonce record table) and flush."""
+        """Write the next save (sealed key + fresh-nonce record table) into the
+        copy that does not hold the last one, and flush."""
         public, private = self.sealed
         table = seal_manager_records(self.records, self.key, self.random_bytes(VTPM_NONCE_SIZE))
-        self.sequence += 1
+        sequence = self.sequence + 1
         bitmap = sum(1 << i for i in self.pcrs)
-        image = _HDR.pack(DISK_MAGIC, _VERSION, bitmap, self.sequence, len(public), len(private),
-                          len(table)) + public + private + table
-        self.disk.write(0, image, flow=flow)
+        body = public + private + table
+        header = _HDR.pack(DISK_MAGIC, _VERSION, bitmap, sequence, len(public), len(private),
+                           len(table))
+        image = header + hashlib.sha256(header + body).digest() + body
+        if len(image) > self.disk.size // COPIES:
+            raise VtpmDiskError(f"{len(image)}-byte manager state does not fit half of the "
+                                f"{self.disk.size}-byte image")
+        self.disk.write(self.copy_offset(sequence % COPIES), image, flow=flow)
         self.disk.flush(flow=flow)
+        self.sequence = sequence
 
     # -- records -----------------------------------------------------------
     def get(self, uuid: bytes):

@@ -100,14 +100,36 @@ def test_another_tpm_cannot_unseal_either():
     assert not open_storage(image, stranger).is_open
 
 
-def test_a_damaged_record_table_is_refused_not_crashed():
+def _flip_last_byte_of_copy(image, storage, index):
+    base = storage.copy_offset(index)
+    half = image.read(base, image.size // 2)
+    end = base + len(half.rstrip(b"\0"))
+    image.write(end - 5, bytes([image.read(end - 5, 1)[0] ^ 0xFF]))   # inside the sealed table
+
+
+def test_a_damaged_newest_copy_falls_back_to_the_older_one():
     image = DiskImage("/var/m.img")
     tpm = powered_tpm()
-    open_storage(image, tpm).put(b"A" * 16, b"k" * 64)
-    end = len(image.snapshot().rstrip(b"\0"))
-    image.write(end - 5, bytes([image.read(end - 5, 1)[0] ^ 0xFF]))   # inside the sealed table's tag
+    storage = open_storage(image, tpm)                  # save 1 (copy B)
+    storage.put(b"A" * 16, b"k" * 64)                   # save 2 (copy A)
+    storage.put(b"B" * 16, b"j" * 64)                   # save 3 (copy B)
+    _flip_last_byte_of_copy(image, storage, 1)
+    again = open_storage(image, powered_tpm(state=tpm.save_state()))
+    assert again.is_open and again.sequence == 2
+    assert again.get(b"A" * 16) == b"k" * 64 and again.get(b"B" * 16) is None
+
+
+def test_no_intact_copy_is_refused_as_damaged_not_reprovisioned():
+    image = DiskImage("/var/m.img")
+    tpm = powered_tpm()
+    storage = open_storage(image, tpm)
+    storage.put(b"A" * 16, b"k" * 64)
+    for index in (0, 1):
+        _flip_last_byte_of_copy(image, storage, index)
+    before = image.snapshot()
     damaged = open_storage(image, powered_tpm(state=tpm.save_state()))
-    assert not damaged.is_open and "records do not open" in damaged.error
+    assert not damaged.is_open and "no intact copy" in damaged.error
+    assert not damaged.provisioned and image.snapshot() == before
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
