@@ -22,11 +22,12 @@ import hmac as _hmac
 import struct
 
 from simxen.tpm.algorithms import HASHES
-from simxen.tpm.constants import TPM_HT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT, TPMA_SESSION
+from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_NT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT, TPMA_SESSION
 from simxen.tpm.errors import TpmError
 from simxen.tpm.kdf import kdfa
 from simxen.tpm.limits import MAX_SESSIONS_PER_COMMAND
 from simxen.tpm.marshal import Reader, tpm2b, u32
+from simxen.tpm.pcr import AUTH_GROUP
 from simxen.tpm.protection import cfb
 
 #: The response authorization of a password session: empty nonce,
@@ -110,7 +111,13 @@ class SessionProcessing:
             raise TpmError(TPM_RC.AUTH_MISSING)
         return sessions
 
+    def _policy_only(self, handle):
+        """A PCR whose group has an authPolicy takes only a policy session."""
+        return handle in AUTH_GROUP and bool(self.pcr_policies)
+
     def _check_password(self, handle, password, index):
+        if self._policy_only(handle):
+            raise TpmError(TPM_RC.AUTH_TYPE)
         if handle >> 24 in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
             obj = self.get_object(handle)
             if not obj.attributes & TPMA_OBJECT.userWithAuth:
@@ -119,6 +126,7 @@ class SessionProcessing:
         self._check_lockout(handle)
         if not _hmac.compare_digest(password.rstrip(b"\0"), expected):
             self._auth_failed(handle, index)
+        self._auth_succeeded(handle)
 
     def _da_recover(self):
         """Forget one failed try per ``recoveryTime`` seconds of TPM clock,
@@ -134,6 +142,11 @@ class SessionProcessing:
             self.lockout_auth_locked = False
 
     def _check_lockout(self, handle):
+        if handle >> 24 == TPM_HT.NV_INDEX:
+            nv = self.nv_indices.get(handle)
+            if nv is not None and nv.is_pin and (not nv.attributes & TPMA_NV.WRITTEN
+                                                 or nv.pin_count >= nv.pin_limit):
+                raise TpmError(TPM_RC.AUTH_UNAVAILABLE)      # PIN used up or never set
         self._da_recover()
         if handle == TPM_RH.LOCKOUT:
             if self.lockout_auth_locked:
@@ -141,7 +154,22 @@ class SessionProcessing:
         elif self.da_failed_tries >= self.da_max_tries and self.da_protected(handle):
             raise TpmError(TPM_RC.LOCKOUT)
 
+    def _auth_succeeded(self, handle):
+        """A PIN pass index counts each use of its PIN; a PIN fail index
+        forgets its failures."""
+        if handle >> 24 == TPM_HT.NV_INDEX:
+            nv = self.nv_indices.get(handle)
+            if nv is not None and nv.is_pin:
+                nv.pin_count = nv.pin_count + 1 if nv.nt == TPM_NT.PIN_PASS else 0
+                self.nv_changed = True
+
     def _auth_failed(self, handle, index):
+        if handle >> 24 == TPM_HT.NV_INDEX:
+            nv = self.nv_indices.get(handle)
+            if nv is not None and nv.nt == TPM_NT.PIN_FAIL:   # counted by the index, not DA
+                nv.pin_count += 1
+                self.nv_changed = True
+                raise TpmError(TPM_RC.BAD_AUTH, session=index)
         if handle == TPM_RH.LOCKOUT:
             self.lockout_auth_locked = True
             self.lockout_locked_at = self.clock
@@ -197,11 +225,18 @@ class SessionProcessing:
                         handle >> 24 != TPM_HT.NV_INDEX or s.nv_written != bool(
                             self.nv_indices[handle].attributes & TPMA_NV.WRITTEN)):
                     raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
+                if s.pp_required:               # no physical presence on this platform
+                    raise TpmError(TPM_RC.PP, session=idx)
+                if s.template_hash is not None and s.template_hash != _template_hash(
+                        s.hash, cc, cp_params):
+                    raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
                 a.include_auth = s.auth_value_needed
                 if s.password_needed:
                     self._check_password_policy(handle, a.hmac, idx)
                     continue
             else:
+                if self._policy_only(handle):
+                    raise TpmError(TPM_RC.AUTH_TYPE)
                 if role == "user" and handle >> 24 in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
                     if not self.get_object(handle).attributes & TPMA_OBJECT.userWithAuth:
                         raise TpmError(TPM_RC.AUTH_UNAVAILABLE)
@@ -221,6 +256,8 @@ class SessionProcessing:
                     self._auth_failed(handle, idx)
                 raise TpmError(TPM_RC.AUTH_FAIL if s.is_policy or not a.include_auth
                                else TPM_RC.BAD_AUTH, session=idx)
+            if a.include_auth:
+                self._auth_succeeded(handle)
         for a in sessions[n_auth:]:
             a.entity = None
 
@@ -339,3 +376,19 @@ class SessionProcessing:
             elif s.is_policy and a.entity is not None:
                 s.reset_policy()
         return b"".join(out)
+
+
+_CREATE_COMMANDS = (TPM_CC.CreatePrimary, TPM_CC.Create, TPM_CC.CreateLoaded)
+
+
+def _template_hash(h, cc, params):
+    """H(inPublic) of a create command (the TPM2B after inSensitive), for
+    PolicyTemplate; ``None`` for any other command."""
+    if cc not in _CREATE_COMMANDS:
+        return None
+    try:
+        r = Reader(params)
+        r.tpm2b()
+        return h.digest(r.tpm2b())
+    except TpmError:
+        return None

@@ -28,13 +28,13 @@ from simxen.tpm import audit
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.authorization import PW_RESPONSE as _PW_RESPONSE, SessionProcessing
 from simxen.tpm.commands import COMMANDS, load_all
-from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT
 from simxen.tpm.errors import StateError, TpmError
 from simxen.tpm.kdf import kdfa
 from simxen.tpm.limits import (MAX_ACTIVE_SESSIONS, MAX_COMMAND_SIZE, MAX_LOADED_SESSIONS,
                                MAX_TRANSIENT_OBJECTS)
 from simxen.tpm.marshal import Reader
-from simxen.tpm.pcr import PCR_COUNT, PcrBanks
+from simxen.tpm.pcr import AUTH_GROUP, PCR_COUNT, PcrBanks
 
 load_all()
 
@@ -111,6 +111,7 @@ class TpmEngine(SessionProcessing):
         self.orderly_state = None        # Shutdown(STATE) snapshot, or None
         self.total_commands = 0
         self.command_audit = audit.CommandAudit()
+        self.clock_rate_adjust = 0       # last ClockRateAdjust request (-3 .. 3)
         self.pcr_policies = {}           # PCR -> (hashAlg, authPolicy), PCR_SetAuthPolicy
         self.stir_pool = b""
         self.stir_counter = 0
@@ -140,6 +141,7 @@ class TpmEngine(SessionProcessing):
         self.startup_time = self._clock_fn()
         self._drtm = None
         self.exclusive_audit = None      # handle of the exclusive audit session
+        self.pcr_auth = {}               # first PCR of a group -> authValue (PCR_SetAuthValue)
 
     def power_on(self):
         """_TPM_Init: power on (or reset) the TPM.  Transient objects and
@@ -254,6 +256,8 @@ class TpmEngine(SessionProcessing):
         return _U32.pack(handle)
 
     def entity_auth(self, handle):
+        if handle < PCR_COUNT:
+            return self.pcr_auth.get(AUTH_GROUP[0], b"") if handle in AUTH_GROUP else b""
         ht = handle >> 24
         if ht == TPM_HT.PERMANENT:
             return self.hierarchy_auth.get(handle, b"")
@@ -267,9 +271,13 @@ class TpmEngine(SessionProcessing):
 
     def entity_policy(self, handle):
         """``(authPolicy, nameAlg)`` of an entity; empty policy if none."""
+        if handle < PCR_COUNT:
+            alg, digest = (self.pcr_policies.get(AUTH_GROUP[0], (TPM_ALG.NULL, b""))
+                           if handle in AUTH_GROUP else (TPM_ALG.NULL, b""))
+            return digest, alg
         ht = handle >> 24
         if ht == TPM_HT.PERMANENT:
-            alg, digest = self.hierarchy_policy.get(handle, (0x0010, b""))
+            alg, digest = self.hierarchy_policy.get(handle, (TPM_ALG.NULL, b""))
             return digest, alg
         if ht == TPM_HT.TRANSIENT or ht == TPM_HT.PERSISTENT:
             obj = self.get_object(handle)
@@ -416,8 +424,8 @@ class TpmEngine(SessionProcessing):
             # fast path: exactly one empty password session (PCR_Extend & co.)
             if (auth_size == 9 and n_auth == 1 and command[pos:pos + 6] == _PW_EMPTY_HEAD
                     and command[pos + 6] <= 1 and command[pos + 7:pos + 9] == b"\0\0"):
-                if handles[0] >= PCR_COUNT:          # PCR authValues are always empty
-                    self._check_password(handles[0], b"", 1)
+                if handles[0] >= PCR_COUNT or handles[0] in AUTH_GROUP:
+                    self._check_password(handles[0], b"", 1)   # other PCRs: always empty
                 sessions = None
                 pw_only = 1
             else:

@@ -7,7 +7,7 @@ by the first write.
 """
 
 from simxen.tpm.algorithms import HASHES
-from simxen.tpm.constants import TPM_RC, TPMA_NV
+from simxen.tpm.constants import TPM_RC, TPM_NT, TPMA_NV
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32
 
@@ -38,6 +38,24 @@ class NvIndex:
     def nt(self):
         """TPM_NT: the index type in bits 4..7 of the attributes."""
         return (self.attributes & TPMA_NV.TPM_NT_MASK) >> 4
+
+    @property
+    def is_pin(self):
+        """A PIN pass or PIN fail index: its data is TPMS_NV_PIN_COUNTER_PARAMETERS
+        (pinCount u32, pinLimit u32) and its authValue is a PIN."""
+        return self.nt == TPM_NT.PIN_PASS or self.nt == TPM_NT.PIN_FAIL
+
+    @property
+    def pin_count(self):
+        return int.from_bytes(self.data[0:4], "big")
+
+    @pin_count.setter
+    def pin_count(self, value):
+        self.data[0:4] = value.to_bytes(4, "big")
+
+    @property
+    def pin_limit(self):
+        return int.from_bytes(self.data[4:8], "big")
 
     def set_attributes(self, attributes):
         self.attributes = attributes

@@ -25,6 +25,11 @@ from simxen.tpm.algorithms import HASHES
 from simxen.tpm.constants import TPM_ALG
 
 PCR_COUNT = 24
+
+#: PCRs that share one authValue and one authPolicy (the PC Client profile's
+#: single authorization group, PCR 20-22); the others always take the empty
+#: authValue and have no policy
+AUTH_GROUP = (20, 21, 22)
 #: (stateSave, reset locality mask, extend locality mask) per PCR.
 PCR_ATTRIBUTES = ([(True, 0x00, 0x1F)] * 16 + [(False, 0x0F, 0x1F)]
                   + [(False, 0x10, 0x1C)] * 2 + [(False, 0x10, 0x0C)]

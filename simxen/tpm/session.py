@@ -6,7 +6,7 @@ StartAuthSession, what it is bound to, the symmetric algorithm for
 parameter encryption, and for policy sessions the ``policy_digest`` and the
 conditions the policy commands deferred to the time of use (command code,
 PCR update counter, authValue or password needed, locality, cpHash, name
-hash, NV written state).
+hash, NV written state, template hash, physical presence).
 """
 
 from simxen.tpm.constants import TPM_SE
@@ -18,7 +18,8 @@ class Session:
     __slots__ = ("handle", "type", "hash", "nonce_tpm", "session_key", "bind_name",
                  "symmetric", "policy_digest", "command_code", "pcr_counter",
                  "auth_value_needed", "password_needed", "locality", "cp_hash",
-                 "name_hash", "nv_written", "saved_sequence", "is_trial", "audit_digest")
+                 "name_hash", "nv_written", "saved_sequence", "is_trial", "audit_digest",
+                 "template_hash", "pp_required", "start_time")
 
     def __init__(self, handle, type_, hash_alg, nonce_tpm, session_key, bind_name,
                  symmetric):
@@ -49,6 +50,8 @@ class Session:
         self.cp_hash = None
         self.name_hash = None
         self.nv_written = None
+        self.template_hash = None
+        self.pp_required = False
 
     def extend_policy(self, data):
         """``policyDigest := H(policyDigest || data)``."""

@@ -1,4 +1,5 @@
-"""Part 3, chapter 14: RSA_Encrypt, RSA_Decrypt, ECDH_KeyGen, ECDH_ZGen.
+"""Part 3, chapter 14: RSA_Encrypt, RSA_Decrypt, ECDH_KeyGen, ECDH_ZGen,
+ECC_Parameters.
 
 Schemes: TPM_ALG_OAEP (with a hash), TPM_ALG_RSAES (PKCS #1 v1.5) and
 TPM_ALG_NULL (the raw RSA operation on a full-size block).  A key with a
@@ -18,7 +19,7 @@ from simxen.tpm.algorithms import HASHES
 from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPMA_OBJECT
 from simxen.tpm.errors import TpmError
-from simxen.tpm.marshal import tpm2b
+from simxen.tpm.marshal import tpm2b, u16
 from simxen.tpm.public import parse_scheme
 
 _DECRYPT_SCHEMES = {TPM_ALG.NULL, TPM_ALG.OAEP, TPM_ALG.RSAES}
@@ -134,3 +135,23 @@ def ecdh_zgen(tpm, cmd):
     except ValueError:
         raise TpmError(TPM_RC.ECC_POINT, param=1) from None
     return b"", _ecc_point_2b(*out)
+
+
+@command(TPM_CC.ECC_Parameters)
+def ecc_parameters(tpm, cmd):
+    """TPMS_ALGORITHM_DETAIL_ECC of a curve this TPM implements: its key
+    size, the KDF and signing scheme it imposes (SP800-56A KDF with the
+    curve's hash; none), and the domain parameters p, a, b, G, n, h."""
+    r = cmd.r
+    curve = r.u16()
+    r.done()
+    size = keys.CURVE_BYTES.get(curve)
+    if size is None:
+        raise TpmError(TPM_RC.CURVE, param=1)
+    p = keys.CURVE_PRIMES[curve]
+    gx, gy = keys.CURVE_G[curve]
+    kdf_hash = TPM_ALG.SHA256 if size == 32 else TPM_ALG.SHA384
+    numbers = (p, p - 3, keys.CURVE_B[curve], gx, gy, keys.CURVE_ORDERS[curve])
+    return b"", (u16(curve) + u16(8 * size) + u16(TPM_ALG.KDF1_SP800_56A) + u16(kdf_hash)
+                 + u16(TPM_ALG.NULL) + b"".join(tpm2b(n.to_bytes(size, "big")) for n in numbers)
+                 + tpm2b(b"\x01"))

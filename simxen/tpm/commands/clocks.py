@@ -1,8 +1,11 @@
-"""Part 3, chapter 29: ReadClock and ClockSet.
+"""Part 3, chapter 29: ReadClock, ClockSet and ClockRateAdjust.
 
 ``time`` counts milliseconds since the last Startup; ``clock`` counts the
 milliseconds the TPM has been powered over its whole life and only moves
-forward (ClockSet may advance it, never take it back).
+forward (ClockSet may advance it, never take it back).  ClockRateAdjust
+takes the owner's or platform's request to run the clock a little faster or
+slower (coarse, medium or fine steps); a simulated TPM's clock is the
+simulation's, so the request is checked and remembered, and changes nothing.
 """
 
 from simxen.tpm.commands import command
@@ -28,4 +31,20 @@ def clock_set(tpm, cmd):
         raise TpmError(TPM_RC.VALUE, param=1)
     tpm.set_clock(new_time)
     tpm.nv_changed = True
+    return b"", b""
+
+
+#: TPM_CLOCK_ADJUST: COARSE_SLOWER (-3) ... NO_CHANGE (0) ... COARSE_FASTER (3)
+CLOCK_ADJUST = range(-3, 4)
+
+
+@command(TPM_CC.ClockRateAdjust, handles=("provision",), auth=1)
+def clock_rate_adjust(tpm, cmd):
+    r = cmd.r
+    adjust = r.u8()
+    r.done()
+    adjust = adjust - 256 if adjust > 127 else adjust
+    if adjust not in CLOCK_ADJUST:
+        raise TpmError(TPM_RC.VALUE, param=1)
+    tpm.clock_rate_adjust = adjust
     return b"", b""

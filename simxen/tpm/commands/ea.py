@@ -18,14 +18,28 @@ counter, authValue or password, locality, cpHash).  Digest updates::
     PolicyNvWritten     H(old || CC || writtenSet)
     PolicyOR            H(0...0 || CC || digest_1 || ... || digest_n)
     PolicyAuthorize     H(H(0...0 || CC || keyName) || policyRef)
+    PolicyAuthorizeNV   H(0...0 || CC || nvIndexName)
+    PolicyCounterTimer  H(old || CC || H(operandB || offset || operation))
+    PolicyDuplicationSelect
+                        H(old || CC || [objectName ||] newParentName || includeObject)
+    PolicyPhysicalPresence  H(old || CC)
+    PolicyTemplate      H(old || CC || templateHash)
+    PolicyTicket        as PolicySigned or PolicySecret, by the ticket's kind
+
+PolicySigned and PolicySecret with a negative ``expiration`` return a ticket
+(TPMT_TK_AUTH, an HMAC under the hierarchy's proof over the timeout, cpHash,
+policyRef and the authorizing entity's Name) that PolicyTicket accepts in
+another session until the timeout, within the same TPM Reset.
 """
+
+import hmac
 
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.commands import command
-from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH, TPM_ST, TPMA_NV
+from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPM_ST, TPMA_NV
 from simxen.tpm.creation import parse_ticket, ticket_digest
 from simxen.tpm.errors import TpmError
-from simxen.tpm.marshal import tpm2b, u16, u32
+from simxen.tpm.marshal import tpm2b, u16, u32, u64
 from simxen.tpm.pcr_selection import marshal_pcr_selection, parse_pcr_selection, pcr_indices
 from simxen.tpm.signature import Signature
 from simxen.tpm.signing import verify_digest
@@ -53,9 +67,41 @@ def _set_cp_hash(s, cp_hash, param):
         s.cp_hash = cp_hash
 
 
-def _null_auth_outputs():
+def _null_auth_outputs(tag=TPM_ST.AUTH_SECRET):
     """``timeout`` (empty) and the NULL TPMT_TK_AUTH."""
-    return tpm2b(b"") + u16(TPM_ST.AUTH_SECRET) + u32(TPM_RH.NULL) + tpm2b(b"")
+    return tpm2b(b"") + u16(tag) + u32(TPM_RH.NULL) + tpm2b(b"")
+
+
+def _ticket_data(tpm, timeout, cp_hash, policy_ref, auth_name):
+    """What a TPMT_TK_AUTH's HMAC covers; the reset count binds it to this
+    TPM Reset (a ticket dies with _TPM_Init + Startup(CLEAR))."""
+    return (tpm2b(timeout) + u32(tpm.reset_count) + tpm2b(cp_hash) + tpm2b(policy_ref)
+            + tpm2b(auth_name))
+
+
+def _auth_outputs(tpm, s, tag, expiration, cp_hash, policy_ref, auth_name, hierarchy):
+    """``timeout || TPMT_TK_AUTH``: a real ticket for a negative expiration
+    in a real session, the NULL ticket otherwise."""
+    if s.is_trial or expiration < 0x80000000 or hierarchy == TPM_RH.NULL:
+        return _null_auth_outputs(tag)
+    seconds = 0x100000000 - expiration
+    timeout = u64(tpm.time + 1000 * seconds)
+    digest = ticket_digest(tpm, tag, hierarchy,
+                           _ticket_data(tpm, timeout, cp_hash, policy_ref, auth_name))
+    return tpm2b(timeout) + u16(tag) + u32(hierarchy) + tpm2b(digest)
+
+
+def _entity_hierarchy(tpm, handle):
+    """The hierarchy a ticket about ``handle`` is bound to."""
+    ht = handle >> 24
+    if ht == TPM_HT.TRANSIENT or ht == TPM_HT.PERSISTENT:
+        return tpm.get_object(handle).hierarchy
+    if ht == TPM_HT.NV_INDEX:
+        nv = tpm.nv_indices[handle]
+        return TPM_RH.PLATFORM if nv.attributes & TPMA_NV.PLATFORMCREATE else TPM_RH.OWNER
+    if handle in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM):
+        return handle
+    return TPM_RH.OWNER
 
 
 @command(TPM_CC.PolicyPCR, handles=("policy",))
@@ -96,9 +142,11 @@ def policy_secret(tpm, cmd):
     if not s.is_trial:
         _check_nonce_and_expiry(s, nonce_tpm, expiration, 1)
         _set_cp_hash(s, cp_hash, 2)
-    s.extend_policy(_CC(TPM_CC.PolicySecret) + tpm.entity_name(cmd.handles[0]))
+    name = tpm.entity_name(cmd.handles[0])
+    s.extend_policy(_CC(TPM_CC.PolicySecret) + name)
     s.extend_policy(policy_ref)
-    return b"", _null_auth_outputs()
+    return b"", _auth_outputs(tpm, s, TPM_ST.AUTH_SECRET, expiration, cp_hash, policy_ref,
+                              name, _entity_hierarchy(tpm, cmd.handles[0]))
 
 
 @command(TPM_CC.PolicySigned, handles=("object", "policy"), decrypt=True)
@@ -122,7 +170,8 @@ def policy_signed(tpm, cmd):
         _set_cp_hash(s, cp_hash, 2)
     s.extend_policy(_CC(TPM_CC.PolicySigned) + key.name)
     s.extend_policy(policy_ref)
-    return b"", _null_auth_outputs()
+    return b"", _auth_outputs(tpm, s, TPM_ST.AUTH_SIGNED, expiration, cp_hash, policy_ref,
+                              key.name, key.hierarchy)
 
 
 def _auth_value_policy(tpm, cmd, password):
@@ -307,12 +356,145 @@ def policy_nv(tpm, cmd):
             raise TpmError(TPM_RC.NV_UNINITIALIZED)
         if offset + len(operand) > nv.data_size:
             raise TpmError(TPM_RC.NV_RANGE)
-        a = bytes(nv.data[offset:offset + len(operand)])
-        ua, ub = int.from_bytes(a, "big"), int.from_bytes(operand, "big")
-        sa = int.from_bytes(a, "big", signed=True) if a else 0
-        sb = int.from_bytes(operand, "big", signed=True) if operand else 0
-        if not _OPERATIONS[operation](ua, ub, sa, sb):
-            raise TpmError(TPM_RC.POLICY)
+        _compare(bytes(nv.data[offset:offset + len(operand)]), operand, operation)
     args = s.hash.digest(operand + u16(offset) + u16(operation))
     s.extend_policy(_CC(TPM_CC.PolicyNV) + args + nv.name)
+    return b"", b""
+
+
+def _compare(a, operand, operation):
+    """``TPM_RC_POLICY`` unless ``a <operation> operandB`` holds."""
+    ua, ub = int.from_bytes(a, "big"), int.from_bytes(operand, "big")
+    sa = int.from_bytes(a, "big", signed=True) if a else 0
+    sb = int.from_bytes(operand, "big", signed=True) if operand else 0
+    if not _OPERATIONS[operation](ua, ub, sa, sb):
+        raise TpmError(TPM_RC.POLICY)
+
+
+@command(TPM_CC.PolicyCounterTimer, handles=("policy",), decrypt=True)
+def policy_counter_timer(tpm, cmd):
+    """Compare part of TPMS_TIME_INFO (time u64, clock u64, resetCount u32,
+    restartCount u32, safe u8) with operandB."""
+    r = cmd.r
+    operand = r.at(1).tpm2b(64)
+    offset = r.at(2).u16()
+    operation = r.at(3).u16()
+    r.done()
+    if operation not in _OPERATIONS:
+        raise TpmError(TPM_RC.VALUE, param=3)
+    s = _session(tpm, cmd)
+    if not s.is_trial:
+        info = (u64(tpm.time) + u64(tpm.clock) + u32(tpm.reset_count) + u32(tpm.restart_count)
+                + b"\x01")
+        if offset + len(operand) > len(info):
+            raise TpmError(TPM_RC.RANGE)
+        _compare(info[offset:offset + len(operand)], operand, operation)
+    args = s.hash.digest(operand + u16(offset) + u16(operation))
+    s.extend_policy(_CC(TPM_CC.PolicyCounterTimer) + args)
+    return b"", b""
+
+
+@command(TPM_CC.PolicyAuthorizeNV, handles=("nvauth", "nv", "policy"), auth=1)
+def policy_authorize_nv(tpm, cmd):
+    """Replace the policy by the one an NV index holds (a TPMT_HA): the index
+    says which policy is approved now, and its owner can change it."""
+    from simxen.tpm.commands.nv import check_access
+    cmd.r.done()
+    nv = tpm.nv_indices[cmd.handles[1]]
+    s = _session(tpm, cmd, 2)
+    if not s.is_trial:
+        check_access(tpm, cmd, nv, False)
+        if not nv.attributes & TPMA_NV.WRITTEN:
+            raise TpmError(TPM_RC.NV_UNINITIALIZED)
+        data = bytes(nv.data)
+        alg = int.from_bytes(data[:2], "big")
+        if alg != s.hash.alg or len(data) < 2 + s.hash.size:
+            raise TpmError(TPM_RC.HASH)
+        if data[2:2 + s.hash.size] != s.policy_digest:
+            raise TpmError(TPM_RC.VALUE)
+    s.policy_digest = s.hash.digest(bytes(s.hash.size) + _CC(TPM_CC.PolicyAuthorizeNV)
+                                    + nv.name)
+    return b"", b""
+
+
+@command(TPM_CC.PolicyDuplicationSelect, handles=("policy",), decrypt=True)
+def policy_duplication_select(tpm, cmd):
+    """Allow TPM2_Duplicate only to ``newParentName`` (and only of
+    ``objectName``, which the digest includes when ``includeObject``)."""
+    r = cmd.r
+    object_name = r.at(1).tpm2b(66)
+    parent_name = r.at(2).tpm2b(66)
+    include = r.at(3).u8()
+    r.done()
+    if include > 1:
+        raise TpmError(TPM_RC.VALUE, param=3)
+    s = _session(tpm, cmd)
+    if s.cp_hash is not None or s.name_hash is not None:
+        raise TpmError(TPM_RC.CPHASH)
+    if s.command_code is not None and s.command_code != TPM_CC.Duplicate:
+        raise TpmError(TPM_RC.COMMAND_CODE)
+    s.name_hash = s.hash.digest(object_name + parent_name)
+    s.command_code = TPM_CC.Duplicate
+    s.extend_policy(_CC(TPM_CC.PolicyDuplicationSelect)
+                    + (object_name if include else b"") + parent_name + bytes((include,)))
+    return b"", b""
+
+
+@command(TPM_CC.PolicyPhysicalPresence, handles=("policy",))
+def policy_physical_presence(tpm, cmd):
+    """Require physical presence at use: a platform without it (as every
+    simxen TPM is) then refuses the authorization with TPM_RC_PP."""
+    cmd.r.done()
+    s = _session(tpm, cmd)
+    s.pp_required = True
+    s.extend_policy(_CC(TPM_CC.PolicyPhysicalPresence))
+    return b"", b""
+
+
+@command(TPM_CC.PolicyTemplate, handles=("policy",))
+def policy_template(tpm, cmd):
+    """Bind the policy to the template (H(TPMT_PUBLIC)) of the object that
+    Create, CreatePrimary or CreateLoaded will make."""
+    r = cmd.r
+    template_hash = r.tpm2b(64)
+    r.done()
+    s = _session(tpm, cmd)
+    if len(template_hash) != s.hash.size:
+        raise TpmError(TPM_RC.SIZE, param=1)
+    if s.cp_hash is not None or s.name_hash is not None:
+        raise TpmError(TPM_RC.CPHASH)
+    if s.template_hash is not None and s.template_hash != template_hash:
+        raise TpmError(TPM_RC.VALUE, param=1)
+    s.template_hash = template_hash
+    s.extend_policy(_CC(TPM_CC.PolicyTemplate) + template_hash)
+    return b"", b""
+
+
+@command(TPM_CC.PolicyTicket, handles=("policy",), decrypt=True)
+def policy_ticket(tpm, cmd):
+    """Use a ticket from PolicySigned or PolicySecret in place of doing
+    that command again."""
+    r = cmd.r
+    timeout = r.at(1).tpm2b(8)
+    cp_hash = r.at(2).tpm2b(64)
+    policy_ref = r.at(3).tpm2b(64)
+    auth_name = r.at(4).tpm2b(66)
+    tag, hierarchy, digest = parse_ticket(r.at(5))
+    r.done()
+    s = _session(tpm, cmd)
+    if tag == TPM_ST.AUTH_SIGNED:
+        code = TPM_CC.PolicySigned
+    elif tag == TPM_ST.AUTH_SECRET:
+        code = TPM_CC.PolicySecret
+    else:
+        raise TpmError(TPM_RC.TAG, param=5)
+    if len(timeout) != 8 or int.from_bytes(timeout, "big") < tpm.time:
+        raise TpmError(TPM_RC.EXPIRED, param=1)
+    expected = ticket_digest(tpm, tag, hierarchy,
+                             _ticket_data(tpm, timeout, cp_hash, policy_ref, auth_name))
+    if hierarchy == TPM_RH.NULL or not hmac.compare_digest(digest, expected):
+        raise TpmError(TPM_RC.TICKET, param=5)
+    _set_cp_hash(s, cp_hash, 2)
+    s.extend_policy(_CC(code) + auth_name)
+    s.extend_policy(policy_ref)
     return b"", b""

@@ -1,4 +1,5 @@
-"""Part 3, chapter 22: PCR_Extend, PCR_Event, PCR_Read, PCR_Reset, PCR_Allocate.
+"""Part 3, chapter 22: PCR_Extend, PCR_Event, PCR_Read, PCR_Reset, PCR_Allocate,
+PCR_SetAuthPolicy and PCR_SetAuthValue.
 
 Locality rules are the PC Client profile's (:mod:`simxen.tpm.pcr`): a PCR
 that may not be extended or reset from the command's locality gives
@@ -11,6 +12,7 @@ from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import tpm2b, u16, u32
+from simxen.tpm.pcr import AUTH_GROUP
 from simxen.tpm.pcr_selection import marshal_pcr_selection, parse_pcr_selection
 
 MAX_PCR_READ_DIGESTS = 8
@@ -110,3 +112,40 @@ def pcr_allocate(tpm, cmd):
     size_needed = 24 * sum(HASHES[a].size for a in wanted)
     return b"", (b"\x01" if ok else b"\x00") + u32(1024 * 64) + u32(size_needed) + u32(
         1024 * 64 - size_needed)
+
+
+@command(TPM_CC.PCR_SetAuthPolicy, handles=("platform",), auth=1)
+def pcr_set_auth_policy(tpm, cmd):
+    """Give the authorization group of ``pcrNum`` a policy (hashAlg NULL
+    removes it).  While a group has a policy, only a policy session can
+    authorize its PCRs (``TPM_RC_AUTH_TYPE`` for a password or HMAC)."""
+    r = cmd.r
+    policy = r.at(1).tpm2b(64)
+    alg = r.at(2).u16()
+    pcr = r.at(3).u32()
+    r.done()
+    if alg != TPM_ALG.NULL and alg not in HASHES:
+        raise TpmError(TPM_RC.HASH, param=2)
+    if len(policy) != (HASHES[alg].size if alg != TPM_ALG.NULL else 0):
+        raise TpmError(TPM_RC.SIZE, param=1)
+    if pcr not in AUTH_GROUP:
+        raise TpmError(TPM_RC.VALUE, param=3)
+    if alg == TPM_ALG.NULL:
+        tpm.pcr_policies.pop(AUTH_GROUP[0], None)
+    else:
+        tpm.pcr_policies[AUTH_GROUP[0]] = (alg, policy)
+    tpm.nv_changed = True
+    return b"", b""
+
+
+@command(TPM_CC.PCR_SetAuthValue, handles=("pcr",), auth=1, decrypt=True)
+def pcr_set_auth_value(tpm, cmd):
+    """Set the authValue of a PCR's authorization group (until the next
+    Startup(CLEAR))."""
+    r = cmd.r
+    auth = r.tpm2b(64)
+    r.done()
+    if cmd.handles[0] not in AUTH_GROUP:
+        raise TpmError(TPM_RC.VALUE)
+    tpm.pcr_auth[AUTH_GROUP[0]] = auth.rstrip(b"\0")
+    return b"", b""

@@ -9,8 +9,12 @@ TPMA_NV_WRITTEN, which changes the index's Name; reading an index never
 written is ``TPM_RC_NV_UNINITIALIZED``.
 
 Index types: ordinary (NV_Write), counter (NV_Increment, 8 bytes, starts
-at the highest value any counter ever had), bit field (NV_SetBits) and
-extend (NV_Extend, ``H(old || data)`` with the index's nameAlg).
+at the highest value any counter ever had), bit field (NV_SetBits),
+extend (NV_Extend, ``H(old || data)`` with the index's nameAlg), and the
+PIN indices (8 bytes: pinCount, pinLimit; written by the owner or platform,
+never with their own PIN): a PIN pass index allows ``pinLimit`` uses of its
+authValue, a PIN fail index ``pinLimit`` failures in a row, each counted in
+the index rather than by dictionary-attack protection.
 """
 
 from simxen.tpm.algorithms import HASHES
@@ -88,9 +92,15 @@ def nv_define_space(tpm, cmd):
         raise TpmError(TPM_RC.SIZE, param=1)
     if attrs & _NOT_AT_DEFINE or not attrs & _READ_BITS or not attrs & _WRITE_BITS:
         raise TpmError(TPM_RC.ATTRIBUTES, param=2)
-    if nt not in (TPM_NT.ORDINARY, TPM_NT.COUNTER, TPM_NT.BITS, TPM_NT.EXTEND):
+    if nt not in (TPM_NT.ORDINARY, TPM_NT.COUNTER, TPM_NT.BITS, TPM_NT.EXTEND,
+                  TPM_NT.PIN_FAIL, TPM_NT.PIN_PASS):
         raise TpmError(TPM_RC.ATTRIBUTES, param=2)
-    expected = {TPM_NT.COUNTER: 8, TPM_NT.BITS: 8, TPM_NT.EXTEND: h.size}.get(nt)
+    if nt in (TPM_NT.PIN_FAIL, TPM_NT.PIN_PASS) and (
+            attrs & TPMA_NV.AUTHWRITE                    # the PIN may not reset its counter
+            or nt == TPM_NT.PIN_FAIL and not attrs & TPMA_NV.NO_DA):
+        raise TpmError(TPM_RC.ATTRIBUTES, param=2)
+    expected = {TPM_NT.COUNTER: 8, TPM_NT.BITS: 8, TPM_NT.EXTEND: h.size,
+                TPM_NT.PIN_FAIL: 8, TPM_NT.PIN_PASS: 8}.get(nt)
     if expected is not None and data_size != expected:
         raise TpmError(TPM_RC.SIZE, param=2)
     if data_size > NV_INDEX_MAX:
@@ -122,6 +132,45 @@ def nv_undefine_space(tpm, cmd):
     return b"", b""
 
 
+def _locked_already(tpm, cmd, nv, write):
+    """Locking an index that is locked already succeeds and changes nothing
+    (as in the reference implementation); a caller without access is still
+    refused."""
+    try:
+        check_access(tpm, cmd, nv, write)
+    except TpmError as exc:
+        if exc.rc == TPM_RC.NV_LOCKED:
+            return True
+        raise
+    return False
+
+
+@command(TPM_CC.NV_UndefineSpaceSpecial, handles=("nv", "platform"), auth=2,
+         roles=("admin", "user"))
+def nv_undefine_space_special(tpm, cmd):
+    """Delete a TPMA_NV_POLICY_DELETE index: the platform's authorization and
+    the index's own policy (admin role: a policy session) together."""
+    cmd.r.done()
+    nv = tpm.nv_indices[cmd.handles[0]]
+    if not nv.attributes & TPMA_NV.POLICY_DELETE:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=1)
+    del tpm.nv_indices[nv.index]
+    tpm.nv_changed = True
+    return b"", b""
+
+
+@command(TPM_CC.NV_GlobalWriteLock, handles=("provision",), auth=1)
+def nv_global_write_lock(tpm, cmd):
+    """Write-lock, until the next Startup(CLEAR), every index defined with
+    TPMA_NV_GLOBALLOCK."""
+    cmd.r.done()
+    for nv in tpm.nv_indices.values():
+        if nv.attributes & TPMA_NV.GLOBALLOCK:
+            nv.set_attributes(nv.attributes | TPMA_NV.WRITELOCKED)
+    tpm.nv_changed = True
+    return b"", b""
+
+
 @command(TPM_CC.NV_ReadPublic, handles=("nv",), encrypt=True)
 def nv_read_public(tpm, cmd):
     cmd.r.done()
@@ -137,7 +186,7 @@ def nv_write(tpm, cmd):
     r.done()
     nv = _nv(tpm, cmd)
     check_access(tpm, cmd, nv, True)
-    if nv.nt != TPM_NT.ORDINARY:
+    if nv.nt != TPM_NT.ORDINARY and not nv.is_pin:
         raise TpmError(TPM_RC.ATTRIBUTES)
     if offset + len(data) > nv.data_size:
         raise TpmError(TPM_RC.NV_RANGE)
@@ -208,9 +257,10 @@ def nv_extend(tpm, cmd):
 def nv_write_lock(tpm, cmd):
     cmd.r.done()
     nv = _nv(tpm, cmd)
-    check_access(tpm, cmd, nv, True)
     if not nv.attributes & (TPMA_NV.WRITEDEFINE | TPMA_NV.WRITE_STCLEAR):
         raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    if _locked_already(tpm, cmd, nv, True):
+        return b"", b""
     nv.set_attributes(nv.attributes | TPMA_NV.WRITELOCKED)
     tpm.nv_changed = True
     return b"", b""
@@ -220,9 +270,10 @@ def nv_write_lock(tpm, cmd):
 def nv_read_lock(tpm, cmd):
     cmd.r.done()
     nv = _nv(tpm, cmd)
-    check_access(tpm, cmd, nv, False)
     if not nv.attributes & TPMA_NV.READ_STCLEAR:
         raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
+    if _locked_already(tpm, cmd, nv, False):
+        return b"", b""
     nv.set_attributes(nv.attributes | TPMA_NV.READLOCKED)
     return b"", b""
 
