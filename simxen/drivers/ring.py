@@ -60,7 +60,7 @@ class _RingEnd:
             # A notifying push shows up as its evtchn.send; a suppressed one
             # would leave no trace, so it gets its own record.
             self.notifications_suppressed += 1
-            dom._trace.emit("ring.push", dom.now, dom.domid, side=self.side, port=self.port,
+            dom.hv.trace.emit("ring.push", dom.now, dom.domid, side=self.side, port=self.port,
                             published=(new - old) & MASK, prod=new,
                             event=words[ring.EVENT_WORD], notify=False)
         return notify
@@ -103,8 +103,7 @@ class RingFrontend(_RingEnd):
         if len(data) > self.entry_size:
             raise ValueError(f"{len(data)}-byte request for {self.entry_size}-byte entries")
         offset = self.ring.produce_request()
-        self.view.data[offset:offset + len(data)] = data
-        self.dom._access("page.write", self.view, offset, data, "ring.request", flow)
+        self.dom.page_write(self.view, offset, data, what="ring.request", flow=flow)
 
     def unconsumed_responses(self):
         return self.ring.unconsumed_responses()
@@ -117,9 +116,8 @@ class RingFrontend(_RingEnd):
             return None
         ring.cons = (cons + 1) & MASK
         offset = SRING_HEADER + (cons & (self.size - 1)) * self.entry_size
-        data = bytes(self.view.data[offset:offset + (length or self.entry_size)])
-        self.dom._access("page.read", self.view, offset, data, "ring.response", flow)
-        return data
+        return self.dom.page_read(self.view, offset, length or self.entry_size,
+                                  what="ring.response", flow=flow)
 
     def wait_response(self, length=None, timeout=None):
         """Wait for a response and return it (``None`` on timeout). A generator."""
@@ -155,21 +153,15 @@ class RingBackend(_RingEnd):
         offset = ring.next_request()
         if offset is None:
             return None
-        data = bytes(self.view.data[offset:offset + (length or self.entry_size)])
-        self.dom._access("page.read", self.view, offset, data, "ring.request", flow)
-        return data
+        return self.dom.page_read(self.view, offset, length or self.entry_size,
+                                  what="ring.request", flow=flow)
 
     def put_response(self, data, *, flow=None):
         """Write one response into the next slot (published by :meth:`push`)."""
         if len(data) > self.entry_size:
             raise ValueError(f"{len(data)}-byte response for {self.entry_size}-byte entries")
         offset = self.ring.produce_response()
-        view = self.view
-        try:
-            view.data[offset:offset + len(data)] = data
-        except TypeError:       # a read-only mapping: page_write raises Xen's page fault
-            self.dom.page_write(view, offset, data, what="ring.response", flow=flow)
-        self.dom._access("page.write", view, offset, data, "ring.response", flow)
+        self.dom.page_write(self.view, offset, data, what="ring.response", flow=flow)
 
     def wait_requests(self, timeout=None):
         """Wait until at least one request is unconsumed; ``False`` on timeout.

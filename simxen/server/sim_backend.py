@@ -37,7 +37,6 @@ import threading
 from dataclasses import dataclass
 
 from simpy.core import EmptySchedule
-from simpy.events import PENDING
 
 __all__ = ["SimulatedPath", "Exchange", "PathError"]
 
@@ -110,8 +109,8 @@ class SimulatedPath:
             step = self.env.step
             try:
                 # not env.run(until=proc): a failed run would leave its stop
-                # callback on proc; `proc._value is PENDING` is `not proc.triggered`
-                while proc._value is PENDING:
+                # callback on proc
+                while not proc.triggered:
                     step()
             except EmptySchedule:
                 outcome.setdefault("error", "the simulation ran out of events before the "

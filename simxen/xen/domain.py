@@ -22,12 +22,13 @@ when it next looks (``block``, ``poll``, ``evtchn_pending``,
 """
 
 import heapq
-from simpy.core import NORMAL
-from simpy.events import PENDING, Event, Process
+
+from simpy.events import Event
 
 from simxen.protocols.event_channel import EVTCHNSTAT_interdomain
 from simxen.xen import errno
 from simxen.xen.errors import PageFault, XenError
+from simxen.xen.simpy_internals import succeed_at
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -88,9 +89,7 @@ class _Wait(Event):
     """
 
     def __init__(self, env, ports, token, start):
-        self.env = env              # Event.__init__, written out: this is the hot path
-        self.callbacks = []
-        self._value = PENDING
+        Event.__init__(self, env)
         self.ports = ports
         self.token = token
         self.start = start
@@ -148,7 +147,7 @@ class Domain:
     def now(self):
         """The domain's current time: ``max(env.now, cursor)``."""
         c = self.cursor
-        n = self.env._now
+        n = self.env.now
         return c if c > n else n
 
     def sampler(self, op):
@@ -175,7 +174,7 @@ class Domain:
         buf = sampler.buf
         cost = (buf.pop() if buf else sampler.refill()) * n
         c = self.cursor
-        n_ = self.env._now
+        n_ = self.env.now
         self.cursor = (c if c > n_ else n_) + cost
         return cost
 
@@ -183,10 +182,10 @@ class Domain:
 
     def alloc_page(self):
         """A fresh zeroed :class:`Page` of this domain."""
-        self._check_alive()
+        self.check_alive()
         gfn = self._next_gfn
         self._next_gfn += 1
-        page = self.pages[gfn] = Page(self.domid, gfn, self.hv._alloc_mfn())
+        page = self.pages[gfn] = Page(self.domid, gfn, self.hv.alloc_mfn())
         return page
 
     def page(self, gfn):
@@ -229,7 +228,7 @@ class Domain:
             per_byte = self._memcpy_per_byte()
         page = view.page
         c = self.cursor
-        now = self.env._now
+        now = self.env.now
         if c < now:
             c = now
         mtime = page.mtime
@@ -283,11 +282,11 @@ class Domain:
 
     def sleep(self, seconds):
         """An event at ``now + seconds``."""
-        return self.env.timeout(self.now + seconds - self.env._now)
+        return self.env.timeout(self.now + seconds - self.env.now)
 
     def elapse(self):
         """An event at the domain's cursor: let the charged time pass."""
-        return self.env.timeout(self.now - self.env._now)
+        return self.env.timeout(self.now - self.env.now)
 
     def _ready(self, waiter):
         pending = self._pending
@@ -304,15 +303,16 @@ class Domain:
 
     def _wait(self, ports, token, timeout):
         if self._inbox or self._watch_inbox:
-            self._sync()
+            self.deliver_due()
         env = self.env
         c = self.cursor
-        start = c if c > env._now else env._now
+        now = env.now
+        start = c if c > now else now
         waiter = _Wait(env, ports, token, start)
         # (queued watch events matter to block() and wait_watch(), not to poll())
         if (self._pending or (self._watch_events and (ports is None or token is not None))) \
                 and self._ready(waiter):
-            return env.timeout(start - env._now)
+            return env.timeout(start - now)
         waiters = self._waiters
         if waiters and not waiters[-1].callbacks:
             waiters[-1] = waiter    # the last one to wait was resumed since (one thread)
@@ -338,25 +338,22 @@ class Domain:
     def _schedule(self, waiter, wake):
         env = self.env
         if waiter.wake is not None:
-            # Already due later: SimPy cannot unschedule an event, so hand the
-            # waiting callbacks (the process's resume) to a new, earlier event
-            # and leave the old one to fire with nobody listening.
+            # Already due later: SimPy cannot unschedule an event, so the
+            # waiting process moves to a new, earlier event and the old one
+            # fires with nobody listening.
             earlier = _Wait(env, waiter.ports, waiter.token, waiter.start)
-            earlier.callbacks, waiter.callbacks = waiter.callbacks, []
-            for callback in earlier.callbacks:
-                owner = getattr(callback, "__self__", None)
-                if isinstance(owner, Process) and owner._target is waiter:
-                    owner._target = earlier     # so Process.interrupt still works
             waiters = self._waiters
             waiters[waiters.index(waiter)] = earlier
-            waiter = earlier
-        waiter._ok = True
-        waiter._value = None
-        env.schedule(waiter, NORMAL, wake - env._now)
-        waiter.wake = wake
+            succeed_at(earlier, wake - env.now, instead_of=waiter)
+            earlier.wake = wake
+        else:
+            succeed_at(waiter, wake - env.now)
+            waiter.wake = wake
 
     def _offer(self, t, port=None, watch=None):
         """Something arrives at ``t``: wake blocked processes earlier if they care."""
+        if not self._waiters:
+            return
         upcall = self._samplers.get("evtchn.upcall") or self.sampler("evtchn.upcall")
         draws = upcall.buf
         # _schedule() may replace a waiter in the list, never adds or removes one
@@ -371,29 +368,52 @@ class Domain:
                 continue
             start = waiter.start
             at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
-            if waiter.wake is None:
-                # _schedule(waiter, at) for a waiter nothing was due for yet, written out
-                waiter._ok = True
-                waiter._value = None
-                env = self.env
-                env.schedule(waiter, NORMAL, at - env._now)
-                waiter.wake = at
-            elif at < waiter.wake:
+            if waiter.wake is None or at < waiter.wake:
                 self._schedule(waiter, at)
 
     # -- what woke us ------------------------------------------------------
 
-    def _post_watch(self, t, event):
-        heapq.heappush(self._watch_inbox, (t, self.hv._next_seq(), event))
+    def post_watch(self, t, event):
+        """Queue the :class:`WatchEvent` ``event`` for delivery at ``t`` (XenStore's call)."""
+        heapq.heappush(self._watch_inbox, (t, self.hv.next_seq(), event))
         if self._waiters:
             self._offer(t, watch=event)
 
-    def _sync(self):
+    def post_notification(self, t, port):
+        """Queue a notification of the local :class:`~simxen.xen.event_channel.Port` ``port``.
+
+        The event channels' call for a send: the pending bit is set when the
+        domain's clock reaches ``t`` (:meth:`deliver_due`); a process blocked
+        on the port is woken for it.
+        """
+        heapq.heappush(self._inbox, (t, self.hv.next_seq(), port))
+        if self._waiters:
+            self._offer(t, port=port)
+
+    def set_pending(self, port):
+        """Set the pending bit of the local ``port`` now; whether it was set already."""
+        coalesced = port.pending
+        port.pending = True
+        self._pending.add(port.port)
+        return coalesced
+
+    def forget_port(self, number):
+        """Drop a closed port's pending bit (the event channels' call on close)."""
+        self._pending.discard(number)
+
+    def wake_for(self, port):
+        """A pending ``port`` was unmasked: wake a process blocked on it (at the cursor)."""
+        if port.pending and self._waiters:
+            self._offer(self.cursor, port=port)
+
+    def deliver_due(self):
         """Deliver everything in the inbox that is due by the domain's clock."""
         inbox = self._inbox
         if inbox:
             c = self.cursor
-            now = c if c > self.env._now else self.env._now
+            now = self.env.now
+            if c > now:
+                now = c
             ports = self.ports
             trace = self._trace
             while inbox and inbox[0][0] <= now:
@@ -417,13 +437,13 @@ class Domain:
 
     def evtchn_pending(self, port):
         """Whether ``port``'s pending bit is set."""
-        self._sync()
+        self.deliver_due()
         return port in self._pending
 
     def evtchn_clear(self, port):
         """Test and clear ``port``'s pending bit (a handler's first step)."""
         if self._inbox:
-            self._sync()
+            self.deliver_due()
         if port in self._pending:
             self._pending.discard(port)
             p = self.ports.get(port)
@@ -434,7 +454,7 @@ class Domain:
 
     def evtchn_take_pending(self):
         """Clear and return every pending, unmasked port, lowest first."""
-        self._sync()
+        self.deliver_due()
         if not self._pending:
             return []
         table = self.ports
@@ -446,12 +466,13 @@ class Domain:
 
     def xs_read_watch(self, token=None):
         """Pop the oldest queued :class:`WatchEvent` (with ``token``, if given), or ``None``."""
-        self._sync()
+        self.deliver_due()
         for i, event in enumerate(self._watch_events):
             if token is None or event.token == token:
                 return self._watch_events.pop(i)
         return None
 
-    def _check_alive(self):
+    def check_alive(self):
+        """Raise ``-ESRCH`` if the domain has been destroyed (every hypercall's first check)."""
         if not self.alive:
             raise XenError(-errno.ESRCH, f"dom{self.domid} ({self.name}) has been destroyed")

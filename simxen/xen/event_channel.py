@@ -25,8 +25,6 @@ no port is free, allocating one -- ``alloc_unbound``, or the local end of
 does. Ports are handed out lowest-free-first, as Xen does.
 """
 
-import heapq
-
 from simxen.protocols.event_channel import (
     DOMID_SELF,
     EVTCHN_2L_NR_CHANNELS,
@@ -108,7 +106,7 @@ class EventChannels:
     def init_control(self, caller):
         """``EVTCHNOP_init_control``: move the caller to the FIFO ABI (its control
         block registered); a second call is ``-EINVAL``, as Xen answers."""
-        caller._check_alive()
+        caller.check_alive()
         caller.charge("hypercall")
         if caller.domid in self._fifo:
             raise EvtchnError(-errno.EINVAL, f"init_control: dom{caller.domid} already uses FIFO")
@@ -144,7 +142,7 @@ class EventChannels:
         another domain (``-EPERM``); an unknown domain is ``-ESRCH``; a
         full port space ``-ENOSPC``.
         """
-        caller._check_alive()
+        caller.check_alive()
         caller.charge("hypercall")
         if dom == DOMID_SELF or dom == caller.domid:
             target = caller
@@ -152,11 +150,11 @@ class EventChannels:
             raise EvtchnError(-errno.EPERM, f"dom{caller.domid} may only allocate with "
                                             "dom = DOMID_SELF")
         else:
-            target = self.hv._live(dom, EvtchnError, "alloc_unbound")
+            target = self.hv.live_domain(dom, EvtchnError, "alloc_unbound")
         if remote_dom == DOMID_SELF:
             remote_dom = target.domid
         else:
-            self.hv._live(remote_dom, EvtchnError, "alloc_unbound remote_dom")
+            self.hv.live_domain(remote_dom, EvtchnError, "alloc_unbound remote_dom")
         p = self._new_port(target, remote_dom)
         self._trace.emit("evtchn.alloc_unbound", caller.cursor, caller.domid, domid=target.domid,
                          port=p.port, remote_dom=remote_dom)
@@ -168,11 +166,11 @@ class EventChannels:
         Returns the new local port, which is **marked pending** (Xen does,
         so nothing sent before the bind is lost).
         """
-        caller._check_alive()
+        caller.check_alive()
         caller.charge("hypercall")
         if remote_dom == DOMID_SELF:
             remote_dom = caller.domid
-        rdom = self.hv._live(remote_dom, EvtchnError, "bind_interdomain")
+        rdom = self.hv.live_domain(remote_dom, EvtchnError, "bind_interdomain")
         rp = rdom.ports.get(remote_port)
         if rp is None or rp.state != EVTCHNSTAT_unbound or rp.remote_dom != caller.domid:
             why = ("not allocated" if rp is None else
@@ -203,36 +201,21 @@ class EventChannels:
         if p is None:
             raise EvtchnError(-errno.EINVAL, f"send: dom{caller.domid} port {port} "
                                              "is not allocated")
-        # The hot path of every split driver: charge() and emit() written out
-        # (a draw is `buf.pop() if buf else sampler.refill()`, see Sampler).
-        samplers = caller._samplers
-        hypercall = samplers.get("hypercall") or caller.sampler("hypercall")
-        draws = hypercall.buf
-        c = caller.cursor
-        now = caller.env._now
-        t = caller.cursor = (c if c > now else now) + (draws.pop() if draws
-                                                        else hypercall.refill())
+        caller.charge("hypercall")
+        t = caller.cursor
         if p.state == EVTCHNSTAT_interdomain:
             remote_dom = p.remote_dom
             remote_port = p.remote_port
             peer = self.hv.domains[remote_dom]
-            rp = peer.ports[remote_port]
-            notify = samplers.get("evtchn.notify") or caller.sampler("evtchn.notify")
-            draws = notify.buf
-            at = t + (draws.pop() if draws else notify.refill())
+            at = t + caller.sample("evtchn.notify")
             trace = self._trace
             trace.row(t, "evtchn.send", caller.domid, _SEND, port, remote_dom, remote_port)
-            heapq.heappush(peer._inbox, (at, next(self.hv._seq), rp))
-            if peer._waiters:
-                peer._offer(at, port=rp)
+            peer.post_notification(at, peer.ports[remote_port])
         else:
             self._trace.emit("evtchn.send", t, caller.domid, port=port, dropped="unbound")
 
     def _set_pending(self, dom, port, t, **fields):
-        coalesced = port.pending
-        port.pending = True
-        dom._pending.add(port.port)
-        if coalesced:
+        if dom.set_pending(port):
             fields["coalesced"] = True
         if port.masked:
             fields["masked"] = True
@@ -256,7 +239,7 @@ class EventChannels:
         del dom.ports[p.port]
         if p.port < self._free_from.get(dom.domid, 1):
             self._free_from[dom.domid] = p.port
-        dom._pending.discard(p.port)
+        dom.forget_port(p.port)
         p.state = EVTCHNSTAT_closed
         self._trace.emit("evtchn.close", dom.now, dom.domid, port=p.port)
 
@@ -267,8 +250,7 @@ class EventChannels:
         p.masked = False
         self._trace.emit("evtchn.unmask", caller.cursor, caller.domid, port=port,
                          pending=p.pending)
-        if p.pending and caller._waiters:
-            caller._offer(caller.cursor, port=p)     # another thread blocked on it wakes
+        caller.wake_for(p)     # another thread blocked on it wakes
 
     def mask(self, caller, port):
         """Set the mask bit (a write to shared_info, not a hypercall: free)."""
@@ -286,10 +268,10 @@ class EventChannels:
         elif not caller.privileged:
             raise EvtchnError(-errno.EPERM, f"dom{caller.domid} may only query DOMID_SELF")
         else:
-            target = self.hv._live(dom, EvtchnError, "status")
+            target = self.hv.live_domain(dom, EvtchnError, "status")
         if not 0 < port < self.limit(target):
             raise EvtchnError(-errno.EINVAL, f"status: port {port} out of range")
-        target._sync()
+        target.deliver_due()
         p = target.ports.get(port)
         status = (EvtchnStatus(port, EVTCHNSTAT_closed) if p is None else
                   EvtchnStatus(port, p.state, p.remote_dom, p.remote_port, p.pending, p.masked))

@@ -145,7 +145,7 @@ class GrantTables:
 
     def grant_foreign_access(self, caller, domid, gfn, readonly=False):
         """Let domain ``domid`` map the caller's frame ``gfn``; return the gref."""
-        caller._check_alive()
+        caller.check_alive()
         page = caller.pages.get(gfn)
         if page is None:
             raise GrantError(GNTST_bad_page, f"dom{caller.domid} has no gfn {gfn!r}")
@@ -221,15 +221,15 @@ class GrantTables:
 
     def map_grant_ref(self, caller, domid, gref, readonly=False):
         """``GNTTABOP_map_grant_ref`` (host map): a :class:`Mapping` of the granted page."""
-        caller._check_alive()
+        caller.check_alive()
         caller.charge("gnttab.map")
         granter = self._granter(domid, "map_grant_ref")
         entry = self._entry(caller, granter, gref, not readonly, "map_grant_ref")
         maptrack = caller.maptrack
         if len(maptrack) >= self.max_maptrack:
             raise GrantError(GNTST_no_space, f"dom{caller.domid} maptrack is full")
-        handle = caller._next_handle
-        caller._next_handle += 1
+        handle = caller.next_map_handle
+        caller.next_map_handle += 1
         if readonly:
             entry.pin_read += 1
             entry.flags |= GTF_reading
@@ -268,7 +268,7 @@ class GrantTables:
                          gref=mapping.gref, handle=mapping.handle)
         granter = self.hv.domains.get(mapping.domid)
         if granter is not None and granter.dying:
-            self.hv._reap(granter)
+            self.hv.reap(granter)
 
     def copy(self, caller, src, dst, length):
         """``GNTTABOP_copy``: copy ``length`` bytes between two pages.
@@ -278,7 +278,7 @@ class GrantTables:
         gfn (only the caller's own frames, else ``GNTST_permission_denied``).
         A copy may not cross a page boundary (``GNTST_bad_copy_arg``).
         """
-        caller._check_alive()
+        caller.check_alive()
         caller.charge("gnttab.copy")
         if not isinstance(length, int) or length < 0:
             raise GrantError(GNTST_bad_copy_arg, f"copy: bad length {length!r}")

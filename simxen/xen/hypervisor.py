@@ -60,13 +60,16 @@ class Hypervisor:
         self.xs.nodes["/local"] = self.xs.nodes["/local"].replace(0.0, children=("domain",))
         self.dom0 = self._create("Domain-0", privileged=True, vcpus=1)
 
-    def _next_seq(self):
+    def next_seq(self):
+        """The next number of the run's one sequence (orders simultaneous deliveries)."""
         return next(self._seq)
 
-    def _alloc_mfn(self):
+    def alloc_mfn(self):
+        """A fresh machine frame number."""
         return next(self._mfns)
 
-    def _live(self, domid, error, op):
+    def live_domain(self, domid, error, op):
+        """The live domain ``domid``, or ``error(-ESRCH)`` naming the operation ``op``."""
         dom = self.domains.get(domid)
         if dom is None or not dom.alive:
             raise error(-errno.ESRCH, f"{op}: no live domain {domid!r}")
@@ -89,7 +92,7 @@ class Hypervisor:
         for _ in range(pages):
             dom.alloc_page()
         for first_mfn, nr_mfns in iomem:
-            self.iomem._grant(dom.domid, first_mfn, nr_mfns, True)
+            self.iomem.grant(dom.domid, first_mfn, nr_mfns, True)
         self.xs.fire_special(self.dom0, "@introduceDomain")
         return dom
 
@@ -101,7 +104,7 @@ class Hypervisor:
         dom.cursor = self.dom0.now if domid else self.env.now
         dom.grant_table = GrantTable()
         dom.maptrack = {}
-        dom._next_handle = 0
+        dom.next_map_handle = 0      #: the handle the next grant map returns
         self.domains[domid] = dom
         creator = self.dom0 if domid else dom
         home = f"/local/domain/{domid}"
@@ -130,9 +133,9 @@ class Hypervisor:
         self.trace.emit("domain.destroy", self.dom0.now, 0, domid=domid, name=dom.name)
         self.xs.rm(self.dom0, f"/local/domain/{domid}")
         self.xs.fire_special(self.dom0, "@releaseDomain")
-        self._reap(dom)
+        self.reap(dom)
 
-    def _reap(self, dom):
+    def reap(self, dom):
         """Forget a dying domain once nobody maps its pages any more."""
         if dom.dying and not self.gnttab.still_mapped(dom):
             dom.dying = False

@@ -107,18 +107,19 @@ class Iomem:
 
     def permission(self, caller, domid, first_mfn, nr_mfns, allow=True):
         """``XEN_DOMCTL_iomem_permission``: give (or take back) a range."""
-        caller._check_alive()
+        caller.check_alive()
         caller.charge("hypercall")
         if not caller.privileged:
             raise IomemError(-errno.EPERM, f"dom{caller.domid} is not privileged")
-        self.hv._live(domid, IomemError, "iomem_permission")
+        self.hv.live_domain(domid, IomemError, "iomem_permission")
         if nr_mfns < 1 or first_mfn < 0:
             raise IomemError(-errno.EINVAL, f"bad range {first_mfn:#x}+{nr_mfns}")
-        self._grant(domid, first_mfn, nr_mfns, allow)
+        self.grant(domid, first_mfn, nr_mfns, allow)
         self._trace.emit("iomem.permission", caller.cursor, caller.domid, domid=domid,
                          first_mfn=first_mfn, nr_mfns=nr_mfns, allow=bool(allow))
 
-    def _grant(self, domid, first_mfn, nr_mfns, allow):
+    def grant(self, domid, first_mfn, nr_mfns, allow):
+        """Give (``allow``) or take back a range, with no hypercall around it (domain build)."""
         owner = self.owner_of(first_mfn, nr_mfns)
         if allow:
             if owner is not None and owner != domid:
@@ -132,7 +133,7 @@ class Iomem:
 
     def map(self, caller, first_mfn, nr_mfns=1):
         """Map device frames into the caller: an :class:`MmioMapping`."""
-        caller._check_alive()
+        caller.check_alive()
         caller.charge("hypercall")
         owner = self.owner_of(first_mfn, nr_mfns)
         if owner is None and not caller.privileged or owner not in (None, caller.domid):

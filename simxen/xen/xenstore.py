@@ -226,7 +226,7 @@ class XenStore:
         return node
 
     def _op(self, caller, op, path, tx, **fields):
-        caller._check_alive()
+        caller.check_alive()
         # xenstored answers requests in order: a domain that sees a node
         # cannot be earlier than the change that made it (a Lamport clock
         # between domain cursors, which otherwise run independently).
@@ -420,7 +420,7 @@ class XenStore:
 
     def transaction_start(self, caller):
         """``XS_TRANSACTION_START``: a transaction id for the ``tx=`` argument."""
-        caller._check_alive()
+        caller.check_alive()
         caller.charge("xenstore.op")
         tx = next(self._tx_ids)
         self._tx[tx] = _Transaction(tx, caller.domid, self.nodes)
@@ -458,7 +458,7 @@ class XenStore:
 
     def watch(self, caller, path, token):
         """``XS_WATCH``: be told of changes at or below ``path``; fires once now."""
-        caller._check_alive()
+        caller.check_alive()
         abs_path = path if path in _SPECIAL else self._abs(caller, path)
         self._op(caller, "watch", abs_path, None, token=token)
         key = (caller, path, token)
@@ -476,7 +476,7 @@ class XenStore:
 
     def unwatch(self, caller, path, token):
         """``XS_UNWATCH``: stop a watch (``ENOENT`` if there is none)."""
-        caller._check_alive()
+        caller.check_alive()
         self._op(caller, "unwatch", path, None, token=token)
         w = self._watches.pop((caller, path, token), None)
         if w is not None:
@@ -547,7 +547,7 @@ class XenStore:
         t = caller.now + dom.sample("xenstore.watch")
         self._trace.emit("xs.watch_fire", caller.now, caller.domid, watcher=dom.domid, path=path,
                          token=token, at=t)
-        dom._post_watch(t, WatchEvent(path, token))
+        dom.post_watch(t, WatchEvent(path, token))
 
     # -- domains -----------------------------------------------------------
 
