@@ -20,6 +20,9 @@ COMMANDS = {
     "validate": ("simxen.scenario.cmd_validate", "check a scenario file without running it"),
     "metrics": ("simxen.scenario.cmd_metrics",
                 "list every metric a scenario publishes, with its unit"),
+    "sweep": ("simxen.experiment.cmd_sweep",
+              "run a scenario over a grid of parameter values with replications: CSVs and plots"),
+    "plot": ("simxen.experiment.cmd_plot", "draw a sweep's summary (PNG and SVG)"),
     "serve": ("simxen.server.cmd_serve",
               "run a scenario and expose a guest's vTPM to tpm2-tools on loopback, through "
               "every simulated hop"),

@@ -20,6 +20,7 @@ LAYER = {
     "drivers": 2,
     "domains": 3,
     "scenario": 4,
+    "experiment": 4.5,
     "server": 5, "cli": 5,
 }
 

@@ -8,6 +8,7 @@ key with its type and default)::
     [[domain]]        the domains the scenario starts itself
     [[workload]]      what the domains do (one table per workload, by type)
     [[expect]]        what must hold at the end; `simxen run` exits 1 otherwise
+    [[plot]]          the pictures `simxen sweep` draws by default (metric vs a varied key)
 
 Paths inside a scenario (a profile file, an image) are relative to the
 scenario file's own folder.
@@ -40,6 +41,17 @@ DOMAIN = Table("domain", "a domain the scenario creates directly (no toolstack)"
 ])
 
 
+PLOT = Table("plot", "a picture `simxen sweep` draws from its summary (docs/throughput-lab.rst)", [
+    Field("y", str, "the metric on the vertical axis, e.g. 'stack.latency_ms.p95' "
+          "(`simxen metrics` lists them)"),
+    Field("x", str, "the varied key on the horizontal axis; empty = the first --vary",
+          default=""),
+    Field("hue", str, "a varied key drawn as one line per value; empty = one line per "
+          "combination of the other varied keys", default=""),
+    Field("title", str, "the picture's title; empty = the scenario name", default=""),
+])
+
+
 def top_schema() -> Table:
     return Table("", "a simxen scenario file", [
         SCENARIO,
@@ -49,6 +61,7 @@ def top_schema() -> Table:
         TableArray("workload", "what the domains do", variants=workloads.schemas(),
                    minimum=1),
         TableArray("expect", "a condition checked after the run", table=expect.EXPECT),
+        TableArray("plot", "a default picture of a sweep", table=PLOT),
     ])
 
 
@@ -132,6 +145,12 @@ def _check_references(data, path):
                 raise InputError(f"no [[domain]] is named {w[key]!r} (domains: "
                                  f"{', '.join(map(repr, names)) or 'none'})",
                                  path=path, key=f"workload[{i}].{key}")
+    for i, p in enumerate(data["plot"]):
+        head = p["y"].split(".", 1)[0]
+        if head not in wl_names:
+            raise InputError(f"metric must start with a workload name (one of "
+                             f"{', '.join(map(repr, sorted(wl_names)))}), found {head!r}",
+                             path=path, key=f"plot[{i}].y")
     for i, e in enumerate(data["expect"]):
         head = e["metric"].split(".", 1)[0]
         if head not in wl_names:

@@ -1,0 +1,39 @@
+"""Draw a sweep's summary: a metric against a varied key, with 95 % confidence intervals.
+
+::
+
+    simxen plot /tmp/mg --x stack.guest_count --y stack.latency_ms.p95
+
+reads DIR/summary.csv (written by ``simxen sweep``) and writes
+DIR/plots/<y>--<x>.png and .svg. Without ``--y`` it draws the same default
+pictures as ``simxen sweep`` (throughput and p95 latency where the scenario
+publishes them). ``--hue KEY`` draws one line per value of another varied key.
+"""
+
+
+def add_arguments(parser):
+    parser.add_argument("folder", metavar="DIR", help="the --out folder of a `simxen sweep`")
+    parser.add_argument("--x", metavar="KEY", help="varied key on the horizontal axis "
+                        "(default: the first)")
+    parser.add_argument("--y", metavar="METRIC", help="metric on the vertical axis "
+                        "(`simxen metrics SCENARIO` lists them)")
+    parser.add_argument("--hue", metavar="KEY", help="varied key drawn as one line per value")
+    parser.add_argument("--title", help="the picture's title")
+    parser.add_argument("--out", metavar="DIR", help="where the pictures go (default DIR/plots)")
+
+
+def main(args) -> int:
+    from simxen.experiment import need
+    need("matplotlib")
+    from simxen.experiment import plot
+    if args.y:
+        specs = [{"x": args.x, "y": args.y, "hue": args.hue, "title": args.title}]
+    else:
+        keys, rows = plot.read_summary(args.folder)
+        specs = plot.default_plots(keys, rows)
+        for s in specs:
+            s.update(x=args.x or s["x"], hue=args.hue, title=args.title)
+    for spec in specs:
+        for f in plot.draw(args.folder, out=args.out, **spec):
+            print(f)
+    return 0

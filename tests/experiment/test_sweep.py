@@ -1,0 +1,190 @@
+"""`simxen sweep`: the plan, the CSVs, resuming, and the same bytes locally and on Dask."""
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from simxen.errors import InputError
+from simxen.experiment import sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def simxen(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "simxen.cli", *args], capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+@pytest.fixture
+def pingpong(tmp_path):
+    """ring-pingpong with 60 requests: a run takes a fraction of a second."""
+    text = (ROOT / "scenarios" / "ring-pingpong.toml").read_text()
+    p = tmp_path / "pp.toml"
+    p.write_text(text.replace("requests = 2000", "requests = 60").replace("equals = 2000",
+                                                                         "equals = 60"))
+    return p
+
+
+def plan(path, reps=2):
+    return sweep.Plan(path, [sweep.parse_axis("pingpong.window=1,4"),
+                             sweep.parse_axis("pingpong.push_each=true,false")], reps)
+
+
+def read(path):
+    with open(path, newline="") as fp:
+        return list(csv.reader(fp))
+
+
+def test_axes_split_values_outside_brackets_and_quotes():
+    assert sweep.split_values('1,[2, 3],"a,b", x') == ["1", "[2, 3]", '"a,b"', "x"]
+    a = sweep.parse_axis('stack.commands=["quote"],["nv_write","quote"]')
+    assert a.values == ('["quote"]', '["nv_write","quote"]')
+    for bad, words in (("stack.guest_count", "expected KEY=V1,V2"), ("x=1,,2", "empty one"),
+                       ("x=1,1", "listed twice"), ("scenario.seed=1,2", "--replications")):
+        with pytest.raises(InputError, match=words):
+            sweep.parse_axis(bad)
+
+
+def test_seeds_derive_from_the_scenario_seed_only():
+    s = sweep.derive_seeds(1, 4)
+    assert s == sweep.derive_seeds(1, 4) and len(set(s)) == 4
+    assert sweep.derive_seeds(1, 2) == s[:2]           # more replications keep the first ones
+    assert sweep.derive_seeds(2, 4) != s
+    assert all(0 <= x < 2**63 for x in s)
+
+
+def test_plan_is_the_cross_product_checked_by_the_schema(pingpong):
+    p = plan(pingpong, reps=3)
+    assert p.points == [("1", "true"), ("1", "false"), ("4", "true"), ("4", "false")]
+    assert len(p.runs) == 12 and [r.seed for r in p.runs[:3]] == p.seeds
+    assert p.units["pingpong.latency_us.p95"] == "us"
+    with pytest.raises(InputError) as e:
+        sweep.Plan(pingpong, [sweep.parse_axis("pingpong.window=1,0")])
+    assert "--vary pingpong.window=0: expected an integer >= 1, found 0" in str(e.value)
+
+
+def test_csvs_are_tidy_and_the_interval_is_students_t(pingpong, tmp_path):
+    p = plan(pingpong, reps=3)
+    out = tmp_path / "out"
+    counts = sweep.execute(p, out, executor=sweep.LocalExecutor(1))
+    assert counts == {"ran": 12, "kept": 0, "total": 12}
+    runs = read(out / "runs.csv")
+    head = runs[0]
+    assert head[:4] == ["pingpong.window", "pingpong.push_each", "replication", "seed"]
+    assert "pingpong.latency_us.p99" in head and len(runs) == 13
+    assert [r[:3] for r in runs[1:4]] == [["1", "true", "0"], ["1", "true", "1"],
+                                           ["1", "true", "2"]]
+    col = head.index("pingpong.requests_completed")
+    assert {r[col] for r in runs[1:]} == {"60"}
+    # each run is exactly `simxen run --set ... --seed S`
+    one = sweep.run_one(str(pingpong), ["pingpong.window=4", "pingpong.push_each=false"],
+                        int(runs[10][3]))
+    assert runs[10][:3] == ["4", "false", "0"]
+    lat = head.index("pingpong.latency_us.mean")
+    assert float(runs[10][lat]) == one["pingpong.latency_us.mean"]
+    # the summary: mean and 95 % t interval of the three replications
+    summary = read(out / "summary.csv")
+    assert summary[0] == ["pingpong.window", "pingpong.push_each", "metric", "unit", "n", "mean",
+                          "std", "ci95_low", "ci95_high"]
+    row = next(r for r in summary if r[:3] == ["4", "false", "pingpong.latency_us.mean"])
+    xs = [float(r[lat]) for r in runs[1:] if r[:2] == ["4", "false"]]
+    half = stats.t.ppf(0.975, 2) * np.std(xs, ddof=1) / math.sqrt(3)
+    assert row[3:5] == ["us", "3"]
+    assert float(row[5]) == pytest.approx(np.mean(xs))
+    assert float(row[7]) == pytest.approx(np.mean(xs) - half)
+    assert float(row[8]) == pytest.approx(np.mean(xs) + half)
+    assert float(row[7]) < float(row[5]) < float(row[8])
+
+
+def test_resume_runs_only_the_missing_runs_and_writes_the_same_bytes(pingpong, tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    sweep.execute(plan(pingpong), full, executor=sweep.LocalExecutor(1))
+    # an interrupted sweep: three finished rows (out of order) and a line cut short
+    lines = (full / "runs.csv").read_text().splitlines(keepends=True)
+    cut.mkdir()
+    (cut / "runs.csv").write_text(lines[0] + lines[5] + lines[2] + lines[3] + lines[7][:40])
+    (cut / "sweep.json").write_bytes((full / "sweep.json").read_bytes())
+    with pytest.raises(InputError, match="--resume"):
+        sweep.execute(plan(pingpong), cut, executor=sweep.LocalExecutor(1))
+    counts = sweep.execute(plan(pingpong), cut, executor=sweep.LocalExecutor(1), resume=True)
+    assert counts == {"ran": 5, "kept": 3, "total": 8}
+    for name in ("runs.csv", "summary.csv"):
+        assert (cut / name).read_bytes() == (full / name).read_bytes()
+    # a different sweep in the same folder is refused
+    other = sweep.Plan(pingpong, [sweep.parse_axis("pingpong.window=1,2")], 2)
+    with pytest.raises(InputError, match="different sweep"):
+        sweep.execute(other, cut, executor=sweep.LocalExecutor(1), resume=True)
+
+
+def test_two_processes_write_the_same_bytes_as_one(pingpong, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    sweep.execute(plan(pingpong), a, executor=sweep.LocalExecutor(1))
+    sweep.execute(plan(pingpong), b, executor=sweep.LocalExecutor(2))
+    for name in ("runs.csv", "summary.csv", "sweep.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_dask_cluster_writes_the_same_bytes(pingpong, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    local = tmp_path / "local"
+    sweep.execute(plan(pingpong), local, executor=sweep.LocalExecutor(1))
+    with distributed.LocalCluster(host="127.0.0.1", n_workers=2, threads_per_worker=1,
+                                  processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        r = simxen("sweep", str(pingpong), "--vary", "pingpong.window=1,4",
+                   "--vary", "pingpong.push_each=true,false", "--replications", "2",
+                   "--scheduler", cluster.scheduler_address, "--out", str(tmp_path / "dask"),
+                   "--no-plots")
+    assert r.returncode == 0, r.stderr
+    for name in ("runs.csv", "summary.csv"):
+        assert (tmp_path / "dask" / name).read_bytes() == (local / name).read_bytes()
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        sweep.DaskExecutor("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_cli_errors_are_one_line(pingpong, tmp_path):
+    r = simxen("sweep", str(pingpong), "--vary", "pingpong.window=1,x", "--out",
+               str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith("--vary pingpong.window=x: expected an integer >= 1, "
+                                     "found 'x' (a string)")
+    r = simxen("sweep", str(pingpong), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "at least one --vary" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_progress_bar_on_a_terminal_and_plots(pingpong, tmp_path):
+    import pty
+    master, slave = pty.openpty()
+    out = tmp_path / "o"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "simxen.cli", "sweep", str(pingpong),
+                               "--vary", "pingpong.window=1,2,4,8", "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=slave, timeout=300)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    err = b"".join(chunks).decode()
+    assert "sweep" in err and "4/4" in err and "100%" in err
+    printed = proc.stdout.decode().split()
+    png = out / "plots" / "pingpong.throughput_per_s--pingpong.window.png"
+    assert str(png) in printed and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = png.with_suffix(".svg").read_text()
+    assert "pingpong.window" in svg and "pingpong.throughput_per_s [1/s]" in svg
