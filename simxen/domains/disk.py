@@ -21,69 +21,70 @@ from __future__ import annotations
 from simxen.xen import errno
 from simxen.xen.errors import XenError
 
-__all__ = ["DiskImage", "BlockDevice", "DEFAULT_IMAGE_SIZE", "SECTOR_SIZE"]
+__all__ = ["DiskImage", "BlockDevice", "DEFAULT_IMAGE_SIZE", "BLOCK_SIZE"]
 
 #: Size of an image the toolstack creates on first use: 2 MiB, the size the
 #: Xen vTPM documents suggest for vtpm and vtpmmgr images (reference xen-vtpm.md 1).
 DEFAULT_IMAGE_SIZE = 2 * 1024 * 1024
-#: what an image stores at a time (a disk sector)
-SECTOR_SIZE = 512
+#: what an image stores at a time: a 4 KiB block (a file system's page), so a large
+#: write is a few slice copies
+BLOCK_SIZE = 4096
 
 
 class DiskImage:
     """An image file: ``path``, ``size`` and its bytes, stored sparsely.
 
-    A fresh image reads as zeros, like a new sparse file; only the 512-byte
-    sectors that were ever written hold memory (a vTPM's state fills a few
-    of its image's 4,096 sectors), so a host with thousands of images holds
+    A fresh image reads as zeros, like a new sparse file; only the 4 KiB
+    blocks that were ever written hold memory (a vTPM's state fills a few
+    of its image's 512 blocks), so a host with thousands of images holds
     kilobytes per image rather than 2 MiB. :meth:`read` gives back exactly
     the bytes a dense image would.
     """
 
-    __slots__ = ("path", "size", "_sectors")
+    __slots__ = ("path", "size", "_blocks")
 
     def __init__(self, path: str, size: int = DEFAULT_IMAGE_SIZE):
         self.path = path
         self.size = size
-        self._sectors = {}          # sector number -> bytearray(SECTOR_SIZE)
+        self._blocks = {}          # block number -> bytearray(BLOCK_SIZE)
 
     def read(self, offset: int, length: int) -> bytes:
         """``length`` bytes from ``offset`` (zeros where nothing was written)."""
         if offset < 0 or length < 0 or offset + length > self.size:
             raise ValueError(f"read {offset}+{length} outside the {self.size}-byte image {self.path}")
         out = bytearray(length)
-        sectors = self._sectors
+        blocks = self._blocks
         pos = offset
         end = offset + length
         while pos < end:
-            n, within = divmod(pos, SECTOR_SIZE)
-            step = min(SECTOR_SIZE - within, end - pos)
-            sector = sectors.get(n)
-            if sector is not None:
-                out[pos - offset:pos - offset + step] = sector[within:within + step]
+            n, within = divmod(pos, BLOCK_SIZE)
+            step = min(BLOCK_SIZE - within, end - pos)
+            block = blocks.get(n)
+            if block is not None:
+                out[pos - offset:pos - offset + step] = block[within:within + step]
             pos += step
         return bytes(out)
 
     def write(self, offset: int, data) -> None:
-        """Put ``data`` at ``offset``; the sectors it touches start holding memory."""
+        """Put ``data`` at ``offset``; the blocks it touches start holding memory."""
         end = offset + len(data)
         if offset < 0 or end > self.size:
             raise ValueError(f"write {offset}+{len(data)} outside the {self.size}-byte image {self.path}")
         data = memoryview(data).cast("B")
-        sectors = self._sectors
+        blocks = self._blocks
         pos = offset
         while pos < end:
-            n, within = divmod(pos, SECTOR_SIZE)
-            step = min(SECTOR_SIZE - within, end - pos)
-            sector = sectors.get(n)
-            if sector is None:
-                sector = sectors[n] = bytearray(SECTOR_SIZE)
-            sector[within:within + step] = data[pos - offset:pos - offset + step]
+            n, within = divmod(pos, BLOCK_SIZE)
+            step = min(BLOCK_SIZE - within, end - pos)
+            block = blocks.get(n)
+            if block is None:
+                block = blocks[n] = bytearray(BLOCK_SIZE)
+            block[within:within + step] = data[pos - offset:pos - offset + step]
             pos += step
 
     def stored_bytes(self) -> int:
-        """Bytes of memory the written sectors hold."""
-        return len(self._sectors) * SECTOR_SIZE
+        """Bytes of memory the written blocks hold."""
+        return len(self._blocks) * BLOCK_SIZE
 
     def snapshot(self) -> bytes:
         """A copy of the whole image (what ``cp vtpm.img backup.img`` keeps)."""
@@ -93,12 +94,12 @@ class DiskImage:
         """Put an earlier :meth:`snapshot` back (``cp backup.img vtpm.img``)."""
         if len(snapshot) != self.size:
             raise ValueError(f"snapshot of {len(snapshot)} bytes for a {self.size}-byte image")
-        self._sectors = {}
-        zero = bytes(SECTOR_SIZE)
-        for n in range(0, self.size, SECTOR_SIZE):
-            chunk = snapshot[n:n + SECTOR_SIZE]
+        self._blocks = {}
+        zero = bytes(BLOCK_SIZE)
+        for n in range(0, self.size, BLOCK_SIZE):
+            chunk = snapshot[n:n + BLOCK_SIZE]
             if chunk != zero[:len(chunk)]:
-                self._sectors[n // SECTOR_SIZE] = bytearray(chunk.ljust(SECTOR_SIZE, b"\0"))
+                self._blocks[n // BLOCK_SIZE] = bytearray(chunk.ljust(BLOCK_SIZE, b"\0"))
 
 
 class BlockDevice:

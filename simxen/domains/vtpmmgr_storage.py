@@ -57,7 +57,7 @@ import struct
 
 from simxen.domains import ptpm_commands as ptpm
 from simxen.protocols.vtpm_disk import (VTPM_KEY_SIZE, VTPM_NONCE_SIZE, VtpmDiskError,
-                                        open_manager_records, seal_manager_records)
+                                        open_manager_records, ManagerRecords)
 
 __all__ = ["ManagerStorage", "DISK_MAGIC", "ADMIN_RECORD", "COPIES"]
 
@@ -83,7 +83,7 @@ class ManagerStorage:
         self.port = port
         self.pcrs = tuple(sorted(set(pcrs)))
         self.random_bytes = random_bytes
-        self.records: dict[bytes, bytes] = {}
+        self.records = ManagerRecords()     #: uuid -> hash||key (a dict that stays serialized)
         self.key = None
         self.srk = None
         self.sealed = None          #: (public, private) of the sealed manager key
@@ -152,7 +152,7 @@ class ManagerStorage:
     def _provision(self, flow):
         key = self.random_bytes(VTPM_KEY_SIZE)
         private, public = yield from ptpm.seal(self.port, self.srk, key, self.pcrs, flow=flow)
-        self.key, self.sealed, self.records, self.sequence = key, (public, private), {}, 0
+        self.key, self.sealed, self.records, self.sequence = key, (public, private), ManagerRecords(), 0
         self.error = None
         self.provisioned = True
         self.sync(flow=flow)
@@ -161,7 +161,7 @@ class ManagerStorage:
         """Write the next save (sealed key + fresh-nonce record table) into the
         copy that does not hold the last one, and flush."""
         public, private = self.sealed
-        table = seal_manager_records(self.records, self.key, self.random_bytes(VTPM_NONCE_SIZE))
+        table = self.records.seal(self.key, self.random_bytes(VTPM_NONCE_SIZE))
         sequence = self.sequence + 1
         bitmap = sum(1 << i for i in self.pcrs)
         body = public + private + table

@@ -43,9 +43,11 @@ with the physical TPM; :func:`seal_manager_records` and
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
-from typing import Mapping, Optional
+from collections.abc import Mapping, MutableMapping
+from typing import Optional
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -55,7 +57,8 @@ __all__ = [
     "VTPM_NONCE_SIZE", "VTPM_TAG_SIZE", "HASH_SIZE", "HASHKEY_BLOB_SIZE", "NUM_SLOTS",
     "MGR_RECORDS_MAGIC", "VtpmDiskError", "seal_slot", "open_slot", "slot_hash",
     "slot_offset", "slot_size", "read_slot", "write_slot", "other_slot", "pick_slot",
-    "pack_hash_key", "unpack_hash_key", "seal_manager_records", "open_manager_records",
+    "pack_hash_key", "unpack_hash_key", "ManagerRecords", "seal_manager_records",
+    "open_manager_records",
 ]
 
 VTPM_SLOT_MAGIC = b"vTPM"
@@ -185,16 +188,66 @@ def unpack_hash_key(blob: bytes) -> tuple[bytes, bytes]:
 _MGR_AAD = MGR_RECORDS_MAGIC + struct.pack(">I", _MGR_VERSION)
 
 
-def seal_manager_records(records: Mapping[bytes, bytes], key: bytes, nonce: bytes) -> bytes:
-    """Seal the manager's ``uuid -> 64-byte hash||key`` table under *key*."""
-    _check_key_nonce(key, nonce)
-    table = bytearray(_MGR_AAD + struct.pack(">I", len(records)))
-    for uuid in sorted(records):
-        blob = records[uuid]
+class ManagerRecords(MutableMapping):
+    """The manager's ``uuid -> hash||key`` table, kept serialized as it changes.
+
+    A dict to its users; beside the dict it keeps the table's bytes (entries
+    in UUID order, each blob zero-padded to 64 bytes), so sealing after one
+    vTPM's save re-encrypts the table but does not rebuild it: a new UUID is
+    one insertion at its sorted place, a changed blob one 64-byte overwrite.
+    """
+
+    _ENTRY = _UUID_SIZE + HASHKEY_BLOB_SIZE
+
+    def __init__(self, records=()):
+        self._blobs = {}
+        self._uuids = []            # sorted
+        self._table = bytearray()   # the entries, in the order of _uuids
+        for uuid, blob in dict(records).items():
+            self[uuid] = blob
+
+    def __setitem__(self, uuid, blob):
+        uuid, blob = bytes(uuid), bytes(blob)
         if len(uuid) != _UUID_SIZE or len(blob) > HASHKEY_BLOB_SIZE:
             raise VtpmDiskError("records map 16-byte UUIDs to at most 64-byte blobs")
-        table += bytes(uuid) + bytes(blob).ljust(HASHKEY_BLOB_SIZE, b"\0")
-    return bytes(nonce) + AESGCM(bytes(key)).encrypt(bytes(nonce), bytes(table), _MGR_AAD)
+        i = bisect.bisect_left(self._uuids, uuid)
+        at = i * self._ENTRY
+        padded = blob.ljust(HASHKEY_BLOB_SIZE, b"\0")
+        if uuid in self._blobs:
+            self._table[at + _UUID_SIZE:at + self._ENTRY] = padded
+        else:
+            self._uuids.insert(i, uuid)
+            self._table[at:at] = uuid + padded
+        self._blobs[uuid] = blob
+
+    def __delitem__(self, uuid):
+        uuid = bytes(uuid)
+        del self._blobs[uuid]
+        i = bisect.bisect_left(self._uuids, uuid)
+        del self._uuids[i]
+        del self._table[i * self._ENTRY:(i + 1) * self._ENTRY]
+
+    def __getitem__(self, uuid):
+        return self._blobs[bytes(uuid)]
+
+    def __iter__(self):
+        return iter(self._uuids)
+
+    def __len__(self):
+        return len(self._uuids)
+
+    def seal(self, key: bytes, nonce: bytes) -> bytes:
+        """The sealed table: ``nonce || AES-256-GCM(table)`` with the magic and version as AAD."""
+        _check_key_nonce(key, nonce)
+        table = _MGR_AAD + struct.pack(">I", len(self._uuids)) + self._table
+        return bytes(nonce) + AESGCM(bytes(key)).encrypt(bytes(nonce), bytes(table), _MGR_AAD)
+
+
+def seal_manager_records(records: Mapping[bytes, bytes], key: bytes, nonce: bytes) -> bytes:
+    """Seal the manager's ``uuid -> 64-byte hash||key`` table under *key*."""
+    if not isinstance(records, ManagerRecords):
+        records = ManagerRecords(records)
+    return records.seal(key, nonce)
 
 
 def open_manager_records(sealed: bytes, key: bytes) -> dict[bytes, bytes]:
@@ -212,5 +265,5 @@ def open_manager_records(sealed: bytes, key: bytes) -> dict[bytes, bytes]:
     start = len(_MGR_AAD) + 4
     if table[:len(_MGR_AAD)] != _MGR_AAD or len(table) != start + count * entry:
         raise VtpmDiskError("manager record table is malformed")
-    return {table[p:p + _UUID_SIZE]: table[p + _UUID_SIZE:p + entry]
-            for p in range(start, len(table), entry)}
+    return ManagerRecords({table[p:p + _UUID_SIZE]: table[p + _UUID_SIZE:p + entry]
+                           for p in range(start, len(table), entry)})

@@ -2,9 +2,9 @@
 
 from hypothesis import given, settings, strategies as st
 
-from simxen.domains.disk import SECTOR_SIZE, DiskImage
+from simxen.domains.disk import BLOCK_SIZE, DiskImage
 
-SIZE = 8 * SECTOR_SIZE
+SIZE = 8 * BLOCK_SIZE
 
 
 @settings(max_examples=80, deadline=None)
@@ -25,9 +25,9 @@ def test_sparse_reads_equal_dense_reads(writes, at, length):
     assert copy.snapshot() == bytes(dense) and copy.stored_bytes() <= image.stored_bytes()
 
 
-def test_only_written_sectors_hold_memory():
+def test_only_written_blocks_hold_memory():
     image = DiskImage("/var/vtpm.img")              # 2 MiB
     assert image.read(4096, 16) == bytes(16) and image.stored_bytes() == 0
-    image.write(SECTOR_SIZE - 2, b"abcd")           # straddles two sectors
-    assert image.stored_bytes() == 2 * SECTOR_SIZE
-    assert image.read(SECTOR_SIZE - 4, 8) == b"\0\0abcd\0\0"
+    image.write(BLOCK_SIZE - 2, b"abcd")           # straddles two blocks
+    assert image.stored_bytes() == 2 * BLOCK_SIZE
+    assert image.read(BLOCK_SIZE - 4, 8) == b"\0\0abcd\0\0"
