@@ -21,11 +21,13 @@ from __future__ import annotations
 from simxen.xen import errno
 from simxen.xen.errors import XenError
 
-__all__ = ["DiskImage", "BlockDevice", "DEFAULT_IMAGE_SIZE", "BLOCK_SIZE"]
+__all__ = ["DiskImage", "BlockDevice", "DEFAULT_IMAGE_SIZE", "SECTOR_SIZE", "BLOCK_SIZE"]
 
 #: Size of an image the toolstack creates on first use: 2 MiB, the size the
 #: Xen vTPM documents suggest for vtpm and vtpmmgr images (reference xen-vtpm.md 1).
 DEFAULT_IMAGE_SIZE = 2 * 1024 * 1024
+#: a disk sector: what a device writes atomically (a crash tears a write between sectors)
+SECTOR_SIZE = 512
 #: what an image stores at a time: a 4 KiB block (a file system's page), so a large
 #: write is a few slice copies
 BLOCK_SIZE = 4096
