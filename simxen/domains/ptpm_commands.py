@@ -41,7 +41,8 @@ from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.pcr_selection import marshal_pcr_selection
 from simxen.tpm.public import Public
 
-__all__ = ["PtpmError", "SRK_TEMPLATE", "AIK_TEMPLATE", "policy_pcr_digest", "create_primary",
+__all__ = ["PtpmError", "SRK_TEMPLATE", "AIK_TEMPLATE", "BOOT_KEYS", "SRK_TEMPLATES",
+           "STORAGE_KEY_TEMPLATES", "create_storage_key", "policy_pcr_digest", "create_primary",
            "pcr_read", "seal", "unseal", "flush", "get_random", "pcr_extend", "quote"]
 
 _A = TPMA_OBJECT
@@ -53,6 +54,32 @@ SRK_TEMPLATE = Public(
     _A.fixedTPM | _A.fixedParent | _A.sensitiveDataOrigin | _A.userWithAuth | _A.noDA
     | _A.restricted | _A.decrypt,
     symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), curve=_NIST_P256, unique=(b"", b""))
+
+#: Xen's TPM 2.0 manager's SRK (``stubdom/vtpmmgr/init.c`` ``tpm2_take_ownership``): an
+#: RSA-2048 restricted decrypt primary in the owner hierarchy, AES-128-CFB, empty auth.
+SRK_RSA_TEMPLATE = Public(
+    TPM_ALG.RSA, TPM_ALG.SHA256,
+    _A.fixedTPM | _A.fixedParent | _A.sensitiveDataOrigin | _A.userWithAuth | _A.restricted
+    | _A.decrypt,
+    symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), key_bits=2048, unique=b"")
+
+#: Xen's TPM 2.0 manager's storage key (``init.c`` ``vtpmmgr2_create``): an RSA-2048
+#: unrestricted decrypt key with RSA-OAEP-SHA256, created under the SRK and loaded.
+SK_RSA_TEMPLATE = Public(
+    TPM_ALG.RSA, TPM_ALG.SHA256,
+    _A.fixedTPM | _A.fixedParent | _A.sensitiveDataOrigin | _A.userWithAuth | _A.decrypt,
+    scheme=(TPM_ALG.OAEP, TPM_ALG.SHA256), key_bits=2048, unique=b"")
+
+#: simxen's ECC alternative to it: an unrestricted ECC P-256 decrypt key.
+SK_ECC_TEMPLATE = Public(
+    TPM_ALG.ECC, TPM_ALG.SHA256,
+    _A.fixedTPM | _A.fixedParent | _A.sensitiveDataOrigin | _A.userWithAuth | _A.decrypt,
+    curve=_NIST_P256, unique=(b"", b""))
+
+#: The manager's boot-time key sets: ``"rsa"`` (Xen's) or ``"ecc"`` (cheaper on every chip).
+BOOT_KEYS = ("rsa", "ecc")
+SRK_TEMPLATES = {"rsa": SRK_RSA_TEMPLATE, "ecc": SRK_TEMPLATE}
+STORAGE_KEY_TEMPLATES = {"rsa": SK_RSA_TEMPLATE, "ecc": SK_ECC_TEMPLATE}
 
 #: The manager's attestation key for deep quotes: ECC P-256, restricted ECDSA-SHA256 signing.
 AIK_TEMPLATE = Public(
@@ -90,6 +117,15 @@ def create_primary(port, template, hierarchy=TPM_RH.OWNER, *, flow=None):
     """``TPM2_CreatePrimary``: returns ``(handle, Public, name)``."""
     return (yield from _run(port, client.create_primary_command(hierarchy, template),
                             "TPM2_CreatePrimary", flow, client.parse_create_primary))
+
+
+def create_storage_key(port, parent, template, *, flow=None):
+    """``TPM2_Create`` of *template* under *parent*, then ``TPM2_Load``: returns the handle."""
+    private, public = yield from _run(port, client.create_command(parent, template),
+                                      "TPM2_Create", flow, client.parse_create)
+    handle, _ = yield from _run(port, client.load_command(parent, private, public),
+                                "TPM2_Load", flow, client.parse_load)
+    return handle
 
 
 def pcr_read(port, pcrs, *, flow=None) -> dict:

@@ -37,7 +37,9 @@ from simxen.domains.host_boot import DEFAULT_BOOT, measure
 from simxen.domains.images import GuestImages
 from simxen.domains.pvgrub import PVGRUB_IMAGE
 from simxen.domains.toolstack import Toolstack
+from simxen.domains.ptpm_commands import BOOT_KEYS
 from simxen.domains.vtpm import RESTORE_FAILURE, SAVE_ON
+from simxen.domains.vtpmmgr_storage import STORAGES
 from simxen.drivers.tpmback import POLICIES
 from simxen.errors import InputError
 from simxen.domains.xl_config import parse
@@ -99,7 +101,7 @@ class HostSpec:
     :param configs: xl config texts, created in this order (manager, vTPMs, guests).
     :param boot: the host measurements (:data:`~simxen.domains.host_boot.DEFAULT_BOOT`).
     :param options: ``{domain name: {option: value}}`` for the kernel models
-        (``vtpmmgr``: ``policy``, ``seal_pcrs``, ``locality``; a vTPM:
+        (``vtpmmgr``: ``policy``, ``storage``, ``boot_keys``, ``seal_pcrs``, ``locality``; a vTPM:
         ``strong_persistence``, ``save_on``, ``restore_failure``, ``policy``).
     :param ptpm_seed: the physical TPM's identity (its primary seeds).
     :param previous: a :class:`HostState` to boot from (a host reboot).
@@ -307,7 +309,8 @@ _BOOL = _one_of(True, False)
 OPTIONS = {
     "vtpmmgr-stubdom.gz": {"policy": _one_of(*POLICIES), "seal_pcrs": _pcr_list,
                            "locality": _one_of(0, 1, 2, 3, 4),
-                           "evtchn_abi": _one_of("2-level", "fifo")},
+                           "evtchn_abi": _one_of("2-level", "fifo"), "storage": _one_of(*STORAGES),
+                           "boot_keys": _one_of(*BOOT_KEYS)},
     "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": _one_of(*SAVE_ON),
                         "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES)},
     PVGRUB_IMAGE: {"images": _guest_images},

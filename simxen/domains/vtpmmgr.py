@@ -20,10 +20,16 @@ fails with ``-EPERM``. What it does, in the order of Xen's
    ``tpmlocality=`` of its command line (``extra=``; default 0) and flush
    handles a previous manager left loaded;
 4. seed its random generator from ``TPM2_GetRandom``;
-5. open its storage (:class:`~simxen.domains.vtpmmgr_storage.ManagerStorage`):
-   the manager key is unsealed by the physical TPM only if the host booted
-   what it booted when the key was sealed (PolicyPCR), else the manager
-   stays up but refuses every vTPM secret;
+5. open its storage (:mod:`simxen.domains.vtpmmgr_storage`), by option
+   ``storage``: ``"xen"`` (the default, what Xen's manager does on a TPM
+   2.0 host) creates this boot's keys -- ``TPM2_CreatePrimary`` of the SRK,
+   ``TPM2_Create`` + ``TPM2_Load`` of a storage key, RSA-2048 both (option
+   ``boot_keys = "rsa"``, Xen's ``tpm2_take_ownership`` /
+   ``vtpmmgr2_create``) or ECC P-256 (``"ecc"``) -- and keeps the vTPM
+   records in memory only, so they do not survive the manager;
+   ``"sealed"`` (simxen's store) unseals its key with the physical TPM only
+   if the host booted what it booted when the key was sealed (PolicyPCR),
+   else the manager stays up but refuses every vTPM secret;
 6. serve one request at a time, choosing among ready vTPMs by its tpmback
    ``policy``: ``"priority"`` (Xen: lowest ``(domid, handle)`` first; the
    default), ``"fifo"`` or ``"round-robin"``.
@@ -34,8 +40,10 @@ it, as Xen's does):
 
 ``VTPM_ORD_SAVEHASHKEY``
     store the vTPM's 52..64-byte ``hash || key`` (an unknown UUID is
-    created; the first ever becomes the *admin* vTPM), rewrite the sealed
-    records and flush -- a disk write, no physical-TPM command;
+    created; the first ever becomes the *admin* vTPM); with ``storage =
+    "sealed"`` also rewrite the sealed records and flush -- a disk write, no
+    physical-TPM command; with ``"xen"`` nothing is written (Xen's
+    ``vtpm_sync_disk`` skips the write when group 0 has no seals);
 ``VTPM_ORD_LOADHASHKEY``
     return it (unknown UUID: ``TPM_BAD_PARAMETER``);
 ``VTPM_ORD_GET_BOOT_HASH``
@@ -59,8 +67,9 @@ management (``VTPM_TAG_REQ2``)
 A UUID already open on another connection is refused with ``TPM_DISABLED``
 ("Attempted to open vTPM twice").
 
-Options (``toolstack.options[name]``): ``policy``, ``seal_pcrs`` (SHA-256
-PCRs the manager key is sealed to; default 0-9, the host boot's
+Options (``toolstack.options[name]``): ``policy``, ``storage`` (``"xen"`` |
+``"sealed"``), ``boot_keys`` (``"rsa"`` | ``"ecc"``), ``seal_pcrs`` (SHA-256
+PCRs the sealed store's key is sealed to; default 0-9, the host boot's
 measurements), ``locality`` (overrides ``tpmlocality=``), ``evtchn_abi`` ("2-level", mini-os's
 only ABI and the default, or "fifo": registers a FIFO control block first).
 
@@ -78,7 +87,7 @@ import uuid as uuidlib
 from simxen.domains import ptpm_commands as ptpm
 from simxen.domains.drbg import HmacDrbg
 from simxen.domains.kernel import Kernel
-from simxen.domains.vtpmmgr_storage import ManagerStorage
+from simxen.domains.vtpmmgr_storage import open_storage
 from simxen.drivers.command_names import cc_name
 from simxen.drivers.tis import TisError
 from simxen.drivers.tpmback import TpmBack
@@ -87,10 +96,13 @@ from simxen.tpm import client
 from simxen.tpm.constants import TPM_CAP, TPM_HT
 from simxen.xen.errors import XenError
 
-__all__ = ["VtpmMgr", "DEFAULT_SEAL_PCRS", "TIS_BASE_MFN"]
+__all__ = ["VtpmMgr", "DEFAULT_SEAL_PCRS", "TIS_BASE_MFN", "DEFAULT_STORAGE", "DEFAULT_BOOT_KEYS"]
 
 #: SHA-256 PCRs the manager key is sealed to unless configured: the host boot's.
 DEFAULT_SEAL_PCRS = tuple(range(10))
+#: Xen's manager store on a TPM 2.0 host, and its boot-time key type (see the module doc).
+DEFAULT_STORAGE = "xen"
+DEFAULT_BOOT_KEYS = "rsa"
 #: First machine frame of the TIS window (0xfed40000 >> 12).
 TIS_BASE_MFN = 0xFED40
 _PASSTHROUGH_TAGS = (mgr.TPM_TAG_RQU_COMMAND, mgr.TPM_TAG_RQU_AUTH1_COMMAND,
@@ -159,14 +171,14 @@ class VtpmMgr(Kernel):
             yield from self._flush_stale(flow)
             self.drbg = HmacDrbg((yield from ptpm.get_random(self.tis, 32, flow=flow)),
                                  personalization=b"vtpmmgr")
-            self.storage = ManagerStorage(self.disk(), self.tis, pcrs, self.drbg)
+            self.storage = self._new_storage(pcrs)
             yield from self.storage.open(flow=flow)
         except (XenError, TisError, ptpm.PtpmError) as exc:
-            self.storage = ManagerStorage(self.disk(), self.tis, pcrs, self.drbg)
+            self.storage = self._new_storage(pcrs)
             self.storage.error = f"cannot open storage: {exc}"
         status = "open" if self.storage.is_open else "refused"
         hv.trace.emit("vtpmmgr.open", dom.now, dom.domid, flow=flow, status=status,
-                      provisioned=self.storage.provisioned, records=self.storage.vtpm_count,
+                      storage=self.storage.kind, provisioned=self.storage.provisioned, records=self.storage.vtpm_count,
                       error=self.storage.error)
         self.mark_ready(status)
         while True:
@@ -184,6 +196,10 @@ class VtpmMgr(Kernel):
                           ordinal_name=cc_name(ordinal), rc=mgr.response_code(response),
                           duration=dom.now - start)
             self.back.respond(request, response)
+
+    def _new_storage(self, pcrs):
+        return open_storage(self.options.get("storage", DEFAULT_STORAGE), self.disk(), self.tis,
+                            pcrs, self.drbg, keys=self.options.get("boot_keys", DEFAULT_BOOT_KEYS))
 
     def _flush_stale(self, flow):
         """Flush transient objects and sessions a previous manager left in the TPM."""

@@ -1,4 +1,31 @@
-"""The vTPM manager's own disk: every vTPM's (hash, key), sealed to the host's boot.
+"""The vTPM manager's records of every vTPM's (hash, key): Xen's way, or sealed to disk.
+
+Two stores, chosen by the manager's ``storage`` option:
+
+``"xen"`` (:class:`XenTpm2Storage`, the default)
+    What Xen's manager does on a TPM 2.0 host. At boot it finds no manager
+    data on its disk (``vtpm_load_disk`` fails) and initialises afresh
+    (``stubdom/vtpmmgr/init.c`` ``vtpmmgr2_init`` -> ``vtpmmgr2_create``):
+    ``TPM2_CreatePrimary`` of an RSA-2048 storage root key in the owner
+    hierarchy (``tpm2_take_ownership``), then ``TPM2_Create`` + ``TPM2_Load``
+    of an RSA-2048 OAEP storage key under it -- every boot. A
+    ``VTPM_ORD_SAVEHASHKEY`` updates the vTPM's record *in memory only*:
+    ``vtpm_sync`` -> ``vtpm_sync_group`` -> ``vtpm_sync_disk``
+    (``stubdom/vtpmmgr/vtpm_disk.c``) returns before writing anything when
+    group 0 has no seals ("don't bother writing if we will never be able to
+    read"), and a TPM 2.0 manager cannot get seals: the group commands that
+    add them are TPM 1.2 commands (``docs/man/xen-vtpmmgr.7.pod``, Appendix
+    B: "cannot create groups and therefore cannot persist vTPM contents").
+    **Consequence:** nothing of a vTPM's key survives the manager -- after a
+    manager restart or a host reboot every vTPM's ``LOADHASHKEY`` gets
+    ``TPM_BAD_PARAMETER``, its saved state cannot be opened, and it starts
+    as a new TPM (its PCRs, NV indices and keys are gone).
+``"sealed"`` (:class:`ManagerStorage`)
+    simxen's alternative, described below: the records are written and
+    flushed on every save, sealed to the host's boot, so a vTPM survives a
+    reboot of an unchanged host and a changed host boot is refused.
+
+:class:`ManagerStorage`: the manager's own disk with every vTPM's (hash, key), sealed to the host's boot.
 
 The manager keeps one record per vTPM, by UUID: the 64-byte ``hash || key``
 the vTPM sent with its last ``VTPM_ORD_SAVEHASHKEY``. Whoever holds a
@@ -59,7 +86,8 @@ from simxen.domains import ptpm_commands as ptpm
 from simxen.protocols.vtpm_disk import (VTPM_KEY_SIZE, VTPM_NONCE_SIZE, VtpmDiskError,
                                         open_manager_records, ManagerRecords)
 
-__all__ = ["ManagerStorage", "DISK_MAGIC", "ADMIN_RECORD", "COPIES"]
+__all__ = ["ManagerStorage", "XenTpm2Storage", "STORAGES", "DISK_MAGIC", "ADMIN_RECORD", "COPIES",
+           "open_storage"]
 
 DISK_MAGIC = b"vMGRdisk"
 _VERSION = 2
@@ -71,15 +99,86 @@ COPIES = 2
 ADMIN_RECORD = bytes(16)
 
 
-class ManagerStorage:
+class _Records:
+    """The in-memory table of vTPM records both stores keep (UUID -> 64 bytes)."""
+
+    records: dict
+
+    def get(self, uuid: bytes):
+        return self.records.get(bytes(uuid))
+
+    def _store(self, uuid: bytes, blob: bytes) -> bool:
+        """Put *blob* for *uuid* (the first UUID ever becomes the admin); True if new."""
+        uuid = bytes(uuid)
+        new = uuid not in self.records
+        self.records[uuid] = bytes(blob).ljust(64, b"\0")
+        if new and ADMIN_RECORD not in self.records:
+            self.records[ADMIN_RECORD] = uuid.ljust(64, b"\0")
+        return new
+
+    def is_admin(self, uuid: bytes) -> bool:
+        admin = self.records.get(ADMIN_RECORD)
+        return admin is not None and admin[:16] == bytes(uuid)
+
+    @property
+    def is_open(self) -> bool:
+        return self.error is None
+
+    @property
+    def vtpm_count(self) -> int:
+        return len(self.records) - (ADMIN_RECORD in self.records)
+
+
+class XenTpm2Storage(_Records):
+    """Xen's TPM 2.0 manager store (see the module doc): keys made every boot, records in memory.
+
+    :param disk: the manager's disk; read once at boot (Xen looks for its data there).
+    :param port: the physical TPM.
+    :param keys: ``"rsa"`` (Xen's RSA-2048 SRK and storage key) or ``"ecc"`` (P-256 ones).
+    """
+
+    kind = "xen"
+
+    def __init__(self, disk, port, pcrs=(), random_bytes=None, *, keys="rsa"):
+        self.disk = disk
+        self.port = port
+        self.keys = keys
+        self.records: dict[bytes, bytes] = {}
+        self.srk = None
+        self.storage_key = None
+        self.error = "not opened"
+        self.provisioned = False
+        #: SaveHashKeys that wrote nothing (vtpm_sync_disk: group 0 has no seals)
+        self.unsynced_saves = 0
+
+    def open(self, *, flow=None):
+        """Generator: look for manager data (there is none), then make this boot's keys."""
+        self.disk.read(0, _HDR.size, flow=flow)      # vtpm_load_disk: nothing Xen can load
+        self.srk, _, _ = yield from ptpm.create_primary(self.port, ptpm.SRK_TEMPLATES[self.keys],
+                                                        flow=flow)
+        self.storage_key = yield from ptpm.create_storage_key(
+            self.port, self.srk, ptpm.STORAGE_KEY_TEMPLATES[self.keys], flow=flow)
+        self.error = None
+        self.provisioned = True                      # a new manager, every boot
+
+    def put(self, uuid: bytes, blob: bytes, *, flow=None) -> bool:
+        """Remember *blob* for *uuid*; nothing reaches the disk. True if *uuid* was new."""
+        self.unsynced_saves += 1
+        return self._store(uuid, blob)
+
+
+class ManagerStorage(_Records):
     """The manager's records on *disk* (a :class:`~simxen.domains.disk.BlockDevice`),
     sealed through *port* (the physical TPM) to SHA-256 PCRs *pcrs*.
 
     :param random_bytes: the manager's own random stream (keys, nonces).
     """
 
-    def __init__(self, disk, port, pcrs, random_bytes):
+    kind = "sealed"
+
+    def __init__(self, disk, port, pcrs, random_bytes, *, keys="ecc"):
         self.disk = disk
+        self.keys = keys
         self.port = port
         self.pcrs = tuple(sorted(set(pcrs)))
         self.random_bytes = random_bytes
@@ -92,10 +191,6 @@ class ManagerStorage:
         #: (``"unseal refused: TPM_RC_POLICY_FAIL ..."``).
         self.error = "not opened"
         self.provisioned = False    #: True when this boot created a new manager key
-
-    @property
-    def is_open(self) -> bool:
-        return self.error is None
 
     def copy_offset(self, index: int) -> int:
         """Where copy ``index`` (0 = A, 1 = B) starts on the image."""
@@ -123,7 +218,8 @@ class ManagerStorage:
         Sets :attr:`error` instead of raising when the TPM refuses to unseal
         or no copy on the disk is intact.
         """
-        self.srk, _, _ = yield from ptpm.create_primary(self.port, ptpm.SRK_TEMPLATE, flow=flow)
+        self.srk, _, _ = yield from ptpm.create_primary(self.port, ptpm.SRK_TEMPLATES[self.keys],
+                                                        flow=flow)
         copies = [self._read_copy(i, flow) for i in range(COPIES)]
         intact = sorted((c for c in copies if isinstance(c, tuple)), key=lambda c: -c[0])
         if not intact:
@@ -176,23 +272,17 @@ class ManagerStorage:
         self.sequence = sequence
 
     # -- records -----------------------------------------------------------
-    def get(self, uuid: bytes):
-        return self.records.get(bytes(uuid))
-
     def put(self, uuid: bytes, blob: bytes, *, flow=None) -> bool:
         """Store *blob* for *uuid* and sync; True if *uuid* was new (auto-created)."""
-        uuid = bytes(uuid)
-        new = uuid not in self.records
-        self.records[uuid] = bytes(blob).ljust(64, b"\0")
-        if new and ADMIN_RECORD not in self.records:
-            self.records[ADMIN_RECORD] = uuid.ljust(64, b"\0")
+        new = self._store(uuid, blob)
         self.sync(flow=flow)
         return new
 
-    def is_admin(self, uuid: bytes) -> bool:
-        admin = self.records.get(ADMIN_RECORD)
-        return admin is not None and admin[:16] == bytes(uuid)
 
-    @property
-    def vtpm_count(self) -> int:
-        return len(self.records) - (ADMIN_RECORD in self.records)
+#: The manager's ``storage`` option: name -> store class.
+STORAGES = {"xen": XenTpm2Storage, "sealed": ManagerStorage}
+
+
+def open_storage(kind, disk, port, pcrs, random_bytes, *, keys="rsa"):
+    """A store of kind *kind* (``"xen"`` or ``"sealed"``), not yet opened."""
+    return STORAGES[kind](disk, port, pcrs, random_bytes, keys=keys)

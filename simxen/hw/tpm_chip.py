@@ -14,8 +14,11 @@ exactly one domain, the vTPM manager::
 
 When the driver writes GO, the chip draws the command's latency from the
 timing profile -- op ``tpm.ptpm.<CommandName>`` (``tpm.ptpm.PCR_Read``,
-``tpm.ptpm.Quote``, ...) if the profile has it, else ``tpm.ptpm.default``
--- and only after that much simulated time runs the engine and makes the
+``tpm.ptpm.Quote``, ...) if the profile has it, else ``tpm.ptpm.default``;
+a key creation (``CreatePrimary``, ``Create``) first tries the op named
+after its template's algorithm, ``tpm.ptpm.CreatePrimary.rsa`` /
+``.ecc`` (an RSA-2048 key generation costs a chip seconds, an ECC one a
+fraction of that) -- and only after that much simulated time runs the engine and makes the
 response readable (:meth:`TisDevice.complete`). Until then STS shows
 neither dataAvail nor commandReady, which is what a polling driver sees on
 real hardware. The latency counts from the driver's own clock at the GO
@@ -38,12 +41,16 @@ import struct
 
 from simxen.hw.tis import TisDevice
 from simxen.protocols import tis as reg
-from simxen.tpm.constants import command_name
+from simxen.tpm.client import template_type
+from simxen.tpm.constants import TPM_ALG, command_name
 
 __all__ = ["TpmChip", "TisIrq", "TIS_FIRST_MFN"]
 
 #: Machine frame of locality 0's page (0xFED40000 >> 12).
 TIS_FIRST_MFN = reg.TIS_BASE >> 12
+#: Suffix of a key-creation op by its template's algorithm.
+_ALG_SUFFIX = {TPM_ALG.RSA: "rsa", TPM_ALG.ECC: "ecc", TPM_ALG.KEYEDHASH: "keyedhash",
+               TPM_ALG.SYMCIPHER: "symcipher"}
 
 
 class TisIrq:
@@ -111,6 +118,11 @@ class TpmChip:
         if len(command) >= 10:
             name = command_name(struct.unpack_from(">I", command, 6)[0])
             op = f"{self.profile_prefix}.{name[5:] if name.startswith('TPM2_') else name}"
+            alg = template_type(command)
+            if alg is not None:             # key creation: its cost depends on the algorithm
+                keyed = f"{op}.{_ALG_SUFFIX.get(alg, 'other')}"
+                if self.hv.profile.has(keyed):
+                    return keyed
             if self.hv.profile.has(op):
                 return op
         return f"{self.profile_prefix}.default"

@@ -24,7 +24,7 @@ state (tpm2-tools does).
 import struct
 
 from simxen.tpm.attest import Attest
-from simxen.tpm.constants import (TPM_ALG, TPM_CAP, TPM_CC, TPM_RH, TPM_SE, TPM_SU,
+from simxen.tpm.constants import (TPM_ALG, TPM_CAP, TPM_CC, TPM_RH, TPM_SE, TPM_ST, TPM_SU,
                                   rc_name)
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32
 from simxen.tpm.pcr_selection import marshal_pcr_selection, pcr_indices, select_bytes
@@ -230,6 +230,31 @@ def create_command(parent, template, *, user_auth=b"", data=b"", password=b""):
     sens = tpm2b(user_auth) + tpm2b(data)
     params = tpm2b(sens) + tpm2b(pub) + tpm2b(b"") + u32(0)
     return build_command(TPM_CC.Create, (parent,), params, [password_auth(password)])
+
+
+def template_type(command):
+    """The ``type`` (TPM_ALG) of the template a ``TPM2_CreatePrimary`` or ``TPM2_Create``
+    command carries, or ``None`` for any other command or one too short to tell.
+
+    Both commands have one handle, an authorization area, ``inSensitive`` and then
+    ``inPublic`` whose first field is the type (Part 3, 12.1 and 24.1).
+    """
+    if len(command) < 14:
+        return None
+    tag, _, cc = struct.unpack_from(">HII", command)
+    if cc not in (TPM_CC.CreatePrimary, TPM_CC.Create):
+        return None
+    pos = 14
+    try:
+        if tag == TPM_ST.SESSIONS:
+            (auth_size,) = struct.unpack_from(">I", command, pos)
+            pos += 4 + auth_size
+        (sens_size,) = struct.unpack_from(">H", command, pos)
+        pos += 2 + sens_size + 2                    # skip inSensitive and inPublic's size
+        (alg,) = struct.unpack_from(">H", command, pos)
+    except struct.error:
+        return None
+    return alg
 
 
 def parse_create(raw):

@@ -14,6 +14,8 @@ The sensitive part kept for a key is what TPMT_SENSITIVE holds: ``d`` for
 ECC, the first prime ``p`` for RSA (``q = n / p``).
 """
 
+from collections import OrderedDict
+
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.exceptions import InvalidSignature
@@ -113,9 +115,48 @@ def rsa_private_from_primes(p, q, e):
                                  pub).private_key(unsafe_skip_rsa_key_validation=True)
 
 
+#: Keys already generated, by ``(bits, e, first draw)``: ``(later draw sizes, key)``.
+_GENERATED = OrderedDict()
+_GENERATED_SIZE = 64
+
+
 def rsa_generate(bits, exponent, next_bytes):
-    """An RSA private key from the byte stream ``next_bytes(n)``."""
+    """An RSA private key from the byte stream ``next_bytes(n)``.
+
+    The prime search costs ~0.2-1 s of Python per 2048-bit key, and a simulation that
+    boots the same host again (the same seed) asks for the same key from a stream in the
+    same state. So each result is remembered under the stream's first draw (128 bytes
+    for RSA-2048, which name the stream's state): a repeat consumes exactly the draws
+    the search took -- leaving the stream where the search would have -- and returns
+    the same key. The result is byte-for-byte what the search gives.
+    """
     e = exponent or 65537
+    first = next_bytes(bits // 16)
+    key = (bits, e, first)
+    hit = _GENERATED.get(key)
+    if hit is not None:
+        sizes, private = hit
+        for n in sizes:
+            next_bytes(n)
+        _GENERATED.move_to_end(key)
+        return private
+    sizes = []
+    pending = [first]
+
+    def draw(n):
+        if pending:
+            return pending.pop()
+        sizes.append(n)
+        return next_bytes(n)
+
+    private = _rsa_search(bits, e, draw)
+    _GENERATED[key] = (tuple(sizes), private)
+    while len(_GENERATED) > _GENERATED_SIZE:
+        _GENERATED.popitem(last=False)
+    return private
+
+
+def _rsa_search(bits, e, next_bytes):
     while True:
         p = rsa_prime(bits // 2, e, next_bytes)
         q = rsa_prime(bits // 2, e, next_bytes)

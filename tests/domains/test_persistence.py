@@ -1,4 +1,6 @@
-"""vTPM state survives vtpm and vtpmmgr restarts; rollbacks and changed hosts are refused."""
+"""vTPM state survives vtpm restarts; with the sealed manager store also vtpmmgr restarts and
+host reboots, and rollbacks and changed hosts are refused. With Xen's TPM 2.0 manager store (the
+default) a manager restart or a host reboot loses every vTPM."""
 
 from domain_helpers import boot, make_profile, run
 
@@ -10,6 +12,13 @@ from simxen.xen import Hypervisor
 
 NV = 0x01500000
 IMAGE = "/var/vtpm-guest1.img"
+MGR_IMAGE = "/var/vtpmmgr-stubdom.img"
+#: simxen's sealed manager store (the default is Xen's, which keeps nothing on disk).
+SEALED = {"vtpmmgr": {"storage": "sealed"}}
+
+
+def sealed(**kw):
+    return HostSpec.standard(options=dict(SEALED), **kw)
 
 
 def provision(host):
@@ -38,8 +47,8 @@ def test_nv_data_and_keys_survive_a_vtpm_restart():
     assert run(hv, read_back(host)) == (b"first version!!!", ak)
 
 
-def test_nv_data_and_keys_survive_a_vtpmmgr_restart():
-    hv, host = boot()
+def test_nv_data_and_keys_survive_a_vtpmmgr_restart_with_the_sealed_store():
+    hv, host = boot(sealed())
     ak = run(hv, provision(host))
     mgr = run(hv, host.restart_vtpmmgr())
     assert mgr.storage.is_open and not mgr.storage.provisioned
@@ -122,16 +131,16 @@ def _write(host, data):
     yield from host.guest("guest1").tpm.nv_write(NV, data)
 
 
-def _reboot(host, boot_measurements, seed=2):
+def _reboot(host, boot_measurements, seed=2, options=SEALED):
     hv = Hypervisor(seed=seed, profile=make_profile())
-    spec = HostSpec.standard(previous=host.state(), boot=boot_measurements)
+    spec = HostSpec.standard(previous=host.state(), boot=boot_measurements, options=dict(options))
     new = build_host(hv, spec)
     hv.env.run(until=new.ready)
     return hv, new
 
 
 def test_a_host_reboot_with_the_same_measurements_unseals():
-    hv, host = boot()
+    hv, host = boot(sealed())
     ak = run(hv, provision(host))
     hv2, host2 = _reboot(host, host.spec.boot)
     assert host2.vtpmmgr.storage.is_open
@@ -140,7 +149,7 @@ def test_a_host_reboot_with_the_same_measurements_unseals():
 
 
 def test_a_changed_host_measurement_makes_the_manager_refuse_to_unseal():
-    hv, host = boot()
+    hv, host = boot(sealed())
     run(hv, provision(host))
     image_before = host.toolstack.images["/var/vtpmmgr-stubdom.img"].snapshot()
     hv2, host2 = _reboot(host, boot_with("xen", b"xen.gz 4.19.0 (patched by someone)"))
@@ -170,3 +179,46 @@ def test_without_strong_persistence_nothing_is_saved_and_a_restart_loses_the_sta
     assert len(hv.trace.select("vtpm.save")) == saves_at_boot == 0
     vtpm = run(hv, host.restart_vtpm("vtpm-guest1"))
     assert vtpm.restore_status == "new"
+
+
+# -- Xen's TPM 2.0 manager store (the default) ---------------------------------------------
+
+def test_xen_store_writes_nothing_on_savehashkey_and_makes_rsa_keys_every_boot():
+    hv, host = boot()
+    mgr = host.vtpmmgr
+    assert mgr.storage.kind == "xen" and mgr.storage.provisioned
+    # Xen's vtpmmgr2_create: an RSA-2048 SRK by CreatePrimary, an RSA-2048 key by Create + Load
+    execs = [r.fields["cc"] for r in hv.trace.select("tpm.exec") if r.fields.get("tpm") != "vtpm"]
+    assert execs.count("TPM2_CreatePrimary") == 1 and "TPM2_Create" in execs and "TPM2_Load" in execs
+    mgr_writes = lambda: [r for r in hv.trace.select("disk.write") if r.dom == mgr.domid]  # noqa: E731
+    before, unsynced = len(mgr_writes()), mgr.storage.unsynced_saves
+    run(hv, provision(host))
+    assert mgr.storage.unsynced_saves > unsynced        # the SaveHashKeys arrived ...
+    assert len(mgr_writes()) == before == 0             # ... and none reached the disk
+    assert host.toolstack.images[MGR_IMAGE].snapshot() == bytes(len(host.toolstack.images[MGR_IMAGE].snapshot()))
+
+
+def test_xen_store_loses_every_vtpm_at_a_manager_restart():
+    hv, host = boot()
+    run(hv, provision(host))
+    mgr = run(hv, host.restart_vtpmmgr())
+    assert mgr.storage.vtpm_count == 0
+    vtpm = run(hv, host.restart_vtpm("vtpm-guest1"))
+    assert vtpm.restore_status == "new"                  # LOADHASHKEY: TPM_BAD_PARAMETER
+
+    def nv_gone():
+        try:
+            yield from host.guest("guest1").tpm.nv_read(NV, 16)
+        except ResponseError as err:
+            return err.rc
+        return None
+
+    assert run(hv, nv_gone()) is not None
+
+
+def test_xen_store_loses_every_vtpm_at_a_host_reboot():
+    hv, host = boot()
+    run(hv, provision(host))
+    hv2, host2 = _reboot(host, host.spec.boot, options={})
+    assert host2.vtpmmgr.storage.is_open                 # a new manager, not a refusing one
+    assert host2.vtpm("vtpm-guest1").restore_status == "new"

@@ -70,6 +70,11 @@ SCHEMA = Table("workload", "a guest is booted (pv-grub or direct), enrolled and 
     Field("deep_quote", bool, "also ask for a deep quote (the manager's physical-TPM quote over "
           "the host PCRs, bound to the vTPM quote) and judge the host against the policy's "
           "[host.pcrs]", default=False),
+    Field("manager_storage", str, "the vTPM manager's store: 'xen' (Xen's TPM 2.0 manager: vTPM "
+          "keys in memory only, lost at a manager restart or host reboot) or 'sealed' (simxen's: "
+          "written and sealed to the host's boot)", default="xen", choices=["xen", "sealed"]),
+    Field("manager_keys", str, "keys the manager creates at boot: 'rsa' (Xen's RSA-2048 SRK and "
+          "storage key) or 'ecc' (P-256)", default="rsa", choices=["rsa", "ecc"]),
     Field("rounds", int, "attestation rounds", default=1, minimum=1),
     Field("interval", float, "simulated seconds between rounds", default=1.0, minimum=0),
     Field("attack", str, "what goes wrong (see docs/attestation.rst)", default="none",
@@ -125,7 +130,9 @@ def _policy(sim, params):
 def _host_spec(params, images, peer_images, boot=None, previous=None):
     guests = [params["guest"]] + ([params["peer"]] if params["attack"] == "relay" else [])
     return host_spec(list(zip(guests, (images, peer_images))), pvgrub=params["boot"] == "pv-grub",
-                     boot=boot, previous=previous)
+                     boot=boot, previous=previous,
+                     manager_options={"storage": params["manager_storage"],
+                                      "boot_keys": params["manager_keys"]})
 
 
 def host_spec(guests, *, pvgrub=True, boot=None, previous=None, manager_options=None):

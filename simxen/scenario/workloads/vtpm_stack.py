@@ -99,6 +99,11 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
     Field("save_on", str, "'success' (save after every successful command, as Xen's vTPM: "
           "strong persistence in its TPM 1.2 emulator) or 'changed' (only after a command that "
           "changed persistent state)", default="success", choices=["success", "changed"]),
+    Field("manager_storage", str, "the vTPM manager's store: 'xen' (Xen's TPM 2.0 manager: vTPM "
+          "keys in memory only, lost at a manager restart or host reboot) or 'sealed' (simxen's: "
+          "written and sealed to the host's boot)", default="xen", choices=["xen", "sealed"]),
+    Field("manager_keys", str, "keys the manager creates at boot: 'rsa' (Xen's RSA-2048 SRK and "
+          "storage key) or 'ecc' (P-256)", default="rsa", choices=["rsa", "ecc"]),
     Field("think_time", float, "simulated seconds a guest waits between commands",
           default=0.0, minimum=0),
     Field("dom0_probes_tpm", bool, "once the stack is up, dom0 loads a TIS driver and tries the "
@@ -194,16 +199,18 @@ def host_spec(sim, params):
     boot = tuple(Measurement(m["pcr"], m["component"], m["data"].encode())
                  for m in params["boot"]) or DEFAULT_BOOT
     vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"]}
+    mgr_opts = {"policy": params["policy"], "storage": params["manager_storage"],
+                "boot_keys": params["manager_keys"]}
     if params["configs"]:
         from simxen.domains.xl_config import parse
         cfgs = [parse(t, source=f"configs[{i}]") for i, t in enumerate(params["configs"])]
         options = {c.name: dict(vtpm_opts) for c in cfgs if c.kernel.endswith("vtpm-stubdom.gz")}
-        options.update({c.name: {"policy": params["policy"]} for c in cfgs
+        options.update({c.name: dict(mgr_opts) for c in cfgs
                         if c.kernel.endswith("vtpmmgr-stubdom.gz")})
         return HostSpec(configs=list(params["configs"]), options=options, boot=boot)
     guests = guest_names(params)
     spec = HostSpec.standard(guests, boot=boot)
-    spec.options = {"vtpmmgr": {"policy": params["policy"]},
+    spec.options = {"vtpmmgr": dict(mgr_opts),
                     **{f"vtpm-{g}": dict(vtpm_opts) for g in guests}}
     return spec
 
