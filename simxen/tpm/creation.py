@@ -10,12 +10,12 @@ keyed with the hierarchy's primary seed, with the Name of the template and
 ``inSensitive.data`` as context (the reference implementation uses a DRBG
 seeded with the same strings).  Same seed and template, same key — the EK
 and SRK survive restarts as long as the seed is stored.  ECC primaries cost a
-scalar multiplication; RSA primaries need a prime search, whose result is
-cached per (seed, template Name, data).
+scalar multiplication; RSA keys need a prime search, whose result
+:func:`simxen.tpm.keys.rsa_generate` remembers (a repeat leaves the stream
+where the search would have; ``cache_key`` is no longer needed).
 """
 
 import hmac as _hmac
-from collections import OrderedDict
 
 from simxen.tpm import keys
 from simxen.tpm.algorithms import HASHES
@@ -25,9 +25,6 @@ from simxen.tpm.kdf import kdfa
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.pcr_selection import marshal_pcr_selection, pcr_indices
 from simxen.tpm.tpm_object import TpmObject
-
-_RSA_CACHE = OrderedDict()
-_RSA_CACHE_SIZE = 64
 
 
 class KdfStream:
@@ -134,13 +131,10 @@ def make_object(pub, auth, data, hierarchy, next_bytes, cache_key=None):
         pub.unique = keys.ecc_point(priv, pub.curve)
         secret = d.to_bytes(keys.CURVE_BYTES[pub.curve], "big")
     elif pub.type == TPM_ALG.RSA:
-        priv = _RSA_CACHE.get(cache_key) if cache_key is not None else None
-        if priv is None:
-            priv = keys.rsa_generate(pub.key_bits, pub.exponent, next_bytes)
-            if cache_key is not None:
-                _RSA_CACHE[cache_key] = priv
-                while len(_RSA_CACHE) > _RSA_CACHE_SIZE:
-                    _RSA_CACHE.popitem(last=False)
+        # keys.rsa_generate remembers its results and, on a repeat, still consumes the
+        # draws the prime search took, so what is drawn next (a primary's seedValue)
+        # is the same whether the key was searched for or remembered.
+        priv = keys.rsa_generate(pub.key_bits, pub.exponent, next_bytes)
         nums = priv.private_numbers()
         pub.unique = nums.public_numbers.n.to_bytes(pub.key_bits // 8, "big")
         secret = nums.p.to_bytes(pub.key_bits // 16, "big")
