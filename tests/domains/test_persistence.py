@@ -8,6 +8,7 @@ from simxen.domains.host_boot import boot_with
 from simxen.domains.stack import HostSpec, build_host
 from simxen.protocols.vtpm_disk import pick_slot
 from simxen.tpm.client import ResponseError
+from simxen.tpm.constants import TPM_CC
 from simxen.xen import Hypervisor
 
 NV = 0x01500000
@@ -189,7 +190,8 @@ def test_xen_store_writes_nothing_on_savehashkey_and_makes_rsa_keys_every_boot()
     assert mgr.storage.kind == "xen" and mgr.storage.provisioned
     # Xen's vtpmmgr2_create: an RSA-2048 SRK by CreatePrimary, an RSA-2048 key by Create + Load
     execs = [r.fields["cc"] for r in hv.trace.select("tpm.exec") if r.fields.get("tpm") != "vtpm"]
-    assert execs.count("TPM2_CreatePrimary") == 1 and "TPM2_Create" in execs and "TPM2_Load" in execs
+    assert execs.count(TPM_CC.CreatePrimary) == 1
+    assert TPM_CC.Create in execs and TPM_CC.Load in execs
     mgr_writes = lambda: [r for r in hv.trace.select("disk.write") if r.dom == mgr.domid]  # noqa: E731
     before, unsynced = len(mgr_writes()), mgr.storage.unsynced_saves
     run(hv, provision(host))
