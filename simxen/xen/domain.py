@@ -122,6 +122,8 @@ class Domain:
         self.vcpus = vcpus
         self.alive = True
         self.dying = False
+        #: ``EVTCHNOP_send`` calls this domain has made (counted at every trace level)
+        self.evtchn_sent = 0
         #: the domain's own clock (seconds); see :attr:`now`.
         self.cursor = hv.env.now
         #: guest frame number -> :class:`Page`.

@@ -203,6 +203,7 @@ class EventChannels:
                                              "is not allocated")
         caller.charge("hypercall")
         t = caller.cursor
+        caller.evtchn_sent += 1
         if p.state == EVTCHNSTAT_interdomain:
             remote_dom = p.remote_dom
             remote_port = p.remote_port
