@@ -1,0 +1,91 @@
+"""How long one sweep point takes: 32 guests x 1,000 TPM commands each, through the whole stack.
+
+A sweep is many points times replications, so what one point costs decides
+whether a sweep takes minutes or hours (the target: under 10 s on one core).
+The point is run exactly as ``simxen sweep`` runs it
+(:func:`simxen.experiment.sweep.run_one`: load the scenario with ``--set``
+overrides, run it, read its metrics) on ``scenarios/vtpm-stack.toml`` with
+the seed's stack per guest::
+
+    --set stack.configs=[] --set stack.guest_count=32 --set stack.iterations=250
+
+(its four commands -- PCR_Extend, PCR_Read, GetRandom, an NV write -- 250
+times: 1,000 commands per guest, 32,000 in all, each crossing tpmfront ->
+vTPM -> (state save -> manager) -> back).
+
+The baseline, in the same process, is one guest doing the same 1,000
+commands: the ratio of CPU per command (32 guests / 1 guest) shows what
+sharing one manager costs the *simulator* beyond the 32x more work.
+
+Figures are process CPU time (the one core this process uses; other jobs on
+a shared machine do not count) and wall time. ``--profile`` prints where
+the 32-guest point's CPU time goes (cProfile, top functions by own time).
+
+    python benchmarks/sweep_point.py [--guests 32] [--commands 1000] [--profile]
+"""
+
+import argparse
+import os
+import time
+
+from simxen.experiment import sweep
+from simxen.scenario import scenario_file
+
+SCENARIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scenarios",
+                        "vtpm-stack.toml")
+TARGET_S = 10.0
+
+
+def point(guests, commands_per_guest):
+    """The ``--set`` overrides of one point: the seed's stack for each guest."""
+    per_round = len(scenario_file.load(SCENARIO).data["workload"][0]["commands"])
+    if commands_per_guest % per_round:
+        raise SystemExit(f"--commands must be a multiple of {per_round} (the scenario's commands)")
+    return ["stack.configs=[]", f"stack.guest_count={guests}",
+            f"stack.iterations={commands_per_guest // per_round}",
+            "scenario.until=1e6"]
+
+
+def timed(overrides, seed=1):
+    wall, cpu = time.perf_counter(), time.process_time()
+    metrics = sweep.run_one(SCENARIO, overrides, seed)
+    return time.perf_counter() - wall, time.process_time() - cpu, metrics
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--guests", type=int, default=32)
+    ap.add_argument("--commands", type=int, default=1000, help="commands per guest")
+    ap.add_argument("--profile", action="store_true", help="profile the point (cProfile)")
+    args = ap.parse_args()
+
+    base_wall, base_cpu, base = timed(point(1, args.commands))
+    base_n = base["stack.commands_completed"]
+    over = point(args.guests, args.commands)
+    if args.profile:
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.enable()
+    wall, cpu, m = timed(over)
+    if args.profile:
+        prof.disable()
+    n = m["stack.commands_completed"]
+    print(f"one sweep point: {args.guests} guests x {args.commands} commands "
+          f"({n:,} completed, {m['stack.commands_failed']} failed; "
+          f"{m['stack.workload_seconds']:.1f} simulated s)")
+    print(f"  CPU  {cpu:8.2f} s   ({n / cpu:,.0f} commands per CPU second)")
+    print(f"  wall {wall:8.2f} s")
+    print(f"baseline: 1 guest x {args.commands} commands: CPU {base_cpu:.2f} s "
+          f"({base_n / base_cpu:,.0f} commands per CPU second)")
+    print(f"CPU per command, {args.guests} guests / 1 guest: "
+          f"{(cpu / n) / (base_cpu / base_n):.2f}x")
+    verdict = "met" if cpu < TARGET_S else "NOT met"
+    print(f"target: under {TARGET_S:g} s on one core -> {verdict} ({cpu:.2f} s CPU)")
+    if args.profile:
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(20)
+
+
+if __name__ == "__main__":
+    main()
