@@ -289,7 +289,8 @@ def run(sim, params):
     flows = {flow: name for name, flow, ok, _ in log}
     owner = {flow: g for _, flow, _, g in log}
     records = hv.trace.records()
-    commands = hops.command_hops(records, flows=set(flows))
+    reqs = hops.requests(records)          # once: the commands' hops and the manager's queue
+    commands = [hops.hops_of(r) for r in reqs if r.parent is None and r.done and r.flow in flows]
     by_name, by_guest = {}, {g.name: [] for g in guests}
     for c in commands:
         by_name.setdefault(flows[c.flow], []).append(c)
@@ -297,8 +298,7 @@ def run(sim, params):
     done = {g.name: 0 for g in guests}
     for _, _, ok, g in log:
         done[g] += ok
-    queue_mean, queue_max, waits = _manager_queue(hops.requests(records),
-                                                  host.vtpmmgr.domid, start, end)
+    queue_mean, queue_max, waits = _manager_queue(reqs, host.vtpmmgr.domid, start, end)
     result = {
         "host": host,
         "guests": [g.name for g in guests],
