@@ -97,3 +97,19 @@ def test_one_rate_per_guest(tmp_path):
     with pytest.raises(InputError) as err:
         runner.run(sc)
     assert "rates" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["manager-contention", "poll-vs-interrupt", "ring-throughput"])
+def test_the_story_scenarios_hold_their_expectations(name):
+    result = runner.run(scenario_file.load(ROOT / "scenarios" / f"{name}.toml"),
+                        trace_level="commands")
+    assert result.report.passed, result.report.render()
+
+
+def test_fifo_spreads_the_wait_that_priority_puts_on_the_highest_domid():
+    sc = scenario_file.load(ROOT / "scenarios" / "manager-contention.toml")
+    prio = runner.run(sc, trace_level="commands").results["contention"]["guests"]
+    sc.data["workload"][0]["policy"] = "fifo"
+    fifo = runner.run(sc, trace_level="commands").results["contention"]["guests"]
+    spread = lambda g: g["guest4"]["latency_ms"]["mean"] / g["guest1"]["latency_ms"]["mean"]  # noqa: E731
+    assert spread(prio) > 3.0 > 1.5 > spread(fifo)
