@@ -136,8 +136,11 @@ def metrics(params):
     m.add("manager.utilisation", "fraction", "fraction of the measured time the manager served")
     m.add("manager.queue_length_mean", "requests", "requests ready and waiting at the manager, "
           "time average (Little's law)")
-    m.stats("manager.wait_ms", "ms", "a request's wait in the manager's tpmback", keys=_LOAD_STATS)
-    m.stats("manager.service_ms", "ms", "the manager's service of a request", keys=_LOAD_STATS)
+    if reaches_manager(params):
+        m.stats("manager.wait_ms", "ms", "a request's wait in the manager's tpmback",
+                keys=_LOAD_STATS)
+        m.stats("manager.service_ms", "ms", "the manager's service of a request",
+                keys=_LOAD_STATS)
     m.add("cpu.vtpmmgr", "fraction", "vtpmmgr: fraction of the measured time spent on the "
           "measured commands")
     for g in names:
@@ -156,6 +159,17 @@ def metrics(params):
             m.flag(f"theory.{who}.agrees", f"{who}: simulated agrees with theory")
             m.add(f"theory.{who}.count", "count", f"{who}: commands in the comparison")
     return m
+
+
+def reaches_manager(params) -> bool:
+    """Whether some command of the mix makes a request to the manager (so its wait and
+    service statistics have a sample): a passthrough or deep quote, or a vTPM state save."""
+    mix = {k for k, w in params["mix"].items() if w > 0}
+    if mix & {"host_random", "deep_quote"}:
+        return True
+    if not params["strong_persistence"]:
+        return False
+    return params["save_on"] == "success" or "nv_write" in mix
 
 
 def _host_spec(params):
@@ -279,11 +293,13 @@ def _results(hv, host, loads, params, start, end, sends):
         "utilisation": busy / horizon,
         # Little's law on the manager's ready queue: mean number = arrival rate x mean wait
         "queue_length_mean": sum(waits) / horizon,
-        "wait_ms": _stats_ms(waits),
-        "service_ms": _stats_ms([d for _, d in mgr_service]),
     }
+    if reaches_manager(params):
+        result["manager"]["wait_ms"] = _stats_ms(waits)
+        result["manager"]["service_ms"] = _stats_ms([d for _, d in mgr_service])
     # fraction of the measured time each stub domain spent on the measured commands
-    result["cpu"] = {domains[d]: w / horizon for d, w in sorted(work.items()) if d in domains}
+    result["cpu"] = {k.name: work.get(k.domid, 0.0) / horizon
+                     for k in host.kernels() if k.role in ("vtpmmgr", "vtpm")}
     result["domains"] = {name: {"notifications_sent": sends.get(domid, 0)}
                          for domid, name in sorted(domains.items())}
     if params["theory"]:
@@ -389,8 +405,9 @@ def report(rep, result, params):
     m.row("requests in the measured window", result["manager"]["requests"])
     m.row("utilisation", result["manager"]["utilisation"])
     m.row("mean ready queue length", result["manager"]["queue_length_mean"])
-    m.row("mean wait in its tpmback", result["manager"]["wait_ms"].get("mean", 0.0), "ms")
-    m.row("mean service", result["manager"]["service_ms"].get("mean", 0.0), "ms")
+    if "wait_ms" in result["manager"]:
+        m.row("mean wait in its tpmback", result["manager"]["wait_ms"].get("mean", 0.0), "ms")
+        m.row("mean service", result["manager"]["service_ms"].get("mean", 0.0), "ms")
     m.row("event-channel notifications sent", result["notifications_sent"])
     c = rep.section("Work per stub domain (fraction of the measured time)")
     for dom, frac in result["cpu"].items():
