@@ -90,8 +90,8 @@ class SessionProcessing:
                 if handle in seen:
                     raise TpmError(TPM_RC.HANDLE, session=i)
                 seen.add(handle)
-                if not 16 <= len(nonce) <= 64:
-                    raise TpmError(TPM_RC.SIZE, session=i)
+                if nonce and not 16 <= len(nonce) <= 64:    # tpm2-tools sends none with
+                    raise TpmError(TPM_RC.SIZE, session=i)  # PolicyPassword, as libtpms allows
                 if i > n_auth and not attrs & (TPMA_SESSION.decrypt | TPMA_SESSION.encrypt
                                                | TPMA_SESSION.audit):
                     raise TpmError(TPM_RC.ATTRIBUTES, session=i)

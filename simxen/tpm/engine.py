@@ -34,7 +34,7 @@ from simxen.tpm.kdf import kdfa
 from simxen.tpm.limits import (MAX_ACTIVE_SESSIONS, MAX_COMMAND_SIZE, MAX_LOADED_SESSIONS,
                                MAX_TRANSIENT_OBJECTS)
 from simxen.tpm.marshal import Reader
-from simxen.tpm.pcr import AUTH_GROUP, PCR_COUNT, PcrBanks
+from simxen.tpm.pcr import AUTH_GROUP, BANKS, PCR_COUNT, PcrBanks
 
 load_all()
 
@@ -111,6 +111,7 @@ class TpmEngine(SessionProcessing):
         self.orderly_state = None        # Shutdown(STATE) snapshot, or None
         self.total_commands = 0
         self.command_audit = audit.CommandAudit()
+        self.pcr_allocation = BANKS      # banks the next TPM Reset allocates (PCR_Allocate)
         self.clock_rate_adjust = 0       # last ClockRateAdjust request (-3 .. 3)
         self.pcr_policies = {}           # PCR -> (hashAlg, authPolicy), PCR_SetAuthPolicy
         self.stir_pool = b""
@@ -135,7 +136,7 @@ class TpmEngine(SessionProcessing):
         self.started = False
         self.objects = {}
         self.sessions = {}
-        self.pcrs = PcrBanks()
+        self.pcrs = PcrBanks(self.pcr_allocation)
         self.nv_changed = False
         self.startup_locality = 0
         self.startup_time = self._clock_fn()

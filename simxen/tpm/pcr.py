@@ -47,9 +47,10 @@ def reset_value(index, size):
 class PcrBanks:
     """The PCR values of every allocated bank and the update counter."""
 
-    __slots__ = ("banks", "update_counter")
+    __slots__ = ("algs", "banks", "update_counter")
 
-    def __init__(self):
+    def __init__(self, algs=BANKS):
+        self.algs = tuple(a for a in BANKS if a in algs)
         self.banks = {}
         self.update_counter = 0
         self.reset_all()
@@ -57,7 +58,7 @@ class PcrBanks:
     def reset_all(self, startup_locality=0):
         """Startup(CLEAR): every PCR to its reset value."""
         self.banks = {alg: [reset_value(i, HASHES[alg].size) for i in range(PCR_COUNT)]
-                      for alg in BANKS}
+                      for alg in self.algs}
         if startup_locality == 3:
             for values in self.banks.values():
                 values[0] = values[0][:-1] + b"\x03"

@@ -33,6 +33,7 @@ class Session:
         self.is_trial = type_ == TPM_SE.TRIAL
         self.saved_sequence = None
         self.audit_digest = None         # an audit session's digest, once used so
+        self.start_time = 0              # TPM time at StartAuthSession (ms)
         self.reset_policy()
 
     @property

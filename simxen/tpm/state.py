@@ -25,7 +25,8 @@ bank hashAlg u16 || PCR 0-15); the StirRandom pool (TPM2B); the highest NV count
 Version 2 appends what a TPM that has used these features keeps: the command
 audit state (hashAlg u16, auditCounter u64, digest TPM2B, u32 count of audited
 command codes and each u32), then the PCR policies (u32 count, then PCR u32 ||
-hashAlg u16 || TPM2B each).  A TPM that has not -- the usual case -- still
+hashAlg u16 || TPM2B each), then the PCR banks the next TPM Reset allocates
+(u8 count, hashAlg u16 each).  A TPM that has not -- the usual case -- still
 writes version 1, byte for byte as before.
 
 Transient objects, loaded sessions and PCRs outside an orderly
@@ -40,6 +41,7 @@ from simxen.tpm.constants import TPM_RH, TPM_SU
 from simxen.tpm.errors import StateError, TpmError
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32, u64
 from simxen.tpm.nv_index import NvIndex
+from simxen.tpm.pcr import BANKS
 from simxen.tpm.tpm_object import TpmObject
 
 MAGIC = b"SIMXTPM\0"
@@ -167,13 +169,14 @@ def _extension(tpm):
     fresh = CommandAudit()
     if (ca.alg, ca.commands, ca.counter, ca.digest) == (fresh.alg, fresh.commands,
                                                         fresh.counter, fresh.digest) \
-            and not tpm.pcr_policies:
+            and not tpm.pcr_policies and tpm.pcr_allocation == BANKS:
         return b""
     out = [u16(ca.alg) + u64(ca.counter) + tpm2b(ca.digest) + u32(len(ca.commands))]
     out += [u32(cc) for cc in sorted(ca.commands)]
     out.append(u32(len(tpm.pcr_policies)))
     for pcr, (alg, digest) in sorted(tpm.pcr_policies.items()):
         out.append(u32(pcr) + u16(alg) + tpm2b(digest))
+    out.append(bytes((len(tpm.pcr_allocation),)) + b"".join(u16(a) for a in tpm.pcr_allocation))
     return b"".join(out)
 
 
@@ -188,3 +191,7 @@ def _read_extension(tpm, r):
         pcr = r.u32()
         alg = r.u16()
         tpm.pcr_policies[pcr] = (alg, r.tpm2b())
+    algs = tuple(r.u16() for _ in range(r.u8()))
+    if any(a not in BANKS for a in algs):
+        raise ValueError("unknown PCR bank in the allocation")
+    tpm.pcr_allocation = algs

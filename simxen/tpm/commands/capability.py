@@ -16,7 +16,7 @@ from simxen.tpm.constants import (TPM_ALG, TPM_CAP, TPM_CC, TPM_ECC, TPM_HT, TPM
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import u16, u32
 from simxen.tpm.nv_index import NV_INDEX_MAX
-from simxen.tpm.pcr import BANKS, PCR_ATTRIBUTES, PCR_COUNT
+from simxen.tpm.pcr import PCR_ATTRIBUTES, PCR_COUNT
 from simxen.tpm.pcr_selection import marshal_pcr_selection
 from simxen.tpm.public import SYMCIPHER_MODES, Public, parse_sym_def_object
 from simxen.tpm.symmetric import CIPHERS
@@ -206,7 +206,7 @@ def get_capability(tpm, cmd):
         items = sorted(cc for cc in COMMANDS if cc >= prop)
         return b"", page(items, lambda cc: u32(tpma_cc(cc)))
     if cap == TPM_CAP.PCRS:
-        sel = [(alg, b"\xff\xff\xff") for alg in BANKS]
+        sel = [(alg, b"\xff\xff\xff") for alg in tpm.pcrs.algs]
         return b"", b"\x00" + u32(cap) + marshal_pcr_selection(sel)
     if cap == TPM_CAP.TPM_PROPERTIES:
         props = fixed_properties(tpm) + variable_properties(tpm)

@@ -51,10 +51,22 @@ def _session(tpm, cmd, index=0):
     return tpm.sessions[cmd.handles[index]]
 
 
-def _check_nonce_and_expiry(s, nonce_tpm, expiration, param_nonce):
+def _auth_timeout(tpm, s, nonce_tpm, expiration):
+    """When an authorization with ``expiration`` (seconds, an INT32; its sign
+    only asks for a ticket) stops being valid, in TPM time (ms); ``None``
+    for no limit.  With nonceTPM it counts from the session's start, without
+    it is an absolute TPM time."""
+    if expiration == 0:
+        return None
+    seconds = 0x100000000 - expiration if expiration >= 0x80000000 else expiration
+    return (s.start_time if nonce_tpm else 0) + 1000 * seconds
+
+
+def _check_nonce_and_expiry(tpm, s, nonce_tpm, expiration, param_nonce):
     if nonce_tpm and nonce_tpm != s.nonce_tpm:
         raise TpmError(TPM_RC.VALUE, param=param_nonce)
-    if expiration >= 0x80000000 and not nonce_tpm:
+    timeout = _auth_timeout(tpm, s, nonce_tpm, expiration)
+    if timeout is not None and timeout < tpm.time:
         raise TpmError(TPM_RC.EXPIRED, param=param_nonce + 3)
 
 
@@ -79,13 +91,13 @@ def _ticket_data(tpm, timeout, cp_hash, policy_ref, auth_name):
             + tpm2b(auth_name))
 
 
-def _auth_outputs(tpm, s, tag, expiration, cp_hash, policy_ref, auth_name, hierarchy):
+def _auth_outputs(tpm, s, tag, nonce_tpm, expiration, cp_hash, policy_ref, auth_name,
+                  hierarchy):
     """``timeout || TPMT_TK_AUTH``: a real ticket for a negative expiration
     in a real session, the NULL ticket otherwise."""
     if s.is_trial or expiration < 0x80000000 or hierarchy == TPM_RH.NULL:
         return _null_auth_outputs(tag)
-    seconds = 0x100000000 - expiration
-    timeout = u64(tpm.time + 1000 * seconds)
+    timeout = u64(_auth_timeout(tpm, s, nonce_tpm, expiration))
     digest = ticket_digest(tpm, tag, hierarchy,
                            _ticket_data(tpm, timeout, cp_hash, policy_ref, auth_name))
     return tpm2b(timeout) + u16(tag) + u32(hierarchy) + tpm2b(digest)
@@ -140,12 +152,12 @@ def policy_secret(tpm, cmd):
     r.done()
     s = _session(tpm, cmd, 1)
     if not s.is_trial:
-        _check_nonce_and_expiry(s, nonce_tpm, expiration, 1)
+        _check_nonce_and_expiry(tpm, s, nonce_tpm, expiration, 1)
         _set_cp_hash(s, cp_hash, 2)
     name = tpm.entity_name(cmd.handles[0])
     s.extend_policy(_CC(TPM_CC.PolicySecret) + name)
     s.extend_policy(policy_ref)
-    return b"", _auth_outputs(tpm, s, TPM_ST.AUTH_SECRET, expiration, cp_hash, policy_ref,
+    return b"", _auth_outputs(tpm, s, TPM_ST.AUTH_SECRET, nonce_tpm, expiration, cp_hash, policy_ref,
                               name, _entity_hierarchy(tpm, cmd.handles[0]))
 
 
@@ -161,7 +173,7 @@ def policy_signed(tpm, cmd):
     s = _session(tpm, cmd, 1)
     key = tpm.get_object(cmd.handles[0])
     if not s.is_trial:
-        _check_nonce_and_expiry(s, nonce_tpm, expiration, 1)
+        _check_nonce_and_expiry(tpm, s, nonce_tpm, expiration, 1)
         if sig.hash not in HASHES:
             raise TpmError(TPM_RC.HASH, param=5)
         a_hash = HASHES[sig.hash].digest(nonce_tpm + u32(expiration) + cp_hash + policy_ref)
@@ -170,7 +182,7 @@ def policy_signed(tpm, cmd):
         _set_cp_hash(s, cp_hash, 2)
     s.extend_policy(_CC(TPM_CC.PolicySigned) + key.name)
     s.extend_policy(policy_ref)
-    return b"", _auth_outputs(tpm, s, TPM_ST.AUTH_SIGNED, expiration, cp_hash, policy_ref,
+    return b"", _auth_outputs(tpm, s, TPM_ST.AUTH_SIGNED, nonce_tpm, expiration, cp_hash, policy_ref,
                               key.name, key.hierarchy)
 
 

@@ -12,8 +12,8 @@ from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import tpm2b, u16, u32
-from simxen.tpm.pcr import AUTH_GROUP
-from simxen.tpm.pcr_selection import marshal_pcr_selection, parse_pcr_selection
+from simxen.tpm.pcr import AUTH_GROUP, BANKS, PCR_COUNT
+from simxen.tpm.pcr_selection import marshal_pcr_selection, parse_pcr_selection, pcr_indices
 
 MAX_PCR_READ_DIGESTS = 8
 _ONE_SHA256 = u32(1) + u16(TPM_ALG.SHA256)
@@ -101,17 +101,24 @@ def pcr_reset(tpm, cmd):
 
 @command(TPM_CC.PCR_Allocate, handles=("platform",), auth=1)
 def pcr_allocate(tpm, cmd):
-    """The engine's banks are fixed: asking for exactly the current
-    allocation succeeds, anything else is reported as not possible."""
+    """Choose the PCR banks the next TPM Reset allocates.  A bank the
+    selection does not name keeps its allocation; one it names with no PCR
+    selected goes.  sizeNeeded counts the PCRs selected (as libtpms does),
+    but this TPM allocates a bank whole or not at all: a partial selection
+    allocates the whole bank."""
     r = cmd.r
     selection = parse_pcr_selection(r, known_hashes=HASHES)
     r.done()
-    current = set(tpm.pcrs.banks)
-    wanted = {alg for alg, sel in selection if any(sel)}
-    ok = wanted == current
-    size_needed = 24 * sum(HASHES[a].size for a in wanted)
-    return b"", (b"\x01" if ok else b"\x00") + u32(1024 * 64) + u32(size_needed) + u32(
-        1024 * 64 - size_needed)
+    chosen = {alg: 24 for alg in tpm.pcr_allocation}
+    for alg, bitmap in selection:
+        chosen[alg] = len(pcr_indices(bitmap))
+    size_needed = sum(n * HASHES[alg].size for alg, n in chosen.items())
+    available = PCR_COUNT * sum(HASHES[alg].size for alg in BANKS)
+    if size_needed > available:
+        return b"", b"\x00" + u32(PCR_COUNT) + u32(size_needed) + u32(available)
+    tpm.pcr_allocation = tuple(alg for alg in BANKS if chosen.get(alg))
+    tpm.nv_changed = True
+    return b"", b"\x01" + u32(PCR_COUNT) + u32(size_needed) + u32(available)
 
 
 @command(TPM_CC.PCR_SetAuthPolicy, handles=("platform",), auth=1)

@@ -93,4 +93,5 @@ def start_auth_session(tpm, cmd):
         return Session(base | index, se, h, nonce_tpm, key, bind_name, symmetric)
 
     session = tpm.add_session(make)
+    session.start_time = tpm.time          # policy expirations count from here
     return u32(session.handle), tpm2b(session.nonce_tpm)
