@@ -30,6 +30,7 @@ last one is :attr:`TpmClient.last_flow`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 
 from simxen.domains.kernel import Kernel
@@ -39,7 +40,10 @@ from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH, TPMA_NV, TPMA_OBJECT
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.public import Public
 
-__all__ = ["Guest", "TpmClient", "AK_TEMPLATE"]
+__all__ = ["Guest", "TpmClient", "AK_TEMPLATE", "TPM_BUFSIZE"]
+
+#: Largest command Linux's TPM character device accepts (``TPM_BUFSIZE``).
+TPM_BUFSIZE = 4096
 
 _A = TPMA_OBJECT
 _NV_OWNER_RW = TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.NO_DA
@@ -65,7 +69,28 @@ class TpmClient:
         return f"{self.kernel.name}/{self.commands}"
 
     def transmit(self, command: bytes, *, locality: int = 0, timeout=None, flow=None):
-        """Send one marshalled TPM command; return the response bytes."""
+        """Send one marshalled TPM command; return the response bytes.
+
+        What Linux checks before a command reaches the driver comes first, as
+        a ``write()`` to ``/dev/tpm0`` meets it (``tpm-dev-common.c``
+        ``tpm_common_write``, ``tpm-interface.c`` ``tpm_try_transmit``):
+        more than ``TPM_BUFSIZE`` (4096) bytes is ``-E2BIG``; fewer than 6
+        bytes, or fewer than the header's ``commandSize``, is ``-EINVAL``; a
+        ``commandSize`` of 0 is ``-ENODATA`` (all :class:`TpmFrontError`);
+        bytes beyond ``commandSize`` are not sent.
+        """
+        n = len(command)
+        if n > TPM_BUFSIZE:
+            raise TpmFrontError(-errno.E2BIG, f"write of {n} bytes exceeds TPM_BUFSIZE "
+                                              f"({TPM_BUFSIZE})")
+        size = int.from_bytes(command[2:6], "big") if n >= 6 else None
+        if size is None or n < size:
+            raise TpmFrontError(-errno.EINVAL, f"{n}-byte write is shorter than its "
+                                               f"{'header' if size is None else f'commandSize {size}'}")
+        if size == 0:
+            raise TpmFrontError(-errno.ENODATA, "commandSize is 0")
+        if size < n:
+            command = command[:size]
         flow = flow or self.new_flow()
         self.last_flow = flow
         dom = self.kernel.dom

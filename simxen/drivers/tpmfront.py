@@ -409,6 +409,15 @@ class TpmFront:
         Polls on the profile's grid (Linux, switch ``tpmfront.wait`` =
         ``"poll"``) or sleeps on the event channel, ignoring notifications
         that leave the state SUBMIT/CANCEL (the IRQ handler does).
+
+        The Linux flavour fails with ``-ENODEV`` at its next wake-up once the
+        backend domain is gone, instead of waiting out ``timeout``. Linux
+        itself would wait: ``xen-tpmfront``'s ``backend_changed`` unregisters
+        the chip on the backend's Closing/Closed (a destroyed domain's state
+        node just disappears, which it ignores), and the unregistration waits
+        for the command in flight, which holds the chip until
+        ``tpm_try_transmit``'s deadline -- up to 120 s (``TPM2_DURATION_DEFAULT``)
+        -- and then fails with ``-ETIME``. mini-os waits forever, as modelled.
         """
         dom, data, tag = self.dom, self.page.data, self._tag
         interval = self._poll_interval
@@ -433,6 +442,12 @@ class TpmFront:
                 yield dom.poll(self._ports, remaining)
             if not dom.alive:
                 raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} was destroyed while waiting")
+            if self._linux:
+                back = self.hv.domains.get(self.backend_id)
+                if back is None or not back.alive:
+                    # Linux would wait out the command's duration (see _wait_done's doc)
+                    raise TpmFrontError(-errno.ENODEV, f"backend dom{self.backend_id} was "
+                                                       "destroyed while the command waited")
             if not poll:
                 dom.evtchn_clear(self.port)
 

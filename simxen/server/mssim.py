@@ -7,7 +7,9 @@ code: ``8`` TPM_SEND_COMMAND (locality u8, size u32, command) is answered
 with size u32, the response and a 4-byte 0, written as three sends so that
 tshark's TPM dissector sees each part; ``20`` TPM_SESSION_END ends the
 client; ``15`` REMOTE_HANDSHAKE is answered with version 1 and flags.  On the
-platform port each 4-byte signal gets a 4-byte 0; POWER_ON on a powered TPM
+platform port each 4-byte signal gets a 4-byte 0; a command longer than
+64 KiB is read past and answered ``TPM_RC_COMMAND_SIZE`` (the connection
+stays open); POWER_ON on a powered TPM
 does nothing (every tool sends one), RESET is _TPM_Init.
 
 Each command connection is one client of a
@@ -19,6 +21,8 @@ import struct
 
 from simxen.server.loopback import BufferedReader, ConnectionClosed, PortPair, recv_exact
 from simxen.server.resource_manager import as_manager
+from simxen.tpm.constants import TPM_RC
+from simxen.tpm.engine import error_response
 
 TPM_SEND_COMMAND = 8
 REMOTE_HANDSHAKE = 15
@@ -73,8 +77,13 @@ class MssimServer:
                     head = reader.read(5)
                     size = _U32.unpack_from(head, 1)[0]
                     if size > MAX_COMMAND:
-                        return
-                    response = client.execute(reader.read(size), head[0])
+                        # more than any TPM takes: read past it, answer as a TPM would
+                        for _ in range(size // MAX_COMMAND):
+                            reader.read(MAX_COMMAND)
+                        reader.read(size % MAX_COMMAND)
+                        response = error_response(TPM_RC.COMMAND_SIZE)
+                    else:
+                        response = client.execute(reader.read(size), head[0])
                     # three sends, so that tshark's dissector sees each part
                     sock.sendall(_U32.pack(len(response)))
                     sock.sendall(response)

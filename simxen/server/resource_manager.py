@@ -1,28 +1,46 @@
 """A resource manager in front of any TPM backend, like tpm2-abrmd.
 
-tpm2-tools expect one: each tool leaves its primary key or loaded object in
-TPM memory, and after a few tools a TPM with few slots answers
-TPM_RC_OBJECT_MEMORY.  :class:`ResourceManager` watches the commands and
-responses of each client *through the TPM protocol only* — it works over a
-bare engine as over a simulated guest's whole tpmfront/tpmback path — and,
-when the client goes away, flushes what it left loaded:
+tpm2-tools expect one. Each tool leaves its primary key or loaded object in
+TPM memory, and a TPM has few slots (:data:`simxen.tpm.limits.MAX_TRANSIENT_OBJECTS`);
+several tools at once would also see, use and flush each other's objects.
+:class:`ResourceManager` gives every client (one tool run: one mssim
+connection) a TPM of its own, *through the TPM protocol only* -- it works
+over a bare engine as over a simulated guest's whole tpmfront/tpmback path
+-- the way tpm2-abrmd does (``src/resource-manager.c``):
 
-* a handle enters the client's set when a response creates it
-  (CreatePrimary, Load, LoadExternal, CreateLoaded, ContextLoad,
-  StartAuthSession, HMAC_Start, HashSequenceStart);
-* it leaves the set on a successful FlushContext of it, when a session is
-  used with continueSession clear, when a sequence completes
-  (SequenceComplete, EventSequenceComplete), and when a session context is
-  saved (a saved session belongs to whoever holds its context file);
-* on :meth:`Client.close` every remaining handle gets a TPM2_FlushContext.
+* **Virtual transient handles.** A client never sees a TPM handle of a
+  transient object: a response that creates one (CreatePrimary, Load,
+  LoadExternal, CreateLoaded, ContextLoad, HMAC_Start, HashSequenceStart)
+  gets the lowest free handle ``0x80000000 + n`` of *that client's* map, and
+  the handles of each command (its handle area, and FlushContext's
+  parameter) are translated back. A handle the client does not hold is
+  answered as the TPM answers an unloaded one (``TPM_RC_REFERENCE_H0`` +
+  its index), so clients cannot reach each other's objects.
+* **Swapping.** After every command the client's objects are saved
+  (TPM2_ContextSave) and flushed, and its sessions saved; before a command
+  the objects and sessions it names are loaded again (TPM2_ContextLoad). So
+  the TPM holds only what one command needs, and eight tools each with a
+  primary key, a key and a session fit a TPM with eight slots.
+* **Sessions** keep their TPM handles (a session's handle survives
+  ContextSave/ContextLoad) but belong to the client that started or loaded
+  them; a session of another client is ``TPM_RC_REFERENCE_H0`` + index in a
+  handle area and ``TPM_RC_REFERENCE_S0`` + index in an authorization area.
+  A session the client itself saves (its context now in the tool's file)
+  stops being the client's, and stays in the TPM for whoever loads it next.
+* **GetCapability(TPM_CAP_HANDLES)** lists the client's own transient
+  handles (virtual) and sessions only.
+* When the client goes away (:meth:`Client.close`), its loaded objects and
+  its sessions are flushed and its saved contexts forgotten.
 
-Handles are not virtualised: clients see the TPM's own handles, so clients
-that run at the same time share the TPM's slots.  Commands of all clients
-are serialised by one lock, as on a real TPM.
+Commands of all clients are serialised by one lock (a TPM runs one command
+at a time). A ``log`` callback ``log(client, command, response, locality)``
+sees every exchange of a client, as the client sent and received it (the
+CLI prints name and response code; ``simxen serve`` adds per-hop
+latencies); the manager's own ContextSave/Load/Flush are not logged there
+(``simxen serve --hops`` still shows them: they cross the simulated path).
 
-A ``log`` callback ``log(client, command, response, locality)`` sees every
-exchange (the CLI prints name and response code; ``simxen serve`` adds
-per-hop latencies).
+The swtpm protocol has no connections per client (a connection per
+command), so over it all commands belong to one client at a time.
 """
 
 import itertools
@@ -31,14 +49,20 @@ import threading
 
 from simxen.tpm.client import flush_context_command
 from simxen.tpm.commands import COMMANDS
-from simxen.tpm.constants import TPM_CC, TPM_HT, command_name, rc_name
+from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, command_name, rc_format1, rc_name
+from simxen.tpm.engine import error_response
 
 _CREATES_HANDLE = {TPM_CC.CreatePrimary, TPM_CC.Load, TPM_CC.LoadExternal,
                    TPM_CC.CreateLoaded, TPM_CC.ContextLoad, TPM_CC.StartAuthSession,
                    TPM_CC.HMAC_Start, TPM_CC.HashSequenceStart}
-_FLUSHABLE = {TPM_HT.TRANSIENT, TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION}
-#: authorizationSize 9 followed by TPM_RS_PW: one password session, nothing to track
-_RS_PW_ONLY = struct.pack(">I", 9) + struct.pack(">I", 0x40000009)
+_SESSION_TYPES = (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION)
+_TRANSIENT = TPM_HT.TRANSIENT
+_TPM_RS_PW = 0x40000009
+_TPM_CAP_HANDLES = 1
+_U32 = struct.Struct(">I")
+_SUCCESS = b"\x80\x01\x00\x00\x00\x0a\x00\x00\x00\x00"
+#: FlushContext of a handle that is not there: TPM_RC_HANDLE on parameter 1
+_HANDLE_P1 = rc_format1(TPM_RC.HANDLE, param=1)
 
 
 def handle_count(cc):
@@ -55,14 +79,34 @@ def describe(command, response):
     return f"{name} -> {rc_name(rc) if rc is not None else '(short response)'}"
 
 
+def _rc(response):
+    return _U32.unpack_from(response, 6)[0] if len(response) >= 10 else None
+
+
+class _Object:
+    """One of a client's transient objects: loaded at ``handle``, or saved as ``context``."""
+
+    __slots__ = ("handle", "context")
+
+    def __init__(self, handle):
+        self.handle = handle            # the TPM's handle while loaded, else None
+        self.context = None             # TPMS_CONTEXT bytes while swapped out
+
+
 class Client:
     """One client of the resource manager (one tool run)."""
 
     def __init__(self, manager, ident):
         self.manager = manager
         self.ident = ident
-        self.handles = set()
+        self.objects = {}               # virtual handle -> _Object
+        self.sessions = {}              # session handle -> saved TPMS_CONTEXT, or None if loaded
         self.closed = False
+
+    @property
+    def handles(self):
+        """The virtual transient handles and the session handles this client holds."""
+        return set(self.objects) | set(self.sessions)
 
     def execute(self, command, locality=0):
         return self.manager.execute(self, command, locality)
@@ -73,61 +117,212 @@ class Client:
             self.closed = True
             self.manager.release(self)
 
+    def new_virtual(self):
+        """The lowest virtual transient handle this client does not use."""
+        handle = 0x80000000
+        while handle in self.objects:
+            handle += 1
+        return handle
+
 
 class ResourceManager:
-    """Wraps ``backend`` (anything with ``execute(command, locality)``)."""
+    """Wraps ``backend`` (anything with ``execute(command, locality)``); see the module doc."""
 
     def __init__(self, backend, log=None):
         self.backend = backend
         self.log = log
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
+        self.swaps = 0                  #: ContextSave/ContextLoad the manager sent itself
 
     def open_client(self):
         return Client(self, next(self._ids))
 
     def execute(self, client, command, locality=0):
+        command = bytes(command)
         with self.lock:
-            response = self.backend.execute(command, locality)
-            self._track(client, command, response)
+            response = self._execute(client, command, locality)
         if self.log is not None:
             self.log(client, command, response, locality)
         return response
 
     def release(self, client):
         with self.lock:
-            for handle in sorted(client.handles):
-                command = flush_context_command(handle)
-                response = self.backend.execute(command, 0)
-                if self.log is not None:
-                    self.log(client, command, response, 0)
-            client.handles.clear()
+            for obj in client.objects.values():
+                if obj.handle is not None:
+                    self._tpm(flush_context_command(obj.handle))
+            for handle in sorted(client.sessions):
+                self._tpm(flush_context_command(handle))
+            client.objects.clear()
+            client.sessions.clear()
 
-    def _track(self, client, command, response):
-        if len(command) < 10 or len(response) < 10:
-            return
+    # -- one command -----------------------------------------------------------
+
+    def _tpm(self, command, locality=0):
+        return self.backend.execute(command, locality)
+
+    def _execute(self, client, command, locality):
+        if len(command) < 10:
+            return self._tpm(command, locality)          # the TPM's own size error
         tag, _, cc = struct.unpack_from(">HII", command, 0)
-        if struct.unpack_from(">I", response, 6)[0] != 0:
-            return
+        try:
+            if cc == TPM_CC.FlushContext:
+                return self._flush(client, command, locality)
+            if cc == TPM_CC.GetCapability:
+                mine = self._get_capability(client, command)
+                if mine is not None:
+                    return mine
+            translated, refusal = self._translate(client, command, tag, cc)
+            if refusal is not None:
+                return error_response(refusal)
+            response = self._tpm(translated, locality)
+            if _rc(response) == 0:
+                response = self._after(client, command, translated, response, tag, cc)
+            return response
+        finally:
+            self._swap_out(client)
+
+    def _translate(self, client, command, tag, cc):
+        """``(command with TPM handles, None)`` or ``(None, rc)`` for a handle the
+        client does not hold; loads what the command names."""
+        n = handle_count(cc)
+        out = None
+        for i in range(n):
+            pos = 10 + 4 * i
+            if pos + 4 > len(command):
+                break                                   # the TPM will say INSUFFICIENT
+            handle = _U32.unpack_from(command, pos)[0]
+            ht = handle >> 24
+            if ht == _TRANSIENT:
+                obj = client.objects.get(handle)
+                physical = self._load_object(obj) if obj is not None else None
+                if physical is None:
+                    return None, TPM_RC.REFERENCE_H0 + i
+                if out is None:
+                    out = bytearray(command)
+                _U32.pack_into(out, pos, physical)
+            elif ht in _SESSION_TYPES:
+                if handle not in client.sessions or not self._load_session(client, handle):
+                    return None, TPM_RC.REFERENCE_H0 + i
+        if tag == 0x8002:
+            for j, (handle, _) in enumerate(_sessions_of(command, n)):
+                if handle == _TPM_RS_PW:
+                    continue
+                if handle not in client.sessions or not self._load_session(client, handle):
+                    return None, TPM_RC.REFERENCE_S0 + j
+        return (bytes(out) if out is not None else command), None
+
+    def _after(self, client, command, translated, response, tag, cc):
+        """Book-keeping of a successful command; the response with virtual handles."""
         n = handle_count(cc)
         if cc in _CREATES_HANDLE and len(response) >= 14:
-            handle = struct.unpack_from(">I", response, 10)[0]
-            if handle >> 24 in _FLUSHABLE:
-                client.handles.add(handle)
-        elif cc == TPM_CC.FlushContext and len(command) >= 14:
-            client.handles.discard(struct.unpack_from(">I", command, 10)[0])
-        elif cc == TPM_CC.SequenceComplete and len(command) >= 14:
-            client.handles.discard(struct.unpack_from(">I", command, 10)[0])
-        elif cc == TPM_CC.EventSequenceComplete and len(command) >= 18:
-            client.handles.discard(struct.unpack_from(">I", command, 14)[0])
+            handle = _U32.unpack_from(response, 10)[0]
+            if handle >> 24 == _TRANSIENT:
+                virtual = client.new_virtual()
+                client.objects[virtual] = _Object(handle)
+                response = response[:10] + _U32.pack(virtual) + response[14:]
+            elif handle >> 24 in _SESSION_TYPES:
+                client.sessions[handle] = None          # loaded, this client's
+        elif cc in (TPM_CC.SequenceComplete, TPM_CC.EventSequenceComplete):
+            # the sequence object is gone from the TPM
+            at = 10 if cc == TPM_CC.SequenceComplete else 14
+            if len(command) >= at + 4:
+                client.objects.pop(_U32.unpack_from(command, at)[0], None)
         elif cc == TPM_CC.ContextSave and len(command) >= 14:
-            handle = struct.unpack_from(">I", command, 10)[0]
-            if handle >> 24 in (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION):
-                client.handles.discard(handle)
-        if tag == 0x8002 and command[10 + 4 * n:18 + 4 * n] != _RS_PW_ONLY:
-            for handle, attrs in _sessions_of(command, n):
-                if not attrs & 1:
-                    client.handles.discard(handle)
+            handle = _U32.unpack_from(command, 10)[0]
+            if handle >> 24 in _SESSION_TYPES:
+                client.sessions.pop(handle, None)       # its context is the client's now
+        if tag == 0x8002:
+            for handle, attrs in _sessions_of(translated, n):
+                if handle != _TPM_RS_PW and not attrs & 1:   # continueSession clear
+                    client.sessions.pop(handle, None)
+        return response
+
+    def _flush(self, client, command, locality):
+        """FlushContext of a virtual object (loaded or not) or of the client's session."""
+        if len(command) != 14:
+            return self._tpm(command, locality)
+        handle = _U32.unpack_from(command, 10)[0]
+        ht = handle >> 24
+        if ht == _TRANSIENT:
+            obj = client.objects.pop(handle, None)
+            if obj is None:
+                return error_response(_HANDLE_P1)
+            if obj.handle is None:
+                return _SUCCESS                        # only a saved context: forget it
+            return self._tpm(flush_context_command(obj.handle), locality)
+        if ht in _SESSION_TYPES:
+            if handle not in client.sessions:
+                return error_response(_HANDLE_P1)
+            del client.sessions[handle]
+        return self._tpm(command, locality)
+
+    def _get_capability(self, client, command):
+        """GetCapability(HANDLES) of transient objects or sessions, for this client only."""
+        if len(command) != 22:
+            return None
+        cap, prop, count = struct.unpack_from(">III", command, 10)
+        if cap != _TPM_CAP_HANDLES or prop >> 24 not in (_TRANSIENT,) + _SESSION_TYPES:
+            return None
+        if prop >> 24 == _TRANSIENT:
+            mine = sorted(h for h in client.objects if h >= prop)
+        else:
+            ht = prop >> 24
+            mine = sorted(h for h in client.sessions if h >> 24 == ht and h >= prop)
+        listed = mine[:count]
+        body = (bytes((1 if len(mine) > len(listed) else 0,)) + _U32.pack(_TPM_CAP_HANDLES)
+                + _U32.pack(len(listed)) + b"".join(_U32.pack(h) for h in listed))
+        return b"\x80\x01" + _U32.pack(10 + len(body)) + b"\0\0\0\0" + body
+
+    # -- swapping ---------------------------------------------------------------
+
+    def _load_object(self, obj):
+        """The TPM handle of ``obj``, loading its context if it is swapped out."""
+        if obj.handle is None:
+            rsp = self._tpm(_context_load_command(obj.context))
+            self.swaps += 1
+            if _rc(rsp) != 0 or len(rsp) < 14:
+                return None
+            obj.handle, obj.context = _U32.unpack_from(rsp, 10)[0], None
+        return obj.handle
+
+    def _load_session(self, client, handle):
+        context = client.sessions[handle]
+        if context is not None:
+            rsp = self._tpm(_context_load_command(context))
+            self.swaps += 1
+            if _rc(rsp) != 0:
+                del client.sessions[handle]             # no longer loadable
+                return False
+            client.sessions[handle] = None
+        return True
+
+    def _swap_out(self, client):
+        """Save and flush the client's loaded objects; save its loaded sessions."""
+        for obj in client.objects.values():
+            if obj.handle is None:
+                continue
+            rsp = self._tpm(_context_save_command(obj.handle))
+            self.swaps += 1
+            if _rc(rsp) == 0:                           # (a sequence object may refuse: keep it)
+                self._tpm(flush_context_command(obj.handle))
+                obj.handle, obj.context = None, rsp[10:]
+        for handle, context in list(client.sessions.items()):
+            if context is None:
+                rsp = self._tpm(_context_save_command(handle))
+                self.swaps += 1
+                if _rc(rsp) == 0:
+                    client.sessions[handle] = rsp[10:]
+                else:
+                    del client.sessions[handle]         # the TPM no longer has it
+
+
+def _context_save_command(handle):
+    return struct.pack(">HIII", 0x8001, 14, TPM_CC.ContextSave, handle)
+
+
+def _context_load_command(context):
+    return struct.pack(">HII", 0x8001, 10 + len(context), TPM_CC.ContextLoad) + context
 
 
 def _sessions_of(command, n_handles):

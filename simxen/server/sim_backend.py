@@ -22,7 +22,18 @@ from the guest's TPM client, so its trace records can be found afterwards;
 command -- ``simxen serve --hops`` prints each command's per-hop breakdown
 from there.
 
-When the path fails (the guest's tpmfront times out, the vTPM is gone), the
+A command the guest kernel refuses before it reaches the driver -- empty,
+shorter than its header's ``commandSize`` (truncated), over 4096 bytes, or
+too big for the shared page -- fails Linux's ``write()`` to ``/dev/tpm0`` with
+``-EINVAL``, ``-ENODATA`` or ``-E2BIG`` (see
+:meth:`simxen.domains.guest.TpmClient.transmit`). The path answers it with
+the 10-byte ``TPM_RC_COMMAND_SIZE`` response, the code a TPM gives for a
+``commandSize`` that does not match the bytes it received (and what
+``simxen tpm serve``'s engine answers for the same bytes), so the tool sees
+a TPM error and its connection stays open.
+
+When the path itself fails (the guest's tpmfront times out, the vTPM is
+gone -- promptly, see :class:`~simxen.drivers.tpmfront.TpmFront`), the
 guest's ``/dev/tpm0`` would fail the write with an errno; here
 :meth:`SimulatedPath.execute` raises :class:`PathError`, a
 ``ConnectionError``, so the server drops the tool's connection and the tool
@@ -33,12 +44,19 @@ the command is in flight (a model bug), so the server keeps running.
 
 from __future__ import annotations
 
+import errno
 import threading
 from dataclasses import dataclass
 
 from simpy.core import EmptySchedule
 
+from simxen.tpm.constants import TPM_RC
+from simxen.tpm.engine import error_response
+
 __all__ = ["SimulatedPath", "Exchange", "PathError"]
+
+#: errnos with which the guest kernel refuses a malformed write to /dev/tpm0
+_REFUSED_WRITE = frozenset((-errno.EINVAL, -errno.E2BIG, -errno.ENODATA))
 
 
 class PathError(ConnectionError):
@@ -86,6 +104,7 @@ class SimulatedPath:
         self.lock = threading.RLock()
         self.commands = 0           #: commands delivered
         self.failures = 0           #: commands the path could not deliver
+        self.refused = 0            #: commands the guest kernel refused (answered COMMAND_SIZE)
 
     @classmethod
     def for_guest(cls, guest, **kw):
@@ -120,7 +139,11 @@ class SimulatedPath:
                 outcome.setdefault("error", f"the simulation stopped: {type(exc).__name__}: {exc}")
             error = outcome.get("error")
             response = outcome.get("response", b"")
-            if error is None:
+            if error is not None and outcome.get("errno") in _REFUSED_WRITE:
+                # the guest kernel refused the write (see the module doc): answer as a TPM
+                error, response = None, error_response(TPM_RC.COMMAND_SIZE)
+                self.refused += 1
+            elif error is None:
                 self.commands += 1
             else:
                 self.failures += 1

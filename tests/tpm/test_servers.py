@@ -86,10 +86,23 @@ def test_resource_manager_flushes_on_disconnect(mssim):
         client.parse_create_primary(c.execute(client.create_primary_command(
             TPM_RH.OWNER, ecc_storage_template())))
     sh, _ = client.parse_start_auth_session(c.execute(client.start_auth_session_command(b"n" * 16)))
-    assert len(tpm.objects) == 3 and sh in tpm.sessions
+    # between commands the objects are swapped out (saved contexts), the session saved
+    assert not tpm.objects and tpm.sessions[sh].saved_sequence is not None
+    assert listed_handles(c, 0x80000000) == [0x80000000, 0x80000001, 0x80000002]
+    assert listed_handles(c, 0x02000000) == [sh]
+    other = MssimClient(port)
+    assert listed_handles(other, 0x80000000) == [] and listed_handles(other, 0x02000000) == []
+    other.close()
     c.close()
     assert wait_for(lambda: not tpm.objects and not tpm.sessions)
-    assert log.count("TPM2_FlushContext -> TPM_RC_SUCCESS") == 4
+
+
+def listed_handles(c, first):
+    """GetCapability(TPM_CAP_HANDLES) from ``first``, as client ``c`` sees it."""
+    rsp = c.execute(client.get_capability_command(1, first, 64))
+    client.check(rsp)
+    count = struct.unpack_from(">I", rsp, 15)[0]
+    return list(struct.unpack_from(f">{count}I", rsp, 19))
 
 
 def test_saved_sessions_survive_disconnect(mssim):
@@ -138,9 +151,11 @@ def test_swtpm_protocol():
         assert len(ctrl(struct.pack(">I", 1), 8)) == 8                     # GET_CAPABILITY
         client.parse_create_primary(data(client.create_primary_command(
             TPM_RH.OWNER, ecc_storage_template())))
-        assert len(tpm.objects) == 1
+        listed = data(client.get_capability_command(1, 0x80000000, 8))
+        assert struct.unpack_from(">I", listed, 15)[0] == 1        # the tool run's one object
         assert ctrl(struct.pack(">IB", 5, 2), 4) == b"\0\0\0\0"          # next tool run
-        assert wait_for(lambda: not tpm.objects)
+        listed = data(client.get_capability_command(1, 0x80000000, 8))
+        assert struct.unpack_from(">I", listed, 15)[0] == 0 and not tpm.objects
         zero = {TPM_ALG.SHA256: bytes(32)}
         assert client.response_code(data(client.pcr_extend_command(17, zero))) == 0
         # DRTM sequence on the control channel
