@@ -22,6 +22,7 @@ when it next looks (``block``, ``poll``, ``evtchn_pending``,
 """
 
 import heapq
+import itertools
 
 from simpy.events import Event
 
@@ -78,6 +79,10 @@ class WatchEvent:
         return f"WatchEvent({self.path!r}, {self.token!r})"
 
 
+#: the index key of processes blocked on any unmasked port (SCHEDOP_block)
+_ANY = ("any",)
+
+
 class _Wait(Event):
     """What a blocked process yields: an event plus what would wake it.
 
@@ -94,6 +99,15 @@ class _Wait(Event):
         self.token = token
         self.start = start
         self.wake = None
+        self.slot = None            # its place in the domain's order of waiters
+
+    def keys(self):
+        """Where the domain files it: ``("any",)`` for block, each polled port, or the token."""
+        if self.ports is None:
+            return (_ANY,)
+        if self.token is not None:
+            return (("token", self.token),)
+        return self.ports
 
     def wants_port(self, port):
         if self.ports is None:
@@ -138,7 +152,15 @@ class Domain:
         self._pending = set()       # port numbers with the pending bit set
         self._watch_inbox = []      # heap of (time, seq, WatchEvent)
         self._watch_events = []
-        self._waiters = []
+        # processes blocked in this domain: slot -> _Wait, in the order they blocked,
+        # and the same waiters filed by what wakes them (port number, _ANY, or
+        # ("token", token)), so that an arriving notification looks only at the
+        # processes that wait for it -- a manager serving N vTPMs has N of them
+        self._waiters = {}
+        self._waiting_for = {}
+        self._slots = itertools.count()
+        self._last_slot = None
+        self._pruned_at = 8
 
     def __repr__(self):
         return f"<Domain {self.domid} {self.name!r}>"
@@ -316,12 +338,17 @@ class Domain:
                 and self._ready(waiter):
             return env.timeout(start - now)
         waiters = self._waiters
-        if waiters and not waiters[-1].callbacks:
-            waiters[-1] = waiter    # the last one to wait was resumed since (one thread)
-        else:
-            if len(waiters) > 2:    # forget processes that were resumed since
-                waiters[:] = [w for w in waiters if w.callbacks]
-            waiters.append(waiter)
+        if waiters:
+            last = waiters.get(self._last_slot)
+            if last is not None and not last.callbacks:
+                self._unfile(last)  # the last one to wait was resumed since (one thread)
+            elif len(waiters) > self._pruned_at:
+                # forget processes that were resumed since (amortized: when the count doubles)
+                for w in [w for w in waiters.values() if not w.callbacks]:
+                    self._unfile(w)
+                self._pruned_at = max(8, 2 * len(waiters))
+        self._file(waiter, next(self._slots))
+        self._last_slot = waiter.slot
         wake = None if timeout is None else start + (timeout if timeout > 0 else 0.0)
         for t, _, port in self._inbox:
             if waiter.wants_port(port):
@@ -344,8 +371,8 @@ class Domain:
             # waiting process moves to a new, earlier event and the old one
             # fires with nobody listening.
             earlier = _Wait(env, waiter.ports, waiter.token, waiter.start)
-            waiters = self._waiters
-            waiters[waiters.index(waiter)] = earlier
+            self._unfile(waiter)
+            self._file(earlier, waiter.slot)
             succeed_at(earlier, wake - env.now, instead_of=waiter)
             earlier.wake = wake
         else:
@@ -358,8 +385,9 @@ class Domain:
             return
         upcall = self._samplers.get("evtchn.upcall") or self.sampler("evtchn.upcall")
         draws = upcall.buf
-        # _schedule() may replace a waiter in the list, never adds or removes one
-        for waiter in self._waiters:
+        # the waiters that may care, in the order they blocked; _schedule() may
+        # replace one (same slot), never adds or removes one
+        for waiter in self._candidates(port, watch):
             if not waiter.callbacks:        # resumed already, or handed over
                 continue
             if port is not None:
@@ -372,6 +400,38 @@ class Domain:
             at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
             if waiter.wake is None or at < waiter.wake:
                 self._schedule(waiter, at)
+
+    def _file(self, waiter, slot):
+        waiter.slot = slot
+        self._waiters[slot] = waiter
+        waiting_for = self._waiting_for
+        for key in waiter.keys():
+            filed = waiting_for.get(key)
+            if filed is None:
+                waiting_for[key] = {slot: waiter}
+            else:
+                filed[slot] = waiter
+
+    def _unfile(self, waiter):
+        slot = waiter.slot
+        del self._waiters[slot]
+        waiting_for = self._waiting_for
+        for key in waiter.keys():
+            filed = waiting_for[key]
+            del filed[slot]
+            if not filed:
+                del waiting_for[key]
+
+    def _candidates(self, port, watch):
+        """The waiters a notification of ``port`` (or the watch event) may wake, in slot order."""
+        waiting_for = self._waiting_for
+        anyone = waiting_for.get(_ANY)
+        mine = waiting_for.get(port.port if port is not None else ("token", watch.token))
+        if anyone is None:
+            return list(mine.values()) if mine else ()
+        if mine is None:
+            return list(anyone.values())
+        return [w for _, w in sorted({**anyone, **mine}.items())]
 
     # -- what woke us ------------------------------------------------------
 

@@ -24,7 +24,7 @@ fleet meets the same failure through the same code.
 
 Results (``<name>.<key>``): ``guests``, ``booted`` (Linux running),
 ``enrolled``, ``attestations`` (rounds answered), ``trusted``, ``untrusted``,
-``all_trusted`` (bool), ``boot_seconds`` (host ready), ``vtpms_without_manager``,
+``all_enrolled``, ``all_trusted`` (bools), ``boot_seconds`` (host ready), ``vtpms_without_manager``,
 ``manager_evtchn_abi``, ``manager_ports`` (ports in use), ``manager_port_limit``,
 ``manager_error`` (the first refused connection's error, or ``""``),
 ``evtchn_abis`` (``{abi: domains}``), ``enrol_ms`` / ``attest_ms``
@@ -140,6 +140,7 @@ def _results(hv, host, params, tally, boot_seconds):
         "attestations": tally["trusted"] + tally["untrusted"],
         "trusted": tally["trusted"],
         "untrusted": tally["untrusted"],
+        "all_enrolled": tally["enrolled"] == params["guest_count"],
         "all_trusted": tally["trusted"] == params["guest_count"] * params["rounds"],
         "boot_seconds": boot_seconds,
         "vtpms_without_manager": hv.trace.count("vtpm.no_manager"),
@@ -180,6 +181,7 @@ def metrics(params):
     m.add("attestations", "count", "attestation rounds judged")
     m.add("trusted", "count", "rounds judged trusted")
     m.add("untrusted", "count", "rounds judged untrusted")
+    m.flag("all_enrolled", "the verifier enrolled every guest")
     m.flag("all_trusted", "every round of every guest was trusted")
     m.add("boot_seconds", "s", "simulated time until every domain of the host was up")
     m.add("vtpms_without_manager", "count", "vTPMs that could not connect to the manager")
