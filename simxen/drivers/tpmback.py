@@ -182,6 +182,7 @@ class TpmBack:
         self._bad_names: set = set()      # directories not named <domid>/<handle>
         self._seq = 0
         self._last = None                 # round-robin: key served last
+        self._ready = {}                  # key -> interface with ready set (what _choose picks from)
         self._wakeup = None
         self._watcher = None
         # counters
@@ -312,6 +313,7 @@ class TpmBack:
             except XenError:
                 pass                               # the toolstack removed it already
         del self._ifaces[key]
+        self._ready.pop(key, None)
         hv.trace.emit("tpm.back.close", dom.now, dom.domid, backend=self.name, domid=fe,
                       handle=handle, uuid=uuid)
         if self.on_close is not None:
@@ -346,6 +348,7 @@ class TpmBack:
         iface.last_state = mapping.data[tpmif.TPMIF_OFF_STATE]
         iface.connected = True
         iface.ready = False
+        self._ready.pop(iface.key, None)
         iface.busy = None
         bus.write("ready", "1")
         iface.handler = hv.env.process(self._handler(iface))
@@ -359,6 +362,7 @@ class TpmBack:
             return
         iface.connected = False
         iface.ready = False
+        self._ready.pop(iface.key, None)
         if iface.handler is not None and iface.handler.is_alive:
             iface.handler.interrupt("disconnect")
         iface.handler = None
@@ -397,6 +401,7 @@ class TpmBack:
                 elif state == _CANCEL and iface.busy is None:
                     if iface.ready:
                         iface.ready = False
+                        self._ready.pop(iface.key, None)
                     self._ack_cancel(iface)
         except simpy.Interrupt:
             return
@@ -416,6 +421,7 @@ class TpmBack:
         if iface.ready:
             return
         iface.ready = True
+        self._ready[iface.key] = iface
         now = iface.arrived = dom.now
         self._seq += 1
         iface.seq = self._seq
@@ -489,7 +495,8 @@ class TpmBack:
         if len(ifaces) == 1:            # one frontend (the usual vTPM): it, if it is ready
             for i in ifaces.values():
                 return i if i is not None and i.ready and i.connected else None
-        ready = [i for i in ifaces.values() if i is not None and i.ready and i.connected]
+        # only the interfaces with ready set, not every frontend (a manager has one per vTPM)
+        ready = [i for i in self._ready.values() if i.connected]
         if len(ready) < 2:
             return ready[0] if ready else None      # one ready: every policy picks it
         if self.policy == "priority":
@@ -507,6 +514,7 @@ class TpmBack:
         """Validate the header, map extra pages, copy the command once."""
         hv, dom = self.hv, self.dom
         iface.ready = False
+        self._ready.pop(iface.key, None)
         self._last = iface.key
         mapping = iface.mapping
         flow = iface.tag.flow
