@@ -68,7 +68,9 @@ class TPM_ALG:
     ECDSA = 0x0018
     ECDH = 0x0019
     ECDAA = 0x001A
+    SM2 = 0x001B
     ECSCHNORR = 0x001C
+    ECMQV = 0x001D
     KDF1_SP800_56A = 0x0020
     KDF1_SP800_108 = 0x0022
     ECC = 0x0023

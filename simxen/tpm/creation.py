@@ -89,7 +89,7 @@ def validate_template(pub, data, param):
             raise TpmError(TPM_RC.SYMMETRIC, param=param)
         scheme = pub.scheme[0]
         if scheme != TPM_ALG.NULL:
-            signing = scheme in (TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA)
+            signing = scheme in (TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA, TPM_ALG.ECDAA)
             if signing and not sign or not signing and not decrypt:
                 raise TpmError(TPM_RC.SCHEME, param=param)
         if restricted and sign and scheme == TPM_ALG.NULL:

@@ -111,6 +111,7 @@ class TpmEngine(SessionProcessing):
         self.orderly_state = None        # Shutdown(STATE) snapshot, or None
         self.total_commands = 0
         self.command_audit = audit.CommandAudit()
+        self.commit = None               # simxen.tpm.commit.CommitState, made on first use
         self.pcr_allocation = BANKS      # banks the next TPM Reset allocates (PCR_Allocate)
         self.clock_rate_adjust = 0       # last ClockRateAdjust request (-3 .. 3)
         self.pcr_policies = {}           # PCR -> (hashAlg, authPolicy), PCR_SetAuthPolicy

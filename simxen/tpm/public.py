@@ -21,7 +21,7 @@ _HASH_SCHEMES = {TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP, TPM_ALG.ECDSA,
                  TPM_ALG.ECDH, TPM_ALG.ECSCHNORR, TPM_ALG.HMAC, TPM_ALG.ECDAA,
                  TPM_ALG.KDF1_SP800_56A, TPM_ALG.KDF1_SP800_108}
 RSA_SCHEMES = {TPM_ALG.NULL, TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.RSAES, TPM_ALG.OAEP}
-ECC_SCHEMES = {TPM_ALG.NULL, TPM_ALG.ECDSA, TPM_ALG.ECDH}
+ECC_SCHEMES = {TPM_ALG.NULL, TPM_ALG.ECDSA, TPM_ALG.ECDH, TPM_ALG.ECDAA}
 CURVES = {TPM_ECC.NIST_P256: 32, TPM_ECC.NIST_P384: 48}
 #: every mode a SYMCIPHER key may name (NULL: chosen per EncryptDecrypt)
 SYMCIPHER_MODES = MODES + (TPM_ALG.NULL,)
@@ -63,7 +63,9 @@ def marshal_sym_def(sym):
 
 
 def parse_scheme(r, allowed):
-    """A TPMT_*_SCHEME -> ``(scheme, hashAlg)`` (hashAlg NULL if none)."""
+    """A TPMT_*_SCHEME -> ``(scheme, hashAlg)`` (hashAlg NULL if none);
+    ``(ECDAA, hashAlg, count)`` for ECDAA, whose details carry the commit
+    count (TPMS_SCHEME_ECDAA)."""
     scheme = r.u16()
     if scheme not in allowed:
         raise TpmError(TPM_RC.SCHEME, param=r.param)
@@ -73,16 +75,18 @@ def parse_scheme(r, allowed):
     if h not in HASHES:
         raise TpmError(TPM_RC.HASH, param=r.param)
     if scheme == TPM_ALG.ECDAA:
-        r.u16()
+        return (scheme, h, r.u16())
     if scheme == TPM_ALG.XOR:
         r.u16()
     return (scheme, h)
 
 
 def marshal_scheme(scheme):
-    s, h = scheme
+    s, h = scheme[0], scheme[1]
     if s == TPM_ALG.NULL or s == TPM_ALG.RSAES:
         return u16(s)
+    if s == TPM_ALG.ECDAA:
+        return u16(s) + u16(h) + u16(scheme[2])
     return u16(s) + u16(h)
 
 

@@ -11,7 +11,7 @@ from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import Reader, tpm2b, u16
 from simxen.tpm.public import parse_scheme
 
-SIGNING_SCHEMES = {TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA, TPM_ALG.HMAC}
+SIGNING_SCHEMES = {TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA, TPM_ALG.ECDAA, TPM_ALG.HMAC}
 _SIG_SCHEMES_OR_NULL = SIGNING_SCHEMES | {TPM_ALG.NULL}
 
 

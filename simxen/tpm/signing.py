@@ -13,7 +13,7 @@ from simxen.tpm.constants import TPM_ALG, TPM_RC, TPMA_OBJECT
 from simxen.tpm.errors import TpmError
 from simxen.tpm.signature import Signature
 
-_FITS = {TPM_ALG.ECC: {TPM_ALG.ECDSA}, TPM_ALG.RSA: {TPM_ALG.RSASSA, TPM_ALG.RSAPSS},
+_FITS = {TPM_ALG.ECC: {TPM_ALG.ECDSA, TPM_ALG.ECDAA}, TPM_ALG.RSA: {TPM_ALG.RSASSA, TPM_ALG.RSAPSS},
          TPM_ALG.KEYEDHASH: {TPM_ALG.HMAC}}
 
 
@@ -23,9 +23,11 @@ def resolve_scheme(obj, in_scheme, param):
         raise TpmError(TPM_RC.KEY, handle=1)
     key_scheme = obj.public.scheme
     if key_scheme[0] != TPM_ALG.NULL:
-        if in_scheme[0] != TPM_ALG.NULL and in_scheme != key_scheme:
+        if in_scheme[0] != TPM_ALG.NULL and in_scheme[:2] != key_scheme[:2]:
             raise TpmError(TPM_RC.SCHEME, param=param)
-        scheme = key_scheme
+        # ECDAA: the commit count comes with the command's scheme
+        scheme = in_scheme if key_scheme[0] == TPM_ALG.ECDAA and in_scheme[0] != TPM_ALG.NULL \
+            else key_scheme
     else:
         if in_scheme[0] == TPM_ALG.NULL:
             raise TpmError(TPM_RC.SCHEME, param=param)
@@ -38,7 +40,10 @@ def resolve_scheme(obj, in_scheme, param):
 def sign_digest(tpm, obj, scheme, digest):
     """A :class:`Signature` of ``digest`` (already hashed with the scheme's
     hash) by ``obj``."""
-    alg, h = scheme
+    alg, h = scheme[0], scheme[1]
+    if alg == TPM_ALG.ECDAA:
+        from simxen.tpm.commit import sign_ecdaa
+        return sign_ecdaa(tpm, obj, h, scheme[2], digest)
     if alg == TPM_ALG.ECDSA:
         size = keys.CURVE_BYTES[obj.public.curve]
         r, s = keys.ecdsa_sign(obj.private_key(), h, digest, size)

@@ -20,7 +20,7 @@ _MODULES = ("startup", "testing", "session_commands", "object_commands", "asymme
             "hash_commands", "random", "attestation", "integrity", "ea", "hierarchy",
             "dictionary_attack", "context", "clocks", "capability", "signature", "nv",
             "credential", "symmetric", "duplication",
-            "command_audit", "management")
+            "command_audit", "management", "ephemeral")
 
 
 def command(code, handles=(), auth=0, roles=None, decrypt=False, encrypt=False):

@@ -155,3 +155,40 @@ def ecc_parameters(tpm, cmd):
     return b"", (u16(curve) + u16(8 * size) + u16(TPM_ALG.KDF1_SP800_56A) + u16(kdf_hash)
                  + u16(TPM_ALG.NULL) + b"".join(tpm2b(n.to_bytes(size, "big")) for n in numbers)
                  + tpm2b(b"\x01"))
+
+
+@command(TPM_CC.ZGen_2Phase, handles=("object",), auth=1, decrypt=True, encrypt=True)
+def zgen_2phase(tpm, cmd):
+    """Second phase of a two-phase key exchange (SP 800-56A "C(2e, 2s)"),
+    for the ECDH scheme: ``Z1 = [dsA]QsB`` with the loaded static key and
+    ``Z2 = [deA]QeB`` with the ephemeral key EC_Ephemeral made under
+    ``counter`` (used once)."""
+    from simxen.tpm.commands.ephemeral import marshal_point, parse_point
+    from simxen.tpm.commit import commit_scalar, state
+    r = cmd.r
+    key = tpm.get_object(cmd.handles[0])
+    pub = key.public
+    if pub.type != TPM_ALG.ECC:
+        raise TpmError(TPM_RC.KEY, handle=1)
+    if pub.attributes & TPMA_OBJECT.restricted or not pub.attributes & TPMA_OBJECT.decrypt:
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=1)
+    qs_b = parse_point(r, 1, pub.curve)
+    qe_b = parse_point(r, 2, pub.curve)
+    scheme = r.at(3).u16()
+    counter = r.at(4).u16()
+    r.done()
+    if qs_b is None or qe_b is None:
+        raise TpmError(TPM_RC.ECC_POINT, param=1 if qs_b is None else 2)
+    if scheme not in (TPM_ALG.ECDH, TPM_ALG.ECMQV, TPM_ALG.SM2):
+        raise TpmError(TPM_RC.SCHEME, param=3)
+    if pub.scheme[0] != TPM_ALG.NULL and pub.scheme[0] != scheme or scheme != TPM_ALG.ECDH:
+        raise TpmError(TPM_RC.SCHEME, param=3)        # ECMQV and SM2 are not implemented
+    c = state(tpm).take(counter, 4)
+    de = commit_scalar(tpm, b"", c, pub.curve)
+    try:
+        z1 = keys.ecc_multiply(pub.curve, int.from_bytes(key.sensitive, "big"), *qs_b)
+        z2 = keys.ecc_multiply(pub.curve, de, *qe_b)
+    except ValueError:
+        raise TpmError(TPM_RC.NO_RESULT) from None
+    tpm.nv_changed = True
+    return b"", marshal_point(z1) + marshal_point(z2)

@@ -48,6 +48,7 @@ def startup(tpm, cmd):
         tpm.pcrs.reset_all(cmd.locality)
         tpm.null_seed = tpm.random_bytes(32)
         tpm.null_proof = tpm.random_bytes(32)
+        tpm.commit = None           # outstanding commits die with a TPM Reset
     if su == TPM_SU.CLEAR:         # TPMA_STARTUP_CLEAR: set by every Startup(CLEAR)
         tpm.ph_enable = tpm.sh_enable = tpm.eh_enable = tpm.ph_enable_nv = True
     tpm.null_seed = tpm.null_seed or tpm.random_bytes(32)

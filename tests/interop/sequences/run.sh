@@ -9,7 +9,8 @@
 # command that fails.  `expect_rc RC COMMAND...` runs a command that must be
 # refused with response code RC (as tpm2-tools prints it, e.g. 0x98e).
 #
-# With SEQ_FLUSH_TRANSIENTS=1 every tool is followed by `tpm2_flushcontext -t`:
+# With SEQ_FLUSH_TRANSIENTS=1 every tool is followed by `tpm2_flushcontext -t`
+# and `-l` (transient objects and loaded sessions):
 # what a resource manager does when a client disconnects, for a TPM that has
 # none in front of it (swtpm).  simxen's servers have one.
 set -euo pipefail
@@ -19,7 +20,8 @@ if [ "${SEQ_FLUSH_TRANSIENTS:-0}" = 1 ]; then
         name=$(basename "$tool")
         [ "$name" = tpm2_flushcontext ] && continue
         eval "$name() { local rc=0; $tool \"\$@\" || rc=\$?; \
-              /usr/bin/tpm2_flushcontext -t >/dev/null 2>&1 || true; return \$rc; }"
+              /usr/bin/tpm2_flushcontext -t >/dev/null 2>&1 || true; \
+              /usr/bin/tpm2_flushcontext -l >/dev/null 2>&1 || true; return \$rc; }"
     done
 fi
 expect_rc() {
