@@ -150,7 +150,9 @@ class EngineTarget:
         out = []
         for i in range(len(self.templates)):
             out.append(bytes([2 + 4 * 0, i, 0]))               # template i unchanged
-        return out + [b"\x00\x0a" + self.templates[4], b"\x01\x00\x10\x08" + bytes(8)]
+        # and one input of MAX_COMMANDS templates in a row, so mutants run many commands each
+        chain = b"".join(bytes([2, i % len(self.templates), 0]) for i in range(self.MAX_COMMANDS))
+        return out + [b"\x00\x0a" + self.templates[4], b"\x01\x00\x10\x08" + bytes(8), chain]
 
     def commands(self, data):
         """The ``(command, locality)`` list an input stands for."""
