@@ -204,6 +204,14 @@ class TPM_CC:
     CreateLoaded = 0x191
     PolicyAuthorizeNV = 0x192
     EncryptDecrypt2 = 0x193
+    AC_GetCapability = 0x194
+    AC_Send = 0x195
+    Policy_AC_SendSelect = 0x196
+    CertifyX509 = 0x197
+    ACT_SetTimeout = 0x198
+    ECC_Encrypt = 0x199
+    ECC_Decrypt = 0x19A
+    Vendor_TCG_Test = 0x20000000
 
 
 class TPM_RC:
