@@ -27,6 +27,8 @@ COMMANDS = {
               "run a scenario and expose a guest's vTPM to tpm2-tools on loopback, through "
               "every simulated hop"),
     "tpm": ("simxen.server.cmd_tpm", "stand-alone TPM 2.0 engine tools (serve)"),
+    "trace": ("simxen.scenario.cmd_trace",
+              "export a run's trace: perfetto timeline, sequence diagram, pcap, narrated text"),
 }
 
 

@@ -78,6 +78,7 @@ import struct
 
 from simxen.domains.drbg import HmacDrbg
 from simxen.domains.kernel import Kernel
+from simxen.drivers.command_names import TPM2_CC_DeepQuote
 from simxen.drivers.tpmback import TpmBack
 from simxen.drivers.tpmfront import TpmFront, TpmFrontError, command_code
 from simxen.protocols import vtpmmgr as mgr
@@ -92,8 +93,6 @@ from simxen.tpm.errors import StateError
 __all__ = ["Vtpm", "SAVE_ON", "DEFAULT_SAVE_ON", "RESTORE_FAILURE", "vtpm_op", "KEY_COMMANDS", "TPM2_CC_DeepQuote",
            "deep_quote_command", "parse_deep_quote"]
 
-#: The vTPM's vendor command for a deep quote (TPMA_CC vendor bit | TPM2_CC_Quote).
-TPM2_CC_DeepQuote = 0x20000000 | TPM_CC.Quote
 
 
 def deep_quote_command(data: bytes, host_pcrs=range(10), flags: int = 0, *, alg=None) -> bytes:

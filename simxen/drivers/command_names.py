@@ -12,11 +12,15 @@ number) and ``cc_name`` (this name).
 """
 
 from simxen.protocols.vtpmmgr import ORDINAL_NAMES
-from simxen.tpm.constants import COMMAND_NAMES
+from simxen.tpm.constants import COMMAND_NAMES, TPM_CC
 
-__all__ = ["cc_name"]
+__all__ = ["cc_name", "TPM2_CC_DeepQuote"]
 
-_NAMES = {**ORDINAL_NAMES, **COMMAND_NAMES}
+#: The vTPM's vendor command for a deep quote (TPMA_CC vendor bit 29 |
+#: TPM2_CC_Quote; :mod:`simxen.domains.vtpm` serves it).
+TPM2_CC_DeepQuote = 0x20000000 | TPM_CC.Quote
+
+_NAMES = {**ORDINAL_NAMES, **COMMAND_NAMES, TPM2_CC_DeepQuote: "TPM2_CC_DeepQuote"}
 
 
 def cc_name(cc):

@@ -1,5 +1,5 @@
 """The Microsoft TPM simulator's TCP protocol, as tpm2-tss's ``mssim`` TCTI
-speaks it.
+speaks it (its framing: :mod:`simxen.protocols.mssim`).
 
 Command port P, platform port P+1; a tool opens one connection to each for
 its whole run.  On the command port every message starts with a 4-byte
@@ -19,21 +19,14 @@ Each command connection is one client of a
 
 import struct
 
+from simxen.protocols.mssim import (MAX_COMMAND, REMOTE_HANDSHAKE, SIGNAL_POWER_OFF,  # noqa: F401
+                                    SIGNAL_POWER_ON, SIGNAL_RESET, SIGNAL_RESTART,
+                                    TPM_SEND_COMMAND, TPM_SESSION_END, TPM_STOP)
 from simxen.server.loopback import BufferedReader, ConnectionClosed, PortPair, recv_exact
 from simxen.server.resource_manager import as_manager
 from simxen.tpm.constants import TPM_RC
 from simxen.tpm.engine import error_response
 
-TPM_SEND_COMMAND = 8
-REMOTE_HANDSHAKE = 15
-TPM_SESSION_END = 20
-TPM_STOP = 21
-
-SIGNAL_POWER_ON = 1
-SIGNAL_POWER_OFF = 2
-SIGNAL_RESET = 17
-SIGNAL_RESTART = 18
-MAX_COMMAND = 1 << 16
 
 _U32 = struct.Struct(">I")
 _ZERO = b"\0\0\0\0"

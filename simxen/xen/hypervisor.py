@@ -113,7 +113,7 @@ class Hypervisor:
         self.xs.write(creator, f"{home}/name", name)
         self.xs.write(creator, f"{home}/domid", str(domid))
         self.trace.emit("domain.create", creator.now, creator.domid, domid=domid, name=name,
-                        privileged=bool(privileged))
+                        privileged=bool(privileged), vcpus=vcpus)
         return dom
 
     def domain_destroy(self, domid):

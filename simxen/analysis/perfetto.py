@@ -1,0 +1,305 @@
+"""A run as a timeline for ui.perfetto.dev and chrome://tracing.
+
+The output is the Chrome trace-event format (JSON, ``{"traceEvents": [...]}``;
+times in microseconds of simulated time), which both viewers open:
+
+* a **process per domain**, named ``guest1 (dom3)``, with a **thread per
+  vCPU** (``vcpu0``...; a domain's kernel runs on vcpu0, which is where its
+  events are drawn); the physical TPM and the world outside the host
+  (verifier, network) are processes of their own;
+* **slices for TPM commands**, named by command code: the frontend's round
+  trip (``tpm.front.submit`` -> ``tpm.front.complete``) and the backend's
+  service (``tpm.back.take`` -> ``tpm.back.respond``) as async slices (they
+  overlap freely), each TPM's execution (``tpm.exec``) and the TIS driver's
+  wait for the physical TPM (``tis.go`` -> ``tis.complete``) as complete
+  slices;
+* **flow arrows** from each event-channel send to its delivery and from each
+  grant to its map;
+* **counters** for queue occupancy: requests waiting in each tpmback (the
+  manager's queue is its tpmback's), and requests in flight on each ring.h
+  ring.
+
+Only the records a trace kept can be drawn: at trace level ``commands`` there
+are no event-channel or grant records, so no arrows (:func:`build` says which
+families it missed in the ``"metadata"`` of the output).
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["build", "dumps", "write", "check"]
+
+_US = 1e6
+_HW_PID = 100000          # the physical TPM
+_WORLD_PID = 100001       # verifier and network (dom null, not hardware)
+
+
+def _ts(t) -> float:
+    return round(t * _US, 3)
+
+
+class _Builder:
+    def __init__(self, records):
+        self.records = records
+        self.events = []
+        self.names = {}
+        self.vcpus = {}
+        self.pids = set()
+
+    def pid(self, r):
+        dom = r["dom"]
+        if dom is None:
+            return _HW_PID if r["kind"] in ("tpm.exec", "host.measure") else _WORLD_PID
+        return dom + 1
+
+    def ev(self, **e):
+        self.pids.add(e["pid"])
+        self.events.append(e)
+
+    def build(self):
+        for r in self.records:
+            if r["kind"] == "domain.create":
+                self.names[r["domid"]] = r["name"]
+                self.vcpus[r["domid"]] = r.get("vcpus", 1)
+            elif r.get("dom") is not None and "dom_name" in r:
+                self.names.setdefault(r["dom"], r["dom_name"])
+        self.slices()
+        self.close_unfinished()
+        self.flows()
+        self.counters()
+        self.metadata()
+        return self.events
+
+    # -- slices ----------------------------------------------------------------
+    def slices(self):
+        for r in self.records:
+            k = r["kind"]
+            if k in ("tpm.front.submit", "tpm.back.take"):
+                side = "front" if k == "tpm.front.submit" else "back"
+                self.ev(ph="b", cat=f"tpm.{side}", name=r.get("cc_name") or "(short)",
+                        id=f"{side}:{r['dom']}:{r.get('flow')}", pid=self.pid(r), tid=0,
+                        ts=_ts(r["t"]), args={"flow": r.get("flow"), "cc": r.get("cc"),
+                                              "length": r.get("length")})
+            elif k in ("tpm.front.complete", "tpm.back.respond"):
+                side = "front" if k == "tpm.front.complete" else "back"
+                self.ev(ph="e", cat=f"tpm.{side}", name="", id=f"{side}:{r['dom']}:{r.get('flow')}",
+                        pid=self.pid(r), tid=0, ts=_ts(r["t"]), args={"rc": r.get("rc")})
+            elif k == "tpm.exec":
+                dur = r.get("duration") or 0.0
+                self.ev(ph="X", cat="tpm.exec", name=r.get("cc_name") or "(short)",
+                        pid=self.pid(r), tid=0, ts=_ts(r["t"] - dur), dur=round(dur * _US, 3),
+                        args={"tpm": r.get("tpm"), "rc": r.get("rc"), "flow": r.get("flow")})
+            elif k == "tis.go":
+                self._tis_open = r
+            elif k == "tis.complete":
+                go = getattr(self, "_tis_open", None)
+                if go is not None and go["dom"] == r["dom"]:
+                    self.ev(ph="X", cat="tis", name=f"TIS {r.get('cc_name')}", pid=self.pid(r),
+                            tid=0, ts=_ts(go["t"]), dur=round((r["t"] - go["t"]) * _US, 3),
+                            args={"rc": r.get("rc"), "flow": r.get("flow")})
+                self._tis_open = None
+            elif k in ("pvgrub.measure", "host.measure", "ima.measure", "attest.verdict",
+                       "vtpm.save", "vtpmmgr.request"):
+                self.ev(ph="i", s="t", cat=k.split(".")[0], name=k, pid=self.pid(r), tid=0,
+                        ts=_ts(r["t"]), args={key: v for key, v in r.items()
+                                              if key not in ("t", "kind", "dom", "dom_name", "seq")
+                                              and isinstance(v, (int, float, str, bool))})
+
+    def close_unfinished(self):
+        """End the async slices whose end the trace does not hold (the run stopped first,
+        or the command was dropped), at the trace's last time."""
+        opened = {}
+        for e in self.events:
+            if e["ph"] in ("b", "e"):
+                key = (e["cat"], e["id"])
+                opened[key] = opened.get(key, 0) + (1 if e["ph"] == "b" else -1)
+        end = _ts(self.records[-1]["t"]) if self.records else 0
+        for (cat, id_), n in sorted(opened.items(), key=lambda kv: str(kv[0])):
+            for _ in range(n):
+                pid, tid = next((e["pid"], e["tid"]) for e in self.events
+                                if e["ph"] == "b" and e["id"] == id_ and e["cat"] == cat)
+                self.ev(ph="e", cat=cat, name="", id=id_, pid=pid, tid=tid, ts=end,
+                        args={"unfinished": True})
+
+    # -- flows -----------------------------------------------------------------
+    def _marker(self, r, name, cat):
+        """A zero-length slice for a flow end to bind to."""
+        self.ev(ph="X", cat=cat, name=name, pid=self.pid(r), tid=0, ts=_ts(r["t"]), dur=0)
+
+    def flows(self):
+        sent = {}          # (receiver dom, receiver port) -> [send records]
+        grants = {}        # (granter, gref) -> grant record
+        n = 0
+        for r in sorted(self.records, key=lambda r: (r["t"], r["seq"])):
+            k = r["kind"]
+            if k == "evtchn.send" and "remote_dom" in r:
+                sent.setdefault((r["remote_dom"], r["remote_port"]), []).append(r)
+            elif k == "evtchn.deliver" and "remote_dom" in r:
+                queue = sent.get((r["dom"], r["port"]))
+                if queue:
+                    s = queue.pop(0)
+                    n += 1
+                    self._pair(s, r, f"evtchn port {s['port']}->{r['port']}", "evtchn", n)
+            elif k == "gnttab.grant":
+                grants[(r["dom"], r["gref"])] = r
+            elif k == "gnttab.map":
+                g = grants.get((r["domid"], r["gref"]))
+                if g is not None:
+                    n += 1
+                    self._pair(g, r, f"grant gref {r['gref']}", "gnttab", n)
+
+    def _pair(self, a, b, name, cat, n):
+        self._marker(a, name, cat)
+        self._marker(b, name, cat)
+        self.ev(ph="s", cat=cat, name=name, id=n, pid=self.pid(a), tid=0, ts=_ts(a["t"]))
+        self.ev(ph="f", bp="e", cat=cat, name=name, id=n, pid=self.pid(b), tid=0, ts=_ts(b["t"]))
+
+    # -- counters --------------------------------------------------------------
+    def counters(self):
+        waiting = {}       # backend dom -> requests ready but not taken
+        ring = {}          # (dom, port, side) -> prod
+        for r in sorted(self.records, key=lambda r: (r["t"], r["seq"])):
+            k = r["kind"]
+            if k == "tpm.back.ready":
+                waiting[r["dom"]] = waiting.get(r["dom"], 0) + 1
+            elif k in ("tpm.back.take", "tpm.back.cancel", "tpm.back.reject"):
+                waiting[r["dom"]] = max(0, waiting.get(r["dom"], 0) - 1)
+            elif k == "ring.push":
+                ring[(r["dom"], r["port"], r["side"])] = r["prod"]
+                front = [p for (d, port, side), p in ring.items() if side == "front"]
+                back = [p for (d, port, side), p in ring.items() if side == "back"]
+                self.ev(ph="C", name="ring in flight", pid=self.pid(r), tid=0, ts=_ts(r["t"]),
+                        args={"requests": (max(front, default=0) - max(back, default=0)) & 0xFFFFFFFF})
+                continue
+            else:
+                continue
+            self.ev(ph="C", name="tpmback queue", pid=self.pid(r), tid=0, ts=_ts(r["t"]),
+                    args={"waiting": waiting[r["dom"]]})
+
+    # -- names -----------------------------------------------------------------
+    def metadata(self):
+        meta = []
+        for pid in sorted(self.pids | {dom + 1 for dom in self.names}):
+            if pid == _HW_PID:
+                pname = "physical TPM"
+            elif pid == _WORLD_PID:
+                pname = "outside the host (verifier, network)"
+            else:
+                dom = pid - 1
+                pname = f"{self.names.get(dom, 'dom')} (dom{dom})"
+            meta.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "ts": 0,
+                         "args": {"name": pname}})
+            meta.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "ts": 0,
+                         "args": {"sort_index": pid}})
+            for v in range(self.vcpus.get(pid - 1, 1) if pid < _HW_PID else 1):
+                meta.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": v, "ts": 0,
+                             "args": {"name": f"vcpu{v}" if pid < _HW_PID else "main"}})
+        self.events[:0] = meta
+
+
+def build(records) -> dict:
+    """The trace-event JSON object for ``records`` (dicts, :mod:`trace_format`)."""
+    records = sorted(records, key=lambda r: (r["t"], r["seq"]))
+    events = _Builder(records).build()
+    # each track's events in time order (the viewers do not need it; people reading the JSON do)
+    meta = [e for e in events if e["ph"] == "M"]
+    rest = sorted((e for e in events if e["ph"] != "M"), key=lambda e: (e["ts"],))
+    kinds = {r["kind"].split(".")[0] for r in records}
+    missing = [f for f in ("evtchn", "gnttab", "ring") if f not in kinds]
+    return {"traceEvents": meta + rest, "displayTimeUnit": "ms",
+            "metadata": {"source": "simxen", "time": "simulated",
+                         "families without records (nothing drawn for them)": missing}}
+
+
+def dumps(records) -> str:
+    return json.dumps(build(records), sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def write(records, path) -> int:
+    """Write the JSON to ``path``; returns the number of events."""
+    doc = build(records)
+    with open(path, "w", encoding="utf-8") as fp:
+        json.dump(doc, fp, sort_keys=True, separators=(",", ":"))
+        fp.write("\n")
+    return len(doc["traceEvents"])
+
+
+#: fields each phase must carry (Trace Event Format, "The Trace Event Format"
+#: document by the Chromium authors, sections on each event type)
+_REQUIRED = {
+    "X": ("name", "cat", "ts", "dur", "pid", "tid"),
+    "b": ("name", "cat", "id", "ts", "pid", "tid"),
+    "e": ("cat", "id", "ts", "pid", "tid"),
+    "i": ("name", "ts", "pid", "tid", "s"),
+    "s": ("name", "cat", "id", "ts", "pid", "tid"),
+    "f": ("name", "cat", "id", "ts", "pid", "tid"),
+    "C": ("name", "ts", "pid", "args"),
+    "M": ("name", "pid", "args"),
+}
+
+
+def check(doc) -> list:
+    """Problems with a trace-event document (an empty list: none).
+
+    Each event has the fields its phase requires; async begin/end and flow
+    start/finish pair up by id; timestamps never go backwards on a track
+    (a thread, an async id, a counter); complete slices on a thread nest.
+    """
+    problems = []
+    events = doc.get("traceEvents")
+    if not isinstance(events, list):
+        return ["no traceEvents list"]
+    last = {}
+    open_async, flows = {}, {}
+    stacks = {}
+    for i, e in enumerate(events):
+        ph = e.get("ph")
+        need = _REQUIRED.get(ph)
+        if need is None:
+            problems.append(f"event {i}: unknown phase {ph!r}")
+            continue
+        missing = [f for f in need if f not in e]
+        if missing:
+            problems.append(f"event {i} ({ph}): missing {', '.join(missing)}")
+            continue
+        if ph == "M":
+            continue
+        ts = e["ts"]
+        if not isinstance(ts, (int, float)) or ts < 0:
+            problems.append(f"event {i}: bad ts {ts!r}")
+            continue
+        track = {"b": ("async", e.get("cat"), e.get("id")), "e": ("async", e.get("cat"), e.get("id")),
+                 "C": ("counter", e["pid"], e["name"])}.get(ph, ("thread", e["pid"], e["tid"]))
+        if ts < last.get(track, 0):
+            problems.append(f"event {i}: ts {ts} goes back on track {track}")
+        last[track] = ts
+        key = (e.get("cat"), e.get("id"))
+        if ph == "b":
+            open_async[key] = open_async.get(key, 0) + 1
+        elif ph == "e":
+            if not open_async.get(key):
+                problems.append(f"event {i}: async end {key} without a begin")
+            else:
+                open_async[key] -= 1
+        elif ph == "s":
+            flows[key] = flows.get(key, 0) + 1
+        elif ph == "f":
+            if not flows.get(key):
+                problems.append(f"event {i}: flow finish {key} without a start")
+            else:
+                flows[key] -= 1
+        elif ph == "X":
+            if e["dur"] < 0:
+                problems.append(f"event {i}: negative dur")
+            stack = stacks.setdefault((e["pid"], e["tid"]), [])
+            while stack and stack[-1] <= ts:
+                stack.pop()
+            end = ts + e["dur"]
+            if stack and end > stack[-1] + 1e-3:
+                problems.append(f"event {i}: slice {e['name']!r} [{ts}, {end}] overlaps its "
+                                f"enclosing slice ending at {stack[-1]}")
+            stack.append(end)
+    problems += [f"async begin {k} never ends" for k, n in open_async.items() if n]
+    problems += [f"flow start {k} never finishes" for k, n in flows.items() if n]
+    return problems

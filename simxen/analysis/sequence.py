@@ -1,0 +1,243 @@
+"""Sequence diagrams of a run: domains as lifelines, messages between them.
+
+Every cross-domain message the trace holds becomes an arrow, in time order:
+
+========================  =============================================
+grant                     ``gnttab.grant``: granter -> the domain allowed
+map                       ``gnttab.map``: the mapping domain -> granter
+notify                    ``evtchn.send``: sender -> receiver (port to port)
+page write                ``page.write`` into a peer's granted page, or into
+                          one's own page that a peer has been granted
+XenStore write            ``xs.write``: domain -> the ``XenStore`` lifeline
+TPM command / response    ``tpm.front.submit`` (front -> back),
+                          ``tpm.back.respond`` (back -> front), ``tis.go`` /
+                          ``tis.complete`` (manager <-> ``physical TPM``)
+========================  =============================================
+
+and a TPM's execution (``tpm.exec``) is a note on its lifeline. Rows are in
+time order, not to scale; the left margin gives each row's simulated time.
+
+Filters (:func:`messages`): ``domains`` keeps the messages between the named
+lifelines; ``start``/``end`` a time window (seconds); ``command`` (a command
+name such as ``TPM2_PCR_Extend``, and ``nth``) keeps the journey of one TPM
+command: from the moment its frontend began copying it into the page to the
+moment it read the response, between the domains it crossed. Output as SVG
+(:func:`svg`) or Mermaid text (:func:`mermaid`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+from simxen.analysis import hops
+from simxen.analysis.trace_format import domain_names
+from simxen.errors import InputError
+from simxen.tpm.constants import rc_name
+from simxen.xen.trace import Record
+
+__all__ = ["Message", "messages", "svg", "mermaid", "XENSTORE", "PHYSICAL_TPM"]
+
+XENSTORE = "XenStore"
+PHYSICAL_TPM = "physical TPM"
+
+
+@dataclass(frozen=True)
+class Message:
+    t: float            #: seconds
+    src: str            #: lifeline the arrow starts at
+    dst: str            #: lifeline it ends at (== src: a note)
+    label: str
+    kind: str           #: grant, map, notify, write, xenstore, command, response, exec
+
+
+def _fmt_rc(rc, command=None):
+    """A response code by name: TPM 2.0's, or the manager protocol's (TPM 1.2 numbering)."""
+    if rc is None:
+        return "(short response)"
+    if command is not None and not command.startswith("TPM2_"):
+        return hops.MANAGER_RCS.get(rc, f"return code {rc:#x}")
+    return rc_name(rc)
+
+
+def _all_messages(records):
+    names = domain_names(records)
+
+    def name(dom):
+        return names.get(dom, f"dom{dom}")
+
+    shared = {}                 # (owner, gfn) -> the domain it is granted to
+    asked = {}                  # (flow, front dom) -> command name, to name its response code
+    sends = []
+    out = []
+    for r in sorted(records, key=lambda r: (r["t"], r["seq"])):
+        k, t, dom = r["kind"], r["t"], r["dom"]
+        if k == "gnttab.grant":
+            shared[(dom, r["frame"])] = r["domid"]
+            out.append(Message(t, name(dom), name(r["domid"]),
+                               f"grant gref {r['gref']} (frame {r['frame']}"
+                               f"{', read-only' if r.get('readonly') else ''})", "grant"))
+        elif k == "gnttab.map":
+            out.append(Message(t, name(dom), name(r["domid"]), f"map gref {r['gref']}", "map"))
+        elif k == "evtchn.send" and "remote_dom" in r:
+            out.append(Message(t, name(dom), name(r["remote_dom"]),
+                               f"notify port {r['port']} -> {r['remote_port']}", "notify"))
+            sends.append(r)
+        elif k == "page.write":
+            peer = r.get("granter")
+            where = f"gref {r['gref']}" if peer is not None else f"own page {r.get('gfn')}"
+            if peer is None:
+                peer = shared.get((dom, r.get("gfn")))
+            if peer is None or peer == dom:
+                continue
+            out.append(Message(t, name(dom), name(peer),
+                               f"write {r.get('what', '')} {r['length']} B @{r['offset']} ({where})",
+                               "write"))
+        elif k == "xs.write":
+            value = r.get("value", "")
+            value = value if len(value) <= 24 else value[:21] + "..."
+            out.append(Message(t, name(dom), XENSTORE, f"write {r['path']} = {value!r}", "xenstore"))
+        elif k == "tpm.front.submit":
+            asked[(r.get("flow"), dom)] = r.get("cc_name")
+            out.append(Message(t, name(dom), name(r["backend"]),
+                               f"{r.get('cc_name') or '(short command)'} ({r['length']} B)", "command"))
+        elif k == "tpm.back.respond":
+            out.append(Message(t, name(dom), name(r["domid"]),
+                               f"response {_fmt_rc(r.get('rc'), asked.get((r.get('flow'), r['domid'])))} "
+                               f"({r['length']} B)", "response"))
+        elif k == "tis.go":
+            out.append(Message(t, name(dom), PHYSICAL_TPM, f"{r['cc_name']} via TIS (locality "
+                               f"{r['locality']})", "command"))
+        elif k == "tis.complete":
+            out.append(Message(t, PHYSICAL_TPM, name(dom), f"response {_fmt_rc(r.get('rc'))}",
+                               "response"))
+        elif k == "tpm.exec" and dom is not None:
+            out.append(Message(t, name(dom), name(dom), f"execute {r.get('cc_name')} "
+                               f"({(r.get('duration') or 0) * 1e3:.3f} ms)", "exec"))
+    return out
+
+
+def messages(records, *, domains=None, start=None, end=None, command=None, nth=1) -> list:
+    """The :class:`Message` list of ``records`` after the filters (module doc)."""
+    msgs = _all_messages(records)
+    if command is not None:
+        names = domain_names(records)
+        named = {(r.get("flow"), r["dom"]): r.get("cc_name") for r in records
+                 if r["kind"] == "tpm.front.submit"}
+        found = [req for req in hops.requests(_as_records(records))
+                 if req.parent is None and req.done
+                 and named.get((req.flow, req.front_dom)) == command]
+        if len(found) < nth:
+            raise InputError(f"the trace has {len(found)} completed {command} command(s); "
+                             f"asked for number {nth}", key="--command")
+        req = found[nth - 1]
+        start = req.submit if start is None else max(start, req.submit)
+        end = req.complete if end is None else min(end, req.complete)
+        involved = {names.get(req.front_dom), names.get(req.back_dom)}
+        for child in req.children:
+            involved.add(names.get(child.back_dom))
+        if req.ptpm or any(c.ptpm for c in req.children):
+            involved.add(PHYSICAL_TPM)
+        domains = set(domains or involved) & involved if domains else involved
+    if start is not None:
+        msgs = [m for m in msgs if m.t >= start - 1e-12]
+    if end is not None:
+        msgs = [m for m in msgs if m.t <= end + 1e-12]
+    if domains:
+        keep = set(domains)
+        msgs = [m for m in msgs if m.src in keep and m.dst in keep]
+    return msgs
+
+
+def _as_records(records):
+    common = ("t", "kind", "dom", "seq", "dom_name")
+    return [Record(r["seq"], r["t"], r["kind"], r["dom"],
+                   {k: v for k, v in r.items() if k not in common}) for r in records
+            if r["kind"].startswith(("tpm.", "tis."))]
+
+
+def _lifelines(msgs, records):
+    """Lifelines in the order they first speak (a guest's command then reads left to
+    right), then XenStore and the physical TPM at the right."""
+    lines = []
+    for m in msgs:
+        for n in (m.src, m.dst):
+            if n not in lines and n not in (XENSTORE, PHYSICAL_TPM):
+                lines.append(n)
+    used = {m.src for m in msgs} | {m.dst for m in msgs}
+    return lines + [n for n in (XENSTORE, PHYSICAL_TPM) if n in used]
+
+
+_COLOURS = {"grant": "#8e44ad", "map": "#8e44ad", "notify": "#c0392b", "write": "#2471a3",
+            "xenstore": "#7f8c8d", "command": "#1e8449", "response": "#b9770e", "exec": "#1e8449"}
+
+
+def svg(msgs, records, *, title=None) -> str:
+    """An SVG sequence diagram of ``msgs`` (deterministic text)."""
+    lines = _lifelines(msgs, records)
+    col, left, top, row = 240, 110, 70, 30
+    x = {n: left + col * i + col // 2 for i, n in enumerate(lines)}
+    width = left + col * max(1, len(lines)) + 20
+    height = top + row * (len(msgs) + 1) + 30
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Helvetica, sans-serif" '
+           f'font-size="11">',
+           "<defs>" + "".join(
+               f'<marker id="a-{k}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+               f'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
+               for k, c in sorted(_COLOURS.items())) + "</defs>",
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>']
+    if title:
+        out.append(f'<text x="10" y="18" font-size="13" font-weight="bold">{escape(title)}</text>')
+    bottom = height - 20
+    for n in lines:
+        cx = x[n]
+        out.append(f'<rect x="{cx - 80}" y="{top - 40}" width="160" height="26" rx="4" '
+                   f'fill="#eef2f7" stroke="#34495e"/>')
+        out.append(f'<text x="{cx}" y="{top - 22}" text-anchor="middle" font-weight="bold">'
+                   f'{escape(n)}</text>')
+        out.append(f'<line x1="{cx}" y1="{top - 14}" x2="{cx}" y2="{bottom}" stroke="#95a5a6" '
+                   f'stroke-dasharray="4,3"/>')
+    for i, m in enumerate(msgs):
+        y = top + row * (i + 1)
+        colour = _COLOURS.get(m.kind, "#000")
+        out.append(f'<text x="8" y="{y + 4}" fill="#555">{m.t * 1e3:.3f} ms</text>')
+        if m.src == m.dst:
+            cx = x[m.src]
+            half = 4 + len(m.label) * 3.3
+            out.append(f'<rect x="{cx - half:.0f}" y="{y - 11}" width="{2 * half:.0f}" height="18" '
+                       f'fill="#fdfefe" stroke="{colour}"/>')
+            out.append(f'<text x="{cx}" y="{y + 2}" text-anchor="middle" fill="{colour}">'
+                       f'{escape(m.label)}</text>')
+            continue
+        x1, x2 = x[m.src], x[m.dst]
+        dash = ' stroke-dasharray="5,3"' if m.kind in ("response", "map") else ""
+        out.append(f'<line x1="{x1}" y1="{y}" x2="{x2 - 4 if x2 > x1 else x2 + 4}" y2="{y}" '
+                   f'stroke="{colour}" stroke-width="1.5"{dash} marker-end="url(#a-{m.kind})"/>')
+        out.append(f'<text x="{(x1 + x2) / 2}" y="{y - 4}" text-anchor="middle" fill="{colour}">'
+                   f'{escape(m.label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _mermaid_text(s):
+    return s.replace(";", ",").replace("#", "no. ").replace("\n", " ")
+
+
+def mermaid(msgs, records, *, title=None) -> str:
+    """The same diagram as Mermaid ``sequenceDiagram`` text (for docs)."""
+    lines = _lifelines(msgs, records)
+    ids = {n: f"p{i}" for i, n in enumerate(lines)}
+    out = ["sequenceDiagram"]
+    if title:
+        out.append(f"    title {_mermaid_text(title)}")
+    for n in lines:
+        out.append(f"    participant {ids[n]} as {_mermaid_text(n)}")
+    for m in msgs:
+        label = f"{m.t * 1e3:.3f} ms {_mermaid_text(m.label)}"
+        if m.src == m.dst:
+            out.append(f"    Note over {ids[m.src]}: {label}")
+        else:
+            arrow = "-->>" if m.kind in ("response", "map") else "->>"
+            out.append(f"    {ids[m.src]}{arrow}{ids[m.dst]}: {label}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,124 @@
+"""Export a run's trace as something to look at.
+
+Runs SCENARIO (or reads a trace file written by ``simxen run --trace``, with
+``--from``) and writes one of:
+
+``perfetto``
+    Chrome/Perfetto trace-event JSON: open it in ui.perfetto.dev or
+    chrome://tracing. A process per domain, slices for TPM commands, arrows for
+    notifications and grant maps, counters for queue occupancy.
+``sequence``
+    a sequence diagram: SVG, or Mermaid text when FILE ends in .mmd or .md.
+    Filter it with --domain, --start/--end, or --command (one TPM command's
+    journey).
+``pcap``
+    the command/response stream one TPM saw (--tpm: a guest, its vTPM domain,
+    or 'physical'), as a capture tshark and Wireshark decode.
+``text``
+    the run narrated, one line per event (--verbose adds the plumbing).
+
+Examples::
+
+    simxen trace scenarios/boot-attest.toml --format perfetto -o boot.json
+    simxen trace scenarios/boot-attest.toml --format sequence --command TPM2_PCR_Extend -o one.svg
+    simxen trace scenarios/boot-attest.toml --format pcap --tpm guest1 -o guest1.pcap
+    simxen trace --from trace.jsonl --format text --start 2.4 --end 2.7
+"""
+
+import sys
+from pathlib import Path
+
+from simxen.analysis import narrate, pcap, perfetto, sequence, trace_format
+from simxen.errors import InputError
+from simxen.scenario import runner, scenario_file
+
+FORMATS = ("perfetto", "sequence", "pcap", "text")
+
+
+def add_arguments(parser):
+    parser.add_argument("scenario", metavar="SCENARIO", nargs="?",
+                        help="scenario file (.toml) to run; or give --from")
+    parser.add_argument("--from", dest="from_trace", metavar="TRACE",
+                        help="read this trace file (simxen run --trace) instead of running")
+    parser.add_argument("--format", "-f", required=True, choices=FORMATS)
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="where to write (text: default standard output)")
+    parser.add_argument("--seed", type=int, help="seed (default: the file's scenario.seed)")
+    parser.add_argument("--until", type=float, metavar="SECONDS", help="stop at this simulated time")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key of the scenario (repeatable), as simxen run")
+    f = parser.add_argument_group("filters (sequence and text)")
+    f.add_argument("--domain", action="append", default=[], metavar="NAME",
+                   help="keep only messages between these lifelines (repeatable; "
+                   "'XenStore' and 'physical TPM' are lifelines too)")
+    f.add_argument("--start", type=float, metavar="SECONDS", help="from this simulated time")
+    f.add_argument("--end", type=float, metavar="SECONDS", help="up to this simulated time")
+    f.add_argument("--command", dest="tpm_command", metavar="NAME",
+                   help="one TPM command's journey, e.g. TPM2_PCR_Extend (sequence)")
+    f.add_argument("--nth", type=int, default=1, metavar="N",
+                   help="with --command: the Nth such command (default 1)")
+    parser.add_argument("--tpm", metavar="NAME",
+                        help="pcap: whose TPM: a guest, a vTPM domain or 'physical' "
+                        "(default: the first vTPM)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="text: also every notification, grant, page and XenStore write")
+
+
+def records_of(args) -> list:
+    """The records to export: from --from, or from running the scenario at full level."""
+    if args.from_trace and args.scenario:
+        raise InputError("give SCENARIO or --from TRACE, not both")
+    if args.from_trace:
+        return trace_format.load(args.from_trace)
+    if not args.scenario:
+        raise InputError("give a SCENARIO to run, or --from TRACE")
+    if args.seed is not None and args.seed < 0:
+        raise InputError(f"--seed: expected an integer >= 0, found {args.seed}")
+    sc = scenario_file.load(args.scenario, args.set)
+    result = runner.run(sc, seed=args.seed, until=args.until, trace_level="full")
+    return trace_format.from_trace(result.trace)
+
+
+def _window(records, args):
+    if args.start is not None or args.end is not None:
+        lo = args.start if args.start is not None else float("-inf")
+        hi = args.end if args.end is not None else float("inf")
+        records = [r for r in records if lo <= r["t"] <= hi]
+    return records
+
+
+def main(args) -> int:
+    if args.nth < 1:
+        raise InputError(f"--nth: expected an integer >= 1, found {args.nth}")
+    out = Path(args.output) if args.output and args.output != "-" else None
+    if out is None and args.format in ("perfetto", "pcap", "sequence"):
+        raise InputError(f"--format {args.format} needs -o FILE")
+    if out is not None and not out.parent.exists():
+        raise InputError("folder does not exist", path=out.parent)
+    records = records_of(args)
+    if args.format == "perfetto":
+        n = perfetto.write(_window(records, args), out)
+        print(f"wrote {out}: {n} trace events (open in ui.perfetto.dev)", file=sys.stderr)
+    elif args.format == "pcap":
+        name, n = pcap.write(_window(records, args), out, args.tpm)
+        whose = "the physical TPM" if name == pcap.PHYSICAL else f"the vTPM in {name}"
+        print(f"wrote {out}: {n} commands seen by {whose} (tshark -r {out} -V)", file=sys.stderr)
+    elif args.format == "sequence":
+        msgs = sequence.messages(records, domains=args.domain or None, start=args.start,
+                                 end=args.end, command=args.tpm_command, nth=args.nth)
+        if not msgs:
+            raise InputError("no message is left after the filters", key="--domain/--start/--end")
+        title = f"{args.tpm_command} (number {args.nth})" if args.tpm_command else None
+        mermaid = out.suffix.lower() in (".mmd", ".md", ".mermaid")
+        text = (sequence.mermaid if mermaid else sequence.svg)(msgs, records, title=title)
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}: {len(msgs)} messages ({'Mermaid' if mermaid else 'SVG'})",
+              file=sys.stderr)
+    else:
+        text = narrate.text(records, verbose=args.verbose, start=args.start, end=args.end,
+                            domains=args.domain or None)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text, encoding="utf-8")
+    return 0

@@ -1,0 +1,170 @@
+"""The exports of ``simxen trace``: Perfetto timeline, sequence diagram, pcap, narration.
+
+Perfetto's trace-event format is checked by :func:`simxen.analysis.perfetto.check`
+for every shipped scenario (fields per phase, flows and async slices pair up,
+timestamps monotonic per track, complete slices nest); the checker itself is
+shown to catch each kind of breakage.
+"""
+
+import copy
+import json
+import struct
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from simxen.analysis import narrate, pcap, perfetto, sequence
+from simxen.cli import main
+
+
+def test_perfetto_export_of_every_shipped_scenario_passes_the_format_check(shipped_traces):
+    for name, records in shipped_traces.items():
+        doc = perfetto.build(records)
+        assert perfetto.check(doc) == [], name
+        phases = {e["ph"] for e in doc["traceEvents"]}
+        assert {"M", "X"} <= phases, name
+        named = [e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"]
+        assert any("(dom0)" in n for n in named), name
+
+
+def test_perfetto_draws_tpm_commands_flows_and_queues(shipped_traces):
+    doc = perfetto.build(shipped_traces["boot-attest"])
+    ev = doc["traceEvents"]
+    procs = {e["args"]["name"] for e in ev if e["name"] == "process_name"}
+    assert {"guest1 (dom3)", "vtpm-guest1 (dom2)", "vtpmmgr (dom1)", "physical TPM"} <= procs
+    assert any(e["ph"] == "b" and e["name"] == "TPM2_PCR_Extend" for e in ev)
+    assert any(e["ph"] == "X" and e["cat"] == "tpm.exec" and e["name"] == "TPM2_Quote" for e in ev)
+    assert sum(e["ph"] == "s" and e["cat"] == "evtchn" for e in ev) > 50
+    assert any(e["ph"] == "s" and e["cat"] == "gnttab" for e in ev)
+    assert any(e["ph"] == "C" and e["name"] == "tpmback queue" for e in ev)
+    ring = perfetto.build(shipped_traces["ring-pingpong"])["traceEvents"]
+    assert max(e["args"]["requests"] for e in ring if e["ph"] == "C") >= 1
+
+
+def test_perfetto_check_catches_broken_documents(shipped_traces):
+    good = perfetto.build(shipped_traces["boot-attest"])
+    ev = good["traceEvents"]
+
+    def broken(mutate):
+        doc = copy.deepcopy(good)
+        mutate(doc["traceEvents"])
+        return perfetto.check(doc)
+
+    first = lambda events, ph: next(i for i, e in enumerate(events) if e["ph"] == ph)  # noqa: E731
+    assert any("missing dur" in p for p in broken(lambda e: e[first(e, "X")].pop("dur")))
+    assert any("without a start" in p or "never finishes" in p
+               for p in broken(lambda e: e.pop(first(e, "s"))))
+    assert any("never ends" in p for p in broken(lambda e: e.pop(first(e, "e"))))
+
+    def backwards(events):
+        i = first(events, "X")
+        j = next(k for k in range(len(events) - 1, i, -1)
+                 if events[k]["ph"] == "X" and (events[k]["pid"], events[k]["tid"]) ==
+                 (events[i]["pid"], events[i]["tid"]))
+        events[j]["ts"] = events[i]["ts"] - 1
+    assert any("goes back" in p for p in broken(backwards))
+    assert perfetto.check({"traceEvents": [{"ph": "Q"}]}) == ["event 0: unknown phase 'Q'"]
+    assert len(ev) == len(good["traceEvents"])
+
+
+def test_perfetto_is_deterministic(shipped_traces):
+    records = shipped_traces["vtpm-stack"]
+    assert perfetto.dumps(records) == perfetto.dumps(list(records))
+
+
+def test_sequence_of_one_command_is_valid_svg_and_mermaid(shipped_traces):
+    records = shipped_traces["boot-attest"]
+    msgs = sequence.messages(records, command="TPM2_PCR_Extend", nth=2)
+    kinds = [m.kind for m in msgs]
+    assert kinds[:4] == ["write", "write", "command", "notify"]     # page, header, submit, notify
+    assert msgs[2].label == "TPM2_PCR_Extend (87 B)" and msgs[2].src == "guest1"
+    assert "response" in kinds and "exec" in kinds
+    assert msgs[-1].label.startswith("response TPM_RC_SUCCESS") and msgs[-1].dst == "guest1"
+    root = ET.fromstring(sequence.svg(msgs, records, title="one"))
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"guest1", "vtpm-guest1", "vtpmmgr"} <= set(texts)
+    assert "TPM2_PCR_Extend (87 B)" in texts
+    mmd = sequence.mermaid(msgs, records)
+    assert mmd.startswith("sequenceDiagram\n") and "participant p0 as guest1" in mmd
+    assert mmd.count("->>") + mmd.count("Note over") == len(msgs)
+
+
+def test_sequence_filters(shipped_traces):
+    records = shipped_traces["boot-attest"]
+    everything = sequence.messages(records)
+    assert {"grant", "map", "notify", "write", "xenstore", "command", "response", "exec"} <= {
+        m.kind for m in everything}
+    only = sequence.messages(records, domains=["guest1", "XenStore"])
+    assert only and all({m.src, m.dst} <= {"guest1", "XenStore"} for m in only)
+    window = sequence.messages(records, start=2.6, end=2.62)
+    assert window and all(2.6 <= m.t <= 2.62 for m in window)
+    from simxen.errors import InputError
+    with pytest.raises(InputError, match="asked for number 99"):
+        sequence.messages(records, command="TPM2_PCR_Extend", nth=99)
+
+
+def test_narration_tells_the_pcr_extend(shipped_traces):
+    text = narrate.text(shipped_traces["boot-attest"])
+    line = next(l for l in text.splitlines() if "guest1 tpmfront: wrote TPM2_PCR_Extend" in l)
+    assert line.endswith("guest1 tpmfront: wrote TPM2_PCR_Extend (PCR 4, sha1, sha256) into gref 8 "
+                         "at offset 8; notified port 1"), line
+    assert " ms  " in line
+    assert "pv-grub: measured the kernel" in text
+    assert "verifier: round 1 for guest1: TRUSTED" in text
+    assert "vtpm-guest1 vTPM: executed TPM2_Quote" in text
+    verbose = narrate.text(shipped_traces["boot-attest"], verbose=True)
+    assert len(verbose) > len(text) and "notified vtpm-guest1" in verbose
+
+
+def test_describe_command_reads_the_real_parameters():
+    from simxen.tpm import client
+    from simxen.tpm.constants import TPM_ALG
+    cmd = client.pcr_extend_command(4, {TPM_ALG.SHA256: bytes(32)})
+    assert narrate.describe_command(cmd) == "PCR 4, sha256"
+    assert narrate.describe_command(client.pcr_read_command({TPM_ALG.SHA256: [4, 5]})) == "sha256:4,5"
+    assert narrate.describe_command(cmd[:20]) == ""              # cut short: no guess
+
+
+def test_pcap_frames_carry_the_tpm_bytes(shipped_traces):
+    records = shipped_traces["boot-attest"]
+    name, execs = pcap.select(records, "guest1")
+    assert name == "vtpm-guest1" and execs
+    data = pcap.to_bytes(execs)
+    magic, major, minor, _, _, snap, link = struct.unpack_from("<IHHiIII", data)
+    assert (magic, major, minor, link) == (0xA1B23C4D, 2, 4, 1)
+    payloads, pos, last = [], 24, -1
+    while pos < len(data):
+        sec, nsec, incl, orig = struct.unpack_from("<IIII", data, pos)
+        frame = data[pos + 16:pos + 16 + incl]
+        t = sec * 10**9 + nsec
+        assert t >= last and incl == orig
+        last = t
+        payloads.append(frame[14 + 20 + 20:])
+        pos += 16 + incl
+    first = execs[0]
+    assert bytes.fromhex(first["command"]) in payloads
+    assert bytes.fromhex(first["response"]) in payloads
+    assert pcap.select(records, "physical")[0] == "physical"
+
+
+def test_cli_trace_formats(tmp_path, shipped_traces, capsys):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps(r, sort_keys=True) + "\n"
+                             for r in shipped_traces["boot-attest"]))
+    assert main(["trace", "--from", str(trace), "-f", "perfetto", "-o", str(tmp_path / "p.json")]) == 0
+    assert perfetto.check(json.loads((tmp_path / "p.json").read_text())) == []
+    assert main(["trace", "--from", str(trace), "-f", "sequence", "--command", "TPM2_PCR_Read",
+                 "-o", str(tmp_path / "s.mmd")]) == 0
+    assert (tmp_path / "s.mmd").read_text().startswith("sequenceDiagram")
+    assert main(["trace", "--from", str(trace), "-f", "text", "--start", "2.6", "--end", "2.7"]) == 0
+    out = capsys.readouterr().out
+    assert out and all(2600 <= float(l.split()[0]) <= 2700 for l in out.splitlines())
+    assert main(["trace", "--from", str(trace), "-f", "pcap", "--tpm", "nobody", "-o",
+                 str(tmp_path / "x.pcap")]) == 2
+    assert "no TPM called 'nobody'" in capsys.readouterr().err
+    assert main(["trace", "-f", "text"]) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "x"}\n')
+    assert main(["trace", "--from", str(bad), "-f", "text"]) == 2
+    assert "line 1" in capsys.readouterr().err
