@@ -17,6 +17,7 @@ from simxen.analysis import narrate, pcap, perfetto, sequence
 from simxen.cli import main
 
 
+@pytest.mark.slow
 def test_perfetto_export_of_every_shipped_scenario_passes_the_format_check(shipped_traces):
     for name, records in shipped_traces.items():
         doc = perfetto.build(records)
@@ -27,6 +28,7 @@ def test_perfetto_export_of_every_shipped_scenario_passes_the_format_check(shipp
         assert any("(dom0)" in n for n in named), name
 
 
+@pytest.mark.slow
 def test_perfetto_draws_tpm_commands_flows_and_queues(shipped_traces):
     doc = perfetto.build(shipped_traces["boot-attest"])
     ev = doc["traceEvents"]
@@ -41,6 +43,7 @@ def test_perfetto_draws_tpm_commands_flows_and_queues(shipped_traces):
     assert max(e["args"]["requests"] for e in ring if e["ph"] == "C") >= 1
 
 
+@pytest.mark.slow
 def test_perfetto_check_catches_broken_documents(shipped_traces):
     good = perfetto.build(shipped_traces["boot-attest"])
     ev = good["traceEvents"]
@@ -67,11 +70,13 @@ def test_perfetto_check_catches_broken_documents(shipped_traces):
     assert len(ev) == len(good["traceEvents"])
 
 
+@pytest.mark.slow
 def test_perfetto_is_deterministic(shipped_traces):
     records = shipped_traces["vtpm-stack"]
     assert perfetto.dumps(records) == perfetto.dumps(list(records))
 
 
+@pytest.mark.slow
 def test_sequence_of_one_command_is_valid_svg_and_mermaid(shipped_traces):
     records = shipped_traces["boot-attest"]
     msgs = sequence.messages(records, command="TPM2_PCR_Extend", nth=2)
@@ -90,6 +95,7 @@ def test_sequence_of_one_command_is_valid_svg_and_mermaid(shipped_traces):
     assert mmd.count("->>") + mmd.count("Note over") == len(msgs)
 
 
+@pytest.mark.slow
 def test_sequence_filters(shipped_traces):
     records = shipped_traces["boot-attest"]
     everything = sequence.messages(records)
@@ -104,6 +110,7 @@ def test_sequence_filters(shipped_traces):
         sequence.messages(records, command="TPM2_PCR_Extend", nth=99)
 
 
+@pytest.mark.slow
 def test_narration_tells_the_pcr_extend(shipped_traces):
     text = narrate.text(shipped_traces["boot-attest"])
     line = next(l for l in text.splitlines() if "guest1 tpmfront: wrote TPM2_PCR_Extend" in l)
@@ -126,6 +133,7 @@ def test_describe_command_reads_the_real_parameters():
     assert narrate.describe_command(cmd[:20]) == ""              # cut short: no guess
 
 
+@pytest.mark.slow
 def test_pcap_frames_carry_the_tpm_bytes(shipped_traces):
     records = shipped_traces["boot-attest"]
     name, execs = pcap.select(records, "guest1")
@@ -148,6 +156,7 @@ def test_pcap_frames_carry_the_tpm_bytes(shipped_traces):
     assert pcap.select(records, "physical")[0] == "physical"
 
 
+@pytest.mark.slow
 def test_cli_trace_formats(tmp_path, shipped_traces, capsys):
     trace = tmp_path / "t.jsonl"
     trace.write_text("".join(json.dumps(r, sort_keys=True) + "\n"

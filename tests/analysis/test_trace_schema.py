@@ -32,6 +32,7 @@ def test_schema_is_a_valid_draft7_schema():
     jsonschema.Draft7Validator.check_schema(trace_format.schema())
 
 
+@pytest.mark.slow
 def test_every_shipped_scenario_trace_validates(shipped_traces, per_kind):
     seen = set()
     for name, records in shipped_traces.items():
@@ -48,6 +49,7 @@ def test_every_shipped_scenario_trace_validates(shipped_traces, per_kind):
             "xs.write", "pvgrub.measure", "attest.verdict", "tis.go"} <= seen
 
 
+@pytest.mark.slow
 def test_whole_schema_agrees_with_per_kind_check(shipped_traces):
     """The full schema (its if/then chain), through jsonschema, on one record of
     each kind and on records broken in the ways the schema must catch."""
@@ -66,6 +68,7 @@ def test_whole_schema_agrees_with_per_kind_check(shipped_traces):
         assert not validator.is_valid(broken), broken
 
 
+@pytest.mark.slow
 def test_names_and_codes_ride_along(shipped_traces):
     records = shipped_traces["boot-attest"]
     names = trace_format.domain_names(records)
