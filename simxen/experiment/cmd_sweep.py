@@ -17,7 +17,6 @@ how to design a sweep and read its output.
 
 import sys
 
-from simxen.errors import InputError
 from simxen.xen.trace import LEVELS
 
 
@@ -92,8 +91,9 @@ def main(args) -> int:
                                trace_level=args.trace_level)
     except KeyboardInterrupt:
         bar.close()
-        raise InputError(f"interrupted; the finished runs are kept in {out / 'runs.csv'}: "
-                         "run the same command with --resume to finish") from None
+        print(f"simxen sweep: interrupted; the finished runs are kept in {out / 'runs.csv'}: "
+              "run the same command with --resume to finish", file=sys.stderr)
+        return 130
     finally:
         bar.close()
         if hasattr(executor, "close"):

@@ -319,6 +319,17 @@ def write_summary(path: Path, table: list):
 
 
 # ------------------------------------------------------------------ executing
+def _ignore_sigint():
+    """Worker processes leave Ctrl-C to the parent, which stops them (no traceback per worker)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _call(item):
+    tag, args = item
+    return tag, run_one(*args)
+
+
 class LocalExecutor:
     """Runs on this machine: in this process (``jobs = 1``) or a pool of ``jobs`` processes."""
 
@@ -333,14 +344,16 @@ class LocalExecutor:
             for tag, args in calls:
                 yield tag, run_one(*args)
             return
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        pool = ProcessPoolExecutor(max_workers=self.jobs)
+        import multiprocessing
+        pool = multiprocessing.Pool(self.jobs, initializer=_ignore_sigint)
         try:
-            futures = {pool.submit(run_one, *args): tag for tag, args in calls}
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+            yield from pool.imap_unordered(_call, calls)
+            pool.close()
+        except BaseException:
+            pool.terminate()             # interrupted: stop the runs in flight, keep the rest
+            raise
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.join()
 
 
 class DaskExecutor:

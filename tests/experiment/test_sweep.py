@@ -188,3 +188,27 @@ def test_progress_bar_on_a_terminal_and_plots(pingpong, tmp_path):
     assert str(png) in printed and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = png.with_suffix(".svg").read_text()
     assert "pingpong.window" in svg and "pingpong.throughput_per_s [1/s]" in svg
+
+
+class _Interrupted(sweep.LocalExecutor):
+    """Ctrl-C after ``after`` runs finished."""
+
+    def __init__(self, after):
+        super().__init__(1)
+        self.after = after
+
+    def map_unordered(self, calls):
+        for i, item in enumerate(super().map_unordered(calls)):
+            if i == self.after:
+                raise KeyboardInterrupt
+            yield item
+
+
+def test_an_interrupted_sweep_keeps_its_finished_runs(pingpong, tmp_path):
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        sweep.execute(plan(pingpong), out, executor=_Interrupted(3))
+    assert len(read(out / "runs.csv")) == 1 + 3          # synced as they finished
+    counts = sweep.execute(plan(pingpong), out, executor=sweep.LocalExecutor(2), resume=True)
+    assert counts == {"ran": 5, "kept": 3, "total": 8}
+    assert len(read(out / "runs.csv")) == 1 + 8

@@ -40,6 +40,15 @@ def test_registry_matches_what_every_shipped_scenario_produces(path):
             assert isinstance(entry["value"], bool), name
 
 
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_metrics_command_on_every_shipped_scenario(path, capsys):
+    from simxen import cli
+    assert cli.main(["metrics", str(path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed and all(m["name"].split(".")[0] for m in listed)
+    assert all(m["kind"] in ("number", "bool", "text") for m in listed)
+
+
 def test_run_json_gives_numbers_and_units(tmp_path):
     p = tmp_path / "pp.toml"
     p.write_text((ROOT / "scenarios" / "ring-pingpong.toml").read_text()
