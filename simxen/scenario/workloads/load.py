@@ -143,8 +143,7 @@ def metrics(params):
                 keys=_LOAD_STATS)
     m.add("cpu.vtpmmgr", "fraction", "vtpmmgr: fraction of the measured time spent on the "
           "measured commands")
-    vtpm_works = any(w > 0 for c, w in params["mix"].items() if c != "host_random")
-    for g in names if vtpm_works else ():       # host_random alone passes through the vTPM
+    for g in names:
         m.add(f"cpu.vtpm-{g}", "fraction", f"vtpm-{g}: fraction of the measured time spent on "
               "the measured commands")
     for dom in ["vtpmmgr"] + [f"vtpm-{g}" for g in names] + names:
