@@ -20,6 +20,7 @@ class InputError(SimxenError):
     exit_status = 2
 
     def __init__(self, message, *, path=None, key=None):
+        self.message = message
         self.path = path
         self.key = key
         self.message = message      #: the message without the file and key

@@ -45,6 +45,10 @@ __all__ = ["Image", "GuestImages", "generate", "kernel_bytes", "initrd_bytes", "
 DEFAULT_KERNEL_SIZE = 64 * 1024
 DEFAULT_INITRD_SIZE = 32 * 1024
 DEFAULT_FILE_SIZE = 4096
+#: Largest image a scenario may describe (generated or read): the simulation
+#: keeps every image in memory and hashes it, and 64 MiB is above any kernel
+#: and most initrds (Debian 12's generic initrd.img is about 30-60 MiB).
+MAX_IMAGE_SIZE = 64 * 1024 * 1024
 #: Offset of the "HdrS" magic in a Linux x86 boot sector (boot protocol 2.00+).
 _BZIMAGE_MAGIC_OFFSET = 0x202
 _SPEC_KEYS = {"name", "version", "size", "file", "flip_byte"}
@@ -150,6 +154,9 @@ def image_from_spec(kind: str, spec, *, base: Optional[Path] = None, path=None,
             raise InputError("expected a path (a string)", path=path, key=f"{key}.file")
         where = Path(base or ".") / file
         try:
+            if where.stat().st_size > MAX_IMAGE_SIZE:
+                raise InputError(f"{where} is larger than {MAX_IMAGE_SIZE} bytes (64 MiB)",
+                                 path=path, key=f"{key}.file")
             data = where.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read {where}: {exc.strerror}", path=path,
@@ -164,6 +171,9 @@ def image_from_spec(kind: str, spec, *, base: Optional[Path] = None, path=None,
         make = kernel_bytes if kind == "kernel" else initrd_bytes
         if not isinstance(size, int) or isinstance(size, bool):
             raise InputError("expected an integer number of bytes", path=path, key=f"{key}.size")
+        if not 0 <= size <= MAX_IMAGE_SIZE:
+            raise InputError(f"expected a size from 0 to {MAX_IMAGE_SIZE} bytes (64 MiB), "
+                             f"found {size}", path=path, key=f"{key}.size")
         try:
             data = make(spec["name"], spec["version"], size)
         except ValueError as exc:

@@ -45,8 +45,8 @@ from simxen.errors import InputError
 from simxen.domains.xl_config import parse
 from simxen.tpm import TpmEngine, client
 
-__all__ = ["HostSpec", "HostState", "Host", "build_host", "vtpmmgr_config", "vtpm_config",
-           "guest_config", "physical_tpm", "COUNTED"]
+__all__ = ["HostSpec", "HostState", "Host", "build_host", "check_spec", "vtpmmgr_config",
+           "vtpm_config", "guest_config", "physical_tpm", "COUNTED"]
 
 #: Trace kinds :meth:`Host.op_counts` counts, with what they are (``"xs"`` = every ``xs.*``).
 COUNTED = (
@@ -106,6 +106,8 @@ class HostSpec:
     :param ptpm_seed: the physical TPM's identity (its primary seeds).
     :param previous: a :class:`HostState` to boot from (a host reboot).
     :param kernels: extra ``{image file name: Kernel class}``.
+    :param sources: how error messages name each config (default ``config[i]``),
+        e.g. ``"s.toml: workload.stack.configs[2]"``.
     """
 
     configs: list
@@ -115,6 +117,11 @@ class HostSpec:
     previous: HostState = None
     kernels: dict = None
     image_size: int = 2 * 1024 * 1024
+    sources: list = None
+
+    def source(self, index) -> str:
+        """The label of config *index* in error messages."""
+        return self.sources[index] if self.sources else f"config[{index}]"
 
     @classmethod
     def standard(cls, guests=("guest1",), *, uuids=None, **kw) -> "HostSpec":
@@ -166,7 +173,7 @@ class Host:
         dom0 = self.hv.dom0
         kernels = []
         for i, text in enumerate(self.spec.configs):
-            kernels.append(self.toolstack.create(text, source=f"config[{i}]"))
+            kernels.append(self.toolstack.create(text, source=self.spec.source(i)))
             yield dom0.elapse()
         yield self.env.all_of([k.ready for k in kernels])
         self.ready.succeed(self)
@@ -270,13 +277,63 @@ class Host:
 def build_host(hv, spec: HostSpec) -> Host:
     """Build *spec* on hypervisor *hv*; run the simulation until ``host.ready``.
 
-    Config texts and options are checked first, so a malformed one raises
-    :class:`~simxen.errors.InputError` before anything starts.
+    :func:`check_spec` runs first, so a config dom0's toolstack would refuse
+    raises :class:`~simxen.errors.InputError` before anything starts.
     """
-    roles = {}
-    for i, text in enumerate(spec.configs):
-        cfg = parse(text, source=f"config[{i}]")
-        roles[cfg.name] = os.path.basename(cfg.kernel)
+    check_spec(spec)
+    return Host(hv, spec)
+
+
+def check_spec(spec: HostSpec) -> list:
+    """Check *spec* as dom0's toolstack will take it; return the parsed configs.
+
+    Each config is parsed (:func:`~simxen.domains.xl_config.parse`), then
+    checked against the ones created before it, in order, for what ``xl
+    create`` would refuse at run time: a ``vtpm=`` backend that is not created
+    earlier (libxl finds no such domain: ``ESRCH``), a name already used (here
+``EEXIST``), an ``iomem=`` range another config holds
+    (``XEN_DOMCTL_iomem_permission`` gives a range to one domain: ``EBUSY``);
+    and for what the kernel models need: the vTPM manager must be given the
+    TPM's TIS window (``iomem=["fed40,5"]``, as Xen's ``docs/misc/vtpm.txt``
+    writes it), or it has no TPM to manage. Options are checked against
+    :data:`OPTIONS`. Every problem is an :class:`~simxen.errors.InputError`
+    naming the config (:meth:`HostSpec.source`) and the key.
+    """
+    from simxen.domains.vtpmmgr import TIS_BASE_MFN
+    from simxen.protocols.tis import TIS_NUM_LOCALITIES
+    cfgs = [parse(text, source=spec.source(i)) for i, text in enumerate(spec.configs)]
+    created = {}
+    ranges = []                                   # (first, count, config source)
+    for cfg in cfgs:
+        if cfg.name in created:
+            raise InputError(f"a domain named {cfg.name!r} is already created by "
+                             f"{created[cfg.name].source} "
+                             "(xl create would fail with EEXIST)", path=cfg.source, key="name")
+        for i, vtpm in enumerate(cfg.vtpm):
+            if not vtpm.backend.isdigit() and vtpm.backend not in created:
+                later = [c.source for c in cfgs if c.name == vtpm.backend]
+                where = (f"it is created later, by {later[0]}; configs are created in order"
+                         if later else "no config creates it")
+                raise InputError(f"backend domain {vtpm.backend!r} does not exist when this "
+                                 f"config is created ({where}; xl create would fail with ESRCH)",
+                                 path=cfg.source, key=f"vtpm[{i}]")
+        for first, count in cfg.iomem:
+            for other_first, other_count, other in ranges:
+                if first < other_first + other_count and other_first < first + count:
+                    raise InputError(f"frames {first:#x}+{count} overlap {other_first:#x}+"
+                                     f"{other_count} given to {other} (one domain owns an I/O "
+                                     "range; xl create would fail with EBUSY)",
+                                     path=cfg.source, key="iomem")
+            ranges.append((first, count, cfg.source))
+        if os.path.basename(cfg.kernel) == "vtpmmgr-stubdom.gz" and not any(
+                first <= TIS_BASE_MFN and TIS_BASE_MFN + TIS_NUM_LOCALITIES <= first + count
+                for first, count in cfg.iomem):
+            raise InputError(f'the vTPM manager needs the TPM\'s TIS window: iomem=["'
+                             f'{TIS_BASE_MFN:x},{TIS_NUM_LOCALITIES}"] (frames {TIS_BASE_MFN:#x}'
+                             f"..{TIS_BASE_MFN + TIS_NUM_LOCALITIES - 1:#x})",
+                             path=cfg.source, key="iomem")
+        created[cfg.name] = cfg
+    roles = {cfg.name: os.path.basename(cfg.kernel) for cfg in cfgs}
     for name, opts in (spec.options or {}).items():
         allowed = OPTIONS.get(roles.get(name), {})
         for key, value in opts.items():
@@ -287,7 +344,7 @@ def build_host(hv, spec: HostSpec) -> Host:
             problem = allowed[key](value)
             if problem:
                 raise InputError(problem, path="HostSpec.options", key=f"{name}.{key}")
-    return Host(hv, spec)
+    return cfgs
 
 
 def _one_of(*choices):

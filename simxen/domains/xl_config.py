@@ -44,11 +44,21 @@ from typing import Optional
 
 from simxen.errors import InputError
 
-__all__ = ["XlConfig", "DiskSpec", "VtpmSpec", "parse", "KNOWN_KEYS", "UUID_RE"]
+__all__ = ["XlConfig", "DiskSpec", "VtpmSpec", "parse", "name_problem", "KNOWN_KEYS", "UUID_RE"]
 
 #: An RFC 4122 UUID in its 36-character text form.
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def name_problem(name) -> Optional[str]:
+    """Why *name* cannot name a domain (``None`` if it can): libxl refuses an
+    empty name, and simxen keeps names to what XenStore paths and xl's
+    command line carry without quoting."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        return (f"{name!r} is not a usable domain name (1 to 64 letters, digits, '.', '_', '-', "
+                "starting with a letter or digit)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -241,9 +251,8 @@ def parse(text: str, *, source: str = "<config>") -> XlConfig:
         return value
 
     name = get("name", str, required=True)
-    if not _NAME_RE.match(name):
-        raise InputError(f"{name!r} is not a usable domain name (letters, digits, '.', '_', '-')",
-                         path=source, key="name")
+    if name_problem(name):
+        raise InputError(name_problem(name), path=source, key="name")
     kernel = get("kernel", str, required=True)
     memory = get("memory", int, 128)
     vcpus = get("vcpus", int, 1)

@@ -2,18 +2,30 @@
 
 The report tells what happened, gives the figures (latencies in simulated
 time, operation counts) and checks every ``[[expect]]`` of the file.  Exit
-status: 0 when every expectation held, 1 when one failed, 2 when the file is
-wrong.  On a terminal a progress line shows simulated time; piped output
-stays quiet.
+status: 0 when every expectation held, 1 when one failed, 2 when the file or
+an argument is wrong (found before anything is simulated: the same checks as
+``simxen validate``, and ``--trace`` must be a writable file), 3 on an
+internal error.  On a terminal a progress line shows simulated time; piped
+output stays quiet.
+
+Ctrl-C (SIGINT) or SIGTERM stops the run at the current simulated time: the
+report of what was reached is printed, marked PARTIAL, the trace so far is
+written, and the exit status is 130 (SIGINT) or 143 (SIGTERM).
+``--trace -`` writes the trace to standard output; the report then goes to
+standard error.
 """
 
 import json
+import signal
 import sys
 from pathlib import Path
 
 from simxen.errors import ExpectationFailed, InputError
 from simxen.scenario import runner, scenario_file
 from simxen.xen.trace import LEVELS
+
+#: signal -> exit status of a run it stopped (the shell's 128 + N)
+_STOPPED_BY = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def add_arguments(parser):
@@ -27,7 +39,8 @@ def add_arguments(parser):
     parser.add_argument("--until", type=float, metavar="SECONDS",
                         help="stop at this simulated time (default: the file's scenario.until)")
     parser.add_argument("--trace", metavar="FILE",
-                        help="write every trace record as JSON Lines to FILE")
+                        help="write every trace record as JSON Lines to FILE ('-': standard "
+                        "output, the report then goes to standard error)")
     parser.add_argument("--trace-level", choices=LEVELS, metavar="LEVEL",
                         help="what the trace keeps: full (every record), commands (TPM commands "
                         "and their hops, no page/event-channel/grant/XenStore plumbing) or off; "
@@ -40,26 +53,84 @@ def add_arguments(parser):
                         help="never show the progress line, even on a terminal")
 
 
+def open_output(name, what="--trace"):
+    """Open output file *name* for writing now, before anything is simulated,
+    so that a folder, a missing folder or an unwritable place is one line and
+    exit 2 rather than a lost run. ``-`` is standard output."""
+    if name == "-":
+        return sys.stdout
+    path = Path(name)
+    if path.is_dir():
+        raise InputError("is a folder; expected a file name", path=path, key=what)
+    if not path.parent.exists():
+        raise InputError(f"folder does not exist: {path.parent}", path=path, key=what)
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", path=path, key=what) from None
+
+
+def _write_trace(trace, fp, name):
+    """Write and flush the trace; a failing device (full disk...) is one line, exit 2."""
+    try:
+        trace.to_jsonl(fp)
+        fp.flush()
+    except OSError as exc:
+        raise InputError(f"cannot write the trace: {exc.strerror}", path=name,
+                         key="--trace") from None
+
+
+class _Signals:
+    """SIGINT and SIGTERM set ``stop.reason`` while the run lasts (then the old handlers return)."""
+
+    def __init__(self, stop):
+        self.stop = stop
+        self.signal = None
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        self.signal = signal.Signals(signum)
+        self.stop.reason = self.signal.name
+
+    def __enter__(self):
+        for sig in _STOPPED_BY:
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
 def main(args) -> int:
     sc = scenario_file.load(args.scenario, args.set)
-    if args.seed is not None and args.seed < 0:
-        raise InputError(f"--seed: expected an integer >= 0, found {args.seed}")
-    if args.until is not None and args.until <= 0:
-        raise InputError(f"--until: expected a positive number of seconds, found {args.until}")
-    trace_path = Path(args.trace) if args.trace else None
-    if trace_path is not None and not trace_path.parent.exists():
-        raise InputError("folder does not exist", path=trace_path.parent)
-    show = sys.stderr.isatty() and not args.no_progress
-    level = args.trace_level or ("full" if trace_path is not None else "commands")
-    result = runner.run(sc, seed=args.seed, until=args.until, trace_level=level,
-                        progress=runner.TerminalProgress(sys.stderr) if show else None)
-    if trace_path is not None:
-        with open(trace_path, "w", encoding="utf-8") as fp:
-            result.trace.to_jsonl(fp)
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2, default=str))
-    else:
-        sys.stdout.write(result.report.render())
+    stop = runner.Stop()
+    with _Signals(stop) as signals:
+        level = args.trace_level or ("full" if args.trace else "commands")
+        sim = runner.prepare(sc, seed=args.seed, until=args.until, trace_level=level)
+        trace_fp = open_output(args.trace) if args.trace else None
+        report_fp = sys.stderr if trace_fp is sys.stdout else sys.stdout
+        show = sys.stderr.isatty() and not args.no_progress and trace_fp is not sys.stdout
+        try:
+            result = runner.execute(sim, stop=stop, progress=runner.TerminalProgress(sys.stderr)
+                                    if show else None)
+            if args.json:
+                print(json.dumps(result.as_dict(), indent=2, default=str), file=report_fp)
+            else:
+                report_fp.write(result.report.render())
+            report_fp.flush()
+            if trace_fp is not None:
+                _write_trace(result.trace, trace_fp, args.trace)
+        finally:
+            if trace_fp is not None and trace_fp is not sys.stdout:
+                trace_fp.close()
+    if signals.signal is not None:
+        print(f"simxen run: stopped by {signals.signal.name} at {result.sim_time:.6g} s of "
+              "simulated time; the report above is PARTIAL"
+              + (f", the trace so far is in {args.trace}" if args.trace not in (None, "-")
+                 else ""), file=sys.stderr)
+        return _STOPPED_BY[signals.signal]
     if not result.report.passed:
         raise ExpectationFailed(f"{sum(not o.passed for o in result.report.outcomes)} "
                                 f"expectation(s) failed")

@@ -1,13 +1,18 @@
 """Check a scenario file without running it.
 
-Prints ``SCENARIO: ok (<name>)`` and exits 0, or prints one line naming the
-file, the key and what was expected, and exits 2. ``--set KEY=VALUE`` checks
-an override exactly as ``simxen run`` would apply it.  With ``--keys`` it prints
+Does everything ``simxen run`` does before the first simulated event -- the
+same code (:func:`simxen.scenario.runner.prepare`): the file's keys and
+values, the timing profile and its overrides (every op name), every file the
+scenario refers to (images, policies), the xl configs as dom0's toolstack
+would take them, the names of every domain the run would create.  Prints
+``SCENARIO: ok (<name>...)`` and exits 0, or prints one line naming the file,
+the key and what was expected, and exits 2.  ``--set KEY=VALUE`` checks an
+override exactly as ``simxen run`` would apply it.  With ``--keys`` it prints
 the reference of every key a scenario file may hold.
 """
 
 from simxen.errors import InputError
-from simxen.scenario import scenario_file
+from simxen.scenario import runner, scenario_file
 
 
 def add_arguments(parser):
@@ -26,8 +31,7 @@ def main(args) -> int:
     if args.scenario is None:
         raise InputError("missing SCENARIO (a .toml file); see `simxen validate --help`")
     sc = scenario_file.load(args.scenario, args.set)
-    from simxen.scenario.runner import load_profile
-    load_profile(sc)                  # the profile and its [profile] overrides, as run reads them
+    runner.prepare(sc)
     kinds = ", ".join(w["type"] for w in sc.data["workload"])
     print(f"{args.scenario}: ok ({sc.name}: {len(sc.data['domain'])} domain(s), "
           f"workload {kinds}, {len(sc.data['expect'])} expectation(s))")

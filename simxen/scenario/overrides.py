@@ -95,6 +95,13 @@ def _split_assignment(text):
     return text, "", ""
 
 
+def _schema_name(table, array, index):
+    """How validation errors name element *index* of *array*: a workload by its
+    name (``workload.stack``), the others by position (``domain[0]``)."""
+    name = _default_name(table, array) if array == "workload" else None
+    return f"workload.{name}" if isinstance(name, str) and name else f"{array}[{index}]"
+
+
 def _default_name(table, array):
     """The ``name`` a workload/domain table has once validated (its schema default)."""
     if "name" in table or array != "workload":
@@ -127,7 +134,7 @@ def resolve(raw: dict, ov: Override, path) -> tuple:
         if index >= len(items) or not isinstance(items[index], dict):
             raise InputError(f"the file has {len(items)} [[{m.group(1)}]] table(s); "
                              f"{head} is not one of them", path=path, key=where)
-        node, schema_key = items[index], head
+        node, schema_key = items[index], _schema_name(items[index], m.group(1), index)
     elif head in ("scenario", "profile") and rest:
         node, schema_key = raw.setdefault(head, {}), head
         if not isinstance(node, dict):
@@ -137,7 +144,7 @@ def resolve(raw: dict, ov: Override, path) -> tuple:
         for array in ("workload", "domain"):
             for i, table in enumerate(_as_list(raw, array)):
                 if isinstance(table, dict) and _default_name(table, array) == head:
-                    node, schema_key = table, f"{array}[{i}]"
+                    node, schema_key = table, _schema_name(table, array, i)
                     break
             if node is not None:
                 break
@@ -170,9 +177,26 @@ def apply(raw: dict, overrides, path) -> dict:
 
 
 def blame(err: InputError, placed: dict, path):
-    """The error *err* re-told as a ``--set`` error when one of *placed* caused it."""
+    """The error *err* re-told as a ``--set`` error when one of *placed* caused it:
+    the error's key is the override's, inside it, or (a table the override
+    changed a key of, e.g. a profile op) around it."""
     key = str(err.key or "")
     for schema_key, ov in placed.items():
-        if key == schema_key or key.startswith(schema_key + ".") or key.startswith(schema_key + "["):
+        if key == schema_key or key.startswith((schema_key + ".", schema_key + "[")) \
+                or (key and schema_key.startswith((key + ".", key + "["))):
             return InputError(err.message, path=path, key=f"--set {ov.text}")
     return err
+
+
+def blame_scenario(err: InputError, scenario):
+    """:func:`blame` for an error found after loading (``runner.prepare``): the
+    overrides the scenario was loaded with are placed again on a copy of its data."""
+    if not scenario.overrides or err.path != scenario.path:
+        return err
+    import copy
+    try:
+        placed = apply(copy.deepcopy(scenario.data), [parse(t) for t in scenario.overrides],
+                       scenario.path)
+    except InputError:
+        return err
+    return blame(err, placed, scenario.path)

@@ -32,6 +32,8 @@ class Report:
     story: list = field(default_factory=list)
     sections: list = field(default_factory=list)
     outcomes: list = field(default_factory=list)
+    #: why the run stopped early (a signal), or ``None`` for a complete run
+    partial: str | None = None
 
     def say(self, paragraph: str) -> None:
         """Add one paragraph to the story."""
@@ -49,6 +51,8 @@ class Report:
     def render(self, width: int = 88) -> str:
         import textwrap
         out = [self.title, "=" * len(self.title), ""]
+        if self.partial:
+            out.extend(textwrap.wrap(f"PARTIAL: {self.partial}.", width) + [""])
         for paragraph in self.story:
             out.extend(textwrap.wrap(paragraph, width) or [""])
             out.append("")
@@ -80,6 +84,7 @@ class Report:
     def as_dict(self) -> dict:
         return {
             "title": self.title,
+            "partial": self.partial,
             "story": list(self.story),
             "sections": [{"title": s.title, "rows": [list(r) for r in s.rows],
                           "headers": s.headers, "table": [[_fmt(c) for c in r] for r in s.table]}

@@ -1,6 +1,19 @@
 """Running a scenario: build the host, start the workloads, check expectations.
 
-:func:`run` is what ``simxen run`` calls::
+Two steps, so that ``simxen validate`` can take the first alone:
+
+* :func:`prepare` does everything before the first simulated event -- the
+  profile with its overrides, the domains of ``[[domain]]``, and each
+  workload's ``prepare(sim, params)``, which reads and checks every file it
+  refers to (images, policies), its xl configs as dom0's toolstack would, and
+  the names of the domains it will create. Any problem is one
+  :class:`~simxen.errors.InputError` naming the file and the key.
+  ``simxen validate`` calls exactly this, so what it accepts, ``run`` accepts.
+* :func:`execute` runs the simulation to the end (or until ``stop.reason`` is
+  set, e.g. by a signal handler: the report is then marked PARTIAL) and
+  checks the expectations.
+
+:func:`run` is both, and is what ``simxen run`` calls::
 
     from simxen.scenario import scenario_file, runner
     result = runner.run(scenario_file.load("scenarios/ring-pingpong.toml"))
@@ -13,9 +26,13 @@ same trace, byte for byte.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
+from simpy.core import StopSimulation
+
+from simxen.errors import InputError
 from simxen.scenario import expect, metrics, workloads
 from simxen.scenario.report import Report
 from simxen.xen import Hypervisor
@@ -35,6 +52,24 @@ class Simulation:
     hv: Hypervisor
     scenario: object
     domains: dict = field(default_factory=dict)
+    seed: int = 1
+    until: float = 3600.0
+    #: workload name -> what its ``prepare(sim, params)`` returned
+    prepared: dict = field(default_factory=dict)
+    #: domain name -> the scenario key that creates it (see :meth:`claim_domain`)
+    claimed: dict = field(default_factory=dict)
+
+    def claim_domain(self, name, key, *, how="xl create"):
+        """Reserve domain *name* for the scenario key *key* that will create it.
+
+        Xen refuses a second live domain of the same name (``-EEXIST``); this
+        refuses it before the run, naming both keys.
+        """
+        if name in self.claimed:
+            raise InputError(f"a domain named {name!r} is already created by "
+                             f"{self.claimed[name]} ({how} would fail with EEXIST)",
+                             path=self.scenario.path, key=key)
+        self.claimed[name] = key
 
     @property
     def env(self):
@@ -100,32 +135,108 @@ class TerminalProgress:
         self.stream.flush()
 
 
+def _model_op(profile):
+    """Ops the model asks for beyond those *profile* defines: ``<prefix>.<Command>``
+    for a TPM 2.0 command name wherever the profile has ``<prefix>.default``
+    (the per-command latencies of :func:`simxen.domains.vtpm.vtpm_op` and
+    :class:`simxen.hw.tpm_chip.TpmChip`)."""
+    from simxen.tpm.constants import COMMAND_NAMES
+    commands = {name[5:] for name in COMMAND_NAMES.values() if name.startswith("TPM2_")}
+
+    def known(op_name):
+        prefix, _, command = op_name.rpartition(".")
+        return command in commands and profile.has(f"{prefix}.default")
+    return known
+
+
 def load_profile(scenario) -> Profile:
+    """The scenario's profile with its ``[profile]`` overrides (every op name checked)."""
     spec = scenario.data["scenario"]["profile"]
     if spec.endswith(".toml") or "/" in spec:
         spec = str(scenario.resolve(spec))
-    profile = Profile.load(spec)
+    try:
+        profile = Profile.load(spec)
+    except InputError as err:
+        if err.path is None:                     # a name, not a file: say which key holds it
+            raise InputError(err.message, path=scenario.path, key="scenario.profile") from None
+        raise
     overrides = scenario.data["profile"]
     if overrides:
-        profile = profile.with_overrides(overrides, path=f"{scenario.path} [profile]")
+        try:
+            profile = profile.with_overrides(overrides, path=scenario.path,
+                                             known_op=_model_op(profile))
+        except InputError as err:                # keys as the scenario spells them
+            raise InputError(err.message, path=scenario.path,
+                             key=f"profile.{err.key}" if err.key else "profile") from None
     return profile
 
 
-def run(scenario, *, seed=None, until=None, progress=None, trace_level="full") -> RunResult:
-    """Run *scenario* (a :class:`simxen.scenario.scenario_file.Scenario`).
+def prepare(scenario, *, seed=None, until=None, trace_level="full") -> Simulation:
+    """Everything :func:`run` does before the first simulated event (see the module doc).
+
+    ``seed`` and ``until`` override the file's (``--seed``, ``--until``);
+    ``trace_level`` is what the trace keeps (:data:`simxen.xen.trace.LEVELS`).
+    Returns the :class:`Simulation`, ready for :func:`execute`.
+    """
+    try:
+        return _prepare(scenario, seed, until, trace_level)
+    except InputError as err:
+        from simxen.scenario.overrides import blame_scenario
+        raise blame_scenario(err, scenario) from None
+
+
+def _prepare(scenario, seed, until, trace_level):
+    meta = scenario.data["scenario"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise InputError(f"expected an integer >= 0, found {seed!r}", key="--seed")
+    if until is not None and not (isinstance(until, (int, float)) and math.isfinite(until)
+                                  and until > 0):
+        raise InputError(f"expected a positive, finite number of seconds, found {until!r}",
+                         key="--until")
+    seed = meta["seed"] if seed is None else seed
+    until = meta["until"] if until is None else until
+    hv = Hypervisor(profile=load_profile(scenario), seed=seed, trace=Trace(level=trace_level))
+    sim = Simulation(hv, scenario, seed=seed, until=until)
+    for i, d in enumerate(scenario.data["domain"]):
+        sim.claim_domain(d["name"], f"domain[{i}].name", how="creating it")
+        sim.domains[d["name"]] = hv.domain_create(d["name"], vcpus=d["vcpus"])
+    for params in scenario.data["workload"]:
+        module = workloads.module(params["type"])
+        if hasattr(module, "prepare"):
+            sim.prepared[params["name"]] = module.prepare(sim, params)
+    return sim
+
+
+class Stop:
+    """Asks a running :func:`execute` to stop: set :attr:`reason` (from a signal
+    handler, say) and the simulation ends after the event being processed --
+    at a consistent simulated time, never inside a model step."""
+
+    reason = None
+
+
+def run(scenario, *, seed=None, until=None, progress=None, trace_level="full",
+        stop=None) -> RunResult:
+    """Run *scenario* (a :class:`simxen.scenario.scenario_file.Scenario`):
+    :func:`prepare`, then :func:`execute`.
 
     ``trace_level`` is what the trace keeps (:data:`simxen.xen.trace.LEVELS`);
     every level counts every record, so the report's figures do not depend on it,
     only what can be read back (per-hop analysis needs ``commands`` or ``full``).
     """
-    meta = scenario.data["scenario"]
-    seed = meta["seed"] if seed is None else seed
-    until = meta["until"] if until is None else until
-    hv = Hypervisor(profile=load_profile(scenario), seed=seed, trace=Trace(level=trace_level))
-    sim = Simulation(hv, scenario)
-    for d in scenario.data["domain"]:
-        sim.domains[d["name"]] = hv.domain_create(d["name"], vcpus=d["vcpus"])
+    return execute(prepare(scenario, seed=seed, until=until, trace_level=trace_level),
+                   progress=progress, stop=stop)
 
+
+def execute(sim, *, progress=None, stop=None) -> RunResult:
+    """Run a prepared :class:`Simulation`; the report, results and trace.
+
+    With ``stop`` (a :class:`Stop`), the run ends early once ``stop.reason``
+    is set; the report then says so (``report.partial``) and holds what was
+    reached: the workloads that finished, the simulated time, the trace so far.
+    """
+    scenario, hv, seed, until = sim.scenario, sim.hv, sim.seed, sim.until
+    meta = scenario.data["scenario"]
     env = hv.env
     procs = []
     for params in scenario.data["workload"]:
@@ -133,14 +244,20 @@ def run(scenario, *, seed=None, until=None, progress=None, trace_level="full") -
         procs.append((params, module, env.process(module.run(sim, params))))
     all_done = env.all_of([p for _, _, p in procs])
 
-    stop = env.any_of([all_done, env.timeout(until)])
+    end = env.any_of([all_done, env.timeout(until)])
     if progress:
         env.process(_ticker(env, until, progress))
-    env.run(until=stop)
+    if stop is None:
+        env.run(until=end)
+    else:
+        _run_until(env, end, stop)
     if progress:
         progress(env.now, until, done=True)
 
     report = Report(f"simxen: {scenario.name}")
+    if stop is not None and stop.reason is not None:
+        report.partial = (f"stopped by {stop.reason} at {env.now:.6g} s of simulated time; "
+                          "what follows is what the run had reached")
     if meta["description"]:
         report.say(meta["description"].strip())
     results = {}
@@ -152,8 +269,10 @@ def run(scenario, *, seed=None, until=None, progress=None, trace_level="full") -
             raise proc.value                        # a model bug: let it surface
         else:
             result = {"finished": False}
+            why = (f"it was {stop.reason}" if stop is not None and stop.reason is not None
+                   else f"scenario.until = {until:g} s")
             report.say(f"Workload {params['name']!r} had not finished when the simulation "
-                       f"stopped at {env.now:.6g} s (scenario.until = {until:g} s).")
+                       f"stopped at {env.now:.6g} s ({why}).")
         results[params["name"]] = result
         if result["finished"]:
             module.report(report, result, params)
@@ -164,7 +283,25 @@ def run(scenario, *, seed=None, until=None, progress=None, trace_level="full") -
     run_section.row("trace records", len(hv.trace))
     if hv.trace.level != "full":
         run_section.row("trace level", f"{hv.trace.level} ({hv.trace.kept():,} records kept)")
+    if report.partial:
+        kinds = report.section("Trace so far (records by kind)", headers=["kind", "records"])
+        kinds.table.extend(sorted(hv.trace.counts().items()))
     return RunResult(report, results, hv.trace, seed, env.now, metrics.of_scenario(scenario))
+
+
+def _run_until(env, end, stop):
+    """``env.run(until=end)``, checking ``stop.reason`` between events."""
+    def finish(event):
+        raise StopSimulation(None)
+    if end.triggered:
+        return
+    end.callbacks.append(finish)
+    step = env.step
+    try:
+        while stop.reason is None:
+            step()
+    except StopSimulation:
+        pass
 
 
 def _ticker(env, until, progress):

@@ -34,8 +34,13 @@ SCENARIO = Table("scenario", "what this scenario is", [
           "to a TOML file, relative to the scenario", default="default"),
 ], required=True)
 
+def _domain_name(value):
+    from simxen.domains.xl_config import name_problem
+    return name_problem(value)
+
+
 DOMAIN = Table("domain", "a domain the scenario creates directly (no toolstack)", [
-    Field("name", str, "domain name; workloads refer to domains by it"),
+    Field("name", str, "domain name; workloads refer to domains by it", check=_domain_name),
     Field("memory", int, "memory in MiB", default=16, minimum=1),
     Field("vcpus", int, "number of virtual CPUs", default=1, minimum=1),
 ])
@@ -59,7 +64,7 @@ def top_schema() -> Table:
               "(see docs/profiles.rst)", default={}),
         TableArray("domain", "a domain created at time 0", table=DOMAIN),
         TableArray("workload", "what the domains do", variants=workloads.schemas(),
-                   minimum=1),
+                   minimum=1, name_key="name"),
         TableArray("expect", "a condition checked after the run", table=expect.EXPECT),
         TableArray("plot", "a default picture of a sweep", table=PLOT),
     ])
@@ -139,12 +144,12 @@ def _check_references(data, path):
         module = workloads.module(w["type"])
         problem = module.check(w) if hasattr(module, "check") else None
         if problem:
-            raise InputError(problem[1], path=path, key=f"workload[{i}].{problem[0]}")
+            raise InputError(problem[1], path=path, key=f"workload.{w['name']}.{problem[0]}")
         for key in getattr(module, "DOMAIN_KEYS", ()):
             if w[key] not in names:
                 raise InputError(f"no [[domain]] is named {w[key]!r} (domains: "
                                  f"{', '.join(map(repr, names)) or 'none'})",
-                                 path=path, key=f"workload[{i}].{key}")
+                                 path=path, key=f"workload.{w['name']}.{key}")
     for i, p in enumerate(data["plot"]):
         head = p["y"].split(".", 1)[0]
         if head not in wl_names:

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Sequence
 
@@ -116,6 +117,8 @@ class Field:
         if not ok:
             raise InputError(f"expected {self.expected()}, found {_describe(value)}",
                              path=path, key=key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"expected a finite number, found {value!r}", path=path, key=key)
         if self.items is not None:
             for i, item in enumerate(value):
                 if isinstance(item, bool) or not isinstance(item, self.items):
@@ -194,7 +197,12 @@ class Table:
 @dataclass
 class TableArray:
     """An array of tables (``[[name]]``). With ``variants`` the key
-    ``variant_key`` (``type``) of each element selects its :class:`Table`."""
+    ``variant_key`` (``type``) of each element selects its :class:`Table`.
+
+    With ``name_key`` (``"name"``) an element is named in error messages by
+    that key's value, as the rest of simxen names it (``workload.attest.policy``,
+    not ``workload[0].policy``); the table's default applies when it is absent.
+    """
 
     name: str
     doc: str
@@ -203,6 +211,18 @@ class TableArray:
     variant_key: str = "type"
     required: bool = False
     minimum: int = 0
+    name_key: str | None = None
+
+    def element_key(self, prefix, index, item, table=None) -> str:
+        """How element *index* (raw table *item*) is named in messages."""
+        if self.name_key is not None and isinstance(item, dict):
+            name = item.get(self.name_key, _MISSING)
+            if name is _MISSING and table is not None:
+                spec = table._by_name().get(self.name_key)
+                name = spec.default if isinstance(spec, Field) else _MISSING
+            if isinstance(name, str) and name:
+                return f"{prefix}.{name}"
+        return f"{prefix}[{index}]"
 
     def validate(self, raw, path, prefix=None) -> list:
         prefix = prefix if prefix is not None else self.name
@@ -216,7 +236,7 @@ class TableArray:
                              path=path, key=prefix)
         out = []
         for i, item in enumerate(raw):
-            key = f"{prefix}[{i}]"
+            key = self.element_key(prefix, i, item, self.table)
             table = self.table
             if self.variants is not None:
                 if not isinstance(item, dict):
@@ -230,6 +250,7 @@ class TableArray:
                     raise InputError(_unknown_key_message(kind, self.variants, what="type"),
                                      path=path, key=f"{key}.{self.variant_key}")
                 table = self.variants[kind]
+                key = self.element_key(prefix, i, item, table)
             out.append(table.validate(item, path, key))
         return out
 

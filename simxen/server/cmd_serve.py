@@ -37,11 +37,10 @@ from simxen.analysis import hops
 from simxen.domains.stack import build_host
 from simxen.errors import InputError, SimxenError
 from simxen.scenario import scenario_file, workloads
-from simxen.scenario.runner import Simulation, load_profile
+from simxen.scenario.runner import prepare
 from simxen.server import foreground
 from simxen.server.resource_manager import ResourceManager, describe
 from simxen.server.sim_backend import SimulatedPath
-from simxen.xen import Hypervisor
 from simxen.xen.errors import XenError
 
 __all__ = ["add_arguments", "main", "run", "ServeSession"]
@@ -80,9 +79,9 @@ class ServeSession:
     @classmethod
     def build(cls, scenario_path, guest_name, *, seed=None):
         scenario = scenario_file.load(scenario_path)
-        seed = scenario.data["scenario"]["seed"] if seed is None else seed
-        hv = Hypervisor(profile=load_profile(scenario), seed=seed)
-        host = build_host(hv, _host_spec(Simulation(hv, scenario)))
+        sim = prepare(scenario, seed=seed)        # every check `simxen validate` makes
+        hv = sim.hv
+        host = build_host(hv, _host_spec(sim))
         until = scenario.data["scenario"]["until"]
         env = hv.env
         try:

@@ -39,6 +39,7 @@ byte; the caller multiplies. A file with an unknown key, a wrong type or a
 missing op raises :class:`simxen.errors.InputError` naming the file and key.
 """
 
+import difflib
 import math
 import re
 import tomllib
@@ -181,8 +182,8 @@ class Profile:
                 raise InputError(f"cannot read profile ({exc.strerror or exc})", path=path) from None
         else:
             if not re.match(r"^[A-Za-z0-9_-]+$", text_path):
-                raise InputError("expected a profile name like 'default' or a path to a .toml file",
-                                 key=f"profile {text_path!r}")
+                raise InputError(f"expected a profile name like 'default' or a path to a .toml "
+                                 f"file, found {text_path!r}")
             resource = resources.files("simxen") / "profiles" / f"{text_path}.toml"
             path = f"simxen/profiles/{text_path}.toml"
             try:
@@ -190,8 +191,8 @@ class Profile:
             except (OSError, FileNotFoundError):
                 shipped = sorted(p.name[:-5] for p in (resources.files("simxen") / "profiles").iterdir()
                                  if p.name.endswith(".toml"))
-                raise InputError(f"no such profile; shipped profiles: {', '.join(shipped)}",
-                                 path=path) from None
+                raise InputError(f"no such profile {text_path!r}; shipped profiles: "
+                                 f"{', '.join(shipped)}") from None
         try:
             doc = tomllib.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -227,7 +228,7 @@ class Profile:
                                  key=f"switches.{key}")
         return cls(name, ops, switches, path=path, description=description)
 
-    def with_overrides(self, overrides, *, path=None):
+    def with_overrides(self, overrides, *, path=None, known_op=None):
         """A copy with some ops and switches replaced.
 
         ``overrides`` has the shape of a profile file:
@@ -235,6 +236,12 @@ class Profile:
         "switches": {"tpmfront.wait": "interrupt"}}``. An override op needs
         ``dist`` and its parameters; ``source`` and ``certainty`` default to
         "scenario override" and "U".
+
+        With ``known_op`` (a predicate on op names: the ops the model can ask
+        for beyond those this profile defines) an override must name an op
+        this profile defines or one ``known_op`` accepts, and a switch this
+        profile defines -- so a typo (``evtchn.notifyy``) is refused, with the
+        closest name, instead of silently changing nothing.
         """
         where = path or self.path
         _expect_table(overrides, None, where)
@@ -243,6 +250,9 @@ class Profile:
         op_doc = overrides.get("ops", {})
         _expect_table(op_doc, "ops", where)
         for op_name, table in op_doc.items():
+            if known_op is not None and op_name not in self._ops and not known_op(op_name):
+                raise InputError(_unknown_name("op", op_name, self._ops), path=where,
+                                 key=f"ops.{op_name}")
             _expect_table(table, f"ops.{op_name}", where)
             table = {"source": "scenario override", "certainty": "U", **table}
             ops[op_name] = _parse_op(op_name, table, where)
@@ -250,6 +260,9 @@ class Profile:
         sw_doc = overrides.get("switches", {})
         _expect_table(sw_doc, "switches", where)
         for key, value in sw_doc.items():
+            if known_op is not None and key not in self._switches:
+                raise InputError(_unknown_name("switch", key, self._switches), path=where,
+                                 key=f"switches.{key}")
             if key in self._switches and type(value) is not type(self._switches[key]) and not (
                     isinstance(value, (int, float)) and isinstance(self._switches[key], (int, float))
                     and not isinstance(value, bool)):
@@ -347,6 +360,12 @@ def _parse_op(op_name, table, path):
     note = table.get("note", "")
     _expect_type(note, str, f"{key}.note", "a string", path)
     return Op(op_name, dist, params, source, certainty, note)
+
+
+def _unknown_name(what, name, known):
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"the profile defines no {what} {name!r}, so overriding it changes nothing{hint}"
 
 
 def _expect_table(value, key, path):

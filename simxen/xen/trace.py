@@ -322,6 +322,10 @@ class Trace:
         """All kept records, sorted by time, then emission order."""
         return list(self.iter_records())
 
+    def counts(self) -> dict:
+        """``{kind: records emitted}`` so far, at every level (kept or only counted)."""
+        return dict(self._counts)
+
     def count(self, prefix):
         """How many records (kept or only counted) have a kind equal to or under ``prefix``."""
         wanted = _under(prefix)

@@ -31,7 +31,7 @@ def test_a_bad_xl_config_in_the_scenario_names_file_and_key(tmp_path):
     path.write_text(text)
     with pytest.raises(InputError) as err:
         scenario_file.load(path)
-    assert "bad.toml" in str(err.value) and "workload[0].configs" in str(err.value)
+    assert "bad.toml" in str(err.value) and "workload.stack.configs" in str(err.value)
     assert "iomem[0]" in str(err.value)
 
 

@@ -38,12 +38,12 @@ def test_shipped_scenario_validates():
 
 
 @pytest.mark.parametrize("old,new,key,expected", [
-    ("requests = 2000", "requsts = 2000", "workload[0].requsts", "did you mean 'requests'"),
-    ("requests = 2000", 'requests = "many"', "workload[0].requests", "expected an integer"),
-    ("requests = 2000", "requests = 0", "workload[0].requests", ">= 1"),
+    ("requests = 2000", "requsts = 2000", "workload.pingpong.requsts", "did you mean 'requests'"),
+    ("requests = 2000", 'requests = "many"', "workload.pingpong.requests", "expected an integer"),
+    ("requests = 2000", "requests = 0", "workload.pingpong.requests", ">= 1"),
     ("seed = 1", "seed = 1.5", "scenario.seed", "expected an integer"),
-    ('type = "ring-pingpong"', 'type = "ring-pongping"', "workload[0].type", "unknown type"),
-    ('frontend = "frontend"\n', 'frontend = "nobody"\n', "workload[0].frontend",
+    ('type = "ring-pingpong"', 'type = "ring-pongping"', "workload.pingpong.type", "unknown type"),
+    ('frontend = "frontend"\n', 'frontend = "nobody"\n', "workload.pingpong.frontend",
      "no [[domain]] is named 'nobody'"),
     ('metric = "pingpong.requests_completed"', 'metric = "pinpong.requests_completed"',
      "expect[0].metric", "must start with a workload name"),
@@ -75,14 +75,14 @@ def test_not_toml(tmp_path):
 
 def test_missing_required_key(tmp_path):
     p = write(tmp_path, mutate('backend = "backend"\n', ""))
-    with pytest.raises(InputError, match=r"workload\[0\]\.backend: missing required key"):
+    with pytest.raises(InputError, match=r"workload\.pingpong\.backend: missing required key"):
         scenario_file.load(p)
 
 
 def test_run_on_bad_file_is_exit_2(tmp_path):
     p = write(tmp_path, mutate("requests = 2000", "requests = -4"))
     r = simxen("run", str(p))
-    assert r.returncode == 2 and "workload[0].requests" in r.stderr
+    assert r.returncode == 2 and "workload.pingpong.requests" in r.stderr
 
 
 def test_keys_reference_lists_every_workload_key():

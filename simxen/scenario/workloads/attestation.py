@@ -127,18 +127,22 @@ def _policy(sim, params):
     return load(where)
 
 
-def _host_spec(params, images, peer_images, boot=None, previous=None):
-    guests = [params["guest"]] + ([params["peer"]] if params["attack"] == "relay" else [])
-    return host_spec(list(zip(guests, (images, peer_images))), pvgrub=params["boot"] == "pv-grub",
-                     boot=boot, previous=previous,
+def _host_spec(params, images, peer_images, boot=None, previous=None, scenario=None):
+    sources = ([f"{scenario.path}: {key}" for key in _config_keys(params)]
+               if scenario is not None else None)
+    return host_spec(list(zip(_guests(params), (images, peer_images))),
+                     pvgrub=params["boot"] == "pv-grub", boot=boot, previous=previous,
                      manager_options={"storage": params["manager_storage"],
-                                      "boot_keys": params["manager_keys"]})
+                                      "boot_keys": params["manager_keys"]},
+                     sources=sources)
 
 
-def host_spec(guests, *, pvgrub=True, boot=None, previous=None, manager_options=None):
+def host_spec(guests, *, pvgrub=True, boot=None, previous=None, manager_options=None,
+              sources=None):
     """The host of an attestation story: the manager, then a vTPM per guest, then the
     guests. ``guests`` is a list of ``(name, GuestImages)``; with ``pvgrub`` each guest's
-    kernel is pv-grub, which loads those images from the guest's disk."""
+    kernel is pv-grub, which loads those images from the guest's disk. ``sources``
+    names each config in error messages (:attr:`HostSpec.sources`)."""
     from simxen.domains.host_boot import DEFAULT_BOOT
     from simxen.domains.pvgrub import PVGRUB_IMAGE, PvGrub
     from simxen.domains.stack import HostSpec, guest_config, vtpm_config, vtpmmgr_config
@@ -152,7 +156,76 @@ def host_spec(guests, *, pvgrub=True, boot=None, previous=None, manager_options=
         if pvgrub:                                 # what pv-grub loads from the guest's disk
             options[g] = {"images": imgs}
     return HostSpec(configs=configs, boot=boot or DEFAULT_BOOT, options=options,
-                    kernels={PVGRUB_IMAGE: PvGrub}, previous=previous)
+                    kernels={PVGRUB_IMAGE: PvGrub}, previous=previous, sources=sources)
+
+
+def _guests(params):
+    """The guests this workload creates: the attested one, and the relay's peer."""
+    return [params["guest"]] + ([params["peer"]] if params["attack"] == "relay" else [])
+
+
+def _config_keys(params):
+    """The scenario key behind each xl config of the host, in creation order."""
+    where = f"workload.{params['name']}"
+    keys = ["guest", "peer"][:len(_guests(params))]
+    return ([f"{where} (its vTPM manager)"] + [f"{where}.{k} (its vTPM)" for k in keys]
+            + [f"{where}.{k}" for k in keys])
+
+
+def export_folder(sim, params):
+    """The ``export`` folder (relative to the scenario), checked writable before the run."""
+    import os
+    folder = sim.scenario.resolve(params["export"])
+    key = f"workload.{params['name']}.export"
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file; expected a folder (it is created if missing)",
+                         path=sim.scenario.path, key=key)
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create or write {folder} ({existing} is not a writable folder)",
+                         path=sim.scenario.path, key=key)
+    return folder
+
+
+def prepare(sim, params):
+    """Every check before the run (``simxen validate`` runs it too); the :class:`Story`.
+
+    The names of the guests, the attack's parameters, the export folder,
+    every file the story reads (images, programs, the policy) -- read here,
+    once -- and the host's xl configs as dom0's toolstack will take them.
+    """
+    from simxen.domains.host_boot import DEFAULT_BOOT
+    from simxen.domains.stack import check_spec
+    from simxen.domains.xl_config import name_problem
+    where, path = f"workload.{params['name']}", sim.scenario.path
+    for key in ("guest", "peer")[:len(_guests(params))]:
+        problem = name_problem(params[key]) or name_problem(f"vtpm-{params[key]}")
+        if problem:
+            raise InputError(problem, path=path, key=f"{where}.{key}")
+    if params["attack"] == "relay" and params["peer"] == params["guest"]:
+        raise InputError("the peer must be another guest than the attested one",
+                         path=path, key=f"{where}.peer")
+    if params["attack"] == "host-tampered":
+        tamper = params["host_tamper"]
+        component, data = tamper.get("component"), tamper.get("data")
+        if set(tamper) != {"component", "data"} or not isinstance(component, str) \
+                or not isinstance(data, str):
+            raise InputError("expected {component = '<name>', data = '<text>'}", path=path,
+                             key=f"{where}.host_tamper")
+        components = [m.component for m in DEFAULT_BOOT]
+        if component not in components:
+            raise InputError(f"no component {component!r} in the host's boot (expected one of "
+                             f"{', '.join(map(repr, components))})", path=path,
+                             key=f"{where}.host_tamper.component")
+    if params["export"]:
+        export_folder(sim, params)
+    story = Story(sim, params)
+    spec = _host_spec(params, story.images, story.peer_images, scenario=sim.scenario)
+    for cfg, key in zip(check_spec(spec), _config_keys(params)):
+        sim.claim_domain(cfg.name, key)
+    return story
 
 
 #: Deep quotes carry SHA-256 of the asking vTPM's UUID, so the verifier can tell which vTPM asked.
@@ -286,7 +359,8 @@ class Story:
         """Generator: build the host on ``hv`` (default the scenario's), wait for it."""
         from simxen.domains.stack import build_host
         self.host = build_host(hv or self.sim.hv,
-                               _host_spec(self.params, self.images, self.peer_images, **spec))
+                               _host_spec(self.params, self.images, self.peer_images,
+                                          scenario=self.sim.scenario, **spec))
         yield self.host.ready
         if self.params["deep_quote"] and self.verifier.host_aik is None:
             self.verifier.host_aik = yield from self.host.host_aik()
@@ -486,21 +560,13 @@ def _host_reboot(story):
     """Power-cycle the host into a tampered boot; a new hypervisor, same simulated clock."""
     from simxen.domains.host_boot import boot_with
     from simxen.xen import Hypervisor
-    tamper = story.params["host_tamper"]
-    component, data = tamper.get("component"), tamper.get("data")
-    if not isinstance(component, str) or not isinstance(data, str):
-        raise InputError("expected {component = '<name>', data = '<text>'}",
-                         path=story.sim.scenario.path,
-                         key=f"workload.{story.params['name']}.host_tamper")
+    tamper = story.params["host_tamper"]           # checked by prepare()
+    component, data = tamper["component"], tamper["data"]
     old = story.host
     state = old.state()
     for kernel in old.kernels():
         kernel.halt()
-    try:
-        boot = boot_with(component, data.encode())
-    except KeyError as exc:
-        raise InputError(str(exc), path=story.sim.scenario.path,
-                         key=f"workload.{story.params['name']}.host_tamper.component") from None
+    boot = boot_with(component, data.encode())
     hv = Hypervisor(env=story.env, profile=story.sim.profile, streams=story.sim.streams,
                     trace=story.sim.trace)
     changed = boot != old.spec.boot
@@ -572,7 +638,7 @@ def metrics(params):
 # --------------------------------------------------------------- run
 def run(sim, params):
     """SimPy process: boot, provision, enrol, attest; then a results dict."""
-    story = Story(sim, params)
+    story = sim.prepared.get(params["name"]) or prepare(sim, params)
     attack = params["attack"]
     yield from story.boot_host()
     yield from story.check_boot_log()
@@ -630,10 +696,9 @@ def run(sim, params):
 
 def _export(story):
     """Write the last round's evidence where ``export`` says, and tell how to check it."""
-    from pathlib import Path
     nonce, evidence = story.last
     ak = story.guest.agent.ak_public
-    folder = Path(story.params["export"])
+    folder = export_folder(story.sim, story.params)
     if ak is None or not evidence.attest:
         story.say(f"Nothing was exported to {folder}: the last round produced no quote.")
         return

@@ -107,15 +107,31 @@ def _guest(story, name, params, tally):
         tally["trusted" if story.verdict.passed else "untrusted"] += 1
 
 
+def prepare(sim, params):
+    """Every check before the run (``simxen validate`` runs it too): the files
+    the story reads (images, programs, policy), and the host's configs and
+    domain names as dom0's toolstack will take them. Returns ``(story, spec)``."""
+    from simxen.domains.stack import check_spec
+    story = FleetStory(sim, params)
+    names = [f"guest{i}" for i in range(1, params["guest_count"] + 1)]
+    where = f"workload.{params['name']}"
+    keys = ([f"{where} (its vTPM manager)"] + [f"{where}.guest_count ({n}'s vTPM)" for n in names]
+            + [f"{where}.guest_count ({n})" for n in names])
+    spec = attestation.host_spec([(n, story.images) for n in names],
+                                 manager_options={"evtchn_abi": params["manager_evtchn_abi"]},
+                                 sources=[f"{sim.scenario.path}: {k}" for k in keys])
+    for cfg, key in zip(check_spec(spec), keys):
+        sim.claim_domain(cfg.name, key)
+    return story, spec
+
+
 def run(sim, params):
     """SimPy process: build the fleet's host, run every guest, gather results."""
     from simxen.domains.stack import build_host
     hv, env = sim.hv, sim.env
     hv.evtchn.nr_channels = params["evtchn_2l_ports"]
-    story = FleetStory(sim, params)
+    story, spec = sim.prepared.get(params["name"]) or prepare(sim, params)
     names = [f"guest{i}" for i in range(1, params["guest_count"] + 1)]
-    spec = attestation.host_spec([(n, story.images) for n in names],
-                                 manager_options={"evtchn_abi": params["manager_evtchn_abi"]})
     story.host = host = build_host(hv, spec)
     yield host.ready
     boot_seconds = env.now

@@ -183,11 +183,28 @@ def _host_spec(params):
     return spec
 
 
-def _check(params, n_guests):
+def _check(params, n_guests, path=None):
     from simxen.errors import InputError
     if params["rates"] and len(params["rates"]) != n_guests:
         raise InputError(f"expected one rate per guest ({n_guests}), found {len(params['rates'])}",
-                         path="workload", key=f"{params['name']}.rates")
+                         path=path, key=f"workload.{params['name']}.rates")
+
+
+def prepare(sim, params):
+    """Every check before the run (``simxen validate`` runs it too): one rate
+    per guest, and the host's configs and domain names as dom0's toolstack
+    will take them. Returns the host spec."""
+    from simxen.domains.stack import check_spec
+    names = guest_names(params)
+    _check(params, len(names), sim.scenario.path)
+    spec = _host_spec(params)
+    where = f"workload.{params['name']}"
+    keys = ([f"{where} (its vTPM manager)"] + [f"{where} ({n}'s vTPM)" for n in names]
+            + [f"{where} ({n})" for n in names])
+    spec.sources = [f"{sim.scenario.path}: {k}" for k in keys]
+    for cfg, key in zip(check_spec(spec), keys):
+        sim.claim_domain(cfg.name, key)
+    return spec
 
 
 def _stats_ms(values):
@@ -208,8 +225,8 @@ def run(sim, params):
     hv = sim.hv
     env = hv.env
     names = guest_names(params)
-    _check(params, len(names))
-    host = build_host(hv, _host_spec(params))
+    spec = sim.prepared.get(params["name"]) or prepare(sim, params)
+    host = build_host(hv, spec)
     yield host.ready
     loads = [GuestLoad(host.guest(g), params["mix"], hv.streams.rng(f"load/{g}"), index=i,
                        pcr=params["pcr"]) for i, g in enumerate(names)]

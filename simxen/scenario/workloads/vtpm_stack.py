@@ -201,17 +201,53 @@ def host_spec(sim, params):
     vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"]}
     mgr_opts = {"policy": params["policy"], "storage": params["manager_storage"],
                 "boot_keys": params["manager_keys"]}
+    sources = [f"{sim.scenario.path}: {key}" for key in _config_keys(params)]
     if params["configs"]:
         from simxen.domains.xl_config import parse
-        cfgs = [parse(t, source=f"configs[{i}]") for i, t in enumerate(params["configs"])]
+        cfgs = [parse(t, source=src) for t, src in zip(params["configs"], sources)]
         options = {c.name: dict(vtpm_opts) for c in cfgs if c.kernel.endswith("vtpm-stubdom.gz")}
         options.update({c.name: dict(mgr_opts) for c in cfgs
                         if c.kernel.endswith("vtpmmgr-stubdom.gz")})
-        return HostSpec(configs=list(params["configs"]), options=options, boot=boot)
+        return HostSpec(configs=list(params["configs"]), options=options, boot=boot,
+                        sources=sources)
+    from simxen.domains.xl_config import name_problem
+    from simxen.errors import InputError
     guests = guest_names(params)
-    spec = HostSpec.standard(guests, boot=boot)
+    for g, key in zip(guests, _guest_keys(params)):
+        problem = name_problem(g) or name_problem(f"vtpm-{g}")
+        if problem:
+            raise InputError(problem, path=sim.scenario.path, key=key)
+    spec = HostSpec.standard(guests, boot=boot, sources=sources)
     spec.options = {"vtpmmgr": dict(mgr_opts),
                     **{f"vtpm-{g}": dict(vtpm_opts) for g in guests}}
+    return spec
+
+
+def _guest_keys(params):
+    """The scenario key behind each guest of the standard layout."""
+    where = f"workload.{params['name']}"
+    if params["guest_count"] is not None:
+        return [f"{where}.guest_count (guest{i + 1})" for i in range(params["guest_count"])]
+    return [f"{where}.guests[{i}]" for i in range(len(params["guests"]))]
+
+
+def _config_keys(params):
+    """The scenario key behind each config of the host (for error messages)."""
+    where = f"workload.{params['name']}"
+    if params["configs"]:
+        return [f"{where}.configs[{i}]" for i in range(len(params["configs"]))]
+    keys = _guest_keys(params)
+    return [f"{where} (its vTPM manager)"] + [f"{k} (its vTPM)" for k in keys] + keys
+
+
+def prepare(sim, params):
+    """Every check before the run (``simxen validate`` runs it too): the host
+    spec as dom0's toolstack will take it, and the names of the domains it
+    creates against every other domain of the scenario. Returns the spec."""
+    from simxen.domains.stack import check_spec
+    spec = host_spec(sim, params)
+    for cfg, key in zip(check_spec(spec), _config_keys(params)):
+        sim.claim_domain(cfg.name, key)
     return spec
 
 
@@ -275,7 +311,8 @@ def run(sim, params):
     from simxen.analysis import hops
     from simxen.domains.stack import build_host
     hv = sim.hv
-    host = build_host(hv, host_spec(sim, params))
+    spec = sim.prepared.get(params["name"]) or host_spec(sim, params)
+    host = build_host(hv, spec)
     yield host.ready
     boot_seconds = hv.env.now
     dom0_tis = _dom0_probe(hv) if params["dom0_probes_tpm"] else None
