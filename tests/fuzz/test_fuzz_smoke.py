@@ -12,10 +12,13 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fuzz.run import mutate, run_random
-from fuzz.targets import TARGETS, Finding, target
+#: the repository (fuzz/ lives at its top; tests/fuzz/conftest.py puts it on sys.path)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
-from conftest import ROOT
+from fuzz.run import mutate, run_random                        # noqa: E402
+from fuzz.targets import TARGETS, Finding, target               # noqa: E402
 
 _TARGETS = {}
 
