@@ -469,7 +469,9 @@ class Story:
         host = ("not asked" if not deep else
                 "untrusted" if any(r.check == "host" for r in verdict.reasons) else "trusted")
         self.result["round"][str(number)] = {**verdict.as_dict(), "host": host,
-                                             "attest_ms": (self.env.now - start) * 1e3}
+                                             "attest_ms": (self.env.now - start) * 1e3,
+                                             # objects, not metrics: what simxen explain tells
+                                             "appraisal": verdict, "evidence": evidence}
         self.result["host"] = host
         self.result.setdefault("attest_ms", (self.env.now - start) * 1e3)
         self.result.update(verdict.as_dict())
@@ -690,6 +692,8 @@ def run(sim, params):
     story.result["boot_count"] = story.guest.boot_count
     story.result["events"] = story.events
     story.result["policy_name"] = story.policy.name
+    story.result["policy"] = story.policy                  # objects for simxen explain
+    story.result["event_log"] = story.guest.event_log
     story.result["link_messages"] = story.link.messages
     return story.result
 
