@@ -99,33 +99,37 @@ class TpmClient:
         self.latencies.append(dom.now - start)
         return rsp
 
-    def pcr_extend(self, pcr: int, data: bytes, *, alg=TPM_ALG.SHA256):
-        """Extend *pcr* with the digest of *data* (``TPM2_PCR_Extend``); returns the digest."""
+    def pcr_extend(self, pcr: int, data: bytes, *, alg=TPM_ALG.SHA256, flow=None):
+        """Extend *pcr* with the digest of *data* (``TPM2_PCR_Extend``); returns the digest.
+
+        ``flow`` (here and in the other helpers) labels the command's trace
+        records; one is made up when omitted."""
         digest = hashlib.new({TPM_ALG.SHA1: "sha1", TPM_ALG.SHA256: "sha256",
                               TPM_ALG.SHA384: "sha384"}[alg], data).digest()
-        rsp = yield from self.transmit(client.pcr_extend_command(pcr, {alg: digest}))
+        rsp = yield from self.transmit(client.pcr_extend_command(pcr, {alg: digest}), flow=flow)
         client.check(rsp)
         return digest
 
-    def pcr_read(self, pcrs, *, alg=TPM_ALG.SHA256) -> dict:
+    def pcr_read(self, pcrs, *, alg=TPM_ALG.SHA256, flow=None) -> dict:
         """``{pcr: value}`` of bank *alg* (``TPM2_PCR_Read``, repeated until all are read)."""
         out = {}
         while True:
             missing = [p for p in sorted(pcrs) if p not in out]
             if not missing:
                 return out
-            rsp = yield from self.transmit(client.pcr_read_command({alg: missing}))
+            rsp = yield from self.transmit(client.pcr_read_command({alg: missing}), flow=flow)
             _, values = client.parse_pcr_read(rsp)
             got = values.get(alg, {})
             if not got:
                 raise client.ResponseError(0x184)       # TPM_RC_VALUE: the bank has none of them
             out.update(got)
 
-    def get_random(self, n: int) -> bytes:
+    def get_random(self, n: int, *, flow=None) -> bytes:
         """*n* random bytes (``TPM2_GetRandom``, repeated for large *n*)."""
         out = b""
         while len(out) < n:
-            rsp = yield from self.transmit(client.get_random_command(min(n - len(out), 32)))
+            rsp = yield from self.transmit(client.get_random_command(min(n - len(out), 32)),
+                                           flow=flow)
             chunk = client.parse_get_random(rsp)
             if not chunk:
                 raise client.ResponseError(0x101)
@@ -140,26 +144,26 @@ class TpmClient:
             [client.password_auth()]))
         client.check(rsp)
 
-    def nv_write(self, index: int, data: bytes, offset: int = 0):
+    def nv_write(self, index: int, data: bytes, offset: int = 0, *, flow=None):
         """``TPM2_NV_Write`` with owner authorisation."""
         rsp = yield from self.transmit(client.build_command(
             TPM_CC.NV_Write, (TPM_RH.OWNER, index), tpm2b(data) + u16(offset),
-            [client.password_auth()]))
+            [client.password_auth()]), flow=flow)
         client.check(rsp)
 
-    def nv_read(self, index: int, size: int, offset: int = 0) -> bytes:
+    def nv_read(self, index: int, size: int, offset: int = 0, *, flow=None) -> bytes:
         """``TPM2_NV_Read`` with owner authorisation."""
         rsp = yield from self.transmit(client.build_command(
             TPM_CC.NV_Read, (TPM_RH.OWNER, index), u16(size) + u16(offset),
-            [client.password_auth()]))
+            [client.password_auth()]), flow=flow)
         return client.parse_response(rsp).params.tpm2b()
 
-    def deep_quote(self, data: bytes, flags: int = 0, host_pcrs=range(10)) -> bytes:
+    def deep_quote(self, data: bytes, flags: int = 0, host_pcrs=range(10), *, flow=None) -> bytes:
         """The manager's ``VTPM_ORD_GET_QUOTE`` reply for *data* (the vTPM's
         ``TPM2_CC_DeepQuote``): a physical-TPM quote of *host_pcrs* binding *data*.
         Parse it with :func:`simxen.protocols.vtpmmgr.parse_get_quote_response`."""
         from simxen.domains.vtpm import deep_quote_command, parse_deep_quote
-        rsp = yield from self.transmit(deep_quote_command(data, host_pcrs, flags))
+        rsp = yield from self.transmit(deep_quote_command(data, host_pcrs, flags), flow=flow)
         return parse_deep_quote(rsp)
 
     def create_ak(self, hierarchy=TPM_RH.ENDORSEMENT, template=AK_TEMPLATE):
@@ -168,9 +172,10 @@ class TpmClient:
         handle, public, _ = client.parse_create_primary(rsp)
         return handle, public
 
-    def quote(self, key: int, nonce: bytes, pcrs, *, alg=TPM_ALG.SHA256):
+    def quote(self, key: int, nonce: bytes, pcrs, *, alg=TPM_ALG.SHA256, flow=None):
         """``TPM2_Quote`` of *pcrs* with *key* over *nonce*: ``(attest bytes, Attest, Signature)``."""
-        rsp = yield from self.transmit(client.quote_command(key, nonce, {alg: list(pcrs)}))
+        rsp = yield from self.transmit(client.quote_command(key, nonce, {alg: list(pcrs)}),
+                                       flow=flow)
         return client.parse_quote(rsp)
 
 
@@ -186,7 +191,12 @@ class Guest(Kernel):
 
     def main(self):
         if self.config.vtpm:
-            self.front = TpmFront(self.hv, self.dom, 0, flavour="linux")
+            if self.options.get("transport", "tpmif") == "multi-slot":
+                from simxen.drivers.tpmfront_ring import TpmRingFront
+                self.front = TpmRingFront(self.hv, self.dom, 0,
+                                          entry_size=self.options.get("ring_entry_size", 256))
+            else:
+                self.front = TpmFront(self.hv, self.dom, 0, flavour="linux")
             try:
                 yield from self.front.connect()
                 self.tpm = TpmClient(self, self.front)

@@ -99,7 +99,7 @@ class GuestLoad:
     :param pcr: the PCR that ``pcr_extend``, ``pcr_read`` and the quotes use.
     """
 
-    def __init__(self, guest, mix, rng, *, index=0, pcr=16):
+    def __init__(self, guest, mix, rng, *, index=0, pcr=16, in_flight=1):
         unknown = sorted(set(mix) - set(COMMANDS))
         if unknown:
             raise ValueError(f"unknown command(s) {unknown}; expected some of {list(COMMANDS)}")
@@ -115,7 +115,9 @@ class GuestLoad:
         total = float(sum(mix[c] for c in self._names))
         self._p = [mix[c] / total for c in self._names]
         #: Linux's ``chip->tpm_mutex``: one command at a time reaches tpmfront
-        self.chip_lock = simpy.Resource(self.env, capacity=1)
+        #: (``in_flight`` > 1 models a TPM stack that lets that many through,
+        #: for the multi-slot transport)
+        self.chip_lock = simpy.Resource(self.env, capacity=in_flight)
         #: every :class:`Request` issued, in arrival order
         self.requests = []
         self._seq = 0
@@ -171,13 +173,14 @@ class GuestLoad:
         with self.chip_lock.request() as turn:
             yield turn
             req.started = self.guest.dom.now
-            req.ok = yield from self._run(command)
-            req.flow = self.tpm.last_flow
+            req.flow = self.tpm.new_flow()
+            req.ok = yield from self._run(command, req.flow)
             req.done = self.guest.dom.now
         return req
 
-    def _run(self, name):
-        """Generator: run command *name*; True on success, False on a TPM or transport error."""
+    def _run(self, name, flow):
+        """Generator: run command *name* labelled *flow*; True on success, False on a TPM or
+        transport error."""
         from simxen.drivers.tpmfront import TpmFrontError
         from simxen.tpm.client import ResponseError
         tpm = self.tpm
@@ -185,30 +188,30 @@ class GuestLoad:
         i = self._seq
         try:
             if name == "pcr_extend":
-                yield from tpm.pcr_extend(self.pcr, b"load %d" % i)
+                yield from tpm.pcr_extend(self.pcr, b"load %d" % i, flow=flow)
             elif name == "pcr_read":
-                yield from tpm.pcr_read([self.pcr])
+                yield from tpm.pcr_read([self.pcr], flow=flow)
             elif name == "get_random":
-                yield from tpm.get_random(32)
+                yield from tpm.get_random(32, flow=flow)
             elif name == "nv_write":
-                yield from tpm.nv_write(self.nv_index, b"%08d" % i)
+                yield from tpm.nv_write(self.nv_index, b"%08d" % i, flow=flow)
             elif name == "nv_read":
-                yield from tpm.nv_read(self.nv_index, 8)
+                yield from tpm.nv_read(self.nv_index, 8, flow=flow)
             elif name == "quote":
-                yield from tpm.quote(self.ak, b"nonce %d" % i, [self.pcr])
+                yield from tpm.quote(self.ak, b"nonce %d" % i, [self.pcr], flow=flow)
             elif name == "deep_quote":
                 from simxen.protocols import vtpmmgr as mgr
-                reply = yield from tpm.deep_quote(b"nonce %d" % i)
+                reply = yield from tpm.deep_quote(b"nonce %d" % i, flow=flow)
                 return mgr.response_code(reply) == 0
             else:                                   # host_random
-                return (yield from self._host_random(16))
+                return (yield from self._host_random(16, flow))
         except (ResponseError, TpmFrontError):
             return False
         return True
 
-    def _host_random(self, n):
+    def _host_random(self, n, flow):
         """``TPM_GetRandom`` with the vTPM's ``VTPM_TAG_REQ``: a passthrough to the physical TPM."""
         from simxen.protocols import vtpmmgr as mgr
         rsp = yield from self.tpm.transmit(mgr.pack_header(mgr.VTPM_TAG_REQ, mgr.TPM_ORD_GetRandom,
-                                                           struct.pack(">I", n)))
+                                                           struct.pack(">I", n)), flow=flow)
         return len(rsp) >= 10 and mgr.response_code(rsp) == 0

@@ -361,6 +361,15 @@ def _guest_images(v):
         f"expected simxen.domains.images.GuestImages, found {type(v).__name__}"
 
 
+def _entry_size(v):
+    from simxen.protocols import tpmif_ring
+    try:
+        tpmif_ring.slots(v)
+    except (TypeError, ValueError) as err:
+        return f"expected a ring entry size in bytes: {err}"
+    return None
+
+
 _BOOL = _one_of(True, False)
 #: Options each kernel image accepts in :attr:`HostSpec.options`, with their checks.
 OPTIONS = {
@@ -371,4 +380,8 @@ OPTIONS = {
     "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": _one_of(*SAVE_ON),
                         "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES)},
     PVGRUB_IMAGE: {"images": _guest_images},
+    # the guests of HostSpec.standard; "multi-slot" is simxen's what-if transport
+    # (simxen.protocols.tpmif_ring), not Xen's
+    "vmlinuz-domU": {"transport": _one_of("tpmif", "multi-slot"),
+                     "ring_entry_size": _entry_size},
 }

@@ -73,9 +73,11 @@ from typing import Callable, Optional
 import simpy
 
 from simxen.drivers.command_names import cc_name
+from simxen.drivers.ring import RingBackend
 from simxen.drivers.tpmfront import command_code, page_tag
+from simxen.drivers.tpmfront_ring import ring_tags
 from simxen.drivers.xenbus import XenbusBackend
-from simxen.protocols import tpmif
+from simxen.protocols import tpmif, tpmif_ring
 from simxen.protocols.xenbus import XenbusState
 from simxen.tpm.constants import TPM_RC
 from simxen.tpm.engine import error_response
@@ -128,6 +130,7 @@ class TpmRequest:
     _iface: object = field(default=None, repr=False, compare=False)
     _extra: list = field(default_factory=list, repr=False, compare=False)
     _nr_extra: int = field(default=0, repr=False, compare=False)
+    _slot: int = field(default=None, repr=False, compare=False)
 
     @property
     def cc(self):
@@ -139,7 +142,7 @@ class _Interface:
     """One connected (or connecting) frontend, as tpmback's list holds it."""
 
     __slots__ = ("key", "info", "bus", "mapping", "port", "connected", "ready", "arrived",
-                 "seq", "busy", "handler", "tag", "last_state")
+                 "seq", "busy", "handler", "tag", "last_state", "ring", "ring_tags")
 
     def __init__(self, key, info, bus):
         self.key = key
@@ -155,6 +158,8 @@ class _Interface:
         self.handler = None
         self.tag = None
         self.last_state = tpmif.TPMIF_STATE_IDLE   # as the backend last saw or wrote it
+        self.ring = None              # multi-slot transport: a RingBackend over the page
+        self.ring_tags = None
 
 
 class TpmBack:
@@ -336,6 +341,7 @@ class TpmBack:
         rport = int(bus.read_otherend("event-channel"))
         if bus.read_otherend("feature-protocol-v2") != "1":
             raise ValueError("frontend lacks feature-protocol-v2 = 1")
+        entry_size = self._ring_entry_size(bus)
         mapping = hv.gnttab.map_grant_ref(dom, fe, gref)
         try:
             port = hv.evtchn.bind_interdomain(dom, fe, rport)
@@ -346,6 +352,9 @@ class TpmBack:
         iface.mapping, iface.port = mapping, port
         iface.tag = page_tag(hv, mapping.entry.page.mfn)
         iface.last_state = mapping.data[tpmif.TPMIF_OFF_STATE]
+        if entry_size:
+            iface.ring = RingBackend(dom, mapping, port, entry_size)
+            iface.ring_tags = ring_tags(hv, mapping.entry.page.mfn)
         iface.connected = True
         iface.ready = False
         self._ready.pop(iface.key, None)
@@ -354,6 +363,20 @@ class TpmBack:
         iface.handler = hv.env.process(self._handler(iface))
         hv.trace.emit("tpm.back.connect", dom.now, dom.domid, backend=self.name, domid=fe,
                       handle=iface.info.handle, gref=gref, port=port)
+
+    @staticmethod
+    def _ring_entry_size(bus):
+        """The multi-slot entry size the frontend asked for, or None (tpmif v2's single page)."""
+        try:
+            value = bus.read_otherend(tpmif_ring.XS_ENTRY_SIZE)
+        except XenError:
+            return None
+        try:
+            entry_size = int(value)
+            tpmif_ring.slots(entry_size)
+        except ValueError:
+            raise ValueError(f"{tpmif_ring.XS_ENTRY_SIZE} = {value!r} is not a usable entry size")
+        return entry_size
 
     def _disconnect(self, iface):
         """Unmap and unbind; a request in flight is dropped, a taken one answered nowhere."""
@@ -388,6 +411,10 @@ class TpmBack:
                 if not (iface.connected and dom.alive):
                     return
                 dom.evtchn_clear(port)
+                if iface.ring is not None:
+                    if iface.ring.unconsumed_requests():
+                        self._ring_ready(iface)
+                    continue
                 state = iface.mapping.data[_OFF_STATE]    # a plain load, as mini-os
                 if state == _SUBMIT and dom.now < iface.tag.submitted_at:
                     continue            # stored after our clock: its notification will come
@@ -427,6 +454,29 @@ class TpmBack:
         iface.seq = self._seq
         self.hv.trace.emit("tpm.back.ready", now, dom.domid, backend=self.name,
                            domid=iface.info.domid, handle=iface.info.handle, flow=iface.tag.flow)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.triggered:
+            wakeup.succeed()
+
+    def _ring_head(self, iface):
+        """``(flow, submitted_at)`` of the oldest unconsumed entry of a multi-slot ring."""
+        back = iface.ring.ring
+        off = back.entry_offset(back.cons)
+        ident = int.from_bytes(iface.mapping.data[off:off + 2], "little")   # a plain load
+        return iface.ring_tags.get(ident, (None, self.dom.now))
+
+    def _ring_ready(self, iface):
+        """A multi-slot frontend has unconsumed entries: ready, dated by the oldest one."""
+        if iface.ready:
+            return
+        flow, submitted = self._ring_head(iface)
+        iface.ready = True
+        self._ready[iface.key] = iface
+        iface.arrived = submitted
+        self._seq += 1
+        iface.seq = self._seq
+        self.hv.trace.emit("tpm.back.ready", self.dom.now, self.dom.domid, backend=self.name,
+                           domid=iface.info.domid, handle=iface.info.handle, flow=flow)
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.triggered:
             wakeup.succeed()
@@ -479,6 +529,10 @@ class TpmBack:
         while True:
             iface = self._choose()
             if iface is None:
+                soonest = self._ring_soonest()
+                if soonest is not None:         # a multi-slot entry stored after our clock
+                    yield dom.sleep(soonest - dom.now)
+                    continue
                 if not self.dom.alive:
                     raise XenError(-xen_errno.ESRCH,
                                    f"dom{self.dom.domid} ({self.dom.name}) has been destroyed")
@@ -490,13 +544,23 @@ class TpmBack:
             if request is not None:
                 return request
 
+    def _ring_soonest(self):
+        """Earliest submission among ready multi-slot entries not yet visible, or None."""
+        now = self.dom.now
+        times = [i.arrived for i in self._ready.values()
+                 if i.ring is not None and i.connected and i.arrived > now]
+        return min(times) if times else None
+
     def _choose(self):
         ifaces = self._ifaces
+        now = self.dom.now
         if len(ifaces) == 1:            # one frontend (the usual vTPM): it, if it is ready
             for i in ifaces.values():
-                return i if i is not None and i.ready and i.connected else None
+                return i if (i is not None and i.ready and i.connected
+                             and (i.ring is None or i.arrived <= now)) else None
         # only the interfaces with ready set, not every frontend (a manager has one per vTPM)
-        ready = [i for i in self._ready.values() if i.connected]
+        ready = [i for i in self._ready.values() if i.connected
+                 and (i.ring is None or i.arrived <= now)]
         if len(ready) < 2:
             return ready[0] if ready else None      # one ready: every policy picks it
         if self.policy == "priority":
@@ -513,6 +577,8 @@ class TpmBack:
     def _take(self, iface):
         """Validate the header, map extra pages, copy the command once."""
         hv, dom = self.hv, self.dom
+        if iface.ring is not None:
+            return self._take_ring(iface)
         iface.ready = False
         self._ready.pop(iface.key, None)
         self._last = iface.key
@@ -563,6 +629,45 @@ class TpmBack:
                       locality=locality, waited=now - iface.arrived)
         return request
 
+    def _take_ring(self, iface):
+        """The oldest entry of a multi-slot ring, copied once; still ready if more wait."""
+        hv, dom = self.hv, self.dom
+        self._last = iface.key
+        ring = iface.ring
+        flow, submitted = self._ring_head(iface)
+        try:
+            data = ring.get_request(flow=flow)
+        except ValueError as err:                # more published than the ring holds
+            iface.ready = False
+            self._ready.pop(iface.key, None)
+            self._violation(iface, str(err))
+            return None
+        if data is None:
+            iface.ready = False
+            self._ready.pop(iface.key, None)
+            return None
+        ident, locality, _status, command = tpmif_ring.unpack_entry(data, ring.entry_size)
+        info = iface.info
+        now = dom.now
+        request = TpmRequest(info.domid, info.handle, info.uuid, command, locality, flow,
+                             submitted, now, iface, _slot=ident)
+        iface.busy = request
+        # ring.h's RING_FINAL_CHECK_FOR_REQUESTS: re-arm the event index when none is left
+        if ring.unconsumed_requests() or ring.ring.final_check_for_requests():
+            iface.arrived = self._ring_head(iface)[1]
+            self._seq += 1
+            iface.seq = self._seq
+        else:
+            iface.ready = False
+            self._ready.pop(iface.key, None)
+        self.requests += 1
+        cc = _CC.unpack_from(command, 6)[0] if len(command) >= 10 else None
+        hv.trace.emit("tpm.back.take", now, dom.domid, backend=self.name, domid=info.domid,
+                      handle=info.handle, flow=flow, length=len(command), cc=cc,
+                      cc_name=cc_name(cc), locality=locality, waited=now - submitted,
+                      slot=ident)
+        return request
+
     def _reject(self, iface, extra, nr_extra, rc, why, flow):
         """Answer a malformed request with a 10-byte TPM error and trace why."""
         self.rejected += 1
@@ -587,6 +692,17 @@ class TpmBack:
         if not (iface is not None and iface.busy is request and iface.connected
                 and self._ifaces.get(iface.key) is iface) and not self._still_served(request):
             return False
+        if iface.ring is not None and self.dom.cursor > self.hv.env.now:
+            # A ring page is written by both sides at once; a response stored "in the
+            # future" of the domain's charged work would date the frontend's next request
+            # after it (shared pages are Lamport clocks). Store it when the work is done.
+            # (a timeout scheduled now fires before the main loop's own wait for its
+            # clock, so the response is stored before the next request is chosen)
+            response = bytes(response)
+            later = self.dom.elapse()
+            later.callbacks.append(lambda _event: self._still_served(request)
+                                   and self._write_response(request, response))
+            return True
         self._write_response(request, bytes(response))
         return True
 
@@ -624,6 +740,9 @@ class TpmBack:
         hv, dom = self.hv, self.dom
         iface = request._iface
         flow = request.flow
+        if iface.ring is not None:
+            self._write_ring_response(request, response)
+            return
         nr_extra = request._nr_extra
         extra = request._extra
         mapping = iface.mapping
@@ -673,6 +792,31 @@ class TpmBack:
                           domid=request.domid, handle=request.handle, flow=flow,
                           length=n, rc=_CC.unpack_from(response, 6)[0] if n >= 10 else None,
                           service=now - request.taken)
+
+    def _write_ring_response(self, request, response):
+        """The response in the request's slot, published with push-and-check-notify."""
+        hv, dom = self.hv, self.dom
+        iface = request._iface
+        ring = iface.ring
+        status = tpmif_ring.TPMIF_RING_OK
+        if len(response) > tpmif_ring.capacity(ring.entry_size):
+            hv.trace.emit("tpm.back.reject", dom.now, dom.domid, backend=self.name,
+                          domid=request.domid, handle=request.handle, flow=request.flow,
+                          rc=TPM_RC.FAILURE, reason=f"{len(response)}-byte response exceeds "
+                          f"the {tpmif_ring.capacity(ring.entry_size)} bytes of a slot")
+            response = error_response(TPM_RC.FAILURE)
+            status = tpmif_ring.TPMIF_RING_TOO_BIG
+        ring.put_response(tpmif_ring.pack_entry(request._slot, response, status=status),
+                          flow=request.flow)
+        ring.push()
+        iface.busy = None
+        self.responses += 1
+        n = len(response)
+        now = dom.now
+        hv.trace.emit("tpm.back.respond", now, dom.domid, backend=self.name, domid=request.domid,
+                      handle=request.handle, flow=request.flow, length=n,
+                      rc=_CC.unpack_from(response, 6)[0] if n >= 10 else None,
+                      service=now - request.taken)
 
     def _unmap_extra(self, request):
         """Unmap the extra pages a request mapped (nothing if its domain is gone)."""

@@ -113,3 +113,28 @@ def test_fifo_spreads_the_wait_that_priority_puts_on_the_highest_domid():
     fifo = runner.run(sc, trace_level="commands").results["contention"]["guests"]
     spread = lambda g: g["guest4"]["latency_ms"]["mean"] / g["guest1"]["latency_ms"]["mean"]  # noqa: E731
     assert spread(prio) > 3.0 > 1.5 > spread(fifo)
+
+
+def test_the_multi_slot_transport_keeps_several_commands_at_the_vtpm(tmp_path):
+    """Four clients of one guest: tpmif lets one command through at a time; the multi-slot
+    ring lets four reach the vTPM together, and suppresses notifications while it is awake."""
+    body = ('arrivals = "closed"\nclients = 4\nmix = { get_random = 1, pcr_extend = 1 }\n'
+            'warmup = 0.1\nduration = 0.5\nstrong_persistence = false\n')
+    prof = '[profile.switches]\n"tpmfront.wait" = "interrupt"\n'
+    one = runner.run(_scenario(tmp_path, body, prof), trace_level="commands")
+    ring = runner.run(_scenario(tmp_path, body + 'transport = "multi-slot"\n', prof),
+                      trace_level="commands")
+    a, b = one.results["load"], ring.results["load"]
+    assert a["commands_failed"] == b["commands_failed"] == 0
+    assert a["wait_ms"]["mean"] > 0.1 > b["wait_ms"]["mean"]     # queued in the guest, or not
+    assert b["guests"]["guest1"]["notifications_suppressed"] > 0
+    waits = [r.fields["waited"] for r in ring.trace.records() if r.kind == "tpm.back.take"
+             and r.fields.get("slot") is not None]
+    assert max(waits) > 0                                          # entries waited in the ring
+    assert b["throughput_per_s"] > a["throughput_per_s"]
+
+
+def test_a_bad_transport_is_one_line(tmp_path):
+    with pytest.raises(InputError) as err:
+        _scenario(tmp_path, 'transport = "carrier-pigeon"')
+    assert "transport" in str(err.value)

@@ -97,6 +97,14 @@ SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over
           default=True),
     Field("save_on", str, "'changed' or 'success'", default="changed",
           choices=["changed", "success"]),
+    Field("transport", str, "guest -> vTPM transport: 'tpmif' (Xen's single request page) or "
+          "'multi-slot' (simxen's what-if: a ring.h ring, several commands in flight)",
+          default="tpmif", choices=["tpmif", "multi-slot"]),
+    Field("ring_entry_size", int, "multi-slot: bytes per ring entry (256 -> 8 slots of "
+          "248-byte packets)", default=256, minimum=18,
+          check=lambda v: None if v <= 4032 else f"expected at most 4032 bytes, found {v}"),
+    Field("shared_vtpm", bool, "all guests share ONE vTPM stub domain (vtpm-shared) instead of "
+          "one each", default=False),
     Field("theory", bool, "compare the mean waits with queueing theory (see the workload doc)",
           default=False),
     Field("batches", int, "batch-means batches for the confidence intervals", default=10,
@@ -132,6 +140,9 @@ def metrics(params):
         m.stats(f"guests.{g}.latency_ms", "ms", f"{g}: arrival to response", keys=_LOAD_STATS)
         m.stats(f"guests.{g}.wait_ms", "ms", f"{g}: queued in the guest", keys=_LOAD_STATS)
         m.add(f"guests.{g}.notifications_sent", "count", f"{g}: event-channel sends")
+        if params["transport"] == "multi-slot":
+            m.add(f"guests.{g}.notifications_suppressed", "count", f"{g}: ring pushes that "
+                  "needed no notification (the vTPM was awake)")
     m.add("manager.requests", "count", "manager requests in the measured window")
     m.add("manager.utilisation", "fraction", "fraction of the measured time the manager served")
     m.add("manager.queue_length_mean", "requests", "requests ready and waiting at the manager, "
@@ -143,10 +154,10 @@ def metrics(params):
                 keys=_LOAD_STATS)
     m.add("cpu.vtpmmgr", "fraction", "vtpmmgr: fraction of the measured time spent on the "
           "measured commands")
-    for g in names:
-        m.add(f"cpu.vtpm-{g}", "fraction", f"vtpm-{g}: fraction of the measured time spent on "
+    for v in vtpm_names(params):
+        m.add(f"cpu.{v}", "fraction", f"{v}: fraction of the measured time spent on "
               "the measured commands")
-    for dom in ["vtpmmgr"] + [f"vtpm-{g}" for g in names] + names:
+    for dom in ["vtpmmgr"] + vtpm_names(params) + names:
         m.add(f"domains.{dom}.notifications_sent", "count", f"{dom}: event-channel sends in the "
               "measured window")
     if params["theory"]:
@@ -172,14 +183,31 @@ def reaches_manager(params) -> bool:
     return params["save_on"] == "success" or "nv_write" in mix
 
 
+#: the vTPM stub domain every guest uses with ``shared_vtpm = true``
+SHARED_VTPM = "vtpm-shared"
+
+
+def vtpm_names(params):
+    """The vTPM stub domains the host runs."""
+    return [SHARED_VTPM] if params["shared_vtpm"] else [f"vtpm-{g}" for g in guest_names(params)]
+
+
 def _host_spec(params):
     from simxen.domains.host_boot import DEFAULT_BOOT
-    from simxen.domains.stack import HostSpec
+    from simxen.domains.stack import HostSpec, guest_config, vtpm_config, vtpmmgr_config
     guests = guest_names(params)
-    spec = HostSpec.standard(guests, boot=DEFAULT_BOOT)
-    vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"]}
+    if params["shared_vtpm"]:
+        spec = HostSpec([vtpmmgr_config(),
+                         vtpm_config(SHARED_VTPM, "ac0a5b9e-cbe2-4c07-b43b-5a4a4ed0c0de")]
+                        + [guest_config(g, SHARED_VTPM) for g in guests], boot=DEFAULT_BOOT)
+    else:
+        spec = HostSpec.standard(guests, boot=DEFAULT_BOOT)
+    vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"],
+                 "policy": params["policy"]}
+    guest_opts = {"transport": params["transport"], "ring_entry_size": params["ring_entry_size"]}
     spec.options = {"vtpmmgr": {"policy": params["policy"]},
-                    **{f"vtpm-{g}": dict(vtpm_opts) for g in guests}}
+                    **{v: dict(vtpm_opts) for v in vtpm_names(params)},
+                    **{g: dict(guest_opts) for g in guests}}
     return spec
 
 
@@ -229,7 +257,8 @@ def run(sim, params):
     host = build_host(hv, spec)
     yield host.ready
     loads = [GuestLoad(host.guest(g), params["mix"], hv.streams.rng(f"load/{g}"), index=i,
-                       pcr=params["pcr"]) for i, g in enumerate(names)]
+                       pcr=params["pcr"], in_flight=getattr(host.guest(g).front, "slots", 1))
+             for i, g in enumerate(names)]
     yield env.all_of([env.process(ld.setup()) for ld in loads])
     t0 = env.now
     start = t0 + params["warmup"]
@@ -244,21 +273,26 @@ def run(sim, params):
             rate = params["rates"][i] if params["rates"] else params["rate"]
             procs.append(env.process(ld.open_loop(rate, end,
                                                   poisson=params["arrivals"] == "poisson")))
-    window = env.process(_count_notifications(hv, start, end))
+    window = env.process(_count_notifications(hv, loads, start, end))
     yield env.all_of(procs + [window])
-    return _results(hv, host, loads, params, start, end, window.value)
+    sends, suppressed = window.value
+    return _results(hv, host, loads, params, start, end, sends, suppressed)
 
 
-def _count_notifications(hv, start, end):
-    """Generator: ``{domid: EVTCHNOP_send calls}`` made between ``start`` and ``end``."""
+def _count_notifications(hv, loads, start, end):
+    """Generator: ``({domid: EVTCHNOP_send calls}, {guest: suppressed pushes})`` made
+    between ``start`` and ``end`` (a tpmif page notifies every time: nothing to suppress)."""
     env = hv.env
+    fronts = {ld.name: ld.guest.front for ld in loads}
     yield env.timeout(start - env.now)
     before = {d: dom.evtchn_sent for d, dom in hv.domains.items()}
+    quiet = {g: getattr(f, "notifications_suppressed", 0) for g, f in fronts.items()}
     yield env.timeout(end - start)
-    return {d: dom.evtchn_sent - before.get(d, 0) for d, dom in hv.domains.items()}
+    return ({d: dom.evtchn_sent - before.get(d, 0) for d, dom in hv.domains.items()},
+            {g: getattr(f, "notifications_suppressed", 0) - quiet[g] for g, f in fronts.items()})
 
 
-def _results(hv, host, loads, params, start, end, sends):
+def _results(hv, host, loads, params, start, end, sends, suppressed):
     """The result dict: per guest, the manager, CPU, notifications (see the module doc)."""
     span = end - start
     measured = {ld.name: [r for r in ld.requests if start <= r.arrived < end] for ld in loads}
@@ -266,7 +300,8 @@ def _results(hv, host, loads, params, start, end, sends):
     flows = {r.flow: r for r in every}
     mgr_dom = host.vtpmmgr.domid
     domains = {k.domid: k.name for k in host.kernels()}
-    mgr_wait, mgr_service, work = {}, [], {}
+    mgr_wait, mgr_service, work, vtpm_wait = {}, [], {}, {}
+    shared = {k.domid for k in host.kernels("vtpm")} if params["shared_vtpm"] else set()
     last = end                       # time the last measured command finished
     for r in every:
         if r.done is not None and r.done > last:
@@ -275,6 +310,8 @@ def _results(hv, host, loads, params, start, end, sends):
         kind, f = rec.kind, rec.fields
         if kind == "tpm.back.take" and rec.dom == mgr_dom and f.get("flow") in flows:
             mgr_wait[f["flow"]] = f["waited"]
+        elif kind == "tpm.back.take" and rec.dom in shared and f.get("flow") in flows:
+            vtpm_wait[f["flow"]] = f["waited"]
         elif kind == "vtpmmgr.request" and f.get("flow") in flows:
             mgr_service.append((rec.t - f["duration"], f["duration"]))
             work[rec.dom] = work.get(rec.dom, 0.0) + f["duration"]
@@ -301,6 +338,8 @@ def _results(hv, host, loads, params, start, end, sends):
             "wait_ms": _stats_ms([r.wait for r in rs]),
             "notifications_sent": sends.get(ld.guest.domid, 0),
         }
+        if params["transport"] == "multi-slot":
+            result["guests"][ld.name]["notifications_suppressed"] = suppressed[ld.name]
     # the manager: how busy, how long requests queued there, how many waited on average
     busy = sum(d for _, d in mgr_service)
     waits = [mgr_wait[r.flow] for r in every if r.flow in mgr_wait]
@@ -320,48 +359,70 @@ def _results(hv, host, loads, params, start, end, sends):
     result["domains"] = {name: {"notifications_sent": sends.get(domid, 0)}
                          for domid, name in sorted(domains.items())}
     if params["theory"]:
-        result["theory"], result["theory_note"] = _theory(hv, loads, measured, mgr_wait, params)
+        server_wait = vtpm_wait if theory_server(params) == "vtpm" else mgr_wait
+        result["theory"], result["theory_note"] = _theory(hv, loads, measured, server_wait, params)
     return result
+
+
+def theory_server(params):
+    """The single server the theory check models: ``"manager"`` for a mix of host_random
+    alone, ``"vtpm"`` for get_random alone on a shared vTPM that saves nothing, else None."""
+    mix = {k for k, w in params["mix"].items() if w > 0}
+    if mix == {"host_random"}:
+        return "manager"
+    if mix == {"get_random"} and params["shared_vtpm"] and not reaches_manager(params):
+        return "vtpm"
+    return None
 
 
 def _theory_obstacles(hv, params):
     """Why the closed forms do not describe this run (empty: they do)."""
     why = []
-    mix = {k: w for k, w in params["mix"].items() if w > 0}
+    server = theory_server(params)
     if params["arrivals"] != "poisson":
         why.append(f"arrivals are {params['arrivals']!r}, not Poisson")
-    if set(mix) != {"host_random"}:
-        why.append("the mix has commands other than host_random, so the manager is not the only "
-                   "server a command waits for (the vTPM serves them, saves reach the manager "
-                   "at other times)")
+    if server is None:
+        why.append("no single server serves every command: the check needs a mix of host_random "
+                   "alone (the manager serves it, through the physical TPM) or get_random alone "
+                   "on a shared vTPM that saves nothing (the vTPM serves it)")
+    if server == "manager" and params["shared_vtpm"] and len(guest_names(params)) > 1:
+        why.append("the guests share one vTPM, which forwards one request at a time, so the "
+                   "manager never has two requests waiting: the queue is at the vTPM")
     switch = hv.profile.switch
-    if switch("tpmfront.wait", "poll") == "poll":
+    if params["transport"] == "tpmif" and switch("tpmfront.wait", "poll") == "poll":
         why.append("the guests' xen-tpmfront polls on a 5 ms grid (tpmfront.wait = poll): a "
-                   "guest's next command reaches the manager only at a tick, so the manager "
+                   "guest's next command reaches the server only at a tick, so the server "
                    "idles while work waits, which no work-conserving queue does")
-    if switch("tis.wait", "poll") == "poll":
+    if server == "manager" and switch("tis.wait", "poll") == "poll":
         why.append("the manager's TIS driver polls the physical TPM on a 5 ms grid (tis.wait = "
                    "poll): service times are rounded up to the grid, not the profile's draws")
     return why
 
 
-def _service_op(hv):
-    """The profile op that times the physical TPM's TPM2_GetRandom."""
+def _service_op(hv, server):
+    """The profile op that times the server's TPM2_GetRandom."""
+    if server == "vtpm":
+        from simxen.domains.vtpm import vtpm_op
+        from simxen.tpm.constants import TPM_CC
+        return vtpm_op(hv.profile, TPM_CC.GetRandom)
     return "tpm.ptpm.GetRandom" if hv.profile.has("tpm.ptpm.GetRandom") else "tpm.ptpm.default"
 
 
-def _theory(hv, loads, measured, mgr_wait, params):
+def _theory(hv, loads, measured, server_wait, params):
+    """Simulated mean waits (in the guest plus at the server) beside the closed forms."""
     from simxen.analysis import queueing as q
     why = _theory_obstacles(hv, params)
     if why:
         return {}, "queueing theory does not apply: " + "; ".join(why) + "."
-    op = hv.profile.op(_service_op(hv))
+    server = theory_server(params)
+    where = "the manager" if server == "manager" else "the shared vTPM"
+    op = hv.profile.op(_service_op(hv, server))
     es, es2 = q.service_moments(op.dist, op.params)
     rates = [params["rates"][i] if params["rates"] else params["rate"] for i in range(len(loads))]
     rho = q.utilisation(sum(rates), es)
     if rho >= 1:
-        return {}, f"the offered load is {rho:.3f} of the manager's capacity: no steady state."
-    # Every order the manager may use is work-conserving and blind to service
+        return {}, f"the offered load is {rho:.3f} of {where}'s capacity: no steady state."
+    # Every order the server may use is work-conserving and blind to service
     # times, so the mean over all requests is Pollaczek-Khinchine's whatever the policy
     # (Kleinrock's conservation law); a single guest is a plain M/G/1 queue.
     expected = {"all": q.mg1_wait(sum(rates), es, es2)}
@@ -369,27 +430,30 @@ def _theory(hv, loads, measured, mgr_wait, params):
         " (Pollaczek-Khinchine) for the mean over all requests"
     extra = ""
     if params["policy"] == "priority" and len(loads) > 1:
-        # Xen's tpmback serves the lowest (domid, handle) first; the vTPM stub
-        # domains were created in guest order, so guest order is priority order
+        # Xen's tpmback serves the lowest (domid, handle) first; the guests (and their
+        # vTPM stub domains) were created in guest order, so guest order is priority order
         ws = q.priority_waits(rates, [es] * len(rates), [es2] * len(rates))
         expected.update({ld.name: w for ld, w in zip(loads, ws)})
         model += ", Cobham's non-preemptive priority formula per guest"
-        extra = (". Cobham assumes each guest's whole queue waits at the server; here each "
-                 "guest reaches the manager through one tpmif page, so it never has two "
-                 "requests there: when the manager finishes a guest's request, that guest's next "
-                 "one is still on its way back through its vTPM and the manager serves a "
-                 "lower-priority guest first. Expect high-priority guests to wait longer than "
-                 "Cobham's figure and low-priority ones less; the mean over all still obeys "
-                 "the conservation law")
+        if params["transport"] == "tpmif":
+            extra = (". Cobham assumes each guest's whole queue waits at the server; here each "
+                     f"guest reaches {where} through one tpmif page, so it never has two "
+                     f"requests there: when {where} finishes a guest's request, that guest's "
+                     "next one is still on its way back and a lower-priority guest is served "
+                     "first. Expect high-priority guests to wait longer than Cobham's figure and "
+                     "low-priority ones less; the mean over all still obeys the conservation law")
+        else:
+            extra = (f". With the multi-slot ring each guest's queue waits in its ring at {where},"
+                     " as Cobham's model assumes")
     out = {}
     for name, w in expected.items():
         rs = [r for ld in loads for r in measured[ld.name]] if name == "all" else measured[name]
         rs = sorted(rs, key=lambda r: r.arrived)
-        waits = [r.wait + mgr_wait.get(r.flow, 0.0) for r in rs if r.ok]
+        waits = [r.wait + server_wait.get(r.flow, 0.0) for r in rs if r.ok]
         mean, half = q.batch_means(waits, params["batches"])
         out[name] = {"simulated_ms": mean * 1e3, "ci_ms": half * 1e3, "theory_ms": w * 1e3,
                      "agrees": q.agrees(mean, half, w), "count": len(waits)}
-    note = (f"{model} at utilisation {rho:.3f}: service = profile op {op.name} "
+    note = (f"{model} at {where}, utilisation {rho:.3f}: service = profile op {op.name} "
             f"({op.dist}, mean {es * 1e3:.4g} ms), Poisson arrivals of {sum(rates):.4g}/s in all"
             f"{extra}")
     return out, note
