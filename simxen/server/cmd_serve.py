@@ -24,6 +24,15 @@ swtpm`` speaks swtpm's socket protocol. Power signals are acknowledged and
 do nothing: the guest's vTPM is already started, as a booted guest's is.
 ``--trace FILE`` writes the whole run's trace (JSON Lines) on exit
 (Ctrl-C or SIGTERM).
+
+An attestation scenario's guest boots through pv-grub first, so its vTPM's
+PCRs 4 and 5 hold the kernel, command line and initrd, as the verifier of
+``simxen run`` sees them; ``--eventlog-out FILE`` writes pv-grub's event log
+for ``tpm2_eventlog FILE``::
+
+    simxen serve scenarios/boot-attest.toml --domain guest1 --eventlog-out boot.log &
+    tpm2_pcrread sha256:4,5
+    tpm2_eventlog boot.log
 """
 
 from __future__ import annotations
@@ -56,6 +65,9 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, help="seed of every random stream "
                         "(default: the scenario's)")
     parser.add_argument("--trace", metavar="FILE", help="write the trace (JSON Lines) on exit")
+    parser.add_argument("--eventlog-out", metavar="FILE",
+                        help="write the guest's TCG event log (binary_bios_measurements, as "
+                        "pv-grub wrote it) to FILE once it has booted, for tpm2_eventlog")
     parser.add_argument("--quiet", action="store_true", help="do not log each command")
 
 
@@ -94,6 +106,23 @@ class ServeSession:
                              "seconds (scenario.until)", path=scenario.path, key="scenario.until")
         return cls(scenario, hv, host, guest, SimulatedPath.for_guest(guest))
 
+    def event_log(self) -> bytes:
+        """The guest's TCG event log as pv-grub wrote it (``b""`` when nothing measured its boot)."""
+        boot = getattr(self.guest, "boot_measurement", None)
+        return boot.log_bytes if boot is not None and boot.measured else b""
+
+    def write_event_log(self, path):
+        log = self.event_log()
+        if not log:
+            raise InputError(f"{self.guest.name} has no event log: its boot was not measured "
+                             "(no pv-grub in this scenario)", key="--eventlog-out")
+        try:
+            with open(path, "wb") as f:
+                f.write(log)
+        except OSError as exc:
+            raise InputError(f"cannot write the event log: {exc.strerror}", path=path,
+                             key="--eventlog-out") from None
+
     def write_trace(self, path):
         try:
             with open(path, "w", encoding="utf-8") as f:
@@ -106,19 +135,21 @@ class ServeSession:
 def _host_spec(sim):
     """The :class:`~simxen.domains.stack.HostSpec` the scenario's vTPM workload builds.
 
-    A workload that builds a vTPM host says how with ``host_spec(sim,
-    params)``; serve builds that host but does not run the workload's own
-    script, so the tools are the only ones talking to the guest's vTPM.
+    A workload that builds a vTPM host says how with ``serve_host_spec(sim,
+    params)`` (or ``host_spec(sim, params)``); serve builds that host but does
+    not run the workload's own script, so the tools are the only ones talking
+    to the guest's vTPM. The attestation workload's host boots each guest
+    through pv-grub, so its vTPM's PCRs 4 and 5 already hold the boot.
     """
     scenario = sim.scenario
     for params in scenario.data["workload"]:
         module = workloads.module(params["type"])
-        make = getattr(module, "host_spec", None)
+        make = getattr(module, "serve_host_spec", None) or getattr(module, "host_spec", None)
         if make is not None:
             return make(sim, params)
     types = ", ".join(sorted({w["type"] for w in scenario.data["workload"]}))
     raise InputError(f"no workload here builds a vTPM host (found {types}; serve needs one "
-                     "such as 'vtpm-stack')", path=scenario.path, key="workload")
+                     "such as 'vtpm-stack' or 'attestation')", path=scenario.path, key="workload")
 
 
 def _find_guest(scenario, host, name):
@@ -159,7 +190,12 @@ def main(args) -> int:
     if args.seed is not None and args.seed < 0:
         raise InputError(f"seed must be 0 or more, found {args.seed}", key="--seed")
     err = sys.stderr
+    if args.eventlog_out and not os.path.isdir(os.path.dirname(os.path.abspath(args.eventlog_out))):
+        raise InputError("no such folder to write the event log in", path=args.eventlog_out,
+                         key="--eventlog-out")
     session = ServeSession.build(args.scenario, args.domain, seed=args.seed)
+    if args.eventlog_out:
+        session.write_event_log(args.eventlog_out)
     if not args.quiet:
         session.path.on_exchange = _command_logger(session, err, args.hops)
     server = foreground.start(ResourceManager(session.path), args.protocol, args.host, args.port)

@@ -159,6 +159,14 @@ def host_spec(guests, *, pvgrub=True, boot=None, previous=None, manager_options=
                     kernels={PVGRUB_IMAGE: PvGrub}, previous=previous, sources=sources)
 
 
+def serve_host_spec(sim, params):
+    """The host ``simxen serve`` builds for this workload: the same manager, vTPMs and
+    (pv-grub-booted) guests as a run, without the verifier's script -- the tools are the
+    ones talking to the guest's vTPM, after pv-grub has measured its boot."""
+    story = Story(sim, params)
+    return _host_spec(params, story.images, story.peer_images, scenario=sim.scenario)
+
+
 def _guests(params):
     """The guests this workload creates: the attested one, and the relay's peer."""
     return [params["guest"]] + ([params["peer"]] if params["attack"] == "relay" else [])

@@ -1,0 +1,54 @@
+"""``simxen serve`` on an attestation scenario: after pv-grub has measured the guest,
+tpm2-tools read the same PCR 4/5 and event log the verifier of ``simxen run`` saw."""
+
+import json
+import re
+
+import pytest
+
+from simxen.cli import main
+
+from tpm_serve_helpers import require_tool, run_tool
+from test_serve import ROOT, start
+
+pytestmark = pytest.mark.interop
+
+SCENARIO = ROOT / "scenarios" / "boot-attest.toml"
+
+
+@pytest.fixture(scope="module")
+def verifier_saw():
+    """PCR 4 and 5 (SHA-256) of guest1's vTPM in a run of the same scenario and seed."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "simxen.cli", "run", str(SCENARIO), "--json",
+                          "--no-progress"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    doc = json.loads(out.stdout)
+    assert doc["metrics"]["attest.round.1.verdict"]["value"] == "trusted"
+    return {4: doc["metrics"]["attest.pcr4"]["value"], 5: doc["metrics"]["attest.pcr5"]["value"]}
+
+
+def test_pcrread_and_eventlog_show_what_the_verifier_saw(tmp_path, verifier_saw):
+    require_tool("tpm2_pcrread")
+    log = tmp_path / "binary_bios_measurements"
+    srv = start("--eventlog-out", str(log), scenario=SCENARIO)
+    try:
+        out = run_tool(srv.tcti, tmp_path, "tpm2_pcrread", "sha256:4,5").stdout.decode()
+    finally:
+        assert srv.stop() == 0, srv.log
+    read = {int(m.group(1)): m.group(2).lower()
+            for m in re.finditer(r"^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]{64})\s*$", out, re.M)}
+    assert read == verifier_saw
+    assert log.read_bytes()[:4] == b"\0\0\0\0"             # the Spec ID event sits in PCR 0
+    replay = run_tool("none", tmp_path, "tpm2_eventlog", str(log)).stdout.decode()
+    sha256 = replay.split("pcrs:")[1].split("sha256:")[1]
+    replayed = {int(m.group(1)): m.group(2) for m in
+                re.finditer(r"^\s*(\d+)\s*:\s*0x([0-9a-f]{64})\s*$", sha256, re.M)}
+    assert replayed == verifier_saw
+    assert "EV_EFI_BOOT_SERVICES_APPLICATION" in replay
+
+
+def test_eventlog_out_needs_a_measured_boot(tmp_path, capsys):
+    assert main(["serve", "scenarios/vtpm-stack.toml", "--domain", "guest1",
+                 "--eventlog-out", str(tmp_path / "nope" / "log")]) == 2
+    assert "no such folder" in capsys.readouterr().err
