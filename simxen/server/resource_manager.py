@@ -16,11 +16,18 @@ over a bare engine as over a simulated guest's whole tpmfront/tpmback path
   parameter) are translated back. A handle the client does not hold is
   answered as the TPM answers an unloaded one (``TPM_RC_REFERENCE_H0`` +
   its index), so clients cannot reach each other's objects.
-* **Swapping.** After every command the client's objects are saved
-  (TPM2_ContextSave) and flushed, and its sessions saved; before a command
-  the objects and sessions it names are loaded again (TPM2_ContextLoad). So
-  the TPM holds only what one command needs, and eight tools each with a
-  primary key, a key and a session fit a TPM with eight slots.
+* **Swapping.** When the TPM answers ``TPM_RC_OBJECT_MEMORY`` or
+  ``TPM_RC_SESSION_MEMORY`` -- to a client's command or to a context the
+  manager loads -- the least recently used object (saved with
+  TPM2_ContextSave, then flushed) or session (saved) that the command does
+  not need is swapped out, and the command is sent again (a refused command
+  changed nothing in the TPM). Before a command, the swapped-out objects and
+  sessions it names are loaded again (TPM2_ContextLoad). So eight tools each
+  with a primary key, a key and a session fit a TPM with eight slots, and
+  one tool alone costs no swap at all. (tpm2-abrmd swaps everything out after
+  every command; swapping on demand gives clients the same view with fewer
+  commands -- each of which, through ``simxen serve``, crosses the whole
+  simulated stack.)
 * **Sessions** keep their TPM handles (a session's handle survives
   ContextSave/ContextLoad) but belong to the client that started or loaded
   them; a session of another client is ``TPM_RC_REFERENCE_H0`` + index in a
@@ -46,6 +53,7 @@ command), so over it all commands belong to one client at a time.
 import itertools
 import struct
 import threading
+from collections import OrderedDict
 
 from simxen.tpm.client import flush_context_command
 from simxen.tpm.commands import COMMANDS
@@ -134,6 +142,9 @@ class ResourceManager:
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
         self.swaps = 0                  #: ContextSave/ContextLoad the manager sent itself
+        # what is loaded in the TPM on clients' behalf, least recently used first:
+        # ("o", client ident, virtual handle) or ("s", session handle) -> (client, id)
+        self._lru = OrderedDict()
 
     def open_client(self):
         return Client(self, next(self._ids))
@@ -148,11 +159,13 @@ class ResourceManager:
 
     def release(self, client):
         with self.lock:
-            for obj in client.objects.values():
+            for virtual, obj in client.objects.items():
                 if obj.handle is not None:
                     self._tpm(flush_context_command(obj.handle))
+                self._lru.pop(("o", client.ident, virtual), None)
             for handle in sorted(client.sessions):
                 self._tpm(flush_context_command(handle))
+                self._lru.pop(("s", handle), None)
             client.objects.clear()
             client.sessions.clear()
 
@@ -165,26 +178,34 @@ class ResourceManager:
         if len(command) < 10:
             return self._tpm(command, locality)          # the TPM's own size error
         tag, _, cc = struct.unpack_from(">HII", command, 0)
-        try:
-            if cc == TPM_CC.FlushContext:
-                return self._flush(client, command, locality)
-            if cc == TPM_CC.GetCapability:
-                mine = self._get_capability(client, command)
-                if mine is not None:
-                    return mine
-            translated, refusal = self._translate(client, command, tag, cc)
-            if refusal is not None:
-                return error_response(refusal)
-            response = self._tpm(translated, locality)
-            if _rc(response) == 0:
-                response = self._after(client, command, translated, response, tag, cc)
-            return response
-        finally:
-            self._swap_out(client)
+        if cc == TPM_CC.FlushContext:
+            return self._flush(client, command, locality)
+        if cc == TPM_CC.GetCapability:
+            mine = self._get_capability(client, command)
+            if mine is not None:
+                return mine
+        pinned = set()
+        translated, refusal = self._translate(client, command, tag, cc, pinned)
+        if refusal is not None:
+            return error_response(refusal)
+        response = self._send(translated, pinned, locality)
+        if _rc(response) == 0:
+            response = self._after(client, command, translated, response, tag, cc)
+        return response
 
-    def _translate(self, client, command, tag, cc):
+    def _send(self, command, pinned, locality=0):
+        """Send ``command``; on OBJECT_MEMORY/SESSION_MEMORY swap out the least
+        recently used entry not in ``pinned`` and send it again."""
+        while True:
+            response = self._tpm(command, locality)
+            rc = _rc(response)
+            if rc not in (TPM_RC.OBJECT_MEMORY, TPM_RC.SESSION_MEMORY) \
+                    or not self._evict("o" if rc == TPM_RC.OBJECT_MEMORY else "s", pinned):
+                return response
+
+    def _translate(self, client, command, tag, cc, pinned):
         """``(command with TPM handles, None)`` or ``(None, rc)`` for a handle the
-        client does not hold; loads what the command names."""
+        client does not hold; loads what the command names (and pins it)."""
         n = handle_count(cc)
         out = None
         for i in range(n):
@@ -195,47 +216,57 @@ class ResourceManager:
             ht = handle >> 24
             if ht == _TRANSIENT:
                 obj = client.objects.get(handle)
-                physical = self._load_object(obj) if obj is not None else None
+                physical = self._load_object(client, handle, obj, pinned) \
+                    if obj is not None else None
                 if physical is None:
                     return None, TPM_RC.REFERENCE_H0 + i
                 if out is None:
                     out = bytearray(command)
                 _U32.pack_into(out, pos, physical)
             elif ht in _SESSION_TYPES:
-                if handle not in client.sessions or not self._load_session(client, handle):
+                if handle not in client.sessions or \
+                        not self._load_session(client, handle, pinned):
                     return None, TPM_RC.REFERENCE_H0 + i
         if tag == 0x8002:
             for j, (handle, _) in enumerate(_sessions_of(command, n)):
                 if handle == _TPM_RS_PW:
                     continue
-                if handle not in client.sessions or not self._load_session(client, handle):
+                if handle not in client.sessions or \
+                        not self._load_session(client, handle, pinned):
                     return None, TPM_RC.REFERENCE_S0 + j
         return (bytes(out) if out is not None else command), None
 
     def _after(self, client, command, translated, response, tag, cc):
         """Book-keeping of a successful command; the response with virtual handles."""
         n = handle_count(cc)
+        lru = self._lru
         if cc in _CREATES_HANDLE and len(response) >= 14:
             handle = _U32.unpack_from(response, 10)[0]
             if handle >> 24 == _TRANSIENT:
                 virtual = client.new_virtual()
                 client.objects[virtual] = _Object(handle)
+                lru[("o", client.ident, virtual)] = (client, virtual)
                 response = response[:10] + _U32.pack(virtual) + response[14:]
             elif handle >> 24 in _SESSION_TYPES:
                 client.sessions[handle] = None          # loaded, this client's
+                lru[("s", handle)] = (client, handle)
         elif cc in (TPM_CC.SequenceComplete, TPM_CC.EventSequenceComplete):
             # the sequence object is gone from the TPM
             at = 10 if cc == TPM_CC.SequenceComplete else 14
             if len(command) >= at + 4:
-                client.objects.pop(_U32.unpack_from(command, at)[0], None)
+                virtual = _U32.unpack_from(command, at)[0]
+                client.objects.pop(virtual, None)
+                lru.pop(("o", client.ident, virtual), None)
         elif cc == TPM_CC.ContextSave and len(command) >= 14:
             handle = _U32.unpack_from(command, 10)[0]
             if handle >> 24 in _SESSION_TYPES:
                 client.sessions.pop(handle, None)       # its context is the client's now
+                lru.pop(("s", handle), None)
         if tag == 0x8002:
             for handle, attrs in _sessions_of(translated, n):
                 if handle != _TPM_RS_PW and not attrs & 1:   # continueSession clear
                     client.sessions.pop(handle, None)
+                    lru.pop(("s", handle), None)
         return response
 
     def _flush(self, client, command, locality):
@@ -248,6 +279,7 @@ class ResourceManager:
             obj = client.objects.pop(handle, None)
             if obj is None:
                 return error_response(_HANDLE_P1)
+            self._lru.pop(("o", client.ident, handle), None)
             if obj.handle is None:
                 return _SUCCESS                        # only a saved context: forget it
             return self._tpm(flush_context_command(obj.handle), locality)
@@ -255,6 +287,7 @@ class ResourceManager:
             if handle not in client.sessions:
                 return error_response(_HANDLE_P1)
             del client.sessions[handle]
+            self._lru.pop(("s", handle), None)
         return self._tpm(command, locality)
 
     def _get_capability(self, client, command):
@@ -276,45 +309,61 @@ class ResourceManager:
 
     # -- swapping ---------------------------------------------------------------
 
-    def _load_object(self, obj):
-        """The TPM handle of ``obj``, loading its context if it is swapped out."""
+    def _load_object(self, client, virtual, obj, pinned):
+        """The TPM handle of ``obj``, loading its context if it is swapped out; pinned."""
+        key = ("o", client.ident, virtual)
         if obj.handle is None:
-            rsp = self._tpm(_context_load_command(obj.context))
+            rsp = self._send(_context_load_command(obj.context), pinned)
             self.swaps += 1
             if _rc(rsp) != 0 or len(rsp) < 14:
                 return None
             obj.handle, obj.context = _U32.unpack_from(rsp, 10)[0], None
+        self._lru[key] = (client, virtual)
+        self._lru.move_to_end(key)
+        pinned.add(key)
         return obj.handle
 
-    def _load_session(self, client, handle):
+    def _load_session(self, client, handle, pinned):
+        """Make the client's session ``handle`` loaded (pinned); False if it cannot be."""
+        key = ("s", handle)
         context = client.sessions[handle]
         if context is not None:
-            rsp = self._tpm(_context_load_command(context))
+            rsp = self._send(_context_load_command(context), pinned)
             self.swaps += 1
             if _rc(rsp) != 0:
                 del client.sessions[handle]             # no longer loadable
                 return False
             client.sessions[handle] = None
+            self._lru[key] = (client, handle)
+        elif key in self._lru:
+            self._lru.move_to_end(key)
+        pinned.add(key)
         return True
 
-    def _swap_out(self, client):
-        """Save and flush the client's loaded objects; save its loaded sessions."""
-        for obj in client.objects.values():
-            if obj.handle is None:
+    def _evict(self, kind, pinned):
+        """Swap out the least recently used loaded object (``kind`` "o") or session
+        ("s") not in ``pinned``; False when there is none."""
+        for key, (client, ident) in list(self._lru.items()):
+            if key[0] != kind or key in pinned:
                 continue
-            rsp = self._tpm(_context_save_command(obj.handle))
-            self.swaps += 1
-            if _rc(rsp) == 0:                           # (a sequence object may refuse: keep it)
+            del self._lru[key]
+            if kind == "o":
+                obj = client.objects[ident]
+                rsp = self._tpm(_context_save_command(obj.handle))
+                self.swaps += 1
+                if _rc(rsp) != 0:                       # (a sequence object may refuse)
+                    continue
                 self._tpm(flush_context_command(obj.handle))
                 obj.handle, obj.context = None, rsp[10:]
-        for handle, context in list(client.sessions.items()):
-            if context is None:
-                rsp = self._tpm(_context_save_command(handle))
+            else:
+                rsp = self._tpm(_context_save_command(ident))
                 self.swaps += 1
-                if _rc(rsp) == 0:
-                    client.sessions[handle] = rsp[10:]
-                else:
-                    del client.sessions[handle]         # the TPM no longer has it
+                if _rc(rsp) != 0:
+                    client.sessions.pop(ident, None)    # the TPM no longer has it
+                    continue
+                client.sessions[ident] = rsp[10:]
+            return True
+        return False
 
 
 def _context_save_command(handle):

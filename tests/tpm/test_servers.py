@@ -86,8 +86,7 @@ def test_resource_manager_flushes_on_disconnect(mssim):
         client.parse_create_primary(c.execute(client.create_primary_command(
             TPM_RH.OWNER, ecc_storage_template())))
     sh, _ = client.parse_start_auth_session(c.execute(client.start_auth_session_command(b"n" * 16)))
-    # between commands the objects are swapped out (saved contexts), the session saved
-    assert not tpm.objects and tpm.sessions[sh].saved_sequence is not None
+    assert len(tpm.objects) == 3 and sh in tpm.sessions     # room enough: nothing swapped
     assert listed_handles(c, 0x80000000) == [0x80000000, 0x80000001, 0x80000002]
     assert listed_handles(c, 0x02000000) == [sh]
     other = MssimClient(port)
@@ -114,6 +113,36 @@ def test_saved_sessions_survive_disconnect(mssim):
     import time
     time.sleep(0.2)
     assert sh in tpm.sessions and tpm.sessions[sh].saved_sequence is not None
+
+
+def test_more_clients_than_slots_each_keep_their_own_key():
+    """Twelve clients with a primary key each on a TPM with eight object slots: the
+    manager swaps the least recently used out and back in; nobody sees another's."""
+    from simxen.tpm.limits import MAX_TRANSIENT_OBJECTS
+    tpm = make_engine()
+    manager = ResourceManager(tpm)
+    clients = [manager.open_client() for _ in range(MAX_TRANSIENT_OBJECTS + 4)]
+    names = []
+    from simxen.tpm.constants import TPM_ECC
+    from simxen.tpm.public import Public
+    for c in clients:
+        template = Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00030072,
+                          symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), curve=TPM_ECC.NIST_P256,
+                          unique=(b"client %d" % c.ident, b""))     # a key of its own
+        handle, public, name = client.parse_create_primary(c.execute(
+            client.create_primary_command(TPM_RH.OWNER, template)))
+        assert handle == 0x80000000                      # every client's first handle
+        names.append(name)
+    assert len(tpm.objects) <= MAX_TRANSIENT_OBJECTS and manager.swaps > 0
+    for c, name in zip(reversed(clients), reversed(names)):
+        rsp = c.execute(client.read_public_command(0x80000000))
+        client.check(rsp)
+        assert name in rsp                                # its own key, loaded back
+        assert client.response_code(c.execute(client.read_public_command(0x80000001))) \
+            == 0x910                                      # REFERENCE_H0: not its handle
+    for c in clients:
+        c.close()
+    assert not tpm.objects
 
 
 def test_mssim_locality_reaches_engine(mssim):
@@ -155,7 +184,8 @@ def test_swtpm_protocol():
         assert struct.unpack_from(">I", listed, 15)[0] == 1        # the tool run's one object
         assert ctrl(struct.pack(">IB", 5, 2), 4) == b"\0\0\0\0"          # next tool run
         listed = data(client.get_capability_command(1, 0x80000000, 8))
-        assert struct.unpack_from(">I", listed, 15)[0] == 0 and not tpm.objects
+        assert struct.unpack_from(">I", listed, 15)[0] == 0
+        assert wait_for(lambda: not tpm.objects)
         zero = {TPM_ALG.SHA256: bytes(32)}
         assert client.response_code(data(client.pcr_extend_command(17, zero))) == 0
         # DRTM sequence on the control channel
