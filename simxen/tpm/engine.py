@@ -439,9 +439,9 @@ class TpmEngine(SessionProcessing):
                 raise TpmError(TPM_RC.AUTH_MISSING)
             sessions = None
             pw_only = 0
-        audit_entry = audit.audit_session_of(sessions)
+        audit_entry = audit.audit_session_of(sessions) if sessions is not None else None
         audited = cc in self.command_audit.commands
-        auditing = audited or audit_entry is not None or self.exclusive_audit is not None
+        auditing = audited or self.exclusive_audit is not None or audit_entry is not None
         if auditing:
             names = b"".join(self.entity_name(h) for h in handles)  # before the command runs
             cp_params = command[pos:]
