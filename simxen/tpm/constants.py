@@ -88,6 +88,7 @@ class TPM_ECC:
     NONE = 0x0000
     NIST_P256 = 0x0003
     NIST_P384 = 0x0004
+    NIST_P521 = 0x0005
 
 
 class TPM_CC:

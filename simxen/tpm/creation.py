@@ -82,6 +82,8 @@ def validate_template(pub, data, param):
         if restricted and decrypt:
             if sym == TPM_ALG.CAMELLIA:        # children are wrapped with AES-CFB here
                 raise TpmError(TPM_RC.SYMMETRIC, param=param)
+            if sym != TPM_ALG.NULL and pub.symmetric[2] != TPM_ALG.CFB:
+                raise TpmError(TPM_RC.MODE, param=param)     # a parent protects with CFB
             if sym == TPM_ALG.NULL or pub.scheme[0] != TPM_ALG.NULL:
                 raise TpmError(TPM_RC.SYMMETRIC if sym == TPM_ALG.NULL else TPM_RC.SCHEME,
                                param=param)

@@ -4,7 +4,7 @@ The engine never asks ``cryptography`` for randomness: keys come from bytes
 the engine hands in (a KDFa stream for primaries, the engine's
 ``random_bytes`` for ordinary keys), so the same seed gives the same key.
 
-* ECC (P-256, P-384): ``d = (int(bytes) mod (n - 1)) + 1`` from
+* ECC (P-256, P-384, P-521): ``d = (int(bytes) mod (n - 1)) + 1`` from
   ``orderBits + 64`` bits, FIPS 186-4 B.4.1 "extra random bits".
 * RSA: a deterministic prime search over the byte stream (odd candidates with
   the two top bits set, a small-prime sieve, then Miller-Rabin with bases from
@@ -22,13 +22,49 @@ from cryptography.exceptions import InvalidSignature
 
 from simxen.tpm.constants import TPM_ALG, TPM_ECC
 
-CURVE_CLASSES = {TPM_ECC.NIST_P256: ec.SECP256R1, TPM_ECC.NIST_P384: ec.SECP384R1}
-CURVE_ORDERS = {
-    TPM_ECC.NIST_P256: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
-    TPM_ECC.NIST_P384: int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf"
-                           "581a0db248b0a77aecec196accc52973", 16),
+#: The curves this TPM implements, one row each: cryptography's class, the
+#: field prime p, the order n, b (a = -3 on all of them) and the base point G
+#: (FIPS 186-4, D.1.2.3-D.1.2.5; tests/tpm/test_more_commands.py checks them
+#: against cryptography).
+_CURVES = {
+    TPM_ECC.NIST_P256: (
+        ec.SECP256R1, 2 ** 256 - 2 ** 224 + 2 ** 192 + 2 ** 96 - 1,
+        0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+        0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
+        (0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+         0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)),
+    TPM_ECC.NIST_P384: (
+        ec.SECP384R1, 2 ** 384 - 2 ** 128 - 2 ** 96 + 2 ** 32 - 1,
+        int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf"
+            "581a0db248b0a77aecec196accc52973", 16),
+        int("B3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875A"
+            "C656398D8A2ED19D2A85C8EDD3EC2AEF", 16),
+        (int("AA87CA22BE8B05378EB1C71EF320AD746E1D3B628BA79B9859F741E082542A38"
+             "5502F25DBF55296C3A545E3872760AB7", 16),
+         int("3617DE4A96262C6F5D9E98BF9292DC29F8F41DBD289A147CE9DA3113B5F0B8C0"
+             "0A60B1CE1D7E819D7A431D7C90EA0E5F", 16))),
+    TPM_ECC.NIST_P521: (
+        ec.SECP521R1, 2 ** 521 - 1,
+        int("01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+            "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16),
+        int("0051953EB9618E1C9A1F929A21A0B68540EEA2DA725B99B315F3B8B489918EF1"
+            "09E156193951EC7E937B1652C0BD3BB1BF073573DF883D2C34F1EF451FD46B503F00", 16),
+        (int("00C6858E06B70404E9CD9E3ECB662395B4429C648139053FB521F828AF606B4D"
+             "3DBAA14B5E77EFE75928FE1DC127A2FFA8DE3348B3C1856A429BF97E7E31C2E5BD66", 16),
+         int("011839296A789A3BC0045C8A5FB42C7D1BD998F54449579B446817AFBD17273E"
+             "662C97EE72995EF42640C550B9013FAD0761353C7086A272C24088BE94769FD16650", 16))),
 }
-CURVE_BYTES = {TPM_ECC.NIST_P256: 32, TPM_ECC.NIST_P384: 48}
+CURVE_CLASSES = {c: row[0] for c, row in _CURVES.items()}
+CURVE_PRIMES = {c: row[1] for c, row in _CURVES.items()}
+CURVE_ORDERS = {c: row[2] for c, row in _CURVES.items()}
+CURVE_B = {c: row[3] for c, row in _CURVES.items()}
+CURVE_G = {c: row[4] for c, row in _CURVES.items()}
+CURVE_BYTES = {c: (p.bit_length() + 7) // 8 for c, p in CURVE_PRIMES.items()}
+#: the hash each curve's KDF uses (TPMS_ALGORITHM_DETAIL_ECC.kdf)
+CURVE_HASHES = {TPM_ECC.NIST_P256: TPM_ALG.SHA256, TPM_ECC.NIST_P384: TPM_ALG.SHA384,
+                TPM_ECC.NIST_P521: TPM_ALG.SHA512}
+#: RSA modulus sizes this TPM implements
+RSA_KEY_BITS = (1024, 2048, 3072)
 HASH_CLASSES = {TPM_ALG.SHA1: hashes.SHA1, TPM_ALG.SHA256: hashes.SHA256,
                 TPM_ALG.SHA384: hashes.SHA384, TPM_ALG.SHA512: hashes.SHA512}
 
@@ -288,29 +324,6 @@ def rsa_raw(modulus, exponent, block):
 
 # -- ECC point multiplication (for ECDH_ZGen / ECDH_KeyGen, which return the
 #    whole point, not only the x that ``cryptography``'s exchange gives) -----
-CURVE_PRIMES = {
-    TPM_ECC.NIST_P256: 2 ** 256 - 2 ** 224 + 2 ** 192 + 2 ** 96 - 1,
-    TPM_ECC.NIST_P384: 2 ** 384 - 2 ** 128 - 2 ** 96 + 2 ** 32 - 1,
-}
-#: the rest of each curve's domain parameters (FIPS 186-4, D.1.2.3 and D.1.2.4):
-#: y^2 = x^3 - 3x + b, base point (gx, gy), cofactor 1
-CURVE_B = {
-    TPM_ECC.NIST_P256: 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
-    TPM_ECC.NIST_P384: int("B3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875A"
-                           "C656398D8A2ED19D2A85C8EDD3EC2AEF", 16),
-}
-CURVE_G = {
-    TPM_ECC.NIST_P256: (
-        0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
-        0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5),
-    TPM_ECC.NIST_P384: (
-        int("AA87CA22BE8B05378EB1C71EF320AD746E1D3B628BA79B9859F741E082542A38"
-            "5502F25DBF55296C3A545E3872760AB7", 16),
-        int("3617DE4A96262C6F5D9E98BF9292DC29F8F41DBD289A147CE9DA3113B5F0B8C0"
-            "0A60B1CE1D7E819D7A431D7C90EA0E5F", 16)),
-}
-
-
 def _jacobian_double(pt, p):
     x, y, z = pt
     if not y:

@@ -14,6 +14,7 @@ from simxen.tpm.algorithms import HASHES
 from simxen.tpm.constants import TPM_ALG, TPM_ECC, TPM_RC
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32
+from simxen.tpm.keys import CURVE_BYTES, RSA_KEY_BITS
 from simxen.tpm.symmetric import CIPHERS, MODES
 
 #: Schemes whose details are one hash algorithm.
@@ -22,7 +23,6 @@ _HASH_SCHEMES = {TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP, TPM_ALG.ECDSA,
                  TPM_ALG.KDF1_SP800_56A, TPM_ALG.KDF1_SP800_108}
 RSA_SCHEMES = {TPM_ALG.NULL, TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.RSAES, TPM_ALG.OAEP}
 ECC_SCHEMES = {TPM_ALG.NULL, TPM_ALG.ECDSA, TPM_ALG.ECDH, TPM_ALG.ECDAA}
-CURVES = {TPM_ECC.NIST_P256: 32, TPM_ECC.NIST_P384: 48}
 #: every mode a SYMCIPHER key may name (NULL: chosen per EncryptDecrypt)
 SYMCIPHER_MODES = MODES + (TPM_ALG.NULL,)
 
@@ -40,8 +40,8 @@ def parse_sym_def_object(r, modes=(TPM_ALG.CFB, TPM_ALG.NULL)):
     if alg == TPM_ALG.AES or alg == TPM_ALG.CAMELLIA:
         bits = r.u16()
         mode = r.u16()
-        if bits not in CIPHERS[alg][1]:
-            raise TpmError(TPM_RC.KEY_SIZE, param=r.param)
+        if bits not in CIPHERS[alg][1]:                # TPMI_*_KEY_BITS: a value error
+            raise TpmError(TPM_RC.VALUE, param=r.param)
         if mode not in modes:
             raise TpmError(TPM_RC.MODE, param=r.param)
         return (alg, bits, mode)
@@ -128,18 +128,18 @@ class Public:
         policy = r.tpm2b(64)
         p = cls(type_, name_alg, attrs, policy)
         if type_ == TPM_ALG.RSA:
-            p.symmetric = parse_sym_def_object(r)
+            p.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
             p.scheme = parse_scheme(r, RSA_SCHEMES)
             p.key_bits = r.u16()
-            if p.key_bits not in (1024, 2048):
-                raise TpmError(TPM_RC.KEY_SIZE, param=r.param)
+            if p.key_bits not in RSA_KEY_BITS:      # TPMI_RSA_KEY_BITS: a value error
+                raise TpmError(TPM_RC.VALUE, param=r.param)
             p.exponent = r.u32()
             p.unique = r.tpm2b(512)
         elif type_ == TPM_ALG.ECC:
-            p.symmetric = parse_sym_def_object(r)
+            p.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
             p.scheme = parse_scheme(r, ECC_SCHEMES)
             p.curve = r.u16()
-            if p.curve not in CURVES:
+            if p.curve not in CURVE_BYTES:
                 raise TpmError(TPM_RC.CURVE, param=r.param)
             p.kdf = parse_scheme(r, {TPM_ALG.NULL, TPM_ALG.KDF1_SP800_56A,
                                      TPM_ALG.KDF1_SP800_108})

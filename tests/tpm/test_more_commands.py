@@ -173,3 +173,48 @@ def test_pp_commands_on_a_platform_without_physical_presence(tpm):
     raw = tpm.execute(client.build_command(TPM_CC.PP_Commands, (TPM_RH.PLATFORM,),
                                            u32(0) + u32(0), auths=PW))
     assert client.response_code(raw) == rc_format1(TPM_RC.PP, session=1)
+
+
+@pytest.mark.parametrize("curve", sorted(keys.CURVE_BYTES))
+def test_curve_constants_agree_with_cryptography(curve):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    g = ec.derive_private_key(1, keys.CURVE_CLASSES[curve]()).public_key().public_numbers()
+    assert (g.x, g.y) == keys.CURVE_G[curve]
+    p, b = keys.CURVE_PRIMES[curve], keys.CURVE_B[curve]
+    assert (g.y * g.y - g.x ** 3 + 3 * g.x - b) % p == 0
+    size = keys.CURVE_BYTES[curve]
+    with pytest.raises(ValueError):                  # [n]G is the point at infinity
+        keys.ecc_multiply(curve, keys.CURVE_ORDERS[curve], g.x.to_bytes(size, "big"),
+                          g.y.to_bytes(size, "big"))
+
+
+def test_p521_primary_signs(tpm):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    tpl = Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00040072, scheme=(TPM_ALG.ECDSA, TPM_ALG.SHA512),
+                 curve=TPM_ECC.NIST_P521, unique=(b"", b""))
+    raw = tpm.execute(client.create_primary_command(TPM_RH.OWNER, tpl))
+    client.check(raw)
+    h = int.from_bytes(raw[10:14], "big")
+    pub = Public.from_bytes(Reader(tpm.execute(client.read_public_command(h))[10:]).tpm2b())
+    digest = hashlib.sha512(b"p521").digest()
+    raw = tpm.execute(client.build_command(
+        TPM_CC.Sign, (h,), tpm2b(digest) + u16(TPM_ALG.NULL) + u16(0x8024) + u32(TPM_RH.NULL)
+        + tpm2b(b""), auths=PW))
+    client.check(raw)
+    s = client.parse_response(raw).params
+    s.u16(), s.u16()
+    r_, s_ = (int.from_bytes(s.tpm2b(), "big") for _ in range(2))
+    key = ec.EllipticCurvePublicNumbers(*(int.from_bytes(v, "big") for v in pub.unique),
+                                        ec.SECP521R1()).public_key()
+    key.verify(utils.encode_dss_signature(r_, s_), digest,
+               ec.ECDSA(utils.Prehashed(hashes.SHA512())))
+
+
+def test_unsupported_key_sizes_are_value_errors(tpm):
+    """As libtpms: TPMI_RSA_KEY_BITS and TPMI_AES_KEY_BITS refuse a size
+    they do not hold with TPM_RC_VALUE."""
+    for body in (u16(TPM_ALG.RSA) + u16(TPM_ALG.NULL) + u16(TPM_ALG.NULL) + u16(4096) + u32(0),
+                 u16(TPM_ALG.SYMCIPHER) + u16(TPM_ALG.AES) + u16(192) + u16(TPM_ALG.CFB)):
+        raw = tpm.execute(client.build_command(TPM_CC.TestParms, (), body))
+        assert client.response_code(raw) == rc_format1(TPM_RC.VALUE, param=1)

@@ -150,7 +150,7 @@ def ecc_parameters(tpm, cmd):
         raise TpmError(TPM_RC.CURVE, param=1)
     p = keys.CURVE_PRIMES[curve]
     gx, gy = keys.CURVE_G[curve]
-    kdf_hash = TPM_ALG.SHA256 if size == 32 else TPM_ALG.SHA384
+    kdf_hash = keys.CURVE_HASHES[curve]
     numbers = (p, p - 3, keys.CURVE_B[curve], gx, gy, keys.CURVE_ORDERS[curve])
     return b"", (u16(curve) + u16(8 * size) + u16(TPM_ALG.KDF1_SP800_56A) + u16(kdf_hash)
                  + u16(TPM_ALG.NULL) + b"".join(tpm2b(n.to_bytes(size, "big")) for n in numbers)

@@ -9,6 +9,7 @@ entries; ``moreData`` says whether more follow.
 """
 
 from simxen.tpm import limits as _engine
+from simxen.tpm import keys
 from simxen.tpm.algorithms import IMPLEMENTED_ALGS
 from simxen.tpm.commands import COMMANDS, command
 from simxen.tpm.constants import (TPM_ALG, TPM_CAP, TPM_CC, TPM_ECC, TPM_HT, TPM_PT,
@@ -127,7 +128,7 @@ def variable_properties(tpm):
         (TPM_PT.NV_COUNTERS, sum(1 for nv in tpm.nv_indices.values() if nv.nt == 1)),
         (TPM_PT.NV_COUNTERS_AVAIL, 64),
         (TPM_PT.ALGORITHM_SET, 0),
-        (TPM_PT.LOADED_CURVES, 2),
+        (TPM_PT.LOADED_CURVES, len(keys.CURVE_BYTES)),
         (TPM_PT.LOCKOUT_COUNTER, tpm.da_failed_tries),
         (TPM_PT.MAX_AUTH_FAIL, tpm.da_max_tries),
         (TPM_PT.LOCKOUT_INTERVAL, tpm.da_recovery_time),
@@ -216,7 +217,7 @@ def get_capability(tpm, cmd):
         items = [p for p in pcr_properties() if p[0] >= prop]
         return b"", page(items, lambda p: u32(p[0]) + b"\x03" + p[1])
     if cap == TPM_CAP.ECC_CURVES:
-        items = [c for c in (TPM_ECC.NIST_P256, TPM_ECC.NIST_P384) if c >= prop]
+        items = [c for c in sorted(keys.CURVE_BYTES) if c >= prop]
         return b"", page(items, u16)
     if cap == TPM_CAP.AUDIT_COMMANDS:
         return b"", page(sorted(cc for cc in tpm.command_audit.commands if cc >= prop), u32)
