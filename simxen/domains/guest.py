@@ -8,8 +8,10 @@ Booted by ``xl create`` from a config such as::
     vtpm=["backend=vtpm-guest1"]
 
 At boot the kernel probes its vTPM device: :class:`~simxen.drivers.tpmfront.TpmFront`
-(Linux flavour: polls the page on the 5 ms grid unless the profile's
-``tpmfront.wait`` switch says ``"interrupt"``) grants its page, allocates an
+(Linux flavour: it waits for answers as its kernel era does -- option
+``kernel_era`` = ``"linux-6"`` (sleeps of 4.7-5.0 ms, the default),
+``"linux-4.4"`` (whole jiffies at option ``hz``) or ``"linux-3.12"``
+(interrupt); :mod:`simxen.drivers.kernel_eras`) grants its page, allocates an
 event channel and runs the xenbus handshake with the vTPM stub domain. Then
 ``guest.tpm`` is a :class:`TpmClient` -- what ``/dev/tpm0`` is to user
 space, and what IMA, scenarios and the attestation agent use::
@@ -196,7 +198,9 @@ class Guest(Kernel):
                 self.front = TpmRingFront(self.hv, self.dom, 0,
                                           entry_size=self.options.get("ring_entry_size", 256))
             else:
-                self.front = TpmFront(self.hv, self.dom, 0, flavour="linux")
+                self.front = TpmFront(self.hv, self.dom, 0, flavour="linux",
+                                      kernel=self.options.get("kernel_era"),
+                                      hz=self.options.get("hz"))
             try:
                 yield from self.front.connect()
                 self.tpm = TpmClient(self, self.front)

@@ -43,6 +43,7 @@ from simxen.domains.vtpmmgr_storage import STORAGES
 from simxen.drivers.tpmback import POLICIES
 from simxen.errors import InputError
 from simxen.domains.xl_config import parse
+from simxen.drivers.kernel_eras import check_era
 from simxen.tpm import TpmEngine, client
 
 __all__ = ["HostSpec", "HostState", "Host", "build_host", "check_spec", "vtpmmgr_config",
@@ -335,7 +336,8 @@ def check_spec(spec: HostSpec) -> list:
         created[cfg.name] = cfg
     roles = {cfg.name: os.path.basename(cfg.kernel) for cfg in cfgs}
     for name, opts in (spec.options or {}).items():
-        allowed = OPTIONS.get(roles.get(name), {})
+        # an image no model claims boots the Linux guest model (DEFAULT_KERNEL)
+        allowed = OPTIONS.get(roles.get(name), GUEST_OPTIONS if name in roles else {})
         for key, value in opts.items():
             if key not in allowed:
                 raise InputError(f"unknown option for a {roles.get(name, 'domain not in configs')!r} "
@@ -371,6 +373,15 @@ def _entry_size(v):
 
 
 _BOOL = _one_of(True, False)
+
+
+def _hz(v):
+    ok = isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 10000
+    return None if ok else f"expected the guest kernel's HZ (e.g. 100, 250, 300, 1000), found {v!r}"
+
+
+#: Options of a Linux guest kernel (any image no other model claims, and pv-grub's successor).
+GUEST_OPTIONS = {"kernel_era": check_era, "hz": _hz}
 #: Options each kernel image accepts in :attr:`HostSpec.options`, with their checks.
 OPTIONS = {
     "vtpmmgr-stubdom.gz": {"policy": _one_of(*POLICIES), "seal_pcrs": _pcr_list,
@@ -379,9 +390,9 @@ OPTIONS = {
                            "boot_keys": _one_of(*BOOT_KEYS)},
     "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": _one_of(*SAVE_ON),
                         "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES)},
-    PVGRUB_IMAGE: {"images": _guest_images},
+    PVGRUB_IMAGE: {"images": _guest_images, **GUEST_OPTIONS},
     # the guests of HostSpec.standard; "multi-slot" is simxen's what-if transport
     # (simxen.protocols.tpmif_ring), not Xen's
     "vmlinuz-domU": {"transport": _one_of("tpmif", "multi-slot"),
-                     "ring_entry_size": _entry_size},
+                     "ring_entry_size": _entry_size, **GUEST_OPTIONS},
 }

@@ -26,12 +26,14 @@ Two flavours, because Xen has two frontends and they wait differently
 ``"linux"``
     Linux ``xen-tpmfront``. Publishes ``ring-ref``, ``event-channel`` and
     ``feature-protocol-v2`` in one transaction and goes Initialised. Its wait
-    for the response **polls the page every** ``tpmfront.poll_interval``
-    (5 ms, ``TPM_TIMEOUT``) when the profile switch ``tpmfront.wait`` is
-    ``"poll"`` (the default, as current kernels do: nothing sets
-    ``TPM_CHIP_FLAG_IRQ``), or sleeps until the event channel fires when it
-    is ``"interrupt"``. A response already present at the first check costs
-    nothing extra; otherwise the guest sees it on the next 5 ms tick. On
+    for the response depends on the guest's **kernel era**
+    (:mod:`simxen.drivers.kernel_eras`; ``kernel=`` or the profile switch
+    ``tpmfront.kernel``): current kernels (``"linux-6"``, the default)
+    **poll the page** after sleeps of 4.7-5.0 ms each (``usleep_range``:
+    nothing sets ``TPM_CHIP_FLAG_IRQ``), the 4.x polling era sleeps whole
+    jiffies (``msleep(5)``, ``hz=``), and 3.12 sleeps until the event
+    channel fires. A response already present at the first check costs
+    nothing extra; otherwise the guest sees it after its next sleep. On
     timeout it stores CANCEL, notifies and fails with ``-ETIME``; a wait
     ended by IDLE (not FINISH) fails with ``-ECANCELED``.
 ``"minios"``
@@ -69,6 +71,7 @@ import struct
 import weakref
 
 from simxen.drivers.command_names import cc_name
+from simxen.drivers import kernel_eras
 from simxen.drivers.xenbus import XenbusFrontend
 from simxen.protocols import tpmif
 from simxen.protocols.xenbus import XenbusState
@@ -158,10 +161,13 @@ class TpmFront:
     """The frontend of vTPM device ``devid`` in domain ``dom``.
 
     :param flavour: ``"linux"`` (xen-tpmfront) or ``"minios"`` (mini-os tpmfront).
+    :param kernel: Linux only: the kernel era (``"linux-3.12"``, ``"linux-4.4"``,
+        ``"linux-6"``); ``None`` = the profile's ``tpmfront.kernel`` switch.
+    :param hz: Linux 4.4 era only: the guest's ``HZ``.
     :param extra_pages: extra pages granted for packets longer than 4088 bytes.
     """
 
-    def __init__(self, hv, dom, devid=0, *, flavour="linux", extra_pages=0):
+    def __init__(self, hv, dom, devid=0, *, flavour="linux", extra_pages=0, kernel=None, hz=None):
         if flavour not in _FLAVOURS:
             raise ValueError(f"flavour must be one of {_FLAVOURS}, not {flavour!r}")
         if not 0 <= extra_pages <= tpmif.TPMIF_MAX_EXTRA_PAGES:
@@ -170,6 +176,9 @@ class TpmFront:
         self.dom = dom
         self.devid = devid
         self.flavour = flavour
+        #: Linux: the kernel era whose wait it models (None: the profile's ``tpmfront.kernel``)
+        self.kernel = kernel
+        self.hz = hz
         self.extra_pages = extra_pages
         #: bytes a packet may have: 4088 without extra pages
         self.capacity = tpmif.payload_capacity(extra_pages)
@@ -268,8 +277,16 @@ class TpmFront:
         switch = self.hv.profile.switch
         self._timeout = switch("tpmfront.timeout", DEFAULT_TIMEOUT)
         self._timeout_c = switch("tpmfront.timeout_c", DEFAULT_TIMEOUT_C)
-        poll = self.flavour == "linux" and switch("tpmfront.wait", "poll") == "poll"
-        self._poll_interval = switch("tpmfront.poll_interval", 0.005) if poll else None
+        self._poll_delay = None                   # mini-os: on the event channel
+        if self.flavour == "linux":
+            legacy = switch("tpmfront.wait", None)
+            if legacy == "poll":                   # a fixed grid, as profiles used to say
+                interval = switch("tpmfront.poll_interval", 0.005)
+                self._poll_delay = lambda now: interval
+            elif legacy != "interrupt":
+                era = self.kernel or switch("tpmfront.kernel", kernel_eras.DEFAULT_ERA)
+                self._poll_delay = kernel_eras.poll_delay(era, self.dom, self.hv.profile,
+                                                          hz=self.hz)
 
     def _backend_speaks_v2(self):
         try:
@@ -406,8 +423,8 @@ class TpmFront:
     def _wait_done(self, timeout):
         """Wait until the state is IDLE or FINISH; False on timeout. A generator.
 
-        Polls on the profile's grid (Linux, switch ``tpmfront.wait`` =
-        ``"poll"``) or sleeps on the event channel, ignoring notifications
+        Polls as the guest's kernel era does (Linux; :mod:`simxen.drivers.kernel_eras`)
+        or sleeps on the event channel (mini-os, Linux 3.12), ignoring notifications
         that leave the state SUBMIT/CANCEL (the IRQ handler does).
 
         The Linux flavour fails with ``-ENODEV`` at its next wake-up once the
@@ -420,8 +437,8 @@ class TpmFront:
         -- and then fails with ``-ETIME``. mini-os waits forever, as modelled.
         """
         dom, data, tag = self.dom, self.page.data, self._tag
-        interval = self._poll_interval
-        poll = interval is not None
+        next_delay = self._poll_delay
+        poll = next_delay is not None
         deadline = None if timeout is None else dom.now + timeout
         while True:
             self.polls += 1
@@ -435,7 +452,8 @@ class TpmFront:
             if remaining is not None and remaining <= 0:
                 return False
             if poll:
-                # min(interval, remaining) when there is a deadline
+                # the era's sleep, cut at the deadline
+                interval = next_delay(now)
                 yield dom.sleep(interval if remaining is None or not remaining < interval
                                 else remaining)
             else:

@@ -141,16 +141,17 @@ def test_minios_goes_connected_directly_and_waits_on_the_interrupt():
     assert out["latency"] < 0.001          # no 5 ms grid: the poll switch does not apply
 
 
-def test_polling_rounds_up_to_the_5ms_grid_and_interrupts_do_not():
+def test_polling_sleeps_one_usleep_range_and_interrupts_do_not():
     poll = one_round_trip(Rig_with_responder(), b"x")["latency"]
     irq = one_round_trip(Rig_with_responder(switches={"tpmfront.wait": "interrupt"}), b"x")["latency"]
-    assert 0.005 <= poll < 0.0051
+    assert 0.0047 <= poll < 0.0051           # linux-6: one usleep_range(4700, 5000) sleep
     assert irq < 0.001
     assert poll - irq > 0.004
 
 
-def test_poll_interval_comes_from_the_profile():
-    lat = one_round_trip(Rig_with_responder(switches={"tpmfront.poll_interval": 0.002}), b"x")
+def test_a_fixed_poll_interval_comes_from_the_profile():
+    lat = one_round_trip(Rig_with_responder(switches={"tpmfront.wait": "poll",
+                                                      "tpmfront.poll_interval": 0.002}), b"x")
     assert 0.002 <= lat["latency"] < 0.0021
 
 
@@ -158,7 +159,7 @@ def test_a_slow_backend_is_seen_on_the_next_tick():
     rig = Rig()
     rig.responder(hold=0.012)
     lat = one_round_trip(rig, b"x")["latency"]
-    assert lat == pytest.approx(0.015, abs=1e-4)
+    assert 3 * 0.0047 <= lat <= 3 * 0.005 + 1e-4            # the third 4.7-5.0 ms sleep sees it
 
 
 def Rig_with_responder(**kw):

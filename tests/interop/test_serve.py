@@ -152,8 +152,10 @@ def test_each_command_prints_its_hops(server):
     total, split = hop_split(line)
     assert list(split) == ["front->back", "vtpm", "manager", "ptpm", "back->front"]
     assert sum(split.values()) == pytest.approx(total, abs=0.003)
-    assert split["manager"] == 0 and "manager request" not in line   # PCRs are not saved
-    assert total >= 4.9                      # Linux's tpmfront sees it on the 5 ms poll tick
+    # strong persistence (save_on = "success", Xen's vTPM): even a PCR extend is saved,
+    # and the save's SaveHashKey is one manager round trip
+    assert split["manager"] > 0 and "1 manager request" in line
+    assert total >= 4.6                      # linux-6 xen-tpmfront sees it after a 4.7-5.0 ms sleep
 
 
 @interop

@@ -39,6 +39,7 @@ command phase, by Little's law). ``simxen metrics`` lists them all with units.
 
 from __future__ import annotations
 
+from simxen.drivers.kernel_eras import check_era
 from simxen.scenario.schema import Field, Table
 
 DOMAIN_KEYS = ()
@@ -75,6 +76,14 @@ def _check_boot(value):
     return None
 
 
+def _check_guest_kernels(value):
+    for name, era in value.items():
+        problem = check_era(era)
+        if problem:
+            return f"{name}: {problem}"
+    return None
+
+
 SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl configs; guests use their vTPMs", [
     Field("type", str, "workload type", choices=["vtpm-stack"]),
     Field("name", str, "name of the results in [[expect]] metrics", default="stack"),
@@ -104,6 +113,15 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
           "written and sealed to the host's boot)", default="xen", choices=["xen", "sealed"]),
     Field("manager_keys", str, "keys the manager creates at boot: 'rsa' (Xen's RSA-2048 SRK and "
           "storage key) or 'ecc' (P-256)", default="rsa", choices=["rsa", "ecc"]),
+    Field("kernel_era", str, "how every guest's xen-tpmfront waits for answers, by Linux era: "
+          "'linux-6' (usleep_range 4.7-5.0 ms polls, v4.15 on), 'linux-4.4' (msleep(5) on the "
+          "jiffy grid, see hz), 'linux-3.12' (interrupt); empty = the profile's tpmfront.kernel "
+          "switch (linux-6 in the default profile)", default="",
+          check=lambda v: None if v == "" else check_era(v)),
+    Field("guest_kernels", dict, "per-guest kernel eras, {guest name = era}, over kernel_era",
+          default={}, check=_check_guest_kernels),
+    Field("hz", int, "the guests' HZ for the linux-4.4 era (0 = the profile's tpmfront.hz, 250)",
+          default=0, minimum=0),
     Field("think_time", float, "simulated seconds a guest waits between commands",
           default=0.0, minimum=0),
     Field("dom0_probes_tpm", bool, "once the stack is up, dom0 loads a TIS driver and tries the "
@@ -208,6 +226,9 @@ def host_spec(sim, params):
         options = {c.name: dict(vtpm_opts) for c in cfgs if c.kernel.endswith("vtpm-stubdom.gz")}
         options.update({c.name: dict(mgr_opts) for c in cfgs
                         if c.kernel.endswith("vtpmmgr-stubdom.gz")})
+        guests = [c.name for c in cfgs if not c.kernel.endswith(("vtpm-stubdom.gz",
+                                                                 "vtpmmgr-stubdom.gz"))]
+        options.update(_guest_options(params, guests))
         return HostSpec(configs=list(params["configs"]), options=options, boot=boot,
                         sources=sources)
     from simxen.domains.xl_config import name_problem
@@ -219,7 +240,8 @@ def host_spec(sim, params):
             raise InputError(problem, path=sim.scenario.path, key=key)
     spec = HostSpec.standard(guests, boot=boot, sources=sources)
     spec.options = {"vtpmmgr": dict(mgr_opts),
-                    **{f"vtpm-{g}": dict(vtpm_opts) for g in guests}}
+                    **{f"vtpm-{g}": dict(vtpm_opts) for g in guests},
+                    **_guest_options(params, guests)}
     return spec
 
 
@@ -249,6 +271,21 @@ def prepare(sim, params):
     for cfg, key in zip(check_spec(spec), _config_keys(params)):
         sim.claim_domain(cfg.name, key)
     return spec
+
+
+def _guest_options(params, guests):
+    """``{guest: {kernel_era, hz}}`` for the guests the workload names an era or HZ for."""
+    out = {}
+    for g in guests:
+        opts = {}
+        era = params["guest_kernels"].get(g) or params["kernel_era"]
+        if era:
+            opts["kernel_era"] = era
+        if params["hz"]:
+            opts["hz"] = params["hz"]
+        if opts:
+            out[g] = opts
+    return out
 
 
 def _guest_loop(host, guest, index, params, log):
