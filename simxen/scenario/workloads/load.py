@@ -95,8 +95,9 @@ SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over
           choices=["priority", "fifo", "round-robin"]),
     Field("strong_persistence", bool, "vTPMs save their state after a changing command",
           default=True),
-    Field("save_on", str, "'changed' or 'success'", default="changed",
-          choices=["changed", "success"]),
+    Field("save_on", str, "'success' (save after every successful command, as Xen's vTPM: "
+          "strong persistence in its TPM 1.2 emulator) or 'changed' (only after a command that "
+          "changed persistent state)", default="success", choices=["success", "changed"]),
     Field("transport", str, "guest -> vTPM transport: 'tpmif' (Xen's single request page) or "
           "'multi-slot' (simxen's what-if: a ring.h ring, several commands in flight)",
           default="tpmif", choices=["tpmif", "multi-slot"]),
