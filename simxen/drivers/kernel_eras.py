@@ -40,9 +40,9 @@ twice, and with it the floor of every guest TPM command's latency:
 A guest picks its era with the option ``kernel_era`` (scenario key
 ``kernel_era`` / ``guest_kernels`` of the vtpm-stack workload); otherwise
 the profile switch ``tpmfront.kernel`` decides (``"linux-6"`` in the
-default profile). The older switch ``tpmfront.wait`` still overrides all of
-this when a profile sets it: ``"interrupt"``, or ``"poll"`` on a fixed grid
-of ``tpmfront.poll_interval`` seconds.
+default profile). The switch ``tpmfront.wait`` (``"era"`` in the default
+profile) overrides every era when set to ``"interrupt"``, or to ``"poll"``
+on a fixed grid of ``tpmfront.poll_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ import math
 
 from simxen.errors import InputError
 
-__all__ = ["ERAS", "DEFAULT_ERA", "DEFAULT_HZ", "poll_delay", "check_era", "describe"]
+__all__ = ["ERAS", "DEFAULT_ERA", "DEFAULT_HZ", "poll_delay", "check_era", "describe", "polls",
+           "profile_era"]
 
 #: Era name -> (how it waits, the sources it follows).
 ERAS = {
@@ -74,6 +75,19 @@ DEFAULT_HZ = 250
 def check_era(value):
     """``None`` if *value* names an era, else what is wrong (for option checks)."""
     return None if value in ERAS else f"expected one of {sorted(ERAS)}, found {value!r}"
+
+
+def profile_era(profile) -> str:
+    """The era a guest without a ``kernel_era`` option runs under *profile*."""
+    return profile.switch("tpmfront.kernel", DEFAULT_ERA)
+
+
+def polls(profile, era=None) -> bool:
+    """Whether a Linux guest (of *era*, else the profile's) polls the page under *profile*."""
+    wait = profile.switch("tpmfront.wait", "era")
+    if wait != "era":
+        return wait == "poll"
+    return ERAS[era or profile_era(profile)][0] != "interrupt"
 
 
 def describe(era, hz=None) -> str:

@@ -279,7 +279,7 @@ class TpmFront:
         self._timeout_c = switch("tpmfront.timeout_c", DEFAULT_TIMEOUT_C)
         self._poll_delay = None                   # mini-os: on the event channel
         if self.flavour == "linux":
-            legacy = switch("tpmfront.wait", None)
+            legacy = switch("tpmfront.wait", "era")
             if legacy == "poll":                   # a fixed grid, as profiles used to say
                 interval = switch("tpmfront.poll_interval", 0.005)
                 self._poll_delay = lambda now: interval

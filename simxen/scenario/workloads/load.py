@@ -390,10 +390,12 @@ def _theory_obstacles(hv, params):
         why.append("the guests share one vTPM, which forwards one request at a time, so the "
                    "manager never has two requests waiting: the queue is at the vTPM")
     switch = hv.profile.switch
-    if params["transport"] == "tpmif" and switch("tpmfront.wait", "poll") == "poll":
-        why.append("the guests' xen-tpmfront polls on a 5 ms grid (tpmfront.wait = poll): a "
-                   "guest's next command reaches the server only at a tick, so the server "
-                   "idles while work waits, which no work-conserving queue does")
+    from simxen.drivers.kernel_eras import polls
+    if params["transport"] == "tpmif" and polls(hv.profile):
+        why.append("the guests' xen-tpmfront polls the shared page (after 4.7-5.0 ms sleeps in "
+                   "the linux-6 era): a guest's next command reaches the server only after a "
+                   "sleep, so the server idles while work waits, which no work-conserving "
+                   "queue does")
     if server == "manager" and switch("tis.wait", "poll") == "poll":
         why.append("the manager's TIS driver polls the physical TPM on a 5 ms grid (tis.wait = "
                    "poll): service times are rounded up to the grid, not the profile's draws")
