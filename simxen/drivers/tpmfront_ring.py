@@ -32,6 +32,7 @@ import weakref
 
 import simpy
 
+from simxen.drivers.command_names import cc_name
 from simxen.drivers.ring import RingFrontend
 from simxen.drivers.tpmfront import TpmFrontError
 from simxen.drivers.xenbus import XenbusFrontend
@@ -129,7 +130,7 @@ class TpmRingFront:
         hv.env.process(self._dispatch())
         hv.trace.emit("tpm.front.connect", dom.now, dom.domid, devid=self.devid,
                       backend=self.backend_id, flavour="multi-slot", gref=self.gref,
-                      port=self.port, slots=self.slots)
+                      port=self.port, extra_pages=0, slots=self.slots)
 
     def transmit(self, command: bytes, *, locality=0, flow=None, timeout=None):
         """Send ``command`` in a free slot and return its response. A generator.
@@ -157,10 +158,10 @@ class TpmRingFront:
             self.ring.put_request(tpmif_ring.pack_entry(ident, command, locality=locality),
                                   flow=flow)
             self._tags[ident] = (flow, dom.now)
+            cc = int.from_bytes(command[6:10], "big") if len(command) >= 10 else None
             hv.trace.emit("tpm.front.submit", dom.now, dom.domid, flow=flow, devid=self.devid,
-                          backend=self.backend_id, length=len(command), slot=ident,
-                          cc=int.from_bytes(command[6:10], "big") if len(command) >= 10 else None,
-                          locality=locality)
+                          backend=self.backend_id, length=len(command), slot=ident, cc=cc,
+                          cc_name=cc_name(cc), locality=locality)
             self.ring.push()
             self.in_flight_max = max(self.in_flight_max, len(self._waiting))
             response = yield done
