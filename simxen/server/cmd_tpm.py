@@ -4,7 +4,8 @@ Serves one software TPM on loopback so that real tools reach it::
 
     simxen tpm serve --port 2321 --state tpm.state &
     export TPM2TOOLS_TCTI=mssim:host=127.0.0.1,port=2321
-    tpm2_startup -c && tpm2_pcrread sha256:0-7
+    tpm2_startup -c                  # a fresh TPM answers nothing before TPM2_Startup
+    tpm2_pcrread sha256:0,1,2        # PCRs are listed one by one (no ranges)
 
 ``--protocol mssim`` (default) uses the Microsoft simulator protocol on
 ports P and P+1 and flushes what each tool run left loaded when it
@@ -16,6 +17,7 @@ state, and once more on exit, so even a SIGKILL loses no answered change.
 Each command is logged to standard error by name and response code.
 """
 
+import argparse
 import sys
 
 from simxen.errors import InputError
@@ -29,7 +31,8 @@ def add_arguments(parser):
     sub = parser.add_subparsers(dest="tpm_command", metavar="ACTION")
     sub.required = True
     p = sub.add_parser("serve", help="serve a TPM 2.0 engine on loopback for tpm2-tools",
-                       description=__doc__.split("\n\n")[1])
+                       description=__doc__.split("\n\n", 1)[1].replace("::\n", ":\n"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     foreground.add_listen_arguments(p)
     p.add_argument("--state", metavar="FILE",
                    help="load TPM state from FILE if present; save it there after every "
