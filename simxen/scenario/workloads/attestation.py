@@ -42,7 +42,8 @@ DOMAIN_KEYS = ()
 
 #: attack -> what it does (the report quotes this)
 ATTACKS = {
-    "none": "nothing: an honest host and guest",
+    "none": "none staged by the workload: the host and the guest run as the scenario "
+            "configures them",
     "replay": "the guest's agent answers round 2 with the evidence it sent in round 1",
     "relay": "the attested guest forwards each nonce to the agent of another guest (the "
              "'peer') and returns that guest's quote and logs as its own",
@@ -624,7 +625,10 @@ def metrics(params):
     m.text("reenrolment", "after a reboot: 'accepted', 'refused' or 'not tried'")
     m.text("dom0_tpm_access", "dom0's own attempt at the TIS window ('-EPERM', 'mapped', 'not tried')")
     m.text("vtpm_restore", "the vTPM's restore status after a restart ('not restarted' without)")
-    m.flag("eventlog_replays_to_vtpm", "replaying the boot event log gives the vTPM's PCR 4/5")
+    m.flag("eventlog_replays_to_vtpm", "replaying the boot event log gives the vTPM's PCR 4/5 "
+           "(with no event log: PCR 4/5 read zero)")
+    m.add("event_log_bytes", "bytes", "size of the boot event log pv-grub wrote (0: none)")
+    m.text("modified_images", "the guest's images changed by flip_byte, in words ('' if none)")
     m.text("pcr4", "PCR 4 (SHA-256) of the guest's vTPM, hex")
     m.text("pcr5", "PCR 5 (SHA-256) of the guest's vTPM, hex")
     m.flag("pvgrub_measured", "pv-grub measured the kernel, command line and initrd")
@@ -642,6 +646,7 @@ def metrics(params):
         m.text("manager_storage", "after the tampered reboot: 'open' or 'refused'")
     if params["export"]:
         m.text("exported", "the folder the last round's evidence was written to (when it had a quote)")
+        m.text("checkquote", "the tpm2_checkquote command that verifies the exported quote")
     return m
 
 
@@ -654,6 +659,11 @@ def run(sim, params):
     yield from story.check_boot_log()
     story.say(_boot_sentence(story))
     log_ok = story.result["eventlog_replays_to_vtpm"]
+    story.result["event_log_bytes"] = len(story.guest.event_log)
+    story.result["modified_images"] = ", ".join(
+        f"{img.kind} has {img.source.rsplit(', ', 1)[1]}"
+        for img in (story.images.kernel, story.images.initrd)
+        if img is not None and "flipped" in img.source)
     if not story.guest.event_log:
         story.say("No boot loader wrote an event log; the vTPM reports PCRs 4 and 5 at zero "
                   "through TPM2_PCR_Read" + ("." if log_ok else " -- NOT: something extended them."))
@@ -708,6 +718,7 @@ def run(sim, params):
 
 def _export(story):
     """Write the last round's evidence where ``export`` says, and tell how to check it."""
+    import shlex
     nonce, evidence = story.last
     ak = story.guest.agent.ak_public
     folder = export_folder(story.sim, story.params)
@@ -720,12 +731,15 @@ def _export(story):
         raise InputError(f"cannot write the evidence: {exc.strerror}", path=story.sim.scenario.path,
                          key=f"workload.{story.params['name']}.export") from None
     story.result["exported"] = str(folder)
-    story.say(f"The last round's evidence is in {folder}: check it with tpm2_checkquote -u "
-              f"{files['ak.pem']} -m {files['quote.msg']} -s {files['quote.sig']} -f "
-              f"{files['quote.pcrs']} -g sha256 -q {nonce.hex()}"
-              # -e replays the boot log against *every* quoted PCR; IMA's PCR 10 is not in it
-              + (f" -e {files['binary_bios_measurements']}"
-                 if evidence.event_log and not evidence.ima_list else "") + ".")
+    # -e replays the boot log against *every* quoted PCR; IMA's PCR 10 is not in it
+    replay = (f" -e {shlex.quote(str(files['binary_bios_measurements']))}"
+              if evidence.event_log and not evidence.ima_list else "")
+    story.result["checkquote"] = (
+        f"tpm2_checkquote -u {shlex.quote(str(files['ak.pem']))} "
+        f"-m {shlex.quote(str(files['quote.msg']))} -s {shlex.quote(str(files['quote.sig']))} "
+        f"-f {shlex.quote(str(files['quote.pcrs']))} -g sha256 -q {nonce.hex()}{replay}")
+    story.say(f"The last round's evidence is in {folder}, in tpm2-tools' formats; the command "
+              "under 'Check it with tpm2-tools' below verifies its quote.")
 
 
 def _boot_sentence(story):
@@ -750,8 +764,14 @@ def _verdict_sentence(number, verdict):
     return f"Round {number}: untrusted. " + shown + (f" (And {more} more.)" if more > 0 else "")
 
 
+def _changes(result):
+    """What the guest's images changed from their generated content (flip_byte), as a sentence."""
+    flipped = result.get("modified_images")
+    return f" The scenario changed the guest's boot images: its {flipped}." if flipped else ""
+
+
 def report(rep, result, params):
-    rep.say(f"Attack: {ATTACKS[params['attack']]}.")
+    rep.say(f"Attack: {ATTACKS[params['attack']]}." + _changes(result))
     for _, sentence in result.get("events", []):
         rep.say(sentence)
     s = rep.section(f"Attestation ({params['name']})")
@@ -759,8 +779,12 @@ def report(rep, result, params):
     s.row("boot", params["boot"])
     s.row("PCR 4 (sha256)", result.get("pcr4", "")[:32] + "...")
     s.row("PCR 5 (sha256)", result.get("pcr5", "")[:32] + "...")
-    s.row("event log replays to the vTPM's PCR 4/5",
-          "yes" if result.get("eventlog_replays_to_vtpm") else "no")
+    if result.get("event_log_bytes"):
+        s.row("event log replays to the vTPM's PCR 4/5",
+              "yes" if result.get("eventlog_replays_to_vtpm") else "no")
+    else:
+        s.row("event log", "none (no boot loader measured the guest); PCR 4/5 read zero: "
+              + ("yes" if result.get("eventlog_replays_to_vtpm") else "NO"))
     s.row("IMA entries", result.get("ima_entries", 0))
     if "enrol_ms" in result:
         s.row("enrolment (simulated)", result["enrol_ms"], "ms")
@@ -769,3 +793,5 @@ def report(rep, result, params):
     s.row("verdict (last round)", result.get("verdict", "none"))
     if result.get("reasons"):
         s.row("failed checks", result["failed_checks"])
+    if result.get("checkquote"):
+        rep.section("Check it with tpm2-tools (one line)").row("", result["checkquote"])
