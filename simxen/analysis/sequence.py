@@ -14,7 +14,9 @@ TPM command / response    ``tpm.front.submit`` (front -> back),
                           ``tis.complete`` (manager <-> ``physical TPM``)
 ========================  =============================================
 
-and a TPM's execution (``tpm.exec``) is a note on its lifeline. Rows are in
+and a TPM's execution (``tpm.exec``) and a frontend reading its answer
+(``tpm.front.complete``, with the command's whole latency) are notes on their
+lifelines. Rows are in
 time order, not to scale; the left margin gives each row's simulated time.
 
 Filters (:func:`messages`): ``domains`` keeps the messages between the named
@@ -49,6 +51,7 @@ class Message:
     dst: str            #: lifeline it ends at (== src: a note)
     label: str
     kind: str           #: grant, map, notify, write, xenstore, command, response, exec
+    flow: object = None  #: the TPM command's flow id, when the record has one
 
 
 def _fmt_rc(rc, command=None):
@@ -92,7 +95,7 @@ def _all_messages(records):
                 continue
             out.append(Message(t, name(dom), name(peer),
                                f"write {r.get('what', '')} {r['length']} B @{r['offset']} ({where})",
-                               "write"))
+                               "write", r.get("flow")))
         elif k == "xs.write":
             value = r.get("value", "")
             value = value if len(value) <= 24 else value[:21] + "..."
@@ -100,11 +103,15 @@ def _all_messages(records):
         elif k == "tpm.front.submit":
             asked[(r.get("flow"), dom)] = r.get("cc_name")
             out.append(Message(t, name(dom), name(r["backend"]),
-                               f"{r.get('cc_name') or '(short command)'} ({r['length']} B)", "command"))
+                               f"{r.get('cc_name') or '(short command)'} ({r['length']} B)", "command",
+                               r.get("flow")))
+        elif k == "tpm.front.complete" and not r.get("cancelled"):
+            out.append(Message(t, name(dom), name(dom), f"tpmfront reads the response "
+                               f"({(r.get('latency') or 0) * 1e3:.3f} ms)", "exec", r.get("flow")))
         elif k == "tpm.back.respond":
             out.append(Message(t, name(dom), name(r["domid"]),
                                f"response {_fmt_rc(r.get('rc'), asked.get((r.get('flow'), r['domid'])))} "
-                               f"({r['length']} B)", "response"))
+                               f"({r['length']} B)", "response", r.get("flow")))
         elif k == "tis.go":
             out.append(Message(t, name(dom), PHYSICAL_TPM, f"{r['cc_name']} via TIS (locality "
                                f"{r['locality']})", "command"))
@@ -113,7 +120,7 @@ def _all_messages(records):
                                "response"))
         elif k == "tpm.exec" and dom is not None:
             out.append(Message(t, name(dom), name(dom), f"execute {r.get('cc_name')} "
-                               f"({(r.get('duration') or 0) * 1e3:.3f} ms)", "exec"))
+                               f"({(r.get('duration') or 0) * 1e3:.3f} ms)", "exec", r.get("flow")))
     return out
 
 
@@ -139,6 +146,8 @@ def messages(records, *, domains=None, start=None, end=None, command=None, nth=1
         if req.ptpm or any(c.ptpm for c in req.children):
             involved.add(PHYSICAL_TPM)
         domains = set(domains or involved) & involved if domains else involved
+        flows = {req.flow} | {c.flow for c in req.children}
+        msgs = [m for m in msgs if m.flow is None or m.flow in flows]
     if start is not None:
         msgs = [m for m in msgs if m.t >= start - 1e-12]
     if end is not None:
@@ -205,9 +214,10 @@ def svg(msgs, records, *, title=None) -> str:
         if m.src == m.dst:
             cx = x[m.src]
             half = 4 + len(m.label) * 3.3
+            cx = min(max(cx, left + half), width - 10 - half)      # keep the note on the page
             out.append(f'<rect x="{cx - half:.0f}" y="{y - 11}" width="{2 * half:.0f}" height="18" '
                        f'fill="#fdfefe" stroke="{colour}"/>')
-            out.append(f'<text x="{cx}" y="{y + 2}" text-anchor="middle" fill="{colour}">'
+            out.append(f'<text x="{cx:.0f}" y="{y + 2}" text-anchor="middle" fill="{colour}">'
                        f'{escape(m.label)}</text>')
             continue
         x1, x2 = x[m.src], x[m.dst]

@@ -84,7 +84,8 @@ def test_sequence_of_one_command_is_valid_svg_and_mermaid(shipped_traces):
     assert kinds[:4] == ["write", "write", "command", "notify"]     # page, header, submit, notify
     assert msgs[2].label == "TPM2_PCR_Extend (87 B)" and msgs[2].src == "guest1"
     assert "response" in kinds and "exec" in kinds
-    assert msgs[-1].label.startswith("response TPM_RC_SUCCESS") and msgs[-1].dst == "guest1"
+    assert msgs[-2].label.startswith("response TPM_RC_SUCCESS") and msgs[-2].dst == "guest1"
+    assert msgs[-1].src == msgs[-1].dst == "guest1" and "reads the response" in msgs[-1].label
     root = ET.fromstring(sequence.svg(msgs, records, title="one"))
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
