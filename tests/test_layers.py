@@ -1,4 +1,4 @@
-"""The direction of imports that DESIGN.md fixes: a lower layer never imports a
+"""The direction of imports the layers fix (README.rst, "Where things live"): a lower layer never imports a
 higher one.
 
 ``simxen.analysis`` reads trace records and results; it imports only layers 0
@@ -24,7 +24,7 @@ LAYER = {
     "server": 5, "cli": 5,
 }
 
-#: layer-0/1 packages that must not know about the TPM (DESIGN.md: the
+#: layer-0/1 packages that must not know about the TPM (the design's rule: the
 #: hypervisor knows nothing of TPMs or drivers; protocols are pure layouts)
 MUST_NOT_IMPORT = {"xen": {"tpm", "hw", "drivers"}, "protocols": {"tpm", "xen", "hw"},
                    "tpm": {"protocols", "xen", "hw"}}

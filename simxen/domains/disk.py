@@ -24,7 +24,7 @@ from simxen.xen.errors import XenError
 __all__ = ["DiskImage", "BlockDevice", "DEFAULT_IMAGE_SIZE", "SECTOR_SIZE", "BLOCK_SIZE"]
 
 #: Size of an image the toolstack creates on first use: 2 MiB, the size the
-#: Xen vTPM documents suggest for vtpm and vtpmmgr images (reference xen-vtpm.md 1).
+#: Xen's vTPM documents suggest for vtpm and vtpmmgr images (docs/man/xen-vtpm.7.pod).
 DEFAULT_IMAGE_SIZE = 2 * 1024 * 1024
 #: a disk sector: what a device writes atomically (a crash tears a write between sectors)
 SECTOR_SIZE = 512

@@ -1,8 +1,9 @@
 """HMAC_DRBG (NIST SP 800-90A, SHA-256): the vTPM's random number generator.
 
 Xen's vTPM stub domain runs its TPM emulator with the internal PRNG off and
-a CTR-DRBG seeded from the *physical* TPM through the manager (reference
-``xen-vtpm.md`` 3.2: a ``TPM_GetRandom`` passthrough at start-up). simxen's
+a CTR-DRBG seeded from the *physical* TPM through the manager (Xen's
+``stubdom/vtpm/vtpm.c``: a ``VTPM_GetRandom`` -- a ``TPM_GetRandom``
+passthrough -- at start-up). simxen's
 vTPM does the same with an HMAC_DRBG, a construction simple enough to read
 in full here; :meth:`HmacDrbg.generate` is what the TPM engine is given as
 its ``random_bytes``::

@@ -4,7 +4,7 @@ A PV guest started with ``kernel = "pv-grub-x86_64.gz"`` first runs pv-grub
 (GRUB legacy on mini-os) *inside its own domain*. pv-grub reads the real
 kernel and initrd from the guest's disk, and -- since Xen commit d78dab3e
 "stubdom/grub: send kernel measurements to vTPM" -- measures them before it
-replaces itself with that kernel (reference ``xen-vtpm.md`` §9):
+replaces itself with that kernel (Xen before commit 0724c68d85: ``stubdom/grub/kexec.c``):
 
 1. connect mini-os tpmfront to ``device/vtpm/0`` (no vTPM: boot unmeasured);
 2. extend **PCR 4** with the hash of the kernel file as stored;

@@ -8,7 +8,7 @@ Booted by ``xl create`` from a config such as::
     disk=["file:/var/vtpm-guest1.img,hda,w"]
     vtpm=["backend=vtpmmgr,uuid=ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839"]
 
-it does what Xen's ``stubdom/vtpm/vtpm.c`` does (reference ``xen-vtpm.md`` 1.1, 3):
+it does what Xen's ``stubdom/vtpm/vtpm.c`` does (its ``main`` and request loop):
 
 1. sleep ``stubdom.startup_sleep`` (2 s: ``main()`` sleeps before anything);
 2. start its **tpmback** (:class:`~simxen.drivers.tpmback.TpmBack`) for the

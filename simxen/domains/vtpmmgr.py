@@ -11,7 +11,7 @@ Booted by ``xl create`` from the seed's config::
 The ``iomem`` line gives this domain -- and, from then on, *only* this
 domain -- the five 4 KiB TIS pages at ``0xfed40000``: dom0 mapping them now
 fails with ``-EPERM``. What it does, in the order of Xen's
-``stubdom/vtpmmgr`` (reference ``xen-vtpm.md`` 1.1, 4):
+``stubdom/vtpmmgr`` (``vtpmmgr.c``, ``init.c``, ``vtpm_cmd_handler.c``; see also ``docs/man/xen-vtpmmgr.7.pod``):
 
 1. sleep ``stubdom.startup_sleep`` (2 s);
 2. start its **tpmback** (vTPM stub domains may connect from now on; their

@@ -69,8 +69,9 @@ Layout of one copy (big-endian)::
 
 **Deviations from Xen**, on purpose: Xen's manager spreads records over
 encrypted 4 KiB sectors with per-group keys and seals with TPM 1.2
-``TPM_Seal`` (its TPM 2.0 mode cannot persist at all, reference
-``xen-vtpm.md`` 4.6); here one table is rewritten on each save (one write
+``TPM_Seal`` (its TPM 2.0 mode "cannot persist data": Xen's
+``docs/man/xen-vtpmmgr.7.pod``, appendix on TPM 2.0; ``stubdom/vtpmmgr/disk_tpm.c``
+binds the key under a storage key it regenerates); here one table is rewritten on each save (one write
 plus one flush, the ~3 sectors + flush of Xen's steady state in one
 request), sealing is TPM 2.0 PolicyPCR, and there are no groups. The UUID
 ``00000000-0000-0000-0000-000000000000`` is reserved: its record holds the

@@ -3,7 +3,7 @@
 The vTPM manager stub domain owns the physical TPM. It maps the TIS window
 (``iomem=["fed40,5"]`` in its xl config; ``-EPERM`` for anybody else, dom0
 included) and drives the chip's FIFO byte by byte, as mini-os's
-``tpm_tis.c`` does (reference ``xen-vtpm.md`` §4.1)::
+``tpm_tis.c`` does (xen-project/mini-os)::
 
     tis = TisDriver(hv, mgr, locality=2)
     tis.open()                                   # map the window, probe DID/VID

@@ -13,7 +13,7 @@ toolstack connects to it with one :class:`TpmBack`::
             vtpm_dom.charge("tpm.vtpm.default")
             back.respond(req, rsp)                  # tpmback_resp()
 
-What :meth:`TpmBack.start` runs (reference ``xen-vtpm.md`` §2.6, §2.9):
+What :meth:`TpmBack.start` runs (mini-os ``tpmback.c``, as the vTPM and manager stub domains run it):
 
 * a **watch on** ``backend/vtpm`` in the backend domain's home. Each new
   ``backend/vtpm/<fe>/<handle>`` directory the toolstack creates gets its own

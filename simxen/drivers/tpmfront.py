@@ -21,7 +21,7 @@ event channel; wait until the backend stores FINISH (or IDLE: cancelled);
 copy the response out.
 
 Two flavours, because Xen has two frontends and they wait differently
-(reference ``xen-vtpm.md`` §2.6-2.8):
+(Linux ``drivers/char/tpm/xen-tpmfront.c``; mini-os ``tpmfront.c``):
 
 ``"linux"``
     Linux ``xen-tpmfront``. Publishes ``ring-ref``, ``event-channel`` and

@@ -17,7 +17,7 @@ shipped; ``docs/profiles.rst`` lists every op)::
     median = 3.0e-6             # parameters depend on dist, all in seconds
     sigma = 0.5
     certainty = "U"             # V verified, P partly verified, U unverified
-    source = "xen-vtpm.md 10.3: EVTCHNOP_send + remote upcall 2-10 us"
+    source = "assumption: EVTCHNOP_send + remote upcall, 2-10 us"
 
     [switches]
     "tpmfront.wait" = "poll"    # non-latency settings

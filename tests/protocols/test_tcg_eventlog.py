@@ -11,10 +11,13 @@ from hypothesis import given, settings, strategies as st
 from simxen.protocols import tcg_eventlog as tl
 from simxen.protocols.tcg_eventlog import EventLog, EventLogError
 
-TRACES = pathlib.Path("/work/shared/reference/tpm2-traces")
+#: A TCG crypto-agile event log (SHA-1 and SHA-256 banks, 14 events of a UEFI
+#: boot), the PCR values it replays to (computed independently), and what
+#: tpm2-tools' ``tpm2_eventlog`` prints for it.
+TRACES = pathlib.Path(__file__).resolve().parent / "data"
 SAMPLE = TRACES / "eventlog-sample.bin"
 
-needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason="shared reference traces absent")
+needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason="event-log sample absent")
 
 
 @needs_sample
