@@ -13,6 +13,10 @@ the seed's stack per guest::
 times: 1,000 commands per guest, 32,000 in all, each crossing tpmfront ->
 vTPM -> (state save -> manager) -> back).
 
+With ``--scenario many-guests`` the point is instead ``scenarios/many-guests.toml``'s
+open-loop load (Poisson arrivals of its command mix at its per-guest rate,
+``duration`` stretched so each guest sends about 1,000 commands).
+
 The baseline, in the same process, is one guest doing the same 1,000
 commands: the ratio of CPU per command (32 guests / 1 guest) shows what
 sharing one manager costs the *simulator* beyond the 32x more work.
@@ -22,6 +26,7 @@ a shared machine do not count) and wall time. ``--profile`` prints where
 the 32-guest point's CPU time goes (cProfile, top functions by own time).
 
     python benchmarks/sweep_point.py [--guests 32] [--commands 1000] [--profile]
+        [--scenario vtpm-stack|many-guests]
 """
 
 import argparse
@@ -31,13 +36,19 @@ import time
 from simxen.experiment import sweep
 from simxen.scenario import scenario_file
 
-SCENARIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scenarios",
-                        "vtpm-stack.toml")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCENARIOS = {name: os.path.join(HERE, "..", "scenarios", f"{name}.toml")
+             for name in ("vtpm-stack", "many-guests")}
+SCENARIO = SCENARIOS["vtpm-stack"]
 TARGET_S = 10.0
 
 
 def point(guests, commands_per_guest):
-    """The ``--set`` overrides of one point: the seed's stack for each guest."""
+    """The ``--set`` overrides of one point (of :data:`SCENARIO`)."""
+    if SCENARIO == SCENARIOS["many-guests"]:
+        rate = scenario_file.load(SCENARIO).data["workload"][0]["rate"]
+        return [f"stack.guest_count={guests}", "stack.warmup=0",
+                f"stack.duration={commands_per_guest / rate!r}", "scenario.until=1e6"]
     per_round = len(scenario_file.load(SCENARIO).data["workload"][0]["commands"])
     if commands_per_guest % per_round:
         raise SystemExit(f"--commands must be a multiple of {per_round} (the scenario's commands)")
@@ -57,10 +68,15 @@ def main():
     ap.add_argument("--guests", type=int, default=32)
     ap.add_argument("--commands", type=int, default=1000, help="commands per guest")
     ap.add_argument("--profile", action="store_true", help="profile the point (cProfile)")
+    ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="vtpm-stack")
     args = ap.parse_args()
+    global SCENARIO
+    SCENARIO = SCENARIOS[args.scenario]
 
+    timed(point(1, args.commands))       # warm: imports and first-use caches are not timed
     base_wall, base_cpu, base = timed(point(1, args.commands))
-    base_n = base["stack.commands_completed"]
+    done = "stack.commands_completed" if args.scenario == "vtpm-stack" else "stack.commands"
+    base_n = base[done]
     over = point(args.guests, args.commands)
     if args.profile:
         import cProfile
@@ -70,10 +86,9 @@ def main():
     wall, cpu, m = timed(over)
     if args.profile:
         prof.disable()
-    n = m["stack.commands_completed"]
-    print(f"one sweep point: {args.guests} guests x {args.commands} commands "
-          f"({n:,} completed, {m['stack.commands_failed']} failed; "
-          f"{m['stack.workload_seconds']:.1f} simulated s)")
+    n = m[done]
+    print(f"one sweep point ({args.scenario}): {args.guests} guests x {args.commands} commands "
+          f"({n:,} completed, {m['stack.commands_failed']} failed)")
     print(f"  CPU  {cpu:8.2f} s   ({n / cpu:,.0f} commands per CPU second)")
     print(f"  wall {wall:8.2f} s")
     print(f"baseline: 1 guest x {args.commands} commands: CPU {base_cpu:.2f} s "
