@@ -6,8 +6,9 @@
 
 reads DIR/summary.csv (written by ``simxen sweep``) and writes
 DIR/plots/<y>--<x>.png and .svg. Without ``--y`` it draws the same default
-pictures as ``simxen sweep`` (throughput and p95 latency where the scenario
-publishes them). ``--hue KEY`` draws one line per value of another varied key.
+pictures as ``simxen sweep`` (the scenario's ``[[plot]]`` tables, else
+throughput and p95 latency where the scenario publishes them). ``--hue KEY``
+draws one line per value of another varied key.
 """
 
 
@@ -22,6 +23,16 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="DIR", help="where the pictures go (default DIR/plots)")
 
 
+def _declared(folder):
+    """The scenario's ``[[plot]]`` tables, as the sweep recorded them in sweep.json."""
+    import json
+    from pathlib import Path
+    try:
+        return json.loads((Path(folder) / "sweep.json").read_text(encoding="utf-8")).get("plots", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def main(args) -> int:
     from simxen.experiment import need
     need("matplotlib")
@@ -30,7 +41,7 @@ def main(args) -> int:
         specs = [{"x": args.x, "y": args.y, "hue": args.hue, "title": args.title}]
     else:
         keys, rows = plot.read_summary(args.folder)
-        specs = plot.default_plots(keys, rows)
+        specs = plot.default_plots(keys, rows, _declared(args.folder))
         for s in specs:
             s.update(x=args.x or s["x"], hue=args.hue, title=args.title)
     for spec in specs:

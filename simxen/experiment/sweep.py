@@ -31,7 +31,8 @@ scenario's schema before anything runs.
     (empty with fewer than two replications).
 ``sweep.json``
     what was asked (scenario, its SHA-256, axes, overrides, replications,
-    seeds), so ``--resume`` can refuse to mix two different sweeps.
+    seeds, the scenario's ``[[plot]]`` tables), so ``--resume`` can refuse to
+    mix two different sweeps and ``simxen plot`` can redraw the defaults.
 
 Numbers are written with Python's ``repr`` (shortest exact round trip), so
 the same sweep writes the same bytes on local processes and on a Dask
@@ -191,7 +192,8 @@ class Plan:
         return {"scenario": self.shown_path,
                 "scenario_sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
                 "vary": {a.key: list(a.values) for a in self.axes}, "set": list(self.fixed),
-                "replications": self.replications, "seed": self.base_seed, "seeds": self.seeds}
+                "replications": self.replications, "seed": self.base_seed, "seeds": self.seeds,
+                "plots": self.default_plots}
 
 
 def run_one(path, overrides, seed, trace_level="commands") -> dict:
