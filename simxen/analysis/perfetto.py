@@ -109,16 +109,16 @@ class _Builder:
     def close_unfinished(self):
         """End the async slices whose end the trace does not hold (the run stopped first,
         or the command was dropped), at the trace's last time."""
-        opened = {}
+        opened, where = {}, {}
         for e in self.events:
             if e["ph"] in ("b", "e"):
                 key = (e["cat"], e["id"])
                 opened[key] = opened.get(key, 0) + (1 if e["ph"] == "b" else -1)
+                where.setdefault(key, (e["pid"], e["tid"]))
         end = _ts(self.records[-1]["t"]) if self.records else 0
         for (cat, id_), n in sorted(opened.items(), key=lambda kv: str(kv[0])):
+            pid, tid = where[(cat, id_)]
             for _ in range(n):
-                pid, tid = next((e["pid"], e["tid"]) for e in self.events
-                                if e["ph"] == "b" and e["id"] == id_ and e["cat"] == cat)
                 self.ev(ph="e", cat=cat, name="", id=id_, pid=pid, tid=tid, ts=end,
                         args={"unfinished": True})
 

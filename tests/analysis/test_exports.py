@@ -178,3 +178,22 @@ def test_cli_trace_formats(tmp_path, shipped_traces, capsys):
     bad.write_text('{"kind": "x"}\n')
     assert main(["trace", "--from", str(bad), "-f", "text"]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_exports_of_a_commands_level_trace_say_what_they_lack():
+    """At trace level ``commands`` there are no event-channel or grant records: the
+    Perfetto export is still well formed, says which families it found nothing of, and the
+    pcap (tpm.exec is kept at that level) still has every command."""
+    from simxen.analysis import trace_format
+    from simxen.scenario import runner, scenario_file
+    result = runner.run(scenario_file.load("scenarios/vtpm-stack.toml"), trace_level="commands")
+    records = trace_format.from_trace(result.trace)
+    doc = perfetto.build(records)
+    assert perfetto.check(doc) == []
+    assert doc["metadata"]["families without records (nothing drawn for them)"] == [
+        "evtchn", "gnttab", "ring"]
+    assert not any(e["ph"] == "s" for e in doc["traceEvents"])
+    name, execs = pcap.select(records, "guest1")
+    assert name == "vtpm-guest1" and len(execs) == sum(
+        1 for r in records if r["kind"] == "tpm.exec" and r.get("dom_name") == "vtpm-guest1")
+    assert [m.kind for m in sequence.messages(records)].count("command") > 0
