@@ -18,10 +18,10 @@ standard error.
 import json
 import signal
 import sys
-from pathlib import Path
 
 from simxen.errors import ExpectationFailed, InputError
 from simxen.scenario import runner, scenario_file
+from simxen.scenario.output import check_file
 from simxen.xen.trace import LEVELS
 
 #: signal -> exit status of a run it stopped (the shell's 128 + N)
@@ -59,11 +59,7 @@ def open_output(name, what="--trace"):
     exit 2 rather than a lost run. ``-`` is standard output."""
     if name == "-":
         return sys.stdout
-    path = Path(name)
-    if path.is_dir():
-        raise InputError("is a folder; expected a file name", path=path, key=what)
-    if not path.parent.exists():
-        raise InputError(f"folder does not exist: {path.parent}", path=path, key=what)
+    path = check_file(name, what)
     try:
         return open(path, "w", encoding="utf-8")
     except OSError as exc:

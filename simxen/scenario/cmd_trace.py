@@ -31,6 +31,7 @@ from pathlib import Path
 from simxen.analysis import narrate, pcap, perfetto, sequence, trace_format
 from simxen.errors import InputError
 from simxen.scenario import runner, scenario_file
+from simxen.scenario.output import check_file
 
 FORMATS = ("perfetto", "sequence", "pcap", "text")
 
@@ -93,8 +94,8 @@ def main(args) -> int:
     out = Path(args.output) if args.output and args.output != "-" else None
     if out is None and args.format in ("perfetto", "pcap", "sequence"):
         raise InputError(f"--format {args.format} needs -o FILE")
-    if out is not None and not out.parent.exists():
-        raise InputError("folder does not exist", path=out.parent)
+    if out is not None:
+        check_file(out, "-o")                 # before the run, not after it
     records = records_of(args)
     if args.format == "perfetto":
         n = perfetto.write(_window(records, args), out)

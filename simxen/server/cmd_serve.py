@@ -38,7 +38,6 @@ for ``tpm2_eventlog FILE``::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 
@@ -46,6 +45,7 @@ from simxen.analysis import hops
 from simxen.domains.stack import build_host
 from simxen.errors import InputError, SimxenError
 from simxen.scenario import scenario_file, workloads
+from simxen.scenario.output import check_file
 from simxen.scenario.runner import prepare
 from simxen.server import foreground
 from simxen.server.resource_manager import ResourceManager, describe
@@ -185,14 +185,13 @@ def _command_logger(session, stream, hops_wanted):
 
 def main(args) -> int:
     foreground.check_port(args.port)                   # before the boot, not after
-    if args.trace and not os.path.isdir(os.path.dirname(os.path.abspath(args.trace))):
-        raise InputError("no such folder to write the trace in", path=args.trace, key="--trace")
+    if args.trace:
+        check_file(args.trace, "--trace")        # before serving, not at exit
     if args.seed is not None and args.seed < 0:
         raise InputError(f"seed must be 0 or more, found {args.seed}", key="--seed")
     err = sys.stderr
-    if args.eventlog_out and not os.path.isdir(os.path.dirname(os.path.abspath(args.eventlog_out))):
-        raise InputError("no such folder to write the event log in", path=args.eventlog_out,
-                         key="--eventlog-out")
+    if args.eventlog_out:
+        check_file(args.eventlog_out, "--eventlog-out")
     session = ServeSession.build(args.scenario, args.domain, seed=args.seed)
     if args.eventlog_out:
         session.write_event_log(args.eventlog_out)

@@ -380,3 +380,17 @@ def test_overrides_are_checked_alike_and_named(tmp_path, capsys, base, sets, wor
         lines[command] = err.split(": ", 1)[1]
     assert lines["validate"] == lines["run"]
     assert key in lines["run"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["trace", "{scenario}", "--format", "text", "-o", "{dir}"],
+    ["trace", "{scenario}", "--format", "pcap", "-o", "{dir}/no/such/t.pcap"],
+    ["serve", "{scenario}", "--domain", "guest1", "--trace", "{dir}"],
+], ids=["trace-o-folder", "trace-o-missing-folder", "serve-trace-folder"])
+def test_other_commands_check_their_output_before_working(tmp_path, capsys, argv):
+    path = make(tmp_path, "stack", [])
+    argv = [a.replace("{scenario}", str(path)).replace("{dir}", str(tmp_path)) for a in argv]
+    status, out, err = simxen(capsys, *argv)
+    assert status == 2 and out == "", err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert "folder" in err, err

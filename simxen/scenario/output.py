@@ -1,0 +1,33 @@
+"""Output files a command will write: checked before any work starts.
+
+A run may take minutes; finding out at its end that ``--trace`` names a
+folder, a folder that does not exist or a place nobody may write loses the
+run. :func:`check_file` finds those before anything is simulated and says so
+in one line (an :class:`~simxen.errors.InputError`, exit status 2)::
+
+    check_file(args.output, "-o")          # raises, or returns the Path
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from simxen.errors import InputError
+
+
+def check_file(name, key) -> Path:
+    """The output file *name* as a :class:`Path`, once it is known that it can be
+    written: not a folder, in a folder that exists, writable (``-`` is standard
+    output and always passes)."""
+    path = Path(name)
+    if str(name) == "-":
+        return path
+    if path.is_dir():
+        raise InputError("is a folder; expected a file name", path=path, key=key)
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"folder does not exist: {folder}", path=path, key=key)
+    if path.exists() and not os.access(path, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError("cannot write here (permission denied)", path=path, key=key)
+    return path
