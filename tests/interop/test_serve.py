@@ -302,7 +302,7 @@ def test_port_in_use_is_one_line_exit_2():
 
 def test_a_trace_file_in_a_missing_folder_is_refused_before_the_boot(tmp_path):
     proc = serve_cli(SCENARIO, "--domain", "guest1", "--trace", tmp_path / "no" / "t.jsonl")
-    assert_one_line_error(proc, "t.jsonl", "--trace", "no such folder")
+    assert_one_line_error(proc, "t.jsonl", "--trace", "folder does not exist")
 
 
 def test_port_out_of_range_is_one_line_exit_2():

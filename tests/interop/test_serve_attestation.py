@@ -51,4 +51,4 @@ def test_pcrread_and_eventlog_show_what_the_verifier_saw(tmp_path, verifier_saw)
 def test_eventlog_out_needs_a_measured_boot(tmp_path, capsys):
     assert main(["serve", "scenarios/vtpm-stack.toml", "--domain", "guest1",
                  "--eventlog-out", str(tmp_path / "nope" / "log")]) == 2
-    assert "no such folder" in capsys.readouterr().err
+    assert "folder does not exist" in capsys.readouterr().err
