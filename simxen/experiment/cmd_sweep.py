@@ -17,6 +17,7 @@ how to design a sweep and read its output.
 
 import sys
 
+from simxen.errors import InputError
 from simxen.xen.trace import LEVELS
 
 
@@ -105,6 +106,11 @@ def main(args) -> int:
         from simxen.experiment import plot
         keys, rows = plot.read_summary(out)
         for spec in plot.default_plots(keys, rows, plan.default_plots):
-            for f in plot.draw(out, **spec):
+            try:
+                files = plot.draw(out, **spec)
+            except InputError as err:      # a [[plot]] about a key this sweep does not vary
+                print(f"simxen sweep: plot of {spec['y']} skipped: {err}", file=sys.stderr)
+                continue
+            for f in files:
                 print(f)
     return 0
