@@ -160,6 +160,12 @@ def load_profile(scenario) -> Profile:
         if err.path is None:                     # a name, not a file: say which key holds it
             raise InputError(err.message, path=scenario.path, key="scenario.profile") from None
         raise
+    chip = scenario.data["scenario"].get("chip")
+    if chip:
+        try:
+            profile = profile.with_chip(chip)
+        except InputError as err:
+            raise InputError(err.message, path=scenario.path, key="scenario.chip") from None
     overrides = scenario.data["profile"]
     if overrides:
         try:

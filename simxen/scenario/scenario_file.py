@@ -32,6 +32,8 @@ SCENARIO = Table("scenario", "what this scenario is", [
           "(overridden by --until)", default=3600.0, minimum=0),
     Field("profile", str, "timing profile: a name shipped with simxen ('default') or a path "
           "to a TOML file, relative to the scenario", default="default"),
+    Field("chip", str, "the physical TPM's figures: a chip shipped in simxen/profiles/chips "
+          "('slb9670', 'npct75x', 'st33'); empty = the profile's own chip", default=""),
 ], required=True)
 
 def _domain_name(value):

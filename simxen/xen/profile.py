@@ -75,7 +75,10 @@ DISTRIBUTIONS = {
 CERTAINTIES = ("V", "P", "U")
 _OP_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 _TOP_KEYS = ("profile", "ops", "switches")
-_PROFILE_KEYS = ("name", "description")
+_PROFILE_KEYS = ("name", "description", "chip")
+_CHIP_KEYS = ("name", "description")
+#: Ops a chip file defines all start with this (the physical TPM's command costs).
+CHIP_PREFIX = "tpm.ptpm."
 _OP_META = ("dist", "source", "certainty", "note")
 
 #: draws taken from a stream at once by :meth:`Profile.sampler`.
@@ -161,10 +164,14 @@ class Sampler:
 class Profile:
     """A named set of op distributions and switches."""
 
-    def __init__(self, name, ops, switches, *, path=None, description=""):
+    def __init__(self, name, ops, switches, *, path=None, description="", chip=None,
+                 chip_description=""):
         self.name = name
         self.description = description
         self.path = path
+        #: the physical TPM chip whose figures the ``tpm.ptpm.*`` ops are (None: the file's own)
+        self.chip = chip
+        self.chip_description = chip_description
         self._ops = dict(ops)
         self._switches = dict(switches)
 
@@ -197,7 +204,42 @@ class Profile:
             doc = tomllib.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise InputError(f"not valid TOML ({exc})", path=path) from None
-        return cls.from_dict(doc, path=path)
+        profile = cls.from_dict(doc, path=path)
+        chip = doc.get("profile", {}).get("chip")
+        return profile.with_chip(chip) if chip is not None else profile
+
+    def with_chip(self, chip):
+        """A copy whose physical-TPM ops (``tpm.ptpm.*``) are those of shipped chip *chip*
+        (``simxen/profiles/chips/<chip>.toml``; :func:`shipped_chips` lists them)."""
+        if not isinstance(chip, str) or not re.match(r"^[A-Za-z0-9_-]+$", chip):
+            raise InputError(f"expected a chip name like 'slb9670', found {chip!r}", path=self.path,
+                             key="profile.chip")
+        where = f"simxen/profiles/chips/{chip}.toml"
+        try:
+            data = (resources.files("simxen") / "profiles" / "chips" / f"{chip}.toml").read_bytes()
+        except (OSError, FileNotFoundError):
+            raise InputError(f"no such chip {chip!r}; shipped chips: {', '.join(shipped_chips())}",
+                             key="chip") from None
+        try:
+            doc = tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise InputError(f"not valid TOML ({exc})", path=where) from None
+        _no_unknown(doc, ("chip", "ops"), None, where)
+        meta = doc.get("chip", {})
+        _expect_table(meta, "chip", where)
+        _no_unknown(meta, _CHIP_KEYS, "chip", where)
+        ops = {n: op for n, op in self._ops.items() if not n.startswith(CHIP_PREFIX)}
+        for op_name, table in doc.get("ops", {}).items():
+            if not op_name.startswith(CHIP_PREFIX):
+                raise InputError(f"a chip defines only {CHIP_PREFIX}* ops", path=where,
+                                 key=f"ops.{op_name}")
+            ops[op_name] = _parse_op(op_name, table, where)
+        if CHIP_PREFIX + "default" not in ops:
+            raise InputError("missing; every chip defines its default command cost", path=where,
+                             key=f"ops.{CHIP_PREFIX}default")
+        return Profile(self.name, ops, self._switches, path=self.path,
+                       description=self.description, chip=meta.get("name", chip),
+                       chip_description=meta.get("description", ""))
 
     @classmethod
     def from_dict(cls, doc, *, path="<profile>", require=REQUIRED_OPS):
@@ -269,7 +311,8 @@ class Profile:
                 raise InputError(f"expected {type(self._switches[key]).__name__}, got {value!r}",
                                  path=where, key=f"switches.{key}")
             switches[key] = value
-        return Profile(self.name, ops, switches, path=self.path, description=self.description)
+        return Profile(self.name, ops, switches, path=self.path, description=self.description,
+                       chip=self.chip, chip_description=self.chip_description)
 
     # -- use ---------------------------------------------------------------
 
@@ -321,6 +364,12 @@ class Profile:
     def switches(self):
         """All switches as a dict."""
         return dict(self._switches)
+
+
+def shipped_chips():
+    """Names of the physical TPM chips shipped in ``simxen/profiles/chips/``."""
+    folder = resources.files("simxen") / "profiles" / "chips"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 def _parse_op(op_name, table, path):
