@@ -68,7 +68,7 @@ def test_commands_reach_the_engine_and_come_back():
 
 
 def test_polling_rounds_the_tpm_up_to_the_5ms_grid_and_the_interrupt_does_not():
-    ops = {"tpm.ptpm.default": fixed(0.012)}
+    ops = {"tpm.ptpm.default": fixed(0.012), "tpm.ptpm.GetRandom": fixed(0.012)}
     poll = Host(ops=ops)
     (_, t_poll), = poll.transmit_all(poll.driver(), [client.startup_command()])
     irq = Host(ops=ops, switches={"tis.wait": "interrupt"})
@@ -79,7 +79,7 @@ def test_polling_rounds_the_tpm_up_to_the_5ms_grid_and_the_interrupt_does_not():
 
 
 def test_the_trace_shows_go_and_complete_with_the_flow_in_the_managers_domain():
-    host = Host(ops={"tpm.ptpm.default": fixed(0.004)})
+    host = Host(ops={"tpm.ptpm.default": fixed(0.004), "tpm.ptpm.GetRandom": fixed(0.004)})
     host.transmit_all(host.driver(), [client.startup_command()], flow="cmd-7")
     go, done = host.hv.trace.select("tis.go")[0], host.hv.trace.select("tis.complete")[0]
     assert go.dom == done.dom == host.mgr.domid
@@ -125,7 +125,7 @@ def test_a_command_shorter_than_its_param_size_is_eio_and_cancelled():
 
 
 def test_timeout_writes_command_ready_and_is_etime():
-    host = Host(ops={"tpm.ptpm.default": fixed(5.0)})
+    host = Host(ops={"tpm.ptpm.default": fixed(5.0), "tpm.ptpm.GetRandom": fixed(5.0)})
     tis = host.driver()
     with pytest.raises(TisError) as exc:
         host.transmit_all(tis, [client.startup_command()], duration=0.1)
@@ -186,7 +186,7 @@ def test_without_permission_the_window_cannot_be_opened():
 
 
 def test_interrupts_are_enabled_once_the_locality_is_held():
-    host = Host(ops={"tpm.ptpm.default": fixed(0.012)}, switches={"tis.wait": "interrupt"})
+    host = Host(ops={"tpm.ptpm.default": fixed(0.012), "tpm.ptpm.GetRandom": fixed(0.012)}, switches={"tis.wait": "interrupt"})
     holder = host.driver(locality=0)
     host.transmit_all(holder, [client.startup_command()])
     waiter = host.driver(locality=2)            # opened while locality 0 is active
@@ -208,7 +208,7 @@ class EchoTpm:
 @settings(max_examples=40, deadline=None)
 @given(burst=st.integers(1, 200), body=st.binary(max_size=3000))
 def test_any_burst_count_moves_any_command_and_response_intact(burst, body):
-    hv = hypervisor(3, ops={"tpm.ptpm.default": fixed(0.001)})
+    hv = hypervisor(3, ops={"tpm.ptpm.default": fixed(0.001), "tpm.ptpm.GetRandom": fixed(0.001)})
     chip = TpmChip(hv, EchoTpm(), burst_count=burst)
     mgr = hv.domain_create("vtpmmgr", iomem=[(TIS_FIRST_MFN, 5)])
     tis = TisDriver(hv, mgr).open()
