@@ -50,11 +50,13 @@ class MssimServer:
                      if listen else None)
 
     def start(self):
-        self.pair.start()
+        if self.pair is not None:
+            self.pair.start()
         return self
 
     def stop(self):
-        self.pair.stop()
+        if self.pair is not None:
+            self.pair.stop()
 
     def serve_commands(self, sock):
         """Serve one connection to the command port until it ends."""

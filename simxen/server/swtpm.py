@@ -67,11 +67,13 @@ class SwtpmServer:
         self.pair = PortPair(host, port, self.serve_data, self.serve_control) if listen else None
 
     def start(self):
-        self.pair.start()
+        if self.pair is not None:
+            self.pair.start()
         return self
 
     def stop(self):
-        self.pair.stop()
+        if self.pair is not None:
+            self.pair.stop()
         self._client.close()
 
     def new_client(self):
