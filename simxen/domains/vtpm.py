@@ -80,13 +80,13 @@ from simxen.domains.drbg import HmacDrbg
 from simxen.domains.kernel import Kernel
 from simxen.drivers.command_names import TPM2_CC_DeepQuote
 from simxen.drivers.tpmback import TpmBack
-from simxen.drivers.tpmfront import TpmFront, TpmFrontError, command_code
+from simxen.drivers.tpmfront import TpmFront, TpmFrontError
 from simxen.protocols import vtpmmgr as mgr
 from simxen.protocols.vtpm_disk import (VTPM_KEY_SIZE, VTPM_NONCE_SIZE, VtpmDiskError, open_slot,
                                         other_slot, pack_hash_key, pick_slot, read_slot, seal_slot,
                                         slot_hash, slot_offset, unpack_hash_key)
-from simxen.tpm import TpmEngine, client
-from simxen.tpm.constants import TPM_CC, TPM_RC, command_name, rc_format1
+from simxen.tpm import TpmEngine, client, header
+from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_ST, command_name, rc_format1
 from simxen.tpm.engine import error_response
 from simxen.tpm.errors import StateError
 
@@ -131,7 +131,6 @@ def vtpm_op(profile, cc, prefix="tpm.vtpm") -> str:
 
 
 _U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
 
 
 def _u16(data, pos=0):
@@ -211,14 +210,14 @@ class Vtpm(Kernel):
 
     def _manager_get_random(self, n, flow):
         """TPM 1.2 ``TPM_GetRandom`` passthrough to the physical TPM through the manager."""
-        cmd = struct.pack(">HIII", mgr.TPM_TAG_RQU_COMMAND, 14, mgr.TPM_ORD_GetRandom, n)
+        cmd = header.pack(mgr.TPM_TAG_RQU_COMMAND, mgr.TPM_ORD_GetRandom, struct.pack(">I", n))
         rsp = (yield from self.front.transmit(cmd, flow=flow)) if self.front is not None else b""
         if len(rsp) >= 14 and mgr.response_code(rsp) == 0:
             (count,) = struct.unpack_from(">I", rsp, 10)
             return rsp[14:14 + count]
         # The manager refused: fall back to the domain's own stream, and say so.
         self.hv.trace.emit("vtpm.seed_fallback", self.dom.now, self.domid, flow=flow,
-                           rc=mgr.response_code(rsp) if len(rsp) >= 10 else None)
+                           rc=header.code(rsp))
         return self.hv.streams.random_bytes(f"{self.name}/vtpm/seed")(n)
 
     def _new_engine(self, state=None):
@@ -271,26 +270,26 @@ class Vtpm(Kernel):
         n = len(cmd)
         if not n:
             return b""
-        tag = _U16.unpack_from(cmd)[0] if n >= 2 else None              # _u16(cmd)
+        tag = header.tag(cmd)
         if tag in (mgr.VTPM_TAG_REQ, mgr.VTPM_TAG_REQ2) and self.front is None:
             return mgr.error_response(tag, mgr.TPM_FAIL)
         if tag == mgr.VTPM_TAG_REQ2:
             return (yield from self.front.transmit(cmd, flow=request.flow))
         if tag == mgr.VTPM_TAG_REQ:
-            forwarded = struct.pack(">H", mgr.TPM_TAG_RQU_COMMAND) + cmd[2:]
+            forwarded = header.with_tag(cmd, mgr.TPM_TAG_RQU_COMMAND)
             return (yield from self.front.transmit(forwarded, flow=request.flow))
         if self.engine is None:
             return error_response(TPM_RC.FAILURE)
-        cc = _U32.unpack_from(cmd, 6)[0] if n >= 10 else None             # command_code(cmd)
+        cc = header.code(cmd)
         if cc == TPM2_CC_DeepQuote and self.front is not None:
             return (yield from self._deep_quote(cmd, request.flow))
         return (yield from self._run_command(cmd, request.locality, request.flow, cc))
 
     def _deep_quote(self, cmd, flow):
         """TPM2_CC_DeepQuote: forward as VTPM_ORD_GET_QUOTE, return the manager's reply."""
-        if _u16(cmd) != 0x8001:
+        if header.tag(cmd) != TPM_ST.NO_SESSIONS:
             return error_response(TPM_RC.TAG)
-        if len(cmd) != struct.unpack_from(">I", cmd, 2)[0]:
+        if len(cmd) != header.size(cmd):
             return error_response(TPM_RC.COMMAND_SIZE)
         body = cmd[10:]
         try:
@@ -306,17 +305,17 @@ class Vtpm(Kernel):
             return error_response(rc_format1(TPM_RC.VALUE, param=1))
         reply = yield from self.front.transmit(request, flow=flow)
         self.hv.trace.emit("vtpm.deep_quote", self.dom.now, self.domid, flow=flow,
-                           rc=mgr.response_code(reply) if len(reply) >= 10 else None)
-        return struct.pack(">HIIH", 0x8001, 12 + len(reply), 0, len(reply)) + reply
+                           rc=header.code(reply))
+        return header.pack(TPM_ST.NO_SESSIONS, TPM_RC.SUCCESS, struct.pack(">H", len(reply)) + reply)
 
     def _run_command(self, cmd, locality, flow, cc=False):
         """Execute on the engine, charge its cost, save if the state changed.
 
-        ``cc`` is ``command_code(cmd)`` when the caller has it already.
+        ``cc`` is ``header.code(cmd)`` when the caller has it already.
         """
         hv, dom, engine = self.hv, self.dom, self.engine
         if cc is False:
-            cc = command_code(cmd)
+            cc = header.code(cmd)
         rsp = engine.execute(cmd, locality)
         known = self._ops.get(cc)
         if known is None:

@@ -92,7 +92,7 @@ from simxen.drivers.command_names import cc_name
 from simxen.drivers.tis import TisError
 from simxen.drivers.tpmback import TpmBack
 from simxen.protocols import vtpmmgr as mgr
-from simxen.tpm import client
+from simxen.tpm import client, header
 from simxen.tpm.constants import TPM_CAP, TPM_HT
 from simxen.xen.errors import XenError
 
@@ -189,8 +189,7 @@ class VtpmMgr(Kernel):
             start = dom.now
             response = yield from self.handle(request)
             self.served += 1
-            hdr = request.command[:10]
-            ordinal = struct.unpack(">I", hdr[6:10])[0] if len(hdr) == 10 else None
+            ordinal = header.code(request.command)
             hv.trace.emit("vtpmmgr.request", dom.now, dom.domid, flow=request.flow,
                           domid=request.domid, ordinal=ordinal,
                           ordinal_name=cc_name(ordinal), rc=mgr.response_code(response),
@@ -243,7 +242,9 @@ class VtpmMgr(Kernel):
         storage = self.storage
         admin = storage.is_open and storage.is_admin(uuid)
         rc = mgr.dispatch_check(cmd, is_admin=admin)
-        tag = struct.unpack_from(">H", cmd)[0] if len(cmd) >= 2 else mgr.VTPM_TAG_REQ
+        tag = header.tag(cmd)
+        if tag is None:
+            tag = mgr.VTPM_TAG_REQ
         if rc != mgr.TPM_SUCCESS:
             return mgr.error_response(tag, rc)
         hdr = mgr.unpack_header(cmd)
@@ -282,7 +283,7 @@ class VtpmMgr(Kernel):
                 raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "TPM_GetRandom takes a u32")
             n = min(struct.unpack(">I", body)[0], _GET_RANDOM_MAX)
             data = (yield from ptpm.get_random(self.tis, n, flow=flow)) if n else b""
-            return struct.pack(">HIII", mgr.TPM_TAG_RSP_COMMAND, 14 + n, mgr.TPM_SUCCESS, n) + data
+            return header.pack(mgr.TPM_TAG_RSP_COMMAND, mgr.TPM_SUCCESS, struct.pack(">I", n) + data)
         # TPM_PcrRead, or TPM_Extend (dispatch_check let it through: admin only):
         # both answer with the PCR's value
         extend = ordinal != mgr.TPM_ORD_PcrRead
@@ -296,7 +297,7 @@ class VtpmMgr(Kernel):
         if extend:
             yield from ptpm.pcr_extend(self.tis, index, body[4:], flow=flow)
         value = (yield from ptpm.pcr_read(self.tis, [index], flow=flow))[index]
-        return struct.pack(">HII", mgr.TPM_TAG_RSP_COMMAND, 10 + len(value), 0) + value
+        return header.pack(mgr.TPM_TAG_RSP_COMMAND, mgr.TPM_SUCCESS, value)
 
     def _deep_quote(self, q, uuid, request):
         from simxen.tpm.constants import TPM_ALG, TPM_RH

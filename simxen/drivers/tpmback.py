@@ -65,7 +65,6 @@ command's records carry the ``flow`` its frontend gave it.
 
 from __future__ import annotations
 
-import struct
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -74,11 +73,12 @@ import simpy
 
 from simxen.drivers.command_names import cc_name
 from simxen.drivers.ring import RingBackend
-from simxen.drivers.tpmfront import command_code, page_tag
+from simxen.drivers.tpmfront import page_tag
 from simxen.drivers.tpmfront_ring import ring_tags
 from simxen.drivers.xenbus import XenbusBackend
 from simxen.protocols import tpmif, tpmif_ring
 from simxen.protocols.xenbus import XenbusState
+from simxen.tpm import header
 from simxen.tpm.constants import TPM_RC
 from simxen.tpm.engine import error_response
 from simxen.xen import errno as xen_errno
@@ -89,9 +89,6 @@ __all__ = ["TpmBack", "TpmRequest", "FrontendInfo", "POLICIES"]
 #: Accepted values of ``policy``.
 POLICIES = ("priority", "fifo", "round-robin")
 
-_HDR = struct.Struct("<IBBBB")
-_LEN_STATE = struct.Struct("<IB")
-_CC = struct.Struct(">I")
 _OFF_STATE = tpmif.TPMIF_OFF_STATE
 _SUBMIT = tpmif.TPMIF_STATE_SUBMIT
 _CANCEL = tpmif.TPMIF_STATE_CANCEL
@@ -135,7 +132,7 @@ class TpmRequest:
     @property
     def cc(self):
         """The command code (bytes 6..9), or None for a packet shorter than a header."""
-        return command_code(self.command)
+        return header.code(self.command)
 
 
 class _Interface:
@@ -584,7 +581,7 @@ class TpmBack:
         self._last = iface.key
         mapping = iface.mapping
         flow = iface.tag.flow
-        length, state, locality, _pad, nr_extra = _HDR.unpack(
+        length, state, locality, _pad, nr_extra = tpmif.HEADER.unpack(
             dom.page_read(mapping, 0, tpmif.TPMIF_HEADER_SIZE, what="tpmif.header", flow=flow))
         if state == tpmif.TPMIF_STATE_CANCEL:
             self._ack_cancel(iface)
@@ -601,9 +598,9 @@ class TpmBack:
             return None
         extra = []
         if nr_extra:
-            refs = struct.unpack(f"<{nr_extra}I", dom.page_read(
+            refs = tpmif.unpack_extra_pages(dom.page_read(
                 mapping, tpmif.TPMIF_OFF_EXTRA_PAGES, 4 * nr_extra, what="tpmif.extra_pages",
-                flow=flow))
+                flow=flow), nr_extra)
             try:
                 for ref in refs:
                     extra.append(hv.gnttab.map_grant_ref(dom, iface.info.domid, ref))
@@ -613,7 +610,7 @@ class TpmBack:
         if nr_extra:
             views = [mapping] + extra
             command = b"".join(dom.page_read(views[i], a, b - a, what="tpmif.command", flow=flow)
-                               for i, a, b in _spans(nr_extra, length))
+                               for i, a, b, _ in tpmif.spans(nr_extra, length))
         else:                                   # the usual case: one read of one page
             command = dom.page_read(mapping, tpmif.TPMIF_HEADER_SIZE, length,
                                     what="tpmif.command", flow=flow)
@@ -623,7 +620,7 @@ class TpmBack:
                              iface.arrived, now, iface, extra, nr_extra)
         iface.busy = request
         self.requests += 1
-        cc = _CC.unpack_from(command, 6)[0] if len(command) >= 10 else None
+        cc = header.code(command)
         hv.trace.emit("tpm.back.take", now, dom.domid, backend=self.name, domid=info.domid,
                       handle=info.handle, flow=flow, length=length, cc=cc, cc_name=cc_name(cc),
                       locality=locality, waited=now - iface.arrived)
@@ -770,14 +767,12 @@ class TpmBack:
                                what="tpmif.response", flow=flow)
         else:
             views = [mapping] + extra
-            pos = 0
-            for i, a, b in _spans(nr_extra, n):
+            for i, a, b, pos in tpmif.spans(nr_extra, n):
                 dom.page_write(views[i], a, response[pos:pos + b - a], what="tpmif.response",
                                flow=flow)
-                pos += b - a
         # length and state = FINISH (bytes 0..4) in one store after the packet
         dom.page_write(mapping, tpmif.TPMIF_OFF_LENGTH,
-                       _LEN_STATE.pack(n, tpmif.TPMIF_STATE_FINISH),
+                       tpmif.pack_finish(n),
                        what="tpmif.header", flow=flow)
         iface.last_state = tpmif.TPMIF_STATE_FINISH
         iface.tag.visible_at = dom.now
@@ -790,7 +785,7 @@ class TpmBack:
             now = dom.now
             hv.trace.emit("tpm.back.respond", now, dom.domid, backend=self.name,
                           domid=request.domid, handle=request.handle, flow=flow,
-                          length=n, rc=_CC.unpack_from(response, 6)[0] if n >= 10 else None,
+                          length=n, rc=header.code(response),
                           service=now - request.taken)
 
     def _write_ring_response(self, request, response):
@@ -815,7 +810,7 @@ class TpmBack:
         now = dom.now
         hv.trace.emit("tpm.back.respond", now, dom.domid, backend=self.name, domid=request.domid,
                       handle=request.handle, flow=request.flow, length=n,
-                      rc=_CC.unpack_from(response, 6)[0] if n >= 10 else None,
+                      rc=header.code(response),
                       service=now - request.taken)
 
     def _unmap_extra(self, request):
@@ -826,13 +821,3 @@ class TpmBack:
             if dom.alive and mapping.handle in dom.maptrack:
                 self.hv.gnttab.unmap_grant_ref(dom, mapping.handle)
 
-
-def _spans(nr_extra, length):
-    """``(page index, start, stop)`` of a packet of ``length`` bytes (pages contiguous)."""
-    pos = tpmif.data_offset(nr_extra)
-    end = pos + length
-    while pos < end:
-        index, start = divmod(pos, tpmif.XEN_PAGE_SIZE)
-        stop = min(tpmif.XEN_PAGE_SIZE, start + (end - pos))
-        yield index, start, stop
-        pos += stop - start

@@ -67,7 +67,6 @@ yet (in simulated time) written.
 from __future__ import annotations
 
 import errno
-import struct
 import weakref
 
 from simxen.drivers.command_names import cc_name
@@ -75,10 +74,11 @@ from simxen.drivers import kernel_eras
 from simxen.drivers.xenbus import XenbusFrontend
 from simxen.protocols import tpmif
 from simxen.protocols.xenbus import XenbusState
+from simxen.tpm import header
 from simxen.xen.errors import XenError
 
 __all__ = ["TpmFront", "TpmFrontError", "DriverError", "PageTag", "page_tag", "DEFAULT_TIMEOUT",
-           "DEFAULT_TIMEOUT_C", "command_code"]
+           "DEFAULT_TIMEOUT_C"]
 
 #: Wait for a response when the profile says nothing (Linux's fallback
 #: duration for an unknown ordinal, 2 minutes; mini-os uses 120 s too).
@@ -86,13 +86,9 @@ DEFAULT_TIMEOUT = 120.0
 #: Wait for the page to become free (TIS default timeout C, 750 ms).
 DEFAULT_TIMEOUT_C = 0.75
 
-_U32 = struct.Struct("<I")
-_CC = struct.Struct(">I")
-_LEN_STATE_LOC = struct.Struct("<IBB")
 _FLAVOURS = ("linux", "minios")
 _DONE = (tpmif.TPMIF_STATE_IDLE, tpmif.TPMIF_STATE_FINISH)
 _OFF_STATE = tpmif.TPMIF_OFF_STATE
-_SUBMIT = tpmif.TPMIF_STATE_SUBMIT
 _IDLE = tpmif.TPMIF_STATE_IDLE
 
 
@@ -148,13 +144,6 @@ def page_tag(hv, mfn: int) -> PageTag:
     if tag is None:
         tag = tags[mfn] = PageTag()
     return tag
-
-
-def command_code(packet: bytes):
-    """The ``commandCode``/``responseCode`` field (bytes 6..9) of a TPM packet, or None."""
-    if len(packet) < 10:
-        return None
-    return _CC.unpack_from(packet, 6)[0]
 
 
 class TpmFront:
@@ -232,7 +221,7 @@ class TpmFront:
                       for p in self.pages]
         self._tag = page_tag(hv, self.page.mfn)
         if self.extra_pages:
-            refs = struct.pack(f"<{self.extra_pages}I", *self.grefs[1:])
+            refs = tpmif.pack_extra_pages(self.grefs[1:])
             dom.page_write(self.page, tpmif.TPMIF_OFF_NR_EXTRA_PAGES, bytes([self.extra_pages]),
                            what="tpmif.nr_extra_pages")
             dom.page_write(self.page, tpmif.TPMIF_OFF_EXTRA_PAGES, refs, what="tpmif.extra_pages")
@@ -368,18 +357,18 @@ class TpmFront:
         elif busy:
             raise TpmFrontError(-errno.EINPROGRESS, "a command is already in flight")
 
-        # The round trip, with _state() and command_code() written out: same
-        # stores, same reads, same records, same clock arithmetic.
+        # The round trip, with _state() written out: same stores, same reads,
+        # same records, same clock arithmetic.
         page, tag, port = self.page, self._tag, self.port
         start = dom.now
         tag.flow = flow
         self._write_packet(command, flow)
         # length, state = SUBMIT and locality (bytes 0..5) in one store after the packet
         dom.page_write(page, tpmif.TPMIF_OFF_LENGTH,
-                       _LEN_STATE_LOC.pack(n, _SUBMIT, locality),
+                       tpmif.pack_submit(n, locality),
                        what="tpmif.header", flow=flow)
         now = tag.submitted_at = dom.now
-        cc = _CC.unpack_from(command, 6)[0] if n >= 10 else None
+        cc = header.code(command)
         hv.trace.emit("tpm.front.submit", now, dom.domid, flow=flow, devid=self.devid,
                       backend=self.backend_id, length=n, cc=cc, cc_name=cc_name(cc),
                       locality=locality)
@@ -409,7 +398,7 @@ class TpmFront:
         self.bytes_received += n
         now = dom.now
         hv.trace.emit("tpm.front.complete", now, dom.domid, flow=flow, devid=self.devid,
-                      length=n, rc=_CC.unpack_from(response, 6)[0] if n >= 10 else None,
+                      length=n, rc=header.code(response),
                       latency=now - start)
         return response
 
@@ -476,28 +465,18 @@ class TpmFront:
                             what="tpmif.state", flow=flow)
         self.hv.evtchn.send(self.dom, self.port)
 
-    def _spans(self, length):
-        """``(page, offset, start, stop)`` pieces of a packet of ``length`` bytes."""
-        pos = tpmif.data_offset(self.extra_pages)
-        done = 0
-        while done < length:
-            index, offset = divmod(pos, tpmif.XEN_PAGE_SIZE)
-            n = min(tpmif.XEN_PAGE_SIZE - offset, length - done)
-            yield self.pages[index], offset, done, done + n
-            pos += n
-            done += n
-
     def _write_packet(self, data, flow):
         if not self.extra_pages:
             self.dom.page_write(self.page, tpmif.TPMIF_HEADER_SIZE, data, what="tpmif.command",
                                 flow=flow)
             return
-        for page, offset, a, b in self._spans(len(data)):
-            self.dom.page_write(page, offset, data[a:b], what="tpmif.command", flow=flow)
+        for i, a, b, pos in tpmif.spans(self.extra_pages, len(data)):
+            self.dom.page_write(self.pages[i], a, data[pos:pos + b - a], what="tpmif.command",
+                                flow=flow)
 
     def _read_response(self, flow):
-        (length,) = _U32.unpack(self.dom.page_read(self.page, tpmif.TPMIF_OFF_LENGTH, 4,
-                                                   what="tpmif.length", flow=flow))
+        length = tpmif.unpack_length(self.dom.page_read(self.page, tpmif.TPMIF_OFF_LENGTH, 4,
+                                                        what="tpmif.length", flow=flow))
         if length > self.capacity:
             if self.flavour == "minios":
                 raise TpmFrontError(-errno.EIO, f"response length {length} exceeds the "
@@ -506,5 +485,6 @@ class TpmFront:
         if not self.extra_pages:
             return self.dom.page_read(self.page, tpmif.TPMIF_HEADER_SIZE, length,
                                       what="tpmif.response", flow=flow)
-        return b"".join(self.dom.page_read(page, offset, b - a, what="tpmif.response", flow=flow)
-                        for page, offset, a, b in self._spans(length))
+        return b"".join(self.dom.page_read(self.pages[i], a, b - a, what="tpmif.response",
+                                           flow=flow)
+                        for i, a, b, _ in tpmif.spans(self.extra_pages, length))

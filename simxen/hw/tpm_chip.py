@@ -37,10 +37,9 @@ name), ``cc`` and ``cc_name``, ``rc``, ``duration``, ``locality``, and the
 
 from __future__ import annotations
 
-import struct
-
 from simxen.hw.tis import TisDevice
 from simxen.protocols import tis as reg
+from simxen.tpm import header
 from simxen.tpm.client import template_type
 from simxen.tpm.constants import TPM_ALG, command_name
 
@@ -115,8 +114,9 @@ class TpmChip:
 
     def latency_op(self, command: bytes) -> str:
         """The profile op timing ``command``: its own if the profile has one, else default."""
-        if len(command) >= 10:
-            name = command_name(struct.unpack_from(">I", command, 6)[0])
+        cc = header.code(command)
+        if cc is not None:
+            name = command_name(cc)
             op = f"{self.profile_prefix}.{name[5:] if name.startswith('TPM2_') else name}"
             alg = template_type(command)
             if alg is not None:             # key creation: its cost depends on the algorithm
@@ -147,8 +147,8 @@ class TpmChip:
         response = self.engine.execute(command, locality)
         self.commands += 1
         self.busy_time += self._latency
-        cc = struct.unpack_from(">I", command, 6)[0] if len(command) >= 10 else None
-        rc = struct.unpack_from(">I", response, 6)[0] if len(response) >= 10 else None
+        cc = header.code(command)
+        rc = header.code(response)
         self.hv.trace.emit("tpm.exec", self.env.now, None, tpm=self.name,
                            cc=cc, cc_name=command_name(cc) if cc is not None else None, rc=rc,
                            duration=self._latency, locality=locality, command=command,

@@ -54,6 +54,8 @@ __all__ = [
     "TPMIF_STATE_IDLE", "TPMIF_STATE_SUBMIT", "TPMIF_STATE_FINISH", "TPMIF_STATE_CANCEL",
     "TPMIF_STATE_NAMES", "FRONTEND", "BACKEND", "TPMIF_WRITERS", "TPMIF_TRANSITIONS",
     "TpmifError", "TpmifHeader", "data_offset", "payload_capacity", "check_transition",
+    "HEADER", "pack_submit", "pack_finish", "unpack_length", "pack_extra_pages",
+    "unpack_extra_pages", "spans",
     "read_header", "write_header", "read_state", "write_state",
     "read_payload", "write_payload", "write_request", "write_response",
 ]
@@ -119,7 +121,13 @@ TPMIF_TRANSITIONS = {
     (TPMIF_STATE_SUBMIT, TPMIF_STATE_IDLE): BACKEND,
 }
 
-_HDR = struct.Struct("<IBBBB")
+#: The fixed header, ``length, state, locality, pad, nr_extra_pages``: the one
+#: copy of this layout (the drivers read and store through it and the helpers below).
+HEADER = struct.Struct("<IBBBB")
+#: its leading fields, for the drivers' single stores after a packet
+_LENGTH = struct.Struct("<I")
+_LENGTH_STATE = struct.Struct("<IB")
+_LENGTH_STATE_LOCALITY = struct.Struct("<IBB")
 
 Page = Union[bytearray, memoryview]
 Pages = Union[Page, Sequence[Page]]
@@ -205,14 +213,58 @@ def _page_list(pages: Pages) -> list:
     return pages
 
 
+def pack_submit(length: int, locality: int) -> bytes:
+    """Bytes 0..5, ``length``, ``state = SUBMIT``, ``locality``: a frontend's one store
+    after it wrote the command (Linux ``vtpm_send`` orders the same fields after the data)."""
+    return _LENGTH_STATE_LOCALITY.pack(length, TPMIF_STATE_SUBMIT, locality)
+
+
+def pack_finish(length: int) -> bytes:
+    """Bytes 0..4, ``length`` and ``state = FINISH``: a backend's one store after the response."""
+    return _LENGTH_STATE.pack(length, TPMIF_STATE_FINISH)
+
+
+def unpack_length(data: bytes) -> int:
+    """The ``length`` field from the header's first 4 bytes."""
+    return _LENGTH.unpack_from(data)[0]
+
+
+def pack_extra_pages(refs: Sequence[int]) -> bytes:
+    """The ``extra_pages[]`` grant list (u32 each), stored at ``TPMIF_OFF_EXTRA_PAGES``."""
+    return struct.pack(f"<{len(refs)}I", *refs)
+
+
+def unpack_extra_pages(data: bytes, nr_extra_pages: int, offset: int = 0) -> tuple:
+    """``nr_extra_pages`` grant refs from the grant list at ``offset`` of ``data``."""
+    return struct.unpack_from(f"<{nr_extra_pages}I", data, offset)
+
+
+def spans(nr_extra_pages: int, length: int):
+    """Where a packet of ``length`` bytes lies: ``(page_index, start, stop, pos)`` pieces.
+
+    Page ``page_index`` (0 = the shared page, 1.. = the extra pages "as if
+    contiguous") holds bytes ``[start, stop)`` of itself, which are bytes
+    ``[pos, pos + stop - start)`` of the packet. The one copy of this walk:
+    both drivers and :func:`read_payload`/:func:`write_payload` use it.
+    """
+    pos = data_offset(nr_extra_pages)  # position in the "contiguous" space of all pages
+    first = pos
+    end = pos + length
+    while pos < end:
+        index, start = divmod(pos, XEN_PAGE_SIZE)
+        stop = min(XEN_PAGE_SIZE, start + (end - pos))
+        yield index, start, stop, pos - first
+        pos += stop - start
+
+
 def read_header(pages: Pages) -> TpmifHeader:
     """Decode the header of the first page (the grant list included).
 
     Does not validate ``length`` against the pages; :func:`read_payload` does.
     """
     first = _page_list(pages)[0]
-    length, state, locality, pad, n = _HDR.unpack_from(first, 0)
-    refs = struct.unpack_from(f"<{n}I", first, TPMIF_OFF_EXTRA_PAGES)
+    length, state, locality, pad, n = HEADER.unpack_from(first, 0)
+    refs = unpack_extra_pages(first, n, TPMIF_OFF_EXTRA_PAGES)
     return TpmifHeader(length, state, locality, pad, tuple(refs))
 
 
@@ -225,10 +277,10 @@ def write_header(pages: Pages, header: TpmifHeader) -> None:
         _check_u(getattr(header, name), 8, name)
     for ref in header.extra_pages:
         _check_u(ref, 32, "extra_pages[]")
-    _HDR.pack_into(first, 0, header.length, header.state, header.locality, header.pad,
-                   header.nr_extra_pages)
-    struct.pack_into(f"<{header.nr_extra_pages}I", first, TPMIF_OFF_EXTRA_PAGES,
-                     *header.extra_pages)
+    HEADER.pack_into(first, 0, header.length, header.state, header.locality, header.pad,
+                     header.nr_extra_pages)
+    refs = pack_extra_pages(header.extra_pages)
+    first[TPMIF_OFF_EXTRA_PAGES:TPMIF_OFF_EXTRA_PAGES + len(refs)] = refs
 
 
 def _check_u(value: int, bits: int, name: str) -> None:
@@ -248,17 +300,6 @@ def write_state(pages: Pages, new: int, writer: str, *, check: bool = True) -> N
         check_transition(writer, first[TPMIF_OFF_STATE], new)
     _check_u(new, 8, "state")
     first[TPMIF_OFF_STATE] = new
-
-
-def _spans(nr_extra: int, length: int):
-    """Yield ``(page_index, start, stop)`` pieces of a packet of *length* bytes."""
-    pos = data_offset(nr_extra)  # position in the "contiguous" space of all pages
-    end = pos + length
-    while pos < end:
-        index, start = divmod(pos, XEN_PAGE_SIZE)
-        stop = min(XEN_PAGE_SIZE, start + (end - pos))
-        yield index, start, stop
-        pos += stop - start
 
 
 def _mapped(pages: Pages, nr_extra: int) -> list:
@@ -281,7 +322,7 @@ def read_payload(pages: Pages) -> bytes:
     if hdr.length > cap:
         raise TpmifError(-errno.EINVAL,
                          f"length {hdr.length} exceeds the {cap} bytes of {1 + hdr.nr_extra_pages} page(s)")
-    return b"".join(bytes(pages[i][a:b]) for i, a, b in _spans(hdr.nr_extra_pages, hdr.length))
+    return b"".join(bytes(pages[i][a:b]) for i, a, b, _ in spans(hdr.nr_extra_pages, hdr.length))
 
 
 def write_payload(pages: Pages, data: bytes) -> None:
@@ -297,11 +338,9 @@ def write_payload(pages: Pages, data: bytes) -> None:
     if len(data) > cap:
         raise TpmifError(-errno.E2BIG,
                          f"{len(data)}-byte packet exceeds the {cap} bytes of {1 + hdr.nr_extra_pages} page(s)")
-    pos = 0
-    for i, a, b in _spans(hdr.nr_extra_pages, len(data)):
+    for i, a, b, pos in spans(hdr.nr_extra_pages, len(data)):
         pages[i][a:b] = data[pos:pos + b - a]
-        pos += b - a
-    struct.pack_into("<I", pages[0], TPMIF_OFF_LENGTH, len(data))
+    _LENGTH.pack_into(pages[0], TPMIF_OFF_LENGTH, len(data))
 
 
 def write_request(pages: Pages, command: bytes, *, locality: int = 0, check: bool = True) -> None:

@@ -55,9 +55,11 @@ import struct
 import threading
 from collections import OrderedDict
 
+from simxen.tpm import header
 from simxen.tpm.client import flush_context_command
 from simxen.tpm.commands import COMMANDS
-from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, command_name, rc_format1, rc_name
+from simxen.tpm.constants import (TPM_CAP, TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPM_ST, command_name,
+                                  rc_format1, rc_name)
 from simxen.tpm.engine import error_response
 
 _CREATES_HANDLE = {TPM_CC.CreatePrimary, TPM_CC.Load, TPM_CC.LoadExternal,
@@ -65,10 +67,10 @@ _CREATES_HANDLE = {TPM_CC.CreatePrimary, TPM_CC.Load, TPM_CC.LoadExternal,
                    TPM_CC.HMAC_Start, TPM_CC.HashSequenceStart}
 _SESSION_TYPES = (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION)
 _TRANSIENT = TPM_HT.TRANSIENT
-_TPM_RS_PW = 0x40000009
-_TPM_CAP_HANDLES = 1
+_TPM_RS_PW = TPM_RH.PW
+_TPM_CAP_HANDLES = TPM_CAP.HANDLES
 _U32 = struct.Struct(">I")
-_SUCCESS = b"\x80\x01\x00\x00\x00\x0a\x00\x00\x00\x00"
+_SUCCESS = header.pack(TPM_ST.NO_SESSIONS, TPM_RC.SUCCESS)
 #: FlushContext of a handle that is not there: TPM_RC_HANDLE on parameter 1
 _HANDLE_P1 = rc_format1(TPM_RC.HANDLE, param=1)
 
@@ -81,14 +83,13 @@ def handle_count(cc):
 
 def describe(command, response):
     """``'TPM2_PCR_Extend -> TPM_RC_SUCCESS'`` for a log line."""
-    cc = struct.unpack_from(">I", command, 6)[0] if len(command) >= 10 else None
-    rc = struct.unpack_from(">I", response, 6)[0] if len(response) >= 10 else None
+    cc = header.code(command)
+    rc = header.code(response)
     name = command_name(cc) if cc is not None else "(short command)"
     return f"{name} -> {rc_name(rc) if rc is not None else '(short response)'}"
 
 
-def _rc(response):
-    return _U32.unpack_from(response, 6)[0] if len(response) >= 10 else None
+_rc = header.code
 
 
 class _Object:
@@ -175,9 +176,9 @@ class ResourceManager:
         return self.backend.execute(command, locality)
 
     def _execute(self, client, command, locality):
-        if len(command) < 10:
+        if len(command) < header.HEADER_SIZE:
             return self._tpm(command, locality)          # the TPM's own size error
-        tag, _, cc = struct.unpack_from(">HII", command, 0)
+        tag, _, cc = header.unpack(command)
         if cc == TPM_CC.FlushContext:
             return self._flush(client, command, locality)
         if cc == TPM_CC.GetCapability:
@@ -227,7 +228,7 @@ class ResourceManager:
                 if handle not in client.sessions or \
                         not self._load_session(client, handle, pinned):
                     return None, TPM_RC.REFERENCE_H0 + i
-        if tag == 0x8002:
+        if tag == TPM_ST.SESSIONS:
             for j, (handle, _) in enumerate(_sessions_of(command, n)):
                 if handle == _TPM_RS_PW:
                     continue
@@ -262,7 +263,7 @@ class ResourceManager:
             if handle >> 24 in _SESSION_TYPES:
                 client.sessions.pop(handle, None)       # its context is the client's now
                 lru.pop(("s", handle), None)
-        if tag == 0x8002:
+        if tag == TPM_ST.SESSIONS:
             for handle, attrs in _sessions_of(translated, n):
                 if handle != _TPM_RS_PW and not attrs & 1:   # continueSession clear
                     client.sessions.pop(handle, None)
@@ -305,7 +306,7 @@ class ResourceManager:
         listed = mine[:count]
         body = (bytes((1 if len(mine) > len(listed) else 0,)) + _U32.pack(_TPM_CAP_HANDLES)
                 + _U32.pack(len(listed)) + b"".join(_U32.pack(h) for h in listed))
-        return b"\x80\x01" + _U32.pack(10 + len(body)) + b"\0\0\0\0" + body
+        return header.pack(TPM_ST.NO_SESSIONS, TPM_RC.SUCCESS, body)
 
     # -- swapping ---------------------------------------------------------------
 
@@ -367,11 +368,11 @@ class ResourceManager:
 
 
 def _context_save_command(handle):
-    return struct.pack(">HIII", 0x8001, 14, TPM_CC.ContextSave, handle)
+    return header.pack(TPM_ST.NO_SESSIONS, TPM_CC.ContextSave, _U32.pack(handle))
 
 
 def _context_load_command(context):
-    return struct.pack(">HII", 0x8001, 10 + len(context), TPM_CC.ContextLoad) + context
+    return header.pack(TPM_ST.NO_SESSIONS, TPM_CC.ContextLoad, context)
 
 
 def _sessions_of(command, n_handles):

@@ -8,7 +8,8 @@ physical TPM behind the vTPM manager's TIS window::
     tpm = TpmEngine(seed=b"dom3", random_bytes=stream, powered=True)
     rsp = tpm.execute(client.startup_command(), locality=0)
 
-Modules: :mod:`~simxen.tpm.constants` (TCG names), :mod:`~simxen.tpm.marshal`
+Modules: :mod:`~simxen.tpm.constants` (TCG names), :mod:`~simxen.tpm.header`
+(the 10-byte command/response header: tag, size, code), :mod:`~simxen.tpm.marshal`
 and the structures (:mod:`~simxen.tpm.public`, :mod:`~simxen.tpm.attest`,
 :mod:`~simxen.tpm.signature`, :mod:`~simxen.tpm.pcr_selection`),
 :mod:`~simxen.tpm.client` (command builders for simulated software),

@@ -23,6 +23,7 @@ state (tpm2-tools does).
 
 import struct
 
+from simxen.tpm import header
 from simxen.tpm.attest import Attest
 from simxen.tpm.constants import (TPM_ALG, TPM_CAP, TPM_CC, TPM_RH, TPM_SE, TPM_ST, TPM_SU,
                                   rc_name)
@@ -53,11 +54,11 @@ def build_command(cc, handles=(), params=b"", auths=None):
     if auths:
         area = b"".join(auths)
         body += u32(len(area)) + area
-        tag = 0x8002
+        tag = TPM_ST.SESSIONS
     else:
-        tag = 0x8001
+        tag = TPM_ST.NO_SESSIONS
     body += params
-    return u16(tag) + u32(10 + len(body)) + u32(cc) + body
+    return header.pack(tag, cc, body)
 
 
 class Response:
@@ -70,7 +71,7 @@ class Response:
         if len(raw) < 10:
             raise ResponseError(0x101)
         self.raw = raw
-        self.tag, size, self.rc = struct.unpack_from(">HII", raw, 0)
+        self.tag, size, self.rc = header.HEADER.unpack_from(raw)
         self.handles = []
         if self.rc:
             self.params = Reader(b"")
@@ -79,7 +80,7 @@ class Response:
         for _ in range(n_handles):
             self.handles.append(struct.unpack_from(">I", raw, pos)[0])
             pos += 4
-        if self.tag == 0x8002:
+        if self.tag == TPM_ST.SESSIONS:
             psize = struct.unpack_from(">I", raw, pos)[0]
             pos += 4
             self.params = Reader(raw, pos, pos + psize)
@@ -96,8 +97,8 @@ def parse_response(raw, n_handles=0):
 
 
 def response_code(raw):
-    """The response code of a response."""
-    return struct.unpack_from(">I", raw, 6)[0]
+    """The response code of a response (``struct.error`` if it is shorter than a header)."""
+    return header.HEADER.unpack_from(raw)[2]
 
 
 def check(raw):
@@ -241,7 +242,7 @@ def template_type(command):
     """
     if len(command) < 14:
         return None
-    tag, _, cc = struct.unpack_from(">HII", command)
+    tag, _, cc = header.HEADER.unpack_from(command)
     if cc not in (TPM_CC.CreatePrimary, TPM_CC.Create):
         return None
     pos = 14

@@ -24,11 +24,12 @@ import os
 import struct
 import time
 
-from simxen.tpm import audit
+from simxen.tpm import audit, header
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.authorization import PW_RESPONSE as _PW_RESPONSE, SessionProcessing
 from simxen.tpm.commands import COMMANDS, load_all
-from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT
+from simxen.tpm.constants import (TPM_ALG, TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPM_ST, TPMA_NV,
+                                  TPMA_OBJECT)
 from simxen.tpm.errors import StateError, TpmError
 from simxen.tpm.kdf import kdfa
 from simxen.tpm.limits import (MAX_ACTIVE_SESSIONS, MAX_COMMAND_SIZE, MAX_LOADED_SESSIONS,
@@ -38,8 +39,8 @@ from simxen.tpm.pcr import AUTH_GROUP, BANKS, PCR_COUNT, PcrBanks
 
 load_all()
 
-_HDR = struct.Struct(">HII")
 _U32 = struct.Struct(">I")
+_NO_SESSIONS, _SESSIONS = TPM_ST.NO_SESSIONS, TPM_ST.SESSIONS
 _PW_EMPTY_HEAD = b"\x40\x00\x00\x09\x00\x00"  # TPM_RS_PW, empty nonceCaller
 
 
@@ -48,7 +49,7 @@ _PERMANENT_AUTH = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOC
 
 def error_response(rc):
     """The 10-byte response for a failed command."""
-    return b"\x80\x01\x00\x00\x00\x0a" + _U32.pack(rc)
+    return header.pack(_NO_SESSIONS, rc)
 
 
 class Command:
@@ -93,7 +94,7 @@ class TpmEngine(SessionProcessing):
             material[i:i + 32] for i in range(0, 192, 32))
         self.context_key = kdfa("sha256", self.sps, b"CONTEXT PROTECTION", b"", b"", 256)
         self.hierarchy_auth = {h: b"" for h in _PERMANENT_AUTH}
-        self.hierarchy_policy = {h: (0x0010, b"") for h in _PERMANENT_AUTH}
+        self.hierarchy_policy = {h: (TPM_ALG.NULL, b"") for h in _PERMANENT_AUTH}
         self.sh_enable = self.eh_enable = self.ph_enable = self.ph_enable_nv = True
         self.disable_clear = False
         self.nv_indices = {}
@@ -287,7 +288,7 @@ class TpmEngine(SessionProcessing):
         if ht == TPM_HT.NV_INDEX:
             nv = self.nv_indices[handle]
             return nv.auth_policy, nv.name_alg
-        return b"", 0x0010
+        return b"", TPM_ALG.NULL
 
     def da_protected(self, handle):
         ht = handle >> 24
@@ -393,8 +394,8 @@ class TpmEngine(SessionProcessing):
         n = len(command)
         if n < 10:
             raise TpmError(TPM_RC.COMMAND_SIZE)
-        tag, size, cc = _HDR.unpack_from(command, 0)
-        if tag != 0x8001 and tag != 0x8002:
+        tag, size, cc = header.HEADER.unpack_from(command)
+        if tag != _NO_SESSIONS and tag != _SESSIONS:
             raise TpmError(TPM_RC.BAD_TAG)
         if size != n or size > MAX_COMMAND_SIZE:
             raise TpmError(TPM_RC.COMMAND_SIZE)
@@ -415,7 +416,7 @@ class TpmEngine(SessionProcessing):
             pos += 4
             self.check_handle(h, spec, i)
             handles.append(h)
-        if tag == 0x8002:
+        if tag == _SESSIONS:
             if pos + 4 > n:
                 raise TpmError(TPM_RC.AUTHSIZE)
             auth_size = _U32.unpack_from(command, pos)[0]
@@ -457,15 +458,11 @@ class TpmEngine(SessionProcessing):
             params = self._encrypt_parameter(params, sessions, enc_ok)
         if auditing:
             audit.record(self, cc, names, cp_params, params, audit_entry, audited)
-        if tag == 0x8001:
-            body = out_handles + params
-            return b"\x80\x01" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body
-        if pw_only:
-            body = out_handles + _U32.pack(len(params)) + params + _PW_RESPONSE
-            return b"\x80\x02" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body
-        auths = self._response_auths(cc, params, sessions)
-        body = out_handles + _U32.pack(len(params)) + params + auths
-        return b"\x80\x02" + _U32.pack(10 + len(body)) + b"\x00\x00\x00\x00" + body
+        if tag == _NO_SESSIONS:
+            return header.pack(_NO_SESSIONS, TPM_RC.SUCCESS, out_handles + params)
+        auths = _PW_RESPONSE if pw_only else self._response_auths(cc, params, sessions)
+        return header.pack(_SESSIONS, TPM_RC.SUCCESS,
+                           out_handles + _U32.pack(len(params)) + params + auths)
 
     # ---------------------------------------------------------------- state
     def save_state(self):
