@@ -38,8 +38,7 @@ import hashlib
 from simxen.domains.kernel import Kernel
 from simxen.drivers.tpmfront import TpmFront, TpmFrontError
 from simxen.tpm import client
-from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH, TPMA_NV, TPMA_OBJECT
-from simxen.tpm.marshal import tpm2b, u16, u32
+from simxen.tpm.constants import TPM_ALG, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT, rc_format1
 from simxen.tpm.public import Public
 
 __all__ = ["Guest", "TpmClient", "AK_TEMPLATE", "TPM_BUFSIZE"]
@@ -123,7 +122,8 @@ class TpmClient:
             _, values = client.parse_pcr_read(rsp)
             got = values.get(alg, {})
             if not got:
-                raise client.ResponseError(0x184)       # TPM_RC_VALUE: the bank has none of them
+                # the bank has none of them
+                raise client.ResponseError(rc_format1(TPM_RC.VALUE, handle=1))
             out.update(got)
 
     def get_random(self, n: int, *, flow=None) -> bytes:
@@ -138,27 +138,37 @@ class TpmClient:
             out += chunk
         return out
 
-    def nv_define(self, index: int, size: int, *, attributes=_NV_OWNER_RW):
-        """``TPM2_NV_DefineSpace`` of an ordinary index, owner-authorised (empty owner auth)."""
-        public = u32(index) + u16(TPM_ALG.SHA256) + u32(attributes) + tpm2b(b"") + u16(size)
-        rsp = yield from self.transmit(client.build_command(
-            TPM_CC.NV_DefineSpace, (TPM_RH.OWNER,), tpm2b(b"") + tpm2b(public),
-            [client.password_auth()]))
+    def nv_define(self, index: int, size: int, *, attributes=_NV_OWNER_RW, check=True):
+        """``TPM2_NV_DefineSpace`` of an index, owner-authorised (empty owner auth).
+
+        Returns the response code; with ``check`` (the default) a failure
+        raises :class:`~simxen.tpm.client.ResponseError` instead. A counter
+        is ``attributes=... | TPM_NT.COUNTER << TPMA_NV.TPM_NT_SHIFT``.
+        """
+        rsp = yield from self.transmit(client.nv_define_space_command(index, size, attributes))
+        if check:
+            client.check(rsp)
+        return client.response_code(rsp)
+
+    def nv_write(self, index: int, data: bytes, offset: int = 0, *, auth_handle=TPM_RH.OWNER,
+                 flow=None):
+        """``TPM2_NV_Write`` (owner authorisation unless ``auth_handle`` says otherwise)."""
+        rsp = yield from self.transmit(client.nv_write_command(index, data, offset,
+                                                               auth_handle=auth_handle), flow=flow)
         client.check(rsp)
 
-    def nv_write(self, index: int, data: bytes, offset: int = 0, *, flow=None):
-        """``TPM2_NV_Write`` with owner authorisation."""
-        rsp = yield from self.transmit(client.build_command(
-            TPM_CC.NV_Write, (TPM_RH.OWNER, index), tpm2b(data) + u16(offset),
-            [client.password_auth()]), flow=flow)
-        client.check(rsp)
-
-    def nv_read(self, index: int, size: int, offset: int = 0, *, flow=None) -> bytes:
-        """``TPM2_NV_Read`` with owner authorisation."""
-        rsp = yield from self.transmit(client.build_command(
-            TPM_CC.NV_Read, (TPM_RH.OWNER, index), u16(size) + u16(offset),
-            [client.password_auth()]), flow=flow)
+    def nv_read(self, index: int, size: int, offset: int = 0, *, auth_handle=TPM_RH.OWNER,
+                flow=None) -> bytes:
+        """``TPM2_NV_Read`` (owner authorisation unless ``auth_handle`` says otherwise)."""
+        rsp = yield from self.transmit(client.nv_read_command(index, size, offset,
+                                                              auth_handle=auth_handle), flow=flow)
         return client.parse_response(rsp).params.tpm2b()
+
+    def nv_increment(self, index: int, *, auth_handle=None, flow=None):
+        """``TPM2_NV_Increment`` of a counter index (its own authorisation by default)."""
+        rsp = yield from self.transmit(client.nv_increment_command(index, auth_handle=auth_handle),
+                                       flow=flow)
+        client.check(rsp)
 
     def deep_quote(self, data: bytes, flags: int = 0, host_pcrs=range(10), *, flow=None) -> bytes:
         """The manager's ``VTPM_ORD_GET_QUOTE`` reply for *data* (the vTPM's

@@ -36,7 +36,8 @@ import hmac
 import struct
 
 from simxen.tpm import client
-from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH, TPM_SE, TPMA_OBJECT, rc_name
+from simxen.tpm.constants import (TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SE, TPMA_OBJECT, rc_format1,
+                                  rc_name)
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.pcr_selection import marshal_pcr_selection
 from simxen.tpm.public import Public
@@ -140,7 +141,8 @@ def pcr_read(port, pcrs, *, flow=None) -> dict:
                                     "TPM2_PCR_Read", flow, client.parse_pcr_read)
         got = values.get(TPM_ALG.SHA256, {})
         if not got:
-            raise PtpmError(0x184, "TPM2_PCR_Read returned no SHA-256 values")   # TPM_RC_VALUE
+            raise PtpmError(rc_format1(TPM_RC.VALUE, handle=1),
+                            "TPM2_PCR_Read returned no SHA-256 values")
         out.update(got)
 
 

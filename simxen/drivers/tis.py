@@ -46,10 +46,10 @@ domain and with the command's ``flow``.
 from __future__ import annotations
 
 import errno
-import struct
 
 from simxen.drivers.tpmfront import DriverError
 from simxen.protocols import tis as reg
+from simxen.tpm import header
 from simxen.tpm.constants import command_name
 
 __all__ = ["TisDriver", "TisError", "TIS_FIRST_MFN", "TIS_NR_MFNS", "TIMEOUT_A", "TIMEOUT_B",
@@ -70,7 +70,7 @@ POLL_INTERVAL = 0.005
 #: mini-os's response buffer (TCPA_MAX_BUFFER_LENGTH).
 MAX_RESPONSE = 8192
 
-_HEADER = 10
+_HEADER = header.HEADER_SIZE
 
 
 class TisError(DriverError):
@@ -239,7 +239,7 @@ class TisDriver:
         yield from self._ready_for_command()
         self._send(command)
         self._write8(reg.TPM_STS, reg.TPM_STS_GO)
-        cc = struct.unpack_from(">I", command, 6)[0]
+        cc = header.code(command)
         name = command_name(cc)
         trace.emit("tis.go", dom.now, dom.domid, flow=flow, cc=cc, cc_name=name,
                    locality=self.locality, length=len(command))
@@ -251,7 +251,7 @@ class TisDriver:
             self._write8(reg.TPM_ACCESS, reg.TPM_ACCESS_ACTIVE_LOCALITY)
         self.commands += 1
         trace.emit("tis.complete", dom.now, dom.domid, flow=flow, cc=cc, cc_name=name,
-                   rc=struct.unpack_from(">I", response, 6)[0], length=len(response))
+                   rc=header.code(response), length=len(response))
         return response
 
     def _ready_for_command(self):
@@ -320,11 +320,11 @@ class TisDriver:
         return bytes(out)
 
     def _receive(self):
-        header = yield from self._read_fifo(_HEADER)
-        size = struct.unpack_from(">I", header, 2)[0]
+        head = yield from self._read_fifo(_HEADER)
+        size = header.size(head)
         if not _HEADER <= size <= MAX_RESPONSE:
             self._abort(f"response size {size} outside {_HEADER}..{MAX_RESPONSE}")
         rest = yield from self._read_fifo(size - _HEADER)
         if self._status()[0] & reg.TPM_STS_DATA_AVAIL:
             self._abort("the TPM has more bytes than the response size said")
-        return header + rest
+        return head + rest

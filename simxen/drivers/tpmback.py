@@ -658,7 +658,7 @@ class TpmBack:
             iface.ready = False
             self._ready.pop(iface.key, None)
         self.requests += 1
-        cc = _CC.unpack_from(command, 6)[0] if len(command) >= 10 else None
+        cc = header.code(command)
         hv.trace.emit("tpm.back.take", now, dom.domid, backend=self.name, domid=info.domid,
                       handle=info.handle, flow=flow, length=len(command), cc=cc,
                       cc_name=cc_name(cc), locality=locality, waited=now - submitted,

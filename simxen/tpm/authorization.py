@@ -22,7 +22,7 @@ import hmac as _hmac
 import struct
 
 from simxen.tpm.algorithms import HASHES
-from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_NT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT, TPMA_SESSION
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_HT, TPM_NT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT, TPMA_SESSION
 from simxen.tpm.errors import TpmError
 from simxen.tpm.kdf import kdfa
 from simxen.tpm.limits import MAX_SESSIONS_PER_COMMAND
@@ -314,7 +314,7 @@ class SessionProcessing:
     def _decrypt_parameter(self, command, pos, sessions, dec_ok):
         for i, a in enumerate(sessions):
             if a.session is not None and a.attributes & TPMA_SESSION.decrypt:
-                if not dec_ok or a.session.symmetric[0] == 0x0010:
+                if not dec_ok or a.session.symmetric[0] == TPM_ALG.NULL:
                     raise TpmError(TPM_RC.ATTRIBUTES, session=i + 1)
                 if pos + 2 > len(command):
                     raise TpmError(TPM_RC.INSUFFICIENT, param=1)
@@ -333,7 +333,7 @@ class SessionProcessing:
         ``TPM_RC_ATTRIBUTES``, found before the command runs."""
         for i, a in enumerate(sessions):
             if a.session is not None and a.attributes & TPMA_SESSION.encrypt:
-                if not enc_ok or a.session.symmetric[0] == 0x0010:
+                if not enc_ok or a.session.symmetric[0] == TPM_ALG.NULL:
                     raise TpmError(TPM_RC.ATTRIBUTES, session=i + 1)
 
     def _encrypt_parameter(self, params, sessions, enc_ok):

@@ -233,6 +233,41 @@ def create_command(parent, template, *, user_auth=b"", data=b"", password=b""):
     return build_command(TPM_CC.Create, (parent,), params, [password_auth(password)])
 
 
+# -- NV ----------------------------------------------------------------------
+def nv_public(index, size, attributes, *, name_alg=TPM_ALG.SHA256, auth_policy=b""):
+    """A marshalled ``TPMS_NV_PUBLIC`` (Part 2, 13.5): index, nameAlg, attributes,
+    authPolicy, dataSize."""
+    return u32(index) + u16(name_alg) + u32(attributes) + tpm2b(auth_policy) + u16(size)
+
+
+def nv_define_space_command(index, size, attributes, *, auth_handle=TPM_RH.OWNER, auth=b"",
+                            password=b""):
+    """``TPM2_NV_DefineSpace`` of ``index`` (``auth`` is the new index's authValue)."""
+    return build_command(TPM_CC.NV_DefineSpace, (auth_handle,),
+                         tpm2b(auth) + tpm2b(nv_public(index, size, attributes)),
+                         [password_auth(password)])
+
+
+def nv_increment_command(index, *, auth_handle=None, password=b""):
+    """``TPM2_NV_Increment`` of a counter index, authorised by ``auth_handle``
+    (default: the index's own authValue)."""
+    return build_command(TPM_CC.NV_Increment,
+                         (index if auth_handle is None else auth_handle, index), b"",
+                         [password_auth(password)])
+
+
+def nv_read_command(index, size, offset=0, *, auth_handle=None, password=b""):
+    """``TPM2_NV_Read`` of ``size`` bytes at ``offset`` (default authorisation: the index's)."""
+    return build_command(TPM_CC.NV_Read, (index if auth_handle is None else auth_handle, index),
+                         u16(size) + u16(offset), [password_auth(password)])
+
+
+def nv_write_command(index, data, offset=0, *, auth_handle=None, password=b""):
+    """``TPM2_NV_Write`` of ``data`` at ``offset`` (default authorisation: the index's)."""
+    return build_command(TPM_CC.NV_Write, (index if auth_handle is None else auth_handle, index),
+                         tpm2b(data) + u16(offset), [password_auth(password)])
+
+
 def template_type(command):
     """The ``type`` (TPM_ALG) of the template a ``TPM2_CreatePrimary`` or ``TPM2_Create``
     command carries, or ``None`` for any other command or one too short to tell.

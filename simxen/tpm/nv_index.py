@@ -37,7 +37,7 @@ class NvIndex:
     @property
     def nt(self):
         """TPM_NT: the index type in bits 4..7 of the attributes."""
-        return (self.attributes & TPMA_NV.TPM_NT_MASK) >> 4
+        return (self.attributes & TPMA_NV.TPM_NT_MASK) >> TPMA_NV.TPM_NT_SHIFT
 
     @property
     def is_pin(self):

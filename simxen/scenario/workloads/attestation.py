@@ -252,22 +252,15 @@ def count_boot(tpm):
     NV_Increment -- both change the vTPM's persistent state, so the vTPM
     saves itself and sends its new hash and key to the manager.
     """
-    from simxen.tpm import client
-    from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH, TPMA_NV
-    from simxen.tpm.marshal import tpm2b, u16, u32
-    attrs = TPMA_NV.AUTHWRITE | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA | (1 << 4)   # TPM_NT_COUNTER
-    public = u32(BOOT_COUNTER_INDEX) + u16(TPM_ALG.SHA256) + u32(attrs) + tpm2b(b"") + u16(8)
-    define = client.build_command(TPM_CC.NV_DefineSpace, (TPM_RH.OWNER,),
-                                  tpm2b(b"") + tpm2b(public), [client.password_auth()])
-    yield from tpm.transmit(define)               # already defined after the first boot
-    rsp = yield from tpm.transmit(client.build_command(
-        TPM_CC.NV_Increment, (BOOT_COUNTER_INDEX, BOOT_COUNTER_INDEX), b"",
-        [client.password_auth()]))
-    client.check(rsp)
-    rsp = yield from tpm.transmit(client.build_command(
-        TPM_CC.NV_Read, (BOOT_COUNTER_INDEX, BOOT_COUNTER_INDEX), u16(8) + u16(0),
-        [client.password_auth()]))
-    return int.from_bytes(client.parse_response(rsp).params.tpm2b(), "big")
+    from simxen.tpm.constants import TPM_NT, TPMA_NV
+    attrs = (TPMA_NV.AUTHWRITE | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA
+             | TPM_NT.COUNTER << TPMA_NV.TPM_NT_SHIFT)
+    # already defined after the first boot (TPM_RC_NV_DEFINED): not checked, a
+    # real failure shows at the increment
+    yield from tpm.nv_define(BOOT_COUNTER_INDEX, 8, attributes=attrs, check=False)
+    yield from tpm.nv_increment(BOOT_COUNTER_INDEX)
+    count = yield from tpm.nv_read(BOOT_COUNTER_INDEX, 8, auth_handle=BOOT_COUNTER_INDEX)
+    return int.from_bytes(count, "big")
 
 
 def _no_tpm(command):

@@ -84,7 +84,7 @@ def nv_define_space(tpm, cmd):
     if sub.remaining() or size == 0:
         raise TpmError(TPM_RC.SIZE, param=2)
     r.done()
-    nt = (attrs & TPMA_NV.TPM_NT_MASK) >> 4
+    nt = (attrs & TPMA_NV.TPM_NT_MASK) >> TPMA_NV.TPM_NT_SHIFT
     h = HASHES[name_alg]
     if policy and len(policy) != h.size:
         raise TpmError(TPM_RC.SIZE, param=2)
