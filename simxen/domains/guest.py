@@ -174,7 +174,8 @@ class TpmClient:
         """The manager's ``VTPM_ORD_GET_QUOTE`` reply for *data* (the vTPM's
         ``TPM2_CC_DeepQuote``): a physical-TPM quote of *host_pcrs* binding *data*.
         Parse it with :func:`simxen.protocols.vtpmmgr.parse_get_quote_response`."""
-        from simxen.domains.vtpm import deep_quote_command, parse_deep_quote
+        from simxen.domains.vtpm import parse_deep_quote
+        from simxen.protocols.vtpmmgr import deep_quote_command
         rsp = yield from self.transmit(deep_quote_command(data, host_pcrs, flags), flow=flow)
         return parse_deep_quote(rsp)
 

@@ -78,10 +78,10 @@ import struct
 
 from simxen.domains.drbg import HmacDrbg
 from simxen.domains.kernel import Kernel
-from simxen.drivers.command_names import TPM2_CC_DeepQuote
 from simxen.drivers.tpmback import TpmBack
 from simxen.drivers.tpmfront import TpmFront, TpmFrontError
 from simxen.protocols import vtpmmgr as mgr
+from simxen.protocols.vtpmmgr import TPM2_CC_DeepQuote
 from simxen.protocols.vtpm_disk import (VTPM_KEY_SIZE, VTPM_NONCE_SIZE, VtpmDiskError, open_slot,
                                         other_slot, pack_hash_key, pick_slot, read_slot, seal_slot,
                                         slot_hash, slot_offset, unpack_hash_key)
@@ -95,13 +95,9 @@ __all__ = ["Vtpm", "SAVE_ON", "DEFAULT_SAVE_ON", "RESTORE_FAILURE", "vtpm_op", "
 
 
 
-def deep_quote_command(data: bytes, host_pcrs=range(10), flags: int = 0, *, alg=None) -> bytes:
-    """The guest's TPM2_CC_DeepQuote command (see the module doc)."""
-    from simxen.tpm.constants import TPM_ALG
-    selection = [(alg or TPM_ALG.SHA256, list(host_pcrs))]
-    params = struct.pack(">H", len(data)) + bytes(data) + mgr.pack_pcr_selection(selection) \
-        + struct.pack(">I", flags)
-    return client.build_command(TPM2_CC_DeepQuote, params=params)
+#: The deep quote's layout lives with the manager's protocol (its command is
+#: GET_QUOTE's body behind a TPM 2.0 header); re-exported here, where the vTPM serves it.
+deep_quote_command = mgr.deep_quote_command
 
 
 def parse_deep_quote(response: bytes) -> bytes:
@@ -130,11 +126,6 @@ def vtpm_op(profile, cc, prefix="tpm.vtpm") -> str:
     return f"{prefix}.rsa" if cc in KEY_COMMANDS else f"{prefix}.default"
 
 
-_U16 = struct.Struct(">H")
-
-
-def _u16(data, pos=0):
-    return _U16.unpack_from(data, pos)[0] if len(data) >= pos + 2 else None
 
 
 class Vtpm(Kernel):
@@ -291,22 +282,15 @@ class Vtpm(Kernel):
             return error_response(TPM_RC.TAG)
         if len(cmd) != header.size(cmd):
             return error_response(TPM_RC.COMMAND_SIZE)
-        body = cmd[10:]
         try:
-            size = _u16(body)
-            if size is None or 2 + size > len(body):
-                raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "data does not fit")
-            selection, pos = mgr.unpack_pcr_selection(body, 2 + size)
-            if len(body) - pos != 4:
-                raise mgr.VtpmmgrError(mgr.TPM_BAD_PARAMETER, "flags missing or trailing bytes")
-            request = mgr.get_quote_request(body[2:2 + size], selection,
-                                            struct.unpack_from(">I", body, pos)[0])
+            q = mgr.parse_deep_quote_command(cmd)
+            request = mgr.get_quote_request(q.nonce, q.pcr_selection, q.flags)
         except mgr.VtpmmgrError:
             return error_response(rc_format1(TPM_RC.VALUE, param=1))
         reply = yield from self.front.transmit(request, flow=flow)
         self.hv.trace.emit("vtpm.deep_quote", self.dom.now, self.domid, flow=flow,
                            rc=header.code(reply))
-        return header.pack(TPM_ST.NO_SESSIONS, TPM_RC.SUCCESS, struct.pack(">H", len(reply)) + reply)
+        return mgr.deep_quote_response(reply)
 
     def _run_command(self, cmd, locality, flow, cc=False):
         """Execute on the engine, charge its cost, save if the state changed.

@@ -11,14 +11,13 @@ by looking it up in both. Trace records carry the code twice: ``cc`` (the
 number) and ``cc_name`` (this name).
 """
 
-from simxen.protocols.vtpmmgr import ORDINAL_NAMES
+from simxen.protocols.vtpmmgr import ORDINAL_NAMES, TPM2_CC_DeepQuote
 from simxen.tpm.constants import COMMAND_NAMES, TPM_CC
 
 __all__ = ["cc_name", "TPM2_CC_DeepQuote"]
 
-#: The vTPM's vendor command for a deep quote (TPMA_CC vendor bit 29 |
-#: TPM2_CC_Quote; :mod:`simxen.domains.vtpm` serves it).
-TPM2_CC_DeepQuote = 0x20000000 | TPM_CC.Quote
+# the vTPM's deep quote (protocols.vtpmmgr) is the TPM 2.0 quote's code with the vendor bit
+assert TPM2_CC_DeepQuote == 0x20000000 | TPM_CC.Quote
 
 _NAMES = {**ORDINAL_NAMES, **COMMAND_NAMES, TPM2_CC_DeepQuote: "TPM2_CC_DeepQuote"}
 

@@ -56,6 +56,10 @@ Which ready frontend is served next is the ``policy``:
 ``"round-robin"``
     the next ready ``(domid, handle)`` after the last one served.
 
+Each is a small strategy object (:class:`Priority`, :class:`Fifo`,
+:class:`RoundRobin`, by name in :data:`SCHEDULERS`): ``choose(ready)`` picks
+among two or more ready frontends, ``served(key)`` hears which one was taken.
+
 Trace records: ``tpm.back.open``, ``tpm.back.connect``, ``tpm.back.ready``,
 ``tpm.back.take``, ``tpm.back.respond``, ``tpm.back.reject``,
 ``tpm.back.cancel``, ``tpm.back.violation``, ``tpm.back.drop``,
@@ -84,10 +88,8 @@ from simxen.tpm.engine import error_response
 from simxen.xen import errno as xen_errno
 from simxen.xen.errors import XenError
 
-__all__ = ["TpmBack", "TpmRequest", "FrontendInfo", "POLICIES"]
-
-#: Accepted values of ``policy``.
-POLICIES = ("priority", "fifo", "round-robin")
+__all__ = ["TpmBack", "TpmRequest", "FrontendInfo", "POLICIES", "Priority", "Fifo",
+           "RoundRobin"]
 
 _OFF_STATE = tpmif.TPMIF_OFF_STATE
 _SUBMIT = tpmif.TPMIF_STATE_SUBMIT
@@ -159,6 +161,63 @@ class _Interface:
         self.ring_tags = None
 
 
+class Priority:
+    """``"priority"``: the lowest ``(domid, handle)``, as mini-os ``tpmback_req_any``
+    scans its list (a busy low domid starves the others)."""
+
+    name = "priority"
+
+    def choose(self, ready):
+        """The interface to serve among ``ready`` (two or more)."""
+        return min(ready, key=_by_key)
+
+    def served(self, key):
+        """``key``'s request was taken (a policy with memory notes it)."""
+
+
+class Fifo(Priority):
+    """``"fifo"``: by arrival (when the SUBMIT notification was handled)."""
+
+    name = "fifo"
+
+    def choose(self, ready):
+        return min(ready, key=_by_arrival)
+
+
+class RoundRobin(Priority):
+    """``"round-robin"``: the next ready ``(domid, handle)`` after the last one served."""
+
+    name = "round-robin"
+
+    def __init__(self):
+        self.last = None            #: key served last
+
+    def choose(self, ready):
+        ready.sort(key=_by_key)
+        if self.last is not None:
+            for iface in ready:
+                if iface.key > self.last:
+                    return iface
+        return ready[0]
+
+    def served(self, key):
+        self.last = key
+
+
+def _by_key(iface):
+    return iface.key
+
+
+def _by_arrival(iface):
+    return iface.arrived, iface.seq
+
+
+#: The scheduling policies by name: what ``TpmBack(policy=...)`` accepts.
+SCHEDULERS = {cls.name: cls for cls in (Priority, Fifo, RoundRobin)}
+#: Accepted values of ``policy``.
+POLICIES = tuple(SCHEDULERS)
+
+
 class TpmBack:
     """mini-os tpmback in domain ``dom``.
 
@@ -175,6 +234,8 @@ class TpmBack:
         self.hv = hv
         self.dom = dom
         self.policy = policy
+        #: the strategy object choosing among ready frontends (see :data:`SCHEDULERS`)
+        self.scheduler = SCHEDULERS[policy]()
         self.name = name
         self.on_open = on_open
         self.on_close = on_close
@@ -183,7 +244,6 @@ class TpmBack:
         self._ifaces: dict = {}           # (domid, handle) -> _Interface (None: refused)
         self._bad_names: set = set()      # directories not named <domid>/<handle>
         self._seq = 0
-        self._last = None                 # round-robin: key served last
         self._ready = {}                  # key -> interface with ready set (what _choose picks from)
         self._wakeup = None
         self._watcher = None
@@ -560,16 +620,7 @@ class TpmBack:
                  and (i.ring is None or i.arrived <= now)]
         if len(ready) < 2:
             return ready[0] if ready else None      # one ready: every policy picks it
-        if self.policy == "priority":
-            return min(ready, key=lambda i: i.key)
-        if self.policy == "fifo":
-            return min(ready, key=lambda i: (i.arrived, i.seq))
-        ready.sort(key=lambda i: i.key)
-        if self._last is not None:
-            for iface in ready:
-                if iface.key > self._last:
-                    return iface
-        return ready[0]
+        return self.scheduler.choose(ready)
 
     def _take(self, iface):
         """Validate the header, map extra pages, copy the command once."""
@@ -578,7 +629,7 @@ class TpmBack:
             return self._take_ring(iface)
         iface.ready = False
         self._ready.pop(iface.key, None)
-        self._last = iface.key
+        self.scheduler.served(iface.key)
         mapping = iface.mapping
         flow = iface.tag.flow
         length, state, locality, _pad, nr_extra = tpmif.HEADER.unpack(
@@ -629,7 +680,7 @@ class TpmBack:
     def _take_ring(self, iface):
         """The oldest entry of a multi-slot ring, copied once; still ready if more wait."""
         hv, dom = self.hv, self.dom
-        self._last = iface.key
+        self.scheduler.served(iface.key)
         ring = iface.ring
         flow, submitted = self._ring_head(iface)
         try:

@@ -82,6 +82,7 @@ __all__ = [
     "pack_pcr_selection", "unpack_pcr_selection",
     "get_quote_request", "parse_get_quote_request", "get_quote_response",
     "parse_get_quote_response", "deep_quote_hashes", "deep_quote_external_data",
+    "TPM2_CC_DeepQuote", "deep_quote_command", "parse_deep_quote_command", "deep_quote_response",
 ]
 
 VTPM_COMMAND_HEADER_SIZE = 10
@@ -417,9 +418,13 @@ class QuoteResponse:
 def get_quote_request(nonce: bytes, pcr_selection=(), flags: int = 0) -> bytes:
     """VTPM_ORD_GET_QUOTE: TPM2B nonce | TPML_PCR_SELECTION | u32 flags."""
     _check_quote(nonce, flags)
-    body = struct.pack(">H", len(nonce)) + bytes(nonce) + pack_pcr_selection(list(pcr_selection)) \
+    return pack_header(VTPM_TAG_REQ, VTPM_ORD_GET_QUOTE, _quote_body(nonce, pcr_selection, flags))
+
+
+def _quote_body(nonce: bytes, pcr_selection, flags: int) -> bytes:
+    """TPM2B nonce | TPML_PCR_SELECTION | u32 flags: GET_QUOTE's body and the deep quote's."""
+    return struct.pack(">H", len(nonce)) + bytes(nonce) + pack_pcr_selection(list(pcr_selection)) \
         + struct.pack(">I", flags)
-    return pack_header(VTPM_TAG_REQ, VTPM_ORD_GET_QUOTE, body)
 
 
 def _check_quote(nonce: bytes, flags: int) -> None:
@@ -430,7 +435,10 @@ def _check_quote(nonce: bytes, flags: int) -> None:
 
 
 def parse_get_quote_request(message: bytes) -> QuoteRequest:
-    body = _body(message, VTPM_ORD_GET_QUOTE)
+    return _parse_quote_body(_body(message, VTPM_ORD_GET_QUOTE))
+
+
+def _parse_quote_body(body: bytes) -> QuoteRequest:
     if len(body) < 2:
         raise VtpmmgrError(TPM_BAD_PARAMETER, "GET_QUOTE without a nonce")
     (size,) = struct.unpack_from(">H", body)
@@ -511,3 +519,35 @@ def deep_quote_external_data(nonce: bytes, flags: int, hashes: Sequence[bytes] =
     if flags:
         h.update(hashlib.sha256(b"".join(hashes)).digest())
     return h.digest()
+
+
+# --- the vTPM's TPM2_CC_DeepQuote (a guest's way to GET_QUOTE) ---------------
+
+#: The vTPM's vendor command for a deep quote: TPMA_CC's vendor bit (bit 29)
+#: | TPM2_CC_Quote (0x158). A guest sends it to its vTPM, which turns it into
+#: VTPM_ORD_GET_QUOTE for the manager and returns the manager's reply.
+TPM2_CC_DeepQuote = 0x20000000 | 0x158
+#: TPM 2.0's TPM_ST_NO_SESSIONS and TPM_ALG_SHA256 (the deep quote is a TPM 2.0 command)
+_TPM2_ST_NO_SESSIONS = 0x8001
+_TPM2_ALG_SHA256 = 0x000B
+
+
+def deep_quote_command(data: bytes, host_pcrs=range(10), flags: int = 0, *, alg=None) -> bytes:
+    """The guest's ``TPM2_CC_DeepQuote``: TPM 2.0 header, then GET_QUOTE's body --
+    TPM2B ``data`` | TPML_PCR_SELECTION of ``host_pcrs`` in bank ``alg`` (SHA-256) | u32
+    ``flags``. Not checked here: the vTPM refuses what the manager would."""
+    selection = [(alg or _TPM2_ALG_SHA256, list(host_pcrs))]
+    return pack_header(_TPM2_ST_NO_SESSIONS, TPM2_CC_DeepQuote, _quote_body(data, selection, flags))
+
+
+def parse_deep_quote_command(command: bytes) -> QuoteRequest:
+    """The GET_QUOTE a deep quote asks for (the vTPM has checked the TPM 2.0 header).
+
+    Raises :class:`VtpmmgrError` for a body GET_QUOTE would refuse.
+    """
+    return _parse_quote_body(command[VTPM_COMMAND_HEADER_SIZE:])
+
+
+def deep_quote_response(reply: bytes) -> bytes:
+    """The vTPM's TPM 2.0 answer to a deep quote: success, then TPM2B(the manager's reply)."""
+    return pack_header(_TPM2_ST_NO_SESSIONS, TPM_SUCCESS, struct.pack(">H", len(reply)) + reply)

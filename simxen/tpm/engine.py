@@ -23,6 +23,7 @@ authorization are :mod:`simxen.tpm.authorization`.
 import os
 import struct
 import time
+from functools import partial
 
 from simxen.tpm import audit, header
 from simxen.tpm.algorithms import HASHES
@@ -300,79 +301,107 @@ class TpmEngine(SessionProcessing):
 
     # ---------------------------------------------------------- handle area
     def check_handle(self, handle, spec, index):
-        """Validate one handle of the handle area against its type ``spec``."""
-        if spec == "pcr+" or spec == "pcr":
-            if handle < PCR_COUNT or (spec == "pcr+" and handle == TPM_RH.NULL):
-                return
-            raise TpmError(TPM_RC.VALUE, handle=index)
-        ht = handle >> 24
-        if spec == "object" or spec == "sequence" or spec == "any_object":
-            if ht == TPM_HT.TRANSIENT:
-                obj = self.objects.get(handle)
-                if obj is None:
-                    raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
-                if spec != "any_object" and obj.is_sequence != (spec == "sequence"):
-                    raise TpmError(TPM_RC.TYPE, handle=index)
-                return
-            if spec == "sequence":
-                raise TpmError(TPM_RC.VALUE, handle=index)
-            if ht == TPM_HT.PERSISTENT:
-                if handle not in self.persistent:
-                    raise TpmError(TPM_RC.HANDLE, handle=index)
-                return
-            raise TpmError(TPM_RC.VALUE, handle=index)
-        if spec == "object+":
-            if handle == TPM_RH.NULL:
-                return
-            return self.check_handle(handle, "object", index)
-        if spec == "saved":        # TPMI_DH_SAVED: transient object or session
-            if ht == TPM_HT.TRANSIENT:
-                return self.check_handle(handle, "object", index)
-            if ht == TPM_HT.HMAC_SESSION or ht == TPM_HT.POLICY_SESSION:
-                s = self.sessions.get(handle)
-                if s is None or s.saved_sequence is not None:
-                    raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
-                return
-            raise TpmError(TPM_RC.VALUE, handle=index)
-        if spec == "parent":       # TPMI_DH_PARENT+: storage key or hierarchy
-            if ht == TPM_HT.PERMANENT:
-                spec = "hierarchy+"
-            else:
-                return self.check_handle(handle, "object", index)
-        if spec == "nv":
-            if ht != TPM_HT.NV_INDEX:
-                raise TpmError(TPM_RC.VALUE, handle=index)
-            if handle not in self.nv_indices:
-                raise TpmError(TPM_RC.HANDLE, handle=index)
-            return
-        if spec == "policy" or spec == "hmac_session":     # TPMI_SH_POLICY / TPMI_SH_HMAC
-            if ht != (TPM_HT.POLICY_SESSION if spec == "policy" else TPM_HT.HMAC_SESSION):
-                raise TpmError(TPM_RC.VALUE, handle=index)
-            s = self.sessions.get(handle)
-            if s is None or s.saved_sequence is not None:
-                raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
-            return
-        if spec == "entity":      # TPMI_DH_ENTITY
-            if ht == TPM_HT.PERMANENT:
-                if handle in _PERMANENT_AUTH or handle == TPM_RH.NULL:
-                    return
-                raise TpmError(TPM_RC.VALUE, handle=index)
-            if ht in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
-                return self.check_handle(handle, "object", index)
-            if ht == TPM_HT.NV_INDEX:
-                return self.check_handle(handle, "nv", index)
-            if handle < PCR_COUNT:
-                return
-            raise TpmError(TPM_RC.VALUE, handle=index)
-        if spec == "nvauth":       # TPMI_RH_NV_AUTH
-            if handle in (TPM_RH.OWNER, TPM_RH.PLATFORM):
-                return
-            return self.check_handle(handle, "nv", index)
+        """Validate one handle of the handle area against its type ``spec``.
+
+        ``spec`` names the handle's TPMI_ type (Part 2); :data:`_HANDLE_CHECKS`
+        holds the check of each type that looks at the TPM's state, and every
+        other type is a fixed set of permanent handles (:data:`_HANDLE_SETS`).
+        Handle ``index`` (1-based) is what a failure's response code names.
+        """
+        check = _HANDLE_CHECKS.get(spec)
+        if check is not None:
+            return check(self, handle, index)
         allowed = _HANDLE_SETS.get(spec)
         if allowed is not None and handle not in allowed:
             raise TpmError(TPM_RC.VALUE, handle=index)
         if allowed is not None and not self.hierarchy_enabled(handle) and spec != "lockout":
             raise TpmError(TPM_RC.HIERARCHY, handle=index)
+
+    # the checks of _HANDLE_CHECKS, one per TPMI_ type
+    def _check_pcr(self, handle, index, *, null_ok=False):
+        """TPMI_DH_PCR (``null_ok``: TPMI_DH_PCR+, TPM_RH_NULL allowed)."""
+        if handle < PCR_COUNT or (null_ok and handle == TPM_RH.NULL):
+            return
+        raise TpmError(TPM_RC.VALUE, handle=index)
+
+    def _check_object(self, handle, index, *, sequence=None):
+        """TPMI_DH_OBJECT: a loaded transient or a persistent object.
+
+        ``sequence`` True: it must be a hash/HMAC sequence object (and
+        transient); False: it must not be one; None: either.
+        """
+        ht = handle >> 24
+        if ht == TPM_HT.TRANSIENT:
+            obj = self.objects.get(handle)
+            if obj is None:
+                raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
+            if sequence is not None and obj.is_sequence != sequence:
+                raise TpmError(TPM_RC.TYPE, handle=index)
+            return
+        if sequence:
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        if ht == TPM_HT.PERSISTENT:
+            if handle not in self.persistent:
+                raise TpmError(TPM_RC.HANDLE, handle=index)
+            return
+        raise TpmError(TPM_RC.VALUE, handle=index)
+
+    def _check_object_or_null(self, handle, index):
+        """TPMI_DH_OBJECT+."""
+        if handle != TPM_RH.NULL:
+            self._check_object(handle, index, sequence=False)
+
+    def _check_saved(self, handle, index):
+        """TPMI_DH_SAVED: a transient object or a loaded session."""
+        ht = handle >> 24
+        if ht == TPM_HT.TRANSIENT:
+            return self._check_object(handle, index, sequence=False)
+        if ht == TPM_HT.HMAC_SESSION or ht == TPM_HT.POLICY_SESSION:
+            return self._check_session(handle, index)
+        raise TpmError(TPM_RC.VALUE, handle=index)
+
+    def _check_parent(self, handle, index):
+        """TPMI_DH_PARENT+: a hierarchy (or NULL) or a storage object."""
+        if handle >> 24 == TPM_HT.PERMANENT:
+            return self.check_handle(handle, "hierarchy+", index)
+        return self._check_object(handle, index, sequence=False)
+
+    def _check_nv(self, handle, index):
+        """TPMI_RH_NV_INDEX: a defined NV index."""
+        if handle >> 24 != TPM_HT.NV_INDEX:
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        if handle not in self.nv_indices:
+            raise TpmError(TPM_RC.HANDLE, handle=index)
+
+    def _check_session(self, handle, index, *, ht=None):
+        """A loaded (not context-saved) session, of handle type ``ht`` if given
+        (TPMI_SH_POLICY, TPMI_SH_HMAC)."""
+        if ht is not None and handle >> 24 != ht:
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        s = self.sessions.get(handle)
+        if s is None or s.saved_sequence is not None:
+            raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
+
+    def _check_entity(self, handle, index):
+        """TPMI_DH_ENTITY: anything with an authorization value."""
+        ht = handle >> 24
+        if ht == TPM_HT.PERMANENT:
+            if handle in _PERMANENT_AUTH or handle == TPM_RH.NULL:
+                return
+            raise TpmError(TPM_RC.VALUE, handle=index)
+        if ht in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
+            return self._check_object(handle, index, sequence=False)
+        if ht == TPM_HT.NV_INDEX:
+            return self._check_nv(handle, index)
+        if handle < PCR_COUNT:
+            return
+        raise TpmError(TPM_RC.VALUE, handle=index)
+
+    def _check_nv_auth(self, handle, index):
+        """TPMI_RH_NV_AUTH: owner, platform or the index itself."""
+        if handle in (TPM_RH.OWNER, TPM_RH.PLATFORM):
+            return
+        return self._check_nv(handle, index)
 
     # --------------------------------------------------------------- execute
     def execute(self, command, locality=0):
@@ -495,6 +524,24 @@ _HANDLE_SETS = {
     "platform": {TPM_RH.PLATFORM},
     "hierarchy_auth": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT},
     "enables": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV},
+}
+
+#: ``spec -> check(engine, handle, index)`` for the handle types that look at
+#: the TPM's state (loaded objects, sessions, NV indices); see ``check_handle``
+_HANDLE_CHECKS = {
+    "pcr": TpmEngine._check_pcr,
+    "pcr+": partial(TpmEngine._check_pcr, null_ok=True),
+    "object": partial(TpmEngine._check_object, sequence=False),
+    "sequence": partial(TpmEngine._check_object, sequence=True),
+    "any_object": TpmEngine._check_object,
+    "object+": TpmEngine._check_object_or_null,
+    "saved": TpmEngine._check_saved,
+    "parent": TpmEngine._check_parent,
+    "nv": TpmEngine._check_nv,
+    "policy": partial(TpmEngine._check_session, ht=TPM_HT.POLICY_SESSION),
+    "hmac_session": partial(TpmEngine._check_session, ht=TPM_HT.HMAC_SESSION),
+    "entity": TpmEngine._check_entity,
+    "nvauth": TpmEngine._check_nv_auth,
 }
 
 __all__ = ["TpmEngine", "StateError", "error_response"]
