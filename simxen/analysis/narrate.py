@@ -20,15 +20,13 @@ from __future__ import annotations
 from simxen.analysis import hops
 from simxen.analysis.trace_format import domain_names
 from simxen.tpm.commands.integrity import parse_digest_values
-from simxen.tpm.constants import ALG_NAMES, TPM_CC, rc_name
+from simxen.tpm import header
+from simxen.tpm.constants import ALG_NAMES, TPM_CC, TPM_ST, rc_name
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import Reader
 from simxen.tpm.pcr_selection import parse_pcr_selection
 
 __all__ = ["describe_command", "lines", "text"]
-
-_SESSIONS = 0x8002
-
 
 def _alg(alg) -> str:
     return ALG_NAMES.get(alg, f"alg {alg:#x}").removeprefix("TPM_ALG_").lower()
@@ -44,8 +42,8 @@ def _selection(sel) -> str:
 
 def _params(command, handles):
     """A Reader at the parameters of ``command`` (past ``handles`` handles and any auth area)."""
-    r = Reader(command, 10 + 4 * handles)
-    if int.from_bytes(command[:2], "big") == _SESSIONS:
+    r = Reader(command, header.HEADER_SIZE + 4 * handles)
+    if header.tag(command) == TPM_ST.SESSIONS:
         size = r.u32()
         r.bytes(size)
     return r
@@ -53,9 +51,9 @@ def _params(command, handles):
 
 def describe_command(command: bytes) -> str:
     """A few words on a TPM 2.0 command's parameters, or ``""`` (unknown, or not parsable)."""
-    if len(command) < 10:
+    cc = header.code(command)
+    if cc is None:
         return ""
-    cc = int.from_bytes(command[6:10], "big")
     try:
         if cc == TPM_CC.PCR_Extend:
             pcr = int.from_bytes(command[10:14], "big")

@@ -38,6 +38,7 @@ from simxen.drivers.tpmfront import TpmFrontError
 from simxen.drivers.xenbus import XenbusFrontend
 from simxen.protocols import tpmif_ring
 from simxen.protocols.xenbus import XenbusState
+from simxen.tpm import header
 from simxen.xen.errors import XenError
 
 __all__ = ["TpmRingFront", "ring_tags"]
@@ -158,7 +159,7 @@ class TpmRingFront:
             self.ring.put_request(tpmif_ring.pack_entry(ident, command, locality=locality),
                                   flow=flow)
             self._tags[ident] = (flow, dom.now)
-            cc = int.from_bytes(command[6:10], "big") if len(command) >= 10 else None
+            cc = header.code(command)
             hv.trace.emit("tpm.front.submit", dom.now, dom.domid, flow=flow, devid=self.devid,
                           backend=self.backend_id, length=len(command), slot=ident, cc=cc,
                           cc_name=cc_name(cc), locality=locality)
@@ -169,7 +170,7 @@ class TpmRingFront:
         now = dom.now
         hv.trace.emit("tpm.front.complete", now, dom.domid, flow=flow, devid=self.devid,
                       length=len(response), latency=now - start,
-                      rc=int.from_bytes(response[6:10], "big") if len(response) >= 10 else None)
+                      rc=header.code(response))
         return response
 
     def _dispatch(self):
