@@ -50,6 +50,8 @@ COMMANDS = {
     "tpm": ("simxen.server.cmd_tpm", "stand-alone TPM 2.0 engine tools (serve)"),
     "trace": ("simxen.scenario.cmd_trace",
               "export a run's trace: perfetto timeline, sequence diagram, pcap, narrated text"),
+    "profile": ("simxen.scenario.cmd_profile",
+                "show a timing profile: every op with its distribution, source and certainty"),
     "explain": ("simxen.scenario.cmd_explain",
                 "run an attestation scenario and explain its chain of trust step by step"),
 }

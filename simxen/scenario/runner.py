@@ -285,6 +285,14 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
     report.outcomes = expect.evaluate(scenario.data["expect"], results)
     run_section = report.section("Run")
     run_section.row("seed", seed)
+    profile = hv.profile
+    run_section.row("timing profile", profile.name)
+    if profile.chip:
+        run_section.row("physical TPM chip", f"{profile.chip} ({profile.chip_description})")
+    from simxen.drivers.kernel_eras import describe, profile_era
+    run_section.row("guest kernel era", describe(profile_era(profile),
+                                                  profile.switch("tpmfront.hz", None))
+                    + " unless a workload names one")
     run_section.row("simulated time", env.now, "s")
     run_section.row("trace records", len(hv.trace))
     if hv.trace.level != "full":

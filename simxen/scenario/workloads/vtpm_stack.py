@@ -176,6 +176,9 @@ def metrics(params):
         m.stats(f"latency_ms.{c}", "ms", f"{c} latency, submit to complete")
         for hop in HOPS:
             m.stats(f"hops_by_command_ms.{c}.{hop}", "ms", f"{c}: {HOP_LABELS[hop]} hop")
+    for c in params["commands"]:
+        m.add(f"unverified_share.{c}", "fraction", f"{c}: share of its mean latency that rests "
+              "on profile figures marked U (assumed); above 0.2 the report calls it an estimate")
     for hop in HOPS:
         m.stats(f"hops_ms.{hop}", "ms", f"every command: {HOP_LABELS[hop]} hop")
     m.stats("hops_ms.total", "ms", "every command: total latency")
@@ -343,6 +346,21 @@ def _stats(values_s):
     return {k: v if k == "count" else v * 1e3 for k, v in percentiles(values_s).items()}
 
 
+def _unverified(hv, params, by_name):
+    """``{command: share of its mean latency resting on U figures}`` (simxen.analysis.certainty),
+    for guests of the workload's kernel era (``kernel_era``, else the profile's)."""
+    from simxen.analysis import certainty
+    from simxen.analysis.hops import HOPS
+    from simxen.drivers.kernel_eras import polls, profile_era
+    era = params["kernel_era"] or profile_era(hv.profile)
+    out = {}
+    for name, cs in by_name.items():
+        means = {hop: sum(c.hops[hop] for c in cs) / len(cs) for hop in HOPS}
+        out[name] = certainty.unverified_share(means, hv.profile, polls=polls(hv.profile, era),
+                                               era=era)
+    return out
+
+
 def run(sim, params):
     """SimPy process: build the host, run every guest's loop, gather results."""
     from simxen.analysis import hops
@@ -388,6 +406,7 @@ def run(sim, params):
                     "total": _stats(c.total for c in commands)},
         "hops_by_command_ms": {name: {hop: _stats(c.hops[hop] for c in cs) for hop in hops.HOPS}
                                for name, cs in by_name.items()},
+        "unverified_share": _unverified(hv, params, by_name),
         "dom0_tis_error": dom0_tis,
         "hops_kept": hv.trace.keeps("tpm.front.complete"),
         "ops": {kind.replace(".", "_"): n for kind, n in host.op_counts().items()},
@@ -420,11 +439,20 @@ def report(rep, result, params):
         rep.say(f"dom0 then tried to reach the TPM itself (a tpm_tis driver mapping 0xfed40000): "
                 f"{'it failed with ' + result['dom0_tis_error'] if result['dom0_tis_error'] != 'none' else 'it SUCCEEDED'}"
                 f" -- the window belongs to the vTPM manager alone (iomem permission).")
+    from simxen.analysis.certainty import ESTIMATE_SHARE, is_estimate
     lat = rep.section(f"Latency per command, ms simulated ({params['name']})",
-                      headers=["command", "count", "p50", "mean", "max"])
+                      headers=["command", "count", "p50", "mean", "max", "from U", "label"])
+    shares = result.get("unverified_share", {})
     for name, s in result["latency_ms"].items():
         if s["count"]:
-            lat.table.append([name, s["count"], s["p50"], s["mean"], s["max"]])
+            share = shares.get(name, 0.0)
+            lat.table.append([name, s["count"], s["p50"], s["mean"], s["max"], f"{share:.0%}",
+                              "estimate" if is_estimate(share) else "sourced"])
+    if any(is_estimate(v) for v in shares.values()):
+        rep.say(f"A latency labelled 'estimate' has more than {ESTIMATE_SHARE:.0%} of its mean from "
+                "profile figures marked U (assumed, no published measurement): read it as an "
+                "estimate, its ratios to other configurations as the firmer result "
+                "(`simxen profile show` lists every figure with its source).")
     if not result.get("hops_kept", True):
         rep.say("Latency and per-hop figures are missing: they are read from the trace's TPM "
                 "command records, which this run's trace level did not keep (run with "
