@@ -59,7 +59,7 @@ def test_a_signal_stops_the_run_and_keeps_report_and_trace(tmp_path, sig, status
     assert "had not finished" in out
     assert "Trace so far (records by kind)" in out
     records = [json.loads(line) for line in trace.read_text().splitlines()]
-    assert len(records) > 100
+    assert len(records) > 10                 # the trace so far, not an empty file
     stopped_at = float(err.split(f"stopped by {sig.name} at ")[1].split()[0])   # %.6g
     assert 0 < records[-1]["t"] <= stopped_at * (1 + 1e-5)
 
