@@ -22,7 +22,7 @@ Examples::
     simxen trace scenarios/boot-attest.toml --format perfetto -o boot.json
     simxen trace scenarios/boot-attest.toml --format sequence --command TPM2_PCR_Extend -o one.svg
     simxen trace scenarios/boot-attest.toml --format pcap --tpm guest1 -o guest1.pcap
-    simxen trace --from trace.jsonl --format text --start 2.4 --end 2.7
+    simxen trace --from trace.jsonl --format text --start 7.9 --end 8.0
 """
 
 import sys
