@@ -64,7 +64,7 @@ def test_the_poll_grid_shows_up_in_back_to_front():
     poll = hops.command_hops(run_rig().hv.trace.records())
     irq = hops.command_hops(run_rig(switches={"tpmfront.wait": "interrupt"}).hv.trace.records())
     for p, i in zip(poll, irq):
-        assert p.total == pytest.approx(0.005, abs=1e-4) or p.total > 0.005
+        assert p.total >= 0.0047                  # at least one linux-6 usleep_range(4700, 5000)
         assert p.hops["back_to_front"] > i.hops["back_to_front"]
         assert i.hops["back_to_front"] < 0.0005
 
