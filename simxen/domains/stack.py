@@ -389,7 +389,9 @@ OPTIONS = {
                            "evtchn_abi": _one_of("2-level", "fifo"), "storage": _one_of(*STORAGES),
                            "boot_keys": _one_of(*BOOT_KEYS)},
     "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": _one_of(*SAVE_ON),
-                        "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES)},
+                        "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES),
+                        # serve simxen's multi-slot what-if transport too (not Xen's)
+                        "multi_slot": _BOOL},
     PVGRUB_IMAGE: {"images": _guest_images, **GUEST_OPTIONS},
     # the guests of HostSpec.standard; "multi-slot" is simxen's what-if transport
     # (simxen.protocols.tpmif_ring), not Xen's

@@ -60,7 +60,8 @@ forwarded as a physical-TPM passthrough.
 
 Options (``toolstack.options[name]``): ``strong_persistence`` (True),
 ``save_on`` ("success" | "changed"), ``restore_failure`` ("fresh" | "halt"),
-``policy`` of its tpmback ("priority").
+``policy`` of its tpmback ("priority"), ``multi_slot`` (False: also serve simxen's
+multi-slot what-if transport, :mod:`simxen.protocols.tpmif_ring`).
 
 Trace records: ``tpm.exec`` (``dom``, ``flow``, ``cc`` and ``cc_name``, ``rc``,
 ``duration``, ``changed``, ``command`` and ``response`` bytes), ``vtpm.save`` (``slot``, ``bytes``,
@@ -166,7 +167,8 @@ class Vtpm(Kernel):
         hv, dom = self.hv, self.dom
         dom.charge("stubdom.startup_sleep")
         yield dom.elapse()
-        self.back = TpmBack(hv, dom, policy=self.options.get("policy", "priority"), name="vtpm")
+        self.back = TpmBack(hv, dom, policy=self.options.get("policy", "priority"), name="vtpm",
+                            multi_slot=self.options.get("multi_slot", False))
         self.back.start()
         self.front = TpmFront(hv, dom, 0, flavour="minios")
         try:

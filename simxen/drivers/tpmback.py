@@ -228,7 +228,8 @@ class TpmBack:
     """
 
     def __init__(self, hv, dom, *, policy="priority", name="tpmback",
-                 on_open: Optional[Callable] = None, on_close: Optional[Callable] = None):
+                 on_open: Optional[Callable] = None, on_close: Optional[Callable] = None,
+                 multi_slot=False):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
         self.hv = hv
@@ -239,6 +240,9 @@ class TpmBack:
         self.name = name
         self.on_open = on_open
         self.on_close = on_close
+        #: also serve simxen's multi-slot what-if (simxen.protocols.tpmif_ring): look for
+        #: ``multi-slot-entry-size`` at connect. Off, as in mini-os: no extra XenStore read.
+        self.multi_slot = multi_slot
         self.base = f"/local/domain/{dom.domid}/backend/vtpm"
         self._token = f"{name}:backend/vtpm"
         self._ifaces: dict = {}           # (domid, handle) -> _Interface (None: refused)
@@ -398,7 +402,7 @@ class TpmBack:
         rport = int(bus.read_otherend("event-channel"))
         if bus.read_otherend("feature-protocol-v2") != "1":
             raise ValueError("frontend lacks feature-protocol-v2 = 1")
-        entry_size = self._ring_entry_size(bus)
+        entry_size = self._ring_entry_size(bus) if self.multi_slot else None
         mapping = hv.gnttab.map_grant_ref(dom, fe, gref)
         try:
             port = hv.evtchn.bind_interdomain(dom, fe, rport)

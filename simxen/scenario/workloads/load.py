@@ -204,7 +204,7 @@ def _host_spec(params):
     else:
         spec = HostSpec.standard(guests, boot=DEFAULT_BOOT)
     vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"],
-                 "policy": params["policy"]}
+                 "policy": params["policy"], "multi_slot": params["transport"] == "multi-slot"}
     guest_opts = {"transport": params["transport"], "ring_entry_size": params["ring_entry_size"]}
     spec.options = {"vtpmmgr": {"policy": params["policy"]},
                     **{v: dict(vtpm_opts) for v in vtpm_names(params)},
