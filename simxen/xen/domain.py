@@ -262,17 +262,18 @@ class Domain:
         c = self.cursor = c + per_byte * n
         if kind == "page.write":
             page.mtime = c
+        # the record emit() would make, as a row of values (None = absent);
+        # row() itself decides whether the kind is kept (no wants() first:
+        # these values cost nothing to gather, and the check would be made twice)
         trace = self._trace
-        if trace.wants(kind):
-            # the record emit() would make, as a row of values (None = absent)
-            small = data if n <= trace.small_access else None
-            gref = view.gref
-            if gref is not None:
-                trace.row(c, kind, self.domid, _MAPPING_ACCESS,
-                          offset, n, view.domid, gref, small, what, flow)
-            else:
-                trace.row(c, kind, self.domid, _PAGE_ACCESS,
-                          offset, n, view.gfn, small, what, flow)
+        small = data if n <= trace.small_access else None
+        gref = view.gref
+        if gref is not None:
+            trace.row(c, kind, self.domid, _MAPPING_ACCESS,
+                      offset, n, view.domid, gref, small, what, flow)
+        else:
+            trace.row(c, kind, self.domid, _PAGE_ACCESS,
+                      offset, n, view.gfn, small, what, flow)
 
     def _memcpy_per_byte(self):
         """A draw of ``memcpy.per_byte``; a fixed cost is kept in ``_memcpy`` as a float."""
