@@ -281,9 +281,10 @@ def test_a_guest_without_a_vtpm_line_is_refused(tmp_path):
 
 
 def test_a_vtpm_not_up_before_scenario_until_is_one_line_exit_2(tmp_path):
-    path = variant(tmp_path, "until = 120.0", "until = 1.0")     # stub domains sleep 2 s first
+    # xl create takes ~1 s per domain (the guest exists by ~3 s) and the vTPM sleeps 2 s first
+    path = variant(tmp_path, "until = 120.0", "until = 3.5")
     assert_one_line_error(serve_cli(path, "--domain", "guest1"),
-                          "guest1's vTPM did not connect within 1 simulated seconds",
+                          "guest1's vTPM did not connect within 3.5 simulated seconds",
                           "scenario.until")
 
 
