@@ -31,14 +31,13 @@ import concurrent.futures
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from simxen.server.loopback import free_port_pair
+from simxen.server.loopback import free_port_pair, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQUENCES = ROOT / "tests" / "interop" / "sequences"
@@ -63,19 +62,6 @@ def describe(path):
         if line.startswith("#"):
             return line.lstrip("# ").strip()
     return ""
-
-
-def _wait_listening(port, proc, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class Target:
@@ -109,7 +95,7 @@ class Target:
             tcti = f"mssim:host=127.0.0.1,port={port}"
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
-        if not _wait_listening(port, proc):
+        if not wait_listening(port, timeout=30.0, process=proc):
             stop(proc)
             raise RuntimeError(f"{self.name} did not start: {proc.stderr.read()[-500:]}")
         return proc, tcti, env

@@ -6,6 +6,7 @@ default), runs one thread per connection, and stops cleanly.
 """
 
 import socket
+import time
 import socketserver
 import threading
 
@@ -41,6 +42,22 @@ def free_port_pair(host="127.0.0.1"):
         except OSError:
             continue
     raise OSError("no free port pair on " + host)
+
+
+def wait_listening(port, timeout=20.0, process=None, host="127.0.0.1"):
+    """Whether something accepts connections on ``port`` within ``timeout``
+    seconds; gives up at once if ``process`` (a Popen that should be the
+    listener) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 class BufferedReader:

@@ -60,6 +60,12 @@ CURVE_ORDERS = {c: row[2] for c, row in _CURVES.items()}
 CURVE_B = {c: row[3] for c, row in _CURVES.items()}
 CURVE_G = {c: row[4] for c, row in _CURVES.items()}
 CURVE_BYTES = {c: (p.bit_length() + 7) // 8 for c, p in CURVE_PRIMES.items()}
+def generator(curve):
+    """The base point G of ``curve`` as fixed-width ``(x, y)`` bytes."""
+    size = CURVE_BYTES[curve]
+    return tuple(v.to_bytes(size, "big") for v in CURVE_G[curve])
+
+
 #: the hash each curve's KDF uses (TPMS_ALGORITHM_DETAIL_ECC.kdf)
 CURVE_HASHES = {TPM_ECC.NIST_P256: TPM_ALG.SHA256, TPM_ECC.NIST_P384: TPM_ALG.SHA384,
                 TPM_ECC.NIST_P521: TPM_ALG.SHA512}

@@ -10,14 +10,12 @@ absent, unless ``SIMXEN_REQUIRE_TOOLS=1`` (then they fail).
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from simxen.server.loopback import free_port_pair
+from simxen.server.loopback import free_port_pair, wait_listening  # noqa: F401 (re-exported)
 
 
 def require_tool(name):
@@ -29,17 +27,6 @@ def require_tool(name):
             pytest.fail(f"{name} is required (SIMXEN_REQUIRE_TOOLS=1) but not installed")
         pytest.skip(f"{name} not installed (Debian package tpm2-tools / swtpm)")
     return path
-
-
-def wait_listening(port, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class SimxenTpmServer:

@@ -142,12 +142,8 @@ def ecc_parameters(tpm, cmd):
     """TPMS_ALGORITHM_DETAIL_ECC of a curve this TPM implements: its key
     size, the KDF and signing scheme it imposes (SP800-56A KDF with the
     curve's hash; none), and the domain parameters p, a, b, G, n, h."""
-    r = cmd.r
-    curve = r.u16()
-    r.done()
-    size = keys.CURVE_BYTES.get(curve)
-    if size is None:
-        raise TpmError(TPM_RC.CURVE, param=1)
+    from simxen.tpm.commands.ephemeral import parse_curve
+    curve, size = parse_curve(cmd.r)
     p = keys.CURVE_PRIMES[curve]
     gx, gy = keys.CURVE_G[curve]
     kdf_hash = keys.CURVE_HASHES[curve]

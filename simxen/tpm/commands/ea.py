@@ -353,13 +353,7 @@ _OPERATIONS = {
 def policy_nv(tpm, cmd):
     """Compare NV contents with operandB (needs read access to the index)."""
     from simxen.tpm.commands.nv import check_access
-    r = cmd.r
-    operand = r.at(1).tpm2b(64)
-    offset = r.at(2).u16()
-    operation = r.at(3).u16()
-    r.done()
-    if operation not in _OPERATIONS:
-        raise TpmError(TPM_RC.VALUE, param=3)
+    operand, offset, operation = _comparison(cmd.r)
     nv = tpm.nv_indices[cmd.handles[1]]
     s = _session(tpm, cmd, 2)
     if not s.is_trial:
@@ -369,9 +363,25 @@ def policy_nv(tpm, cmd):
         if offset + len(operand) > nv.data_size:
             raise TpmError(TPM_RC.NV_RANGE)
         _compare(bytes(nv.data[offset:offset + len(operand)]), operand, operation)
-    args = s.hash.digest(operand + u16(offset) + u16(operation))
-    s.extend_policy(_CC(TPM_CC.PolicyNV) + args + nv.name)
+    s.extend_policy(_CC(TPM_CC.PolicyNV) + _comparison_digest(s, operand, offset, operation)
+                    + nv.name)
     return b"", b""
+
+
+def _comparison(r):
+    """PolicyNV's and PolicyCounterTimer's operandB, offset and operation."""
+    operand = r.at(1).tpm2b(64)
+    offset = r.at(2).u16()
+    operation = r.at(3).u16()
+    r.done()
+    if operation not in _OPERATIONS:
+        raise TpmError(TPM_RC.VALUE, param=3)
+    return operand, offset, operation
+
+
+def _comparison_digest(s, operand, offset, operation):
+    """``H(operandB || offset || operation)``, what both policies extend with."""
+    return s.hash.digest(operand + u16(offset) + u16(operation))
 
 
 def _compare(a, operand, operation):
@@ -387,13 +397,7 @@ def _compare(a, operand, operation):
 def policy_counter_timer(tpm, cmd):
     """Compare part of TPMS_TIME_INFO (time u64, clock u64, resetCount u32,
     restartCount u32, safe u8) with operandB."""
-    r = cmd.r
-    operand = r.at(1).tpm2b(64)
-    offset = r.at(2).u16()
-    operation = r.at(3).u16()
-    r.done()
-    if operation not in _OPERATIONS:
-        raise TpmError(TPM_RC.VALUE, param=3)
+    operand, offset, operation = _comparison(cmd.r)
     s = _session(tpm, cmd)
     if not s.is_trial:
         info = (u64(tpm.time) + u64(tpm.clock) + u32(tpm.reset_count) + u32(tpm.restart_count)
@@ -401,8 +405,8 @@ def policy_counter_timer(tpm, cmd):
         if offset + len(operand) > len(info):
             raise TpmError(TPM_RC.RANGE)
         _compare(info[offset:offset + len(operand)], operand, operation)
-    args = s.hash.digest(operand + u16(offset) + u16(operation))
-    s.extend_policy(_CC(TPM_CC.PolicyCounterTimer) + args)
+    s.extend_policy(_CC(TPM_CC.PolicyCounterTimer)
+                    + _comparison_digest(s, operand, offset, operation))
     return b"", b""
 
 

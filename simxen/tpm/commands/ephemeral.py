@@ -48,6 +48,17 @@ def marshal_point(point):
     return tpm2b(tpm2b(point[0]) + tpm2b(point[1]))
 
 
+def parse_curve(r):
+    """A TPMI_ECC_CURVE this TPM implements (the command's only parameter),
+    with its coordinate size; ``TPM_RC_CURVE`` otherwise."""
+    curve = r.u16()
+    r.done()
+    size = keys.CURVE_BYTES.get(curve)
+    if size is None:
+        raise TpmError(TPM_RC.CURVE, param=1)
+    return curve, size
+
+
 def _multiply(curve, scalar, point, param):
     try:
         return keys.ecc_multiply(curve, scalar, *point)
@@ -84,8 +95,7 @@ def commit(tpm, cmd):
             raise TpmError(TPM_RC.ECC_POINT, param=2) from None
         k_point = _multiply(curve, int.from_bytes(key.sensitive, "big"), point, 2)
         l_point = _multiply(curve, k_r, point, 2)
-    base = p1 if p1 is not None else tuple(
-        v.to_bytes(size, "big") for v in keys.CURVE_G[curve])
+    base = p1 if p1 is not None else keys.generator(curve)
     e_point = _multiply(curve, k_r, base, 1)
     tpm.nv_changed = True
     return b"", (marshal_point(k_point) + marshal_point(l_point) + marshal_point(e_point)
@@ -94,13 +104,8 @@ def commit(tpm, cmd):
 
 @command(TPM_CC.EC_Ephemeral)
 def ec_ephemeral(tpm, cmd):
-    r = cmd.r
-    curve = r.u16()
-    r.done()
-    size = keys.CURVE_BYTES.get(curve)
-    if size is None:
-        raise TpmError(TPM_RC.CURVE, param=1)
+    curve, _ = parse_curve(cmd.r)
     counter = state(tpm).new_counter()
     k = commit_scalar(tpm, b"", counter, curve)
-    g = tuple(v.to_bytes(size, "big") for v in keys.CURVE_G[curve])
-    return b"", marshal_point(_multiply(curve, k, g, 1)) + u16(counter & 0xFFFF)
+    return b"", (marshal_point(_multiply(curve, k, keys.generator(curve), 1))
+                 + u16(counter & 0xFFFF))

@@ -2,6 +2,16 @@
 # GetRandom on the audit list, tpm2_getcommandauditdigest and
 # tpm2_getsessionauditdigest sign the digests; the signatures verify with
 # openssl and the digests equal H(H(0..0 || cpHash || rpHash)) computed here.
+cat > attest_parts.py <<'PY'
+def attested(path, kind):
+    """The attested part of a TPMS_ATTEST (tpm2_print has no audit types)."""
+    b = open(path, "rb").read()
+    assert b[:4] == b"\xffTCG" and int.from_bytes(b[4:6], "big") == kind
+    pos = 6
+    for _ in range(2):                      # qualifiedSigner, extraData
+        pos += 2 + int.from_bytes(b[pos:pos + 2], "big")
+    return b[pos + 17 + 8:]                 # after clockInfo and firmwareVersion
+PY
 tpm2_createprimary -Q -C o -g sha256 -G ecc -c primary.ctx
 tpm2_create -Q -C primary.ctx -G ecc -u key.pub -r key.prv -a "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign"
 tpm2_load -Q -C primary.ctx -u key.pub -r key.prv -c key.ctx
@@ -17,15 +27,8 @@ openssl dgst -sha256 -verify key.pem -signature cmd.sig cmd.att
 # the digest covers exactly the one GetRandom
 python3 - <<'PY'
 import hashlib
+from attest_parts import attested
 H = lambda b: hashlib.sha256(b).digest()
-def attested(path, kind):
-    """The attested part of a TPMS_ATTEST (tpm2_print has no audit types)."""
-    b = open(path, "rb").read()
-    assert b[:4] == b"\xffTCG" and int.from_bytes(b[4:6], "big") == kind
-    pos = 6
-    for _ in range(2):                      # qualifiedSigner, extraData
-        pos += 2 + int.from_bytes(b[pos:pos + 2], "big")
-    return b[pos + 17 + 8:]                 # after clockInfo and firmwareVersion
 rand = open("r1.bin", "rb").read()
 cc_rand = (0x17B).to_bytes(4, "big")
 cp = H(cc_rand + (16).to_bytes(2, "big"))
@@ -43,15 +46,8 @@ tpm2_getsessionauditdigest -Q -c key.ctx -g sha256 -m s.att -s s.sig -f plain -S
 openssl dgst -sha256 -verify key.pem -signature s.sig s.att
 python3 - <<'PY'
 import hashlib
+from attest_parts import attested
 H = lambda b: hashlib.sha256(b).digest()
-def attested(path, kind):
-    """The attested part of a TPMS_ATTEST (tpm2_print has no audit types)."""
-    b = open(path, "rb").read()
-    assert b[:4] == b"\xffTCG" and int.from_bytes(b[4:6], "big") == kind
-    pos = 6
-    for _ in range(2):                      # qualifiedSigner, extraData
-        pos += 2 + int.from_bytes(b[pos:pos + 2], "big")
-    return b[pos + 17 + 8:]                 # after clockInfo and firmwareVersion
 d = bytes(32)
 for f in ("r2.bin", "r3.bin"):
     r = open(f, "rb").read()
