@@ -41,6 +41,7 @@ for ``"priority"``, Pollaczek-Khinchine (M/M/1, M/D/1, M/G/1) for
 from __future__ import annotations
 
 from simxen.scenario.schema import Field, Table
+from simxen.scenario.workloads.vtpm_stack import SAVE_AND_SCHEDULE
 
 DOMAIN_KEYS = ()
 ARRIVALS = ("poisson", "deterministic", "closed")
@@ -91,13 +92,7 @@ SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over
           minimum=0),
     Field("pcr", int, "PCR the extends, reads and quotes use (0..23)", default=16, minimum=0,
           check=lambda v: None if v <= 23 else f"a TPM has PCRs 0..23, found {v}"),
-    Field("policy", str, "the manager's choice among ready vTPMs", default="priority",
-          choices=["priority", "fifo", "round-robin"]),
-    Field("strong_persistence", bool, "vTPMs save their state after a changing command",
-          default=True),
-    Field("save_on", str, "'success' (save after every successful command, as Xen's vTPM: "
-          "strong persistence in its TPM 1.2 emulator) or 'changed' (only after a command that "
-          "changed persistent state)", default="success", choices=["success", "changed"]),
+    *SAVE_AND_SCHEDULE,
     Field("transport", str, "guest -> vTPM transport: 'tpmif' (Xen's single request page) or "
           "'multi-slot' (simxen's what-if: a ring.h ring, several commands in flight)",
           default="tpmif", choices=["tpmif", "multi-slot"]),

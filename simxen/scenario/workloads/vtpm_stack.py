@@ -84,6 +84,19 @@ def _check_guest_kernels(value):
     return None
 
 
+#: How the manager chooses among ready vTPMs and when a vTPM saves its state:
+#: the same keys for every workload that builds the vTPM stack (also ``load``).
+SAVE_AND_SCHEDULE = [
+    Field("policy", str, "the manager's choice among ready vTPMs", default="priority",
+          choices=["priority", "fifo", "round-robin"]),
+    Field("strong_persistence", bool, "vTPMs save their state after a changing command",
+          default=True),
+    Field("save_on", str, "'success' (save after every successful command, as Xen's vTPM: "
+          "strong persistence in its TPM 1.2 emulator) or 'changed' (only after a command that "
+          "changed persistent state)", default="success", choices=["success", "changed"]),
+]
+
+
 SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl configs; guests use their vTPMs", [
     Field("type", str, "workload type", choices=["vtpm-stack"]),
     Field("name", str, "name of the results in [[expect]] metrics", default="stack"),
@@ -101,13 +114,7 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
     Field("iterations", int, "rounds of `commands` per guest", default=20, minimum=1),
     Field("pcr", int, "PCR that pcr_extend / pcr_read / quote use (0..23)", default=16, minimum=0,
           check=lambda v: None if v <= 23 else f"a TPM has PCRs 0..23, found {v}"),
-    Field("policy", str, "the manager's choice among ready vTPMs", default="priority",
-          choices=["priority", "fifo", "round-robin"]),
-    Field("strong_persistence", bool, "vTPMs save their state after a changing command",
-          default=True),
-    Field("save_on", str, "'success' (save after every successful command, as Xen's vTPM: "
-          "strong persistence in its TPM 1.2 emulator) or 'changed' (only after a command that "
-          "changed persistent state)", default="success", choices=["success", "changed"]),
+    *SAVE_AND_SCHEDULE,
     Field("manager_storage", str, "the vTPM manager's store: 'xen' (Xen's TPM 2.0 manager: vTPM "
           "keys in memory only, lost at a manager restart or host reboot) or 'sealed' (simxen's: "
           "written and sealed to the host's boot)", default="xen", choices=["xen", "sealed"]),
