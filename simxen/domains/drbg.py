@@ -15,28 +15,61 @@ its ``random_bytes``::
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 
-__all__ = ["HmacDrbg"]
+__all__ = ["HmacDrbg", "HmacSha256"]
+
+_BLOCK = 64                                   # SHA-256's block size (bytes)
+_IPAD = bytes(b ^ 0x36 for b in range(256))   # byte -> byte ^ ipad, for bytes.translate
+_OPAD = bytes(b ^ 0x5c for b in range(256))   # byte -> byte ^ opad
+
+
+class HmacSha256:
+    """HMAC-SHA-256 under one key (RFC 2104), the two padded-key blocks hashed once.
+
+    ``HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m))``: the same bytes as
+    ``hmac.digest(K, m, "sha256")``. The DRBG calls it several times per key
+    (every output block and the state update share one), and OpenSSL's HMAC
+    sets its key up again on every call -- the larger part of its cost for
+    32-byte messages. Here the key's two blocks are hashed once and each call
+    copies those SHA-256 states.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def __call__(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 class HmacDrbg:
     """HMAC_DRBG with SHA-256, instantiated from *entropy* (and a personalization string)."""
 
     def __init__(self, entropy: bytes, *, personalization: bytes = b""):
-        self.key = bytes(32)
         self.value = b"\x01" * 32
         self.reseed_counter = 1
+        self._set_key(bytes(32))
         self._update(bytes(entropy) + bytes(personalization))
 
-    def _hmac(self, data: bytes) -> bytes:
-        return hmac.digest(self.key, data, "sha256")
+    def _set_key(self, key: bytes) -> None:
+        self.key = key
+        self._hmac = HmacSha256(key)
 
     def _update(self, provided: bytes = b"") -> None:
-        self.key = self._hmac(self.value + b"\x00" + provided)
+        self._set_key(self._hmac(self.value + b"\x00" + provided))
         self.value = self._hmac(self.value)
         if provided:
-            self.key = self._hmac(self.value + b"\x01" + provided)
+            self._set_key(self._hmac(self.value + b"\x01" + provided))
             self.value = self._hmac(self.value)
 
     def reseed(self, entropy: bytes) -> None:
@@ -45,12 +78,15 @@ class HmacDrbg:
 
     def generate(self, n: int) -> bytes:
         """*n* pseudo-random bytes."""
-        out = bytearray()
+        hmac_k = self._hmac
+        value = self.value
+        out = b""
         while len(out) < n:
-            self.value = self._hmac(self.value)
-            out += self.value
+            value = hmac_k(value)
+            out += value
+        self.value = value
         self._update()
         self.reseed_counter += 1
-        return bytes(out[:n])
+        return out[:n]
 
     __call__ = generate

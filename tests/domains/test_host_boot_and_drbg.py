@@ -1,11 +1,14 @@
 """Host boot measurements and the vTPM's HMAC_DRBG."""
 
 import hashlib
+import hmac
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from domain_helpers import boot, run
 
-from simxen.domains.drbg import HmacDrbg
+from simxen.domains.drbg import HmacDrbg, HmacSha256
 from simxen.domains.host_boot import DEFAULT_BOOT, boot_with, expected_pcrs
 
 
@@ -53,3 +56,9 @@ def test_drbg_known_answer_nist_cavs_hmac_sha256():
         "e528e9abf2dece54d47c7e75e5fe302149f817ea9fb4bee6f4199697d04d5b89d54fbb978a15b5c443c9ec2"
         "1036d2460b6f73ebad0dc2aba6e624abf07745bc107694bb7547bb0995f70de25d6b29e2d3011bb19d27676"
         "c07162c8b5ccde0668961df86803482cb37ed6d5c0bb8d50cf1f50d476aa0458bdaba806f48be9dcb8")
+
+
+@given(key=st.binary(max_size=100), data=st.binary(max_size=200))
+def test_drbg_keyed_hmac_is_hmac_sha256(key, data):
+    # the DRBG's HMAC hashes the padded key once and reuses it: still RFC 2104's bytes
+    assert HmacSha256(key)(data) == hmac.digest(key, data, "sha256")
