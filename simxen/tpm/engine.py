@@ -126,6 +126,9 @@ class TpmEngine(SessionProcessing):
         # over Shutdown(STATE)/Startup(STATE)
         self.null_seed = b""
         self.null_proof = b""
+        # simxen.tpm.state's marshalled sections with the values they were made
+        # from: a save re-marshals only the sections whose values changed
+        self._state_memo = {}
         self._init_transient()
         self.last_command_changed_nv = False
         #: the exception behind the last TPM_RC_FAILURE answer (a bug), if any
@@ -497,7 +500,7 @@ class TpmEngine(SessionProcessing):
     def save_state(self):
         """All persistent state as a versioned blob (see :mod:`simxen.tpm.state`)."""
         from simxen.tpm.state import save_state
-        return save_state(self)
+        return save_state(self, self._state_memo)
 
     @classmethod
     def from_state(cls, blob, *, random_bytes=None, clock=None, powered=True):

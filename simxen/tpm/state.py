@@ -34,6 +34,8 @@ Shutdown(STATE) are not persistent, as on a real TPM.
 """
 
 import hashlib
+import struct
+from operator import attrgetter
 
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.audit import CommandAudit
@@ -47,27 +49,42 @@ from simxen.tpm.tpm_object import TpmObject
 MAGIC = b"SIMXTPM\0"
 VERSION = 1
 VERSION_EXTENDED = 2
+_MAGIC_V1 = MAGIC + u16(VERSION)
+_MAGIC_V2 = MAGIC + u16(VERSION_EXTENDED)
 _HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT)
 _SECRETS = ("eps", "sps", "pps", "eh_proof", "sh_proof", "ph_proof", "context_key",
             "null_seed", "null_proof")
 
 
-def save_state(tpm):
-    """The state blob of ``tpm``."""
-    parts = [tpm2b(getattr(tpm, name)) for name in _SECRETS]
-    parts.append(tpm.manufacturer)
-    for h in _HIERARCHIES:
-        alg, policy = tpm.hierarchy_policy[h]
-        parts.append(tpm2b(tpm.hierarchy_auth[h]) + u16(alg) + tpm2b(policy))
-    flags = (int(tpm.sh_enable) | int(tpm.eh_enable) << 1 | int(tpm.ph_enable_nv) << 2
-             | int(tpm.disable_clear) << 3 | int(tpm.lockout_auth_locked) << 4)
-    parts.append(bytes((flags,)))
-    parts.append(u64(tpm.clock) + u32(tpm.reset_count) + u32(tpm.restart_count))
-    parts.append(u32(tpm.da_failed_tries) + u32(tpm.da_max_tries) + u32(tpm.da_recovery_time)
-                 + u32(tpm.da_lockout_recovery))
-    parts.append(u32(len(tpm.nv_indices)))
-    parts += [tpm2b(nv.serialize()) for _, nv in sorted(tpm.nv_indices.items())]
-    parts.append(u32(len(tpm.persistent)))
+#: Everything the head of the body (up to the flags byte) is made of, as one tuple.
+_HEAD_FIELDS = attrgetter(*_SECRETS, "manufacturer", "sh_enable", "eh_enable", "ph_enable_nv",
+                          "disable_clear", "lockout_auth_locked")
+#: clock u64, resetCount u32, restartCount u32, then the four dictionary-attack u32s.
+_COUNTERS = struct.Struct(">QIIIIII")
+
+
+def save_state(tpm, memo=None):
+    """The state blob of ``tpm``.
+
+    ``memo`` (a dict the caller keeps with ``tpm``; :meth:`TpmEngine.save_state
+    <simxen.tpm.engine.TpmEngine.save_state>` passes its own) remembers the
+    marshalled bytes of the sections that rarely change -- the seeds, proofs
+    and hierarchy authorizations, and the NV indices -- together with the
+    values they were made from. A vTPM saves after every command and most
+    commands change only the clock, so most saves re-marshal only the clock
+    and counters. A section is re-marshalled whenever any value it is made of
+    differs, so the blob is always exactly what marshalling everything gives.
+    """
+    if memo is None:
+        memo = {}
+    head = _memo(memo, "head", (_HEAD_FIELDS(tpm), tuple(tpm.hierarchy_auth.items()),
+                                tuple(tpm.hierarchy_policy.items())), _head, tpm)
+    nv = _memo(memo, "nv", tuple((nv, nv.attributes, nv.auth_value, bytes(nv.data))
+                                 for _, nv in sorted(tpm.nv_indices.items())), _nv, tpm)
+    parts = [head,
+             _COUNTERS.pack(tpm.clock, tpm.reset_count, tpm.restart_count, tpm.da_failed_tries,
+                            tpm.da_max_tries, tpm.da_recovery_time, tpm.da_lockout_recovery),
+             nv, u32(len(tpm.persistent))]
     parts += [u32(h) + tpm2b(obj.serialize()) for h, obj in sorted(tpm.persistent.items())]
     orderly = tpm.orderly_state
     if orderly is None:
@@ -81,9 +98,39 @@ def save_state(tpm):
             parts.append(u16(alg) + b"".join(values))
     parts.append(tpm2b(tpm.stir_pool) + u64(tpm.nv_counter_high))
     extension = _extension(tpm)
-    version = VERSION_EXTENDED if extension else VERSION
-    head = MAGIC + u16(version) + b"".join(parts) + extension
+    parts.append(extension)
+    body = b"".join(parts)
+    head = (_MAGIC_V2 if extension else _MAGIC_V1) + body
     return head + hashlib.sha256(head).digest()
+
+
+def _memo(memo, section, key, marshal, tpm):
+    """``section``'s bytes: remembered ones if ``key`` (its values) is unchanged."""
+    known = memo.get(section)
+    if known is not None and known[0] == key:
+        return known[1]
+    data = marshal(tpm)
+    memo[section] = (key, data)
+    return data
+
+
+def _head(tpm):
+    """The secrets, manufacturer, hierarchy authorizations and the flags byte."""
+    parts = [tpm2b(getattr(tpm, name)) for name in _SECRETS]
+    parts.append(tpm.manufacturer)
+    for h in _HIERARCHIES:
+        alg, policy = tpm.hierarchy_policy[h]
+        parts.append(tpm2b(tpm.hierarchy_auth[h]) + u16(alg) + tpm2b(policy))
+    flags = (int(tpm.sh_enable) | int(tpm.eh_enable) << 1 | int(tpm.ph_enable_nv) << 2
+             | int(tpm.disable_clear) << 3 | int(tpm.lockout_auth_locked) << 4)
+    parts.append(bytes((flags,)))
+    return b"".join(parts)
+
+
+def _nv(tpm):
+    """The NV indices: their count, then each index's TPM2B."""
+    return u32(len(tpm.nv_indices)) + b"".join(
+        tpm2b(nv.serialize()) for _, nv in sorted(tpm.nv_indices.items()))
 
 
 def load_state(tpm, blob):

@@ -178,3 +178,63 @@ def test_state_blob_round_trip_property(nv, owner_auth, extends, orderly):
         assert got == data
     if orderly == TPM_SU.STATE:
         assert again.pcrs.banks == tpm.pcrs.banks
+
+
+# -- the blob's memo (TpmEngine.save_state re-marshals only changed sections) --
+
+_OWNER_RW = 0x00060006      # TPMA_NV OWNERWRITE | AUTHWRITE | OWNERREAD | AUTHREAD
+
+
+def _state_changing_command(draw):
+    """One command that changes (or tries to change) the persistent state."""
+    from hypothesis import strategies as st
+    pw = [client.password_auth()]
+    index = 0x01000000 + draw(st.integers(1, 3))
+    kind = draw(st.sampled_from(["define", "define_counter", "write", "increment", "undefine",
+                                 "change_auth", "policy", "stir", "da", "clear", "extend",
+                                 "shutdown_state"]))
+    if kind in ("define", "define_counter"):
+        attrs = _OWNER_RW | (0x10 if kind == "define_counter" else 0)
+        return client.nv_define_space_command(index, 8, attrs)
+    if kind == "write":
+        return client.nv_write_command(index, draw(st.binary(min_size=1, max_size=8)),
+                                       auth_handle=TPM_RH.OWNER)
+    if kind == "increment":
+        return client.nv_increment_command(index, auth_handle=TPM_RH.OWNER)
+    if kind == "undefine":
+        return client.build_command(TPM_CC.NV_UndefineSpace, (TPM_RH.OWNER, index), b"", pw)
+    if kind == "change_auth":      # back to empty at once, or later commands fail authorization
+        return client.build_command(TPM_CC.HierarchyChangeAuth, (TPM_RH.ENDORSEMENT,),
+                                    tpm2b(draw(st.sampled_from([b"", b"x"]))), pw)
+    if kind == "policy":
+        return client.build_command(TPM_CC.SetPrimaryPolicy, (TPM_RH.OWNER,),
+                                    tpm2b(draw(st.binary(min_size=32, max_size=32)))
+                                    + u16(TPM_ALG.SHA256), pw)
+    if kind == "stir":
+        return client.build_command(TPM_CC.StirRandom, (), tpm2b(draw(st.binary(max_size=16))))
+    if kind == "da":
+        return client.build_command(TPM_CC.DictionaryAttackParameters, (TPM_RH.LOCKOUT,),
+                                    u32(draw(st.integers(1, 40))) + u32(10) + u32(10), pw)
+    if kind == "clear":
+        return client.build_command(TPM_CC.Clear, (TPM_RH.LOCKOUT,), b"", pw)
+    if kind == "extend":
+        return client.pcr_extend_command(draw(st.integers(0, 15)), {TPM_ALG.SHA256: bytes(32)})
+    return client.shutdown_command(TPM_SU.STATE)
+
+
+def test_the_memoised_blob_is_what_marshalling_everything_gives():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from simxen.tpm.state import save_state
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.data())
+    def check(data):
+        tpm = make_engine()
+        for _ in range(data.draw(st.integers(1, 12))):
+            tpm.execute(_state_changing_command(data.draw))
+            tpm.execute(client.get_random_command(4))       # changes nothing persistent
+            assert tpm.save_state() == save_state(tpm)         # memo vs everything fresh
+            assert tpm.save_state() == tpm.save_state()
+    check()
