@@ -8,9 +8,15 @@ an argument is wrong (found before anything is simulated: the same checks as
 internal error.  On a terminal a progress line shows simulated time; piped
 output stays quiet.
 
+``--trace FILE`` is written as the run goes (each time the trace's buffer
+fills, the records no later record can precede), so memory does not grow
+with the run; the file is complete when ``simxen run`` exits.
+
 Ctrl-C (SIGINT) or SIGTERM stops the run at the current simulated time: the
-report of what was reached is printed, marked PARTIAL, the trace so far is
-written, and the exit status is 130 (SIGINT) or 143 (SIGTERM).
+report of what was reached is printed, marked PARTIAL, the rest of the trace
+so far is written, and the exit status is 130 (SIGINT) or 143 (SIGTERM).
+After an internal error (status 3) the file holds what was written while
+the run went: every record up to some time, sorted (docs/trace.rst).
 ``--trace -`` writes the trace to standard output; the report then goes to
 standard error.
 """
@@ -67,9 +73,10 @@ def open_output(name, what="--trace"):
 
 
 def _write_trace(trace, fp, name):
-    """Write and flush the trace; a failing device (full disk...) is one line, exit 2."""
+    """Write the rest of the streamed trace and flush it; a failing device (full
+    disk...) is one line, exit 2."""
     try:
-        trace.to_jsonl(fp)
+        trace.finish_stream()
         fp.flush()
     except OSError as exc:
         raise InputError(f"cannot write the trace: {exc.strerror}", path=name,
@@ -106,6 +113,8 @@ def main(args) -> int:
         level = args.trace_level or ("full" if args.trace else "commands")
         sim = runner.prepare(sc, seed=args.seed, until=args.until, trace_level=level)
         trace_fp = open_output(args.trace) if args.trace else None
+        if trace_fp is not None:        # written as the run goes (Trace.stream_to)
+            sim.hv.trace.stream_to(trace_fp, sim.hv.low_water)
         report_fp = sys.stderr if trace_fp is sys.stdout else sys.stdout
         show = sys.stderr.isatty() and not args.no_progress and trace_fp is not sys.stdout
         try:

@@ -177,21 +177,24 @@ def load_profile(scenario) -> Profile:
     return profile
 
 
-def prepare(scenario, *, seed=None, until=None, trace_level="full") -> Simulation:
+def prepare(scenario, *, seed=None, until=None, trace_level="full",
+            trace_buffer=None) -> Simulation:
     """Everything :func:`run` does before the first simulated event (see the module doc).
 
     ``seed`` and ``until`` override the file's (``--seed``, ``--until``);
-    ``trace_level`` is what the trace keeps (:data:`simxen.xen.trace.LEVELS`).
-    Returns the :class:`Simulation`, ready for :func:`execute`.
+    ``trace_level`` is what the trace keeps (:data:`simxen.xen.trace.LEVELS`),
+    ``trace_buffer`` how many of its records it holds in memory (default
+    :class:`~simxen.xen.trace.Trace`'s). Returns the :class:`Simulation`,
+    ready for :func:`execute`.
     """
     try:
-        return _prepare(scenario, seed, until, trace_level)
+        return _prepare(scenario, seed, until, trace_level, trace_buffer)
     except InputError as err:
         from simxen.scenario.overrides import blame_scenario
         raise blame_scenario(err, scenario) from None
 
 
-def _prepare(scenario, seed, until, trace_level):
+def _prepare(scenario, seed, until, trace_level, trace_buffer=None):
     meta = scenario.data["scenario"]
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise InputError(f"expected an integer >= 0, found {seed!r}", key="--seed")
@@ -201,7 +204,9 @@ def _prepare(scenario, seed, until, trace_level):
                          key="--until")
     seed = meta["seed"] if seed is None else seed
     until = meta["until"] if until is None else until
-    hv = Hypervisor(profile=load_profile(scenario), seed=seed, trace=Trace(level=trace_level))
+    trace = (Trace(level=trace_level) if trace_buffer is None
+             else Trace(level=trace_level, buffer_rows=trace_buffer))
+    hv = Hypervisor(profile=load_profile(scenario), seed=seed, trace=trace)
     sim = Simulation(hv, scenario, seed=seed, until=until)
     for i, d in enumerate(scenario.data["domain"]):
         sim.claim_domain(d["name"], f"domain[{i}].name", how="creating it")

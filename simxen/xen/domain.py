@@ -474,6 +474,17 @@ class Domain:
         if self._waiters:
             self._offer(t, port=port)
 
+    def earliest_queued(self):
+        """The delivery time of the earliest notification or watch event still
+        waiting in the inbox, or ``None``. Its trace record will carry that
+        time however late the domain looks (:meth:`deliver_due`), so the trace
+        cannot write records past it yet (:meth:`Hypervisor.low_water`)."""
+        inbox, winbox = self._inbox, self._watch_inbox
+        if inbox:
+            t = inbox[0][0]
+            return winbox[0][0] if winbox and winbox[0][0] < t else t
+        return winbox[0][0] if winbox else None
+
     def set_pending(self, port):
         """Set the pending bit of the local ``port`` now; whether it was set already."""
         coalesced = port.pending

@@ -46,6 +46,22 @@ only when the merge reaches its first record, so memory stays bounded by the
 buffer however long the run is, and the export is the same bytes as one
 sorted list in memory would give.
 
+**Streaming.** :meth:`Trace.stream_to` writes the export to its file as the
+run goes. Records come out of time order only so far: a domain's clock runs
+ahead of ``env.now`` (records stamped later are harmless), and a delivery is
+stamped with the time its notification or watch event arrived, which can be
+earlier than ``env.now`` while it waits in an inbox. So the hypervisor's
+*low-water mark* (:meth:`~simxen.xen.hypervisor.Hypervisor.low_water`:
+``env.now``, or the earliest delivery still queued) is a time below which
+no record can come any more; each time the buffer fills, everything kept up
+to the mark -- from the buffer and from runs spilled before -- is merged and
+written, and only the records above it stay (a few: they go to a run when
+they fill half the buffer). The file gets the export's bytes in the export's
+order; the records written are kept in the temporary file too, so the trace
+stays readable. A record below what was written is caught when the buffer is
+sorted (:class:`TraceOrderError` with ``strict``, otherwise the file is
+rewritten from the start at :meth:`Trace.finish_stream`).
+
 **The hot path.** ``emit`` builds a dict of fields. The hottest records
 (page accesses, event-channel sends and deliveries) skip it with
 :meth:`Trace.row`, which takes the tuple of field names and then the values
@@ -54,6 +70,7 @@ sorted list in memory would give.
 cheap check to call first when building the values costs something.
 """
 
+import bisect
 import heapq
 import io
 import json
@@ -122,20 +139,39 @@ def _under(prefix):
 
 
 class _Run:
-    """One sorted run of rows spilled to the trace's temporary file."""
+    """One sorted run of rows in the trace's temporary file: pickled blocks of
+    rows, read from row ``pos`` of the block at ``offset`` on (``blocks``
+    blocks left). ``first`` is the (t, seq) key of its first row left."""
 
-    __slots__ = ("first", "offset", "blocks")
+    __slots__ = ("first", "offset", "pos", "blocks")
 
     def __init__(self, first, offset, blocks):
-        self.first, self.offset, self.blocks = first, offset, blocks
+        self.first, self.offset, self.pos, self.blocks = first, offset, 0, blocks
+
+    def copy(self):
+        run = _Run(self.first, self.offset, self.blocks)
+        run.pos = self.pos
+        return run
+
+    def reader(self, file):
+        """Its rows, each as ``(row, offset, pos, blocks)``: where the run resumes at it."""
+        offset, skip, blocks = self.offset, self.pos, self.blocks
+        while blocks:
+            file.seek(offset)
+            block = pickle.load(file)
+            after = file.tell()
+            for pos in range(skip, len(block)):
+                yield block[pos], offset, pos, blocks
+            offset, skip, blocks = after, 0, blocks - 1
 
     def rows(self, file):
-        pos = self.offset
+        offset, skip = self.offset, self.pos
         for _ in range(self.blocks):
-            file.seek(pos)
+            file.seek(offset)
             block = pickle.load(file)
-            pos = file.tell()
-            yield from block
+            offset = file.tell()
+            yield from (block[skip:] if skip else block)
+            skip = 0
 
 
 class Trace:
@@ -163,6 +199,15 @@ class Trace:
         self._runs = []
         self._kept_spilled = 0
         self._names = {}
+        # streaming to the output file (stream_to): the file, the runs written
+        # to it (in order, in the temporary file too), the key of its last row
+        self._sink = self._target = self._low_water = None
+        self._strict = False
+        self._done = []
+        self._last = None
+        self._streamed = 0
+        self._fallback = self._sink_error = None
+        self._unnamed = set()       # domids of written rows that had no name yet
         for prefix in disabled:
             self.disable(prefix)
 
@@ -210,6 +255,9 @@ class Trace:
         """Tell the trace what domain ``domid`` is called: exported records
         carry it as ``dom_name`` (the hypervisor calls this as it creates a
         domain; a domid is never reused within a run of simxen)."""
+        if domid in self._unnamed and self._fallback is None:
+            self._fall_back(f"domain {domid} was named {name!r} after records of it were "
+                            "written without a name")
         self._names[domid] = name
 
     def domain_names(self):
@@ -251,21 +299,202 @@ class Trace:
                     self._spill_rows()
 
     def _spill_rows(self):
-        """Sort the buffer and write it as one run of the temporary file."""
+        """The buffer is full: sort it; stream what is final to the output file
+        (when :meth:`stream_to` named one) and keep the few rows above the
+        low-water mark; spill the rest, as one sorted run, to the temporary file."""
         rows = self._rows
+        held = len(rows)
         rows.sort(key=_key)
+        if self._sink is not None:
+            rows = self._stream(rows)
+            if len(rows) <= self._buffer_rows // 2:
+                self._rows = rows           # a few rows ahead of the mark stay
+                self._kept_spilled += held - len(rows)
+                return
+        self._rows = []
+        self._kept_spilled += held
+        if rows:
+            self._runs.append(self._write_run(rows))
+
+    def _temp(self):
         if self._spill is None:
             self._spill = tempfile.TemporaryFile(prefix="simxen-trace-", dir=self._spill_dir)
-        f = self._spill
+        return self._spill
+
+    def _write_run(self, rows):
+        """Append the sorted ``rows`` to the temporary file as one :class:`_Run`."""
+        f = self._temp()
         f.seek(0, io.SEEK_END)
         offset = f.tell()
         blocks = 0
         for i in range(0, len(rows), _BLOCK):
             pickle.dump(rows[i:i + _BLOCK], f, protocol=pickle.HIGHEST_PROTOCOL)
             blocks += 1
-        self._runs.append(_Run(_key(rows[0]), offset, blocks))
-        self._kept_spilled += len(rows)
-        self._rows = []
+        return _Run(_key(rows[0]), offset, blocks)
+
+    # -- streaming to the output file ---------------------------------------------
+    def stream_to(self, file, low_water, *, strict=False):
+        """Write the JSON Lines export (:meth:`to_jsonl`) to ``file`` as the run goes.
+
+        ``low_water()`` returns a time below which no record can be emitted any
+        more (:meth:`simxen.xen.hypervisor.Hypervisor.low_water`). Each time the
+        buffer fills, the kept records up to that time are final: they are
+        written, in the export's order and with its bytes, and leave memory;
+        the rest wait. :meth:`finish_stream` writes the rest, so ``file`` ends up
+        byte for byte what ``to_jsonl(file)`` at the end would have written.
+
+        A record below what was written already would break the order; it is
+        found when the buffer is sorted (and a domain named after its records
+        were written would change their bytes). ``strict`` raises
+        :class:`TraceOrderError` then; otherwise streaming stops there
+        (:meth:`stream_fallback` says why) and :meth:`finish_stream` writes the
+        whole file again from its start -- or, when ``file`` cannot seek back
+        (a pipe), raises :class:`TraceOrderError`: its lines cannot be taken back.
+        """
+        if self._target is not None or self._done:
+            raise ValueError("the trace is already streamed to a file")
+        self._sink = self._target = file
+        self._low_water, self._strict = low_water, strict
+
+    def streamed(self):
+        """How many records have been written to the :meth:`stream_to` file so far."""
+        return self._streamed
+
+    def buffered(self):
+        """How many kept records are in memory now (the rest are in the
+        temporary file, some of them written to the :meth:`stream_to` file)."""
+        return len(self._rows)
+
+    def stream_fallback(self):
+        """Why streaming stopped early (see :meth:`stream_to`), or ``None``."""
+        return self._fallback
+
+    def _fall_back(self, why):
+        if self._strict:
+            raise TraceOrderError(why)
+        self._fallback = why
+        self._sink = None
+
+    def _stream(self, rows):
+        """Write every pending row up to the low-water mark; return ``rows``' rest (sorted)."""
+        last = self._last
+        if last is not None and rows and rows[0][0] < last[0]:
+            self._fall_back(f"a trace record ({rows[0][2]}) at t={rows[0][0]!r} s came after "
+                            f"the records up to t={last[0]!r} s were written")
+            return rows
+        mark = self._low_water()
+        n = bisect.bisect_right(rows, mark, key=_time)
+        if any(run.first[0] <= mark for run in self._runs):
+            final = self._merge_upto(rows[:n], mark)
+        else:
+            final = rows[:n] if n < len(rows) else rows
+        try:
+            self._write_final(final)
+        except OSError as exc:      # a full disk...: keep every row; finish_stream raises it
+            self._sink_error = exc
+            self._fallback = f"writing the trace failed: {exc.strerror or exc}"
+            self._sink = None
+            return rows
+        return rows[n:]
+
+    def _merge_upto(self, memory, mark):
+        """Every row of the pending runs and of ``memory`` (sorted) with ``t <= mark``,
+        in order; each run is left at its first row above the mark (or dropped)."""
+        f = self._spill
+        runs = [run for run in self._runs if run.first[0] <= mark]
+        heap = []
+        for i, run in enumerate(runs):
+            reader = run.reader(f)
+            heap.append((run.first, i, next(reader), reader))
+        if memory:
+            reader = ((row, 0, 0, 0) for row in memory)
+            heap.append((_key(memory[0]), len(runs), next(reader), reader))
+        heapq.heapify(heap)
+        while heap and heap[0][0][0] <= mark:
+            _, i, (row, _, _, _), reader = heap[0]
+            yield row
+            following = next(reader, None)
+            if following is None:
+                heapq.heappop(heap)
+                if i < len(runs):
+                    runs[i].blocks = 0      # read to its end
+            else:
+                heapq.heapreplace(heap, (_key(following[0]), i, following, reader))
+        for key, i, (_, offset, pos, blocks), _ in heap:
+            if i < len(runs):               # the run resumes at this row
+                run = runs[i]
+                run.first, run.offset, run.pos, run.blocks = key, offset, pos, blocks
+        self._runs = [run for run in self._runs if run.blocks]
+
+    def _write_final(self, rows):
+        """Write the final ``rows`` (sorted, after everything written so far) to the
+        file, and keep them, as one more written run, in the temporary file for
+        reading back (:meth:`records`)."""
+        sink, names, unnamed = self._sink, self._names, self._unnamed
+        f = self._temp()
+        f.seek(0, io.SEEK_END)
+        offset = end = f.tell()
+        block, blocks, n, first, row = [], 0, 0, None, None
+        for row in rows:
+            if first is None:
+                first = _key(row)
+            sink.write(_line(row, names))
+            dom = row[3]
+            if dom not in names and dom is not None:
+                unnamed.add(dom)
+            block.append(row)
+            if len(block) == _BLOCK:
+                end = self._dump(block, end)    # (rows may be reading f: seek each time)
+                blocks += 1
+                n += _BLOCK
+                block = []
+        if block:
+            end = self._dump(block, end)
+            blocks += 1
+            n += len(block)
+        sink.flush()
+        if n:
+            self._done.append(_Run(first, offset, blocks))
+            self._last = _key(row)
+            self._streamed += n
+
+    def _dump(self, block, end):
+        f = self._spill
+        f.seek(end)
+        pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return f.tell()
+
+    def finish_stream(self):
+        """Write what :meth:`stream_to` has not written yet and stop streaming: the
+        file is then the whole export. The trace stays readable. Raises the
+        ``OSError`` of a failed write, or :class:`TraceOrderError` (see
+        :meth:`stream_to`)."""
+        target = self._target
+        if target is None:
+            return
+        self._target = self._sink = None
+        if self._sink_error is not None:
+            raise self._sink_error
+        last = self._last
+        if self._fallback is None and last is not None and self._rows:
+            first = min(self._rows, key=_key)
+            if first[0] < last[0]:
+                self._fall_back(f"a trace record ({first[2]}) at t={first[0]!r} s came after "
+                                f"the records up to t={last[0]!r} s were written")
+        if self._fallback is None:
+            rows = self._rest_rows()
+        else:
+            try:
+                target.seek(0)
+                target.truncate()
+            except (OSError, ValueError, AttributeError):
+                raise TraceOrderError(f"{self._fallback}; the file cannot seek back to be "
+                                      "rewritten, so it is out of order") from None
+            rows = self._merged_rows()
+        names = self._names
+        for row in rows:
+            target.write(_line(row, names))
+        target.flush()
 
     # -- reading -----------------------------------------------------------------
     def __len__(self):
@@ -278,17 +507,33 @@ class Trace:
 
     def spilled_runs(self):
         """How many sorted runs have left memory for the temporary file."""
-        return len(self._runs)
+        return len(self._runs) + len(self._done)
 
     def _merged_rows(self):
-        """Every kept row in (t, seq) order: the runs and the buffer, merged lazily."""
+        """Every kept row in (t, seq) order: the runs written to the output file
+        (in order, before everything else), then the pending runs and the buffer,
+        merged lazily."""
+        if self._fallback is None:
+            f = self._spill
+            for run in self._done:
+                f.flush()
+                yield from run.rows(f)
+            yield from self._rest_rows()
+        else:       # the written runs may not come first: merge them too
+            yield from self._rest_rows(self._done)
+
+    def _rest_rows(self, more=()):
+        """The rows not written to the output file, in order: the pending runs
+        (and ``more`` runs) and the buffer, merged lazily."""
         memory = sorted(self._rows, key=_key)
-        if not self._runs:
+        # copies: a run streamed while this reads on moves on, its bytes stay
+        runs = [run.copy() for run in self._runs + list(more)]
+        if not runs:
             yield from memory
             return
         f = self._spill
         f.flush()
-        sources = [(run.first, run.rows(f)) for run in self._runs]
+        sources = [(run.first, run.rows(f)) for run in runs]
         if memory:
             sources.append((_key(memory[0]), iter(memory)))
         sources.sort(key=lambda s: s[0])
@@ -337,10 +582,9 @@ class Trace:
 
     def to_jsonl(self, file):
         """Write every kept record as one JSON object per line (sorted keys)."""
-        dumps, names = json.dumps, self._names
-        for record in self.iter_records():
-            file.write(dumps(record.as_dict(names), sort_keys=True, separators=(",", ":")))
-            file.write("\n")
+        names = self._names
+        for row in self._merged_rows():
+            file.write(_line(row, names))
 
     def dumps_jsonl(self):
         """The JSON Lines export as one string."""
@@ -354,9 +598,24 @@ class Trace:
             self._spill.close()
             self._spill = None
         self._runs = []
+        self._done = []
         self._rows = []
         self._kept_spilled = 0
 
 
+class TraceOrderError(RuntimeError):
+    """A record came with a time below records already streamed to the output
+    file: the low-water mark missed a way records are emitted (a simxen bug)."""
+
+
 def _key(row):
     return row[0], row[1]
+
+
+def _time(row):
+    return row[0]
+
+
+def _line(row, names):
+    """The export's line of a row: its :class:`Record` as JSON, keys sorted."""
+    return json.dumps(_record(row).as_dict(names), sort_keys=True, separators=(",", ":")) + "\n"

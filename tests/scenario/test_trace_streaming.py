@@ -1,0 +1,66 @@
+"""``simxen run --trace FILE`` writes the trace as the run goes: a long run's
+file grows while it runs, and a run stopped by Ctrl-C leaves the complete,
+sorted trace so far. The signal goes to a real ``simxen run`` process."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from simxen import cli
+from simxen.scenario import runner, scenario_file
+from simxen.xen.trace import Trace
+
+ROOT = Path(__file__).resolve().parents[2]
+PINGPONG = ROOT / "scenarios" / "ring-pingpong.toml"
+
+
+def endless(tmp_path):
+    """ring-pingpong with far more requests than a test waits for."""
+    text = PINGPONG.read_text().replace("requests = 2000", "requests = 100000000")
+    text = text.replace("until = 10.0", "until = 1000000.0")
+    p = tmp_path / "endless.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.slow
+def test_the_file_grows_during_the_run_and_ctrl_c_leaves_it_complete(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "simxen.cli", "run", str(endless(tmp_path)),
+                             "--trace", str(trace), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sizes = []
+    deadline = time.monotonic() + 240
+    while len(set(sizes) - {0}) < 2:        # two buffers' worth written while running
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, sizes
+        time.sleep(0.1)
+        sizes.append(trace.stat().st_size if trace.exists() else 0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "PARTIAL" in out
+    recorded = int(out.split("trace records")[1].split()[0].replace(",", ""))
+    keys = [(r["t"], r["seq"]) for r in map(json.loads, trace.read_text().splitlines())]
+    assert keys == sorted(keys)
+    assert sorted(seq for _, seq in keys) == list(range(recorded))     # every record, once
+
+
+def test_cli_file_is_the_export_of_the_run_kept_whole(tmp_path, monkeypatch, capsys):
+    """With a small buffer (so that it streams many times) ``--trace`` writes
+    the bytes of the whole trace's export, at level full and commands."""
+    scenario = ROOT / "scenarios" / "vtpm-stack.toml"
+    for level in ("full", "commands"):
+        whole = runner.run(scenario_file.load(scenario), trace_level=level).trace.dumps_jsonl()
+        monkeypatch.setattr(runner, "Trace", lambda level: Trace(level=level, buffer_rows=64))
+        path = tmp_path / f"{level}.jsonl"
+        assert cli.main(["run", "--no-progress", "--trace", str(path), "--trace-level", level,
+                         str(scenario)]) == 0
+        monkeypatch.undo()
+        capsys.readouterr()
+        assert path.read_text() == whole
