@@ -3,34 +3,54 @@
 Every op of a timing profile says how sure its numbers are (``V`` read in a
 source, ``P`` derived, ``U`` assumed). A latency is an **estimate** when more
 than a fifth of it (:data:`ESTIMATE_SHARE`) comes from ``U`` figures; a report
-says so next to it.
+says so next to it, and its ``--json`` carries the share (``unverified_share``
+metrics, unit ``fraction``).
 
 Which figures a command's time comes from is read from its hops
-(:mod:`simxen.analysis.hops`), each charged to the ops that dominate it:
+(:mod:`simxen.analysis.hops`), each charged to the ops that made it:
 
 ==================  ==========================================================
 hop                 ops its time comes from
 ==================  ==========================================================
 ``front->back``     ``evtchn.notify`` + ``evtchn.upcall`` (the SUBMIT's
                     notification and the vTPM waking)
-``vtpm``            the vTPM engine, ``tpm.vtpm.default`` (its mean); the rest
-                    of the hop is the state save -- ``disk.request``
+``vtpm``            the vTPM engine's own execution (the ``tpm.exec`` records
+                    of the command in its vTPM: ``tpm.vtpm.default``,
+                    ``tpm.vtpm.rsa``... as :func:`simxen.domains.vtpm.vtpm_op`
+                    picks); the rest of the hop is the state save --
+                    ``disk.request``
 ``manager``         ``evtchn.notify`` (two more ring crossings) and, with the
-                    sealed store, ``disk.flush``
-``ptpm``            the physical TPM, ``tpm.ptpm.default`` of the chip
+                    sealed store, ``disk.flush`` -- all assumed today
+``ptpm``            each physical-TPM command under the command: the chip's
+                    own op for it (``tpm.ptpm.Quote``, ``tpm.ptpm.GetRandom``,
+                    else ``tpm.ptpm.default`` --
+                    :func:`simxen.hw.tpm_chip.latency_op`) for the time the
+                    chip drew, and mini-os ``tpm_tis``'s 5 ms polling grid
+                    (``V``, a switch read in the source) for the rest
 ``back->front``     the guest's wait: ``tpmfront.usleep_range`` (linux-6), the
                     jiffy arithmetic of linux-4.4 (``P``), or the event
                     channel (``evtchn.upcall``) for an interrupt-driven guest
 ==================  ==========================================================
 
-The attribution is coarse on purpose (a hop's time is given the certainty of
-the op that dominates it), and conservative where it has to guess: the
-physical-TPM hop counts as its chip's *default* op, which is assumed.
+:class:`Attribution` does this for every command of a trace, from its actual
+hops and executions; :meth:`Attribution.share` gives the share of a set of
+commands, :meth:`Attribution.window` the share of a span of time that a
+workload measured around some commands (an attestation round: the guest's
+commands plus the network link between them). :func:`ops_share` is the same
+idea for a latency that is not made of TPM commands (a ring round trip): the
+mean time of the ops it is made of. :func:`unverified_share` works on a
+command's mean hops alone, when no trace is at hand.
+
+The attribution is coarse where it has to guess: a hop's time is given the
+certainty of the op that dominates it, and a physical-TPM command whose
+execution the trace does not show counts as its chip's *default* op, which is
+assumed.
 """
 
 from __future__ import annotations
 
-__all__ = ["ESTIMATE_SHARE", "hop_certainty", "unverified_share", "is_estimate"]
+__all__ = ["ESTIMATE_SHARE", "hop_certainty", "unverified_share", "is_estimate", "label",
+           "Attribution", "ops_share"]
 
 #: More than this fraction of a latency from ``U`` figures makes it an estimate.
 ESTIMATE_SHARE = 0.2
@@ -81,3 +101,191 @@ def _engine_mean(profile):
 
 def is_estimate(share: float) -> bool:
     return share > ESTIMATE_SHARE
+
+
+def label(share) -> str:
+    """``"estimate"`` or ``"sourced"`` for a latency with *share* from ``U`` figures."""
+    return "estimate" if is_estimate(share) else "sourced"
+
+
+def ops_share(profile, counts: dict) -> float:
+    """The share from ``U`` figures of a latency made of ``{op: times}`` (for a
+    ``..._per_byte`` op, times = bytes), each op weighted by its mean."""
+    total = unverified = 0.0
+    for op, n in counts.items():
+        t = n * profile.op(op).mean() if profile.has(op) else 0.0
+        total += t
+        if _cert(profile, op) == "U":
+            unverified += t
+    return unverified / total if total > 0 else 0.0
+
+
+class Attribution:
+    """Every completed guest command of a trace, its time split by certainty.
+
+    :param records: trace records (the ``tpm.*`` and ``tis.*`` kinds are read;
+        :meth:`of_trace` picks them from a :class:`~simxen.xen.trace.Trace`)
+    :param profile: the run's timing profile
+    :param waits: ``{frontend domid: (kernel era, polls)}`` -- how each guest's
+        frontend waits for an answer (:mod:`simxen.drivers.kernel_eras`); a domain
+        not in it waits as ``default_wait`` says (the profile's era)
+    :param vtpm_op: ``vtpm_op(profile, cc) -> op name``, the op that times a
+        command in a vTPM engine (:func:`simxen.domains.vtpm.vtpm_op`; the
+        analysis layer does not import the domains)
+    :param requests: :func:`simxen.analysis.hops.requests` of the same records, if the
+        caller has them already (they are built otherwise)
+    """
+
+    def __init__(self, records, profile, *, waits=None, default_wait=("linux-6", True),
+                 vtpm_op=None, requests=None):
+        from simxen.analysis import hops
+        self.profile = profile
+        self._vtpm_op = vtpm_op or (lambda profile, cc: "tpm.vtpm.default")
+        records = sorted(records, key=lambda r: r.seq)
+        engine = {}       # (dom, flow) -> [(t, cc, duration)] of a vTPM engine's executions
+        chip = []         # (seq, t, command, duration) of the physical TPM's executions
+        go = {}           # (dom, t) of a tis.go -> its seq
+        for r in records:
+            if r.kind == "tpm.exec":
+                f = r.fields
+                if r.dom is None:
+                    chip.append((r.seq, r.t, f.get("command"), f.get("duration", 0.0)))
+                else:
+                    engine.setdefault((r.dom, f.get("flow")), []).append(
+                        (r.t, f.get("cc"), f.get("duration", 0.0)))
+            elif r.kind == "tis.go":
+                go[(r.dom, r.t)] = r.seq
+        self._engine, self._chip, self._go = engine, chip, go
+        self._chip_seqs = [c[0] for c in chip]
+        cert = {}
+        #: ``{(flow, frontend domid): {"V": s, "P": s, "U": s}}`` per completed top-level command
+        self.commands = {}
+        self._by_dom = {}
+        for req in (requests if requests is not None else hops.requests(records)):
+            if req.parent is not None or not req.done:
+                continue
+            key = (waits or {}).get(req.front_dom, default_wait)
+            if key not in cert:
+                cert[key] = hop_certainty(profile, polls=key[1], era=key[0])
+            parts = self._split(req, hops.hops_of(req).hops, cert[key])
+            self.commands[(req.flow, req.front_dom)] = parts
+            # by domain too, with times: a flow name may come again after a host reboot
+            self._by_dom.setdefault(req.front_dom, []).append((req.submit, req.complete, parts))
+
+    @classmethod
+    def of_trace(cls, trace, profile, **kw):
+        """From a :class:`~simxen.xen.trace.Trace`'s kept ``tpm.*`` and ``tis.*`` records;
+        ``None`` when the trace's level did not keep the command records."""
+        if not trace.keeps("tpm.front.complete"):
+            return None
+        return cls([*trace.iter_records("tpm"), *trace.iter_records("tis")], profile, **kw)
+
+    def _split(self, req, hop, cert):
+        """``{"V", "P", "U": seconds}`` of one command (see the module doc)."""
+        parts = {"V": 0.0, "P": 0.0, "U": 0.0}
+        parts[cert["front_to_back"]] += hop["front_to_back"]
+        parts[cert["manager"]] += hop["manager"]
+        parts[cert["back_to_front"]] += hop["back_to_front"]
+        # the vTPM hop: the engine's executions of this command, the rest the state save
+        runs = [(cc, d) for t, cc, d in self._engine.get((req.back_dom, req.flow), ())
+                if req.take <= t <= req.respond]
+        if runs:
+            engine = 0.0
+            for cc, d in runs:
+                parts[_cert(self.profile, self._vtpm_op(self.profile, cc))] += d
+                engine += d
+        else:                                   # no execution kept: the op's mean
+            op = self._vtpm_op(self.profile, req.cc)
+            engine = min(hop["vtpm"], self.profile.op(op).mean() if self.profile.has(op) else 0.0)
+            parts[_cert(self.profile, op)] += engine
+        parts[cert["save"]] += max(0.0, hop["vtpm"] - engine)
+        # the physical TPM: each span's command, by the chip's op for it
+        ptpm = hop["ptpm"]
+        for dom, t0, t1 in _spans(req):
+            op, drawn = self._chip_run(dom, t0, t1)
+            drawn = min(drawn, t1 - t0)
+            parts[_cert(self.profile, op)] += drawn
+            parts[self._grid] += (t1 - t0) - drawn
+            ptpm -= t1 - t0
+        parts["U"] += max(0.0, ptpm)            # nothing should be left; if it is, assumed
+        return parts
+
+    @property
+    def _grid(self):
+        """Certainty of the time between the chip finishing and the manager's TIS driver
+        seeing it: mini-os tpm_tis polls STS every 5 ms (read in its source)."""
+        if self.profile.switch("tis.wait", "poll") == "poll":
+            return "V"
+        return _cert(self.profile, "evtchn.upcall")
+
+    def _chip_run(self, dom, t0, t1):
+        """``(op, drawn seconds)`` of the physical TPM command started by the tis.go at
+        ``(dom, t0)``: the first chip execution after it, else the default op."""
+        import bisect
+        from simxen.hw.tpm_chip import latency_op
+        seq = self._go.get((dom, t0))
+        if seq is not None:
+            i = bisect.bisect_right(self._chip_seqs, seq)
+            if i < len(self._chip):
+                _, t, command, drawn = self._chip[i]
+                if t0 <= t <= t1 and command is not None:
+                    if isinstance(command, str):
+                        command = bytes.fromhex(command)
+                    return latency_op(self.profile, command), drawn
+        return "tpm.ptpm.default", t1 - t0
+
+    def share(self, keys) -> float | None:
+        """The share from ``U`` figures of the commands ``keys`` (``(flow, domid)`` pairs)
+        together; ``None`` when none of them is in the trace. A latency that also counts
+        time queued behind other commands (a load generator's arrival to response) gets
+        the same share: the queue is made of those commands' times."""
+        u = total = 0.0
+        for key in keys:
+            parts = self.commands.get(key)
+            if parts is not None:
+                u += parts["U"]
+                total += parts["V"] + parts["P"] + parts["U"]
+        return u / total if total > 0 else None
+
+    def window(self, start, end, doms, *, rest="net.link") -> float | None:
+        """The share from ``U`` figures of the span ``start`` .. ``end`` that a workload
+        timed around the commands of the domains ``doms``: those commands (submitted and
+        completed inside it) as they are split, and the rest of the span charged to op
+        *rest* (an attestation round's other time is its network messages)."""
+        return self.windows([(start, end, doms)], rest=rest)
+
+    def windows(self, spans, *, rest="net.link") -> float | None:
+        """:meth:`window` of several ``(start, end, doms)`` spans together (the share of
+        their summed time); ``None`` for no time at all."""
+        u = time = 0.0
+        rest_u = _cert(self.profile, rest) == "U"
+        for start, end, doms in spans:
+            span = end - start
+            if span <= 0:
+                continue
+            cu = ctotal = 0.0
+            for dom in doms:
+                for t0, t1, parts in self._by_dom.get(dom, ()):
+                    if start - 1e-12 <= t0 and t1 <= end + 1e-12:
+                        cu += parts["U"]
+                        ctotal += parts["V"] + parts["P"] + parts["U"]
+            u += min(span, cu + (max(0.0, span - ctotal) if rest_u else 0.0))
+            time += span
+        return u / time if time > 0 else None
+
+
+def _spans(req):
+    """``(dom, start, end)`` of the physical-TPM spans :func:`simxen.analysis.hops.hops_of`
+    counts in *req*'s ``ptpm`` hop: its own and those of its completed nested requests."""
+    for t0, t1 in req.ptpm:
+        yield req.back_dom, t0, t1
+    for child in req.children:
+        if child.done:
+            yield from _nested_spans(child)
+
+
+def _nested_spans(req):
+    for t0, t1 in req.ptpm:
+        yield req.back_dom, t0, t1
+    for child in req.children:
+        yield from _nested_spans(child)

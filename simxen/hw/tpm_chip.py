@@ -52,6 +52,25 @@ _ALG_SUFFIX = {TPM_ALG.RSA: "rsa", TPM_ALG.ECC: "ecc", TPM_ALG.KEYEDHASH: "keyed
                TPM_ALG.SYMCIPHER: "symcipher"}
 
 
+
+def latency_op(profile, command: bytes, prefix: str = "tpm.ptpm") -> str:
+    """The op of *profile* that times ``command`` on a chip whose ops start with *prefix*:
+    ``<prefix>.<CommandName>[.<alg>]`` if the profile has it, else ``<prefix>.default``
+    (see the module doc). :mod:`simxen.analysis.certainty` asks it which figure a traced
+    command's time came from."""
+    cc = header.code(command)
+    if cc is not None:
+        name = command_name(cc)
+        op = f"{prefix}.{name[5:] if name.startswith('TPM2_') else name}"
+        alg = template_type(command)
+        if alg is not None:             # key creation: its cost depends on the algorithm
+            keyed = f"{op}.{_ALG_SUFFIX.get(alg, 'other')}"
+            if profile.has(keyed):
+                return keyed
+        if profile.has(op):
+            return op
+    return f"{prefix}.default"
+
 class TisIrq:
     """The chip's interrupt line as a SimPy event source.
 
@@ -114,18 +133,7 @@ class TpmChip:
 
     def latency_op(self, command: bytes) -> str:
         """The profile op timing ``command``: its own if the profile has one, else default."""
-        cc = header.code(command)
-        if cc is not None:
-            name = command_name(cc)
-            op = f"{self.profile_prefix}.{name[5:] if name.startswith('TPM2_') else name}"
-            alg = template_type(command)
-            if alg is not None:             # key creation: its cost depends on the algorithm
-                keyed = f"{op}.{_ALG_SUFFIX.get(alg, 'other')}"
-                if self.hv.profile.has(keyed):
-                    return keyed
-            if self.hv.profile.has(op):
-                return op
-        return f"{self.profile_prefix}.default"
+        return latency_op(self.hv.profile, command, self.profile_prefix)
 
     def _driver_now(self):
         """The clock of the domain driving the window (it owns it), else the event loop's."""

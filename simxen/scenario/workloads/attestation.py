@@ -349,6 +349,10 @@ class Story:
         self.result = {"attack": params["attack"], "round": {}, "reenrolment": "not tried",
                        "dom0_tpm_access": "not tried", "vtpm_restore": "not restarted"}
         self.events = []          # (time, sentence) for the report
+        #: ``{"enrol_ms" | "attest_ms": (start, end, guest domids)}`` of the first
+        #: enrolment and round, for their estimate labels (simxen.scenario.estimates)
+        self.windows = {}
+        self.peer = None          # the relay attack's other guest (attach_guests)
         self.host = None
         self.last = None          # (nonce, evidence) of the latest round
         self.verdict = None       # the latest round's Verdict
@@ -437,6 +441,7 @@ class Story:
         yield from self.link.send("activated secret", len(answer))
         ok = self.verifier.confirm(agent_id, answer)
         self.result.setdefault("enrol_ms", (self.env.now - start) * 1e3)
+        self.windows.setdefault("enrol_ms", (start, self.env.now, _domids(side)))
         self.say(f"The verifier enrolled {agent_id}'s AK: TPM2_MakeCredential in software "
                  "against the EK recorded at provisioning, TPM2_ActivateCredential in the vTPM "
                  f"-- {'the secret came back, the AK is trusted' if ok else 'the wrong secret came back'}.")
@@ -476,6 +481,8 @@ class Story:
                                              "appraisal": verdict, "evidence": evidence}
         self.result["host"] = host
         self.result.setdefault("attest_ms", (self.env.now - start) * 1e3)
+        self.windows.setdefault("attest_ms", (start, self.env.now,
+                                              _domids(side or self.guest, self.peer)))
         self.result.update(verdict.as_dict())
         self.say(_verdict_sentence(number, verdict))
         self.verdict = verdict
@@ -483,6 +490,22 @@ class Story:
                             round=number, verdict=verdict.word, reasons=len(verdict.reasons),
                             failed=verdict.as_dict()["failed_checks"])
         return evidence
+
+
+def _domids(*sides):
+    """Domain ids of the guests (:class:`GuestSide`) that run a kernel."""
+    return {s.kernel.domid for s in sides if s is not None and s.kernel is not None}
+
+
+def unverified_shares(hv, host, windows):
+    """``{name: share of it from U figures}`` of timed spans ``{name: (start, end, domids)}``
+    (:meth:`simxen.analysis.certainty.Attribution.window`); empty without command records."""
+    from simxen.scenario import estimates
+    attr = estimates.attribution(hv, host)
+    if attr is None:
+        return {}
+    shares = {name: attr.window(*w) for name, w in windows.items()}
+    return {name: v for name, v in shares.items() if v is not None}
 
 
 # --------------------------------------------------------------- attacks
@@ -627,6 +650,9 @@ def metrics(params):
     m.flag("pvgrub_measured", "pv-grub measured the kernel, command line and initrd")
     m.add("pvgrub_extends", "count", "TPM2_PCR_Extend commands pv-grub sent")
     m.add("enrol_ms", "ms", "enrolment at the verifier, simulated")
+    from simxen.scenario.estimates import DOC
+    m.add("unverified_share.enrol_ms", "fraction", f"enrol_ms: {DOC}")
+    m.add("unverified_share.attest_ms", "fraction", f"attest_ms (the first round): {DOC}")
     m.flag("enrolled", "the verifier enrolled the guest's attestation key")
     m.add("ima_entries", "count", "entries in the guest's IMA measurement list")
     m.add("boot_count", "count", "times the guest booted")
@@ -706,6 +732,7 @@ def run(sim, params):
     story.result["policy"] = story.policy                  # objects for simxen explain
     story.result["event_log"] = story.guest.event_log
     story.result["link_messages"] = story.link.messages
+    story.result["unverified_share"] = unverified_shares(sim.hv, story.host, story.windows)
     return story.result
 
 
@@ -779,12 +806,17 @@ def report(rep, result, params):
         s.row("event log", "none (no boot loader measured the guest); PCR 4/5 read zero: "
               + ("yes" if result.get("eventlog_replays_to_vtpm") else "NO"))
     s.row("IMA entries", result.get("ima_entries", 0))
+    from simxen.scenario import estimates
+    shares = result.get("unverified_share", {})
     if "enrol_ms" in result:
-        s.row("enrolment (simulated)", result["enrol_ms"], "ms")
+        s.row("enrolment (simulated)", result["enrol_ms"],
+              "ms" + estimates.tag(shares.get("enrol_ms")))
     if "attest_ms" in result:
-        s.row("first attestation round (simulated)", result["attest_ms"], "ms")
+        s.row("first attestation round (simulated)", result["attest_ms"],
+              "ms" + estimates.tag(shares.get("attest_ms")))
     s.row("verdict (last round)", result.get("verdict", "none"))
     if result.get("reasons"):
         s.row("failed checks", result["failed_checks"])
     if result.get("checkquote"):
         rep.section("Check it with tpm2-tools (one line)").row("", result["checkquote"])
+    estimates.explain(rep, shares.values())

@@ -129,6 +129,8 @@ def metrics(params):
     m.stats("latency_ms", "ms", "arrival to response", keys=_LOAD_STATS)
     m.stats("wait_ms", "ms", "queued in the guest (chip lock)", keys=_LOAD_STATS)
     m.add("notifications_sent", "count", "event-channel sends in the measured window")
+    from simxen.scenario.estimates import DOC
+    m.add("unverified_share", "fraction", f"latency_ms: {DOC}")
     names = guest_names(params)
     for g in names:
         m.add(f"guests.{g}.commands", "count", f"{g}: commands completed")
@@ -136,6 +138,7 @@ def metrics(params):
         m.stats(f"guests.{g}.latency_ms", "ms", f"{g}: arrival to response", keys=_LOAD_STATS)
         m.stats(f"guests.{g}.wait_ms", "ms", f"{g}: queued in the guest", keys=_LOAD_STATS)
         m.add(f"guests.{g}.notifications_sent", "count", f"{g}: event-channel sends")
+        m.add(f"guests.{g}.unverified_share", "fraction", f"{g}: latency_ms: {DOC}")
         if params["transport"] == "multi-slot":
             m.add(f"guests.{g}.notifications_suppressed", "count", f"{g}: ring pushes that "
                   "needed no notification (the vTPM was awake)")
@@ -305,7 +308,8 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
     for r in every:
         if r.done is not None and r.done > last:
             last = r.done
-    for rec in hv.trace.records():
+    records = hv.trace.records()
+    for rec in records:
         kind, f = rec.kind, rec.fields
         if kind == "tpm.back.take" and rec.dom == mgr_dom and f.get("flow") in flows:
             mgr_wait[f["flow"]] = f["waited"]
@@ -357,10 +361,28 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
                      for k in host.kernels() if k.role in ("vtpmmgr", "vtpm")}
     result["domains"] = {name: {"notifications_sent": sends.get(domid, 0)}
                          for domid, name in sorted(domains.items())}
+    _unverified(result, hv, host, records, measured, loads)
     if params["theory"]:
         server_wait = vtpm_wait if theory_server(params) == "vtpm" else mgr_wait
         result["theory"], result["theory_note"] = _theory(hv, loads, measured, server_wait, params)
     return result
+
+
+def _unverified(result, hv, host, records, measured, loads):
+    """Each latency's share from U figures (simxen.scenario.estimates): that of the measured
+    commands' own hops, which their time queued in the guest is made of too."""
+    from simxen.scenario import estimates
+    attr = estimates.attribution(hv, host, records=records)
+    if attr is None:
+        return
+    keys = {ld.name: [(r.flow, ld.guest.domid) for r in measured[ld.name] if r.ok] for ld in loads}
+    every = attr.share([k for ks in keys.values() for k in ks])
+    if every is not None:
+        result["unverified_share"] = every
+    for name, ks in keys.items():
+        share = attr.share(ks)
+        if share is not None:
+            result["guests"][name]["unverified_share"] = share
 
 
 def theory_server(params):
@@ -475,14 +497,16 @@ def report(rep, result, params):
             f"failed), {result['throughput_per_s']:.1f} per second; the manager was busy "
             f"{100 * result['manager']['utilisation']:.1f} % of the time with on average "
             f"{result['manager']['queue_length_mean']:.2f} requests ready and waiting.")
+    from simxen.scenario import estimates
     g = rep.section(f"Per guest ({name}), ms simulated",
                     headers=["guest", "commands", "per s", "wait mean", "lat mean", "p50", "p95",
-                             "p99"])
+                             "p99", "latency"])
     for guest, s in result["guests"].items():
         lat = s["latency_ms"]
         g.table.append([guest, s["commands"], s["throughput_per_s"], s["wait_ms"].get("mean", 0.0),
                         lat.get("mean", 0.0), lat.get("p50", 0.0), lat.get("p95", 0.0),
-                        lat.get("p99", 0.0)])
+                        lat.get("p99", 0.0), estimates.cell(s.get("unverified_share"))])
+    estimates.explain(rep, [s.get("unverified_share") for s in result["guests"].values()])
     m = rep.section("The manager")
     m.row("requests in the measured window", result["manager"]["requests"])
     m.row("utilisation", result["manager"]["utilisation"])

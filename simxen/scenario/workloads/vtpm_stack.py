@@ -353,19 +353,15 @@ def _stats(values_s):
     return {k: v if k == "count" else v * 1e3 for k, v in percentiles(values_s).items()}
 
 
-def _unverified(hv, params, by_name):
-    """``{command: share of its mean latency resting on U figures}`` (simxen.analysis.certainty),
-    for guests of the workload's kernel era (``kernel_era``, else the profile's)."""
-    from simxen.analysis import certainty
-    from simxen.analysis.hops import HOPS
-    from simxen.drivers.kernel_eras import polls, profile_era
-    era = params["kernel_era"] or profile_era(hv.profile)
-    out = {}
-    for name, cs in by_name.items():
-        means = {hop: sum(c.hops[hop] for c in cs) / len(cs) for hop in HOPS}
-        out[name] = certainty.unverified_share(means, hv.profile, polls=polls(hv.profile, era),
-                                               era=era)
-    return out
+def _unverified(hv, host, records, reqs, by_name):
+    """``{command: share of its latency resting on U figures}`` (simxen.scenario.estimates),
+    each command's hops charged under its own guest's kernel era."""
+    from simxen.scenario import estimates
+    attr = estimates.attribution(hv, host, records=records, requests=reqs)
+    if attr is None:
+        return {}
+    return {name: attr.share([(c.flow, c.dom) for c in cs]) or 0.0
+            for name, cs in by_name.items()}
 
 
 def run(sim, params):
@@ -413,7 +409,7 @@ def run(sim, params):
                     "total": _stats(c.total for c in commands)},
         "hops_by_command_ms": {name: {hop: _stats(c.hops[hop] for c in cs) for hop in hops.HOPS}
                                for name, cs in by_name.items()},
-        "unverified_share": _unverified(hv, params, by_name),
+        "unverified_share": _unverified(hv, host, records, reqs, by_name),
         "dom0_tis_error": dom0_tis,
         "hops_kept": hv.trace.keeps("tpm.front.complete"),
         "ops": {kind.replace(".", "_"): n for kind, n in host.op_counts().items()},
@@ -446,7 +442,14 @@ def report(rep, result, params):
         rep.say(f"dom0 then tried to reach the TPM itself (a tpm_tis driver mapping 0xfed40000): "
                 f"{'it failed with ' + result['dom0_tis_error'] if result['dom0_tis_error'] != 'none' else 'it SUCCEEDED'}"
                 f" -- the window belongs to the vTPM manager alone (iomem permission).")
-    from simxen.analysis.certainty import ESTIMATE_SHARE, is_estimate
+    from simxen.analysis.certainty import label
+    from simxen.drivers.kernel_eras import describe
+    from simxen.scenario import estimates
+    named = _guest_options(params, guests)
+    if named:
+        rep.say("Guest kernel eras named by the workload (the others run the profile's): "
+                + ", ".join(f"{g} {describe(o['kernel_era'], o.get('hz')) if 'kernel_era' in o else 'HZ=' + str(o['hz'])}"
+                            for g, o in named.items()) + ".")
     lat = rep.section(f"Latency per command, ms simulated ({params['name']})",
                       headers=["command", "count", "p50", "mean", "max", "from U", "label"])
     shares = result.get("unverified_share", {})
@@ -454,12 +457,8 @@ def report(rep, result, params):
         if s["count"]:
             share = shares.get(name, 0.0)
             lat.table.append([name, s["count"], s["p50"], s["mean"], s["max"], f"{share:.0%}",
-                              "estimate" if is_estimate(share) else "sourced"])
-    if any(is_estimate(v) for v in shares.values()):
-        rep.say(f"A latency labelled 'estimate' has more than {ESTIMATE_SHARE:.0%} of its mean from "
-                "profile figures marked U (assumed, no published measurement): read it as an "
-                "estimate, its ratios to other configurations as the firmer result "
-                "(`simxen profile show` lists every figure with its source).")
+                              label(share)])
+    estimates.explain(rep, shares.values())
     if not result.get("hops_kept", True):
         rep.say("Latency and per-hop figures are missing: they are read from the trace's TPM "
                 "command records, which this run's trace level did not keep (run with "
