@@ -76,6 +76,9 @@ import io
 import json
 import pickle
 import tempfile
+from collections import Counter
+from itertools import islice
+from operator import itemgetter
 from typing import NamedTuple
 
 #: the trace levels, most to least kept
@@ -190,9 +193,11 @@ class Trace:
         self.small_access = small_access
         self._rows = []
         self._seq = 0
-        self._counts = {}
+        self._counts = {}           # {kind: n} of the rows tallied so far (see _tally)
+        self._tallied = 0           # how many rows at the head of _rows are tallied already
+        self._counted = []          # kinds of the rows counted but not kept, not yet tallied
         self._disabled = set()
-        self._on = {}
+        self._on = _Decisions(self._decide)
         self._buffer_rows = buffer_rows
         self._spill_dir = spill_dir
         self._spill = None
@@ -223,32 +228,25 @@ class Trace:
         self._on.clear()
 
     def _decide(self, kind):
+        """What to do with ``kind`` (``_SKIP``, ``_COUNT`` or ``_KEEP``), remembered in ``_on``."""
         parts = kind.split(".")
         if any(".".join(parts[:i]) in self._disabled for i in range(1, len(parts) + 1)):
-            on = _SKIP
-        elif self.level == "full" or (self.level == "commands" and parts[0] not in PLUMBING):
-            on = _KEEP
-        else:
-            on = _COUNT
-        self._on[kind] = on
-        return on
+            return _SKIP
+        if self.level == "full" or (self.level == "commands" and parts[0] not in PLUMBING):
+            return _KEEP
+        return _COUNT
 
     def enabled(self, kind):
         """Whether records of ``kind`` are recorded (counted, and kept if the level keeps them)."""
-        on = self._on.get(kind)
-        return (self._decide(kind) if on is None else on) != _SKIP
+        return self._on[kind] != _SKIP
 
     def wants(self, kind):
         """Fast check used on hot paths before building a record's values."""
-        on = self._on.get(kind)
-        if on is None:
-            on = self._decide(kind)
-        return on != _SKIP
+        return self._on[kind] != _SKIP
 
     def keeps(self, kind):
         """Whether records of ``kind`` are kept (readable after the run) at this level."""
-        on = self._on.get(kind)
-        return (self._decide(kind) if on is None else on) == _KEEP
+        return self._on[kind] == _KEEP
 
     # -- recording --------------------------------------------------------------
     def name_domain(self, domid, name):
@@ -266,37 +264,55 @@ class Trace:
 
     def emit(self, kind, t, dom, **fields):
         """Record that ``kind`` happened at time ``t`` in domain ``dom``."""
-        on = self._on.get(kind)
-        if on is None:
-            on = self._decide(kind)
-        if on:
+        on = self._on[kind]
+        if on == _KEEP:
             seq = self._seq
             self._seq = seq + 1
-            counts = self._counts
-            counts[kind] = counts.get(kind, 0) + 1
-            if on == _KEEP:
-                rows = self._rows
-                rows.append((t, seq, kind, dom, fields, None))
-                if len(rows) >= self._buffer_rows:
-                    self._spill_rows()
+            rows = self._rows
+            rows.append((t, seq, kind, dom, fields, None))
+            if len(rows) >= self._buffer_rows:
+                self._buffer_full()
+        elif on:
+            self._count_only(kind)
 
     def row(self, t, kind, dom, names, *values):
         """Record a hot-path row: ``names`` is a tuple of field names, ``values``
         their values in that order (``None`` = the field is absent). The same
         :class:`Record` as ``emit(kind, t, dom, **fields)`` of the present fields."""
-        on = self._on.get(kind)
-        if on is None:
-            on = self._decide(kind)
-        if on:
+        on = self._on[kind]
+        if on == _KEEP:
             seq = self._seq
             self._seq = seq + 1
-            counts = self._counts
-            counts[kind] = counts.get(kind, 0) + 1
-            if on == _KEEP:
-                rows = self._rows
-                rows.append((t, seq, kind, dom, names, values))
-                if len(rows) >= self._buffer_rows:
-                    self._spill_rows()
+            rows = self._rows
+            rows.append((t, seq, kind, dom, names, values))
+            if len(rows) >= self._buffer_rows:
+                self._buffer_full()
+        elif on:
+            self._count_only(kind)
+
+    # Counting. A kept row is counted from the rows themselves, a buffer at a
+    # time (when the buffer is full, or the counts are read), not by a dict
+    # update per row: the row already says its kind. The first ``_tallied``
+    # rows of the buffer are counted already (rows a spill leaves in memory).
+    # A row the level does not keep still takes its seq; its kind waits in
+    # ``_counted``.
+    def _buffer_full(self):
+        self._tally_kinds(map(_kind, islice(self._rows, self._tallied, None)))
+        self._spill_rows()
+        self._tallied = len(self._rows)
+
+    def _count_only(self, kind):
+        self._seq += 1
+        counted = self._counted
+        counted.append(kind)
+        if len(counted) >= self._buffer_rows:
+            self._tally_kinds(counted)
+            self._counted = []
+
+    def _tally_kinds(self, kinds):
+        counts = self._counts
+        for kind, n in Counter(kinds).items():
+            counts[kind] = counts.get(kind, 0) + n
 
     def _spill_rows(self):
         """The buffer is full: sort it; stream what is final to the output file
@@ -569,12 +585,17 @@ class Trace:
 
     def counts(self) -> dict:
         """``{kind: records emitted}`` so far, at every level (kept or only counted)."""
-        return dict(self._counts)
+        counts = dict(self._counts)
+        untallied = Counter(self._counted)
+        untallied.update(map(_kind, islice(self._rows, self._tallied, None)))
+        for kind, n in untallied.items():
+            counts[kind] = counts.get(kind, 0) + n
+        return counts
 
     def count(self, prefix):
         """How many records (kept or only counted) have a kind equal to or under ``prefix``."""
         wanted = _under(prefix)
-        return sum(n for kind, n in self._counts.items() if wanted(kind))
+        return sum(n for kind, n in self.counts().items() if wanted(kind))
 
     def select(self, prefix):
         """Kept records (sorted) whose kind is equal to or under ``prefix``."""
@@ -599,7 +620,9 @@ class Trace:
             self._spill = None
         self._runs = []
         self._done = []
+        self._tally_kinds(map(_kind, islice(self._rows, self._tallied, None)))  # counts outlive rows
         self._rows = []
+        self._tallied = 0
         self._kept_spilled = 0
 
 
@@ -608,8 +631,11 @@ class TraceOrderError(RuntimeError):
     file: the low-water mark missed a way records are emitted (a simxen bug)."""
 
 
-def _key(row):
-    return row[0], row[1]
+#: a row's sort key, ``(t, seq)`` (an itemgetter: sorting calls no Python function per row)
+_key = itemgetter(0, 1)
+
+#: a row's kind
+_kind = itemgetter(2)
 
 
 def _time(row):
@@ -619,3 +645,18 @@ def _time(row):
 def _line(row, names):
     """The export's line of a row: its :class:`Record` as JSON, keys sorted."""
     return json.dumps(_record(row).as_dict(names), sort_keys=True, separators=(",", ":")) + "\n"
+
+
+class _Decisions(dict):
+    """``{kind: _SKIP | _COUNT | _KEEP}``, deciding a kind the first time it is looked up
+    (one dict lookup per record on the hot path, no ``None`` check)."""
+
+    __slots__ = ("_decide",)
+
+    def __init__(self, decide):
+        super().__init__()
+        self._decide = decide
+
+    def __missing__(self, kind):
+        on = self[kind] = self._decide(kind)
+        return on
