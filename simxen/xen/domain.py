@@ -38,6 +38,7 @@ PAGE_SHIFT = 12
 _MAPPING_ACCESS = ("offset", "length", "granter", "gref", "data", "what", "flow")
 _PAGE_ACCESS = ("offset", "length", "gfn", "data", "what", "flow")
 _DELIVER = ("port", "remote_dom", "remote_port", "coalesced", "masked")
+_SEND = ("port", "remote_dom", "remote_port")
 
 
 class Page:
@@ -83,6 +84,30 @@ class WatchEvent:
 _ANY = ("any",)
 
 
+def _keys(ports, token):
+    """Where a waiter is filed: ``("any",)`` for block, each polled port, or the token."""
+    if ports is None:
+        return (_ANY,)
+    if token is not None:
+        return (("token", token),)
+    return ports
+
+
+class _Samplers(dict):
+    """A domain's ``{op: Sampler}``, each made the first time it is looked up, so a
+    hot path takes its sampler with one lookup: ``self._samplers["hypercall"]``."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, op):
+        sampler = self[op] = self._make(op)
+        return sampler
+
+
 class _Wait(Event):
     """What a blocked process yields: an event plus what would wake it.
 
@@ -93,21 +118,16 @@ class _Wait(Event):
     for, or ``None`` while nothing is due.
     """
 
-    def __init__(self, env, ports, token, start):
+    def __init__(self, env, ports, token, start, keys):
         Event.__init__(self, env)
         self.ports = ports
         self.token = token
         self.start = start
         self.wake = None
         self.slot = None            # its place in the domain's order of waiters
+        #: where the domain files it (:func:`_keys`)
+        self.keys = keys
 
-    def keys(self):
-        """Where the domain files it: ``("any",)`` for block, each polled port, or the token."""
-        if self.ports is None:
-            return (_ANY,)
-        if self.token is not None:
-            return (("token", self.token),)
-        return self.ports
 
     def wants_port(self, port):
         if self.ports is None:
@@ -143,13 +163,16 @@ class Domain:
         #: guest frame number -> :class:`Page`.
         self.pages = {}
         self._next_gfn = 0
-        self._samplers = {}
+        self._samplers = _Samplers(self._new_sampler)
         self._memcpy = None
         self._trace = hv.trace
         # event channels: port number -> simxen.xen.event_channel.Port
         self.ports = {}
         self._inbox = []            # heap of (time, seq, Port)
-        self._inbox_of = {}         # port number -> heap of the times queued for it
+        self._inbox_seq = itertools.count()     # seq: the order notifications were queued in
+        # port number -> heap of the times queued for it: an index of the inbox, built
+        # when a poll of a busy domain needs it (_index_inbox), dropped when it empties
+        self._inbox_of = None
         self._pending = set()       # port numbers with the pending bit set
         self._watch_inbox = []      # heap of (time, seq, WatchEvent)
         self._watch_events = []
@@ -181,27 +204,40 @@ class Domain:
         The stream is ``xen/<domain name>/<op>``: each domain draws each op
         from its own stream, so one domain's activity never shifts another's.
         """
-        sampler = self._samplers.get(op)
-        if sampler is None:
-            sampler = self._samplers[op] = self.hv.profile.sampler(
-                op, self.hv.streams.rng(f"xen/{self.name}/{op}"))
-        return sampler
+        return self._samplers[op]
+
+    def _new_sampler(self, op):
+        return self.hv.profile.sampler(op, self.hv.streams.rng(f"xen/{self.name}/{op}"))
 
     def sample(self, op):
         """One draw of profile op ``op`` from this domain's own stream for it."""
-        sampler = self._samplers.get(op) or self.sampler(op)
+        sampler = self._samplers[op]
         buf = sampler.buf
         return buf.pop() if buf else sampler.refill()      # == sampler()
 
     def charge(self, op, n=1):
         """Charge ``n`` draws' worth of op ``op`` to the cursor; return the cost."""
-        sampler = self._samplers.get(op) or self.sampler(op)
+        sampler = self._samplers[op]
         buf = sampler.buf
         cost = (buf.pop() if buf else sampler.refill()) * n
         c = self.cursor
         n_ = self.env.now
         self.cursor = (c if c > n_ else n_) + cost
         return cost
+
+    def charged(self, op):
+        """Charge one draw of op ``op``; return the cursor after it (when the operation ends).
+
+        ``charge(op)`` then ``cursor`` in one call: what a hypercall that
+        records its time does first.
+        """
+        sampler = self._samplers[op]
+        buf = sampler.buf
+        cost = buf.pop() if buf else sampler.refill()
+        c = self.cursor
+        now = self.env.now
+        c = self.cursor = (c if c > now else now) + cost
+        return c
 
     # -- memory ------------------------------------------------------------
 
@@ -280,7 +316,7 @@ class Domain:
         memcpy = self._memcpy
         if memcpy is None:
             fixed = self.hv.profile.fixed_value("memcpy.per_byte")
-            memcpy = self._memcpy = fixed if fixed is not None else self.sampler("memcpy.per_byte")
+            memcpy = self._memcpy = fixed if fixed is not None else self._samplers["memcpy.per_byte"]
         return memcpy if memcpy.__class__ is float else memcpy()
 
     # -- blocking ----------------------------------------------------------
@@ -314,17 +350,21 @@ class Domain:
         """An event at the domain's cursor: let the charged time pass."""
         return self.env.timeout(self.now - self.env.now)
 
-    def _ready(self, waiter):
+    def _ready(self, ports, token):
+        """Whether a process about to wait for ``ports``/``token`` (see :class:`_Wait`)
+        has something to do already."""
         pending = self._pending
         if pending:
-            if waiter.ports is None:
+            if ports is None:
                 table = self.ports
                 if any(not table[p].masked for p in pending):
                     return True
-            elif not pending.isdisjoint(waiter.ports):
+            elif not pending.isdisjoint(ports):
                 return True
-        if self._watch_events and (waiter.token is not None or waiter.ports is None):
-            return any(waiter.wants_watch(e) for e in self._watch_events)
+        if self._watch_events and (token is not None or ports is None):
+            if token is not None:
+                return any(e.token == token for e in self._watch_events)
+            return True
         return False
 
     def _wait(self, ports, token, timeout):
@@ -334,34 +374,50 @@ class Domain:
         c = self.cursor
         now = env.now
         start = c if c > now else now
-        waiter = _Wait(env, ports, token, start)
         # (queued watch events matter to block() and wait_watch(), not to poll())
         if (self._pending or (self._watch_events and (ports is None or token is not None))) \
-                and self._ready(waiter):
+                and self._ready(ports, token):
             return env.timeout(start - now)
+        keys = ports if token is None and ports is not None else _keys(ports, token)
+        waiter = _Wait(env, ports, token, start, keys)
         waiters = self._waiters
-        if waiters:
-            last = waiters.get(self._last_slot)
-            if last is not None and not last.callbacks:
-                self._unfile(last)  # the last one to wait was resumed since (one thread)
-            elif len(waiters) > self._pruned_at:
-                # forget processes that were resumed since (amortized: when the count doubles)
-                for w in [w for w in waiters.values() if not w.callbacks]:
-                    self._unfile(w)
-                self._pruned_at = max(8, 2 * len(waiters))
-        self._file(waiter, next(self._slots))
-        self._last_slot = waiter.slot
+        last = waiters.get(self._last_slot) if waiters else None
+        if last is not None and not last.callbacks and last.keys == keys \
+                and self._latest_everywhere(last):
+            # The common case: a driver's loop waits again for what it waited for
+            # last time. The new waiter takes over the resumed one's slot and
+            # places -- what unfiling it and filing this one would give: its slot
+            # is the latest, and it is the latest filed under each of its keys.
+            slot = waiter.slot = last.slot
+            waiters[slot] = waiter
+            waiting_for = self._waiting_for
+            for key in keys:
+                waiting_for[key][slot] = waiter
+        else:
+            if waiters:
+                if last is not None and not last.callbacks:
+                    self._unfile(last)  # the last one to wait was resumed since (one thread)
+                elif len(waiters) > self._pruned_at:
+                    # forget processes that were resumed since (amortized: when the count doubles)
+                    for w in [w for w in waiters.values() if not w.callbacks]:
+                        self._unfile(w)
+                    self._pruned_at = max(8, 2 * len(waiters))
+            self._file(waiter, next(self._slots))
+            self._last_slot = waiter.slot
         wake = None if timeout is None else start + (timeout if timeout > 0 else 0.0)
         inbox = self._inbox
         if inbox:
+            upcall = self._samplers["evtchn.upcall"]
             if ports is not None and len(inbox) > 4:
                 # a poll on a few ports of a busy domain (the manager's handler of one
                 # vTPM): look up its ports' queued times, not every notification queued
                 queued = self._inbox_of
+                if queued is None:
+                    queued = self._index_inbox()
                 times = [queued[p] for p in ports if p in queued]
                 if len(times) == 1 and len(times[0]) == 1:
                     t = times[0][0]
-                    t = (t if t > start else start) + self.sample("evtchn.upcall")
+                    t = (t if t > start else start) + upcall()
                     if wake is None or t < wake:
                         wake = t
                     inbox = ()
@@ -369,17 +425,38 @@ class Domain:
                     inbox = ()
             for t, _, port in inbox:     # one upcall draw per wanted notification, in heap order
                 if waiter.wants_port(port):
-                    t = (t if t > start else start) + self.sample("evtchn.upcall")
+                    t = (t if t > start else start) + upcall()
                     if wake is None or t < wake:
                         wake = t
-        for t, _, watch in self._watch_inbox:
-            if waiter.wants_watch(watch):
-                t = (t if t > start else start) + self.sample("evtchn.upcall")
-                if wake is None or t < wake:
-                    wake = t
+        if self._watch_inbox:
+            for t, _, watch in self._watch_inbox:
+                if waiter.wants_watch(watch):
+                    t = (t if t > start else start) + self._samplers["evtchn.upcall"]()
+                    if wake is None or t < wake:
+                        wake = t
         if wake is not None:
             self._schedule(waiter, wake)
         return waiter
+
+    def _latest_everywhere(self, waiter):
+        """Whether ``waiter`` is the latest filed under each of its keys."""
+        waiting_for = self._waiting_for
+        slot = waiter.slot
+        for key in waiter.keys:
+            if next(reversed(waiting_for[key])) != slot:
+                return False
+        return True
+
+    def _index_inbox(self):
+        """Build ``_inbox_of`` from the inbox (kept up to date until the inbox empties)."""
+        index = self._inbox_of = {}
+        for t, _, port in self._inbox:
+            queued = index.get(port.port)
+            if queued is None:
+                index[port.port] = [t]
+            else:
+                heapq.heappush(queued, t)
+        return index
 
     def _schedule(self, waiter, wake):
         env = self.env
@@ -387,7 +464,7 @@ class Domain:
             # Already due later: SimPy cannot unschedule an event, so the
             # waiting process moves to a new, earlier event and the old one
             # fires with nobody listening.
-            earlier = _Wait(env, waiter.ports, waiter.token, waiter.start)
+            earlier = _Wait(env, waiter.ports, waiter.token, waiter.start, waiter.keys)
             self._unfile(waiter)
             self._file(earlier, waiter.slot)
             succeed_at(earlier, wake - env.now, instead_of=waiter)
@@ -400,7 +477,7 @@ class Domain:
         """Something arrives at ``t``: wake blocked processes earlier if they care."""
         if not self._waiters:
             return
-        upcall = self._samplers.get("evtchn.upcall") or self.sampler("evtchn.upcall")
+        upcall = self._samplers["evtchn.upcall"]
         draws = upcall.buf
         # the waiters that may care, in the order they blocked; _schedule() may
         # replace one (same slot), never adds or removes one
@@ -422,7 +499,7 @@ class Domain:
         waiter.slot = slot
         self._waiters[slot] = waiter
         waiting_for = self._waiting_for
-        for key in waiter.keys():
+        for key in waiter.keys:
             filed = waiting_for.get(key)
             if filed is None:
                 waiting_for[key] = {slot: waiter}
@@ -433,7 +510,7 @@ class Domain:
         slot = waiter.slot
         del self._waiters[slot]
         waiting_for = self._waiting_for
-        for key in waiter.keys():
+        for key in waiter.keys:
             filed = waiting_for[key]
             del filed[slot]
             if not filed:
@@ -454,7 +531,7 @@ class Domain:
 
     def post_watch(self, t, event):
         """Queue the :class:`WatchEvent` ``event`` for delivery at ``t`` (XenStore's call)."""
-        heapq.heappush(self._watch_inbox, (t, self.hv.next_seq(), event))
+        heapq.heappush(self._watch_inbox, (t, next(self._inbox_seq), event))
         if self._waiters:
             self._offer(t, watch=event)
 
@@ -465,14 +542,65 @@ class Domain:
         domain's clock reaches ``t`` (:meth:`deliver_due`); a process blocked
         on the port is woken for it.
         """
-        heapq.heappush(self._inbox, (t, self.hv.next_seq(), port))
-        queued = self._inbox_of.get(port.port)
-        if queued is None:
-            self._inbox_of[port.port] = [t]
-        else:
-            heapq.heappush(queued, t)
-        if self._waiters:
+        number = port.port
+        heapq.heappush(self._inbox, (t, next(self._inbox_seq), port))
+        index = self._inbox_of
+        if index is not None:
+            queued = index.get(number)
+            if queued is None:
+                index[number] = [t]
+            else:
+                heapq.heappush(queued, t)
+        if not self._waiters:
+            return
+        # the usual case: at most one live process is blocked on this port (a
+        # driver's poll) and none on every port -- what _offer() finds, without its search
+        waiting_for = self._waiting_for
+        if _ANY in waiting_for:
             self._offer(t, port=port)
+            return
+        mine = waiting_for.get(number)
+        if mine is None:
+            return
+        waiter = None
+        for filed in mine.values():
+            if filed.callbacks:             # not resumed already
+                if waiter is not None:
+                    self._offer(t, port=port)
+                    return
+                waiter = filed
+        if waiter is None:
+            return
+        start = waiter.start
+        upcall = self._samplers["evtchn.upcall"]
+        draws = upcall.buf
+        at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
+        wake = waiter.wake
+        if wake is None:
+            succeed_at(waiter, at - self.env.now)
+            waiter.wake = at
+        elif at < wake:
+            self._schedule(waiter, at)
+
+    def evtchn_send(self, port):
+        """``EVTCHNOP_send`` on the local INTERDOMAIN ``port`` (the event channels' call,
+        after their checks): charge the hypercall, record ``evtchn.send`` and queue the
+        notification at the peer for ``evtchn.notify`` later."""
+        samplers = self._samplers
+        sampler = samplers["hypercall"]
+        buf = sampler.buf
+        cost = buf.pop() if buf else sampler.refill()
+        c = self.cursor
+        now = self.env.now
+        t = self.cursor = (c if c > now else now) + cost
+        self.evtchn_sent += 1
+        sampler = samplers["evtchn.notify"]
+        buf = sampler.buf
+        at = t + (buf.pop() if buf else sampler.refill())
+        self._trace.row(t, "evtchn.send", self.domid, _SEND,
+                        port.port, port.remote_dom, port.remote_port)
+        peer = port.peer
+        peer.dom.post_notification(at, peer)
 
     def earliest_queued(self):
         """The delivery time of the earliest notification or watch event still
@@ -514,11 +642,12 @@ class Domain:
             queued = self._inbox_of
             while inbox and inbox[0][0] <= now:
                 t, _, port = heapq.heappop(inbox)
-                times = queued[port.port]
-                if len(times) == 1:
-                    del queued[port.port]
-                else:
-                    heapq.heappop(times)    # the earliest of its port's: t itself
+                if queued is not None:
+                    times = queued[port.port]
+                    if len(times) == 1:
+                        del queued[port.port]
+                    else:
+                        heapq.heappop(times)    # the earliest of its port's: t itself
                 if ports.get(port.port) is not port or port.state != EVTCHNSTAT_interdomain:
                     trace.emit("evtchn.deliver", t, self.domid, port=port.port, dropped="closed")
                     continue
@@ -528,6 +657,8 @@ class Domain:
                           True if port.pending else None, True if port.masked else None)
                 port.pending = True
                 self._pending.add(port.port)
+            if not inbox:
+                self._inbox_of = None
         winbox = self._watch_inbox
         if winbox:
             now = self.now

@@ -39,14 +39,10 @@ from simxen.protocols.event_channel import (
 from simxen.xen import errno
 from simxen.xen.errors import EvtchnError
 
-# field names of the evtchn.send trace row (see simxen.xen.trace)
-_SEND = ("port", "remote_dom", "remote_port")
-
-
 class Port:
     """One allocated port of one domain."""
 
-    __slots__ = ("dom", "port", "state", "remote_dom", "remote_port", "pending", "masked")
+    __slots__ = ("dom", "port", "state", "remote_dom", "remote_port", "pending", "masked", "peer")
 
     def __init__(self, dom, port, remote_dom):
         self.dom = dom                  #: owning Domain
@@ -56,6 +52,8 @@ class Port:
         self.remote_port = None
         self.pending = False
         self.masked = False
+        #: the other end's Port while INTERDOMAIN (``None`` otherwise)
+        self.peer = None
 
 
 class EvtchnStatus:
@@ -184,6 +182,7 @@ class EventChannels:
         lp.remote_port = remote_port
         rp.remote_port = lp.port
         rp.remote_dom = caller.domid
+        lp.peer, rp.peer = rp, lp
         t = caller.cursor
         self._trace.emit("evtchn.bind", t, caller.domid, port=lp.port, remote_dom=remote_dom,
                          remote_port=remote_port)
@@ -201,18 +200,11 @@ class EventChannels:
         if p is None:
             raise EvtchnError(-errno.EINVAL, f"send: dom{caller.domid} port {port} "
                                              "is not allocated")
-        caller.charge("hypercall")
-        t = caller.cursor
-        caller.evtchn_sent += 1
         if p.state == EVTCHNSTAT_interdomain:
-            remote_dom = p.remote_dom
-            remote_port = p.remote_port
-            peer = self.hv.domains[remote_dom]
-            at = t + caller.sample("evtchn.notify")
-            trace = self._trace
-            trace.row(t, "evtchn.send", caller.domid, _SEND, port, remote_dom, remote_port)
-            peer.post_notification(at, peer.ports[remote_port])
+            caller.evtchn_send(p)       # charged, recorded, queued at the peer's port
         else:
+            t = caller.charged("hypercall")
+            caller.evtchn_sent += 1
             self._trace.emit("evtchn.send", t, caller.domid, port=port, dropped="unbound")
 
     def _set_pending(self, dom, port, t, **fields):
@@ -237,11 +229,13 @@ class EventChannels:
                     rp.state = EVTCHNSTAT_unbound
                     rp.remote_dom = dom.domid
                     rp.remote_port = None
+                    rp.peer = None
         del dom.ports[p.port]
         if p.port < self._free_from.get(dom.domid, 1):
             self._free_from[dom.domid] = p.port
         dom.forget_port(p.port)
         p.state = EVTCHNSTAT_closed
+        p.peer = None
         self._trace.emit("evtchn.close", dom.now, dom.domid, port=p.port)
 
     def unmask(self, caller, port):
