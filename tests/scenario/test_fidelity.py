@@ -100,3 +100,41 @@ def test_every_report_names_its_profile_chip_and_kernel_era(tmp_path):
     assert "physical TPM chip  npct75x" in text
     assert "guest kernel era   linux-6" in text
     assert "estimate" in text                        # interrupt-driven: rests on assumed figures
+
+
+def test_an_op_without_a_source_is_refused():
+    """No default number without a source (ops): the loader refuses an op that lacks one,
+    naming the file and key, so a shipped profile cannot lose a citation unnoticed."""
+    from simxen.errors import InputError
+    doc = {"ops": {"evtchn.notify": {"dist": "fixed", "value": 1e-6, "certainty": "U"}}}
+    with pytest.raises(InputError) as err:
+        Profile.from_dict(doc, path="p.toml", require=())
+    assert "ops.evtchn.notify.source" in str(err.value)
+
+
+def test_every_default_switch_number_cites_its_source():
+    """No default number without a source (switches): each switch of a shipped profile file
+    sits under a comment that gives its source and a certainty tag ([V], [P] or [U]) --
+    `simxen profile show` prints the values; the file is where their sources live."""
+    import re
+    from pathlib import Path
+
+    import simxen.profiles
+    for path in sorted(Path(simxen.profiles.__file__).parent.rglob("*.toml")):
+        lines = path.read_text().splitlines()
+        in_switches = False
+        for i, line in enumerate(lines):
+            if line.startswith("["):
+                in_switches = line.strip() == "[switches]"
+                continue
+            if not in_switches or not re.match(r'\s*"?[\w.]+"?\s*=', line):
+                continue
+            j = i - 1
+            while j >= 0 and re.match(r'\s*"?[\w.]+"?\s*=', lines[j]):
+                j -= 1                       # a group of switches under one comment
+            comment = []
+            while j >= 0 and lines[j].startswith("#"):
+                comment.insert(0, lines[j])
+                j -= 1
+            text = " ".join(comment)
+            assert re.search(r"\[[VPU][]:]", text), f"{path.name}: {line.strip()} has no source"
