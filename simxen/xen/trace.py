@@ -643,8 +643,32 @@ def _time(row):
 
 
 def _line(row, names):
-    """The export's line of a row: its :class:`Record` as JSON, keys sorted."""
-    return json.dumps(_record(row).as_dict(names), sort_keys=True, separators=(",", ":")) + "\n"
+    """The export's line of a row: ``json.dumps(_record(row).as_dict(names),
+    sort_keys=True, separators=(",", ":"))`` -- built without the Record and
+    without walking the values (the encoder hands byte strings to :func:`_hex`)."""
+    t, seq, kind, dom, fields, values = row
+    if values is None:
+        out = fields.copy()
+    else:
+        out = {name: value for name, value in zip(fields, values) if value is not None}
+    out["t"] = t
+    out["kind"] = kind
+    out["dom"] = dom
+    out["seq"] = seq
+    if dom in names:
+        out["dom_name"] = names[dom]
+    return _encode(out) + "\n"
+
+
+def _hex(value):
+    """What the JSON encoder cannot encode: byte strings as hex, as :func:`_jsonable` does."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+#: one encoder for every line (json.dumps would build one per call)
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_hex).encode
 
 
 class _Decisions(dict):

@@ -209,3 +209,30 @@ def test_shipped_scenarios_stream_the_bytes_of_the_whole_export(name):
     assert sim.hv.trace.streamed() > 0.5 * sim.hv.trace.kept()
     sim.hv.trace.finish_stream()
     assert out.getvalue() == whole
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**70), st.text(max_size=6),
+                    st.floats(allow_nan=False), st.binary(max_size=6),
+                    st.binary(max_size=6).map(bytearray), st.binary(max_size=6).map(memoryview))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                      | st.lists(inner, max_size=3).map(tuple), max_leaves=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["data", "n", "what", "seq", "dom_name", "z"]),
+                       values, max_size=5),
+       st.sampled_from([None, 0, 3, 9]), st.booleans())
+def test_an_exported_line_is_the_records_json(fields, dom, hot):
+    """The export's fast line (no Record, bytes hexed by the encoder) is
+    ``json.dumps`` of ``Record.as_dict`` -- whatever the values."""
+    trace = Trace()
+    trace.name_domain(3, "guest")
+    trace.name_domain(0, "Domain-0")
+    if hot:
+        names = tuple(fields)
+        trace.row(1.5, "page.read", dom, names, *(fields[n] for n in names))
+    else:
+        trace.emit("xs.write", 1.5, dom, **fields)
+    record, = trace.records()
+    assert trace.dumps_jsonl() == json.dumps(record.as_dict(trace.domain_names()),
+                                             sort_keys=True, separators=(",", ":")) + "\n"
