@@ -61,6 +61,39 @@ def test_cli_file_is_the_export_of_the_run_kept_whole(tmp_path, monkeypatch, cap
         path = tmp_path / f"{level}.jsonl"
         assert cli.main(["run", "--no-progress", "--trace", str(path), "--trace-level", level,
                          str(scenario)]) == 0
-        monkeypatch.undo()
         capsys.readouterr()
         assert path.read_text() == whole
+        assert cli.main(["run", "--no-progress", "--trace", "-", "--trace-level", level,
+                         str(scenario)]) == 0
+        assert capsys.readouterr().out == whole       # the report went to standard error
+        monkeypatch.undo()
+
+
+#: halfway through ring-pingpong's requests (they run from 2.631 s to 2.640 s)
+BUG_AT = 2.636
+
+
+def test_after_an_internal_error_the_file_is_a_sorted_prefix_of_the_trace(tmp_path, monkeypatch,
+                                                                          capsys):
+    """A model bug halfway through the ping-pong (exit status 3): what was
+    written while the run went is the start of the trace the run would have
+    written, up to the bug."""
+    whole = runner.run(scenario_file.load(PINGPONG)).trace.dumps_jsonl().splitlines(True)
+    execute = runner.execute
+
+    def broken(sim, **kwargs):
+        def bug():
+            yield sim.hv.env.timeout(BUG_AT)
+            raise ZeroDivisionError("a bug")
+        sim.hv.env.process(bug())
+        return execute(sim, **kwargs)
+    monkeypatch.setattr(runner, "execute", broken)
+    monkeypatch.setattr(runner, "Trace", lambda level: Trace(level=level, buffer_rows=256))
+    path = tmp_path / "t.jsonl"
+    assert cli.main(["run", "--no-progress", "--trace", str(path), str(PINGPONG)]) == 3
+    err = capsys.readouterr().err
+    Path(err.split("full traceback in ")[1].split(" -- ")[0]).unlink()
+    lines = path.read_text().splitlines(True)
+    assert 1000 < len(lines) < len(whole)
+    assert lines == whole[:len(lines)]
+    assert json.loads(lines[-1])["t"] <= BUG_AT
