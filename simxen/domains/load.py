@@ -51,9 +51,11 @@ Commands (one or more TPM commands, real TPM 2.0 marshalling):
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass
 
+import numpy as np
 import simpy
 
 __all__ = ["GuestLoad", "Request", "COMMANDS", "NV_BASE"]
@@ -114,6 +116,12 @@ class GuestLoad:
         self._names = [c for c in COMMANDS if mix.get(c, 0) > 0]
         total = float(sum(mix[c] for c in self._names))
         self._p = [mix[c] / total for c in self._names]
+        # Generator.choice(n, p=p)'s cumulative table, made once: choice builds it on
+        # every call (cumsum, then divided by its last entry) and then bisects one
+        # uniform draw rng.random() in it -- :meth:`draw_command` does that bisection
+        cdf = np.cumsum(np.asarray(self._p, dtype=np.float64))
+        cdf /= cdf[-1]
+        self._cdf = cdf.tolist()
         #: Linux's ``chip->tpm_mutex``: one command at a time reaches tpmfront
         #: (``in_flight`` > 1 models a TPM stack that lets that many through,
         #: for the multi-slot transport)
@@ -165,11 +173,19 @@ class GuestLoad:
                 return
             yield from self.issue()
 
+    def draw_command(self) -> str:
+        """The next command of the mix: the draw ``rng.choice(len(names), p=weights)``
+        makes (one ``rng.random()`` bisected in the cumulative weights), without
+        building the cumulative table again each time. A mix of one command draws nothing."""
+        names = self._names
+        if len(names) == 1:
+            return names[0]
+        return names[bisect.bisect_right(self._cdf, self.rng.random())]
+
     def issue(self, command=None):
         """Generator: one command (drawn from the mix unless given), through the chip lock."""
         if command is None:
-            command = self._names[self.rng.choice(len(self._names), p=self._p)] \
-                if len(self._names) > 1 else self._names[0]
+            command = self.draw_command()
         req = Request(self.name, command, self.env.now)
         self.requests.append(req)
         with self.chip_lock.request() as turn:

@@ -138,3 +138,34 @@ def test_a_bad_transport_is_one_line(tmp_path):
     with pytest.raises(InputError) as err:
         _scenario(tmp_path, 'transport = "carrier-pigeon"')
     assert "transport" in str(err.value)
+
+
+def test_the_mix_draws_what_generator_choice_draws():
+    # GuestLoad bisects one rng.random() in a cumulative table made once, where
+    # rng.choice(n, p=weights) rebuilt it per draw: the same commands, the same stream
+    from types import SimpleNamespace
+
+    import numpy as np
+    import simpy
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from simxen.domains.load import COMMANDS, GuestLoad
+
+    guest = SimpleNamespace(name="g", hv=SimpleNamespace(env=simpy.Environment()), tpm=None)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.dictionaries(st.sampled_from(COMMANDS), st.integers(0, 9) | st.floats(0.01, 5)),
+           st.integers(0, 2**32 - 1))
+    def check(mix, seed):
+        if not any(mix.values()):
+            return
+        load = GuestLoad(guest, mix, np.random.default_rng(seed))
+        names = [c for c in COMMANDS if mix.get(c, 0) > 0]
+        p = [mix[c] / float(sum(mix[c] for c in names)) for c in names]
+        twin = np.random.default_rng(seed)
+        for _ in range(50):
+            want = names[twin.choice(len(names), p=p)] if len(names) > 1 else names[0]
+            assert load.draw_command() == want
+        assert load.rng.random() == twin.random()          # the streams moved alike
+    check()
