@@ -67,6 +67,7 @@ from __future__ import annotations
 import bisect
 import json
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -97,9 +98,10 @@ MANAGER_RCS = {getattr(vtpmmgr, n): n for n in (
 _SUBMIT, _TAKE, _RESPOND, _COMPLETE = ("tpm.front.submit", "tpm.back.take",
                                        "tpm.back.respond", "tpm.front.complete")
 _KINDS = {_SUBMIT, _TAKE, _RESPOND, _COMPLETE}
+_SEQ = attrgetter("seq")
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """One frontend round trip as the trace shows it (times in seconds).
 
@@ -133,6 +135,8 @@ class Request:
 
     def ptpm_time(self) -> float:
         """Physical-TPM time in this request and everything nested in it."""
+        if not self.ptpm and not self.children:
+            return 0                    # (what the two empty sums below add up to)
         return sum(b - a for a, b in self.ptpm) + sum(c.ptpm_time() for c in self.children)
 
     def ptpm_count(self) -> int:
@@ -218,7 +222,7 @@ def requests(records) -> list:
     Returns all requests in the order they were submitted; a nested one is
     also in its :attr:`Request.parent`'s :attr:`Request.children`.
     """
-    records = sorted(records, key=lambda r: r.seq)      # emission order is causal order
+    records = sorted(records, key=_SEQ)                 # emission order is causal order
     open_front = {}           # (flow, front dom) -> Request awaiting complete
     awaiting_take = {}        # (flow, front dom) -> Request
     serving = {}              # (flow, front dom, back dom) -> Request awaiting respond

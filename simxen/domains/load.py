@@ -58,6 +58,10 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from simxen.drivers.tpmfront import TpmFrontError
+from simxen.protocols import vtpmmgr as mgr
+from simxen.tpm.client import ResponseError
+
 __all__ = ["GuestLoad", "Request", "COMMANDS", "NV_BASE"]
 
 #: Command names a mix may use, in a fixed order (the order of the mix draw).
@@ -199,8 +203,6 @@ class GuestLoad:
     def _run(self, name, flow):
         """Generator: run command *name* labelled *flow*; True on success, False on a TPM or
         transport error."""
-        from simxen.drivers.tpmfront import TpmFrontError
-        from simxen.tpm.client import ResponseError
         tpm = self.tpm
         self._seq += 1
         i = self._seq
@@ -218,7 +220,6 @@ class GuestLoad:
             elif name == "quote":
                 yield from tpm.quote(self.ak, b"nonce %d" % i, [self.pcr], flow=flow)
             elif name == "deep_quote":
-                from simxen.protocols import vtpmmgr as mgr
                 reply = yield from tpm.deep_quote(b"nonce %d" % i, flow=flow)
                 return mgr.response_code(reply) == 0
             else:                                   # host_random
@@ -229,7 +230,6 @@ class GuestLoad:
 
     def _host_random(self, n, flow):
         """``TPM_GetRandom`` with the vTPM's ``VTPM_TAG_REQ``: a passthrough to the physical TPM."""
-        from simxen.protocols import vtpmmgr as mgr
         rsp = yield from self.tpm.transmit(mgr.pack_header(mgr.VTPM_TAG_REQ, mgr.TPM_ORD_GetRandom,
                                                            struct.pack(">I", n)), flow=flow)
         return len(rsp) >= 10 and mgr.response_code(rsp) == 0

@@ -24,11 +24,13 @@ state (tpm2-tools does).
 import struct
 
 from simxen.tpm import header
+from simxen.tpm.algorithms import HASHES
 from simxen.tpm.attest import Attest
 from simxen.tpm.constants import (TPM_ALG, TPM_CAP, TPM_CC, TPM_RH, TPM_SE, TPM_ST, TPM_SU,
                                   rc_name)
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32
-from simxen.tpm.pcr_selection import marshal_pcr_selection, pcr_indices, select_bytes
+from simxen.tpm.pcr_selection import (marshal_pcr_selection, parse_pcr_selection, pcr_indices,
+                                     select_bytes)
 from simxen.tpm.public import Public
 from simxen.tpm.signature import Signature
 
@@ -139,7 +141,6 @@ def parse_get_capability(raw):
     more = bool(r.u8())
     cap = r.u32()
     if cap == TPM_CAP.PCRS:
-        from simxen.tpm.pcr_selection import parse_pcr_selection
         return more, cap, parse_pcr_selection(r)
     n = r.u32()
     if cap == TPM_CAP.ALGS:
@@ -172,7 +173,6 @@ def parse_pcr_event(raw):
     out = {}
     for _ in range(r.u32()):
         alg = r.u16()
-        from simxen.tpm.algorithms import HASHES
         out[alg] = r.bytes(HASHES[alg].size)
     return out
 
@@ -188,7 +188,6 @@ def pcr_read_command(pcrs):
 
 def parse_pcr_read(raw):
     """``(pcrUpdateCounter, {hashAlg: {pcr: digest}})`` of what was read."""
-    from simxen.tpm.pcr_selection import parse_pcr_selection
     r = parse_response(raw).params
     counter = r.u32()
     sel = parse_pcr_selection(r)
@@ -375,7 +374,6 @@ class AuthSessionClient:
 
     def __init__(self, handle, hash_alg, nonce_tpm, session_key, random_bytes,
                  nonce_size, symmetric, bind_name=None):
-        from simxen.tpm.algorithms import HASHES
         self.handle = handle
         self.hash = HASHES[hash_alg]
         self.nonce_tpm = nonce_tpm
@@ -392,7 +390,6 @@ class AuthSessionClient:
     def start(cls, execute, *, random_bytes, session_type=TPM_SE.HMAC, auth_hash=TPM_ALG.SHA256,
               salt_key=None, salt_key_handle=TPM_RH.NULL, bind=TPM_RH.NULL, bind_name=None,
               bind_auth=b"", symmetric=(TPM_ALG.NULL, 0, 0), nonce_size=32):
-        from simxen.tpm.algorithms import HASHES
         from simxen.tpm.kdf import kdfa
         h = HASHES[auth_hash]
         nonce_caller = random_bytes(nonce_size)
@@ -468,7 +465,6 @@ class AuthSessionClient:
 def make_salt(public, random_bytes):
     """``(salt, encryptedSalt)`` for a session salted to ``public``'s key."""
     from simxen.tpm import keys
-    from simxen.tpm.algorithms import HASHES
     from simxen.tpm.kdf import kdfe
     from cryptography.hazmat.primitives.asymmetric import ec, padding
     h = HASHES[public.name_alg]

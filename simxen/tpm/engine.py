@@ -25,7 +25,7 @@ import struct
 import time
 from functools import partial
 
-from simxen.tpm import audit, header
+from simxen.tpm import audit, header, state
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.authorization import PW_RESPONSE as _PW_RESPONSE, SessionProcessing
 from simxen.tpm.commands import COMMANDS, load_all
@@ -499,8 +499,7 @@ class TpmEngine(SessionProcessing):
     # ---------------------------------------------------------------- state
     def save_state(self):
         """All persistent state as a versioned blob (see :mod:`simxen.tpm.state`)."""
-        from simxen.tpm.state import save_state
-        return save_state(self, self._state_memo)
+        return state.save_state(self, self._state_memo)
 
     @classmethod
     def from_state(cls, blob, *, random_bytes=None, clock=None, powered=True):
@@ -509,9 +508,8 @@ class TpmEngine(SessionProcessing):
         :raises StateError: the blob is corrupt, truncated or of an unknown
             version.
         """
-        from simxen.tpm.state import load_state
         tpm = cls(seed=b"\0", random_bytes=random_bytes, clock=clock)
-        load_state(tpm, blob)
+        state.load_state(tpm, blob)
         if powered:
             tpm.power_on()
         return tpm
