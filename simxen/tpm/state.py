@@ -210,12 +210,16 @@ def _read_body(tpm, r):
     tpm.nv_counter_high = r.u64()
 
 
+_fresh = CommandAudit()
+#: (alg, commands, counter, digest) of a TPM that has never changed its command audit
+_FRESH_AUDIT = (_fresh.alg, frozenset(_fresh.commands), _fresh.counter, _fresh.digest)
+del _fresh
+
+
 def _extension(tpm):
     """Version 2's extension, or ``b""`` while every part of it is as new."""
     ca = tpm.command_audit
-    fresh = CommandAudit()
-    if (ca.alg, ca.commands, ca.counter, ca.digest) == (fresh.alg, fresh.commands,
-                                                        fresh.counter, fresh.digest) \
+    if (ca.alg, ca.commands, ca.counter, ca.digest) == _FRESH_AUDIT \
             and not tpm.pcr_policies and tpm.pcr_allocation == BANKS:
         return b""
     out = [u16(ca.alg) + u64(ca.counter) + tpm2b(ca.digest) + u32(len(ca.commands))]
