@@ -161,7 +161,10 @@ class Attribution:
         #: ``{(flow, frontend domid): {"V": s, "P": s, "U": s}}`` per completed top-level command
         self.commands = {}
         self._by_dom = {}
+        self._served = {}        # backend domid -> {flow: [U seconds, seconds]} of nested requests
         for req in (requests if requests is not None else hops.requests(records)):
+            if req.parent is not None and req.done and req.take is not None:
+                self._serve(req)
             if req.parent is not None or not req.done:
                 continue
             key = (waits or {}).get(req.front_dom, default_wait)
@@ -171,6 +174,35 @@ class Attribution:
             self.commands[(req.flow, req.front_dom)] = parts
             # by domain too, with times: a flow name may come again after a host reboot
             self._by_dom.setdefault(req.front_dom, []).append((req.submit, req.complete, parts))
+
+    def _serve(self, req):
+        """Charge a nested request's service (take to respond in its backend, the vTPM
+        manager) : its physical-TPM commands by the chip's ops, the rest -- the server's own
+        work, its sealed store's disk -- to assumed figures."""
+        time = req.respond - req.take
+        parts = {"V": 0.0, "P": 0.0, "U": 0.0}
+        for dom, t0, t1 in _nested_spans(req):
+            op, drawn = self._chip_run(dom, t0, t1)
+            drawn = min(drawn, t1 - t0)
+            parts[_cert(self.profile, op)] += drawn
+            parts[self._grid] += (t1 - t0) - drawn
+        parts["U"] += max(0.0, time - parts["V"] - parts["P"] - parts["U"])
+        acc = self._served.setdefault(req.back_dom, {}).setdefault(req.flow, [0.0, 0.0])
+        acc[0] += parts["U"]
+        acc[1] += time
+
+    def service_share(self, dom, flows) -> float | None:
+        """The share from ``U`` figures of the service domain ``dom`` (the manager) gave the
+        requests made on behalf of ``flows``; ``None`` when it served none of them or they
+        took no time. A wait in its queue gets the same share: it is made of that service."""
+        served = self._served.get(dom, {})
+        u = total = 0.0
+        for flow in flows:
+            acc = served.get(flow)
+            if acc is not None:
+                u += acc[0]
+                total += acc[1]
+        return u / total if total > 0 else None
 
     @classmethod
     def of_trace(cls, trace, profile, **kw):

@@ -99,3 +99,18 @@ def test_the_share_is_the_assumed_part_of_the_actual_hops():
     assert attr.window(0.0, 0.010, {5}) == pytest.approx((0.001 + 0.003) / 0.010)  # + the link
     interrupt = certainty.Attribution(recs, profile, default_wait=("linux-3.12", False))
     assert interrupt.share([("g/1", 5)]) == pytest.approx(6 / 7)        # upcall: assumed
+
+
+def test_the_managers_service_follows_the_chip_figure_it_is_made_of(tmp_path):
+    """host_random: each manager request is one physical TPM2_GetRandom (tpm.ptpm.GetRandom,
+    P on the default chip) seen on tpm_tis's polling grid (V): sourced. Mark the chip's
+    figure U and the same service is an estimate."""
+    load = LOAD.replace("get_random = 1", "host_random = 1")
+    op = ('[profile.ops."tpm.ptpm.GetRandom"]\ndist = "lognormal"\nmedian = 0.00228\n'
+          'sigma = 0.2\ncertainty = "U"\nsource = "the default figure, marked U by the test"\n')
+    sourced = _run(tmp_path, load.format(profile=""))
+    assumed = _run(tmp_path, load.format(profile=op))
+    a, b = (r.results["load"]["manager"]["unverified_share"] for r in (sourced, assumed))
+    assert a < certainty.ESTIMATE_SHARE < b
+    assert "mean service                      " in sourced.report.render()
+    assert "ms (estimate:" in assumed.report.render().split("The manager")[1]
