@@ -151,6 +151,7 @@ def metrics(params):
                 keys=_LOAD_STATS)
         m.stats("manager.service_ms", "ms", "the manager's service of a request",
                 keys=_LOAD_STATS)
+        m.add("manager.unverified_share", "fraction", f"manager.service_ms and wait_ms: {DOC}")
     m.add("cpu.vtpmmgr", "fraction", "vtpmmgr: fraction of the measured time spent on the "
           "measured commands")
     for v in vtpm_names(params):
