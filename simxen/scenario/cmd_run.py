@@ -27,7 +27,7 @@ import sys
 
 from simxen.errors import ExpectationFailed, InputError
 from simxen.scenario import runner, scenario_file
-from simxen.scenario.output import check_file
+from simxen.scenario import output
 from simxen.xen.trace import LEVELS
 
 #: signal -> exit status of a run it stopped (the shell's 128 + N)
@@ -60,16 +60,8 @@ def add_arguments(parser):
 
 
 def open_output(name, what="--trace"):
-    """Open output file *name* for writing now, before anything is simulated,
-    so that a folder, a missing folder or an unwritable place is one line and
-    exit 2 rather than a lost run. ``-`` is standard output."""
-    if name == "-":
-        return sys.stdout
-    path = check_file(name, what)
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", path=path, key=what) from None
+    """:func:`simxen.scenario.output.open_output` of ``--trace``."""
+    return output.open_output(name, what)
 
 
 def _write_trace(trace, fp, name):

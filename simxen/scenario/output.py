@@ -6,11 +6,13 @@ run. :func:`check_file` finds those before anything is simulated and says so
 in one line (an :class:`~simxen.errors.InputError`, exit status 2)::
 
     check_file(args.output, "-o")          # raises, or returns the Path
+    fp = open_output(args.trace, "--trace")  # the same checks, then the file open for writing
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from simxen.errors import InputError
@@ -31,3 +33,18 @@ def check_file(name, key) -> Path:
     if path.exists() and not os.access(path, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
         raise InputError("cannot write here (permission denied)", path=path, key=key)
     return path
+
+
+def open_output(name, key):
+    """Open output file *name* for writing now, before anything is simulated
+    (:func:`check_file`'s checks, then the open itself), so that a folder, a
+    missing folder or an unwritable place is one line and exit 2 rather than a
+    lost run -- and so that the file can be written as the run goes. ``-`` is
+    standard output."""
+    if name == "-":
+        return sys.stdout
+    path = check_file(name, key)
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", path=path, key=key) from None

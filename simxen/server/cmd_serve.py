@@ -22,8 +22,9 @@ split into front->back, vtpm, manager, ptpm and back->front (see
 flushes what each tool run left loaded when it disconnects; ``--protocol
 swtpm`` speaks swtpm's socket protocol. Power signals are acknowledged and
 do nothing: the guest's vTPM is already started, as a booted guest's is.
-``--trace FILE`` writes the whole run's trace (JSON Lines) on exit
-(Ctrl-C or SIGTERM).
+``--trace FILE`` writes the run's trace (JSON Lines) as it goes -- from
+the boot on, each time the trace's buffer fills (``docs/trace.rst``) -- and
+the rest on exit (Ctrl-C or SIGTERM).
 
 An attestation scenario's guest boots through pv-grub first, so its vTPM's
 PCRs 4 and 5 hold the kernel, command line and initrd, as the verifier of
@@ -45,7 +46,7 @@ from simxen.analysis import hops
 from simxen.domains.stack import build_host
 from simxen.errors import InputError, SimxenError
 from simxen.scenario import scenario_file, workloads
-from simxen.scenario.output import check_file
+from simxen.scenario.output import check_file, open_output
 from simxen.scenario.runner import prepare
 from simxen.server import foreground
 from simxen.server.resource_manager import ResourceManager, describe
@@ -64,7 +65,8 @@ def add_arguments(parser):
                         help="print each command's per-hop simulated latency")
     parser.add_argument("--seed", type=int, help="seed of every random stream "
                         "(default: the scenario's)")
-    parser.add_argument("--trace", metavar="FILE", help="write the trace (JSON Lines) on exit")
+    parser.add_argument("--trace", metavar="FILE", help="write the trace (JSON Lines) to FILE "
+                        "as the run goes; complete on exit")
     parser.add_argument("--eventlog-out", metavar="FILE",
                         help="write the guest's TCG event log (binary_bios_measurements, as "
                         "pv-grub wrote it) to FILE once it has booted, for tpm2_eventlog")
@@ -89,10 +91,15 @@ class ServeSession:
     path: SimulatedPath
 
     @classmethod
-    def build(cls, scenario_path, guest_name, *, seed=None):
+    def build(cls, scenario_path, guest_name, *, seed=None, trace_file=None):
+        """``trace_file`` (open for writing): the trace is written to it as the
+        run goes (:meth:`~simxen.xen.trace.Trace.stream_to`); :meth:`write_trace`
+        finishes it."""
         scenario = scenario_file.load(scenario_path)
         sim = prepare(scenario, seed=seed)        # every check `simxen validate` makes
         hv = sim.hv
+        if trace_file is not None:
+            hv.trace.stream_to(trace_file, hv.low_water)
         host = build_host(hv, _host_spec(sim))
         until = scenario.data["scenario"]["until"]
         env = hv.env
@@ -123,8 +130,16 @@ class ServeSession:
             raise InputError(f"cannot write the event log: {exc.strerror}", path=path,
                              key="--eventlog-out") from None
 
-    def write_trace(self, path):
+    def write_trace(self, path, file=None):
+        """Write the trace to ``path``, or the rest of it to the ``file`` it is
+        streamed to (``build(trace_file=...)``), which is then closed."""
         try:
+            if file is not None:
+                self.hv.trace.finish_stream()
+                file.flush()
+                if file is not sys.stdout:
+                    file.close()
+                return
             with open(path, "w", encoding="utf-8") as f:
                 self.hv.trace.to_jsonl(f)
         except OSError as exc:
@@ -192,7 +207,8 @@ def main(args) -> int:
     err = sys.stderr
     if args.eventlog_out:
         check_file(args.eventlog_out, "--eventlog-out")
-    session = ServeSession.build(args.scenario, args.domain, seed=args.seed)
+    trace_fp = open_output(args.trace, "--trace") if args.trace else None   # written as it goes
+    session = ServeSession.build(args.scenario, args.domain, seed=args.seed, trace_file=trace_fp)
     if args.eventlog_out:
         session.write_event_log(args.eventlog_out)
     if not args.quiet:
@@ -211,7 +227,7 @@ def main(args) -> int:
     finally:
         with session.path.lock:                 # a command in flight finishes first
             if args.trace:
-                session.write_trace(args.trace)
+                session.write_trace(args.trace, trace_fp)
             _summary(session, err, args)
     return 0
 

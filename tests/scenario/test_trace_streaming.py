@@ -97,3 +97,24 @@ def test_after_an_internal_error_the_file_is_a_sorted_prefix_of_the_trace(tmp_pa
     assert 1000 < len(lines) < len(whole)
     assert lines == whole[:len(lines)]
     assert json.loads(lines[-1])["t"] <= BUG_AT
+
+
+def test_serve_streams_its_trace_from_the_boot_on(monkeypatch):
+    """``simxen serve --trace FILE``: the session's trace goes to the file it was
+    built with; write_trace finishes it with the export's bytes."""
+    import io
+
+    from simxen.server.cmd_serve import ServeSession
+    class File(io.StringIO):
+        def close(self):
+            self.text = self.getvalue()
+            super().close()
+
+    monkeypatch.setattr(runner, "Trace", lambda level: Trace(level=level, buffer_rows=128))
+    out = File()
+    session = ServeSession.build(ROOT / "scenarios" / "vtpm-stack.toml", "guest1",
+                                 trace_file=out)
+    assert 0 < out.getvalue().count("\n") == session.hv.trace.streamed()  # during the boot
+    whole = session.hv.trace.dumps_jsonl()
+    session.write_trace("unused", out)
+    assert out.closed and out.text == whole
