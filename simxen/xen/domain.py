@@ -382,18 +382,26 @@ class Domain:
         waiter = _Wait(env, ports, token, start, keys)
         waiters = self._waiters
         last = waiters.get(self._last_slot) if waiters else None
-        if last is not None and not last.callbacks and last.keys == keys \
-                and self._latest_everywhere(last):
+        filed = False
+        if last is not None and not last.callbacks and last.keys == keys:
             # The common case: a driver's loop waits again for what it waited for
             # last time. The new waiter takes over the resumed one's slot and
-            # places -- what unfiling it and filing this one would give: its slot
-            # is the latest, and it is the latest filed under each of its keys.
-            slot = waiter.slot = last.slot
-            waiters[slot] = waiter
+            # places when that is what unfiling it and filing this one would
+            # give: its slot is the latest, so it must be the latest filed
+            # under each of its keys too.
+            slot = last.slot
             waiting_for = self._waiting_for
+            filed = True
             for key in keys:
-                waiting_for[key][slot] = waiter
-        else:
+                if next(reversed(waiting_for[key])) != slot:
+                    filed = False
+                    break
+            if filed:
+                waiter.slot = slot
+                waiters[slot] = waiter
+                for key in keys:
+                    waiting_for[key][slot] = waiter
+        if not filed:
             if waiters:
                 if last is not None and not last.callbacks:
                     self._unfile(last)  # the last one to wait was resumed since (one thread)
@@ -437,15 +445,6 @@ class Domain:
         if wake is not None:
             self._schedule(waiter, wake)
         return waiter
-
-    def _latest_everywhere(self, waiter):
-        """Whether ``waiter`` is the latest filed under each of its keys."""
-        waiting_for = self._waiting_for
-        slot = waiter.slot
-        for key in waiter.keys:
-            if next(reversed(waiting_for[key])) != slot:
-                return False
-        return True
 
     def _index_inbox(self):
         """Build ``_inbox_of`` from the inbox (kept up to date until the inbox empties)."""
