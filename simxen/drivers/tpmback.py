@@ -614,12 +614,12 @@ class TpmBack:
 
     def _choose(self):
         ifaces = self._ifaces
-        now = self.dom.now
         if len(ifaces) == 1:            # one frontend (the usual vTPM): it, if it is ready
             for i in ifaces.values():
                 return i if (i is not None and i.ready and i.connected
-                             and (i.ring is None or i.arrived <= now)) else None
+                             and (i.ring is None or i.arrived <= self.dom.now)) else None
         # only the interfaces with ready set, not every frontend (a manager has one per vTPM)
+        now = self.dom.now
         ready = [i for i in self._ready.values() if i.connected
                  and (i.ring is None or i.arrived <= now)]
         if len(ready) < 2:
@@ -670,7 +670,7 @@ class TpmBack:
             command = dom.page_read(mapping, tpmif.TPMIF_HEADER_SIZE, length,
                                     what="tpmif.command", flow=flow)
         info = iface.info
-        now = dom.now
+        now = dom.cursor                        # == dom.now: the reads just charged the cursor
         request = TpmRequest(info.domid, info.handle, info.uuid, command, locality, flow,
                              iface.arrived, now, iface, extra, nr_extra)
         iface.busy = request
@@ -830,14 +830,14 @@ class TpmBack:
                        tpmif.pack_finish(n),
                        what="tpmif.header", flow=flow)
         iface.last_state = tpmif.TPMIF_STATE_FINISH
-        iface.tag.visible_at = dom.now
+        iface.tag.visible_at = dom.cursor       # == dom.now: the store just charged the cursor
         hv.evtchn.send(dom, iface.port)
         iface.busy = None
         if extra:
             self._unmap_extra(request)
         if not rejected:
             self.responses += 1
-            now = dom.now
+            now = dom.cursor                    # == dom.now: the send just charged the cursor
             hv.trace.emit("tpm.back.respond", now, dom.domid, backend=self.name,
                           domid=request.domid, handle=request.handle, flow=flow,
                           length=n, rc=header.code(response),

@@ -367,7 +367,7 @@ class TpmFront:
         dom.page_write(page, tpmif.TPMIF_OFF_LENGTH,
                        tpmif.pack_submit(n, locality),
                        what="tpmif.header", flow=flow)
-        now = tag.submitted_at = dom.now
+        now = tag.submitted_at = dom.cursor     # == dom.now: the store just charged the cursor
         cc = header.code(command)
         hv.trace.emit("tpm.front.submit", now, dom.domid, flow=flow, devid=self.devid,
                       backend=self.backend_id, length=n, cc=cc, cc_name=cc_name(cc),
@@ -396,7 +396,7 @@ class TpmFront:
         n = len(response)
         self.commands += 1
         self.bytes_received += n
-        now = dom.now
+        now = dom.cursor                        # == dom.now: the reads just charged the cursor
         hv.trace.emit("tpm.front.complete", now, dom.domid, flow=flow, devid=self.devid,
                       length=n, rc=header.code(response),
                       latency=now - start)
