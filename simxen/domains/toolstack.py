@@ -89,13 +89,7 @@ class Toolstack:
     # -- queries ---------------------------------------------------------
     def domain(self, name: str):
         """The live domain called *name*, or ``None``."""
-        kernel = self.kernels.get(name)          # the usual case, without a walk over every domain
-        if kernel is not None and kernel.dom.alive and kernel.dom.name == name:
-            return kernel.dom
-        for dom in self.hv.domains.values():
-            if dom.name == name and dom.alive:
-                return dom
-        return None
+        return self.hv.domain_named(name)
 
     def kernel(self, name: str):
         """The kernel model running in domain *name* (``KeyError`` if none)."""

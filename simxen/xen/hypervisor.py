@@ -47,6 +47,8 @@ class Hypervisor:
         self.trace = trace if trace is not None else Trace()
         #: domid -> Domain, live and dying (zombie) domains.
         self.domains = {}
+        #: name -> the live Domain of that name (live names are unique, as xl keeps them)
+        self._live_by_name = {}
         self._next_domid = 0
         self._mfns = itertools.count(FIRST_RAM_MFN)
         self._seq = itertools.count()
@@ -104,6 +106,11 @@ class Hypervisor:
 
     # -- domains -----------------------------------------------------------
 
+    def domain_named(self, name):
+        """The live domain called ``name``, or ``None`` (a lookup, not a walk over
+        every domain: a host of 10,000 guests asks this for each one it creates)."""
+        return self._live_by_name.get(name)
+
     def domain_create(self, name, *, privileged=False, pages=0, iomem=(), vcpus=1):
         """Build a domain (as the toolstack in dom0 does) and return it.
 
@@ -112,7 +119,7 @@ class Hypervisor:
         """
         if not isinstance(name, str) or not name:
             raise XenError(-errno.EINVAL, f"domain name must be a non-empty string, not {name!r}")
-        if any(d.name == name and d.alive for d in self.domains.values()):
+        if name in self._live_by_name:
             raise XenError(-errno.EEXIST, f"a domain called {name!r} exists")
         self.dom0.charge("domain.create")
         dom = self._create(name, privileged=privileged, vcpus=vcpus)
@@ -133,6 +140,7 @@ class Hypervisor:
         dom.maptrack = {}
         dom.next_map_handle = 0      #: the handle the next grant map returns
         self.domains[domid] = dom
+        self._live_by_name[name] = dom
         creator = self.dom0 if domid else dom
         home = f"/local/domain/{domid}"
         self.xs.write(creator, home, "")
@@ -157,6 +165,7 @@ class Hypervisor:
         self.iomem.release_domain(dom)
         dom.alive = False
         dom.dying = True
+        del self._live_by_name[dom.name]
         self.trace.emit("domain.destroy", self.dom0.now, 0, domid=domid, name=dom.name)
         self.xs.rm(self.dom0, f"/local/domain/{domid}")
         self.xs.fire_special(self.dom0, "@releaseDomain")
