@@ -61,6 +61,7 @@ class GuestIma:
         self.trace = trace
         self.dom = dom
         self.extends = 0
+        self._listed = (0, "")      # (entries, text) of the last ascii_list()
 
     def _extend(self, entry):
         digests = {BANK_ALGS[b]: ima_list.bank_digest(entry, b) for b in self.banks}
@@ -101,5 +102,12 @@ class GuestIma:
         return entry
 
     def ascii_list(self) -> str:
-        """The runtime measurement list as Linux prints it."""
-        return ima_list.format_list(self.entries)
+        """The runtime measurement list as Linux prints it.
+
+        Entries are only ever appended, so the text is formatted again only when
+        the list has grown (an agent sends it every attestation round)."""
+        count, text = self._listed
+        if count != len(self.entries):
+            text = ima_list.format_list(self.entries)
+            self._listed = (len(self.entries), text)
+        return text

@@ -48,6 +48,14 @@ nonce, in this order; every failed check adds a :class:`Reason`:
    host's PCRs equal the host policy. It is judged even when the vTPM quote
    failed: it is the host's evidence, not the guest's.
 
+**Logs seen before.** A fleet's guests boot the same images and run the same
+programs, so their event logs and IMA lists are, byte for byte, the ones the
+verifier has already parsed and replayed (and each guest sends the same log
+every round). The verifier remembers the parse and replay of the last
+:data:`REPLAYS_KEPT` distinct logs, keyed by their bytes and the bank, and
+checks a known log against the quoted PCRs without replaying it again; the
+checks and their outcome are the same as for a log never seen.
+
 A :class:`Verdict` passes only without reasons; each reason names the PCR,
 the event and the expected versus found digest. Bad evidence (bytes that do
 not parse, a list that does not replay) is a reason, never an exception.
@@ -271,6 +279,42 @@ class Enrolment:
 
 
 # ------------------------------------------------------------------ verifier
+#: distinct (log bytes, bank) replays the verifier remembers (the oldest is forgotten)
+REPLAYS_KEPT = 64
+
+
+class _Replays:
+    """The parse and replay of the logs seen last: ``(log, bank) -> result``,
+    where ``result`` is what ``work(log, bank)`` returned (an exception is not kept)."""
+
+    def __init__(self, work, kept=REPLAYS_KEPT):
+        self.work = work
+        self.kept = kept
+        self.results = {}
+
+    def __call__(self, log, bank):
+        key = (log, bank)
+        result = self.results.get(key)
+        if result is None:
+            result = self.work(log, bank)
+            if len(self.results) >= self.kept:
+                del self.results[next(iter(self.results))]
+            self.results[key] = result
+        return result
+
+
+def _replay_event_log(log: bytes, bank: str):
+    """``(events, {pcr: value})``: a TCG event log parsed and replayed in ``bank``."""
+    events = tl.parse(log)[1] if log else []
+    return events, tl.replay(events, algorithms=[bank]).get(bank, {})
+
+
+def _replay_ima_list(text: str, bank: str):
+    """``(entries, {pcr: value})``: an IMA ascii list parsed and replayed in ``bank``."""
+    entries = ima_list.parse_list(text, source="IMA list")
+    return entries, ima_list.replay(entries, (bank,))[bank]
+
+
 class Verifier:
     """A verifier holding one golden policy.
 
@@ -288,6 +332,8 @@ class Verifier:
         self.known_eks: dict[str, bytes] = {}     #: agent -> Name of its provisioned EK
         self.known_uuids: dict[str, bytes] = {}   #: agent -> its vTPM's UUID (16 bytes)
         self.nonces_issued = 0
+        self._event_logs = _Replays(_replay_event_log)
+        self._ima_lists = _Replays(_replay_ima_list)
 
     # -- enrolment ------------------------------------------------------
     def provision(self, agent: str, ek_public: bytes, *, vtpm_uuid: Optional[bytes] = None) -> None:
@@ -423,14 +469,11 @@ class Verifier:
         from simxen.domains.pvgrub import CONFIG_PCR, KERNEL_PCR, item_of_event
         bank, _ = self.request
         size = hashlib.new(bank).digest_size
-        events = []
-        if evidence.event_log:                  # a guest booted without a boot loader has none
-            try:
-                _, events = tl.parse(evidence.event_log)
-            except InputError as exc:
-                v.fail("replay", f"the event log does not parse: {exc}")
-                return
-        replayed = tl.replay(events, algorithms=[bank]).get(bank, {})
+        try:                                    # a guest booted without a boot loader has no log
+            events, replayed = self._event_logs(evidence.event_log, bank)
+        except InputError as exc:
+            v.fail("replay", f"the event log does not parse: {exc}")
+            return
         ok = True
         for pcr in sorted(quoted):
             if pcr == ima_list.IMA_PCR:
@@ -478,11 +521,11 @@ class Verifier:
             return
         bank, _ = self.request
         try:
-            entries = ima_list.parse_list(evidence.ima_list, source="IMA list")
+            entries, replayed = self._ima_lists(evidence.ima_list, bank)
         except InputError as exc:
             v.fail("ima", f"the IMA list does not parse: {exc}", pcr=pcr)
             return
-        replayed = ima_list.replay(entries, (bank,))[bank].get(pcr, bytes(len(quoted[pcr])))
+        replayed = replayed.get(pcr, bytes(len(quoted[pcr])))
         if replayed != quoted[pcr]:
             v.fail("ima", f"PCR {pcr}: the IMA list does not replay to the quoted value "
                    "(entries hidden or altered)", pcr=pcr, expected=replayed.hex(),

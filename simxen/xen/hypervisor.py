@@ -26,7 +26,7 @@ from simxen.xen.iomem import Iomem
 from simxen.xen.profile import Profile
 from simxen.xen.streams import Streams
 from simxen.xen.trace import Trace
-from simxen.xen.xenstore import Node, XenStore
+from simxen.xen.xenstore import Children, Node, XenStore
 
 #: first machine frame handed out for domain RAM (frames below are "firmware").
 FIRST_RAM_MFN = 0x1000
@@ -59,8 +59,9 @@ class Hypervisor:
         self.iomem = Iomem(self)
         for path in ("/local", "/local/domain"):
             self.xs.nodes[path] = Node("", ((0, "r"),))
-        self.xs.nodes["/"] = self.xs.nodes["/"].replace(0.0, children=("local",))
-        self.xs.nodes["/local"] = self.xs.nodes["/local"].replace(0.0, children=("domain",))
+        nodes = self.xs.nodes
+        nodes["/"] = nodes["/"].replace(0.0, children=Children(["local"]))
+        nodes["/local"] = nodes["/local"].replace(0.0, children=Children(["domain"]))
         self.dom0 = self._create("Domain-0", privileged=True, vcpus=1)
 
     def next_seq(self):

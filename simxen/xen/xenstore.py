@@ -53,6 +53,53 @@ _SPECIAL = ("@introduceDomain", "@releaseDomain")
 _PERM = re.compile(r"^([nrwb])(\d+)$")
 
 
+class Children:
+    """A node's child names in creation order; never changed in place.
+
+    ``/local/domain`` of a host with 10,000 guests has 20,000 children, added
+    one by one: a tuple rebuilt per added child would copy them all each time.
+    Versions of a node share one list instead, each seeing its first ``count``
+    names, so adding a child to the newest version is one ``append``; only a
+    version that is not the newest (a transaction's snapshot) or a removal
+    copies the names.
+    """
+
+    __slots__ = ("_names", "_count")
+
+    def __init__(self, names=()):
+        self._names = list(names)
+        self._count = len(self._names)
+
+    def plus(self, name):
+        """These names and then ``name``."""
+        names, count = self._names, self._count
+        if count and len(names) == count:          # the newest version: share the list
+            names.append(name)
+            out = Children.__new__(Children)
+            out._names, out._count = names, count + 1
+            return out
+        return Children(itertools.chain(itertools.islice(names, count), (name,)))
+
+    def minus(self, name):
+        """These names without ``name``."""
+        return Children(c for c in itertools.islice(self._names, self._count) if c != name)
+
+    def __len__(self):
+        return self._count
+
+    def __iter__(self):
+        return itertools.islice(self._names, self._count)
+
+    def __reversed__(self):
+        return reversed(self._names[:self._count])
+
+    def __repr__(self):
+        return f"Children({list(self)!r})"
+
+
+_NO_CHILDREN = Children()
+
+
 class Node:
     """A node; never changed in place (so transactions can compare by identity).
 
@@ -61,10 +108,10 @@ class Node:
 
     __slots__ = ("value", "perms", "children", "mtime")
 
-    def __init__(self, value, perms, children=(), mtime=0.0):
+    def __init__(self, value, perms, children=_NO_CHILDREN, mtime=0.0):
         self.value = value
         self.perms = perms          # tuple of (domid, letter); [0] is the owner
-        self.children = children    # tuple of child names, creation order
+        self.children = children    # Children: names in creation order
         self.mtime = mtime
 
     def replace(self, mtime, **changes):
@@ -328,8 +375,9 @@ class XenStore:
             pnode = nodes[parent]
             self._put(nodes, t, parent,
                       pnode.replace(caller.now,
-                                    children=pnode.children + (new[len(parent):].lstrip("/"),)))
-            created = Node(value if new == path and value is not None else "", perms, (), caller.now)
+                                    children=pnode.children.plus(new[len(parent):].lstrip("/"))))
+            created = Node(value if new == path and value is not None else "", perms,
+                           _NO_CHILDREN, caller.now)
             self._put(nodes, t, new, created)
             self._changed(caller, t, new, created)
             parent = new
@@ -380,7 +428,7 @@ class XenStore:
         pnode = nodes[parent]
         name = path[len(parent):].lstrip("/")
         self._put(nodes, t, parent,
-                  pnode.replace(caller.now, children=tuple(c for c in pnode.children if c != name)))
+                  pnode.replace(caller.now, children=pnode.children.minus(name)))
         stack = [path]
         removed = []
         while stack:
