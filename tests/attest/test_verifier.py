@@ -263,3 +263,30 @@ def test_make_credential_round_trips_through_the_engine(ek, credential):
     tampered = blob[:-1] + bytes([blob[-1] ^ 1])
     with pytest.raises(Exception, match="ActivateCredential"):
         drive(agent.activate(tampered, secret))
+
+
+def test_a_log_seen_before_is_judged_as_a_new_one(images):
+    """The verifier remembers the replay of logs it has seen (a fleet sends the same
+    ones every round): a hidden entry, a bad log between good rounds, and the good
+    log again are each judged as by a verifier that never saw a log."""
+    g, v = enrolled(images)
+    drive(g.ima.exec_file("/tmp/evil", b"evil"))
+    verdicts = []
+    for tamper in (False, True, False, True):
+        nonce = v.nonce()
+        ev = g.evidence(v, nonce)
+        if tamper:
+            ev.ima_list = "".join(line + "\n" for line in ev.ima_list.splitlines()
+                                  if "evil" not in line)
+            ev.event_log = ev.event_log[:-1]
+        fresh = Verifier(v.policy, stream(b"fresh"))
+        fresh.agents["guest"] = v.agents["guest"]
+        fresh.agents["guest"].last_clock = None
+        fresh_verdict = fresh.appraise("guest", nonce, ev)
+        v.agents["guest"].last_clock = None
+        verdict = v.appraise("guest", nonce, ev)
+        assert [r.line() for r in verdict.reasons] == [r.line() for r in fresh_verdict.reasons]
+        assert verdict.checks == fresh_verdict.checks
+        verdicts.append(verdict.failed_checks)
+    assert verdicts[0] == verdicts[2] == ["ima"]            # /tmp/evil is not in the policy
+    assert "replay" in verdicts[1] and verdicts[1] == verdicts[3]

@@ -148,3 +148,65 @@ def test_remove_inside_a_transaction_and_abort(xs_doms):
     xs.rm(dom0, "/r/a", tx)
     xs.transaction_end(dom0, tx)
     assert not xs.exists(dom0, "/r/a/b") and xs.directory(dom0, "/r") == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(("add", "rm", "tx", "commit", "abort")),
+                          st.sampled_from(NAMES + ("d", "e"))), min_size=1, max_size=25))
+def test_directory_listings_equal_a_plain_model(steps):
+    """Children shared between a node's versions: every version lists what a list
+    rebuilt at each change would hold -- the live tree, and a transaction's snapshot
+    plus its own additions and removals, whatever order they come in."""
+    hv = Hypervisor(seed=3)
+    xs, dom0 = hv.xs, hv.dom0
+    xs.mkdir(dom0, "/d")
+    live = []                   # the live /d's children, in creation order
+    tx, snap = None, None       # an open transaction and its model
+    # the transaction lists /d after every step, so it has read /d: a change to the
+    # live /d since it began (moved) makes its commit fail with EAGAIN
+    changed = moved = False
+    for op, name in steps:
+        if op == "tx" and tx is None:
+            tx, snap = xs.transaction_start(dom0), list(live)
+            changed = moved = False
+        elif op in ("commit", "abort") and tx is not None:
+            try:
+                xs.transaction_end(dom0, tx, commit=op == "commit")
+                assert not (op == "commit" and moved)
+                if op == "commit" and changed:
+                    live = snap
+            except XenStoreError as err:
+                assert err.name == "EAGAIN" and op == "commit" and moved
+            tx, snap = None, None
+        elif op in ("add", "rm"):
+            target = snap if tx is not None and name in ("a", "b") else live
+            path = f"/d/{name}"
+            if op == "add":
+                xs.write(dom0, path, "v", tx if target is snap else None)
+            else:
+                xs.rm(dom0, path, tx if target is snap else None)
+            before = list(target)
+            if op == "add" and name not in target:
+                target.append(name)
+            elif op == "rm" and name in target:
+                target.remove(name)
+            if target != before:
+                changed = changed or target is snap
+                moved = moved or (tx is not None and target is live)
+        assert xs.directory(dom0, "/d") == live
+        if tx is not None:
+            assert xs.directory(dom0, "/d", tx) == snap
+
+
+def test_a_domain_is_found_by_name_while_it_lives():
+    hv = Hypervisor(seed=4)
+    assert hv.domain_named("Domain-0") is hv.dom0
+    dom = hv.domain_create("web")
+    assert hv.domain_named("web") is dom
+    with pytest.raises(Exception) as e:
+        hv.domain_create("web")
+    assert "exists" in str(e.value)
+    hv.domain_destroy(dom.domid)
+    assert hv.domain_named("web") is None
+    again = hv.domain_create("web")                 # the name is free again
+    assert hv.domain_named("web") is again and again.domid != dom.domid
