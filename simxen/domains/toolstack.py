@@ -140,6 +140,10 @@ class Toolstack:
         for first, count in cfg.iomem:
             self._check_iomem_free(cfg, first, count)
         dom = hv.domain_create(cfg.name, vcpus=cfg.vcpus, iomem=cfg.iomem)
+        if hv.scheduler is not None and (cfg.cpu_weight is not None or cfg.cap):
+            # libxl sets the domain's scheduling parameters after building it
+            # (XEN_DOMCTL_SCHEDOP_putinfo); without a scheduler they change nothing
+            hv.scheduler.domain_set(dom.domid, weight=cfg.cpu_weight, cap=cfg.cap or None)
         hv.trace.emit("xl.create", dom0.now, 0, name=cfg.name, domid=dom.domid, kernel=cfg.kernel,
                       memory=cfg.memory)
         disks = []

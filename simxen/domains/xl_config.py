@@ -92,6 +92,8 @@ class XlConfig:
     kernel: str
     memory: int = 128
     vcpus: int = 1
+    cpu_weight: Optional[int] = None    #: scheduler weight (None: the scheduler's default, 256)
+    cap: int = 0                        #: CPU cap, percent of one pCPU; 0 = none
     disk: tuple = ()
     iomem: tuple = ()           #: ((first_mfn, nr_mfns), ...)
     vtpm: tuple = ()
@@ -117,6 +119,8 @@ KNOWN_KEYS = {
     "memory": "memory in MiB (an integer)",
     "maxmem": "maximum memory in MiB (an integer)",
     "vcpus": "number of virtual CPUs (an integer)",
+    "cpu_weight": "the credit/credit2 scheduler weight, 1 to 65535 (an integer; default 256)",
+    "cap": "a CPU cap in percent of one physical CPU, 0 = none (an integer)",
     "disk": "a list of disk specification strings",
     "iomem": 'a list of "START,PAGES" strings (hexadecimal)',
     "vtpm": 'a list of "backend=DOMAIN[,uuid=UUID]" strings',
@@ -259,11 +263,20 @@ def parse(text: str, *, source: str = "<config>") -> XlConfig:
     for key, value in (("memory", memory), ("vcpus", vcpus)):
         if value < 1:
             raise InputError(f"must be at least 1, found {value}", path=source, key=key)
+    cpu_weight = get("cpu_weight", int, None)
+    if cpu_weight is not None and not 1 <= cpu_weight <= 65535:
+        raise InputError(f"expected a weight from 1 to 65535 (xl.cfg(5)), found {cpu_weight}",
+                         path=source, key="cpu_weight")
+    cap = get("cap", int, 0)
+    if cap < 0:
+        raise InputError(f"expected a percentage >= 0 (0 = no cap), found {cap}", path=source,
+                         key="cap")
     extra = get("extra", str, "") or get("cmdline", str, "")
     disks = tuple(_disk(s, source, i) for i, s in enumerate(get("disk", list, [])))
     iomem = tuple(_iomem(s, source, i) for i, s in enumerate(get("iomem", list, [])))
     vtpms = tuple(_vtpm(s, source, i) for i, s in enumerate(get("vtpm", list, [])))
-    return XlConfig(name=name, kernel=kernel, memory=memory, vcpus=vcpus, disk=disks, iomem=iomem,
+    return XlConfig(name=name, kernel=kernel, memory=memory, vcpus=vcpus, cpu_weight=cpu_weight,
+                    cap=cap, disk=disks, iomem=iomem,
                     vtpm=vtpms, extra=extra, ramdisk=get("ramdisk", str, ""),
                     seclabel=get("seclabel", str, ""), source=source, text=text)
 

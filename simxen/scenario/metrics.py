@@ -137,6 +137,9 @@ def of_scenario(scenario) -> Metrics:
         published.add("finished", "bool", "the workload ran to its end before scenario.until",
                       kind="bool")
         out.update(published, prefix=params["name"])
+    if scenario.data["scenario"].get("scheduler", "dedicated") != "dedicated":
+        from simxen.scenario import cpu_report
+        out.update(cpu_report.metrics(), prefix=cpu_report.NAME)
     return out
 
 

@@ -240,11 +240,17 @@ def _prepare(scenario, seed, until, trace_level, trace_buffer=None):
     until = meta["until"] if until is None else until
     trace = (Trace(level=trace_level) if trace_buffer is None
              else Trace(level=trace_level, buffer_rows=trace_buffer))
-    hv = Hypervisor(profile=load_profile(scenario), seed=seed, trace=trace)
+    scheduler = None
+    if meta.get("scheduler", "dedicated") == "credit2":
+        from simxen.xen.scheduler import Credit2
+        scheduler = Credit2(pcpus=meta["pcpus"])
+    hv = Hypervisor(profile=load_profile(scenario), seed=seed, trace=trace, scheduler=scheduler)
     sim = Simulation(hv, scenario, seed=seed, until=until)
     for i, d in enumerate(scenario.data["domain"]):
         sim.claim_domain(d["name"], f"domain[{i}].name", how="creating it")
-        sim.domains[d["name"]] = hv.domain_create(d["name"], vcpus=d["vcpus"])
+        dom = sim.domains[d["name"]] = hv.domain_create(d["name"], vcpus=d["vcpus"])
+        if scheduler is not None and (d.get("cpu_weight") is not None or d.get("cap")):
+            scheduler.domain_set(dom.domid, weight=d.get("cpu_weight"), cap=d.get("cap") or None)
     for params in scenario.data["workload"]:
         module = workloads.module(params["type"])
         if hasattr(module, "prepare"):
@@ -322,6 +328,9 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
         results[params["name"]] = result
         if result["finished"]:
             module.report(report, result, params)
+    if hv.scheduler is not None:
+        from simxen.scenario import cpu_report
+        results[cpu_report.NAME] = cpu_report.report(report, hv.scheduler, env.now)
     report.outcomes = expect.evaluate(scenario.data["expect"], results)
     run_section = report.section("Run")
     run_section.row("seed", seed)

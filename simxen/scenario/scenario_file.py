@@ -34,6 +34,12 @@ SCENARIO = Table("scenario", "what this scenario is", [
           "to a TOML file, relative to the scenario", default="default"),
     Field("chip", str, "the physical TPM's figures: a chip shipped in simxen/profiles/chips "
           "('slb9670', 'npct75x', 'st33'); empty = the profile's own chip", default=""),
+    Field("scheduler", str, "CPU scheduling: 'dedicated' gives every domain a physical CPU of "
+          "its own; 'credit2' shares scenario.pcpus physical CPUs among all domains under "
+          "Xen's credit2 rules (docs/cpu-scheduling.rst)", default="dedicated",
+          choices=("dedicated", "credit2")),
+    Field("pcpus", int, "physical CPUs the domains share when scheduler = 'credit2'",
+          default=1, minimum=1),
 ], required=True)
 
 def _domain_name(value):
@@ -41,10 +47,20 @@ def _domain_name(value):
     return name_problem(value)
 
 
+def _weight(value):
+    if value is not None and not 1 <= value <= 65535:
+        return f"expected a weight from 1 to 65535 (xl.cfg(5) cpu_weight), found {value!r}"
+    return None
+
+
 DOMAIN = Table("domain", "a domain the scenario creates directly (no toolstack)", [
     Field("name", str, "domain name; workloads refer to domains by it", check=_domain_name),
     Field("memory", int, "memory in MiB", default=16, minimum=1),
     Field("vcpus", int, "number of virtual CPUs", default=1, minimum=1),
+    Field("cpu_weight", int, "credit2 weight, 1 to 65535 (as xl.cfg's cpu_weight=); "
+          "absent = the profile's default (256)", default=None, check=_weight),
+    Field("cap", int, "credit2 cap in percent of one physical CPU (as xl.cfg's cap=); 0 = none",
+          default=0, minimum=0),
 ])
 
 
@@ -128,6 +144,10 @@ def load(path, overrides=()) -> Scenario:
     return Scenario(path, data, tuple(o.text for o in parsed))
 
 
+#: the prefix of the CPU scheduler's metrics (``cpu.utilisation``), when one is configured
+CPU_METRICS = "cpu"
+
+
 def _check_references(data, path):
     """Workloads and expectations must name things that exist."""
     names = [d["name"] for d in data["domain"]]
@@ -158,6 +178,12 @@ def _check_references(data, path):
             raise InputError(f"metric must start with a workload name (one of "
                              f"{', '.join(map(repr, sorted(wl_names)))}), found {head!r}",
                              path=path, key=f"plot[{i}].y")
+    if data["scenario"]["scheduler"] != "dedicated":
+        if CPU_METRICS in wl_names:
+            raise InputError(f"the name {CPU_METRICS!r} is taken by the CPU scheduler's metrics "
+                             f"(scenario.scheduler = {data['scenario']['scheduler']!r})",
+                             path=path, key=f"workload.{CPU_METRICS}.name")
+        wl_names.add(CPU_METRICS)
     for i, e in enumerate(data["expect"]):
         head = e["metric"].split(".", 1)[0]
         if head not in wl_names:

@@ -156,6 +156,8 @@ class Domain:
         self.vcpus = vcpus
         self.alive = True
         self.dying = False
+        #: the CPU scheduler (:mod:`simxen.xen.scheduler`), or ``None``: a pCPU of its own
+        self.scheduler = hv.scheduler
         #: ``EVTCHNOP_send`` calls this domain has made (counted at every trace level)
         self.evtchn_sent = 0
         #: the domain's own clock (seconds); see :attr:`now`.
@@ -222,7 +224,9 @@ class Domain:
         cost = (buf.pop() if buf else sampler.refill()) * n
         c = self.cursor
         n_ = self.env.now
-        self.cursor = (c if c > n_ else n_) + cost
+        if c < n_:          # a burst of work starts: on a pCPU of its own, or when one is free
+            c = n_ if self.scheduler is None else self.scheduler.start_burst(self, n_)
+        self.cursor = c + cost
         return cost
 
     def charged(self, op):
@@ -236,7 +240,9 @@ class Domain:
         cost = buf.pop() if buf else sampler.refill()
         c = self.cursor
         now = self.env.now
-        c = self.cursor = (c if c > now else now) + cost
+        if c < now:         # a burst of work starts (see charge())
+            c = now if self.scheduler is None else self.scheduler.start_burst(self, now)
+        c = self.cursor = c + cost
         return c
 
     # -- memory ------------------------------------------------------------
@@ -291,7 +297,7 @@ class Domain:
         c = self.cursor
         now = self.env.now
         if c < now:
-            c = now
+            c = now if self.scheduler is None else self.scheduler.start_burst(self, now)
         mtime = page.mtime
         if mtime > c:
             c = mtime
@@ -344,11 +350,13 @@ class Domain:
 
     def sleep(self, seconds):
         """An event at ``now + seconds``."""
-        return self.env.timeout(self.now + seconds - self.env.now)
+        event = self.env.timeout(self.now + seconds - self.env.now)
+        return event if self.scheduler is None else self.scheduler.hook(self, event)
 
     def elapse(self):
         """An event at the domain's cursor: let the charged time pass."""
-        return self.env.timeout(self.now - self.env.now)
+        event = self.env.timeout(self.now - self.env.now)
+        return event if self.scheduler is None else self.scheduler.hook(self, event)
 
     def _ready(self, ports, token):
         """Whether a process about to wait for ``ports``/``token`` (see :class:`_Wait`)
@@ -377,7 +385,8 @@ class Domain:
         # (queued watch events matter to block() and wait_watch(), not to poll())
         if (self._pending or (self._watch_events and (ports is None or token is not None))) \
                 and self._ready(ports, token):
-            return env.timeout(start - now)
+            event = env.timeout(start - now)
+            return event if self.scheduler is None else self.scheduler.hook(self, event)
         keys = ports if token is None and ports is not None else _keys(ports, token)
         waiter = _Wait(env, ports, token, start, keys)
         waiters = self._waiters
@@ -444,7 +453,7 @@ class Domain:
                         wake = t
         if wake is not None:
             self._schedule(waiter, wake)
-        return waiter
+        return waiter if self.scheduler is None else self.scheduler.hook(self, waiter)
 
     def _index_inbox(self):
         """Build ``_inbox_of`` from the inbox (kept up to date until the inbox empties)."""
@@ -591,7 +600,9 @@ class Domain:
         cost = buf.pop() if buf else sampler.refill()
         c = self.cursor
         now = self.env.now
-        t = self.cursor = (c if c > now else now) + cost
+        if c < now:         # a burst of work starts (see charge())
+            c = now if self.scheduler is None else self.scheduler.start_burst(self, now)
+        t = self.cursor = c + cost
         self.evtchn_sent += 1
         sampler = samplers["evtchn.notify"]
         buf = sampler.buf

@@ -38,13 +38,21 @@ class Hypervisor:
     ``profile`` is a :class:`Profile` or a name/path for
     :meth:`Profile.load`; ``seed`` seeds :class:`Streams` (unless
     ``streams`` is given); ``trace`` defaults to a fresh :class:`Trace`.
+    ``scheduler`` shares physical CPUs among the domains
+    (:class:`simxen.xen.scheduler.Credit2`); ``None``, the default, gives
+    every domain a physical CPU of its own.
     """
 
-    def __init__(self, env=None, *, profile="default", seed=0, trace=None, streams=None):
+    def __init__(self, env=None, *, profile="default", seed=0, trace=None, streams=None,
+                 scheduler=None):
         self.env = env if env is not None else simpy.Environment()
         self.profile = profile if isinstance(profile, Profile) else Profile.load(profile)
         self.streams = streams if streams is not None else Streams(seed)
         self.trace = trace if trace is not None else Trace()
+        #: the CPU scheduler, or ``None``: every domain has a physical CPU of its own
+        self.scheduler = scheduler
+        if scheduler is not None:
+            scheduler.attach(self)
         #: domid -> Domain, live and dying (zombie) domains.
         self.domains = {}
         #: name -> the live Domain of that name (live names are unique, as xl keeps them)
@@ -137,6 +145,8 @@ class Hypervisor:
         dom = Domain(self, domid, name, privileged=privileged, vcpus=vcpus)
         self.trace.name_domain(domid, name)
         dom.cursor = self.dom0.now if domid else self.env.now
+        if self.scheduler is not None:
+            self.scheduler.add_domain(dom)
         dom.grant_table = GrantTable()
         dom.maptrack = {}
         dom.next_map_handle = 0      #: the handle the next grant map returns

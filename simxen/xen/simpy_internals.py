@@ -37,3 +37,41 @@ def succeed_at(event, delay, *, instead_of=None):
     event._ok = True
     event._value = None
     event.env.schedule(event, NORMAL, delay)
+
+
+#: a priority after SimPy's NORMAL: an event scheduled with it is processed after
+#: every NORMAL event of the same time, including those scheduled while it waits
+#: (the credit2 scheduler looks at a pCPU once everything due at that time has run)
+LATE = NORMAL + 1
+
+
+def schedule_late(event, delay):
+    """Schedule the untriggered ``event`` to succeed ``delay`` seconds from now, after
+    every NORMAL event of that time (:data:`LATE`)."""
+    event._ok = True
+    event._value = None
+    event.env.schedule(event, LATE, delay)
+
+
+def defer_callbacks(event, callbacks, hook, gate):
+    """Hand the callbacks after ``hook`` to the untriggered ``gate``.
+
+    Called from ``hook``, the first callback of ``event``, while SimPy runs
+    ``event``'s callbacks: ``callbacks`` is the list being run (``event``'s
+    list, which SimPy has already detached). The rest -- the processes
+    waiting for ``event`` -- are removed from it, so they do not resume now,
+    and resume when ``gate`` fires instead (the events a domain waits on carry
+    no value: ``gate.succeed()`` resumes them as ``event`` would). This is
+    how the credit2 scheduler keeps a woken domain off the CPU until it is
+    dispatched (:mod:`simxen.xen.scheduler`).
+    """
+    for i, callback in enumerate(callbacks):
+        if callback is hook:
+            break
+    rest = callbacks[i + 1:]
+    del callbacks[i + 1:]
+    gate.callbacks.extend(rest)
+    for callback in rest:
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, Process) and owner._target is event:
+            owner._target = gate

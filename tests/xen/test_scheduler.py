@@ -1,0 +1,129 @@
+"""The credit2-like CPU scheduler (simxen/xen/scheduler.py, docs/cpu-scheduling.rst).
+
+Small hosts built by hand: CPU-bound domains that charge a fixed burst and
+let it pass (``elapse()``, a yield point) compete for one pCPU; weights
+share it in proportion, a cap bounds a domain, and enough pCPUs change
+nothing. The scenario-level checks (equal results with a pCPU per domain,
+stub domains raising a guest's TPM latency) are in
+tests/scenario/test_cpu_scheduling.py.
+"""
+
+import pytest
+
+from simxen.xen import Hypervisor
+from simxen.xen.profile import Profile
+from simxen.xen.scheduler import Credit2
+
+#: one burst of a CPU-bound domain: 0.5 ms (a fixed op, so no draws)
+BURST = {"dist": "fixed", "value": 0.0005}
+WINDOW = 1.0
+
+
+def host(pcpus, burst=BURST):
+    profile = Profile.load("default").with_overrides({"ops": {
+        "domain.create": {"dist": "fixed", "value": 0.0},
+        "xenstore.op": {"dist": "fixed", "value": 0.0},
+        "test.burst": burst}})
+    return Hypervisor(profile=profile, scheduler=Credit2(pcpus=pcpus))
+
+
+def hog(dom, until):
+    """A CPU-bound domain: bursts of work, each let pass (a yield point) until ``until``."""
+    while dom.env.now < until:
+        dom.charge("test.burst")
+        yield dom.elapse()
+
+
+def run(hv, doms, until=WINDOW):
+    for d in doms:
+        hv.env.process(hog(d, until))
+    hv.env.run(until=until)
+    return hv.scheduler.summary(hv.env.now)["domains"]
+
+
+def test_weights_256_and_512_share_one_pcpu_one_to_two():
+    hv = host(1)
+    a, b = hv.domain_create("a"), hv.domain_create("b")
+    hv.scheduler.domain_set(b.domid, weight=512)
+    got = run(hv, [a, b])
+    ta, tb = got["a"]["cpu_time_s"], got["b"]["cpu_time_s"]
+    assert ta + tb == pytest.approx(WINDOW, rel=0.01)        # the pCPU never idles
+    assert tb / ta == pytest.approx(2.0, rel=0.05)
+    assert got["a"]["preempted"] > 10 and got["b"]["preempted"] > 10
+
+
+def test_equal_weights_share_equally_and_the_default_weight_is_256():
+    hv = host(1)
+    doms = [hv.domain_create(n) for n in ("a", "b", "c")]
+    got = run(hv, doms)
+    assert {got[n]["weight"] for n in "abc"} == {256}
+    shares = [got[n]["cpu_time_s"] for n in "abc"]
+    assert max(shares) / min(shares) == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("cap", [20, 50])
+def test_a_cap_holds_a_domain_to_its_share_of_one_pcpu(cap):
+    hv = host(2)
+    a = hv.domain_create("a")
+    hv.scheduler.domain_set(a.domid, cap=cap)
+    got = run(hv, [a])                                        # alone, with a pCPU idle
+    assert got["a"]["cpu_time_s"] <= cap / 100 * WINDOW + 0.0005   # one burst of overrun at most
+    assert got["a"]["cpu_time_s"] >= 0.9 * cap / 100 * WINDOW
+
+
+def test_an_uncapped_domain_uses_what_a_capped_one_leaves():
+    hv = host(1)
+    a, b = hv.domain_create("a"), hv.domain_create("b")
+    hv.scheduler.domain_set(a.domid, cap=20)
+    got = run(hv, [a, b])
+    assert got["a"]["cpu_time_s"] <= 0.2 * WINDOW + 0.0005
+    assert got["a"]["cpu_time_s"] + got["b"]["cpu_time_s"] == pytest.approx(WINDOW, rel=0.01)
+
+
+def test_enough_pcpus_means_no_waiting():
+    hv = host(3)
+    doms = [hv.domain_create(n) for n in ("a", "b", "c")]
+    got = run(hv, doms)
+    for n in "abc":
+        assert got[n]["cpu_time_s"] == pytest.approx(WINDOW, rel=0.01)
+        assert got[n]["waits"] == [] and got[n]["preempted"] == 0
+
+
+def test_a_waking_domain_waits_for_the_pcpu_and_the_trace_says_so():
+    """A domain that sleeps and wakes while another computes waits in the runqueue,
+    at most a burst (yield-point preemption), and sched.* records say when it ran."""
+    hv = host(1, burst={"dist": "fixed", "value": 0.002})
+    busy, sleeper = hv.domain_create("busy"), hv.domain_create("sleeper")
+    woke = []
+
+    def periodic(dom):
+        while dom.env.now < WINDOW:
+            yield dom.sleep(0.0101)
+            woke.append(dom.now)
+            dom.charge("hypercall")
+
+    hv.env.process(hog(busy, WINDOW))
+    hv.env.process(periodic(sleeper))
+    hv.env.run(until=WINDOW)
+    waits = hv.scheduler.summary(hv.env.now)["domains"]["sleeper"]["waits"]
+    assert waits and max(waits) <= 0.002 + 1e-12 and sum(waits) > 0
+    kinds = hv.trace.counts()
+    assert kinds["sched.run"] > 0 and kinds["sched.wait"] > 0 and kinds["sched.stop"] > 0
+
+
+def test_same_seed_same_schedule():
+    def once():
+        hv = host(1, burst={"dist": "exponential", "mean": 0.0005})
+        a, b = hv.domain_create("a"), hv.domain_create("b")
+        hv.scheduler.domain_set(a.domid, weight=100)
+        got = run(hv, [a, b], until=0.2)
+        return got["a"]["cpu_time_s"], got["b"]["waits"], len(hv.trace)
+    assert once() == once()
+
+
+def test_bad_figures_are_refused():
+    with pytest.raises(Exception, match="physical CPUs >= 1"):
+        Credit2(pcpus=0)
+    hv = host(1)
+    with pytest.raises(ValueError):
+        hv.scheduler.domain_set(0, weight=0)
