@@ -20,8 +20,30 @@ NAME = "cpu"
 _WAIT_STATS = ("count", "mean", "p50", "p95", "p99", "max")
 
 
-def metrics() -> Metrics:
-    """The ``cpu.*`` metrics (named without the prefix)."""
+def known_domains(scenario) -> list:
+    """The domains whose CPU figures are metrics: those a scenario names before it runs --
+    Domain-0, its ``[[domain]]`` tables, and the domains of workloads that say which they
+    create (``domain_names(params)``: vtpm-stack, load). Names with a dot are left out
+    (a metric's path is dotted)."""
+    from simxen.errors import InputError
+    from simxen.scenario import workloads
+    names = ["Domain-0"] + [d["name"] for d in scenario.data["domain"]]
+    for params in scenario.data["workload"]:
+        module = workloads.module(params["type"])
+        if hasattr(module, "domain_names"):
+            try:
+                names += module.domain_names(params)
+            except InputError:          # a config `validate` refuses: no metrics from it
+                pass
+    out = []
+    for n in names:
+        if "." not in n and n not in out:
+            out.append(n)
+    return out
+
+
+def metrics(domains=()) -> Metrics:
+    """The ``cpu.*`` metrics (named without the prefix), with those of each of ``domains``."""
     m = Metrics()
     m.add("pcpus", "count", "physical CPUs the domains share")
     m.add("utilisation", "fraction", "busy time of all pCPUs over pCPUs x simulated time")
@@ -32,6 +54,14 @@ def metrics() -> Metrics:
     m.add("placed", "count", "bursts started by a wake that is not a domain's wait, placed "
           "behind a running burst (docs/cpu-scheduling.rst)")
     m.add("credit_resets", "count", "credit2 epochs: times every vCPU's credit was reset")
+    for name in domains:
+        d = f"domain.{name}"
+        m.add(f"{d}.cpu_ms", "ms", f"{name}: CPU time used")
+        m.add(f"{d}.utilisation", "fraction", f"{name}: CPU time over simulated time (of one pCPU)")
+        m.add(f"{d}.dispatches", "count", f"{name}: times a pCPU started running it")
+        m.add(f"{d}.preempted", "count", f"{name}: times it gave its pCPU to a vCPU with more credit")
+        m.stats(f"{d}.runq_wait_ms", "ms", f"{name}: its wake-ups' waits for a pCPU",
+                keys=_WAIT_STATS)
     return m
 
 
@@ -50,17 +80,28 @@ def _stats(waits_s):
             "max": ms[-1]}
 
 
-def report(rep, scheduler, now) -> dict:
-    """Add the CPU section to report ``rep``; return the ``cpu`` results."""
+def report(rep, scheduler, now, domains=()) -> dict:
+    """Add the CPU section to report ``rep``; return the ``cpu`` results (with the
+    per-domain figures of ``domains`` that ran: see :func:`known_domains`)."""
     s = scheduler.summary(now)
-    domains = s["domains"]
-    waits = [w for d in domains.values() for w in d["waits"]]
+    domains_ran = s["domains"]
+    waits = [w for d in domains_ran.values() for w in d["waits"]]
     out = {"pcpus": s["pcpus"], "utilisation": s["utilisation"],
            "runq_wait_ms": _stats(waits),
-           "dispatches": sum(d["dispatches"] for d in domains.values()),
-           "preemptions": sum(d["preempted"] for d in domains.values()),
-           "placed": sum(d["placed"] for d in domains.values()),
+           "dispatches": sum(d["dispatches"] for d in domains_ran.values()),
+           "preemptions": sum(d["preempted"] for d in domains_ran.values()),
+           "placed": sum(d["placed"] for d in domains_ran.values()),
            "credit_resets": s["resets"]}
+    per = {}
+    for name in domains:
+        d = domains_ran.get(name)
+        if d is None:
+            continue
+        per[name] = {"cpu_ms": d["cpu_time_s"] * 1e3, "utilisation": d["utilisation"],
+                     "dispatches": d["dispatches"], "preempted": d["preempted"],
+                     "runq_wait_ms": _stats(d["waits"])}
+    if per:
+        out["domain"] = per
     rep.say(f"The domains share {s['pcpus']} physical CPU{'s' if s['pcpus'] != 1 else ''} under "
             f"a credit2-like scheduler (docs/cpu-scheduling.rst): a domain that wakes while "
             f"every pCPU is busy waits in the runqueue, and the queueing formulas of a "
@@ -71,7 +112,7 @@ def report(rep, scheduler, now) -> dict:
                       headers=["domain", "weight", "cap %", "CPU ms", "of one pCPU %",
                                "dispatches", "preempted", "waits", "wait mean ms",
                                "wait p95 ms", "wait max ms"])
-    for name, d in domains.items():
+    for name, d in domains_ran.items():
         w = _stats(d["waits"])
         sec.table.append([name, d["weight"], d["cap"] or "-", f"{d['cpu_time_s'] * 1e3:.3f}",
                           f"{100 * d['utilisation']:.2f}", d["dispatches"], d["preempted"],

@@ -139,7 +139,7 @@ def of_scenario(scenario) -> Metrics:
         out.update(published, prefix=params["name"])
     if scenario.data["scenario"].get("scheduler", "dedicated") != "dedicated":
         from simxen.scenario import cpu_report
-        out.update(cpu_report.metrics(), prefix=cpu_report.NAME)
+        out.update(cpu_report.metrics(cpu_report.known_domains(scenario)), prefix=cpu_report.NAME)
     return out
 
 

@@ -330,7 +330,8 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
             module.report(report, result, params)
     if hv.scheduler is not None:
         from simxen.scenario import cpu_report
-        results[cpu_report.NAME] = cpu_report.report(report, hv.scheduler, env.now)
+        results[cpu_report.NAME] = cpu_report.report(report, hv.scheduler, env.now,
+                                                     cpu_report.known_domains(scenario))
     report.outcomes = expect.evaluate(scenario.data["expect"], results)
     run_section = report.section("Run")
     run_section.row("seed", seed)

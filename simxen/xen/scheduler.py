@@ -519,6 +519,10 @@ class Credit2:
 
     # -- results -----------------------------------------------------------------
 
+    def waits(self):
+        """How many wake-ups (and placed bursts) had to wait for a pCPU so far."""
+        return sum(len(v.waits) for v in self.vcpus.values())
+
     def summary(self, now):
         """Per-domain CPU time, utilisation and runqueue waits, and the pCPUs' utilisation."""
         for p in self.pcpus:

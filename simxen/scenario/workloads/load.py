@@ -192,6 +192,11 @@ def vtpm_names(params):
     return [SHARED_VTPM] if params["shared_vtpm"] else [f"vtpm-{g}" for g in guest_names(params)]
 
 
+def domain_names(params):
+    """Every domain dom0 creates for this workload (for per-domain CPU metrics)."""
+    return ["vtpmmgr"] + vtpm_names(params) + guest_names(params)
+
+
 def _host_spec(params):
     from simxen.domains.host_boot import DEFAULT_BOOT
     from simxen.domains.stack import HostSpec, guest_config, vtpm_config, vtpmmgr_config
@@ -423,6 +428,12 @@ def _theory_obstacles(hv, params):
                    "the linux-6 era): a guest's next command reaches the server only after a "
                    "sleep, so the server idles while work waits, which no work-conserving "
                    "queue does")
+    sched = hv.scheduler
+    if sched is not None and sched.waits():
+        why.append(f"the domains share {len(sched.pcpus)} physical CPU(s) (scheduler = "
+                   f"'credit2') and {sched.waits():,} wake-ups waited for one: a command's "
+                   "service includes waits for a CPU that depend on every other domain's "
+                   "bursts, neither independent of the arrivals nor one server's service time")
     if server == "manager" and switch("tis.wait", "poll") == "poll":
         why.append("the manager's TIS driver polls the physical TPM on a 5 ms grid (tis.wait = "
                    "poll): service times are rounded up to the grid, not the profile's draws")

@@ -161,6 +161,15 @@ def guest_names(params) -> list:
     return list(params["guests"])
 
 
+def domain_names(params) -> list:
+    """Every domain dom0 creates for this workload, in creation order (for per-domain CPU metrics)."""
+    if params["configs"]:
+        from simxen.domains.xl_config import parse
+        return [parse(t, source=f"configs[{i}]").name for i, t in enumerate(params["configs"])]
+    guests = guest_names(params)
+    return ["vtpmmgr"] + [f"vtpm-{g}" for g in guests] + guests
+
+
 def metrics(params):
     """What a run publishes (see :mod:`simxen.scenario.metrics`)."""
     from simxen.analysis.hops import HOP_LABELS, HOPS
