@@ -127,3 +127,34 @@ def test_bad_figures_are_refused():
     hv = host(1)
     with pytest.raises(ValueError):
         hv.scheduler.domain_set(0, weight=0)
+
+
+def _sleeper_waits(ratelimit):
+    """A domain waking every 0.3 ms beside a CPU-bound one (bursts of 0.1 ms): its waits."""
+    profile = Profile.load("default").with_overrides({"ops": {
+        "domain.create": {"dist": "fixed", "value": 0.0},
+        "xenstore.op": {"dist": "fixed", "value": 0.0},
+        "sched.ratelimit": {"dist": "fixed", "value": ratelimit},
+        "test.burst": {"dist": "fixed", "value": 0.0001}}})
+    hv = Hypervisor(profile=profile, scheduler=Credit2(pcpus=1))
+    busy, sleeper = hv.domain_create("busy"), hv.domain_create("sleeper")
+
+    def periodic(dom):
+        while dom.env.now < 0.2:
+            yield dom.sleep(0.0003)
+            dom.charge("hypercall")
+    hv.env.process(hog(busy, 0.2))
+    hv.env.process(periodic(sleeper))
+    hv.env.run(until=0.2)
+    return hv.scheduler.summary(hv.env.now)["domains"]["sleeper"]["waits"]
+
+
+def test_the_ratelimit_keeps_a_just_dispatched_vcpu_on_its_pcpu():
+    """Without a ratelimit the waking domain (more credit) tickles the busy one and gets
+    the pCPU at its next yield point, one 0.1 ms burst later. With Xen's 1 ms, the busy
+    domain, dispatched 0.3 ms ago, is not preemptable (is_preemptable), is not tickled,
+    and keeps the pCPU until its slice ends (csched2_runtime)."""
+    free = _sleeper_waits(0.0)
+    limited = _sleeper_waits(0.001)
+    assert max(free) <= 0.0001 + 1e-12
+    assert min(limited) > 0.001 and sum(limited) / len(limited) > 10 * sum(free) / len(free)
