@@ -101,3 +101,16 @@ def test_sched_records_follow_the_trace_schema():
             seen.add(rec["kind"])
             check[rec["kind"]](rec)
     assert {"sched.run", "sched.wait", "sched.stop"} <= seen
+
+
+def test_the_theory_check_says_why_it_does_not_apply_under_cpu_contention():
+    """Issue 8: where the model departs from the queueing assumptions the report says why.
+    With one pCPU for every domain the M/M/1 comparison is made; squeezed, it is not."""
+    mm1 = ROOT / "scenarios" / "validation" / "mm1.toml"
+    squeezed = _run(mm1, "mm1.duration=3.0", "mm1.warmup=1.0", "scenario.scheduler=credit2", "scenario.pcpus=1",
+                    trace_level="commands")
+    text = squeezed.metrics["mm1.theory_note"]
+    assert text.startswith("queueing theory does not apply") and "physical CPU" in text, text
+    roomy = _run(mm1, "mm1.duration=3.0", "mm1.warmup=1.0", "scenario.scheduler=credit2", "scenario.pcpus=8",
+                 trace_level="commands")
+    assert "physical CPU" not in roomy.metrics["mm1.theory_note"]
