@@ -20,7 +20,10 @@ hop                 ops its time comes from
                     picks); the rest of the hop is the state save --
                     ``disk.request``
 ``manager``         ``evtchn.notify`` (two more ring crossings) and, with the
-                    sealed store, ``disk.flush`` -- all assumed today
+                    sealed store, ``disk.flush`` -- all assumed today; time
+                    queued at the manager behind other vTPMs' requests is
+                    charged as the manager's service is (its physical-TPM
+                    commands, its own work)
 ``ptpm``            each physical-TPM command under the command: the chip's
                     own op for it (``tpm.ptpm.Quote``, ``tpm.ptpm.GetRandom``,
                     else ``tpm.ptpm.default`` --
@@ -162,11 +165,16 @@ class Attribution:
         self.commands = {}
         self._by_dom = {}
         self._served = {}        # backend domid -> {flow: [U seconds, seconds]} of nested requests
+        self._mix = {}           # backend domid -> {"V", "P", "U": seconds} of all its service
+        top = []
         for req in (requests if requests is not None else hops.requests(records)):
             if req.parent is not None and req.done and req.take is not None:
                 self._serve(req)
-            if req.parent is not None or not req.done:
-                continue
+            elif req.parent is None and req.done:
+                top.append(req)
+        self._crossing = sum(profile.op(op).mean() for op in ("evtchn.notify", "evtchn.upcall")
+                             if profile.has(op))
+        for req in top:
             key = (waits or {}).get(req.front_dom, default_wait)
             if key not in cert:
                 cert[key] = hop_certainty(profile, polls=key[1], era=key[0])
@@ -187,6 +195,9 @@ class Attribution:
             parts[_cert(self.profile, op)] += drawn
             parts[self._grid] += (t1 - t0) - drawn
         parts["U"] += max(0.0, time - parts["V"] - parts["P"] - parts["U"])
+        mix = self._mix.setdefault(req.back_dom, {"V": 0.0, "P": 0.0, "U": 0.0})
+        for c, t in parts.items():
+            mix[c] += t
         acc = self._served.setdefault(req.back_dom, {}).setdefault(req.flow, [0.0, 0.0])
         acc[0] += parts["U"]
         acc[1] += time
@@ -216,7 +227,19 @@ class Attribution:
         """``{"V", "P", "U": seconds}`` of one command (see the module doc)."""
         parts = {"V": 0.0, "P": 0.0, "U": 0.0}
         parts[cert["front_to_back"]] += hop["front_to_back"]
-        parts[cert["manager"]] += hop["manager"]
+        # the manager hop: ring crossings and its own work, and any wait in its queue behind
+        # other vTPMs' requests -- time made of its service, charged as that service is
+        queued = 0.0
+        for child in req.children:
+            if child.done:
+                wait = (child.take - child.submit) - self._crossing
+                mix = self._mix.get(child.back_dom)
+                total = sum(mix.values()) if mix else 0.0
+                if wait > 0 and total > 0:
+                    for c, t in mix.items():
+                        parts[c] += wait * t / total
+                    queued += wait
+        parts[cert["manager"]] += max(0.0, hop["manager"] - queued)
         parts[cert["back_to_front"]] += hop["back_to_front"]
         # the vTPM hop: the engine's executions of this command, the rest the state save
         runs = [(cc, d) for t, cc, d in self._engine.get((req.back_dom, req.flow), ())

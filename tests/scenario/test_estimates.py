@@ -114,3 +114,15 @@ def test_the_managers_service_follows_the_chip_figure_it_is_made_of(tmp_path):
     assert a < certainty.ESTIMATE_SHARE < b
     assert "mean service                      " in sourced.report.render()
     assert "ms (estimate:" in assumed.report.render().split("The manager")[1]
+
+
+def test_a_wait_at_the_manager_is_charged_as_the_manager_serves(tmp_path):
+    """Four guests keep the manager busy with physical GetRandoms (P, on tpm_tis's V grid):
+    guest4's latency is mostly queueing at the manager behind the others -- time made of
+    that service, so sourced, not charged to the assumed ring crossings."""
+    text = _shipped("manager-contention.toml", **{"duration = 5.0": "duration = 0.6",
+                                                  "warmup = 1.0": "warmup = 0.2"})
+    res = _run(tmp_path, text).results["contention"]
+    g4 = res["guests"]["guest4"]
+    assert g4["wait_ms"]["mean"] + res["manager"]["wait_ms"]["mean"] > 5.0      # it queued
+    assert g4["unverified_share"] < certainty.ESTIMATE_SHARE
