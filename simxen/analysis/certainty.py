@@ -144,7 +144,7 @@ class Attribution:
         from simxen.analysis import hops
         self.profile = profile
         self._vtpm_op = vtpm_op or (lambda profile, cc: "tpm.vtpm.default")
-        records = sorted(records, key=lambda r: r.seq)
+        records = list(records)
         engine = {}       # (dom, flow) -> [(t, cc, duration)] of a vTPM engine's executions
         chip = []         # (seq, t, command, duration) of the physical TPM's executions
         go = {}           # (dom, t) of a tis.go -> its seq
@@ -158,6 +158,7 @@ class Attribution:
                         (r.t, f.get("cc"), f.get("duration", 0.0)))
             elif r.kind == "tis.go":
                 go[(r.dom, r.t)] = r.seq
+        chip.sort()                              # emission order: a GO, then its execution
         self._engine, self._chip, self._go = engine, chip, go
         self._chip_seqs = [c[0] for c in chip]
         cert = {}
