@@ -126,7 +126,8 @@ class Request:
     @property
     def done(self) -> bool:
         """Taken, answered and seen by the frontend."""
-        return None not in (self.take, self.respond, self.complete) and not self.cancelled
+        return (self.take is not None and self.respond is not None and self.complete is not None
+                and not self.cancelled)
 
     def contains(self, dom, t) -> bool:
         """Whether domain ``dom`` doing something at ``t`` was serving this request."""
@@ -140,6 +141,8 @@ class Request:
         return sum(b - a for a, b in self.ptpm) + sum(c.ptpm_time() for c in self.children)
 
     def ptpm_count(self) -> int:
+        if not self.children:
+            return len(self.ptpm)
         return len(self.ptpm) + sum(c.ptpm_count() for c in self.children)
 
 

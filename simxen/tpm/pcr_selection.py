@@ -52,7 +52,7 @@ def marshal_pcr_selection(selection):
 
 def pcr_indices(select):
     """The PCR numbers set in a bitmap, ascending."""
-    return [8 * k + b for k, byte in enumerate(select) for b in range(8) if byte >> b & 1]
+    return [8 * k + b for k, byte in enumerate(select) if byte for b in range(8) if byte >> b & 1]
 
 
 def select_bytes(indices, size=3):
