@@ -346,8 +346,8 @@ class TpmFront:
             flow = f"{dom.name}/vtpm{self.devid}/{self._seq}"
         # (self._state() not in _DONE, with the usual case -- the page is IDLE or
         # FINISH and nothing the backend stored lies in our future -- decided first)
-        busy = (self.page.data[_OFF_STATE] not in _DONE
-                or dom.now < self._tag.visible_at)
+        now = dom.now
+        busy = self.page.data[_OFF_STATE] not in _DONE or now < self._tag.visible_at
         if linux:
             if timeout is None:
                 timeout = self._timeout
@@ -360,7 +360,7 @@ class TpmFront:
         # The round trip, with _state() written out: same stores, same reads,
         # same records, same clock arithmetic.
         page, tag, port = self.page, self._tag, self.port
-        start = dom.now
+        start = dom.now if busy else now        # (no charge since, unless it waited)
         tag.flow = flow
         self._write_packet(command, flow)
         # length, state = SUBMIT and locality (bytes 0..5) in one store after the packet
@@ -376,7 +376,8 @@ class TpmFront:
         hv.evtchn.send(dom, port)
         self.bytes_sent += n
 
-        done = yield from self._wait_done(timeout if linux else None)
+        # (the send just charged the cursor: it is the domain's now)
+        done = yield from self._wait_done(timeout if linux else None, dom.cursor)
         if not done:
             self.timeouts += 1
             self._cancel(flow)
@@ -409,7 +410,7 @@ class TpmFront:
             return tpmif.TPMIF_STATE_SUBMIT     # the backend's store has not happened yet
         return state
 
-    def _wait_done(self, timeout):
+    def _wait_done(self, timeout, now=None):
         """Wait until the state is IDLE or FINISH; False on timeout. A generator.
 
         Polls as the guest's kernel era does (Linux; :mod:`simxen.drivers.kernel_eras`)
@@ -424,14 +425,18 @@ class TpmFront:
         for the command in flight, which holds the chip until
         ``tpm_try_transmit``'s deadline -- up to 120 s (``TPM2_DURATION_DEFAULT``)
         -- and then fails with ``-ETIME``. mini-os waits forever, as modelled.
+
+        ``now`` is the domain's time if the caller knows it (:attr:`Domain.now`).
         """
         dom, data, tag = self.dom, self.page.data, self._tag
         next_delay = self._poll_delay
         poll = next_delay is not None
-        deadline = None if timeout is None else dom.now + timeout
+        if now is None:
+            now = dom.now
+        deadline = None if timeout is None else now + timeout
         while True:
             self.polls += 1
-            now = dom.now            # nothing below charges the domain before the yield
+            # (now: the domain's time; nothing below charges it before the yield)
             # self._state() in _DONE, written out
             if data[_OFF_STATE] in _DONE and not now < tag.visible_at:
                 if poll:
@@ -457,6 +462,7 @@ class TpmFront:
                                                        "destroyed while the command waited")
             if not poll:
                 dom.evtchn_clear(self.port)
+            now = dom.now
 
     def _cancel(self, flow):
         """Store CANCEL and notify (Linux on timeout)."""
