@@ -37,13 +37,15 @@ class _RingEnd:
         self.notifications_suppressed = 0
         self._ports = frozenset((port,))
         self._words = ring.words
+        self._prod_word = ring.PROD_WORD        # its producer index, and the peer's event index
+        self._event_word = ring.EVENT_WORD
         self._send = dom.hv.evtchn.send
 
     def push(self):
         """Publish the entries written so far; notify the peer if it asked to be."""
         ring = self.ring
         words = self._words
-        prod_word = ring.PROD_WORD
+        prod_word = self._prod_word
         new = ring.prod_pvt
         old = words[prod_word]
         if new == old:
@@ -51,7 +53,7 @@ class _RingEnd:
         # ring.push_and_check_notify() written out: publish, then notify iff
         # the peer's event index lies in (old, new]
         words[prod_word] = new
-        notify = ((new - words[ring.EVENT_WORD]) & MASK) < ((new - old) & MASK)
+        notify = ((new - words[self._event_word]) & MASK) < ((new - old) & MASK)
         dom = self.dom
         if notify:
             self.notifications_sent += 1

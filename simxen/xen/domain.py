@@ -21,8 +21,8 @@ when it next looks (``block``, ``poll``, ``evtchn_pending``,
 ``evtchn_take_pending``, ``xs_read_watch``).
 """
 
-import heapq
 import itertools
+from heapq import heappop, heappush
 
 from simpy.events import Event
 
@@ -463,7 +463,7 @@ class Domain:
             if queued is None:
                 index[port.port] = [t]
             else:
-                heapq.heappush(queued, t)
+                heappush(queued, t)
         return index
 
     def _schedule(self, waiter, wake):
@@ -539,7 +539,7 @@ class Domain:
 
     def post_watch(self, t, event):
         """Queue the :class:`WatchEvent` ``event`` for delivery at ``t`` (XenStore's call)."""
-        heapq.heappush(self._watch_inbox, (t, next(self._inbox_seq), event))
+        heappush(self._watch_inbox, (t, next(self._inbox_seq), event))
         if self._waiters:
             self._offer(t, watch=event)
 
@@ -551,14 +551,14 @@ class Domain:
         on the port is woken for it.
         """
         number = port.port
-        heapq.heappush(self._inbox, (t, next(self._inbox_seq), port))
+        heappush(self._inbox, (t, next(self._inbox_seq), port))
         index = self._inbox_of
         if index is not None:
             queued = index.get(number)
             if queued is None:
                 index[number] = [t]
             else:
-                heapq.heappush(queued, t)
+                heappush(queued, t)
         if not self._waiters:
             return
         # the usual case: at most one live process is blocked on this port (a
@@ -651,29 +651,30 @@ class Domain:
             trace = self._trace
             queued = self._inbox_of
             while inbox and inbox[0][0] <= now:
-                t, _, port = heapq.heappop(inbox)
+                t, _, port = heappop(inbox)
+                number = port.port
                 if queued is not None:
-                    times = queued[port.port]
+                    times = queued[number]
                     if len(times) == 1:
-                        del queued[port.port]
+                        del queued[number]
                     else:
-                        heapq.heappop(times)    # the earliest of its port's: t itself
-                if ports.get(port.port) is not port or port.state != EVTCHNSTAT_interdomain:
-                    trace.emit("evtchn.deliver", t, self.domid, port=port.port, dropped="closed")
+                        heappop(times)    # the earliest of its port's: t itself
+                if ports.get(number) is not port or port.state != EVTCHNSTAT_interdomain:
+                    trace.emit("evtchn.deliver", t, self.domid, port=number, dropped="closed")
                     continue
                 # set the pending bit; a bit already set means the notification coalesced
                 trace.row(t, "evtchn.deliver", self.domid, _DELIVER,
-                          port.port, port.remote_dom, port.remote_port,
+                          number, port.remote_dom, port.remote_port,
                           True if port.pending else None, True if port.masked else None)
                 port.pending = True
-                self._pending.add(port.port)
+                self._pending.add(number)
             if not inbox:
                 self._inbox_of = None
         winbox = self._watch_inbox
         if winbox:
             now = self.now
             while winbox and winbox[0][0] <= now:
-                t, _, event = heapq.heappop(winbox)
+                t, _, event = heappop(winbox)
                 self._watch_events.append(event)
                 self._trace.emit("xs.watch_event", t, self.domid, path=event.path, token=event.token)
 
