@@ -25,9 +25,10 @@ Python's, not a module's):
 SimPy's own private fields (``Event._ok``/``_value``, ``Environment._now``,
 ``Process._target`` ...: found by looking at SimPy's objects, so a new
 SimPy version's names are included) are a stricter case: they may appear
-only in :func:`simxen.xen.simpy_internals.succeed_at`, the one small,
-commented function that steps around SimPy's public API (setup.cfg pins the
-SimPy versions it was tested with). An assignment ``self._value = ...`` in a
+only in :mod:`simxen.xen.simpy_internals` (``succeed_at``, and the credit2
+scheduler's ``schedule_late`` and ``defer_callbacks``), the small, commented
+functions that step around SimPy's public API (setup.cfg pins the SimPy
+versions they were tested with). An assignment ``self._value = ...`` in a
 subclass of a SimPy class does not make the name ``M``'s own.
 """
 

@@ -9,9 +9,13 @@ upcall. SimPy's public calls cannot say that of an existing event:
 unschedule: when something earlier arrives, the process must be handed to a
 new, earlier event.
 
-:func:`succeed_at` does both with SimPy's private fields. It is tested with
-the SimPy versions ``setup.cfg`` pins (``simpy >= 4.1, < 4.2``); a SimPy that
-renames these fields fails ``tests/xen`` at once. ``tests/test_private_access.py``
+:func:`succeed_at` does both with SimPy's private fields. Under a CPU
+scheduler (:mod:`simxen.xen.scheduler`) two more are needed: a woken domain
+that finds no free pCPU must not resume yet (:func:`defer_callbacks` hands its
+waiting processes to a later event), and a pCPU looks at the end of a burst
+only after everything else due at that time (:func:`schedule_late`). They are
+tested with the SimPy versions ``setup.cfg`` pins (``simpy >= 4.1, < 4.2``); a
+SimPy that renames these fields fails ``tests/xen`` at once. ``tests/test_private_access.py``
 checks that no other code touches SimPy's private fields.
 """
 
