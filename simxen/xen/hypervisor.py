@@ -60,7 +60,7 @@ class Hypervisor:
         self._next_domid = 0
         self._mfns = itertools.count(FIRST_RAM_MFN)
         self._seq = itertools.count()
-        self._reaped_queued = []     # reaped domains with notifications still queued
+        self._dead_queued = []       # (domain, when destroyed): destroyed with deliveries queued
         self.gnttab = GrantTables(self)
         self.evtchn = EventChannels(self)
         self.xs = XenStore(self)
@@ -85,20 +85,23 @@ class Hypervisor:
         looks at its inbox: they carry the time the notification or
         watch event arrived (:meth:`Domain.earliest_queued`). Everything
         recorded up to this time is final, so the trace may write it out
-        (:meth:`simxen.xen.trace.Trace.stream_to`). Every call site was
-        audited by running every shipped scenario; the trace still checks.
+        (:meth:`simxen.xen.trace.Trace.stream_to`). A destroyed domain no
+        longer looks once the instant it was destroyed has passed (the
+        toolstack halts its kernel's processes then), so what is left in its
+        inbox no longer holds the mark back. Every call site was audited by
+        running every shipped scenario; the trace still checks.
         """
-        mark = self.env.now
+        now = mark = self.env.now
         for dom in self.domains.values():
-            t = dom.earliest_queued()
-            if t is not None and t < mark:
-                mark = t
-        if self._reaped_queued:
-            self._reaped_queued = [d for d in self._reaped_queued
-                                   if d.earliest_queued() is not None]
-            for dom in self._reaped_queued:
+            if dom.alive:
                 t = dom.earliest_queued()
-                if t < mark:
+                if t is not None and t < mark:
+                    mark = t
+        if self._dead_queued:
+            self._dead_queued = [(dom, at) for dom, at in self._dead_queued if at >= now]
+            for dom, _ in self._dead_queued:
+                t = dom.earliest_queued()
+                if t is not None and t < mark:
                     mark = t
         return mark
 
@@ -176,6 +179,8 @@ class Hypervisor:
         self.iomem.release_domain(dom)
         dom.alive = False
         dom.dying = True
+        if dom.earliest_queued() is not None:   # its processes may look once more, now
+            self._dead_queued.append((dom, self.env.now))
         del self._live_by_name[dom.name]
         self.trace.emit("domain.destroy", self.dom0.now, 0, domid=domid, name=dom.name)
         self.xs.rm(self.dom0, f"/local/domain/{domid}")
@@ -187,6 +192,4 @@ class Hypervisor:
         if dom.dying and not self.gnttab.still_mapped(dom):
             dom.dying = False
             del self.domains[dom.domid]
-            if dom.earliest_queued() is not None:   # its processes may still look
-                self._reaped_queued.append(dom)
             self.trace.emit("domain.reaped", self.dom0.now, None, domid=dom.domid)

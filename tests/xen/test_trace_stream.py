@@ -199,14 +199,16 @@ SCENARIOS = ["vtpm-rollback", "many-guests", "validation/priority-multislot"]
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_shipped_scenarios_stream_the_bytes_of_the_whole_export(name):
     """Small buffers force many flushes (and runs kept back above the mark):
-    the streamed file is still the export of the same run kept whole."""
+    the streamed file is still the export of the same run kept whole, and most
+    of it was written while the run went -- vtpm-rollback's destroyed vTPM
+    leaves notifications in its inbox that no longer hold the mark back."""
     scenario = scenario_file.load(ROOT / "scenarios" / f"{name}.toml")
     whole = runner.run(scenario).trace.dumps_jsonl()
     sim = runner.prepare(scenario, trace_buffer=300)
     out = io.StringIO()
     sim.hv.trace.stream_to(out, sim.hv.low_water, strict=True)
     runner.execute(sim)
-    assert sim.hv.trace.streamed() > 0.5 * sim.hv.trace.kept()
+    assert sim.hv.trace.streamed() > 0.8 * sim.hv.trace.kept()
     sim.hv.trace.finish_stream()
     assert out.getvalue() == whole
 
