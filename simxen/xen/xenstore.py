@@ -563,7 +563,16 @@ class XenStore:
         """The watches a change at ``path`` reaches, in registration order, each with the
         path it reports: watches at ``path`` or above it; for a removal, also below it."""
         at = self._at
-        hits = [(w, path) for top in _ancestors(path) for w in at.get(top, {}).values()]
+        hits = []
+        top = path
+        while True:                     # path, its parent, ... up to / (as _ancestors, no list)
+            here = at.get(top)
+            if here:
+                hits.extend([(w, path) for w in here.values()])
+            if top == "/":
+                break
+            cut = top.rfind("/")
+            top = top[:cut] if cut else "/"
         if removed is not None:
             for below in self._below.get(path, {}):
                 if below != path:
