@@ -69,6 +69,7 @@ command's records carry the ``flow`` its frontend gave it.
 
 from __future__ import annotations
 
+import heapq
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -166,6 +167,9 @@ class Priority:
     scans its list (a busy low domid starves the others)."""
 
     name = "priority"
+    #: the choice is the lowest key among the ready: the backend may find it in its
+    #: heap of ready keys instead of handing over every ready interface
+    lowest_key = True
 
     def choose(self, ready):
         """The interface to serve among ``ready`` (two or more)."""
@@ -179,6 +183,7 @@ class Fifo(Priority):
     """``"fifo"``: by arrival (when the SUBMIT notification was handled)."""
 
     name = "fifo"
+    lowest_key = False
 
     def choose(self, ready):
         return min(ready, key=_by_arrival)
@@ -188,6 +193,7 @@ class RoundRobin(Priority):
     """``"round-robin"``: the next ready ``(domid, handle)`` after the last one served."""
 
     name = "round-robin"
+    lowest_key = False
 
     def __init__(self):
         self.last = None            #: key served last
@@ -249,6 +255,12 @@ class TpmBack:
         self._bad_names: set = set()      # directories not named <domid>/<handle>
         self._seq = 0
         self._ready = {}                  # key -> interface with ready set (what _choose picks from)
+        #: the keys of _ready as a heap, for the priority policy: a manager serving
+        #: thousands of vTPMs has hundreds ready at once, and a scan for the lowest per
+        #: request grew with the fleet. Keys leave it lazily (when found on top and no
+        #: longer ready); _in_heap says which keys it holds.
+        self._ready_keys = []
+        self._in_heap = set()
         self._wakeup = None
         self._watcher = None
         # counters
@@ -509,7 +521,7 @@ class TpmBack:
         if iface.ready:
             return
         iface.ready = True
-        self._ready[iface.key] = iface
+        self._set_ready(iface)
         now = iface.arrived = dom.now
         self._seq += 1
         iface.seq = self._seq
@@ -518,6 +530,26 @@ class TpmBack:
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.triggered:
             wakeup.succeed()
+
+    def _set_ready(self, iface):
+        key = iface.key
+        self._ready[key] = iface
+        if key not in self._in_heap:
+            self._in_heap.add(key)
+            heapq.heappush(self._ready_keys, key)
+
+    def _lowest_ready(self):
+        """The ready interface with the lowest key, or None when none is ready; ``False``
+        when that one cannot be served now (the caller then looks at all of them)."""
+        heap, ready = self._ready_keys, self._ready
+        while heap and heap[0] not in ready:
+            self._in_heap.discard(heapq.heappop(heap))
+        if not heap:
+            return None
+        i = ready[heap[0]]
+        if i.connected and (i.ring is None or i.arrived <= self.dom.now):
+            return i
+        return False
 
     def _ring_head(self, iface):
         """``(flow, submitted_at)`` of the oldest unconsumed entry of a multi-slot ring."""
@@ -532,7 +564,7 @@ class TpmBack:
             return
         flow, submitted = self._ring_head(iface)
         iface.ready = True
-        self._ready[iface.key] = iface
+        self._set_ready(iface)
         iface.arrived = submitted
         self._seq += 1
         iface.seq = self._seq
@@ -618,6 +650,10 @@ class TpmBack:
             for i in ifaces.values():
                 return i if (i is not None and i.ready and i.connected
                              and (i.ring is None or i.arrived <= self.dom.now)) else None
+        if self.scheduler.lowest_key:
+            i = self._lowest_ready()
+            if i is not False:
+                return i
         # only the interfaces with ready set, not every frontend (a manager has one per vTPM)
         now = self.dom.now
         ready = [i for i in self._ready.values() if i.connected
