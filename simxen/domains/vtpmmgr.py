@@ -247,25 +247,25 @@ class VtpmMgr(Kernel):
             tag = mgr.VTPM_TAG_REQ
         if rc != mgr.TPM_SUCCESS:
             return mgr.error_response(tag, rc)
-        hdr = mgr.unpack_header(cmd)
+        code = header.code(cmd)               # the ordinal (dispatch_check saw a whole header)
         try:
             if tag in _PASSTHROUGH_TAGS:
-                return (yield from self._passthrough(hdr.code, cmd[10:], request.flow))
+                return (yield from self._passthrough(code, cmd[10:], request.flow))
             if tag == mgr.VTPM_TAG_REQ2:
                 return mgr.response(mgr.TPM_BAD_ORDINAL)          # groups are not modelled
             if (request.domid, request.handle) in self.duplicates:
                 return mgr.response(mgr.TPM_DISABLED)
             if not storage.is_open:
                 return mgr.response(mgr.TPM_FAIL)
-            if hdr.code == mgr.VTPM_ORD_SAVEHASHKEY:
+            if code == mgr.VTPM_ORD_SAVEHASHKEY:
                 storage.put(uuid, mgr.parse_save_hash_key_request(cmd), flow=request.flow)
                 return mgr.response()
-            if hdr.code == mgr.VTPM_ORD_LOADHASHKEY:
+            if code == mgr.VTPM_ORD_LOADHASHKEY:
                 stored = storage.get(uuid)
                 if stored is None:
                     return mgr.response(mgr.TPM_BAD_PARAMETER)
                 return mgr.load_hash_key_response(stored)
-            if hdr.code == mgr.VTPM_ORD_GET_BOOT_HASH:
+            if code == mgr.VTPM_ORD_GET_BOOT_HASH:
                 mgr.parse_get_boot_hash_request(cmd)
                 return mgr.get_boot_hash_response(self.kernel_hash(request.domid))
             return (yield from self._deep_quote(mgr.parse_get_quote_request(cmd), uuid, request))

@@ -217,9 +217,15 @@ def pack_header(tag: int, code: int, body: bytes = b"") -> bytes:
 
 def unpack_header(message: bytes) -> Header:
     """Decode the header; shorter than 10 bytes is TPM_BAD_PARAMETER."""
+    return Header(*_header_fields(message))
+
+
+def _header_fields(message: bytes) -> tuple:
+    """``(tag, paramSize, code)`` as a plain tuple (what the per-message checks below
+    read: no :class:`Header` object made for them); short is TPM_BAD_PARAMETER."""
     if len(message) < VTPM_COMMAND_HEADER_SIZE:
         raise VtpmmgrError(TPM_BAD_PARAMETER, f"{len(message)}-byte message is shorter than its header")
-    return Header(*_HDR.unpack_from(message))
+    return _HDR.unpack_from(message)
 
 
 def response(rc: int = TPM_SUCCESS, body: bytes = b"") -> bytes:
@@ -234,7 +240,7 @@ def error_response(request_tag: int, rc: int) -> bytes:
 
 def response_code(message: bytes) -> int:
     """Return code of a reply (TPM_BAD_PARAMETER if it is not even a header)."""
-    return unpack_header(message).code
+    return _header_fields(message)[2]
 
 
 def passthrough_check(ordinal: int, *, is_admin: bool) -> int:
@@ -254,33 +260,33 @@ def dispatch_check(message: bytes, *, is_admin: bool) -> int:
     A message shorter than the header is TPM_BAD_PARAMETER.
     """
     try:
-        hdr = unpack_header(message)
+        tag, _, code = _header_fields(message)
     except VtpmmgrError as exc:
         return exc.rc
-    if hdr.tag == VTPM_TAG_REQ:
-        return TPM_SUCCESS if hdr.code in _VTPM_ORDINALS else TPM_BAD_ORDINAL
-    if hdr.tag == VTPM_TAG_REQ2:
+    if tag == VTPM_TAG_REQ:
+        return TPM_SUCCESS if code in _VTPM_ORDINALS else TPM_BAD_ORDINAL
+    if tag == VTPM_TAG_REQ2:
         if not is_admin:
             return TPM_AUTHFAIL
-        return TPM_SUCCESS if hdr.code in MANAGEMENT_ORDINALS_DISPATCHED else TPM_BAD_ORDINAL
-    if hdr.tag in _PASSTHROUGH_TAGS:
-        return passthrough_check(hdr.code, is_admin=is_admin)
+        return TPM_SUCCESS if code in MANAGEMENT_ORDINALS_DISPATCHED else TPM_BAD_ORDINAL
+    if tag in _PASSTHROUGH_TAGS:
+        return passthrough_check(code, is_admin=is_admin)
     return TPM_BADTAG
 
 
 def _body(message: bytes, ordinal: int) -> bytes:
-    hdr = unpack_header(message)
-    if hdr.tag != VTPM_TAG_REQ or hdr.code != ordinal:
+    tag, _, code = _header_fields(message)
+    if tag != VTPM_TAG_REQ or code != ordinal:
         raise VtpmmgrError(TPM_BAD_ORDINAL, f"not a vTPM request for ordinal {ordinal}")
     return bytes(message[VTPM_COMMAND_HEADER_SIZE:])
 
 
 def _rsp_body(message: bytes) -> bytes:
-    hdr = unpack_header(message)
-    if hdr.tag != VTPM_TAG_RSP:
-        raise VtpmmgrError(TPM_BADTAG, f"reply tag {hdr.tag:#06x} is not VTPM_TAG_RSP")
-    if hdr.code != TPM_SUCCESS:
-        raise VtpmmgrError(hdr.code, "the manager answered with an error")
+    tag, _, code = _header_fields(message)
+    if tag != VTPM_TAG_RSP:
+        raise VtpmmgrError(TPM_BADTAG, f"reply tag {tag:#06x} is not VTPM_TAG_RSP")
+    if code != TPM_SUCCESS:
+        raise VtpmmgrError(code, "the manager answered with an error")
     return bytes(message[VTPM_COMMAND_HEADER_SIZE:])
 
 
