@@ -216,8 +216,9 @@ def test_shipped_scenarios_stream_the_bytes_of_the_whole_export(name):
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**70), st.text(max_size=6),
                     st.floats(allow_nan=False), st.binary(max_size=6),
                     st.binary(max_size=6).map(bytearray), st.binary(max_size=6).map(memoryview))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                      | st.lists(inner, max_size=3).map(tuple), max_leaves=6)
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                     st.lists(inner, max_size=3).map(tuple)),
+                      max_leaves=6)
 
 
 @settings(max_examples=200, deadline=None)
