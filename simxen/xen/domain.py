@@ -222,11 +222,7 @@ class Domain:
         sampler = self._samplers[op]
         buf = sampler.buf
         cost = (buf.pop() if buf else sampler.refill()) * n
-        c = self.cursor
-        n_ = self.env.now
-        if c < n_:          # a burst of work starts: on a pCPU of its own, or when one is free
-            c = n_ if self.scheduler is None else self.scheduler.start_burst(self, n_)
-        self.cursor = c + cost
+        self.cursor = self._work_starts() + cost
         return cost
 
     def charged(self, op):
@@ -237,12 +233,17 @@ class Domain:
         """
         sampler = self._samplers[op]
         buf = sampler.buf
-        cost = buf.pop() if buf else sampler.refill()
+        c = self.cursor = self._work_starts() + (buf.pop() if buf else sampler.refill())
+        return c
+
+    def _work_starts(self):
+        """When work charged now starts: at the cursor while the domain is still
+        busy; otherwise a burst of work starts, at ``env.now`` on a pCPU of its
+        own, or when the CPU scheduler has a pCPU free for it."""
         c = self.cursor
         now = self.env.now
-        if c < now:         # a burst of work starts (see charge())
-            c = now if self.scheduler is None else self.scheduler.start_burst(self, now)
-        c = self.cursor = c + cost
+        if c < now:
+            return now if self.scheduler is None else self.scheduler.start_burst(self, now)
         return c
 
     # -- memory ------------------------------------------------------------
@@ -294,10 +295,7 @@ class Domain:
         if per_byte.__class__ is not float:     # not (yet) known to be a fixed cost
             per_byte = self._memcpy_per_byte()
         page = view.page
-        c = self.cursor
-        now = self.env.now
-        if c < now:
-            c = now if self.scheduler is None else self.scheduler.start_burst(self, now)
+        c = self._work_starts()
         mtime = page.mtime
         if mtime > c:
             c = mtime
@@ -594,19 +592,9 @@ class Domain:
         """``EVTCHNOP_send`` on the local INTERDOMAIN ``port`` (the event channels' call,
         after their checks): charge the hypercall, record ``evtchn.send`` and queue the
         notification at the peer for ``evtchn.notify`` later."""
-        samplers = self._samplers
-        sampler = samplers["hypercall"]
-        buf = sampler.buf
-        cost = buf.pop() if buf else sampler.refill()
-        c = self.cursor
-        now = self.env.now
-        if c < now:         # a burst of work starts (see charge())
-            c = now if self.scheduler is None else self.scheduler.start_burst(self, now)
-        t = self.cursor = c + cost
+        t = self.charged("hypercall")
         self.evtchn_sent += 1
-        sampler = samplers["evtchn.notify"]
-        buf = sampler.buf
-        at = t + (buf.pop() if buf else sampler.refill())
+        at = t + self.sample("evtchn.notify")
         self._trace.row(t, "evtchn.send", self.domid, _SEND,
                         port.port, port.remote_dom, port.remote_port)
         peer = port.peer

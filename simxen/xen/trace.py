@@ -320,7 +320,7 @@ class Trace:
         low-water mark; spill the rest, as one sorted run, to the temporary file."""
         rows = self._rows
         held = len(rows)
-        rows.sort(key=_key)
+        rows.sort()         # by (t, seq): seq is unique, so no row compares past it
         if self._sink is not None:
             rows = self._stream(rows)
             if len(rows) <= self._buffer_rows // 2:
@@ -541,7 +541,7 @@ class Trace:
     def _rest_rows(self, more=()):
         """The rows not written to the output file, in order: the pending runs
         (and ``more`` runs) and the buffer, merged lazily."""
-        memory = sorted(self._rows, key=_key)
+        memory = sorted(self._rows)     # by (t, seq), as in _spill_rows
         # copies: a run streamed while this reads on moves on, its bytes stay
         runs = [run.copy() for run in self._runs + list(more)]
         if not runs:

@@ -15,17 +15,7 @@ from simxen import cli
 from simxen.scenario import runner, scenario_file
 from simxen.xen.trace import Trace
 
-ROOT = Path(__file__).resolve().parents[2]
-PINGPONG = ROOT / "scenarios" / "ring-pingpong.toml"
-
-
-def endless(tmp_path):
-    """ring-pingpong with far more requests than a test waits for."""
-    text = PINGPONG.read_text().replace("requests = 2000", "requests = 100000000")
-    text = text.replace("until = 10.0", "until = 1000000.0")
-    p = tmp_path / "endless.toml"
-    p.write_text(text)
-    return p
+from tests.scenario.test_interrupt import PINGPONG, ROOT, endless
 
 
 @pytest.mark.slow
