@@ -62,8 +62,8 @@ def cell(share) -> str:
 
 
 def tag(share) -> str:
-    """``" (sourced: 3% from U figures)"`` after a figure in a row; ``""`` if unknown."""
-    return "" if share is None else f" ({label(share)}: {share:.0%} from U figures)"
+    """``" (sourced: 3% from unverified figures)"`` after a figure in a row; ``""`` if unknown."""
+    return "" if share is None else f" ({label(share)}: {share:.0%} from unverified figures)"
 
 
 def explain(rep, shares) -> None:

@@ -79,7 +79,7 @@ def test_fleet_and_ring_reports_carry_their_shares(tmp_path):
                 '[[workload]]\ntype = "ring-pingpong"\nfrontend = "a"\nbackend = "b"\nrequests = 20\n')
     # every op of a ring round trip is assumed in the default profile
     assert ring.results["pingpong"]["unverified_share"] == 1.0
-    assert "latency from U figures      100% estimate" in ring.report.render()
+    assert "latency from unverified figures  100% estimate" in ring.report.render()
 
 
 def test_the_share_is_the_assumed_part_of_the_actual_hops():

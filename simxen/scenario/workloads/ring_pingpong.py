@@ -122,7 +122,7 @@ def report(rep, result, params):
     s.row("notifications suppressed", f"{supp:,} (frontend {f['notifications_suppressed']:,}, "
           f"backend {b['notifications_suppressed']:,})")
     from simxen.scenario import estimates
-    s.row("latency from U figures", estimates.cell(result["unverified_share"]))
+    s.row("latency from unverified figures", estimates.cell(result["unverified_share"]))
     lat = rep.section("Round-trip latency (simulated)", headers=["", "µs"])
     for k in ("min", "p50", "p90", "p99", "max", "mean"):
         lat.table.append([k, result["latency_us"][k]])
