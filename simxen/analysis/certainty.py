@@ -164,6 +164,8 @@ class Attribution:
         cert = {}
         #: ``{(flow, frontend domid): {"V": s, "P": s, "U": s}}`` per completed top-level command
         self.commands = {}
+        #: ``{hop: {"V": s, "P": s, "U": s}}`` of every completed top-level command together
+        self.hop_totals = {name: {"V": 0.0, "P": 0.0, "U": 0.0} for name in hops.HOPS}
         self._by_dom = {}
         self._served = {}        # backend domid -> {flow: [U seconds, seconds]} of nested requests
         self._mix = {}           # backend domid -> {"V", "P", "U": seconds} of all its service
@@ -225,9 +227,16 @@ class Attribution:
         return cls([*trace.iter_records("tpm"), *trace.iter_records("tis")], profile, **kw)
 
     def _split(self, req, hop, cert):
-        """``{"V", "P", "U": seconds}`` of one command (see the module doc)."""
+        """``{"V", "P", "U": seconds}`` of one command (see the module doc); each
+        hop's part is also added to :attr:`hop_totals`."""
+        by_hop = self.hop_totals
         parts = {"V": 0.0, "P": 0.0, "U": 0.0}
-        parts[cert["front_to_back"]] += hop["front_to_back"]
+
+        def add(name, c, t):
+            parts[c] += t
+            by_hop[name][c] += t
+
+        add("front_to_back", cert["front_to_back"], hop["front_to_back"])
         # the manager hop: ring crossings and its own work, and any wait in its queue behind
         # other vTPMs' requests -- time made of its service, charged as that service is
         queued = 0.0
@@ -238,33 +247,42 @@ class Attribution:
                 total = sum(mix.values()) if mix else 0.0
                 if wait > 0 and total > 0:
                     for c, t in mix.items():
-                        parts[c] += wait * t / total
+                        add("manager", c, wait * t / total)
                     queued += wait
-        parts[cert["manager"]] += max(0.0, hop["manager"] - queued)
-        parts[cert["back_to_front"]] += hop["back_to_front"]
+        add("manager", cert["manager"], max(0.0, hop["manager"] - queued))
+        add("back_to_front", cert["back_to_front"], hop["back_to_front"])
         # the vTPM hop: the engine's executions of this command, the rest the state save
         runs = [(cc, d) for t, cc, d in self._engine.get((req.back_dom, req.flow), ())
                 if req.take <= t <= req.respond]
         if runs:
             engine = 0.0
             for cc, d in runs:
-                parts[_cert(self.profile, self._vtpm_op(self.profile, cc))] += d
+                add("vtpm", _cert(self.profile, self._vtpm_op(self.profile, cc)), d)
                 engine += d
         else:                                   # no execution kept: the op's mean
             op = self._vtpm_op(self.profile, req.cc)
             engine = min(hop["vtpm"], self.profile.op(op).mean() if self.profile.has(op) else 0.0)
-            parts[_cert(self.profile, op)] += engine
-        parts[cert["save"]] += max(0.0, hop["vtpm"] - engine)
+            add("vtpm", _cert(self.profile, op), engine)
+        add("vtpm", cert["save"], max(0.0, hop["vtpm"] - engine))
         # the physical TPM: each span's command, by the chip's op for it
         ptpm = hop["ptpm"]
         for dom, t0, t1 in _spans(req):
             op, drawn = self._chip_run(dom, t0, t1)
             drawn = min(drawn, t1 - t0)
-            parts[_cert(self.profile, op)] += drawn
-            parts[self._grid] += (t1 - t0) - drawn
+            add("ptpm", _cert(self.profile, op), drawn)
+            add("ptpm", self._grid, (t1 - t0) - drawn)
             ptpm -= t1 - t0
-        parts["U"] += max(0.0, ptpm)            # nothing should be left; if it is, assumed
+        add("ptpm", "U", max(0.0, ptpm))        # nothing should be left; if it is, assumed
         return parts
+
+    def hop_shares(self) -> dict:
+        """``{hop: share from U figures}`` of each hop (:data:`simxen.analysis.hops.HOPS`)
+        over every completed command together; ``None`` for a hop that took no time."""
+        out = {}
+        for name, parts in self.hop_totals.items():
+            total = parts["V"] + parts["P"] + parts["U"]
+            out[name] = parts["U"] / total if total > 0 else None
+        return out
 
     @property
     def _grid(self):

@@ -95,6 +95,11 @@ def test_the_share_is_the_assumed_part_of_the_actual_hops():
     attr = certainty.Attribution(recs, profile, default_wait=("linux-6", True))
     parts = attr.commands[("g/1", 5)]
     assert parts == pytest.approx({"V": 0.005, "P": 0.001, "U": 0.001})   # front->back: evtchn
+    # each hop's part, and the hops together are the command
+    assert attr.hop_totals["front_to_back"] == pytest.approx({"V": 0.0, "P": 0.0, "U": 0.001})
+    assert attr.hop_totals["vtpm"] == pytest.approx({"V": 0.0, "P": 0.001, "U": 0.0})
+    assert attr.hop_totals["back_to_front"] == pytest.approx({"V": 0.005, "P": 0.0, "U": 0.0})
+    assert attr.hop_shares()["front_to_back"] == 1.0 and attr.hop_shares()["ptpm"] is None
     assert attr.share([("g/1", 5)]) == pytest.approx(1 / 7)
     assert attr.window(0.0, 0.010, {5}) == pytest.approx((0.001 + 0.003) / 0.010)  # + the link
     interrupt = certainty.Attribution(recs, profile, default_wait=("linux-3.12", False))
@@ -126,3 +131,16 @@ def test_a_wait_at_the_manager_is_charged_as_the_manager_serves(tmp_path):
     g4 = res["guests"]["guest4"]
     assert g4["wait_ms"]["mean"] + res["manager"]["wait_ms"]["mean"] > 5.0      # it queued
     assert g4["unverified_share"] < certainty.ESTIMATE_SHARE
+
+
+def test_each_hop_of_the_stack_carries_its_own_label(tmp_path):
+    """vtpm-stack's per-hop table labels each hop: the ring crossing front->back rests on
+    the assumed event-channel figures (an estimate), a linux-6 guest's wait back->front on
+    its sourced usleep_range."""
+    run = _run(tmp_path, _shipped("vtpm-stack.toml", **{"iterations = 10": "iterations = 2"}))
+    by_hop = run.results["stack"]["unverified_share_by_hop"]
+    assert by_hop["front_to_back"] == pytest.approx(1.0)
+    assert by_hop["back_to_front"] < certainty.ESTIMATE_SHARE
+    text = run.report.render()
+    hop_rows = text.split("Per-hop breakdown")[1].split("\n\n")[0]
+    assert "from U" in hop_rows and "estimate" in hop_rows and "sourced" in hop_rows

@@ -196,6 +196,9 @@ def metrics(params):
         m.add(f"unverified_share.{c}", "fraction", f"{c}: share of its mean latency that rests "
               "on profile figures marked U (assumed); above 0.2 the report calls it an estimate")
     for hop in HOPS:
+        m.add(f"unverified_share_by_hop.{hop}", "fraction", f"every command: share of the "
+              f"{HOP_LABELS[hop]} hop that rests on profile figures marked U (assumed)")
+    for hop in HOPS:
         m.stats(f"hops_ms.{hop}", "ms", f"every command: {HOP_LABELS[hop]} hop")
     m.stats("hops_ms.total", "ms", "every command: total latency")
     for g in guest_names(params):
@@ -363,14 +366,17 @@ def _stats(values_s):
 
 
 def _unverified(hv, host, records, reqs, by_name):
-    """``{command: share of its latency resting on U figures}`` (simxen.scenario.estimates),
-    each command's hops charged under its own guest's kernel era."""
+    """``({command: share of its latency resting on U figures}, {hop: share of that hop,
+    every command together})`` (simxen.scenario.estimates), each command's hops charged
+    under its own guest's kernel era."""
     from simxen.scenario import estimates
     attr = estimates.attribution(hv, host, records=records, requests=reqs)
     if attr is None:
-        return {}
-    return {name: attr.share([(c.flow, c.dom) for c in cs]) or 0.0
-            for name, cs in by_name.items()}
+        return {}, {}
+    by_command = {name: attr.share([(c.flow, c.dom) for c in cs]) or 0.0
+                  for name, cs in by_name.items()}
+    by_hop = {hop: share for hop, share in attr.hop_shares().items() if share is not None}
+    return by_command, by_hop
 
 
 def run(sim, params):
@@ -403,6 +409,7 @@ def run(sim, params):
     for _, _, ok, g in log:
         done[g] += ok
     queue_mean, queue_max, waits = _manager_queue(reqs, host.vtpmmgr.domid, start, end)
+    unverified, unverified_by_hop = _unverified(hv, host, records, reqs, by_name)
     result = {
         "host": host,
         "guests": [g.name for g in guests],
@@ -418,7 +425,8 @@ def run(sim, params):
                     "total": _stats(c.total for c in commands)},
         "hops_by_command_ms": {name: {hop: _stats(c.hops[hop] for c in cs) for hop in hops.HOPS}
                                for name, cs in by_name.items()},
-        "unverified_share": _unverified(hv, host, records, reqs, by_name),
+        "unverified_share": unverified,
+        "unverified_share_by_hop": unverified_by_hop,
         "dom0_tis_error": dom0_tis,
         "hops_kept": hv.trace.keeps("tpm.front.complete"),
         "ops": {kind.replace(".", "_"): n for kind, n in host.op_counts().items()},
@@ -467,7 +475,7 @@ def report(rep, result, params):
             share = shares.get(name, 0.0)
             lat.table.append([name, s["count"], s["p50"], s["mean"], s["max"], f"{share:.0%}",
                               label(share)])
-    estimates.explain(rep, shares.values())
+    estimates.explain(rep, [*shares.values(), *result.get("unverified_share_by_hop", {}).values()])
     if not result.get("hops_kept", True):
         rep.say("Latency and per-hop figures are missing: they are read from the trace's TPM "
                 "command records, which this run's trace level did not keep (run with "
@@ -476,6 +484,11 @@ def report(rep, result, params):
                       headers=["command"] + [hops.HOP_LABELS[h] for h in hops.HOPS])
     for name, hs in result["hops_by_command_ms"].items():
         hop.table.append([name] + [hs[h].get("mean", 0.0) for h in hops.HOPS])
+    by_hop = result.get("unverified_share_by_hop", {})
+    if by_hop:
+        # each hop's own label: a hop can rest on assumed figures while the command does not
+        hop.table.append(["from U"] + [f"{by_hop[h]:.0%}" if h in by_hop else "" for h in hops.HOPS])
+        hop.table.append(["label"] + [label(by_hop[h]) if h in by_hop else "" for h in hops.HOPS])
     from simxen.domains.stack import COUNTED
     labels = {kind.replace(".", "_"): label for kind, label in COUNTED}
     ops = rep.section("Split-driver operations (whole run, boot included)")
