@@ -29,6 +29,7 @@ from simpy.events import Event
 from simxen.protocols.event_channel import EVTCHNSTAT_interdomain
 from simxen.xen import errno
 from simxen.xen.errors import PageFault, XenError
+from simxen.xen.memo import Memo
 from simxen.xen.simpy_internals import succeed_at
 
 PAGE_SIZE = 4096
@@ -93,21 +94,6 @@ def _keys(ports, token):
     return ports
 
 
-class _Samplers(dict):
-    """A domain's ``{op: Sampler}``, each made the first time it is looked up, so a
-    hot path takes its sampler with one lookup: ``self._samplers["hypercall"]``."""
-
-    __slots__ = ("_make",)
-
-    def __init__(self, make):
-        super().__init__()
-        self._make = make
-
-    def __missing__(self, op):
-        sampler = self[op] = self._make(op)
-        return sampler
-
-
 class _Wait(Event):
     """What a blocked process yields: an event plus what would wake it.
 
@@ -165,7 +151,7 @@ class Domain:
         #: guest frame number -> :class:`Page`.
         self.pages = {}
         self._next_gfn = 0
-        self._samplers = _Samplers(self._new_sampler)
+        self._samplers = Memo(self._new_sampler)   # {op: Sampler}, made on first use
         self._memcpy = None
         self._trace = hv.trace
         # event channels: port number -> simxen.xen.event_channel.Port

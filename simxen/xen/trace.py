@@ -81,6 +81,8 @@ from itertools import islice
 from operator import itemgetter
 from typing import NamedTuple
 
+from simxen.xen.memo import Memo
+
 #: the trace levels, most to least kept
 LEVELS = ("full", "commands", "off")
 
@@ -197,7 +199,7 @@ class Trace:
         self._tallied = 0           # how many rows at the head of _rows are tallied already
         self._counted = []          # kinds of the rows counted but not kept, not yet tallied
         self._disabled = set()
-        self._on = _Decisions(self._decide)
+        self._on = Memo(self._decide)   # {kind: _SKIP | _COUNT | _KEEP}, decided on first use
         self._buffer_rows = buffer_rows
         self._spill_dir = spill_dir
         self._spill = None
@@ -264,21 +266,18 @@ class Trace:
 
     def emit(self, kind, t, dom, **fields):
         """Record that ``kind`` happened at time ``t`` in domain ``dom``."""
-        on = self._on[kind]
-        if on == _KEEP:
-            seq = self._seq
-            self._seq = seq + 1
-            rows = self._rows
-            rows.append((t, seq, kind, dom, fields, None))
-            if len(rows) >= self._buffer_rows:
-                self._buffer_full()
-        elif on:
-            self._count_only(kind)
+        self._add(t, kind, dom, fields, None)
 
     def row(self, t, kind, dom, names, *values):
         """Record a hot-path row: ``names`` is a tuple of field names, ``values``
         their values in that order (``None`` = the field is absent). The same
         :class:`Record` as ``emit(kind, t, dom, **fields)`` of the present fields."""
+        self._add(t, kind, dom, names, values)
+
+    def _add(self, t, kind, dom, names, values):
+        """Keep the row ``(t, seq, kind, dom, names, values)`` or only count it, as
+        the level decides for ``kind`` (``values`` is ``None`` for :meth:`emit`'s
+        fields dict)."""
         on = self._on[kind]
         if on == _KEEP:
             seq = self._seq
@@ -669,18 +668,3 @@ def _hex(value):
 
 #: one encoder for every line (json.dumps would build one per call)
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_hex).encode
-
-
-class _Decisions(dict):
-    """``{kind: _SKIP | _COUNT | _KEEP}``, deciding a kind the first time it is looked up
-    (one dict lookup per record on the hot path, no ``None`` check)."""
-
-    __slots__ = ("_decide",)
-
-    def __init__(self, decide):
-        super().__init__()
-        self._decide = decide
-
-    def __missing__(self, kind):
-        on = self[kind] = self._decide(kind)
-        return on
