@@ -126,8 +126,10 @@ def ops_share(profile, counts: dict) -> float:
 class Attribution:
     """Every completed guest command of a trace, its time split by certainty.
 
-    :param records: trace records (the ``tpm.*`` and ``tis.*`` kinds are read;
-        :meth:`of_trace` picks them from a :class:`~simxen.xen.trace.Trace`)
+    :param records: trace records, an iterable read once (the ``tpm.*`` and ``tis.*``
+        kinds are read; :meth:`of_trace` streams them from a
+        :class:`~simxen.xen.trace.Trace`), in emission order or the trace's own
+        (by time, then ``seq``) -- :class:`simxen.analysis.hops.Matching`
     :param profile: the run's timing profile
     :param waits: ``{frontend domid: (kernel era, polls)}`` -- how each guest's
         frontend waits for an answer (:mod:`simxen.drivers.kernel_eras`); a domain
@@ -144,11 +146,15 @@ class Attribution:
         from simxen.analysis import hops
         self.profile = profile
         self._vtpm_op = vtpm_op or (lambda profile, cc: "tpm.vtpm.default")
-        records = list(records)
         engine = {}       # (dom, flow) -> [(t, cc, duration)] of a vTPM engine's executions
         chip = []         # (seq, t, command, duration) of the physical TPM's executions
         go = {}           # (dom, t) of a tis.go -> its seq
+        # one pass over the records (a trace's are streamed, never all in memory at once):
+        # the requests are matched as they go by, unless the caller has them already
+        matching = hops.Matching() if requests is None else None
         for r in records:
+            if matching is not None:
+                matching.add(r)
             if r.kind == "tpm.exec":
                 f = r.fields
                 if r.dom is None:
@@ -170,7 +176,7 @@ class Attribution:
         self._served = {}        # backend domid -> {flow: [U seconds, seconds]} of nested requests
         self._mix = {}           # backend domid -> {"V", "P", "U": seconds} of all its service
         top = []
-        for req in (requests if requests is not None else hops.requests(records)):
+        for req in (requests if requests is not None else matching.requests()):
             if req.parent is not None and req.done and req.take is not None:
                 self._serve(req)
             elif req.parent is None and req.done:
@@ -224,7 +230,7 @@ class Attribution:
         ``None`` when the trace's level did not keep the command records."""
         if not trace.keeps("tpm.front.complete"):
             return None
-        return cls([*trace.iter_records("tpm"), *trace.iter_records("tis")], profile, **kw)
+        return cls(trace.iter_records(("tpm", "tis")), profile, **kw)
 
     def _split(self, req, hop, cert):
         """``{"V", "P", "U": seconds}`` of one command (see the module doc); each

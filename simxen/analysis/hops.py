@@ -67,7 +67,7 @@ from __future__ import annotations
 import bisect
 import json
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,7 @@ from simxen.tpm.constants import COMMAND_NAMES, command_name, rc_name
 from simxen.xen.trace import Record
 
 __all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "MANAGER_ORDINALS", "MANAGER_RCS", "Request", "CommandHops", "load", "requests",
-           "command_hops", "aggregate", "format_line", "format_table", "percentiles"]
+           "Matching", "command_hops", "aggregate", "format_line", "format_table", "percentiles"]
 
 #: Hop names, in the order a command crosses them.
 HOPS = ("front_to_back", "vtpm", "manager", "ptpm", "back_to_front")
@@ -99,6 +99,7 @@ _SUBMIT, _TAKE, _RESPOND, _COMPLETE = ("tpm.front.submit", "tpm.back.take",
                                        "tpm.back.respond", "tpm.front.complete")
 _KINDS = {_SUBMIT, _TAKE, _RESPOND, _COMPLETE}
 _SEQ = attrgetter("seq")
+_FIRST = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -225,50 +226,80 @@ def requests(records) -> list:
     Returns all requests in the order they were submitted; a nested one is
     also in its :attr:`Request.parent`'s :attr:`Request.children`.
     """
-    records = sorted(records, key=_SEQ)                 # emission order is causal order
-    open_front = {}           # (flow, front dom) -> Request awaiting complete
-    awaiting_take = {}        # (flow, front dom) -> Request
-    serving = {}              # (flow, front dom, back dom) -> Request awaiting respond
-    spans_open = {}           # (dom, span index) -> start time
-    spans = []                # (dom, start, end)
-    out = []
-    starts = {s: i for i, (s, _) in enumerate(PTPM_SPANS)}
-    ends = {e: i for i, (_, e) in enumerate(PTPM_SPANS)}
-    for r in records:
+    matching = Matching()
+    for r in sorted(records, key=_SEQ):                 # emission order is causal order
+        matching.add(r)
+    return matching.requests()
+
+
+class Matching:
+    """:func:`requests` one record at a time, for a reader that streams the trace:
+    :meth:`add` each record, then :meth:`requests` (once).
+
+    The records may come in emission order (``seq``) or in the trace's own
+    order, by time then ``seq`` (:meth:`simxen.xen.trace.Trace.iter_records`, a
+    trace file): the records tied together -- a request's submit, take,
+    respond and complete; a ``tis.go`` and its ``tis.complete`` -- follow one
+    another in time as well as in emission (each step happens after the one
+    it answers, and one domain's clock never runs back), and what the steps
+    are put together into is ordered by ``seq`` at the end. Only the
+    requests are kept, not the records.
+    """
+
+    def __init__(self):
+        self._open_front = {}      # (flow, front dom) -> Request awaiting complete
+        self._awaiting_take = {}   # (flow, front dom) -> Request
+        self._serving = {}         # (flow, front dom, back dom) -> Request awaiting respond
+        self._spans_open = {}      # (dom, span index) -> start time
+        self._spans = []           # (seq of the end, dom, start, end)
+        self._out = []             # (seq of the submit, Request)
+        self._starts = {s: i for i, (s, _) in enumerate(PTPM_SPANS)}
+        self._ends = {e: i for i, (_, e) in enumerate(PTPM_SPANS)}
+
+    def add(self, r):
+        """Take one trace record (a :class:`~simxen.xen.trace.Record`) into account."""
         kind = r.kind
         if kind in _KINDS:
             f = r.fields
             flow = f.get("flow")
             if kind == _SUBMIT:
                 req = Request(flow, r.dom, r.t, cc=f.get("cc"))
-                out.append(req)
-                open_front[(flow, r.dom)] = awaiting_take[(flow, r.dom)] = req
+                self._out.append((r.seq, req))
+                self._open_front[(flow, r.dom)] = self._awaiting_take[(flow, r.dom)] = req
             elif kind == _TAKE:
-                req = awaiting_take.pop((flow, f.get("domid")), None)
+                req = self._awaiting_take.pop((flow, f.get("domid")), None)
                 if req is not None:
                     req.back_dom, req.take = r.dom, r.t
-                    serving[(flow, req.front_dom, r.dom)] = req
+                    self._serving[(flow, req.front_dom, r.dom)] = req
             elif kind == _RESPOND:
-                req = serving.pop((flow, f.get("domid"), r.dom), None)
+                req = self._serving.pop((flow, f.get("domid"), r.dom), None)
                 if req is not None:
                     req.respond = r.t
             else:
-                req = open_front.pop((flow, r.dom), None)
+                req = self._open_front.pop((flow, r.dom), None)
                 if req is not None:
-                    awaiting_take.pop((flow, r.dom), None)
+                    self._awaiting_take.pop((flow, r.dom), None)
                     req.complete, req.rc = r.t, f.get("rc")
                     latency = f.get("latency")
                     if isinstance(latency, (int, float)):
                         req.submit = r.t - latency      # from before the command was copied in
                     req.cancelled = bool(f.get("cancelled"))
-        elif kind in starts:
-            spans_open[(r.dom, starts[kind])] = r.t
-        elif kind in ends:
-            t0 = spans_open.pop((r.dom, ends[kind]), None)
+        elif kind in self._starts:
+            self._spans_open[(r.dom, self._starts[kind])] = r.t
+        elif kind in self._ends:
+            t0 = self._spans_open.pop((r.dom, self._ends[kind]), None)
             if t0 is not None:
-                spans.append((r.dom, t0, r.t))
-    _nest(out, spans)
-    return out
+                self._spans.append((r.seq, r.dom, t0, r.t))
+
+    def requests(self) -> list:
+        """The requests of the records added, as :func:`requests` gives them."""
+        out, spans = self._out, self._spans
+        out.sort(key=_FIRST)                    # submit order (already so in emission order)
+        spans.sort(key=_FIRST)
+        reqs = [req for _, req in out]
+        _nest(reqs, [span[1:] for span in spans])
+        self._out, self._spans = [], []
+        return reqs
 
 
 def _nest(reqs, spans):

@@ -139,6 +139,9 @@ def _record(row):
 
 
 def _under(prefix):
+    if isinstance(prefix, tuple):           # any of several families
+        dotted = tuple(p + "." for p in prefix)
+        return lambda kind: kind in prefix or kind.startswith(dotted)
     dotted = prefix + "."
     return lambda kind: kind == prefix or kind.startswith(dotted)
 
@@ -572,7 +575,8 @@ class Trace:
 
     def iter_records(self, prefix=None):
         """Kept records, sorted by time then ``seq``, one at a time (``prefix``:
-        only kinds equal to or under it). Memory stays bounded."""
+        only kinds equal to or under it, or under one of a tuple of prefixes).
+        Memory stays bounded."""
         wanted = None if prefix is None else _under(prefix)
         for row in self._merged_rows():
             if wanted is None or wanted(row[2]):

@@ -1,0 +1,145 @@
+"""The end-of-run certainty pass reads the trace once, in the trace's own order (by time,
+then seq), matching requests as the records go by (simxen.analysis.hops.Matching) --
+and gives exactly what matching them in emission order (hops.requests) gives.
+
+The traces here are made up but causal, as a run's are: guests' commands served by their
+vTPMs, which ask one manager (one request at a time) that drives the physical TPM; each
+record is emitted after the records it answers and after its own domain's earlier ones,
+and otherwise as early as its domain's clock running ahead allows -- so emission order and
+time order disagree across domains, which is the case the streaming pass must get right."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simxen.analysis import certainty, hops
+from simxen.xen.profile import Profile
+from simxen.xen.trace import Record, Trace
+
+MANAGER = 1
+#: a TPM2_GetRandom(16) header, what the manager's TIS driver sends the chip
+GET_RANDOM = bytes.fromhex("80010000000c0000017b0010")
+
+PROFILE = Profile.load("default")
+
+
+class _Causal:
+    """Records with the records they follow; :meth:`records` numbers them in an emission
+    order that respects that and lets each one out up to ``lag`` before its time."""
+
+    def __init__(self, lags):
+        self.items = []             # (t, kind, dom, fields, predecessors)
+        self.last = {}              # dom -> index of its latest record
+        self.lags = lags
+
+    def add(self, t, kind, dom, after=None, **fields):
+        preds = [p for p in (self.last.get(dom), after) if p is not None]
+        self.items.append((t, kind, dom, fields, preds))
+        self.last[dom] = len(self.items) - 1
+        return len(self.items) - 1
+
+    def records(self):
+        keys = []
+        for i, (t, _, _, _, preds) in enumerate(self.items):
+            key = t - self.lags[i % len(self.lags)]
+            for p in preds:
+                key = max(key, keys[p] + 1e-9)
+            keys.append(key)
+        order = sorted(range(len(self.items)), key=lambda i: (keys[i], i))
+        return [Record(seq, self.items[i][0], *self.items[i][1:4]) for seq, i in enumerate(order)]
+
+
+@st.composite
+def fleets(draw):
+    """A causal trace of a few guests, each with a few commands, each with a few manager
+    requests, each with a few physical-TPM commands."""
+    delay = st.integers(1, 9).map(lambda n: n * 1e-4)
+    lags = draw(st.lists(st.integers(0, 40).map(lambda n: n * 1e-4), min_size=1, max_size=7))
+    trace = _Causal(lags)
+    manager_clock = 0.0
+    for g in range(draw(st.integers(1, 4))):
+        guest, vtpm = 20 + g, 10 + g
+        clock = draw(delay)
+        for c in range(draw(st.integers(1, 3))):
+            flow = f"g{g}/{c}"
+            submit = clock + draw(delay)
+            s = trace.add(submit, "tpm.front.submit", guest, flow=flow, cc=0x17E)
+            t = submit + draw(delay)
+            take = trace.add(t, "tpm.back.take", vtpm, after=s, flow=flow, domid=guest)
+            t += draw(delay)
+            trace.add(t, "tpm.exec", vtpm, flow=flow, cc=0x17E, duration=draw(delay))
+            for n in range(draw(st.integers(0, 2))):
+                inner = f"{flow}/m{n}"
+                t += draw(delay)
+                began = t - draw(delay) / 2          # the frontend's copy before its submit
+                s2 = trace.add(t, "tpm.front.submit", vtpm, flow=inner, cc=0x0C)
+                m = max(t + draw(delay), manager_clock)
+                tk = trace.add(m, "tpm.back.take", MANAGER, after=s2, flow=inner, domid=vtpm)
+                for _ in range(draw(st.integers(0, 2))):
+                    m += draw(delay)
+                    trace.add(m, "tis.go", MANAGER)
+                    drawn = draw(delay)
+                    trace.add(m + drawn / 2, "tpm.exec", None, command=GET_RANDOM, duration=drawn)
+                    m += drawn + draw(delay)
+                    trace.add(m, "tis.complete", MANAGER)
+                m += draw(delay)
+                r2 = trace.add(m, "tpm.back.respond", MANAGER, after=tk, flow=inner, domid=vtpm)
+                manager_clock = m
+                t = m + draw(delay)
+                trace.add(t, "tpm.front.complete", vtpm, after=r2, flow=inner, rc=0,
+                          latency=t - began)
+            t += draw(delay)
+            r = trace.add(t, "tpm.back.respond", vtpm, after=take, flow=flow, domid=guest)
+            clock = t + draw(delay)
+            trace.add(clock, "tpm.front.complete", guest, after=r, flow=flow, rc=0,
+                      latency=clock - submit + draw(delay) / 2)
+    return trace.records()
+
+
+def _key(reqs):
+    at = {id(q): i for i, q in enumerate(reqs)}
+    return [(q.flow, q.front_dom, q.submit, q.cc, q.back_dom, q.take, q.respond, q.complete,
+             q.rc, q.cancelled, [at[id(c)] for c in q.children], list(q.ptpm),
+             at.get(id(q.parent))) for q in reqs]
+
+
+def _by_time(records):
+    return sorted(records, key=lambda r: (r.t, r.seq))
+
+
+@settings(max_examples=60, deadline=None)
+@given(fleets())
+def test_matching_in_time_order_is_matching_in_emission_order(records):
+    expected = hops.requests(records)
+    matching = hops.Matching()
+    for r in _by_time(records):
+        matching.add(r)
+    assert _key(matching.requests()) == _key(expected)
+    assert any(q.parent is not None for q in expected) or not any(
+        r.dom == MANAGER for r in records)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fleets())
+def test_the_streamed_attribution_gives_the_same_figures(records):
+    """One pass over the trace's records as they stream by == the records in memory and
+    their requests matched in emission order (the pass before it streamed): every
+    command's split, every hop's total, the manager's service and the windows, exactly."""
+    in_memory = _by_time(records)
+    before = certainty.Attribution(in_memory, PROFILE, requests=hops.requests(records))
+    streamed = certainty.Attribution(iter(in_memory), PROFILE)
+    assert streamed.commands == before.commands
+    assert streamed.hop_totals == before.hop_totals
+    guests = {r.dom for r in records if r.kind == "tpm.front.submit" and r.dom >= 20}
+    flows = [r.fields["flow"] for r in records if r.kind == "tpm.front.submit"]
+    assert streamed.service_share(MANAGER, flows) == before.service_share(MANAGER, flows)
+    end = max(r.t for r in records) + 1
+    spans = [(0.0, end, {g}) for g in guests] + [(0.0, end / 2, guests)]
+    assert streamed.windows(spans) == before.windows(spans)
+
+
+def test_a_trace_reads_several_families_in_one_pass():
+    trace = Trace(level="full")
+    for t, kind in enumerate(("tpm.exec", "tis.go", "tpmx.other", "tis", "xs.read")):
+        trace.emit(kind, float(t), 0)
+    assert [r.kind for r in trace.iter_records(("tpm", "tis"))] == ["tpm.exec", "tis.go", "tis"]
+    assert [r.kind for r in trace.iter_records("tis")] == ["tis.go", "tis"]
