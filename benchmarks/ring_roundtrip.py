@@ -19,10 +19,20 @@ on a machine other jobs share, wall time counts their turns too, CPU time
 only this process's work. Each is the best of ``--repeat`` interleaved runs.
 
     python benchmarks/ring_roundtrip.py [--requests N] [--repeat R] [--no-trace]
+        [--count [TRIPS]]
+
+``--count`` prints, instead of timing, the *work* per round trip, which a
+busy machine cannot blur: interpreted bytecode instructions ("opcodes") and
+Python function calls (generator resumptions included), counted with
+:func:`sys.settrace` opcode events. Each figure is the difference between a
+run of ``2 * TRIPS`` and a run of ``TRIPS`` round trips, divided by ``TRIPS``,
+so setup (domains, the xenbus handshake) cancels out. Work done in C (a dict
+lookup, ``heappush``) counts as the one opcode that calls it.
 """
 
 import argparse
 import gc
+import sys
 import time
 
 import simpy
@@ -121,6 +131,50 @@ def ring_roundtrips(n, *, trace=True, seed=1):
     return cpu
 
 
+class WorkCounter:
+    """Counts interpreted opcodes and Python calls while it is installed (``with``)."""
+
+    def __init__(self):
+        self.opcodes = self.calls = 0
+
+    def _trace(self, frame, event, arg):
+        if event == "opcode":
+            self.opcodes += 1
+        elif event == "call":
+            self.calls += 1
+            frame.f_trace_opcodes = True
+        return self._trace
+
+    def __enter__(self):
+        sys.settrace(self._trace)
+        return self
+
+    def __exit__(self, *exc):
+        sys.settrace(None)
+
+
+def work_per_trip(run, trips):
+    """``(opcodes, calls)`` per round trip of ``run(n)``: the work of ``run(2 * trips)``
+    less that of ``run(trips)``, over ``trips`` (what both runs do once cancels).
+    An uncounted run first does what only a first run does (imports, caches)."""
+    run(trips)
+    counts = []
+    for n in (trips, 2 * trips):
+        gc.collect()
+        with WorkCounter() as counter:
+            run(n)
+        counts.append((counter.opcodes, counter.calls))
+    (o1, c1), (o2, c2) = counts
+    return (o2 - o1) / trips, (c2 - c1) / trips
+
+
+def print_work(name, work, floor):
+    """One ``--count`` line: opcodes and calls per trip, and the opcodes' ratio to ``floor``."""
+    opcodes, calls = work
+    print(f"{name:<22}{opcodes:10,.1f} opcodes/trip {calls:8,.1f} calls/trip"
+          f"  {opcodes / floor[0]:6.2f}x floor opcodes")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000)
@@ -128,7 +182,21 @@ def main(argv=None):
                         help="runs of each, interleaved; the best of each is kept")
     parser.add_argument("--no-trace", action="store_true",
                         help="also time the ring with page/ring/evtchn records disabled")
+    parser.add_argument("--count", type=int, nargs="?", const=200, metavar="TRIPS",
+                        help="count opcodes and Python calls per round trip instead of "
+                        "timing (deterministic; TRIPS round trips, default 200)")
     args = parser.parse_args(argv)
+    if args.count is not None:
+        trips = args.count
+        floor = work_per_trip(floor_roundtrips, trips)
+        print(f"work per round trip (opcodes and Python calls, {trips} vs {2 * trips} trips)")
+        print_work("bare SimPy floor", floor, floor)
+        print_work("ring logic only", work_per_trip(ring_logic_roundtrips, trips), floor)
+        print_work("ring ping-pong", work_per_trip(ring_roundtrips, trips), floor)
+        if args.no_trace:
+            print_work("ring, fewer records",
+                       work_per_trip(lambda n: ring_roundtrips(n, trace=False), trips), floor)
+        return
     n = args.requests
     floors, logic, rings, quiet = [], [], [], []
     def timed(run, *a, **kw):

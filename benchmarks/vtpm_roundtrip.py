@@ -25,6 +25,12 @@ as the ring benchmark), the best of ``--repeat`` interleaved runs.
 
     python benchmarks/vtpm_roundtrip.py [--requests N] [--repeat R]
         [--save-on changed|success|both] [--no-persistence] [--interrupt] [--no-trace]
+        [--count [COMMANDS]]
+
+``--count`` prints, instead of timing, the work per command -- interpreted
+opcodes and Python calls, deterministic (see ``ring_roundtrip.py --count``):
+the difference between ``2 * COMMANDS`` and ``COMMANDS`` commands, divided by
+``COMMANDS``, for the floor (per round trip) and the in-simulation path.
 """
 
 import argparse
@@ -34,7 +40,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ring_roundtrip import clock, floor_roundtrips  # noqa: E402  (the same floor and clock)
+from ring_roundtrip import (clock, floor_roundtrips,  # noqa: E402  (the same floor and clock)
+                            print_work, work_per_trip)
 
 from simxen.analysis import hops  # noqa: E402
 from simxen.domains.stack import HostSpec, build_host  # noqa: E402
@@ -129,12 +136,26 @@ def main(argv=None):
                         "4.7-5.0 ms, usleep_range, between two looks)")
     parser.add_argument("--no-trace", action="store_true",
                         help="disable page/evtchn/gnttab/mmio/xs trace records")
+    parser.add_argument("--count", type=int, nargs="?", const=100, metavar="COMMANDS",
+                        help="count opcodes and Python calls per command instead of timing "
+                        "(deterministic; COMMANDS commands, default 100)")
     args = parser.parse_args(argv)
     n = args.requests
-    commands = extend_commands(n)
     modes = ("changed", "success") if args.save_on == "both" else (args.save_on,)
     options = {m: dict(persistence=not args.no_persistence, save_on=m, interrupt=args.interrupt,
                        trace=not args.no_trace) for m in modes}
+    if args.count is not None:
+        trips = args.count
+        commands = extend_commands(2 * trips)
+        floor = work_per_trip(floor_roundtrips, trips)
+        print(f"work per TPM2_PCR_Extend (opcodes and Python calls, {trips} vs {2 * trips} "
+              "commands)")
+        print_work("bare SimPy floor", floor, floor)
+        for m in modes:
+            work = work_per_trip(lambda k: in_simulation(commands[:k], **options[m]), trips)
+            print_work(f"in-simulation, {m}", work, floor)
+        return
+    commands = extend_commands(n)
     floors, full_runs, serve_runs = [], {m: [] for m in modes}, {m: [] for m in modes}
     # Interleaved (floor, full path, serve path) runs: on a shared machine all
     # three see the same load, so the ratio means something.
