@@ -25,7 +25,7 @@ Python's, not a module's):
 SimPy's own private fields (``Event._ok``/``_value``, ``Environment._now``,
 ``Process._target`` ...: found by looking at SimPy's objects, so a new
 SimPy version's names are included) are a stricter case: they may appear
-only in :mod:`simxen.xen.simpy_internals` (``succeed_at``, and the credit2
+only in :mod:`simxen.xen.simpy_internals` (``succeed_at``, ``rearm``, and the credit2
 scheduler's ``schedule_late`` and ``defer_callbacks``), the small, commented
 functions that step around SimPy's public API (setup.cfg pins the SimPy
 versions they were tested with). An assignment ``self._value = ...`` in a
@@ -41,7 +41,8 @@ import simpy
 PACKAGE = Path(__file__).resolve().parents[1] / "simxen"
 
 #: the one place SimPy's private fields may be used: (module path, its functions)
-SIMPY_INTERNALS = ("xen/simpy_internals.py", ("succeed_at", "schedule_late", "defer_callbacks"))
+SIMPY_INTERNALS = ("xen/simpy_internals.py",
+                   ("succeed_at", "rearm", "schedule_late", "defer_callbacks"))
 
 
 def _private(name):

@@ -30,7 +30,7 @@ from simxen.protocols.event_channel import EVTCHNSTAT_interdomain
 from simxen.xen import errno
 from simxen.xen.errors import PageFault, XenError
 from simxen.xen.memo import Memo
-from simxen.xen.simpy_internals import succeed_at
+from simxen.xen.simpy_internals import rearm, succeed_at
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -372,14 +372,13 @@ class Domain:
             event = env.timeout(start - now)
             return event if self.scheduler is None else self.scheduler.hook(self, event)
         keys = ports if token is None and ports is not None else _keys(ports, token)
-        waiter = _Wait(env, ports, token, start, keys)
         waiters = self._waiters
         last = waiters.get(self._last_slot) if waiters else None
         filed = False
         if last is not None and not last.callbacks and last.keys == keys:
             # The common case: a driver's loop waits again for what it waited for
-            # last time. The new waiter takes over the resumed one's slot and
-            # places when that is what unfiling it and filing this one would
+            # last time. The new wait takes over the resumed one's slot and
+            # places when that is what unfiling it and filing a new one would
             # give: its slot is the latest, so it must be the latest filed
             # under each of its keys too.
             slot = last.slot
@@ -390,11 +389,21 @@ class Domain:
                     filed = False
                     break
             if filed:
-                waiter.slot = slot
-                waiters[slot] = waiter
-                for key in keys:
-                    waiting_for[key][slot] = waiter
+                if last.callbacks is None:
+                    # fired and processed: the same event, pending again, is the
+                    # new one (no new event per wake-up)
+                    rearm(last)
+                    last.start = start
+                    last.wake = None
+                    waiter = last
+                else:   # handed over or abandoned, maybe still queued: a new one
+                    waiter = _Wait(env, ports, token, start, keys)
+                    waiter.slot = slot
+                    waiters[slot] = waiter
+                    for key in keys:
+                        waiting_for[key][slot] = waiter
         if not filed:
+            waiter = _Wait(env, ports, token, start, keys)
             if waiters:
                 if last is not None and not last.callbacks:
                     self._unfile(last)  # the last one to wait was resumed since (one thread)

@@ -9,7 +9,10 @@ upcall. SimPy's public calls cannot say that of an existing event:
 unschedule: when something earlier arrives, the process must be handed to a
 new, earlier event.
 
-:func:`succeed_at` does both with SimPy's private fields. Under a CPU
+:func:`succeed_at` does both with SimPy's private fields. A driver's loop
+blocks again and again for the same thing; :func:`rearm` lets the domain hand
+it the event it woke on last time, made untriggered again, instead of a new
+event per wake-up. Under a CPU
 scheduler (:mod:`simxen.xen.scheduler`) two more are needed: a woken domain
 that finds no free pCPU must not resume yet (:func:`defer_callbacks` hands its
 waiting processes to a later event), and a pCPU looks at the end of a burst
@@ -20,7 +23,7 @@ checks that no other code touches SimPy's private fields.
 """
 
 from simpy.core import NORMAL
-from simpy.events import Process
+from simpy.events import PENDING, Process
 
 
 def succeed_at(event, delay, *, instead_of=None):
@@ -41,6 +44,19 @@ def succeed_at(event, delay, *, instead_of=None):
     event._ok = True
     event._value = None
     event.env.schedule(event, NORMAL, delay)
+
+
+def rearm(event):
+    """Make the processed ``event`` untriggered again, as ``Event.__init__`` leaves a new one.
+
+    ``event`` must be *processed* (``event.callbacks is None``: fired, and its
+    callbacks run), so it is in no queue and nothing waits on it; afterwards it
+    is pending (``triggered`` and ``processed`` false), and a process may yield
+    it and :func:`succeed_at` may schedule it again, exactly as a new event.
+    (``ok`` keeps its last value until it fires again: only read once triggered.)
+    """
+    event.callbacks = []
+    event._value = PENDING
 
 
 #: a priority after SimPy's NORMAL: an event scheduled with it is processed after
