@@ -29,7 +29,8 @@ only in :mod:`simxen.xen.simpy_internals` (``succeed_at``, ``rearm``, and the cr
 scheduler's ``schedule_late`` and ``defer_callbacks``), the small, commented
 functions that step around SimPy's public API (setup.cfg pins the SimPy
 versions they were tested with). An assignment ``self._value = ...`` in a
-subclass of a SimPy class does not make the name ``M``'s own.
+subclass of a SimPy class does not make the name ``M``'s own. Nor may a
+string naming one of them (``attrgetter("_now")``) appear anywhere else.
 """
 
 import ast
@@ -141,6 +142,10 @@ def violations(path, rel=None):
     where = _functions(tree)
     found = []
     for node in ast.walk(tree):
+        if (isinstance(node, ast.Constant) and node.value in SIMPY_PRIVATE
+                and rel != SIMPY_INTERNALS[0]):
+            found.append(f"{rel}:{node.lineno}: names SimPy's private {node.value} outside "
+                         f"{SIMPY_INTERNALS[0]}")
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("simxen"):
             for alias in node.names:
                 if _private(alias.name):
@@ -190,6 +195,7 @@ def test_the_rule_catches_what_it_should(tmp_path):
         "class Wait(Event):\n"
         "    def __init__(self, env):\n"
         "        self._value = None\n"                        # forbidden: SimPy's, even on self
+        "clock = __import__('operator').attrgetter('_now')\n"  # forbidden: SimPy's, by name
     )
     found = violations(sample, "sample.py")
-    assert sorted(int(line.split(":")[1]) for line in found) == [2, 12, 13, 16]
+    assert sorted(int(line.split(":")[1]) for line in found) == [2, 12, 13, 16, 17]

@@ -30,6 +30,7 @@ from simxen.protocols.event_channel import EVTCHNSTAT_interdomain
 from simxen.xen import errno
 from simxen.xen.errors import PageFault, XenError
 from simxen.xen.memo import Memo
+from simxen.xen.simpy_internals import now as env_now
 from simxen.xen.simpy_internals import rearm, succeed_at
 
 PAGE_SIZE = 4096
@@ -83,6 +84,12 @@ class WatchEvent:
 
 #: the index key of processes blocked on any unmasked port (SCHEDOP_block)
 _ANY = ("any",)
+
+#: a process that waits again for what it waited for last time gets that wait's
+#: event back, fired and processed, made pending again (:func:`~simxen.xen.
+#: simpy_internals.rearm`), not a new one per wake-up; ``False`` makes a new event
+#: every time (the tests compare both: same trace)
+REUSE_WAIT_EVENTS = True
 
 
 def _keys(ports, token):
@@ -183,7 +190,7 @@ class Domain:
     def now(self):
         """The domain's current time: ``max(env.now, cursor)``."""
         c = self.cursor
-        n = self.env.now
+        n = env_now(self.env)
         return c if c > n else n
 
     def sampler(self, op):
@@ -227,7 +234,7 @@ class Domain:
         busy; otherwise a burst of work starts, at ``env.now`` on a pCPU of its
         own, or when the CPU scheduler has a pCPU free for it."""
         c = self.cursor
-        now = self.env.now
+        now = env_now(self.env)
         if c < now:
             return now if self.scheduler is None else self.scheduler.start_burst(self, now)
         return c
@@ -289,17 +296,17 @@ class Domain:
         if kind == "page.write":
             page.mtime = c
         # the record emit() would make, as a row of values (None = absent);
-        # row() itself decides whether the kind is kept (no wants() first:
+        # add_row() itself decides whether the kind is kept (no wants() first:
         # these values cost nothing to gather, and the check would be made twice)
         trace = self._trace
         small = data if n <= trace.small_access else None
         gref = view.gref
         if gref is not None:
-            trace.row(c, kind, self.domid, _MAPPING_ACCESS,
-                      offset, n, view.domid, gref, small, what, flow)
+            trace.add_row(c, kind, self.domid, _MAPPING_ACCESS,
+                          (offset, n, view.domid, gref, small, what, flow))
         else:
-            trace.row(c, kind, self.domid, _PAGE_ACCESS,
-                      offset, n, view.gfn, small, what, flow)
+            trace.add_row(c, kind, self.domid, _PAGE_ACCESS,
+                          (offset, n, view.gfn, small, what, flow))
 
     def _memcpy_per_byte(self):
         """A draw of ``memcpy.per_byte``; a fixed cost is kept in ``_memcpy`` as a float."""
@@ -364,7 +371,7 @@ class Domain:
             self.deliver_due()
         env = self.env
         c = self.cursor
-        now = env.now
+        now = env_now(env)
         start = c if c > now else now
         # (queued watch events matter to block() and wait_watch(), not to poll())
         if (self._pending or (self._watch_events and (ports is None or token is not None))) \
@@ -389,7 +396,7 @@ class Domain:
                     filed = False
                     break
             if filed:
-                if last.callbacks is None:
+                if last.callbacks is None and REUSE_WAIT_EVENTS:
                     # fired and processed: the same event, pending again, is the
                     # new one (no new event per wake-up)
                     rearm(last)
@@ -578,7 +585,7 @@ class Domain:
         at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
         wake = waiter.wake
         if wake is None:
-            succeed_at(waiter, at - self.env.now)
+            succeed_at(waiter, at - env_now(self.env))
             waiter.wake = at
         elif at < wake:
             self._schedule(waiter, at)
@@ -590,8 +597,8 @@ class Domain:
         t = self.charged("hypercall")
         self.evtchn_sent += 1
         at = t + self.sample("evtchn.notify")
-        self._trace.row(t, "evtchn.send", self.domid, _SEND,
-                        port.port, port.remote_dom, port.remote_port)
+        self._trace.add_row(t, "evtchn.send", self.domid, _SEND,
+                            (port.port, port.remote_dom, port.remote_port))
         peer = port.peer
         peer.dom.post_notification(at, peer)
 
@@ -627,7 +634,7 @@ class Domain:
         inbox = self._inbox
         if inbox:
             c = self.cursor
-            now = self.env.now
+            now = env_now(self.env)
             if c > now:
                 now = c
             ports = self.ports
@@ -646,9 +653,9 @@ class Domain:
                     trace.emit("evtchn.deliver", t, self.domid, port=number, dropped="closed")
                     continue
                 # set the pending bit; a bit already set means the notification coalesced
-                trace.row(t, "evtchn.deliver", self.domid, _DELIVER,
-                          number, port.remote_dom, port.remote_port,
-                          True if port.pending else None, True if port.masked else None)
+                trace.add_row(t, "evtchn.deliver", self.domid, _DELIVER,
+                              (number, port.remote_dom, port.remote_port,
+                               True if port.pending else None, True if port.masked else None))
                 port.pending = True
                 self._pending.add(number)
             if not inbox:

@@ -269,18 +269,20 @@ class Trace:
 
     def emit(self, kind, t, dom, **fields):
         """Record that ``kind`` happened at time ``t`` in domain ``dom``."""
-        self._add(t, kind, dom, fields, None)
+        self.add_row(t, kind, dom, fields, None)
 
     def row(self, t, kind, dom, names, *values):
         """Record a hot-path row: ``names`` is a tuple of field names, ``values``
         their values in that order (``None`` = the field is absent). The same
         :class:`Record` as ``emit(kind, t, dom, **fields)`` of the present fields."""
-        self._add(t, kind, dom, names, values)
+        self.add_row(t, kind, dom, names, values)
 
-    def _add(self, t, kind, dom, names, values):
+    def add_row(self, t, kind, dom, names, values):
         """Keep the row ``(t, seq, kind, dom, names, values)`` or only count it, as
-        the level decides for ``kind`` (``values`` is ``None`` for :meth:`emit`'s
-        fields dict)."""
+        the level decides for ``kind``: :meth:`row` with the values as one tuple,
+        which the hottest callers (a domain's page accesses, sends and deliveries)
+        build themselves -- one call per record. ``values`` is ``None`` for
+        :meth:`emit`'s fields dict (``names``)."""
         on = self._on[kind]
         if on == _KEEP:
             seq = self._seq
