@@ -52,8 +52,15 @@ assumed.
 
 from __future__ import annotations
 
-__all__ = ["ESTIMATE_SHARE", "hop_certainty", "unverified_share", "is_estimate", "label",
-           "Attribution", "ops_share"]
+from simxen.analysis import hops
+
+__all__ = ["ESTIMATE_SHARE", "READS", "hop_certainty", "unverified_share", "is_estimate",
+           "label", "Attribution", "ops_share"]
+
+#: Every record kind :class:`Attribution` reads: the engines' and the chip's executions,
+#: the physical TPM's GO, and what :func:`simxen.analysis.hops.requests` reads. A caller
+#: that reads the trace for it gives ``Trace.iter_records(kinds=READS)``.
+READS = frozenset({"tpm.exec", "tis.go"}) | hops.READS
 
 #: More than this fraction of a latency from ``U`` figures makes it an estimate.
 ESTIMATE_SHARE = 0.2

@@ -77,7 +77,7 @@ from simxen.protocols import vtpmmgr
 from simxen.tpm.constants import COMMAND_NAMES, command_name, rc_name
 from simxen.xen.trace import Record
 
-__all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "MANAGER_ORDINALS", "MANAGER_RCS", "Request", "CommandHops", "load", "requests",
+__all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "READS", "MANAGER_ORDINALS", "MANAGER_RCS", "Request", "CommandHops", "load", "requests",
            "Matching", "command_hops", "aggregate", "format_line", "format_table", "percentiles"]
 
 #: Hop names, in the order a command crosses them.
@@ -98,6 +98,9 @@ MANAGER_RCS = {getattr(vtpmmgr, n): n for n in (
 _SUBMIT, _TAKE, _RESPOND, _COMPLETE = ("tpm.front.submit", "tpm.back.take",
                                        "tpm.back.respond", "tpm.front.complete")
 _KINDS = {_SUBMIT, _TAKE, _RESPOND, _COMPLETE}
+#: Every kind :func:`requests` reads (the four hops and the physical-TPM spans): a
+#: caller that reads the trace for it alone asks for these (``Trace.iter_records(kinds=...)``).
+READS = frozenset(_KINDS | {kind for span in PTPM_SPANS for kind in span})
 _SEQ = attrgetter("seq")
 _FIRST = itemgetter(0)
 

@@ -575,10 +575,19 @@ class Trace:
             else:
                 heapq.heapreplace(heap, (following[0], following[1], following, rows))
 
-    def iter_records(self, prefix=None):
+    def iter_records(self, prefix=None, *, kinds=None):
         """Kept records, sorted by time then ``seq``, one at a time (``prefix``:
-        only kinds equal to or under it, or under one of a tuple of prefixes).
+        only kinds equal to or under it, or under one of a tuple of prefixes;
+        ``kinds``: only these exact kinds, a set -- what an analysis that reads a
+        few kinds asks for, so no record is built for the others).
         Memory stays bounded."""
+        if kinds is not None:
+            if prefix is not None:
+                raise ValueError("iter_records takes prefix or kinds, not both")
+            for row in self._merged_rows():
+                if row[2] in kinds:
+                    yield _record(row)
+            return
         wanted = None if prefix is None else _under(prefix)
         for row in self._merged_rows():
             if wanted is None or wanted(row[2]):

@@ -29,6 +29,20 @@ def test_spilled_trace_exports_the_same_bytes():
     assert len(spilled) == len(whole) == spilled.kept()
 
 
+def test_a_read_of_some_kinds_gives_those_records_of_the_whole_read():
+    """``iter_records(kinds=...)``: exactly the records of those kinds, in the same order,
+    from a spilled trace as from one in memory."""
+    whole = pingpong(Trace())
+    spilled = pingpong(Trace(buffer_rows=37))
+    kinds = {"evtchn.send", "page.write"}
+    expected = [r for r in whole.records() if r.kind in kinds]
+    assert expected and {r.kind for r in expected} == kinds
+    assert list(spilled.iter_records(kinds=kinds)) == list(whole.iter_records(kinds=kinds)) == expected
+    assert list(whole.iter_records(kinds=frozenset())) == []
+    with pytest.raises(ValueError, match="prefix or kinds"):
+        next(whole.iter_records("page", kinds=kinds))
+
+
 def test_levels_keep_a_subset_with_the_same_seq_and_the_same_counts():
     full = pingpong(Trace())
     commands = pingpong(Trace(level="commands", buffer_rows=50))
