@@ -489,8 +489,18 @@ class Domain:
         draws = upcall.buf
         # the waiters that may care, in the order they blocked; _schedule() may
         # replace one (same slot), never adds or removes one
+        gone = None
         for waiter in self._candidates(port, watch):
             if not waiter.callbacks:        # resumed already, or handed over
+                if waiter.callbacks is None:
+                    # resumed: it can never care again, so it leaves the index now (not
+                    # at the next pruning, when the waiters have doubled): a watch thread
+                    # of a manager with N vTPMs would otherwise leave up to N behind it
+                    # on its token, every later watch event stepping over them
+                    if gone is None:
+                        gone = [waiter]
+                    else:
+                        gone.append(waiter)
                 continue
             if port is not None:
                 ports = waiter.ports
@@ -502,6 +512,9 @@ class Domain:
             at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
             if waiter.wake is None or at < waiter.wake:
                 self._schedule(waiter, at)
+        if gone is not None:
+            for waiter in gone:
+                self._unfile(waiter)
 
     def _file(self, waiter, slot):
         waiter.slot = slot
