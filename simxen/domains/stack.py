@@ -119,6 +119,10 @@ class HostSpec:
     kernels: dict = None
     image_size: int = 2 * 1024 * 1024
     sources: list = None
+    #: ``(configs, sources, parsed)``: :func:`check_spec` parses each config once however
+    #: often it is asked (a workload's check before the run, then :func:`build_host`'s,
+    #: and ``xl create`` takes the same parse); the checks themselves run every time
+    checked: tuple = field(default=None, init=False, repr=False, compare=False)
 
     def source(self, index) -> str:
         """The label of config *index* in error messages."""
@@ -145,10 +149,11 @@ def physical_tpm(hv, engine):
 class Host:
     """A built host (see the module doc). ``ready`` fires when every kernel is up."""
 
-    def __init__(self, hv, spec: HostSpec):
+    def __init__(self, hv, spec: HostSpec, configs=None):
         self.hv = hv
         self.env = hv.env
         self.spec = spec
+        self._configs = configs
         self.toolstack = Toolstack(hv, kernels=spec.kernels, image_size=spec.image_size,
                                    options=spec.options)
         if spec.previous is not None:
@@ -174,7 +179,9 @@ class Host:
         dom0 = self.hv.dom0
         kernels = []
         for i, text in enumerate(self.spec.configs):
-            kernels.append(self.toolstack.create(text, source=self.spec.source(i)))
+            # the parse check_spec made, if it was given: the same config, read once
+            config = self._configs[i] if self._configs else text
+            kernels.append(self.toolstack.create(config, source=self.spec.source(i)))
             yield dom0.elapse()
         yield self.env.all_of([k.ready for k in kernels])
         self.ready.succeed(self)
@@ -281,8 +288,7 @@ def build_host(hv, spec: HostSpec) -> Host:
     :func:`check_spec` runs first, so a config dom0's toolstack would refuse
     raises :class:`~simxen.errors.InputError` before anything starts.
     """
-    check_spec(spec)
-    return Host(hv, spec)
+    return Host(hv, spec, check_spec(spec))
 
 
 def check_spec(spec: HostSpec) -> list:
@@ -302,7 +308,12 @@ def check_spec(spec: HostSpec) -> list:
     """
     from simxen.domains.vtpmmgr import TIS_BASE_MFN
     from simxen.protocols.tis import TIS_NUM_LOCALITIES
-    cfgs = [parse(text, source=spec.source(i)) for i, text in enumerate(spec.configs)]
+    checked = spec.checked
+    if checked is not None and checked[0] == spec.configs and checked[1] == spec.sources:
+        cfgs = checked[2]                         # the same texts: parsed already
+    else:
+        cfgs = [parse(text, source=spec.source(i)) for i, text in enumerate(spec.configs)]
+        spec.checked = (list(spec.configs), spec.sources and list(spec.sources), cfgs)
     created = {}
     ranges = []                                   # (first, count, config source)
     for cfg in cfgs:

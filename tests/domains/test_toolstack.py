@@ -152,3 +152,34 @@ def test_the_manager_takes_the_locality_its_command_line_names():
     assert host.vtpmmgr.storage.is_open
     default_hv, default_host = boot()
     assert default_host.vtpmmgr.tis.locality == 0
+
+
+def test_a_spec_is_parsed_once_and_checked_every_time(monkeypatch):
+    """A workload checks its host before the run, build_host checks it again and xl create
+    reads each config: one parse serves all three (a 10,000-guest fleet has 20,001
+    configs), while the checks still run -- an option made bad after the first check is
+    refused -- and a config changed since is parsed again."""
+    from simxen.domains import stack
+    from simxen.domains import xl_config
+    from simxen.errors import InputError
+    parsed = []
+    real = xl_config.parse
+
+    def counting(text, *, source="<config>"):
+        parsed.append(source)
+        return real(text, source=source)
+
+    monkeypatch.setattr(stack, "parse", counting)
+    monkeypatch.setattr("simxen.domains.toolstack.parse", counting)
+    spec = stack.HostSpec.standard(guests=("guest1", "guest2"))
+    first = stack.check_spec(spec)
+    assert len(parsed) == 5
+    hv, host = boot(spec)
+    assert len(parsed) == 5 and sorted(host.toolstack.configs) == sorted(c.name for c in first)
+    spec.options = {"vtpmmgr": {"policy": "lottery"}}
+    with pytest.raises(InputError):
+        stack.check_spec(spec)
+    spec.options = {}
+    spec.configs = spec.configs[:-1] + [guest_config("guest2", memory=256)]
+    stack.check_spec(spec)
+    assert len(parsed) == 10
