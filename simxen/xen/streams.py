@@ -12,13 +12,17 @@ never changes another component's draws::
 """
 
 import hashlib
+import struct
 
 import numpy as np
 
 
 def _spawn_key(name):
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4))
+    """SHA-256 of ``name`` as eight little-endian 32-bit words (one unpack, not eight)."""
+    return _WORDS.unpack(hashlib.sha256(name.encode("utf-8")).digest())
+
+
+_WORDS = struct.Struct("<8I")
 
 
 class Streams:
