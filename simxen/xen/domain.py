@@ -493,10 +493,11 @@ class Domain:
         for waiter in self._candidates(port, watch):
             if not waiter.callbacks:        # resumed already, or handed over
                 if waiter.callbacks is None:
-                    # resumed: it can never care again, so it leaves the index now (not
-                    # at the next pruning, when the waiters have doubled): a watch thread
-                    # of a manager with N vTPMs would otherwise leave up to N behind it
-                    # on its token, every later watch event stepping over them
+                    # resumed: it leaves the index now, not at the next pruning (when the
+                    # waiters have doubled) -- a watch thread of a manager with N vTPMs
+                    # would otherwise leave up to N behind it on its token, every later
+                    # watch event stepping over them. Its thread's next wait then takes a
+                    # new slot instead of this one's (rearmed): the latest either way.
                     if gone is None:
                         gone = [waiter]
                     else:
