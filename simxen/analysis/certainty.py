@@ -233,11 +233,12 @@ class Attribution:
 
     @classmethod
     def of_trace(cls, trace, profile, **kw):
-        """From a :class:`~simxen.xen.trace.Trace`'s kept ``tpm.*`` and ``tis.*`` records;
-        ``None`` when the trace's level did not keep the command records."""
+        """From a :class:`~simxen.xen.trace.Trace`'s kept records of the kinds it reads
+        (:data:`READS`), streamed; ``None`` when the trace's level did not keep the
+        command records."""
         if not trace.keeps("tpm.front.complete"):
             return None
-        return cls(trace.iter_records(("tpm", "tis")), profile, **kw)
+        return cls(trace.iter_records(kinds=READS), profile, **kw)
 
     def _split(self, req, hop, cert):
         """``{"V", "P", "U": seconds}`` of one command (see the module doc); each
