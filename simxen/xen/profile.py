@@ -341,7 +341,8 @@ class Profile:
         """A fast zero-argument callable drawing op ``op`` from ``rng`` (a :class:`Sampler`).
 
         Draws are taken :data:`BATCH` at a time from ``rng`` (deterministic
-        for a given stream); a ``fixed`` op costs no draw at all.
+        for a given stream); a ``fixed`` op costs no draw at all (its ``rng`` may
+        be ``None``).
         """
         return Sampler(self.op(op), rng)
 
