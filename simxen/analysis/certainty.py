@@ -194,7 +194,7 @@ class Attribution:
             key = (waits or {}).get(req.front_dom, default_wait)
             if key not in cert:
                 cert[key] = hop_certainty(profile, polls=key[1], era=key[0])
-            parts = self._split(req, hops.hops_of(req).hops, cert[key])
+            parts = self._split(req, hops.hop_times(req), cert[key])
             self.commands[(req.flow, req.front_dom)] = parts
             # by domain too, with times: a flow name may come again after a host reboot
             self._by_dom.setdefault(req.front_dom, []).append((req.submit, req.complete, parts))

@@ -78,7 +78,7 @@ from simxen.tpm.constants import COMMAND_NAMES, command_name, rc_name
 from simxen.xen.trace import Record
 
 __all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "READS", "MANAGER_ORDINALS", "MANAGER_RCS", "Request", "CommandHops", "load", "requests",
-           "Matching", "command_hops", "aggregate", "format_line", "format_table", "percentiles"]
+           "Matching", "command_hops", "hop_times", "aggregate", "format_line", "format_table", "percentiles"]
 
 #: Hop names, in the order a command crosses them.
 HOPS = ("front_to_back", "vtpm", "manager", "ptpm", "back_to_front")
@@ -230,8 +230,7 @@ def requests(records) -> list:
     also in its :attr:`Request.parent`'s :attr:`Request.children`.
     """
     matching = Matching()
-    for r in sorted(records, key=_SEQ):                 # emission order is causal order
-        matching.add(r)
+    matching.add_all(sorted(records, key=_SEQ))         # emission order is causal order
     return matching.requests()
 
 
@@ -261,38 +260,46 @@ class Matching:
 
     def add(self, r):
         """Take one trace record (a :class:`~simxen.xen.trace.Record`) into account."""
-        kind = r.kind
-        if kind in _KINDS:
-            f = r.fields
-            flow = f.get("flow")
-            if kind == _SUBMIT:
-                req = Request(flow, r.dom, r.t, cc=f.get("cc"))
-                self._out.append((r.seq, req))
-                self._open_front[(flow, r.dom)] = self._awaiting_take[(flow, r.dom)] = req
-            elif kind == _TAKE:
-                req = self._awaiting_take.pop((flow, f.get("domid")), None)
-                if req is not None:
-                    req.back_dom, req.take = r.dom, r.t
-                    self._serving[(flow, req.front_dom, r.dom)] = req
-            elif kind == _RESPOND:
-                req = self._serving.pop((flow, f.get("domid"), r.dom), None)
-                if req is not None:
-                    req.respond = r.t
-            else:
-                req = self._open_front.pop((flow, r.dom), None)
-                if req is not None:
-                    self._awaiting_take.pop((flow, r.dom), None)
-                    req.complete, req.rc = r.t, f.get("rc")
-                    latency = f.get("latency")
-                    if isinstance(latency, (int, float)):
-                        req.submit = r.t - latency      # from before the command was copied in
-                    req.cancelled = bool(f.get("cancelled"))
-        elif kind in self._starts:
-            self._spans_open[(r.dom, self._starts[kind])] = r.t
-        elif kind in self._ends:
-            t0 = self._spans_open.pop((r.dom, self._ends[kind]), None)
-            if t0 is not None:
-                self._spans.append((r.seq, r.dom, t0, r.t))
+        self.add_all((r,))
+
+    def add_all(self, records):
+        """:meth:`add` each of ``records`` (one loop: the tables are looked up once)."""
+        open_front, awaiting_take, serving = self._open_front, self._awaiting_take, self._serving
+        spans_open, spans, out = self._spans_open, self._spans, self._out
+        starts, ends = self._starts, self._ends
+        for r in records:
+            kind = r.kind
+            if kind in _KINDS:
+                f = r.fields
+                flow = f.get("flow")
+                if kind == _SUBMIT:
+                    req = Request(flow, r.dom, r.t, cc=f.get("cc"))
+                    out.append((r.seq, req))
+                    open_front[(flow, r.dom)] = awaiting_take[(flow, r.dom)] = req
+                elif kind == _TAKE:
+                    req = awaiting_take.pop((flow, f.get("domid")), None)
+                    if req is not None:
+                        req.back_dom, req.take = r.dom, r.t
+                        serving[(flow, req.front_dom, r.dom)] = req
+                elif kind == _RESPOND:
+                    req = serving.pop((flow, f.get("domid"), r.dom), None)
+                    if req is not None:
+                        req.respond = r.t
+                else:
+                    req = open_front.pop((flow, r.dom), None)
+                    if req is not None:
+                        awaiting_take.pop((flow, r.dom), None)
+                        req.complete, req.rc = r.t, f.get("rc")
+                        latency = f.get("latency")
+                        if isinstance(latency, (int, float)):
+                            req.submit = r.t - latency      # from before the command was copied in
+                        req.cancelled = bool(f.get("cancelled"))
+            elif kind in starts:
+                spans_open[(r.dom, starts[kind])] = r.t
+            elif kind in ends:
+                t0 = spans_open.pop((r.dom, ends[kind]), None)
+                if t0 is not None:
+                    spans.append((r.seq, r.dom, t0, r.t))
 
     def requests(self) -> list:
         """The requests of the records added, as :func:`requests` gives them."""
@@ -367,19 +374,24 @@ def command_hops(records, flows=None) -> list:
 
 def hops_of(req: Request) -> CommandHops:
     """Split a completed top-level request's time into :data:`HOPS`."""
+    return CommandHops(req.flow, req.front_dom, req.cc, req.rc, req.submit, req.complete,
+                       hop_times(req), sum(1 for c in req.children if c.done), req.ptpm_count())
+
+
+def hop_times(req: Request) -> dict:
+    """``{hop: seconds}`` of a completed top-level request (:attr:`CommandHops.hops`
+    without the rest of :func:`hops_of`)."""
     done = [c for c in req.children if c.done]
     nested = sum(c.complete - c.submit for c in done)
     nested_ptpm = sum(c.ptpm_time() for c in done)
     own_ptpm = sum(b - a for a, b in req.ptpm)
-    hops = {
+    return {
         "front_to_back": req.take - req.submit,
         "vtpm": (req.respond - req.take) - nested - own_ptpm,
         "manager": nested - nested_ptpm,
         "ptpm": nested_ptpm + own_ptpm,
         "back_to_front": req.complete - req.respond,
     }
-    return CommandHops(req.flow, req.front_dom, req.cc, req.rc, req.submit, req.complete, hops,
-                       len(done), req.ptpm_count())
 
 
 def percentiles(values) -> dict:

@@ -218,16 +218,23 @@ def metrics(params):
 
 def _manager_queue(requests, manager_dom, start, end):
     """Waiting vTPM requests at the manager during ``[start, end]``: mean, max, waits (s)."""
-    waits, events = [], []
+    waits, submits, takes = [], [], []
     for r in requests:
         if r.back_dom != manager_dom or r.take is None or r.submit < start or r.submit > end:
             continue
         waits.append(r.take - r.submit)
-        events += [(r.submit, 1), (r.take, -1)]
-    depth = deepest = 0
-    for _, step in sorted(events):
-        depth += step
-        deepest = max(deepest, depth)
+        submits.append(r.submit)
+        takes.append(r.take)
+    # the queue is deepest just after an arrival: arrivals so far less the requests taken
+    # by then (a take at the very time of an arrival leaves first)
+    submits.sort()
+    takes.sort()
+    deepest = taken = 0
+    for arrived, t in enumerate(submits, 1):
+        while taken < len(takes) and takes[taken] <= t:
+            taken += 1
+        if arrived - taken > deepest:
+            deepest = arrived - taken
     span = end - start
     return (sum(waits) / span if span > 0 else 0.0), deepest, waits
 
