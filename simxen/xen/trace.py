@@ -559,21 +559,31 @@ class Trace:
         sources.sort(key=lambda s: s[0])
         pending = iter(sources)
         nxt = next(pending, None)
+        # heap entries are [row, its source's rows]: rows compare by (t, seq) alone, as seq
+        # is unique, and so does a row with a (t, seq) key
         heap = []
         while heap or nxt is not None:
             # open every source whose first row could come before the heap's smallest
-            while nxt is not None and (not heap or nxt[0] < heap[0][:2]):
+            while nxt is not None and (not heap or nxt[0] < heap[0][0]):
                 rows = nxt[1]
-                first = next(rows)
-                heapq.heappush(heap, (first[0], first[1], first, rows))
+                heapq.heappush(heap, [next(rows), rows])
                 nxt = next(pending, None)
-            _, _, top, rows = heap[0]
+            top, rows = heap[0]
             yield top
-            following = next(rows, None)
-            if following is None:
-                heapq.heappop(heap)
+            # the runs overlap only where rows came out of time order: the smallest source
+            # goes on by itself up to the next-smallest head (or the next source's first key)
+            n = len(heap)
+            bound = None if n == 1 else heap[1][0] if n == 2 or heap[1][0] < heap[2][0] \
+                else heap[2][0]
+            if nxt is not None and (bound is None or nxt[0] < bound):
+                bound = nxt[0]
+            for row in rows:
+                if bound is not None and bound < row:
+                    heapq.heapreplace(heap, [row, rows])
+                    break
+                yield row
             else:
-                heapq.heapreplace(heap, (following[0], following[1], following, rows))
+                heapq.heappop(heap)
 
     def iter_records(self, prefix=None, *, kinds=None):
         """Kept records, sorted by time then ``seq``, one at a time (``prefix``:
