@@ -130,12 +130,13 @@ def _jsonable(value):
 
 
 def _record(row):
-    """The :class:`Record` of a row ``(t, seq, kind, dom, fields-or-names, values)``."""
-    t, seq, kind, dom, names, values = row
-    if values is None:                  # emit()'s row: the fields themselves
-        return Record(seq, t, kind, dom, names)
-    return Record(seq, t, kind, dom, {name: value for name, value in zip(names, values)
-                                      if value is not None})
+    """The :class:`Record` of a row: ``(t, seq, kind, dom, fields)`` from :meth:`Trace.emit`
+    (``fields`` a dict), or ``(t, seq, kind, dom, names, *values)`` from :meth:`Trace.add_row`."""
+    names = row[4]
+    if names.__class__ is dict:         # emit()'s row: the fields themselves
+        return Record(row[1], row[0], row[2], row[3], names)
+    return Record(row[1], row[0], row[2], row[3],
+                  {name: value for name, value in zip(names, row[5:]) if value is not None})
 
 
 def _under(prefix):
@@ -278,17 +279,22 @@ class Trace:
         self.add_row(t, kind, dom, names, values)
 
     def add_row(self, t, kind, dom, names, values):
-        """Keep the row ``(t, seq, kind, dom, names, values)`` or only count it, as
-        the level decides for ``kind``: :meth:`row` with the values as one tuple,
-        which the hottest callers (a domain's page accesses, sends and deliveries)
-        build themselves -- one call per record. ``values`` is ``None`` for
-        :meth:`emit`'s fields dict (``names``)."""
+        """Keep the row or only count it, as the level decides for ``kind``:
+        :meth:`row` with the values as one tuple, which the hottest callers (a
+        domain's page accesses, sends and deliveries) build themselves -- one call
+        per record. ``values`` is ``None`` for :meth:`emit`'s fields dict (``names``).
+
+        A kept row is one flat tuple, ``(t, seq, kind, dom, names, *values)``, or
+        ``(t, seq, kind, dom, fields)`` for an emit: one object per record, not a
+        row holding a tuple of values (half the objects the garbage collector
+        counts, for a trace that keeps a buffer of them)."""
         on = self._on[kind]
         if on == _KEEP:
             seq = self._seq
             self._seq = seq + 1
             rows = self._rows
-            rows.append((t, seq, kind, dom, names, values))
+            rows.append((t, seq, kind, dom, names) if values is None else
+                        (t, seq, kind, dom, names, *values))
             if len(rows) >= self._buffer_rows:
                 self._buffer_full()
         elif on:
@@ -670,11 +676,11 @@ def _line(row, names):
     """The export's line of a row: ``json.dumps(_record(row).as_dict(names),
     sort_keys=True, separators=(",", ":"))`` -- built without the Record and
     without walking the values (the encoder hands byte strings to :func:`_hex`)."""
-    t, seq, kind, dom, fields, values = row
-    if values is None:
+    t, seq, kind, dom, fields = row[:5]
+    if fields.__class__ is dict:        # emit()'s row
         out = fields.copy()
     else:
-        out = {name: value for name, value in zip(fields, values) if value is not None}
+        out = {name: value for name, value in zip(fields, row[5:]) if value is not None}
     out["t"] = t
     out["kind"] = kind
     out["dom"] = dom
