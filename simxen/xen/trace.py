@@ -676,15 +676,15 @@ def _line(row, names):
     """The export's line of a row: ``json.dumps(_record(row).as_dict(names),
     sort_keys=True, separators=(",", ":"))`` -- built without the Record and
     without walking the values (the encoder hands byte strings to :func:`_hex`)."""
-    t, seq, kind, dom, fields = row[:5]
+    fields = row[4]
     if fields.__class__ is dict:        # emit()'s row
         out = fields.copy()
     else:
         out = {name: value for name, value in zip(fields, row[5:]) if value is not None}
-    out["t"] = t
-    out["kind"] = kind
-    out["dom"] = dom
-    out["seq"] = seq
+    out["t"] = row[0]
+    out["kind"] = row[2]
+    dom = out["dom"] = row[3]
+    out["seq"] = row[1]
     if dom in names:
         out["dom_name"] = names[dom]
     return _encode(out) + "\n"
