@@ -48,6 +48,11 @@ _PROGRESS_STEPS = 200
 #: this many allocations (CPython's default is 700), the middle generation after 20
 #: young collections, the old one after 10 middle ones. See :func:`fewer_collections`.
 GC_THRESHOLDS = (50_000, 20, 10)
+#: Thresholds for a workload's end-of-run pass (reading the trace back, matching its
+#: requests): no automatic collection -- what the pass allocates stays alive until it
+#: returns (a vtpm-stack point's hundreds of thousands of records), so a collection
+#: would walk it all to free nothing. Used as ``fewer_collections(END_OF_RUN_GC)``.
+END_OF_RUN_GC = (0, 20, 10)
 
 
 @contextmanager

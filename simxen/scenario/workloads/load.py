@@ -281,7 +281,9 @@ def run(sim, params):
     window = env.process(_count_notifications(hv, loads, start, end))
     yield env.all_of(procs + [window])
     sends, suppressed = window.value
-    return _results(hv, host, loads, params, start, end, sends, suppressed)
+    from simxen.scenario.runner import END_OF_RUN_GC, fewer_collections
+    with fewer_collections(END_OF_RUN_GC):     # all it builds stays alive till it ends
+        return _results(hv, host, loads, params, start, end, sends, suppressed)
 
 
 def _count_notifications(hv, loads, start, end):

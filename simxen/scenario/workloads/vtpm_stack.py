@@ -390,6 +390,7 @@ def run(sim, params):
     """SimPy process: build the host, run every guest's loop, gather results."""
     from simxen.analysis import certainty, hops
     from simxen.domains.stack import build_host
+    from simxen.scenario.runner import END_OF_RUN_GC, fewer_collections
     hv = sim.hv
     spec = sim.prepared.get(params["name"]) or host_spec(sim, params)
     host = build_host(hv, spec)
@@ -405,19 +406,23 @@ def run(sim, params):
     span = end - start
     flows = {flow: name for name, flow, ok, _ in log}
     owner = {flow: g for _, flow, _, g in log}
-    # only the kinds the hops and the certainty split read: 9 of the 13 records a command keeps
-    records = list(hv.trace.iter_records(kinds=certainty.READS))
-    reqs = hops.requests(records)          # once: the commands' hops and the manager's queue
-    commands = [hops.hops_of(r) for r in reqs if r.parent is None and r.done and r.flow in flows]
-    by_name, by_guest = {}, {g.name: [] for g in guests}
-    for c in commands:
-        by_name.setdefault(flows[c.flow], []).append(c)
-        by_guest[owner[c.flow]].append(c)
-    done = {g.name: 0 for g in guests}
-    for _, _, ok, g in log:
-        done[g] += ok
-    queue_mean, queue_max, waits = _manager_queue(reqs, host.vtpmmgr.domid, start, end)
-    unverified, unverified_by_hop = _unverified(hv, host, records, reqs, by_name)
+    with fewer_collections(END_OF_RUN_GC):     # all it builds stays alive till it ends
+        # only the kinds the hops and the certainty split read: 9 of the 13 records a
+        # command keeps
+        records = list(hv.trace.iter_records(kinds=certainty.READS))
+        reqs = hops.requests(records)      # once: the commands' hops and the manager's queue
+        commands = [hops.hops_of(r) for r in reqs
+                    if r.parent is None and r.done and r.flow in flows]
+        by_name, by_guest = {}, {g.name: [] for g in guests}
+        for c in commands:
+            by_name.setdefault(flows[c.flow], []).append(c)
+            by_guest[owner[c.flow]].append(c)
+        done = {g.name: 0 for g in guests}
+        for _, _, ok, g in log:
+            done[g] += ok
+        queue_mean, queue_max, waits = _manager_queue(reqs, host.vtpmmgr.domid, start, end)
+        unverified, unverified_by_hop = _unverified(hv, host, records, reqs, by_name)
+        del records                     # freed now: the collection after the pass skips them
     result = {
         "host": host,
         "guests": [g.name for g in guests],
