@@ -184,10 +184,15 @@ def _unverified(hv, host, windows):
     """``{"enrol_ms" | "attest_ms": share from U figures}`` of every guest's enrolments and
     rounds together (simxen.scenario.estimates); empty without command records."""
     from simxen.scenario import estimates
-    attr = estimates.attribution(hv, host)
-    if attr is None:
-        return {}
-    shares = {name: attr.windows(spans) for name, spans in windows.items()}
+    from simxen.scenario.runner import END_OF_RUN_GC, fewer_collections
+    # what the pass builds (a request per command: a million at 10,000 guests) stays alive
+    # until it returns, so a collection would walk it -- or the whole fleet's heap -- to
+    # free nothing
+    with fewer_collections(END_OF_RUN_GC):
+        attr = estimates.attribution(hv, host)
+        if attr is None:
+            return {}
+        shares = {name: attr.windows(spans) for name, spans in windows.items()}
     return {name: v for name, v in shares.items() if v is not None}
 
 
