@@ -65,12 +65,15 @@ def fleets(draw):
             s = trace.add(submit, "tpm.front.submit", guest, flow=flow, cc=0x17E)
             t = submit + draw(delay)
             take = trace.add(t, "tpm.back.take", vtpm, after=s, flow=flow, domid=guest)
+            took = t
             t += draw(delay)
             trace.add(t, "tpm.exec", vtpm, flow=flow, cc=0x17E, duration=draw(delay))
             for n in range(draw(st.integers(0, 2))):
                 inner = f"{flow}/m{n}"
                 t += draw(delay)
-                began = t - draw(delay) / 2          # the frontend's copy before its submit
+                # the frontend's copy before its submit -- after the vTPM took the command
+                # it serves (the vTPM asks the manager while serving it)
+                began = max(t - draw(delay) / 2, took + 1e-5)
                 s2 = trace.add(t, "tpm.front.submit", vtpm, flow=inner, cc=0x0C)
                 m = max(t + draw(delay), manager_clock)
                 tk = trace.add(m, "tpm.back.take", MANAGER, after=s2, flow=inner, domid=vtpm)
