@@ -150,7 +150,6 @@ class Attribution:
 
     def __init__(self, records, profile, *, waits=None, default_wait=("linux-6", True),
                  vtpm_op=None, requests=None):
-        from simxen.analysis import hops
         self.profile = profile
         self._vtpm_op = vtpm_op or (lambda profile, cc: "tpm.vtpm.default")
         engine = {}       # (dom, flow) -> [(t, cc, duration)] of a vTPM engine's executions

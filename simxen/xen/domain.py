@@ -410,10 +410,7 @@ class Domain:
                     waiter = last
                 else:   # handed over or abandoned, maybe still queued: a new one
                     waiter = _Wait(env, ports, token, start, keys)
-                    waiter.slot = slot
-                    waiters[slot] = waiter
-                    for key in keys:
-                        waiting_for[key][slot] = waiter
+                    self._file(waiter, slot)    # in the old one's places
         if not filed:
             waiter = _Wait(env, ports, token, start, keys)
             if waiters:

@@ -600,11 +600,9 @@ class Trace:
         if kinds is not None:
             if prefix is not None:
                 raise ValueError("iter_records takes prefix or kinds, not both")
-            for row in self._merged_rows():
-                if row[2] in kinds:
-                    yield _record(row)
-            return
-        wanted = None if prefix is None else _under(prefix)
+            wanted = kinds.__contains__
+        else:
+            wanted = None if prefix is None else _under(prefix)
         for row in self._merged_rows():
             if wanted is None or wanted(row[2]):
                 yield _record(row)
