@@ -338,6 +338,21 @@ class Domain:
         """``SCHEDOP_poll``: fire when one of ``ports`` is pending (mask ignored)."""
         if type(ports) is not frozenset:
             ports = frozenset(ports)
+        if timeout is None and not (self._inbox or self._pending or self._watch_inbox):
+            # A driver's loop polling again, with nothing queued or pending: what
+            # _wait() would do, without its general case (nothing to deliver, no
+            # port ready, no queued time to wake at) -- the resumed wait of last
+            # time, rearmed, when _wait() would reuse it; otherwise _wait() itself.
+            waiters = self._waiters
+            last = waiters.get(self._last_slot) if waiters else None
+            if (last is not None and last.callbacks is None and last.keys == ports
+                    and REUSE_WAIT_EVENTS and self._latest_filed(last)):
+                rearm(last)
+                c = self.cursor
+                now = env_now(self.env)
+                last.start = c if c > now else now
+                last.wake = None
+                return last if self.scheduler is None else self.scheduler.hook(self, last)
         return self._wait(ports, None, timeout)
 
     def wait_watch(self, token, timeout=None):
@@ -393,13 +408,7 @@ class Domain:
             # places when that is what unfiling it and filing a new one would
             # give: its slot is the latest, so it must be the latest filed
             # under each of its keys too.
-            slot = last.slot
-            waiting_for = self._waiting_for
-            filed = True
-            for key in keys:
-                if next(reversed(waiting_for[key])) != slot:
-                    filed = False
-                    break
+            filed = self._latest_filed(last)
             if filed:
                 if last.callbacks is None and REUSE_WAIT_EVENTS:
                     # fired and processed: the same event, pending again, is the
@@ -410,7 +419,7 @@ class Domain:
                     waiter = last
                 else:   # handed over or abandoned, maybe still queued: a new one
                     waiter = _Wait(env, ports, token, start, keys)
-                    self._file(waiter, slot)    # in the old one's places
+                    self._file(waiter, last.slot)   # in the old one's places
         if not filed:
             waiter = _Wait(env, ports, token, start, keys)
             if waiters:
@@ -456,6 +465,15 @@ class Domain:
         if wake is not None:
             self._schedule(waiter, wake)
         return waiter if self.scheduler is None else self.scheduler.hook(self, waiter)
+
+    def _latest_filed(self, waiter):
+        """Whether ``waiter`` is the latest filed under each of its keys."""
+        slot = waiter.slot
+        waiting_for = self._waiting_for
+        for key in waiter.keys:
+            if next(reversed(waiting_for[key])) != slot:
+                return False
+        return True
 
     def _index_inbox(self):
         """Build ``_inbox_of`` from the inbox (kept up to date until the inbox empties)."""
@@ -691,7 +709,27 @@ class Domain:
 
     def evtchn_clear(self, port):
         """Test and clear ``port``'s pending bit (a handler's first step)."""
-        if self._inbox:
+        inbox = self._inbox
+        if inbox:
+            if len(inbox) == 1 and not self._watch_inbox:
+                # The usual wake-up: one notification queued, for this very port.
+                # Delivered and cleared in one step: the record deliver_due() makes,
+                # and the bit it sets is the one cleared here.
+                t, _, p = inbox[0]
+                if p.port == port and self.ports.get(port) is p \
+                        and p.state == EVTCHNSTAT_interdomain:
+                    c = self.cursor
+                    now = env_now(self.env)
+                    if t <= (c if c > now else now):
+                        inbox.pop()
+                        self._inbox_of = None
+                        self._trace.add_row(t, "evtchn.deliver", self.domid, _DELIVER,
+                                            (port, p.remote_dom, p.remote_port,
+                                             True if p.pending else None,
+                                             True if p.masked else None))
+                        self._pending.discard(port)
+                        p.pending = False
+                        return True
             self.deliver_due()
         if port in self._pending:
             self._pending.discard(port)
