@@ -577,64 +577,59 @@ class Domain:
         if self._waiters:
             self._offer(t, watch=event)
 
-    def post_notification(self, t, port):
-        """Queue a notification of the local :class:`~simxen.xen.event_channel.Port` ``port``.
-
-        The event channels' call for a send: the pending bit is set when the
-        domain's clock reaches ``t`` (:meth:`deliver_due`); a process blocked
-        on the port is woken for it.
-        """
-        number = port.port
-        heappush(self._inbox, (t, next(self._inbox_seq), port))
-        index = self._inbox_of
-        if index is not None:
-            queued = index.get(number)
-            if queued is None:
-                index[number] = [t]
-            else:
-                heappush(queued, t)
-        if not self._waiters:
-            return
-        # the usual case: at most one live process is blocked on this port (a
-        # driver's poll) and none on every port -- what _offer() finds, without its search
-        waiting_for = self._waiting_for
-        if _ANY in waiting_for:
-            self._offer(t, port=port)
-            return
-        mine = waiting_for.get(number)
-        if mine is None:
-            return
-        waiter = None
-        for filed in mine.values():
-            if filed.callbacks:             # not resumed already
-                if waiter is not None:
-                    self._offer(t, port=port)
-                    return
-                waiter = filed
-        if waiter is None:
-            return
-        start = waiter.start
-        upcall = self._samplers["evtchn.upcall"]
-        draws = upcall.buf
-        at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
-        wake = waiter.wake
-        if wake is None:
-            succeed_at(waiter, at - env_now(self.env))
-            waiter.wake = at
-        elif at < wake:
-            self._schedule(waiter, at)
-
     def evtchn_send(self, port):
         """``EVTCHNOP_send`` on the local INTERDOMAIN ``port`` (the event channels' call,
         after their checks): charge the hypercall, record ``evtchn.send`` and queue the
-        notification at the peer for ``evtchn.notify`` later."""
+        notification at the peer's port for ``evtchn.notify`` later.
+
+        The peer's pending bit is set when the peer's clock reaches that time
+        (:meth:`deliver_due`); a process of the peer blocked on the port is woken
+        for it, an upcall later. One call does the whole send: it is every
+        interdomain notification's path.
+        """
         t = self.charged("hypercall")
         self.evtchn_sent += 1
         at = t + self.sample("evtchn.notify")
         self._trace.add_row(t, "evtchn.send", self.domid, _SEND,
                             (port.port, port.remote_dom, port.remote_port))
         peer = port.peer
-        peer.dom.post_notification(at, peer)
+        dom = peer.dom
+        number = peer.port
+        heappush(dom._inbox, (at, next(dom._inbox_seq), peer))
+        index = dom._inbox_of
+        if index is not None:
+            queued = index.get(number)
+            if queued is None:
+                index[number] = [at]
+            else:
+                heappush(queued, at)
+        # the usual case: at most one live process is blocked on this port (a
+        # driver's poll) and none on every port -- what _offer() finds, without its search
+        waiting_for = dom._waiting_for
+        mine = waiting_for.get(number)
+        if mine is None or _ANY in waiting_for:
+            if _ANY in waiting_for:
+                dom._offer(at, port=peer)
+            return
+        waiter = None
+        for filed in mine.values():
+            if filed.callbacks:             # not resumed already
+                if waiter is not None:
+                    dom._offer(at, port=peer)
+                    return
+                waiter = filed
+        if waiter is None:
+            return
+        start = waiter.start
+        upcall = dom._samplers["evtchn.upcall"]
+        draws = upcall.buf
+        at = (at if at > start else start) + (draws.pop() if draws else upcall.refill())
+        wake = waiter.wake
+        if wake is None:
+            succeed_at(waiter, at - env_now(self.env))
+            waiter.wake = at
+        elif at < wake:
+            dom._schedule(waiter, at)
 
     def earliest_queued(self):
         """The delivery time of the earliest notification or watch event still
