@@ -1,6 +1,10 @@
 """A domain hands a process that waits again for the same thing its last wait
 event back, made pending again (``simpy_internals.rearm``). That reused event
-must behave exactly as a new one: same wake-ups, same trace."""
+must behave exactly as a new one: same wake-ups, same trace. The driver loop's
+usual case -- poll one port, then clear it -- also takes short paths in the
+domain (``poll`` rearming without ``_wait``'s search, ``evtchn_clear``
+delivering its port's one queued notification itself); they must give what the
+general paths give."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,13 +38,15 @@ def test_rearm_makes_a_processed_event_pending_again():
 
 #: one step of a domain's program: (what, a number)
 steps = st.lists(st.tuples(st.sampled_from(["send", "poll", "poll_timeout", "block", "charge",
-                                            "sleep", "two"]),
+                                            "sleep", "two", "clear"]),
                            st.integers(0, 3)), min_size=1, max_size=14)
 
 
-def _run(programs, reuse):
+def _run(programs, reuse, general=False):
     """Run each domain's program, with or without reused wait events; the
-    trace's export, what each process saw, and whether an event was reused."""
+    trace's export, what each process saw, and whether an event was reused.
+    ``general``: every ``evtchn_clear`` comes after a ``deliver_due`` (so it
+    never delivers itself)."""
     before, rearmed = domain_module.REUSE_WAIT_EVENTS, []
 
     def counted(event):
@@ -48,13 +54,13 @@ def _run(programs, reuse):
         rearm(event)
     domain_module.REUSE_WAIT_EVENTS, domain_module.rearm = reuse, counted
     try:
-        trace, seen = _programs(programs)
+        trace, seen = _programs(programs, general)
     finally:
         domain_module.REUSE_WAIT_EVENTS, domain_module.rearm = before, rearm
     return trace, seen, bool(rearmed)
 
 
-def _programs(programs):
+def _programs(programs, general=False):
     hv = Hypervisor(seed=7)
     env = hv.env
     a, b = hv.domain_create("a"), hv.domain_create("b")
@@ -81,6 +87,12 @@ def _programs(programs):
                 dom.charge("hypercall", k + 1)
             elif what == "sleep":
                 yield dom.sleep(k * 0.3)       # (b starts ~0.7 s after a)
+            elif what == "clear":           # a ring's loop: poll one port, clear it
+                for _ in range(k + 1):
+                    yield dom.poll((ports[dom, 0],))
+                    if general:
+                        dom.deliver_due()
+                    seen.append((name, env.now, dom.evtchn_clear(ports[dom, 0])))
             elif what == "two":             # the same wait twice in a row
                 for _ in range(2):
                     yield waits(dom, "poll_timeout", k)
@@ -104,7 +116,7 @@ def _programs(programs):
 @given(st.tuples(st.lists(steps, min_size=1, max_size=2), st.lists(steps, min_size=1, max_size=2)))
 def test_a_reused_wait_event_gives_the_same_run_as_a_new_one(programs):
     trace, seen, reused = _run(programs, True)
-    fresh_trace, fresh_seen, fresh_reused = _run(programs, False)
+    fresh_trace, fresh_seen, fresh_reused = _run(programs, False, general=True)
     assert not fresh_reused
     assert (trace, seen) == (fresh_trace, fresh_seen)
 
@@ -119,3 +131,36 @@ def test_a_driver_loop_polls_on_one_event_it_gets_back():
         assert reused == reuse
         # the first of the two polls woke for a's send (the second ends by its timeout)
         assert [s[2] for s in seen if s[0] == "b0"][:3] == [(1, 2), True, False]
+
+
+def test_the_driver_loop_takes_the_short_paths():
+    """A ring's loop (poll one port, clear it) rearms its event in ``poll`` and
+    has its notification delivered by ``evtchn_clear`` -- the short paths the
+    property test above compares with the general ones really are taken."""
+    programs = ([[("sleep", 3), ("send", 0), ("sleep", 1), ("send", 0)]],
+                [[("clear", 2)]])
+    delivered, general = [], []
+    Domain = domain_module.Domain
+    evtchn_clear, deliver_due = Domain.evtchn_clear, Domain.deliver_due
+
+    def clear(dom, port):
+        queued = dom.earliest_queued()
+        general.clear()
+        result = evtchn_clear(dom, port)
+        delivered.append((queued is not None and dom.earliest_queued() is None,
+                          bool(general), result))
+        return result
+
+    def due(dom):
+        general.append(dom)
+        deliver_due(dom)
+    Domain.evtchn_clear, Domain.deliver_due = clear, due
+    try:
+        trace, seen, reused = _run(programs, True)
+    finally:
+        Domain.evtchn_clear, Domain.deliver_due = evtchn_clear, deliver_due
+    assert reused
+    # bind's own pending bit, then each of a's two sends: delivered by the clear
+    # itself, not by deliver_due()
+    assert delivered == [(False, False, True), (True, False, True), (True, False, True)]
+    assert [record for record in trace.splitlines() if '"evtchn.deliver"' in record]
