@@ -274,3 +274,40 @@ def test_a_directory_not_named_domid_handle_is_refused_once():
     front = rig.front()
     rig.run(front.connect())
     assert rig.run(front.transmit(b"ok")) == ECHO + b"ok"
+
+
+@pytest.mark.parametrize("command", [b"x", b"\x80\x01\x00\x00\x00\x0c\x00\x00\x01\x82AB"])
+def test_a_round_trips_records_are_the_ones_emit_makes_none_fields_included(command):
+    """The drivers record their per-command rows as flat rows (no keyword dict); a row
+    drops a None field, so a packet shorter than a header (``cc``/``rc`` None) must
+    still give records that *carry* ``cc: None`` -- what ``emit`` always recorded."""
+    rig = Rig()
+    rig.responder(answer=lambda req: req.command)       # the response is the command again
+
+    def guest():
+        front = rig.front()
+        yield from front.connect()
+        return front, (yield from front.transmit(command, flow="f1"))
+    front, rsp = rig.run(guest())
+    assert rsp == command
+    short = len(command) < 10
+    cc = None if short else 0x182
+    name = None if short else "TPM2_PCR_Extend"
+    fields = {r.kind: r.fields for r in rig.hv.trace.records() if r.kind.startswith("tpm.")}
+    g, n = rig.guest.domid, len(command)
+    assert fields["tpm.front.submit"] == {"flow": "f1", "devid": 0, "backend": rig.vtpm.domid,
+                                          "length": n, "cc": cc, "cc_name": name, "locality": 0}
+    assert fields["tpm.back.ready"] == {"backend": "tpmback", "domid": g, "handle": 0,
+                                        "flow": "f1"}
+    take = dict(fields["tpm.back.take"])
+    assert take.pop("waited") >= 0
+    assert take == {"backend": "tpmback", "domid": g, "handle": 0, "flow": "f1", "length": n,
+                    "cc": cc, "cc_name": name, "locality": 0}
+    respond = dict(fields["tpm.back.respond"])
+    assert respond.pop("service") >= 0
+    assert respond == {"backend": "tpmback", "domid": g, "handle": 0, "flow": "f1",
+                       "length": n, "rc": cc}
+    complete = dict(fields["tpm.front.complete"])
+    assert complete.pop("latency") > 0
+    assert complete == {"flow": "f1", "devid": 0, "length": n, "rc": cc}
+    assert rig.served[0].cc == cc
