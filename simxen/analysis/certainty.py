@@ -52,15 +52,23 @@ assumed.
 
 from __future__ import annotations
 
+import bisect
+from collections import deque
+from itertools import islice
+
 from simxen.analysis import hops
 
-__all__ = ["ESTIMATE_SHARE", "READS", "hop_certainty", "unverified_share", "is_estimate",
+__all__ = ["ESTIMATE_SHARE", "READS", "EXECUTIONS", "hop_certainty", "unverified_share", "is_estimate",
            "label", "Attribution", "ops_share"]
 
 #: Every record kind :class:`Attribution` reads: the engines' and the chip's executions,
 #: the physical TPM's GO, and what :func:`simxen.analysis.hops.requests` reads. A caller
 #: that reads the trace for it gives ``Trace.iter_records(kinds=READS)``.
 READS = frozenset({"tpm.exec", "tis.go"}) | hops.READS
+
+#: What :class:`Attribution` reads besides the requests (:data:`simxen.analysis.hops.READS`):
+#: the engines' and the chip's executions and the physical TPM's GO.
+EXECUTIONS = frozenset({"tpm.exec", "tis.go"})
 
 #: More than this fraction of a latency from ``U`` figures makes it an estimate.
 ESTIMATE_SHARE = 0.2
@@ -157,19 +165,12 @@ class Attribution:
         go = {}           # (dom, t) of a tis.go -> its seq
         # one pass over the records (a trace's are streamed, never all in memory at once):
         # the requests are matched as they go by, unless the caller has them already
-        matching = hops.Matching() if requests is None else None
-        for r in records:
-            if matching is not None:
-                matching.add(r)
-            if r.kind == "tpm.exec":
-                f = r.fields
-                if r.dom is None:
-                    chip.append((r.seq, r.t, f.get("command"), f.get("duration", 0.0)))
-                else:
-                    engine.setdefault((r.dom, f.get("flow")), []).append(
-                        (r.t, f.get("cc"), f.get("duration", 0.0)))
-            elif r.kind == "tis.go":
-                go[(r.dom, r.t)] = r.seq
+        if requests is None:
+            matching = hops.Matching()
+            matching.add_all(_executions(records, engine, chip, go))
+            requests = matching.requests()
+        else:
+            deque(_executions(records, engine, chip, go), maxlen=0)
         chip.sort()                              # emission order: a GO, then its execution
         self._engine, self._chip, self._go = engine, chip, go
         self._chip_seqs = [c[0] for c in chip]
@@ -179,10 +180,11 @@ class Attribution:
         #: ``{hop: {"V": s, "P": s, "U": s}}`` of every completed top-level command together
         self.hop_totals = {name: {"V": 0.0, "P": 0.0, "U": 0.0} for name in hops.HOPS}
         self._by_dom = {}
+        self._submits = {}       # domid -> submit times of _by_dom[domid] (see _starts)
         self._served = {}        # backend domid -> {flow: [U seconds, seconds]} of nested requests
         self._mix = {}           # backend domid -> {"V", "P", "U": seconds} of all its service
         top = []
-        for req in (requests if requests is not None else matching.requests()):
+        for req in requests:
             if req.parent is not None and req.done and req.take is not None:
                 self._serve(req)
             elif req.parent is None and req.done:
@@ -237,7 +239,12 @@ class Attribution:
         command records."""
         if not trace.keeps("tpm.front.complete"):
             return None
-        return cls(trace.iter_records(kinds=READS), profile, **kw)
+        # two reads, each of its own kinds (a spilled trace unpickles only those): the
+        # requests' records into the matching, then the executions
+        matching = hops.Matching()
+        matching.add_all(trace.iter_records(kinds=hops.READS))
+        return cls(trace.iter_records(kinds=EXECUTIONS), profile, requests=matching.requests(),
+                   **kw)
 
     def _split(self, req, hop, cert):
         """``{"V", "P", "U": seconds}`` of one command (see the module doc); each
@@ -308,7 +315,6 @@ class Attribution:
     def _chip_run(self, dom, t0, t1):
         """``(op, drawn seconds)`` of the physical TPM command started by the tis.go at
         ``(dom, t0)``: the first chip execution after it, else the default op."""
-        import bisect
         from simxen.hw.tpm_chip import latency_op
         seq = self._go.get((dom, t0))
         if seq is not None:
@@ -351,14 +357,59 @@ class Attribution:
             if span <= 0:
                 continue
             cu = ctotal = 0.0
+            lo, hi = start - 1e-12, end + 1e-12
             for dom in doms:
-                for t0, t1, parts in self._by_dom.get(dom, ()):
-                    if start - 1e-12 <= t0 and t1 <= end + 1e-12:
-                        cu += parts["U"]
-                        ctotal += parts["V"] + parts["P"] + parts["U"]
+                commands = self._by_dom.get(dom, ())
+                starts = self._starts(dom)
+                if starts is None:              # not in submit order: each one looked at
+                    inside = (c for c in commands if lo <= c[0] and c[1] <= hi)
+                else:                           # from the first submitted at lo on, in order
+                    inside = (c for c in islice(commands, bisect.bisect_left(starts, lo),
+                                                bisect.bisect_right(starts, hi))
+                              if c[1] <= hi)
+                for _, _, parts in inside:
+                    cu += parts["U"]
+                    ctotal += parts["V"] + parts["P"] + parts["U"]
             u += min(span, cu + (max(0.0, span - ctotal) if rest_u else 0.0))
             time += span
         return u / time if time > 0 else None
+
+    def commands_of(self, dom) -> list:
+        """``[(submit, complete, {"V", "P", "U": seconds})]`` of domain ``dom``'s completed
+        top-level commands, in the order they were submitted (emission order)."""
+        return list(self._by_dom.get(dom, ()))
+
+    def _starts(self, dom):
+        """The submit times of domain ``dom``'s commands, when they are in submit order
+        (as one guest's commands are: one at a time) and none completed before it was
+        submitted -- so none submitted after a span's end is inside it -- else ``None``."""
+        starts = self._submits.get(dom, False)
+        if starts is False:
+            commands = self._by_dom.get(dom, ())
+            starts = [c[0] for c in commands]
+            if any(a > b for a, b in zip(starts, starts[1:])) or \
+                    any(c[1] < c[0] for c in commands):
+                starts = None
+            self._submits[dom] = starts
+        return starts
+
+
+def _executions(records, engine, chip, go):
+    """Each of ``records``, passed on; on the way, the executions go into ``engine``
+    (``{(dom, flow): [(t, cc, duration)]}`` of the vTPM engines), ``chip`` (``(seq, t,
+    command, duration)`` of the physical TPM) and ``go`` (``{(dom, t): seq}`` of its GOs)."""
+    for r in records:
+        kind = r.kind
+        if kind == "tpm.exec":
+            f = r.fields
+            if r.dom is None:
+                chip.append((r.seq, r.t, f.get("command"), f.get("duration", 0.0)))
+            else:
+                engine.setdefault((r.dom, f.get("flow")), []).append(
+                    (r.t, f.get("cc"), f.get("duration", 0.0)))
+        elif kind == "tis.go":
+            go[(r.dom, r.t)] = r.seq
+        yield r
 
 
 def _spans(req):

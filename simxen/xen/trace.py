@@ -77,7 +77,7 @@ import json
 import pickle
 import tempfile
 from collections import Counter
-from itertools import islice
+from itertools import groupby, islice
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -92,7 +92,7 @@ PLUMBING = ("page", "evtchn", "gnttab", "xs", "mmio", "ring", "disk", "net")
 #: what a kind's decision is (the values of ``Trace._on``)
 _SKIP, _COUNT, _KEEP = 0, 1, 2
 
-#: rows per pickled block in a spilled run (what one open run holds in memory)
+#: rows per block in a spilled run (what one open run holds in memory)
 _BLOCK = 512
 
 
@@ -147,10 +147,41 @@ def _under(prefix):
     return lambda kind: kind == prefix or kind.startswith(dotted)
 
 
+def _dump_block(file, rows):
+    """Write one block of a run -- ``rows``, sorted -- at ``file``'s position: its rows
+    grouped by kind, each group pickled by itself (in the block's order), after a
+    header ``((kind, bytes), ...)``. A reader that wants a few kinds unpickles only
+    those groups (:func:`_load_block`); the rest of the block is bytes it steps over."""
+    head, parts = [], []
+    for kind, group in groupby(sorted(rows, key=_kind), _kind):    # stable: (t, seq) order kept
+        data = pickle.dumps(list(group), protocol=pickle.HIGHEST_PROTOCOL)
+        head.append((kind, len(data)))
+        parts.append(data)
+    pickle.dump(tuple(head), file, protocol=pickle.HIGHEST_PROTOCOL)
+    file.write(b"".join(parts))
+
+
+def _load_block(file, wanted=None):
+    """The rows of the block at ``file``'s position, sorted (as :func:`_dump_block`
+    was given them); with ``wanted`` (``kind -> bool``), only the rows of the kinds it
+    wants -- the other groups are not unpickled. Leaves ``file`` at the next block."""
+    head = pickle.load(file)
+    data = memoryview(file.read(sum(n for _, n in head)))
+    rows, at, groups = [], 0, 0
+    for kind, n in head:
+        if wanted is None or wanted(kind):
+            rows += pickle.loads(data[at:at + n])
+            groups += 1
+        at += n
+    if groups > 1:
+        rows.sort()         # by (t, seq), as the block was: seq is unique
+    return rows
+
+
 class _Run:
-    """One sorted run of rows in the trace's temporary file: pickled blocks of
-    rows, read from row ``pos`` of the block at ``offset`` on (``blocks``
-    blocks left). ``first`` is the (t, seq) key of its first row left."""
+    """One sorted run of rows in the trace's temporary file: blocks of rows
+    (:func:`_dump_block`), read from row ``pos`` of the block at ``offset`` on
+    (``blocks`` blocks left). ``first`` is the (t, seq) key of its first row left."""
 
     __slots__ = ("first", "offset", "pos", "blocks")
 
@@ -167,20 +198,27 @@ class _Run:
         offset, skip, blocks = self.offset, self.pos, self.blocks
         while blocks:
             file.seek(offset)
-            block = pickle.load(file)
+            block = _load_block(file)
             after = file.tell()
             for pos in range(skip, len(block)):
                 yield block[pos], offset, pos, blocks
             offset, skip, blocks = after, 0, blocks - 1
 
-    def rows(self, file):
+    def rows(self, file, wanted=None):
+        """Its rows left, in order; with ``wanted`` (``kind -> bool``) only those of the
+        kinds it wants (the others are never unpickled)."""
         offset, skip = self.offset, self.pos
         for _ in range(self.blocks):
             file.seek(offset)
-            block = pickle.load(file)
+            if skip:            # (the skipped rows are counted in the whole block)
+                block = _load_block(file)[skip:]
+                if wanted is not None:
+                    block = [row for row in block if wanted(row[2])]
+                skip = 0
+            else:
+                block = _load_block(file, wanted)
             offset = file.tell()
-            yield from (block[skip:] if skip else block)
-            skip = 0
+            yield from block
 
 
 class Trace:
@@ -354,7 +392,7 @@ class Trace:
         offset = f.tell()
         blocks = 0
         for i in range(0, len(rows), _BLOCK):
-            pickle.dump(rows[i:i + _BLOCK], f, protocol=pickle.HIGHEST_PROTOCOL)
+            _dump_block(f, rows[i:i + _BLOCK])
             blocks += 1
         return _Run(_key(rows[0]), offset, blocks)
 
@@ -487,7 +525,7 @@ class Trace:
     def _dump(self, block, end):
         f = self._spill
         f.seek(end)
-        pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
+        _dump_block(f, block)
         return f.tell()
 
     def finish_stream(self):
@@ -535,23 +573,26 @@ class Trace:
         """How many sorted runs have left memory for the temporary file."""
         return len(self._runs) + len(self._done)
 
-    def _merged_rows(self):
+    def _merged_rows(self, wanted=None):
         """Every kept row in (t, seq) order: the runs written to the output file
         (in order, before everything else), then the pending runs and the buffer,
-        merged lazily."""
+        merged lazily. With ``wanted`` (``kind -> bool``) only the rows of the kinds
+        it wants: the others are left out before the merge, most never unpickled."""
         if self._fallback is None:
             f = self._spill
             for run in self._done:
                 f.flush()
-                yield from run.rows(f)
-            yield from self._rest_rows()
+                yield from run.rows(f, wanted)
+            yield from self._rest_rows(wanted=wanted)
         else:       # the written runs may not come first: merge them too
-            yield from self._rest_rows(self._done)
+            yield from self._rest_rows(self._done, wanted)
 
-    def _rest_rows(self, more=()):
+    def _rest_rows(self, more=(), wanted=None):
         """The rows not written to the output file, in order: the pending runs
-        (and ``more`` runs) and the buffer, merged lazily."""
-        memory = sorted(self._rows)     # by (t, seq), as in _spill_rows
+        (and ``more`` runs) and the buffer, merged lazily (``wanted``: as in
+        :meth:`_merged_rows`)."""
+        memory = self._rows if wanted is None else [row for row in self._rows if wanted(row[2])]
+        memory = sorted(memory)         # by (t, seq), as in _spill_rows
         # copies: a run streamed while this reads on moves on, its bytes stay
         runs = [run.copy() for run in self._runs + list(more)]
         if not runs:
@@ -559,7 +600,9 @@ class Trace:
             return
         f = self._spill
         f.flush()
-        sources = [(run.first, run.rows(f)) for run in runs]
+        # a source's key is its first row's, or below it (a run's first row may be a kind
+        # not wanted): a source opens no later than it must, and may turn out empty
+        sources = [(run.first, run.rows(f, wanted)) for run in runs]
         if memory:
             sources.append((_key(memory[0]), iter(memory)))
         sources.sort(key=lambda s: s[0])
@@ -572,8 +615,12 @@ class Trace:
             # open every source whose first row could come before the heap's smallest
             while nxt is not None and (not heap or nxt[0] < heap[0][0]):
                 rows = nxt[1]
-                heapq.heappush(heap, [next(rows), rows])
+                first = next(rows, None)
+                if first is not None:
+                    heapq.heappush(heap, [first, rows])
                 nxt = next(pending, None)
+            if not heap:
+                continue
             top, rows = heap[0]
             yield top
             # the runs overlap only where rows came out of time order: the smallest source
@@ -595,17 +642,16 @@ class Trace:
         """Kept records, sorted by time then ``seq``, one at a time (``prefix``:
         only kinds equal to or under it, or under one of a tuple of prefixes;
         ``kinds``: only these exact kinds, a set -- what an analysis that reads a
-        few kinds asks for, so no record is built for the others).
+        few kinds asks for). The kinds not asked for are left out before the
+        records are merged, and most of them are never unpickled.
         Memory stays bounded."""
         if kinds is not None:
             if prefix is not None:
                 raise ValueError("iter_records takes prefix or kinds, not both")
-            wanted = kinds.__contains__
+            wanted = frozenset(kinds).__contains__
         else:
             wanted = None if prefix is None else _under(prefix)
-        for row in self._merged_rows():
-            if wanted is None or wanted(row[2]):
-                yield _record(row)
+        return map(_record, self._merged_rows(wanted))
 
     def records(self):
         """All kept records, sorted by time, then emission order."""

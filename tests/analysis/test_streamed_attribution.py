@@ -146,3 +146,73 @@ def test_a_trace_reads_several_families_in_one_pass():
         trace.emit(kind, float(t), 0)
     assert [r.kind for r in trace.iter_records(("tpm", "tis"))] == ["tpm.exec", "tis.go", "tis"]
     assert [r.kind for r in trace.iter_records("tis")] == ["tis.go", "tis"]
+
+
+def _windows_one_by_one(attr, spans):
+    """:meth:`Attribution.windows` as it was written first: every command of every
+    domain of a span looked at (the reference its bisect must equal, float for float)."""
+    u = time = 0.0
+    rest_u = not PROFILE.has("net.link") or PROFILE.op("net.link").certainty == "U"
+    for start, end, doms in spans:
+        span = end - start
+        if span <= 0:
+            continue
+        cu = ctotal = 0.0
+        for dom in doms:
+            for t0, t1, parts in attr.commands_of(dom):
+                if start - 1e-12 <= t0 and t1 <= end + 1e-12:
+                    cu += parts["U"]
+                    ctotal += parts["V"] + parts["P"] + parts["U"]
+        u += min(span, cu + (max(0.0, span - ctotal) if rest_u else 0.0))
+        time += span
+    return u / time if time > 0 else None
+
+
+@settings(max_examples=60, deadline=None)
+@given(fleets(), st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.integers(0, 3)),
+                          min_size=1, max_size=8))
+def test_windows_bisect_is_the_scan_of_every_command(records, cuts):
+    attr = certainty.Attribution(_by_time(records), PROFILE)
+    end = max(r.t for r in records) + 1e-3
+    guests = sorted({r.dom for r in records if r.kind == "tpm.front.submit" and r.dom >= 20})
+    spans = [(a * end, b * end, set(guests[g:g + 2])) for a, b, g in cuts]
+    # and spans exactly around each command (its edges inside the 1e-12 slack)
+    spans += [(t0, t1, {dom}) for dom in guests for t0, t1, _ in attr.commands_of(dom)]
+    assert attr.windows(spans) == _windows_one_by_one(attr, spans)
+    for span in spans:
+        assert attr.window(*span) == _windows_one_by_one(attr, [span])
+
+
+def test_windows_of_commands_not_in_submit_order_look_at_each():
+    """Two commands of one guest, the second (in emission order) submitted earlier -- its
+    latency counts from before the first's -- are both found in a window around them."""
+    t = Trace()
+    for flow, submit, end, latency in (("a", 1.0, 2.0, 1.0), ("b", 1.1, 1.5, 1.0)):
+        t.emit("tpm.front.submit", submit, 20, flow=flow, cc=0x17E)
+        t.emit("tpm.back.take", submit + 0.1, 10, flow=flow, domid=20)
+        t.emit("tpm.back.respond", end - 0.1, 10, flow=flow, domid=20)
+        t.emit("tpm.front.complete", end, 20, flow=flow, rc=0, latency=latency)
+    attr = certainty.Attribution.of_trace(t, PROFILE)
+    assert [c[0] for c in attr.commands_of(20)] == [1.0, 0.5]
+    spans = [(0.5, 2.0, {20}), (0.4, 1.6, {20}), (0.9, 2.0, {20}), (0.0, 0.7, {20})]
+    assert attr.windows(spans) == _windows_one_by_one(attr, spans)
+    assert attr.window(0.4, 1.6, {20}) != attr.window(0.9, 1.6, {20})
+
+
+@settings(max_examples=40, deadline=None)
+@given(fleets(), st.integers(2, 9))
+def test_of_a_spilled_trace_gives_the_figures_of_its_records(records, buffer):
+    """``Attribution.of_trace`` reads the requests' kinds and the executions in two reads
+    of a spilled trace: the same figures as one pass over the records in memory."""
+    trace = Trace(buffer_rows=buffer)
+    for r in records:                           # (records are in emission order)
+        trace.emit(r.kind, r.t, r.dom, **r.fields)
+        trace.emit("vtpm.save", r.t, r.dom, flow="x")     # a kind the pass does not read
+    expected = certainty.Attribution(records, PROFILE)
+    got = certainty.Attribution.of_trace(trace, PROFILE)
+    assert got.commands == expected.commands
+    assert got.hop_totals == expected.hop_totals
+    guests = {r.dom for r in records if r.kind == "tpm.front.submit" and r.dom >= 20}
+    end = max(r.t for r in records) + 1
+    spans = [(0.0, end, {g}) for g in guests] + [(0.0, end / 2, guests)]
+    assert got.windows(spans) == expected.windows(spans)
