@@ -165,7 +165,8 @@ class Attribution:
         go = {}           # (dom, t) of a tis.go -> its seq
         # one pass over the records (a trace's are streamed, never all in memory at once):
         # the requests are matched as they go by, unless the caller has them already
-        if requests is None:
+        owned = requests is None
+        if owned:
             matching = hops.Matching()
             matching.add_all(_executions(records, engine, chip, go))
             requests = matching.requests()
@@ -183,12 +184,18 @@ class Attribution:
         self._submits = {}       # domid -> submit times of _by_dom[domid] (see _starts)
         self._served = {}        # backend domid -> {flow: [U seconds, seconds]} of nested requests
         self._mix = {}           # backend domid -> {"V", "P", "U": seconds} of all its service
+        from simxen.hw.tpm_chip import latency_op
+        self._latency_op = latency_op
+        self._grid = self._grid_certainty()
+        self._engine_cert = {}   # cc -> certainty of the op that times it in a vTPM engine
         top = []
         for req in requests:
-            if req.parent is not None and req.done and req.take is not None:
-                self._serve(req)
-            elif req.parent is None and req.done:
+            if not req.done:
+                continue
+            if req.parent is None:
                 top.append(req)
+            else:                               # (a request that is done was taken)
+                self._serve(req)
         self._crossing = sum(profile.op(op).mean() for op in ("evtchn.notify", "evtchn.upcall")
                              if profile.has(op))
         for req in top:
@@ -199,6 +206,8 @@ class Attribution:
             self.commands[(req.flow, req.front_dom)] = parts
             # by domain too, with times: a flow name may come again after a host reboot
             self._by_dom.setdefault(req.front_dom, []).append((req.submit, req.complete, parts))
+        if owned:
+            hops.release(requests)      # no one else has them: freed as this returns
 
     def _serve(self, req):
         """Charge a nested request's service (take to respond in its backend, the vTPM
@@ -243,8 +252,10 @@ class Attribution:
         # requests' records into the matching, then the executions
         matching = hops.Matching()
         matching.add_all(trace.iter_records(kinds=hops.READS))
-        return cls(trace.iter_records(kinds=EXECUTIONS), profile, requests=matching.requests(),
-                   **kw)
+        requests = matching.requests()
+        attribution = cls(trace.iter_records(kinds=EXECUTIONS), profile, requests=requests, **kw)
+        hops.release(requests)          # no one else has them: freed as this returns
+        return attribution
 
     def _split(self, req, hop, cert):
         """``{"V", "P", "U": seconds}`` of one command (see the module doc); each
@@ -276,8 +287,12 @@ class Attribution:
                 if req.take <= t <= req.respond]
         if runs:
             engine = 0.0
+            known = self._engine_cert
             for cc, d in runs:
-                add("vtpm", _cert(self.profile, self._vtpm_op(self.profile, cc)), d)
+                c = known.get(cc)
+                if c is None:
+                    c = known[cc] = _cert(self.profile, self._vtpm_op(self.profile, cc))
+                add("vtpm", c, d)
                 engine += d
         else:                                   # no execution kept: the op's mean
             op = self._vtpm_op(self.profile, req.cc)
@@ -304,8 +319,7 @@ class Attribution:
             out[name] = parts["U"] / total if total > 0 else None
         return out
 
-    @property
-    def _grid(self):
+    def _grid_certainty(self):
         """Certainty of the time between the chip finishing and the manager's TIS driver
         seeing it: mini-os tpm_tis polls STS every 5 ms (read in its source)."""
         if self.profile.switch("tis.wait", "poll") == "poll":
@@ -315,7 +329,6 @@ class Attribution:
     def _chip_run(self, dom, t0, t1):
         """``(op, drawn seconds)`` of the physical TPM command started by the tis.go at
         ``(dom, t0)``: the first chip execution after it, else the default op."""
-        from simxen.hw.tpm_chip import latency_op
         seq = self._go.get((dom, t0))
         if seq is not None:
             i = bisect.bisect_right(self._chip_seqs, seq)
@@ -324,7 +337,7 @@ class Attribution:
                 if t0 <= t <= t1 and command is not None:
                     if isinstance(command, str):
                         command = bytes.fromhex(command)
-                    return latency_op(self.profile, command), drawn
+                    return self._latency_op(self.profile, command), drawn
         return "tpm.ptpm.default", t1 - t0
 
     def share(self, keys) -> float | None:

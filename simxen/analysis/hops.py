@@ -78,7 +78,7 @@ from simxen.tpm.constants import COMMAND_NAMES, command_name, rc_name
 from simxen.xen.trace import Record
 
 __all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "READS", "MANAGER_ORDINALS", "MANAGER_RCS", "Request", "CommandHops", "load", "requests",
-           "Matching", "command_hops", "hop_times", "aggregate", "format_line", "format_table", "percentiles"]
+           "Matching", "release", "command_hops", "hop_times", "aggregate", "format_line", "format_table", "percentiles"]
 
 #: Hop names, in the order a command crosses them.
 HOPS = ("front_to_back", "vtpm", "manager", "ptpm", "back_to_front")
@@ -310,6 +310,17 @@ class Matching:
         _nest(reqs, [span[1:] for span in spans])
         self._out, self._spans = [], []
         return reqs
+
+
+def release(reqs) -> None:
+    """Unlink the requests ``reqs`` (of :func:`requests`, all of them) from their parents,
+    once nothing reads them any more. A nested request and its parent point at each other
+    (:attr:`Request.parent`, :attr:`Request.children`), so without this a dropped list of
+    them is garbage only the cyclic collector finds -- by walking every request: at the end
+    of a 1,000-guest fleet's pass, one young collection of 0.4 s. Unlinked, they are freed
+    as soon as the list is."""
+    for req in reqs:
+        req.parent = None
 
 
 def _nest(reqs, spans):

@@ -216,3 +216,44 @@ def test_of_a_spilled_trace_gives_the_figures_of_its_records(records, buffer):
     end = max(r.t for r in records) + 1
     spans = [(0.0, end, {g}) for g in guests] + [(0.0, end / 2, guests)]
     assert got.windows(spans) == expected.windows(spans)
+
+
+def test_released_requests_are_freed_without_the_cyclic_collector():
+    """A nested request and its parent point at each other; hops.release unlinks them, so
+    the list is freed by reference counts when dropped (the end-of-run passes rely on it:
+    a young collection walking every request cost 0.4 s at 1,000 guests)."""
+    import gc
+    records = _causal_example()
+    gc.collect()
+    gc.disable()
+    try:
+        reqs = hops.requests(records)
+        assert any(q.parent is not None for q in reqs)
+        del reqs
+        assert gc.collect() > 0                 # (the test can fail: cycles are there)
+        reqs = hops.requests(records)
+        top = [q for q in reqs if q.parent is None and q.done]
+        times = [hops.hop_times(q) for q in top]
+        hops.release(reqs)
+        assert [hops.hop_times(q) for q in top] == times
+        assert all(q.parent is None for q in reqs)
+        del reqs, top
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+def _causal_example():
+    """One guest command served by a vTPM that asks the manager, which drives the chip."""
+    trace = _Causal([0.0])
+    s = trace.add(1.0, "tpm.front.submit", 20, flow="g", cc=0x17E)
+    take = trace.add(1.1, "tpm.back.take", 10, after=s, flow="g", domid=20)
+    s2 = trace.add(1.2, "tpm.front.submit", 10, flow="m", cc=0x0C)
+    tk = trace.add(1.3, "tpm.back.take", MANAGER, after=s2, flow="m", domid=10)
+    trace.add(1.35, "tis.go", MANAGER)
+    trace.add(1.4, "tis.complete", MANAGER)
+    r2 = trace.add(1.5, "tpm.back.respond", MANAGER, after=tk, flow="m", domid=10)
+    trace.add(1.6, "tpm.front.complete", 10, after=r2, flow="m", rc=0, latency=0.4)
+    r = trace.add(1.7, "tpm.back.respond", 10, after=take, flow="g", domid=20)
+    trace.add(1.8, "tpm.front.complete", 20, after=r, flow="g", rc=0, latency=0.8)
+    return trace.records()

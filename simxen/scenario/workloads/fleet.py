@@ -193,6 +193,7 @@ def _unverified(hv, host, windows):
         if attr is None:
             return {}
         shares = {name: attr.windows(spans) for name, spans in windows.items()}
+        del attr            # freed now, not walked by the first collection after the pass
     return {name: v for name, v in shares.items() if v is not None}
 
 

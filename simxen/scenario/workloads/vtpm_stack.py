@@ -423,6 +423,8 @@ def run(sim, params):
         queue_mean, queue_max, waits = _manager_queue(reqs, host.vtpmmgr.domid, start, end)
         unverified, unverified_by_hop = _unverified(hv, host, records, reqs, by_name)
         del records                     # freed now: the collection after the pass skips them
+        hops.release(reqs)              # and so are the requests (see hops.release)
+        del reqs
     result = {
         "host": host,
         "guests": [g.name for g in guests],
