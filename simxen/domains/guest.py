@@ -45,6 +45,8 @@ __all__ = ["Guest", "TpmClient", "AK_TEMPLATE", "TPM_BUFSIZE"]
 
 #: Largest command Linux's TPM character device accepts (``TPM_BUFSIZE``).
 TPM_BUFSIZE = 4096
+#: hashlib's name of each bank :meth:`TpmClient.pcr_extend` can extend
+_HASH_NAMES = {TPM_ALG.SHA1: "sha1", TPM_ALG.SHA256: "sha256", TPM_ALG.SHA384: "sha384"}
 
 _A = TPMA_OBJECT
 _NV_OWNER_RW = TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.NO_DA
@@ -105,8 +107,7 @@ class TpmClient:
 
         ``flow`` (here and in the other helpers) labels the command's trace
         records; one is made up when omitted."""
-        digest = hashlib.new({TPM_ALG.SHA1: "sha1", TPM_ALG.SHA256: "sha256",
-                              TPM_ALG.SHA384: "sha384"}[alg], data).digest()
+        digest = hashlib.new(_HASH_NAMES[alg], data).digest()
         rsp = yield from self.transmit(client.pcr_extend_command(pcr, {alg: digest}), flow=flow)
         client.check(rsp)
         return digest

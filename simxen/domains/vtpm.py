@@ -272,11 +272,11 @@ class Vtpm(Kernel):
         if not n:
             return b""
         tag = header.tag(cmd)
-        if tag in (mgr.VTPM_TAG_REQ, mgr.VTPM_TAG_REQ2) and self.front is None:
-            return mgr.error_response(tag, mgr.TPM_FAIL)
-        if tag == mgr.VTPM_TAG_REQ2:
-            return (yield from self.front.transmit(cmd, flow=request.flow))
-        if tag == mgr.VTPM_TAG_REQ:
+        if tag == mgr.VTPM_TAG_REQ or tag == mgr.VTPM_TAG_REQ2:     # for the manager
+            if self.front is None:
+                return mgr.error_response(tag, mgr.TPM_FAIL)
+            if tag == mgr.VTPM_TAG_REQ2:
+                return (yield from self.front.transmit(cmd, flow=request.flow))
             forwarded = header.with_tag(cmd, mgr.TPM_TAG_RQU_COMMAND)
             return (yield from self.front.transmit(forwarded, flow=request.flow))
         if self.engine is None:

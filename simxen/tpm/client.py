@@ -104,8 +104,19 @@ def response_code(raw):
 
 
 def check(raw):
-    """Raise :class:`ResponseError` unless the response is a success."""
-    parse_response(raw)
+    """Raise :class:`ResponseError` unless the response is a success.
+
+    What :func:`parse_response` raises, without building the :class:`Response`
+    (and its parameter reader) that a check throws away: a response shorter than
+    a header is ``0x101``, a failure its code; a successful one with sessions
+    but no ``parameterSize`` goes through the parse (``struct.error``)."""
+    if len(raw) < 10:
+        raise ResponseError(0x101)
+    tag, _, rc = header.HEADER.unpack_from(raw)
+    if rc:
+        raise ResponseError(rc)
+    if tag == TPM_ST.SESSIONS and len(raw) < 14:
+        parse_response(raw)
 
 
 def selection_of(pcrs):

@@ -1,8 +1,9 @@
 """simxen.tpm.header: the one reader and writer of the 10-byte TPM header."""
 
 import doctest
+import struct
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from simxen.tpm import client, header
 from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_ST
@@ -33,3 +34,25 @@ def test_the_client_and_the_engine_build_the_same_header():
     assert header.unpack(command) == (TPM_ST.NO_SESSIONS, len(command), TPM_CC.PCR_Read)
     assert client.response_code(header.pack(TPM_ST.NO_SESSIONS, TPM_RC.INITIALIZE)) \
         == TPM_RC.INITIALIZE
+
+
+def _outcome(call, raw):
+    try:
+        call(raw)
+    except client.ResponseError as err:
+        return ("rc", err.rc)
+    except Exception as err:            # noqa: BLE001 -- the type is what is compared
+        return (type(err),)
+    return ("ok",)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=20),
+                 st.tuples(st.sampled_from([0x8001, 0x8002, 0xC4]), st.integers(0, 40),
+                           st.sampled_from([0, 0x101, 0x921]), st.binary(max_size=12))
+                 .map(lambda t: struct.pack(">HII", t[0], t[1], t[2]) + t[3])))
+def test_check_raises_what_parsing_the_response_raises(raw):
+    """client.check reads the header instead of parsing the whole response: the same
+    outcome as parse_response -- success, the ResponseError and its rc, or the error
+    of a sessions response without its parameterSize."""
+    assert _outcome(client.check, raw) == _outcome(client.parse_response, raw)

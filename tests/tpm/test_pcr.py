@@ -3,9 +3,15 @@ Client locality rules."""
 
 import hashlib
 
-from simxen.tpm import client
-from simxen.tpm.constants import TPM_ALG, TPM_RC
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simxen.tpm import client, header
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_ST
 from simxen.tpm.client import response_code
+from simxen.tpm.marshal import tpm2b, u16, u32
+
+from tpm_helpers import make_engine
 
 
 def read(tpm, alg, pcrs):
@@ -98,3 +104,31 @@ def test_extend_with_unknown_hash_is_rc_hash(tpm):
 def test_extend_without_auth_is_auth_missing(tpm):
     cmd = client.build_command(0x182, (0,), bytes.fromhex("00000001000b") + bytes(32))
     assert response_code(tpm.execute(cmd)) == TPM_RC.AUTH_MISSING
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([TPM_ALG.SHA1, TPM_ALG.SHA256, TPM_ALG.SHA384,
+                                           TPM_ALG.SHA512]),
+                          st.binary(max_size=4)), max_size=4))
+def test_pcr_read_answers_the_selected_pcrs_in_order_at_most_eight(selection):
+    """PCR_Read walks the set bits of each bitmap, PCRs past the bank's 24 ignored:
+    checked against a walk over every PCR number of every bitmap."""
+    tpm = make_engine()
+    for pcr in (0, 7, 16, 23):
+        client.check(tpm.execute(client.pcr_extend_command(
+            pcr, {TPM_ALG.SHA256: bytes([pcr]) * 32, TPM_ALG.SHA1: bytes([pcr]) * 20})))
+    body = u32(len(selection)) + b"".join(u16(alg) + bytes([len(sel)]) + sel
+                                          for alg, sel in selection)
+    rsp = tpm.execute(header.pack(TPM_ST.NO_SESSIONS, TPM_CC.PCR_Read, body))
+    digests, out_sel = [], []
+    for alg, sel in selection:
+        values, got = tpm.pcrs.banks.get(alg), bytearray(len(sel))
+        for i in range(min(len(sel) * 8, len(values) if values is not None else 0)):
+            if sel[i >> 3] >> (i & 7) & 1 and len(digests) < 8:
+                digests.append(values[i])
+                got[i >> 3] |= 1 << (i & 7)
+        out_sel.append((alg, bytes(got)))
+    expected = (u32(tpm.pcrs.update_counter) + u32(len(out_sel))
+                + b"".join(u16(alg) + bytes([len(got)]) + got for alg, got in out_sel)
+                + u32(len(digests)) + b"".join(tpm2b(d) for d in digests))
+    assert rsp == header.pack(TPM_ST.NO_SESSIONS, 0, expected)

@@ -79,8 +79,12 @@ def pcr_read(tpm, cmd):
         got = bytearray(len(select))
         values = banks.get(alg)
         if values is not None:
-            for i in range(min(len(select) * 8, len(values))):
-                if select[i >> 3] >> (i & 7) & 1 and len(digests) < MAX_PCR_READ_DIGESTS:
+            # the selected PCRs below len(values), ascending: only the bits that are set
+            # (pcr_indices skips zero bytes) are looked at, not every PCR of the bank
+            for i in pcr_indices(select):
+                if i >= len(values):
+                    break
+                if len(digests) < MAX_PCR_READ_DIGESTS:
                     digests.append(values[i])
                     got[i >> 3] |= 1 << (i & 7)
         out_sel.append((alg, bytes(got)))
