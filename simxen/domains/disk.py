@@ -31,8 +31,6 @@ SECTOR_SIZE = 512
 #: what an image stores at a time: a 4 KiB block (a file system's page), so a large
 #: write is a few slice copies
 BLOCK_SIZE = 4096
-#: The fields of a ``disk.write`` record, in emit's order (the vTPM writes one per save)
-_WRITE_FIELDS = ("image", "offset", "length", "flow")
 
 
 class DiskImage:
@@ -153,12 +151,8 @@ class BlockDevice:
         self.requests += 1
         self.bytes_written += len(data)
         self.image.write(offset, data)
-        values = (self.image.path, offset, len(data), flow)
-        if None not in values:      # a flat row: emit's record without its keyword dict
-            self.hv.trace.add_row(self.dom.now, "disk.write", self.dom.domid, _WRITE_FIELDS, values)
-        else:                       # (a row drops a None field; emit keeps it)
-            self.hv.trace.emit("disk.write", self.dom.now, self.dom.domid,
-                               **dict(zip(_WRITE_FIELDS, values)))
+        self.hv.trace.emit("disk.write", self.dom.now, self.dom.domid, image=self.image.path,
+                           offset=offset, length=len(data), flow=flow)
 
     def flush(self, *, flow=None) -> None:
         """BLKIF_OP_FLUSH_DISKCACHE: what the manager does after a sync."""

@@ -111,13 +111,6 @@ SAVE_ON = ("success", "changed")
 DEFAULT_SAVE_ON = "success"
 RESTORE_FAILURE = ("fresh", "halt")
 
-#: The fields of the records every command (and save) makes, in emit's order. They
-#: are recorded as flat rows (``Trace.add_row`` with these names): the record
-#: ``emit`` would make, without the keyword dict it builds per call. A row drops a
-#: field whose value is None and emit keeps it, so a record with a None value
-#: (``cc`` of a packet shorter than a header) still goes through emit.
-_EXEC_FIELDS = ("flow", "cc", "cc_name", "rc", "duration", "changed", "tpm", "command", "response")
-_SAVE_FIELDS = ("flow", "slot", "bytes", "duration", "rc")
 
 #: Commands whose cost is a public-key operation (profile op ``tpm.vtpm.rsa``)
 #: unless the profile names the command itself (``tpm.vtpm.<Name>``).
@@ -320,11 +313,8 @@ class Vtpm(Kernel):
         rc = client.response_code(rsp)
         changed = engine.last_command_changed_nv
         self.commands += 1
-        values = (flow, cc, name, rc, cost, changed, "vtpm", cmd, rsp)
-        if None not in values:
-            hv.trace.add_row(dom.now, "tpm.exec", dom.domid, _EXEC_FIELDS, values)
-        else:
-            hv.trace.emit("tpm.exec", dom.now, dom.domid, **dict(zip(_EXEC_FIELDS, values)))
+        hv.trace.emit("tpm.exec", dom.now, dom.domid, flow=flow, cc=cc, cc_name=name, rc=rc,
+                      duration=cost, changed=changed, tpm="vtpm", command=cmd, response=rsp)
         # (the cheap tests first: a command that saves nothing decides here)
         if (rc == 0 and (changed or self.save_on == "success") and self.strong_persistence
                 and self.front is not None and self.disk() is not None and not self.save_blocked):
@@ -354,10 +344,6 @@ class Vtpm(Kernel):
             self.saves += 1
         else:
             self.save_failures += 1
-        now = dom.now
-        values = (flow, slot, len(sealed), now - start, rc)
-        if None not in values:
-            hv.trace.add_row(now, "vtpm.save", dom.domid, _SAVE_FIELDS, values)
-        else:
-            hv.trace.emit("vtpm.save", now, dom.domid, **dict(zip(_SAVE_FIELDS, values)))
+        hv.trace.emit("vtpm.save", dom.now, dom.domid, flow=flow, slot=slot, bytes=len(sealed),
+                      duration=dom.now - start, rc=rc)
         return rc

@@ -109,11 +109,6 @@ _PASSTHROUGH_TAGS = (mgr.TPM_TAG_RQU_COMMAND, mgr.TPM_TAG_RQU_AUTH1_COMMAND,
                      mgr.TPM_TAG_RQU_AUTH2_COMMAND)
 #: Largest GetRandom answer that fits one tpmif page (4088 - 14-byte header).
 _GET_RANDOM_MAX = 4088 - 14
-#: The fields of the record of every request served, in emit's order: recorded as a
-#: flat row (``Trace.add_row`` with these names), the record ``emit`` would make
-#: without the keyword dict it builds per call. A row drops a field whose value is
-#: None and emit keeps it, so a record with a None value still goes through emit.
-_REQUEST_FIELDS = ("flow", "domid", "ordinal", "ordinal_name", "rc", "duration")
 
 
 def open_tis(hv, dom, locality, irq=None):
@@ -195,14 +190,10 @@ class VtpmMgr(Kernel):
             response = yield from self.handle(request)
             self.served += 1
             ordinal = request.cc                # header.code(request.command), read at take
-            now = dom.now
-            values = (request.flow, request.domid, ordinal, cc_name(ordinal),
-                      mgr.response_code(response), now - start)
-            if None not in values:
-                hv.trace.add_row(now, "vtpmmgr.request", dom.domid, _REQUEST_FIELDS, values)
-            else:
-                hv.trace.emit("vtpmmgr.request", now, dom.domid,
-                              **dict(zip(_REQUEST_FIELDS, values)))
+            hv.trace.emit("vtpmmgr.request", dom.now, dom.domid, flow=request.flow,
+                          domid=request.domid, ordinal=ordinal,
+                          ordinal_name=cc_name(ordinal), rc=mgr.response_code(response),
+                          duration=dom.now - start)
             self.back.respond(request, response)
 
     def _new_storage(self, pcrs):

@@ -102,15 +102,6 @@ _ONE_PAGE = tpmif.payload_capacity(0)
 _FRONTEND_MOVES = frozenset(
     move for move, writer in tpmif.TPMIF_TRANSITIONS.items()
     if writer == tpmif.FRONTEND and move[1] in tpmif.TPMIF_WRITERS[tpmif.FRONTEND])
-#: The fields of the records every command makes here, in emit's order. They are
-#: recorded as flat rows (``Trace.add_row`` with these names): the record ``emit``
-#: would make, without the keyword dict it builds per call. A row drops a field
-#: whose value is None and emit keeps it, so a record with a None value (no flow
-#: tag, a packet shorter than a header) still goes through emit.
-_READY_FIELDS = ("backend", "domid", "handle", "flow")
-_TAKE_FIELDS = ("backend", "domid", "handle", "flow", "length", "cc", "cc_name", "locality",
-                "waited")
-_RESPOND_FIELDS = ("backend", "domid", "handle", "flow", "length", "rc", "service")
 
 
 @dataclass(frozen=True)
@@ -532,12 +523,8 @@ class TpmBack:
         now = iface.arrived = dom.now
         self._seq += 1
         iface.seq = self._seq
-        info = iface.info
-        values = (self.name, info.domid, info.handle, iface.tag.flow)
-        if None not in values:
-            self.hv.trace.add_row(now, "tpm.back.ready", dom.domid, _READY_FIELDS, values)
-        else:
-            self.hv.trace.emit("tpm.back.ready", now, dom.domid, **dict(zip(_READY_FIELDS, values)))
+        self.hv.trace.emit("tpm.back.ready", now, dom.domid, backend=self.name,
+                           domid=iface.info.domid, handle=iface.info.handle, flow=iface.tag.flow)
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.triggered:
             wakeup.succeed()
@@ -722,12 +709,10 @@ class TpmBack:
                              iface.arrived, now, iface, extra, nr_extra, cc=header.code(command))
         iface.busy = request
         self.requests += 1
-        values = (self.name, info.domid, info.handle, flow, length, request.cc, cc_name(request.cc),
-                  locality, now - iface.arrived)
-        if None not in values:
-            hv.trace.add_row(now, "tpm.back.take", dom.domid, _TAKE_FIELDS, values)
-        else:
-            hv.trace.emit("tpm.back.take", now, dom.domid, **dict(zip(_TAKE_FIELDS, values)))
+        cc = request.cc
+        hv.trace.emit("tpm.back.take", now, dom.domid, backend=self.name, domid=info.domid,
+                      handle=info.handle, flow=flow, length=length, cc=cc, cc_name=cc_name(cc),
+                      locality=locality, waited=now - iface.arrived)
         return request
 
     def _take_ring(self, iface):
@@ -887,13 +872,10 @@ class TpmBack:
         if not rejected:
             self.responses += 1
             now = dom.cursor                    # == dom.now: the send just charged the cursor
-            values = (self.name, request.domid, request.handle, flow, n, header.code(response),
-                      now - request.taken)
-            if None not in values:
-                hv.trace.add_row(now, "tpm.back.respond", dom.domid, _RESPOND_FIELDS, values)
-            else:
-                hv.trace.emit("tpm.back.respond", now, dom.domid,
-                              **dict(zip(_RESPOND_FIELDS, values)))
+            hv.trace.emit("tpm.back.respond", now, dom.domid, backend=self.name,
+                          domid=request.domid, handle=request.handle, flow=flow,
+                          length=n, rc=header.code(response),
+                          service=now - request.taken)
 
     def _write_ring_response(self, request, response):
         """The response in the request's slot, published with push-and-check-notify."""

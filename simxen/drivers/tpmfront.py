@@ -90,13 +90,6 @@ _FLAVOURS = ("linux", "minios")
 _DONE = (tpmif.TPMIF_STATE_IDLE, tpmif.TPMIF_STATE_FINISH)
 _OFF_STATE = tpmif.TPMIF_OFF_STATE
 _IDLE = tpmif.TPMIF_STATE_IDLE
-#: The fields of the two records every round trip makes, in emit's order. They
-#: are recorded as a flat row (``Trace.add_row`` with these names), the record
-#: ``emit`` would make without the keyword dict it builds per call. A row drops a
-#: field whose value is None and emit keeps it, so a record with a None value
-#: (``cc``/``rc`` of a packet shorter than a header) still goes through emit.
-_SUBMIT_FIELDS = ("flow", "devid", "backend", "length", "cc", "cc_name", "locality")
-_COMPLETE_FIELDS = ("flow", "devid", "length", "rc", "latency")
 
 
 class DriverError(Exception):
@@ -376,11 +369,9 @@ class TpmFront:
                        what="tpmif.header", flow=flow)
         now = tag.submitted_at = dom.cursor     # == dom.now: the store just charged the cursor
         cc = header.code(command)
-        values = (flow, self.devid, self.backend_id, n, cc, cc_name(cc), locality)
-        if None not in values:
-            hv.trace.add_row(now, "tpm.front.submit", dom.domid, _SUBMIT_FIELDS, values)
-        else:
-            hv.trace.emit("tpm.front.submit", now, dom.domid, **dict(zip(_SUBMIT_FIELDS, values)))
+        hv.trace.emit("tpm.front.submit", now, dom.domid, flow=flow, devid=self.devid,
+                      backend=self.backend_id, length=n, cc=cc, cc_name=cc_name(cc),
+                      locality=locality)
         dom.evtchn_clear(port)
         hv.evtchn.send(dom, port)
         self.bytes_sent += n
@@ -407,13 +398,9 @@ class TpmFront:
         self.commands += 1
         self.bytes_received += n
         now = dom.cursor                        # == dom.now: the reads just charged the cursor
-        rc = header.code(response)
-        values = (flow, self.devid, n, rc, now - start)
-        if None not in values:
-            hv.trace.add_row(now, "tpm.front.complete", dom.domid, _COMPLETE_FIELDS, values)
-        else:
-            hv.trace.emit("tpm.front.complete", now, dom.domid,
-                          **dict(zip(_COMPLETE_FIELDS, values)))
+        hv.trace.emit("tpm.front.complete", now, dom.domid, flow=flow, devid=self.devid,
+                      length=n, rc=header.code(response),
+                      latency=now - start)
         return response
 
     def _state(self):

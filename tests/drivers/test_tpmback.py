@@ -277,10 +277,10 @@ def test_a_directory_not_named_domid_handle_is_refused_once():
 
 
 @pytest.mark.parametrize("command", [b"x", b"\x80\x01\x00\x00\x00\x0c\x00\x00\x01\x82AB"])
-def test_a_round_trips_records_are_the_ones_emit_makes_none_fields_included(command):
-    """The drivers record their per-command rows as flat rows (no keyword dict); a row
-    drops a None field, so a packet shorter than a header (``cc``/``rc`` None) must
-    still give records that *carry* ``cc: None`` -- what ``emit`` always recorded."""
+def test_a_round_trips_records_carry_every_field_none_included(command):
+    """The five records of a round trip, field by field: a packet shorter than a header
+    has no code, and its records still *carry* ``cc``/``rc`` as None (a trace row made
+    with ``Trace.row`` would drop them); the request's ``cc`` is read once, at take."""
     rig = Rig()
     rig.responder(answer=lambda req: req.command)       # the response is the command again
 
