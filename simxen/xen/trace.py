@@ -131,12 +131,20 @@ def _jsonable(value):
 
 def _record(row):
     """The :class:`Record` of a row: ``(t, seq, kind, dom, fields)`` from :meth:`Trace.emit`
-    (``fields`` a dict), or ``(t, seq, kind, dom, names, *values)`` from :meth:`Trace.add_row`."""
+    (``fields`` a dict), or ``(t, seq, kind, dom, names, *values)`` from :meth:`Trace.add_row`
+    (a ``None`` value: the field is absent). Every record a reader asks for is built here,
+    so it builds the tuple directly (no call of the named tuple's ``__new__``)."""
     names = row[4]
     if names.__class__ is dict:         # emit()'s row: the fields themselves
-        return Record(row[1], row[0], row[2], row[3], names)
-    return Record(row[1], row[0], row[2], row[3],
-                  {name: value for name, value in zip(names, row[5:]) if value is not None})
+        return _tuple_new(Record, (row[1], row[0], row[2], row[3], names))
+    values = row[5:]
+    fields = ({name: value for name, value in zip(names, values) if value is not None}
+              if None in values else dict(zip(names, values)))
+    return _tuple_new(Record, (row[1], row[0], row[2], row[3], fields))
+
+
+#: ``tuple.__new__``: a :class:`Record` from its five items in one C call
+_tuple_new = tuple.__new__
 
 
 def _under(prefix):
