@@ -44,7 +44,10 @@ a full buffer is sorted and spilled, as one *run*, to a temporary file (in
 :meth:`iter_records`, :meth:`to_jsonl`) merges the runs lazily, opening a run
 only when the merge reaches its first record, so memory stays bounded by the
 buffer however long the run is, and the export is the same bytes as one
-sorted list in memory would give.
+sorted list in memory would give. A run is stored in blocks of a few hundred
+rows, each block's rows grouped by kind and each group pickled by itself, so
+a reader that asks for a few kinds (``iter_records(kinds=...)``, what the
+end-of-run analyses do) unpickles only those and merges only those.
 
 **Streaming.** :meth:`Trace.stream_to` writes the export to its file as the
 run goes. Records come out of time order only so far: a domain's clock runs
