@@ -347,11 +347,9 @@ class Domain:
             last = waiters.get(self._last_slot) if waiters else None
             if (last is not None and last.callbacks is None and last.keys == ports
                     and REUSE_WAIT_EVENTS and self._latest_filed(last)):
-                rearm(last)
                 c = self.cursor
                 now = env_now(self.env)
-                last.start = c if c > now else now
-                last.wake = None
+                self._rearm(last, c if c > now else now)
                 return last if self.scheduler is None else self.scheduler.hook(self, last)
         return self._wait(ports, None, timeout)
 
@@ -411,12 +409,7 @@ class Domain:
             filed = self._latest_filed(last)
             if filed:
                 if last.callbacks is None and REUSE_WAIT_EVENTS:
-                    # fired and processed: the same event, pending again, is the
-                    # new one (no new event per wake-up)
-                    rearm(last)
-                    last.start = start
-                    last.wake = None
-                    waiter = last
+                    waiter = self._rearm(last, start)
                 else:   # handed over or abandoned, maybe still queued: a new one
                     waiter = _Wait(env, ports, token, start, keys)
                     self._file(waiter, last.slot)   # in the old one's places
@@ -465,6 +458,15 @@ class Domain:
         if wake is not None:
             self._schedule(waiter, wake)
         return waiter if self.scheduler is None else self.scheduler.hook(self, waiter)
+
+    @staticmethod
+    def _rearm(last, start):
+        """The resumed wait ``last`` -- fired and processed -- made pending again as
+        the new wait from ``start``: the same event, not a new one per wake-up."""
+        rearm(last)
+        last.start = start
+        last.wake = None
+        return last
 
     def _latest_filed(self, waiter):
         """Whether ``waiter`` is the latest filed under each of its keys."""
@@ -577,64 +579,64 @@ class Domain:
         if self._waiters:
             self._offer(t, watch=event)
 
-    def evtchn_send(self, port):
-        """``EVTCHNOP_send`` on the local INTERDOMAIN ``port`` (the event channels' call,
-        after their checks): charge the hypercall, record ``evtchn.send`` and queue the
-        notification at the peer's port for ``evtchn.notify`` later.
+    def post_notification(self, t, port):
+        """Queue a notification of the local :class:`~simxen.xen.event_channel.Port` ``port``.
 
-        The peer's pending bit is set when the peer's clock reaches that time
-        (:meth:`deliver_due`); a process of the peer blocked on the port is woken
-        for it, an upcall later. One call does the whole send: it is every
-        interdomain notification's path.
+        The event channels' call for a send: the pending bit is set when the
+        domain's clock reaches ``t`` (:meth:`deliver_due`); a process blocked
+        on the port is woken for it.
         """
-        samplers = self._samplers
-        sampler = samplers["hypercall"]        # charged("hypercall"), written out
-        draws = sampler.buf
-        t = self.cursor = self._work_starts() + (draws.pop() if draws else sampler.refill())
-        self.evtchn_sent += 1
-        sampler = samplers["evtchn.notify"]    # sample("evtchn.notify"), written out
-        draws = sampler.buf
-        at = t + (draws.pop() if draws else sampler.refill())
-        self._trace.add_row(t, "evtchn.send", self.domid, _SEND,
-                            (port.port, port.remote_dom, port.remote_port))
-        peer = port.peer
-        dom = peer.dom
-        number = peer.port
-        heappush(dom._inbox, (at, next(dom._inbox_seq), peer))
-        index = dom._inbox_of
+        number = port.port
+        heappush(self._inbox, (t, next(self._inbox_seq), port))
+        index = self._inbox_of
         if index is not None:
             queued = index.get(number)
             if queued is None:
-                index[number] = [at]
+                index[number] = [t]
             else:
-                heappush(queued, at)
+                heappush(queued, t)
+        if not self._waiters:
+            return
         # the usual case: at most one live process is blocked on this port (a
         # driver's poll) and none on every port -- what _offer() finds, without its search
-        waiting_for = dom._waiting_for
+        waiting_for = self._waiting_for
+        if _ANY in waiting_for:
+            self._offer(t, port=port)
+            return
         mine = waiting_for.get(number)
-        if mine is None or _ANY in waiting_for:
-            if _ANY in waiting_for:
-                dom._offer(at, port=peer)
+        if mine is None:
             return
         waiter = None
         for filed in mine.values():
             if filed.callbacks:             # not resumed already
                 if waiter is not None:
-                    dom._offer(at, port=peer)
+                    self._offer(t, port=port)
                     return
                 waiter = filed
         if waiter is None:
             return
         start = waiter.start
-        upcall = dom._samplers["evtchn.upcall"]
+        upcall = self._samplers["evtchn.upcall"]
         draws = upcall.buf
-        at = (at if at > start else start) + (draws.pop() if draws else upcall.refill())
+        at = (t if t > start else start) + (draws.pop() if draws else upcall.refill())
         wake = waiter.wake
         if wake is None:
             succeed_at(waiter, at - env_now(self.env))
             waiter.wake = at
         elif at < wake:
-            dom._schedule(waiter, at)
+            self._schedule(waiter, at)
+
+    def evtchn_send(self, port):
+        """``EVTCHNOP_send`` on the local INTERDOMAIN ``port`` (the event channels' call,
+        after their checks): charge the hypercall, record ``evtchn.send`` and queue the
+        notification at the peer for ``evtchn.notify`` later."""
+        t = self.charged("hypercall")
+        self.evtchn_sent += 1
+        at = t + self.sample("evtchn.notify")
+        self._trace.add_row(t, "evtchn.send", self.domid, _SEND,
+                            (port.port, port.remote_dom, port.remote_port))
+        peer = port.peer
+        peer.dom.post_notification(at, peer)
 
     def earliest_queued(self):
         """The delivery time of the earliest notification or watch event still
@@ -687,9 +689,7 @@ class Domain:
                     trace.emit("evtchn.deliver", t, self.domid, port=number, dropped="closed")
                     continue
                 # set the pending bit; a bit already set means the notification coalesced
-                trace.add_row(t, "evtchn.deliver", self.domid, _DELIVER,
-                              (number, port.remote_dom, port.remote_port,
-                               True if port.pending else None, True if port.masked else None))
+                self._record_delivery(t, port)
                 port.pending = True
                 self._pending.add(number)
             if not inbox:
@@ -701,6 +701,13 @@ class Domain:
                 t, _, event = heappop(winbox)
                 self._watch_events.append(event)
                 self._trace.emit("xs.watch_event", t, self.domid, path=event.path, token=event.token)
+
+    def _record_delivery(self, t, port):
+        """The ``evtchn.deliver`` record of a notification of ``port`` delivered at ``t``
+        (made before its pending bit is set: ``coalesced`` when it was set already)."""
+        self._trace.add_row(t, "evtchn.deliver", self.domid, _DELIVER,
+                            (port.port, port.remote_dom, port.remote_port,
+                             True if port.pending else None, True if port.masked else None))
 
     def evtchn_pending(self, port):
         """Whether ``port``'s pending bit is set."""
@@ -723,10 +730,7 @@ class Domain:
                     if t <= (c if c > now else now):
                         inbox.pop()
                         self._inbox_of = None
-                        self._trace.add_row(t, "evtchn.deliver", self.domid, _DELIVER,
-                                            (port, p.remote_dom, p.remote_port,
-                                             True if p.pending else None,
-                                             True if p.masked else None))
+                        self._record_delivery(t, p)
                         self._pending.discard(port)
                         p.pending = False
                         return True
