@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 from simxen.errors import InputError
 from simxen.server.mssim import MssimServer
@@ -63,25 +64,31 @@ def start(manager, protocol, host, port, *, platform=None):
     return server.start()
 
 
-def wait_until_stopped(server, *, ready=None, poll=0.5):
-    """Serve until SIGTERM, Ctrl-C or ``server.stop_requested``; then stop the server.
+def wait_until_stopped(server, *, ready=None, poll=0.2):
+    """Serve until SIGTERM, Ctrl-C (SIGINT) or ``server.stop_requested``; then stop the server.
 
     ``ready()`` (the command's "listening" line) runs once the signals are
-    handled here, so a Ctrl-C that follows it always ends in a clean stop.
-    Must run in the main thread (it installs the SIGTERM handler, and puts
-    the previous one back before returning).
+    handled here, so a signal that follows it always ends in a clean stop.
+    The handlers only note the signal. A handler runs in the main thread
+    between two of its bytecodes: one that sets a :class:`threading.Event`
+    can find the event's lock held by the ``Event.wait`` it interrupted and
+    wait for it forever, and a ``KeyboardInterrupt`` can surface anywhere in
+    the waiting code. So the main thread sleeps, without a lock, and looks
+    at the note (and at the event, which a server thread may set) every
+    ``poll`` seconds. Must run in the main thread; the previous handlers are
+    put back before returning.
     """
     stop = server.stop_requested
-    previous = None
+    signalled = []
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, _frame: signalled.append(signum))
         if ready is not None:
             ready()
-        while not stop.wait(poll):
-            pass
-    except KeyboardInterrupt:
-        pass
+        while not signalled and not stop.is_set():
+            time.sleep(poll)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.stop()
