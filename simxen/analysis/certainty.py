@@ -57,18 +57,19 @@ from collections import deque
 from itertools import islice
 
 from simxen.analysis import hops
+from simxen.hw.tpm_chip import latency_op
 
 __all__ = ["ESTIMATE_SHARE", "READS", "EXECUTIONS", "hop_certainty", "unverified_share", "is_estimate",
            "label", "Attribution", "ops_share"]
 
-#: Every record kind :class:`Attribution` reads: the engines' and the chip's executions,
-#: the physical TPM's GO, and what :func:`simxen.analysis.hops.requests` reads. A caller
-#: that reads the trace for it gives ``Trace.iter_records(kinds=READS)``.
-READS = frozenset({"tpm.exec", "tis.go"}) | hops.READS
-
 #: What :class:`Attribution` reads besides the requests (:data:`simxen.analysis.hops.READS`):
 #: the engines' and the chip's executions and the physical TPM's GO.
 EXECUTIONS = frozenset({"tpm.exec", "tis.go"})
+
+#: Every record kind :class:`Attribution` reads: the executions and what
+#: :func:`simxen.analysis.hops.requests` reads. A caller that reads the trace for it
+#: gives ``Trace.iter_records(kinds=READS)``.
+READS = EXECUTIONS | hops.READS
 
 #: More than this fraction of a latency from ``U`` figures makes it an estimate.
 ESTIMATE_SHARE = 0.2
@@ -184,8 +185,6 @@ class Attribution:
         self._submits = {}       # domid -> submit times of _by_dom[domid] (see _starts)
         self._served = {}        # backend domid -> {flow: [U seconds, seconds]} of nested requests
         self._mix = {}           # backend domid -> {"V", "P", "U": seconds} of all its service
-        from simxen.hw.tpm_chip import latency_op
-        self._latency_op = latency_op
         self._grid = self._grid_certainty()
         self._engine_cert = {}   # cc -> certainty of the op that times it in a vTPM engine
         top = []
@@ -337,7 +336,7 @@ class Attribution:
                 if t0 <= t <= t1 and command is not None:
                     if isinstance(command, str):
                         command = bytes.fromhex(command)
-                    return self._latency_op(self.profile, command), drawn
+                    return latency_op(self.profile, command), drawn
         return "tpm.ptpm.default", t1 - t0
 
     def share(self, keys) -> float | None:

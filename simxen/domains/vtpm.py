@@ -111,7 +111,6 @@ SAVE_ON = ("success", "changed")
 DEFAULT_SAVE_ON = "success"
 RESTORE_FAILURE = ("fresh", "halt")
 
-
 #: Commands whose cost is a public-key operation (profile op ``tpm.vtpm.rsa``)
 #: unless the profile names the command itself (``tpm.vtpm.<Name>``).
 KEY_COMMANDS = frozenset({TPM_CC.CreatePrimary, TPM_CC.Create, TPM_CC.Quote, TPM_CC.Sign,

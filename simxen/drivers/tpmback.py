@@ -132,8 +132,11 @@ class TpmRequest:
     _nr_extra: int = field(default=0, repr=False, compare=False)
     _slot: int = field(default=None, repr=False, compare=False)
     #: the command code (bytes 6..9), or None for a packet shorter than a header: read
-    #: once, when the backend takes the command (the vTPM and the manager dispatch on it)
-    cc: object = field(default=None, compare=False)
+    #: once, when the request is made (the vTPM and the manager dispatch on it)
+    cc: object = field(init=False, compare=False)
+
+    def __post_init__(self):
+        self.cc = header.code(self.command)
 
 
 class _Interface:
@@ -706,7 +709,7 @@ class TpmBack:
         info = iface.info
         now = dom.cursor                        # == dom.now: the reads just charged the cursor
         request = TpmRequest(info.domid, info.handle, info.uuid, command, locality, flow,
-                             iface.arrived, now, iface, extra, nr_extra, cc=header.code(command))
+                             iface.arrived, now, iface, extra, nr_extra)
         iface.busy = request
         self.requests += 1
         cc = request.cc
@@ -736,7 +739,7 @@ class TpmBack:
         info = iface.info
         now = dom.now
         request = TpmRequest(info.domid, info.handle, info.uuid, command, locality, flow,
-                             submitted, now, iface, _slot=ident, cc=header.code(command))
+                             submitted, now, iface, _slot=ident)
         iface.busy = request
         # ring.h's RING_FINAL_CHECK_FOR_REQUESTS: re-arm the event index when none is left
         if ring.unconsumed_requests() or ring.ring.final_check_for_requests():

@@ -347,9 +347,7 @@ class Domain:
             last = waiters.get(self._last_slot) if waiters else None
             if (last is not None and last.callbacks is None and last.keys == ports
                     and REUSE_WAIT_EVENTS and self._latest_filed(last)):
-                c = self.cursor
-                now = env_now(self.env)
-                self._rearm(last, c if c > now else now)
+                self._rearm(last, self.now)
                 return last if self.scheduler is None else self.scheduler.hook(self, last)
         return self._wait(ports, None, timeout)
 
@@ -725,9 +723,7 @@ class Domain:
                 t, _, p = inbox[0]
                 if p.port == port and self.ports.get(port) is p \
                         and p.state == EVTCHNSTAT_interdomain:
-                    c = self.cursor
-                    now = env_now(self.env)
-                    if t <= (c if c > now else now):
+                    if t <= self.now:
                         inbox.pop()
                         self._inbox_of = None
                         self._record_delivery(t, p)
