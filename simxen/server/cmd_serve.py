@@ -183,13 +183,27 @@ def _find_guest(scenario, host, name):
 
 
 def _command_logger(session, stream, hops_wanted):
-    """``on_exchange`` for the session's path: one line per command (under its lock)."""
+    """``on_exchange`` for the session's path: one line per command (under its lock).
+
+    With ``hops_wanted`` the line is the command's hop breakdown, read from the
+    records emitted since the previous command ended (between two commands the
+    simulation stands still, so they are this command's): the trace's
+    ``iter_records(since=...)`` of the kinds :mod:`~simxen.analysis.hops` reads.
+    Each line costs what its own command emitted, however long the server has
+    been up -- reading the whole trace each time made a long session slower with
+    every command."""
+    trace = session.hv.trace
+    mark = [len(trace)]             # seq of the first record after the last command
+
     def on_exchange(ex):
+        since = mark[0]
+        mark[0] = len(trace)
         if ex.error is not None:
             print(f"[{ex.flow}] path error: {ex.error}", file=stream, flush=True)
             return
         if hops_wanted:
-            found = hops.command_hops(session.hv.trace.records(), flows=[ex.flow])
+            found = hops.command_hops(trace.iter_records(kinds=hops.READS, since=since),
+                                      flows=[ex.flow])
             if found:
                 print(f"[{ex.flow}] {hops.format_line(found[0])}", file=stream, flush=True)
                 return
@@ -238,7 +252,7 @@ def _summary(session, stream, args):
     print(f"simxen serve: {path.commands} command(s) through the path, {path.failures} failed; "
           f"simulated time {session.hv.env.now:.6f} s", file=stream, flush=True)
     if args.hops and path.commands:
-        cmds = [c for c in hops.command_hops(session.hv.trace.records())
+        cmds = [c for c in hops.command_hops(session.hv.trace.iter_records(kinds=hops.READS))
                 if c.dom == session.guest.domid]
         print(hops.format_table(hops.aggregate(cmds)), file=stream, flush=True)
     if args.trace:

@@ -192,15 +192,18 @@ def _load_block(file, wanted=None):
 class _Run:
     """One sorted run of rows in the trace's temporary file: blocks of rows
     (:func:`_dump_block`), read from row ``pos`` of the block at ``offset`` on
-    (``blocks`` blocks left). ``first`` is the (t, seq) key of its first row left."""
+    (``blocks`` blocks left). ``first`` is the (t, seq) key of its first row left;
+    ``top`` the largest ``seq`` in it (or above: rows may have been used up since),
+    so a read of the records from some ``seq`` on steps over a run that ends below
+    it without unpickling it."""
 
-    __slots__ = ("first", "offset", "pos", "blocks")
+    __slots__ = ("first", "offset", "pos", "blocks", "top")
 
-    def __init__(self, first, offset, blocks):
-        self.first, self.offset, self.pos, self.blocks = first, offset, 0, blocks
+    def __init__(self, first, offset, blocks, top):
+        self.first, self.offset, self.pos, self.blocks, self.top = first, offset, 0, blocks, top
 
     def copy(self):
-        run = _Run(self.first, self.offset, self.blocks)
+        run = _Run(self.first, self.offset, self.blocks, self.top)
         run.pos = self.pos
         return run
 
@@ -215,9 +218,10 @@ class _Run:
                 yield block[pos], offset, pos, blocks
             offset, skip, blocks = after, 0, blocks - 1
 
-    def rows(self, file, wanted=None):
+    def rows(self, file, wanted=None, since=0):
         """Its rows left, in order; with ``wanted`` (``kind -> bool``) only those of the
-        kinds it wants (the others are never unpickled)."""
+        kinds it wants (the others are never unpickled); with ``since``, only the rows
+        whose ``seq`` is ``since`` or more."""
         offset, skip = self.offset, self.pos
         for _ in range(self.blocks):
             file.seek(offset)
@@ -229,6 +233,8 @@ class _Run:
             else:
                 block = _load_block(file, wanted)
             offset = file.tell()
+            if since:
+                block = [row for row in block if row[1] >= since]
             yield from block
 
 
@@ -405,7 +411,7 @@ class Trace:
         for i in range(0, len(rows), _BLOCK):
             _dump_block(f, rows[i:i + _BLOCK])
             blocks += 1
-        return _Run(_key(rows[0]), offset, blocks)
+        return _Run(_key(rows[0]), offset, blocks, max(map(_seq, rows)))
 
     # -- streaming to the output file ---------------------------------------------
     def stream_to(self, file, low_water, *, strict=False):
@@ -509,10 +515,12 @@ class Trace:
         f = self._temp()
         f.seek(0, io.SEEK_END)
         offset = end = f.tell()
-        block, blocks, n, first, row = [], 0, 0, None, None
+        block, blocks, n, first, row, top = [], 0, 0, None, None, -1
         for row in rows:
             if first is None:
                 first = _key(row)
+            if row[1] > top:
+                top = row[1]
             sink.write(_line(row, names))
             dom = row[3]
             if dom not in names and dom is not None:
@@ -529,7 +537,7 @@ class Trace:
             n += len(block)
         sink.flush()
         if n:
-            self._done.append(_Run(first, offset, blocks))
+            self._done.append(_Run(first, offset, blocks, top))
             self._last = _key(row)
             self._streamed += n
 
@@ -584,28 +592,42 @@ class Trace:
         """How many sorted runs have left memory for the temporary file."""
         return len(self._runs) + len(self._done)
 
-    def _merged_rows(self, wanted=None):
+    def _merged_rows(self, wanted=None, since=0):
         """Every kept row in (t, seq) order: the runs written to the output file
         (in order, before everything else), then the pending runs and the buffer,
         merged lazily. With ``wanted`` (``kind -> bool``) only the rows of the kinds
-        it wants: the others are left out before the merge, most never unpickled."""
+        it wants: the others are left out before the merge, most never unpickled.
+        With ``since``, only the rows whose ``seq`` is ``since`` or more: a run
+        that ends below it is stepped over (:attr:`_Run.top`), never unpickled."""
         if self._fallback is None:
             f = self._spill
             for run in self._done:
-                f.flush()
-                yield from run.rows(f, wanted)
-            yield from self._rest_rows(wanted=wanted)
+                if run.top >= since:
+                    f.flush()
+                    yield from run.rows(f, wanted, since)
+            yield from self._rest_rows(wanted=wanted, since=since)
         else:       # the written runs may not come first: merge them too
-            yield from self._rest_rows(self._done, wanted)
+            yield from self._rest_rows(self._done, wanted, since)
 
-    def _rest_rows(self, more=(), wanted=None):
+    def _memory_rows(self, wanted=None, since=0):
+        """The buffer's rows (``wanted``, ``since``: as in :meth:`_merged_rows`),
+        unsorted. The rows appended since the last spill come after the ones it
+        left (``_tallied`` of them, see :meth:`_buffer_full`) in ``seq`` order, so
+        the rows from ``since`` on are found by bisection, not by a scan."""
+        rows = self._rows
+        if since:
+            left = self._tallied
+            rows = ([row for row in rows[:left] if row[1] >= since]
+                    + rows[bisect.bisect_left(rows, since, lo=left, key=_seq):])
+        return rows if wanted is None else [row for row in rows if wanted(row[2])]
+
+    def _rest_rows(self, more=(), wanted=None, since=0):
         """The rows not written to the output file, in order: the pending runs
-        (and ``more`` runs) and the buffer, merged lazily (``wanted``: as in
-        :meth:`_merged_rows`)."""
-        memory = self._rows if wanted is None else [row for row in self._rows if wanted(row[2])]
-        memory = sorted(memory)         # by (t, seq), as in _spill_rows
+        (and ``more`` runs) and the buffer, merged lazily (``wanted``, ``since``:
+        as in :meth:`_merged_rows`)."""
+        memory = sorted(self._memory_rows(wanted, since))   # by (t, seq), as in _spill_rows
         # copies: a run streamed while this reads on moves on, its bytes stay
-        runs = [run.copy() for run in self._runs + list(more)]
+        runs = [run.copy() for run in self._runs + list(more) if run.top >= since]
         if not runs:
             yield from memory
             return
@@ -613,7 +635,7 @@ class Trace:
         f.flush()
         # a source's key is its first row's, or below it (a run's first row may be a kind
         # not wanted): a source opens no later than it must, and may turn out empty
-        sources = [(run.first, run.rows(f, wanted)) for run in runs]
+        sources = [(run.first, run.rows(f, wanted, since)) for run in runs]
         if memory:
             sources.append((_key(memory[0]), iter(memory)))
         sources.sort(key=lambda s: s[0])
@@ -649,20 +671,25 @@ class Trace:
             else:
                 heapq.heappop(heap)
 
-    def iter_records(self, prefix=None, *, kinds=None):
+    def iter_records(self, prefix=None, *, kinds=None, since=0):
         """Kept records, sorted by time then ``seq``, one at a time (``prefix``:
         only kinds equal to or under it, or under one of a tuple of prefixes;
         ``kinds``: only these exact kinds, a set -- what an analysis that reads a
         few kinds asks for). The kinds not asked for are left out before the
         records are merged, and most of them are never unpickled.
-        Memory stays bounded."""
+        Memory stays bounded.
+
+        ``since`` (a ``seq``, e.g. ``len(trace)`` noted earlier): only the records
+        emitted since then. What it costs depends on how many those are, not on how
+        long the trace is: a spilled run whose records all came before is stepped
+        over unread -- ``simxen serve --hops`` reads each command's records so."""
         if kinds is not None:
             if prefix is not None:
                 raise ValueError("iter_records takes prefix or kinds, not both")
             wanted = frozenset(kinds).__contains__
         else:
             wanted = None if prefix is None else _under(prefix)
-        return map(_record, self._merged_rows(wanted))
+        return map(_record, self._merged_rows(wanted, since))
 
     def records(self):
         """All kept records, sorted by time, then emission order."""
@@ -721,6 +748,9 @@ _key = itemgetter(0, 1)
 
 #: a row's kind
 _kind = itemgetter(2)
+
+#: a row's seq
+_seq = itemgetter(1)
 
 
 def _time(row):
