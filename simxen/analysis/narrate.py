@@ -18,7 +18,7 @@ PCR_Event) are read from the command bytes the TPM executed (``tpm.exec``
 from __future__ import annotations
 
 from simxen.analysis import hops
-from simxen.analysis.trace_format import domain_names
+from simxen.analysis.trace_format import first_reading
 from simxen.tpm.commands.integrity import parse_digest_values
 from simxen.tpm import header
 from simxen.tpm.constants import ALG_NAMES, TPM_CC, TPM_ST, rc_name
@@ -26,7 +26,7 @@ from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import Reader
 from simxen.tpm.pcr_selection import parse_pcr_selection
 
-__all__ = ["describe_command", "lines", "text"]
+__all__ = ["describe_command", "lines", "iter_lines", "text", "write"]
 
 def _alg(alg) -> str:
     return ALG_NAMES.get(alg, f"alg {alg:#x}").removeprefix("TPM_ALG_").lower()
@@ -81,22 +81,47 @@ def _ms(t) -> str:
     return f"{t * 1e3:.3f} ms"
 
 
-def lines(records, *, verbose=False, start=None, end=None, domains=None) -> list:
+def _first_reading(records):
+    """``(names, executed)``: the domains' names, as
+    :func:`~simxen.analysis.trace_format.domain_names` gives them, and
+    ``{(flow, executing dom): describe_command() of its bytes}``."""
+    names = {}
+    executed = {}
+    for r in records:
+        k = r["kind"]
+        if k == "domain.create":
+            names[r["domid"]] = r["name"]
+        elif r.get("dom_name") is not None and r["dom"] not in names:
+            names[r["dom"]] = r["dom_name"]
+        if k == "tpm.exec" and r.get("command") and r.get("flow") is not None:
+            key = (r["flow"], r["dom"])
+            if key not in executed:
+                executed[key] = describe_command(bytes.fromhex(r["command"]))
+    return names, executed
+
+
+def lines(records, **filters) -> list:
     """The narrated lines of ``records`` (dicts from :mod:`trace_format`), in time order.
 
     ``start``/``end`` (seconds) and ``domains`` (names) choose which lines are
     told; every record is still read, so a line in the window knows the grant
     and the command it refers to."""
-    records = sorted(records, key=lambda r: (r["t"], r["seq"]))
-    names = domain_names(records)
+    return list(iter_lines(records, **filters))
+
+
+def iter_lines(records, *, verbose=False, start=None, end=None, domains=None):
+    """:func:`lines` one at a time. ``records`` may be a stream
+    (:class:`~simxen.analysis.trace_format.TraceFile`,
+    :class:`~simxen.analysis.trace_format.TraceRecords`): it is read twice, and
+    only the lines are made as it goes -- nothing but the domains' names and a
+    few words on each TPM command (the parameters the line of its submission
+    tells, found in its ``tpm.exec`` record, which comes later) is kept from
+    the first reading to the second."""
+    records, (names, executed) = first_reading(records, _first_reading)
 
     def who(dom):
         return "host" if dom is None else names.get(dom, f"dom{dom}")
 
-    executed = {}            # (flow, executing dom) -> command bytes
-    for r in records:
-        if r["kind"] == "tpm.exec" and r.get("command") and r.get("flow") is not None:
-            executed.setdefault((r["flow"], r["dom"]), bytes.fromhex(r["command"]))
     fronts = {}              # (dom, devid) -> (gref, port, backend)
     offsets = {}             # (flow, dom) -> offset of the command in the page
     asked = {}               # (flow, front dom) -> command name
@@ -135,8 +160,7 @@ def lines(records, *, verbose=False, start=None, end=None, domains=None) -> list
             name = r.get("cc_name") or "a short command"
             asked[(r.get("flow"), dom)] = r.get("cc_name")
             gref, port, backend = fronts.get((dom, r["devid"]), (None, None, r["backend"]))
-            cmd = executed.get((r.get("flow"), backend))
-            detail = describe_command(cmd) if cmd else ""
+            detail = executed.get((r.get("flow"), backend), "")
             where = f" into gref {gref}" if gref is not None else ""
             offset = offsets.get((r.get("flow"), dom))
             at = f" at offset {offset}" if offset is not None else ""
@@ -210,9 +234,20 @@ def lines(records, *, verbose=False, start=None, end=None, domains=None) -> list
                 say(r, f"{me}: wrote {r['what']} ({r['length']} B) at offset {r['offset']}")
             elif k == "xs.write":
                 say(r, f"{me}: XenStore {r['path']} = {r['value']!r}")
-    return out
+        if out:
+            yield from out
+            out.clear()
 
 
 def text(records, **filters) -> str:
     """:func:`lines` as one string."""
-    return "".join(line + "\n" for line in lines(records, **filters))
+    return "".join(line + "\n" for line in iter_lines(records, **filters))
+
+
+def write(records, file, **filters) -> int:
+    """Write :func:`lines` to ``file`` (open for text) as they are made; returns how many."""
+    n = 0
+    for line in iter_lines(records, **filters):
+        file.write(line + "\n")
+        n += 1
+    return n

@@ -35,41 +35,64 @@ _LOOPBACK = bytes((127, 0, 0, 1))
 _FIN, _SYN, _PSH, _ACK = 0x01, 0x02, 0x08, 0x10
 
 
+def _name(r):
+    """The name of the TPM a ``tpm.exec`` record with command bytes ran on, or ``None``."""
+    if r["kind"] != "tpm.exec" or not r.get("command"):
+        return None
+    return PHYSICAL if r["dom"] is None else r.get("dom_name", f"dom{r['dom']}")
+
+
 def streams(records) -> dict:
     """``{name: [tpm.exec records]}``: ``"physical"`` and each vTPM domain's name."""
     out = {}
     for r in records:
-        if r["kind"] != "tpm.exec" or not r.get("command"):
-            continue
-        name = PHYSICAL if r["dom"] is None else r.get("dom_name", f"dom{r['dom']}")
-        out.setdefault(name, []).append(r)
+        name = _name(r)
+        if name is not None:
+            out.setdefault(name, []).append(r)
     return out
 
 
 def select(records, tpm=None):
     """``(name, tpm.exec records)`` of the TPM called ``tpm``: ``"physical"``,
     a vTPM's domain name, or a guest's name (the vTPM that served it). ``None``
-    picks the first vTPM. :class:`InputError` says what the trace offers."""
-    found = streams(records)
+    picks the first vTPM. :class:`InputError` says what the trace offers.
+
+    ``records`` may be a stream (:mod:`~simxen.analysis.trace_format`): it is
+    read a record at a time, two or three times -- which TPMs executed
+    commands and what each domain is called; for a guest, the vTPM that took
+    its commands; then that one TPM's ``tpm.exec`` records, the only records
+    kept (the capture is made of them)."""
+    found = {}                  # TPM name -> None, in the order they first executed
+    names = {}                  # domid -> dom_name (the last record's)
+    for r in records:
+        name = _name(r)
+        if name is not None:
+            found.setdefault(name)
+        if r.get("dom") is not None:
+            names[r["dom"]] = r.get("dom_name")
     if not found:
         raise InputError("the trace has no tpm.exec record with command bytes (was it "
                          "recorded at a trace level that keeps TPM commands?)", key="--tpm")
     if tpm is None:
         vtpms = [n for n in found if n != PHYSICAL]
         tpm = vtpms[0] if vtpms else PHYSICAL
-    if tpm in found:
-        return tpm, found[tpm]
-    # a guest: the domain whose tpmback took its commands and executed them
-    names = {r["dom"]: r.get("dom_name") for r in records if r.get("dom") is not None}
-    guest = next((d for d, n in names.items() if n == tpm), None)
+    chosen = tpm if tpm in found else _served_by(records, names, found, tpm)
+    if chosen is None:
+        raise InputError(f"no TPM called {tpm!r} in the trace; it has: "
+                         f"{', '.join(sorted(found))} (or a guest they serve)", key="--tpm")
+    return chosen, [r for r in records if _name(r) == chosen]
+
+
+def _served_by(records, names, found, guest_name):
+    """The TPM (in ``found``) of the domain whose tpmback took the guest's commands first."""
+    guest = next((d for d, n in names.items() if n == guest_name), None)
     if guest is not None:
         for r in records:
             if r["kind"] == "tpm.back.take" and r.get("domid") == guest:
                 served_by = names.get(r["dom"])
                 if served_by in found:
-                    return served_by, found[served_by]
-    raise InputError(f"no TPM called {tpm!r} in the trace; it has: "
-                     f"{', '.join(sorted(found))} (or a guest they serve)", key="--tpm")
+                    return served_by
+    return None
 
 
 def _checksum(data) -> int:

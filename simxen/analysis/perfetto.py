@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 
+from simxen.analysis.trace_format import in_order
+
 __all__ = ["build", "dumps", "write", "check"]
 
 _US = 1e6
@@ -40,12 +42,20 @@ def _ts(t) -> float:
 
 
 class _Builder:
+    """The events of ``records`` (in time order), made in one reading of them:
+    each family's events go to a list of their own, in the order
+    :meth:`build` gives them (slices, the slices the trace does not end, flow
+    arrows, counters)."""
+
     def __init__(self, records):
         self.records = records
         self.events = []
+        self.made = {}              # family -> its events, as build() reads the records
         self.names = {}
         self.vcpus = {}
         self.pids = set()
+        self.kinds = set()          # the families seen
+        self.end = 0                # the trace's last time (µs)
 
     def pid(self, r):
         dom = r["dom"]
@@ -58,53 +68,78 @@ class _Builder:
         self.events.append(e)
 
     def build(self):
+        slices, flows, counters = self.slices(), self.flows(), self.counters()
+        names, vcpus, kinds = self.names, self.vcpus, self.kinds
+        r = None
         for r in self.records:
-            if r["kind"] == "domain.create":
-                self.names[r["domid"]] = r["name"]
-                self.vcpus[r["domid"]] = r.get("vcpus", 1)
+            k = r["kind"]
+            kinds.add(k.split(".")[0])
+            if k == "domain.create":
+                names[r["domid"]] = r["name"]
+                vcpus[r["domid"]] = r.get("vcpus", 1)
             elif r.get("dom") is not None and "dom_name" in r:
-                self.names.setdefault(r["dom"], r["dom_name"])
-        self.slices()
+                names.setdefault(r["dom"], r["dom_name"])
+            slices(r)
+            flows(r)
+            counters(r)
+        self.end = _ts(r["t"]) if r is not None else 0
+        made = self.made
+        self.events = made["slices"]
         self.close_unfinished()
-        self.flows()
-        self.counters()
+        self.events += made["flows"] + made["counters"]
         self.metadata()
         return self.events
 
+    def _into(self, family):
+        """An :meth:`ev` that adds to ``family``'s list of events."""
+        out = self.made.setdefault(family, [])
+        pids = self.pids
+
+        def ev(**e):
+            pids.add(e["pid"])
+            out.append(e)
+        return ev
+
     # -- slices ----------------------------------------------------------------
     def slices(self):
-        for r in self.records:
+        """The function that makes one record's slice events."""
+        ev, pid = self._into("slices"), self.pid
+        tis_open = None
+
+        def one(r):
+            nonlocal tis_open
             k = r["kind"]
             if k in ("tpm.front.submit", "tpm.back.take"):
                 side = "front" if k == "tpm.front.submit" else "back"
-                self.ev(ph="b", cat=f"tpm.{side}", name=r.get("cc_name") or "(short)",
-                        id=f"{side}:{r['dom']}:{r.get('flow')}", pid=self.pid(r), tid=0,
-                        ts=_ts(r["t"]), args={"flow": r.get("flow"), "cc": r.get("cc"),
-                                              "length": r.get("length")})
+                ev(ph="b", cat=f"tpm.{side}", name=r.get("cc_name") or "(short)",
+                   id=f"{side}:{r['dom']}:{r.get('flow')}", pid=pid(r), tid=0,
+                   ts=_ts(r["t"]), args={"flow": r.get("flow"), "cc": r.get("cc"),
+                                         "length": r.get("length")})
             elif k in ("tpm.front.complete", "tpm.back.respond"):
                 side = "front" if k == "tpm.front.complete" else "back"
-                self.ev(ph="e", cat=f"tpm.{side}", name="", id=f"{side}:{r['dom']}:{r.get('flow')}",
-                        pid=self.pid(r), tid=0, ts=_ts(r["t"]), args={"rc": r.get("rc")})
+                ev(ph="e", cat=f"tpm.{side}", name="", id=f"{side}:{r['dom']}:{r.get('flow')}",
+                   pid=pid(r), tid=0, ts=_ts(r["t"]), args={"rc": r.get("rc")})
             elif k == "tpm.exec":
                 dur = r.get("duration") or 0.0
-                self.ev(ph="X", cat="tpm.exec", name=r.get("cc_name") or "(short)",
-                        pid=self.pid(r), tid=0, ts=_ts(r["t"] - dur), dur=round(dur * _US, 3),
-                        args={"tpm": r.get("tpm"), "rc": r.get("rc"), "flow": r.get("flow")})
+                ev(ph="X", cat="tpm.exec", name=r.get("cc_name") or "(short)",
+                   pid=pid(r), tid=0, ts=_ts(r["t"] - dur), dur=round(dur * _US, 3),
+                   args={"tpm": r.get("tpm"), "rc": r.get("rc"), "flow": r.get("flow")})
             elif k == "tis.go":
-                self._tis_open = r
+                tis_open = r
             elif k == "tis.complete":
-                go = getattr(self, "_tis_open", None)
+                go = tis_open
                 if go is not None and go["dom"] == r["dom"]:
-                    self.ev(ph="X", cat="tis", name=f"TIS {r.get('cc_name')}", pid=self.pid(r),
-                            tid=0, ts=_ts(go["t"]), dur=round((r["t"] - go["t"]) * _US, 3),
-                            args={"rc": r.get("rc"), "flow": r.get("flow")})
-                self._tis_open = None
+                    ev(ph="X", cat="tis", name=f"TIS {r.get('cc_name')}", pid=pid(r),
+                       tid=0, ts=_ts(go["t"]), dur=round((r["t"] - go["t"]) * _US, 3),
+                       args={"rc": r.get("rc"), "flow": r.get("flow")})
+                tis_open = None
             elif k in ("pvgrub.measure", "host.measure", "ima.measure", "attest.verdict",
                        "vtpm.save", "vtpmmgr.request"):
-                self.ev(ph="i", s="t", cat=k.split(".")[0], name=k, pid=self.pid(r), tid=0,
-                        ts=_ts(r["t"]), args={key: v for key, v in r.items()
-                                              if key not in ("t", "kind", "dom", "dom_name", "seq")
-                                              and isinstance(v, (int, float, str, bool))})
+                ev(ph="i", s="t", cat=k.split(".")[0], name=k, pid=pid(r), tid=0,
+                   ts=_ts(r["t"]), args={key: v for key, v in r.items()
+                                         if key not in ("t", "kind", "dom", "dom_name", "seq")
+                                         and isinstance(v, (int, float, str, bool))})
+        return one
 
     def close_unfinished(self):
         """End the async slices whose end the trace does not hold (the run stopped first,
@@ -115,7 +150,7 @@ class _Builder:
                 key = (e["cat"], e["id"])
                 opened[key] = opened.get(key, 0) + (1 if e["ph"] == "b" else -1)
                 where.setdefault(key, (e["pid"], e["tid"]))
-        end = _ts(self.records[-1]["t"]) if self.records else 0
+        end = self.end
         for (cat, id_), n in sorted(opened.items(), key=lambda kv: str(kv[0])):
             pid, tid = where[(cat, id_)]
             for _ in range(n):
@@ -123,15 +158,25 @@ class _Builder:
                         args={"unfinished": True})
 
     # -- flows -----------------------------------------------------------------
-    def _marker(self, r, name, cat):
-        """A zero-length slice for a flow end to bind to."""
-        self.ev(ph="X", cat=cat, name=name, pid=self.pid(r), tid=0, ts=_ts(r["t"]), dur=0)
-
     def flows(self):
+        """The function that makes one record's flow arrows (and their markers)."""
+        ev, pid = self._into("flows"), self.pid
         sent = {}          # (receiver dom, receiver port) -> [send records]
         grants = {}        # (granter, gref) -> grant record
         n = 0
-        for r in sorted(self.records, key=lambda r: (r["t"], r["seq"])):
+
+        def marker(r, name, cat):
+            """A zero-length slice for a flow end to bind to."""
+            ev(ph="X", cat=cat, name=name, pid=pid(r), tid=0, ts=_ts(r["t"]), dur=0)
+
+        def pair(a, b, name, cat, n):
+            marker(a, name, cat)
+            marker(b, name, cat)
+            ev(ph="s", cat=cat, name=name, id=n, pid=pid(a), tid=0, ts=_ts(a["t"]))
+            ev(ph="f", bp="e", cat=cat, name=name, id=n, pid=pid(b), tid=0, ts=_ts(b["t"]))
+
+        def one(r):
+            nonlocal n
             k = r["kind"]
             if k == "evtchn.send" and "remote_dom" in r:
                 sent.setdefault((r["remote_dom"], r["remote_port"]), []).append(r)
@@ -140,26 +185,24 @@ class _Builder:
                 if queue:
                     s = queue.pop(0)
                     n += 1
-                    self._pair(s, r, f"evtchn port {s['port']}->{r['port']}", "evtchn", n)
+                    pair(s, r, f"evtchn port {s['port']}->{r['port']}", "evtchn", n)
             elif k == "gnttab.grant":
                 grants[(r["dom"], r["gref"])] = r
             elif k == "gnttab.map":
                 g = grants.get((r["domid"], r["gref"]))
                 if g is not None:
                     n += 1
-                    self._pair(g, r, f"grant gref {r['gref']}", "gnttab", n)
-
-    def _pair(self, a, b, name, cat, n):
-        self._marker(a, name, cat)
-        self._marker(b, name, cat)
-        self.ev(ph="s", cat=cat, name=name, id=n, pid=self.pid(a), tid=0, ts=_ts(a["t"]))
-        self.ev(ph="f", bp="e", cat=cat, name=name, id=n, pid=self.pid(b), tid=0, ts=_ts(b["t"]))
+                    pair(g, r, f"grant gref {r['gref']}", "gnttab", n)
+        return one
 
     # -- counters --------------------------------------------------------------
     def counters(self):
+        """The function that makes one record's counter events."""
+        ev, pid = self._into("counters"), self.pid
         waiting = {}       # backend dom -> requests ready but not taken
         ring = {}          # (dom, port, side) -> prod
-        for r in sorted(self.records, key=lambda r: (r["t"], r["seq"])):
+
+        def one(r):
             k = r["kind"]
             if k == "tpm.back.ready":
                 waiting[r["dom"]] = waiting.get(r["dom"], 0) + 1
@@ -169,13 +212,14 @@ class _Builder:
                 ring[(r["dom"], r["port"], r["side"])] = r["prod"]
                 front = [p for (d, port, side), p in ring.items() if side == "front"]
                 back = [p for (d, port, side), p in ring.items() if side == "back"]
-                self.ev(ph="C", name="ring in flight", pid=self.pid(r), tid=0, ts=_ts(r["t"]),
-                        args={"requests": (max(front, default=0) - max(back, default=0)) & 0xFFFFFFFF})
-                continue
+                ev(ph="C", name="ring in flight", pid=pid(r), tid=0, ts=_ts(r["t"]),
+                   args={"requests": (max(front, default=0) - max(back, default=0)) & 0xFFFFFFFF})
+                return
             else:
-                continue
-            self.ev(ph="C", name="tpmback queue", pid=self.pid(r), tid=0, ts=_ts(r["t"]),
-                    args={"waiting": waiting[r["dom"]]})
+                return
+            ev(ph="C", name="tpmback queue", pid=pid(r), tid=0, ts=_ts(r["t"]),
+               args={"waiting": waiting[r["dom"]]})
+        return one
 
     # -- names -----------------------------------------------------------------
     def metadata(self):
@@ -199,14 +243,20 @@ class _Builder:
 
 
 def build(records) -> dict:
-    """The trace-event JSON object for ``records`` (dicts, :mod:`trace_format`)."""
-    records = sorted(records, key=lambda r: (r["t"], r["seq"]))
-    events = _Builder(records).build()
+    """The trace-event JSON object for ``records`` (dicts, :mod:`trace_format`:
+    a list, or a stream read once -- a file not read yet is checked first).
+
+    The records are read one at a time; the events are kept (the document is
+    one JSON object whose events are sorted by time, and an event is made
+    when a later record pairs with an earlier one), so memory grows with the
+    events drawn -- TPM commands, notifications, grants -- not with the page
+    accesses and XenStore traffic that make up most of a trace."""
+    builder = _Builder(in_order(records))
+    events = builder.build()
     # each track's events in time order (the viewers do not need it; people reading the JSON do)
     meta = [e for e in events if e["ph"] == "M"]
     rest = sorted((e for e in events if e["ph"] != "M"), key=lambda e: (e["ts"],))
-    kinds = {r["kind"].split(".")[0] for r in records}
-    missing = [f for f in ("evtchn", "gnttab", "ring") if f not in kinds]
+    missing = [f for f in ("evtchn", "gnttab", "ring") if f not in builder.kinds]
     return {"traceEvents": meta + rest, "displayTimeUnit": "ms",
             "metadata": {"source": "simxen", "time": "simulated",
                          "families without records (nothing drawn for them)": missing}}

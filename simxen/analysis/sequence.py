@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from simxen.analysis import hops
-from simxen.analysis.trace_format import domain_names
+from simxen.analysis.trace_format import domain_names, first_reading
 from simxen.errors import InputError
 from simxen.tpm.constants import rc_name
 from simxen.xen.trace import Record
@@ -63,8 +63,8 @@ def _fmt_rc(rc, command=None):
     return rc_name(rc)
 
 
-def _all_messages(records):
-    names = domain_names(records)
+def _all_messages(records, names):
+    """Every message of ``records`` (in time order; ``names``: their domain_names)."""
 
     def name(dom):
         return names.get(dom, f"dom{dom}")
@@ -73,7 +73,7 @@ def _all_messages(records):
     asked = {}                  # (flow, front dom) -> command name, to name its response code
     sends = []
     out = []
-    for r in sorted(records, key=lambda r: (r["t"], r["seq"])):
+    for r in records:
         k, t, dom = r["kind"], r["t"], r["dom"]
         if k == "gnttab.grant":
             shared[(dom, r["frame"])] = r["domid"]
@@ -125,13 +125,23 @@ def _all_messages(records):
 
 
 def messages(records, *, domains=None, start=None, end=None, command=None, nth=1) -> list:
-    """The :class:`Message` list of ``records`` after the filters (module doc)."""
-    msgs = _all_messages(records)
+    """The :class:`Message` list of ``records`` after the filters (module doc).
+
+    ``records``: a list, or a stream (:mod:`~simxen.analysis.trace_format`),
+    read a record at a time -- two or three times: the domains' names, the
+    messages, and for ``command`` the requests (:class:`hops.Matching`);
+    only the messages, and the requests' timings, are kept."""
+    records, names = first_reading(records, domain_names)
+    msgs = _all_messages(records, names)
     if command is not None:
-        names = domain_names(records)
-        named = {(r.get("flow"), r["dom"]): r.get("cc_name") for r in records
-                 if r["kind"] == "tpm.front.submit"}
-        found = [req for req in hops.requests(_as_records(records))
+        named = {}
+        matching = hops.Matching()
+        for r in records:
+            if r["kind"] == "tpm.front.submit":
+                named[(r.get("flow"), r["dom"])] = r.get("cc_name")
+            if r["kind"].startswith(_MATCHED):
+                matching.add(_as_record(r))
+        found = [req for req in matching.requests()
                  if req.parent is None and req.done
                  and named.get((req.flow, req.front_dom)) == command]
         if len(found) < nth:
@@ -158,11 +168,14 @@ def messages(records, *, domains=None, start=None, end=None, command=None, nth=1
     return msgs
 
 
-def _as_records(records):
-    common = ("t", "kind", "dom", "seq", "dom_name")
-    return [Record(r["seq"], r["t"], r["kind"], r["dom"],
-                   {k: v for k, v in r.items() if k not in common}) for r in records
-            if r["kind"].startswith(("tpm.", "tis."))]
+#: the kinds a command's journey is matched from (hops reads them)
+_MATCHED = ("tpm.", "tis.")
+_COMMON = ("t", "kind", "dom", "seq", "dom_name")
+
+
+def _as_record(r):
+    return Record(r["seq"], r["t"], r["kind"], r["dom"],
+                  {k: v for k, v in r.items() if k not in _COMMON})
 
 
 def _lifelines(msgs, records):

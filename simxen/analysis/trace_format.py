@@ -16,6 +16,15 @@ written yesterday and a run made now look the same to them::
     from simxen.analysis import trace_format
     records = trace_format.load("trace.jsonl")
     names = trace_format.domain_names(records)      # {0: "Domain-0", 3: "guest1", ...}
+
+**Streams.** A list holds every record at once. :class:`TraceFile` (a file
+read line by line) and :class:`TraceRecords` (a live trace, read record by
+record from its buffer and spilled runs) give the same dicts *each time they
+are iterated*, holding one record at a time: the exports take them as well
+as lists and read them in a few passes, so ``simxen trace`` needs neither
+the whole trace as text nor all its records in memory. :func:`in_order` is
+how an export gets its records in time order: a list is sorted, a stream
+already in order is read as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from pathlib import Path
 from simxen.errors import InputError
 
 __all__ = ["SCHEMA_PATH", "schema", "kinds", "load", "loads", "from_trace", "domain_names",
-           "reference_rst"]
+           "reference_rst", "TraceFile", "TraceRecords", "Window", "in_order", "first_reading", "time_order"]
 
 #: The JSON Schema of one trace record (shipped as package data).
 SCHEMA_PATH = Path(__file__).with_name("trace_schema.json")
@@ -46,41 +55,176 @@ def kinds() -> list:
     return list(schema()["properties"]["kind"]["enum"])
 
 
+def _record(line, n, path):
+    """The record of ``line`` (line ``n`` of ``path``), or ``None`` for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON: {exc.msg}", path=path, key=f"line {n}") from None
+    if not (isinstance(obj, dict) and isinstance(obj.get("kind"), str)
+            and isinstance(obj.get("t"), (int, float)) and "dom" in obj):
+        raise InputError("not a trace record (expected an object with t, kind, dom)",
+                         path=path, key=f"line {n}")
+    return obj
+
+
 def loads(text, *, path="<trace>") -> list:
     """The records of JSON Lines ``text``, as dicts; :class:`InputError`
     names the line that is not a record."""
     out = []
     for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not JSON: {exc.msg}", path=path, key=f"line {n}") from None
-        if not (isinstance(obj, dict) and isinstance(obj.get("kind"), str)
-                and isinstance(obj.get("t"), (int, float)) and "dom" in obj):
-            raise InputError("not a trace record (expected an object with t, kind, dom)",
-                             path=path, key=f"line {n}")
-        out.append(obj)
+        obj = _record(line, n, path)
+        if obj is not None:
+            out.append(obj)
     return out
 
 
 def load(path) -> list:
     """The records of the trace file at ``path``, as dicts."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read trace: {exc.strerror}", path=path) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
-    return loads(text, path=path)
+    return list(TraceFile(path))
 
 
 def from_trace(trace) -> list:
     """The records of a live :class:`simxen.xen.trace.Trace`, exactly as its
-    JSON Lines export would give them."""
-    return loads(trace.dumps_jsonl())
+    JSON Lines export would give them (:class:`TraceRecords` gives them one at
+    a time)."""
+    return list(TraceRecords(trace))
+
+
+def time_order(record):
+    """The key the exports order records by: time, then emission order."""
+    return record["t"], record["seq"]
+
+
+def _numbered_lines(path):
+    """``(number, line)`` of the file at ``path``, read a line at a time: what
+    ``enumerate(path.read_text().splitlines(), 1)`` gives, with the same
+    :class:`InputError` for a file that cannot be read or is not UTF-8 (the
+    byte counted from the file's start). Reads bytes and splits them at
+    ``\\n`` (never inside a UTF-8 sequence), then splits each such line as
+    :meth:`str.splitlines` would (``\\r``, ``\\u2028``...), so the numbers are
+    the same too."""
+    try:
+        with open(path, "rb") as f:
+            n, at = 0, 0
+            for raw in f:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"not UTF-8 text (byte {at + exc.start})",
+                                     path=path) from None
+                at += len(raw)
+                for line in text.splitlines():
+                    n += 1
+                    yield n, line
+    except OSError as exc:
+        raise InputError(f"cannot read trace: {exc.strerror}", path=path) from None
+
+
+class TraceFile:
+    """The records of the trace file at ``path``, as dicts, read line by line
+    each time this is iterated (one record in memory at a time).
+
+    A bad file gets the :class:`InputError` :func:`load` gives -- the same
+    text, the same line number; a file that is not UTF-8 is reported as such
+    even when an earlier line is not JSON, as a reading of the whole text
+    first found. The first iteration that reaches the end also learns whether
+    the file is in time order (:attr:`ordered`), as ``simxen run --trace``
+    writes it.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        #: ``True``/``False`` once a whole read has seen whether every record's
+        #: ``(t, seq)`` is at or after the one before; ``None`` before.
+        self.ordered = None
+
+    def __iter__(self):
+        path = self.path
+        lines = _numbered_lines(path)
+        ordered, last = True, None
+        for n, line in lines:
+            try:
+                obj = _record(line, n, path)
+            except InputError as bad:
+                for _ in lines:         # a later byte that is not UTF-8 is the error shown
+                    pass
+                raise bad from None
+            if obj is None:
+                continue
+            if ordered:
+                try:
+                    key = (obj["t"], obj["seq"])
+                    if last is not None and key < last:
+                        ordered = False
+                    last = key
+                except (KeyError, TypeError):
+                    ordered = False     # in_order sorts it, and fails as sorting a list did
+            yield obj
+        self.ordered = ordered
+
+
+class TraceRecords:
+    """The records of a live :class:`simxen.xen.trace.Trace`, as dicts, exactly
+    as its JSON Lines export gives them, one at a time each time this is
+    iterated (:meth:`~simxen.xen.trace.Trace.iter_jsonl`: spilled runs are read
+    back lazily). Always in time order."""
+
+    ordered = True
+
+    def __init__(self, trace):
+        self.trace = trace
+
+    def __iter__(self):
+        return map(json.loads, self.trace.iter_jsonl())
+
+
+class Window:
+    """The records of ``records`` (a list or a stream) with ``start <= t <= end``,
+    read afresh each time this is iterated."""
+
+    def __init__(self, records, start=None, end=None):
+        self.records = records
+        self.start = float("-inf") if start is None else start
+        self.end = float("inf") if end is None else end
+
+    @property
+    def ordered(self):
+        return getattr(self.records, "ordered", False)
+
+    def __iter__(self):
+        lo, hi = self.start, self.end
+        return (r for r in self.records if lo <= r["t"] <= hi)
+
+
+def in_order(records):
+    """``records`` in time order (:func:`time_order`), for an export to read: a
+    stream known to be in order as it is; a list, or a stream that is not, sorted
+    into a list. A :class:`TraceFile` not read yet is read once first, which also
+    checks every line of it before anything is written."""
+    return first_reading(records, _read)[0]
+
+
+def _read(records):
+    for _ in records:
+        pass
+
+
+def first_reading(records, first):
+    """``(in_order(records), first(those records))``, where ``first`` is an
+    export's first reading of them (the names of the domains...): a
+    :class:`TraceFile` not read yet is checked by that reading itself, which is
+    done again on the sorted records only when the file turns out not to be in
+    order -- no reading is spent on the check."""
+    if getattr(records, "ordered", False) is None:
+        done = first(records)
+        if records.ordered:
+            return records, done
+    if not getattr(records, "ordered", False):
+        records = sorted(records, key=time_order)
+    return records, first(records)
 
 
 def domain_names(records) -> dict:

@@ -65,26 +65,27 @@ def add_arguments(parser):
                         help="text: also every notification, grant, page and XenStore write")
 
 
-def records_of(args) -> list:
-    """The records to export: from --from, or from running the scenario at full level."""
+def records_of(args):
+    """The records to export, as a stream read a record at a time (each export
+    reads it a few times; see :mod:`simxen.analysis.trace_format`): the file of
+    --from, read line by line, or the run of the scenario at full level, read
+    back from its trace (whose buffer and spilled runs bound its memory)."""
     if args.from_trace and args.scenario:
         raise InputError("give SCENARIO or --from TRACE, not both")
     if args.from_trace:
-        return trace_format.load(args.from_trace)
+        return trace_format.TraceFile(args.from_trace)
     if not args.scenario:
         raise InputError("give a SCENARIO to run, or --from TRACE")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed: expected an integer >= 0, found {args.seed}")
     sc = scenario_file.load(args.scenario, args.set)
     result = runner.run(sc, seed=args.seed, until=args.until, trace_level="full")
-    return trace_format.from_trace(result.trace)
+    return trace_format.TraceRecords(result.trace)
 
 
 def _window(records, args):
     if args.start is not None or args.end is not None:
-        lo = args.start if args.start is not None else float("-inf")
-        hi = args.end if args.end is not None else float("inf")
-        records = [r for r in records if lo <= r["t"] <= hi]
+        return trace_format.Window(records, args.start, args.end)
     return records
 
 
@@ -116,10 +117,23 @@ def main(args) -> int:
         print(f"wrote {out}: {len(msgs)} messages ({'Mermaid' if mermaid else 'SVG'})",
               file=sys.stderr)
     else:
-        text = narrate.text(records, verbose=args.verbose, start=args.start, end=args.end,
-                            domains=args.domain or None)
+        lines = narrate.iter_lines(records, verbose=args.verbose, start=args.start,
+                                   end=args.end, domains=args.domain or None)
+        first = next(lines, None)       # the trace has been read once (a file: checked)
+        if first is None:
+            if out is not None:
+                out.write_text("", encoding="utf-8")
+            return 0
         if out is None:
-            sys.stdout.write(text)
+            _write_lines(sys.stdout, first, lines)
         else:
-            out.write_text(text, encoding="utf-8")
+            with out.open("w", encoding="utf-8") as fp:
+                _write_lines(fp, first, lines)
     return 0
+
+
+def _write_lines(fp, first, lines):
+    """The narrated lines, written as they are made."""
+    fp.write(first + "\n")
+    for line in lines:
+        fp.write(line + "\n")

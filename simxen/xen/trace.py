@@ -713,11 +713,16 @@ class Trace:
         """Kept records (sorted) whose kind is equal to or under ``prefix``."""
         return list(self.iter_records(prefix))
 
-    def to_jsonl(self, file):
-        """Write every kept record as one JSON object per line (sorted keys)."""
+    def iter_jsonl(self):
+        """The JSON Lines export one line at a time (each ends in a newline): what
+        a reader that streams the trace takes, without the whole text in memory."""
         names = self._names
         for row in self._merged_rows():
-            file.write(_line(row, names))
+            yield _line(row, names)
+
+    def to_jsonl(self, file):
+        """Write every kept record as one JSON object per line (sorted keys)."""
+        file.writelines(self.iter_jsonl())
 
     def dumps_jsonl(self):
         """The JSON Lines export as one string."""

@@ -1,0 +1,187 @@
+"""The trace read as a stream (``trace_format.TraceFile`` / ``TraceRecords``): the same
+records and the same errors as reading the whole text, one record in memory at a time,
+and every export of ``simxen trace`` the same bytes from a stream as from a list."""
+
+import io
+import json
+import random
+import tracemalloc
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from simxen.analysis import narrate, pcap, perfetto, sequence, trace_format
+from simxen.errors import InputError
+from simxen.scenario import runner, scenario_file
+from simxen.xen.trace import Trace
+
+
+def whole_text_load(path):
+    """What ``trace_format.load`` did before it streamed: the whole text, then its lines."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read trace: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    return trace_format.loads(text, path=path)
+
+
+def outcome(read, path):
+    try:
+        return "ok", read(path)
+    except InputError as exc:
+        return "error", str(exc)
+
+
+def record_line(t, seq, kind, text):
+    return json.dumps({"t": t, "seq": seq, "kind": kind, "dom": 1, "note": text},
+                      sort_keys=True, ensure_ascii=False)
+
+
+pieces = st.one_of(
+    st.builds(record_line, st.integers(0, 5), st.integers(0, 9), st.sampled_from(["a", "b.c"]),
+              st.text(st.sampled_from("ab\u2028\u2029\x85é€"), max_size=3)),
+    st.sampled_from(["", " ", "{", "[]", '{"t": 1}', '{"t": true, "kind": "k", "dom": 1}',
+                     '{"t": 1, "kind": "k", "dom": null}', "\ufeff{}"]),
+)
+newlines = st.sampled_from(["\n", "\r\n", "\r", "\x0b", "\u2028"])
+files = st.tuples(st.lists(st.tuples(pieces, newlines), max_size=12),
+                  st.sampled_from([b"", b"\xff", b"\xe2\x82", b"\xc3("]),
+                  st.integers(0, 12), st.booleans())
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files)
+def test_a_file_read_line_by_line_gives_what_the_whole_text_gave(tmp_path, case):
+    """Same records, or the same error naming the same line (or byte): blank lines,
+    every line break ``str.splitlines`` knows, lines that are not JSON or not records,
+    bytes that are not UTF-8 (reported before a bad line that comes earlier)."""
+    lines, bad_bytes, where, last_newline = case
+    data = b"".join((text + nl).encode("utf-8") for text, nl in lines)
+    if not last_newline and data.endswith(b"\n"):
+        data = data[:-1]
+    cut = min(len(data), where * 7)
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(data[:cut] + bad_bytes + data[cut:])
+    want = outcome(whole_text_load, path)
+    stream = trace_format.TraceFile(path)
+    assert outcome(lambda p: list(stream), path) == want
+    assert outcome(trace_format.load, path) == want
+    if want[0] == "ok":
+        keys = [(r["t"], r.get("seq")) for r in want[1]]
+        assert stream.ordered == (None not in {k[1] for k in keys} and keys == sorted(keys))
+
+
+def test_a_missing_file_and_a_folder_are_errors_naming_them(tmp_path):
+    for path in (tmp_path / "none.jsonl", tmp_path):
+        assert outcome(lambda p: list(trace_format.TraceFile(p)), path) == \
+            outcome(whole_text_load, path)
+
+
+def test_a_file_is_read_without_its_whole_text_in_memory(tmp_path):
+    """A 4 MB trace file: reading it as a stream peaks at a few records' worth."""
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as f:
+        for i in range(20000):
+            f.write(record_line(i, i, "a", "x" * 150) + "\n")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        n = sum(1 for _ in trace_format.TraceFile(path))
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        whole = len(trace_format.loads(path.read_text()))
+        _, peak_whole = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == whole == 20000
+    assert peak < size / 50 and peak_whole > size
+
+
+def test_a_live_trace_is_read_record_by_record_without_its_export_text(monkeypatch):
+    trace = Trace(buffer_rows=64)
+    for i in range(3000):
+        trace.emit("page.write", i / 1000, i % 3, what="x" * 100, data=b"\x01\x02", n=i)
+    want = trace_format.loads(trace.dumps_jsonl())
+    monkeypatch.setattr(Trace, "dumps_jsonl", None)      # not the whole text, ever
+    stream = trace_format.TraceRecords(trace)
+    assert list(stream) == want and list(stream) == want        # read again: the same
+    tracemalloc.start()
+    try:
+        assert sum(1 for _ in stream) == 3000
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len("".join(map(json.dumps, want))) / 10
+
+
+@pytest.fixture(scope="module")
+def vtpm_stack(tmp_path_factory):
+    """vtpm-stack's run, its trace file in order, and the same lines shuffled."""
+    result = runner.run(scenario_file.load("scenarios/vtpm-stack.toml"), trace_level="full")
+    folder = tmp_path_factory.mktemp("streams")
+    path, shuffled = folder / "t.jsonl", folder / "shuffled.jsonl"
+    text = result.trace.dumps_jsonl()
+    path.write_text(text)
+    lines = text.splitlines(keepends=True)
+    random.Random(1).shuffle(lines)
+    shuffled.write_text("".join(lines))
+    return result.trace, path, shuffled
+
+
+def exports(records):
+    """Every export's output, from ``records`` (a list or a stream)."""
+    out = io.StringIO()
+    narrate.write(records, out, verbose=True)
+    t0 = 7.5            # (seconds) the guest's commands
+    msgs = sequence.messages(records, command="TPM2_PCR_Extend", nth=2)
+    return {
+        "text": out.getvalue(),
+        "text window": narrate.text(records, start=t0, end=t0 + 1, domains=["guest1"]),
+        "perfetto": perfetto.dumps(records),
+        "perfetto window": perfetto.dumps(trace_format.Window(records, t0, t0 + 1)),
+        "sequence": sequence.mermaid(sequence.messages(records), records),
+        "sequence command": sequence.svg(msgs, records, title="x"),
+        "pcap guest1": pcap.to_bytes(pcap.select(records, "guest1")[1]),
+        "pcap first": pcap.select(records)[0],
+        "pcap physical": pcap.to_bytes(pcap.select(records, "physical")[1]),
+    }
+
+
+@pytest.mark.slow
+def test_every_export_of_a_stream_is_the_export_of_the_list(vtpm_stack):
+    trace, path, shuffled = vtpm_stack
+    want = exports(trace_format.load(path))
+    assert want["text"] and want["text window"] and len(want["perfetto"]) > 10000
+    assert exports(trace_format.TraceRecords(trace)) == want
+    assert exports(trace_format.TraceFile(path)) == want
+    # a file out of time order is sorted (in memory), as a list is
+    assert exports(trace_format.TraceFile(shuffled)) == exports(trace_format.load(shuffled))
+
+
+def test_an_export_of_a_stream_holds_no_list_of_its_records(vtpm_stack, monkeypatch):
+    """Narrating a trace file reads it line by line, twice: what the narration keeps
+    between the readings is the domains' names and a few words a command, far less
+    than the records (a list of them, as before, is several times the file)."""
+    _, path, _ = vtpm_stack
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        n = narrate.write(trace_format.TraceFile(path), Discard())
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        narrate.write(trace_format.load(path), Discard())
+        _, peak_list = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n > 100
+    assert peak < size / 10 < peak_list / 10
+
+
+class Discard:
+    """A text file that forgets what is written to it."""
+
+    def write(self, text):
+        return len(text)
