@@ -169,8 +169,8 @@ class TraceFile:
 class TraceRecords:
     """The records of a live :class:`simxen.xen.trace.Trace`, as dicts, exactly
     as its JSON Lines export gives them, one at a time each time this is
-    iterated (:meth:`~simxen.xen.trace.Trace.iter_jsonl`: spilled runs are read
-    back lazily). Always in time order."""
+    iterated (:meth:`~simxen.xen.trace.Trace.iter_dicts`: spilled runs are read
+    back lazily, and no line of text is made). Always in time order."""
 
     ordered = True
 
@@ -178,7 +178,7 @@ class TraceRecords:
         self.trace = trace
 
     def __iter__(self):
-        return map(json.loads, self.trace.iter_jsonl())
+        return self.trace.iter_dicts()
 
 
 class Window:

@@ -720,6 +720,15 @@ class Trace:
         for row in self._merged_rows():
             yield _line(row, names)
 
+    def iter_dicts(self):
+        """Every kept record as the JSON object its export line is, parsed back --
+        ``json.loads(line)`` for each line of :meth:`iter_jsonl` -- but made
+        without the text (:func:`_dict`): a reader that wants the export's
+        objects one at a time (:class:`simxen.analysis.trace_format.TraceRecords`)."""
+        names = self._names
+        for row in self._merged_rows():
+            yield _dict(row, names)
+
     def to_jsonl(self, file):
         """Write every kept record as one JSON object per line (sorted keys)."""
         file.writelines(self.iter_jsonl())
@@ -778,6 +787,38 @@ def _line(row, names):
     if dom in names:
         out["dom_name"] = names[dom]
     return _encode(out) + "\n"
+
+
+def _dict(row, names):
+    """``json.loads(_line(row, names))`` without the text: the same keys in the same
+    (sorted) order, the same values of the same types. A ``str``, ``int``, ``float``,
+    ``bool`` or ``None`` comes back from JSON as itself, ``bytes`` as its hex; anything
+    else (a list, a tuple, an enum member, ...) is put through the export's encoder and
+    read back, so it is what the line would give by construction."""
+    fields = row[4]
+    if fields.__class__ is dict:        # emit()'s row
+        items = fields.items()
+    else:
+        items = [(name, value) for name, value in zip(fields, row[5:]) if value is not None]
+    out = {}
+    for key, value in items:
+        cls = value.__class__
+        out[key] = value if cls in _PLAIN else value.hex() if cls is bytes else _plain(value)
+    for key, value in (("t", row[0]), ("kind", row[2]), ("dom", row[3]), ("seq", row[1])):
+        out[key] = value if value.__class__ in _PLAIN else _plain(value)
+    dom = row[3]
+    if dom in names:
+        out["dom_name"] = names[dom]
+    return {key: out[key] for key in sorted(out)}
+
+
+#: the classes JSON gives back as they were
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
+def _plain(value):
+    """``value`` as the export's JSON gives it back."""
+    return json.loads(_encode(value))
 
 
 def _hex(value):
