@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 
-from simxen.analysis.trace_format import in_order
+from simxen.analysis.trace_format import first_reading
 
 __all__ = ["build", "dumps", "write", "check"]
 
@@ -242,17 +242,24 @@ class _Builder:
         self.events[:0] = meta
 
 
+def _built(records):
+    builder = _Builder(records)
+    builder.build()
+    return builder
+
+
 def build(records) -> dict:
     """The trace-event JSON object for ``records`` (dicts, :mod:`trace_format`:
-    a list, or a stream read once -- a file not read yet is checked first).
+    a list, or a stream read once -- a file not read yet is checked by that
+    reading, and read again, sorted, only if it turns out not to be in order).
 
     The records are read one at a time; the events are kept (the document is
     one JSON object whose events are sorted by time, and an event is made
     when a later record pairs with an earlier one), so memory grows with the
     events drawn -- TPM commands, notifications, grants -- not with the page
     accesses and XenStore traffic that make up most of a trace."""
-    builder = _Builder(in_order(records))
-    events = builder.build()
+    _, builder = first_reading(records, _built)
+    events = builder.events
     # each track's events in time order (the viewers do not need it; people reading the JSON do)
     meta = [e for e in events if e["ph"] == "M"]
     rest = sorted((e for e in events if e["ph"] != "M"), key=lambda e: (e["ts"],))

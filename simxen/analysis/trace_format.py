@@ -219,7 +219,15 @@ def first_reading(records, first):
     done again on the sorted records only when the file turns out not to be in
     order -- no reading is spent on the check."""
     if getattr(records, "ordered", False) is None:
-        done = first(records)
+        try:
+            done = first(records)
+        except InputError:
+            raise
+        except Exception:
+            # (a record the export cannot read, e.g. a domain.create without its name):
+            # a bad line further on is the error shown, as when the file was read first
+            _read(records)
+            raise
         if records.ordered:
             return records, done
     if not getattr(records, "ordered", False):

@@ -185,3 +185,20 @@ class Discard:
 
     def write(self, text):
         return len(text)
+
+
+@pytest.mark.parametrize("fmt", ["text", "perfetto", "sequence", "pcap"])
+def test_a_bad_line_is_reported_before_an_export_trips_on_an_earlier_record(tmp_path, fmt,
+                                                                             capsys):
+    """A stream is read by the export itself; a record it cannot use (a domain.create
+    without its name) must not hide a line further on that is not JSON -- the error a
+    reading of the whole file first gave, with its line number."""
+    from simxen.cli import main
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"t": 0, "seq": 0, "kind": "domain.create", "dom": 0}\n'
+                    '{"t": 1, "seq": 1, "kind": "tpm.exec", "dom": null, "command": "00"}\n'
+                    'not json\n')
+    assert main(["trace", "--from", str(path), "-f", fmt, "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}" in err and "line 3" in err and "not JSON" in err
+    assert not (tmp_path / "out").exists()
