@@ -238,6 +238,12 @@ class _Run:
             yield from block
 
 
+#: kept rows a trace holds in memory before it spills them (its default ``buffer_rows``);
+#: the run's garbage-collector thresholds are sized to outlast such a buffer
+#: (:data:`simxen.scenario.runner.GC_THRESHOLDS`)
+BUFFER_ROWS = 1 << 16
+
+
 class Trace:
     """Records of a run, kept according to ``level`` (see the module doc).
 
@@ -247,7 +253,7 @@ class Trace:
     """
 
     def __init__(self, disabled=(), *, small_access=64, level="full",
-                 buffer_rows=1 << 16, spill_dir=None):
+                 buffer_rows=BUFFER_ROWS, spill_dir=None):
         if level not in LEVELS:
             raise ValueError(f"trace level {level!r}: expected one of {', '.join(LEVELS)}")
         self.level = level
