@@ -65,14 +65,12 @@ have no take/respond pair and are left out.
 from __future__ import annotations
 
 import bisect
-import json
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
-from pathlib import Path
 
 import numpy as np
 
-from simxen.errors import InputError
+from simxen.analysis import trace_format
 from simxen.protocols import vtpmmgr
 from simxen.tpm.constants import COMMAND_NAMES, command_name, rc_name
 from simxen.xen.trace import Record
@@ -190,36 +188,18 @@ class CommandHops:
 
 
 def load(path) -> list:
-    """The records of a JSON Lines trace file (``simxen run --trace``).
+    """The records of a JSON Lines trace file (``simxen run --trace``), as
+    :class:`Record`\ s.
 
-    Raises :class:`InputError` naming the file and line for anything that is
-    not a trace record.
+    The file is read a line at a time (:class:`simxen.analysis.trace_format.TraceFile`),
+    and anything that is not a trace record raises that reader's
+    :class:`~simxen.errors.InputError`, naming the file and line.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read trace: {exc.strerror}", path=path) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            fields = dict(obj)
-            t, kind, dom = fields.pop("t"), fields.pop("kind"), fields.pop("dom")
-            seq = fields.pop("seq", len(out))
-            if not (isinstance(t, (int, float)) and isinstance(kind, str)
-                    and isinstance(seq, int)) or isinstance(t, bool):
-                raise TypeError
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not JSON: {exc.msg}", path=path, key=f"line {n}") from None
-        except (TypeError, KeyError, ValueError):
-            raise InputError("not a trace record (expected an object with t, kind, dom)",
-                             path=path, key=f"line {n}") from None
-        out.append(Record(seq, float(t), kind, dom, fields))
+    for obj in trace_format.TraceFile(path):
+        fields = dict(obj)
+        t, kind, dom = fields.pop("t"), fields.pop("kind"), fields.pop("dom")
+        out.append(Record(fields.pop("seq", len(out)), float(t), kind, dom, fields))
     return out
 
 

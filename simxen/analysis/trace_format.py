@@ -63,11 +63,16 @@ def _record(line, n, path):
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc.msg}", path=path, key=f"line {n}") from None
-    if not (isinstance(obj, dict) and isinstance(obj.get("kind"), str)
-            and isinstance(obj.get("t"), (int, float)) and "dom" in obj):
+    if not (isinstance(obj, dict) and isinstance(obj.get("kind"), str) and "dom" in obj
+            and _number(obj.get("t"), (int, float)) and _number(obj.get("seq", 0), int)):
         raise InputError("not a trace record (expected an object with t, kind, dom)",
                          path=path, key=f"line {n}")
     return obj
+
+
+def _number(value, types):
+    """Whether ``value`` is a JSON number of ``types`` (``true`` and ``false`` are not)."""
+    return isinstance(value, types) and not isinstance(value, bool)
 
 
 def loads(text, *, path="<trace>") -> list:

@@ -5,7 +5,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from simxen.analysis import hops
+from simxen.analysis import hops, trace_format
 from simxen.errors import InputError
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_CC
@@ -253,3 +253,31 @@ def test_the_real_stacks_boot_requests_are_named_in_the_managers_protocol():
     assert cmds["VTPM_ORD_LOADHASHKEY"].rc_text == "TPM_BAD_PARAMETER"     # a first start
     assert cmds["VTPM_ORD_SAVEHASHKEY"].ptpm_commands == 0                 # disk only
     assert "TPM2_" not in hops.format_line(seed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(
+    st.builds(lambda t, seq: {"t": t, "kind": "x.y", "dom": 0, "seq": seq},
+              st.floats(0, 1e3) | st.integers(0, 10**6) | st.booleans(),
+              st.integers(0, 10**6) | st.booleans() | st.text(max_size=2)),
+    st.just("not json"), st.just(""), st.just("[1]")), max_size=6))
+def test_load_takes_what_a_trace_export_takes_and_names_the_first_bad_line(tmp_path_factory, lines):
+    """``hops.load`` reads through the exports' reader: the same records, and for a bad
+    line the same error, naming that line (a boolean time or seq is not a number)."""
+    path = tmp_path_factory.mktemp("load") / "t.jsonl"
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    try:
+        expected = trace_format.load(path)
+    except InputError as exc:
+        with pytest.raises(InputError) as got:
+            hops.load(path)
+        assert str(got.value) == str(exc)
+        bad = next(i for i, x in enumerate(lines, 1)
+                   if isinstance(x, str) and x.strip()
+                   or isinstance(x, dict) and (isinstance(x["t"], bool) or not isinstance(x["seq"], int)
+                                               or isinstance(x["seq"], bool)))
+        assert f"line {bad}:" in str(exc)
+        return
+    records = hops.load(path)
+    assert [(r.seq, r.t, r.kind, r.dom, r.fields) for r in records] == [
+        (e["seq"], float(e["t"]), e["kind"], e["dom"], {}) for e in expected]
