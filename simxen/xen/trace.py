@@ -358,8 +358,12 @@ class Trace:
                         (t, seq, kind, dom, names, *values))
             if len(rows) >= self._buffer_rows:
                 self._buffer_full()
-        elif on:
-            self._count_only(kind)
+        elif on:                    # counted, not kept: it takes its seq all the same
+            self._seq += 1
+            counted = self._counted
+            counted.append(kind)
+            if len(counted) >= self._buffer_rows:
+                self._counted_full()
 
     # Counting. A kept row is counted from the rows themselves, a buffer at a
     # time (when the buffer is full, or the counts are read), not by a dict
@@ -372,13 +376,9 @@ class Trace:
         self._spill_rows()
         self._tallied = len(self._rows)
 
-    def _count_only(self, kind):
-        self._seq += 1
-        counted = self._counted
-        counted.append(kind)
-        if len(counted) >= self._buffer_rows:
-            self._tally_kinds(counted)
-            self._counted = []
+    def _counted_full(self):
+        self._tally_kinds(self._counted)
+        self._counted = []
 
     def _tally_kinds(self, kinds):
         counts = self._counts
