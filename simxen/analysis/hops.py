@@ -405,8 +405,8 @@ def aggregate(commands, by_command=False) -> dict:
     if by_command:
         names = sorted({c.name for c in commands})
         return {n: aggregate([c for c in commands if c.name == n]) for n in names}
-    out = {hop: percentiles(c.hops[hop] for c in commands) for hop in HOPS}
-    out["total"] = percentiles(c.total for c in commands)
+    out = {hop: percentiles([c.hops[hop] for c in commands]) for hop in HOPS}
+    out["total"] = percentiles([c.total for c in commands])
     return out
 
 

@@ -435,10 +435,10 @@ def run(sim, params):
         "saves": sum(k.saves for k in host.kernels("vtpm")),
         "manager_requests": hv.trace.count("vtpmmgr.request"),
         "ptpm_commands": host.ptpm.commands,
-        "latency_ms": {name: _stats(c.total for c in cs) for name, cs in by_name.items()},
-        "hops_ms": {**{hop: _stats(c.hops[hop] for c in commands) for hop in hops.HOPS},
-                    "total": _stats(c.total for c in commands)},
-        "hops_by_command_ms": {name: {hop: _stats(c.hops[hop] for c in cs) for hop in hops.HOPS}
+        "latency_ms": {name: _stats([c.total for c in cs]) for name, cs in by_name.items()},
+        "hops_ms": {**{hop: _stats([c.hops[hop] for c in commands]) for hop in hops.HOPS},
+                    "total": _stats([c.total for c in commands])},
+        "hops_by_command_ms": {name: {hop: _stats([c.hops[hop] for c in cs]) for hop in hops.HOPS}
                                for name, cs in by_name.items()},
         "unverified_share": unverified,
         "unverified_share_by_hop": unverified_by_hop,
@@ -449,7 +449,7 @@ def run(sim, params):
         "throughput_per_s": sum(done.values()) / span if span > 0 else 0.0,
         "guest": {g: {"commands_completed": done[g],
                       "throughput_per_s": done[g] / span if span > 0 else 0.0,
-                      "latency_ms": _stats(c.total for c in cs)}
+                      "latency_ms": _stats([c.total for c in cs])}
                   for g, cs in by_guest.items()},
         "manager": {"queue_mean": queue_mean, "queue_max": queue_max, "wait_ms": _stats(waits)},
     }
