@@ -365,17 +365,24 @@ def command_hops(records, flows=None) -> list:
 
 def hops_of(req: Request) -> CommandHops:
     """Split a completed top-level request's time into :data:`HOPS`."""
+    done = [c for c in req.children if c.done]
     return CommandHops(req.flow, req.front_dom, req.cc, req.rc, req.submit, req.complete,
-                       hop_times(req), sum(1 for c in req.children if c.done), req.ptpm_count())
+                       _hop_times(req, done), len(done), req.ptpm_count())
 
 
 def hop_times(req: Request) -> dict:
     """``{hop: seconds}`` of a completed top-level request (:attr:`CommandHops.hops`
     without the rest of :func:`hops_of`)."""
-    done = [c for c in req.children if c.done]
-    nested = sum(c.complete - c.submit for c in done)
-    nested_ptpm = sum(c.ptpm_time() for c in done)
-    own_ptpm = sum(b - a for a, b in req.ptpm)
+    return _hop_times(req, [c for c in req.children if c.done])
+
+
+def _hop_times(req, done):
+    """:func:`hop_times` of ``req`` whose completed nested requests are ``done``."""
+    nested = nested_ptpm = 0
+    for c in done:              # (the sums in the order, and from the 0, sum() would use)
+        nested += c.complete - c.submit
+        nested_ptpm += c.ptpm_time()
+    own_ptpm = sum([b - a for a, b in req.ptpm])
     return {
         "front_to_back": req.take - req.submit,
         "vtpm": (req.respond - req.take) - nested - own_ptpm,
