@@ -375,6 +375,9 @@ class DaskExecutor:
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler: {exc}",
                              key=f"--scheduler {address}") from None
+        except ValueError as exc:        # Dask's address parser: no port, unknown scheme
+            raise InputError(f"not a Dask scheduler address ({exc}); expected tcp://HOST:PORT",
+                             key=f"--scheduler {address}") from None
 
     def map_unordered(self, calls):
         from distributed import as_completed

@@ -149,6 +149,17 @@ def test_dask_cluster_writes_the_same_bytes(pingpong, tmp_path):
         sweep.DaskExecutor("tcp://127.0.0.1:9", timeout=1)
 
 
+@pytest.mark.parametrize("address", ["foo", "tcp://127.0.0.1:notaport", "http://127.0.0.1:8786"])
+def test_a_malformed_scheduler_address_is_a_one_line_error(pingpong, tmp_path, address):
+    pytest.importorskip("distributed")
+    r = simxen("sweep", str(pingpong), "--vary", "pingpong.window=1", "--scheduler", address,
+               "--out", str(tmp_path / "o"), "--no-plots")
+    assert r.returncode == 2, r.stderr
+    line, = r.stderr.strip().splitlines()
+    assert line.startswith(f"simxen sweep: --scheduler {address}: not a Dask scheduler address")
+    assert line.endswith("expected tcp://HOST:PORT")
+
+
 def test_cli_errors_are_one_line(pingpong, tmp_path):
     r = simxen("sweep", str(pingpong), "--vary", "pingpong.window=1,x", "--out",
                str(tmp_path / "o"))
