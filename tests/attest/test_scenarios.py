@@ -218,3 +218,18 @@ def test_rolling_back_the_manager_too_is_the_known_hole(tmp_path):
     assert r["vtpm_restore"] == "restored" and r["reenrolment"] == "accepted"
     assert r["boot_count"] == r["boot_count_before_rollback"]
     assert r["verdict"] == "trusted"
+
+
+def test_a_vtpm_that_does_not_answer_the_boot_log_read_is_reported_not_a_traceback():
+    """tpmfront's ETIME on the guest's first TPM2_PCR_Read (a response timeout
+    shorter than any answer) was an uncaught TpmFrontError: an internal error
+    instead of a report. The read's failure is said, the replay is not claimed."""
+    sc = scenario_file.load(ROOT / "boot-attest.toml",
+                            ['profile.switches."tpmfront.timeout"=0.0001'])
+    result = runner.run(sc, trace_level="off")
+    r = result.results["attest"]
+    assert r["eventlog_replays_to_vtpm"] is False and r["pcr4"] == "" and r["pvgrub_extends"] == 3
+    assert r["verdict"] == "untrusted"
+    text = result.report.render()
+    assert "TPM2_PCR_Read of PCRs 4 and 5 failed (ETIME: no response within 0.0001 s)" in text
+    assert "the log and the vTPM disagree" not in text

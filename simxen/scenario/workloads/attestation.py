@@ -356,6 +356,7 @@ class Story:
         self.host = None
         self.last = None          # (nonce, evidence) of the latest round
         self.verdict = None       # the latest round's Verdict
+        self.pcr_read_error = None  # why check_boot_log's TPM2_PCR_Read failed, if it did
 
     def say(self, text):
         self.events.append((self.env.now, text))
@@ -397,18 +398,28 @@ class Story:
 
     def check_boot_log(self):
         """The event log replays to the PCR 4/5 the vTPM reports (TPM2_PCR_Read)."""
+        from simxen.drivers.tpmfront import DriverError
         from simxen.protocols import tcg_eventlog as tl
+        from simxen.tpm.client import ResponseError
         from simxen.tpm.constants import TPM_ALG
         if self.guest.kernel is None:
             self.result.update(eventlog_replays_to_vtpm=False, pcr4="", pcr5="",
                                pvgrub_measured=False, pvgrub_extends=0)
             return
-        values = yield from self.guest.kernel.tpm.pcr_read([4, 5], alg=TPM_ALG.SHA256)
-        events = tl.parse(self.guest.event_log)[1] if self.guest.event_log else []
-        replayed = tl.replay(events, algorithms=["sha256"]).get("sha256", {})
-        self.result["eventlog_replays_to_vtpm"] = all(
-            replayed.get(p, bytes(32)) == values[p] for p in (4, 5))
-        self.result["pcr4"], self.result["pcr5"] = values[4].hex(), values[5].hex()
+        try:
+            values = yield from self.guest.kernel.tpm.pcr_read([4, 5], alg=TPM_ALG.SHA256)
+        except (DriverError, ResponseError) as exc:
+            # the vTPM did not answer (a tpmfront ETIME, a TPM response code): nothing to replay against
+            self.pcr_read_error = str(exc)
+            self.say(f"{self.params['guest']}'s TPM2_PCR_Read of PCRs 4 and 5 failed "
+                     f"({exc}): the event log cannot be replayed against them.")
+            self.result.update(eventlog_replays_to_vtpm=False, pcr4="", pcr5="")
+        else:
+            events = tl.parse(self.guest.event_log)[1] if self.guest.event_log else []
+            replayed = tl.replay(events, algorithms=["sha256"]).get("sha256", {})
+            self.result["eventlog_replays_to_vtpm"] = all(
+                replayed.get(p, bytes(32)) == values[p] for p in (4, 5))
+            self.result["pcr4"], self.result["pcr5"] = values[4].hex(), values[5].hex()
         boot = self.guest.boot
         self.result["pvgrub_measured"] = bool(boot is not None and boot.measured)
         self.result["pvgrub_extends"] = boot.commands if boot is not None else 0
@@ -683,7 +694,9 @@ def run(sim, params):
         f"{img.kind} has {img.source.rsplit(', ', 1)[1]}"
         for img in (story.images.kernel, story.images.initrd)
         if img is not None and "flipped" in img.source)
-    if not story.guest.event_log:
+    if story.pcr_read_error is not None:
+        pass                                      # check_boot_log said why there is no replay
+    elif not story.guest.event_log:
         story.say("No boot loader wrote an event log; the vTPM reports PCRs 4 and 5 at zero "
                   "through TPM2_PCR_Read" + ("." if log_ok else " -- NOT: something extended them."))
     else:
