@@ -200,6 +200,57 @@ def _model_op(profile):
     return known
 
 
+def _one_of(*choices):
+    def check(value):
+        return None if value in choices else f"expected one of {list(choices)}, found {value!r}"
+    return check
+
+
+def _positive(value):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and value > 0:
+        return None
+    return f"expected a positive, finite number, found {value!r}"
+
+
+def _check_era(value):
+    from simxen.drivers.kernel_eras import check_era
+    return check_era(value)
+
+
+#: What each profile switch the model reads may hold, checked before a run (and by
+#: ``simxen validate``) rather than found -- or silently misread -- by the code that reads
+#: it mid-run: a name the reader does not know, or an interval, HZ or timeout that is not
+#: positive (a negative sleep stops SimPy, a zero poll interval never advances time).
+#: The readers: drivers/kernel_eras.py and drivers/tpmfront.py (``tpmfront.*``),
+#: drivers/tis.py (``tis.*``); ``sched.credit2.*`` is checked by the scheduler itself.
+SWITCH_CHECKS = {
+    "tpmfront.kernel": _check_era,
+    "tpmfront.wait": _one_of("era", "interrupt", "poll"),
+    "tpmfront.poll_interval": _positive,
+    "tpmfront.hz": _positive,
+    "tpmfront.tpm_timeout": _positive,
+    "tpmfront.timeout": _positive,
+    "tpmfront.timeout_c": _positive,
+    "tis.wait": _one_of("poll", "interrupt"),
+    "tis.poll_interval": _positive,
+    "tis.duration": _positive,
+}
+
+
+def _check_switches(profile, scenario):
+    """Each switch's value against :data:`SWITCH_CHECKS`, blamed on the scenario's
+    ``[profile.switches]`` (or ``--set``) when it set it, else on the profile file."""
+    overridden = scenario.data["profile"].get("switches", {})
+    for name, value in profile.switches.items():
+        check = SWITCH_CHECKS.get(name)
+        problem = check(value) if check is not None else None
+        if problem:
+            if name in overridden:
+                raise InputError(problem, path=scenario.path, key=f"profile.switches.{name}")
+            raise InputError(problem, path=profile.path, key=f"switches.{name}")
+
+
 def load_profile(scenario) -> Profile:
     """The scenario's profile with its ``[profile]`` overrides (every op name checked)."""
     spec = scenario.data["scenario"]["profile"]
@@ -225,6 +276,7 @@ def load_profile(scenario) -> Profile:
         except InputError as err:                # keys as the scenario spells them
             raise InputError(err.message, path=scenario.path,
                              key=f"profile.{err.key}" if err.key else "profile") from None
+    _check_switches(profile, scenario)
     return profile
 
 
