@@ -109,7 +109,7 @@ def main(args) -> int:
         msgs = sequence.messages(records, domains=args.domain or None, start=args.start,
                                  end=args.end, command=args.tpm_command, nth=args.nth)
         if not msgs:
-            raise InputError("no message is left after the filters", key="--domain/--start/--end")
+            raise _nothing_to_show(records, args, "message", "messages")
         title = f"{args.tpm_command} (number {args.nth})" if args.tpm_command else None
         mermaid = out.suffix.lower() in (".mmd", ".md", ".mermaid")
         text = (sequence.mermaid if mermaid else sequence.svg)(msgs, records, title=title)
@@ -121,15 +121,30 @@ def main(args) -> int:
                                    end=args.end, domains=args.domain or None)
         first = next(lines, None)       # the trace has been read once (a file: checked)
         if first is None:
-            if out is not None:
-                out.write_text("", encoding="utf-8")
-            return 0
+            raise _nothing_to_show(records, args, "event", "events to narrate")
         if out is None:
             _write_lines(sys.stdout, first, lines)
         else:
             with out.open("w", encoding="utf-8") as fp:
                 _write_lines(fp, first, lines)
     return 0
+
+
+def _nothing_to_show(records, args, one, many) -> InputError:
+    """Why an export found nothing to show: the filters given, or a trace recorded at a
+    level that did not keep what the export draws (``--trace-level off`` keeps no
+    record, ``commands`` only the TPM command records and the domains' creation)."""
+    filters = [name for name, value in (("--domain", args.domain), ("--start", args.start),
+                                        ("--end", args.end), ("--command", args.tpm_command))
+               if value not in (None, [])]
+    if filters:
+        return InputError(f"no {one} is left after the filters", key="/".join(filters))
+    where = dict(path=args.from_trace) if args.from_trace else {}
+    if next(iter(records), None) is None:
+        return InputError("the trace holds no records: a run at --trace-level off keeps none "
+                          "(record it with --trace-level full)", **where)
+    return InputError(f"the trace holds no {many}: a run at --trace-level commands keeps only "
+                      "the TPM command records (record it with --trace-level full)", **where)
 
 
 def _write_lines(fp, first, lines):

@@ -201,3 +201,31 @@ def test_exports_of_a_commands_level_trace_say_what_they_lack():
     assert name == "vtpm-guest1" and len(execs) == sum(
         1 for r in records if r["kind"] == "tpm.exec" and r.get("dom_name") == "vtpm-guest1")
     assert [m.kind for m in sequence.messages(records)].count("command") > 0
+
+
+def test_sequence_and_text_of_a_trace_without_what_they_draw_say_why(tmp_path, capsys):
+    """A trace of ``--trace-level off`` (no records) or of a ring-only run at ``commands``
+    (no TPM command, so no message): ``sequence`` said "no message is left after the
+    filters" when no filter was given, and ``text`` printed nothing and exited 0."""
+    scenario = tmp_path / "pp.toml"
+    scenario.write_text(open("scenarios/ring-pingpong.toml").read()
+                        .replace("requests = 2000", "requests = 20")
+                        .replace("equals = 2000", "equals = 20"))
+    for level in ("off", "commands"):
+        trace = tmp_path / f"{level}.jsonl"
+        assert main(["run", str(scenario), "--trace-level", level, "--trace", str(trace)]) == 0
+        capsys.readouterr()
+        assert main(["trace", "--from", str(trace), "-f", "sequence",
+                     "-o", str(tmp_path / "s.svg")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "filters" not in err and f"--trace-level {level}" in err, err
+        assert err.startswith(f"simxen trace: {trace}: the trace holds no ")
+    assert main(["trace", "--from", str(tmp_path / "off.jsonl"), "-f", "text"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "the trace holds no records: a run at --trace-level off keeps none "
+        "(record it with --trace-level full)")
+    full = tmp_path / "full.jsonl"
+    assert main(["run", str(scenario), "--trace-level", "full", "--trace", str(full)]) == 0
+    assert main(["trace", "--from", str(full), "-f", "text", "--start", "1e6"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--start: no event is left after the filters")
