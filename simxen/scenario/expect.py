@@ -95,15 +95,21 @@ def check_shape(expects: list, path) -> None:
                              path=path, key=f"expect[{i}]")
 
 
-def evaluate(expects: list, results: dict) -> list[Outcome]:
-    """Check each expectation against *results*."""
+def evaluate(expects: list, results: dict, absent=None) -> list[Outcome]:
+    """Check each expectation against *results*.
+
+    *absent*, if given, is ``absent(metric) -> str | None``: why a metric is not in the
+    results (shown as what was found, instead of ``<no such result>``)."""
     outcomes = []
     for e in expects:
         op = operator_of(e)
         wanted = e[op]
         found = lookup(results, e["metric"])
         if found is _ABSENT:
-            outcomes.append(Outcome(e["metric"], op, wanted, "<no such result>", False, e["why"]))
+            why = absent(e["metric"]) if absent is not None else None
+            outcomes.append(Outcome(e["metric"], op, wanted,
+                                    f"<no such result: {why}>" if why else "<no such result>",
+                                    False, e["why"]))
             continue
         try:
             passed = bool(OPERATORS[op][0](found, wanted))

@@ -401,7 +401,9 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
         from simxen.scenario import cpu_report
         results[cpu_report.NAME] = cpu_report.report(report, hv.scheduler, env.now,
                                                      cpu_report.known_domains(scenario))
-    report.outcomes = expect.evaluate(scenario.data["expect"], results)
+    registry = metrics.of_scenario(scenario)
+    report.outcomes = expect.evaluate(scenario.data["expect"], results,
+                                      absent=_why_absent(registry, hv.trace.level))
     run_section = report.section("Run")
     run_section.row("seed", seed)
     profile = hv.profile
@@ -419,7 +421,17 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
     if report.partial:
         kinds = report.section("Trace so far (records by kind)", headers=["kind", "records"])
         kinds.table.extend(sorted(hv.trace.counts().items()))
-    return RunResult(report, results, hv.trace, seed, env.now, metrics.of_scenario(scenario))
+    return RunResult(report, results, hv.trace, seed, env.now, registry)
+
+
+def _why_absent(registry, level):
+    """Why a metric the scenario publishes is missing: at ``--trace-level off`` the ones
+    read from trace records are (``commands`` keeps every record a result is read from)."""
+    def why(metric):
+        if level == "off" and metric in registry:
+            return "--trace-level off keeps none of the records it is read from"
+        return None
+    return why
 
 
 def _run_until(env, end, stop):

@@ -169,3 +169,37 @@ def test_the_mix_draws_what_generator_choice_draws():
             assert load.draw_command() == want
         assert load.rng.random() == twin.random()          # the streams moved alike
     check()
+
+
+def test_at_trace_level_off_the_trace_read_figures_are_missing_and_said_so_not_zero():
+    """The manager's figures, the stub domains' work and the theory check's server waits are
+    read from TPM command records. At --trace-level off they came out as zeros
+    (``stack.manager.requests`` 0, failing its expectation as if no request reached the
+    manager) and the theory check compared the guest-side wait alone with the closed form."""
+    sets = ["stack.duration=0.5"]
+    kept = runner.run(scenario_file.load(MANY, sets), trace_level="commands")
+    off = runner.run(scenario_file.load(MANY, sets), trace_level="off")
+    assert kept.results["stack"]["manager"]["requests"] > 0 and kept.results["stack"]["cpu"]
+    stack = off.results["stack"]
+    assert stack["manager"] == {} and stack["cpu"] == {}
+    assert stack["commands"] == kept.results["stack"]["commands"]     # the guests' own count
+    text = off.report.render()
+    assert "which this run's trace level did not keep" in text
+    assert "mean ready queue length" not in text and "Work per stub domain" not in text
+    found = {o.metric: o.found for o in off.report.outcomes}
+    assert found["stack.manager.requests"] == (
+        "<no such result: --trace-level off keeps none of the records it is read from>")
+    assert found["stack.commands_failed"] == 0
+    assert "stack.manager.requests" not in off.metrics and "stack.commands" in off.metrics
+    prio = runner.run(scenario_file.load(ROOT / "scenarios" / "validation" / "priority.toml",
+                                         ["priority.duration=20"]), trace_level="off")
+    assert prio.results["priority"]["theory"] == {}
+    assert prio.results["priority"]["theory_note"].startswith("not checked: ")
+
+
+def test_an_unknown_metric_stays_no_such_result_at_trace_level_off(tmp_path):
+    text = MANY.read_text() + '\n[[expect]]\nmetric = "stack.nonsense"\nequals = 1\n'
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    r = runner.run(scenario_file.load(path, ["stack.duration=0.5"]), trace_level="off")
+    assert {o.metric: o.found for o in r.report.outcomes}["stack.nonsense"] == "<no such result>"

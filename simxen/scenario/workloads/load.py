@@ -299,6 +299,14 @@ def _count_notifications(hv, loads, start, end):
             {g: getattr(f, "notifications_suppressed", 0) - quiet[g] for g, f in fronts.items()})
 
 
+#: the trace records the manager's figures, the stub domains' work and the server waits are
+#: read from (their time stamps and durations are nowhere else)
+TRACE_READS = ("tpm.back.take", "vtpmmgr.request", "tpm.exec")
+NOT_KEPT = ("the manager's figures, the stub domains' work and the waits at the server are "
+            "read from the trace's TPM command records, which this run's trace level did not "
+            "keep (run with --trace-level commands or full)")
+
+
 def _results(hv, host, loads, params, start, end, sends, suppressed):
     """The result dict: per guest, the manager, CPU, notifications (see the module doc)."""
     span = end - start
@@ -320,6 +328,9 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
     # certainty split (estimates.attribution, below): 10 of the 13 records a command keeps
     from simxen.analysis.certainty import READS
     records = list(hv.trace.iter_records(kinds=READS | {"vtpmmgr.request"}))
+    # a level that does not keep them (--trace-level off) leaves the manager's figures, the
+    # stub domains' work and the server waits of the theory check out, not at zero
+    kept = all(hv.trace.keeps(kind) for kind in TRACE_READS)
     for rec in records:
         kind, f = rec.kind, rec.fields
         if kind == "tpm.back.take" and rec.dom == mgr_dom and f.get("flow") in flows:
@@ -354,6 +365,13 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
         }
         if params["transport"] == "multi-slot":
             result["guests"][ld.name]["notifications_suppressed"] = suppressed[ld.name]
+    if not kept:
+        result["manager"], result["cpu"] = {}, {}
+        result["domains"] = {name: {"notifications_sent": sends.get(domid, 0)}
+                             for domid, name in sorted(domains.items())}
+        if params["theory"]:
+            result["theory"], result["theory_note"] = {}, "not checked: " + NOT_KEPT
+        return result
     # the manager: how busy, how long requests queued there, how many waited on average
     busy = sum(d for _, d in mgr_service)
     waits = [mgr_wait[r.flow] for r in every if r.flow in mgr_wait]
@@ -516,10 +534,15 @@ def report(rep, result, params):
             f"({params['policy']}), ran a {loop} over the mix {mix} for {params['duration']:g} s "
             f"after a {params['warmup']:g} s warm-up. Each guest queues its commands on its "
             f"chip lock (one command at a time, as Linux does).")
-    rep.say(f"Measured: {result['commands']} commands completed ({result['commands_failed']} "
-            f"failed), {result['throughput_per_s']:.1f} per second; the manager was busy "
-            f"{100 * result['manager']['utilisation']:.1f} % of the time with on average "
-            f"{result['manager']['queue_length_mean']:.2f} requests ready and waiting.")
+    measured = (f"Measured: {result['commands']} commands completed "
+                f"({result['commands_failed']} failed), {result['throughput_per_s']:.1f} per "
+                "second")
+    if "utilisation" not in result["manager"]:
+        rep.say(measured + ". " + NOT_KEPT[0].upper() + NOT_KEPT[1:] + ".")
+    else:
+        rep.say(measured + f"; the manager was busy {100 * result['manager']['utilisation']:.1f} "
+                f"% of the time with on average {result['manager']['queue_length_mean']:.2f} "
+                "requests ready and waiting.")
     from simxen.scenario import estimates
     g = rep.section(f"Per guest ({name}), ms simulated",
                     headers=["guest", "commands", "per s", "wait mean", "lat mean", "p50", "p95",
@@ -532,17 +555,19 @@ def report(rep, result, params):
     estimates.explain(rep, [s.get("unverified_share") for s in result["guests"].values()]
                       + [result["manager"].get("unverified_share")])
     m = rep.section("The manager")
-    m.row("requests in the measured window", result["manager"]["requests"])
-    m.row("utilisation", result["manager"]["utilisation"])
-    m.row("mean ready queue length", result["manager"]["queue_length_mean"])
+    if "requests" in result["manager"]:
+        m.row("requests in the measured window", result["manager"]["requests"])
+        m.row("utilisation", result["manager"]["utilisation"])
+        m.row("mean ready queue length", result["manager"]["queue_length_mean"])
     if "wait_ms" in result["manager"]:
         tag = estimates.tag(result["manager"].get("unverified_share"))
         m.row("mean wait in its tpmback", result["manager"]["wait_ms"].get("mean", 0.0), "ms" + tag)
         m.row("mean service", result["manager"]["service_ms"].get("mean", 0.0), "ms" + tag)
     m.row("event-channel notifications sent", result["notifications_sent"])
-    c = rep.section("Work per stub domain (fraction of the measured time)")
-    for dom, frac in result["cpu"].items():
-        c.row(dom, frac)
+    if result["cpu"]:
+        c = rep.section("Work per stub domain (fraction of the measured time)")
+        for dom, frac in result["cpu"].items():
+            c.row(dom, frac)
     if params["theory"]:
         if result["theory"]:
             rep.say("Theory check: " + result["theory_note"] + ". A simulated mean agrees when it "
