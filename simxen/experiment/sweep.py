@@ -152,8 +152,16 @@ class Plan:
         if not self.axes:
             raise InputError("expected at least one --vary KEY=V1,V2,...")
         keys = [a.key for a in self.axes]
-        if len(set(keys)) != len(keys):
-            raise InputError("a key is varied twice", key=f"--vary {keys[0]}")
+        varied = set()                   # as the scenario's keys: stack."rate" is stack.rate
+        for a in self.axes:
+            segments = overrides_mod.split_key(a.key, where=f"--vary {a.key}")
+            if segments in varied:
+                raise InputError("a key is varied twice", key=f"--vary {a.key}")
+            varied.add(segments)
+        for text in self.fixed:
+            if overrides_mod.parse(text).segments in varied:
+                raise InputError("the key is varied too: give it to --vary or to --set, not both",
+                                 key=f"--set {text}")
         base = scenario_file.load(scenario, self.fixed)
         self.base_seed = base.data["scenario"]["seed"]
         self.seeds = derive_seeds(self.base_seed, replications)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy import stats
 
 from simxen.errors import InputError
@@ -223,3 +224,40 @@ def test_an_interrupted_sweep_keeps_its_finished_runs(pingpong, tmp_path):
     counts = sweep.execute(plan(pingpong), out, executor=sweep.LocalExecutor(2), resume=True)
     assert counts == {"ran": 5, "kept": 3, "total": 8}
     assert len(read(out / "runs.csv")) == 1 + 8
+
+
+_KEYS = {"window": "1", "push_each": "true", "request_size": "64"}
+
+
+def _spelling(draw_quote, key):
+    """``pingpong.window`` as --set/--vary may spell it: either segment in double quotes."""
+    head, tail = "pingpong", key
+    return (f'"{head}"' if draw_quote[0] else head) + "." + (f'"{tail}"' if draw_quote[1] else tail)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(sorted(_KEYS)), st.tuples(st.booleans(), st.booleans())),
+                min_size=1, max_size=4),
+       st.lists(st.tuples(st.sampled_from(sorted(_KEYS)), st.tuples(st.booleans(), st.booleans())),
+                max_size=2))
+def test_a_key_varied_twice_or_both_varied_and_set_is_refused_however_spelled(
+        pingpong, vary, fixed):
+    """`--vary stack.guest_count=1,2 --set stack.guest_count=8` ran the sweep with the
+    --vary values and ignored the --set silently; a key varied twice was refused naming the
+    first --vary, not the repeated one, and two spellings of one key were not caught."""
+    axes = [sweep.parse_axis(f"{_spelling(q, k)}={_KEYS[k]}") for k, q in vary]
+    sets = [f"{_spelling(q, k)}={_KEYS[k]}" for k, q in fixed]
+    seen, problem = set(), None
+    for axis, (k, _) in zip(axes, vary):
+        if k in seen:
+            problem = problem or f"--vary {axis.key}: a key is varied twice"
+        seen.add(k)
+    for text, (k, _) in zip(sets, fixed):
+        if k in seen:
+            problem = problem or f"--set {text}: the key is varied too"
+    if problem is None:
+        assert sweep.Plan(pingpong, axes, 1, sets).keys == [a.key for a in axes]
+    else:
+        with pytest.raises(InputError) as e:
+            sweep.Plan(pingpong, axes, 1, sets)
+        assert str(e.value).startswith(problem), (str(e.value), problem)
