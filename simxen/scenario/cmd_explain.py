@@ -157,10 +157,15 @@ def explain(result) -> str:
             if pcr in replayed:
                 item(f"replaying the log gives PCR {pcr} = {_short(replayed[pcr].hex(), 24)}")
         agree = res.get("eventlog_replays_to_vtpm")
-        say(f"The vTPM reports PCR 4 = {_short(res.get('pcr4', ''), 24)} and PCR 5 = "
-            f"{_short(res.get('pcr5', ''), 24)} (TPM2_PCR_Read): the log "
-            + ("replays to exactly these values, so the log is the true story of the extends."
-               if agree else "does NOT replay to them: the log and the vTPM disagree."))
+        if not res.get("pcr4"):         # check_boot_log's TPM2_PCR_Read failed: no values
+            say("The guest's TPM2_PCR_Read of PCRs 4 and 5 got no answer from its vTPM "
+                "(`simxen run` says why), so the log cannot be checked against the PCRs.")
+        else:
+            say(f"The vTPM reports PCR 4 = {_short(res.get('pcr4', ''), 24)} and PCR 5 = "
+                f"{_short(res.get('pcr5', ''), 24)} (TPM2_PCR_Read): the log "
+                + ("replays to exactly these values, so the log is the true story of the "
+                   "extends." if agree else "does NOT replay to them: the log and the vTPM "
+                   "disagree."))
     else:
         say("There is no event log (no boot loader wrote one).")
 

@@ -55,3 +55,13 @@ def test_dom0_touching_the_tpm_is_told():
 def test_explain_needs_an_attestation_scenario(capsys):
     assert main(["explain", "scenarios/ring-pingpong.toml"]) == 2
     assert "needs an attestation workload" in capsys.readouterr().err
+
+
+def test_a_pcr_read_that_got_no_answer_is_not_told_as_a_disagreeing_log():
+    """With tpmfront.timeout shorter than any answer the guest's TPM2_PCR_Read fails; explain
+    said 'The vTPM reports PCR 4 =  and PCR 5 =  ... the log and the vTPM disagree'."""
+    sc = scenario_file.load("scenarios/boot-attest.toml",
+                            ['profile.switches."tpmfront.timeout"=0.0001'])
+    text = explain(runner.run(sc, trace_level="full"))
+    assert "TPM2_PCR_Read of PCRs 4 and 5 got no answer from its vTPM" in text
+    assert "disagree" not in text and "The vTPM reports PCR 4 =" not in text
