@@ -84,8 +84,15 @@ def operator_of(expect: dict) -> str | None:
     return ops[0] if len(ops) == 1 else None
 
 
+#: the comparisons that order numbers, and those that look for a piece of text
+ORDERING = ("below", "above", "at_most", "at_least")
+TEXTUAL = ("contains", "not_contains")
+
+
 def check_shape(expects: list, path) -> None:
-    """Every ``[[expect]]`` must set exactly one comparison."""
+    """Every ``[[expect]]`` must set exactly one comparison, of a value it can compare:
+    a number for an ordering (``below = "1000"`` would fail whatever the run found), a
+    string for ``contains``."""
     from simxen.errors import InputError
     for i, e in enumerate(expects):
         ops = [op for op in OPERATORS if e.get(op) is not None]
@@ -93,6 +100,13 @@ def check_shape(expects: list, path) -> None:
             raise InputError("expected exactly one comparison key (one of "
                              + ", ".join(OPERATORS) + f"), found {len(ops)}",
                              path=path, key=f"expect[{i}]")
+        op, wanted = ops[0], e[ops[0]]
+        if op in ORDERING and (isinstance(wanted, bool) or not isinstance(wanted, (int, float))):
+            raise InputError(f"expected a number to compare with, found {wanted!r}",
+                             path=path, key=f"expect[{i}].{op}")
+        if op in TEXTUAL and not isinstance(wanted, str):
+            raise InputError(f"expected a string to look for, found {wanted!r}",
+                             path=path, key=f"expect[{i}].{op}")
 
 
 def evaluate(expects: list, results: dict, absent=None) -> list[Outcome]:

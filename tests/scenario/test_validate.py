@@ -1,11 +1,14 @@
 """`simxen validate`: a bad scenario file gets one line naming the file, the
 key and what was expected, and exit status 2 — never a traceback."""
 
+import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, strategies as st
 
 from simxen.errors import InputError
 from simxen.scenario import scenario_file
@@ -101,3 +104,32 @@ def test_docs_key_reference_matches_the_schema():
     spec.loader.exec_module(keys_doc)
     page = (ROOT / "docs" / "scenarios.rst").read_text()
     assert page.endswith(keys_doc.render()), "run: python scripts/scenario-keys-doc.py"
+
+
+
+_VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+                    st.booleans(), st.text(max_size=8))
+
+
+@given(st.sampled_from(["below", "above", "at_most", "at_least", "contains", "not_contains",
+                        "equals"]), _VALUES)
+def test_an_expectation_compares_with_a_value_its_comparison_can_use(op, value):
+    """`below = "1000"` passed validate and the expectation then failed whatever the run
+    found (the comparison's TypeError counted as a failure): an ordering needs a number,
+    contains a string; equals takes anything."""
+    text = GOOD.read_text()
+    assert text.count("below = 1000.0") == 1
+    ok = (op == "equals"
+          or (op in ("below", "above", "at_most", "at_least")
+              and isinstance(value, (int, float)) and not isinstance(value, bool))
+          or (op in ("contains", "not_contains") and isinstance(value, str)))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "s.toml"
+        path.write_text(text.replace("below = 1000.0", f"{op} = {json.dumps(value, ensure_ascii=False)}"),
+                        encoding="utf-8")
+        if ok:
+            scenario_file.load(path)
+        else:
+            with pytest.raises(InputError) as e:
+                scenario_file.load(path)
+            assert f"expect[2].{op}: expected a " in str(e.value) and "\n" not in str(e.value)
