@@ -65,6 +65,15 @@ def default_plots(keys, rows, declared=()) -> list:
     return out
 
 
+def _run_columns(folder) -> list:
+    """The header of ``folder/runs.csv`` (every metric the sweep asked for), or ``[]``."""
+    try:
+        with open(Path(folder) / "runs.csv", newline="", encoding="utf-8") as fp:
+            return next(csv.reader(fp), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
 def _number(text):
     try:
         value = float(text)
@@ -94,6 +103,9 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
     if hue == x:
         raise InputError("--hue must be another varied key than --x", key=f"--hue {hue}")
     mine = [r for r in rows if r["metric"] == y]
+    if not mine and y in _run_columns(folder):
+        raise InputError("no run of this sweep has a value for it (a metric read from the "
+                         "trace's records has none at --trace-level off)", key=f"--y {y}")
     if not mine:
         names = sorted({r["metric"] for r in rows})
         close = difflib.get_close_matches(y, names, n=1)

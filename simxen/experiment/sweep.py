@@ -411,7 +411,9 @@ def execute(plan: Plan, out, *, executor, resume=False, progress=None,
     after each run. Returns ``{"ran": n, "kept": n, "total": n}``."""
     out = Path(out)
     runs_path, spec_path = out / "runs.csv", out / "sweep.json"
-    spec = plan.spec()
+    # the level is part of the sweep: at off a run has no value for a metric read from
+    # the trace's records, so runs at two levels do not belong in one runs.csv
+    spec = {**plan.spec(), "trace_level": trace_level}
     if out.exists() and not out.is_dir():
         raise InputError("is not a folder", path=out)
     if (runs_path.exists() or spec_path.exists()) and not resume:
@@ -423,8 +425,9 @@ def execute(plan: Plan, out, *, executor, resume=False, progress=None,
         except (OSError, ValueError):
             old = None
         if old != spec:
-            raise InputError("holds a different sweep (scenario, --vary, --set or --replications "
-                             "differ); --resume only finishes the same sweep", path=spec_path)
+            raise InputError("holds a different sweep (scenario, --vary, --set, --replications "
+                             "or --trace-level differ); --resume only finishes the same sweep",
+                             path=spec_path)
     out.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     runs = RunsFile(runs_path, plan)

@@ -261,3 +261,24 @@ def test_a_key_varied_twice_or_both_varied_and_set_is_refused_however_spelled(
         with pytest.raises(InputError) as e:
             sweep.Plan(pingpong, axes, 1, sets)
         assert str(e.value).startswith(problem), (str(e.value), problem)
+
+
+def test_resume_at_another_trace_level_is_another_sweep_and_plot_says_why_a_metric_is_empty(
+        tmp_path):
+    """At --trace-level off the load workload has no value for the metrics it reads from TPM
+    command records. sweep.json did not record the level, so --resume at another level mixed
+    runs with and without them; `simxen plot --y` of such a metric said the summary had
+    'no such metric' though `simxen metrics` lists it."""
+    many = ROOT / "scenarios" / "many-guests.toml"
+    p = sweep.Plan(many, [sweep.parse_axis("stack.guest_count=1")], 1, ["stack.duration=0.5"])
+    out = tmp_path / "off"
+    sweep.execute(p, out, executor=sweep.LocalExecutor(1), trace_level="off")
+    with pytest.raises(InputError, match="--trace-level differ"):
+        sweep.execute(p, out, executor=sweep.LocalExecutor(1), resume=True)
+    from simxen.experiment import plot as plot_mod
+    with pytest.raises(InputError) as e:
+        plot_mod.draw(out, y="stack.manager.requests")
+    assert str(e.value) == ("--y stack.manager.requests: no run of this sweep has a value for "
+                            "it (a metric read from the trace's records has none at "
+                            "--trace-level off)")
+    assert plot_mod.draw(out, y="stack.commands")
