@@ -188,8 +188,8 @@ class CommandHops:
 
 
 def load(path) -> list:
-    """The records of a JSON Lines trace file (``simxen run --trace``), as
-    :class:`Record`\ s.
+    """The records of a JSON Lines trace file (``simxen run --trace``), each a
+    :class:`Record`.
 
     The file is read a line at a time (:class:`simxen.analysis.trace_format.TraceFile`),
     and anything that is not a trace record raises that reader's

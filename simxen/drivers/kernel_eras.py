@@ -77,6 +77,16 @@ def check_era(value):
     return None if value in ERAS else f"expected one of {sorted(ERAS)}, found {value!r}"
 
 
+#: What the ``tpmfront.wait`` switch may say: each guest waits as its era does, or
+#: every guest is woken by the event channel, or every guest polls a fixed grid
+WAITS = ("era", "interrupt", "poll")
+
+
+def check_wait(value):
+    """``None`` if *value* is a ``tpmfront.wait`` setting, else what is wrong."""
+    return None if value in WAITS else f"expected one of {list(WAITS)}, found {value!r}"
+
+
 def profile_era(profile) -> str:
     """The era a guest without a ``kernel_era`` option runs under *profile*."""
     return profile.switch("tpmfront.kernel", DEFAULT_ERA)

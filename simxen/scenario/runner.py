@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 from simpy.core import StopSimulation
 
+from simxen.drivers import kernel_eras
+from simxen.drivers import tis as tis_driver
 from simxen.errors import InputError
 from simxen.scenario import expect, metrics, workloads
 from simxen.scenario.report import Report
@@ -200,22 +202,11 @@ def _model_op(profile):
     return known
 
 
-def _one_of(*choices):
-    def check(value):
-        return None if value in choices else f"expected one of {list(choices)}, found {value!r}"
-    return check
-
-
 def _positive(value):
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
             and value > 0:
         return None
     return f"expected a positive, finite number, found {value!r}"
-
-
-def _check_era(value):
-    from simxen.drivers.kernel_eras import check_era
-    return check_era(value)
 
 
 #: What each profile switch the model reads may hold, checked before a run (and by
@@ -225,14 +216,14 @@ def _check_era(value):
 #: The readers: drivers/kernel_eras.py and drivers/tpmfront.py (``tpmfront.*``),
 #: drivers/tis.py (``tis.*``); ``sched.credit2.*`` is checked by the scheduler itself.
 SWITCH_CHECKS = {
-    "tpmfront.kernel": _check_era,
-    "tpmfront.wait": _one_of("era", "interrupt", "poll"),
+    "tpmfront.kernel": kernel_eras.check_era,
+    "tpmfront.wait": kernel_eras.check_wait,
     "tpmfront.poll_interval": _positive,
     "tpmfront.hz": _positive,
     "tpmfront.tpm_timeout": _positive,
     "tpmfront.timeout": _positive,
     "tpmfront.timeout_c": _positive,
-    "tis.wait": _one_of("poll", "interrupt"),
+    "tis.wait": tis_driver.check_wait,
     "tis.poll_interval": _positive,
     "tis.duration": _positive,
 }
