@@ -18,7 +18,7 @@ PCR_Event) are read from the command bytes the TPM executed (``tpm.exec``
 from __future__ import annotations
 
 from simxen.analysis import hops
-from simxen.analysis.trace_format import first_reading
+from simxen.analysis.trace_format import first_reading, note_name
 from simxen.tpm.commands.integrity import parse_digest_values
 from simxen.tpm import header
 from simxen.tpm.constants import ALG_NAMES, TPM_CC, TPM_ST, rc_name
@@ -88,12 +88,8 @@ def _first_reading(records):
     names = {}
     executed = {}
     for r in records:
-        k = r["kind"]
-        if k == "domain.create":
-            names[r["domid"]] = r["name"]
-        elif r.get("dom_name") is not None and r["dom"] not in names:
-            names[r["dom"]] = r["dom_name"]
-        if k == "tpm.exec" and r.get("command") and r.get("flow") is not None:
+        note_name(names, r)
+        if r["kind"] == "tpm.exec" and r.get("command") and r.get("flow") is not None:
             key = (r["flow"], r["dom"])
             if key not in executed:
                 executed[key] = describe_command(bytes.fromhex(r["command"]))

@@ -36,7 +36,8 @@ from pathlib import Path
 from simxen.errors import InputError
 
 __all__ = ["SCHEMA_PATH", "schema", "kinds", "load", "loads", "from_trace", "domain_names",
-           "reference_rst", "TraceFile", "TraceRecords", "Window", "in_order", "first_reading", "time_order"]
+           "note_name", "reference_rst", "TraceFile", "TraceRecords", "Window", "in_order",
+           "first_reading", "time_order"]
 
 #: The JSON Schema of one trace record (shipped as package data).
 SCHEMA_PATH = Path(__file__).with_name("trace_schema.json")
@@ -245,11 +246,17 @@ def domain_names(records) -> dict:
     and the ``dom_name`` fields."""
     names = {}
     for r in records:
-        if r["kind"] == "domain.create":
-            names[r["domid"]] = r["name"]
-        elif r.get("dom_name") is not None and r["dom"] not in names:
-            names[r["dom"]] = r["dom_name"]
+        note_name(names, r)
     return names
+
+
+def note_name(names, record):
+    """Add what ``record`` tells of a domain's name to ``names``: :func:`domain_names`
+    one record at a time, for an export that reads the records for more at once."""
+    if record["kind"] == "domain.create":
+        names[record["domid"]] = record["name"]
+    elif record.get("dom_name") is not None and record["dom"] not in names:
+        names[record["dom"]] = record["dom_name"]
 
 
 def _type_text(spec, defs) -> str:
