@@ -202,11 +202,14 @@ def _model_op(profile):
     return known
 
 
+def _is_positive(value) -> bool:
+    """Whether ``value`` is a number (not a bool), finite and above zero."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
 def _positive(value):
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-            and value > 0:
-        return None
-    return f"expected a positive, finite number, found {value!r}"
+    return None if _is_positive(value) else f"expected a positive, finite number, found {value!r}"
 
 
 #: What each profile switch the model reads may hold, checked before a run (and by
@@ -292,8 +295,7 @@ def _prepare(scenario, seed, until, trace_level, trace_buffer=None):
     meta = scenario.data["scenario"]
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise InputError(f"expected an integer >= 0, found {seed!r}", key="--seed")
-    if until is not None and not (isinstance(until, (int, float)) and math.isfinite(until)
-                                  and until > 0):
+    if until is not None and not _is_positive(until):
         raise InputError(f"expected a positive, finite number of seconds, found {until!r}",
                          key="--until")
     seed = meta["seed"] if seed is None else seed
