@@ -328,6 +328,8 @@ class Verifier:
         self.policy = policy
         self.random_bytes = random_bytes
         self.host_aik = host_aik
+        #: why the host's administrator could not export the AIK, if it failed
+        self.host_aik_error: Optional[str] = None
         self.agents: dict[str, Enrolment] = {}
         self.known_eks: dict[str, bytes] = {}     #: agent -> Name of its provisioned EK
         self.known_uuids: dict[str, bytes] = {}   #: agent -> its vTPM's UUID (16 bytes)
@@ -581,7 +583,9 @@ class Verifier:
             v.fail("host", "no deep quote came back: the manager did not answer GET_QUOTE")
             return
         if self.host_aik is None:
-            v.fail("host", "the verifier knows no AIK for this host")
+            why = (f" (exporting it from the manager failed: {self.host_aik_error})"
+                   if self.host_aik_error else "")
+            v.fail("host", f"the verifier knows no AIK for this host{why}")
             return
         try:
             rc = vtpmmgr.response_code(evidence.deep_quote)

@@ -275,6 +275,12 @@ class VtpmMgr(Kernel):
             self.hv.trace.emit("vtpmmgr.ptpm_error", self.dom.now, self.domid, flow=request.flow,
                                what=exc.what, rc=exc.rc)
             return mgr.response(mgr.TPM_FAIL)
+        except TisError as exc:
+            # the chip did not answer (a TIS timeout or cancel): there is no TPM
+            # response code to pass on, so the vTPM gets TPM_IOERROR
+            self.hv.trace.emit("vtpmmgr.ptpm_error", self.dom.now, self.domid, flow=request.flow,
+                               what=f"TIS: {exc}", rc=None)
+            return mgr.response(mgr.TPM_IOERROR)
 
     def _passthrough(self, ordinal, body, flow):
         """A TPM 1.2 command the manager forwards, translated to TPM 2.0."""

@@ -65,3 +65,27 @@ def test_a_pcr_read_that_got_no_answer_is_not_told_as_a_disagreeing_log():
     text = explain(runner.run(sc, trace_level="full"))
     assert "TPM2_PCR_Read of PCRs 4 and 5 got no answer from its vTPM" in text
     assert "disagree" not in text and "The vTPM reports PCR 4 =" not in text
+
+
+def test_a_physical_tpm_that_never_answers_is_a_reported_failure_not_an_internal_error():
+    """With ``tis.duration`` shorter than any physical-TPM command every TIS transmit
+    times out (-ETIME). That was an internal error (a TisError traceback out of the
+    manager's GetRandom passthrough, then out of the AIK export); now the manager answers
+    the vTPM TPM_IOERROR and records why, and the verifier says it has no AIK and why."""
+    from simxen.protocols import vtpmmgr as mgr
+    sc = scenario_file.load("scenarios/boot-attest.toml",
+                            ['profile.switches."tis.duration"=0.000001'])
+    result = runner.run(sc, trace_level="full")
+    records = trace_format.from_trace(result.trace)
+    opened = next(r for r in records if r["kind"] == "vtpmmgr.open")
+    assert opened["status"] == "refused" and "ETIME" in opened["error"]
+    failed = [r for r in records if r["kind"] == "vtpmmgr.ptpm_error"]
+    assert failed and all(r["what"].startswith("TIS: ETIME") and r["rc"] is None for r in failed)
+    answered = {r["rc"] for r in records if r["kind"] == "vtpmmgr.request"
+                and r["ordinal_name"] == "TPM_ORD_GetRandom"}
+    assert answered == {mgr.TPM_IOERROR}
+    text = " ".join(explain(result).split())                # its lines are wrapped
+    assert "the verifier knows no AIK for this host (exporting it from the manager failed: " \
+           "ETIME: no answer within 1e-06 s)" in text
+    assert "could not export the vTPM manager's attestation key (ETIME" in \
+        " ".join(result.report.render().split())

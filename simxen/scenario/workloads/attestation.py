@@ -370,10 +370,19 @@ class Story:
                                           scenario=self.sim.scenario, **spec))
         yield self.host.ready
         if self.params["deep_quote"] and self.verifier.host_aik is None:
-            self.verifier.host_aik = yield from self.host.host_aik()
-            self.say("The host's administrator exported the public area of the vTPM manager's "
-                     "attestation key (a primary key of the physical TPM's endorsement "
-                     "hierarchy); the verifier trusts deep quotes signed by it.")
+            from simxen.domains.ptpm_commands import PtpmError
+            from simxen.drivers.tis import TisError
+            try:
+                self.verifier.host_aik = yield from self.host.host_aik()
+            except (PtpmError, TisError) as exc:
+                self.verifier.host_aik_error = str(exc)
+                self.say("The host's administrator could not export the vTPM manager's "
+                         f"attestation key ({exc}); the verifier has no key to check a "
+                         "deep quote with.")
+            else:
+                self.say("The host's administrator exported the public area of the vTPM "
+                         "manager's attestation key (a primary key of the physical TPM's "
+                         "endorsement hierarchy); the verifier trusts deep quotes signed by it.")
         yield from self.attach_guests()
 
     def attach_guests(self):
