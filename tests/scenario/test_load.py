@@ -27,6 +27,13 @@ def test_many_guests_holds_its_expectations_and_is_deterministic():
         assert g["commands"] > 10 and g["latency_ms"]["p99"] >= g["latency_ms"]["p50"] > 0
     b = runner.run(scenario_file.load(MANY))
     assert a.trace.dumps_jsonl() == b.trace.dumps_jsonl()
+    # "The manager" tells the manager's own notifications; the total is every domain's
+    text = a.report.render()
+    mine = stack["domains"]["vtpmmgr"]["notifications_sent"]
+    assert 0 < mine < stack["notifications_sent"]
+    assert f"event-channel notifications it sent  {mine:,}" in text.split("The manager")[1]
+    assert f"{stack['notifications_sent']} event-channel notifications sent by all domains" \
+        in " ".join(text.split())
 
 
 def test_every_command_of_the_mix_runs_through_the_stack(tmp_path):
@@ -184,7 +191,7 @@ def test_at_trace_level_off_the_trace_read_figures_are_missing_and_said_so_not_z
     assert stack["manager"] == {} and stack["cpu"] == {}
     assert stack["commands"] == kept.results["stack"]["commands"]     # the guests' own count
     text = off.report.render()
-    assert "which this run's trace level did not keep" in text
+    assert "which this run's trace level did not keep" in " ".join(text.split())
     assert "mean ready queue length" not in text and "Work per stub domain" not in text
     found = {o.metric: o.found for o in off.report.outcomes}
     assert found["stack.manager.requests"] == (

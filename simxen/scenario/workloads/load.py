@@ -531,12 +531,13 @@ def report(rep, result, params):
                  f"{'per-guest rates ' + str(params['rates']) if params['rates'] else str(params['rate']) + ' /s per guest'}")
     mix = ", ".join(f"{k} {v:g}" for k, v in params["mix"].items() if v > 0)
     rep.say(f"{result['guest_count']} guest(s), each with its own vTPM stub domain and one manager "
-            f"({params['policy']}), ran a {loop} over the mix {mix} for {params['duration']:g} s "
+            f"({params['policy']}), ran {'a' if params['arrivals'] == 'closed' else 'an'} {loop} over the mix {mix} for {params['duration']:g} s "
             f"after a {params['warmup']:g} s warm-up. Each guest queues its commands on its "
             f"chip lock (one command at a time, as Linux does).")
     measured = (f"Measured: {result['commands']} commands completed "
                 f"({result['commands_failed']} failed), {result['throughput_per_s']:.1f} per "
-                "second")
+                f"second, with {result['notifications_sent']} event-channel notifications "
+                "sent by all domains")
     if "utilisation" not in result["manager"]:
         rep.say(measured + ". " + NOT_KEPT[0].upper() + NOT_KEPT[1:] + ".")
     else:
@@ -563,7 +564,7 @@ def report(rep, result, params):
         tag = estimates.tag(result["manager"].get("unverified_share"))
         m.row("mean wait in its tpmback", result["manager"]["wait_ms"].get("mean", 0.0), "ms" + tag)
         m.row("mean service", result["manager"]["service_ms"].get("mean", 0.0), "ms" + tag)
-    m.row("event-channel notifications sent", result["notifications_sent"])
+    m.row("event-channel notifications it sent", result["domains"]["vtpmmgr"]["notifications_sent"])
     if result["cpu"]:
         c = rep.section("Work per stub domain (fraction of the measured time)")
         for dom, frac in result["cpu"].items():
