@@ -210,3 +210,14 @@ def test_an_unknown_metric_stays_no_such_result_at_trace_level_off(tmp_path):
     path.write_text(text)
     r = runner.run(scenario_file.load(path, ["stack.duration=0.5"]), trace_level="off")
     assert {o.metric: o.found for o in r.report.outcomes}["stack.nonsense"] == "<no such result>"
+
+
+def test_many_guests_manager_expectation_can_fail():
+    """The manager's utilisation rounds to 0 in many-guests (Xen's TPM 2.0 store files a
+    SaveHashKey in memory); its ``below 0.5`` expectation must still be able to fail: a
+    mix that sends work to the physical TPM makes the manager the queue."""
+    sc = scenario_file.load(MANY, ["stack.mix={host_random=1}", "stack.rate=60"])
+    result = runner.run(sc)
+    assert result.results["stack"]["manager"]["utilisation"] > 0.5
+    failed = [line for line in result.report.render().splitlines() if line.startswith("  FAIL")]
+    assert len(failed) == 1 and "stack.manager.utilisation is below 0.5" in failed[0]
