@@ -8,13 +8,15 @@ Each line is one result a run of SCENARIO produces, by the dotted name an
 
 Nothing is run: the list comes from the workloads' published metrics (see
 ``simxen.scenario.metrics``), for the file as it is, or with ``--set``
-overrides (``--set stack.guest_count=4`` lists four guests' metrics).
+overrides (``--set stack.guest_count=4`` lists four guests' metrics). A
+scenario that ``simxen run`` would refuse (a bad profile switch, say) is
+refused here with the same one-line error, as ``simxen validate`` refuses it.
 ``--json`` prints the same as a JSON array of {name, unit, kind, doc}.
 """
 
 import json
 
-from simxen.scenario import metrics, scenario_file
+from simxen.scenario import metrics, runner, scenario_file
 
 
 def add_arguments(parser):
@@ -28,6 +30,7 @@ def add_arguments(parser):
 
 def main(args) -> int:
     sc = scenario_file.load(args.scenario, args.set)
+    runner.prepare(sc, trace_level="off")          # what run checks before it starts
     listed = [m for m in metrics.of_scenario(sc) if m.numeric or not args.numeric]
     if args.json:
         print(json.dumps([{"name": m.name, "unit": m.unit, "kind": m.kind, "doc": m.doc}

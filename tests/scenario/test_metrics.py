@@ -103,3 +103,17 @@ def test_vtpm_stack_per_guest_and_manager_figures():
     for i in (1, 2, 3):
         assert m[f"stack.guest.guest{i}.latency_ms.p50"] <= m[f"stack.guest.guest{i}.latency_ms.p95"] \
             <= m[f"stack.guest.guest{i}.latency_ms.p99"]
+
+
+def test_metrics_refuses_what_run_and_validate_refuse(capsys):
+    """`simxen metrics` listed the metrics of a scenario whose profile switch `run` would
+    refuse; it now gives validate's one-line error and exit 2."""
+    from simxen import cli
+    args = [str(ROOT / "scenarios" / "ring-pingpong.toml"), "--set",
+            'profile.switches."tis.wait"=bogus']
+    assert cli.main(["validate", *args]) == 2
+    said = capsys.readouterr().err
+    assert cli.main(["metrics", *args]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == said.replace("simxen validate:", "simxen metrics:")
+    assert "expected one of ['poll', 'interrupt'], found 'bogus'" in out.err
