@@ -103,6 +103,10 @@ def main(args) -> int:
     stop = runner.Stop()
     with _Signals(stop) as signals:
         level = args.trace_level or ("full" if args.trace else "commands")
+        if args.trace and level == "off":
+            raise InputError("--trace-level off keeps no record, so the file would be empty: "
+                             "use --trace-level commands or full, or leave out --trace",
+                             key="--trace")
         sim = runner.prepare(sc, seed=args.seed, until=args.until, trace_level=level)
         trace_fp = open_output(args.trace) if args.trace else None
         if trace_fp is not None:        # written as the run goes (Trace.stream_to)

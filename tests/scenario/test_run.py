@@ -84,6 +84,16 @@ def test_trace_into_missing_folder_is_input_error(tmp_path):
     assert r.returncode == 2 and "folder does not exist" in r.stderr
 
 
+def test_a_trace_file_at_trace_level_off_is_refused_before_the_run(tmp_path):
+    """It wrote an empty file and said nothing; now one line, exit 2, and no file."""
+    out = tmp_path / "t.jsonl"
+    r = simxen("run", str(small(tmp_path)), "--trace", str(out), "--trace-level", "off")
+    assert r.returncode == 2 and r.stdout == "" and not out.exists()
+    assert r.stderr.strip() == ("simxen run: --trace: --trace-level off keeps no record, so the "
+                                "file would be empty: use --trace-level commands or full, or "
+                                "leave out --trace")
+
+
 def test_progress_line_on_a_terminal(tmp_path):
     """On a terminal, stderr carries a progress line; piped, it stays silent (above)."""
     import os
