@@ -99,9 +99,9 @@ def main(args) -> int:
         bar.close()
         if hasattr(executor, "close"):
             executor.close()
-    print(f"{out}: {counts['total']} runs ({len(plan.points)} point(s) x {plan.replications} "
-          f"replication(s); {counts['ran']} run now, {counts['kept']} kept); runs.csv, "
-          f"summary.csv")
+    print(f"{out}: {_count(counts['total'], 'run')} ({_count(len(plan.points), 'point')} x "
+          f"{_count(plan.replications, 'replication')}; {counts['ran']} run now, "
+          f"{counts['kept']} kept); runs.csv, summary.csv")
     if not args.no_plots:
         from simxen.experiment import plot
         keys, rows = plot.read_summary(out)
@@ -114,3 +114,8 @@ def main(args) -> int:
             for f in files:
                 print(f)
     return 0
+
+
+def _count(n, noun):
+    """``1 run``, ``2 runs``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -195,6 +195,7 @@ def test_progress_bar_on_a_terminal_and_plots(pingpong, tmp_path):
     assert proc.returncode == 0
     err = b"".join(chunks).decode()
     assert "sweep" in err and "4/4" in err and "100%" in err
+    assert f"{out}: 4 runs (4 points x 1 replication; 4 run now, 0 kept)" in proc.stdout.decode()
     printed = proc.stdout.decode().split()
     png = out / "plots" / "pingpong.throughput_per_s--pingpong.window.png"
     assert str(png) in printed and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
