@@ -22,7 +22,11 @@ scenario (:func:`simxen.scenario.runner.fewer_collections`): the ring is
 timed as the product runs it, and the floor beside it the same way.
 
     python benchmarks/ring_roundtrip.py [--requests N] [--repeat R] [--no-trace]
-        [--count [TRIPS]]
+        [--count [TRIPS]] [--instructions [TRIPS]]
+
+``--instructions [TRIPS]`` prints machine instructions per round trip instead,
+counted by valgrind (:mod:`instructions`): deterministic like ``--count``,
+and it sees the work done in C and how dear each opcode is.
 
 ``--count`` prints, instead of timing, the *work* per round trip, which a
 busy machine cannot blur: interpreted bytecode instructions ("opcodes") and
@@ -179,6 +183,28 @@ def print_work(name, work, floor):
           f"  {opcodes / floor[0]:6.2f}x floor opcodes")
 
 
+def print_instructions(trips, no_trace=False):
+    """``--instructions``: valgrind's instruction counts per trip, and their ratios."""
+    import instructions
+    if not instructions.available():
+        print(instructions.missing(), file=sys.stderr)
+        return 2
+    runs = [("bare SimPy floor", "ring_roundtrip.floor_roundtrips({n})"),
+            ("ring logic only", "ring_roundtrip.ring_logic_roundtrips({n})"),
+            ("ring ping-pong", "ring_roundtrip.ring_roundtrips({n})")]
+    if no_trace:
+        runs.append(("ring, fewer records", "ring_roundtrip.ring_roundtrips({n}, trace=False)"))
+    print(f"machine instructions per round trip (valgrind, {trips} vs {2 * trips} trips)")
+    floor = None
+    for name, expr in runs:
+        # the floor's trip is small: fewer than 1,000 leave a few per cent of one-off work in it
+        n = max(trips, 1000) if floor is None else trips
+        value = instructions.per_trip("ring_roundtrip", expr, n)
+        floor = floor or value
+        print(instructions.line(name, value, floor), flush=True)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000)
@@ -189,7 +215,12 @@ def main(argv=None):
     parser.add_argument("--count", type=int, nargs="?", const=200, metavar="TRIPS",
                         help="count opcodes and Python calls per round trip instead of "
                         "timing (deterministic; TRIPS round trips, default 200)")
+    parser.add_argument("--instructions", type=int, nargs="?", const=1000, metavar="TRIPS",
+                        help="count machine instructions per round trip with valgrind instead "
+                        "of timing (deterministic; TRIPS round trips, default 1000)")
     args = parser.parse_args(argv)
+    if args.instructions is not None:
+        return print_instructions(args.instructions, args.no_trace)
     if args.count is not None:
         trips = args.count
         floor = work_per_trip(floor_roundtrips, trips)
@@ -229,4 +260,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -29,7 +29,11 @@ in-simulation runs and the floor run with the garbage collector set as
 
     python benchmarks/vtpm_roundtrip.py [--requests N] [--repeat R]
         [--save-on changed|success|both] [--no-persistence] [--interrupt] [--no-trace]
-        [--count [COMMANDS]]
+        [--count [COMMANDS]] [--instructions [COMMANDS]]
+
+``--instructions [COMMANDS]`` prints machine instructions per command instead,
+counted by valgrind (see ``instructions.py``; building the commands, done
+before the clock starts when timing, is counted apart and taken off).
 
 ``--count`` prints, instead of timing, the work per command -- interpreted
 opcodes and Python calls, deterministic (see ``ring_roundtrip.py --count``):
@@ -124,6 +128,27 @@ def serve_path(commands, **kw):
     return clock() - start, hv, host
 
 
+def print_instructions(commands, modes, options):
+    """``--instructions``: valgrind's instruction counts per command, and their ratios."""
+    import instructions
+    if not instructions.available():
+        print(instructions.missing(), file=sys.stderr)
+        return 2
+    print(f"machine instructions per TPM2_PCR_Extend (valgrind, {commands} vs {2 * commands} "
+          "commands)")
+    # the floor's trip is small: fewer than 1,000 leave a few per cent of one-off work in it
+    floor = instructions.per_trip("vtpm_roundtrip", "vtpm_roundtrip.floor_roundtrips({n})",
+                                  max(commands, 1000))
+    print(instructions.line("bare SimPy floor", floor, floor), flush=True)
+    building = instructions.per_trip("vtpm_roundtrip", "vtpm_roundtrip.extend_commands({n})",
+                                     commands)
+    for m in modes:
+        expr = f"vtpm_roundtrip.in_simulation(vtpm_roundtrip.extend_commands({{n}}), **{options[m]!r})"
+        value = instructions.per_trip("vtpm_roundtrip", expr, commands) - building
+        print(instructions.line(f"in-simulation, {m}", value, floor), flush=True)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
@@ -143,11 +168,16 @@ def main(argv=None):
     parser.add_argument("--count", type=int, nargs="?", const=100, metavar="COMMANDS",
                         help="count opcodes and Python calls per command instead of timing "
                         "(deterministic; COMMANDS commands, default 100)")
+    parser.add_argument("--instructions", type=int, nargs="?", const=100, metavar="COMMANDS",
+                        help="count machine instructions per command with valgrind instead of "
+                        "timing (deterministic; COMMANDS commands, default 100)")
     args = parser.parse_args(argv)
     n = args.requests
     modes = ("changed", "success") if args.save_on == "both" else (args.save_on,)
     options = {m: dict(persistence=not args.no_persistence, save_on=m, interrupt=args.interrupt,
                        trace=not args.no_trace) for m in modes}
+    if args.instructions is not None:
+        return print_instructions(args.instructions, modes, options)
     if args.count is not None:
         trips = args.count
         commands = extend_commands(2 * trips)
@@ -190,4 +220,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
