@@ -525,13 +525,13 @@ def _theory(hv, loads, measured, server_wait, params):
 
 def report(rep, result, params):
     name = params["name"]
-    loop = (f"closed loop, {params['clients']} client(s) per guest thinking "
+    loop = (f"a closed loop, {params['clients']} client(s) per guest thinking "
             f"{params['think_time']:g} s ({params['think']})" if params["arrivals"] == "closed"
-            else f"open loop, {params['arrivals']} arrivals at "
+            else f"an open loop, {params['arrivals']} arrivals at "
                  f"{'per-guest rates ' + str(params['rates']) if params['rates'] else str(params['rate']) + ' /s per guest'}")
     mix = ", ".join(f"{k} {v:g}" for k, v in params["mix"].items() if v > 0)
     rep.say(f"{result['guest_count']} guest(s), each with its own vTPM stub domain and one manager "
-            f"({params['policy']}), ran {'a' if params['arrivals'] == 'closed' else 'an'} {loop} over the mix {mix} for {params['duration']:g} s "
+            f"({params['policy']}), ran {loop} over the mix {mix} for {params['duration']:g} s "
             f"after a {params['warmup']:g} s warm-up. Each guest queues its commands on its "
             f"chip lock (one command at a time, as Linux does).")
     measured = (f"Measured: {result['commands']} commands completed "
