@@ -189,18 +189,15 @@ def print_instructions(trips, no_trace=False):
     if not instructions.available():
         print(instructions.missing(), file=sys.stderr)
         return 2
-    runs = [("bare SimPy floor", "ring_roundtrip.floor_roundtrips({n})"),
-            ("ring logic only", "ring_roundtrip.ring_logic_roundtrips({n})"),
+    runs = [("ring logic only", "ring_roundtrip.ring_logic_roundtrips({n})"),
             ("ring ping-pong", "ring_roundtrip.ring_roundtrips({n})")]
     if no_trace:
         runs.append(("ring, fewer records", "ring_roundtrip.ring_roundtrips({n}, trace=False)"))
     print(f"machine instructions per round trip (valgrind, {trips} vs {2 * trips} trips)")
-    floor = None
+    floor = instructions.floor_per_trip("ring_roundtrip", trips)
+    print(instructions.line("bare SimPy floor", floor, floor), flush=True)
     for name, expr in runs:
-        # the floor's trip is small: fewer than 1,000 leave a few per cent of one-off work in it
-        n = max(trips, 1000) if floor is None else trips
-        value = instructions.per_trip("ring_roundtrip", expr, n)
-        floor = floor or value
+        value = instructions.per_trip("ring_roundtrip", expr, trips)
         print(instructions.line(name, value, floor), flush=True)
     return 0
 

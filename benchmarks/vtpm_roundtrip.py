@@ -136,14 +136,12 @@ def print_instructions(commands, modes, options):
         return 2
     print(f"machine instructions per TPM2_PCR_Extend (valgrind, {commands} vs {2 * commands} "
           "commands)")
-    # the floor's trip is small: fewer than 1,000 leave a few per cent of one-off work in it
-    floor = instructions.per_trip("vtpm_roundtrip", "vtpm_roundtrip.floor_roundtrips({n})",
-                                  max(commands, 1000))
+    floor = instructions.floor_per_trip("vtpm_roundtrip", commands)
     print(instructions.line("bare SimPy floor", floor, floor), flush=True)
-    building = instructions.per_trip("vtpm_roundtrip", "vtpm_roundtrip.extend_commands({n})",
-                                     commands)
+    build = "vtpm_roundtrip.extend_commands({n})"
+    building = instructions.per_trip("vtpm_roundtrip", build, commands)
     for m in modes:
-        expr = f"vtpm_roundtrip.in_simulation(vtpm_roundtrip.extend_commands({{n}}), **{options[m]!r})"
+        expr = f"vtpm_roundtrip.in_simulation({build}, **{options[m]!r})"
         value = instructions.per_trip("vtpm_roundtrip", expr, commands) - building
         print(instructions.line(f"in-simulation, {m}", value, floor), flush=True)
     return 0
