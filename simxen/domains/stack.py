@@ -47,7 +47,7 @@ from simxen.drivers.kernel_eras import check_era
 from simxen.tpm import TpmEngine, client
 
 __all__ = ["HostSpec", "HostState", "Host", "build_host", "check_spec", "vtpmmgr_config",
-           "vtpm_config", "guest_config", "physical_tpm", "COUNTED"]
+           "vtpm_config", "guest_config", "physical_tpm", "one_of", "COUNTED"]
 
 #: Trace kinds :meth:`Host.op_counts` counts, with what they are (``"xs"`` = every ``xs.*``).
 COUNTED = (
@@ -360,7 +360,8 @@ def check_spec(spec: HostSpec) -> list:
     return cfgs
 
 
-def _one_of(*choices):
+def one_of(*choices):
+    """A check (``None``, or what is wrong) that a value is one of ``choices``."""
     return lambda v: None if v in choices else f"expected one of {list(choices)}, found {v!r}"
 
 
@@ -383,7 +384,7 @@ def _entry_size(v):
     return None
 
 
-_BOOL = _one_of(True, False)
+_BOOL = one_of(True, False)
 
 
 def _hz(v):
@@ -395,17 +396,17 @@ def _hz(v):
 GUEST_OPTIONS = {"kernel_era": check_era, "hz": _hz}
 #: Options each kernel image accepts in :attr:`HostSpec.options`, with their checks.
 OPTIONS = {
-    "vtpmmgr-stubdom.gz": {"policy": _one_of(*POLICIES), "seal_pcrs": _pcr_list,
-                           "locality": _one_of(0, 1, 2, 3, 4),
-                           "evtchn_abi": _one_of("2-level", "fifo"), "storage": _one_of(*STORAGES),
-                           "boot_keys": _one_of(*BOOT_KEYS)},
-    "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": _one_of(*SAVE_ON),
-                        "restore_failure": _one_of(*RESTORE_FAILURE), "policy": _one_of(*POLICIES),
+    "vtpmmgr-stubdom.gz": {"policy": one_of(*POLICIES), "seal_pcrs": _pcr_list,
+                           "locality": one_of(0, 1, 2, 3, 4),
+                           "evtchn_abi": one_of("2-level", "fifo"), "storage": one_of(*STORAGES),
+                           "boot_keys": one_of(*BOOT_KEYS)},
+    "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": one_of(*SAVE_ON),
+                        "restore_failure": one_of(*RESTORE_FAILURE), "policy": one_of(*POLICIES),
                         # serve simxen's multi-slot what-if transport too (not Xen's)
                         "multi_slot": _BOOL},
     PVGRUB_IMAGE: {"images": _guest_images, **GUEST_OPTIONS},
     # the guests of HostSpec.standard; "multi-slot" is simxen's what-if transport
     # (simxen.protocols.tpmif_ring), not Xen's
-    "vmlinuz-domU": {"transport": _one_of("tpmif", "multi-slot"),
+    "vmlinuz-domU": {"transport": one_of("tpmif", "multi-slot"),
                      "ring_entry_size": _entry_size, **GUEST_OPTIONS},
 }

@@ -82,11 +82,6 @@ def check_era(value):
 WAITS = ("era", "interrupt", "poll")
 
 
-def check_wait(value):
-    """``None`` if *value* is a ``tpmfront.wait`` setting, else what is wrong."""
-    return None if value in WAITS else f"expected one of {list(WAITS)}, found {value!r}"
-
-
 def profile_era(profile) -> str:
     """The era a guest without a ``kernel_era`` option runs under *profile*."""
     return profile.switch("tpmfront.kernel", DEFAULT_ERA)

@@ -71,13 +71,6 @@ POLL_INTERVAL = 0.005
 #: What the ``tis.wait`` switch may say: poll the status register, or wait for the
 #: chip's interrupt (when the platform gave the driver one)
 WAITS = ("poll", "interrupt")
-
-
-def check_wait(value):
-    """``None`` if *value* is a ``tis.wait`` setting, else what is wrong."""
-    return None if value in WAITS else f"expected one of {list(WAITS)}, found {value!r}"
-
-
 #: mini-os's response buffer (TCPA_MAX_BUFFER_LENGTH).
 MAX_RESPONSE = 8192
 

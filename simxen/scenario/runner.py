@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from simpy.core import StopSimulation
 
+from simxen.domains.stack import one_of
 from simxen.drivers import kernel_eras
 from simxen.drivers import tis as tis_driver
 from simxen.errors import InputError
@@ -220,13 +221,13 @@ def _positive(value):
 #: drivers/tis.py (``tis.*``); ``sched.credit2.*`` is checked by the scheduler itself.
 SWITCH_CHECKS = {
     "tpmfront.kernel": kernel_eras.check_era,
-    "tpmfront.wait": kernel_eras.check_wait,
+    "tpmfront.wait": one_of(*kernel_eras.WAITS),
     "tpmfront.poll_interval": _positive,
     "tpmfront.hz": _positive,
     "tpmfront.tpm_timeout": _positive,
     "tpmfront.timeout": _positive,
     "tpmfront.timeout_c": _positive,
-    "tis.wait": tis_driver.check_wait,
+    "tis.wait": one_of(*tis_driver.WAITS),
     "tis.poll_interval": _positive,
     "tis.duration": _positive,
 }
