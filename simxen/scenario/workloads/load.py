@@ -365,10 +365,10 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
         }
         if params["transport"] == "multi-slot":
             result["guests"][ld.name]["notifications_suppressed"] = suppressed[ld.name]
+    result["domains"] = {name: {"notifications_sent": sends.get(domid, 0)}
+                         for domid, name in sorted(domains.items())}
     if not kept:
         result["manager"], result["cpu"] = {}, {}
-        result["domains"] = {name: {"notifications_sent": sends.get(domid, 0)}
-                             for domid, name in sorted(domains.items())}
         if params["theory"]:
             result["theory"], result["theory_note"] = {}, "not checked: " + NOT_KEPT
         return result
@@ -388,8 +388,6 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
     # fraction of the measured time each stub domain spent on the measured commands
     result["cpu"] = {k.name: work.get(k.domid, 0.0) / horizon
                      for k in host.kernels() if k.role in ("vtpmmgr", "vtpm")}
-    result["domains"] = {name: {"notifications_sent": sends.get(domid, 0)}
-                         for domid, name in sorted(domains.items())}
     _unverified(result, hv, host, records, measured, loads)
     if params["theory"]:
         server_wait = vtpm_wait if theory_server(params) == "vtpm" else mgr_wait
