@@ -71,8 +71,8 @@ SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over
     Field("name", str, "name of the results in [[expect]] metrics", default="load"),
     Field("guests", list, "guest names (each gets vtpm-<guest> and one manager for all)",
           default=["guest1"], items=str),
-    Field("guest_count", int, "number of guests guest1..guestN; 0 = use `guests`", default=0,
-          minimum=0),
+    Field("guest_count", int, "instead of `guests`: this many guests, named guest1..guestN",
+          default=None, minimum=1),
     Field("arrivals", str, "'poisson' or 'deterministic' (open loop at `rate`) or 'closed' "
           "(`clients` per guest with `think_time`)", default="poisson", choices=list(ARRIVALS)),
     Field("rate", float, "open loop: commands per second per guest", default=20.0, minimum=0,
@@ -108,10 +108,18 @@ SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over
 ])
 
 
+def check(params):
+    """Keys that only make sense apart: ``(key, problem)`` or ``None``."""
+    if params["guest_count"] is not None and params["guests"] != ["guest1"]:
+        return ("guest_count", "give either `guests` (names) or `guest_count` (guest1..guestN), "
+                "not both")
+    return None
+
+
 def guest_names(params):
     """``guest1..guestN`` for ``guest_count = N``, else ``guests``."""
     n = params["guest_count"]
-    return [f"guest{i}" for i in range(1, n + 1)] if n else list(params["guests"])
+    return list(params["guests"]) if n is None else [f"guest{i}" for i in range(1, n + 1)]
 
 
 _LOAD_STATS = ("count", "mean", "p50", "p95", "p99", "max")
