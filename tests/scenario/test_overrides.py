@@ -80,6 +80,75 @@ def test_bad_override_is_one_line_naming_it(sets, words):
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
+def test_cli_run_and_validate_exit_2_on_bad_set():
+    for cmd in ("run", "validate"):
+        r = simxen(cmd, str(STACK), "--set", "stack.iterations=-3")
+        assert r.returncode == 2
+        assert r.stderr.strip().endswith("--set stack.iterations=-3: expected an integer >= 1, "
+                                         "found -3")
+        assert "Traceback" not in r.stderr
+    # validate checks the profile overrides exactly as run will read them
+    r = simxen("validate", str(STACK), "--set", "profile.switchez.x=1")
+    assert r.returncode == 2 and "switchez" in r.stderr
+
+
+#: the profile's name-valued switches and the names their readers know
+NAMED_SWITCHES = {"tpmfront.kernel": {"linux-3.12", "linux-4.4", "linux-6"},
+                  "tpmfront.wait": {"era", "interrupt", "poll"},
+                  "tis.wait": {"poll", "interrupt"}}
+#: intervals, HZ and timeouts: a negative one stopped SimPy mid-run (ValueError: Negative
+#: delay, an internal error), a zero poll interval never advanced simulated time
+POSITIVE_SWITCHES = ["tpmfront.poll_interval", "tpmfront.hz", "tpmfront.tpm_timeout",
+                     "tpmfront.timeout", "tpmfront.timeout_c", "tis.poll_interval", "tis.duration"]
+
+
+def _prepare_with(setting):
+    runner.prepare(scenario_file.load(PINGPONG, [setting]))
+
+
+@given(st.sampled_from(sorted(NAMED_SWITCHES)),
+       st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-", max_size=12))
+def test_a_switch_value_its_reader_does_not_know_is_refused_before_the_run(name, value):
+    """`tpmfront.wait = "bogus"` was accepted and read as "interrupt" by the report's
+    estimates but as "era" by tpmfront; `tpmfront.kernel = "bogus"` passed validate and
+    failed run (a KeyError traceback in cpu-contention)."""
+    setting = f'profile.switches."{name}"="{value}"'
+    if value in NAMED_SWITCHES[name]:
+        _prepare_with(setting)
+        return
+    with pytest.raises(InputError) as e:
+        _prepare_with(setting)
+    assert f"--set {setting}: expected one of" in str(e.value)
+    assert str(e.value).endswith(f"found {value!r}")
+    assert "\n" not in str(e.value)
+
+
+@given(st.sampled_from(POSITIVE_SWITCHES),
+       st.one_of(st.floats(max_value=0.0, allow_nan=False), st.integers(max_value=0),
+                 st.just(float("inf"))))
+def test_an_interval_hz_or_timeout_that_is_not_positive_is_refused(name, value):
+    setting = f'profile.switches."{name}"={value!r}'
+    with pytest.raises(InputError) as e:
+        _prepare_with(setting)
+    assert "expected a positive, finite number" in str(e.value)
+    assert str(e.value).startswith(str(PINGPONG)) and f'"{name}"' in str(e.value)
+
+
+def test_a_bad_switch_in_a_profile_file_is_blamed_on_that_file(tmp_path):
+    profile = tmp_path / "p.toml"
+    profile.write_text((ROOT / "simxen" / "profiles" / "default.toml").read_text()
+                       .replace('"tis.wait" = "poll"', '"tis.wait" = "polling"'))
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(PINGPONG.read_text().replace('[scenario]\n',
+                                                     f'[scenario]\nprofile = "{profile}"\n', 1))
+    with pytest.raises(InputError) as e:
+        runner.prepare(scenario_file.load(scenario))
+    assert str(e.value) == (f"{profile}: switches.tis.wait: expected one of "
+                            "['poll', 'interrupt'], found 'polling'")
+    r = simxen("validate", str(scenario))
+    assert r.returncode == 2 and r.stderr.strip().endswith("found 'polling'")
+
+
 @pytest.mark.parametrize("sets,words", [
     # 0 guests is not a count the load workload can run (it once meant "use `guests`": the run
     # loaded guest1 while a sweep's CSV said 0)
