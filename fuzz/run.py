@@ -175,7 +175,8 @@ def run_atheris(name, seconds, *, findings="fuzz-findings", timeout=10, max_len=
     atheris.Fuzz()
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of ``python -m fuzz.run`` (and of ``scripts/fuzz.sh``)."""
     parser = argparse.ArgumentParser(prog="python -m fuzz.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("target", choices=sorted(TARGETS))
     parser.add_argument("seconds", type=float, nargs="?", default=10.0)
@@ -185,7 +186,11 @@ def main(argv=None):
                         help="where failing inputs are written (default fuzz-findings/)")
     parser.add_argument("--timeout", type=int, default=10, help="seconds before an input is a hang")
     parser.add_argument("--replay", metavar="FILE", help="run one saved input and show what happens")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     max_len = 4097 if args.target == "tpmif" else 8192
     if args.replay:
         t = make_target(args.target)
