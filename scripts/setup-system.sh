@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that simxen's interoperability tests drive:
 # tpm2-tools (and the mssim/swtpm TCTIs), swtpm (a C software TPM to compare
-# against), tshark (TPM dissector) and librsvg2-bin (rsvg-convert renders the
-# SVG sequence diagrams in the tests).  Idempotent; quiet when all is present.
+# against), tshark (TPM dissector), librsvg2-bin (rsvg-convert renders the
+# SVG sequence diagrams in the tests) and jq (docs/trace.rst reads a trace with
+# it; tests/test_docs_commands.py runs that).  Idempotent; quiet when all is present.
 set -euo pipefail
-pkgs=(tpm2-tools libtss2-tcti-mssim0 libtss2-tcti-swtpm0 swtpm swtpm-tools tshark librsvg2-bin)
+pkgs=(tpm2-tools libtss2-tcti-mssim0 libtss2-tcti-swtpm0 swtpm swtpm-tools tshark librsvg2-bin jq)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
