@@ -22,8 +22,8 @@ each one is taken from where the reader finds it and checked:
   with SIGTERM once it listens. Each command must exit 0 -- or N when its
   comment says ``exits N`` -- and no Python traceback may appear. The
   output a ``$`` block shows must still be printed, line by line, with every
-  number free (figures move with the timing profile) and ``...`` standing
-  for anything.
+  number free (figures move with the timing profile) but hex constants
+  kept, and ``...`` standing for anything.
 * **Parse only.** A command too long for CI (:data:`PARSED_ONLY`, each with
   its reason) is expanded by bash as written, but its program only records
   its arguments, which the project's own parsers then check: simxen's
@@ -448,10 +448,13 @@ def shown_lines(output):
 
 
 def pattern_of(line):
-    """A shown line as a regular expression: every number free, ``...`` anything."""
+    """A shown line as a regular expression: every number free, ``...`` anything; a hex
+    constant (an NV index, a digest) is a name, not a figure, and stays as shown."""
     parts = []
-    for piece in re.split(r"(\.\.\.|\d+(?:\.\d+)?)", " ".join(line.split())):
-        if piece == "...":
+    for piece in re.split(r"(\.\.\.|0x[0-9A-Fa-f]+|\d+(?:\.\d+)?)", " ".join(line.split())):
+        if piece.startswith("0x"):
+            parts.append(re.escape(piece))
+        elif piece == "...":
             parts.append(".*")
         elif piece and piece[0].isdigit():
             parts.append(r"\d+(?:\.\d+)?")
