@@ -32,13 +32,20 @@ each one is taken from where the reader finds it and checked:
   of a ``--vary`` grid through :class:`simxen.experiment.sweep.Plan`, a
   ``plot --y`` against the metrics of the sweep that wrote the folder, fuzz
   targets and options through :func:`fuzz.run.build_parser`, ``make``
-  targets with ``make -n``, ``pip`` extras against simxen's metadata.
+  targets with ``make -n``, ``pip`` extras against simxen's metadata. A
+  simxen command already run where it first appears (README.rst, then
+  docs/ in name order, then the notebooks) is parsed where it appears again.
+  Every simxen option a doc writes must be the option's full name
+  (argparse would take an abbreviation).
   :data:`NOT_RUN` lists what is neither run nor checked, and why.
 
 Both tables must name only commands the docs hold: a stale entry fails.
 """
 
+import argparse
 import contextlib
+import functools
+import importlib
 import importlib.metadata
 import io
 import json
@@ -82,6 +89,8 @@ PARSED_ONLY = {
      "stack.guest_count=1,8,32"): "6 points of up to 32 guests: a minute",
     ("docs/throughput-lab.rst", "simxen sweep scenarios/cpu-contention.toml"):
         "12 runs: ~8 s, more than this test's budget allows",
+    ("docs/scale.rst", "simxen run scenarios/fleet.toml --set fleet.guest_count=200"):
+        "200 guests x 3 rounds: ~7 s (the line above runs the fleet)",
     ("docs/fuzzing.rst", "pip install"): "installs packages: the extra must exist",
     ("docs/fuzzing.rst", "scripts/fuzz.sh"): "a fuzz campaign runs for minutes",
     ("docs/fuzzing.rst", "python -m fuzz.run"): "a fuzz campaign runs for minutes",
@@ -220,7 +229,7 @@ def notebook_blocks(doc):
     """One block per notebook: the inline ```simxen ...``` of its markdown cells."""
     cells = json.loads((ROOT / doc).read_text())["cells"]
     commands = []
-    for cell in cells:
+    for number, cell in enumerate(cells, 1):
         if cell["cell_type"] != "markdown":
             continue
         source = "".join(cell["source"])
@@ -228,7 +237,7 @@ def notebook_blocks(doc):
             for part in m.group(1).split(" && "):
                 if len(part.split()) < 3:       # `simxen sweep`: the name of a command
                     continue
-                commands.append(Command(doc, 0, " ".join(part.split())))
+                commands.append(Command(doc, number, " ".join(part.split())))  # line: cell
     if commands:
         yield Block(doc, 0, commands)
 
@@ -246,6 +255,14 @@ def entry(table, cmd):
 
 
 def mode(block, cmd):
+    """How ``cmd`` is checked: run, parse, synopsis or not run."""
+    how = table_mode(block, cmd)
+    if how == "run" and first_runs().get(same(cmd), cmd.where) != cmd.where:
+        return "parse"                  # run where it first appears (docs() order)
+    return how
+
+
+def table_mode(block, cmd):
     if entry(SYNOPSES, cmd):
         return "synopsis"
     if entry(NOT_RUN, cmd):
@@ -253,6 +270,23 @@ def mode(block, cmd):
     if entry(PARSED_ONLY, cmd) or entry(RUN_ELSEWHERE, block.commands[0]):
         return "parse"
     return "run"
+
+
+def same(cmd):
+    """What two copies of one command share: the words before any comment."""
+    return " ".join(cmd.text.replace("\\\n", " ").split("#")[0].split())
+
+
+@functools.lru_cache(maxsize=None)
+def first_runs():
+    """Command -> where it is first run; a later copy (the README's trace commands in
+    docs/trace.rst, its explain in docs/attestation.rst) is only parsed."""
+    first = {}
+    for block, cmd in all_commands():
+        if (table_mode(block, cmd) == "run" and cmd.text.startswith("simxen ")
+                and not SERVER.match(cmd.text)):
+            first.setdefault(same(cmd), cmd.where)
+    return first
 
 
 def expected_status(cmd):
@@ -327,15 +361,14 @@ RECORDER = r"""_record() {
 }"""
 
 
-def run_block(block, workdir, tmp):
+def run_block(block, workdir, tmp, attempt=1):
     """Run one block in ``workdir``; return (statuses by command index, stdout, stderr, recorded
-    argument lists by command index)."""
-    ports = {}
+    argument lists by command index, the ports substituted)."""
     p, q = free_port_pair(), free_port_pair()
     ports = {"2321": str(p), "2322": str(p + 1), "2331": str(q)}
-    records = tmp / f"records-{block.line}"
+    records = tmp / f"records-{block.line}-{attempt}"
     records.mkdir()
-    status_file = tmp / f"status-{block.line}"
+    status_file = tmp / f"status-{block.line}-{attempt}"
     lines = [RECORDER, "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT"]
     for i in range(len(block.commands)):
         lines += [f"echo '{MARK}{i}'; echo '{MARK}{i}' >&2"]
@@ -372,6 +405,7 @@ def parse_simxen(argv, sweeps):
             args = build_parser(argv).parse_args(argv)
     except SystemExit as exc:
         raise AssertionError(f"simxen refuses it (exit {exc.code}): {err.getvalue().strip()}")
+    spelled_in_full(argv)
     if args.command == "sweep":
         from simxen.experiment import sweep
         plan = sweep.Plan(args.scenario, [sweep.parse_axis(v) for v in args.vary],
@@ -384,6 +418,32 @@ def parse_simxen(argv, sweeps):
             assert args.y in sweeps[folder], f"--y {args.y}: the sweep publishes no such metric"
     elif getattr(args, "scenario", None):
         runner.prepare(scenario_file.load(args.scenario, getattr(args, "set", [])))
+
+
+class ExactParser(argparse.ArgumentParser):
+    """argparse as simxen builds it, but an option must be written in full."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+def spelled_in_full(argv):
+    """argparse takes ``--rep`` for ``--replications``: a doc that abbreviates keeps working
+    after a rename that keeps the old name a prefix, and breaks when a new option makes it
+    ambiguous. Every option a doc writes must be an option's full name."""
+    from simxen.cli import COMMANDS
+    command = next((a for a in argv if a in COMMANDS), None)
+    if command is None:                             # simxen --version
+        return
+    parser = ExactParser(prog=f"simxen {command}")
+    importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            parser.parse_args(argv[argv.index(command) + 1:])
+    except SystemExit:
+        raise AssertionError(f"an option is not written in full: {err.getvalue().strip()}")
 
 
 def parse_fuzz(argv):
@@ -511,9 +571,17 @@ def failures_of(blocks, tmp_path):
     failures = []
     for block in blocks:
         statuses, out, err, recorded, ports = run_block(block, workdir, tmp)
+        if "Address already in use" in err:         # a free port taken before the server bound
+            statuses, out, err, recorded, ports = run_block(block, workdir, tmp, attempt=2)
         sweeps = {}
         for i, cmd in enumerate(block.commands):
             how = mode(block, cmd)
+            if how == "run" and cmd.text.startswith("simxen ") and "$" not in cmd.text:
+                try:
+                    argv = shlex.split(cmd.text.replace("\\\n", " "), comments=True)
+                    spelled_in_full([a for a in argv[1:] if a != "&"])
+                except AssertionError as exc:
+                    failures.append(f"{cmd.where}: `{cmd.text}`: {exc}")
             if how == "run":
                 want = expected_status(cmd)
                 got = statuses.get(i)
@@ -571,19 +639,21 @@ def test_every_command_of_the_doc_runs_as_written(doc, tools, tmp_path):
 
 def test_a_command_that_drifted_fails(tmp_path, monkeypatch):
     """The checks can fail: an option renamed, a key that does not exist in a parsed sweep,
-    an exit status the doc promises, an output line that is no longer printed."""
+    an exit status the doc promises, an abbreviated option, an output line that is no longer
+    printed."""
     doc = "docs/drifted.rst"
     monkeypatch.setitem(PARSED_ONLY, (doc, "simxen sweep"), "an example")
     run = Command(doc, 1, "simxen run scenarios/ring-pingpong.toml --sed 7")
     sweep = Command(doc, 2, "simxen sweep scenarios/many-guests.toml --vary stack.guests=1,2")
     status = Command(doc, 3, "simxen validate --keys   # exits 2")
     shown = Command(doc, 4, "simxen --version", output=["simxen 0.0.0 (drifted)"])
-    body = "".join(f"$ {c.text}\n" for c in (run, sweep, status, shown))
+    short = Command(doc, 5, "simxen validate scenarios/ring-pingpong.toml --se scenario.seed=3")
+    commands = [run, sweep, status, shown, short]
+    body = "".join(f"$ {c.text}\n" for c in commands)
     assert [c.text for c in split_commands(doc, 1, body.splitlines())] == [
-        run.text, sweep.text, status.text, shown.text]
-    failures = failures_of([Block(doc, 1, [run, sweep, status, shown])], tmp_path)
-    assert len(failures) == 4, failures
-    assert "unrecognized arguments: --sed 7" in failures[0]
-    assert "stack.guests" in failures[1]
-    assert "exited 0, expected 2" in failures[2]
-    assert "which no longer prints it" in failures[3]
+        c.text for c in commands]
+    failures = failures_of([Block(doc, 1, commands)], tmp_path)
+    for where, why in [(1, "unrecognized arguments: --sed 7"), (2, "stack.guests"),
+                       (3, "exited 0, expected 2"), (4, "which no longer prints it"),
+                       (5, "not written in full")]:
+        assert any(f.startswith(f"{doc}:{where}: ") and why in f for f in failures), failures
