@@ -109,7 +109,8 @@ NOT_RUN = {
 }
 #: Blocks that start like a command but are not one.
 NOT_SHELL = {
-    ("docs/serve.rst", "tpm2_pcrextend ──TCP (mssim)──> simxen serve"): "a picture of the path",
+    ("docs/serve.rst", "tpm2_pcrextend ──TCP (mssim)──> simxen serve"):
+        "a picture of the path",
 }
 #: A usage line, not a command: each ``[--option VALUE]`` is parsed alone.
 SYNOPSES = {
