@@ -25,12 +25,27 @@ name such as ``TPM2_PCR_Extend``, and ``nth``) keeps the journey of one TPM
 command: from the moment its frontend began copying it into the page to the
 moment it read the response, between the domains it crossed. Output as SVG
 (:func:`svg`) or Mermaid text (:func:`mermaid`).
+
+Any text a trace holds can be drawn: a domain's name is whatever its creator
+gave (libxl stores it as a XenStore value, ``/local/domain/<domid>/name``;
+simxen's own xl configs keep to letters, digits, ``.``, ``_`` and ``-``,
+but a trace file may come from anywhere). Both outputs first make a text
+drawable (:func:`drawable`): a line break or tab becomes a space, and a
+character XML 1.0 forbids (the other control characters, a lone surrogate)
+becomes U+FFFD, so that the SVG stays well-formed and the Mermaid text stays
+one statement a line. Mermaid text then writes each character its grammar or
+its renderer would take as syntax as one of Mermaid's entity codes
+(``#35;`` for ``#``, see :data:`MERMAID_CODES`), and a diagram longer than
+Mermaid's default ``maxTextSize`` is cut, with a note saying what was left
+out (:func:`mermaid_drawn`). ``tests/interop/test_mermaid_exports.py`` has
+Mermaid's own parser and rsvg-convert read what these functions write.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _xml_escape
 
 from simxen.analysis import hops
 from simxen.analysis.trace_format import domain_names, first_reading
@@ -38,7 +53,8 @@ from simxen.errors import InputError
 from simxen.tpm.constants import rc_name
 from simxen.xen.trace import Record
 
-__all__ = ["Message", "messages", "svg", "mermaid", "XENSTORE", "PHYSICAL_TPM"]
+__all__ = ["Message", "messages", "svg", "mermaid", "mermaid_drawn", "drawable", "XENSTORE",
+           "PHYSICAL_TPM", "MERMAID_MAX_TEXT", "MERMAID_CODES"]
 
 XENSTORE = "XenStore"
 PHYSICAL_TPM = "physical TPM"
@@ -194,6 +210,23 @@ _COLOURS = {"grant": "#8e44ad", "map": "#8e44ad", "notify": "#c0392b", "write": 
             "xenstore": "#7f8c8d", "command": "#1e8449", "response": "#b9770e", "exec": "#1e8449"}
 
 
+#: a line break or tab: drawn as a space
+_BREAKS = re.compile("[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]")
+#: what XML 1.0 does not allow in a document (its ``Char`` production), drawn as U+FFFD
+_NOT_XML = re.compile("[\x00-\x08\x0e-\x1b\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def drawable(text) -> str:
+    """``text`` as one line a diagram can hold: line breaks and tabs as spaces,
+    every character XML 1.0 does not allow as U+FFFD (REPLACEMENT CHARACTER)."""
+    return _NOT_XML.sub("\ufffd", _BREAKS.sub(" ", str(text)))
+
+
+def escape(text) -> str:
+    """``text`` as SVG (XML) character data (:func:`drawable`, then ``&``, ``<``, ``>``)."""
+    return _xml_escape(drawable(text))
+
+
 def svg(msgs, records, *, title=None) -> str:
     """An SVG sequence diagram of ``msgs`` (deterministic text)."""
     lines = _lifelines(msgs, records)
@@ -243,13 +276,35 @@ def svg(msgs, records, *, title=None) -> str:
     return "\n".join(out) + "\n"
 
 
+#: Mermaid's default ``maxTextSize`` (mermaid-js/mermaid,
+#: ``packages/mermaid/src/schemas/config.schema.yaml``): ``mermaid.render`` draws a
+#: longer text as the one box "Maximum text size in diagram exceeded". Counted as
+#: JavaScript counts a string's length: in UTF-16 code units.
+MERMAID_MAX_TEXT = 50_000
+
+#: Characters a Mermaid sequence diagram cannot hold as they are, and the entity
+#: code (Mermaid's ``#<decimal>;``, drawn as the character) written instead:
+#: ``#`` starts a comment and ``;`` ends a statement in the grammar; ``%`` can
+#: open a ``%%{...}%%`` directive; ``<`` opens markup to the renderer (``<br>``
+#: breaks a line, a title is sanitized as HTML) and ``&`` a character reference;
+#: ``ﬂ`` and ``¶`` begin the placeholders Mermaid writes entity codes as between
+#: parsing and drawing. (``>`` and ``"`` are drawn as they are: ``->`` stays readable.)
+MERMAID_CODES = {ord(c): f"#{ord(c)};" for c in "#;%<&\ufb02\xb6"}
+
+
 def _mermaid_text(s):
-    return s.replace(";", ",").replace("#", "no. ").replace("\n", " ")
+    return drawable(s).translate(MERMAID_CODES)
 
 
-def mermaid(msgs, records, *, title=None) -> str:
-    """The same diagram as Mermaid ``sequenceDiagram`` text (for docs)."""
-    lines = _lifelines(msgs, records)
+def _js_length(text):
+    """The length JavaScript gives ``text`` (UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _mermaid_lines(msgs, title, cut=(), limit=MERMAID_MAX_TEXT):
+    """The diagram of ``msgs``; with ``cut`` (the messages left out after them), a
+    last note across the lifelines saying so."""
+    lines = _lifelines(msgs, None)
     ids = {n: f"p{i}" for i, n in enumerate(lines)}
     out = ["sequenceDiagram"]
     if title:
@@ -263,4 +318,44 @@ def mermaid(msgs, records, *, title=None) -> str:
         else:
             arrow = "-->>" if m.kind in ("response", "map") else "->>"
             out.append(f"    {ids[m.src]}{arrow}{ids[m.dst]}: {label}")
+    if cut:
+        span = ids[lines[0]] if len(lines) == 1 else f"{ids[lines[0]]},{ids[lines[-1]]}"
+        out.append(f"    Note over {span}: {_mermaid_text(cut_note(cut, limit))}")
     return "\n".join(out) + "\n"
+
+
+def cut_note(cut, limit=MERMAID_MAX_TEXT) -> str:
+    """What the note at the end of a cut diagram says about the messages ``cut``."""
+    return (f"{len(cut)} more message{'s' if len(cut) != 1 else ''} from "
+            f"{cut[0].t * 1e3:.3f} ms to {cut[-1].t * 1e3:.3f} ms not drawn: Mermaid draws "
+            f"at most {limit:,} characters; narrow the diagram with --start/--end, "
+            f"--domain or --command")
+
+
+def mermaid_drawn(msgs, records, *, title=None, limit=MERMAID_MAX_TEXT):
+    """``(text, drawn)``: the Mermaid ``sequenceDiagram`` text of ``msgs`` and how
+    many of them it draws. A diagram whose text would be longer than ``limit``
+    draws the longest run of first messages that fits, then a note naming how
+    many messages it left out and the time they span. ``InputError`` if not even
+    the first message fits (a filter is needed)."""
+    text = _mermaid_lines(msgs, title)
+    if _js_length(text) <= limit:
+        return text, len(msgs)
+    fits, over = 0, len(msgs)           # _mermaid_lines(msgs[:fits], ..) fits, msgs[:over] not
+    while over - fits > 1:
+        mid = (fits + over) // 2
+        if _js_length(_mermaid_lines(msgs[:mid], title, msgs[mid:], limit)) <= limit:
+            fits = mid
+        else:
+            over = mid
+    if fits == 0:
+        raise InputError(f"not even the first message of the sequence diagram fits in Mermaid's "
+                         f"{limit:,}-character limit; narrow it with --start/--end, --domain "
+                         "or --command", key="--format sequence")
+    return _mermaid_lines(msgs[:fits], title, msgs[fits:], limit), fits
+
+
+def mermaid(msgs, records, *, title=None) -> str:
+    """The same diagram as Mermaid ``sequenceDiagram`` text (for docs): at most
+    :data:`MERMAID_MAX_TEXT` characters (:func:`mermaid_drawn`)."""
+    return mermaid_drawn(msgs, records, title=title)[0]

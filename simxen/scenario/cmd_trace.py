@@ -8,7 +8,8 @@ Runs SCENARIO (or reads a trace file written by ``simxen run --trace``, with
     chrome://tracing. A process per domain, slices for TPM commands, arrows for
     notifications and grant maps, counters for queue occupancy.
 ``sequence``
-    a sequence diagram: SVG, or Mermaid text when FILE ends in .mmd or .md.
+    a sequence diagram: SVG, or Mermaid text when FILE ends in .mmd or .md
+    (cut, with a note saying so, at Mermaid's 50,000-character limit).
     Filter it with --domain, --start/--end, or --command (one TPM command's
     journey).
 ``pcap``
@@ -111,11 +112,14 @@ def main(args) -> int:
         if not msgs:
             raise _nothing_to_show(records, args, "message", "messages")
         title = f"{args.tpm_command} (number {args.nth})" if args.tpm_command else None
-        mermaid = out.suffix.lower() in (".mmd", ".md", ".mermaid")
-        text = (sequence.mermaid if mermaid else sequence.svg)(msgs, records, title=title)
+        if out.suffix.lower() in (".mmd", ".md", ".mermaid"):
+            text, drawn = sequence.mermaid_drawn(msgs, records, title=title)
+            what = "Mermaid" if drawn == len(msgs) else (
+                f"Mermaid; the first {drawn} of {len(msgs)}: {sequence.cut_note(msgs[drawn:])}")
+        else:
+            text, what = sequence.svg(msgs, records, title=title), "SVG"
         out.write_text(text, encoding="utf-8")
-        print(f"wrote {out}: {len(msgs)} messages ({'Mermaid' if mermaid else 'SVG'})",
-              file=sys.stderr)
+        print(f"wrote {out}: {len(msgs)} messages ({what})", file=sys.stderr)
     else:
         lines = narrate.iter_lines(records, verbose=args.verbose, start=args.start,
                                    end=args.end, domains=args.domain or None)
