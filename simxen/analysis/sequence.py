@@ -308,7 +308,7 @@ def _mermaid_lines(msgs, title, cut=(), limit=MERMAID_MAX_TEXT):
     ids = {n: f"p{i}" for i, n in enumerate(lines)}
     out = ["sequenceDiagram"]
     if title:
-        out.append(f"    title {_mermaid_text(title)}")
+        out.append(f"    title {_mermaid_text(title).strip()}")    # Mermaid keeps a leading space
     for n in lines:
         out.append(f"    participant {ids[n]} as {_mermaid_text(n)}")
     for m in msgs:
