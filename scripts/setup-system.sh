@@ -2,14 +2,20 @@
 # Installs the Debian packages that simxen's interoperability tests drive:
 # tpm2-tools (and the mssim/swtpm TCTIs), swtpm (a C software TPM to compare
 # against), tshark (TPM dissector), librsvg2-bin (rsvg-convert renders the
-# SVG sequence diagrams in the tests) and jq (docs/trace.rst reads a trace with
-# it; tests/test_docs_commands.py runs that).  Idempotent; quiet when all is present.
+# SVG sequence diagrams in the tests), jq (docs/trace.rst reads a trace with
+# it; tests/test_docs_commands.py runs that) and nodejs/npm (Mermaid's own parser
+# reads the Mermaid diagrams; the Makefile's js-tools target installs the pinned
+# Mermaid with npm).  Idempotent; quiet when all is present.
 set -euo pipefail
 pkgs=(tpm2-tools libtss2-tcti-mssim0 libtss2-tcti-swtpm0 swtpm swtpm-tools tshark librsvg2-bin jq)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm: any installed ones will do (NodeSource's nodejs carries npm, and
+# Debian's npm package would conflict with it), else Debian's
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then SUDO=sudo; else
