@@ -8,6 +8,7 @@ shown to catch each kind of breakage.
 
 import copy
 import json
+import re
 import struct
 import xml.etree.ElementTree as ET
 
@@ -236,3 +237,56 @@ def test_sequence_and_text_of_a_trace_without_what_they_draw_say_why(tmp_path, c
     assert main(["trace", "--from", str(full), "-f", "text", "--start", "1e6"]) == 2
     assert capsys.readouterr().err.strip().endswith(
         "--start: no event is left after the filters")
+
+
+# -- what Mermaid's own parser and XML parsers refuse (tests/interop/test_mermaid_exports.py
+#    has the real tools read these; these checks run without them) --------------------------
+
+def _message(src="guest1", dst="vtpm-guest1", label="TPM2_PCR_Extend (87 B)", t=0.001,
+             kind="command"):
+    return sequence.Message(t, src, dst, label, kind)
+
+
+def test_mermaid_writes_what_its_grammar_reads_as_syntax_as_entity_codes():
+    """``#`` starts a Mermaid comment (the rest of the line vanished), ``;`` ends a
+    statement, ``\\r`` a line, ``%%{`` opens a directive, ``<`` markup, ``&`` a reference."""
+    msgs = [_message(src="a;b#c", label="x <br> & %%{init: {}}%% \r y; z #1"),
+            _message(src="a;b#c", dst="a;b#c", label="note\x01", kind="exec")]
+    text = sequence.mermaid(msgs, None, title="TPM2_PCR_Extend;#<x> (number 1)")
+    lines = text.splitlines()
+    assert lines[1] == "    title TPM2_PCR_Extend#59;#35;#60;x> (number 1)"
+    assert lines[2] == "    participant p0 as a#59;b#35;c"
+    assert lines[4] == ("    p0->>p1: 1.000 ms x #60;br> #38; #37;#37;{init: {}}#37;#37;   y#59; z "
+                        "#35;1")
+    assert lines[5] == "    Note over p0: 1.000 ms note\ufffd"
+    assert len(lines) == 6                    # no line broken by the \r
+    for line in lines[1:]:
+        assert not set("#;%<&") & set(re.sub(r"#\d+;", "", line)), line
+
+
+def test_svg_of_any_name_is_well_formed_xml():
+    """A control character in a name (the hypervisor takes any non-empty string) made the
+    SVG a document no XML parser reads; it is drawn as U+FFFD, a line break as a space."""
+    msgs = [_message(src="a\x01b", dst="c\nd", label="x\x1b[0m & <y>"),
+            _message(src="a\x01b", dst="a\x01b", label="\ud800 lone", kind="exec")]
+    root = ET.fromstring(sequence.svg(msgs, None, title="t\x00"))
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"t\ufffd", "a\ufffdb", "c d", "x\ufffd[0m & <y>", "\ufffd lone"} <= set(texts)
+
+
+def test_mermaid_of_a_long_run_is_cut_under_mermaids_limit_with_a_note():
+    """mermaid.render draws a text over its maxTextSize (50,000) as 'Maximum text size in
+    diagram exceeded': a longer diagram keeps its first messages and says what it left out."""
+    msgs = [_message(t=i * 1e-3, label=f"TPM2_PCR_Extend (87 B) number {i}") for i in range(2000)]
+    text, drawn = sequence.mermaid_drawn(msgs, None)
+    assert len(text) <= sequence.MERMAID_MAX_TEXT < len(text) + 100
+    assert 500 < drawn < 2000 and text.count("->>") == drawn
+    last = text.splitlines()[-1]
+    assert last == (f"    Note over p0,p1: {2000 - drawn} more messages from {drawn:.3f} ms to "
+                    f"1999.000 ms not drawn: Mermaid draws at most 50,000 characters#59; narrow "
+                    f"the diagram with --start/--end, --domain or --command")
+    assert sequence.mermaid(msgs, None) == text
+    assert sequence.mermaid_drawn(msgs[:10], None) == (sequence.mermaid(msgs[:10], None), 10)
+    from simxen.errors import InputError
+    with pytest.raises(InputError, match="not even the first message"):
+        sequence.mermaid_drawn(msgs, None, limit=100)
