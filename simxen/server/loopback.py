@@ -5,6 +5,7 @@ control/platform port P+1.  :class:`PortPair` binds both (loopback by
 default), runs one thread per connection, and stops cleanly.
 """
 
+import random
 import socket
 import time
 import socketserver
@@ -26,14 +27,33 @@ def recv_exact(sock, n):
     return bytes(buf)
 
 
+#: where Linux takes the source port of an outgoing connection (``ip_local_port_range``)
+_EPHEMERAL = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def _ephemeral_low(default=32768):
+    """The lowest port Linux hands out to connections that bind no port themselves."""
+    try:
+        with open(_EPHEMERAL) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
 def free_port_pair(host="127.0.0.1"):
-    """A port P such that P and P+1 are both free on ``host`` right now."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-        if port >= 65535:
-            continue
+    """A port P such that P and P+1 are both free on ``host`` right now.
+
+    P is drawn from below the kernel's ephemeral range (10000 up to
+    ``ip_local_port_range``'s low end): a port the kernel picked for ``bind(0)``
+    lies inside that range, where any client's next connection may take it as
+    its source port before the server that was meant to have it binds -- which
+    tests that start a server and then run clients met about once in eight runs.
+    Below the range only a process that names the port can take it.
+    """
+    low, high = 10000, _ephemeral_low() - 2
+    pick = random.Random()      # seeded from the OS: nothing simulated depends on it
+    for _ in range(200):
+        port = pick.randint(low, high) if high > low else pick.randint(1024, 65533)
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind((host, port))

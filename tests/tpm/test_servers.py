@@ -280,3 +280,22 @@ def test_swtpm_server_takes_any_backend_too():
         assert len(client.parse_get_random(rsp)) == 4
     finally:
         server.stop()
+
+
+def test_free_port_pair_stays_out_of_the_ports_clients_are_given():
+    """A port the kernel may hand to a client's outgoing connection (its ephemeral
+    range) can be taken between choosing it and the server binding it; the pair
+    comes from below that range, and both ports bind."""
+    import socket
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    # what a client connecting anywhere is given: inside the range the pair avoids
+    with socket.socket() as client:
+        client.bind(("127.0.0.1", 0))
+        assert client.getsockname()[1] >= low
+    for _ in range(20):
+        port = free_port_pair()
+        assert 1024 <= port and port + 1 < low
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", port))
+            b.bind(("127.0.0.1", port + 1))
