@@ -8,6 +8,7 @@ flow id) -> ``mgr`` (tpmback; marks a physical-TPM span ``tis.go`` ->
 untangles it.
 """
 
+from simxen.drivers.command_names import cc_name
 from simxen.drivers.tpmback import TpmBack
 from simxen.drivers.tpmfront import TpmFront
 from simxen.drivers.xenbus import add_device
@@ -53,10 +54,15 @@ class StackRig:
         while True:
             req = yield from self.mgr_back.next_request()
             mgr.charge("tpm.vtpm.default")
-            self.hv.trace.emit("tis.go", mgr.now, mgr.domid, flow=req.flow)
+            # the records the TIS driver makes (their fields as the trace schema has them)
+            call = {"flow": req.flow, "cc": req.cc, "cc_name": cc_name(req.cc)}
+            self.hv.trace.emit("tis.go", mgr.now, mgr.domid, **call, locality=req.locality,
+                               length=len(req.command))
             yield mgr.sleep(PTPM_BUSY)
-            self.hv.trace.emit("tis.complete", mgr.now, mgr.domid, flow=req.flow)
-            self.mgr_back.respond(req, b"\x80\x01\x00\x00\x00\x0a\x00\x00\x00\x00")
+            answer = b"\x80\x01\x00\x00\x00\x0a\x00\x00\x00\x00"
+            self.hv.trace.emit("tis.complete", mgr.now, mgr.domid, **call, rc=0,
+                               length=len(answer))
+            self.mgr_back.respond(req, answer)
 
     def _vtpm(self):
         vtpm = self.vtpm

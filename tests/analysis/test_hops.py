@@ -196,10 +196,18 @@ def test_synthetic_commands_are_split_exactly(f2b, b2f, mgr, gaps):
 
 
 def test_load_accepts_what_as_dict_writes(tmp_path):
-    rec = Record(0, 0.5, "tpm.front.submit", 1, {"flow": "f", "cc": 1})
+    rec = Record(0, 0.5, "tpm.front.submit", 1, {"flow": "f", "cc": 1, "cc_name": "X",
+                                                 "backend": 2, "devid": 0, "length": 10,
+                                                 "locality": 0})
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps(rec.as_dict()) + "\n\n")
     assert hops.load(path) == [rec]
+    # a record short of what its kind holds is refused, by file, line and what is missing
+    path.write_text(json.dumps(Record(0, 0.5, "tpm.front.submit", 1, {"flow": "f", "cc": 1})
+                               .as_dict()) + "\n")
+    with pytest.raises(InputError, match=r"one\.jsonl: line 1: not a tpm\.front\.submit record "
+                                         r"as the trace schema has it: the record must contain"):
+        hops.load(path)
 
 
 _KINDS = ["tpm.front.submit", "tpm.back.take", "tpm.back.respond", "tpm.front.complete",
