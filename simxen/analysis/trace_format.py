@@ -84,16 +84,49 @@ def _known_kinds() -> frozenset:
     return frozenset(kinds())
 
 
+def _json_types(node, defs):
+    """The JSON types a (sub)schema allows: its ``type``, through ``$ref`` and ``anyOf``;
+    every type when it names none."""
+    if "$ref" in node:
+        target = {"$defs": defs}
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        return _json_types(target, defs)
+    if "anyOf" in node:
+        return frozenset().union(*(_json_types(n, defs) for n in node["anyOf"]))
+    if "type" in node:
+        t = node["type"]
+        return frozenset([t] if isinstance(t, str) else t)
+    return frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
+
+
+@lru_cache(maxsize=None)
+def _integer_fields(kind) -> tuple:
+    """The fields of a ``kind`` record the schema types as integers (or null): JSON
+    Schema counts ``1.0`` and ``1e308`` as integers, but a record's reader needs an int."""
+    defs = schema()["$defs"]
+    branch = defs[kind if kind in _known_kinds() else "record"]
+    return tuple(name for name, node in branch.get("properties", {}).items()
+                 if "integer" in (types := _json_types(node, defs)) and types <= {"integer", "null"})
+
+
 def check_record(obj) -> str | None:
     """What is wrong with the record ``obj`` (a dict) by the schema, in one line,
-    or ``None`` if nothing is: ``"dom must be integer or null"``."""
+    or ``None`` if nothing is: ``"dom must be integer or null"``. An integer field
+    must hold an integer as JSON writes one (``3``, not ``3.0`` or ``3e0``)."""
     import fastjsonschema
+    kind = obj["kind"]
     try:
-        _validator(obj["kind"])(obj)
+        _validator(kind)(obj)
     except fastjsonschema.JsonSchemaException as exc:
         where, _, rest = exc.message.partition(" ")
         field = where.partition(".")[2]         # "data.dom" -> "dom"; "data" -> ""
-        return f"{field} {rest}" if field else f"the record {rest}"
+        if field:
+            return f"{field} {rest}"
+        return f"the record {rest}" if rest.startswith("must") else f"the record: {rest}"
+    for name in _integer_fields(kind):
+        if obj.get(name).__class__ is float:
+            return f"{name} must be an integer, not {obj[name]!r}"
     return None
 
 

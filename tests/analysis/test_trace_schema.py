@@ -62,6 +62,17 @@ def test_whole_schema_agrees_with_per_kind_check(shipped_traces):
     assert not validator.is_valid({**submit, "kind": "tpm.front.submits"})
     assert trace_format.check_record({**submit, "kind": "tpm.front.submits"}) is None
     assert trace_format.check_record({**submit, "kind": "x.y", "dom": "d"}) is not None
+    # what JSON Schema allows but a reader of the record could not use: an integer
+    # written as a float (``1.0`` and ``1e308`` are integers to JSON Schema), and one
+    # of the fields that come in pairs without the other
+    assert validator.is_valid({**submit, "length": 10.0})
+    assert trace_format.check_record({**submit, "length": 10.0}) == (
+        "length must be an integer, not 10.0")
+    write = {k: v for k, v in one_each["page.write"].items() if k not in ("gfn", "gref")}
+    assert trace_format.check_record({**write, "granter": 1}) == (
+        "the record: missing dependency gref for granter")
+    send = {k: v for k, v in one_each["evtchn.send"].items() if k != "remote_port"}
+    assert "remote_port" in trace_format.check_record(send)
 
 
 @pytest.mark.slow
