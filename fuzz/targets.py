@@ -648,8 +648,99 @@ class ScenarioTarget:
         self.counts["loaded"] += 1
 
 
+class TraceTarget:
+    """``simxen trace --from FILE`` on a trace file from anywhere: every export
+    (text, Perfetto, SVG and Mermaid sequence diagrams, pcap) either writes its file
+    or refuses the trace with exit 2 -- never an internal error (exit 3).
+
+    An input is either a trace file's bytes (its first byte odd) or, more often
+    useful, edits of a real trace (the records around a guest's first TPM command
+    in a short vtpm-stack run): up to four times, a line, one of its fields, and
+    that field taken away or given one of a palette of JSON values; then which
+    export reads the result."""
+
+    name = "trace"
+
+    #: values a field may be given: every JSON type, and the edges the schema draws
+    VALUES = (None, True, False, 0, -1, 1, 2**31, 2**64, -2**63, 0.5, -0.0, 1e308,
+              float("nan"), float("inf"), "", "x", "00", "0g", "zz", "guest1", "\u0000",
+              "\ud800", [], [1], ["a"], {}, {"a": 1}, "tpm.exec", "page.write")
+    FORMATS = (("text", ".txt"), ("perfetto", ".json"), ("sequence", ".svg"),
+               ("sequence", ".mmd"), ("pcap", ".pcap"))
+
+    def __init__(self):
+        import contextlib
+        import io
+        import json
+        from simxen.cli import main
+        self.json, self.main = json, main
+        self.quiet = lambda: contextlib.redirect_stderr(io.StringIO())
+        self.folder = tempfile.mkdtemp(prefix="simxen-fuzz-")
+        self.path = os.path.join(self.folder, "fuzz.jsonl")
+        self.lines = self._real_lines()
+        self.counts = {"inputs": 0, "edits": 0, "exported": 0, "refused": 0}
+
+    @staticmethod
+    def _real_lines():
+        """The JSON lines of a short vtpm-stack run: every domain's creation, then the
+        records of the first guest TPM command's journey."""
+        from simxen.scenario import runner, scenario_file
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        sc = scenario_file.load(os.path.join(here, "scenarios", "vtpm-stack.toml"),
+                                ["stack.iterations=1", "stack.dom0_probes_tpm=false"])
+        records = runner.run(sc, trace_level="full").trace.dumps_jsonl().splitlines()
+        submit = next(i for i, line in enumerate(records)
+                      if '"tpm.front.submit"' in line and '"dom_name":"guest1"' in line)
+        end = next(i for i in range(submit, len(records))
+                   if '"tpm.front.complete"' in records[i] and '"dom_name":"guest1"' in records[i])
+        created = [line for line in records[:submit] if '"domain.create"' in line]
+        return created + records[submit:end + 1]
+
+    def seeds(self):
+        text = ("\n".join(self.lines) + "\n").encode()
+        return [b"\x01" + text, bytes([0, 0, 7, 3, 5, 1, 2, 9, 0]), bytes([2, 40, 1, 0, 3])]
+
+    def _edited(self, data):
+        b = _Bytes(data[1:])
+        lines = list(self.lines)
+        for _ in range(1 + b.u8() % 4):
+            i = b.u16() % len(lines)
+            record = self.json.loads(lines[i])
+            keys = sorted(record)
+            key = keys[b.u8() % len(keys)]
+            choice = b.u8()
+            if choice % 8 == 0:
+                del record[key]
+            else:
+                record[key] = self.VALUES[choice % len(self.VALUES)]
+            lines[i] = self.json.dumps(record)
+            self.counts["edits"] += 1
+        fmt = self.FORMATS[b.u8() % len(self.FORMATS)]
+        return ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"), fmt
+
+    def one(self, data):
+        self.counts["inputs"] += 1
+        if data[:1] and data[0] & 1:
+            text, fmt = data[1:], self.FORMATS[len(data) % len(self.FORMATS)]
+        else:
+            text, fmt = self._edited(data)
+        with open(self.path, "wb") as f:
+            f.write(text)
+        out = os.path.join(self.folder, "out" + fmt[1])
+        err = self.quiet()
+        with err as captured:
+            code = self.main(["trace", "--from", self.path, "--format", fmt[0], "-o", out])
+        if code == 2:
+            self.counts["refused"] += 1
+        elif code in (0, 1):
+            self.counts["exported"] += 1
+        else:
+            raise Finding(f"simxen trace --format {fmt[0]} ({fmt[1]}) exit {code}: "
+                          f"{captured.getvalue().strip()[:300]}")
+
+
 TARGETS = {cls.name: cls for cls in (EngineTarget, FramingTarget, TpmifTarget, XenStoreTarget,
-                                     EventLogTarget, ImaTarget, ScenarioTarget)}
+                                     EventLogTarget, ImaTarget, ScenarioTarget, TraceTarget)}
 
 
 def target(name):
