@@ -41,7 +41,8 @@ for ``"priority"``, Pollaczek-Khinchine (M/M/1, M/D/1, M/G/1) for
 from __future__ import annotations
 
 from simxen.scenario.schema import Field, Table
-from simxen.scenario.workloads.vtpm_stack import SAVE_AND_SCHEDULE
+from simxen.scenario.workloads.vtpm_stack import (SAVE_AND_SCHEDULE, counted_guests,
+                                                   named_and_counted)
 
 DOMAIN_KEYS = ()
 ARRIVALS = ("poisson", "deterministic", "closed")
@@ -108,18 +109,10 @@ SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over
 ])
 
 
-def check(params):
-    """Keys that only make sense apart: ``(key, problem)`` or ``None``."""
-    if params["guest_count"] is not None and params["guests"] != ["guest1"]:
-        return ("guest_count", "give either `guests` (names) or `guest_count` (guest1..guestN), "
-                "not both")
-    return None
-
-
-def guest_names(params):
-    """``guest1..guestN`` for ``guest_count = N``, else ``guests``."""
-    n = params["guest_count"]
-    return list(params["guests"]) if n is None else [f"guest{i}" for i in range(1, n + 1)]
+#: ``guests`` and ``guest_count`` together are refused, as by vtpm-stack
+check = named_and_counted
+#: ``guest1..guestN`` for ``guest_count = N``, else ``guests``
+guest_names = counted_guests
 
 
 _LOAD_STATS = ("count", "mean", "p50", "p95", "p99", "max")

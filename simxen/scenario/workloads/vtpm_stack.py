@@ -138,14 +138,25 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
 
 def check(params):
     """Keys that only make sense together: ``(key, problem)`` or ``None``."""
-    if params["guest_count"] is not None:
-        if params["configs"]:
-            return ("guest_count", "give either `configs` (each guest written out) or "
-                    "`guest_count` (the seed's stack per guest), not both")
-        if params["guests"] != ["guest1"]:
-            return ("guest_count", "give either `guests` (names) or `guest_count` (guest1..guestN), "
-                    "not both")
+    if params["guest_count"] is not None and params["configs"]:
+        return ("guest_count", "give either `configs` (each guest written out) or "
+                "`guest_count` (the seed's stack per guest), not both")
+    return named_and_counted(params)
+
+
+def named_and_counted(params):
+    """``(key, problem)`` when a workload is given both ``guests`` (names) and
+    ``guest_count``, else ``None`` (the load workload's check too)."""
+    if params["guest_count"] is not None and params["guests"] != ["guest1"]:
+        return ("guest_count", "give either `guests` (names) or `guest_count` (guest1..guestN), "
+                "not both")
     return None
+
+
+def counted_guests(params) -> list:
+    """``guest1..guestN`` for ``guest_count = N``, else the names in ``guests``."""
+    n = params["guest_count"]
+    return list(params["guests"]) if n is None else [f"guest{i}" for i in range(1, n + 1)]
 
 
 def guest_names(params) -> list:
@@ -156,9 +167,7 @@ def guest_names(params) -> list:
         stubdoms = ("vtpmmgr-stubdom.gz", "vtpm-stubdom.gz")
         cfgs = [parse(t, source=f"configs[{i}]") for i, t in enumerate(params["configs"])]
         return [c.name for c in cfgs if c.vtpm and os.path.basename(c.kernel) not in stubdoms]
-    if params["guest_count"] is not None:
-        return [f"guest{i}" for i in range(1, params["guest_count"] + 1)]
-    return list(params["guests"])
+    return counted_guests(params)
 
 
 def domain_names(params) -> list:
