@@ -67,16 +67,23 @@ def kinds() -> list:
 
 
 @lru_cache(maxsize=None)
-def _validator(kind):
-    """The schema's check of a ``kind`` record, compiled to Python by fastjsonschema:
-    ``$defs/<kind>``, the branch the whole schema applies to such a record (the whole
-    schema's if/then chain over every kind costs some 400 us a record; one branch, 6 us).
+def _checks(kind):
+    """``(validate, integer fields)`` of a ``kind`` record, by ``$defs/<kind>``: the
+    branch the whole schema applies to such a record, compiled to Python by
+    fastjsonschema (the whole schema's if/then chain over every kind costs some 400 us
+    a record; one branch, 6 us), and the fields it types as integers (or null) -- JSON
+    Schema counts ``1.0`` and ``1e308`` as integers, but a record's reader needs an int.
     A kind the schema does not know gets the fields every record has."""
     import fastjsonschema
     s = schema()
+    defs = s["$defs"]
     branch = kind if kind in _known_kinds() else "record"
-    return fastjsonschema.compile({"$schema": s["$schema"], "$defs": s["$defs"],
-                                   "$ref": f"#/$defs/{branch}"})
+    validate = fastjsonschema.compile({"$schema": s["$schema"], "$defs": defs,
+                                       "$ref": f"#/$defs/{branch}"})
+    integers = tuple(name for name, node in defs[branch].get("properties", {}).items()
+                     if "integer" in (types := _json_types(node, defs))
+                     and types <= {"integer", "null"})
+    return validate, integers
 
 
 @lru_cache(maxsize=1)
@@ -100,31 +107,21 @@ def _json_types(node, defs):
     return frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
 
 
-@lru_cache(maxsize=None)
-def _integer_fields(kind) -> tuple:
-    """The fields of a ``kind`` record the schema types as integers (or null): JSON
-    Schema counts ``1.0`` and ``1e308`` as integers, but a record's reader needs an int."""
-    defs = schema()["$defs"]
-    branch = defs[kind if kind in _known_kinds() else "record"]
-    return tuple(name for name, node in branch.get("properties", {}).items()
-                 if "integer" in (types := _json_types(node, defs)) and types <= {"integer", "null"})
-
-
 def check_record(obj) -> str | None:
     """What is wrong with the record ``obj`` (a dict) by the schema, in one line,
     or ``None`` if nothing is: ``"dom must be integer or null"``. An integer field
     must hold an integer as JSON writes one (``3``, not ``3.0`` or ``3e0``)."""
     import fastjsonschema
-    kind = obj["kind"]
+    validate, integers = _checks(obj["kind"])
     try:
-        _validator(kind)(obj)
+        validate(obj)
     except fastjsonschema.JsonSchemaException as exc:
         where, _, rest = exc.message.partition(" ")
         field = where.partition(".")[2]         # "data.dom" -> "dom"; "data" -> ""
         if field:
             return f"{field} {rest}"
         return f"the record {rest}" if rest.startswith("must") else f"the record: {rest}"
-    for name in _integer_fields(kind):
+    for name in integers:
         if obj.get(name).__class__ is float:
             return f"{name} must be an integer, not {obj[name]!r}"
     return None
