@@ -194,7 +194,7 @@ def _as_record(r):
                   {k: v for k, v in r.items() if k not in _COMMON})
 
 
-def _lifelines(msgs, records):
+def _lifelines(msgs):
     """Lifelines in the order they first speak (a guest's command then reads left to
     right), then XenStore and the physical TPM at the right."""
     lines = []
@@ -229,7 +229,7 @@ def escape(text) -> str:
 
 def svg(msgs, records, *, title=None) -> str:
     """An SVG sequence diagram of ``msgs`` (deterministic text)."""
-    lines = _lifelines(msgs, records)
+    lines = _lifelines(msgs)
     col, left, top, row = 240, 110, 70, 30
     x = {n: left + col * i + col // 2 for i, n in enumerate(lines)}
     width = left + col * max(1, len(lines)) + 20
@@ -304,7 +304,7 @@ def _js_length(text):
 def _mermaid_lines(msgs, title, cut=(), limit=MERMAID_MAX_TEXT):
     """The diagram of ``msgs``; with ``cut`` (the messages left out after them), a
     last note across the lifelines saying so."""
-    lines = _lifelines(msgs, None)
+    lines = _lifelines(msgs)
     ids = {n: f"p{i}" for i, n in enumerate(lines)}
     out = ["sequenceDiagram"]
     if title:
