@@ -11,8 +11,11 @@ same thing, so a saved finding reproduces with ``python -m fuzz.run TARGET
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
+import json
 import os
 import struct
 import tempfile
@@ -669,12 +672,8 @@ class TraceTarget:
                ("sequence", ".mmd"), ("pcap", ".pcap"))
 
     def __init__(self):
-        import contextlib
-        import io
-        import json
         from simxen.cli import main
-        self.json, self.main = json, main
-        self.quiet = lambda: contextlib.redirect_stderr(io.StringIO())
+        self.main = main
         self.folder = tempfile.mkdtemp(prefix="simxen-fuzz-")
         self.path = os.path.join(self.folder, "fuzz.jsonl")
         self.lines = self._real_lines()
@@ -705,7 +704,7 @@ class TraceTarget:
         lines = list(self.lines)
         for _ in range(1 + b.u8() % 4):
             i = b.u16() % len(lines)
-            record = self.json.loads(lines[i])
+            record = json.loads(lines[i])
             keys = sorted(record)
             key = keys[b.u8() % len(keys)]
             choice = b.u8()
@@ -713,7 +712,7 @@ class TraceTarget:
                 del record[key]
             else:
                 record[key] = self.VALUES[choice % len(self.VALUES)]
-            lines[i] = self.json.dumps(record)
+            lines[i] = json.dumps(record)
             self.counts["edits"] += 1
         fmt = self.FORMATS[b.u8() % len(self.FORMATS)]
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"), fmt
@@ -727,8 +726,7 @@ class TraceTarget:
         with open(self.path, "wb") as f:
             f.write(text)
         out = os.path.join(self.folder, "out" + fmt[1])
-        err = self.quiet()
-        with err as captured:
+        with contextlib.redirect_stderr(io.StringIO()) as captured:
             code = self.main(["trace", "--from", self.path, "--format", fmt[0], "-o", out])
         if code == 2:
             self.counts["refused"] += 1
