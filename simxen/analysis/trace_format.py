@@ -142,11 +142,24 @@ def _record(line, n, path, check=True):
         raise InputError("not a trace record (expected an object with t, kind, dom)",
                          path=path, key=f"line {n}")
     if check:
+        if ("\\ud" in line or "\\uD" in line) and not _text(obj):
+            raise InputError("a string holds a lone UTF-16 surrogate (an escape \\ud800-\\udfff "
+                             "without its pair), which is not text", path=path, key=f"line {n}")
         problem = check_record(obj)
         if problem is not None:
             raise InputError(f"not a {obj['kind']} record as the trace schema has it: {problem}",
                              path=path, key=f"line {n}")
     return obj
+
+
+def _text(obj):
+    """Whether every string of ``obj`` is Unicode text: JSON's ``\\ud800`` escape, alone,
+    decodes to a surrogate that no file can be written with."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _finite(t):

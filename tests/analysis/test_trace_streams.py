@@ -220,6 +220,7 @@ def test_a_bad_line_is_reported_before_an_export_trips_on_an_earlier_record(tmp_
 #: values a file from anywhere may hold where a record's field should be
 _ANY_JSON = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
                       st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
+                      st.just("\ud800"),
                       st.lists(st.integers(0, 3), max_size=2),
                       st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
 _EXPORT_SUFFIX = {"text": ".txt", "perfetto": ".json", "sequence": ".svg", "pcap": ".pcap",
@@ -272,3 +273,20 @@ def test_a_trace_file_with_any_field_spoilt_is_an_error_naming_its_line_never_a_
         line = int(err.split(f"{path}: line ", 1)[1].split(":", 1)[0])
         assert line in spoilt, err          # the line named is one that was spoilt
         assert not out.exists()             # and nothing is written
+
+
+def test_a_lone_surrogate_in_a_trace_file_is_refused_by_its_line(tmp_path, capsys):
+    """JSON's ``\\ud800`` escape alone decodes to a surrogate no file can be written
+    with: ``--format text -o`` stopped with an internal error (UnicodeEncodeError; the
+    trace fuzz target found it). A pair (an emoji) is text, and is read."""
+    from simxen.cli import main
+    record = ('{"t": 0, "seq": 0, "kind": "domain.create", "dom": 0, "dom_name": "d0", '
+              '"domid": 0, "name": "NAME", "privileged": true, "vcpus": 1}\n')
+    path, out = tmp_path / "t.jsonl", tmp_path / "out.txt"
+    path.write_text(record.replace("NAME", "d\\ud800"))
+    assert main(["trace", "--from", str(path), "--format", "text", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: line 1: a string holds a lone UTF-16 surrogate" in err
+    assert not out.exists()
+    path.write_text(record.replace("NAME", "d\\ud83d\\ude00"))
+    assert trace_format.load(path)[0]["name"] == "d\U0001f600"
