@@ -5,8 +5,12 @@ control/platform port P+1.  :class:`PortPair` binds both (loopback by
 default), runs one thread per connection, and stops cleanly.
 """
 
+import collections
+import fcntl
+import os
 import random
 import socket
+import tempfile
 import time
 import socketserver
 import threading
@@ -40,8 +44,49 @@ def _ephemeral_low(default=32768):
         return default
 
 
-def free_port_pair(host="127.0.0.1"):
-    """A port P such that P and P+1 are both free on ``host`` right now.
+#: One empty file per port pair :func:`free_port_pair` hands out, locked (``flock``)
+#: by the process it was handed to: the agreement between every process that asks.
+PORT_LOCKS = os.path.join(tempfile.gettempdir(), "simxen-ports")
+#: how many port pairs a process keeps reserved (its oldest reservation is dropped
+#: after this many more: by then the server it was for has long bound its ports)
+HELD_PAIRS = 256
+
+_held = collections.deque()         # the locked descriptors of this process's reservations
+_held_lock = threading.Lock()
+
+
+def _reserve(port):
+    """Lock ``port``'s file in :data:`PORT_LOCKS` for this process: its descriptor,
+    or None if another process (or another reservation of this one) holds it."""
+    try:
+        os.mkdir(PORT_LOCKS)
+        os.chmod(PORT_LOCKS, 0o1777)            # every user's tests share one agreement
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        fd = os.open(os.path.join(PORT_LOCKS, f"{port}.lock"), os.O_RDONLY | os.O_CREAT, 0o444)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _keep(fd):
+    with _held_lock:
+        _held.append(fd)
+        if len(_held) > HELD_PAIRS:
+            os.close(_held.popleft())           # closing the descriptor releases its lock
+
+
+def free_port_pair(host="127.0.0.1", between=None):
+    """An even port P such that P and P+1 are both free on ``host`` right now, and
+    that no other caller of this function is handed while this process holds it.
 
     P is drawn from below the kernel's ephemeral range (10000 up to
     ``ip_local_port_range``'s low end): a port the kernel picked for ``bind(0)``
@@ -49,19 +94,41 @@ def free_port_pair(host="127.0.0.1"):
     its source port before the server that was meant to have it binds -- which
     tests that start a server and then run clients met about once in eight runs.
     Below the range only a process that names the port can take it.
+
+    "Free right now" is not "still free when the server binds": a server is
+    often a new process that binds a second later, and in that second another
+    process (a second pytest-xdist worker, the tests of a second checkout) could
+    find the same pair free.  So the pair is also reserved: P's lock file in
+    :data:`PORT_LOCKS` stays locked (``flock``) by this process for its last
+    :data:`HELD_PAIRS` pairs, and a pair whose file another reservation holds --
+    in this process or any other -- is never handed out.  P is even, so two
+    pairs never overlap.
+
+    :param between: ``(low, high)``: draw P from these ports instead (both even).
+    :raises OSError: no pair is free after 200 draws.
     """
-    low, high = 10000, _ephemeral_low() - 2
+    if between is not None:
+        low, high = between
+    else:
+        low, high = 10000, _ephemeral_low() - 2
+        if high <= low:                         # an unusual ip_local_port_range
+            low, high = 1024, 65533
     pick = random.Random()      # seeded from the OS: nothing simulated depends on it
     for _ in range(200):
-        port = pick.randint(low, high) if high > low else pick.randint(1024, 65533)
+        port = pick.randrange(low, high + 1, 2)
+        fd = _reserve(port)
+        if fd is None:
+            continue
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind((host, port))
                 b.bind((host, port + 1))
-            return port
         except OSError:
+            os.close(fd)                        # bound by a program that does not ask us
             continue
-    raise OSError("no free port pair on " + host)
+        _keep(fd)
+        return port
+    raise OSError(f"no free port pair on {host} between {low} and {high + 1}")
 
 
 def wait_listening(port, timeout=20.0, process=None, host="127.0.0.1"):

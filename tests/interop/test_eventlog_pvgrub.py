@@ -9,7 +9,6 @@ the whole split-driver stack with the engine's own PCR_Read.
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from simxen.domains import pvgrub
 from simxen.domains.images import GuestImages, Image, initrd_bytes, kernel_bytes
 from simxen.protocols import tcg_eventlog as tl
+from simxen.server.loopback import free_port_pair
 from simxen.server.mssim import MssimServer
 from simxen.server.resource_manager import ResourceManager
 from simxen.tpm import TpmEngine, client
@@ -37,22 +37,6 @@ def tool(name):
             pytest.fail(f"{name} is required (SIMXEN_REQUIRE_TOOLS=1) but not installed")
         pytest.skip(f"{name} not installed")
     return path
-
-
-def free_port_pair():
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        if port >= 65535:
-            continue
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    pytest.skip("no free pair of ports on 127.0.0.1")
 
 
 def booted(initrd=True, cmdline="root=/dev/xvda1 ro console=hvc0"):

@@ -8,11 +8,12 @@ typing the lines does that by being slower than a script).
 
 import os
 import re
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from simxen.server.loopback import free_port_pair
 
 from tpm_serve_helpers import require_tool
 
@@ -32,21 +33,6 @@ def tour_lines():
         lines.append(line[4:])
     joined = "\n".join(lines).replace("\\\n", " ")
     return [ln for ln in joined.splitlines() if ln.strip()]
-
-
-def free_port_pair():
-    """A port P with P and P+1 free (mssim uses both)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
 
 
 def test_the_tour_block_is_what_this_test_expects():

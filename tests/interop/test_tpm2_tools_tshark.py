@@ -5,38 +5,23 @@ trailer) must be its own TCP segment, and the server port must be below
 the client's ephemeral port for it to tell requests from responses.
 """
 
-import random
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
+
+from simxen.server.loopback import free_port_pair
 
 from tpm_serve_helpers import SimxenTpmServer, require_tool, run_tool
 
 pytestmark = pytest.mark.interop
 
 
-def low_port_pair():
-    """A free pair below the ephemeral range (32768+), as the dissector needs."""
-    rnd = random.Random()
-    for _ in range(200):
-        port = rnd.randrange(20000, 30000, 2)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    pytest.skip("no free low port pair")
-
-
 def test_tshark_decodes_mssim_traffic(tmp_path):
     require_tool("tpm2_startup")
     tshark = require_tool("tshark")
-    port = low_port_pair()
+    port = free_port_pair()       # below the ephemeral range, as the dissector needs
     srv = SimxenTpmServer("mssim", port=port)
     pcap = tmp_path / "cap.pcap"
     cap = subprocess.Popen([tshark, "-i", "lo", "-f", f"tcp port {port} or tcp port {port + 1}",

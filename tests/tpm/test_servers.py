@@ -299,3 +299,34 @@ def test_free_port_pair_stays_out_of_the_ports_clients_are_given():
         with socket.socket() as a, socket.socket() as b:
             a.bind(("127.0.0.1", port))
             b.bind(("127.0.0.1", port + 1))
+
+
+def free_pair_in_a_new_process(*between):
+    """``free_port_pair(between=...)`` called by another Python process: (exit status,
+    its port or error line)."""
+    code = ("import sys\nfrom simxen.server.loopback import free_port_pair\n"
+            "try:\n    print(free_port_pair(between=tuple(map(int, sys.argv[1:])) or None))\n"
+            "except OSError as e:\n    sys.exit(str(e))\n")
+    r = subprocess.run([sys.executable, "-c", code, *map(str, between)], capture_output=True,
+                       text=True, timeout=60)
+    return r.returncode, (r.stdout or r.stderr).strip()
+
+
+def test_a_pair_handed_out_is_handed_to_no_other_caller_in_any_process():
+    """Between "both ports are free" and the server binding them -- often a new process,
+    a second later -- another caller (a thread, another pytest-xdist worker) must not be
+    handed the same pair: it is reserved for the process it was handed to, though both
+    ports are still free to bind, and the reservation ends with that process."""
+    port = free_port_pair()
+    assert port % 2 == 0
+    with socket.socket() as a, socket.socket() as b:     # nothing has bound them yet
+        a.bind(("127.0.0.1", port))
+        b.bind(("127.0.0.1", port + 1))
+    with pytest.raises(OSError, match=f"no free port pair on 127.0.0.1 between {port} and"):
+        free_port_pair(between=(port, port))
+    status, out = free_pair_in_a_new_process(port, port)
+    assert status == 1 and out.startswith("no free port pair"), out
+    # the other way round: what a process was handed is free again once it has exited
+    status, out = free_pair_in_a_new_process()
+    assert status == 0, out
+    assert free_port_pair(between=(int(out), int(out))) == int(out)
