@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from simxen.errors import InputError
+from simxen.xen.hypervisor import vcpus_problem
 
 __all__ = ["XlConfig", "DiskSpec", "VtpmSpec", "parse", "name_problem", "KNOWN_KEYS", "UUID_RE"]
 
@@ -118,7 +119,7 @@ KNOWN_KEYS = {
     "kernel": "a kernel image path string",
     "memory": "memory in MiB (an integer)",
     "maxmem": "maximum memory in MiB (an integer)",
-    "vcpus": "number of virtual CPUs (an integer)",
+    "vcpus": "number of virtual CPUs (an integer, 1 to 8192: Xen's MAX_VIRT_CPUS for a PV domain)",
     "cpu_weight": "the credit/credit2 scheduler weight, 1 to 65535 (an integer; default 256)",
     "cap": "a CPU cap in percent of one physical CPU, 0 = none (an integer)",
     "disk": "a list of disk specification strings",
@@ -260,9 +261,10 @@ def parse(text: str, *, source: str = "<config>") -> XlConfig:
     kernel = get("kernel", str, required=True)
     memory = get("memory", int, 128)
     vcpus = get("vcpus", int, 1)
-    for key, value in (("memory", memory), ("vcpus", vcpus)):
-        if value < 1:
-            raise InputError(f"must be at least 1, found {value}", path=source, key=key)
+    if memory < 1:
+        raise InputError(f"must be at least 1, found {memory}", path=source, key="memory")
+    if vcpus_problem(vcpus):
+        raise InputError(vcpus_problem(vcpus), path=source, key="vcpus")
     cpu_weight = get("cpu_weight", int, None)
     if cpu_weight is not None and not 1 <= cpu_weight <= 65535:
         raise InputError(f"expected a weight from 1 to 65535 (xl.cfg(5)), found {cpu_weight}",

@@ -23,6 +23,7 @@ from pathlib import Path
 from simxen.errors import InputError
 from simxen.scenario import expect, workloads
 from simxen.scenario.schema import Field, Table, TableArray
+from simxen.xen.hypervisor import MAX_VIRT_CPUS, vcpus_problem
 
 SCENARIO = Table("scenario", "what this scenario is", [
     Field("name", str, "short name, shown in the report title"),
@@ -56,7 +57,8 @@ def _weight(value):
 DOMAIN = Table("domain", "a domain the scenario creates directly (no toolstack)", [
     Field("name", str, "domain name; workloads refer to domains by it", check=_domain_name),
     Field("memory", int, "memory in MiB", default=16, minimum=1),
-    Field("vcpus", int, "number of virtual CPUs", default=1, minimum=1),
+    Field("vcpus", int, f"number of virtual CPUs, 1 to {MAX_VIRT_CPUS} (Xen's limit for a PV "
+          "domain)", default=1, check=vcpus_problem),
     Field("cpu_weight", int, "credit2 weight, 1 to 65535 (as xl.cfg's cpu_weight=); "
           "absent = the profile's default (256)", default=None, check=_weight),
     Field("cap", int, "credit2 cap in percent of one physical CPU (as xl.cfg's cap=); 0 = none",

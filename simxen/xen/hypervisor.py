@@ -31,6 +31,32 @@ from simxen.xen.xenstore import Children, Node, XenStore
 #: first machine frame handed out for domain RAM (frames below are "firmware").
 FIRST_RAM_MFN = 0x1000
 
+#: the most vCPUs an x86-64 PV domain may have (every domain here is PV: the
+#: stub domains, pv-grub and the guests it boots). Xen's ``MAX_VIRT_CPUS`` in
+#: ``xen/arch/x86/include/asm/config.h``: one 128 KiB GDT/LDT window per vCPU
+#: (``GDT_LDT_VCPU_VA_SHIFT`` = 17) in the 1 GiB per-domain slot, 8,192 of
+#: them. ``XEN_DOMCTL_createdomain`` refuses more with ``-EINVAL``
+#: (``arch_sanitise_domain_config`` in ``xen/arch/x86/domain.c``: "Requested
+#: vCPUs (%u) exceeds max (%u)"), and fewer than one with ``-EINVAL`` too
+#: (``sanitise_domain_config`` in ``xen/common/domain.c``). An HVM guest's limit
+#: is lower, ``HVM_MAX_VCPUS`` = 128 (``xen/include/public/hvm/hvm_info_table.h``),
+#: but no domain here is HVM.
+MAX_VIRT_CPUS = 8192
+
+
+def vcpus_problem(vcpus):
+    """Why Xen would refuse a PV domain of ``vcpus`` vCPUs, or ``None``.
+
+    The scenario and ``xl`` config checks ask it too, so that ``simxen validate``
+    refuses what the hypervisor would.
+    """
+    if isinstance(vcpus, bool) or not isinstance(vcpus, int):
+        return f"vcpus must be an integer, not {vcpus!r}"
+    if not 1 <= vcpus <= MAX_VIRT_CPUS:
+        return (f"requested vCPUs ({vcpus}) outside 1..{MAX_VIRT_CPUS}, the most Xen "
+                "allows an x86-64 PV domain (MAX_VIRT_CPUS)")
+    return None
+
 
 class Hypervisor:
     """A simulated Xen host.
@@ -127,10 +153,14 @@ class Hypervisor:
         """Build a domain (as the toolstack in dom0 does) and return it.
 
         ``pages`` zeroed pages are allocated; ``iomem`` is a list of
-        ``(first_mfn, nr_mfns)`` ranges the domain alone may map.
+        ``(first_mfn, nr_mfns)`` ranges the domain alone may map; ``vcpus``
+        is from 1 to :data:`MAX_VIRT_CPUS`, as Xen allows a PV domain.
         """
         if not isinstance(name, str) or not name:
             raise XenError(-errno.EINVAL, f"domain name must be a non-empty string, not {name!r}")
+        problem = vcpus_problem(vcpus)
+        if problem:
+            raise XenError(-errno.EINVAL, f"XEN_DOMCTL_createdomain: {problem}")
         if name in self._live_by_name:
             raise XenError(-errno.EEXIST, f"a domain called {name!r} exists")
         self.dom0.charge("domain.create")

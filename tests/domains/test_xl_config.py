@@ -52,6 +52,8 @@ def test_lists_span_lines_with_comments_and_trailing_comma():
     ('name="a"\nkernel="/k"\nmemroy=3', "memroy", "did you mean 'memory'"),
     ('name="a"\nkernel="/k"\nmemory="16"', "memory", "expected memory"),
     ('name="a"\nkernel="/k"\nmemory=0', "memory", "at least 1"),
+    ('name="a"\nkernel="/k"\nvcpus=0', "vcpus", "outside 1..8192"),
+    ('name="a"\nkernel="/k"\nvcpus=8193', "vcpus", "MAX_VIRT_CPUS"),
     ('name="a"\nkernel="/k"\niomem=["fed40"]', "iomem[0]", "START,PAGES"),
     ('name="a"\nkernel="/k"\niomem=["fed40,0"]', "iomem[0]", "zero pages"),
     ('name="a"\nkernel="/k"\nvtpm=["backend=m,uuid=not-a-uuid"]', "vtpm[0]", "is not a UUID"),

@@ -52,6 +52,8 @@ def test_shipped_scenario_validates():
      "expect[0].metric", "must start with a workload name"),
     ("equals = 2000", "equals = 2000\nbelow = 3", "expect[0]", "exactly one comparison"),
     ('name = "ring-pingpong"', 'nam = "ring-pingpong"', "scenario.nam", "unknown key"),
+    ('name = "frontend"\n', 'name = "frontend"\nvcpus = 8193\n', "domain[0].vcpus",
+     "outside 1..8192"),
 ])
 def test_bad_key_is_one_line_exit_2(tmp_path, old, new, key, expected):
     p = write(tmp_path, mutate(old, new))

@@ -22,6 +22,17 @@ def test_domids_names_and_dom0(hv):
         hv.domain_destroy(0)
 
 
+@pytest.mark.parametrize("vcpus", [0, -1, 8193, 2 ** 31, True, 1.0])
+def test_a_domain_outside_xens_vcpu_limits_is_refused_with_einval(hv, vcpus):
+    """XEN_DOMCTL_createdomain: 1 to MAX_VIRT_CPUS (8,192) vCPUs for a PV domain."""
+    with pytest.raises(XenError) as e:
+        hv.domain_create("many", vcpus=vcpus)
+    assert e.value.code == -errno.EINVAL
+    assert "XEN_DOMCTL_createdomain" in str(e.value)
+    assert hv.domain_named("many") is None
+    assert hv.domain_create("most", vcpus=8192).vcpus == 8192
+
+
 def test_destroyed_domain_cannot_act(hv):
     a = hv.domain_create("a")
     hv.domain_destroy(a.domid)
