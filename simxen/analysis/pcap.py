@@ -34,6 +34,10 @@ _CLIENT_PORT = 49152             # first IANA dynamic port: above the server's, 
 _LOOPBACK = bytes((127, 0, 0, 1))
 _FIN, _SYN, _PSH, _ACK = 0x01, 0x02, 0x08, 0x10
 
+#: the first time a pcap record header cannot hold: its seconds field is a 32-bit
+#: unsigned integer (pcap-savefile(5); draft-ietf-opsawg-pcap, "Packet Record")
+PCAP_END_SECONDS = 2 ** 32
+
 
 def _name(r):
     """The name of the TPM a ``tpm.exec`` record with command bytes ran on, or ``None``."""
@@ -140,8 +144,13 @@ def to_bytes(execs) -> bytes:
     last = 0
     spans = []
     for r in sorted(execs, key=lambda r: (r["t"], r["seq"])):
-        end = _ns(r["t"])
-        start = max(last, end - _ns(r.get("duration") or 0.0))
+        t = r["t"]
+        end = _ns(t) if t < PCAP_END_SECONDS else None
+        if end is None or end >= PCAP_END_SECONDS * 10**9:
+            raise InputError(f"record seq {r['seq']}: time {t!r} s is past the last second a "
+                             f"pcap record can hold ({PCAP_END_SECONDS - 1}: a 32-bit field)")
+        # an execution that would have begun before the run did starts with it
+        start = max(last, end - _ns(min(r.get("duration") or 0.0, t)))
         spans.append((start, end, bytes.fromhex(r["command"]), bytes.fromhex(r.get("response", "")),
                       r.get("locality") or 0))
         last = end

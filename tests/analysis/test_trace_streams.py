@@ -5,6 +5,7 @@ and every export of ``simxen trace`` the same bytes from a stream as from a list
 import io
 import json
 import random
+import struct
 import tracemalloc
 
 import pytest
@@ -290,3 +291,44 @@ def test_a_lone_surrogate_in_a_trace_file_is_refused_by_its_line(tmp_path, capsy
     assert not out.exists()
     path.write_text(record.replace("NAME", "d\\ud83d\\ude00"))
     assert trace_format.load(path)[0]["name"] == "d\U0001f600"
+
+
+def test_a_domain_with_more_vcpus_than_xen_allows_is_refused_by_its_line(tmp_path, capsys):
+    """Xen refuses a PV domain of more than MAX_VIRT_CPUS (8,192) vCPUs, so no run
+    records one. The Perfetto export names a thread per vCPU: a hand-edited
+    ``"vcpus": 2147483648`` made it loop for ever (the trace fuzz target, seed 4);
+    the schema's maximum refuses the line instead."""
+    from simxen.cli import main
+    record = ('{"t": 0, "seq": 0, "kind": "domain.create", "dom": 0, "dom_name": "d0", '
+              '"domid": 0, "name": "d0", "privileged": true, "vcpus": VCPUS}\n')
+    path, out = tmp_path / "t.jsonl", tmp_path / "out.json"
+    path.write_text(record.replace("VCPUS", str(2 ** 31)))
+    assert main(["trace", "--from", str(path), "--format", "perfetto", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: line 1:" in err and "vcpus" in err, err
+    assert not out.exists()
+    path.write_text(record.replace("VCPUS", "8192"))
+    assert main(["trace", "--from", str(path), "--format", "perfetto", "-o", str(out)]) == 0
+    names = [e["args"]["name"] for e in json.loads(out.read_text())["traceEvents"]
+             if e.get("name") == "thread_name"]
+    assert names[0] == "vcpu0" and names[-1] == "vcpu8191" and len(names) == 8192
+
+
+def test_pcap_times_past_its_32_bit_seconds_are_refused_and_long_durations_clipped(
+        shipped_traces):
+    """A pcap record header holds whole seconds in 32 bits: a later time is a clear
+    error, not ``struct.error``; a ``duration`` longer than the time since the run
+    began (1e300 s made ``round()`` overflow: the trace fuzz target, seed 4) starts
+    the execution at 0."""
+    record = dict(next(r for r in shipped_traces["boot-attest"]
+                       if r["kind"] == "tpm.exec" and r.get("command")))
+    record.update(t=2.0 ** 32 - 0.5, duration=1e300)
+    data = pcap.to_bytes([record])
+    first = struct.unpack_from("<IIII", data, 24)
+    last = struct.unpack_from("<II", data, len(data) - 16 - 54)
+    assert first[:2] == (0, 0) and last[0] == 2 ** 32 - 1
+    assert abs(last[1] - 500_000_000) < 1024        # a double near 4.3e18 ns: 512 ns apart
+    for t in (2.0 ** 32, 1e300):
+        record["t"] = t
+        with pytest.raises(InputError, match="past the last second a pcap record can hold"):
+            pcap.to_bytes([record])
