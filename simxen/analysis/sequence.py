@@ -87,7 +87,7 @@ def _all_messages(records, names):
 
     shared = {}                 # (owner, gfn) -> the domain it is granted to
     asked = {}                  # (flow, front dom) -> command name, to name its response code
-    sends = []
+    announced = {}              # (sender, receiver) -> the flow of what it last put in their page
     out = []
     for r in records:
         k, t, dom = r["kind"], r["t"], r["dom"]
@@ -99,9 +99,11 @@ def _all_messages(records, names):
         elif k == "gnttab.map":
             out.append(Message(t, name(dom), name(r["domid"]), f"map gref {r['gref']}", "map"))
         elif k == "evtchn.send" and "remote_dom" in r:
-            out.append(Message(t, name(dom), name(r["remote_dom"]),
-                               f"notify port {r['port']} -> {r['remote_port']}", "notify"))
-            sends.append(r)
+            # a notification tells the peer to look at what the sender put in their
+            # shared page since the last one: it is part of that command's journey
+            src, dst = name(dom), name(r["remote_dom"])
+            out.append(Message(t, src, dst, f"notify port {r['port']} -> {r['remote_port']}",
+                               "notify", announced.pop((src, dst), None)))
         elif k == "page.write":
             peer = r.get("granter")
             where = f"gref {r['gref']}" if peer is not None else f"own page {r.get('gfn')}"
@@ -112,6 +114,7 @@ def _all_messages(records, names):
             out.append(Message(t, name(dom), name(peer),
                                f"write {r.get('what', '')} {r['length']} B @{r['offset']} ({where})",
                                "write", r.get("flow")))
+            announced[(name(dom), name(peer))] = r.get("flow")
         elif k == "xs.write":
             value = r.get("value", "")
             value = value if len(value) <= 24 else value[:21] + "..."
