@@ -37,13 +37,16 @@ one statement a line. Mermaid text then writes each character its grammar or
 its renderer would take as syntax as one of Mermaid's entity codes
 (``#35;`` for ``#``, see :data:`MERMAID_CODES`), and a diagram longer than
 Mermaid's default ``maxTextSize`` is cut, with a note saying what was left
-out (:func:`mermaid_drawn`). ``tests/interop/test_mermaid_exports.py`` has
-Mermaid's own parser and rsvg-convert read what these functions write.
+out (:func:`mermaid_drawn`); so is an SVG higher or wider than librsvg draws,
+:data:`SVG_MAX_PIXELS` (:func:`svg_drawn`). ``tests/interop/test_mermaid_exports.py``
+and ``tests/interop/test_sequence_svg_rsvg.py`` have Mermaid's own parser and
+rsvg-convert read what these functions write.
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from xml.sax.saxutils import escape as _xml_escape
 
@@ -53,8 +56,9 @@ from simxen.errors import InputError
 from simxen.tpm.constants import rc_name
 from simxen.xen.trace import Record
 
-__all__ = ["Message", "messages", "svg", "mermaid", "mermaid_drawn", "drawable", "XENSTORE",
-           "PHYSICAL_TPM", "MERMAID_MAX_TEXT", "MERMAID_CODES"]
+__all__ = ["Message", "messages", "svg", "svg_drawn", "mermaid", "mermaid_drawn", "drawable",
+           "cut_note", "svg_cut_note", "XENSTORE", "PHYSICAL_TPM", "SVG_MAX_PIXELS",
+           "MERMAID_MAX_TEXT", "MERMAID_CODES"]
 
 XENSTORE = "XenStore"
 PHYSICAL_TPM = "physical TPM"
@@ -230,13 +234,89 @@ def escape(text) -> str:
     return _xml_escape(drawable(text))
 
 
+#: The largest image, in pixels a side, that librsvg draws (so rsvg-convert, GNOME's
+#: viewers, GIMP's and Inkscape's import): it draws on a cairo image surface, and cairo
+#: refuses one over ``MAX_IMAGE_SIZE`` = 32,767 pixels high or wide
+#: (cairo, ``src/cairo-image-surface.c``, ``_cairo_image_surface_is_size_valid``:
+#: pixman takes coordinates in 16.16 fixed point); rsvg-convert then stops with "The
+#: resulting image would be larger than 32767 pixels on either dimension"
+#: (GNOME/librsvg, ``rsvg_convert/src/main.rs``, ``size_limit_exceeded``). An SVG's
+#: pixel is a CSS pixel: the ``width``/``height`` :func:`svg` writes.
+SVG_MAX_PIXELS = 32_767
+
+# the layout of :func:`svg`, in pixels: a lifeline's column, the left margin (the
+# times), the lifelines' heads, a message's row; a cut note's line and its average
+# character (DejaVu Sans at 11 px)
+_COL, _LEFT, _TOP, _ROW = 240, 110, 70, 30
+_NOTE_LINE, _CHAR = 15, 6.6
+
+
+def _svg_width(lifelines):
+    return _LEFT + _COL * max(1, lifelines) + 20
+
+
+def _svg_height(rows, note_lines=0):
+    """The height of ``rows`` messages, and of a cut note of ``note_lines`` lines
+    (a box taking the next row's place and what its lines need below it)."""
+    note = note_lines and _NOTE_LINE * note_lines - _ROW + 20
+    return _TOP + _ROW * (rows + 1) + 30 + note
+
+
+def _note_lines(note, width):
+    """``note`` wrapped to fit a box across a diagram ``width`` pixels wide."""
+    return textwrap.wrap(note, max(20, int((width - 28) / _CHAR)), break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def svg_cut_note(cut, limit=SVG_MAX_PIXELS) -> str:
+    """What the note at the end of a cut SVG diagram says about the messages ``cut``."""
+    return cut_note(cut, reader=f"librsvg draws an image at most {limit:,} pixels high or wide")
+
+
+def svg_drawn(msgs, records, *, title=None, limit=SVG_MAX_PIXELS):
+    """``(text, drawn)``: the SVG sequence diagram of ``msgs`` and how many of them it
+    draws. A diagram higher or wider than ``limit`` pixels draws the longest run of
+    first messages that fits (their lifelines are the first ones: a lifeline's
+    column is placed when it first speaks), then a note across the page naming how
+    many messages it left out, the time they span and the filters that narrow it
+    -- as :func:`mermaid_drawn` does at Mermaid's limit. ``InputError`` if not even
+    the first message fits."""
+    counts, seen, special = [], set(), set()       # counts[k]: lifelines of msgs[:k + 1]
+    for m in msgs:
+        for n in (m.src, m.dst):
+            (special if n in (XENSTORE, PHYSICAL_TPM) else seen).add(n)
+        counts.append(len(seen) + len(special))
+    whole = len(msgs)
+    if not msgs or (_svg_height(whole) <= limit and _svg_width(counts[-1]) <= limit):
+        return _svg(msgs, title), whole
+    k = whole - 1
+    while k > 0 and (_svg_width(counts[k - 1]) > limit or _svg_height(k) > limit):
+        k -= 1
+    while k > 0:
+        width = _svg_width(counts[k - 1])
+        lines = _note_lines(svg_cut_note(msgs[k:], limit), width)
+        if _svg_height(k, len(lines)) <= limit:
+            return _svg(msgs[:k], title, lines), k
+        k -= 1
+    raise InputError(f"not even the first message of the sequence diagram fits in the "
+                     f"{limit:,} pixels a side librsvg draws; narrow it with --start/--end, "
+                     "--domain or --command", key="--format sequence")
+
+
 def svg(msgs, records, *, title=None) -> str:
-    """An SVG sequence diagram of ``msgs`` (deterministic text)."""
+    """An SVG sequence diagram of ``msgs`` (deterministic text): at most
+    :data:`SVG_MAX_PIXELS` high and wide (:func:`svg_drawn`)."""
+    return svg_drawn(msgs, records, title=title)[0]
+
+
+def _svg(msgs, title, note=()):
+    """The SVG of ``msgs``; with ``note`` (the cut note's lines), a last box saying what
+    was left out."""
     lines = _lifelines(msgs)
-    col, left, top, row = 240, 110, 70, 30
+    col, left, top, row = _COL, _LEFT, _TOP, _ROW
     x = {n: left + col * i + col // 2 for i, n in enumerate(lines)}
-    width = left + col * max(1, len(lines)) + 20
-    height = top + row * (len(msgs) + 1) + 30
+    width = _svg_width(len(lines))
+    height = _svg_height(len(msgs), len(note))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Helvetica, sans-serif" '
            f'font-size="11">',
@@ -247,7 +327,7 @@ def svg(msgs, records, *, title=None) -> str:
            f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>']
     if title:
         out.append(f'<text x="10" y="18" font-size="13" font-weight="bold">{escape(title)}</text>')
-    bottom = height - 20
+    bottom = height - 20 if not note else top + row * (len(msgs) + 1) - 12   # to the note
     for n in lines:
         cx = x[n]
         out.append(f'<rect x="{cx - 80}" y="{top - 40}" width="160" height="26" rx="4" '
@@ -275,6 +355,13 @@ def svg(msgs, records, *, title=None) -> str:
                    f'stroke="{colour}" stroke-width="1.5"{dash} marker-end="url(#a-{m.kind})"/>')
         out.append(f'<text x="{(x1 + x2) / 2}" y="{y - 4}" text-anchor="middle" fill="{colour}">'
                    f'{escape(m.label)}</text>')
+    if note:
+        y = top + row * (len(msgs) + 1) - 12
+        out.append(f'<rect x="6" y="{y}" width="{width - 12}" height="{_NOTE_LINE * len(note) + 8}" '
+                   f'fill="#fef9e7" stroke="#7f8c8d"/>')
+        for i, text in enumerate(note):
+            out.append(f'<text class="cut-note" x="14" y="{y + 15 + _NOTE_LINE * i}" '
+                       f'fill="#333">{escape(text)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -327,12 +414,13 @@ def _mermaid_lines(msgs, title, cut=(), limit=MERMAID_MAX_TEXT):
     return "\n".join(out) + "\n"
 
 
-def cut_note(cut, limit=MERMAID_MAX_TEXT) -> str:
-    """What the note at the end of a cut diagram says about the messages ``cut``."""
+def cut_note(cut, limit=MERMAID_MAX_TEXT, *, reader=None) -> str:
+    """What the note at the end of a cut diagram says about the messages ``cut``;
+    ``reader``: what limit cut it (default: Mermaid's ``limit`` characters)."""
+    reader = reader or f"Mermaid draws at most {limit:,} characters"
     return (f"{len(cut)} more message{'s' if len(cut) != 1 else ''} from "
-            f"{cut[0].t * 1e3:.3f} ms to {cut[-1].t * 1e3:.3f} ms not drawn: Mermaid draws "
-            f"at most {limit:,} characters; narrow the diagram with --start/--end, "
-            f"--domain or --command")
+            f"{cut[0].t * 1e3:.3f} ms to {cut[-1].t * 1e3:.3f} ms not drawn: {reader}; "
+            f"narrow the diagram with --start/--end, --domain or --command")
 
 
 def mermaid_drawn(msgs, records, *, title=None, limit=MERMAID_MAX_TEXT):

@@ -9,7 +9,8 @@ Runs SCENARIO (or reads a trace file written by ``simxen run --trace``, with
     notifications and grant maps, counters for queue occupancy.
 ``sequence``
     a sequence diagram: SVG, or Mermaid text when FILE ends in .mmd or .md
-    (cut, with a note saying so, at Mermaid's 50,000-character limit).
+    (cut, with a note saying so, where a viewer would refuse it: an SVG at
+    32,767 pixels high or wide, librsvg's limit; Mermaid at 50,000 characters).
     Filter it with --domain, --start/--end, or --command (one TPM command's
     journey).
 ``pcap``
@@ -117,7 +118,9 @@ def main(args) -> int:
             what = "Mermaid" if drawn == len(msgs) else (
                 f"Mermaid; the first {drawn} of {len(msgs)}: {sequence.cut_note(msgs[drawn:])}")
         else:
-            text, what = sequence.svg(msgs, records, title=title), "SVG"
+            text, drawn = sequence.svg_drawn(msgs, records, title=title)
+            what = "SVG" if drawn == len(msgs) else (
+                f"SVG; the first {drawn} of {len(msgs)}: {sequence.svg_cut_note(msgs[drawn:])}")
         out.write_text(text, encoding="utf-8")
         print(f"wrote {out}: {len(msgs)} messages ({what})", file=sys.stderr)
     else:

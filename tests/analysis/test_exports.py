@@ -290,3 +290,48 @@ def test_mermaid_of_a_long_run_is_cut_under_mermaids_limit_with_a_note():
     from simxen.errors import InputError
     with pytest.raises(InputError, match="not even the first message"):
         sequence.mermaid_drawn(msgs, None, limit=100)
+
+
+def _svg_size(text):
+    root = ET.fromstring(text)
+    return int(root.get("width")), int(root.get("height")), root
+
+
+def test_svg_of_a_long_run_is_cut_under_librsvgs_size_limit_with_a_note():
+    """rsvg-convert (librsvg on cairo) refuses an image over 32,767 pixels high or wide:
+    2,000 rows were 60,130 pixels high. A longer diagram keeps its first messages and
+    says, in a last note, what it left out and how to narrow it -- as the Mermaid cut."""
+    msgs = [_message(t=i * 1e-3, label=f"TPM2_PCR_Extend (87 B) number {i}") for i in range(2000)]
+    text, drawn = sequence.svg_drawn(msgs, None, title="long")
+    width, height, root = _svg_size(text)
+    assert height <= sequence.SVG_MAX_PIXELS < height + 2 * 30 + 60
+    assert 900 < drawn < 2000
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert f"TPM2_PCR_Extend (87 B) number {drawn - 1}" in texts
+    assert f"TPM2_PCR_Extend (87 B) number {drawn}" not in texts
+    note = " ".join(t.text for t in root.iter("{http://www.w3.org/2000/svg}text")
+                    if t.get("class") == "cut-note")
+    assert (f"{2000 - drawn} more messages from {drawn:.3f} ms to 1999.000 ms not drawn: "
+            f"librsvg draws an image at most 32,767 pixels high or wide; narrow the diagram "
+            f"with --start/--end, --domain or --command") in note
+    assert sequence.svg(msgs, None, title="long") == text
+    # a diagram that fits is drawn whole, without a note
+    assert sequence.svg_drawn(msgs[:10], None) == (sequence.svg(msgs[:10], None), 10)
+    assert "not drawn" not in sequence.svg(msgs[:10], None)
+    from simxen.errors import InputError
+    with pytest.raises(InputError, match="not even the first message"):
+        sequence.svg_drawn(msgs, None, limit=100)
+
+
+def test_svg_of_a_fleet_is_cut_under_librsvgs_width_limit():
+    """Each lifeline is 240 pixels wide: 200 guests' were 48,130 pixels wide."""
+    msgs = [_message(src=f"guest{i}", dst="vtpmmgr", t=i * 1e-3) for i in range(200)]
+    text, drawn = sequence.svg_drawn(msgs, None)
+    width, height, root = _svg_size(text)
+    assert width <= sequence.SVG_MAX_PIXELS < width + 240
+    assert 100 < drawn < 200
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert f"guest{drawn - 1}" in texts and f"guest{drawn}" not in texts
+    note = " ".join(t.text for t in root.iter("{http://www.w3.org/2000/svg}text")
+                    if t.get("class") == "cut-note")
+    assert note.startswith(f"{200 - drawn} more messages from ")

@@ -179,9 +179,9 @@ def test_every_shipped_scenarios_svg_is_xml_and_rsvg_draws_it(shipped_traces, tm
     cases = shipped_cases(shipped_traces)
     rendered = set()
     for where, msgs, title in cases:
-        text = sequence.svg(msgs, None, title=title)
+        text, drawn = sequence.svg_drawn(msgs, None, title=title)
         texts = svg_texts(text, where)
-        assert {m.label for m in msgs} <= set(texts), where
+        assert {m.label for m in msgs[:drawn]} <= set(texts), where   # a long run is cut
         # rsvg draws every distinct --command journey and boot-attest's whole diagram (641
         # rows, scaled: cairo draws at most 32,767 pixels a side); the rest are parsed
         if ("--command" in where or where == "boot-attest whole") and text not in rendered:
