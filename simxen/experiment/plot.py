@@ -9,9 +9,15 @@ draws ``/tmp/mg/plots/stack.latency_ms.p95--stack.guest_count.png`` (and
 confidence interval, the axes named with the key and the metric's unit. With
 ``--hue KEY`` each value of another varied key gets its own line; varied keys
 that are neither ``x`` nor ``hue`` also split the lines, so no two points
-of different settings are ever joined. A numeric ``x`` that spans a factor
-of 8 or more (guest counts 1, 2, 4 ... 32) is drawn on a log-2 axis, each
-value a tick.
+of different settings are ever joined. Every point of the sweep is a tick,
+labelled as the sweep wrote it; a numeric ``x`` is drawn on the scale that
+keeps its ticks apart (:func:`x_scale`: guest counts 1, 2, 4 ... 32 on a
+log-2 axis), and ``y`` on a log axis when the bars span three decades or more
+above 0 (:func:`y_scale`). A point where no run gave the metric a value is a
+gap in its line, named in a note under the plot; a point of one run has no
+error bar (``summary.csv`` leaves its ``std`` and interval empty) and the
+legend says so. ``tests/interop/test_plot_rsvg.py`` has rsvg-convert and
+Pillow open what this module draws.
 
 Matplotlib runs with its ``Agg`` back end: no display is needed.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import math
 import re
 from pathlib import Path
@@ -86,12 +93,116 @@ def _safe(name) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+#: the longest file name stem :func:`draw` writes: a file name may be 255 bytes (NAME_MAX
+#: of Linux's file systems); a longer stem keeps its start and a hash of the whole
+_MAX_STEM = 160
+
+
+def _stem(y, x) -> str:
+    """The pictures' file name without its suffix: ``<y>--<x>``, shortened when long."""
+    stem = f"{_safe(y)}--{_safe(x)}"
+    if len(stem) <= _MAX_STEM:
+        return stem
+    return f"{stem[:_MAX_STEM - 13]}-{hashlib.sha256(stem.encode()).hexdigest()[:12]}"
+
+
+def _wrap(text, width) -> str:
+    """``text`` in lines of at most ``width`` characters, broken after a ``.``, ``_``,
+    ``,``, ``=`` or space where it can (key and metric names have no spaces)."""
+    lines, line = [], ""
+    for part in re.split(r"(?<=[._,= ])", text):
+        while len(part) > width:                      # a part longer than a line: cut it
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(part[:width])
+            part = part[width:]
+        if len(line) + len(part) > width and line:
+            lines.append(line)
+            line = ""
+        line += part
+    return "\n".join(l.rstrip() for l in lines + [line] if l)
+
+
+def x_scale(values) -> tuple:
+    """``(scale, options)`` of matplotlib's ``set_xscale`` for the numeric x ``values``:
+    the scale whose closest two ticks are furthest apart (as a share of the axis), of
+    linear, log-2 (values all above 0) and symmetric log (a 0, then values above it:
+    linear up to the smallest, log-2 beyond), a log one only for values spanning a
+    factor of 8 or more. Guest counts 1, 2, 4 ... 32 are log-2; 0, 1, 2 ... 12 linear;
+    0, 1, 2, 4 ... 1024 symmetric log (linear, 1024 squeezed 0 to 16 into one label)."""
+    values = sorted(set(values))
+    positive = [v for v in values if v > 0]
+    if len(positive) < 2 or positive[-1] / positive[0] < 8 or values[0] < 0:
+        return "linear", {}
+    if values[0] > 0:
+        log = ("log", {"base": 2}, [math.log2(v) for v in values])
+    else:
+        low = positive[0]
+        log = ("symlog", {"base": 2, "linthresh": low},
+               [v / low if v <= low else 1 + math.log2(v / low) for v in values])
+
+    def closest(at):
+        return min(b - a for a, b in zip(at, at[1:])) / (at[-1] - at[0])
+
+    return log[:2] if closest(log[2]) > closest(values) else ("linear", {})
+
+
+def y_scale(values) -> str:
+    """``"log"`` when every value (the bars' ends) is above 0 and they span three
+    decades or more -- a linear axis drew 1e-9 s and 1e-3 s both on the 0 line under
+    1e3 s -- else ``"linear"`` (a log axis has no place for 0 or below)."""
+    values = [v for v in values if v is not None]
+    if values and min(values) > 0 and max(values) / min(values) >= 1e3:
+        return "log"
+    return "linear"
+
+
+#: a line's colour (matplotlib's ten "tab10" colours), then marker, then dash: the 11th
+#: line is told from the 1st by its marker
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+            "#7f7f7f", "#bcbd22", "#17becf")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_DASHES = ("-", "--", ":", "-.")
+
+
+def line_styles(n) -> list:
+    """The look of ``n`` lines (``color``, ``marker``, ``linestyle``): all different up
+    to 320 lines."""
+    return [{"color": _COLOURS[i % 10], "marker": _MARKERS[i // 10 % 8],
+             "linestyle": _DASHES[i // 80 % 4]} for i in range(n)]
+
+
+def _legend_title(ns) -> str:
+    """What the legend says of the runs behind each point (``ns``: their counts)."""
+    low, high = min(ns), max(ns)
+    if high == 1:
+        return "one run per point"
+    if low == high:
+        return f"mean, 95 % CI, n = {high}"
+    return f"mean, 95 % CI, n = {low} to {high}" + ("; one run: no bar" if low == 1 else "")
+
+
+def _missing_note(missing, x) -> str:
+    """The note naming the points of the sweep that have no value of the metric."""
+    said = [f"{x} = {v}" + (f" ({label})" if label else "") for v, label in missing[:3]]
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    return "no value at " + "; ".join(said) + more
+
+
 def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
-    """Draw metric *y* against varied key *x* from ``folder/summary.csv``; return the files."""
+    """Draw metric *y* against varied key *x* from ``folder/summary.csv``; return the files.
+
+    Every point of the sweep is a tick on the x axis, labelled as the sweep wrote it; a
+    point where no run gave the metric a value breaks its line and is named in a note
+    under the plot; a point of one run has no error bar, and the legend says so when
+    others have one. Each line has its own colour and marker (:func:`line_styles`);
+    a legend of more than eight lines stands beside the plot. Long names are wrapped
+    and a long file name shortened (:func:`_stem`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
     folder = Path(folder)
     keys, rows = read_summary(folder)
@@ -114,47 +225,86 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
                           " (`simxen metrics SCENARIO` lists them)"), key=f"--y {y}")
     unit = mine[0]["unit"]
     others = [k for k in keys if k not in (x, hue)]
-    numeric = all(_number(r[x]) is not None for r in mine)
-    order = list(dict.fromkeys(r[x] for r in mine))
+    split = ([hue] if hue else []) + others           # what puts two points on two lines
+    # every point of the sweep (of any metric): a point this metric lacks is a gap
+    points = list(dict.fromkeys(tuple(r[k] for k in keys) for r in rows))
+    order = list(dict.fromkeys(p[keys.index(x)] for p in points))
+    numeric = all(_number(v) is not None for v in order)
     if numeric:
         order.sort(key=_number)
     position = {v: (_number(v) if numeric else i) for i, v in enumerate(order)}
+    mine = [r for r in mine if _number(r["mean"]) is not None]
+    if not mine:
+        raise InputError("no point of this sweep has a value for it (its means are empty)",
+                         key=f"--y {y}")
 
     lines = {}
+    for p in points:
+        setting = tuple(p[keys.index(k)] for k in split)
+        lines.setdefault(setting, {})[p[keys.index(x)]] = None
     for r in mine:
-        label_parts = ([f"{hue}={r[hue]}"] if hue else []) + [f"{k}={r[k]}" for k in others
-                                                              if len({q[k] for q in mine}) > 1]
-        lines.setdefault(", ".join(label_parts), []).append(r)
+        lines[tuple(r[k] for k in split)][r[x]] = r
+    shown = [k for k in split if len({r[k] for r in mine}) > 1 or k == hue]
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for label, pts in lines.items():
-        pts.sort(key=lambda r: position[r[x]])
-        xs = [position[r[x]] for r in pts]
-        means = [float(r["mean"]) for r in pts]
-        low = [m - float(r["ci95_low"]) if r["ci95_low"] else 0.0 for m, r in zip(means, pts)]
-        high = [float(r["ci95_high"]) - m if r["ci95_high"] else 0.0 for m, r in zip(means, pts)]
-        ax.errorbar(xs, means, yerr=[low, high], marker="o", capsize=4, linewidth=1.5,
-                    label=label or y)
-    positive = numeric and all(position[v] > 0 for v in order)
-    if positive and max(position.values()) / min(position.values()) >= 8:
-        ax.set_xscale("log", base=2)
+    def label_of(setting):
+        return ", ".join(f"{k}={v}" for k, v in zip(split, setting) if k in shown)
+
+    drawn = [(label_of(s), pts) for s, pts in lines.items()
+             if any(r is not None for r in pts.values())]
+    legend_beside = len(drawn) > 8
+    columns = math.ceil(len(drawn) / 20) if legend_beside else 1
+    fig, ax = plt.subplots(figsize=(7.5 + (2.4 * columns if legend_beside else 0), 4.8))
+    ends, missing = [], []
+    for (label, pts), style in zip(drawn, line_styles(len(drawn))):
+        xs, means, low, high = [], [], [], []
+        for v in sorted(pts, key=lambda v: position[v]):
+            r = pts[v]
+            if r is None:
+                missing.append((v, label))
+                xs.append(position[v])              # a gap: the line breaks here
+                means.append(math.nan)
+                low.append(0.0)
+                high.append(0.0)
+                continue
+            m = float(r["mean"])
+            lo, hi = _number(r["ci95_low"]), _number(r["ci95_high"])
+            xs.append(position[v])
+            means.append(m)
+            low.append(m - lo if lo is not None else 0.0)
+            high.append(hi - m if hi is not None else 0.0)
+            ends += [m - low[-1], m + high[-1]]
+        ax.errorbar(xs, means, yerr=[low, high], capsize=4, linewidth=1.5,
+                    label=_wrap(label or y, 40), **style)
     if numeric:
+        scale, options = x_scale(position.values())
+        if scale != "linear":
+            ax.set_xscale(scale, **options)
         ax.xaxis.set_major_locator(FixedLocator([position[v] for v in order]))
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_major_formatter(FixedFormatter(order))
     else:
         ax.set_xticks(range(len(order)), order)
-    ax.set_xlabel(x)
-    ax.set_ylabel(f"{y} [{unit}]" if unit else y)
-    n = max(int(r["n"]) for r in mine)
-    ax.set_title(title or f"{y} vs {x}", fontsize=11)
+    if sum(len(v) + 2 for v in order) > 70:           # labels that would run into each other
+        ax.tick_params(axis="x", labelrotation=35)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
+    if y_scale(ends) == "log":
+        ax.set_yscale("log")
+    ax.set_xlabel(_wrap(x, 80))
+    ax.set_ylabel(_wrap(f"{y} [{unit}]" if unit else y, 45))
+    ax.set_title(_wrap(title or f"{y} vs {x}", 75), fontsize=11)
     ax.grid(True, alpha=0.3)
-    ax.legend(title=(f"mean, 95 % CI, n = {n}" if n > 1 else "one run per point"),
-              fontsize=9, title_fontsize=9)
-    fig.tight_layout()
+    where = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=columns) \
+        if legend_beside else {}
+    ax.legend(title=_legend_title([int(r["n"]) for r in mine]), fontsize=9, title_fontsize=9,
+              **where)
+    if missing:
+        fig.text(0.01, 0.01, _wrap(_missing_note(missing, x), 110), fontsize=8, color="#555",
+                 va="bottom")
+    fig.tight_layout(rect=(0, 0.05 if missing else 0, 1, 1))
     out = Path(out) if out else folder / "plots"
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{_safe(y)}--{_safe(x)}"
+    stem = _stem(y, x)
     files = [out / f"{stem}.png", out / f"{stem}.svg"]
     # fixed metadata: the same summary draws the same bytes
     fig.savefig(files[0], dpi=120, metadata={"Software": None})

@@ -59,3 +59,121 @@ def test_defaults_and_errors(folder):
         plot.draw(folder, x="stack.rate", y="stack.latency_ms.p95")
     with pytest.raises(InputError, match="no summary.csv"):
         plot.draw(folder / "nope", y="stack.latency_ms.p95")
+
+
+# -- what a user's sweep makes: each of these misled or failed before -------------------------
+
+def _summary(tmp_path, keys, rows, name="s"):
+    """A folder holding a summary.csv of ``rows`` (varied key values, metric, unit, n, mean,
+    std, ci95_low, ci95_high)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    lines = [",".join(keys) + ",metric,unit,n,mean,std,ci95_low,ci95_high"]
+    lines += [",".join(str(c) for c in row) for row in rows]
+    (folder / "summary.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _texts(svg_path):
+    """What matplotlib's SVG says in words: each text is drawn as glyphs after a comment
+    holding it."""
+    import re
+    return re.findall(r"<!-- (.*?) -->", svg_path.read_text())
+
+
+def test_points_of_one_run_among_more_are_said_to_have_no_interval(tmp_path):
+    """A replication whose metric was empty (NaN) leaves that point with fewer runs; the
+    legend said 'n = 3' over a point of one run drawn without a bar."""
+    folder = _summary(tmp_path, ["a.x"], [[1, "a.y", "ms", 3, 1.0, 0.1, 0.8, 1.2],
+                                          [2, "a.y", "ms", 1, 2.0, "", "", ""],
+                                          [4, "a.y", "ms", 3, 4.0, 0.1, 3.8, 4.2]])
+    texts = _texts(plot.draw(folder, y="a.y")[1])
+    assert "mean, 95 % CI, n = 1 to 3; one run: no bar" in texts
+    assert not any(t.endswith("n = 3") for t in texts)
+
+
+def test_a_point_without_the_metric_is_a_gap_and_said(tmp_path):
+    """A point where every run had no value for the metric has no summary row: the line
+    was drawn straight through it and its x was not even a tick."""
+    folder = _summary(tmp_path, ["a.x"], [[1, "a.y", "ms", 3, 1.0, 0.1, 0.8, 1.2],
+                                          [2, "a.z", "ms", 3, 5.0, 0.1, 4.8, 5.2],
+                                          [4, "a.y", "ms", 3, 4.0, 0.1, 3.8, 4.2],
+                                          [8, "a.y", "ms", 3, 8.0, 0.1, 7.8, 8.2]])
+    texts = _texts(plot.draw(folder, y="a.y")[1])
+    assert {"1", "2", "4", "8"} <= set(texts)              # every point of the sweep a tick
+    assert "no value at a.x = 2" in texts
+
+
+def test_x_ticks_are_the_values_as_the_sweep_wrote_them(tmp_path):
+    """Values spanning 1e-9..1e3 were labelled by a ScalarFormatter: '0', '0', '0', '1',
+    '1000'."""
+    xs = ["1e-09", "1e-06", "0.001", "1", "1000.0"]
+    folder = _summary(tmp_path, ["a.x"], [[x, "a.y", "s", 3, float(x), 0.1, float(x) - 0.1,
+                                           float(x) + 0.1] for x in xs])
+    texts = _texts(plot.draw(folder, y="a.y")[1])
+    assert set(xs) <= set(texts)
+
+
+def test_axis_scales():
+    # x: log-2 from a factor of 8; with a 0 among them, linear near 0 and log-2 beyond
+    # (1024 squeezed 0, 1, 2, 4, 8 and 16 into one unreadable tick label)
+    assert plot.x_scale([1, 2, 4]) == ("linear", {})
+    assert plot.x_scale([1, 8, 32]) == ("log", {"base": 2})
+    assert plot.x_scale([0, 1, 2, 4, 1024]) == ("symlog", {"base": 2, "linthresh": 1})
+    assert plot.x_scale([0, 0.5, 64]) == ("symlog", {"base": 2, "linthresh": 0.5})
+    assert plot.x_scale([0, 1, 2]) == ("linear", {})
+    assert plot.x_scale(range(13)) == ("linear", {})        # evenly spaced: linear reads best
+    assert plot.x_scale(range(1, 13)) == ("linear", {})
+    assert plot.x_scale([1e-9, 1e-6, 1e-3, 1, 1e3]) == ("log", {"base": 2})
+    assert plot.x_scale([-4, -1, 0, 3]) == ("linear", {})
+    assert plot.x_scale([5]) == ("linear", {})
+    # y: log-10 when every bar is above 0 and they span three decades or more (values of
+    # 1e-9..1e3 s all sat on the axis but the last); never with a 0 or below
+    assert plot.y_scale([1e-9, 1e-6, 1e3]) == "log"
+    assert plot.y_scale([1, 10, 100]) == "linear"
+    assert plot.y_scale([0.0, 1e-6, 1e3]) == "linear"
+    assert plot.y_scale([-1e3, 1e-6, 1e3]) == "linear"
+
+
+def test_twenty_five_lines_each_have_their_own_look_and_the_legend_fits(tmp_path):
+    """matplotlib's colour cycle has 10 colours: the 11th hue value was drawn exactly as
+    the 1st, and the legend of 25 covered the plot and broke tight_layout."""
+    styles = plot.line_styles(25)
+    assert len({tuple(sorted(s.items())) for s in styles}) == 25
+    folder = _summary(tmp_path, ["a.x", "a.h"], [[x, h, "a.y", "ms", 3, x * h, 0.1, x * h - 0.5,
+                                                  x * h + 0.5] for h in range(25) for x in (1, 2, 4)])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # tight_layout's "not compatible"
+        png, svg = plot.draw(folder, y="a.y", hue="a.h")
+    texts = _texts(svg)
+    assert {f"a.h={h}" for h in range(25)} <= set(texts)
+
+
+def test_very_long_names_draw_with_a_file_name_the_system_takes(tmp_path):
+    """A picture's file is named after its metric and key: two long names made it longer
+    than a file name may be (255 bytes): OSError, an internal error."""
+    metric = "workload_with_a_long_name.latency_ms_of_the_command_round_trip_p95_" * 3
+    key = "workload_with_a_long_name.some_parameter_that_is_long_" * 3
+    folder = _summary(tmp_path, [key], [[x, metric, "ms", 3, x, 0.1, x - 0.2, x + 0.2]
+                                        for x in (1, 2)])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png, svg = plot.draw(folder, y=metric)
+    assert len(png.name.encode()) <= 255 and png.name.startswith("workload_with_a_long_name.")
+    other = plot.draw(folder, y=metric, out=tmp_path / "again", title="t")[0]
+    assert other.name == png.name                          # the same picture, the same name
+    text = svg.read_text()
+    assert "workload_with_a_long_name." in text
+
+
+def test_one_point_and_negative_values_draw(tmp_path):
+    folder = _summary(tmp_path, ["a.x"], [[4, "a.y", "ms", 3, 5.0, 1.0, 3.0, 7.0]])
+    assert "4" in _texts(plot.draw(folder, y="a.y")[1])
+    folder = _summary(tmp_path, ["a.x"], [[x, "a.y", "ms", 3, -x, 1, -x - 2, -x + 2]
+                                          for x in (-4, -1, 0, 3)], name="neg")
+    assert {"-4", "-1", "0", "3"} <= set(_texts(plot.draw(folder, y="a.y")[1]))
+    folder = _summary(tmp_path, ["a.x"], [[1, "a.y", "ms", 3, "", "", "", ""]], name="empty")
+    with pytest.raises(InputError, match="no point of this sweep has a value"):
+        plot.draw(folder, y="a.y")
