@@ -9,6 +9,8 @@ negative values, 25 hue values, names longer than a file name may be, x and y sp
 1e-9..1e3.
 """
 
+from pathlib import Path
+
 import pytest
 
 from picture_checks import inked, rsvg, svg_size
@@ -71,3 +73,30 @@ def test_rsvg_and_pillow_open_every_picture_of_a_users_sweep(tmp_path):
         drawn = rsvg(tool, svg, tmp_path / f"{i}.rsvg.png")
         assert inked(drawn, min_colours=3) == (round(svg_width), round(svg_height)), name
         assert abs(svg_width * 120 / 96 - width) <= 2, name
+
+
+def test_a_real_sweep_of_one_replication_says_it_has_no_interval_and_its_pictures_open(
+        tmp_path, capsys):
+    """``simxen sweep`` with one replication: summary.csv leaves ``std`` and the interval
+    empty (there is none with one run), and each default picture says 'one run per
+    point' -- rsvg-convert draws its SVG and Pillow opens its PNG."""
+    import csv
+    import re
+
+    from simxen.cli import main
+    tool = require_tool("rsvg-convert")
+    out = tmp_path / "sweep"
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "ring-pingpong.toml"
+    assert main(["sweep", str(scenario), "--vary", "pingpong.window=1,4",
+                 "--replications", "1", "--out", str(out), "--no-progress"]) == 0
+    with open(out / "summary.csv", newline="") as fp:
+        rows = list(csv.DictReader(fp))
+    assert rows and all(r["n"] == "1" and r["std"] == r["ci95_low"] == r["ci95_high"] == ""
+                        for r in rows)
+    svgs = sorted((out / "plots").glob("*.svg"))
+    assert len(svgs) == 2
+    for svg in svgs:
+        assert "<!-- one run per point -->" in svg.read_text()
+        assert re.search(r"<!-- pingpong\.\w+(\.p95)? \[", svg.read_text())
+        inked(rsvg(tool, svg, svg.with_suffix(".rsvg.png")), min_colours=3)
+        assert inked(svg.with_suffix(".png"), min_colours=3) == (900, 576)
