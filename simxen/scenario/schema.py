@@ -246,6 +246,10 @@ class TableArray:
                     raise InputError(f"missing required key: expected one of "
                                      f"{', '.join(map(repr, self.variants))}",
                                      path=path, key=f"{key}.{self.variant_key}")
+                if not isinstance(kind, str):       # an array or table is no type name
+                    raise InputError(f"expected one of {', '.join(map(repr, self.variants))}, "
+                                     f"found {_describe(kind)}",
+                                     path=path, key=f"{key}.{self.variant_key}")
                 if kind not in self.variants:
                     raise InputError(_unknown_key_message(kind, self.variants, what="type"),
                                      path=path, key=f"{key}.{self.variant_key}")

@@ -136,3 +136,15 @@ def test_an_expectation_compares_with_a_value_its_comparison_can_use(op, value):
             with pytest.raises(InputError) as e:
                 scenario_file.load(path)
             assert f"expect[2].{op}: expected a " in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["[]", "{}", '["ring-pingpong"]', "[{a = 1}]", "7", "true"])
+def test_a_workload_type_that_is_not_a_string_is_one_line(tmp_path, value):
+    # an array or a table as workload.type stopped validate and run alike with an
+    # internal error (TypeError: unhashable type) instead of naming the key
+    p = write(tmp_path, mutate('type = "ring-pingpong"', f"type = {value}"))
+    for command in ("validate", "run"):
+        r = simxen(command, str(p))
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith(f"simxen {command}: {p}: workload")
+        assert ".type: expected one of 'ring-pingpong'" in r.stderr and "internal" not in r.stderr
