@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 from dataclasses import dataclass, field as dc_field
@@ -61,6 +62,8 @@ def _describe(value) -> str:
         return "a table"
     if isinstance(value, list):
         return "an array"
+    if isinstance(value, (datetime.date, datetime.time)):       # TOML's dates and times
+        return f"{value.isoformat()} (a TOML date or time)"
     return f"{value!r} ({_type_name(type(value))})"
 
 
