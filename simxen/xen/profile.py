@@ -161,6 +161,12 @@ class Sampler:
         return buf.pop() if buf else self.refill()
 
 
+#: how an error names the type a switch's value must have (as a scenario file's
+#: reference does), rather than by Python's type name
+_SWITCH_TYPES = {bool: "true or false", int: "an integer", float: "a number",
+                 str: "a string"}
+
+
 class Profile:
     """A named set of op distributions and switches."""
 
@@ -308,8 +314,9 @@ class Profile:
             if key in self._switches and type(value) is not type(self._switches[key]) and not (
                     isinstance(value, (int, float)) and isinstance(self._switches[key], (int, float))
                     and not isinstance(value, bool)):
-                raise InputError(f"expected {type(self._switches[key]).__name__}, got {value!r}",
-                                 path=where, key=f"switches.{key}")
+                wanted = _SWITCH_TYPES.get(type(self._switches[key]), "a value of its type")
+                raise InputError(f"expected {wanted}, got {value!r}", path=where,
+                                 key=f"switches.{key}")
             switches[key] = value
         return Profile(self.name, ops, switches, path=self.path, description=self.description,
                        chip=self.chip, chip_description=self.chip_description)

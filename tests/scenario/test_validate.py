@@ -148,3 +148,26 @@ def test_a_workload_type_that_is_not_a_string_is_one_line(tmp_path, value):
         assert r.returncode == 2, r.stderr
         assert r.stderr.startswith(f"simxen {command}: {p}: workload")
         assert ".type: expected one of 'ring-pingpong'" in r.stderr and "internal" not in r.stderr
+
+
+@pytest.mark.parametrize("value,shown", [("2026-12-07T00:00:00Z", "2026-12-07T00:00:00+00:00"),
+                                         ("2026-12-07", "2026-12-07"), ("07:32:00", "07:32:00")])
+def test_a_toml_date_or_time_is_named_as_one(tmp_path, value, shown):
+    # was: found datetime.datetime(2026, 12, 7, 0, 0, tzinfo=datetime.timezone.utc) (datetime)
+    p = write(tmp_path, mutate("seed = 1", f"seed = {value}"))
+    with pytest.raises(InputError) as err:
+        scenario_file.load(p)
+    assert err.value.key == "scenario.seed"
+    assert err.value.message == f"expected an integer >= 0, found {shown} (a TOML date or time)"
+
+
+@pytest.mark.parametrize("switch,value,expected", [
+    ("tpmfront.timeout", '"x"', "expected a number, got 'x'"),
+    ("tpmfront.wait", "3", "expected a string, got 3"),
+    ("tpmfront.hz", "true", "expected an integer, got True")])
+def test_a_switch_of_the_wrong_type_is_named_as_the_reference_names_types(switch, value, expected):
+    # was: "expected float, got 'x'" -- Python's type names
+    with pytest.raises(InputError) as err:
+        from simxen.scenario import runner
+        runner.prepare(scenario_file.load(GOOD, [f'profile.switches."{switch}"={value}']))
+    assert str(err.value).endswith(expected), str(err.value)
