@@ -27,6 +27,8 @@ Examples::
     simxen trace --from trace.jsonl --format text --start 7.9 --end 8.0
 """
 
+import contextlib
+import difflib
 import sys
 from pathlib import Path
 
@@ -75,7 +77,7 @@ def records_of(args):
     if args.from_trace and args.scenario:
         raise InputError("give SCENARIO or --from TRACE, not both")
     if args.from_trace:
-        return trace_format.TraceFile(args.from_trace)
+        return trace_format.TraceFile(args.from_trace, cut_short_ok=True)
     if not args.scenario:
         raise InputError("give a SCENARIO to run, or --from TRACE")
     if args.seed is not None and args.seed < 0:
@@ -91,9 +93,45 @@ def _window(records, args):
     return records
 
 
-def main(args) -> int:
+#: option -> (the formats it applies to, whether it was given)
+_APPLIES = {
+    "--domain": (("sequence", "text"), lambda a: bool(a.domain)),
+    "--command": (("sequence",), lambda a: a.tpm_command is not None),
+    "--nth": (("sequence",), lambda a: a.nth != 1),
+    "--tpm": (("pcap",), lambda a: a.tpm is not None),
+    "--verbose": (("text",), lambda a: a.verbose),
+}
+
+
+def check_options(args):
+    """An option the chosen format does not read is refused rather than ignored (the
+    export would look filtered and is not), and a window must not end before it starts."""
+    for option, (formats, given) in _APPLIES.items():
+        if given(args) and args.format not in formats:
+            raise InputError(f"applies to --format {' or '.join(formats)} only, not "
+                             f"{args.format}", key=option)
     if args.nth < 1:
         raise InputError(f"--nth: expected an integer >= 1, found {args.nth}")
+    if args.nth != 1 and args.tpm_command is None:
+        raise InputError("counts the commands --command names: give --command too",
+                         key="--nth")
+    if args.start is not None and args.end is not None and args.start > args.end:
+        raise InputError(f"the window starts ({args.start:g} s) after it ends ({args.end:g} s)",
+                         key="--start/--end")
+
+
+@contextlib.contextmanager
+def _writing(out):
+    """A device that refuses the bytes (a full disk, /dev/full, a /proc file) is one
+    line naming -o, not an internal error."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path=out, key="-o") from None
+
+
+def main(args) -> int:
+    check_options(args)
     out = Path(args.output) if args.output and args.output != "-" else None
     if out is None and args.format in ("perfetto", "pcap", "sequence"):
         raise InputError(f"--format {args.format} needs -o FILE")
@@ -101,15 +139,22 @@ def main(args) -> int:
         check_file(out, "-o")                 # before the run, not after it
     records = records_of(args)
     if args.format == "perfetto":
-        n = perfetto.write(_window(records, args), out)
+        with _writing(out):
+            n = perfetto.write(_window(records, args), out)
         print(f"wrote {out}: {n} trace events (open in ui.perfetto.dev)", file=sys.stderr)
     elif args.format == "pcap":
-        name, n = pcap.write(_window(records, args), out, args.tpm)
+        with _writing(out):
+            name, n = pcap.write(_window(records, args), out, args.tpm)
         whose = "the physical TPM" if name == pcap.PHYSICAL else f"the vTPM in {name}"
         print(f"wrote {out}: {n} commands seen by {whose} (tshark -r {out} -V)", file=sys.stderr)
     elif args.format == "sequence":
-        msgs = sequence.messages(records, domains=args.domain or None, start=args.start,
-                                 end=args.end, command=args.tpm_command, nth=args.nth)
+        try:
+            msgs = sequence.messages(records, domains=args.domain or None, start=args.start,
+                                     end=args.end, command=args.tpm_command, nth=args.nth)
+        except InputError as err:
+            if err.key == "--command":
+                raise _no_such_command(records, args, err) from None
+            raise
         if not msgs:
             raise _nothing_to_show(records, args, "message", "messages")
         title = f"{args.tpm_command} (number {args.nth})" if args.tpm_command else None
@@ -121,7 +166,8 @@ def main(args) -> int:
             text, drawn = sequence.svg_drawn(msgs, records, title=title)
             what = "SVG" if drawn == len(msgs) else (
                 f"SVG; the first {drawn} of {len(msgs)}: {sequence.svg_cut_note(msgs[drawn:])}")
-        out.write_text(text, encoding="utf-8")
+        with _writing(out):
+            out.write_text(text, encoding="utf-8")
         print(f"wrote {out}: {len(msgs)} messages ({what})", file=sys.stderr)
     else:
         lines = narrate.iter_lines(records, verbose=args.verbose, start=args.start,
@@ -132,9 +178,50 @@ def main(args) -> int:
         if out is None:
             _write_lines(sys.stdout, first, lines)
         else:
-            with out.open("w", encoding="utf-8") as fp:
+            with _writing(out), out.open("w", encoding="utf-8") as fp:
                 _write_lines(fp, first, lines)
+    cut = getattr(records, "cut_short", None)
+    if cut is not None:
+        print(f"simxen trace: note: {args.from_trace}: line {cut}, the last, is cut short (the "
+              "run was killed while writing it?) and was left out", file=sys.stderr)
     return 0
+
+
+def _no_such_command(records, args, err) -> InputError:
+    """``--command NAME`` found fewer than ``--nth``: when it found none, which commands
+    the trace does have (and the closest name to a misspelt one)."""
+    if not err.message.startswith("the trace has 0 "):
+        return err
+    names = sorted({r.get("cc_name") for r in records
+                    if r["kind"] == "tpm.front.submit" and r.get("cc_name")})
+    if not names:
+        return InputError(f"the trace has no TPM command at all, so no {args.tpm_command}",
+                          key="--command")
+    return InputError(f"the trace has no completed {args.tpm_command} command"
+                      f"{_did_you_mean(args.tpm_command, names)} (it has: {', '.join(names)})",
+                      key="--command")
+
+
+def _did_you_mean(name, known) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _unknown_domains(records, args) -> InputError | None:
+    """The ``--domain`` names no lifeline (sequence) or domain (text) of the trace has."""
+    if args.format == "sequence":
+        known = set()
+        for m in sequence.messages(records):
+            known.update((m.src, m.dst))
+    else:
+        known = {"host", *trace_format.domain_names(records).values()}
+    unknown = [d for d in args.domain if d not in known]
+    if not unknown:
+        return None
+    what = "lifeline" if args.format == "sequence" else "domain"
+    return InputError(f"the trace has no {what} called {unknown[0]!r}"
+                      f"{_did_you_mean(unknown[0], sorted(known))} (it has: "
+                      f"{', '.join(sorted(known))})", key="--domain")
 
 
 def _nothing_to_show(records, args, one, many) -> InputError:
@@ -144,12 +231,20 @@ def _nothing_to_show(records, args, one, many) -> InputError:
     filters = [name for name, value in (("--domain", args.domain), ("--start", args.start),
                                         ("--end", args.end), ("--command", args.tpm_command))
                if value not in (None, [])]
+    if args.domain:
+        unknown = _unknown_domains(records, args)
+        if unknown is not None:
+            return unknown
     if filters:
         return InputError(f"no {one} is left after the filters", key="/".join(filters))
     where = dict(path=args.from_trace) if args.from_trace else {}
     if next(iter(records), None) is None:
-        return InputError("the trace holds no records: a run at --trace-level off keeps none "
-                          "(record it with --trace-level full)", **where)
+        if getattr(records, "cut_short", None) is not None:
+            return InputError("the trace's only line is cut short: the run was killed before "
+                              "it wrote a whole record", **where)
+        return InputError("the trace holds no records: a run killed before its trace's first "
+                          "write leaves none, as did one at --trace-level off (which simxen "
+                          "run now refuses to write); record it again", **where)
     return InputError(f"the trace holds no {many}: a run at --trace-level commands keeps only "
                       "the TPM command records (record it with --trace-level full)", **where)
 

@@ -1,0 +1,88 @@
+"""``simxen trace``'s options as a user mistypes them: each mistake is one line naming
+the option and what the trace does have (exit 2), never an export that silently
+ignores an option, an internal error, or a refusal of a file a killed run left."""
+
+from pathlib import Path
+
+import pytest
+
+from simxen.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def small_trace(tmp_path_factory):
+    """A vTPM-stack run of one iteration per guest (about 1,700 records)."""
+    path = tmp_path_factory.mktemp("trace") / "vs.jsonl"
+    main(["run", str(ROOT / "scenarios" / "vtpm-stack.toml"), "--set",
+          "workload[0].iterations=1", "--trace", str(path), "--no-progress"])
+    assert path.stat().st_size > 100_000
+    return path
+
+
+def trace(capsys, *args):
+    capsys.readouterr()
+    status = main(["trace", *map(str, args)])
+    return status, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("fmt,option,value", [
+    ("text", "--command", "TPM2_PCR_Extend"), ("perfetto", "--domain", "guest1"),
+    ("pcap", "--domain", "guest1"), ("sequence", "--tpm", "guest1"),
+    ("perfetto", "--verbose", None), ("text", "--tpm", "physical")])
+def test_an_option_the_format_does_not_read_is_refused(tmp_path, capsys, small_trace, fmt,
+                                                       option, value):
+    # was: exit 0 and an export that ignored it (a "filtered" text that was the whole run)
+    extra = [option] if value is None else [option, value]
+    status, err = trace(capsys, "--from", small_trace, "-f", fmt, "-o", tmp_path / "x.out",
+                        *extra)
+    assert status == 2
+    assert err.startswith(f"simxen trace: {option}: applies to --format ") and fmt in err
+
+
+def test_nth_without_command_and_a_window_that_ends_before_it_starts(capsys, small_trace):
+    status, err = trace(capsys, "--from", small_trace, "-f", "sequence", "-o", "x.svg",
+                        "--nth", "2")
+    assert status == 2 and err == ("simxen trace: --nth: counts the commands --command names: "
+                                   "give --command too")
+    # was: "--start/--end: no event is left after the filters"
+    status, err = trace(capsys, "--from", small_trace, "-f", "text", "--start", "5", "--end", "4")
+    assert status == 2 and err.endswith("the window starts (5 s) after it ends (4 s)")
+
+
+@pytest.mark.parametrize("fmt,what", [("sequence", "lifeline"), ("text", "domain")])
+def test_an_unknown_domain_is_named_with_the_closest_one(tmp_path, capsys, small_trace, fmt,
+                                                         what):
+    # was: "--domain: no message is left after the filters"
+    status, err = trace(capsys, "--from", small_trace, "-f", fmt, "-o", tmp_path / "x.svg",
+                        "--domain", "gest1")
+    assert status == 2
+    assert err.startswith(f"simxen trace: --domain: the trace has no {what} called 'gest1'; "
+                          "did you mean guest1? (it has: ")
+    assert "vtpm-guest1" in err
+
+
+def test_an_unknown_or_absent_command_names_what_the_trace_has(tmp_path, capsys, small_trace):
+    # was: "the trace has 0 completed TPM2_PCR_Extnd command(s); asked for number 1"
+    status, err = trace(capsys, "--from", small_trace, "-f", "sequence", "-o", tmp_path / "x.svg",
+                        "--command", "TPM2_PCR_Extnd")
+    assert status == 2
+    assert "no completed TPM2_PCR_Extnd command; did you mean TPM2_PCR_Extend? (it has: " in err
+    status, err = trace(capsys, "--from", small_trace, "-f", "sequence", "-o", tmp_path / "x.svg",
+                        "--command", "TPM2_Clear")
+    assert status == 2 and "did you mean" not in err and "TPM2_PCR_Read" in err
+    status, err = trace(capsys, "--from", small_trace, "-f", "sequence", "-o", tmp_path / "x.svg",
+                        "--command", "TPM2_PCR_Extend", "--nth", "999")
+    assert status == 2 and "asked for number 999" in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "pcap", "perfetto", "sequence"])
+def test_an_output_device_that_refuses_the_bytes_is_one_line(capsys, small_trace, fmt):
+    # was: internal error (OSError: [Errno 28] No space left on device), exit 3
+    out = Path("/dev/full")
+    if not out.exists():
+        pytest.skip("no /dev/full here")
+    status, err = trace(capsys, "--from", small_trace, "-f", fmt, "-o", out)
+    assert status == 2
+    assert err == "simxen trace: /dev/full: -o: cannot write: No space left on device"
