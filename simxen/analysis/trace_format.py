@@ -201,7 +201,7 @@ def time_order(record):
     return record["t"], record["seq"]
 
 
-def _numbered_lines(path):
+def _numbered_lines(path, cut_short_ok=False):
     """``(number, line)`` of the file at ``path``, read a line at a time: what
     ``enumerate(path.read_text().splitlines(), 1)`` gives, with the same
     :class:`InputError` for a file that cannot be read or is not UTF-8 (the
@@ -216,14 +216,35 @@ def _numbered_lines(path):
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise InputError(f"not UTF-8 text (byte {at + exc.start})",
-                                     path=path) from None
+                    if (cut_short_ok and exc.reason == "unexpected end of data"
+                            and not raw.endswith(b"\n")):
+                        # the last line, cut inside a character: not JSON, as if cut before it
+                        text = raw[:exc.start].decode("utf-8", "replace")
+                    elif cut_short_ok and at == 0 and raw.startswith(b"\x1f\x8b"):
+                        raise InputError("gzip-compressed, not JSON Lines: gunzip it first",
+                                         path=path) from None
+                    else:
+                        raise InputError(f"not UTF-8 text (byte {at + exc.start})",
+                                         path=path) from None
                 at += len(raw)
                 for line in text.splitlines():
                     n += 1
                     yield n, line
     except OSError as exc:
         raise InputError(f"cannot read trace: {exc.strerror}", path=path) from None
+
+
+def _ends_with_newline(path):
+    """Whether the file's last byte is a newline (a line written whole)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            if f.tell() == 0:
+                return True
+            f.seek(-1, 2)
+            return f.read(1) == b"\n"
+    except OSError:
+        return True
 
 
 class TraceFile:
@@ -238,23 +259,34 @@ class TraceFile:
     writes it.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, cut_short_ok=False):
         self.path = Path(path)
         #: ``True``/``False`` once a whole read has seen whether every record's
         #: ``(t, seq)`` is at or after the one before; ``None`` before.
         self.ordered = None
+        #: with ``cut_short_ok`` (a file a user names): a last line that is not JSON
+        #: and has no newline -- what a run killed while writing it leaves
+        #: (docs/trace.rst) -- is left out, and its number noted here, instead of
+        #: refusing the file; and a gzip-compressed file is named as such
+        self.cut_short_ok = cut_short_ok
+        self.cut_short = None
 
     def __iter__(self):
         path = self.path
-        lines = _numbered_lines(path)
+        lines = _numbered_lines(path, self.cut_short_ok)
         ordered, last = True, None
         check = self.ordered is None        # until a pass has read (and checked) it all
         for n, line in lines:
             try:
                 obj = _record(line, n, path, check)
             except InputError as bad:
+                later = False
                 for _ in lines:         # a later byte that is not UTF-8 is the error shown
-                    pass
+                    later = True
+                if (self.cut_short_ok and not later and bad.message.startswith("not JSON")
+                        and not _ends_with_newline(path)):
+                    self.cut_short = n
+                    break
                 raise bad from None
             if obj is None:
                 continue

@@ -230,8 +230,9 @@ def test_sequence_and_text_of_a_trace_without_what_they_draw_say_why(tmp_path, c
         assert err.startswith(f"simxen trace: {trace}: the trace holds no ")
     assert main(["trace", "--from", str(tmp_path / "off.jsonl"), "-f", "text"]) == 2
     assert capsys.readouterr().err.strip().endswith(
-        "the trace holds no records: a run at --trace-level off keeps none "
-        "(record it with --trace-level full)")
+        "the trace holds no records: a run killed before its trace's first write leaves none, "
+        "as did one at --trace-level off (which simxen run now refuses to write); record it "
+        "again")
     full = tmp_path / "full.jsonl"
     assert main(["run", str(scenario), "--trace-level", "full", "--trace", str(full)]) == 0
     assert main(["trace", "--from", str(full), "-f", "text", "--start", "1e6"]) == 2

@@ -2,6 +2,7 @@
 the option and what the trace does have (exit 2), never an export that silently
 ignores an option, an internal error, or a refusal of a file a killed run left."""
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,42 @@ def test_an_output_device_that_refuses_the_bytes_is_one_line(capsys, small_trace
     status, err = trace(capsys, "--from", small_trace, "-f", fmt, "-o", out)
     assert status == 2
     assert err == "simxen trace: /dev/full: -o: cannot write: No space left on device"
+
+
+def test_a_last_line_cut_short_by_a_kill_is_left_out_with_a_note(tmp_path, capsys, small_trace):
+    data = small_trace.read_bytes()
+    lines = data.splitlines(keepends=True)
+    whole = tmp_path / "whole.jsonl"
+    whole.write_bytes(b"".join(lines[:-1]))
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:-1]) + lines[-1][:37])     # SIGKILL mid-write
+    assert trace(capsys, "--from", whole, "-f", "perfetto", "-o", tmp_path / "a.json")[0] == 0
+    status, err = trace(capsys, "--from", cut, "-f", "perfetto", "-o", tmp_path / "b.json")
+    # was: "line N: not JSON: Unterminated string", exit 2 -- nothing exported
+    assert status == 0
+    assert err.endswith(f"note: {cut}: line {len(lines)}, the last, is cut short (the run was "
+                        "killed while writing it?) and was left out")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    # cut inside a UTF-8 character
+    odd = tmp_path / "odd.jsonl"
+    odd.write_bytes(b"".join(lines[:-1]) + b'{"dom":0,"dom_name":"\xc3')
+    assert trace(capsys, "--from", odd, "-f", "text", "-o", tmp_path / "o.txt")[0] == 0
+    # a bad line that is not the last, or that ends with its newline, is still refused
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join(lines[:-1]) + lines[-1][:37] + b"\n")
+    status, err = trace(capsys, "--from", bad, "-f", "text", "-o", tmp_path / "c.txt")
+    assert status == 2 and f"line {len(lines)}: not JSON" in err
+    only = tmp_path / "only.jsonl"
+    only.write_bytes(lines[0][:20])
+    status, err = trace(capsys, "--from", only, "-f", "text")
+    assert status == 2 and err.endswith("the trace's only line is cut short: the run was killed "
+                                        "before it wrote a whole record")
+
+
+def test_a_gzipped_trace_is_named_as_such(tmp_path, capsys, small_trace):
+    # was: "not UTF-8 text (byte 1)"
+    packed = tmp_path / "t.jsonl.gz"
+    packed.write_bytes(gzip.compress(small_trace.read_bytes()))
+    status, err = trace(capsys, "--from", packed, "-f", "text")
+    assert status == 2 and err == (f"simxen trace: {packed}: gzip-compressed, not JSON Lines: "
+                                   "gunzip it first")
