@@ -331,8 +331,10 @@ def script_for(block, index, ports, tmp, records):
                 "break; kill -0 $! 2>/dev/null || break; sleep 0.1; done")
         if text.split("#")[0].rstrip().endswith("&"):
             return [text, status, wait]
-        # in the foreground, a reader stops it with Ctrl-C: here, once it listens, SIGTERM
-        return [text.split("#")[0].rstrip() + " &", wait, "kill -TERM $!", "wait $!", status]
+        # in the foreground, a reader stops it with Ctrl-C: here, once it listens, SIGTERM,
+        # which it answers with the shell's 128 + 15 after a clean stop (0 as recorded)
+        stopped = (f'st=$?; [ $st -eq 143 ] && st=0; echo "{index} $st" >> "$SIMXEN_STATUS"')
+        return [text.split("#")[0].rstrip() + " &", wait, "kill -TERM $!", "wait $!", stopped]
     return [text, status]
 
 

@@ -24,7 +24,9 @@ swtpm`` speaks swtpm's socket protocol. Power signals are acknowledged and
 do nothing: the guest's vTPM is already started, as a booted guest's is.
 ``--trace FILE`` writes the run's trace (JSON Lines) as it goes -- from
 the boot on, each time the trace's buffer fills (``docs/trace.rst``) -- and
-the rest on exit (Ctrl-C or SIGTERM).
+the rest on exit. Ctrl-C or SIGTERM stops it, even while the host is still
+booting: the trace so far is written, and the exit status is 130 or 143 (0
+after swtpm's CMD_SHUTDOWN).
 
 An attestation scenario's guest boots through pv-grub first, so its vTPM's
 PCRs 4 and 5 hold the kernel, command line and initrd, as the verifier of
@@ -39,15 +41,19 @@ for ``tpm2_eventlog FILE``::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from dataclasses import dataclass
+
+from simpy.core import EmptySchedule
 
 from simxen.analysis import hops
 from simxen.domains.stack import build_host
 from simxen.errors import InputError, SimxenError
 from simxen.scenario import scenario_file, workloads
 from simxen.scenario.output import check_file, open_output
-from simxen.scenario.runner import prepare
+from simxen.scenario.runner import Stop, prepare
 from simxen.server import foreground
 from simxen.server.resource_manager import ResourceManager, describe
 from simxen.server.sim_backend import SimulatedPath
@@ -91,10 +97,12 @@ class ServeSession:
     path: SimulatedPath
 
     @classmethod
-    def build(cls, scenario_path, guest_name, *, seed=None, trace_file=None):
+    def build(cls, scenario_path, guest_name, *, seed=None, trace_file=None, stop=None):
         """``trace_file`` (open for writing): the trace is written to it as the
         run goes (:meth:`~simxen.xen.trace.Trace.stream_to`); :meth:`write_trace`
-        finishes it."""
+        finishes it. ``stop`` (a :class:`~simxen.scenario.runner.Stop`): once its
+        ``reason`` is set (by a signal) the boot ends after the event being
+        processed and :class:`BootStopped` says when, the trace so far written."""
         scenario = scenario_file.load(scenario_path)
         sim = prepare(scenario, seed=seed)        # every check `simxen validate` makes
         hv = sim.hv
@@ -104,9 +112,14 @@ class ServeSession:
         until = scenario.data["scenario"]["until"]
         env = hv.env
         try:
-            env.run(until=env.any_of([host.ready, env.timeout(until)]))
+            _boot(env, env.any_of([host.ready, env.timeout(until)]), stop)
         except XenError as exc:
             raise InputError(f"the host did not boot: {exc}", path=scenario.path) from None
+        if stop is not None and stop.reason is not None:
+            if trace_file is not None:
+                hv.trace.finish_stream()
+                trace_file.flush()
+            raise BootStopped(stop.reason, env.now)
         guest = _find_guest(scenario, host, guest_name)
         if not guest.ready.triggered or guest.tpm is None:
             raise InputError(f"{guest_name}'s vTPM did not connect within {until:g} simulated "
@@ -145,6 +158,28 @@ class ServeSession:
         except OSError as exc:
             raise InputError(f"cannot write trace: {exc.strerror}", path=path,
                              key="--trace") from None
+
+
+class BootStopped(Exception):
+    """A signal stopped ``simxen serve`` while the host was still booting."""
+
+    def __init__(self, reason, now):
+        super().__init__(f"stopped by {reason} while the host was booting, at {now:.6f} s of "
+                         "simulated time")
+        self.reason = reason
+
+
+def _boot(env, end, stop):
+    """``env.run(until=end)``; with ``stop``, also ending once ``stop.reason`` is set,
+    between two events."""
+    if stop is None:
+        env.run(until=end)
+        return
+    while not end.processed and stop.reason is None:
+        try:
+            env.step()
+        except EmptySchedule:
+            return
 
 
 def _host_spec(sim):
@@ -213,7 +248,7 @@ def _command_logger(session, stream, hops_wanted):
 
 
 def main(args) -> int:
-    foreground.check_port(args.port)                   # before the boot, not after
+    foreground.check_free(args.host, args.port)       # before the boot, not after
     if args.trace:
         check_file(args.trace, "--trace")        # before serving, not at exit
     if args.seed is not None and args.seed < 0:
@@ -222,7 +257,16 @@ def main(args) -> int:
     if args.eventlog_out:
         check_file(args.eventlog_out, "--eventlog-out")
     trace_fp = open_output(args.trace, "--trace") if args.trace else None   # written as it goes
-    session = ServeSession.build(args.scenario, args.domain, seed=args.seed, trace_file=trace_fp)
+    stop = Stop()
+    try:
+        with _noted_signals(stop):
+            session = ServeSession.build(args.scenario, args.domain, seed=args.seed,
+                                         trace_file=trace_fp, stop=stop)
+    except BootStopped as stopped:
+        print(f"simxen serve: {stopped}"
+              + (f"; the trace so far is in {args.trace}" if args.trace not in (None, "-")
+                 else ""), file=err, flush=True)
+        return foreground.exit_status(signal.Signals[stopped.reason])
     if args.eventlog_out:
         session.write_event_log(args.eventlog_out)
     if not args.quiet:
@@ -237,13 +281,28 @@ def main(args) -> int:
               f"{vtpm.name if vtpm is not None else '?'}), simulated time "
               f"{session.hv.env.now:.6f} s", file=err, flush=True)
     try:
-        foreground.wait_until_stopped(server, ready=announce)
+        signum = foreground.wait_until_stopped(server, ready=announce)
     finally:
         with session.path.lock:                 # a command in flight finishes first
             if args.trace:
                 session.write_trace(args.trace, trace_fp)
             _summary(session, err, args)
-    return 0
+    return foreground.exit_status(signum)
+
+
+@contextlib.contextmanager
+def _noted_signals(stop):
+    """While the host boots, SIGTERM and Ctrl-C set ``stop.reason`` (the boot then ends
+    between two events, and the trace so far is written) instead of killing the
+    process mid-write or raising inside a model step."""
+    def note(signum, _frame):
+        stop.reason = signal.Signals(signum).name
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _summary(session, stream, args):

@@ -15,6 +15,8 @@ exists; the file is written atomically (temporary file, fsync, rename)
 before the response to every command that changed the TPM's persistent
 state, and once more on exit, so even a SIGKILL loses no answered change.
 Each command is logged to standard error by name and response code.
+Ctrl-C or SIGTERM stops it (exit status 130 or 143, as any simxen command
+a signal stops; swtpm's CMD_SHUTDOWN: 0).
 """
 
 import argparse
@@ -69,10 +71,10 @@ def main(args):
         print(f"simxen tpm: serving a TPM 2.0 ({args.protocol}) on {args.host}:{args.port} "
               f"and {args.port + 1}", file=err, flush=True)
     try:
-        foreground.wait_until_stopped(server, ready=announce)
+        signum = foreground.wait_until_stopped(server, ready=announce)
     finally:
         if state is not None:
             with manager.lock:
                 state.save(engine)
             print(f"simxen tpm: state saved to {args.state}", file=err, flush=True)
-    return 0
+    return foreground.exit_status(signum)

@@ -4,15 +4,19 @@ Both ``simxen tpm serve`` and ``simxen serve`` do the same around their
 backend: open the mssim or swtpm port pair (a port in use is the user's
 problem, so an :class:`~simxen.errors.InputError` naming ``--port``), serve
 until SIGTERM, Ctrl-C or the swtpm client's CMD_SHUTDOWN, then stop the
-listening threads before the command writes its state or trace::
+listening threads before the command writes its state or trace, and exit
+with the shell's status for the signal (143, 130; 0 after CMD_SHUTDOWN)::
 
     server = start(manager, "mssim", "127.0.0.1", 2321)
-    wait_until_stopped(server, ready=lambda: print("listening ..."))   # returns once stopped
+    signum = wait_until_stopped(server, ready=lambda: print("listening ..."))  # once stopped
+    return exit_status(signum)
 """
 
 from __future__ import annotations
 
+import errno
 import signal
+import socket
 import threading
 import time
 
@@ -20,7 +24,8 @@ from simxen.errors import InputError
 from simxen.server.mssim import MssimServer
 from simxen.server.swtpm import SwtpmServer
 
-__all__ = ["add_listen_arguments", "check_port", "start", "wait_until_stopped", "PROTOCOLS"]
+__all__ = ["add_listen_arguments", "check_free", "check_port", "exit_status", "start",
+           "wait_until_stopped", "PROTOCOLS"]
 
 #: Transports a foreground server speaks.
 PROTOCOLS = ("mssim", "swtpm")
@@ -41,6 +46,21 @@ def check_port(port):
         raise InputError(f"port must be between 1 and 65534, found {port}", key="--port")
 
 
+def check_free(host, port):
+    """``InputError`` now, before a long boot, if ``host:port`` or ``port + 1`` cannot
+    be bound (in use, privileged, not this machine's address); :func:`start` binds
+    them for good later -- a port another process takes in between is still
+    refused there, with the same line."""
+    check_port(port)
+    try:
+        with socket.socket() as a, socket.socket() as b:
+            for sock, p in ((a, port), (b, port + 1)):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server
+                sock.bind((host, p))
+    except OSError as exc:
+        raise _listen_error(exc, host, port) from None
+
+
 def start(manager, protocol, host, port, *, platform=None):
     """Bind and start the ``protocol`` server for ``manager``; return it.
 
@@ -58,14 +78,38 @@ def start(manager, protocol, host, port, *, platform=None):
         else:
             server = SwtpmServer(manager, host, port, platform=platform, on_shutdown=stop.set)
     except OSError as exc:
-        raise InputError(f"cannot listen on {host}:{port}-{port + 1}: {exc.strerror}",
-                         key="--port") from None
+        raise _listen_error(exc, host, port) from None
     server.stop_requested = stop
     return server.start()
 
 
+def exit_status(signum) -> int:
+    """The command's exit status once :func:`wait_until_stopped` returned ``signum``:
+    the shell's 128 + N for a signal (130 Ctrl-C, 143 SIGTERM), as every ``simxen``
+    command stopped by one; 0 for a stop the client asked for (swtpm's CMD_SHUTDOWN)."""
+    return 0 if signum is None else 128 + int(signum)
+
+
+def _listen_error(exc, host, port) -> InputError:
+    """Why ``host:port`` and ``port + 1`` cannot be bound, blamed on the option at fault:
+    ``--host`` for a name that does not resolve or an address that is not this
+    machine's, ``--port`` otherwise (in use; below 1024 without the right to bind it)."""
+    text = f"cannot listen on {host}:{port}-{port + 1}: {exc.strerror or exc}"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return InputError(text, key="--host")
+    if exc.errno == errno.EACCES and port < _UNPRIVILEGED_PORT_START:
+        text += (f" (a port below {_UNPRIVILEGED_PORT_START} needs root or "
+                 "CAP_NET_BIND_SERVICE; try --port 2321)")
+    return InputError(text, key="--port")
+
+
+#: Linux's default net.ipv4.ip_unprivileged_port_start: lower ports are privileged
+_UNPRIVILEGED_PORT_START = 1024
+
+
 def wait_until_stopped(server, *, ready=None, poll=0.2):
-    """Serve until SIGTERM, Ctrl-C (SIGINT) or ``server.stop_requested``; then stop the server.
+    """Serve until SIGTERM, Ctrl-C (SIGINT) or ``server.stop_requested``; then stop the
+    server. Returns the signal that stopped it, or ``None`` (``stop_requested``).
 
     ``ready()`` (the command's "listening" line) runs once the signals are
     handled here, so a signal that follows it always ends in a clean stop.
@@ -92,3 +136,4 @@ def wait_until_stopped(server, *, ready=None, poll=0.2):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.stop()
+    return signal.Signals(signalled[0]) if signalled else None

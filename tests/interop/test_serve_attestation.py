@@ -35,7 +35,7 @@ def test_pcrread_and_eventlog_show_what_the_verifier_saw(tmp_path, verifier_saw)
     try:
         out = run_tool(srv.tcti, tmp_path, "tpm2_pcrread", "sha256:4,5").stdout.decode()
     finally:
-        assert srv.stop() == 0, srv.log
+        assert srv.stop() == 143, srv.log
     read = {int(m.group(1)): m.group(2).lower()
             for m in re.finditer(r"^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]{64})\s*$", out, re.M)}
     assert read == verifier_saw
