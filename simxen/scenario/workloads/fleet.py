@@ -37,6 +37,7 @@ from simxen.protocols.event_channel import (
     EVTCHN_2L_NR_CHANNELS, EVTCHN_ABI_2L, EVTCHN_ABI_FIFO)
 from simxen.scenario.schema import Field, Table
 from simxen.scenario.workloads import attestation
+from simxen.scenario.workloads.vtpm_stack import check_guest_count
 
 DOMAIN_KEYS = ()
 
@@ -45,7 +46,7 @@ SCHEMA = Table("workload", "a fleet of guests, each booted through pv-grub, enro
     Field("type", str, "workload type", choices=["fleet"]),
     Field("name", str, "name of the results in [[expect]] metrics", default="fleet"),
     Field("guest_count", int, "how many guests (each with its own vTPM stub domain)",
-          default=10, minimum=1),
+          default=10, minimum=1, check=check_guest_count),
     Field("images", dict, "what every guest boots: kernel, initrd (tables: name+version or "
           "file), cmdline -- as in the attestation workload"),
     Field("policy", str, "the verifier's golden policy (TOML), relative to the scenario"),

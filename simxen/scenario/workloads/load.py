@@ -41,8 +41,9 @@ for ``"priority"``, Pollaczek-Khinchine (M/M/1, M/D/1, M/G/1) for
 from __future__ import annotations
 
 from simxen.scenario.schema import Field, Table
-from simxen.scenario.workloads.vtpm_stack import (SAVE_AND_SCHEDULE, counted_guests,
-                                                   named_and_counted)
+from simxen.scenario.workloads.vtpm_stack import (SAVE_AND_SCHEDULE, check_guest_count,
+                                                  check_guest_names, counted_guests,
+                                                  named_and_counted)
 
 DOMAIN_KEYS = ()
 ARRIVALS = ("poisson", "deterministic", "closed")
@@ -71,9 +72,9 @@ SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over
     Field("type", str, "workload type", choices=["load"]),
     Field("name", str, "name of the results in [[expect]] metrics", default="load"),
     Field("guests", list, "guest names (each gets vtpm-<guest> and one manager for all)",
-          default=["guest1"], items=str),
+          default=["guest1"], items=str, check=check_guest_names),
     Field("guest_count", int, "instead of `guests`: this many guests, named guest1..guestN",
-          default=None, minimum=1),
+          default=None, minimum=1, check=check_guest_count),
     Field("arrivals", str, "'poisson' or 'deterministic' (open loop at `rate`) or 'closed' "
           "(`clients` per guest with `think_time`)", default="poisson", choices=list(ARRIVALS)),
     Field("rate", float, "open loop: commands per second per guest", default=20.0, minimum=0,

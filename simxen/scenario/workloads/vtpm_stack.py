@@ -40,7 +40,26 @@ command phase, by Little's law). ``simxen metrics`` lists them all with units.
 from __future__ import annotations
 
 from simxen.drivers.kernel_eras import check_era
+from simxen.protocols.event_channel import DOMID_FIRST_RESERVED
 from simxen.scenario.schema import Field, Table
+
+#: Most guests a host holds: Xen's domain ids run from 0 (dom0) up to below
+#: DOMID_FIRST_RESERVED (0x7FF0, xen/include/public/xen.h), and dom0 creates the
+#: manager plus, for each guest, the guest and its vTPM stub domain.
+MAX_GUESTS = (DOMID_FIRST_RESERVED - 2) // 2
+
+
+def check_guest_count(n):
+    """``guest_count``'s check: within Xen's domain ids (:data:`MAX_GUESTS`)."""
+    if n > MAX_GUESTS:
+        return (f"expected at most {MAX_GUESTS:,} guests (each guest and its vTPM take one of "
+                f"Xen's {DOMID_FIRST_RESERVED:,} domain ids), found {n:,}")
+    return None
+
+
+def check_guest_names(names):
+    """``guests``'s check: as many names as :func:`check_guest_count` allows."""
+    return check_guest_count(len(names))
 
 DOMAIN_KEYS = ()
 COMMANDS = ("pcr_extend", "pcr_read", "get_random", "nv_write", "nv_read", "quote")
@@ -106,9 +125,10 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
     Field("boot", list, "host boot measurements, in order: tables {pcr, component, data} (data is "
           "measured as its UTF-8 bytes); empty = simxen.domains.host_boot.DEFAULT_BOOT",
           default=[], items=dict, check=_check_boot),
-    Field("guests", list, "guest names, when `configs` is empty", default=["guest1"], items=str),
+    Field("guests", list, "guest names, when `configs` is empty", default=["guest1"], items=str,
+          check=check_guest_names),
     Field("guest_count", int, "instead of `guests`: this many guests, named guest1..guestN "
-          "(with `configs` empty)", default=None, minimum=1),
+          "(with `configs` empty)", default=None, minimum=1, check=check_guest_count),
     Field("commands", list, "TPM commands each guest issues per iteration, in order",
           default=["pcr_extend", "pcr_read", "get_random"], items=str, check=_check_commands),
     Field("iterations", int, "rounds of `commands` per guest", default=20, minimum=1),
