@@ -54,6 +54,17 @@ ATTACKS = {
     "dom0-touches-tpm": "before round 1, dom0 tries to map the TPM's TIS window itself",
 }
 
+#: Most rounds a run takes: each round publishes its own results (round.N.*), so
+#: a count beyond any run's reach would make the metric list itself endless.
+MAX_ROUNDS = 10_000
+
+
+def _check_rounds(n):
+    return None if n <= MAX_ROUNDS else (
+        f"expected at most {MAX_ROUNDS:,} rounds (each publishes its own round.N results), "
+        f"found {n:,}")
+
+
 SCHEMA = Table("workload", "a guest is booted (pv-grub or direct), enrolled and attested by a "
                "remote verifier against a golden policy", [
     Field("type", str, "workload type", choices=["attestation"]),
@@ -76,7 +87,7 @@ SCHEMA = Table("workload", "a guest is booted (pv-grub or direct), enrolled and 
           "written and sealed to the host's boot)", default="xen", choices=["xen", "sealed"]),
     Field("manager_keys", str, "keys the manager creates at boot: 'rsa' (Xen's RSA-2048 SRK and "
           "storage key) or 'ecc' (P-256)", default="rsa", choices=["rsa", "ecc"]),
-    Field("rounds", int, "attestation rounds", default=1, minimum=1),
+    Field("rounds", int, "attestation rounds", default=1, minimum=1, check=_check_rounds),
     Field("interval", float, "simulated seconds between rounds", default=1.0, minimum=0),
     Field("attack", str, "what goes wrong (see docs/attestation.rst)", default="none",
           choices=list(ATTACKS)),
