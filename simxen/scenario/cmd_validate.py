@@ -11,8 +11,11 @@ override exactly as ``simxen run`` would apply it.  With ``--keys`` it prints
 the reference of every key a scenario file may hold.
 """
 
+import difflib
+import sys
+
 from simxen.errors import InputError
-from simxen.scenario import runner, scenario_file
+from simxen.scenario import metrics, runner, scenario_file
 
 
 def add_arguments(parser):
@@ -35,4 +38,29 @@ def main(args) -> int:
     kinds = ", ".join(w["type"] for w in sc.data["workload"])
     print(f"{args.scenario}: ok ({sc.name}: {len(sc.data['domain'])} domain(s), "
           f"workload {kinds}, {len(sc.data['expect'])} expectation(s))")
+    for note in unpublished_expectations(sc):
+        print(f"simxen validate: note: {note}", file=sys.stderr)
     return 0
+
+
+def unpublished_expectations(sc) -> list:
+    """A line for each ``[[expect]]`` whose metric this scenario, as it stands, does not
+    publish (``simxen metrics`` lists what it does): ``run`` will find ``<no such
+    result>`` and fail it. Not an error -- a sweep may vary the key that makes it
+    exist (a guest count, the scheduler) -- but almost always a typo, so said here,
+    with the closest published name."""
+    published = [m.name for m in metrics.of_scenario(sc)]
+    known = set(published)
+    notes = []
+    for i, e in enumerate(sc.data["expect"]):
+        name = e["metric"]
+        if name in known:
+            continue
+        head, _, tail = name.partition(".")         # alike after the shared workload name
+        tails = {p.partition(".")[2]: p for p in published if p.partition(".")[0] == head}
+        close = difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.75)
+        hint = (f"; did you mean {tails[close[0]]!r}?" if close
+                else " (simxen metrics lists them)")
+        notes.append(f"{sc.path}: expect[{i}].metric: this scenario publishes no metric "
+                     f"{name!r}, so run will find <no such result>{hint}")
+    return notes

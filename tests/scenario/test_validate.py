@@ -194,3 +194,22 @@ def test_a_count_beyond_what_a_run_can_hold_is_refused_by_validate_and_run(
         err = capsys.readouterr().err
         assert err.startswith(f"simxen {command}: {path}: --set workload[0].{key}=")
         assert f": {expected} (" in err and err.count("\n") == 1
+
+
+def test_an_expectation_on_a_metric_the_scenario_does_not_publish_is_noted(tmp_path, capsys):
+    # was: validate said ok without a word and run failed it as <no such result>
+    from simxen.cli import main
+    from simxen.scenario.cmd_validate import unpublished_expectations
+    p = write(tmp_path, mutate('metric = "pingpong.requests_completed"',
+                               'metric = "pingpong.requests_complete"'))
+    assert main(["validate", str(p)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{p}: ok (")
+    assert err == (f"simxen validate: note: {p}: expect[0].metric: this scenario publishes no "
+                   "metric 'pingpong.requests_complete', so run will find <no such result>; "
+                   "did you mean 'pingpong.requests_completed'?\n")
+    assert main(["run", str(p)]) == 1 and "<no such result>" in capsys.readouterr().out
+    # every shipped scenario's expectations are on metrics it publishes
+    for shipped in sorted((ROOT / "scenarios").glob("**/*.toml")):
+        if "policies" not in shipped.parts:
+            assert unpublished_expectations(scenario_file.load(shipped)) == [], shipped
