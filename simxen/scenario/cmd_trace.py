@@ -115,6 +115,9 @@ def check_options(args):
     if args.nth != 1 and args.tpm_command is None:
         raise InputError("counts the commands --command names: give --command too",
                          key="--nth")
+    for option, value in (("--start", args.start), ("--end", args.end)):
+        if value is not None and value != value:        # NaN: no time is before or after it
+            raise InputError("expected a number of seconds, found nan", key=option)
     if args.start is not None and args.end is not None and args.start > args.end:
         raise InputError(f"the window starts ({args.start:g} s) after it ends ({args.end:g} s)",
                          key="--start/--end")

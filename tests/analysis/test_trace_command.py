@@ -50,6 +50,10 @@ def test_nth_without_command_and_a_window_that_ends_before_it_starts(capsys, sma
     # was: "--start/--end: no event is left after the filters"
     status, err = trace(capsys, "--from", small_trace, "-f", "text", "--start", "5", "--end", "4")
     assert status == 2 and err.endswith("the window starts (5 s) after it ends (4 s)")
+    # was: "--start: no event is left after the filters"
+    for option in ("--start", "--end"):
+        status, err = trace(capsys, "--from", small_trace, "-f", "text", option, "nan")
+        assert status == 2 and err == f"simxen trace: {option}: expected a number of seconds, found nan"
 
 
 @pytest.mark.parametrize("fmt,what", [("sequence", "lifeline"), ("text", "domain")])
