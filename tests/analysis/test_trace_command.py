@@ -53,7 +53,8 @@ def test_nth_without_command_and_a_window_that_ends_before_it_starts(capsys, sma
     # was: "--start: no event is left after the filters"
     for option in ("--start", "--end"):
         status, err = trace(capsys, "--from", small_trace, "-f", "text", option, "nan")
-        assert status == 2 and err == f"simxen trace: {option}: expected a number of seconds, found nan"
+        assert status == 2
+        assert err == f"simxen trace: {option}: expected a number of seconds, found nan"
 
 
 @pytest.mark.parametrize("fmt,what", [("sequence", "lifeline"), ("text", "domain")])
