@@ -36,8 +36,14 @@ js-tools: system-tools
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(MERMAID)/node_modules/.package-lock.json; \
 	else echo "js-tools: npm is not installed: the Mermaid checks will be skipped" >&2; fi
 
+# The suite on every CPU (pytest-xdist): one worker process per CPU this process may use,
+# whole test files to a worker (module fixtures such as a running server are then made
+# once). PYTEST_WORKERS=0 runs it in one process; docs/testing.rst has the rest.
+PYTEST_WORKERS ?= auto
+
 test: venv system-tools js-tools
-	SIMXEN_REQUIRE_TOOLS=$${SIMXEN_REQUIRE_TOOLS:-$${CI:+1}} $(BIN)/python -m pytest -q
+	SIMXEN_REQUIRE_TOOLS=$${SIMXEN_REQUIRE_TOOLS:-$${CI:+1}} $(BIN)/python -m pytest -q \
+		-n $(PYTEST_WORKERS) --dist loadfile
 
 bench: venv
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
