@@ -78,6 +78,7 @@ PARSERS = ("simxen", "python", "python3", "scripts/fuzz.sh", "make", "pip")
 PARSED_ONLY = {
     ("README.rst", "make test"): "it is this test suite",
     ("README.rst", "make demo"): "builds .venv: make -n checks the target",
+    ("docs/testing.rst", "make test"): "it is this test suite",
     ("docs/throughput-lab.rst", "simxen sweep scenarios/many-guests.toml --vary "
      "stack.guest_count=1,2,4,8,16,32 \\\n    --replications 3 --jobs 2"):
         "18 points x 3 runs of up to 32 guests: minutes",
