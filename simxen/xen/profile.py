@@ -315,7 +315,7 @@ class Profile:
                     isinstance(value, (int, float)) and isinstance(self._switches[key], (int, float))
                     and not isinstance(value, bool)):
                 wanted = _SWITCH_TYPES.get(type(self._switches[key]), "a value of its type")
-                raise InputError(f"expected {wanted}, got {value!r}", path=where,
+                raise InputError(f"expected {wanted}, got {_found(value)}", path=where,
                                  key=f"switches.{key}")
             switches[key] = value
         return Profile(self.name, ops, switches, path=self.path, description=self.description,
@@ -425,9 +425,18 @@ def _unknown_name(what, name, known):
     return f"the profile defines no {what} {name!r}, so overriding it changes nothing{hint}"
 
 
+def _found(value) -> str:
+    """``value`` as an error names it: an array or a table by what it is, not Python's repr."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
 def _expect_table(value, key, path):
     if not isinstance(value, dict):
-        raise InputError(f"expected a table, got {type(value).__name__}", path=path,
+        raise InputError(f"expected a table, got {_found(value)}", path=path,
                          key=key or "(top level)")
 
 

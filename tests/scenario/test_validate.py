@@ -213,3 +213,17 @@ def test_an_expectation_on_a_metric_the_scenario_does_not_publish_is_noted(tmp_p
     for shipped in sorted((ROOT / "scenarios").glob("**/*.toml")):
         if "policies" not in shipped.parts:
             assert unpublished_expectations(scenario_file.load(shipped)) == [], shipped
+
+
+@pytest.mark.parametrize("extra,key,expected", [
+    ('[[profile.ops]]\nx = 1\n', "profile.ops", "expected a table, got an array"),
+    ('[[profile.switches."tpmfront.wait"]]\nx = 1\n', "profile.switches.tpmfront.wait",
+     "expected a string, got an array")])
+def test_an_array_of_tables_where_the_profile_wants_a_table_is_named_so(tmp_path, extra, key,
+                                                                        expected):
+    # was: "expected a table, got list" / "expected str, got [{'x': 1}]"
+    from simxen.scenario import runner
+    p = write(tmp_path, GOOD.read_text() + "\n" + extra)
+    with pytest.raises(InputError) as err:
+        runner.prepare(scenario_file.load(p))
+    assert str(err.value) == f"{p}: {key}: {expected}"
