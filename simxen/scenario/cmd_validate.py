@@ -44,16 +44,19 @@ def main(args) -> int:
 
 
 def unpublished_expectations(sc) -> list:
-    """A line for each ``[[expect]]`` whose metric this scenario, as it stands, does not
-    publish (``simxen metrics`` lists what it does): ``run`` will find ``<no such
-    result>`` and fail it. Not an error -- a sweep may vary the key that makes it
+    """A line for each ``[[expect]]`` (and ``[[plot]]``) whose metric this scenario, as it
+    stands, does not publish (``simxen metrics`` lists what it does): ``run`` will find
+    ``<no such result>`` and fail it (a sweep skips the plot). Not an error -- a sweep may vary the key that makes it
     exist (a guest count, the scheduler) -- but almost always a typo, so said here,
     with the closest published name."""
     published = [m.name for m in metrics.of_scenario(sc)]
     known = set(published)
     notes = []
-    for i, e in enumerate(sc.data["expect"]):
-        name = e["metric"]
+    wanted = [(f"expect[{i}].metric", e["metric"], "run will find <no such result>")
+              for i, e in enumerate(sc.data["expect"])]
+    wanted += [(f"plot[{i}].y", p["y"], "a sweep will skip the plot")
+               for i, p in enumerate(sc.data["plot"])]
+    for where, name, then in wanted:
         if name in known:
             continue
         head, _, tail = name.partition(".")         # alike after the shared workload name
@@ -61,6 +64,6 @@ def unpublished_expectations(sc) -> list:
         close = difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.75)
         hint = (f"; did you mean {tails[close[0]]!r}?" if close
                 else " (simxen metrics lists them)")
-        notes.append(f"{sc.path}: expect[{i}].metric: this scenario publishes no metric "
-                     f"{name!r}, so run will find <no such result>{hint}")
+        notes.append(f"{sc.path}: {where}: this scenario publishes no metric {name!r}, so "
+                     f"{then}{hint}")
     return notes

@@ -209,6 +209,13 @@ def test_an_expectation_on_a_metric_the_scenario_does_not_publish_is_noted(tmp_p
                    "metric 'pingpong.requests_complete', so run will find <no such result>; "
                    "did you mean 'pingpong.requests_completed'?\n")
     assert main(["run", str(p)]) == 1 and "<no such result>" in capsys.readouterr().out
+    plotted = write(tmp_path, GOOD.read_text() + '\n[[plot]]\ny = "pingpong.latency_us.mni"\n',
+                    name="plot.toml")
+    assert main(["validate", str(plotted)]) == 0
+    assert capsys.readouterr().err == (
+        f"simxen validate: note: {plotted}: plot[0].y: this scenario publishes no metric "
+        "'pingpong.latency_us.mni', so a sweep will skip the plot; did you mean "
+        "'pingpong.latency_us.min'?\n")
     # every shipped scenario's expectations are on metrics it publishes
     for shipped in sorted((ROOT / "scenarios").glob("**/*.toml")):
         if "policies" not in shipped.parts:
