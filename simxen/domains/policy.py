@@ -173,10 +173,11 @@ def load(path) -> Policy:
     """Read and check the policy file at ``path``."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
+        doc = tomllib.loads(path.read_bytes().decode("utf-8-sig"))    # (a BOM is left out)
     except OSError as exc:
         raise InputError(f"cannot read the policy: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", path=path) from None
     return parse(doc, path=path)

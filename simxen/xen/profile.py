@@ -207,7 +207,7 @@ class Profile:
                 raise InputError(f"no such profile {text_path!r}; shipped profiles: "
                                  f"{', '.join(shipped)}") from None
         try:
-            doc = tomllib.loads(data.decode("utf-8"))
+            doc = tomllib.loads(data.decode("utf-8-sig"))   # a BOM is left out
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise InputError(f"not valid TOML ({exc})", path=path) from None
         profile = cls.from_dict(doc, path=path)

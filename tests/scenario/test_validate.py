@@ -234,3 +234,35 @@ def test_an_array_of_tables_where_the_profile_wants_a_table_is_named_so(tmp_path
     with pytest.raises(InputError) as err:
         runner.prepare(scenario_file.load(p))
     assert str(err.value) == f"{p}: {key}: {expected}"
+
+
+def _attestation_with_policy(tmp_path, policy_bytes):
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "web-guest.toml").write_bytes(policy_bytes)
+    p = tmp_path / "boot-attest.toml"
+    p.write_text((ROOT / "scenarios" / "boot-attest.toml").read_text())
+    return p
+
+
+def test_a_policy_file_that_is_not_utf8_is_one_line(tmp_path):
+    # was: internal error (UnicodeDecodeError), exit 3, from validate and run alike
+    from simxen.scenario import runner
+    p = _attestation_with_policy(tmp_path, b'x = "\xff"\n')
+    with pytest.raises(InputError) as err:
+        runner.prepare(scenario_file.load(p))
+    assert str(err.value).endswith("policies/web-guest.toml: not UTF-8 text (byte 5)")
+
+
+def test_a_byte_order_mark_is_read_past_in_scenario_policy_and_profile(tmp_path):
+    # Windows editors start UTF-8 files with EF BB BF; was "not valid TOML: Invalid
+    # statement (at line 1, column 1)" for each
+    from simxen.scenario import runner
+    bom = b"\xef\xbb\xbf"
+    p = _attestation_with_policy(
+        tmp_path, bom + (ROOT / "scenarios" / "policies" / "web-guest.toml").read_bytes())
+    p.write_bytes(bom + p.read_bytes())
+    (tmp_path / "prof.toml").write_bytes(
+        bom + (ROOT / "simxen" / "profiles" / "default.toml").read_bytes())
+    sc = scenario_file.load(p, ['scenario.profile="prof.toml"'])
+    assert sc.name == "boot-attest"
+    runner.prepare(sc)
