@@ -3,7 +3,7 @@
 import pytest
 
 from simxen.errors import InputError
-from simxen.experiment import plot
+from simxen.experiment import plot, sweep
 
 SUMMARY = """\
 stack.guest_count,stack.policy,metric,unit,n,mean,std,ci95_low,ci95_high
@@ -68,9 +68,7 @@ def _summary(tmp_path, keys, rows, name="s"):
     std, ci95_low, ci95_high)."""
     folder = tmp_path / name
     folder.mkdir()
-    lines = [",".join(keys) + ",metric,unit,n,mean,std,ci95_low,ci95_high"]
-    lines += [",".join(str(c) for c in row) for row in rows]
-    (folder / "summary.csv").write_text("\n".join(lines) + "\n")
+    sweep.write_summary(folder / "summary.csv", [list(keys) + list(sweep.SUMMARY_COLUMNS)] + rows)
     return folder
 
 

@@ -16,7 +16,7 @@ import pytest
 from picture_checks import inked, rsvg, svg_size
 from tpm_serve_helpers import require_tool
 
-from simxen.experiment import plot
+from simxen.experiment import plot, sweep
 
 pytestmark = pytest.mark.interop
 
@@ -53,9 +53,7 @@ CASES = {
 
 def _write(folder, keys, rows):
     folder.mkdir()
-    lines = [",".join(keys) + ",metric,unit,n,mean,std,ci95_low,ci95_high"]
-    lines += [",".join(str(c) for c in row) for row in rows]
-    (folder / "summary.csv").write_text("\n".join(lines) + "\n")
+    sweep.write_summary(folder / "summary.csv", [list(keys) + list(sweep.SUMMARY_COLUMNS)] + rows)
     return folder
 
 
