@@ -224,8 +224,10 @@ class Profile:
         try:
             data = (resources.files("simxen") / "profiles" / "chips" / f"{chip}.toml").read_bytes()
         except (OSError, FileNotFoundError):
-            raise InputError(f"no such chip {chip!r}; shipped chips: {', '.join(shipped_chips())}",
-                             key="chip") from None
+            close = difflib.get_close_matches(chip, shipped_chips(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(f"no such chip {chip!r}; shipped chips: {', '.join(shipped_chips())}"
+                             f"{hint}", key="chip") from None
         try:
             doc = tomllib.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

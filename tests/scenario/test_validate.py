@@ -266,3 +266,11 @@ def test_a_byte_order_mark_is_read_past_in_scenario_policy_and_profile(tmp_path)
     sc = scenario_file.load(p, ['scenario.profile="prof.toml"'])
     assert sc.name == "boot-attest"
     runner.prepare(sc)
+
+
+def test_a_misspelt_chip_gets_the_closest_shipped_one():
+    # was: "no such chip 'slb967'; shipped chips: npct75x, slb9670, st33" without the hint
+    from simxen.scenario import runner
+    with pytest.raises(InputError) as err:
+        runner.prepare(scenario_file.load(GOOD, ['scenario.chip="slb967"']))
+    assert str(err.value).endswith("did you mean 'slb9670'?")
