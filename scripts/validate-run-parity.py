@@ -25,8 +25,10 @@ import io
 import os
 import re
 import resource
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from simxen import cli
@@ -98,7 +100,19 @@ def main(argv):
     only = argv[0] if argv else ""
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
     signal.signal(signal.SIGALRM, _alarm)
-    os.chdir(ROOT)
+    # on a copy of scenarios/: a value such as workload.export = "x" writes files beside
+    # the scenario, and those belong in a temporary folder, not in the checkout
+    work = tempfile.mkdtemp(prefix="simxen-parity-")
+    shutil.copytree(ROOT / "scenarios", Path(work) / "scenarios")
+    os.chdir(work)
+    try:
+        return _compare(only)
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _compare(only):
     cases = bad = 0
     for kind, key in keys():
         if only not in key or key.startswith("plot."):     # plots: sweep only
