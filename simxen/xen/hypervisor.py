@@ -17,6 +17,7 @@ import itertools
 
 import simpy
 
+from simxen.protocols.event_channel import DOMID_FIRST_RESERVED
 from simxen.xen import errno
 from simxen.xen.domain import Domain
 from simxen.xen.errors import XenError
@@ -83,7 +84,8 @@ class Hypervisor:
         self.domains = {}
         #: name -> the live Domain of that name (live names are unique, as xl keeps them)
         self._live_by_name = {}
-        self._next_domid = 0
+        #: the domid last handed out: the search for the next starts after it
+        self._rover = 0
         self._mfns = itertools.count(FIRST_RAM_MFN)
         self._seq = itertools.count()
         self._dead_queued = []       # (domain, when destroyed): destroyed with deliveries queued
@@ -96,7 +98,7 @@ class Hypervisor:
         nodes = self.xs.nodes
         nodes["/"] = nodes["/"].replace(0.0, children=Children(["local"]))
         nodes["/local"] = nodes["/local"].replace(0.0, children=Children(["domain"]))
-        self.dom0 = self._create("Domain-0", privileged=True, vcpus=1)
+        self.dom0 = self._create(0, "Domain-0", privileged=True, vcpus=1)
 
     def next_seq(self):
         """The next number of the run's one sequence (orders simultaneous deliveries)."""
@@ -163,8 +165,9 @@ class Hypervisor:
             raise XenError(-errno.EINVAL, f"XEN_DOMCTL_createdomain: {problem}")
         if name in self._live_by_name:
             raise XenError(-errno.EEXIST, f"a domain called {name!r} exists")
+        domid = self._free_domid()
         self.dom0.charge("domain.create")
-        dom = self._create(name, privileged=privileged, vcpus=vcpus)
+        dom = self._create(domid, name, privileged=privileged, vcpus=vcpus)
         for _ in range(pages):
             dom.alloc_page()
         for first_mfn, nr_mfns in iomem:
@@ -172,9 +175,22 @@ class Hypervisor:
         self.xs.fire_special(self.dom0, "@introduceDomain")
         return dom
 
-    def _create(self, name, *, privileged, vcpus):
-        domid = self._next_domid
-        self._next_domid += 1
+    def _free_domid(self):
+        """The domid ``XEN_DOMCTL_createdomain`` gives a new domain: the first one
+        after the last it gave that no domain holds, live or dying, wrapping from
+        ``DOMID_FIRST_RESERVED`` (0x7FF0) back to 1 (the ``rover`` search of
+        ``do_domctl`` in ``xen/common/domctl.c``). Until the ids wrap, domains get
+        1, 2, 3 ... in order of creation; after, a destroyed domain's id is given
+        again. With every id from 1 to 0x7FEF held: ``-ENOMEM``, as Xen fails."""
+        rover, domains = self._rover, self.domains
+        for domid in itertools.chain(range(rover + 1, DOMID_FIRST_RESERVED), range(1, rover)):
+            if domid not in domains:
+                self._rover = domid
+                return domid
+        raise XenError(-errno.ENOMEM, "XEN_DOMCTL_createdomain: no free domain id: all of 1 "
+                       f"to {DOMID_FIRST_RESERVED - 1} are held by live or dying domains")
+
+    def _create(self, domid, name, *, privileged, vcpus):
         dom = Domain(self, domid, name, privileged=privileged, vcpus=vcpus)
         self.trace.name_domain(domid, name)
         dom.cursor = self.dom0.now if domid else self.env.now

@@ -2,6 +2,7 @@
 
 import pytest
 
+from simxen.protocols.event_channel import DOMID_FIRST_RESERVED
 from simxen.xen import Hypervisor, PageFault, XenError
 from simxen.xen import errno
 
@@ -118,3 +119,25 @@ def test_two_processes_of_one_domain_wait_for_different_things(hv, run):
 def test_random_bytes_and_profile_given_as_object():
     hv = Hypervisor(seed=3, profile="default")
     assert Hypervisor(profile=hv.profile).profile is hv.profile
+
+
+@pytest.mark.slow
+def test_domids_wrap_and_are_given_again_and_run_out_with_enomem(hv, pair):
+    """XEN_DOMCTL_createdomain's rover: 1, 2, 3 ... up to 0x7FEF, then from 1 again,
+    the first id no domain holds -- a dying (zombie) domain still holds its own --
+    and -ENOMEM when every id is held (about 3 s: 32,751 domains)."""
+    front, back = pair                                  # domids 1 and 2
+    made = [hv.domain_create(f"d{i}") for i in range(3, DOMID_FIRST_RESERVED)]
+    assert [d.domid for d in made[:2]] == [3, 4] and made[-1].domid == DOMID_FIRST_RESERVED - 1
+    with pytest.raises(XenError) as e:
+        hv.domain_create("one-too-many")
+    assert e.value.code == -errno.ENOMEM and "no free domain id" in str(e.value)
+    assert hv.domain_named("one-too-many") is None
+    page = front.alloc_page()                           # front's page stays mapped by back:
+    gref = hv.gnttab.grant_foreign_access(front, back.domid, page.gfn)
+    hv.gnttab.map_grant_ref(back, front.domid, gref)
+    hv.domain_destroy(front.domid)                      # front dies but holds domid 1
+    hv.domain_destroy(7)
+    hv.domain_destroy(5)
+    assert front.dying and 1 in hv.domains
+    assert [hv.domain_create(n).domid for n in ("again", "and-again")] == [5, 7]
