@@ -141,6 +141,10 @@ def main(args) -> int:
     if out is not None:
         check_file(out, "-o")                 # before the run, not after it
     records = records_of(args)
+    if args.domain:                     # each name, not only when nothing is left
+        unknown = _unknown_domains(records, args)
+        if unknown is not None:
+            raise unknown
     if args.format == "perfetto":
         with _writing(out):
             n = perfetto.write(_window(records, args), out)
@@ -234,10 +238,6 @@ def _nothing_to_show(records, args, one, many) -> InputError:
     filters = [name for name, value in (("--domain", args.domain), ("--start", args.start),
                                         ("--end", args.end), ("--command", args.tpm_command))
                if value not in (None, [])]
-    if args.domain:
-        unknown = _unknown_domains(records, args)
-        if unknown is not None:
-            return unknown
     if filters:
         return InputError(f"no {one} is left after the filters", key="/".join(filters))
     where = dict(path=args.from_trace) if args.from_trace else {}

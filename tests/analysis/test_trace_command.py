@@ -67,6 +67,12 @@ def test_an_unknown_domain_is_named_with_the_closest_one(tmp_path, capsys, small
     assert err.startswith(f"simxen trace: --domain: the trace has no {what} called 'gest1'; "
                           "did you mean guest1? (it has: ")
     assert "vtpm-guest1" in err
+    # one good name beside the misspelt one: was exit 0, the good one's export alone
+    out = tmp_path / "y.svg"
+    status, err = trace(capsys, "--from", small_trace, "-f", fmt, "-o", out,
+                        "--domain", "guest1", "--domain", "vtpm-gest1")
+    assert status == 2 and "no " + what + " called 'vtpm-gest1'; did you mean vtpm-guest1?" in err
+    assert not out.exists()
 
 
 def test_an_unknown_or_absent_command_names_what_the_trace_has(tmp_path, capsys, small_trace):
