@@ -36,9 +36,13 @@ CMD_STOP = 0x0E
 CMD_GET_CONFIG = 0x0F
 CMD_SET_BUFFERSIZE = 0x11
 
+# The control channel's results: TPM 1.2 return codes (libtpms's tpm_error.h), as swtpm
+# answers them (src/swtpm/ctrlchannel.c, ctrlchannel_process_fd)
 TPM_SUCCESS = 0
 TPM_FAIL = 9
 TPM_BAD_PARAMETER = 3
+TPM_BAD_ORDINAL = 10            #: a command code swtpm does not know
+TPM_BAD_LOCALITY = 61           #: CMD_SET_LOCALITY above 4
 CAPABILITIES = 0x0000_0000_0000_3FFF
 BUFFER_SIZE = 4096
 
@@ -122,8 +126,6 @@ class SwtpmServer:
                 return
             reply = self._control(sock, code, fresh)
             fresh = False
-            if reply is None:
-                return
             sock.sendall(reply)
             if code == CMD_SHUTDOWN and self.on_shutdown is not None:
                 self.on_shutdown()
@@ -137,7 +139,7 @@ class SwtpmServer:
         if code == CMD_SET_LOCALITY:
             loc = recv_exact(sock, 1)[0]
             if loc > 4:
-                return _U32.pack(TPM_BAD_PARAMETER)
+                return _U32.pack(TPM_BAD_LOCALITY)
             if fresh:
                 self.new_client()
             self.locality = loc
@@ -173,7 +175,7 @@ class SwtpmServer:
         if code == CMD_SET_BUFFERSIZE:
             recv_exact(sock, 4)
             return ok + _U32.pack(BUFFER_SIZE) + _U32.pack(BUFFER_SIZE) + _U32.pack(BUFFER_SIZE)
-        return None
+        return _U32.pack(TPM_BAD_ORDINAL)       # and the connection stays open, as swtpm's
 
     def _drtm(self, method, *args):
         fn = getattr(self.platform, method, None)

@@ -177,6 +177,10 @@ def test_swtpm_protocol():
             return swtpm_data(port, command)
 
         assert ctrl(struct.pack(">IB", 5, 0), 4) == b"\0\0\0\0"          # SET_LOCALITY 0
+        # as swtpm answers (ctrlchannel.c): locality 5 is TPM_BAD_LOCALITY; an unknown
+        # command TPM_BAD_ORDINAL, and the connection serves on (it was closed unanswered)
+        assert ctrl(struct.pack(">IB", 5, 5), 4) == struct.pack(">I", 61)
+        assert ctrl(struct.pack(">II", 0x7F, 1), 4 + 8)[:8] == struct.pack(">II", 10, 0)
         assert len(ctrl(struct.pack(">I", 1), 8)) == 8                     # GET_CAPABILITY
         client.parse_create_primary(data(client.create_primary_command(
             TPM_RH.OWNER, ecc_storage_template())))
