@@ -71,6 +71,9 @@ def add_arguments(parser):
                         help="print each command's per-hop simulated latency")
     parser.add_argument("--seed", type=int, help="seed of every random stream "
                         "(default: the scenario's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key of the scenario (repeatable), as simxen run "
+                        "(e.g. --set stack.guest_count=4 to serve guest4)")
     parser.add_argument("--trace", metavar="FILE", help="write the trace (JSON Lines) to FILE "
                         "as the run goes; complete on exit")
     parser.add_argument("--eventlog-out", metavar="FILE",
@@ -97,13 +100,16 @@ class ServeSession:
     path: SimulatedPath
 
     @classmethod
-    def build(cls, scenario_path, guest_name, *, seed=None, trace_file=None, stop=None):
+    def build(cls, scenario_path, guest_name, *, seed=None, trace_file=None, stop=None,
+              overrides=()):
         """``trace_file`` (open for writing): the trace is written to it as the
         run goes (:meth:`~simxen.xen.trace.Trace.stream_to`); :meth:`write_trace`
         finishes it. ``stop`` (a :class:`~simxen.scenario.runner.Stop`): once its
         ``reason`` is set (by a signal) the boot ends after the event being
-        processed and :class:`BootStopped` says when, the trace so far written."""
-        scenario = scenario_file.load(scenario_path)
+        processed and :class:`BootStopped` says when, the trace so far written.
+        ``overrides``: ``--set KEY=VALUE`` texts, applied and checked as ``simxen run``
+        does."""
+        scenario = scenario_file.load(scenario_path, overrides)
         sim = prepare(scenario, seed=seed)        # every check `simxen validate` makes
         hv = sim.hv
         if trace_file is not None:
@@ -261,7 +267,7 @@ def main(args) -> int:
     try:
         with _noted_signals(stop):
             session = ServeSession.build(args.scenario, args.domain, seed=args.seed,
-                                         trace_file=trace_fp, stop=stop)
+                                         trace_file=trace_fp, stop=stop, overrides=args.set)
     except BootStopped as stopped:
         print(f"simxen serve: {stopped}"
               + (f"; the trace so far is in {args.trace}" if args.trace not in (None, "-")

@@ -402,3 +402,18 @@ def _boot_signalled_after(boot, sig, steps, after=200):
             del env.step
             steps[:] = [len(steps)]
     return signalled
+
+
+def test_set_overrides_the_scenario_as_for_run(tmp_path):
+    """``--set`` as ``simxen run`` takes it: three guests from the count, guest3 served
+    (there was no --set: serving a host other than the file's meant editing a copy)."""
+    require_tool("tpm2_getrandom")
+    srv = start("--set", "stack.configs=[]", "--set", "stack.guest_count=3", domain="guest3")
+    try:
+        assert "guest3's vTPM" in srv.wait_for("listening")
+        run_tool(srv.tcti, tmp_path, "tpm2_getrandom", "--hex", "8")
+    finally:
+        assert srv.stop() == 143, srv.log
+    proc = serve_cli(SCENARIO, "--domain", "guest1", "--set", "stack.guest_count=0",
+                     "--port", free_port_pair())
+    assert_one_line_error(proc, "--set stack.guest_count=0")
