@@ -210,8 +210,13 @@ def run_one(path, overrides, seed, trace_level="commands") -> dict:
     from simxen.scenario import runner
     sc = scenario_file.load(path, overrides)
     result = runner.run(sc, seed=seed, trace_level=trace_level)
-    return {name: value for name, value in result.metrics.items()
-            if result.registry.get(name).numeric}
+    try:
+        return {name: value for name, value in result.metrics.items()
+                if result.registry.get(name).numeric}
+    finally:
+        # its spilled rows' temporary file goes now: the run is a cycle of objects that
+        # only the collector frees, and a worker kept one open file per run until then
+        result.trace.close()
 
 
 def cell(value) -> str:
