@@ -79,6 +79,7 @@ import io
 import json
 import pickle
 import tempfile
+import weakref
 from collections import Counter
 from itertools import groupby, islice
 from operator import itemgetter
@@ -406,6 +407,9 @@ class Trace:
     def _temp(self):
         if self._spill is None:
             self._spill = tempfile.TemporaryFile(prefix="simxen-trace-", dir=self._spill_dir)
+            # closed when the trace is freed, if close() was not called: a run is a cycle
+            # of objects, and the file left to the collector was an unclosed file
+            weakref.finalize(self, self._spill.close)
         return self._spill
 
     def _write_run(self, rows):
