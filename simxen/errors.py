@@ -36,3 +36,11 @@ class ExpectationFailed(SimxenError):
     """A scenario ran, but one of its expectations did not hold."""
 
     exit_status = 1
+
+
+def did_you_mean(name, known) -> str:
+    """``"; did you mean X?"`` for the one of ``known`` closest to a misspelt ``name``,
+    or ``""`` when none is close (difflib's ratio at least 0.75)."""
+    import difflib
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""

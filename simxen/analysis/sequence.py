@@ -52,7 +52,7 @@ from xml.sax.saxutils import escape as _xml_escape
 
 from simxen.analysis import hops
 from simxen.analysis.trace_format import domain_names, first_reading
-from simxen.errors import InputError
+from simxen.errors import InputError, did_you_mean
 from simxen.tpm.constants import rc_name
 from simxen.xen.trace import Record
 
@@ -153,9 +153,17 @@ def messages(records, *, domains=None, start=None, end=None, command=None, nth=1
     ``records``: a list, or a stream (:mod:`~simxen.analysis.trace_format`),
     read a record at a time -- two or three times: the domains' names, the
     messages, and for ``command`` the requests (:class:`hops.Matching`);
-    only the messages, and the requests' timings, are kept."""
+    only the messages, and the requests' timings, are kept. A ``domains`` name no
+    lifeline has is an :class:`InputError` naming the closest one."""
     records, names = first_reading(records, domain_names)
     msgs = _all_messages(records, names)
+    if domains:                         # every name, before the filters narrow them
+        known = sorted({n for m in msgs for n in (m.src, m.dst)})
+        unknown = [d for d in domains if d not in known]
+        if unknown:
+            raise InputError(f"the trace has no lifeline called {unknown[0]!r}"
+                             f"{did_you_mean(unknown[0], known)} (it has: {', '.join(known)})",
+                             key="--domain")
     if command is not None:
         named = {}
         matching = hops.Matching()

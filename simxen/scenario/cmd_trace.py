@@ -28,12 +28,11 @@ Examples::
 """
 
 import contextlib
-import difflib
 import sys
 from pathlib import Path
 
 from simxen.analysis import narrate, pcap, perfetto, sequence, trace_format
-from simxen.errors import InputError
+from simxen.errors import InputError, did_you_mean
 from simxen.scenario import runner, scenario_file
 from simxen.scenario.output import check_file
 
@@ -141,8 +140,8 @@ def main(args) -> int:
     if out is not None:
         check_file(out, "-o")                 # before the run, not after it
     records = records_of(args)
-    if args.domain:                     # each name, not only when nothing is left
-        unknown = _unknown_domains(records, args)
+    if args.domain and args.format == "text":   # each name, not only when nothing is left
+        unknown = _unknown_domains(records, args)    # (sequence.messages checks its own)
         if unknown is not None:
             raise unknown
     if args.format == "perfetto":
@@ -205,30 +204,20 @@ def _no_such_command(records, args, err) -> InputError:
         return InputError(f"the trace has no TPM command at all, so no {args.tpm_command}",
                           key="--command")
     return InputError(f"the trace has no completed {args.tpm_command} command"
-                      f"{_did_you_mean(args.tpm_command, names)} (it has: {', '.join(names)})",
+                      f"{did_you_mean(args.tpm_command, names)} (it has: {', '.join(names)})",
                       key="--command")
 
 
-def _did_you_mean(name, known) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    return f"; did you mean {close[0]}?" if close else ""
-
-
 def _unknown_domains(records, args) -> InputError | None:
-    """The ``--domain`` names no lifeline (sequence) or domain (text) of the trace has."""
-    if args.format == "sequence":
-        known = set()
-        for m in sequence.messages(records):
-            known.update((m.src, m.dst))
-    else:
-        known = {"host", *trace_format.domain_names(records).values()}
+    """The ``--domain`` names no domain of the trace has (``text``; a sequence
+    diagram's lifelines are checked by :func:`sequence.messages`)."""
+    known = sorted({"host", *trace_format.domain_names(records).values()})
     unknown = [d for d in args.domain if d not in known]
     if not unknown:
         return None
-    what = "lifeline" if args.format == "sequence" else "domain"
-    return InputError(f"the trace has no {what} called {unknown[0]!r}"
-                      f"{_did_you_mean(unknown[0], sorted(known))} (it has: "
-                      f"{', '.join(sorted(known))})", key="--domain")
+    return InputError(f"the trace has no domain called {unknown[0]!r}"
+                      f"{did_you_mean(unknown[0], known)} (it has: {', '.join(known)})",
+                      key="--domain")
 
 
 def _nothing_to_show(records, args, one, many) -> InputError:
