@@ -52,6 +52,7 @@ Commands (one or more TPM commands, real TPM 2.0 marshalling):
 from __future__ import annotations
 
 import bisect
+import collections
 import struct
 from dataclasses import dataclass
 
@@ -62,13 +63,44 @@ from simxen.drivers.tpmfront import TpmFrontError
 from simxen.protocols import vtpmmgr as mgr
 from simxen.tpm.client import ResponseError
 
-__all__ = ["GuestLoad", "Request", "COMMANDS", "NV_BASE"]
+__all__ = ["GuestLoad", "ChipLock", "Request", "COMMANDS", "NV_BASE"]
 
 #: Command names a mix may use, in a fixed order (the order of the mix draw).
 COMMANDS = ("pcr_extend", "pcr_read", "get_random", "nv_write", "nv_read", "quote",
             "deep_quote", "host_random")
 #: NV index of guest number ``i`` is ``NV_BASE + i``.
 NV_BASE = 0x01500000
+
+
+class _Arrivals(collections.deque):
+    """The arrivals waiting for a :class:`ChipLock`, oldest first.
+
+    SimPy's ``Resource`` keeps its waiting requests in ``PutQueue`` -- a list
+    unless a subclass names another type that can be indexed, measured, and
+    appended and popped -- and grants the lock to the head with ``pop(0)``.
+    A list moves every other waiting request to do that; a deque takes its
+    head in constant time.
+    """
+
+    def pop(self, index=-1):
+        if index == 0:
+            return self.popleft()
+        value = self[index]
+        del self[index]
+        return value
+
+
+class ChipLock(simpy.Resource):
+    """Linux's ``chip->tpm_mutex`` as the arrivals of an open loop meet it: a FIFO lock
+    (SimPy's ``Resource``) whose queue stays cheap however long it grows.
+
+    An open loop that offers more commands than its guest's chip serves -- the
+    point of a sweep past saturation -- queues ever more arrivals here, and
+    with a list each grant cost the length of the queue. Grants happen in the
+    same order at the same times either way.
+    """
+
+    PutQueue = _Arrivals
 
 
 @dataclass
@@ -129,7 +161,7 @@ class GuestLoad:
         #: Linux's ``chip->tpm_mutex``: one command at a time reaches tpmfront
         #: (``in_flight`` > 1 models a TPM stack that lets that many through,
         #: for the multi-slot transport)
-        self.chip_lock = simpy.Resource(self.env, capacity=in_flight)
+        self.chip_lock = ChipLock(self.env, capacity=in_flight)
         #: every :class:`Request` issued, in arrival order
         self.requests = []
         self._seq = 0
@@ -192,8 +224,14 @@ class GuestLoad:
             command = self.draw_command()
         req = Request(self.name, command, self.env.now)
         self.requests.append(req)
-        with self.chip_lock.request() as turn:
-            yield turn
+        turn = self.chip_lock.request()
+        # Waited for outside the ``with``: SimPy's request, left by a process that never got
+        # the lock, takes itself out of the queue (``Put.cancel``, a search of the queue). The
+        # only such exit here is the end of a run that stopped with arrivals still queued,
+        # whose processes Python closes one by one -- a search of the queue each, and an
+        # overloaded run's queue holds up to a million arrivals.
+        yield turn
+        with turn:
             req.started = self.guest.dom.now
             req.flow = self.tpm.new_flow()
             req.ok = yield from self._run(command, req.flow)

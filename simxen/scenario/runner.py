@@ -397,7 +397,7 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
                                                      cpu_report.known_domains(scenario))
     registry = metrics.of_scenario(scenario)
     report.outcomes = expect.evaluate(scenario.data["expect"], results,
-                                      absent=_why_absent(registry, hv.trace.level))
+                                      absent=_why_absent(registry, hv.trace.level, results))
     run_section = report.section("Run")
     run_section.row("seed", seed)
     profile = hv.profile
@@ -418,10 +418,14 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
     return RunResult(report, results, hv.trace, seed, env.now, registry)
 
 
-def _why_absent(registry, level):
-    """Why a metric the scenario publishes is missing: at ``--trace-level off`` the ones
-    read from trace records are (``commands`` keeps every record a result is read from)."""
+def _why_absent(registry, level, results):
+    """Why a metric the scenario publishes is missing: every metric of a workload that had
+    not finished is; at ``--trace-level off`` the ones read from trace records are
+    (``commands`` keeps every record a result is read from)."""
     def why(metric):
+        workload = metric.split(".", 1)[0]
+        if not results.get(workload, {}).get("finished", True):
+            return f"workload {workload} had not finished"
         if level == "off" and metric in registry:
             return "--trace-level off keeps none of the records it is read from"
         return None

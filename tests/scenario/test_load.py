@@ -221,3 +221,54 @@ def test_many_guests_manager_expectation_can_fail():
     assert result.results["stack"]["manager"]["utilisation"] > 0.5
     failed = [line for line in result.report.render().splitlines() if line.startswith("  FAIL")]
     assert len(failed) == 1 and "stack.manager.utilisation is below 0.5" in failed[0]
+
+
+# -- an open loop past what its guests serve ---------------------------------------------
+
+def test_the_chip_lock_grants_as_simpys_resource_does():
+    # the deque queue changes what a grant costs, never who gets the lock when
+    import simpy
+
+    from simxen.domains.load import ChipLock
+
+    def grants(lock_type):
+        env = simpy.Environment()
+        lock, order = lock_type(env, capacity=2), []
+
+        def user(i):
+            yield env.timeout(i % 3 * 0.5)
+            with lock.request() as turn:
+                yield turn
+                order.append((env.now, i))
+                yield env.timeout(1.0 + i % 2)
+        for i in range(12):
+            env.process(user(i))
+        env.run()
+        return order
+    assert grants(ChipLock) == grants(simpy.Resource)
+
+
+def test_an_overloaded_run_that_stops_says_why_and_frees_its_queue_without_searching_it(
+        tmp_path, monkeypatch):
+    import gc
+
+    from simxen.domains import load as loadmod
+    locks, searches = [], []
+    monkeypatch.setattr(loadmod.ChipLock, "__init__", lambda self, *a, **k: (
+        locks.append(self), loadmod.simpy.Resource.__init__(self, *a, **k))[-1])
+    monkeypatch.setattr(loadmod._Arrivals, "remove",
+                        lambda self, item: (searches.append(item), self.remove(item)))
+    path = tmp_path / "overload.toml"
+    path.write_text('[scenario]\nname = "overload"\nuntil = 10.0\n[[workload]]\ntype = "load"\n'
+                    'rate = 2000.0\nwarmup = 0.0\nduration = 1.0\nmix = { get_random = 1 }\n'
+                    '[[expect]]\nmetric = "load.commands"\nabove = 0\n')
+    result = runner.run(scenario_file.load(path), trace_level="off")
+    assert not result.results["load"]["finished"]
+    (outcome,) = result.report.outcomes
+    assert outcome.found == "<no such result: workload load had not finished>"
+    queued = sum(len(lock.put_queue) for lock in locks)
+    assert queued > 1000                # arrivals still waiting for the chip at the stop
+    del result, outcome
+    locks.clear()
+    gc.collect()                        # the run's processes are closed now
+    assert searches == []
