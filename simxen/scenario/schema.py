@@ -123,10 +123,16 @@ class Field:
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"expected a finite number, found {value!r}", path=path, key=key)
         if self.items is not None:
+            if self.items is float:     # an integer is a number too, as for a float key
+                value = [float(item) if isinstance(item, int) and not isinstance(item, bool)
+                         else item for item in value]
             for i, item in enumerate(value):
                 if isinstance(item, bool) or not isinstance(item, self.items):
                     raise InputError(f"expected {_type_name(self.items)}, found {_describe(item)}",
                                      path=path, key=f"{key}[{i}]")
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise InputError(f"expected a finite number, found {item!r}", path=path,
+                                     key=f"{key}[{i}]")
         if self.choices is not None and value not in self.choices:
             raise InputError(f"expected {self.expected()}, found {value!r}", path=path, key=key)
         if self.minimum is not None and value < self.minimum:

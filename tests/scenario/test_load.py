@@ -225,6 +225,38 @@ def test_many_guests_manager_expectation_can_fail():
 
 # -- an open loop past what its guests serve ---------------------------------------------
 
+@pytest.mark.parametrize("line,key,expected", [
+    ("rate = 1e6\nguest_count = 4", "workload.load.rate", "10,000,000 arrivals"),
+    ("rates = [1e6, 1, 1]\nguest_count = 3", "workload.load.rates", "2,500,005 arrivals"),
+])
+def test_an_open_loop_expecting_millions_of_arrivals_is_refused_before_it_runs(
+        tmp_path, capsys, line, key, expected):
+    # was: the run queued ten million arrival processes (about 10 GB), and a stop left
+    # them to be torn down one search of the queue each -- it never ended
+    from simxen.cli import main
+    _scenario(tmp_path, line)           # the file itself is well-formed
+    for command in ("validate", "run"):
+        assert main([command, str(tmp_path / "load.toml")]) == 2
+        err = capsys.readouterr().err
+        assert f"load.toml: {key}: " in err and expected in err and "at most 1,000,000" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_a_closed_loop_is_not_bounded_by_its_rate(tmp_path):
+    # closed loops wait for each answer: `rate` is not theirs to use
+    sc = _scenario(tmp_path, 'arrivals = "closed"\nrate = 1e9\nguest_count = 2\nwarmup = 0.0\n'
+                             'duration = 0.1\nmix = { get_random = 1 }')
+    assert runner.run(sc).results["load"]["commands"] > 0
+
+
+def test_rates_take_integers_and_refuse_what_is_not_finite(tmp_path):
+    sc = _scenario(tmp_path, "guest_count = 2\nrates = [20, 10.5]")
+    assert sc.data["workload"][0]["rates"] == [20.0, 10.5]
+    with pytest.raises(InputError) as err:
+        _scenario(tmp_path, "guest_count = 2\nrates = [20, inf]")
+    assert "workload.load.rates[1]: expected a finite number, found inf" in str(err.value)
+
+
 def test_the_chip_lock_grants_as_simpys_resource_does():
     # the deque queue changes what a grant costs, never who gets the lock when
     import simpy

@@ -218,11 +218,39 @@ def _host_spec(params):
     return spec
 
 
+#: most arrivals an open loop may expect in one run (rate x guests x (warmup + duration)).
+#: Each arrival is a process and a :class:`~simxen.domains.load.Request` held until the run
+#: ends -- about 1 KB and 17 us of CPU for one that never reaches the chip (measured:
+#: 200,000 arrivals queued behind four guests' chips took 170 MB and 3.5 s), and some 370 us
+#: for one that is served (benchmarks/sweep_point.py) -- so a million is a gigabyte, or
+#: hours once served. A rate far past what a guest serves (a linux-6 guest, polling every
+#: ~5 ms, about 200 commands/s) only queues them.
+MAX_ARRIVALS = 1_000_000
+
+
 def _check(params, n_guests, path=None):
     from simxen.errors import InputError
     if params["rates"] and len(params["rates"]) != n_guests:
         raise InputError(f"expected one rate per guest ({n_guests}), found {len(params['rates'])}",
                          path=path, key=f"workload.{params['name']}.rates")
+    if params["arrivals"] == "closed":
+        return          # each client waits for its answer: the chips bound the arrivals
+    seconds = params["warmup"] + params["duration"]
+    if params["rates"]:
+        key, offered = "rates", f"rates adding up to {sum(params['rates']):g} commands/s"
+        expected = sum(params["rates"]) * seconds
+    else:
+        key = "rate"
+        offered = (f"{params['rate']:g} commands/s per guest x {n_guests:,} "
+                   f"guest{'s' if n_guests != 1 else ''}")
+        expected = params["rate"] * n_guests * seconds
+    if expected > MAX_ARRIVALS:
+        raise InputError(
+            f"{offered} for {seconds:g} s (warmup + duration) is {expected:,.0f} arrivals; "
+            f"at most {MAX_ARRIVALS:,} in one run (each is held until the run ends, and a "
+            "guest serves a few hundred commands/s at most: the rest only queue) -- lower the "
+            "rate, the duration or the number of guests",
+            path=path, key=f"workload.{params['name']}.{key}")
 
 
 def prepare(sim, params):
