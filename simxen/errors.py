@@ -38,9 +38,46 @@ class ExpectationFailed(SimxenError):
     exit_status = 1
 
 
-def did_you_mean(name, known) -> str:
-    """``"; did you mean X?"`` for the one of ``known`` closest to a misspelt ``name``,
-    or ``""`` when none is close (difflib's ratio at least 0.75)."""
+def did_you_mean(name, known, *, show=None, cutoff=0.6) -> str:
+    """``"; did you mean 'X'?"`` for the one of ``known`` closest to a misspelt ``name``,
+    or ``""`` when none is close, so that a caller may add its own fallback
+    (``did_you_mean(...) or " (simxen metrics lists them)"``). Every "did you mean"
+    simxen prints is made here, so they all read alike.
+
+    :param known: the names ``name`` may have meant
+    :param show: what the message shows for each of ``known``, when it is not the name
+        itself (a metric compared by the part after its workload's name, shown whole)
+    :param cutoff: the ratio of :func:`difflib.get_close_matches` a name must reach:
+        0.6, difflib's own, suits short names that differ from their start (keys of
+        a file); names that share a long start (``TPM2_...``, ``vtpm-...``) are all
+        that close to each other, and ask for 0.75
+    """
     import difflib
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    return f"; did you mean {close[0]}?" if close else ""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=cutoff)
+    if not close:
+        return ""
+    return f"; did you mean {(show[close[0]] if show is not None else close[0])!r}?"
+
+
+#: how an error names the type of a value read from TOML (and the type a key expects)
+TOML_TYPES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+              list: "an array", dict: "a table"}
+
+
+def found(value) -> str:
+    """How an error names a bad ``value`` read from a TOML file, after "found" or
+    "got": as the file would write it, with its type, so that ``"3"`` (a string) and
+    ``3`` (an integer) are told apart -- ``'3' (a string)``, ``true (a boolean)``,
+    ``2026-01-01 (a TOML date or time)``; an array or a table by what it is, as its
+    contents may be long (``an array``, ``a table``)."""
+    import datetime
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, (datetime.date, datetime.time)):       # TOML's dates and times
+        return f"{value.isoformat()} (a TOML date or time)"
+    kind = type(value)
+    return f"{value!r} ({TOML_TYPES.get(kind, kind.__name__)})"

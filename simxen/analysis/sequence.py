@@ -162,7 +162,8 @@ def messages(records, *, domains=None, start=None, end=None, command=None, nth=1
         unknown = [d for d in domains if d not in known]
         if unknown:
             raise InputError(f"the trace has no lifeline called {unknown[0]!r}"
-                             f"{did_you_mean(unknown[0], known)} (it has: {', '.join(known)})",
+                             f"{did_you_mean(unknown[0], known, cutoff=0.75)}"
+                             f" (it has: {', '.join(known)})",
                              key="--domain")
     if command is not None:
         named = {}

@@ -37,12 +37,11 @@ simulated config should not silently change what is simulated.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from simxen.errors import InputError
+from simxen.errors import InputError, did_you_mean
 from simxen.xen.hypervisor import vcpus_problem
 
 __all__ = ["XlConfig", "DiskSpec", "VtpmSpec", "parse", "name_problem", "KNOWN_KEYS", "UUID_RE"]
@@ -239,9 +238,7 @@ def parse(text: str, *, source: str = "<config>") -> XlConfig:
     raw = _Parser(text, source).entries()
     for key in raw:
         if key not in KNOWN_KEYS:
-            close = difflib.get_close_matches(key, list(KNOWN_KEYS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise InputError(f"unknown key{hint}", path=source, key=key)
+            raise InputError(f"unknown key{did_you_mean(key, KNOWN_KEYS)}", path=source, key=key)
 
     def get(key, kind, default=None, required=False):
         if key not in raw:

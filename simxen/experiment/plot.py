@@ -25,13 +25,12 @@ Matplotlib runs with its ``Agg`` back end: no display is needed.
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import math
 import re
 from pathlib import Path
 
-from simxen.errors import InputError
+from simxen.errors import InputError, did_you_mean
 from simxen.experiment.sweep import SUMMARY_COLUMNS
 
 #: what ``simxen sweep`` draws when the scenario declares no ``[[plot]]``: the first of
@@ -219,10 +218,9 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
                          "trace's records has none at --trace-level off)", key=f"--y {y}")
     if not mine:
         names = sorted({r["metric"] for r in rows})
-        close = difflib.get_close_matches(y, names, n=1)
         raise InputError("the summary has no such metric" +
-                         (f"; did you mean {close[0]!r}?" if close else
-                          " (`simxen metrics SCENARIO` lists them)"), key=f"--y {y}")
+                         (did_you_mean(y, names) or " (`simxen metrics SCENARIO` lists them)"),
+                         key=f"--y {y}")
     unit = mine[0]["unit"]
     others = [k for k in keys if k not in (x, hue)]
     split = ([hue] if hue else []) + others           # what puts two points on two lines

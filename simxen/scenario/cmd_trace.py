@@ -204,7 +204,8 @@ def _no_such_command(records, args, err) -> InputError:
         return InputError(f"the trace has no TPM command at all, so no {args.tpm_command}",
                           key="--command")
     return InputError(f"the trace has no completed {args.tpm_command} command"
-                      f"{did_you_mean(args.tpm_command, names)} (it has: {', '.join(names)})",
+                      f"{did_you_mean(args.tpm_command, names, cutoff=0.75)}"
+                      f" (it has: {', '.join(names)})",
                       key="--command")
 
 
@@ -216,7 +217,8 @@ def _unknown_domains(records, args) -> InputError | None:
     if not unknown:
         return None
     return InputError(f"the trace has no domain called {unknown[0]!r}"
-                      f"{did_you_mean(unknown[0], known)} (it has: {', '.join(known)})",
+                      f"{did_you_mean(unknown[0], known, cutoff=0.75)}"
+                      f" (it has: {', '.join(known)})",
                       key="--domain")
 
 

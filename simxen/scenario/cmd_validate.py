@@ -11,10 +11,9 @@ override exactly as ``simxen run`` would apply it.  With ``--keys`` it prints
 the reference of every key a scenario file may hold.
 """
 
-import difflib
 import sys
 
-from simxen.errors import InputError
+from simxen.errors import InputError, did_you_mean
 from simxen.scenario import metrics, runner, scenario_file
 
 
@@ -61,9 +60,8 @@ def unpublished_expectations(sc) -> list:
             continue
         head, _, tail = name.partition(".")         # alike after the shared workload name
         tails = {p.partition(".")[2]: p for p in published if p.partition(".")[0] == head}
-        close = difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.75)
-        hint = (f"; did you mean {tails[close[0]]!r}?" if close
-                else " (simxen metrics lists them)")
+        hint = (did_you_mean(tail, tails, show=tails, cutoff=0.75)
+                or " (simxen metrics lists them)")
         notes.append(f"{sc.path}: {where}: this scenario publishes no metric {name!r}, so "
                      f"{then}{hint}")
     return notes

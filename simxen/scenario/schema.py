@@ -18,24 +18,19 @@ Example::
 
 from __future__ import annotations
 
-import datetime
-import difflib
 import math
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Sequence
 
-from simxen.errors import InputError
+from simxen.errors import TOML_TYPES, InputError, did_you_mean, found
 
 _MISSING = object()
-
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-               list: "an array", dict: "a table"}
 
 
 def _type_name(t) -> str:
     if isinstance(t, tuple):
         return " or ".join(_type_name(x) for x in t)
-    return _TYPE_NAMES.get(t, getattr(t, "__name__", str(t)))
+    return TOML_TYPES.get(t, getattr(t, "__name__", str(t)))
 
 
 _PLURALS = {int: "integers", float: "numbers", str: "strings", bool: "booleans",
@@ -53,18 +48,6 @@ def _toml(value) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
     return repr(value)
-
-
-def _describe(value) -> str:
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, (datetime.date, datetime.time)):       # TOML's dates and times
-        return f"{value.isoformat()} (a TOML date or time)"
-    return f"{value!r} ({_type_name(type(value))})"
 
 
 @dataclass
@@ -118,7 +101,7 @@ class Field:
         else:
             ok = isinstance(value, ok_types)
         if not ok:
-            raise InputError(f"expected {self.expected()}, found {_describe(value)}",
+            raise InputError(f"expected {self.expected()}, found {found(value)}",
                              path=path, key=key)
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"expected a finite number, found {value!r}", path=path, key=key)
@@ -128,7 +111,7 @@ class Field:
                          else item for item in value]
             for i, item in enumerate(value):
                 if isinstance(item, bool) or not isinstance(item, self.items):
-                    raise InputError(f"expected {_type_name(self.items)}, found {_describe(item)}",
+                    raise InputError(f"expected {_type_name(self.items)}, found {found(item)}",
                                      path=path, key=f"{key}[{i}]")
                 if isinstance(item, float) and not math.isfinite(item):
                     raise InputError(f"expected a finite number, found {item!r}", path=path,
@@ -160,7 +143,7 @@ class Table:
     def validate(self, raw, path, prefix=None) -> dict:
         prefix = prefix if prefix is not None else self.name
         if not isinstance(raw, dict):
-            raise InputError(f"expected a table, found {_describe(raw)}", path=path, key=prefix)
+            raise InputError(f"expected a table, found {found(raw)}", path=path, key=prefix)
         known = self._by_name()
         for key in raw:
             if key not in known:
@@ -238,7 +221,7 @@ class TableArray:
         if isinstance(raw, dict) and self.variants is not None:
             raw = [raw]          # a single [workload] table is a one-element array
         if not isinstance(raw, list):
-            raise InputError(f"expected an array of tables ([[{self.name}]]), found {_describe(raw)}",
+            raise InputError(f"expected an array of tables ([[{self.name}]]), found {found(raw)}",
                              path=path, key=prefix)
         if len(raw) < self.minimum:
             raise InputError(f"expected at least {self.minimum} [[{self.name}]] table(s)",
@@ -249,7 +232,7 @@ class TableArray:
             table = self.table
             if self.variants is not None:
                 if not isinstance(item, dict):
-                    raise InputError(f"expected a table, found {_describe(item)}", path=path, key=key)
+                    raise InputError(f"expected a table, found {found(item)}", path=path, key=key)
                 kind = item.get(self.variant_key, _MISSING)
                 if kind is _MISSING:
                     raise InputError(f"missing required key: expected one of "
@@ -257,7 +240,7 @@ class TableArray:
                                      path=path, key=f"{key}.{self.variant_key}")
                 if not isinstance(kind, str):       # an array or table is no type name
                     raise InputError(f"expected one of {', '.join(map(repr, self.variants))}, "
-                                     f"found {_describe(kind)}",
+                                     f"found {found(kind)}",
                                      path=path, key=f"{key}.{self.variant_key}")
                 if kind not in self.variants:
                     raise InputError(_unknown_key_message(kind, self.variants, what="type"),
@@ -281,7 +264,5 @@ def _join(prefix, key):
 
 
 def _unknown_key_message(key, known, what="key"):
-    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
     names = ", ".join(repr(k) for k in known)
-    return f"unknown {what} {key!r} (expected one of: {names}){hint}"
+    return f"unknown {what} {key!r} (expected one of: {names}){did_you_mean(key, known)}"

@@ -39,14 +39,13 @@ byte; the caller multiplies. A file with an unknown key, a wrong type or a
 missing op raises :class:`simxen.errors.InputError` naming the file and key.
 """
 
-import difflib
 import math
 import re
 import tomllib
 from importlib import resources
 from pathlib import Path
 
-from simxen.errors import InputError
+from simxen.errors import InputError, did_you_mean, found
 
 #: ops the hypervisor itself charges; every profile must define them.
 REQUIRED_OPS = (
@@ -224,10 +223,8 @@ class Profile:
         try:
             data = (resources.files("simxen") / "profiles" / "chips" / f"{chip}.toml").read_bytes()
         except (OSError, FileNotFoundError):
-            close = difflib.get_close_matches(chip, shipped_chips(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise InputError(f"no such chip {chip!r}; shipped chips: {', '.join(shipped_chips())}"
-                             f"{hint}", key="chip") from None
+                             f"{did_you_mean(chip, shipped_chips())}", key="chip") from None
         try:
             doc = tomllib.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -317,7 +314,7 @@ class Profile:
                     isinstance(value, (int, float)) and isinstance(self._switches[key], (int, float))
                     and not isinstance(value, bool)):
                 wanted = _SWITCH_TYPES.get(type(self._switches[key]), "a value of its type")
-                raise InputError(f"expected {wanted}, got {_found(value)}", path=where,
+                raise InputError(f"expected {wanted}, got {found(value)}", path=where,
                                  key=f"switches.{key}")
             switches[key] = value
         return Profile(self.name, ops, switches, path=self.path, description=self.description,
@@ -400,7 +397,7 @@ def _parse_op(op_name, table, path):
                              key=f"{key}.{pname}")
         value = table[pname]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InputError(f"expected a number of seconds, got {value!r}", path=path,
+            raise InputError(f"expected a number of seconds, got {found(value)}", path=path,
                              key=f"{key}.{pname}")
         if value < 0 or (pname in ("median", "mean") and dist in ("lognormal", "exponential")
                          and value == 0):
@@ -422,29 +419,19 @@ def _parse_op(op_name, table, path):
 
 
 def _unknown_name(what, name, known):
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"the profile defines no {what} {name!r}, so overriding it changes nothing{hint}"
-
-
-def _found(value) -> str:
-    """``value`` as an error names it: an array or a table by what it is, not Python's repr."""
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return repr(value)
+    return (f"the profile defines no {what} {name!r}, so overriding it changes nothing"
+            f"{did_you_mean(name, known)}")
 
 
 def _expect_table(value, key, path):
     if not isinstance(value, dict):
-        raise InputError(f"expected a table, got {_found(value)}", path=path,
+        raise InputError(f"expected a table, got {found(value)}", path=path,
                          key=key or "(top level)")
 
 
 def _expect_type(value, kind, key, expected, path):
     if not isinstance(value, kind):
-        raise InputError(f"expected {expected}, got {value!r}", path=path, key=key)
+        raise InputError(f"expected {expected}, got {found(value)}", path=path, key=key)
 
 
 def _no_unknown(table, allowed, key, path):

@@ -65,13 +65,13 @@ def test_an_unknown_domain_is_named_with_the_closest_one(tmp_path, capsys, small
                         "--domain", "gest1")
     assert status == 2
     assert err.startswith(f"simxen trace: --domain: the trace has no {what} called 'gest1'; "
-                          "did you mean guest1? (it has: ")
+                          "did you mean 'guest1'? (it has: ")
     assert "vtpm-guest1" in err
     # one good name beside the misspelt one: was exit 0, the good one's export alone
     out = tmp_path / "y.svg"
     status, err = trace(capsys, "--from", small_trace, "-f", fmt, "-o", out,
                         "--domain", "guest1", "--domain", "vtpm-gest1")
-    assert status == 2 and "no " + what + " called 'vtpm-gest1'; did you mean vtpm-guest1?" in err
+    assert status == 2 and "no " + what + " called 'vtpm-gest1'; did you mean 'vtpm-guest1'?" in err
     assert not out.exists()
 
 
@@ -80,7 +80,7 @@ def test_an_unknown_or_absent_command_names_what_the_trace_has(tmp_path, capsys,
     status, err = trace(capsys, "--from", small_trace, "-f", "sequence", "-o", tmp_path / "x.svg",
                         "--command", "TPM2_PCR_Extnd")
     assert status == 2
-    assert "no completed TPM2_PCR_Extnd command; did you mean TPM2_PCR_Extend? (it has: " in err
+    assert "no completed TPM2_PCR_Extnd command; did you mean 'TPM2_PCR_Extend'? (it has: " in err
     status, err = trace(capsys, "--from", small_trace, "-f", "sequence", "-o", tmp_path / "x.svg",
                         "--command", "TPM2_Clear")
     assert status == 2 and "did you mean" not in err and "TPM2_PCR_Read" in err

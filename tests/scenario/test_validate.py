@@ -162,11 +162,13 @@ def test_a_toml_date_or_time_is_named_as_one(tmp_path, value, shown):
 
 
 @pytest.mark.parametrize("switch,value,expected", [
-    ("tpmfront.timeout", '"x"', "expected a number, got 'x'"),
-    ("tpmfront.wait", "3", "expected a string, got 3"),
-    ("tpmfront.hz", "true", "expected an integer, got True")])
+    ("tpmfront.timeout", '"x"', "expected a number, got 'x' (a string)"),
+    ("tpmfront.wait", "3", "expected a string, got 3 (an integer)"),
+    ("tpmfront.hz", "true", "expected an integer, got true (a boolean)"),
+    ("tpmfront.wait", "2026-01-01", "expected a string, got 2026-01-01 (a TOML date or time)")])
 def test_a_switch_of_the_wrong_type_is_named_as_the_reference_names_types(switch, value, expected):
-    # was: "expected float, got 'x'" -- Python's type names
+    # was: "expected float, got 'x'" -- Python's type names; then "got True", "got 3":
+    # Python's spelling, and a number not told from a string (simxen.errors.found)
     with pytest.raises(InputError) as err:
         from simxen.scenario import runner
         runner.prepare(scenario_file.load(GOOD, [f'profile.switches."{switch}"={value}']))
