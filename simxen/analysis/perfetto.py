@@ -3,10 +3,12 @@
 The output is the Chrome trace-event format (JSON, ``{"traceEvents": [...]}``;
 times in microseconds of simulated time), which both viewers open:
 
-* a **process per domain**, named ``guest1 (dom3)``, with a **thread per
-  vCPU** (``vcpu0``...; a domain's kernel runs on vcpu0, which is where its
-  events are drawn); the physical TPM and the world outside the host
-  (verifier, network) are processes of their own;
+* a **process per domain**, named ``guest1 (dom3)`` -- ``guest1 (dom3, 64
+  vCPUs)`` when it has more than one -- with a **thread per vCPU that carries
+  events**: ``vcpu0``, where the domain's kernel runs and its events are
+  drawn, always, and no empty track for the others (a domain may have 8,192
+  of them); the physical TPM and the world outside the host (verifier,
+  network) are processes of their own;
 * **slices for TPM commands**, named by command code: the frontend's round
   trip (``tpm.front.submit`` -> ``tpm.front.complete``) and the backend's
   service (``tpm.back.take`` -> ``tpm.back.respond``) as async slices (they
@@ -53,7 +55,7 @@ class _Builder:
         self.made = {}              # family -> its events, as build() reads the records
         self.names = {}
         self.vcpus = {}
-        self.pids = set()
+        self.tracks = set()         # (pid, tid) of every event made
         self.kinds = set()          # the families seen
         self.end = 0                # the trace's last time (µs)
 
@@ -64,7 +66,7 @@ class _Builder:
         return dom + 1
 
     def ev(self, **e):
-        self.pids.add(e["pid"])
+        self.tracks.add((e["pid"], e["tid"]))
         self.events.append(e)
 
     def build(self):
@@ -93,10 +95,10 @@ class _Builder:
     def _into(self, family):
         """An :meth:`ev` that adds to ``family``'s list of events."""
         out = self.made.setdefault(family, [])
-        pids = self.pids
+        tracks = self.tracks
 
         def ev(**e):
-            pids.add(e["pid"])
+            tracks.add((e["pid"], e["tid"]))
             out.append(e)
         return ev
 
@@ -223,22 +225,30 @@ class _Builder:
 
     # -- names -----------------------------------------------------------------
     def metadata(self):
+        """Name each process, and each thread that carries events, plus vcpu0 of every
+        domain (where its kernel runs): a thread named but empty is an empty track in
+        the viewer, and a domain may have 8,192 vCPUs. The process's name says how many
+        a domain has when it is more than one."""
+        threads = {}                # pid -> the tids its events are on
+        for pid, tid in self.tracks:
+            threads.setdefault(pid, {0}).add(tid)
         meta = []
-        for pid in sorted(self.pids | {dom + 1 for dom in self.names}):
+        for pid in sorted(threads.keys() | {dom + 1 for dom in self.names}):
             if pid == _HW_PID:
                 pname = "physical TPM"
             elif pid == _WORLD_PID:
                 pname = "outside the host (verifier, network)"
             else:
                 dom = pid - 1
-                pname = f"{self.names.get(dom, 'dom')} (dom{dom})"
+                n = self.vcpus.get(dom, 1)
+                pname = f"{self.names.get(dom, 'dom')} (dom{dom}{f', {n} vCPUs' if n > 1 else ''})"
             meta.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "ts": 0,
                          "args": {"name": pname}})
             meta.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "ts": 0,
                          "args": {"sort_index": pid}})
-            for v in range(self.vcpus.get(pid - 1, 1) if pid < _HW_PID else 1):
-                meta.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": v, "ts": 0,
-                             "args": {"name": f"vcpu{v}" if pid < _HW_PID else "main"}})
+            for tid in sorted(threads.get(pid, {0})):
+                meta.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "ts": 0,
+                             "args": {"name": f"vcpu{tid}" if pid < _HW_PID else "main"}})
         self.events[:0] = meta
 
 

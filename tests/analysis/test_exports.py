@@ -185,6 +185,34 @@ def test_cli_trace_formats(tmp_path, shipped_traces, capsys):
     assert "line 1" in capsys.readouterr().err
 
 
+def test_perfetto_names_only_the_threads_that_carry_events_however_many_vcpus():
+    """A domain may have 8,192 vCPUs (Xen's MAX_VIRT_CPUS for a PV domain), but its
+    events are drawn on vcpu0: a thread named for every vCPU made two such domains an
+    export of 16,450 events (1.4 MB), 16,385 of them empty tracks. Now the tracks are
+    exactly the threads events land on, plus vcpu0 of each domain, and the process's
+    name says how many vCPUs the domain has."""
+    from simxen.analysis import trace_format
+    from simxen.scenario import runner, scenario_file
+    docs = {}
+    for vcpus in (1, 8192):
+        sc = scenario_file.load("scenarios/ring-pingpong.toml", [
+            "pingpong.requests=20", f"frontend.vcpus={vcpus}", f"backend.vcpus={vcpus}"])
+        docs[vcpus] = perfetto.dumps(trace_format.from_trace(runner.run(sc).trace))
+    one, many = docs[1], docs[8192]
+    assert len(many) - len(one) == 2 * len(", 8192 vCPUs")       # the two names, no more
+    doc = json.loads(many)
+    assert perfetto.check(doc) == []
+    ev = doc["traceEvents"]
+    procs = {e["pid"]: e["args"]["name"] for e in ev if e["name"] == "process_name"}
+    assert sorted(procs.values()) == ["Domain-0 (dom0)", "backend (dom2, 8192 vCPUs)",
+                                      "frontend (dom1, 8192 vCPUs)"]
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in ev if e["name"] == "thread_name"}
+    drawn = {(e["pid"], e["tid"]) for e in ev if e["ph"] != "M"}
+    assert set(threads) == drawn | {(pid, 0) for pid in procs}
+    assert set(threads.values()) == {"vcpu0"}
+    assert json.loads(one)["traceEvents"][len(procs) * 3:] == ev[len(procs) * 3:]
+
+
 def test_exports_of_a_commands_level_trace_say_what_they_lack():
     """At trace level ``commands`` there are no event-channel or grant records: the
     Perfetto export is still well formed, says which families it found nothing of, and the
