@@ -154,5 +154,12 @@ def batch_means(values, batches=20):
 
 
 def agrees(simulated, half_width, theory, rel=0.03):
-    """The acceptance rule: ``|sim - theory|`` within the CI half-width or ``rel * theory``."""
+    """The acceptance rule: ``|sim - theory|`` within the CI half-width or ``rel * theory``.
+
+    ``None`` -- cannot tell -- when there is no confidence interval (``half_width``
+    infinite: :func:`batch_means` had too few values): an infinitely wide interval
+    would hold any theory, so "agrees" would say nothing.
+    """
+    if not math.isfinite(half_width):
+        return None
     return abs(simulated - theory) <= max(half_width, rel * theory)

@@ -76,3 +76,10 @@ def test_agreement_rule_takes_the_wider_of_ci_and_3_percent():
     assert q.agrees(1.02, 0.001, 1.0)              # inside 3 %
     assert q.agrees(1.10, 0.2, 1.0)                # inside its own CI
     assert not q.agrees(1.10, 0.05, 1.0)
+
+
+def test_no_interval_cannot_agree_or_disagree():
+    # an infinitely wide interval holds every theory: "agrees" would say nothing
+    assert q.agrees(1.0, math.inf, 1.0) is None
+    assert q.agrees(5.0, math.inf, 1.0) is None
+    assert q.agrees(*q.batch_means([1.0, 2.0, 3.0], batches=20), 2.0) is None

@@ -94,3 +94,22 @@ def test_with_multi_slot_rings_each_guest_waits_what_cobham_says(rho, samples):
     for who, row in res["theory"].items():
         assert row["agrees"], (who, row, res["theory_note"])
     assert "waits in its ring" in res["theory_note"]
+
+
+def test_too_few_waits_for_the_batches_cannot_agree_and_the_json_stays_json(capsys):
+    # was: 1,242 waits in 100,000 batches gave an infinite interval, which "agreed" with
+    # any theory (the expectation passed), and --json printed the bare word Infinity
+    import json
+
+    from simxen.cli import main
+    path = str(VALIDATION / "md1.toml")
+    assert main(["run", path, "--set", "md1.batches=100000", "--set", "md1.duration=2.0",
+                 "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)      # (the standard parser refuses Infinity)
+    assert data["metrics"]["md1.theory.all.agrees"]["value"] is None
+    assert data["metrics"]["md1.theory.all.ci_ms"]["value"] is None
+    assert not data["passed"]
+    assert main(["run", path, "--set", "md1.batches=100000", "--set", "md1.duration=2.0"]) == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert "cannot tell" in text and "at least 2 waits in each of the 100,000 batches" in text
+    assert "FAIL md1.theory.all.agrees equals True (found None)" in text

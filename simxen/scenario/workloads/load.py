@@ -40,6 +40,8 @@ for ``"priority"``, Pollaczek-Khinchine (M/M/1, M/D/1, M/G/1) for
 
 from __future__ import annotations
 
+import math
+
 from simxen.scenario.schema import Field, Table
 from simxen.scenario.workloads.vtpm_stack import (SAVE_AND_SCHEDULE, check_guest_count,
                                                   check_guest_names, counted_guests,
@@ -543,8 +545,10 @@ def _theory(hv, loads, measured, server_wait, params):
         rs = sorted(rs, key=lambda r: r.arrived)
         waits = [r.wait + server_wait.get(r.flow, 0.0) for r in rs if r.ok]
         mean, half = q.batch_means(waits, params["batches"])
-        out[name] = {"simulated_ms": mean * 1e3, "ci_ms": half * 1e3, "theory_ms": w * 1e3,
-                     "agrees": q.agrees(mean, half, w), "count": len(waits)}
+        # no interval (too few waits for the batches): neither a width nor a verdict
+        out[name] = {"simulated_ms": mean * 1e3,
+                     "ci_ms": half * 1e3 if math.isfinite(half) else None,
+                     "theory_ms": w * 1e3, "agrees": q.agrees(mean, half, w), "count": len(waits)}
     note = (f"{model} at {where}, utilisation {rho:.3f}: service = profile op {op.name} "
             f"({op.dist}, mean {es * 1e3:.4g} ms), Poisson arrivals of {sum(rates):.4g}/s in all"
             f"{extra}")
@@ -604,8 +608,17 @@ def report(rep, result, params):
                     "or within 3 %.")
             t = rep.section("Mean wait: simulated vs theory, ms",
                             headers=["guest", "n", "simulated", "+/- 95 %", "theory", "agrees"])
+            few = []
             for guest, s in result["theory"].items():
-                t.table.append([guest, s["count"], s["simulated_ms"], s["ci_ms"], s["theory_ms"],
-                                "yes" if s["agrees"] else "NO"])
+                if s["agrees"] is None:
+                    few.append(f"{guest} ({s['count']:,})")
+                t.table.append([guest, s["count"], s["simulated_ms"],
+                                "none" if s["ci_ms"] is None else s["ci_ms"], s["theory_ms"],
+                                "cannot tell" if s["agrees"] is None
+                                else "yes" if s["agrees"] else "NO"])
+            if few:
+                rep.say(f"No confidence interval for {', '.join(few)}: batch means need at least "
+                        f"2 waits in each of the {params['batches']:,} batches (`batches`). Lower "
+                        "`batches` or lengthen `duration`; until then agreement cannot be told.")
         else:
             rep.say("Theory check: " + result["theory_note"])
