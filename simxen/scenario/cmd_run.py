@@ -117,7 +117,8 @@ def main(args) -> int:
             result = runner.execute(sim, stop=stop, progress=runner.TerminalProgress(sys.stderr)
                                     if show else None)
             if args.json:
-                print(json.dumps(result.as_dict(), indent=2, default=str), file=report_fp)
+                print(json.dumps(result.as_dict(), indent=2, default=str, allow_nan=False),
+                      file=report_fp)
             else:
                 report_fp.write(result.report.render())
             report_fp.flush()

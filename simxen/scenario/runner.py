@@ -158,13 +158,29 @@ class RunResult:
         return metrics.values(self.registry, self.results)
 
     def as_dict(self) -> dict:
-        """The run as data (``simxen run --json``): the report, plus every metric with its unit."""
+        """The run as data (``simxen run --json``): the report, plus every metric with its unit.
+
+        JSON has no infinity or NaN: a number that is not finite (the maximum of an empty
+        sample, say) is ``None`` (``null``), as a sweep's CSV leaves its cell empty."""
         values = self.metrics
-        return {**self.report.as_dict(),
-                "scenario": self.report.title.removeprefix("simxen: "),
-                "seed": self.seed, "sim_time": self.sim_time, "passed": self.report.passed,
-                "metrics": {m.name: {"value": values[m.name], "unit": m.unit, "kind": m.kind}
-                            for m in self.registry if m.name in values}}
+        return _finite({**self.report.as_dict(),
+                        "scenario": self.report.title.removeprefix("simxen: "),
+                        "seed": self.seed, "sim_time": self.sim_time, "passed": self.report.passed,
+                        "metrics": {m.name: {"value": values[m.name], "unit": m.unit,
+                                             "kind": m.kind}
+                                    for m in self.registry if m.name in values}})
+
+
+def _finite(value):
+    """``value`` with every float that is not finite, at any depth of its dicts and lists,
+    made ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 class TerminalProgress:
