@@ -26,6 +26,12 @@ class Kernel:
     #: Short name of the model, shown in traces and reports.
     role = "kernel"
 
+    @classmethod
+    def booted_role(cls) -> str:
+        """The :attr:`role` of what runs in the domain once it has booted: the
+        model's own, unless it hands the domain to another (pv-grub loads Linux)."""
+        return cls.role
+
     def __init__(self, toolstack, dom, config, disks=()):
         self.toolstack = toolstack
         self.hv = toolstack.hv

@@ -185,6 +185,12 @@ class PvGrub(Kernel):
 
     role = "pv-grub"
 
+    @classmethod
+    def booted_role(cls) -> str:
+        """A Linux guest's: :meth:`main` ends by handing the domain to one."""
+        from simxen.domains.guest import Guest
+        return Guest.role
+
     def __init__(self, toolstack, dom, config, disks=()):
         super().__init__(toolstack, dom, config, disks)
         self.measurement = None

@@ -36,17 +36,18 @@ from dataclasses import dataclass, field
 from simxen.domains.host_boot import DEFAULT_BOOT, measure
 from simxen.domains.images import GuestImages
 from simxen.domains.pvgrub import PVGRUB_IMAGE
-from simxen.domains.toolstack import Toolstack
+from simxen.domains.toolstack import Toolstack, kernel_model
 from simxen.domains.ptpm_commands import BOOT_KEYS
 from simxen.domains.vtpm import RESTORE_FAILURE, SAVE_ON
 from simxen.domains.vtpmmgr_storage import STORAGES
 from simxen.drivers.tpmback import POLICIES
-from simxen.errors import InputError
+from simxen.errors import InputError, did_you_mean
 from simxen.domains.xl_config import parse
 from simxen.drivers.kernel_eras import check_era
 from simxen.tpm import TpmEngine, client
 
-__all__ = ["HostSpec", "HostState", "Host", "build_host", "check_spec", "vtpmmgr_config",
+__all__ = ["HostSpec", "HostState", "Host", "build_host", "check_spec", "roles", "vtpm_guests",
+           "vtpm_guest", "vtpmmgr_config",
            "vtpm_config", "guest_config", "physical_tpm", "one_of", "COUNTED"]
 
 #: Trace kinds :meth:`Host.op_counts` counts, with what they are (``"xs"`` = every ``xs.*``).
@@ -358,6 +359,68 @@ def check_spec(spec: HostSpec) -> list:
             if problem:
                 raise InputError(problem, path="HostSpec.options", key=f"{name}.{key}")
     return cfgs
+
+
+def roles(spec: HostSpec) -> dict:
+    """``{domain name: role}`` of every domain *spec* creates, in creation order, before
+    any exists: the :attr:`~simxen.domains.kernel.Kernel.role` of what runs in it once
+    booted (``"vtpmmgr"``, ``"vtpm"``, ``"guest"`` -- a Linux kernel, or pv-grub, which
+    loads one), from its ``kernel=`` image as the toolstack will choose the model
+    (:func:`~simxen.domains.toolstack.kernel_model`). :func:`check_spec` runs first."""
+    return {cfg.name: kernel_model(cfg.kernel, spec.kernels).booted_role()
+            for cfg in check_spec(spec)}
+
+
+def vtpm_guests(spec: HostSpec) -> list:
+    """The guests of *spec* with a vTPM frontend of their own (a ``vtpm=`` line), in
+    creation order: the names :meth:`Host.guest` will give a kernel whose ``tpm`` is
+    the guest's path to its vTPM (a vTPM stub domain's ``vtpm=`` is its own link to
+    the manager, not a guest's)."""
+    role = roles(spec)
+    return [cfg.name for cfg in check_spec(spec) if role[cfg.name] == "guest" and cfg.vtpm]
+
+
+def vtpm_guest(spec: HostSpec, name, *, path=None, key=None):
+    """The parsed config of *name*, one of :func:`vtpm_guests`; otherwise an
+    :class:`~simxen.errors.InputError` (at ``path``, ``key``) that says what *name*
+    is -- no such domain (with the closest guest's name), a stub domain, a guest
+    without a ``vtpm=`` line -- and which guests there are."""
+    role = roles(spec)
+    guests = vtpm_guests(spec)
+    if name in guests:
+        return next(cfg for cfg in check_spec(spec) if cfg.name == name)
+    listed = _names(guests)
+    if name not in role:
+        counted = _counted(guests)
+        # guest9 of guest1..guest4 is past the count, not a misspelt guest4
+        hint = "" if counted and name.rstrip("0123456789") == counted else \
+            did_you_mean(name, guests)
+        raise InputError(f"no domain called {name!r} in this scenario's host{hint} "
+                         f"(guests with a vTPM: {listed}; domains: {_names(sorted(role))})",
+                         path=path, key=key)
+    raise InputError(f"domain {name!r} is a {role[name]} without a vTPM frontend of its own "
+                     f"(guests with a vTPM: {listed})", path=path, key=key)
+
+
+def _counted(names):
+    """``"guest"`` when *names* are ``guest1`` .. ``guestN`` in order (a ``guest_count``'s),
+    else None."""
+    stem = names[0].rstrip("0123456789") if names else ""
+    if not stem or len(names) < 2 or names != [f"{stem}{i}" for i in range(1, len(names) + 1)]:
+        return None
+    return stem
+
+
+def _names(names, most=8) -> str:
+    """``a, b, c`` -- or the first few and how many there are, for a fleet's thousands
+    (``guest1 .. guest64`` for a count's)."""
+    if not names:
+        return "none"
+    if _counted(names):
+        return f"{names[0]} .. {names[-1]}"
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most - 2])}, ... {names[-1]} ({len(names)} in all)"
 
 
 def one_of(*choices):

@@ -41,7 +41,7 @@ from simxen.protocols.xenbus import frontend_path
 from simxen.xen import errno
 from simxen.xen.errors import XenError
 
-__all__ = ["Toolstack", "KERNELS", "DEFAULT_KERNEL"]
+__all__ = ["Toolstack", "KERNELS", "DEFAULT_KERNEL", "kernel_model"]
 
 
 def _kernel_classes():
@@ -58,6 +58,27 @@ KERNELS: dict = {}
 DEFAULT_KERNEL = None
 
 
+def _load_models():
+    global DEFAULT_KERNEL
+    if not KERNELS:
+        table, default = _kernel_classes()
+        KERNELS.update(table)
+        DEFAULT_KERNEL = default
+
+
+def kernel_model(image_path, kernels=None):
+    """The kernel model (class) ``xl create`` boots from the ``kernel=`` image
+    ``image_path``: chosen by the image's file name, from ``kernels`` (extra
+    ``{image file name: class}``, as :class:`Toolstack` takes them), then
+    :data:`KERNELS`, else :data:`DEFAULT_KERNEL`. Known before any domain
+    exists, so a command can check what a config will boot before booting it."""
+    _load_models()
+    name = os.path.basename(image_path)
+    if kernels and name in kernels:
+        return kernels[name]
+    return KERNELS.get(name, DEFAULT_KERNEL)
+
+
 class Toolstack:
     """The toolstack of host *hv* (it acts as ``hv.dom0``).
 
@@ -69,11 +90,7 @@ class Toolstack:
     """
 
     def __init__(self, hv, *, kernels=None, image_size: int = DEFAULT_IMAGE_SIZE, options=None):
-        global DEFAULT_KERNEL
-        if not KERNELS:
-            table, default = _kernel_classes()
-            KERNELS.update(table)
-            DEFAULT_KERNEL = default
+        _load_models()
         self.hv = hv
         self.dom0 = hv.dom0
         self.kernel_table = {**KERNELS, **(kernels or {})}
@@ -172,7 +189,7 @@ class Toolstack:
                                          f"to domain {owner}")
 
     def _kernel_class(self, image_path):
-        return self.kernel_table.get(os.path.basename(image_path), DEFAULT_KERNEL)
+        return kernel_model(image_path, self.kernel_table)
 
     # -- xl destroy --------------------------------------------------------
     def destroy(self, name: str) -> None:

@@ -51,7 +51,7 @@ from simpy.core import EmptySchedule
 from simxen.analysis import hops
 from simxen.domains.stack import build_host
 from simxen.errors import InputError, SimxenError
-from simxen.scenario import scenario_file, workloads
+from simxen.scenario import scenario_file, serve_host
 from simxen.scenario.output import check_file, open_output
 from simxen.scenario.runner import Stop, prepare
 from simxen.server import foreground
@@ -59,7 +59,7 @@ from simxen.server.resource_manager import ResourceManager, describe
 from simxen.server.sim_backend import SimulatedPath
 from simxen.xen.errors import XenError
 
-__all__ = ["add_arguments", "main", "run", "ServeSession"]
+__all__ = ["add_arguments", "main", "plan", "run", "Plan", "ServeSession"]
 
 
 def add_arguments(parser):
@@ -86,10 +86,11 @@ def add_arguments(parser):
 class ServeSession:
     """A booted host and the guest path the servers use.
 
-    :meth:`build` loads the scenario, builds its host with the domains
+    :meth:`build` loads and checks the scenario and the guest's name
+    (:func:`plan`, before anything boots), builds its host with the domains
     layer's :func:`~simxen.domains.stack.build_host` (the same host the
     scenario's vtpm-stack workload builds) and runs it until ``guest``'s
-    vTPM is connected. ``path`` is then a
+    vTPM is connected (:meth:`boot`). ``path`` is then a
     :class:`~simxen.server.sim_backend.SimulatedPath` into that guest.
     """
 
@@ -102,19 +103,25 @@ class ServeSession:
     @classmethod
     def build(cls, scenario_path, guest_name, *, seed=None, trace_file=None, stop=None,
               overrides=()):
-        """``trace_file`` (open for writing): the trace is written to it as the
-        run goes (:meth:`~simxen.xen.trace.Trace.stream_to`); :meth:`write_trace`
-        finishes it. ``stop`` (a :class:`~simxen.scenario.runner.Stop`): once its
-        ``reason`` is set (by a signal) the boot ends after the event being
+        """:func:`plan`, then :meth:`boot`. ``trace_file`` (open for writing): the trace
+        is written to it as the run goes (:meth:`~simxen.xen.trace.Trace.stream_to`);
+        :meth:`write_trace` finishes it. ``stop`` (a :class:`~simxen.scenario.runner.Stop`):
+        once its ``reason`` is set (by a signal) the boot ends after the event being
         processed and :class:`BootStopped` says when, the trace so far written.
         ``overrides``: ``--set KEY=VALUE`` texts, applied and checked as ``simxen run``
         does."""
-        scenario = scenario_file.load(scenario_path, overrides)
-        sim = prepare(scenario, seed=seed)        # every check `simxen validate` makes
-        hv = sim.hv
+        planned = plan(scenario_path, guest_name, seed=seed, overrides=overrides)
+        return cls.boot(planned, trace_file=trace_file, stop=stop)
+
+    @classmethod
+    def boot(cls, planned, *, trace_file=None, stop=None):
+        """Boot the host of a :class:`Plan` until its guest's vTPM is connected
+        (``trace_file`` and ``stop`` as for :meth:`build`)."""
+        sim, spec, guest_name = planned.sim, planned.spec, planned.guest
+        scenario, hv = sim.scenario, sim.hv
         if trace_file is not None:
             hv.trace.stream_to(trace_file, hv.low_water)
-        host = build_host(hv, _host_spec(sim))
+        host = build_host(hv, spec)
         until = scenario.data["scenario"]["until"]
         env = hv.env
         try:
@@ -126,8 +133,15 @@ class ServeSession:
                 hv.trace.finish_stream()
                 trace_file.flush()
             raise BootStopped(stop.reason, env.now)
-        guest = _find_guest(scenario, host, guest_name)
-        if not guest.ready.triggered or guest.tpm is None:
+        try:                          # plan() checked the name: only a failed boot is left
+            guest = host.guest(guest_name)
+        except KeyError:              # still pv-grub: it stopped the boot, or is not done
+            why = getattr(host.toolstack.kernels.get(guest_name), "aborted", None)
+            if why:
+                raise InputError(f"{guest_name} did not boot: pv-grub stopped it: {why}",
+                                 path=scenario.path) from None
+            guest = None
+        if guest is None or not guest.ready.triggered or guest.tpm is None:
             raise InputError(f"{guest_name}'s vTPM did not connect within {until:g} simulated "
                              "seconds (scenario.until)", path=scenario.path, key="scenario.until")
         return cls(scenario, hv, host, guest, SimulatedPath.for_guest(guest))
@@ -188,39 +202,27 @@ def _boot(env, end, stop):
             return
 
 
-def _host_spec(sim):
-    """The :class:`~simxen.domains.stack.HostSpec` the scenario's vTPM workload builds.
+@dataclass
+class Plan:
+    """What :func:`plan` checked: the prepared run, the host to boot, the guest to serve."""
 
-    A workload that builds a vTPM host says how with ``serve_host_spec(sim,
-    params)`` (or ``host_spec(sim, params)``); serve builds that host but does
-    not run the workload's own script, so the tools are the only ones talking
-    to the guest's vTPM. The attestation workload's host boots each guest
-    through pv-grub, so its vTPM's PCRs 4 and 5 already hold the boot.
-    """
-    scenario = sim.scenario
-    for params in scenario.data["workload"]:
-        module = workloads.module(params["type"])
-        make = getattr(module, "serve_host_spec", None) or getattr(module, "host_spec", None)
-        if make is not None:
-            return make(sim, params)
-    types = ", ".join(sorted({w["type"] for w in scenario.data["workload"]}))
-    raise InputError(f"no workload here builds a vTPM host (found {types}; serve needs one "
-                     "such as 'vtpm-stack' or 'attestation')", path=scenario.path, key="workload")
+    sim: object       #: the :class:`~simxen.scenario.runner.Simulation`, not yet started
+    spec: object      #: the :class:`~simxen.domains.stack.HostSpec` to boot
+    guest: str        #: the guest whose vTPM to serve
 
 
-def _find_guest(scenario, host, name):
-    """The guest kernel ``name``, or an InputError that says what exists."""
-    kernels = host.toolstack.kernels
-    kernel = kernels.get(name)
-    if kernel is None:
-        names = ", ".join(sorted(kernels)) or "none"
-        raise InputError(f"no domain called {name!r} in this scenario's host (domains: {names})",
-                         path=scenario.path, key="--domain")
-    if kernel.role != "guest" or not kernel.config.vtpm:
-        guests = ", ".join(sorted(k.name for k in host.kernels("guest") if k.config.vtpm)) or "none"
-        raise InputError(f"domain {name!r} is a {kernel.role} without a vTPM frontend of its own "
-                         f"(guests with a vTPM: {guests})", path=scenario.path, key="--domain")
-    return kernel
+def plan(scenario_path, guest_name, *, seed=None, overrides=(), event_log=False) -> Plan:
+    """Every check of the scenario and the request before anything boots: the file with
+    its ``--set`` overrides (:func:`~simxen.scenario.scenario_file.load`), what
+    ``simxen validate`` checks (:func:`~simxen.scenario.runner.prepare`), then
+    :func:`simxen.scenario.serve_host.plan`: a vTPM host, ``guest_name`` one of its
+    guests with a vTPM (``--domain``), and with ``event_log`` a pv-grub boot
+    (``--eventlog-out``). An :class:`~simxen.errors.InputError` in about the time
+    ``validate`` takes, not after a boot."""
+    scenario = scenario_file.load(scenario_path, overrides)
+    sim = prepare(scenario, seed=seed)        # every check `simxen validate` makes
+    spec = serve_host.plan(sim, guest_name, event_log=event_log)
+    return Plan(sim, spec, guest_name)
 
 
 def _command_logger(session, stream, hops_wanted):
@@ -254,20 +256,23 @@ def _command_logger(session, stream, hops_wanted):
 
 
 def main(args) -> int:
-    foreground.check_free(args.host, args.port)       # before the boot, not after
-    if args.trace:
-        check_file(args.trace, "--trace")        # before serving, not at exit
+    # Every check that needs no boot comes first, so that a mistake costs a second,
+    # not a boot, and nothing is written (the trace file is created only after).
+    foreground.check_free(args.host, args.port)
     if args.seed is not None and args.seed < 0:
         raise InputError(f"seed must be 0 or more, found {args.seed}", key="--seed")
-    err = sys.stderr
+    if args.trace:
+        check_file(args.trace, "--trace")
     if args.eventlog_out:
         check_file(args.eventlog_out, "--eventlog-out")
+    planned = plan(args.scenario, args.domain, seed=args.seed, overrides=args.set,
+                   event_log=bool(args.eventlog_out))
+    err = sys.stderr
     trace_fp = open_output(args.trace, "--trace") if args.trace else None   # written as it goes
     stop = Stop()
     try:
         with _noted_signals(stop):
-            session = ServeSession.build(args.scenario, args.domain, seed=args.seed,
-                                         trace_file=trace_fp, stop=stop, overrides=args.set)
+            session = ServeSession.boot(planned, trace_file=trace_fp, stop=stop)
     except BootStopped as stopped:
         print(f"simxen serve: {stopped}"
               + (f"; the trace so far is in {args.trace}" if args.trace not in (None, "-")
