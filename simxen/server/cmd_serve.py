@@ -287,7 +287,8 @@ def main(args) -> int:
     vtpm = session.host.toolstack.resolve(guest.config.vtpm[0].backend)
 
     def announce():
-        print(f"simxen serve: listening on {args.host}:{args.port} and {args.port + 1} "
+        print(f"simxen serve: listening on {foreground.listening_on(server, args.host)} and "
+              f"{args.port + 1} "
               f"({args.protocol}): {guest.name}'s vTPM (domid {guest.domid}, backend "
               f"{vtpm.name if vtpm is not None else '?'}), simulated time "
               f"{session.hv.env.now:.6f} s", file=err, flush=True)

@@ -68,7 +68,8 @@ def main(args):
     server = foreground.start(manager, args.protocol, args.host, args.port, platform=engine)
 
     def announce():
-        print(f"simxen tpm: serving a TPM 2.0 ({args.protocol}) on {args.host}:{args.port} "
+        print(f"simxen tpm: serving a TPM 2.0 ({args.protocol}) on "
+              f"{foreground.listening_on(server, args.host)} "
               f"and {args.port + 1}", file=err, flush=True)
     try:
         signum = foreground.wait_until_stopped(server, ready=announce)

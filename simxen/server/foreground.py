@@ -15,16 +15,19 @@ with the shell's status for the signal (143, 130; 0 after CMD_SHUTDOWN)::
 from __future__ import annotations
 
 import errno
+import functools
 import signal
 import socket
 import threading
 import time
 
 from simxen.errors import InputError
+from simxen.server.loopback import bind_pair, bound_socket, format_address
 from simxen.server.mssim import MssimServer
 from simxen.server.swtpm import SwtpmServer
 
-__all__ = ["add_listen_arguments", "check_free", "check_port", "exit_status", "start",
+__all__ = ["add_listen_arguments", "check_free", "check_port", "exit_status", "listening_on",
+           "start",
            "wait_until_stopped", "PROTOCOLS"]
 
 #: Transports a foreground server speaks.
@@ -35,7 +38,9 @@ def add_listen_arguments(parser):
     """``--port``, ``--host`` and ``--protocol``, as every TPM server command takes them."""
     parser.add_argument("--port", type=int, default=2321,
                         help="data/command port P (P+1 is the platform/control port; default 2321)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address or name to bind: 127.0.0.1 (default), ::1, localhost, "
+                        "0.0.0.0, :: (IPv6 addresses with or without [brackets])")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="mssim",
                         help="transport: mssim (default) or swtpm")
 
@@ -53,10 +58,8 @@ def check_free(host, port):
     refused there, with the same line."""
     check_port(port)
     try:
-        with socket.socket() as a, socket.socket() as b:
-            for sock, p in ((a, port), (b, port + 1)):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server
-                sock.bind((host, p))
+        for sock in bind_pair(host, port, functools.partial(bound_socket, reuse=True)):
+            sock.close()                        # bound as the server binds, on the same address
     except OSError as exc:
         raise _listen_error(exc, host, port) from None
 
@@ -83,6 +86,14 @@ def start(manager, protocol, host, port, *, platform=None):
     return server.start()
 
 
+def listening_on(server, host) -> str:
+    """Where ``server`` listens, for the command's "listening" line: ``127.0.0.1:2321``,
+    ``[::1]:2321``, or for a name the address it bound, ``localhost ([::1]:2321)``."""
+    pair = server.pair
+    bound = format_address(pair.address, pair.port)
+    return bound if pair.address == host.strip("[]") else f"{host} ({bound})"
+
+
 def exit_status(signum) -> int:
     """The command's exit status once :func:`wait_until_stopped` returned ``signum``:
     the shell's 128 + N for a signal (130 Ctrl-C, 143 SIGTERM), as every ``simxen``
@@ -94,14 +105,19 @@ def _listen_error(exc, host, port) -> InputError:
     """Why ``host:port`` and ``port + 1`` cannot be bound, blamed on the option at fault:
     ``--host`` for a name that does not resolve or an address that is not this
     machine's, ``--port`` otherwise (in use; below 1024 without the right to bind it)."""
-    text = f"cannot listen on {host}:{port}-{port + 1}: {exc.strerror or exc}"
-    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+    text = f"cannot listen on {format_address(host, port)}-{port + 1}: {exc.strerror or exc}"
+    if isinstance(exc, socket.gaierror) or exc.errno in _HOST_ERRNOS:
         return InputError(text, key="--host")
     if exc.errno == errno.EACCES and port < _UNPRIVILEGED_PORT_START:
         text += (f" (a port below {_UNPRIVILEGED_PORT_START} needs root or "
                  "CAP_NET_BIND_SERVICE; try --port 2321)")
     return InputError(text, key="--port")
 
+
+#: bind's errors that blame the address: not this machine's (EADDRNOTAVAIL), a family
+#: the system lacks (EAFNOSUPPORT: IPv6 disabled), or one bind cannot take (EINVAL:
+#: an IPv6 link-local address without its %interface)
+_HOST_ERRNOS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL)
 
 #: Linux's default net.ipv4.ip_unprivileged_port_start: lower ports are privileged
 _UNPRIVILEGED_PORT_START = 1024

@@ -3,9 +3,15 @@
 Both TPM transports tpm2-tss speaks (mssim and swtpm) use a data port P and a
 control/platform port P+1.  :class:`PortPair` binds both (loopback by
 default), runs one thread per connection, and stops cleanly.
+
+The host may be an IPv4 or IPv6 address or a name: :func:`listen_addresses`
+asks ``getaddrinfo`` what to bind, in its order (``::1`` is an IPv6 socket,
+``localhost`` whichever of its addresses binds first, ``::`` every address
+of both families where the system's ``bindv6only`` is 0, Linux's default).
 """
 
 import collections
+import errno
 import fcntl
 import os
 import random
@@ -14,6 +20,59 @@ import tempfile
 import time
 import socketserver
 import threading
+
+
+def listen_addresses(host, port):
+    """``[(family, sockaddr)]`` to bind a listening TCP socket on ``host``, port ``port``,
+    in ``getaddrinfo``'s order, each once. ``host`` may be bracketed as in a URL
+    (``[::1]``). ``socket.gaierror`` when it names nothing."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    found = []
+    for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, socket.AF_UNSPEC,
+                                                        socket.SOCK_STREAM, 0,
+                                                        socket.AI_PASSIVE):
+        if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in found:
+            found.append((family, sockaddr))
+    return found
+
+
+def _with_port(sockaddr, port):
+    """``sockaddr`` (an IPv4 pair or IPv6 4-tuple) with another port."""
+    return (sockaddr[0], port) + tuple(sockaddr[2:])
+
+
+def bind_pair(host, port, bind):
+    """``bind(family, sockaddr)`` for port ``port`` then ``port + 1`` on the first of
+    :func:`listen_addresses` where both succeed; returns the pair of what ``bind``
+    returned. ``bind`` closes nothing: a first port bound where the second fails is
+    closed here (``close()``) before the next address is tried.
+
+    :raises OSError: no address binds both; the error of the first address, unless
+        a later one got further than "not this machine's address" or "family not
+        supported" (``localhost`` on a host without IPv6: the IPv4 port in use).
+    """
+    errors = []
+    for family, sockaddr in listen_addresses(host, port):
+        try:
+            first = bind(family, sockaddr)
+        except OSError as exc:
+            errors.append(exc)
+            continue
+        try:
+            return first, bind(family, _with_port(sockaddr, port + 1))
+        except OSError as exc:
+            first.close()
+            errors.append(exc)
+    if not errors:                              # getaddrinfo answered, but no IP address
+        raise socket.gaierror(socket.EAI_NONAME, "no IPv4 or IPv6 address")
+    unreachable = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+    raise next((e for e in errors if e.errno not in unreachable), errors[0])
+
+
+def format_address(host, port) -> str:
+    """``host:port``, an IPv6 address bracketed (``[::1]:2321``) as URLs write it."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 class ConnectionClosed(Exception):
@@ -120,9 +179,8 @@ def free_port_pair(host="127.0.0.1", between=None):
         if fd is None:
             continue
         try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind((host, port))
-                b.bind((host, port + 1))
+            for sock in bind_pair(host, port, bound_socket):
+                sock.close()
         except OSError:
             os.close(fd)                        # bound by a program that does not ask us
             continue
@@ -167,13 +225,31 @@ class BufferedReader:
         return out
 
 
+def bound_socket(family, sockaddr, *, reuse=False):
+    """A TCP socket of ``family`` bound to ``sockaddr``; with ``reuse``, SO_REUSEADDR
+    first, as a server binds (a port whose last connection is in TIME_WAIT binds)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, address, handle):
+    def __init__(self, family, address, handle):
         self._handle = handle
+        self.address_family = family        # socketserver makes its socket of this family
         super().__init__(address, _Handler)
+
+    def close(self):
+        self.server_close()
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -192,13 +268,14 @@ class PortPair:
     def __init__(self, host, port, data_handler, control_handler):
         self.host = host
         self.port = port
-        self.data = _Server((host, port), data_handler)
-        try:
-            self.control = _Server((host, port + 1), control_handler)
-        except OSError:
-            self.data.server_close()
-            raise
+        self.data, self.control = bind_pair(host, port, lambda family, sockaddr: _Server(
+            family, sockaddr, data_handler if sockaddr[1] == port else control_handler))
         self._threads = []
+
+    @property
+    def address(self) -> str:
+        """The address the ports are bound to (``127.0.0.1``, ``::1``...)."""
+        return self.data.server_address[0]
 
     def start(self):
         for srv in (self.data, self.control):
