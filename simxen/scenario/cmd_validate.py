@@ -7,14 +7,17 @@ scenario refers to (images, policies), the xl configs as dom0's toolstack
 would take them, the names of every domain the run would create.  Prints
 ``SCENARIO: ok (<name>...)`` and exits 0, or prints one line naming the file,
 the key and what was expected, and exits 2.  ``--set KEY=VALUE`` checks an
-override exactly as ``simxen run`` would apply it.  With ``--keys`` it prints
-the reference of every key a scenario file may hold.
+override exactly as ``simxen run`` would apply it.  ``--domain NAME`` also
+checks what ``simxen serve SCENARIO --domain NAME`` checks before its boot
+(:func:`simxen.scenario.serve_host.plan`: a workload that builds a vTPM host,
+NAME one of its guests with a vTPM).  With ``--keys`` it prints the reference
+of every key a scenario file may hold.
 """
 
 import sys
 
 from simxen.errors import InputError, did_you_mean
-from simxen.scenario import metrics, runner, scenario_file
+from simxen.scenario import metrics, runner, scenario_file, serve_host
 
 
 def add_arguments(parser):
@@ -23,6 +26,9 @@ def add_arguments(parser):
                         help="print every key a scenario file may hold, with types and defaults")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override, as for `simxen run --set` (repeatable)")
+    parser.add_argument("--domain", metavar="NAME",
+                        help="also check that `simxen serve SCENARIO --domain NAME` can serve "
+                        "NAME's vTPM (a guest of the scenario's vTPM host with a vtpm= line)")
 
 
 def main(args) -> int:
@@ -33,7 +39,9 @@ def main(args) -> int:
     if args.scenario is None:
         raise InputError("missing SCENARIO (a .toml file); see `simxen validate --help`")
     sc = scenario_file.load(args.scenario, args.set)
-    runner.prepare(sc)
+    sim = runner.prepare(sc)
+    if args.domain is not None:
+        serve_host.plan(sim, args.domain)
     kinds = ", ".join(w["type"] for w in sc.data["workload"])
     print(f"{args.scenario}: ok ({sc.name}: {len(sc.data['domain'])} domain(s), "
           f"workload {kinds}, {len(sc.data['expect'])} expectation(s))")

@@ -252,6 +252,73 @@ def test_unknown_domain_is_one_line_exit_2():
     assert_one_line_error(proc, "--domain", "guest9", "guest1")
 
 
+def serve_without_booting(monkeypatch, capsys, *argv):
+    """``simxen serve ARGV`` in this process, with a boot that fails the test: a refusal
+    that comes out of it was made before the boot. Returns (exit status, stderr lines)."""
+    from simxen.server import cmd_serve
+
+    def no_boot(*args, **kwargs):
+        raise AssertionError("simxen serve booted the host before refusing the request")
+    monkeypatch.setattr(cmd_serve, "build_host", no_boot)
+    status = cmd_serve.run([str(a) for a in argv])
+    return status, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("name, fragments", [
+    ("gust1", ["no domain called 'gust1'", "; did you mean guest1?", "guests with a vTPM: guest1"]),
+    ("vtpm-guest1", ["'vtpm-guest1' is a vtpm without a vTPM frontend", "guest1"]),
+])
+def test_a_wrong_domain_is_refused_before_the_boot(monkeypatch, capsys, tmp_path, name, fragments):
+    """Was: refused once the whole host had booted, its --trace file already written."""
+    trace = tmp_path / "t.jsonl"
+    status, err = serve_without_booting(monkeypatch, capsys, SCENARIO, "--domain", name,
+                                        "--trace", trace, "--port", free_port_pair())
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith(f"simxen serve: {SCENARIO}: --domain: "), err
+    for fragment in fragments:
+        assert fragment in err[0], err
+    assert not trace.exists()                       # nothing written for a refused request
+
+
+def test_the_guests_of_a_count_are_the_ones_the_boot_creates(monkeypatch, capsys):
+    """guest_count = 3 is guest1..guest3 before the boot as after it: guest3 is served
+    (test_set_overrides_the_scenario_as_for_run), guest4 refused up front -- past the
+    count, so no 'did you mean guest3'."""
+    status, err = serve_without_booting(monkeypatch, capsys, SCENARIO, "--set", "stack.configs=[]",
+                                        "--set", "stack.guest_count=3", "--domain", "guest4",
+                                        "--port", free_port_pair())
+    assert status == 2 and len(err) == 1, err
+    assert "no domain called 'guest4'" in err[0] and "guests with a vTPM: guest1 .. guest3" in err[0]
+    assert "did you mean" not in err[0]
+
+
+def test_an_event_log_without_pv_grub_is_refused_before_the_boot(monkeypatch, capsys, tmp_path):
+    """vtpm-stack's guest boots its kernel directly: nothing measures it, so there is no
+    event log to write (was: found after the boot)."""
+    status, err = serve_without_booting(monkeypatch, capsys, SCENARIO, "--domain", "guest1",
+                                        "--eventlog-out", tmp_path / "log",
+                                        "--port", free_port_pair())
+    assert status == 2 and len(err) == 1, err
+    assert "--eventlog-out: guest1 has no event log" in err[0] and "pv-grub" in err[0]
+    assert not (tmp_path / "log").exists()
+
+
+def test_validate_domain_makes_the_same_check(tmp_path):
+    """``simxen validate --domain`` is serve's check without the boot: the same line."""
+    def validate(*argv):
+        return subprocess.run([sys.executable, "-m", "simxen.cli", "validate", *map(str, argv)],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+    ok = validate(SCENARIO, "--domain", "guest1")
+    assert ok.returncode == 0, ok.stderr
+    bad = validate(SCENARIO, "--domain", "gust1")
+    served = serve_cli(SCENARIO, "--domain", "gust1", "--port", free_port_pair())
+    assert bad.returncode == served.returncode == 2, (bad.stderr, served.stderr)
+    assert (bad.stderr.replace("simxen validate: ", "", 1)
+            == served.stderr.replace("simxen serve: ", "", 1)), (bad.stderr, served.stderr)
+    ring = validate(ROOT / "scenarios" / "ring-pingpong.toml", "--domain", "guest1")
+    assert ring.returncode == 2 and "no workload here builds a vTPM host" in ring.stderr
+
+
 @pytest.mark.parametrize("name, role", [("vtpmmgr", "vtpmmgr"), ("vtpm-guest1", "vtpm")])
 def test_a_domain_without_its_own_vtpm_is_refused(name, role):
     proc = serve_cli(SCENARIO, "--domain", name, "--port", free_port_pair())
