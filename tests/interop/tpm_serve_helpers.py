@@ -32,20 +32,21 @@ def require_tool(name):
 class SimxenTpmServer:
     """``python -m simxen.cli tpm serve`` as a subprocess."""
 
-    def __init__(self, protocol="mssim", state=None, seed="interop", port=None):
+    def __init__(self, protocol="mssim", state=None, seed="interop", port=None,
+                 host="127.0.0.1"):
         self.protocol = protocol
-        self.port = port or free_port_pair()
+        self.port = port or free_port_pair(host)
         args = [sys.executable, "-m", "simxen.cli", "tpm", "serve", "--port", str(self.port),
-                "--protocol", protocol, "--seed", seed]
+                "--protocol", protocol, "--seed", seed, "--host", host]
         if state is not None:
             args += ["--state", str(state)]
         self.log = ""
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
-        if not wait_listening(self.port):
+        if not wait_listening(self.port, host=host):
             self.stop()
             raise RuntimeError(f"simxen tpm serve did not start: {self.log}")
-        self.tcti = f"{protocol}:host=127.0.0.1,port={self.port}"
+        self.tcti = f"{protocol}:host={host},port={self.port}"
 
     def stop(self):
         if self.proc.poll() is None:

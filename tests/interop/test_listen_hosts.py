@@ -1,0 +1,175 @@
+"""``--host``: the TPM servers listen where ``getaddrinfo`` says, IPv4 or IPv6.
+
+``simxen tpm serve`` and ``simxen serve`` bind ports P and P+1 on the first
+address of ``--host`` where both bind (:func:`simxen.server.loopback.bind_pair`):
+``::1`` and ``[::1]`` on an IPv6 socket, ``localhost`` on whichever of its
+addresses comes first, ``::`` on every address. tpm2-tss's mssim and swtpm TCTIs
+take ``host=::1``, so tpm2-tools prove it end to end; a small client speaking
+each protocol checks every form of the option in this process. The IPv6 tests
+skip, saying why, on a machine without an IPv6 loopback.
+"""
+
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simxen.server.loopback import bind_pair, bound_socket, free_port_pair, listen_addresses
+from simxen.server.mssim import MssimServer
+from simxen.server.swtpm import SwtpmServer
+from simxen.tpm import TpmEngine, client
+
+from tpm_serve_helpers import SimxenTpmServer, require_tool, run_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+interop = pytest.mark.interop
+
+
+def _no_ipv6_loopback():
+    """Why this machine cannot bind ``::1``, or ``None`` if it can."""
+    if not socket.has_ipv6:
+        return "Python was built without IPv6"
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:
+        return f"no IPv6 loopback here (bind to ::1: {exc.strerror or exc})"
+    return None
+
+
+@pytest.fixture
+def ipv6():
+    why = _no_ipv6_loopback()
+    if why:
+        pytest.skip(why)
+
+
+def _recv(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, "the server closed the connection"
+        buf += chunk
+    return buf
+
+
+def get_random(protocol, address, port):
+    """TPM2_GetRandom(8) over ``protocol``'s data port at ``address``: its response."""
+    command = client.get_random_command(8)
+    with socket.create_connection((address, port), timeout=10) as s:
+        if protocol == "mssim":                 # TPM_SEND_COMMAND, locality, size, command
+            s.sendall(struct.pack(">IBI", 8, 0, len(command)) + command)
+            size, = struct.unpack(">I", _recv(s, 4))
+            response = _recv(s, size)
+            assert _recv(s, 4) == b"\0\0\0\0"
+            return response
+        s.sendall(command)                      # swtpm: the bare command and response
+        head = _recv(s, 10)
+        return head + _recv(s, struct.unpack(">I", head[2:6])[0] - 10)
+
+
+SERVERS = {"mssim": MssimServer, "swtpm": SwtpmServer}
+
+
+@pytest.mark.parametrize("protocol", sorted(SERVERS))
+@pytest.mark.parametrize("host, family, reach", [
+    ("127.0.0.1", socket.AF_INET, ["127.0.0.1"]),
+    ("0.0.0.0", socket.AF_INET, ["127.0.0.1"]),
+    ("::1", socket.AF_INET6, ["::1"]),
+    ("[::1]", socket.AF_INET6, ["::1"]),
+    ("::", socket.AF_INET6, ["::1"]),
+    ("localhost", None, None),
+])
+def test_a_server_listens_on_the_address_host_resolves_to(protocol, host, family, reach):
+    why = _no_ipv6_loopback() if family == socket.AF_INET6 else None
+    if why:
+        pytest.skip(why)
+    engine = TpmEngine(seed=b"listen", powered=True)
+    client.check(engine.execute(client.startup_command()))
+    port = free_port_pair(host)
+    server = SERVERS[protocol](engine, host, port).start()
+    try:
+        bound = server.pair.address
+        if host == "localhost":             # whichever of its addresses getaddrinfo gave first
+            assert bound == listen_addresses("localhost", port)[0][1][0]
+            reach = [bound]
+        else:
+            assert server.pair.data.socket.family == server.pair.control.socket.family == family
+        for address in reach:
+            client.check(get_random(protocol, address, port))
+    finally:
+        server.stop()
+
+
+def test_listen_addresses_takes_brackets_and_names(ipv6):
+    assert listen_addresses("[::1]", 2321) == listen_addresses("::1", 2321)
+    assert [f for f, _ in listen_addresses("::1", 2321)] == [socket.AF_INET6]
+    assert listen_addresses("127.0.0.1", 2321) == [(socket.AF_INET, ("127.0.0.1", 2321))]
+    with pytest.raises(socket.gaierror):
+        listen_addresses("nosuchhost.invalid", 2321)
+
+
+def test_a_pair_is_bound_on_one_address_or_not_at_all(ipv6):
+    """P bound on ::1 and P+1 taken there: the first is closed again, not left bound."""
+    port = free_port_pair("::1")
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", port + 1))
+        taken.listen(1)
+        with pytest.raises(OSError):
+            bind_pair("::1", port, bound_socket)
+        bound_socket(socket.AF_INET6, ("::1", port)).close()     # P was released
+
+
+@interop
+def test_tpm2_tools_reach_a_guest_through_simxen_serve_over_ipv6(ipv6, tmp_path):
+    """The whole simulated path behind an IPv6 listener, driven by tpm2-tools."""
+    require_tool("tpm2_getrandom")
+    from test_serve import start
+    srv = start("--host", "::1", port=free_port_pair("::1"))
+    try:
+        assert f"listening on [::1]:{srv.port} and {srv.port + 1}" in srv.wait_for("listening")
+        tcti = f"mssim:host=::1,port={srv.port}"
+        out = run_tool(tcti, tmp_path, "tpm2_getrandom", "--hex", "8").stdout
+        assert len(bytes.fromhex(out.decode())) == 8
+        assert srv.wait_for("TPM2_GetRandom -> TPM_RC_SUCCESS") is not None
+    finally:
+        assert srv.stop() == 143, srv.log
+
+
+def tpm_cli(*argv):
+    return subprocess.run([sys.executable, "-m", "simxen.cli", "tpm", "serve", *map(str, argv)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+@pytest.mark.parametrize("host, why", [
+    ("nosuchhost.invalid", "cannot listen on nosuchhost.invalid:"),
+    ("192.0.2.1", "Cannot assign requested address"),           # TEST-NET-1: not ours
+    ("fe80::1", "cannot listen on [fe80::1]:"),                 # link-local without %interface
+    ("[::1", "cannot listen on [::1:"),
+])
+def test_a_host_that_cannot_be_bound_is_one_line_naming_host(host, why):
+    proc = tpm_cli("--host", host, "--port", free_port_pair())
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("simxen tpm: --host: ") and why in lines[0], lines[0]
+
+
+@interop
+@pytest.mark.parametrize("protocol", ["mssim", "swtpm"])
+def test_tpm2_tools_reach_simxen_tpm_serve_over_ipv6(ipv6, tmp_path, protocol):
+    """tpm2-tss's TCTIs connect to host=::1: tpm2_startup, tpm2_getrandom, tpm2_pcrread."""
+    require_tool("tpm2_startup")
+    server = SimxenTpmServer(protocol=protocol, host="::1")
+    try:
+        assert server.tcti == f"{protocol}:host=::1,port={server.port}"
+        run_tool(server.tcti, tmp_path, "tpm2_startup", "-c")
+        out = run_tool(server.tcti, tmp_path, "tpm2_getrandom", "--hex", "16").stdout
+        assert len(bytes.fromhex(out.decode())) == 16
+        run_tool(server.tcti, tmp_path, "tpm2_pcrread", "sha256:0")
+    finally:
+        assert server.stop() == 143, server.log
+    assert "on [::1]:" in server.log, server.log
