@@ -17,9 +17,9 @@ each one is taken from where the reader finds it and checked:
   is changed: ``/tmp/`` becomes the test's folder, the ports 2321/2322 free
   ones (a ``simxen serve``/``tpm serve`` that names no port is given the free
   one), after a server started in the background the script waits until its
-  port accepts connections, and a server the doc starts in the foreground
-  (the reader stops it with Ctrl-C) is started in the background and stopped
-  with SIGTERM once it listens. Each command must exit 0 -- or N when its
+  port accepts connections (on its ``--host``), and a server the doc starts in
+  the foreground (the reader stops it with Ctrl-C) is started in the
+  background and stopped with SIGTERM once it listens. Each command must exit 0 -- or N when its
   comment says ``exits N`` -- and no Python traceback may appear. The
   output a ``$`` block shows must still be printed, line by line, with every
   number free (figures move with the timing profile) but hex constants
@@ -328,7 +328,9 @@ def script_for(block, index, ports, tmp, records):
         if "--port" not in text:
             text = re.sub(r"(\s*&?\s*(#.*)?)$", f" --port {ports['2321']}\\1", text, count=1)
         port = re.search(r"--port (\d+)", text).group(1)
-        wait = (f"for i in $(seq 600); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && "
+        host = re.search(r"--host \[?([^\s\]]+)", text)        # bash's /dev/tcp takes ::1 too
+        host = host.group(1) if host else "127.0.0.1"
+        wait = (f"for i in $(seq 600); do (echo > /dev/tcp/{host}/{port}) 2>/dev/null && "
                 "break; kill -0 $! 2>/dev/null || break; sleep 0.1; done")
         if text.split("#")[0].rstrip().endswith("&"):
             return [text, status, wait]
