@@ -394,7 +394,7 @@ def vtpm_guest(spec: HostSpec, name, *, path=None, key=None):
         counted = _counted(guests)
         # guest9 of guest1..guest4 is past the count, not a misspelt guest4
         hint = "" if counted and name.rstrip("0123456789") == counted else \
-            did_you_mean(name, guests)
+            did_you_mean(name, guests, cutoff=0.75)   # guest1, guest2...: a long shared start
         raise InputError(f"no domain called {name!r} in this scenario's host{hint} "
                          f"(guests with a vTPM: {listed}; domains: {_names(sorted(role))})",
                          path=path, key=key)

@@ -82,5 +82,5 @@ def test_vtpm_guest_says_what_a_name_is():
     with pytest.raises(InputError) as err:
         vtpm_guest(many, "guest41")
     assert "guest1 .. guest40" in str(err.value) and "did you mean" not in str(err.value)
-    with pytest.raises(InputError, match="did you mean guest12"):
+    with pytest.raises(InputError, match="did you mean 'guest12'"):
         vtpm_guest(many, "gueest12")

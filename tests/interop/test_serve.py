@@ -265,7 +265,8 @@ def serve_without_booting(monkeypatch, capsys, *argv):
 
 
 @pytest.mark.parametrize("name, fragments", [
-    ("gust1", ["no domain called 'gust1'", "; did you mean guest1?", "guests with a vTPM: guest1"]),
+    ("gust1", ["no domain called 'gust1'", "; did you mean 'guest1'?",
+               "guests with a vTPM: guest1"]),
     ("vtpm-guest1", ["'vtpm-guest1' is a vtpm without a vTPM frontend", "guest1"]),
 ])
 def test_a_wrong_domain_is_refused_before_the_boot(monkeypatch, capsys, tmp_path, name, fragments):
@@ -283,7 +284,7 @@ def test_a_wrong_domain_is_refused_before_the_boot(monkeypatch, capsys, tmp_path
 def test_the_guests_of_a_count_are_the_ones_the_boot_creates(monkeypatch, capsys):
     """guest_count = 3 is guest1..guest3 before the boot as after it: guest3 is served
     (test_set_overrides_the_scenario_as_for_run), guest4 refused up front -- past the
-    count, so no 'did you mean guest3'."""
+    count, so no "did you mean 'guest3'"."""
     status, err = serve_without_booting(monkeypatch, capsys, SCENARIO, "--set", "stack.configs=[]",
                                         "--set", "stack.guest_count=3", "--domain", "guest4",
                                         "--port", free_port_pair())
