@@ -115,3 +115,19 @@ def test_too_few_waits_for_the_batches_cannot_agree_and_the_json_stays_json(caps
     text = " ".join(capsys.readouterr().out.split())
     assert "cannot tell" in text and "at least 2 waits in each of the 100,000 batches" in text
     assert "FAIL md1.theory.all.agrees equals True (found None)" in text
+
+
+def test_past_saturation_throughput_and_utilisation_stay_at_capacity():
+    # the manager serves one TPM2_GetRandom in 10 ms: at most 100 commands/s. Offered
+    # twice that, the measured commands still all complete (later); the throughput counts
+    # departures in the window, so it stays at capacity (was: the offered 200/s), and the
+    # manager is busy the whole window (was: its measured commands' work over the drain, 0.88)
+    sc = scenario_file.load(VALIDATION / "md1.toml", ["md1.rate=200.0", "md1.duration=5.0"])
+    res = runner.run(sc, trace_level="commands").results["md1"]
+    assert res["offered_per_s"] > 180
+    assert 97 < res["throughput_per_s"] <= 100.5
+    assert res["manager"]["utilisation"] > 0.98
+    below = runner.run(scenario_file.load(VALIDATION / "md1.toml", ["md1.duration=5.0"]),
+                       trace_level="commands").results["md1"]
+    assert below["throughput_per_s"] == pytest.approx(below["offered_per_s"], rel=0.05)
+    assert below["manager"]["utilisation"] == pytest.approx(0.6, abs=0.06)

@@ -17,10 +17,13 @@ commands that *arrive* in the next ``duration`` seconds (each is followed
 to its response, so none is cut off).
 
 Results (as ``<name>.<key>``): ``guest_count``, ``commands``,
-``commands_failed``, ``throughput_per_s``, ``latency_ms.{count,mean,p50,p95,
+``commands_failed``, ``offered_per_s`` (arrivals in the window per second),
+``throughput_per_s`` (commands *completed* in the window per second: the
+departures, which past saturation stay at what the stack serves while the
+offered load grows), ``latency_ms.{count,mean,p50,p95,
 p99,max}`` (arrival to response), ``wait_ms.{...}`` (queued in the guest),
-``guests.<guest>.{commands, throughput_per_s, latency_ms.*, wait_ms.*,
-notifications_sent}``, ``manager.{requests, utilisation, queue_length_mean,
+``guests.<guest>.{commands, offered_per_s, throughput_per_s, latency_ms.*,
+wait_ms.*, notifications_sent}``, ``manager.{requests, utilisation, queue_length_mean,
 wait_ms.*, service_ms.*}`` (``wait_ms`` = time a request waited ready in
 the manager's tpmback before the manager took it), ``cpu.<domain>``
 (fraction of the measured time each stub domain spent working), and
@@ -129,7 +132,10 @@ def metrics(params):
     m.add("guest_count", "count", "guests loading the stack")
     m.add("commands", "count", "commands completed that arrived in the measured window")
     m.add("commands_failed", "count", "measured commands that failed")
-    m.add("throughput_per_s", "1/s", "completed commands per simulated second, all guests")
+    m.add("offered_per_s", "1/s", "commands arriving in the measured window per simulated "
+          "second, all guests")
+    m.add("throughput_per_s", "1/s", "commands completed in the measured window per simulated "
+          "second, all guests (departures: at most what the stack serves)")
     m.stats("latency_ms", "ms", "arrival to response", keys=_LOAD_STATS)
     m.stats("wait_ms", "ms", "queued in the guest (chip lock)", keys=_LOAD_STATS)
     m.add("notifications_sent", "count", "event-channel sends in the measured window")
@@ -138,7 +144,9 @@ def metrics(params):
     names = guest_names(params)
     for g in names:
         m.add(f"guests.{g}.commands", "count", f"{g}: commands completed")
-        m.add(f"guests.{g}.throughput_per_s", "1/s", f"{g}: completed commands per second")
+        m.add(f"guests.{g}.offered_per_s", "1/s", f"{g}: commands arriving per second")
+        m.add(f"guests.{g}.throughput_per_s", "1/s", f"{g}: commands completed in the window "
+              "per second")
         m.stats(f"guests.{g}.latency_ms", "ms", f"{g}: arrival to response", keys=_LOAD_STATS)
         m.stats(f"guests.{g}.wait_ms", "ms", f"{g}: queued in the guest", keys=_LOAD_STATS)
         m.add(f"guests.{g}.notifications_sent", "count", f"{g}: event-channel sends")
@@ -147,7 +155,8 @@ def metrics(params):
             m.add(f"guests.{g}.notifications_suppressed", "count", f"{g}: ring pushes that "
                   "needed no notification (the vTPM was awake)")
     m.add("manager.requests", "count", "manager requests in the measured window")
-    m.add("manager.utilisation", "fraction", "fraction of the measured time the manager served")
+    m.add("manager.utilisation", "fraction", "fraction of the measured window the manager "
+          "spent serving requests")
     m.add("manager.queue_length_mean", "requests", "requests ready and waiting at the manager, "
           "time average (Little's law)")
     if reaches_manager(params):
@@ -363,8 +372,11 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
     # a level that does not keep them (--trace-level off) leaves the manager's figures, the
     # stub domains' work and the server waits of the theory check out, not at zero
     kept = all(hv.trace.keeps(kind) for kind in TRACE_READS)
+    busy = 0.0          # the manager's service inside the window, whichever command it served
     for rec in records:
         kind, f = rec.kind, rec.fields
+        if kind == "vtpmmgr.request" and rec.dom == mgr_dom:
+            busy += max(0.0, min(rec.t, end) - max(rec.t - f["duration"], start))
         if kind == "tpm.back.take" and rec.dom == mgr_dom and f.get("flow") in flows:
             mgr_wait[f["flow"]] = f["waited"]
         elif kind == "tpm.back.take" and rec.dom in shared and f.get("flow") in flows:
@@ -375,11 +387,17 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
         elif kind == "tpm.exec" and rec.dom is not None and f.get("flow") in flows:
             work[rec.dom] = work.get(rec.dom, 0.0) + f["duration"]
     ok = [r for r in every if r.ok]
+    # the throughput is the departures in the window, whenever the commands arrived: the
+    # measured commands themselves complete at the rate they arrived however long that
+    # takes, and past saturation it takes longer than the window
+    departed = {ld.name: sum(1 for r in ld.requests if r.ok and lo <= r.done < hi)
+                for ld in loads}
     result = {
         "guest_count": len(loads),
         "commands": len(ok),
         "commands_failed": len(every) - len(ok),
-        "throughput_per_s": len(ok) / span,
+        "offered_per_s": len(every) / span,
+        "throughput_per_s": sum(departed.values()) / span,
         "latency_ms": _stats_ms([r.latency for r in ok]),
         "wait_ms": _stats_ms([r.wait for r in every]),
         "guests": {},
@@ -390,7 +408,8 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
         good = [r for r in rs if r.ok]
         result["guests"][ld.name] = {
             "commands": len(good),
-            "throughput_per_s": len(good) / span,
+            "offered_per_s": len(rs) / span,
+            "throughput_per_s": departed[ld.name] / span,
             "latency_ms": _stats_ms([r.latency for r in good]),
             "wait_ms": _stats_ms([r.wait for r in rs]),
             "notifications_sent": sends.get(ld.guest.domid, 0),
@@ -405,12 +424,12 @@ def _results(hv, host, loads, params, start, end, sends, suppressed):
             result["theory"], result["theory_note"] = {}, "not checked: " + NOT_KEPT
         return result
     # the manager: how busy, how long requests queued there, how many waited on average
-    busy = sum(d for _, d in mgr_service)
     waits = [mgr_wait[r.flow] for r in every if r.flow in mgr_wait]
     horizon = max(last - start, span)
     result["manager"] = {
         "requests": len(mgr_service),
-        "utilisation": busy / horizon,
+        # the share of the window it was serving: 1 when saturated, however the queue grows
+        "utilisation": busy / span,
         # Little's law on the manager's ready queue: mean number = arrival rate x mean wait
         "queue_length_mean": sum(waits) / horizon,
     }
@@ -567,8 +586,9 @@ def report(rep, result, params):
             f"after a {params['warmup']:g} s warm-up. Each guest queues its commands on its "
             f"chip lock (one command at a time, as Linux does).")
     measured = (f"Measured: {result['commands']} commands completed "
-                f"({result['commands_failed']} failed), {result['throughput_per_s']:.1f} per "
-                f"second, with {result['notifications_sent']} event-channel notifications "
+                f"({result['commands_failed']} failed); {result['offered_per_s']:.1f} per "
+                f"second offered, {result['throughput_per_s']:.1f} per second completed in the "
+                f"window, with {result['notifications_sent']} event-channel notifications "
                 "sent by all domains")
     if "utilisation" not in result["manager"]:
         rep.say(measured + ". " + NOT_KEPT[0].upper() + NOT_KEPT[1:] + ".")
