@@ -46,7 +46,7 @@ def add_arguments(parser):
 def main(args):
     if args.tpm_command != "serve":
         raise InputError(f"unknown action {args.tpm_command!r}")
-    foreground.check_port(args.port)                   # before the state is read
+    foreground.check_free(args.host, args.port)        # before the state is read or written
     err = sys.stderr
     state = None
     if args.state:

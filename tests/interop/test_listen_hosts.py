@@ -158,6 +158,20 @@ def test_a_host_that_cannot_be_bound_is_one_line_naming_host(host, why):
     assert lines[0].startswith("simxen tpm: --host: ") and why in lines[0], lines[0]
 
 
+def test_tpm_serve_checks_host_and_port_before_it_writes_a_state(tmp_path):
+    """Was: a fresh TPM's --state file was written, then the --host refused."""
+    state = tmp_path / "tpm.state"
+    proc = tpm_cli("--host", "nosuchhost.invalid", "--port", free_port_pair(), "--state", state)
+    assert proc.returncode == 2 and "--host" in proc.stderr, proc.stderr
+    port = free_port_pair()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))
+        taken.listen(1)
+        proc = tpm_cli("--port", port, "--state", state)
+    assert proc.returncode == 2 and "--port" in proc.stderr, proc.stderr
+    assert not state.exists()
+
+
 @interop
 @pytest.mark.parametrize("protocol", ["mssim", "swtpm"])
 def test_tpm2_tools_reach_simxen_tpm_serve_over_ipv6(ipv6, tmp_path, protocol):
