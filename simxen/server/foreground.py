@@ -22,7 +22,7 @@ import threading
 import time
 
 from simxen.errors import InputError
-from simxen.server.loopback import bind_pair, bound_socket, format_address
+from simxen.server.loopback import UNUSABLE, bind_pair, bound_socket, format_address
 from simxen.server.mssim import MssimServer
 from simxen.server.swtpm import SwtpmServer
 
@@ -106,18 +106,13 @@ def _listen_error(exc, host, port) -> InputError:
     ``--host`` for a name that does not resolve or an address that is not this
     machine's, ``--port`` otherwise (in use; below 1024 without the right to bind it)."""
     text = f"cannot listen on {format_address(host, port)}-{port + 1}: {exc.strerror or exc}"
-    if isinstance(exc, socket.gaierror) or exc.errno in _HOST_ERRNOS:
+    if isinstance(exc, socket.gaierror) or exc.errno in UNUSABLE:
         return InputError(text, key="--host")
     if exc.errno == errno.EACCES and port < _UNPRIVILEGED_PORT_START:
         text += (f" (a port below {_UNPRIVILEGED_PORT_START} needs root or "
                  "CAP_NET_BIND_SERVICE; try --port 2321)")
     return InputError(text, key="--port")
 
-
-#: bind's errors that blame the address: not this machine's (EADDRNOTAVAIL), a family
-#: the system lacks (EAFNOSUPPORT: IPv6 disabled), or one bind cannot take (EINVAL:
-#: an IPv6 link-local address without its %interface)
-_HOST_ERRNOS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL)
 
 #: Linux's default net.ipv4.ip_unprivileged_port_start: lower ports are privileged
 _UNPRIVILEGED_PORT_START = 1024

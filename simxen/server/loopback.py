@@ -6,8 +6,9 @@ default), runs one thread per connection, and stops cleanly.
 
 The host may be an IPv4 or IPv6 address or a name: :func:`listen_addresses`
 asks ``getaddrinfo`` what to bind, in its order (``::1`` is an IPv6 socket,
-``localhost`` whichever of its addresses binds first, ``::`` every address
-of both families where the system's ``bindv6only`` is 0, Linux's default).
+``localhost`` the first of its addresses this machine has, ``::`` every
+address of both families where the system's ``bindv6only`` is 0, Linux's
+default).
 """
 
 import collections
@@ -42,32 +43,40 @@ def _with_port(sockaddr, port):
     return (sockaddr[0], port) + tuple(sockaddr[2:])
 
 
+#: bind's errors that say this machine cannot listen on an address at all: not one of
+#: its addresses (EADDRNOTAVAIL), a family it lacks (EAFNOSUPPORT: IPv6 disabled), an
+#: address bind cannot take (EINVAL: an IPv6 link-local one without its %interface).
+#: For these, a name's next address is tried; any other error is the answer.
+UNUSABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL)
+
+
 def bind_pair(host, port, bind):
     """``bind(family, sockaddr)`` for port ``port`` then ``port + 1`` on the first of
-    :func:`listen_addresses` where both succeed; returns the pair of what ``bind``
-    returned. ``bind`` closes nothing: a first port bound where the second fails is
-    closed here (``close()``) before the next address is tried.
+    :func:`listen_addresses` this machine can listen on; returns the pair of what
+    ``bind`` returned (a first port bound where the second fails is ``close()``-d).
 
-    :raises OSError: no address binds both; the error of the first address, unless
-        a later one got further than "not this machine's address" or "family not
-        supported" (``localhost`` on a host without IPv6: the IPv4 port in use).
+    An address that is :data:`UNUSABLE` here is passed over (``localhost`` on a
+    host without IPv6). A port in use, or one this process may not bind, is not:
+    a client resolving the same name may try that address first, and would reach
+    whoever holds the port there -- so it is the error.
+
+    :raises OSError: that error, or the first address's when none is usable.
     """
-    errors = []
+    unusable = None
     for family, sockaddr in listen_addresses(host, port):
+        first = None
         try:
             first = bind(family, sockaddr)
-        except OSError as exc:
-            errors.append(exc)
-            continue
-        try:
             return first, bind(family, _with_port(sockaddr, port + 1))
         except OSError as exc:
-            first.close()
-            errors.append(exc)
-    if not errors:                              # getaddrinfo answered, but no IP address
+            if first is not None:
+                first.close()
+            if exc.errno not in UNUSABLE:
+                raise
+            unusable = unusable or exc
+    if unusable is None:                        # getaddrinfo answered, but no IP address
         raise socket.gaierror(socket.EAI_NONAME, "no IPv4 or IPv6 address")
-    unreachable = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
-    raise next((e for e in errors if e.errno not in unreachable), errors[0])
+    raise unusable
 
 
 def format_address(host, port) -> str:

@@ -9,6 +9,7 @@ each protocol checks every form of the option in this process. The IPv6 tests
 skip, saying why, on a machine without an IPv6 loopback.
 """
 
+import errno
 import socket
 import struct
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from simxen.server import loopback
 from simxen.server.loopback import bind_pair, bound_socket, free_port_pair, listen_addresses
 from simxen.server.mssim import MssimServer
 from simxen.server.swtpm import SwtpmServer
@@ -137,6 +139,37 @@ def test_tpm2_tools_reach_a_guest_through_simxen_serve_over_ipv6(ipv6, tmp_path)
         assert srv.wait_for("TPM2_GetRandom -> TPM_RC_SUCCESS") is not None
     finally:
         assert srv.stop() == 143, srv.log
+
+
+def _resolving_to(monkeypatch, *addresses):
+    """Make every name resolve to ``addresses`` (IPv4 or IPv6 literals), in this order:
+    a name with two addresses, whatever this machine's /etc/hosts says of localhost."""
+    def resolve(host, port):
+        return [(socket.AF_INET6, (a, port, 0, 0)) if ":" in a else (socket.AF_INET, (a, port))
+                for a in addresses]
+    monkeypatch.setattr(loopback, "listen_addresses", resolve)
+
+
+def test_a_names_address_this_machine_lacks_is_passed_over(monkeypatch):
+    _resolving_to(monkeypatch, "192.0.2.1", "127.0.0.1")      # TEST-NET-1 is nobody's
+    port = free_port_pair()
+    data, control = bind_pair("twoaddresses", port, bound_socket)
+    with data, control:
+        assert data.getsockname() == ("127.0.0.1", port)
+        assert control.getsockname() == ("127.0.0.1", port + 1)
+
+
+def test_a_port_in_use_on_a_names_first_address_is_not_passed_over(monkeypatch, ipv6):
+    """The first address has P+1 taken: that is the error, not a listener on the second --
+    a tool resolving the name would try the first and reach the other server."""
+    port = free_port_pair()
+    _resolving_to(monkeypatch, "127.0.0.1", "::1")
+    with bound_socket(socket.AF_INET, ("127.0.0.1", port + 1)) as taken:
+        taken.listen(1)
+        with pytest.raises(OSError) as err:
+            bind_pair("twoaddresses", port, bound_socket)
+    assert err.value.errno == errno.EADDRINUSE
+    bound_socket(socket.AF_INET, ("127.0.0.1", port)).close()       # P was released again
 
 
 def tpm_cli(*argv):
