@@ -112,6 +112,9 @@ class Simulation:
     prepared: dict = field(default_factory=dict)
     #: domain name -> the scenario key that creates it (see :meth:`claim_domain`)
     claimed: dict = field(default_factory=dict)
+    #: workload name -> a zero-argument callable saying how far the workload got (a
+    #: sentence), which the report quotes if the run stops before the workload finishes
+    progress: dict = field(default_factory=dict)
 
     def claim_domain(self, name, key, *, how="xl create"):
         """Reserve domain *name* for the scenario key *key* that will create it.
@@ -402,8 +405,10 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
             result = {"finished": False}
             why = (f"it was {stop.reason}" if stop is not None and stop.reason is not None
                    else f"scenario.until = {until:g} s")
+            said = sim.progress.get(params["name"])
             report.say(f"Workload {params['name']!r} had not finished when the simulation "
-                       f"stopped at {env.now:.6g} s ({why}).")
+                       f"stopped at {env.now:.6g} s ({why})."
+                       + (f" {said()}" if said is not None else ""))
         results[params["name"]] = result
         if result["finished"]:
             module.report(report, result, params)

@@ -1,5 +1,6 @@
 """The load workload: open and closed loops through the real split-driver stack."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -298,6 +299,10 @@ def test_an_overloaded_run_that_stops_says_why_and_frees_its_queue_without_searc
     assert not result.results["load"]["finished"]
     (outcome,) = result.report.outcomes
     assert outcome.found == "<no such result: workload load had not finished>"
+    said = " ".join(result.report.render().split())
+    assert "Workload 'load' had not finished when the simulation stopped at 10 s" in said
+    assert re.search(r"Of ([\d,]+) commands that had arrived, ([\d,]+) had completed and "
+                     r"([\d,]+) were still queued in the guests \(the oldest for", said)
     queued = sum(len(lock.put_queue) for lock in locks)
     assert queued > 1000                # arrivals still waiting for the chip at the stop
     del result, outcome

@@ -306,6 +306,7 @@ def run(sim, params):
                        pcr=params["pcr"], in_flight=getattr(host.guest(g).front, "slots", 1))
              for i, g in enumerate(names)]
     yield env.all_of([env.process(ld.setup()) for ld in loads])
+    sim.progress[params["name"]] = lambda: _progress(loads, env.now)
     t0 = env.now
     start = t0 + params["warmup"]
     end = start + params["duration"]
@@ -325,6 +326,21 @@ def run(sim, params):
     from simxen.scenario.runner import END_OF_RUN_GC, fewer_collections
     with fewer_collections(END_OF_RUN_GC):     # all it builds stays alive till it ends
         return _results(hv, host, loads, params, start, end, sends, suppressed)
+
+
+def _progress(loads, now):
+    """How far the load got by ``now``: what the report says of a run stopped before it ended."""
+    arrived = sum(len(ld.requests) for ld in loads)
+    done = sum(1 for ld in loads for r in ld.requests if r.done is not None)
+    queued = sum(1 for ld in loads for r in ld.requests if r.started is None)
+    oldest = min((r.arrived for ld in loads for r in ld.requests if r.started is None),
+                 default=None)
+    said = f"Of {arrived:,} commands that had arrived, {done:,} had completed"
+    if queued:
+        said += (f" and {queued:,} were still queued in the guests (the oldest for "
+                 f"{now - oldest:.3g} s; a queue that keeps growing means the guests are "
+                 "offered more than they serve)")
+    return said + "."
 
 
 def _count_notifications(hv, loads, start, end):
