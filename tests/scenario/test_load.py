@@ -229,8 +229,10 @@ def test_many_guests_manager_expectation_can_fail():
 @pytest.mark.parametrize("line,key,expected", [
     ("rate = 1e6\nguest_count = 4", "workload.load.rate", "10,000,000 arrivals"),
     ("rates = [1e6, 1, 1]\nguest_count = 3", "workload.load.rates", "2,500,005 arrivals"),
+    ('arrivals = "closed"\nclients = 300000\nguest_count = 4', "workload.load.clients",
+     "1,200,000 client processes"),
 ])
-def test_an_open_loop_expecting_millions_of_arrivals_is_refused_before_it_runs(
+def test_a_load_of_millions_of_arrivals_or_clients_is_refused_before_it_runs(
         tmp_path, capsys, line, key, expected):
     # was: the run queued ten million arrival processes (about 10 GB), and a stop left
     # them to be torn down one search of the queue each -- it never ended

@@ -245,7 +245,17 @@ def _check(params, n_guests, path=None):
         raise InputError(f"expected one rate per guest ({n_guests}), found {len(params['rates'])}",
                          path=path, key=f"workload.{params['name']}.rates")
     if params["arrivals"] == "closed":
-        return          # each client waits for its answer: the chips bound the arrivals
+        # each client waits for its answer, so the chips bound the arrivals; the clients
+        # themselves are processes held to the end, each with its arrivals' records
+        clients = params["clients"] * n_guests
+        if clients > MAX_ARRIVALS:
+            raise InputError(
+                f"{params['clients']:,} clients per guest x {n_guests:,} guest"
+                f"{'s' if n_guests != 1 else ''} is {clients:,} client processes; at most "
+                f"{MAX_ARRIVALS:,} in one run (each waits its turn at its guest's chip, so all "
+                "but one per guest only queue) -- lower clients or the number of guests",
+                path=path, key=f"workload.{params['name']}.clients")
+        return
     seconds = params["warmup"] + params["duration"]
     if params["rates"]:
         key, offered = "rates", f"rates adding up to {sum(params['rates']):g} commands/s"
