@@ -35,6 +35,7 @@ from simxen.analysis import narrate, pcap, perfetto, sequence, trace_format
 from simxen.errors import InputError, did_you_mean
 from simxen.scenario import runner, scenario_file
 from simxen.scenario.output import check_file
+from simxen.xen.trace import PLUMBING
 
 FORMATS = ("perfetto", "sequence", "pcap", "text")
 
@@ -239,8 +240,20 @@ def _nothing_to_show(records, args, one, many) -> InputError:
         return InputError("the trace holds no records: a run killed before its trace's first "
                           "write leaves none, as did one at --trace-level off (which simxen "
                           "run now refuses to write); record it again", **where)
-    return InputError(f"the trace holds no {many}: a run at --trace-level commands keeps only "
-                      "the TPM command records (record it with --trace-level full)", **where)
+    kinds = {}
+    for r in records:
+        kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    held = (f"its {sum(kinds.values()):,} records are "
+            + ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items())))
+    if not any(kind.split(".", 1)[0] in PLUMBING for kind in kinds):
+        # none of the plumbing (pages, event channels, XenStore...), which every run makes
+        # from its first domain on: a trace of --trace-level commands
+        return InputError(f"the trace holds no {many}: {held}, as a run at --trace-level "
+                          "commands keeps them -- only the TPM command records and the "
+                          "domains' creation (record it with --trace-level full)", **where)
+    return InputError(f"the trace holds no {many}: {held} -- the run ended before there was "
+                      "more to show (a longer scenario.until, or --until, lets it go on)",
+                      **where)
 
 
 def _write_lines(fp, first, lines):

@@ -364,3 +364,18 @@ def test_svg_of_a_fleet_is_cut_under_librsvgs_width_limit():
     note = " ".join(t.text for t in root.iter("{http://www.w3.org/2000/svg}text")
                     if t.get("class") == "cut-note")
     assert note.startswith(f"{200 - drawn} more messages from ")
+
+
+def test_a_trace_stopped_before_anything_happened_is_not_blamed_on_its_level(tmp_path, capsys):
+    # was: "a run at --trace-level commands keeps only the TPM command records" for a full
+    # trace of a run stopped at boot: five records, domain.create and XenStore writes
+    trace = tmp_path / "short.jsonl"
+    assert main(["run", "scenarios/many-guests.toml", "--set", "scenario.until=1e-6",
+                 "--trace", str(trace)]) == 1
+    capsys.readouterr()
+    assert main(["trace", "--from", str(trace), "-f", "text"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--trace-level" not in err
+    assert re.search(r"the trace holds no events to narrate: its \d+ records are \d+ "
+                     r"domain\.create, .*\d+ xs\.write -- the run ended before there was more "
+                     r"to show", err), err
