@@ -129,11 +129,18 @@ def load(path, overrides=()) -> Scenario:
         raise InputError("is a folder, expected a scenario file (.toml)", path=path) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    if text[:2] == b"\x1f\x8b":         # gzip's magic: a compressed trace, most likely
+        raise InputError("is gzip-compressed, not a scenario (.toml); if it is a trace that "
+                         "simxen run --trace wrote, gunzip it and read it with simxen trace "
+                         "--from FILE", path=path)
     try:
         raw = tomllib.loads(text.decode("utf-8-sig"))   # a BOM (Windows editors) is left out
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     except tomllib.TOMLDecodeError as exc:
+        if text.lstrip()[:1] == b"{":
+            raise InputError("is JSON, not a scenario (TOML): a trace that simxen run --trace "
+                             "wrote is read by simxen trace --from FILE", path=path) from None
         raise InputError(f"not valid TOML: {exc}", path=path) from None
     parsed = [o if isinstance(o, ov_mod.Override) else ov_mod.parse(o) for o in overrides]
     placed = ov_mod.apply(raw, parsed, path)

@@ -276,3 +276,20 @@ def test_a_misspelt_chip_gets_the_closest_shipped_one():
     with pytest.raises(InputError) as err:
         runner.prepare(scenario_file.load(GOOD, ['scenario.chip="slb967"']))
     assert str(err.value).endswith("did you mean 'slb9670'?")
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "trace"])
+def test_a_trace_given_as_the_scenario_is_named_as_one(tmp_path, command):
+    # was: "not valid TOML: Invalid statement (at line 1, column 1)"
+    import gzip
+    line = b'{"t": 0.0, "kind": "domain.create", "dom": 0, "seq": 0}\n'
+    plain, packed = tmp_path / "run.jsonl", tmp_path / "run.jsonl.gz"
+    plain.write_bytes(line)
+    packed.write_bytes(gzip.compress(line))
+    extra = ["-f", "text"] if command == "trace" else []
+    r = simxen(command, str(plain), *extra)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"simxen {command}: {plain}: is JSON, not a scenario (TOML): a trace that simxen run "
+        "--trace wrote is read by simxen trace --from FILE")
+    r = simxen(command, str(packed), *extra)
+    assert r.returncode == 2 and "is gzip-compressed, not a scenario (.toml)" in r.stderr
