@@ -181,8 +181,14 @@ class Plan:
         return list(self.fixed) + [f"{a.key}={v}" for a, v in zip(self.axes, values)]
 
     def _load(self, values):
+        """The scenario of the point ``values``, checked as ``simxen validate`` checks it
+        (:func:`~simxen.scenario.runner.prepare`, a few milliseconds): a point that
+        ``simxen run`` would refuse is refused before the sweep writes anything."""
+        from simxen.scenario import runner
         try:
-            return scenario_file.load(self.path, self.overrides(values))
+            sc = scenario_file.load(self.path, self.overrides(values))
+            runner.prepare(sc).hv.trace.close()
+            return sc
         except InputError as err:
             key = str(err.key or "")
             for a, v in zip(self.axes, values):

@@ -283,3 +283,15 @@ def test_resume_at_another_trace_level_is_another_sweep_and_plot_says_why_a_metr
                             "it (a metric read from the trace's records has none at "
                             "--trace-level off)")
     assert plot_mod.draw(out, y="stack.commands")
+
+
+def test_a_point_that_run_would_refuse_is_refused_before_the_sweep_writes_anything(tmp_path):
+    """The plan checked each point's keys against the schema only: a point the workload's own
+    checks refuse (here a million-arrival open loop) failed after sweep.json and the header of
+    runs.csv were written, and the folder then held 'a sweep' that --resume could not finish."""
+    out = tmp_path / "out"
+    r = simxen("sweep", str(ROOT / "scenarios" / "many-guests.toml"), "--vary",
+               "stack.rate=20,1e6", "--out", str(out), "--no-plots")
+    assert r.returncode == 2 and not out.exists()
+    (line,) = r.stderr.strip().splitlines()
+    assert "many-guests.toml: --vary stack.rate=1e6: " in line and "10,000,000 arrivals" in line
