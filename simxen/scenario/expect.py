@@ -93,7 +93,7 @@ def check_shape(expects: list, path) -> None:
     """Every ``[[expect]]`` must set exactly one comparison, of a value it can compare:
     a number for an ordering (``below = "1000"`` would fail whatever the run found), a
     string for ``contains``."""
-    from simxen.errors import InputError
+    from simxen.errors import InputError, found
     for i, e in enumerate(expects):
         ops = [op for op in OPERATORS if e.get(op) is not None]
         if len(ops) != 1:
@@ -102,10 +102,10 @@ def check_shape(expects: list, path) -> None:
                              path=path, key=f"expect[{i}]")
         op, wanted = ops[0], e[ops[0]]
         if op in ORDERING and (isinstance(wanted, bool) or not isinstance(wanted, (int, float))):
-            raise InputError(f"expected a number to compare with, found {wanted!r}",
+            raise InputError(f"expected a number to compare with, found {found(wanted)}",
                              path=path, key=f"expect[{i}].{op}")
         if op in TEXTUAL and not isinstance(wanted, str):
-            raise InputError(f"expected a string to look for, found {wanted!r}",
+            raise InputError(f"expected a string to look for, found {found(wanted)}",
                              path=path, key=f"expect[{i}].{op}")
 
 
