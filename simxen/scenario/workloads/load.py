@@ -244,14 +244,15 @@ def _check(params, n_guests, path=None):
     if params["rates"] and len(params["rates"]) != n_guests:
         raise InputError(f"expected one rate per guest ({n_guests}), found {len(params['rates'])}",
                          path=path, key=f"workload.{params['name']}.rates")
+    guests = f"{n_guests:,} guest{'s' if n_guests != 1 else ''}"
     if params["arrivals"] == "closed":
         # each client waits for its answer, so the chips bound the arrivals; the clients
         # themselves are processes held to the end, each with its arrivals' records
         clients = params["clients"] * n_guests
         if clients > MAX_ARRIVALS:
             raise InputError(
-                f"{params['clients']:,} clients per guest x {n_guests:,} guest"
-                f"{'s' if n_guests != 1 else ''} is {clients:,} client processes; at most "
+                f"{params['clients']:,} clients per guest x {guests} is {clients:,} client "
+                f"processes; at most "
                 f"{MAX_ARRIVALS:,} in one run (each waits its turn at its guest's chip, so all "
                 "but one per guest only queue) -- lower clients or the number of guests",
                 path=path, key=f"workload.{params['name']}.clients")
@@ -262,8 +263,7 @@ def _check(params, n_guests, path=None):
         expected = sum(params["rates"]) * seconds
     else:
         key = "rate"
-        offered = (f"{params['rate']:g} commands/s per guest x {n_guests:,} "
-                   f"guest{'s' if n_guests != 1 else ''}")
+        offered = f"{params['rate']:g} commands/s per guest x {guests}"
         expected = params["rate"] * n_guests * seconds
     if expected > MAX_ARRIVALS:
         raise InputError(
