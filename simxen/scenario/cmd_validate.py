@@ -43,7 +43,9 @@ def main(args) -> int:
     if args.domain is not None:
         serve_host.plan(sim, args.domain)
     kinds = ", ".join(w["type"] for w in sc.data["workload"])
-    print(f"{args.scenario}: ok ({sc.name}: {len(sc.data['domain'])} domain(s), "
+    # every domain the run will create besides dom0: the [[domain]] tables' and the ones
+    # the workloads' hosts create (each claimed by name in prepare)
+    print(f"{args.scenario}: ok ({sc.name}: {len(sim.claimed)} domain(s) besides dom0, "
           f"workload {kinds}, {len(sc.data['expect'])} expectation(s))")
     for note in unpublished_expectations(sc):
         print(f"simxen validate: note: {note}", file=sys.stderr)

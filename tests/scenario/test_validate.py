@@ -297,3 +297,13 @@ def test_a_trace_given_as_the_scenario_is_named_as_one(tmp_path, command):
         "--trace wrote is read by simxen trace --from FILE")
     r = simxen(command, str(packed), *extra)
     assert r.returncode == 2 and "is gzip-compressed, not a scenario (.toml)" in r.stderr
+
+
+def test_ok_counts_the_domains_the_workloads_create_too(capsys):
+    # was: "many-guests: 0 domain(s)" -- only the [[domain]] tables were counted, and a
+    # load workload creates its manager, a vTPM and the guest for each guest
+    from simxen.cli import main
+    path = ROOT / "scenarios" / "many-guests.toml"
+    assert main(["validate", str(path), "--set", "stack.guest_count=8"]) == 0
+    assert capsys.readouterr().out == (f"{path}: ok (many-guests: 17 domain(s) besides dom0, "
+                                       "workload load, 5 expectation(s))\n")
