@@ -367,8 +367,11 @@ def roles(spec: HostSpec) -> dict:
     booted (``"vtpmmgr"``, ``"vtpm"``, ``"guest"`` -- a Linux kernel, or pv-grub, which
     loads one), from its ``kernel=`` image as the toolstack will choose the model
     (:func:`~simxen.domains.toolstack.kernel_model`). :func:`check_spec` runs first."""
-    return {cfg.name: kernel_model(cfg.kernel, spec.kernels).booted_role()
-            for cfg in check_spec(spec)}
+    return _roles(spec, check_spec(spec))
+
+
+def _roles(spec, cfgs) -> dict:
+    return {cfg.name: kernel_model(cfg.kernel, spec.kernels).booted_role() for cfg in cfgs}
 
 
 def vtpm_guests(spec: HostSpec) -> list:
@@ -376,8 +379,12 @@ def vtpm_guests(spec: HostSpec) -> list:
     creation order: the names :meth:`Host.guest` will give a kernel whose ``tpm`` is
     the guest's path to its vTPM (a vTPM stub domain's ``vtpm=`` is its own link to
     the manager, not a guest's)."""
-    role = roles(spec)
-    return [cfg.name for cfg in check_spec(spec) if role[cfg.name] == "guest" and cfg.vtpm]
+    cfgs = check_spec(spec)
+    return _vtpm_guests(cfgs, _roles(spec, cfgs))
+
+
+def _vtpm_guests(cfgs, role) -> list:
+    return [cfg.name for cfg in cfgs if role[cfg.name] == "guest" and cfg.vtpm]
 
 
 def vtpm_guest(spec: HostSpec, name, *, path=None, key=None):
@@ -385,10 +392,11 @@ def vtpm_guest(spec: HostSpec, name, *, path=None, key=None):
     :class:`~simxen.errors.InputError` (at ``path``, ``key``) that says what *name*
     is -- no such domain (with the closest guest's name), a stub domain, a guest
     without a ``vtpm=`` line -- and which guests there are."""
-    role = roles(spec)
-    guests = vtpm_guests(spec)
+    cfgs = check_spec(spec)
+    role = _roles(spec, cfgs)
+    guests = _vtpm_guests(cfgs, role)
     if name in guests:
-        return next(cfg for cfg in check_spec(spec) if cfg.name == name)
+        return next(cfg for cfg in cfgs if cfg.name == name)
     listed = _names(guests)
     if name not in role:
         counted = _counted(guests)
