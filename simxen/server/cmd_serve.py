@@ -18,6 +18,13 @@ to standard error: name, response code, total simulated latency and its
 split into front->back, vtpm, manager, ptpm and back->front (see
 ``docs/serve.rst``); at exit, the percentiles of each hop.
 
+Every check that needs no boot is made first (``plan()``): the ports and
+``--host`` (an IPv4 or IPv6 address or a name: ``--host ::1`` is reached as
+``mssim:host=::1,port=2321``), the output files, the scenario with its
+``--set`` overrides, and ``--domain`` against the guests of the host the boot
+would create -- a mistake is one line and exit status 2 within about the time
+``simxen validate`` takes, before anything is booted or written.
+
 ``--protocol mssim`` (default) uses ports P and P+1 and, like tpm2-abrmd,
 flushes what each tool run left loaded when it disconnects; ``--protocol
 swtpm`` speaks swtpm's socket protocol. Power signals are acknowledged and
