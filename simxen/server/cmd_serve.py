@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -272,6 +273,9 @@ def main(args) -> int:
         check_file(args.trace, "--trace")
     if args.eventlog_out:
         check_file(args.eventlog_out, "--eventlog-out")
+        if args.trace and os.path.realpath(args.trace) == os.path.realpath(args.eventlog_out):
+            raise InputError("is also the --trace file: one would overwrite the other",
+                             path=args.eventlog_out, key="--eventlog-out")
     planned = plan(args.scenario, args.domain, seed=args.seed, overrides=args.set,
                    event_log=bool(args.eventlog_out))
     err = sys.stderr

@@ -304,6 +304,17 @@ def test_an_event_log_without_pv_grub_is_refused_before_the_boot(monkeypatch, ca
     assert not (tmp_path / "log").exists()
 
 
+def test_the_event_log_and_the_trace_in_one_file_are_refused(monkeypatch, capsys, tmp_path):
+    """Was: the event log, written after the boot, was overwritten by the trace at exit."""
+    same = tmp_path / "out"
+    status, err = serve_without_booting(
+        monkeypatch, capsys, ROOT / "scenarios" / "boot-attest.toml", "--domain", "guest1",
+        "--trace", same, "--eventlog-out", tmp_path / "." / "out", "--port", free_port_pair())
+    assert status == 2 and len(err) == 1, err
+    assert "--eventlog-out: is also the --trace file" in err[0]
+    assert not same.exists()
+
+
 def test_validate_domain_makes_the_same_check(tmp_path):
     """``simxen validate --domain`` is serve's check without the boot: the same line."""
     def validate(*argv):
