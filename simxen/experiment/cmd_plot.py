@@ -5,7 +5,10 @@
     simxen plot /tmp/mg --x stack.guest_count --y stack.latency_ms.p95
 
 reads DIR/summary.csv (written by ``simxen sweep``) and writes
-DIR/plots/<y>--<x>.png and .svg. Without ``--y`` it draws the same default
+DIR/plots/<y>--<x>.png and .svg. ``--y`` again draws more metrics of the
+same unit on the same axis (``--y stack.offered_per_s --y
+stack.throughput_per_s``: the load offered and carried, one picture, in
+``<y1>_<y2>--<x>``). Without ``--y`` it draws the same default
 pictures as ``simxen sweep`` (the scenario's ``[[plot]]`` tables, else
 throughput and p95 latency where the scenario publishes them). ``--hue KEY``
 draws one line per value of another varied key.
@@ -16,8 +19,9 @@ def add_arguments(parser):
     parser.add_argument("folder", metavar="DIR", help="the --out folder of a `simxen sweep`")
     parser.add_argument("--x", metavar="KEY", help="varied key on the horizontal axis "
                         "(default: the first)")
-    parser.add_argument("--y", metavar="METRIC", help="metric on the vertical axis "
-                        "(`simxen metrics SCENARIO` lists them)")
+    parser.add_argument("--y", metavar="METRIC", action="append",
+                        help="metric on the vertical axis (`simxen metrics SCENARIO` lists "
+                        "them); repeat it to draw metrics of one unit together")
     parser.add_argument("--hue", metavar="KEY", help="varied key drawn as one line per value")
     parser.add_argument("--title", help="the picture's title")
     parser.add_argument("--out", metavar="DIR", help="where the pictures go (default DIR/plots)")

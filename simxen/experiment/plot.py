@@ -189,8 +189,37 @@ def _missing_note(missing, x) -> str:
     return "no value at " + "; ".join(said) + more
 
 
+def _rows_of(folder, rows, y) -> list:
+    """The summary's rows of metric ``y``; refused, saying why, when it has none."""
+    mine = [r for r in rows if r["metric"] == y]
+    if not mine and y in _run_columns(folder):
+        raise InputError("no run of this sweep has a value for it (a metric read from the "
+                         "trace's records has none at --trace-level off)", key=f"--y {y}")
+    if not mine:
+        names = sorted({r["metric"] for r in rows})
+        raise InputError("the summary has no such metric" +
+                         (did_you_mean(y, names) or " (`simxen metrics SCENARIO` lists them)"),
+                         key=f"--y {y}")
+    return mine
+
+
+def _shared_name(names) -> str:
+    """What several metrics' names share, for the axis they share: ``stack.latency_ms.*``
+    for ``stack.latency_ms.p50`` and ``stack.latency_ms.p99``."""
+    parts = [n.split(".") for n in names]
+    shared = []
+    for segments in zip(*parts):
+        if len(set(segments)) > 1:
+            break
+        shared.append(segments[0])
+    return ".".join(shared + ["*"]) if shared else "value"
+
+
 def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
     """Draw metric *y* against varied key *x* from ``folder/summary.csv``; return the files.
+
+    *y* may be a list of metrics of one unit, drawn on one axis, a line (or a line per
+    setting) each: the offered load and the throughput, or p50, p95 and p99 together.
 
     Every point of the sweep is a tick on the x axis, labelled as the sweep wrote it; a
     point where no run gave the metric a value breaks its line and is named in a note
@@ -212,16 +241,14 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
                              key=f"{flag} {key}")
     if hue == x:
         raise InputError("--hue must be another varied key than --x", key=f"--hue {hue}")
-    mine = [r for r in rows if r["metric"] == y]
-    if not mine and y in _run_columns(folder):
-        raise InputError("no run of this sweep has a value for it (a metric read from the "
-                         "trace's records has none at --trace-level off)", key=f"--y {y}")
-    if not mine:
-        names = sorted({r["metric"] for r in rows})
-        raise InputError("the summary has no such metric" +
-                         (did_you_mean(y, names) or " (`simxen metrics SCENARIO` lists them)"),
-                         key=f"--y {y}")
-    unit = mine[0]["unit"]
+    ys = list(dict.fromkeys([y] if isinstance(y, str) else y))
+    per_y = {name: _rows_of(folder, rows, name) for name in ys}
+    units = {name: mine[0]["unit"] for name, mine in per_y.items()}
+    if len(set(units.values())) > 1:
+        raise InputError("metrics of different units share no vertical axis ("
+                         + ", ".join(f"{n} [{u}]" for n, u in units.items())
+                         + "): draw them in pictures of their own", key="--y")
+    unit = units[ys[0]]
     others = [k for k in keys if k not in (x, hue)]
     split = ([hue] if hue else []) + others           # what puts two points on two lines
     # every point of the sweep (of any metric): a point this metric lacks is a gap
@@ -231,24 +258,28 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
     if numeric:
         order.sort(key=_number)
     position = {v: (_number(v) if numeric else i) for i, v in enumerate(order)}
-    mine = [r for r in mine if _number(r["mean"]) is not None]
-    if not mine:
-        raise InputError("no point of this sweep has a value for it (its means are empty)",
-                         key=f"--y {y}")
+    for name, mine in per_y.items():
+        per_y[name] = [r for r in mine if _number(r["mean"]) is not None]
+        if not per_y[name]:
+            raise InputError("no point of this sweep has a value for it (its means are empty)",
+                             key=f"--y {name}")
+    every = [r for mine in per_y.values() for r in mine]
+    shown = [k for k in split if len({r[k] for r in every}) > 1 or k == hue]
 
-    lines = {}
-    for p in points:
-        setting = tuple(p[keys.index(k)] for k in split)
-        lines.setdefault(setting, {})[p[keys.index(x)]] = None
-    for r in mine:
-        lines[tuple(r[k] for k in split)][r[x]] = r
-    shown = [k for k in split if len({r[k] for r in mine}) > 1 or k == hue]
+    def label_of(name, setting):
+        said = [f"{k}={v}" for k, v in zip(split, setting) if k in shown]
+        return ", ".join(([name] if len(ys) > 1 else []) + said)
 
-    def label_of(setting):
-        return ", ".join(f"{k}={v}" for k, v in zip(split, setting) if k in shown)
-
-    drawn = [(label_of(s), pts) for s, pts in lines.items()
-             if any(r is not None for r in pts.values())]
+    drawn = []
+    for name, mine in per_y.items():
+        lines = {}
+        for p in points:
+            setting = tuple(p[keys.index(k)] for k in split)
+            lines.setdefault(setting, {})[p[keys.index(x)]] = None
+        for r in mine:
+            lines[tuple(r[k] for k in split)][r[x]] = r
+        drawn += [(label_of(name, s), pts) for s, pts in lines.items()
+                  if any(r is not None for r in pts.values())]
     legend_beside = len(drawn) > 8
     columns = math.ceil(len(drawn) / 20) if legend_beside else 1
     fig, ax = plt.subplots(figsize=(7.5 + (2.4 * columns if legend_beside else 0), 4.8))
@@ -272,7 +303,7 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
             high.append(hi - m if hi is not None else 0.0)
             ends += [m - low[-1], m + high[-1]]
         ax.errorbar(xs, means, yerr=[low, high], capsize=4, linewidth=1.5,
-                    label=_wrap(label or y, 40), **style)
+                    label=_wrap(label or ys[0], 40), **style)
     if numeric:
         scale, options = x_scale(position.values())
         if scale != "linear":
@@ -289,12 +320,14 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
     if y_scale(ends) == "log":
         ax.set_yscale("log")
     ax.set_xlabel(_wrap(x, 80))
-    ax.set_ylabel(_wrap(f"{y} [{unit}]" if unit else y, 45))
-    ax.set_title(_wrap(title or f"{y} vs {x}", 75), fontsize=11)
+    named = ys[0] if len(ys) == 1 else _shared_name(ys)
+    ax.set_ylabel(_wrap(f"{named} [{unit}]" if unit else named, 45))
+    listed = ys[0] if len(ys) == 1 else f"{', '.join(ys[:-1])} and {ys[-1]}"
+    ax.set_title(_wrap(title or f"{listed} vs {x}", 75), fontsize=11)
     ax.grid(True, alpha=0.3)
     where = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=columns) \
         if legend_beside else {}
-    ax.legend(title=_legend_title([int(r["n"]) for r in mine]), fontsize=9, title_fontsize=9,
+    ax.legend(title=_legend_title([int(r["n"]) for r in every]), fontsize=9, title_fontsize=9,
               **where)
     if missing:
         fig.text(0.01, 0.01, _wrap(_missing_note(missing, x), 110), fontsize=8, color="#555",
@@ -302,7 +335,7 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
     fig.tight_layout(rect=(0, 0.05 if missing else 0, 1, 1))
     out = Path(out) if out else folder / "plots"
     out.mkdir(parents=True, exist_ok=True)
-    stem = _stem(y, x)
+    stem = _stem("+".join(ys), x)
     files = [out / f"{stem}.png", out / f"{stem}.svg"]
     # fixed metadata: the same summary draws the same bytes
     fig.savefig(files[0], dpi=120, metadata={"Software": None})

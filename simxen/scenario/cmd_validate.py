@@ -63,8 +63,10 @@ def unpublished_expectations(sc) -> list:
     notes = []
     wanted = [(f"expect[{i}].metric", e["metric"], "run will find <no such result>")
               for i, e in enumerate(sc.data["expect"])]
-    wanted += [(f"plot[{i}].y", p["y"], "a sweep will skip the plot")
-               for i, p in enumerate(sc.data["plot"])]
+    for i, p in enumerate(sc.data["plot"]):
+        ys = scenario_file.plot_metrics(p)
+        wanted += [(f"plot[{i}].y" + (f"[{j}]" if isinstance(p["y"], list) else ""), y,
+                    "a sweep will skip the plot") for j, y in enumerate(ys)]
     for where, name, then in wanted:
         if name in known:
             continue

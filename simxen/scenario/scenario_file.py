@@ -67,14 +67,21 @@ DOMAIN = Table("domain", "a domain the scenario creates directly (no toolstack)"
 
 
 PLOT = Table("plot", "a picture `simxen sweep` draws from its summary (docs/throughput-lab.rst)", [
-    Field("y", str, "the metric on the vertical axis, e.g. 'stack.latency_ms.p95' "
-          "(`simxen metrics` lists them)"),
+    Field("y", (str, list), "the metric on the vertical axis, e.g. 'stack.latency_ms.p95' "
+          "(`simxen metrics` lists them), or an array of metrics of one unit drawn together, "
+          "e.g. ['stack.offered_per_s', 'stack.throughput_per_s']", items=str,
+          check=lambda v: None if v else "expected at least one metric"),
     Field("x", str, "the varied key on the horizontal axis; empty = the first --vary",
           default=""),
     Field("hue", str, "a varied key drawn as one line per value; empty = one line per "
           "combination of the other varied keys", default=""),
     Field("title", str, "the picture's title; empty = the scenario name", default=""),
 ])
+
+
+def plot_metrics(plot) -> list:
+    """The metrics a ``[[plot]]`` table draws: its ``y``, one name or an array of them."""
+    return [plot["y"]] if isinstance(plot["y"], str) else list(plot["y"])
 
 
 def top_schema() -> Table:
@@ -182,11 +189,13 @@ def _check_references(data, path):
                                  f"{', '.join(map(repr, names)) or 'none'})",
                                  path=path, key=f"workload.{w['name']}.{key}")
     for i, p in enumerate(data["plot"]):
-        head = p["y"].split(".", 1)[0]
-        if head not in wl_names:
-            raise InputError(f"metric must start with a workload name (one of "
-                             f"{', '.join(map(repr, sorted(wl_names)))}), found {head!r}",
-                             path=path, key=f"plot[{i}].y")
+        for j, y in enumerate(plot_metrics(p)):
+            head = y.split(".", 1)[0]
+            if head not in wl_names:
+                where = f"plot[{i}].y" + (f"[{j}]" if isinstance(p["y"], list) else "")
+                raise InputError(f"metric must start with a workload name (one of "
+                                 f"{', '.join(map(repr, sorted(wl_names)))}), found {head!r}",
+                                 path=path, key=where)
     if data["scenario"]["scheduler"] != "dedicated" and CPU_METRICS in wl_names:
         raise InputError(f"the name {CPU_METRICS!r} is taken by the CPU scheduler's metrics "
                          f"(scenario.scheduler = {data['scenario']['scheduler']!r})",

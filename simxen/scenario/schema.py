@@ -84,7 +84,9 @@ class Field:
         else:
             text = _type_name(self.type)
         if self.items is not None:
-            text = f"an array of {_PLURALS.get(self.items, _type_name(self.items))}"
+            array = f"an array of {_PLURALS.get(self.items, _type_name(self.items))}"
+            alone = [t for t in self.type if t is not list] if isinstance(self.type, tuple) else []
+            text = " or ".join([_type_name(t) for t in alone] + [array])
         if self.choices:
             text += " (one of " + ", ".join(repr(c) for c in self.choices) + ")"
         if self.minimum is not None:
@@ -105,7 +107,7 @@ class Field:
                              path=path, key=key)
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"expected a finite number, found {value!r}", path=path, key=key)
-        if self.items is not None:
+        if self.items is not None and isinstance(value, list):
             if self.items is float:     # an integer is a number too, as for a float key
                 value = [float(item) if isinstance(item, int) and not isinstance(item, bool)
                          else item for item in value]

@@ -175,3 +175,28 @@ def test_one_point_and_negative_values_draw(tmp_path):
     folder = _summary(tmp_path, ["a.x"], [[1, "a.y", "ms", 3, "", "", "", ""]], name="empty")
     with pytest.raises(InputError, match="no point of this sweep has a value"):
         plot.draw(folder, y="a.y")
+
+
+def test_metrics_of_one_unit_draw_together_a_line_each(tmp_path):
+    """The offered load and the throughput belong on one axis: where they part is the
+    saturation point. --y repeated (or [[plot]] y = [...]) draws one line per metric."""
+    rows = []
+    for x, offered, done in ((1, 20.0, 20.0), (8, 160.0, 159.0), (32, 640.0, 200.0)):
+        rows += [[x, "s.offered_per_s", "1/s", 3, offered, 1.0, offered - 2, offered + 2],
+                 [x, "s.throughput_per_s", "1/s", 3, done, 1.0, done - 2, done + 2],
+                 [x, "s.latency_ms.p50", "ms", 3, 5.0, 0.1, 4.8, 5.2]]
+    folder = _summary(tmp_path, ["s.guest_count"], rows)
+    png, svg = plot.draw(folder, y=["s.offered_per_s", "s.throughput_per_s"])
+    assert png.name == "s.offered_per_s_s.throughput_per_s--s.guest_count.png"
+    texts = _texts(svg)
+    assert {"s.offered_per_s", "s.throughput_per_s", "s.* [1/s]"} <= set(texts)
+    assert "s.offered_per_s and s.throughput_per_s vs s.guest_count" in " ".join(texts)
+    # one metric given as a list of one draws exactly what the name alone draws
+    one = plot.draw(folder, y=["s.offered_per_s"], out=folder / "a")
+    alone = plot.draw(folder, y="s.offered_per_s", out=folder / "b")
+    assert [f.read_bytes() for f in one] == [f.read_bytes() for f in alone]
+    with pytest.raises(InputError, match=r"^--y: metrics of different units share no vertical "
+                                         r"axis \(s.offered_per_s \[1/s\], s.latency_ms.p50 "):
+        plot.draw(folder, y=["s.offered_per_s", "s.latency_ms.p50"])
+    with pytest.raises(InputError, match="--y s.thruput: .*did you mean 's.throughput_per_s'"):
+        plot.draw(folder, y=["s.offered_per_s", "s.thruput"])

@@ -307,3 +307,25 @@ def test_ok_counts_the_domains_the_workloads_create_too(capsys):
     assert main(["validate", str(path), "--set", "stack.guest_count=8"]) == 0
     assert capsys.readouterr().out == (f"{path}: ok (many-guests: 17 domain(s) besides dom0, "
                                        "workload load, 5 expectation(s))\n")
+
+
+@pytest.mark.parametrize("y,problem", [
+    ("[]", "plot[0].y: expected at least one metric"),
+    ('["pingpong.throughput", 3]', "plot[0].y[1]: expected a string, found 3 (an integer)"),
+    ('["pingpong.throughput", "nope.x"]', "plot[0].y[1]: metric must start with a workload name"),
+    ("3", "plot[0].y: expected a string or an array of strings, found 3 (an integer)"),
+])
+def test_a_plot_of_several_metrics_is_checked_metric_by_metric(tmp_path, y, problem):
+    p = write(tmp_path, GOOD.read_text() + f"\n[[plot]]\ny = {y}\n", name="plot.toml")
+    with pytest.raises(InputError) as err:
+        scenario_file.load(p)
+    assert f"{p}: {problem}" in str(err.value)
+
+
+def test_each_metric_of_a_plot_is_noted_when_unpublished(tmp_path, capsys):
+    from simxen.cli import main
+    p = write(tmp_path, GOOD.read_text() + '\n[[plot]]\ny = ["pingpong.throughput_per_s", '
+              '"pingpong.latency_us.mni"]\n', name="plot.toml")
+    assert main(["validate", str(p)]) == 0
+    (note,) = capsys.readouterr().err.splitlines()
+    assert "plot[0].y[1]: this scenario publishes no metric 'pingpong.latency_us.mni'" in note
