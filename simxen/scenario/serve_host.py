@@ -59,7 +59,11 @@ def plan(sim, guest, *, event_log=False):
     is pv-grub, the only boot that writes a TCG event log (key
     ``--eventlog-out``). Each problem is one :class:`~simxen.errors.InputError`.
     """
-    spec = host_spec(sim)
+    try:
+        spec = host_spec(sim)
+    except InputError as err:       # a key --set gave is named as the --set that gave it
+        from simxen.scenario.overrides import blame_scenario
+        raise blame_scenario(err, sim.scenario) from None
     path = sim.scenario.path
     cfg = vtpm_guest(spec, guest, path=path, key="--domain")
     if event_log and not issubclass(kernel_model(cfg.kernel, spec.kernels), PvGrub):

@@ -329,6 +329,37 @@ def test_validate_domain_makes_the_same_check(tmp_path):
             == served.stderr.replace("simxen serve: ", "", 1)), (bad.stderr, served.stderr)
     ring = validate(ROOT / "scenarios" / "ring-pingpong.toml", "--domain", "guest1")
     assert ring.returncode == 2 and "no workload here builds a vTPM host" in ring.stderr
+    many = ROOT / "scenarios" / "many-guests.toml"
+    assert validate(many, "--domain", "guest4").returncode == 0
+    past = validate(many, "--domain", "guest5")
+    assert past.returncode == 2 and "guests with a vTPM: guest1 .. guest4" in past.stderr
+    ring = validate(many, "--domain", "guest1", "--set", "stack.transport=multi-slot")
+    assert ring.returncode == 2 and ring.stderr.startswith(
+        f"simxen validate: {many}: --set stack.transport=multi-slot: simxen serve drives a "
+        "guest's xen-tpmfront over Xen's single request page")
+
+
+@interop
+def test_a_guest_of_the_load_workloads_host_is_served(tmp_path):
+    """many-guests.toml: the load's host -- four guests, their vTPMs, one manager -- served
+    without the load: tpm2-tools reach guest3's own vTPM, whose NV write saves through the
+    shared manager like any of its guests' commands."""
+    require_tool("tpm2_nvdefine")
+    srv = start("--hops", scenario=ROOT / "scenarios" / "many-guests.toml", domain="guest3")
+    try:
+        assert "guest3" in srv.wait_for("listening")
+        (tmp_path / "data").write_bytes(b"12345678")
+        run_tool(srv.tcti, tmp_path, "tpm2_startup", "-c")
+        run_tool(srv.tcti, tmp_path, "tpm2_nvdefine", "0x1500010", "-C", "o", "-s", "8", "-a",
+                 "ownerread|ownerwrite")
+        since = srv.mark()
+        run_tool(srv.tcti, tmp_path, "tpm2_nvwrite", "0x1500010", "-C", "o", "-i", "data")
+        line = srv.wait_for("TPM2_NV_Write TPM_RC_SUCCESS", since=since)
+        assert line is not None and "(1 manager request, " in line, srv.log
+        assert run_tool(srv.tcti, tmp_path, "tpm2_nvread", "0x1500010", "-C", "o",
+                        "-s", "8").stdout == b"12345678"
+    finally:
+        assert srv.stop() == 143, srv.log    # SIGTERM: 128 + 15, as a shell reports it
 
 
 @pytest.mark.parametrize("name, role", [("vtpmmgr", "vtpmmgr"), ("vtpm-guest1", "vtpm")])

@@ -291,6 +291,20 @@ def prepare(sim, params):
     return spec
 
 
+def serve_host_spec(sim, params):
+    """The host ``simxen serve`` builds for this workload: its manager, its vTPMs and its
+    guests, without the load -- the tools are the load. Only Xen's single request page is
+    served: ``transport = "multi-slot"`` (a ring of several commands) has no tpmfront that
+    the serve path drives."""
+    from simxen.errors import InputError
+    if params["transport"] == "multi-slot":
+        raise InputError("simxen serve drives a guest's xen-tpmfront over Xen's single request "
+                         "page; transport = 'multi-slot' (a ring) is not served: set it to "
+                         "'tpmif' to serve this host", path=sim.scenario.path,
+                         key=f"workload.{params['name']}.transport")
+    return sim.prepared.get(params["name"]) or _host_spec(params)
+
+
 def _stats_ms(values):
     """count, mean, p50, p95, p99, max of seconds, in milliseconds."""
     import numpy as np
