@@ -17,19 +17,16 @@ Each command connection is one client of a
 (EOF or SESSION_END), the objects and sessions it left loaded are flushed.
 """
 
-import struct
-
-from simxen.protocols.mssim import (MAX_COMMAND, REMOTE_HANDSHAKE, SIGNAL_POWER_OFF,  # noqa: F401
+from simxen.protocols.mssim import (ACK, CODE_SIZE, COMMAND_HEADER_SIZE,  # noqa: F401
+                                    MAX_COMMAND, REMOTE_HANDSHAKE, SIGNAL_POWER_OFF,
                                     SIGNAL_POWER_ON, SIGNAL_RESET, SIGNAL_RESTART,
-                                    TPM_SEND_COMMAND, TPM_SESSION_END, TPM_STOP)
+                                    TPM_SEND_COMMAND, TPM_SESSION_END, TPM_STOP, handshake_reply,
+                                    response_parts, unpack_command_header, unpack_u32)
 from simxen.server.loopback import BufferedReader, ConnectionClosed, PortPair, recv_exact
 from simxen.server.resource_manager import as_manager
 from simxen.tpm.constants import TPM_RC
 from simxen.tpm.engine import error_response
 
-
-_U32 = struct.Struct(">I")
-_ZERO = b"\0\0\0\0"
 
 
 class MssimServer:
@@ -65,12 +62,11 @@ class MssimServer:
         try:
             while True:
                 try:
-                    code = _U32.unpack(reader.read(4))[0]
+                    code = unpack_u32(reader.read(CODE_SIZE))
                 except ConnectionClosed:
                     return
                 if code == TPM_SEND_COMMAND:
-                    head = reader.read(5)
-                    size = _U32.unpack_from(head, 1)[0]
+                    locality, size = unpack_command_header(reader.read(COMMAND_HEADER_SIZE))
                     if size > MAX_COMMAND:
                         # more than any TPM takes: read past it, answer as a TPM would
                         for _ in range(size // MAX_COMMAND):
@@ -78,14 +74,13 @@ class MssimServer:
                         reader.read(size % MAX_COMMAND)
                         response = error_response(TPM_RC.COMMAND_SIZE)
                     else:
-                        response = client.execute(reader.read(size), head[0])
+                        response = client.execute(reader.read(size), locality)
                     # three sends, so that tshark's dissector sees each part
-                    sock.sendall(_U32.pack(len(response)))
-                    sock.sendall(response)
-                    sock.sendall(_ZERO)
+                    for part in response_parts(response):
+                        sock.sendall(part)
                 elif code == REMOTE_HANDSHAKE:
-                    reader.read(4)
-                    sock.sendall(_U32.pack(1) + _U32.pack(0x0F) + _ZERO)
+                    reader.read(CODE_SIZE)      # the client's version
+                    sock.sendall(handshake_reply())
                 else:                  # SESSION_END, STOP, or unknown: end of client
                     return
         finally:
@@ -95,13 +90,13 @@ class MssimServer:
         """Serve one connection to the platform port until it ends."""
         while True:
             try:
-                code = _U32.unpack(recv_exact(sock, 4))[0]
+                code = unpack_u32(recv_exact(sock, CODE_SIZE))
             except ConnectionClosed:
                 return
             if code in (TPM_SESSION_END, TPM_STOP):
                 return
             self._signal(code)
-            sock.sendall(_ZERO)
+            sock.sendall(ACK)
 
     def _signal(self, code):
         p = self.platform

@@ -17,34 +17,9 @@ from simxen.tpm.engine import error_response
 from simxen.domains.guest import AK_TEMPLATE
 from simxen.tpm.constants import TPM_RH
 
+from raw_clients import MssimClient
 from test_serve_backend import boot
 
-
-class MssimClient:
-    """A tool's two connections (command and platform port), as tpm2-tss's mssim TCTI."""
-
-    def __init__(self, port):
-        import socket
-        self.cmd = socket.create_connection(("127.0.0.1", port))
-        self.plat = socket.create_connection(("127.0.0.1", port + 1))
-
-    def _recv(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.cmd.recv(n - len(buf))
-            assert chunk, "the server closed the connection"
-            buf += chunk
-        return buf
-
-    def execute(self, command, locality=0):
-        self.cmd.sendall(struct.pack(">IBI", 8, locality, len(command)) + command)
-        rsp = self._recv(struct.unpack(">I", self._recv(4))[0])
-        assert self._recv(4) == bytes(4)
-        return rsp
-
-    def close(self):
-        self.cmd.close()
-        self.plat.close()
 
 COMMAND_SIZE = error_response(TPM_RC.COMMAND_SIZE)
 GETRAND = client.get_random_command(8)

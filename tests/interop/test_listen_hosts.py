@@ -11,7 +11,6 @@ skip, saying why, on a machine without an IPv6 loopback.
 
 import errno
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from simxen.server.mssim import MssimServer
 from simxen.server.swtpm import SwtpmServer
 from simxen.tpm import TpmEngine, client
 
+from raw_clients import bare_exchange, exchange
 from tpm_serve_helpers import SimxenTpmServer, require_tool, run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,28 +49,13 @@ def ipv6():
         pytest.skip(why)
 
 
-def _recv(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        assert chunk, "the server closed the connection"
-        buf += chunk
-    return buf
-
-
 def get_random(protocol, address, port):
     """TPM2_GetRandom(8) over ``protocol``'s data port at ``address``: its response."""
     command = client.get_random_command(8)
     with socket.create_connection((address, port), timeout=10) as s:
-        if protocol == "mssim":                 # TPM_SEND_COMMAND, locality, size, command
-            s.sendall(struct.pack(">IBI", 8, 0, len(command)) + command)
-            size, = struct.unpack(">I", _recv(s, 4))
-            response = _recv(s, size)
-            assert _recv(s, 4) == b"\0\0\0\0"
-            return response
-        s.sendall(command)                      # swtpm: the bare command and response
-        head = _recv(s, 10)
-        return head + _recv(s, struct.unpack(">I", head[2:6])[0] - 10)
+        if protocol == "mssim":
+            return exchange(s, command)
+        return bare_exchange(s, command)        # swtpm: the bare command and response
 
 
 SERVERS = {"mssim": MssimServer, "swtpm": SwtpmServer}

@@ -20,13 +20,15 @@ from simxen.domains.guest import AK_TEMPLATE
 from simxen.domains.stack import HostSpec, build_host
 from simxen.scenario import scenario_file
 from simxen.scenario.runner import load_profile
-from simxen.server.loopback import free_port_pair
+from simxen.server.loopback import ConnectionClosed, free_port_pair
 from simxen.server.mssim import MssimServer
 from simxen.server.resource_manager import ResourceManager
 from simxen.server.sim_backend import PathError, SimulatedPath
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RH
 from simxen.xen import Hypervisor
+
+from raw_clients import exchange
 
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "vtpm-stack.toml"
@@ -151,35 +153,17 @@ def test_same_seed_same_bytes():
     assert session(3)[0][0] != session(4)[0][0]
 
 
-def _mssim_command(sock, command):
-    sock.sendall(struct.pack(">IBI", 8, 0, len(command)) + command)
-    size = struct.unpack(">I", _recv(sock, 4))[0]
-    body = _recv(sock, size)
-    assert _recv(sock, 4) == b"\0\0\0\0"
-    return body
-
-
-def _recv(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
 def test_mssim_on_loopback_reaches_the_guest_and_a_broken_path_drops_the_connection():
     hv, host, guest, path = boot()
     port = free_port_pair()
     server = MssimServer(ResourceManager(path), "127.0.0.1", port).start()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            rsp = _mssim_command(s, client.get_random_command(8))
+            rsp = exchange(s, client.get_random_command(8))
             assert client.parse_get_random(rsp) and path.commands == 1
             host.destroy("vtpm-guest1")
-            with pytest.raises(ConnectionError):
-                _mssim_command(s, client.get_random_command(8))
+            with pytest.raises(ConnectionClosed):
+                exchange(s, client.get_random_command(8))
     finally:
         server.stop()
 

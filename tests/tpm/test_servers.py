@@ -8,43 +8,15 @@ import sys
 
 import pytest
 
-from simxen.server.loopback import free_port_pair
+from simxen.server.loopback import free_port_pair, recv_exact
 from simxen.server.mssim import MssimServer
 from simxen.server.resource_manager import ResourceManager, describe
 from simxen.server.swtpm import SwtpmServer
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG, TPM_RH
 
+from raw_clients import MssimClient, bare_exchange
 from tpm_helpers import ecc_storage_template, make_engine
-
-
-def recv_exact(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        assert chunk, "server closed the connection"
-        buf += chunk
-    return buf
-
-
-class MssimClient:
-    def __init__(self, port):
-        self.cmd = socket.create_connection(("127.0.0.1", port))
-        self.plat = socket.create_connection(("127.0.0.1", port + 1))
-        for signal in (1, 11):                  # POWER_ON, NV_ON, as the TCTI does
-            self.plat.sendall(struct.pack(">I", signal))
-            assert recv_exact(self.plat, 4) == b"\0\0\0\0"
-
-    def execute(self, command, locality=0):
-        self.cmd.sendall(struct.pack(">IBI", 8, locality, len(command)) + command)
-        size = struct.unpack(">I", recv_exact(self.cmd, 4))[0]
-        rsp = recv_exact(self.cmd, size)
-        assert recv_exact(self.cmd, 4) == b"\0\0\0\0"
-        return rsp
-
-    def close(self):
-        self.cmd.close()
-        self.plat.close()
 
 
 @pytest.fixture
@@ -69,10 +41,10 @@ def wait_for(pred):
 
 def test_mssim_round_trip_and_power_on_does_not_reset(mssim):
     tpm, port, log = mssim
-    c = MssimClient(port)
+    c = MssimClient(port, power_on=True)
     client.check(c.execute(client.pcr_extend_command(3, {TPM_ALG.SHA256: b"\x01" * 32})))
     c.close()
-    c = MssimClient(port)                       # a new tool sends POWER_ON again
+    c = MssimClient(port, power_on=True)                       # a new tool sends POWER_ON again
     _, v = client.parse_pcr_read(c.execute(client.pcr_read_command({TPM_ALG.SHA256: [3]})))
     assert v[TPM_ALG.SHA256][3] != bytes(32)
     c.close()
@@ -81,7 +53,7 @@ def test_mssim_round_trip_and_power_on_does_not_reset(mssim):
 
 def test_resource_manager_flushes_on_disconnect(mssim):
     tpm, port, log = mssim
-    c = MssimClient(port)
+    c = MssimClient(port, power_on=True)
     for _ in range(3):
         client.parse_create_primary(c.execute(client.create_primary_command(
             TPM_RH.OWNER, ecc_storage_template())))
@@ -89,7 +61,7 @@ def test_resource_manager_flushes_on_disconnect(mssim):
     assert len(tpm.objects) == 3 and sh in tpm.sessions     # room enough: nothing swapped
     assert listed_handles(c, 0x80000000) == [0x80000000, 0x80000001, 0x80000002]
     assert listed_handles(c, 0x02000000) == [sh]
-    other = MssimClient(port)
+    other = MssimClient(port, power_on=True)
     assert listed_handles(other, 0x80000000) == [] and listed_handles(other, 0x02000000) == []
     other.close()
     c.close()
@@ -106,7 +78,7 @@ def listed_handles(c, first):
 
 def test_saved_sessions_survive_disconnect(mssim):
     tpm, port, _ = mssim
-    c = MssimClient(port)
+    c = MssimClient(port, power_on=True)
     sh, _ = client.parse_start_auth_session(c.execute(client.start_auth_session_command(b"n" * 16)))
     client.check(c.execute(client.build_command(0x162, (sh,))))       # ContextSave
     c.close()
@@ -147,7 +119,7 @@ def test_more_clients_than_slots_each_keep_their_own_key():
 
 def test_mssim_locality_reaches_engine(mssim):
     tpm, port, _ = mssim
-    c = MssimClient(port)
+    c = MssimClient(port, power_on=True)
     zero = {TPM_ALG.SHA256: bytes(32)}
     assert client.response_code(c.execute(client.pcr_extend_command(17, zero))) == 0x907
     assert client.response_code(c.execute(client.pcr_extend_command(17, zero), 2)) == 0
@@ -157,9 +129,7 @@ def test_mssim_locality_reaches_engine(mssim):
 def swtpm_data(port, command):
     """One command on swtpm's data port (a connection of its own, as the TCTI does)."""
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(command)
-        head = recv_exact(s, 10)
-        return head + recv_exact(s, struct.unpack(">I", head[2:6])[0] - 10)
+        return bare_exchange(s, command)
 
 
 def test_swtpm_protocol():
@@ -230,7 +200,7 @@ def test_cli_serves_and_persists_state_on_sigterm(tmp_path):
     try:
         for _ in range(100):
             try:
-                c = MssimClient(port)
+                c = MssimClient(port, power_on=True)
                 break
             except OSError:
                 time.sleep(0.05)
@@ -263,7 +233,7 @@ def test_any_backend_gets_a_resource_manager():
     port = free_port_pair()
     server = MssimServer(backend, "127.0.0.1", port).start()
     try:
-        c = MssimClient(port)
+        c = MssimClient(port, power_on=True)
         client.parse_create_primary(c.execute(client.create_primary_command(
             TPM_RH.OWNER, ecc_storage_template()), 3))
         c.close()

@@ -16,7 +16,7 @@ from simxen.server.state_file import PersistingEngine, StateFile
 from simxen.tpm import TpmEngine, client
 from simxen.tpm.constants import TPM_ALG, TPM_RH
 
-from test_servers import MssimClient
+from raw_clients import MssimClient
 from tpm_helpers import ecc_storage_template, make_engine
 
 NV = 0x01500020
@@ -42,7 +42,7 @@ def serve(state, port, *extra):
 def connect(port, proc):
     for _ in range(200):
         try:
-            return MssimClient(port)
+            return MssimClient(port, power_on=True)
         except OSError:
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.05)
