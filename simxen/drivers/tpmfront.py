@@ -77,8 +77,8 @@ from simxen.protocols.xenbus import XenbusState
 from simxen.tpm import header
 from simxen.xen.errors import XenError
 
-__all__ = ["TpmFront", "TpmFrontError", "DriverError", "PageTag", "page_tag", "DEFAULT_TIMEOUT",
-           "DEFAULT_TIMEOUT_C"]
+__all__ = ["TpmFront", "TpmFrontError", "DriverError", "PageTag", "page_tag", "open_vtpm_device",
+           "backend_not_connected", "DEFAULT_TIMEOUT", "DEFAULT_TIMEOUT_C"]
 
 #: Wait for a response when the profile says nothing (Linux's fallback
 #: duration for an unknown ordinal, 2 minutes; mini-os uses 120 s too).
@@ -146,6 +146,34 @@ def page_tag(hv, mfn: int) -> PageTag:
     return tag
 
 
+def open_vtpm_device(hv, dom, devid: int) -> XenbusFrontend:
+    """The xenbus half of ``dom``'s vTPM device ``devid``: the first step of every vTPM
+    frontend's connect (:class:`TpmFront`, and the multi-slot
+    :class:`~simxen.drivers.tpmfront_ring.TpmRingFront`).
+
+    It reads the frontend directory ``device/vtpm/<devid>`` the toolstack wrote
+    (``backend``, ``backend-id``). A missing or unreadable directory is Linux's
+    "no such device": :class:`TpmFrontError` ``-ENODEV`` naming the device and why.
+    """
+    try:
+        return XenbusFrontend(hv, dom, "vtpm", devid)
+    except (XenError, ValueError) as err:
+        raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} has no usable device/vtpm/"
+                                           f"{devid} ({err})") from None
+
+
+def backend_not_connected(bus: XenbusFrontend, state) -> TpmFrontError:
+    """The :class:`TpmFrontError` ``-ENODEV`` of a vTPM frontend whose backend did not connect.
+
+    ``state`` is the backend's :class:`~simxen.protocols.xenbus.XenbusState` that ended
+    the wait (Closing, Closed), or ``None`` when the wait timed out. The caller
+    releases what it set up, then raises it.
+    """
+    why = state.name if state is not None else "not connected in time"
+    return TpmFrontError(-errno.ENODEV, f"dom{bus.dom.domid} vtpm/{bus.devid}: backend "
+                                        f"{bus.otherend} is {why}")
+
+
 class TpmFront:
     """The frontend of vTPM device ``devid`` in domain ``dom``.
 
@@ -209,11 +237,7 @@ class TpmFront:
         hv, dom = self.hv, self.dom
         if self.connected:
             return
-        try:
-            bus = self.bus = XenbusFrontend(hv, dom, "vtpm", self.devid)
-        except (XenError, ValueError) as err:
-            raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} has no usable device/vtpm/"
-                                               f"{self.devid} ({err})") from None
+        bus = self.bus = open_vtpm_device(hv, dom, self.devid)
         self.backend_id = bus.otherend_id
         self.page = dom.alloc_page()
         self.pages = [self.page] + [dom.alloc_page() for _ in range(self.extra_pages)]
@@ -246,9 +270,7 @@ class TpmFront:
         state = yield from bus.wait_otherend({S.Connected, S.Closing, S.Closed}, timeout)
         if state != S.Connected:
             self._release()
-            why = state.name if state is not None else "not connected in time"
-            raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} vtpm/{self.devid}: backend "
-                                               f"{bus.otherend} is {why}")
+            raise backend_not_connected(bus, state)
         if not self._backend_speaks_v2():
             bus.switch_state(S.Closing)
             self._release()

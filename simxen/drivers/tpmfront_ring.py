@@ -34,12 +34,10 @@ import simpy
 
 from simxen.drivers.command_names import cc_name
 from simxen.drivers.ring import RingFrontend
-from simxen.drivers.tpmfront import TpmFrontError
-from simxen.drivers.xenbus import XenbusFrontend
+from simxen.drivers.tpmfront import TpmFrontError, backend_not_connected, open_vtpm_device
 from simxen.protocols import tpmif_ring
 from simxen.protocols.xenbus import XenbusState
 from simxen.tpm import header
-from simxen.xen.errors import XenError
 
 __all__ = ["TpmRingFront", "ring_tags"]
 
@@ -99,11 +97,7 @@ class TpmRingFront:
     def connect(self, timeout=None):
         """Grant the ring page, allocate the event channel, run the xenbus handshake."""
         hv, dom = self.hv, self.dom
-        try:
-            bus = self.bus = XenbusFrontend(hv, dom, "vtpm", self.devid)
-        except (XenError, ValueError) as err:
-            raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} has no usable device/vtpm/"
-                                               f"{self.devid} ({err})") from None
+        bus = self.bus = open_vtpm_device(hv, dom, self.devid)
         self.backend_id = bus.otherend_id
         self.page = dom.alloc_page()
         self.gref = hv.gnttab.grant_foreign_access(dom, self.backend_id, self.page.gfn)
@@ -123,9 +117,7 @@ class TpmRingFront:
         bus.switch_state(S.Initialised)
         state = yield from bus.wait_otherend({S.Connected, S.Closing, S.Closed}, timeout)
         if state != S.Connected:
-            raise TpmFrontError(-errno.ENODEV, f"dom{dom.domid} vtpm/{self.devid}: backend "
-                                               f"{bus.otherend} is "
-                                               f"{state.name if state else 'not connected in time'}")
+            raise backend_not_connected(bus, state)
         bus.switch_state(S.Connected)
         self.connected = True
         hv.env.process(self._dispatch())

@@ -11,6 +11,7 @@ import pytest
 
 from simxen.drivers.tpmback import TpmBack
 from simxen.drivers.tpmfront import TpmFront, TpmFrontError
+from simxen.drivers.tpmfront_ring import TpmRingFront
 from simxen.drivers.xenbus import add_device
 from simxen.protocols import tpmif
 from simxen.protocols.xenbus import XenbusState
@@ -353,3 +354,27 @@ def test_a_backend_without_protocol_v2_is_refused_by_the_frontend():
     with pytest.raises(TpmFrontError) as exc:
         rig.run(kernel())
     assert exc.value.errno == -errno.ENODEV and "protocol 2" in str(exc.value)
+
+
+@pytest.mark.parametrize("front", [TpmFront, TpmRingFront], ids=["page", "multi-slot"])
+def test_both_frontends_fail_to_connect_with_the_same_words(front):
+    """The single-page and the multi-slot frontend share their connect's failures
+    (:func:`~simxen.drivers.tpmfront.open_vtpm_device`,
+    :func:`~simxen.drivers.tpmfront.backend_not_connected`): same errno, same message."""
+    rig = Rig(back_extra=lambda g, extra: {})      # no uuid: mini-os refuses the device
+    loner = rig.hv.domain_create("loner")
+    failures = []
+
+    def kernel(dom):
+        try:
+            yield from front(rig.hv, dom).connect()
+        except TpmFrontError as err:
+            failures.append((err.errno, str(err)))
+    rig.run(kernel(loner))
+    rig.run(kernel(rig.guest))
+    back = f"/local/domain/{rig.vtpm.domid}/backend/vtpm/{rig.guest.domid}/0"
+    assert failures == [
+        (-errno.ENODEV, f"ENODEV: dom{loner.domid} has no usable device/vtpm/0 "
+                        f"(ENOENT (-2): /local/domain/{loner.domid}/device/vtpm/0/backend "
+                        "does not exist)"),
+        (-errno.ENODEV, f"ENODEV: dom{rig.guest.domid} vtpm/0: backend {back} is Closed")]
