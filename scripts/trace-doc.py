@@ -6,7 +6,6 @@ fails when the page and the schema disagree, so run this after changing a
 record kind.
 """
 
-import sys
 from pathlib import Path
 
 from simxen.analysis.trace_format import reference_rst
@@ -19,11 +18,8 @@ def render() -> str:
 
 
 def main():
-    page = Path(__file__).resolve().parents[1] / "docs" / "trace.rst"
-    text = page.read_text()
-    head = text.split(MARKER)[0]
-    page.write_text(head + render())
-    print(f"wrote {page}", file=sys.stderr)
+    from doc_tail import rewrite_tail        # scripts/doc_tail.py (the tests import only render)
+    rewrite_tail(Path(__file__).resolve().parents[1] / "docs" / "trace.rst", MARKER, render())
 
 
 if __name__ == "__main__":
