@@ -8,7 +8,8 @@ example has a deadline.
 
 ``shipped_traces`` runs every shipped scenario once per test run, for the
 analysis tests (schema, exports) and the interoperability tests (Mermaid's own
-parser, rsvg-convert) alike.
+parser, rsvg-convert) alike. ``simxen_on_a_terminal`` runs a command whose
+stderr is a terminal, for the tests of progress lines (``run``, ``sweep``).
 
 ``make test`` runs the suite with pytest-xdist (``-n auto --dist loadfile``,
 docs/testing.rst says why): each worker is a process with a session of its own,
@@ -56,6 +57,37 @@ def shared_folder(tmp_path_factory):
     documented way for workers to share what a session fixture makes)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture
+def simxen_on_a_terminal():
+    """Run ``simxen ARGS`` with its stderr on a pseudo-terminal, where a command draws its
+    progress line (piped, it stays silent): ``proc, err = simxen_on_a_terminal("run", path)``.
+
+    ``proc`` is the finished process, its stdout captured as bytes; ``err`` is all the
+    terminal received, decoded. Reading stops when the child's side closes (Linux then
+    fails ``read`` with EIO, hence the ``OSError``)."""
+    import pty
+
+    def run(*args):
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "simxen.cli", *args],
+                                  stdout=subprocess.PIPE, stderr=slave, timeout=300)
+            os.close(slave)
+            chunks = []
+            while True:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(master)
+        return proc, b"".join(chunks).decode()
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 import csv
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,28 +171,11 @@ def test_cli_errors_are_one_line(pingpong, tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_progress_bar_on_a_terminal_and_plots(pingpong, tmp_path):
-    import pty
-    master, slave = pty.openpty()
+def test_progress_bar_on_a_terminal_and_plots(pingpong, tmp_path, simxen_on_a_terminal):
     out = tmp_path / "o"
-    try:
-        proc = subprocess.run([sys.executable, "-m", "simxen.cli", "sweep", str(pingpong),
-                               "--vary", "pingpong.window=1,2,4,8", "--out", str(out)],
-                              stdout=subprocess.PIPE, stderr=slave, timeout=300)
-        os.close(slave)
-        chunks = []
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
+    proc, err = simxen_on_a_terminal("sweep", str(pingpong), "--vary", "pingpong.window=1,2,4,8",
+                                     "--out", str(out))
     assert proc.returncode == 0
-    err = b"".join(chunks).decode()
     assert "sweep" in err and "4/4" in err and "100%" in err
     assert f"{out}: 4 runs (4 points x 1 replication; 4 run now, 0 kept)" in proc.stdout.decode()
     printed = proc.stdout.decode().split()

@@ -94,27 +94,8 @@ def test_a_trace_file_at_trace_level_off_is_refused_before_the_run(tmp_path):
                                 "leave out --trace")
 
 
-def test_progress_line_on_a_terminal(tmp_path):
+def test_progress_line_on_a_terminal(tmp_path, simxen_on_a_terminal):
     """On a terminal, stderr carries a progress line; piped, it stays silent (above)."""
-    import os
-    import pty
-    p = small(tmp_path)
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "simxen.cli", "run", str(p)],
-                              stdout=subprocess.PIPE, stderr=slave, timeout=300)
-        os.close(slave)
-        chunks = []
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-    err = b"".join(chunks).decode()
+    proc, err = simxen_on_a_terminal("run", str(small(tmp_path)))
     assert proc.returncode == 0
     assert "simulated" in err and "of at most 10 s" in err
