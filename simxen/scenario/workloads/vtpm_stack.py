@@ -179,14 +179,20 @@ def counted_guests(params) -> list:
     return list(params["guests"]) if n is None else [f"guest{i}" for i in range(1, n + 1)]
 
 
+def _configs_spec(params):
+    """The bare :class:`~simxen.domains.stack.HostSpec` of ``configs``: what
+    :func:`~simxen.domains.stack.roles` reads each domain's role from (its ``kernel=``
+    image as the toolstack picks the model), so this workload and the boot agree."""
+    from simxen.domains.stack import HostSpec
+    return HostSpec(configs=list(params["configs"]),
+                    sources=[f"configs[{i}]" for i in range(len(params["configs"]))])
+
+
 def guest_names(params) -> list:
     """The guests this workload drives, in creation order (what ``run`` reports as ``guests``)."""
     if params["configs"]:
-        import os
-        from simxen.domains.xl_config import parse
-        stubdoms = ("vtpmmgr-stubdom.gz", "vtpm-stubdom.gz")
-        cfgs = [parse(t, source=f"configs[{i}]") for i, t in enumerate(params["configs"])]
-        return [c.name for c in cfgs if c.vtpm and os.path.basename(c.kernel) not in stubdoms]
+        from simxen.domains.stack import vtpm_guests
+        return vtpm_guests(_configs_spec(params))
     return counted_guests(params)
 
 
@@ -279,16 +285,13 @@ def host_spec(sim, params):
                 "boot_keys": params["manager_keys"]}
     sources = [f"{sim.scenario.path}: {key}" for key in _config_keys(params)]
     if params["configs"]:
-        from simxen.domains.xl_config import parse
-        cfgs = [parse(t, source=src) for t, src in zip(params["configs"], sources)]
-        options = {c.name: dict(vtpm_opts) for c in cfgs if c.kernel.endswith("vtpm-stubdom.gz")}
-        options.update({c.name: dict(mgr_opts) for c in cfgs
-                        if c.kernel.endswith("vtpmmgr-stubdom.gz")})
-        guests = [c.name for c in cfgs if not c.kernel.endswith(("vtpm-stubdom.gz",
-                                                                 "vtpmmgr-stubdom.gz"))]
-        options.update(_guest_options(params, guests))
-        return HostSpec(configs=list(params["configs"]), options=options, boot=boot,
-                        sources=sources)
+        from simxen.domains.stack import roles
+        spec = HostSpec(configs=list(params["configs"]), boot=boot, sources=sources)
+        role = roles(spec)          # each domain's role as the toolstack will boot it
+        each = {"vtpm": vtpm_opts, "vtpmmgr": mgr_opts}
+        spec.options = {name: dict(each[r]) for name, r in role.items() if r in each}
+        spec.options.update(_guest_options(params, [n for n, r in role.items() if r == "guest"]))
+        return spec
     from simxen.domains.xl_config import name_problem
     from simxen.errors import InputError
     guests = guest_names(params)
