@@ -2,7 +2,8 @@
 
 Both TPM transports tpm2-tss speaks (mssim and swtpm) use a data port P and a
 control/platform port P+1.  :class:`PortPair` binds both (loopback by
-default), runs one thread per connection, and stops cleanly.
+default), runs one thread per connection, and stops cleanly;
+:class:`PortPairServer` is the start and stop both servers inherit.
 
 The host may be an IPv4 or IPv6 address or a name: :func:`listen_addresses`
 asks ``getaddrinfo`` what to bind, in its order (``::1`` is an IPv6 socket,
@@ -300,3 +301,31 @@ class PortPair:
             srv.server_close()
         for t in self._threads:
             t.join(timeout=5)
+
+
+class PortPairServer:
+    """The listening half every TPM server here shares: its :class:`PortPair` and
+    the start and stop of it.
+
+    A transport (:class:`~simxen.server.mssim.MssimServer`,
+    :class:`~simxen.server.swtpm.SwtpmServer`) derives from it and passes its two
+    connection handlers: ``data_handler`` for port P, ``control_handler`` for
+    P + 1. With ``listen=False`` nothing is bound: :attr:`pair` is ``None``,
+    :meth:`start` and :meth:`stop` do nothing, and only the handlers are used,
+    on sockets the caller made (the fuzzer's). ``OSError`` if a port is taken.
+    """
+
+    def __init__(self, host, port, data_handler, control_handler, *, listen=True):
+        #: the two listening ports; ``None`` with ``listen=False``
+        self.pair = PortPair(host, port, data_handler, control_handler) if listen else None
+
+    def start(self):
+        """Serve both ports from their own threads; returns ``self``."""
+        if self.pair is not None:
+            self.pair.start()
+        return self
+
+    def stop(self):
+        """Stop serving and close both ports."""
+        if self.pair is not None:
+            self.pair.stop()

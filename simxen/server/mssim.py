@@ -22,14 +22,14 @@ from simxen.protocols.mssim import (ACK, CODE_SIZE, COMMAND_HEADER_SIZE,  # noqa
                                     SIGNAL_POWER_ON, SIGNAL_RESET, SIGNAL_RESTART,
                                     TPM_SEND_COMMAND, TPM_SESSION_END, TPM_STOP, handshake_reply,
                                     response_parts, unpack_command_header, unpack_u32)
-from simxen.server.loopback import BufferedReader, ConnectionClosed, PortPair, recv_exact
+from simxen.server.loopback import BufferedReader, ConnectionClosed, PortPairServer, recv_exact
 from simxen.server.resource_manager import as_manager
 from simxen.tpm.constants import TPM_RC
 from simxen.tpm.engine import error_response
 
 
 
-class MssimServer:
+class MssimServer(PortPairServer):
     """Serve ``manager`` over the mssim protocol: a
     :class:`~simxen.server.resource_manager.ResourceManager`, or any backend
     with ``execute(command, locality)``, which then gets one.
@@ -41,19 +41,7 @@ class MssimServer:
     def __init__(self, manager, host="127.0.0.1", port=2321, platform=None, *, listen=True):
         self.manager = as_manager(manager)
         self.platform = platform
-        #: the two listening ports; ``None`` with ``listen=False``, where only the
-        #: connection handlers are used (on sockets the caller made, e.g. the fuzzer's)
-        self.pair = (PortPair(host, port, self.serve_commands, self.serve_platform)
-                     if listen else None)
-
-    def start(self):
-        if self.pair is not None:
-            self.pair.start()
-        return self
-
-    def stop(self):
-        if self.pair is not None:
-            self.pair.stop()
+        super().__init__(host, port, self.serve_commands, self.serve_platform, listen=listen)
 
     def serve_commands(self, sock):
         """Serve one connection to the command port until it ends."""

@@ -18,7 +18,7 @@ management this connection-per-command protocol allows.
 import struct
 import threading
 
-from simxen.server.loopback import ConnectionClosed, PortPair, recv_exact
+from simxen.server.loopback import ConnectionClosed, PortPairServer, recv_exact
 from simxen.server.resource_manager import as_manager
 
 CMD_GET_CAPABILITY = 0x01
@@ -49,7 +49,7 @@ BUFFER_SIZE = 4096
 _U32 = struct.Struct(">I")
 
 
-class SwtpmServer:
+class SwtpmServer(PortPairServer):
     """Serve ``manager`` (a ResourceManager, or any backend with
     ``execute(command, locality)``, which then gets one) over swtpm's protocol.
 
@@ -67,17 +67,11 @@ class SwtpmServer:
         self.established = 0
         self._client = self.manager.open_client()
         self._client_lock = threading.Lock()
-        #: the two listening ports; ``None`` with ``listen=False`` (handlers only)
-        self.pair = PortPair(host, port, self.serve_data, self.serve_control) if listen else None
-
-    def start(self):
-        if self.pair is not None:
-            self.pair.start()
-        return self
+        super().__init__(host, port, self.serve_data, self.serve_control, listen=listen)
 
     def stop(self):
-        if self.pair is not None:
-            self.pair.stop()
+        """Stop serving, then end the current client (flushing what it left loaded)."""
+        super().stop()
         self._client.close()
 
     def new_client(self):
