@@ -52,3 +52,34 @@ def test_eventlog_out_needs_a_measured_boot(tmp_path, capsys):
     assert main(["serve", "scenarios/vtpm-stack.toml", "--domain", "guest1",
                  "--eventlog-out", str(tmp_path / "nope" / "log")]) == 2
     assert "folder does not exist" in capsys.readouterr().err
+
+
+def test_a_fleet_guest_is_served_after_its_measured_boot(tmp_path):
+    """fleet.toml: serve builds the fleet's host (every guest booted through pv-grub) without
+    the verifier's rounds; guest7's PCR 4 and 5 are what tpm2_eventlog replays from its own
+    event log, and the fleet's 2-level port limit is set for serve's boot as for a run."""
+    require_tool("tpm2_pcrread")
+    log = tmp_path / "binary_bios_measurements"
+    srv = start("--eventlog-out", str(log), scenario=ROOT / "scenarios" / "fleet.toml",
+                domain="guest7")
+    try:
+        assert "guest7's vTPM" in srv.wait_for("listening")
+        out = run_tool(srv.tcti, tmp_path, "tpm2_pcrread", "sha256:4,5").stdout.decode()
+    finally:
+        assert srv.stop() == 143, srv.log
+    read = {int(m.group(1)): m.group(2).lower()
+            for m in re.finditer(r"^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]{64})\s*$", out, re.M)}
+    assert set(read) == {4, 5} and read[4] != "0" * 64
+    replay = run_tool("none", tmp_path, "tpm2_eventlog", str(log)).stdout.decode()
+    sha256 = replay.split("pcrs:")[1].split("sha256:")[1]
+    replayed = {int(m.group(1)): m.group(2) for m in
+                re.finditer(r"^\s*(\d+)\s*:\s*0x([0-9a-f]{64})\s*$", sha256, re.M)}
+    assert {k: replayed[k] for k in (4, 5)} == read
+
+
+def test_the_fleet_port_limit_reaches_serve_as_it_reaches_a_run():
+    from simxen.scenario import runner, scenario_file, serve_host
+    sc = scenario_file.load(ROOT / "scenarios" / "fleet.toml", ["fleet.evtchn_2l_ports=64"])
+    sim = runner.prepare(sc)
+    serve_host.plan(sim, "guest1")
+    assert sim.hv.evtchn.nr_channels == 64

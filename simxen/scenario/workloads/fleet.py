@@ -126,14 +126,23 @@ def prepare(sim, params):
                                  sources=[f"{sim.scenario.path}: {k}" for k in keys])
     for cfg, key in zip(check_spec(spec), keys):
         sim.claim_domain(cfg.name, key)
+    # the hypervisor's 2-level limit, set before anything -- the run, or simxen serve's
+    # boot of the same host -- allocates a port
+    sim.hv.evtchn.nr_channels = params["evtchn_2l_ports"]
     return story, spec
+
+
+def serve_host_spec(sim, params):
+    """The host ``simxen serve`` builds for this workload: the fleet's manager, vTPMs and
+    guests, each guest booted through pv-grub (its PCRs 4 and 5 hold its boot), without
+    the verifier's enrolment and rounds -- the tools are the ones talking to a guest's vTPM."""
+    return (sim.prepared.get(params["name"]) or prepare(sim, params))[1]
 
 
 def run(sim, params):
     """SimPy process: build the fleet's host, run every guest, gather results."""
     from simxen.domains.stack import build_host
     hv, env = sim.hv, sim.env
-    hv.evtchn.nr_channels = params["evtchn_2l_ports"]
     story, spec = sim.prepared.get(params["name"]) or prepare(sim, params)
     names = [f"guest{i}" for i in range(1, params["guest_count"] + 1)]
     story.host = host = build_host(hv, spec)
