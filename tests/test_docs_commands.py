@@ -420,8 +420,8 @@ def parse_simxen(argv, sweeps):
     elif args.command == "plot":
         folder = os.path.normpath(args.folder)
         assert folder in sweeps, f"no sweep of this block writes {args.folder}"
-        if args.y is not None:
-            assert args.y in sweeps[folder], f"--y {args.y}: the sweep publishes no such metric"
+        for y in args.y or ():          # --y is repeatable: each metric must be published
+            assert y in sweeps[folder], f"--y {y}: the sweep publishes no such metric"
     elif getattr(args, "scenario", None):
         runner.prepare(scenario_file.load(args.scenario, getattr(args, "set", [])))
 
