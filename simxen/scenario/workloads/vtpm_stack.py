@@ -323,6 +323,12 @@ def _config_keys(params):
     return [f"{where} (its vTPM manager)"] + [f"{k} (its vTPM)" for k in keys] + keys
 
 
+def serve_host_spec(sim, params):
+    """The host ``simxen serve`` builds for this workload: the spec :func:`prepare` made and
+    checked (``simxen serve`` prepares first), not a second parse of every config."""
+    return sim.prepared.get(params["name"]) or host_spec(sim, params)
+
+
 def prepare(sim, params):
     """Every check before the run (``simxen validate`` runs it too): the host
     spec as dom0's toolstack will take it, and the names of the domains it
