@@ -86,7 +86,8 @@ def add_arguments(parser):
                         "as the run goes; complete on exit")
     parser.add_argument("--eventlog-out", metavar="FILE",
                         help="write the guest's TCG event log (binary_bios_measurements, as "
-                        "pv-grub wrote it) to FILE once it has booted, for tpm2_eventlog")
+                        "pv-grub wrote it) to FILE once it has booted, for tpm2_eventlog; - is "
+                        "standard output")
     parser.add_argument("--quiet", action="store_true", help="do not log each command")
 
 
@@ -165,6 +166,10 @@ class ServeSession:
             raise InputError(f"{self.guest.name} has no event log: its boot was not measured "
                              "(no pv-grub in this scenario)", key="--eventlog-out")
         try:
+            if str(path) == "-":                # standard output, as for every output file
+                sys.stdout.buffer.write(log)
+                sys.stdout.flush()
+                return
             with open(path, "wb") as f:
                 f.write(log)
         except OSError as exc:

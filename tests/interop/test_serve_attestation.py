@@ -83,3 +83,33 @@ def test_the_fleet_port_limit_reaches_serve_as_it_reaches_a_run():
     sim = runner.prepare(sc)
     serve_host.plan(sim, "guest1")
     assert sim.hv.evtchn.nr_channels == 64
+
+
+def test_eventlog_out_dash_is_standard_output(tmp_path):
+    """``--eventlog-out -`` wrote a file named '-'; '-' is standard output for every other
+    output file of simxen. The log comes out whole, and tpm2_eventlog reads it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from simxen.server.loopback import free_port_pair
+    require_tool("tpm2_eventlog")
+    proc = subprocess.Popen([sys.executable, "-m", "simxen.server.cmd_serve", str(SCENARIO),
+                             "--domain", "guest1", "--port", str(free_port_pair()),
+                             "--eventlog-out", "-", "--quiet"], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)),   # this checkout's
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for line in proc.stderr:                # the log is written before it listens
+            if b"listening" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and not (tmp_path / "-").exists()
+    assert out[:4] == b"\0\0\0\0"                       # the Spec ID event, in PCR 0
+    log = tmp_path / "binary_bios_measurements"
+    log.write_bytes(out)
+    replay = run_tool("none", tmp_path, "tpm2_eventlog", str(log)).stdout.decode()
+    assert "EV_EFI_BOOT_SERVICES_APPLICATION" in replay
