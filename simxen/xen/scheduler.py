@@ -97,7 +97,7 @@ from __future__ import annotations
 import bisect
 import math
 
-from simxen.errors import InputError
+from simxen.errors import InputError, found
 from simxen.xen.simpy_internals import defer_callbacks, schedule_late
 
 #: the schedulers a scenario may name (``[scenario] scheduler``)
@@ -180,7 +180,7 @@ class Credit2:
 
     def __init__(self, pcpus=1):
         if isinstance(pcpus, bool) or not isinstance(pcpus, int) or pcpus < 1:
-            raise InputError(f"expected a number of physical CPUs >= 1, found {pcpus!r}",
+            raise InputError(f"expected a number of physical CPUs >= 1, found {found(pcpus)}",
                              key="scenario.pcpus")
         self.pcpus = [PCpu(i) for i in range(pcpus)]
         self.vcpus = {}             #: domid -> VCpu
@@ -204,7 +204,7 @@ class Credit2:
         if isinstance(weight, bool) or not isinstance(weight, int) \
                 or not WEIGHT_RANGE[0] <= weight <= WEIGHT_RANGE[1]:
             raise InputError(f"expected a weight from {WEIGHT_RANGE[0]} to {WEIGHT_RANGE[1]}, "
-                             f"found {weight!r}", path=profile.path,
+                             f"found {found(weight)}", path=profile.path,
                              key=f"switches.{DEFAULT_WEIGHT_SWITCH}")
         self.default_weight = weight
 

@@ -8,6 +8,8 @@ stub domains raising a guest's TPM latency) are in
 tests/scenario/test_cpu_scheduling.py.
 """
 
+import re
+
 import pytest
 
 from simxen.xen import Hypervisor
@@ -158,3 +160,13 @@ def test_the_ratelimit_keeps_a_just_dispatched_vcpu_on_its_pcpu():
     limited = _sleeper_waits(0.001)
     assert max(free) <= 0.0001 + 1e-12
     assert min(limited) > 0.001 and sum(limited) / len(limited) > 10 * sum(free) / len(free)
+
+
+@pytest.mark.parametrize("pcpus, shown", [("2", "'2' (a string)"), (True, "true (a boolean)"),
+                                          (0, "0 (an integer)")])
+def test_a_bad_pcpus_is_named_with_its_type(pcpus, shown):
+    # as the schema and the profile checks name a bad value (simxen.errors.found)
+    from simxen.errors import InputError
+    with pytest.raises(InputError, match=r"^scenario\.pcpus: expected a number of physical "
+                                         rf"CPUs >= 1, found {re.escape(shown)}$"):
+        Credit2(pcpus=pcpus)
