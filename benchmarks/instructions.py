@@ -12,11 +12,14 @@ imports, building the domains) cancels out. Every run is its own
 ``valgrind --tool=callgrind`` process (about 50x slower than native: a few
 seconds to a minute each) with the garbage collector set as ``simxen run``
 sets it (:func:`simxen.scenario.runner.fewer_collections`), as the timed
-runs are. Used by ``ring_roundtrip.py --instructions`` and
+runs are. The runs import the tree one after the other, so a tree that changes
+while they run (a checkout, a landing) is refused: count a frozen copy of a tree
+that others change. Used by ``ring_roundtrip.py --instructions`` and
 ``vtpm_roundtrip.py --instructions``; valgrind comes from Debian's
 ``valgrind`` package.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -63,9 +66,41 @@ def count(module, expr, n) -> int:
     return int(found.group(1))
 
 
+def _tree_digest() -> str:
+    """A digest of every ``.py`` file the counted processes may import (``simxen/`` and
+    this folder): what must not change between the runs a figure compares."""
+    digest = hashlib.sha256()
+    for top in (os.path.join(ROOT, "simxen"), HERE):
+        for folder, dirs, files in sorted(os.walk(top)):
+            dirs.sort()
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(folder, name)
+                digest.update(path.encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()
+
+
+#: the tree's digest when this process counted first (every figure it prints is compared
+#: with the others, the floor's included)
+_FIRST = []
+
+
 def per_trip(module, expr, trips) -> float:
-    """Instructions per round trip of ``expr``: ``(count(2 * trips) - count(trips)) / trips``."""
-    return (count(module, expr, 2 * trips) - count(module, expr, trips)) / trips
+    """Instructions per round trip of ``expr``: ``(count(2 * trips) - count(trips)) / trips``.
+
+    Each run imports the tree afresh, so a tree that changes while they run (a checkout,
+    another engineer's landing) puts two versions of the code into one difference:
+    refused, rather than printed (on a live tree shared with others, count a frozen copy:
+    ``git archive HEAD | tar -x -C /tmp/frozen``)."""
+    if not _FIRST:
+        _FIRST.append(_tree_digest())
+    value = (count(module, expr, 2 * trips) - count(module, expr, trips)) / trips
+    if _tree_digest() != _FIRST[0]:
+        raise SystemExit(f"the source tree under {ROOT} changed while its instructions were "
+                         "counted: the figures would mix two versions of the code; count a "
+                         "copy that nothing changes (git archive HEAD | tar -x -C DIR)")
+    return value
 
 
 #: round trips the floor is counted over, at least: its trip is small, and with fewer
