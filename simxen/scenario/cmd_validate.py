@@ -63,10 +63,9 @@ def unpublished_expectations(sc) -> list:
     notes = []
     wanted = [(f"expect[{i}].metric", e["metric"], "run will find <no such result>")
               for i, e in enumerate(sc.data["expect"])]
-    for i, p in enumerate(sc.data["plot"]):
-        ys = scenario_file.plot_metrics(p)
-        wanted += [(f"plot[{i}].y" + (f"[{j}]" if isinstance(p["y"], list) else ""), y,
-                    "a sweep will skip the plot") for j, y in enumerate(ys)]
+    wanted += [(where, y, "a sweep will skip the plot")
+               for i, p in enumerate(sc.data["plot"])
+               for where, y in scenario_file.plot_metrics(p, i)]
     for where, name, then in wanted:
         if name in known:
             continue

@@ -79,9 +79,12 @@ PLOT = Table("plot", "a picture `simxen sweep` draws from its summary (docs/thro
 ])
 
 
-def plot_metrics(plot) -> list:
-    """The metrics a ``[[plot]]`` table draws: its ``y``, one name or an array of them."""
-    return [plot["y"]] if isinstance(plot["y"], str) else list(plot["y"])
+def plot_metrics(plot, i) -> list:
+    """``[(key, metric)]`` of what the ``[[plot]]`` table number ``i`` draws: its ``y``,
+    one name (key ``plot[i].y``) or an array of them (``plot[i].y[j]``)."""
+    if isinstance(plot["y"], str):
+        return [(f"plot[{i}].y", plot["y"])]
+    return [(f"plot[{i}].y[{j}]", y) for j, y in enumerate(plot["y"])]
 
 
 def top_schema() -> Table:
@@ -189,10 +192,9 @@ def _check_references(data, path):
                                  f"{', '.join(map(repr, names)) or 'none'})",
                                  path=path, key=f"workload.{w['name']}.{key}")
     for i, p in enumerate(data["plot"]):
-        for j, y in enumerate(plot_metrics(p)):
+        for where, y in plot_metrics(p, i):
             head = y.split(".", 1)[0]
             if head not in wl_names:
-                where = f"plot[{i}].y" + (f"[{j}]" if isinstance(p["y"], list) else "")
                 raise InputError(f"metric must start with a workload name (one of "
                                  f"{', '.join(map(repr, sorted(wl_names)))}), found {head!r}",
                                  path=path, key=where)
