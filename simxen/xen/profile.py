@@ -45,7 +45,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from simxen.errors import InputError, did_you_mean, found
+from simxen.errors import TOML_TYPES, InputError, did_you_mean, found
 
 #: ops the hypervisor itself charges; every profile must define them.
 REQUIRED_OPS = (
@@ -158,12 +158,6 @@ class Sampler:
     def __call__(self):
         buf = self.buf
         return buf.pop() if buf else self.refill()
-
-
-#: how an error names the type a switch's value must have (as a scenario file's
-#: reference does), rather than by Python's type name
-_SWITCH_TYPES = {bool: "true or false", int: "an integer", float: "a number",
-                 str: "a string"}
 
 
 class Profile:
@@ -313,7 +307,7 @@ class Profile:
             if key in self._switches and type(value) is not type(self._switches[key]) and not (
                     isinstance(value, (int, float)) and isinstance(self._switches[key], (int, float))
                     and not isinstance(value, bool)):
-                wanted = _SWITCH_TYPES.get(type(self._switches[key]), "a value of its type")
+                wanted = TOML_TYPES.get(type(self._switches[key]), "a value of its type")
                 raise InputError(f"expected {wanted}, got {found(value)}", path=where,
                                  key=f"switches.{key}")
             switches[key] = value
