@@ -381,10 +381,7 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
     if progress:
         env.process(_ticker(env, until, progress))
     with fewer_collections():
-        if stop is None:
-            env.run(until=end)
-        else:
-            _run_until(env, end, stop)
+        run_until(env, end, stop)
     if progress:
         progress(env.now, until, done=True)
 
@@ -453,8 +450,14 @@ def _why_absent(registry, level, results):
     return why
 
 
-def _run_until(env, end, stop):
-    """``env.run(until=end)``, checking ``stop.reason`` between events."""
+def run_until(env, end, stop=None):
+    """``env.run(until=end)``; with ``stop`` (a :class:`Stop`), also ending once
+    ``stop.reason`` is set (by a signal handler), between two events -- never inside
+    a model step. A run's simulation and ``simxen serve``'s boot both end this way."""
+    if stop is None:
+        env.run(until=end)
+        return
+
     def finish(event):
         raise StopSimulation(None)
     if end.triggered:

@@ -54,14 +54,12 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from simpy.core import EmptySchedule
-
 from simxen.analysis import hops
 from simxen.domains.stack import build_host
 from simxen.errors import InputError, SimxenError
 from simxen.scenario import scenario_file, serve_host
 from simxen.scenario.output import check_file, open_output
-from simxen.scenario.runner import Stop, prepare
+from simxen.scenario.runner import Stop, prepare, run_until
 from simxen.server import foreground
 from simxen.server.resource_manager import ResourceManager, describe
 from simxen.server.sim_backend import SimulatedPath
@@ -134,7 +132,7 @@ class ServeSession:
         until = scenario.data["scenario"]["until"]
         env = hv.env
         try:
-            _boot(env, env.any_of([host.ready, env.timeout(until)]), stop)
+            run_until(env, env.any_of([host.ready, env.timeout(until)]), stop)
         except XenError as exc:
             raise InputError(f"the host did not boot: {exc}", path=scenario.path) from None
         if stop is not None and stop.reason is not None:
@@ -200,19 +198,6 @@ class BootStopped(Exception):
         super().__init__(f"stopped by {reason} while the host was booting, at {now:.6f} s of "
                          "simulated time")
         self.reason = reason
-
-
-def _boot(env, end, stop):
-    """``env.run(until=end)``; with ``stop``, also ending once ``stop.reason`` is set,
-    between two events."""
-    if stop is None:
-        env.run(until=end)
-        return
-    while not end.processed and stop.reason is None:
-        try:
-            env.step()
-        except EmptySchedule:
-            return
 
 
 @dataclass

@@ -474,8 +474,8 @@ def test_sigterm_or_ctrl_c_while_the_host_boots_writes_the_trace_and_exits_128_p
     for sig, status in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         steps = []
         trace = tmp_path / f"{sig.name}.jsonl"
-        monkeypatch.setattr(cmd_serve, "_boot", _boot_signalled_after(cmd_serve._boot, sig,
-                                                                      steps))
+        monkeypatch.setattr(cmd_serve, "run_until",
+                            _boot_signalled_after(cmd_serve.run_until, sig, steps))
         monkeypatch.setattr(cmd_serve.foreground, "wait_until_stopped", _booted_too_soon)
         capsys.readouterr()
         assert main(["serve", str(SCENARIO), "--domain", "guest1", "--port",
@@ -496,7 +496,8 @@ def _booted_too_soon(*args, **kwargs):
 
 
 def _boot_signalled_after(boot, sig, steps, after=200):
-    """``_boot`` whose environment raises ``sig`` at this process after ``after`` events."""
+    """The boot's ``run_until`` whose environment raises ``sig`` at this process after
+    ``after`` events."""
     def signalled(env, end, stop):
         real = env.step
 
