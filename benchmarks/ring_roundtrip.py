@@ -5,7 +5,18 @@ round trip: one request event, one timeout (the service), one reply event.
 A second reference, "ring logic only", runs the same ring.h protocol on the
 pure :mod:`simxen.protocols.ring` classes between two SimPy processes with
 fixed delays and nothing else (no domains, grants, costs, streams or trace):
-it shows how much of the gap is the ring protocol itself.
+it shows how much of the gap is the ring protocol itself. A third,
+"essential work only", adds to that what every ring trip of simxen must do
+and nothing else: each side's clock charged, request and response bytes
+copied through the shared page (bounds checked, the page stamped, the
+reader moved past the writer's stamp), the eight trace rows a trip records
+(two page writes, two reads, two sends, two deliveries, each a numbered
+tuple kept in a list), and an event channel that queues a notification for
+its delivery time and wakes the one process polling it an upcall later. It
+is the cost of the work itself, without the generality that simxen's domains
+carry (any number of processes blocked per domain, masks, timeouts, watches,
+trace levels, a CPU scheduler): what a ring trip could cost, and so how
+much of the gap is that generality.
 The ring ping-pong does the real thing: a request written into a granted
 page, push-and-check-notify, an event-channel send, the backend woken, the
 request read, a response written, pushed and notified, the frontend woken
@@ -51,6 +62,8 @@ from simxen.domains.pingpong import run_pingpong
 from simxen.protocols.ring import BackRing, FrontRing
 from simxen.scenario.runner import fewer_collections
 from simxen.xen import Hypervisor
+from simxen.xen.simpy_internals import now as env_now
+from simxen.xen.simpy_internals import rearm, succeed_at
 
 #: fixed delays of the ring-logic-only reference (a notification, a service)
 _NOTIFY = 5e-6
@@ -124,6 +137,112 @@ def ring_logic_roundtrips(n):
     return clock() - start
 
 
+#: fixed costs of the essential-work reference: a hypercall, a byte copied, an upcall
+_HYPERCALL, _PER_BYTE, _UPCALL = 1e-7, 1e-9, 1e-6
+
+
+class _Side:
+    """One domain of the essential-work reference: its clock, its one poller, its inbox."""
+
+    __slots__ = ("domid", "cursor", "waiter", "start", "queued")
+
+    def __init__(self, domid):
+        self.domid = domid
+        self.cursor = 0.0
+        self.waiter = None      # the event its process polls on, while it sleeps
+        self.start = 0.0        # when it went to sleep
+        self.queued = None      # delivery time of a notification not yet seen
+
+
+def essential_roundtrips(n):
+    """What every ring trip must do, and nothing else: CPU seconds for ``n`` round trips."""
+    env = simpy.Environment()
+    page = bytearray(4096)
+    stamp = [0.0]                           # the page's latest write (a reader is never earlier)
+    front, back = FrontRing(page, 64, init=True), BackRing(page, 64)
+    rows, seq = [], iter(range(1 << 62))
+
+    def record(t, kind, dom, *values):
+        rows.append((t, next(seq), kind, dom, *values))
+
+    def work(side, cost):
+        c, now = side.cursor, env_now(env)
+        side.cursor = c = (c if c > now else now) + cost
+        return c
+
+    def write(side, offset, data, what):
+        end = offset + len(data)
+        if offset < 0 or end > len(page):
+            raise ValueError("outside the page")
+        page[offset:end] = data
+        stamp[0] = c = work(side, _PER_BYTE * len(data))
+        record(c, "page.write", side.domid, offset, len(data), 0, data, what, None)
+
+    def read(side, offset, length, what):
+        data = bytes(page[offset:offset + length])
+        if stamp[0] > side.cursor:
+            side.cursor = stamp[0]
+        c = work(side, _PER_BYTE * length)
+        record(c, "page.read", side.domid, offset, length, 0, data, what, None)
+        return data
+
+    def send(side, peer):
+        t = work(side, _HYPERCALL)
+        record(t, "evtchn.send", side.domid, 1, peer.domid, 1)
+        peer.queued = at = t + _NOTIFY
+        waiter = peer.waiter
+        if waiter is not None:
+            peer.waiter = None
+            start = peer.start
+            succeed_at(waiter, (at if at > start else start) + _UPCALL - env_now(env))
+
+    def sleep(side, event):
+        c, now = side.cursor, env_now(env)
+        side.start = c if c > now else now
+        side.waiter = event
+        return event
+
+    def deliver(side):
+        t = side.queued
+        if t is not None:
+            side.queued = None
+            record(t, "evtchn.deliver", side.domid, 1, 3 - side.domid, 1, None, None)
+
+    def frontend(me, peer):
+        woken = env.event()
+        request = bytes(64)
+        for _ in range(n):
+            write(me, front.produce_request(), request, "ring.request")
+            if front.push_requests_and_check_notify():
+                send(me, peer)
+            while not front.final_check_for_responses():
+                yield sleep(me, woken)
+                rearm(woken)
+                deliver(me)
+            read(me, front.next_response(), 64, "ring.response")
+
+    def backend(me, peer):
+        woken = env.event()
+        while True:
+            while not back.final_check_for_requests():
+                yield sleep(me, woken)
+                rearm(woken)
+                deliver(me)
+            request = read(me, back.next_request(), 64, "ring.request")
+            write(me, back.produce_response(), request, "ring.response")
+            if back.push_responses_and_check_notify():
+                send(me, peer)
+
+    f, b = _Side(1), _Side(2)
+    env.process(backend(b, f))
+    done = env.process(frontend(f, b))
+    start = clock()
+    env.run(until=done)
+    cpu = clock() - start
+    assert len(rows) == 8 * n
+    return cpu
+
+
 def ring_roundtrips(n, *, trace=True, seed=1):
     """Ring ping-pong between two domains: CPU seconds for ``n`` round trips."""
     hv = Hypervisor(seed=seed)
@@ -190,6 +309,7 @@ def print_instructions(trips, no_trace=False):
         print(instructions.missing(), file=sys.stderr)
         return 2
     runs = [("ring logic only", "ring_roundtrip.ring_logic_roundtrips({n})"),
+            ("essential work only", "ring_roundtrip.essential_roundtrips({n})"),
             ("ring ping-pong", "ring_roundtrip.ring_roundtrips({n})")]
     if no_trace:
         runs.append(("ring, fewer records", "ring_roundtrip.ring_roundtrips({n}, trace=False)"))
@@ -224,13 +344,14 @@ def main(argv=None):
         print(f"work per round trip (opcodes and Python calls, {trips} vs {2 * trips} trips)")
         print_work("bare SimPy floor", floor, floor)
         print_work("ring logic only", work_per_trip(ring_logic_roundtrips, trips), floor)
+        print_work("essential work only", work_per_trip(essential_roundtrips, trips), floor)
         print_work("ring ping-pong", work_per_trip(ring_roundtrips, trips), floor)
         if args.no_trace:
             print_work("ring, fewer records",
                        work_per_trip(lambda n: ring_roundtrips(n, trace=False), trips), floor)
         return
     n = args.requests
-    floors, logic, rings, quiet = [], [], [], []
+    floors, logic, essential, rings, quiet = [], [], [], [], []
     def timed(run, *a, **kw):
         gc.collect()                    # each run starts without the last one's garbage
         with fewer_collections():       # as simxen run runs a scenario
@@ -239,6 +360,7 @@ def main(argv=None):
     for _ in range(args.repeat):        # interleaved, so a busy moment hits all
         floors.append(timed(floor_roundtrips, n))
         logic.append(timed(ring_logic_roundtrips, n))
+        essential.append(timed(essential_roundtrips, n))
         rings.append(timed(ring_roundtrips, n))
         if args.no_trace:
             quiet.append(timed(ring_roundtrips, n, trace=False))
@@ -250,6 +372,7 @@ def main(argv=None):
 
     line("bare SimPy floor", floor)
     line("ring logic only", min(logic))
+    line("essential work only", min(essential))
     line("ring ping-pong", min(rings))
     if quiet:
         line("ring, fewer records", min(quiet))
