@@ -118,6 +118,7 @@ class _Wait(Event):
         self.start = start
         self.wake = None
         self.slot = None            # its place in the domain's order of waiters
+        self.filing = 0             # the domain's count of filings when it was filed
         #: where the domain files it (:func:`_keys`)
         self.keys = keys
 
@@ -179,6 +180,7 @@ class Domain:
         self._waiting_for = {}
         self._slots = itertools.count()
         self._last_slot = None
+        self._filings = 0           # waiters filed so far (see _latest_filed)
         self._pruned_at = 8
 
     def __repr__(self):
@@ -467,7 +469,15 @@ class Domain:
         return last
 
     def _latest_filed(self, waiter):
-        """Whether ``waiter`` is the latest filed under each of its keys."""
+        """Whether ``waiter`` is the latest filed under each of its keys.
+
+        Filing puts a waiter last under each of its keys (:meth:`_file`), and
+        unfiling another leaves it last: so a waiter filed after nothing else
+        -- what a driver's loop waiting again finds -- is the latest without
+        looking at its keys.
+        """
+        if waiter.filing == self._filings:
+            return True
         slot = waiter.slot
         waiting_for = self._waiting_for
         for key in waiter.keys:
@@ -538,7 +548,10 @@ class Domain:
                 self._unfile(waiter)
 
     def _file(self, waiter, slot):
+        """File ``waiter`` at ``slot``: a new slot goes last under each of its keys; a
+        slot it takes over keeps its place there (the waiter it replaces was last)."""
         waiter.slot = slot
+        self._filings = waiter.filing = self._filings + 1
         self._waiters[slot] = waiter
         waiting_for = self._waiting_for
         for key in waiter.keys:
