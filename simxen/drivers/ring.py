@@ -19,8 +19,7 @@ recorded by its ``evtchn.send``; a suppressed one by a ``ring.push`` record
 (``notify=False``, the new producer index and the peer's event index).
 """
 
-from simxen.protocols.ring import (MASK, REQ_PROD_WORD, RSP_PROD_WORD, SRING_HEADER, BackRing,
-                                   FrontRing)
+from simxen.protocols.ring import BackRing, FrontRing
 
 
 class _RingEnd:
@@ -36,24 +35,15 @@ class _RingEnd:
         self.notifications_sent = 0
         self.notifications_suppressed = 0
         self._ports = frozenset((port,))
-        self._words = ring.words
-        self._prod_word = ring.PROD_WORD        # its producer index, and the peer's event index
-        self._event_word = ring.EVENT_WORD
         self._send = dom.hv.evtchn.send
 
     def push(self):
         """Publish the entries written so far; notify the peer if it asked to be."""
         ring = self.ring
-        words = self._words
-        prod_word = self._prod_word
-        new = ring.prod_pvt
-        old = words[prod_word]
-        if new == old:
+        published = ring.unpublished()
+        if not published:
             return False
-        # ring.push_and_check_notify() written out: publish, then notify iff
-        # the peer's event index lies in (old, new]
-        words[prod_word] = new
-        notify = ((new - words[self._event_word]) & MASK) < ((new - old) & MASK)
+        notify = ring.push_and_check_notify()
         dom = self.dom
         if notify:
             self.notifications_sent += 1
@@ -63,8 +53,8 @@ class _RingEnd:
             # would leave no trace, so it gets its own record.
             self.notifications_suppressed += 1
             dom.hv.trace.emit("ring.push", dom.now, dom.domid, side=self.side, port=self.port,
-                            published=(new - old) & MASK, prod=new,
-                            event=words[ring.EVENT_WORD], notify=False)
+                              published=published, prod=ring.prod_pvt, event=ring.peer_event,
+                              notify=False)
         return notify
 
     def _wait(self, final_check, timeout):
@@ -112,12 +102,9 @@ class RingFrontend(_RingEnd):
 
     def get_response(self, length=None, *, flow=None):
         """The next response's bytes (``length`` of the entry), or ``None``."""
-        ring = self.ring
-        cons = ring.cons
-        if self._words[RSP_PROD_WORD] == cons:      # ring.next_response() written out
+        offset = self.ring.next_response()
+        if offset is None:
             return None
-        ring.cons = (cons + 1) & MASK
-        offset = SRING_HEADER + (cons & (self.size - 1)) * self.entry_size
         return self.dom.page_read(self.view, offset, length or self.entry_size,
                                   what="ring.response", flow=flow)
 
@@ -149,10 +136,7 @@ class RingBackend(_RingEnd):
         Refuses a frontend that published more than a ring's worth
         (``RING_REQUEST_PROD_OVERFLOW``): raises ``ValueError``.
         """
-        ring = self.ring
-        if self._words[REQ_PROD_WORD] == ring.cons:     # nothing new: next_request() is None
-            return None
-        offset = ring.next_request()
+        offset = self.ring.next_request()
         if offset is None:
             return None
         return self.dom.page_read(self.view, offset, length or self.entry_size,

@@ -214,11 +214,9 @@ class FrontRing(_Ring):
 
     def produce_request(self):
         """Claim the next request slot: its byte offset (``RING_GET_REQUEST`` + ``req_prod_pvt++``)."""
-        pvt = self.prod_pvt
-        if ((pvt - self.cons) & MASK) >= self.size:
+        if ((self.prod_pvt - self.cons) & MASK) >= self.size:
             raise OverflowError("request ring is full")
-        self.prod_pvt = (pvt + 1) & MASK        # as _produce()
-        return SRING_HEADER + (pvt & self._mask) * self.entry_size
+        return self._produce()
 
     def put_request(self, data):
         """Write ``data`` into the next request slot (not yet published)."""
@@ -304,8 +302,7 @@ class BackRing(_Ring):
                              f"(rsp_prod_pvt {pvt}, size {self.size})")
         if ((cons - pvt) & MASK) >= self.size:
             return None         # a full ring's worth awaits responses
-        self.cons = (cons + 1) & MASK
-        return SRING_HEADER + (cons & self._mask) * self.entry_size
+        return self._consume()
 
     def get_request(self):
         """A private copy of the next request entry (``RING_COPY_REQUEST``)."""
@@ -314,9 +311,7 @@ class BackRing(_Ring):
 
     def produce_response(self):
         """Claim the next response slot: its byte offset."""
-        pvt = self.prod_pvt
-        self.prod_pvt = (pvt + 1) & MASK        # as _produce()
-        return SRING_HEADER + (pvt & self._mask) * self.entry_size
+        return self._produce()
 
     def put_response(self, data):
         """Write ``data`` into the next response slot (not yet published)."""
