@@ -707,9 +707,10 @@ class Trace:
 
     def counts(self) -> dict:
         """``{kind: records emitted}`` so far, at every level (kept or only counted)."""
+        if self._counted:
+            self._counted_full()        # tallied once: the next read does not count them again
         counts = dict(self._counts)
-        untallied = Counter(self._counted)
-        untallied.update(map(_kind, islice(self._rows, self._tallied, None)))
+        untallied = Counter(map(_kind, islice(self._rows, self._tallied, None)))
         for kind, n in untallied.items():
             counts[kind] = counts.get(kind, 0) + n
         return counts

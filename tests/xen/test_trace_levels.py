@@ -119,3 +119,21 @@ def test_cli_trace_level_commands_writes_the_full_trace_minus_plumbing(tmp_path,
            ((s["title"], s["rows"]) for s in cmds_report["sections"])}["Run"]
     assert ["trace level", f"commands ({len(kept):,} records kept)"] in run
     assert full_report["metrics"] == cmds_report["metrics"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["page.write", "evtchn.send", "tpm.exec", "xs.read"]),
+                          st.just("read")), max_size=80),
+       st.sampled_from(LEVELS), st.integers(2, 9))
+def test_counts_read_while_recording_are_the_counts_of_every_record_so_far(steps, level, buffer):
+    """Reading the counts (which tallies what was only counted) in the middle of a run
+    neither loses nor counts twice a record: each read, and the end, give the exact tally."""
+    trace, emitted = Trace(level=level, buffer_rows=buffer), {}
+    for i, step in enumerate(steps):
+        if step == "read":
+            assert trace.counts() == emitted
+            assert trace.count("page") == emitted.get("page.write", 0)
+        else:
+            trace.emit(step, i * 1e-6, 0, n=i)
+            emitted[step] = emitted.get(step, 0) + 1
+    assert trace.counts() == emitted and len(trace) == sum(emitted.values())
