@@ -355,8 +355,10 @@ class Trace:
             seq = self._seq
             self._seq = seq + 1
             rows = self._rows
+            # (a tuple and the values joined: one new tuple; ``(..., *values)`` builds a
+            # list first and then the tuple, at twice the cost)
             rows.append((t, seq, kind, dom, names) if values is None else
-                        (t, seq, kind, dom, names, *values))
+                        (t, seq, kind, dom, names) + values)
             if len(rows) >= self._buffer_rows:
                 self._buffer_full()
         elif on:                    # counted, not kept: it takes its seq all the same
