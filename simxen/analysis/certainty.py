@@ -241,19 +241,27 @@ class Attribution:
         return u / total if total > 0 else None
 
     @classmethod
-    def of_trace(cls, trace, profile, **kw):
+    def of_trace(cls, trace, profile, *, requests=None, **kw):
         """From a :class:`~simxen.xen.trace.Trace`'s kept records of the kinds it reads
         (:data:`READS`), streamed; ``None`` when the trace's level did not keep the
-        command records."""
+        command records.
+
+        ``requests``: :func:`simxen.analysis.hops.requests` of the same trace, if the
+        caller has them already (it keeps them: they are not released here); then only
+        the executions (:data:`EXECUTIONS`) are read, one or two records per command
+        instead of every record the requests were matched from."""
         if not trace.keeps("tpm.front.complete"):
             return None
         # two reads, each of its own kinds (a spilled trace unpickles only those): the
         # requests' records into the matching, then the executions
-        matching = hops.Matching()
-        matching.add_all(trace.iter_records(kinds=hops.READS))
-        requests = matching.requests()
+        owned = requests is None
+        if owned:
+            matching = hops.Matching()
+            matching.add_all(trace.iter_records(kinds=hops.READS))
+            requests = matching.requests()
         attribution = cls(trace.iter_records(kinds=EXECUTIONS), profile, requests=requests, **kw)
-        hops.release(requests)          # no one else has them: freed as this returns
+        if owned:
+            hops.release(requests)      # no one else has them: freed as this returns
         return attribution
 
     def _split(self, req, hop, cert):
@@ -261,14 +269,14 @@ class Attribution:
         hop's part is also added to :attr:`hop_totals`."""
         by_hop = self.hop_totals
         parts = {"V": 0.0, "P": 0.0, "U": 0.0}
-
-        def add(name, c, t):
-            parts[c] += t
-            by_hop[name][c] += t
-
-        add("front_to_back", cert["front_to_back"], hop["front_to_back"])
+        # each part goes to the command's ``parts`` and to its hop's total, in the order
+        # the hops are listed here (sums of floats: the order is part of the result)
+        c, t = cert["front_to_back"], hop["front_to_back"]
+        parts[c] += t
+        by_hop["front_to_back"][c] += t
         # the manager hop: ring crossings and its own work, and any wait in its queue behind
         # other vTPMs' requests -- time made of its service, charged as that service is
+        manager = by_hop["manager"]
         queued = 0.0
         for child in req.children:
             if child.done:
@@ -277,13 +285,21 @@ class Attribution:
                 total = sum(mix.values()) if mix else 0.0
                 if wait > 0 and total > 0:
                     for c, t in mix.items():
-                        add("manager", c, wait * t / total)
+                        t = wait * t / total
+                        parts[c] += t
+                        manager[c] += t
                     queued += wait
-        add("manager", cert["manager"], max(0.0, hop["manager"] - queued))
-        add("back_to_front", cert["back_to_front"], hop["back_to_front"])
+        c, t = cert["manager"], max(0.0, hop["manager"] - queued)
+        parts[c] += t
+        manager[c] += t
+        c, t = cert["back_to_front"], hop["back_to_front"]
+        parts[c] += t
+        by_hop["back_to_front"][c] += t
         # the vTPM hop: the engine's executions of this command, the rest the state save
+        vtpm = by_hop["vtpm"]
+        take, respond = req.take, req.respond
         runs = [(cc, d) for t, cc, d in self._engine.get((req.back_dom, req.flow), ())
-                if req.take <= t <= req.respond]
+                if take <= t <= respond]
         if runs:
             engine = 0.0
             known = self._engine_cert
@@ -291,22 +307,34 @@ class Attribution:
                 c = known.get(cc)
                 if c is None:
                     c = known[cc] = _cert(self.profile, self._vtpm_op(self.profile, cc))
-                add("vtpm", c, d)
+                parts[c] += d
+                vtpm[c] += d
                 engine += d
         else:                                   # no execution kept: the op's mean
             op = self._vtpm_op(self.profile, req.cc)
             engine = min(hop["vtpm"], self.profile.op(op).mean() if self.profile.has(op) else 0.0)
-            add("vtpm", _cert(self.profile, op), engine)
-        add("vtpm", cert["save"], max(0.0, hop["vtpm"] - engine))
+            c = _cert(self.profile, op)
+            parts[c] += engine
+            vtpm[c] += engine
+        c, t = cert["save"], max(0.0, hop["vtpm"] - engine)
+        parts[c] += t
+        vtpm[c] += t
         # the physical TPM: each span's command, by the chip's op for it
+        ptpm_totals = by_hop["ptpm"]
         ptpm = hop["ptpm"]
         for dom, t0, t1 in _spans(req):
             op, drawn = self._chip_run(dom, t0, t1)
             drawn = min(drawn, t1 - t0)
-            add("ptpm", _cert(self.profile, op), drawn)
-            add("ptpm", self._grid, (t1 - t0) - drawn)
+            c = _cert(self.profile, op)
+            parts[c] += drawn
+            ptpm_totals[c] += drawn
+            c, t = self._grid, (t1 - t0) - drawn
+            parts[c] += t
+            ptpm_totals[c] += t
             ptpm -= t1 - t0
-        add("ptpm", "U", max(0.0, ptpm))        # nothing should be left; if it is, assumed
+        t = max(0.0, ptpm)                      # nothing should be left; if it is, assumed
+        parts["U"] += t
+        ptpm_totals["U"] += t
         return parts
 
     def hop_shares(self) -> dict:

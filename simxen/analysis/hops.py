@@ -124,6 +124,9 @@ class Request:
     children: list = field(default_factory=list)     #: nested requests
     ptpm: list = field(default_factory=list)         #: nested (start, end) TPM spans
     parent: object = field(default=None, repr=False)  #: the request this one served, if any
+    #: its hop times, once :func:`hop_times` or :func:`hops_of` has split it (a pass that
+    #: reads both -- a workload's per-hop figures and its certainty split -- splits it once)
+    _times: object = field(default=None, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
@@ -243,43 +246,42 @@ class Matching:
         self.add_all((r,))
 
     def add_all(self, records):
-        """:meth:`add` each of ``records`` (one loop: the tables are looked up once)."""
+        """:meth:`add` each of ``records`` (one loop: the tables are looked up once, and
+        each record is unpacked once into its five items rather than read item by item)."""
         open_front, awaiting_take, serving = self._open_front, self._awaiting_take, self._serving
         spans_open, spans, out = self._spans_open, self._spans, self._out
         starts, ends = self._starts, self._ends
-        for r in records:
-            kind = r.kind
+        for seq, t, kind, dom, f in records:
             if kind in _KINDS:
-                f = r.fields
                 flow = f.get("flow")
                 if kind == _SUBMIT:
-                    req = Request(flow, r.dom, r.t, cc=f.get("cc"))
-                    out.append((r.seq, req))
-                    open_front[(flow, r.dom)] = awaiting_take[(flow, r.dom)] = req
+                    req = Request(flow, dom, t, cc=f.get("cc"))
+                    out.append((seq, req))
+                    open_front[(flow, dom)] = awaiting_take[(flow, dom)] = req
                 elif kind == _TAKE:
                     req = awaiting_take.pop((flow, f.get("domid")), None)
                     if req is not None:
-                        req.back_dom, req.take = r.dom, r.t
-                        serving[(flow, req.front_dom, r.dom)] = req
+                        req.back_dom, req.take = dom, t
+                        serving[(flow, req.front_dom, dom)] = req
                 elif kind == _RESPOND:
-                    req = serving.pop((flow, f.get("domid"), r.dom), None)
+                    req = serving.pop((flow, f.get("domid"), dom), None)
                     if req is not None:
-                        req.respond = r.t
+                        req.respond = t
                 else:
-                    req = open_front.pop((flow, r.dom), None)
+                    req = open_front.pop((flow, dom), None)
                     if req is not None:
-                        awaiting_take.pop((flow, r.dom), None)
-                        req.complete, req.rc = r.t, f.get("rc")
+                        awaiting_take.pop((flow, dom), None)
+                        req.complete, req.rc = t, f.get("rc")
                         latency = f.get("latency")
                         if isinstance(latency, (int, float)):
-                            req.submit = r.t - latency      # from before the command was copied in
+                            req.submit = t - latency        # from before the command was copied in
                         req.cancelled = bool(f.get("cancelled"))
             elif kind in starts:
-                spans_open[(r.dom, starts[kind])] = r.t
+                spans_open[(dom, starts[kind])] = t
             elif kind in ends:
-                t0 = spans_open.pop((r.dom, ends[kind]), None)
+                t0 = spans_open.pop((dom, ends[kind]), None)
                 if t0 is not None:
-                    spans.append((r.seq, r.dom, t0, r.t))
+                    spans.append((seq, dom, t0, t))
 
     def requests(self) -> list:
         """The requests of the records added, as :func:`requests` gives them."""
@@ -366,14 +368,21 @@ def command_hops(records, flows=None) -> list:
 def hops_of(req: Request) -> CommandHops:
     """Split a completed top-level request's time into :data:`HOPS`."""
     done = [c for c in req.children if c.done]
+    times = req._times
+    if times is None:
+        times = req._times = _hop_times(req, done)
     return CommandHops(req.flow, req.front_dom, req.cc, req.rc, req.submit, req.complete,
-                       _hop_times(req, done), len(done), req.ptpm_count())
+                       times, len(done), req.ptpm_count())
 
 
 def hop_times(req: Request) -> dict:
     """``{hop: seconds}`` of a completed top-level request (:attr:`CommandHops.hops`
-    without the rest of :func:`hops_of`)."""
-    return _hop_times(req, [c for c in req.children if c.done])
+    without the rest of :func:`hops_of`): the same dict each time it is asked (do not
+    change it), split the first time."""
+    times = req._times
+    if times is None:
+        times = req._times = _hop_times(req, [c for c in req.children if c.done])
+    return times
 
 
 def _hop_times(req, done):

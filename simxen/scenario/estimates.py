@@ -45,12 +45,14 @@ def attribution(hv, host, *, records=None, requests=None):
     """The run's commands split by certainty (:class:`~simxen.analysis.certainty.Attribution`),
     or ``None`` when the trace level kept no command records.
 
-    ``records`` / ``requests``: what the workload has read from the trace already."""
+    ``records`` / ``requests``: what the workload has read from the trace already. With
+    ``requests`` alone (the workload matched them from the trace), only the executions
+    are read from the trace (:meth:`~simxen.analysis.certainty.Attribution.of_trace`)."""
     from simxen.domains.vtpm import vtpm_op
     waits, default = _waits(hv, host)
     kw = {"waits": waits, "default_wait": default, "vtpm_op": vtpm_op}
     if records is None:
-        return Attribution.of_trace(hv.trace, hv.profile, **kw)
+        return Attribution.of_trace(hv.trace, hv.profile, requests=requests, **kw)
     if not hv.trace.keeps("tpm.front.complete"):
         return None
     return Attribution(records, hv.profile, requests=requests, **kw)

@@ -53,6 +53,22 @@ def test_the_manager_requests_are_not_commands_of_their_own():
         {"guest1/vtpm0/1", "guest1/vtpm0/2", "guest1/vtpm0/3"}
 
 
+def test_a_request_is_split_once_and_hops_of_reads_that_split():
+    """hop_times keeps a request's split (a workload's per-hop figures and its certainty
+    split both ask for it): the same dict again, equal to a split of the same request
+    matched afresh, and the one hops_of's CommandHops carries."""
+    records = run_rig().hv.trace.records()
+    reqs = [q for q in hops.requests(records) if q.parent is None and q.done]
+    fresh = [q for q in hops.requests(records) if q.parent is None and q.done]
+    for q, other in zip(reqs, fresh):
+        times = hops.hop_times(q)
+        assert hops.hop_times(q) is times
+        assert hops.hops_of(q).hops is times
+        assert hops.hops_of(other).hops == times      # (other: split by hops_of first)
+        assert hops.hop_times(other) is hops.hops_of(other).hops
+    assert any(hops.hop_times(q)["manager"] > 0 for q in reqs)
+
+
 def test_nesting_does_not_depend_on_how_flows_are_named():
     own = hops.command_hops(run_rig(flow_mode="own").hv.trace.records())
     same = hops.command_hops(run_rig(flow_mode="same").hv.trace.records())

@@ -410,12 +410,13 @@ def _stats(values_s):
     return {k: v if k == "count" else v * 1e3 for k, v in percentiles(values_s).items()}
 
 
-def _unverified(hv, host, records, reqs, by_name):
+def _unverified(hv, host, reqs, by_name):
     """``({command: share of its latency resting on U figures}, {hop: share of that hop,
     every command together})`` (simxen.scenario.estimates), each command's hops charged
-    under its own guest's kernel era."""
+    under its own guest's kernel era; ``reqs`` are the trace's requests
+    (:func:`simxen.analysis.hops.requests`)."""
     from simxen.scenario import estimates
-    attr = estimates.attribution(hv, host, records=records, requests=reqs)
+    attr = estimates.attribution(hv, host, requests=reqs)
     if attr is None:
         return {}, {}
     by_command = {name: attr.share([(c.flow, c.dom) for c in cs]) or 0.0
@@ -426,7 +427,7 @@ def _unverified(hv, host, records, reqs, by_name):
 
 def run(sim, params):
     """SimPy process: build the host, run every guest's loop, gather results."""
-    from simxen.analysis import certainty, hops
+    from simxen.analysis import hops
     from simxen.domains.stack import build_host
     from simxen.scenario.runner import END_OF_RUN_GC, fewer_collections
     hv = sim.hv
@@ -445,10 +446,13 @@ def run(sim, params):
     flows = {flow: name for name, flow, ok, _ in log}
     owner = {flow: g for _, flow, _, g in log}
     with fewer_collections(END_OF_RUN_GC):     # all it builds stays alive till it ends
-        # only the kinds the hops and the certainty split read: 9 of the 13 records a
-        # command keeps
-        records = list(hv.trace.iter_records(kinds=certainty.READS))
-        reqs = hops.requests(records)      # once: the commands' hops and the manager's queue
+        # once: the commands' hops, the manager's queue and the certainty split. Only the
+        # kinds the matching reads (8 of the 13 records a command keeps), streamed in the
+        # trace's order (hops.Matching takes it as it is: no list of them, no sort); the
+        # certainty split then reads the executions alone (1 a command)
+        matching = hops.Matching()
+        matching.add_all(hv.trace.iter_records(kinds=hops.READS))
+        reqs = matching.requests()
         commands = [hops.hops_of(r) for r in reqs
                     if r.parent is None and r.done and r.flow in flows]
         by_name, by_guest = {}, {g.name: [] for g in guests}
@@ -459,9 +463,8 @@ def run(sim, params):
         for _, _, ok, g in log:
             done[g] += ok
         queue_mean, queue_max, waits = _manager_queue(reqs, host.vtpmmgr.domid, start, end)
-        unverified, unverified_by_hop = _unverified(hv, host, records, reqs, by_name)
-        del records                     # freed now: the collection after the pass skips them
-        hops.release(reqs)              # and so are the requests (see hops.release)
+        unverified, unverified_by_hop = _unverified(hv, host, reqs, by_name)
+        hops.release(reqs)              # freed now: the collection after the pass skips them
         del reqs
     result = {
         "host": host,
