@@ -19,6 +19,17 @@ def test_the_scenario_holds_its_expectations_and_reports_every_hop():
     assert "Per-hop breakdown" in text and "front->back" in text and "EPERM" in text
 
 
+def test_op_counts_count_each_kind_with_the_kinds_under_it():
+    """Host.op_counts takes the trace's counts once: each counted kind is what
+    Trace.count of it gives (``xs`` with every ``xs.*`` kind under it)."""
+    from simxen.domains.stack import COUNTED
+    result = runner.run(scenario_file.load(SCENARIO), trace_level="commands")
+    ops = result.results["stack"]["ops"]
+    trace = result.trace
+    assert ops == {kind.replace(".", "_"): trace.count(kind) for kind, _ in COUNTED}
+    assert ops["xs"] > ops["xs_watch_fire"] > 0 and ops["page_read"] > 0
+
+
 def test_same_seed_same_trace_bytes():
     a = runner.run(scenario_file.load(SCENARIO)).trace.dumps_jsonl()
     b = runner.run(scenario_file.load(SCENARIO)).trace.dumps_jsonl()
