@@ -343,6 +343,7 @@ class Vtpm(Kernel):
             self.saves += 1
         else:
             self.save_failures += 1
-        hv.trace.emit("vtpm.save", dom.now, dom.domid, flow=flow, slot=slot, bytes=len(sealed),
-                      duration=dom.now - start, rc=rc)
+        now = dom.now
+        hv.trace.emit("vtpm.save", now, dom.domid, flow=flow, slot=slot, bytes=len(sealed),
+                      duration=now - start, rc=rc)
         return rc

@@ -190,10 +190,11 @@ class VtpmMgr(Kernel):
             response = yield from self.handle(request)
             self.served += 1
             ordinal = request.cc                # header.code(request.command), read at take
-            hv.trace.emit("vtpmmgr.request", dom.now, dom.domid, flow=request.flow,
+            now = dom.now
+            hv.trace.emit("vtpmmgr.request", now, dom.domid, flow=request.flow,
                           domid=request.domid, ordinal=ordinal,
                           ordinal_name=cc_name(ordinal), rc=mgr.response_code(response),
-                          duration=dom.now - start)
+                          duration=now - start)
             self.back.respond(request, response)
 
     def _new_storage(self, pcrs):
