@@ -227,6 +227,12 @@ def main(args) -> int:
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed: expected an integer >= 0, found {args.seed}")
     sc = scenario_file.load(args.scenario, args.set)
+    # known from the file alone: say so before the run, not after it
+    kinds = [w["type"] for w in sc.data["workload"]]
+    if "attestation" not in kinds:
+        raise InputError("simxen explain needs an attestation workload (type = \"attestation\"); "
+                         f"this scenario has {', '.join(map(repr, kinds))}",
+                         path=sc.path, key="workload")
     result = runner.run(sc, seed=args.seed, trace_level="full")
     sys.stdout.write(explain(result))
     return 0

@@ -57,6 +57,19 @@ def test_explain_needs_an_attestation_scenario(capsys):
     assert "needs an attestation workload" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["ring-pingpong", "fleet", "vtpm-stack"])
+def test_a_scenario_without_attestation_is_refused_from_the_file_before_any_run(
+        name, capsys, monkeypatch):
+    def no_run(*args, **kwargs):
+        raise AssertionError("explain ran a scenario it cannot explain")
+    monkeypatch.setattr(runner, "run", no_run)
+    assert main(["explain", f"scenarios/{name}.toml"]) == 2
+    err = capsys.readouterr().err
+    # one line naming the file, the key and what the file has instead
+    assert f"scenarios/{name}.toml: workload: simxen explain needs an attestation workload" in err
+    assert "this scenario has '" in err and err.count("\n") == 1
+
+
 def test_a_pcr_read_that_got_no_answer_is_not_told_as_a_disagreeing_log():
     """With tpmfront.timeout shorter than any answer the guest's TPM2_PCR_Read fails; explain
     said 'The vTPM reports PCR 4 =  and PCR 5 =  ... the log and the vTPM disagree'."""
