@@ -15,6 +15,9 @@ draws one line per value of another varied key.
 """
 
 
+from simxen.errors import InputError
+
+
 def add_arguments(parser):
     parser.add_argument("folder", metavar="DIR", help="the --out folder of a `simxen sweep`")
     parser.add_argument("--x", metavar="KEY", help="varied key on the horizontal axis "
@@ -28,13 +31,27 @@ def add_arguments(parser):
 
 
 def _declared(folder):
-    """The scenario's ``[[plot]]`` tables, as the sweep recorded them in sweep.json."""
+    """The scenario's ``[[plot]]`` tables, as the sweep recorded them in sweep.json:
+    none when the sweep wrote no sweep.json; checked by the schema that checked
+    them in the scenario (:data:`simxen.scenario.scenario_file.PLOT`) when it did, so
+    an edited or damaged file is one line naming it and the key, not a traceback."""
     import json
     from pathlib import Path
+
+    from simxen.scenario.schema import TableArray
+    from simxen.scenario.scenario_file import PLOT
+    path = Path(folder) / "sweep.json"
     try:
-        return json.loads((Path(folder) / "sweep.json").read_text(encoding="utf-8")).get("plots", [])
-    except (OSError, ValueError, AttributeError):
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    except ValueError as exc:           # not JSON, or not UTF-8
+        raise InputError(f"not the JSON `simxen sweep` wrote ({exc})", path=path) from None
+    if not isinstance(spec, dict):
+        raise InputError("expected a JSON object, as `simxen sweep` writes it", path=path)
+    return TableArray("plots", "", table=PLOT).validate(spec.get("plots", []), path)
 
 
 def main(args) -> int:

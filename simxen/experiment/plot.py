@@ -39,7 +39,13 @@ DEFAULT_Y = ("throughput_per_s", "latency_ms.p95", "hops_ms.total.p95", "latency
 
 
 def read_summary(folder) -> tuple:
-    """``(varied keys, rows as dicts)`` of ``folder/summary.csv``."""
+    """``(varied keys, rows as dicts)`` of ``folder/summary.csv``.
+
+    A file that is not the summary a sweep writes -- no such file, a folder in its
+    place, bytes that are not text, no varied key before ``metric``, a row cut short
+    (the file was truncated or edited), a run count that is not a count, no row at
+    all -- is an :class:`~simxen.errors.InputError` naming the file (and the line),
+    not a picture missing its points."""
     path = Path(folder) / "summary.csv"
     try:
         with open(path, newline="", encoding="utf-8") as fp:
@@ -47,6 +53,17 @@ def read_summary(folder) -> tuple:
     except FileNotFoundError:
         raise InputError("no summary.csv here: is it the --out folder of a `simxen sweep`?",
                          path=Path(folder)) from None
+    except NotADirectoryError:
+        raise InputError("is a file, not a folder: expected the --out folder of a `simxen "
+                         "sweep`", path=Path(folder)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start}): not a summary `simxen sweep` "
+                         "wrote", path=path) from None
+    except csv.Error as exc:
+        raise InputError(f"not CSV ({exc}): not a summary `simxen sweep` wrote",
+                         path=path) from None
     if not table or "metric" not in table[0]:
         raise InputError("not a sweep summary (no 'metric' column)", path=path)
     header = table[0]
@@ -54,7 +71,24 @@ def read_summary(folder) -> tuple:
     if header[len(keys):] != list(SUMMARY_COLUMNS):
         raise InputError(f"expected the columns {', '.join(SUMMARY_COLUMNS)} after the varied "
                          "keys", path=path)
-    return keys, [dict(zip(header, row)) for row in table[1:] if len(row) == len(header)]
+    if not keys:
+        raise InputError("no varied key before the 'metric' column: a sweep's summary starts "
+                         "with a column per --vary key", path=path)
+    rows = []
+    for line, row in enumerate(table[1:], start=2):
+        if len(row) != len(header):
+            raise InputError(f"{len(row)} fields where the header has {len(header)}: the file "
+                             "was cut short or edited; `simxen sweep --resume` with the same "
+                             "arguments writes it again from runs.csv", path=path,
+                             key=f"line {line}")
+        row = dict(zip(header, row))
+        if not row["n"].isdigit():
+            raise InputError(f"n: expected the number of runs behind the point, found "
+                             f"{row['n']!r}", path=path, key=f"line {line}")
+        rows.append(row)
+    if not rows:
+        raise InputError("holds no point (only its header): nothing to draw", path=path)
+    return keys, rows
 
 
 def default_plots(keys, rows, declared=()) -> list:
@@ -334,12 +368,33 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
                  va="bottom")
     fig.tight_layout(rect=(0, 0.05 if missing else 0, 1, 1))
     out = Path(out) if out else folder / "plots"
-    out.mkdir(parents=True, exist_ok=True)
     stem = _stem("+".join(ys), x)
     files = [out / f"{stem}.png", out / f"{stem}.svg"]
-    # fixed metadata: the same summary draws the same bytes
-    fig.savefig(files[0], dpi=120, metadata={"Software": None})
-    with matplotlib.rc_context({"svg.hashsalt": "simxen"}):      # stable element ids
-        fig.savefig(files[1], metadata={"Date": None, "Creator": None})
-    plt.close(fig)
+    try:
+        output_folder(out)
+        # fixed metadata: the same summary draws the same bytes
+        fig.savefig(files[0], dpi=120, metadata={"Software": None})
+        with matplotlib.rc_context({"svg.hashsalt": "simxen"}):      # stable element ids
+            fig.savefig(files[1], metadata={"Date": None, "Creator": None})
+    except OSError as exc:
+        raise InputError(f"cannot write the pictures: {exc.strerror}", path=out,
+                         key="--out") from None
+    finally:
+        plt.close(fig)
     return files
+
+
+def output_folder(out) -> Path:
+    """The folder the pictures go to, made if need be; an
+    :class:`~simxen.errors.InputError` naming ``--out`` when it cannot be (a file
+    of that name, a parent that is a file or that nobody may write in)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file, not a folder: expected the folder the pictures go to",
+                         path=out, key="--out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make this folder: {exc.strerror}", path=out,
+                         key="--out") from None
+    return out

@@ -200,3 +200,74 @@ def test_metrics_of_one_unit_draw_together_a_line_each(tmp_path):
         plot.draw(folder, y=["s.offered_per_s", "s.latency_ms.p50"])
     with pytest.raises(InputError, match="--y s.thruput: .*did you mean 's.throughput_per_s'"):
         plot.draw(folder, y=["s.offered_per_s", "s.thruput"])
+
+
+# -- a summary.csv, sweep.json or --out that is not what a sweep left: one line, exit 2 ---------
+
+def _plot(argv, capsys):
+    """``simxen plot ARGV``: (exit status, standard error)."""
+    from simxen.cli import main
+    status = main(["plot", *map(str, argv)])
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda f: (f / "summary.csv").write_bytes(SUMMARY.encode()[:130]),
+     "summary.csv: line 3: 2 fields where the header has 9: the file was cut short or edited"),
+    (lambda f: (f / "summary.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff"),
+     "summary.csv: not UTF-8 text"),
+    (lambda f: ((f / "summary.csv").unlink(), (f / "summary.csv").mkdir()),
+     "summary.csv: cannot read: Is a directory"),
+    (lambda f: (f / "summary.csv").write_text(
+        "\n".join(line.split(",", 2)[2] for line in SUMMARY.splitlines())),
+     "summary.csv: no varied key before the 'metric' column"),
+    (lambda f: (f / "summary.csv").write_text(SUMMARY.replace(",ms,3,6.1,", ",ms,three,6.1,")),
+     "summary.csv: line 3: n: expected the number of runs behind the point, found 'three'"),
+    (lambda f: (f / "summary.csv").write_text(SUMMARY.splitlines()[0] + "\n"),
+     "summary.csv: holds no point (only its header)"),
+    (lambda f: (f / "sweep.json").write_text('{"plots": [{"y": 3}]}'),
+     "sweep.json: plots[0].y: expected a string or an array of strings, found 3 (an integer)"),
+    (lambda f: (f / "sweep.json").write_text('{"plots": "stack.latency_ms.p95"}'),
+     "sweep.json: plots: expected an array of tables"),
+    (lambda f: (f / "sweep.json").write_text('{"plots": [{"y": "stack.latency_ms.p95", '
+                                             '"colour": "red"}]}'),
+     "sweep.json: plots[0].colour: unknown key 'colour'"),
+    (lambda f: (f / "sweep.json").write_text('{"plots": ['), "sweep.json: not the JSON"),
+    (lambda f: (f / "sweep.json").write_text('["plots"]'), "sweep.json: expected a JSON object"),
+], ids=["truncated", "binary", "folder", "no-varied-key", "n-not-a-count", "header-only",
+        "plot-y-number", "plots-not-array", "plot-unknown-key", "json-cut", "json-array"])
+def test_a_damaged_sweep_folder_is_one_line_naming_the_file_and_draws_nothing(
+        folder, capsys, damage, said):
+    damage(folder)
+    status, err = _plot([folder], capsys)
+    assert (status, err.count("\n")) == (2, 1), err
+    assert f"simxen plot: {folder}" in err and said in err, err
+    assert "internal error" not in err
+    assert not (folder / "plots").exists()
+
+
+def test_the_folder_argument_being_a_file_is_said(folder, capsys):
+    status, err = _plot([folder / "summary.csv"], capsys)
+    assert status == 2
+    assert "summary.csv: is a file, not a folder: expected the --out folder" in err
+
+
+@pytest.mark.parametrize("where, said", [
+    (lambda f: f / "summary.csv", "--out: is a file, not a folder"),
+    (lambda f: f / "summary.csv" / "pictures", "--out: cannot make this folder: Not a directory"),
+], ids=["a-file", "under-a-file"])
+def test_out_where_no_folder_can_be_is_one_line_and_the_summary_is_kept(folder, capsys,
+                                                                        where, said):
+    status, err = _plot([folder, "--y", "stack.latency_ms.p95", "--out", where(folder)], capsys)
+    assert status == 2 and said in err and "internal error" not in err, err
+    assert (folder / "summary.csv").read_text() == SUMMARY
+
+
+def test_plots_declared_in_sweep_json_are_drawn(folder, capsys):
+    (folder / "sweep.json").write_text('{"plots": [{"y": "stack.latency_ms.p95", '
+                                       '"hue": "stack.policy", "title": "by policy"}]}')
+    status, _ = _plot([folder], capsys)
+    assert status == 0
+    assert [p.name for p in sorted((folder / "plots").iterdir())] == [
+        "stack.latency_ms.p95--stack.guest_count.png",
+        "stack.latency_ms.p95--stack.guest_count.svg"]
