@@ -32,6 +32,7 @@ from pathlib import Path
 
 from simxen.errors import InputError, did_you_mean
 from simxen.experiment.sweep import SUMMARY_COLUMNS
+from simxen.scenario import output
 
 #: what ``simxen sweep`` draws when the scenario declares no ``[[plot]]``: the first of
 #: these (after the workload's name) that the summary has, each one picture
@@ -371,7 +372,7 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
     stem = _stem("+".join(ys), x)
     files = [out / f"{stem}.png", out / f"{stem}.svg"]
     try:
-        output_folder(out)
+        output.make_folder(out, "--out")
         # fixed metadata: the same summary draws the same bytes
         fig.savefig(files[0], dpi=120, metadata={"Software": None})
         with matplotlib.rc_context({"svg.hashsalt": "simxen"}):      # stable element ids
@@ -383,18 +384,3 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
         plt.close(fig)
     return files
 
-
-def output_folder(out) -> Path:
-    """The folder the pictures go to, made if need be; an
-    :class:`~simxen.errors.InputError` naming ``--out`` when it cannot be (a file
-    of that name, a parent that is a file or that nobody may write in)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError("is a file, not a folder: expected the folder the pictures go to",
-                         path=out, key="--out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot make this folder: {exc.strerror}", path=out,
-                         key="--out") from None
-    return out

@@ -7,6 +7,7 @@ in one line (an :class:`~simxen.errors.InputError`, exit status 2)::
 
     check_file(args.output, "-o")          # raises, or returns the Path
     fp = open_output(args.trace, "--trace")  # the same checks, then the file open for writing
+    make_folder(args.out, "--out")         # an output folder, made (with its parents) now
 """
 
 from __future__ import annotations
@@ -48,3 +49,19 @@ def open_output(name, key):
         return open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror}", path=path, key=key) from None
+
+
+def make_folder(name, key) -> Path:
+    """Make output folder *name* (and its parents) now, before the work that fills it,
+    and return it as a :class:`Path`: a file of that name, a parent that is a file or
+    a place where no folder can be made is one line naming *key*, not a traceback
+    after the work."""
+    path = Path(name)
+    if path.exists() and not path.is_dir():
+        raise InputError("is a file; expected a folder", path=path, key=key)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make this folder: {exc.strerror}", path=path,
+                         key=key) from None
+    return path

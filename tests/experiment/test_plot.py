@@ -253,7 +253,7 @@ def test_the_folder_argument_being_a_file_is_said(folder, capsys):
 
 
 @pytest.mark.parametrize("where, said", [
-    (lambda f: f / "summary.csv", "--out: is a file, not a folder"),
+    (lambda f: f / "summary.csv", "--out: is a file; expected a folder"),
     (lambda f: f / "summary.csv" / "pictures", "--out: cannot make this folder: Not a directory"),
 ], ids=["a-file", "under-a-file"])
 def test_out_where_no_folder_can_be_is_one_line_and_the_summary_is_kept(folder, capsys,
