@@ -18,6 +18,7 @@ how to design a sweep and read its output.
 import sys
 
 from simxen.errors import InputError
+from simxen.scenario import output
 from simxen.xen.trace import LEVELS
 
 
@@ -85,7 +86,11 @@ def main(args) -> int:
     if args.scheduler:
         executor = sweep.DaskExecutor(args.scheduler)
     else:
-        executor = sweep.LocalExecutor(args.jobs)
+        # a worker beyond the sweep's runs would only start and wait: --jobs 100000 on a
+        # sweep of 4 runs is 4 processes, not a hundred thousand forked at once
+        executor = sweep.LocalExecutor(min(args.jobs, len(plan.runs)))
+    if not (out.exists() and not out.is_dir()):     # that one sweep.execute names itself
+        output.make_folder(out, "--out")
     bar = _Bar(sys.stderr.isatty() and not args.no_progress)
     try:
         counts = sweep.execute(plan, out, executor=executor, resume=args.resume, progress=bar,

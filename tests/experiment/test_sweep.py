@@ -277,3 +277,44 @@ def test_a_point_that_run_would_refuse_is_refused_before_the_sweep_writes_anythi
     assert r.returncode == 2 and not out.exists()
     (line,) = r.stderr.strip().splitlines()
     assert "many-guests.toml: --vary stack.rate=1e6: " in line and "10,000,000 arrivals" in line
+
+
+@pytest.mark.parametrize("where", [lambda t: t / "a-file" / "out", lambda t: t / "a-file"],
+                         ids=["under-a-file", "a-file"])
+def test_an_out_that_cannot_be_a_folder_is_one_line_before_any_run(pingpong, tmp_path, where,
+                                                                   capsys, monkeypatch):
+    from simxen.cli import main
+    (tmp_path / "a-file").write_text("kept\n")
+    monkeypatch.setattr(sweep, "run_one", lambda *a: pytest.fail("a run started"))
+    status = main(["sweep", str(pingpong), "--vary", "pingpong.window=1,4", "--out",
+                   str(where(tmp_path)), "--no-plots", "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "internal error" not in err, err
+    assert f"simxen sweep: {where(tmp_path)}:" in err
+    assert (tmp_path / "a-file").read_text() == "kept\n"
+
+
+def test_more_jobs_than_runs_start_a_worker_per_run_not_the_number_asked(pingpong, tmp_path,
+                                                                          capsys, monkeypatch):
+    from simxen.cli import main
+    started = []
+    monkeypatch.setattr(sweep, "LocalExecutor", lambda jobs: _Recording(jobs, started))
+    status = main(["sweep", str(pingpong), "--vary", "pingpong.window=1,4", "--jobs",
+                   "100000", "--out", str(tmp_path / "o"), "--no-plots", "--no-progress"])
+    assert status == 0, capsys.readouterr().err
+    assert started == [2]
+    assert len(read(tmp_path / "o" / "runs.csv")) == 1 + 2
+
+
+class _Recording:
+    """A local executor in this process that notes how many workers it was asked for."""
+
+    def __init__(self, jobs, started):
+        started.append(jobs)
+        self.inner = _LOCAL(1)
+
+    def map_unordered(self, calls):
+        return self.inner.map_unordered(calls)
+
+
+_LOCAL = sweep.LocalExecutor
