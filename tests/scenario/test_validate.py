@@ -329,3 +329,18 @@ def test_each_metric_of_a_plot_is_noted_when_unpublished(tmp_path, capsys):
     assert main(["validate", str(p)]) == 0
     (note,) = capsys.readouterr().err.splitlines()
     assert "plot[0].y[1]: this scenario publishes no metric 'pingpong.latency_us.mni'" in note
+
+
+@pytest.mark.parametrize("scenario, workload, value", [
+    ("boot-attest", "attest", "''"), ("boot-attest", "attest", "policies"),
+    ("fleet", "fleet", "'.'")])
+def test_a_policy_that_names_a_folder_is_blamed_on_the_key_that_set_it(scenario, workload,
+                                                                         value, capsys):
+    # was "scenarios: cannot read the policy: Is a directory": neither the scenario
+    # nor the key, nor the --set that changed it
+    from simxen.cli import main
+    path = ROOT / "scenarios" / f"{scenario}.toml"
+    assert main(["validate", str(path), "--set", f"{workload}.policy={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"simxen validate: {path}: --set {workload}.policy={value}: ")
+    assert err.rstrip().endswith("is a folder; expected the verifier's policy file (.toml)")

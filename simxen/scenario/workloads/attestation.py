@@ -136,6 +136,9 @@ def _policy(sim, params):
     if not where.exists():
         raise InputError(f"no policy file {where}", path=sim.scenario.path,
                          key=f"workload.{params['name']}.policy")
+    if where.is_dir():          # '' or '.' is the scenario's own folder
+        raise InputError(f"{where} is a folder; expected the verifier's policy file (.toml)",
+                         path=sim.scenario.path, key=f"workload.{params['name']}.policy")
     return load(where)
 
 
