@@ -77,6 +77,11 @@ def records_of(args):
     if args.from_trace and args.scenario:
         raise InputError("give SCENARIO or --from TRACE, not both")
     if args.from_trace:
+        for option, given in (("--seed", args.seed is not None),
+                              ("--until", args.until is not None), ("--set", bool(args.set))):
+            if given:       # the export would look re-run or cut, and be the file as it is
+                raise InputError("applies to a run of SCENARIO; a --from trace is read as it "
+                                 "was recorded (--start and --end cut it)", key=option)
         return trace_format.TraceFile(args.from_trace, cut_short_ok=True)
     if not args.scenario:
         raise InputError("give a SCENARIO to run, or --from TRACE")

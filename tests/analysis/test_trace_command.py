@@ -42,6 +42,19 @@ def test_an_option_the_format_does_not_read_is_refused(tmp_path, capsys, small_t
     assert err.startswith(f"simxen trace: {option}: applies to --format ") and fmt in err
 
 
+@pytest.mark.parametrize("option,value", [("--seed", "7"), ("--until", "0.5"),
+                                          ("--set", "workload[0].iterations=5")])
+def test_an_option_of_a_run_given_with_from_is_refused(tmp_path, capsys, small_trace, option,
+                                                       value):
+    # was: exit 0 and the recorded trace whole, as if re-run with that seed or cut at --until
+    status, err = trace(capsys, "--from", small_trace, "-f", "text", "-o", tmp_path / "x.txt",
+                        option, value)
+    assert status == 2
+    assert err == (f"simxen trace: {option}: applies to a run of SCENARIO; a --from trace is "
+                   "read as it was recorded (--start and --end cut it)")
+    assert not (tmp_path / "x.txt").exists()
+
+
 def test_nth_without_command_and_a_window_that_ends_before_it_starts(capsys, small_trace):
     status, err = trace(capsys, "--from", small_trace, "-f", "sequence", "-o", "x.svg",
                         "--nth", "2")
