@@ -27,13 +27,17 @@ import threading
 def listen_addresses(host, port):
     """``[(family, sockaddr)]`` to bind a listening TCP socket on ``host``, port ``port``,
     in ``getaddrinfo``'s order, each once. ``host`` may be bracketed as in a URL
-    (``[::1]``). ``socket.gaierror`` when it names nothing."""
+    (``[::1]``). ``socket.gaierror`` when it names nothing, or is no name at all."""
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     found = []
-    for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, socket.AF_UNSPEC,
-                                                        socket.SOCK_STREAM, 0,
-                                                        socket.AI_PASSIVE):
+    try:
+        answers = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                                     socket.AI_PASSIVE)
+    except UnicodeError:        # a label IDNA cannot encode: empty (a..b) or over 63 bytes
+        raise socket.gaierror(socket.EAI_NONAME, "not a host name (an empty label, or one "
+                              "longer than 63 characters)") from None
+    for family, _, _, _, sockaddr in answers:
         if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in found:
             found.append((family, sockaddr))
     return found

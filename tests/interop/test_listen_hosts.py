@@ -167,6 +167,10 @@ def tpm_cli(*argv):
     ("192.0.2.1", "Cannot assign requested address"),           # TEST-NET-1: not ours
     ("fe80::1", "cannot listen on [fe80::1]:"),                 # link-local without %interface
     ("[::1", "cannot listen on [::1:"),
+    # names IDNA cannot encode: was an internal error (UnicodeError), exit 3
+    ("bad..host", "not a host name (an empty label"),
+    (".example", "not a host name (an empty label"),
+    ("a" * 64 + ".example", "longer than 63 characters"),
 ])
 def test_a_host_that_cannot_be_bound_is_one_line_naming_host(host, why):
     proc = tpm_cli("--host", host, "--port", free_port_pair())

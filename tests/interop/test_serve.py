@@ -435,7 +435,7 @@ def test_a_port_in_use_is_found_before_the_boot(tmp_path):
     assert not trace.exists()
 
 
-@pytest.mark.parametrize("host", ["nosuchhost.invalid", "192.0.2.1"])
+@pytest.mark.parametrize("host", ["nosuchhost.invalid", "192.0.2.1", "bad..host"])
 def test_an_address_that_is_not_this_machines_blames_host(host):
     # was: blamed on --port ("--port: cannot listen on 192.0.2.1:...: Cannot assign ...")
     proc = serve_cli(SCENARIO, "--domain", "guest1", "--host", host, "--port", free_port_pair())
