@@ -152,6 +152,9 @@ def load(path, overrides=()) -> Scenario:
             raise InputError("is JSON, not a scenario (TOML): a trace that simxen run --trace "
                              "wrote is read by simxen trace --from FILE", path=path) from None
         raise InputError(f"not valid TOML: {exc}", path=path) from None
+    other = _other_kind(raw)
+    if other:
+        raise InputError(other, path=path)
     parsed = [o if isinstance(o, ov_mod.Override) else ov_mod.parse(o) for o in overrides]
     placed = ov_mod.apply(raw, parsed, path)
     try:
@@ -161,6 +164,28 @@ def load(path, overrides=()) -> Scenario:
     except InputError as err:
         raise ov_mod.blame(err, placed, path) from None
     return Scenario(path, data, tuple(o.text for o in parsed))
+
+
+#: top-level table -> what a TOML file holding it (and no [scenario]) is, and what reads it;
+#: the first that matches names the file (a chip's file holds [ops] too)
+OTHER_KINDS = {
+    "policy": "a verifier's golden policy, not a scenario: an attestation or fleet workload's "
+              "policy key names it",
+    "chip": "a physical TPM chip's figures, not a scenario: a scenario's scenario.chip names "
+            "a shipped one, and simxen profile chips lists them",
+    "ops": "a timing profile, not a scenario: a scenario's scenario.profile names it, and "
+           "simxen profile show FILE prints it",
+}
+
+
+def _other_kind(raw) -> str | None:
+    """What the TOML document *raw* is when it is another of simxen's files (a policy,
+    a profile, a chip), so that it is named for what it is rather than refused for its
+    first key; ``None`` for anything with a ``[scenario]`` table or none of theirs."""
+    if "scenario" in raw:
+        return None
+    kind = next((k for k in OTHER_KINDS if k in raw), None)
+    return f"is {OTHER_KINDS[kind]}" if kind else None
 
 
 #: the prefix of the CPU scheduler's metrics (``cpu.utilisation``), when one is configured

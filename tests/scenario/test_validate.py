@@ -344,3 +344,28 @@ def test_a_policy_that_names_a_folder_is_blamed_on_the_key_that_set_it(scenario,
     err = capsys.readouterr().err
     assert err.startswith(f"simxen validate: {path}: --set {workload}.policy={value}: ")
     assert err.rstrip().endswith("is a folder; expected the verifier's policy file (.toml)")
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "metrics"])
+@pytest.mark.parametrize("file, said", [
+    ("scenarios/policies/web-guest.toml", "is a verifier's golden policy, not a scenario"),
+    ("simxen/profiles/default.toml", "is a timing profile, not a scenario"),
+    ("simxen/profiles/chips/st33.toml", "is a physical TPM chip's figures, not a scenario"),
+])
+def test_another_of_simxens_files_given_as_the_scenario_is_named_for_what_it_is(
+        command, file, said, capsys):
+    # was "policy: unknown key 'policy' (expected one of: 'scenario', ...)", and for a
+    # profile or a chip "ops: unknown key 'ops'", "chip: unknown key 'chip'"
+    from simxen.cli import main
+    assert main([command, str(ROOT / file)]) == 2
+    assert capsys.readouterr().err.startswith(f"simxen {command}: {ROOT / file}: {said}: ")
+
+
+def test_a_scenario_with_a_stray_table_of_another_file_is_told_its_key():
+    # [scenario] is there: a misplaced [ops] is a scenario's unknown key, with its hint
+    text = GOOD.read_text() + '\n[ops.hypercall]\ndist = "fixed"\n'
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "s.toml"
+        p.write_text(text)
+        with pytest.raises(InputError, match=r"s\.toml: ops: unknown key 'ops' \(expected one of"):
+            scenario_file.load(p)
