@@ -59,9 +59,9 @@ def add_arguments(parser):
                         help="never show the progress line, even on a terminal")
 
 
-def open_output(name, what="--trace"):
+def open_output(name, what="--trace", *, reads=()):
     """:func:`simxen.scenario.output.open_output` of ``--trace``."""
-    return output.open_output(name, what)
+    return output.open_output(name, what, reads=reads)
 
 
 def _write_trace(trace, fp, name):
@@ -108,7 +108,8 @@ def main(args) -> int:
                              "use --trace-level commands or full, or leave out --trace",
                              key="--trace")
         sim = runner.prepare(sc, seed=args.seed, until=args.until, trace_level=level)
-        trace_fp = open_output(args.trace) if args.trace else None
+        trace_fp = (open_output(args.trace, reads=[("the scenario", args.scenario)])
+                    if args.trace else None)
         if trace_fp is not None:        # written as the run goes (Trace.stream_to)
             sim.hv.trace.stream_to(trace_fp, sim.hv.low_water)
         report_fp = sys.stderr if trace_fp is sys.stdout else sys.stdout

@@ -144,7 +144,8 @@ def main(args) -> int:
     if out is None and args.format in ("perfetto", "pcap", "sequence"):
         raise InputError(f"--format {args.format} needs -o FILE")
     if out is not None:
-        check_file(out, "-o")                 # before the run, not after it
+        check_file(out, "-o", reads=[("the scenario", args.scenario),     # before the run
+                                     ("the trace", args.from_trace)])
     records = records_of(args)
     if args.domain and args.format == "text":   # each name, not only when nothing is left
         unknown = _unknown_domains(records, args)    # (sequence.messages checks its own)

@@ -19,15 +19,23 @@ from pathlib import Path
 from simxen.errors import InputError
 
 
-def check_file(name, key) -> Path:
+def check_file(name, key, *, reads=()) -> Path:
     """The output file *name* as a :class:`Path`, once it is known that it can be
-    written: not a folder, in a folder that exists, writable (``-`` is standard
-    output and always passes)."""
+    written: not a folder, in a folder that exists, writable, and none of *reads*
+    -- ``(what, path)`` of the files the command reads (``("the scenario",
+    args.scenario)``, a ``--from`` trace), which writing would destroy, the very
+    thing to run or export gone (``-`` is standard output and always passes)."""
     path = Path(name)
     if str(name) == "-":
         return path
     if path.is_dir():
         raise InputError("is a folder; expected a file name", path=path, key=key)
+    for what, source in reads:
+        if source is not None and path.exists() and Path(source).exists() \
+                and os.path.samefile(path, source):
+            same = "" if str(source) == str(name) else f" ({source})"
+            raise InputError(f"is {what} this command reads{same}: writing it would destroy "
+                             "it; give another file", path=path, key=key)
     folder = path.parent
     if not folder.is_dir():
         raise InputError(f"folder does not exist: {folder}", path=path, key=key)
@@ -36,15 +44,15 @@ def check_file(name, key) -> Path:
     return path
 
 
-def open_output(name, key):
+def open_output(name, key, *, reads=()):
     """Open output file *name* for writing now, before anything is simulated
-    (:func:`check_file`'s checks, then the open itself), so that a folder, a
-    missing folder or an unwritable place is one line and exit 2 rather than a
-    lost run -- and so that the file can be written as the run goes. ``-`` is
-    standard output."""
+    (:func:`check_file`'s checks, *reads* among them, then the open itself), so
+    that a folder, a missing folder, an unwritable place or an input of the
+    command is one line and exit 2 rather than a lost run or a lost file -- and
+    so that the file can be written as the run goes. ``-`` is standard output."""
     if name == "-":
         return sys.stdout
-    path = check_file(name, key)
+    path = check_file(name, key, reads=reads)
     try:
         return open(path, "w", encoding="utf-8")
     except OSError as exc:

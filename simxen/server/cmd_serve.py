@@ -259,17 +259,18 @@ def main(args) -> int:
     foreground.check_free(args.host, args.port)
     if args.seed is not None and args.seed < 0:
         raise InputError(f"seed must be 0 or more, found {args.seed}", key="--seed")
+    reads = [("the scenario", args.scenario)]
     if args.trace:
-        check_file(args.trace, "--trace")
+        check_file(args.trace, "--trace", reads=reads)
     if args.eventlog_out:
-        check_file(args.eventlog_out, "--eventlog-out")
+        check_file(args.eventlog_out, "--eventlog-out", reads=reads)
         if args.trace and os.path.realpath(args.trace) == os.path.realpath(args.eventlog_out):
             raise InputError("is also the --trace file: one would overwrite the other",
                              path=args.eventlog_out, key="--eventlog-out")
     planned = plan(args.scenario, args.domain, seed=args.seed, overrides=args.set,
                    event_log=bool(args.eventlog_out))
     err = sys.stderr
-    trace_fp = open_output(args.trace, "--trace") if args.trace else None   # written as it goes
+    trace_fp = open_output(args.trace, "--trace", reads=reads) if args.trace else None  # as it goes
     stop = Stop()
     try:
         with _noted_signals(stop):

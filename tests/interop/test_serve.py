@@ -528,3 +528,15 @@ def test_set_overrides_the_scenario_as_for_run(tmp_path):
     proc = serve_cli(SCENARIO, "--domain", "guest1", "--set", "stack.guest_count=0",
                      "--port", free_port_pair())
     assert_one_line_error(proc, "--set stack.guest_count=0")
+
+
+@pytest.mark.parametrize("option", ["--trace", "--eventlog-out"])
+def test_an_output_that_is_the_scenario_is_refused_before_the_boot_and_the_file_kept(
+        tmp_path, option):
+    # was: --trace truncated the scenario before the boot; --eventlog-out overwrote it after
+    scenario = tmp_path / "stack.toml"
+    scenario.write_bytes(SCENARIO.read_bytes())
+    proc = serve_cli(scenario, "--domain", "guest1", "--port", free_port_pair(), option, scenario)
+    assert_one_line_error(proc, f"{option}: is the scenario this command reads: writing it "
+                          "would destroy it")
+    assert scenario.read_bytes() == SCENARIO.read_bytes()

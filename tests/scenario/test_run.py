@@ -99,3 +99,32 @@ def test_progress_line_on_a_terminal(tmp_path, simxen_on_a_terminal):
     proc, err = simxen_on_a_terminal("run", str(small(tmp_path)))
     assert proc.returncode == 0
     assert "simulated" in err and "of at most 10 s" in err
+
+
+def test_an_output_that_is_the_scenario_or_the_trace_read_is_refused_and_kept(tmp_path, capsys):
+    # was: exit 0, and the scenario (run --trace, trace -o) or the --from trace (trace -o,
+    # cut to its first lines) overwritten by the output
+    from simxen.cli import main
+    scenario = small(tmp_path)
+    text = scenario.read_bytes()
+    (tmp_path / "link.toml").symlink_to(scenario)
+    for argv, said in [
+        (["run", scenario, "--trace", scenario, "--no-progress"], "--trace: is the scenario "
+         "this command reads: "),
+        (["run", tmp_path / "link.toml", "--trace", scenario, "--no-progress"],
+         f"--trace: is the scenario this command reads ({tmp_path / 'link.toml'})"),
+        (["trace", scenario, "-f", "text", "-o", scenario], "-o: is the scenario this command "
+         "reads"),
+    ]:
+        assert main(list(map(str, argv))) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"simxen {argv[0]}: {scenario}: {said}"), err
+        assert err.endswith("writing it would destroy it; give another file"), err
+        assert scenario.read_bytes() == text
+    trace = tmp_path / "t.jsonl"
+    assert main(["run", str(scenario), "--trace", str(trace), "--no-progress"]) == 0
+    recorded = trace.read_bytes()
+    capsys.readouterr()
+    assert main(["trace", "--from", str(trace), "-f", "text", "-o", str(trace)]) == 2
+    assert "-o: is the trace this command reads" in capsys.readouterr().err
+    assert trace.read_bytes() == recorded
