@@ -25,12 +25,21 @@ Figures are process CPU time (the one core this process uses; other jobs on
 a shared machine do not count) and wall time. ``--profile`` prints where
 the 32-guest point's CPU time goes (cProfile, top functions by own time).
 
+Seconds differ from one machine to the next (the same code took 11-12 s of CPU
+on one machine and 16 s on a slower one), so a figure compared across machines
+or rounds should be ``--instructions [COMMANDS]``: machine instructions per
+command, counted by valgrind (``instructions.py``) on a point of ``--guests``
+guests (2 by default) running ``COMMANDS`` (default 100) and then twice as many
+commands each -- the difference, over the extra commands, so start-up and the
+end-of-run fixed costs cancel. It is the same number on every machine.
+
     python benchmarks/sweep_point.py [--guests 32] [--commands 1000] [--profile]
-        [--scenario vtpm-stack|many-guests]
+        [--scenario vtpm-stack|many-guests] [--instructions [COMMANDS]]
 """
 
 import argparse
 import os
+import sys
 import time
 
 from simxen.experiment import sweep
@@ -57,6 +66,29 @@ def point(guests, commands_per_guest):
             "scenario.until=1e6"]
 
 
+def counted_point(commands, guests, scenario="vtpm-stack"):
+    """Run one point of ``guests`` x ``commands`` of ``scenario`` (what ``--instructions``
+    counts, in a process of its own)."""
+    global SCENARIO
+    SCENARIO = SCENARIOS[scenario]
+    sweep.run_one(SCENARIO, point(guests, commands), 1)
+
+
+def print_instructions(commands, guests, scenario):
+    """``--instructions``: valgrind's machine instructions per command of a point."""
+    import instructions
+    if not instructions.available():
+        print(instructions.missing(), file=sys.stderr)
+        return 2
+    expr = f"sweep_point.counted_point({{n}}, {guests}, {scenario!r})"
+    per_guest_command = instructions.per_trip("sweep_point", expr, commands)
+    per_command = per_guest_command / guests
+    print(f"machine instructions per command of a sweep point ({scenario}, valgrind, "
+          f"{guests} guests x {commands} vs {2 * commands} commands): {per_command:,.0f}")
+    print(f"a {32} x 1,000 point: {per_command * 32_000 / 1e9:,.1f} billion instructions")
+    return 0
+
+
 def timed(overrides, seed=1):
     wall, cpu = time.perf_counter(), time.process_time()
     metrics = sweep.run_one(SCENARIO, overrides, seed)
@@ -65,13 +97,23 @@ def timed(overrides, seed=1):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--guests", type=int, default=32)
+    ap.add_argument("--guests", type=int, help="guests of the point (default 32; "
+                    "2 with --instructions)")
     ap.add_argument("--commands", type=int, default=1000, help="commands per guest")
     ap.add_argument("--profile", action="store_true", help="profile the point (cProfile)")
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="vtpm-stack")
+    ap.add_argument("--instructions", type=int, nargs="?", const=100, metavar="COMMANDS",
+                    help="count machine instructions per command with valgrind instead of "
+                    "timing (deterministic; a point of --guests guests, default 2, running "
+                    "COMMANDS and twice as many commands each, default 100)")
     args = ap.parse_args()
     global SCENARIO
     SCENARIO = SCENARIOS[args.scenario]
+    if args.instructions is not None:
+        guests = args.guests or 2
+        point(guests, args.instructions)        # refuses a count the scenario cannot run
+        return print_instructions(args.instructions, guests, args.scenario)
+    args.guests = args.guests or 32
 
     timed(point(1, args.commands))       # warm: imports and first-use caches are not timed
     base_wall, base_cpu, base = timed(point(1, args.commands))
@@ -103,4 +145,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
