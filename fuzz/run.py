@@ -82,8 +82,11 @@ def _alarm(*_):
 
 
 def run_random(t, seconds, *, seed=0, findings="fuzz-findings", timeout=10, max_len=8192,
-               out=sys.stdout):
-    """Run target ``t`` for ``seconds`` with the seeded mutator; return the summary dict."""
+               out=sys.stdout, at_least=0):
+    """Run target ``t`` for ``seconds`` with the seeded mutator; return the summary dict.
+
+    ``at_least`` mutated inputs are run even when ``seconds`` run out first (on a slow or
+    busy machine, the seeds alone can take the whole time)."""
     rng = random.Random(seed)
     corpus = list(t.seeds()) or [b""]
     summary = {"target": t.name, "driver": "random", "seed": seed, "crashes": 0, "hangs": 0}
@@ -94,7 +97,10 @@ def run_random(t, seconds, *, seed=0, findings="fuzz-findings", timeout=10, max_
     try:
         for data in corpus:                                  # the seeds themselves first
             _one(t, data, summary, findings, use_alarm, timeout, out)
-        while time.monotonic() < deadline and not summary["crashes"] and not summary["hangs"]:
+        mutated = 0
+        while ((time.monotonic() < deadline or mutated < at_least)
+               and not summary["crashes"] and not summary["hangs"]):
+            mutated += 1
             data = mutate(rng, rng.choice(corpus), corpus, max_len)
             _one(t, data, summary, findings, use_alarm, timeout, out)
             if len(corpus) < 256 and rng.random() < 0.01:
