@@ -780,11 +780,9 @@ class TpmBack:
         away meanwhile; a response too big for the pages becomes a 10-byte
         ``TPM_RC_FAILURE`` (mini-os would leave the frontend waiting).
         """
-        iface = request._iface
-        # (_still_served(request) when it is true, written out)
-        if not (iface is not None and iface.busy is request and iface.connected
-                and self._ifaces.get(iface.key) is iface) and not self._still_served(request):
+        if not self._still_served(request):
             return False
+        iface = request._iface
         if iface.ring is not None and self.dom.cursor > self.hv.env.now:
             # A ring page is written by both sides at once; a response stored "in the
             # future" of the domain's charged work would date the frontend's next request

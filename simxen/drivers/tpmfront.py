@@ -366,10 +366,8 @@ class TpmFront:
         if flow is None:
             self._seq += 1
             flow = f"{dom.name}/vtpm{self.devid}/{self._seq}"
-        # (self._state() not in _DONE, with the usual case -- the page is IDLE or
-        # FINISH and nothing the backend stored lies in our future -- decided first)
         now = dom.now
-        busy = self.page.data[_OFF_STATE] not in _DONE or now < self._tag.visible_at
+        busy = self._state(now) not in _DONE
         if linux:
             if timeout is None:
                 timeout = self._timeout
@@ -379,8 +377,7 @@ class TpmFront:
         elif busy:
             raise TpmFrontError(-errno.EINPROGRESS, "a command is already in flight")
 
-        # The round trip, with _state() written out: same stores, same reads,
-        # same records, same clock arithmetic.
+        # The round trip.
         page, tag, port = self.page, self._tag, self.port
         start = dom.now if busy else now        # (no charge since, unless it waited)
         tag.flow = flow
@@ -425,10 +422,11 @@ class TpmFront:
                       latency=now - start)
         return response
 
-    def _state(self):
-        """The page's state byte as the frontend sees it now (a plain load: free)."""
-        state = self.page.data[tpmif.TPMIF_OFF_STATE]
-        if state in _DONE and self.dom.now < self._tag.visible_at:
+    def _state(self, now=None):
+        """The page's state byte as the frontend sees it at ``now``, the domain's time
+        (given when the caller has it), a plain load: free."""
+        state = self.page.data[_OFF_STATE]
+        if state in _DONE and (self.dom.now if now is None else now) < self._tag.visible_at:
             return tpmif.TPMIF_STATE_SUBMIT     # the backend's store has not happened yet
         return state
 
@@ -450,7 +448,7 @@ class TpmFront:
 
         ``now`` is the domain's time if the caller knows it (:attr:`Domain.now`).
         """
-        dom, data, tag = self.dom, self.page.data, self._tag
+        dom = self.dom
         next_delay = self._poll_delay
         poll = next_delay is not None
         if now is None:
@@ -459,8 +457,7 @@ class TpmFront:
         while True:
             self.polls += 1
             # (now: the domain's time; nothing below charges it before the yield)
-            # self._state() in _DONE, written out
-            if data[_OFF_STATE] in _DONE and not now < tag.visible_at:
+            if self._state(now) in _DONE:
                 if poll:
                     dom.evtchn_clear(self.port)     # the IRQ handler ran, nobody was waiting
                 return True
