@@ -100,6 +100,17 @@ def test_bad_keys_name_file_and_key(tmp_path, line, key):
     assert "load.toml" in str(err.value) and key in str(err.value)
 
 
+def test_a_load_of_no_guests_is_refused_by_validate_and_run(tmp_path, capsys):
+    # was: accepted, and a run that offered no command "held" its expectations
+    from simxen.cli import main
+    path = _scenario(tmp_path, 'guests = ["guest1", "guest2"]').path
+    for command in ("validate", "run"):
+        assert main([command, str(path), "--set", "load.guests=[]"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"simxen {command}: {path}: --set load.guests=[]: expected at least one guest "
+            "name (a load of no guests offers no command)")
+
+
 def test_one_rate_per_guest(tmp_path):
     sc = _scenario(tmp_path, "guest_count = 3\nrates = [1.0, 2.0]")
     with pytest.raises(InputError) as err:

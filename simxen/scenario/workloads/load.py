@@ -67,6 +67,14 @@ def _check_mix(value):
     return None
 
 
+def _check_guests(names):
+    """``guests``'s check: at least one guest (no guest offers no load, and its run
+    had nothing to measure), and no more than a host holds."""
+    if not names:
+        return "expected at least one guest name (a load of no guests offers no command)"
+    return check_guest_names(names)
+
+
 def _check_rates(value):
     if any(isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0 for r in value):
         return f"expected rates above 0 (commands per second), found {value!r}"
@@ -77,7 +85,7 @@ SCHEMA = Table("workload", "guests load the vTPM stack (open or closed loop over
     Field("type", str, "workload type", choices=["load"]),
     Field("name", str, "name of the results in [[expect]] metrics", default="load"),
     Field("guests", list, "guest names (each gets vtpm-<guest> and one manager for all)",
-          default=["guest1"], items=str, check=check_guest_names),
+          default=["guest1"], items=str, check=_check_guests),
     Field("guest_count", int, "instead of `guests`: this many guests, named guest1..guestN",
           default=None, minimum=1, check=check_guest_count),
     Field("arrivals", str, "'poisson' or 'deterministic' (open loop at `rate`) or 'closed' "
