@@ -37,6 +37,8 @@ def check_file(name, key, *, reads=()) -> Path:
             raise InputError(f"is {what} this command reads{same}: writing it would destroy "
                              "it; give another file", path=path, key=key)
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a folder", path=path, key=key)
     if not folder.is_dir():
         raise InputError(f"folder does not exist: {folder}", path=path, key=key)
     if path.exists() and not os.access(path, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):

@@ -362,12 +362,15 @@ def test_validate_and_run_refuse_alike(tmp_path, capsys, case, base, edits, key,
 @pytest.mark.parametrize("argv,key,words", [
     (["--trace", "{dir}"], "--trace", "is a folder"),
     (["--trace", "{dir}/no/such/t.jsonl"], "--trace", "folder does not exist"),
+    # was "folder does not exist: .../policy.toml", of a file that does exist
+    (["--trace", "{dir}/policy.toml/t.jsonl"], "--trace", "policy.toml is a file, not a folder"),
     (["--trace", "/sys/simxen-trace.jsonl"], "--trace", "cannot write"),
     (["--until", "nan"], "--until", "finite"),
     (["--until", "-1"], "--until", "positive"),
     (["--until", "inf"], "--until", "finite"),
     (["--seed", "-3"], "--seed", ">= 0"),
-], ids=["trace-folder", "trace-missing-folder", "trace-unwritable", "until-nan", "until-negative",
+], ids=["trace-folder", "trace-missing-folder", "trace-under-a-file", "trace-unwritable",
+        "until-nan", "until-negative",
         "until-inf", "seed-negative"])
 def test_bad_run_arguments_are_refused_before_the_run(tmp_path, capsys, argv, key, words):
     path = make(tmp_path, "ping", [])
