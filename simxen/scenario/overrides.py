@@ -121,6 +121,11 @@ def _as_list(raw, array):
     return items if isinstance(items, list) else []
 
 
+def _example_key(table) -> str:
+    """A key *table* holds other than its ``type`` and ``name`` (for an example), else ``name``."""
+    return next((k for k in table if k not in ("type", "name")), "name")
+
+
 def resolve(raw: dict, ov: Override, path) -> tuple:
     """Where *ov* lands in *raw*: ``(the table it changes, the leaf key, the schema key)``.
 
@@ -134,6 +139,10 @@ def resolve(raw: dict, ov: Override, path) -> tuple:
         if index >= len(items) or not isinstance(items[index], dict):
             raise InputError(f"the file has {len(items)} [[{m.group(1)}]] table(s); "
                              f"{head} is not one of them", path=path, key=where)
+        if not rest:            # a whole table is not a value: say which key of it
+            raise InputError(f"expected a key of {head} after it, e.g. {head}."
+                             f"{_example_key(items[index])}=VALUE; found {head} with nothing "
+                             "after it", path=path, key=where)
         node, schema_key = items[index], _schema_name(items[index], m.group(1), index)
     elif head in ("scenario", "profile") and rest:
         node, schema_key = raw.setdefault(head, {}), head

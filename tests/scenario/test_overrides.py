@@ -73,6 +73,11 @@ def test_guest_count_names_the_guests():
     (["workload[3].x=1"], "workload[3] is not one of them"),
     (['profile."a.b=1'], "expected KEY=VALUE"),
     (["scenario.seed=-1"], "expected an integer >= 0"),
+    # a whole [[table]] by position: was an internal error (IndexError), exit 3
+    (["workload[0]=1"], "--set workload[0]=1: expected a key of workload[0] after it, "
+     "e.g. workload[0].iterations=VALUE; found workload[0] with nothing after it"),
+    (["expect[0]={metric='stack.guests'}"], "expected a key of expect[0] after it, "
+     "e.g. expect[0].metric=VALUE"),
 ])
 def test_bad_override_is_one_line_naming_it(sets, words):
     with pytest.raises(InputError) as e:
