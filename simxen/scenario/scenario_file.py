@@ -203,6 +203,11 @@ def _check_references(data, path):
         seen.add(d["name"])
     wl_names = set()
     for i, w in enumerate(data["workload"]):
+        if not w["name"].strip() or "." in w["name"]:
+            # a metric is named <workload>.<result>, and split at its first dot
+            raise InputError("expected a name that is not blank and holds no '.' (a result "
+                             "is named <name>.<result>, split at its first '.'), found "
+                             f"{w['name']!r}", path=path, key=f"workload[{i}].name")
         if w["name"] in wl_names:
             raise InputError(f"workload name {w['name']!r} is used twice; give each a distinct "
                              "'name'", path=path, key=f"workload[{i}].name")

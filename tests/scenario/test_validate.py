@@ -369,3 +369,18 @@ def test_a_scenario_with_a_stray_table_of_another_file_is_told_its_key():
         p.write_text(text)
         with pytest.raises(InputError, match=r"s\.toml: ops: unknown key 'ops' \(expected one of"):
             scenario_file.load(p)
+
+
+@pytest.mark.parametrize("name", ["", " ", "ping.pong"])
+def test_a_workload_name_no_metric_can_reach_is_refused(name, capsys):
+    # was refused only through an [[expect]] on the old name ("metric must start with a
+    # workload name (one of '', 'cpu')"), and without one accepted: its results were
+    # named ".requests_completed" or "ping.pong.requests_completed", which no [[expect]],
+    # [[plot]] or --y can name (a metric is split at its first '.')
+    from simxen.cli import main
+    for command in ("validate", "run"):
+        assert main([command, str(GOOD), "--set", f"pingpong.name='{name}'"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"simxen {command}: {GOOD}: workload[0].name: expected a name that is not blank "
+            "and holds no '.' (a result is named <name>.<result>, split at its first '.'), "
+            f"found {name!r}")
