@@ -269,14 +269,14 @@ class Attribution:
         hop's part is also added to :attr:`hop_totals`."""
         by_hop = self.hop_totals
         parts = {"V": 0.0, "P": 0.0, "U": 0.0}
-        # each part goes to the command's ``parts`` and to its hop's total, in the order
-        # the hops are listed here (sums of floats: the order is part of the result)
-        c, t = cert["front_to_back"], hop["front_to_back"]
-        parts[c] += t
-        by_hop["front_to_back"][c] += t
+
+        def add(name, c, t):
+            parts[c] += t
+            by_hop[name][c] += t
+
+        add("front_to_back", cert["front_to_back"], hop["front_to_back"])
         # the manager hop: ring crossings and its own work, and any wait in its queue behind
         # other vTPMs' requests -- time made of its service, charged as that service is
-        manager = by_hop["manager"]
         queued = 0.0
         for child in req.children:
             if child.done:
@@ -285,21 +285,13 @@ class Attribution:
                 total = sum(mix.values()) if mix else 0.0
                 if wait > 0 and total > 0:
                     for c, t in mix.items():
-                        t = wait * t / total
-                        parts[c] += t
-                        manager[c] += t
+                        add("manager", c, wait * t / total)
                     queued += wait
-        c, t = cert["manager"], max(0.0, hop["manager"] - queued)
-        parts[c] += t
-        manager[c] += t
-        c, t = cert["back_to_front"], hop["back_to_front"]
-        parts[c] += t
-        by_hop["back_to_front"][c] += t
+        add("manager", cert["manager"], max(0.0, hop["manager"] - queued))
+        add("back_to_front", cert["back_to_front"], hop["back_to_front"])
         # the vTPM hop: the engine's executions of this command, the rest the state save
-        vtpm = by_hop["vtpm"]
-        take, respond = req.take, req.respond
         runs = [(cc, d) for t, cc, d in self._engine.get((req.back_dom, req.flow), ())
-                if take <= t <= respond]
+                if req.take <= t <= req.respond]
         if runs:
             engine = 0.0
             known = self._engine_cert
@@ -307,34 +299,22 @@ class Attribution:
                 c = known.get(cc)
                 if c is None:
                     c = known[cc] = _cert(self.profile, self._vtpm_op(self.profile, cc))
-                parts[c] += d
-                vtpm[c] += d
+                add("vtpm", c, d)
                 engine += d
         else:                                   # no execution kept: the op's mean
             op = self._vtpm_op(self.profile, req.cc)
             engine = min(hop["vtpm"], self.profile.op(op).mean() if self.profile.has(op) else 0.0)
-            c = _cert(self.profile, op)
-            parts[c] += engine
-            vtpm[c] += engine
-        c, t = cert["save"], max(0.0, hop["vtpm"] - engine)
-        parts[c] += t
-        vtpm[c] += t
+            add("vtpm", _cert(self.profile, op), engine)
+        add("vtpm", cert["save"], max(0.0, hop["vtpm"] - engine))
         # the physical TPM: each span's command, by the chip's op for it
-        ptpm_totals = by_hop["ptpm"]
         ptpm = hop["ptpm"]
         for dom, t0, t1 in _spans(req):
             op, drawn = self._chip_run(dom, t0, t1)
             drawn = min(drawn, t1 - t0)
-            c = _cert(self.profile, op)
-            parts[c] += drawn
-            ptpm_totals[c] += drawn
-            c, t = self._grid, (t1 - t0) - drawn
-            parts[c] += t
-            ptpm_totals[c] += t
+            add("ptpm", _cert(self.profile, op), drawn)
+            add("ptpm", self._grid, (t1 - t0) - drawn)
             ptpm -= t1 - t0
-        t = max(0.0, ptpm)                      # nothing should be left; if it is, assumed
-        parts["U"] += t
-        ptpm_totals["U"] += t
+        add("ptpm", "U", max(0.0, ptpm))        # nothing should be left; if it is, assumed
         return parts
 
     def hop_shares(self) -> dict:
