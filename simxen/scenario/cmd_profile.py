@@ -15,13 +15,14 @@ that are not latencies, such as the guests' kernel era) follow the ops.
 
 import textwrap
 
+from simxen.errors import InputError
 from simxen.xen.profile import Profile, shipped_chips
 
 
 def add_arguments(parser):
     parser.add_argument("action", choices=["show", "chips"],
                         help="show: print a profile; chips: list the shipped physical TPM chips")
-    parser.add_argument("name", nargs="?", default="default",
+    parser.add_argument("name", nargs="?",
                         help="a shipped profile's name or a .toml file (default: default)")
     parser.add_argument("--chip", help="use this chip's physical-TPM figures (see `chips`)")
 
@@ -68,11 +69,18 @@ def render(profile, width=100) -> str:
 
 def main(args) -> int:
     if args.action == "chips":
+        # `chips` lists the shipped chips whatever it is given: refused rather than ignored
+        if args.name is not None:
+            raise InputError(f"`chips` takes no profile (found {args.name!r}); `simxen "
+                             f"profile show {args.name}` prints that one", key="chips")
+        if args.chip:
+            raise InputError("applies to `show`: `simxen profile show --chip "
+                             f"{args.chip}`", key="--chip")
         base = Profile.load("default")
         for chip in shipped_chips():
             print(f"{chip:<10}  {base.with_chip(chip).chip_description}")
         return 0
-    profile = Profile.load(args.name)
+    profile = Profile.load(args.name or "default")
     if args.chip:
         profile = profile.with_chip(args.chip)
     print(render(profile), end="")

@@ -76,6 +76,18 @@ def test_profile_show_lists_every_op_with_its_source(capsys):
     assert "no such chip 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["chips", "st33"], "chips: `chips` takes no profile (found 'st33'); `simxen profile show "
+     "st33` prints that one"),
+    (["chips", "--chip", "st33"], "--chip: applies to `show`: `simxen profile show --chip st33`"),
+])
+def test_profile_chips_refuses_what_it_would_ignore(argv, said, capsys):
+    # was: exit 0 and the list of chips, the name or --chip silently unread
+    assert main(["profile", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == f"simxen profile: {said}"
+
+
 def test_a_latency_resting_on_assumed_figures_is_labelled_an_estimate():
     profile = Profile.load("default")
     # a linux-6 guest's command: ~4.85 ms of which 4.7+ is the sourced usleep_range
