@@ -32,6 +32,10 @@ def add_arguments(parser):
 
 
 def main(args) -> int:
+    if args.scenario is None:       # an option that checks a scenario, with none to check
+        for option, given in (("--set", bool(args.set)), ("--domain", args.domain is not None)):
+            if given:
+                raise InputError("checks a SCENARIO: give the scenario file too", key=option)
     if args.keys:
         print(scenario_file.reference())
         if args.scenario is None:

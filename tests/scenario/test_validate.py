@@ -384,3 +384,17 @@ def test_a_workload_name_no_metric_can_reach_is_refused(name, capsys):
             f"simxen {command}: {GOOD}: workload[0].name: expected a name that is not blank "
             "and holds no '.' (a result is named <name>.<result>, split at its first '.'), "
             f"found {name!r}")
+
+
+@pytest.mark.parametrize("argv", [["--keys", "--set", "stack.guest_count=4"],
+                                  ["--keys", "--domain", "guest1"], ["--set", "x.y=1"]],
+                         ids=["keys-set", "keys-domain", "set-alone"])
+def test_an_option_that_checks_a_scenario_without_one_is_refused(argv, capsys):
+    # was: exit 0 after the key reference, the --set or --domain unchecked and unsaid
+    # (alone, "--set" was refused only as a missing SCENARIO)
+    from simxen.cli import main
+    assert main(["validate", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (f"simxen validate: {argv[-2]}: checks a SCENARIO: give the "
+                                    "scenario file too")
