@@ -59,6 +59,14 @@ def did_you_mean(name, known, *, show=None, cutoff=0.6) -> str:
     return f"; did you mean {(show[close[0]] if show is not None else close[0])!r}?"
 
 
+#: why a TOML or JSON document is refused when its arrays or tables nest past what
+#: Python's parsers follow (they recurse once per level, and raise RecursionError a
+#: thousand or so levels down): no simxen file nests more than a few levels, so such a
+#: file is damaged or hostile, and is named as such rather than crashing its reader
+TOO_DEEP = ("nested too deeply (arrays or tables inside each other, thousands of levels down: "
+            "more than a parser can follow)")
+
+
 #: how an error names the type of a value read from TOML (and the type a key expects)
 TOML_TYPES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
               list: "an array", dict: "a table"}

@@ -42,7 +42,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-from simxen.errors import InputError
+from simxen.errors import TOO_DEEP, InputError
 
 __all__ = ["SCHEMA_PATH", "schema", "kinds", "check_record", "load", "loads", "from_trace",
            "domain_names",
@@ -136,6 +136,8 @@ def _record(line, n, path, check=True):
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc.msg}", path=path, key=f"line {n}") from None
+    except RecursionError:
+        raise InputError(f"not a trace record: {TOO_DEEP}", path=path, key=f"line {n}") from None
     if not (isinstance(obj, dict) and isinstance(obj.get("kind"), str) and "dom" in obj
             and _number(obj.get("t"), (int, float)) and _finite(obj["t"])
             and _number(obj.get("seq", 0), int)):

@@ -26,7 +26,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 
-from simxen.errors import InputError
+from simxen.errors import TOO_DEEP, InputError
 
 _INDEXED = re.compile(r"^(workload|domain|expect)\[(\d+)\]$")
 _ARRAYS = ("workload", "domain", "expect")
@@ -68,11 +68,14 @@ def split_key(key: str, *, where: str) -> tuple:
 
 
 def parse_value(text: str):
-    """A TOML value, or the text itself when it is not one (``interrupt``)."""
+    """A TOML value, or the text itself when it is not one (``interrupt``); an
+    :class:`InputError` for one nested deeper than the parser follows."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise InputError(f"the value is {TOO_DEEP}") from None
 
 
 def parse(text: str) -> Override:
@@ -81,7 +84,12 @@ def parse(text: str) -> Override:
     key, sep, value = _split_assignment(text)
     if not sep or not key.strip():
         raise InputError("expected KEY=VALUE (e.g. stack.guest_count=32)", key=where)
-    return Override(text, split_key(key.strip(), where=where), parse_value(value.strip()))
+    segments = split_key(key.strip(), where=where)
+    try:
+        value = parse_value(value.strip())
+    except InputError as err:
+        raise InputError(err.message, key=where) from None
+    return Override(text, segments, value)
 
 
 def _split_assignment(text):

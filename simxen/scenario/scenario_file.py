@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from simxen.errors import InputError
+from simxen.errors import TOO_DEEP, InputError
 from simxen.scenario import expect, workloads
 from simxen.scenario.schema import Field, Table, TableArray
 from simxen.xen.hypervisor import MAX_VIRT_CPUS, vcpus_problem
@@ -147,6 +147,8 @@ def load(path, overrides=()) -> Scenario:
         raw = tomllib.loads(text.decode("utf-8-sig"))   # a BOM (Windows editors) is left out
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    except RecursionError:
+        raise InputError(f"not a scenario: {TOO_DEEP}", path=path) from None
     except tomllib.TOMLDecodeError as exc:
         if text.lstrip()[:1] == b"{":
             raise InputError("is JSON, not a scenario (TOML): a trace that simxen run --trace "

@@ -293,6 +293,20 @@ def test_a_lone_surrogate_in_a_trace_file_is_refused_by_its_line(tmp_path, capsy
     assert trace_format.load(path)[0]["name"] == "d\U0001f600"
 
 
+def test_a_line_nested_past_the_json_parser_is_refused_by_its_line(tmp_path, capsys):
+    """A value of arrays 100,000 deep: json.loads raised RecursionError, an internal
+    error (exit 3); now the line is named, and nothing is written."""
+    from simxen.cli import main
+    path, out = tmp_path / "t.jsonl", tmp_path / "out.txt"
+    path.write_text('{"t": 0, "seq": 0, "kind": "x", "dom": 0, "a": '
+                    + "[" * 100_000 + "]" * 100_000 + "}\n")
+    assert main(["trace", "--from", str(path), "--format", "text", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"simxen trace: {path}: line 1: not a trace record: nested too deeply (arrays or "
+        "tables inside each other, thousands of levels down: more than a parser can follow)")
+    assert not out.exists()
+
+
 def test_a_domain_with_more_vcpus_than_xen_allows_is_refused_by_its_line(tmp_path, capsys):
     """Xen refuses a PV domain of more than MAX_VIRT_CPUS (8,192) vCPUs, so no run
     records one. The Perfetto export named a thread per vCPU: a hand-edited

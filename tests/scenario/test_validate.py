@@ -398,3 +398,28 @@ def test_an_option_that_checks_a_scenario_without_one_is_refused(argv, capsys):
     assert captured.out == ""
     assert captured.err.strip() == (f"simxen validate: {argv[-2]}: checks a SCENARIO: give the "
                                     "scenario file too")
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("text", ["a = " + "[" * 50_000 + "]" * 50_000,
+                                  "a = " + "{b = " * 5_000 + "1" + "}" * 5_000],
+                         ids=["arrays", "inline-tables"])
+def test_a_file_nested_past_the_parser_is_one_line_not_an_internal_error(tmp_path, capsys,
+                                                                        command, text):
+    # was: internal error (RecursionError), exit 3, from tomllib
+    from simxen.cli import main
+    path = write(tmp_path, text)
+    assert main([command, str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"simxen {command}: {path}: not a scenario: nested too deeply (arrays or tables "
+        "inside each other, thousands of levels down: more than a parser can follow)")
+
+
+def test_a_set_value_nested_past_the_parser_is_blamed_on_the_set(capsys):
+    from simxen.cli import main
+    value = "[" * 50_000 + "]" * 50_000
+    assert main(["validate", str(GOOD), "--set", f"pingpong.window={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("simxen validate: --set pingpong.window=[[[")
+    assert err.endswith(": the value is nested too deeply (arrays or tables inside each "
+                        "other, thousands of levels down: more than a parser can follow)")
