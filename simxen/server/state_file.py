@@ -28,6 +28,7 @@ import tempfile
 
 from simxen.errors import InputError
 from simxen.tpm import StateError, TpmEngine
+from simxen.tpm.state import MAGIC
 from simxen.tpm.constants import TPM_RC
 from simxen.tpm.engine import error_response
 
@@ -71,6 +72,10 @@ class StateFile:
         if not blob:
             raise self._error("TPM state file is empty (truncated to 0 bytes); remove it to "
                               "start a fresh TPM")
+        if not blob.startswith(MAGIC[:len(blob)]):
+            # another program's file (a scenario, a trace...): never "remove it"
+            raise self._error("is not a TPM state file (it does not begin as one); give "
+                              "--state a new file, or one simxen tpm serve saved")
         try:
             return TpmEngine.from_state(blob)
         except StateError as exc:

@@ -75,11 +75,24 @@ def test_an_unwritable_location_is_refused_before_serving(tmp_path):
     (lambda b: b[:len(b) // 2], ("truncated or corrupted",)),
     (lambda b: b[:40] + bytes([b[40] ^ 1]) + b[41:], ("truncated or corrupted", "checksum")),
     (lambda b: b"", ("empty",)),
+    (lambda b: b[:5], ("truncated or corrupted",)),         # cut inside the magic
 ])
 def test_a_damaged_state_file_is_named_as_such(tmp_path, damage, words):
     path = tmp_path / "tpm.state"
     path.write_bytes(damage(make_engine().save_state()))
     one_line_exit_2(run_serve("--state", str(path)), str(path), *words)
+
+
+def test_another_programs_file_as_the_state_is_not_called_damaged_nor_to_be_removed(tmp_path):
+    # was "TPM state file is truncated or corrupted (...); remove it to start a fresh TPM"
+    # of a scenario given by mistake: advice to delete the user's file
+    path = tmp_path / "boot-attest.toml"
+    path.write_text('[scenario]\nname = "boot-attest"\n')
+    proc = run_serve("--state", str(path))
+    one_line_exit_2(proc, str(path), "--state: is not a TPM state file (it does not begin as "
+                    "one); give --state a new file, or one simxen tpm serve saved")
+    assert "remove" not in proc.stderr
+    assert path.read_text() == '[scenario]\nname = "boot-attest"\n'
 
 
 def test_only_commands_that_change_persistent_state_save(tmp_path):
