@@ -108,8 +108,10 @@ def main(args) -> int:
                              "use --trace-level commands or full, or leave out --trace",
                              key="--trace")
         sim = runner.prepare(sc, seed=args.seed, until=args.until, trace_level=level)
-        trace_fp = (open_output(args.trace, reads=[("the scenario", args.scenario)])
-                    if args.trace else None)
+        trace_fp = None
+        if args.trace:      # it may not overwrite what the run reads
+            trace_fp = open_output(args.trace, reads=[("the scenario", args.scenario)] + [
+                ("a file the scenario names", f) for f in sc.named_files()])
         if trace_fp is not None:        # written as the run goes (Trace.stream_to)
             sim.hv.trace.stream_to(trace_fp, sim.hv.low_water)
         report_fp = sys.stderr if trace_fp is sys.stdout else sys.stdout

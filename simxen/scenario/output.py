@@ -34,8 +34,8 @@ def check_file(name, key, *, reads=()) -> Path:
         if source is not None and path.exists() and Path(source).exists() \
                 and os.path.samefile(path, source):
             same = "" if str(source) == str(name) else f" ({source})"
-            raise InputError(f"is {what} this command reads{same}: writing it would destroy "
-                             "it; give another file", path=path, key=key)
+            raise InputError(f"is {what}{same}, which this command reads: writing it would "
+                             "destroy it; give another file", path=path, key=key)
     folder = path.parent
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file, not a folder", path=path, key=key)

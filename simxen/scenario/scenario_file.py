@@ -121,6 +121,26 @@ class Scenario:
         p = Path(relative)
         return p if p.is_absolute() else self.folder / p
 
+    def named_files(self) -> list:
+        """Every existing file a string of the scenario names (a policy, a profile, an
+        image), resolved as :meth:`resolve` does: what the run reads besides the
+        scenario, and so what no output of the run may overwrite."""
+        found, todo = [], [self.data]
+        while todo:
+            value = todo.pop()
+            if isinstance(value, dict):
+                todo.extend(value.values())
+            elif isinstance(value, list):
+                todo.extend(value)
+            elif isinstance(value, str) and value and "\n" not in value:
+                try:
+                    path = self.resolve(value)
+                    if path.is_file():
+                        found.append(path)
+                except (OSError, ValueError):       # too long for a name, a NUL
+                    continue
+        return found
+
 
 def load(path, overrides=()) -> Scenario:
     """Read and validate *path*; raise :class:`InputError` naming the file and key.

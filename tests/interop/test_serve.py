@@ -537,6 +537,6 @@ def test_an_output_that_is_the_scenario_is_refused_before_the_boot_and_the_file_
     scenario = tmp_path / "stack.toml"
     scenario.write_bytes(SCENARIO.read_bytes())
     proc = serve_cli(scenario, "--domain", "guest1", "--port", free_port_pair(), option, scenario)
-    assert_one_line_error(proc, f"{option}: is the scenario this command reads: writing it "
+    assert_one_line_error(proc, f"{option}: is the scenario, which this command reads: writing it "
                           "would destroy it")
     assert scenario.read_bytes() == SCENARIO.read_bytes()

@@ -109,12 +109,12 @@ def test_an_output_that_is_the_scenario_or_the_trace_read_is_refused_and_kept(tm
     text = scenario.read_bytes()
     (tmp_path / "link.toml").symlink_to(scenario)
     for argv, said in [
-        (["run", scenario, "--trace", scenario, "--no-progress"], "--trace: is the scenario "
-         "this command reads: "),
+        (["run", scenario, "--trace", scenario, "--no-progress"], "--trace: is the scenario, "
+         "which this command reads: "),
         (["run", tmp_path / "link.toml", "--trace", scenario, "--no-progress"],
-         f"--trace: is the scenario this command reads ({tmp_path / 'link.toml'})"),
-        (["trace", scenario, "-f", "text", "-o", scenario], "-o: is the scenario this command "
-         "reads"),
+         f"--trace: is the scenario ({tmp_path / 'link.toml'}), which this command reads"),
+        (["trace", scenario, "-f", "text", "-o", scenario], "-o: is the scenario, which this "
+         "command reads"),
     ]:
         assert main(list(map(str, argv))) == 2
         err = capsys.readouterr().err.strip()
@@ -126,5 +126,22 @@ def test_an_output_that_is_the_scenario_or_the_trace_read_is_refused_and_kept(tm
     recorded = trace.read_bytes()
     capsys.readouterr()
     assert main(["trace", "--from", str(trace), "-f", "text", "-o", str(trace)]) == 2
-    assert "-o: is the trace this command reads" in capsys.readouterr().err
+    assert "-o: is the trace, which this command reads" in capsys.readouterr().err
     assert trace.read_bytes() == recorded
+
+
+def test_a_trace_over_a_file_the_scenario_names_is_refused_and_the_file_kept(tmp_path, capsys):
+    # was: exit 0, and the verifier's policy replaced by the run's trace
+    import shutil
+    from simxen.cli import main
+    shutil.copy(ROOT / "scenarios" / "boot-attest.toml", tmp_path)
+    (tmp_path / "policies").mkdir()
+    policy = tmp_path / "policies" / "web-guest.toml"
+    shutil.copy(ROOT / "scenarios" / "policies" / "web-guest.toml", policy)
+    before = policy.read_bytes()
+    assert main(["run", str(tmp_path / "boot-attest.toml"), "--trace", str(policy),
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"simxen run: {policy}: --trace: is a file the scenario names, which this command "
+        "reads: writing it would destroy it; give another file")
+    assert policy.read_bytes() == before
