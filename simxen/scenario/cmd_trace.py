@@ -69,11 +69,22 @@ def add_arguments(parser):
                         help="text: also every notification, grant, page and XenStore write")
 
 
-def records_of(args):
+def records_of(args, sc=None):
     """The records to export, as a stream read a record at a time (each export
     reads it a few times; see :mod:`simxen.analysis.trace_format`): the file of
-    --from, read line by line, or the run of the scenario at full level, read
-    back from its trace (whose buffer and spilled runs bound its memory)."""
+    --from, read line by line, or the run of the scenario (*sc*, or loaded here)
+    at full level, read back from its trace (whose buffer and spilled runs bound
+    its memory)."""
+    if args.from_trace:
+        return trace_format.TraceFile(args.from_trace, cut_short_ok=True)
+    sc = sc if sc is not None else _load(args)
+    result = runner.run(sc, seed=args.seed, until=args.until, trace_level="full")
+    return trace_format.TraceRecords(result.trace)
+
+
+def _load(args):
+    """Check the command line's choice of what to read; the scenario it names, loaded
+    (``None`` with ``--from``, whose options of a run are refused)."""
     if args.from_trace and args.scenario:
         raise InputError("give SCENARIO or --from TRACE, not both")
     if args.from_trace:
@@ -82,14 +93,12 @@ def records_of(args):
             if given:       # the export would look re-run or cut, and be the file as it is
                 raise InputError("applies to a run of SCENARIO; a --from trace is read as it "
                                  "was recorded (--start and --end cut it)", key=option)
-        return trace_format.TraceFile(args.from_trace, cut_short_ok=True)
+        return None
     if not args.scenario:
         raise InputError("give a SCENARIO to run, or --from TRACE")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed: expected an integer >= 0, found {args.seed}")
-    sc = scenario_file.load(args.scenario, args.set)
-    result = runner.run(sc, seed=args.seed, until=args.until, trace_level="full")
-    return trace_format.TraceRecords(result.trace)
+    return scenario_file.load(args.scenario, args.set)
 
 
 def _window(records, args):
@@ -143,10 +152,12 @@ def main(args) -> int:
     out = Path(args.output) if args.output and args.output != "-" else None
     if out is None and args.format in ("perfetto", "pcap", "sequence"):
         raise InputError(f"--format {args.format} needs -o FILE")
+    sc = _load(args)        # before -o is checked: what the run reads, -o may not replace
     if out is not None:
         check_file(out, "-o", reads=[("the scenario", args.scenario),     # before the run
-                                     ("the trace", args.from_trace)])
-    records = records_of(args)
+                                     ("the trace", args.from_trace)]
+                   + [("a file the scenario names", f) for f in (sc.named_files() if sc else ())])
+    records = records_of(args, sc)
     if args.domain and args.format == "text":   # each name, not only when nothing is left
         unknown = _unknown_domains(records, args)    # (sequence.messages checks its own)
         if unknown is not None:

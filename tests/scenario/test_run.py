@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from simxen.scenario import runner, scenario_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,8 +132,10 @@ def test_an_output_that_is_the_scenario_or_the_trace_read_is_refused_and_kept(tm
     assert trace.read_bytes() == recorded
 
 
-def test_a_trace_over_a_file_the_scenario_names_is_refused_and_the_file_kept(tmp_path, capsys):
-    # was: exit 0, and the verifier's policy replaced by the run's trace
+@pytest.mark.parametrize("command, option", [("run", "--trace"), ("trace", "-o")])
+def test_an_output_over_a_file_the_scenario_names_is_refused_and_the_file_kept(
+        tmp_path, capsys, command, option):
+    # was: exit 0, and the verifier's policy replaced by the run's trace or its export
     import shutil
     from simxen.cli import main
     shutil.copy(ROOT / "scenarios" / "boot-attest.toml", tmp_path)
@@ -139,9 +143,10 @@ def test_a_trace_over_a_file_the_scenario_names_is_refused_and_the_file_kept(tmp
     policy = tmp_path / "policies" / "web-guest.toml"
     shutil.copy(ROOT / "scenarios" / "policies" / "web-guest.toml", policy)
     before = policy.read_bytes()
-    assert main(["run", str(tmp_path / "boot-attest.toml"), "--trace", str(policy),
-                 "--no-progress"]) == 2
+    extra = ["--no-progress"] if command == "run" else ["-f", "text"]
+    assert main([command, str(tmp_path / "boot-attest.toml"), option, str(policy),
+                 *extra]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"simxen run: {policy}: --trace: is a file the scenario names, which this command "
-        "reads: writing it would destroy it; give another file")
+        f"simxen {command}: {policy}: {option}: is a file the scenario names, which this "
+        "command reads: writing it would destroy it; give another file")
     assert policy.read_bytes() == before
