@@ -120,11 +120,16 @@ class Simulation:
         """Reserve domain *name* for the scenario key *key* that will create it.
 
         Xen refuses a second live domain of the same name (``-EEXIST``); this
-        refuses it before the run, naming both keys.
+        refuses it before the run, naming both keys -- or, for a domain the host
+        has from boot (dom0 is ``Domain-0``), saying so.
         """
         if name in self.claimed:
             raise InputError(f"a domain named {name!r} is already created by "
                              f"{self.claimed[name]} ({how} would fail with EEXIST)",
+                             path=self.scenario.path, key=key)
+        if self.hv.domain_named(name) is not None:
+            raise InputError(f"a domain named {name!r} exists from the host's boot (dom0 is "
+                             f"{self.hv.dom0.name!r}); {how} would fail with EEXIST",
                              path=self.scenario.path, key=key)
         self.claimed[name] = key
 

@@ -423,3 +423,15 @@ def test_a_set_value_nested_past_the_parser_is_blamed_on_the_set(capsys):
     assert err.startswith("simxen validate: --set pingpong.window=[[[")
     assert err.endswith(": the value is nested too deeply (arrays or tables inside each "
                         "other, thousands of levels down: more than a parser can follow)")
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_domain_named_as_dom0_is_refused_before_the_run(tmp_path, command):
+    """Xen's dom0 is called Domain-0 from boot: a scenario domain of that name would fail
+    xl create with EEXIST. validate and run both say so, naming the key (run exited 3)."""
+    path = write(tmp_path, mutate('name = "backend"', 'name = "Domain-0"')
+                 .replace('backend = "backend"', 'backend = "Domain-0"'))
+    r = simxen(command, str(path))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert "'Domain-0' exists from the host's boot" in r.stderr and "domain[1].name" in r.stderr
