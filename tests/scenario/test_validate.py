@@ -435,3 +435,22 @@ def test_a_domain_named_as_dom0_is_refused_before_the_run(tmp_path, command):
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
     assert "'Domain-0' exists from the host's boot" in r.stderr and "domain[1].name" in r.stderr
+
+
+STACK = ROOT / "scenarios" / "vtpm-stack.toml"
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("sets, blamed, said", [
+    # a guest kernel's HZ past what any kernel has: said of the key, not of HostSpec.options
+    (["stack.hz=20000"], "--set stack.hz=20000", "expected the guest kernel's HZ"),
+    # the seed's stack for no guest at all: a manager serving nobody
+    (["stack.configs=[]", "stack.guests=[]"], "--set stack.guests=[]",
+     "expected at least one guest name"),
+])
+def test_vtpm_stack_keys_run_would_refuse_are_refused_by_validate_too(command, sets, blamed,
+                                                                        said):
+    r = simxen(command, str(STACK), *[a for s in sets for a in ("--set", s)])
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "HostSpec" not in r.stderr
+    assert blamed in r.stderr and said in r.stderr

@@ -103,6 +103,13 @@ def _check_guest_kernels(value):
     return None
 
 
+def _check_hz(value):
+    """0 (the profile's HZ) or an HZ a guest kernel can have: what an xl config's ``hz=``
+    accepts (:data:`simxen.domains.stack.GUEST_OPTIONS`), said of this key."""
+    from simxen.domains.stack import GUEST_OPTIONS
+    return None if value == 0 else GUEST_OPTIONS["hz"](value)
+
+
 #: How the manager chooses among ready vTPMs and when a vTPM saves its state:
 #: the same keys for every workload that builds the vTPM stack (also ``load``).
 SAVE_AND_SCHEDULE = [
@@ -148,7 +155,7 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
     Field("guest_kernels", dict, "per-guest kernel eras, {guest name = era}, over kernel_era",
           default={}, check=_check_guest_kernels),
     Field("hz", int, "the guests' HZ for the linux-4.4 era (0 = the profile's tpmfront.hz, 250)",
-          default=0, minimum=0),
+          default=0, minimum=0, check=_check_hz),
     Field("think_time", float, "simulated seconds a guest waits between commands",
           default=0.0, minimum=0),
     Field("dom0_probes_tpm", bool, "once the stack is up, dom0 loads a TIS driver and tries the "
@@ -161,6 +168,9 @@ def check(params):
     if params["guest_count"] is not None and params["configs"]:
         return ("guest_count", "give either `configs` (each guest written out) or "
                 "`guest_count` (the seed's stack per guest), not both")
+    if not params["configs"] and params["guest_count"] is None and not params["guests"]:
+        # (the seed's stack of no guest: a manager serving nobody, whose run sends nothing)
+        return ("guests", "expected at least one guest name (or `configs`, or `guest_count`)")
     return named_and_counted(params)
 
 
