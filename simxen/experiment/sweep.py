@@ -236,6 +236,20 @@ def cell(value) -> str:
     return str(value)
 
 
+def _damaged(replication, metrics):
+    """What is wrong with a complete runs.csv line whose replication and metric cells
+    are these (what :func:`cell` wrote: a number, or empty), or ``None``."""
+    if not replication.isdigit():
+        return f"replication {replication!r} is not a whole number"
+    for value in metrics:
+        if value:
+            try:
+                float(value)
+            except ValueError:
+                return f"{value!r} is not a number"
+    return None
+
+
 def _line(cells) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(cells)
@@ -258,16 +272,29 @@ class RunsFile:
         """``{(values, replication): row}`` of the complete rows already in the file."""
         if not self.path.exists():
             return {}
-        with open(self.path, newline="", encoding="utf-8") as fp:
-            rows = list(csv.reader(fp))
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            # a last line without its newline was cut short when the sweep was stopped,
+            # even if what is left of its last cell still reads as a number
+            complete = text[:text.rfind("\n") + 1]
+            rows = list(csv.reader(io.StringIO(complete, newline="")))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(f"cannot be read as a sweep's runs ({exc}); use another --out",
+                             path=self.path) from None
         if not rows or rows[0] != self.header:
             raise InputError("holds runs with other columns than this sweep's (another "
                              "scenario or --vary?); use another --out", path=self.path)
         n = len(self.plan.keys)
+        metrics = n + len(RUN_COLUMNS)
         done = {}
-        for row in rows[1:]:
+        for line, row in enumerate(rows[1:], start=2):
             if len(row) != len(self.header):
                 continue                 # a line cut short when the sweep was interrupted
+            bad = _damaged(row[n], row[metrics:])
+            if bad:
+                raise InputError(f"line {line}: {bad}: not a line this sweep wrote; mend or "
+                                 "delete it (that run is then made again), or use another --out",
+                                 path=self.path)
             done[(tuple(row[:n]), int(row[n]))] = row
         return done
 

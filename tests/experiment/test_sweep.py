@@ -318,3 +318,45 @@ class _Recording:
 
 
 _LOCAL = sweep.LocalExecutor
+
+
+def test_resume_refuses_a_damaged_runs_file_naming_it_and_keeps_it(pingpong, tmp_path):
+    """A runs.csv that is not what the sweep wrote -- binary, a folder, an edited line --
+    is one line naming the file (and the line), and the file is left as it was; a last
+    line cut short, even one whose last cell still reads as a number, is run again."""
+    full = tmp_path / "full"
+    sweep.execute(plan(pingpong), full, executor=sweep.LocalExecutor(1))
+    lines = (full / "runs.csv").read_text().splitlines(keepends=True)
+    spec = (full / "sweep.json").read_bytes()
+
+    def folder(name, runs):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "sweep.json").write_bytes(spec)
+        if runs is not None:
+            (out / "runs.csv").write_bytes(runs)
+        return out
+
+    edited = lines[1].split(",")
+    edited[2] = "abc"                                  # the replication
+    metric = lines[2].rstrip("\n").split(",")
+    metric[-1] = "n/a"
+    for name, runs, words in (
+            ("binary", b"\xff\xfe\x00garbage", "cannot be read"),
+            ("replication", (lines[0] + ",".join(edited)).encode(), "line 2: replication 'abc'"),
+            ("metric", (lines[0] + lines[1] + ",".join(metric) + "\n").encode(),
+             "line 3: 'n/a' is not a number")):
+        out = folder(name, runs)
+        with pytest.raises(InputError, match=words) as exc:
+            sweep.execute(plan(pingpong), out, executor=sweep.LocalExecutor(1), resume=True)
+        assert str(out / "runs.csv") in str(exc.value)
+        assert (out / "runs.csv").read_bytes() == runs          # nothing lost
+    out = folder("dir", None)
+    (out / "runs.csv").mkdir()
+    with pytest.raises(InputError, match="cannot be read"):
+        sweep.execute(plan(pingpong), out, executor=sweep.LocalExecutor(1), resume=True)
+    # cut inside its last cell: as many cells as a whole line, the last a shorter number
+    out = folder("cut", (lines[0] + lines[1] + lines[2].rstrip("\n")[:-1]).encode())
+    counts = sweep.execute(plan(pingpong), out, executor=sweep.LocalExecutor(1), resume=True)
+    assert counts["kept"] == 1
+    assert (out / "runs.csv").read_bytes() == (full / "runs.csv").read_bytes()
