@@ -61,6 +61,11 @@ from simxen.scenario import scenario_file
 #: columns of runs.csv between the varied keys and the metrics (a metric named like a
 #: varied key -- the load workload publishes its guest_count -- is left to the key's column)
 RUN_COLUMNS = ("replication", "seed")
+
+#: most runs (points x replications) a sweep makes: each point's scenario is loaded and
+#: checked before the first run, so a grid of millions would exhaust memory and time
+#: before it said how many runs it is
+MAX_RUNS = 100_000
 #: columns of summary.csv after the varied keys
 SUMMARY_COLUMNS = ("metric", "unit", "n", "mean", "std", "ci95_low", "ci95_high")
 
@@ -162,6 +167,12 @@ class Plan:
             if overrides_mod.parse(text).segments in varied:
                 raise InputError("the key is varied too: give it to --vary or to --set, not both",
                                  key=f"--set {text}")
+        runs = math.prod(len(a.values) for a in self.axes) * replications
+        if runs > MAX_RUNS:
+            grid = " x ".join(f"{len(a.values):,}" for a in self.axes)
+            raise InputError(f"{grid} points x {replications:,} replications is {runs:,} runs; "
+                             f"a sweep makes at most {MAX_RUNS:,} (at a second each, more than "
+                             "a day): vary fewer values")
         base = scenario_file.load(scenario, self.fixed)
         self.base_seed = base.data["scenario"]["seed"]
         self.seeds = derive_seeds(self.base_seed, replications)

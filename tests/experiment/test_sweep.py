@@ -360,3 +360,12 @@ def test_resume_refuses_a_damaged_runs_file_naming_it_and_keeps_it(pingpong, tmp
     counts = sweep.execute(plan(pingpong), out, executor=sweep.LocalExecutor(1), resume=True)
     assert counts["kept"] == 1
     assert (out / "runs.csv").read_bytes() == (full / "runs.csv").read_bytes()
+
+
+def test_a_grid_of_more_runs_than_a_sweep_makes_is_refused_at_once(pingpong):
+    """9 million points used to be loaded one by one until memory ran out."""
+    with pytest.raises(InputError, match=r"3,000 x 3,000 points x 1 replications is "
+                                         r"9,000,000 runs; a sweep makes at most 100,000"):
+        values = ",".join(map(str, range(1, 3001)))
+        sweep.Plan(pingpong, [sweep.parse_axis(f"pingpong.window={values}"),
+                              sweep.parse_axis(f"pingpong.requests={values}")], 1)
