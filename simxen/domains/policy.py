@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from simxen.errors import InputError
+from simxen.errors import TOO_DEEP, InputError
 
 __all__ = ["Policy", "load", "parse", "golden_boot", "dumps", "parse_digest", "format_digest",
            "BOOT_ITEMS", "DEFAULT_QUOTE_PCRS"]
@@ -180,6 +180,8 @@ def load(path) -> Policy:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", path=path) from None
+    except RecursionError:
+        raise InputError(f"not a policy: {TOO_DEEP}", path=path) from None
     return parse(doc, path=path)
 
 

@@ -45,7 +45,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from simxen.errors import TOML_TYPES, InputError, did_you_mean, found
+from simxen.errors import TOML_TYPES, TOO_DEEP, InputError, did_you_mean, found
 
 #: ops the hypervisor itself charges; every profile must define them.
 REQUIRED_OPS = (
@@ -203,6 +203,8 @@ class Profile:
             doc = tomllib.loads(data.decode("utf-8-sig"))   # a BOM is left out
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise InputError(f"not valid TOML ({exc})", path=path) from None
+        except RecursionError:
+            raise InputError(f"not a profile: {TOO_DEEP}", path=path) from None
         profile = cls.from_dict(doc, path=path)
         chip = doc.get("profile", {}).get("chip")
         return profile.with_chip(chip) if chip is not None else profile

@@ -454,3 +454,16 @@ def test_vtpm_stack_keys_run_would_refuse_are_refused_by_validate_too(command, s
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and "HostSpec" not in r.stderr
     assert blamed in r.stderr and said in r.stderr
+
+
+@pytest.mark.parametrize("key, what", [("scenario.profile", "profile"),
+                                       ("attest.policy", "policy")])
+def test_a_profile_or_policy_nested_past_the_parser_is_one_line(tmp_path, capsys, key, what):
+    # was: internal error (RecursionError from tomllib), exit 3
+    from simxen.cli import main
+    path = write(tmp_path, "a = " + "[" * 50_000 + "]" * 50_000, name=f"{what}.toml")
+    assert main(["validate", str(ROOT / "scenarios" / "boot-attest.toml"),
+                 "--set", f"{key}={path}"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"simxen validate: {path}: not a {what}: nested too deeply (arrays or tables "
+        "inside each other, thousands of levels down: more than a parser can follow)")
