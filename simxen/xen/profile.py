@@ -381,9 +381,16 @@ def _parse_op(op_name, table, path):
         raise InputError("expected a dotted name of letters, digits and _", path=path, key=key)
     _expect_table(table, key, path)
     dist = table.get("dist")
-    if dist not in DISTRIBUTIONS:
-        raise InputError(f"expected dist = one of {', '.join(DISTRIBUTIONS)}, got {dist!r}",
+    if "dist" not in table:
+        # (a scenario's [profile.ops.NAME], or a --set of one of its keys, gives the
+        # whole op: it replaces the profile's, it does not change one parameter of it)
+        raise InputError(f"missing: an op is a whole table, dist = one of "
+                         f"{', '.join(DISTRIBUTIONS)} with that distribution's parameters "
+                         "(an override replaces the profile's op, not one of its parameters)",
                          path=path, key=f"{key}.dist")
+    if dist not in DISTRIBUTIONS:
+        raise InputError(f"expected dist = one of {', '.join(DISTRIBUTIONS)}, "
+                         f"got {found(dist)}", path=path, key=f"{key}.dist")
     names = DISTRIBUTIONS[dist]
     _no_unknown(table, _OP_META + names, key, path)
     params = {}

@@ -467,3 +467,13 @@ def test_a_profile_or_policy_nested_past_the_parser_is_one_line(tmp_path, capsys
     assert capsys.readouterr().err.strip() == (
         f"simxen validate: {path}: not a {what}: nested too deeply (arrays or tables "
         "inside each other, thousands of levels down: more than a parser can follow)")
+
+
+def test_one_parameter_of_a_profile_op_says_an_override_is_the_whole_op(capsys):
+    """--set profile.ops.hypercall.value=-1 said 'expected dist = ..., got None'."""
+    from simxen.cli import main
+    assert main(["validate", str(ROOT / "scenarios" / "boot-attest.toml"),
+                 "--set", "profile.ops.hypercall.value=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "profile.ops.hypercall.dist: missing: an op is a whole table" in err
+    assert "an override replaces the profile's op" in err and "None" not in err
