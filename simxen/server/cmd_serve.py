@@ -269,6 +269,11 @@ def main(args) -> int:
                              path=args.eventlog_out, key="--eventlog-out")
     planned = plan(args.scenario, args.domain, seed=args.seed, overrides=args.set,
                    event_log=bool(args.eventlog_out))
+    # what the scenario names (its policy, profile, images) is read too, as run and trace
+    # -o refuse to overwrite it; known once the scenario is loaded, still before the boot
+    reads += [("a file the scenario names", f) for f in planned.sim.scenario.named_files()]
+    if args.eventlog_out:
+        check_file(args.eventlog_out, "--eventlog-out", reads=reads)
     err = sys.stderr
     trace_fp = open_output(args.trace, "--trace", reads=reads) if args.trace else None  # as it goes
     stop = Stop()

@@ -540,3 +540,20 @@ def test_an_output_that_is_the_scenario_is_refused_before_the_boot_and_the_file_
     assert_one_line_error(proc, f"{option}: is the scenario, which this command reads: writing it "
                           "would destroy it")
     assert scenario.read_bytes() == SCENARIO.read_bytes()
+
+
+@pytest.mark.parametrize("option", ["--trace", "--eventlog-out"])
+def test_an_output_that_is_a_file_the_scenario_names_is_refused_and_the_file_kept(
+        tmp_path, option):
+    # was: serve checked its outputs against the scenario only, so --trace on the policy
+    # boot-attest names replaced the policy with the trace (run and trace -o refused it)
+    scenario = tmp_path / "boot-attest.toml"
+    scenario.write_bytes((ROOT / "scenarios" / "boot-attest.toml").read_bytes())
+    (tmp_path / "policies").mkdir()
+    policy = tmp_path / "policies" / "web-guest.toml"
+    kept = (ROOT / "scenarios" / "policies" / "web-guest.toml").read_bytes()
+    policy.write_bytes(kept)
+    proc = serve_cli(scenario, "--domain", "guest1", "--port", free_port_pair(), option, policy)
+    assert_one_line_error(proc, f"{option}: is a file the scenario names",
+                          "writing it would destroy it")
+    assert policy.read_bytes() == kept
