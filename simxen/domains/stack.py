@@ -281,15 +281,9 @@ class Host:
     def op_counts(self) -> dict:
         """``{trace kind: count}`` of the split-driver operations so far (see :data:`COUNTED`):
         each kind with every kind under it (``"xs"`` counts ``xs.read``, ``xs.watch_fire``...),
-        as :meth:`Trace.count <simxen.xen.trace.Trace.count>` counts a prefix.
-
-        The trace's counts are taken once (:meth:`Trace.counts
-        <simxen.xen.trace.Trace.counts>` tallies the records not yet tallied each time it
-        is asked: at the end of a run, most of a buffer's), not once per kind."""
-        counts = self.hv.trace.counts()
-        return {kind: sum(n for k, n in counts.items()
-                          if k == kind or k.startswith(kind + "."))
-                for kind, _ in COUNTED}
+        from one read of the trace's counts (:meth:`Trace.count_each
+        <simxen.xen.trace.Trace.count_each>`), not one per kind."""
+        return self.hv.trace.count_each([kind for kind, _ in COUNTED])
 
 
 def build_host(hv, spec: HostSpec) -> Host:

@@ -719,8 +719,16 @@ class Trace:
 
     def count(self, prefix):
         """How many records (kept or only counted) have a kind equal to or under ``prefix``."""
-        wanted = _under(prefix)
-        return sum(n for kind, n in self.counts().items() if wanted(kind))
+        return self.count_each((prefix,))[prefix]
+
+    def count_each(self, prefixes) -> dict:
+        """``{prefix: count(prefix)}`` for each of ``prefixes``, from one read of the counts."""
+        counts = self.counts()
+        out = {}
+        for prefix in prefixes:
+            wanted = _under(prefix)
+            out[prefix] = sum(n for kind, n in counts.items() if wanted(kind))
+        return out
 
     def select(self, prefix):
         """Kept records (sorted) whose kind is equal to or under ``prefix``."""
