@@ -180,6 +180,7 @@ class Domain:
         self._waiting_for = {}
         self._slots = itertools.count()
         self._last_slot = None
+        self._last = None           # the waiter filed at _last_slot, if it still is
         self._filings = 0           # waiters filed so far (see _latest_filed)
         self._pruned_at = 8
 
@@ -345,8 +346,7 @@ class Domain:
             # _wait() would do, without its general case (nothing to deliver, no
             # port ready, no queued time to wake at) -- the resumed wait of last
             # time, rearmed, when _wait() would reuse it; otherwise _wait() itself.
-            waiters = self._waiters
-            last = waiters.get(self._last_slot) if waiters else None
+            last = self._last
             if (last is not None and last.callbacks is None and last.keys == ports
                     and REUSE_WAIT_EVENTS and self._latest_filed(last)):
                 self._rearm(last, self.now)
@@ -398,7 +398,7 @@ class Domain:
             return event if self.scheduler is None else self.scheduler.hook(self, event)
         keys = ports if token is None and ports is not None else _keys(ports, token)
         waiters = self._waiters
-        last = waiters.get(self._last_slot) if waiters else None
+        last = self._last
         filed = False
         if last is not None and not last.callbacks and last.keys == keys:
             # The common case: a driver's loop waits again for what it waited for
@@ -423,8 +423,8 @@ class Domain:
                     for w in [w for w in waiters.values() if not w.callbacks]:
                         self._unfile(w)
                     self._pruned_at = max(8, 2 * len(waiters))
-            self._file(waiter, next(self._slots))
-            self._last_slot = waiter.slot
+            self._last_slot = slot = next(self._slots)
+            self._file(waiter, slot)
         wake = None if timeout is None else start + (timeout if timeout > 0 else 0.0)
         inbox = self._inbox
         if inbox:
@@ -553,6 +553,8 @@ class Domain:
         waiter.slot = slot
         self._filings = waiter.filing = self._filings + 1
         self._waiters[slot] = waiter
+        if slot == self._last_slot:
+            self._last = waiter
         waiting_for = self._waiting_for
         for key in waiter.keys:
             filed = waiting_for.get(key)
@@ -564,6 +566,8 @@ class Domain:
     def _unfile(self, waiter):
         slot = waiter.slot
         del self._waiters[slot]
+        if waiter is self._last:
+            self._last = None
         waiting_for = self._waiting_for
         for key in waiter.keys:
             filed = waiting_for[key]
@@ -736,12 +740,13 @@ class Domain:
                 t, _, p = inbox[0]
                 if p.port == port and self.ports.get(port) is p \
                         and p.state == EVTCHNSTAT_interdomain:
-                    if t <= self.now:
+                    if t <= self.cursor or t <= env_now(self.env):      # due by self.now
                         inbox.pop()
                         self._inbox_of = None
                         self._record_delivery(t, p)
-                        self._pending.discard(port)
-                        p.pending = False
+                        if p.pending:       # set before (a bind, say): cleared here too
+                            self._pending.discard(port)
+                            p.pending = False
                         return True
             self.deliver_due()
         if port in self._pending:
