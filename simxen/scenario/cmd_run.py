@@ -110,8 +110,7 @@ def main(args) -> int:
         sim = runner.prepare(sc, seed=args.seed, until=args.until, trace_level=level)
         trace_fp = None
         if args.trace:      # it may not overwrite what the run reads
-            trace_fp = open_output(args.trace, reads=[("the scenario", args.scenario)] + [
-                ("a file the scenario names", f) for f in sc.named_files()])
+            trace_fp = open_output(args.trace, reads=sc.reads(args.scenario))
         if trace_fp is not None:        # written as the run goes (Trace.stream_to)
             sim.hv.trace.stream_to(trace_fp, sim.hv.low_water)
         report_fp = sys.stderr if trace_fp is sys.stdout else sys.stdout

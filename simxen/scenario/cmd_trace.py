@@ -154,9 +154,8 @@ def main(args) -> int:
         raise InputError(f"--format {args.format} needs -o FILE")
     sc = _load(args)        # before -o is checked: what the run reads, -o may not replace
     if out is not None:
-        check_file(out, "-o", reads=[("the scenario", args.scenario),     # before the run
-                                     ("the trace", args.from_trace)]
-                   + [("a file the scenario names", f) for f in (sc.named_files() if sc else ())])
+        reads = sc.reads(args.scenario) if sc else [("the scenario", args.scenario)]
+        check_file(out, "-o", reads=reads + [("the trace", args.from_trace)])   # before the run
     records = records_of(args, sc)
     if args.domain and args.format == "text":   # each name, not only when nothing is left
         unknown = _unknown_domains(records, args)    # (sequence.messages checks its own)

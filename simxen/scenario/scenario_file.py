@@ -141,6 +141,15 @@ class Scenario:
                     continue
         return found
 
+    def reads(self, as_given) -> list:
+        """What a run of the scenario reads, as ``(what, path)`` pairs for
+        :func:`simxen.scenario.output.check_file`'s ``reads``: the scenario file
+        itself, named ``as_given`` (the path as the user typed it, which an
+        error message repeats), and every file it names (:meth:`named_files`).
+        No output of the run may overwrite any of them."""
+        return [("the scenario", as_given)] + [
+            ("a file the scenario names", f) for f in self.named_files()]
+
 
 def load(path, overrides=()) -> Scenario:
     """Read and validate *path*; raise :class:`InputError` naming the file and key.

@@ -271,7 +271,7 @@ def main(args) -> int:
                    event_log=bool(args.eventlog_out))
     # what the scenario names (its policy, profile, images) is read too, as run and trace
     # -o refuse to overwrite it; known once the scenario is loaded, still before the boot
-    reads += [("a file the scenario names", f) for f in planned.sim.scenario.named_files()]
+    reads = planned.sim.scenario.reads(args.scenario)
     if args.eventlog_out:
         check_file(args.eventlog_out, "--eventlog-out", reads=reads)
     err = sys.stderr
