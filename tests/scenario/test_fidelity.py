@@ -150,3 +150,18 @@ def test_every_default_switch_number_cites_its_source():
                 j -= 1
             text = " ".join(comment)
             assert re.search(r"\[[VPU][]:]", text), f"{path.name}: {line.strip()} has no source"
+
+
+@pytest.mark.parametrize("layout", ["", "configs = []\nguest_count = 2\n"])
+def test_an_era_for_a_guest_the_workload_does_not_boot_is_refused(tmp_path, capsys, layout):
+    # a misspelt guest in guest_kernels would leave the guest on the default era unnoticed
+    path = tmp_path / "s.toml"
+    path.write_text('[scenario]\nname = "s"\n[[workload]]\ntype = "vtpm-stack"\nname = "st"\n'
+                    + layout + 'guest_kernels = { gust1 = "linux-3.12" }\n')
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "workload.st.guest_kernels.gust1" in err and str(path) in err
+    assert "'gust1' is not a guest of this workload (its guests: guest1" in err
+    path.write_text(path.read_text().replace("gust1", "guest1"))
+    assert main(["validate", str(path)]) == 0

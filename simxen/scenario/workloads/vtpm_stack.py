@@ -300,11 +300,14 @@ def host_spec(sim, params):
         role = roles(spec)          # each domain's role as the toolstack will boot it
         each = {"vtpm": vtpm_opts, "vtpmmgr": mgr_opts}
         spec.options = {name: dict(each[r]) for name, r in role.items() if r in each}
-        spec.options.update(_guest_options(params, [n for n, r in role.items() if r == "guest"]))
+        guests = [n for n, r in role.items() if r == "guest"]
+        _check_named_guests(sim, params, guests)
+        spec.options.update(_guest_options(params, guests))
         return spec
     from simxen.domains.xl_config import name_problem
     from simxen.errors import InputError
     guests = guest_names(params)
+    _check_named_guests(sim, params, guests)
     for g, key in zip(guests, _guest_keys(params)):
         problem = name_problem(g) or name_problem(f"vtpm-{g}")
         if problem:
@@ -314,6 +317,17 @@ def host_spec(sim, params):
                     **{f"vtpm-{g}": dict(vtpm_opts) for g in guests},
                     **_guest_options(params, guests)}
     return spec
+
+
+def _check_named_guests(sim, params, guests):
+    """A guest named in ``guest_kernels`` that the workload does not boot is a mistake
+    (a misspelt name would otherwise leave the guest on the default era, silently)."""
+    for name in params["guest_kernels"]:
+        if name not in guests:
+            from simxen.errors import InputError
+            raise InputError(f"{name!r} is not a guest of this workload (its guests: "
+                             f"{', '.join(guests) or 'none'})", path=sim.scenario.path,
+                             key=f"workload.{params['name']}.guest_kernels.{name}")
 
 
 def _guest_keys(params):
