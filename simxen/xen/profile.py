@@ -80,8 +80,10 @@ _CHIP_KEYS = ("name", "description")
 CHIP_PREFIX = "tpm.ptpm."
 _OP_META = ("dist", "source", "certainty", "note")
 
-#: draws taken from a stream at once by :meth:`Profile.sampler`.
+#: draws a :class:`Sampler` reserves from its stream at once (a block) ...
 BATCH = 256
+#: ... of which it draws this many first, then twice as many each time (see :class:`Sampler`).
+FIRST_BATCH = 16
 
 
 class Op:
@@ -126,7 +128,7 @@ class Op:
 
 
 class Sampler:
-    """Draws of one op from one stream, :data:`BATCH` at a time.
+    """Draws of one op from one stream, taken a batch at a time.
 
     Call it for one draw. Hot paths take a draw without a Python call::
 
@@ -136,24 +138,63 @@ class Sampler:
     which is exactly ``sampler()``: ``buf`` holds the batch's remaining
     draws, next draw last; ``refill()`` draws the next batch and returns its
     first value. A ``fixed`` op draws nothing from the stream.
+
+    **Blocks and batches.** A sampler's draws are the stream's in blocks of
+    :data:`BATCH`: its *k*-th block is the *k*-th run of :data:`BATCH`
+    numbers it takes. It draws its first block in growing pieces --
+    :data:`FIRST_BATCH`, then twice that, and so on, the last piece what is
+    left of the block -- and every later block whole. A numpy generator
+    gives the same numbers whether they are asked for one by one or in
+    pieces of any size, so the pieces change no draw: they decide only how
+    many are drawn ahead of use. That matters because a host has a sampler
+    for every op of every domain and most are used a few dozen times in a
+    domain's life: a fleet guest's ops held some 4,000 draws that nothing
+    would read (about 120 KiB a guest, more than a gigabyte at 10,000
+    guests), and the time to draw them.
+
+    When a second sampler is made on the same stream (a domain restarted
+    under its old name continues its streams; see
+    :meth:`Profile.sampler`), the first one's block is drawn to its end at
+    once and both draw whole blocks from then on: each takes the stream's
+    numbers in exactly the blocks, and the order, it always did.
     """
 
-    __slots__ = ("buf", "_op", "_rng")
+    __slots__ = ("buf", "_op", "_rng", "_batch", "_owed")
 
     def __init__(self, op, rng):
         self.buf = []           #: remaining draws, the next one last
         self._op = op
         self._rng = rng
+        self._batch = FIRST_BATCH   # the next piece's size
+        self._owed = 0              # draws of the open block not yet drawn
 
     def refill(self):
         """Fill :attr:`buf` with the next batch (in place) and pop its first draw."""
         buf = self.buf
         op = self._op
+        size = self._batch
         if op.dist == "fixed":
-            buf.extend([op.params["value"]] * BATCH)
+            if size < BATCH:
+                self._batch = size * 2
+            buf.extend([op.params["value"]] * size)
+            return buf.pop()
+        owed = self._owed or BATCH
+        if size < owed:
+            self._batch = size * 2
         else:
-            buf.extend(reversed(op.draw(self._rng, BATCH)))
+            size = owed
+        self._owed = owed - size
+        buf.extend(reversed(op.draw(self._rng, size)))
         return buf.pop()
+
+    def share(self):
+        """Another sampler draws from this one's stream from now on: draw the rest of the
+        open block (after what :attr:`buf` holds) and take whole blocks from now on."""
+        owed = self._owed
+        if owed:
+            self.buf[:0] = reversed(self._op.draw(self._rng, owed))
+            self._owed = 0
+        self._batch = BATCH
 
     def __call__(self):
         buf = self.buf
@@ -173,6 +214,9 @@ class Profile:
         self.chip_description = chip_description
         self._ops = dict(ops)
         self._switches = dict(switches)
+        # id(stream) -> the first sampler that draws from it (which keeps the stream alive,
+        # so the id is not reused): see sampler()
+        self._first_sampler = {}
 
     # -- loading -----------------------------------------------------------
 
@@ -342,11 +386,20 @@ class Profile:
     def sampler(self, op, rng):
         """A fast zero-argument callable drawing op ``op`` from ``rng`` (a :class:`Sampler`).
 
-        Draws are taken :data:`BATCH` at a time from ``rng`` (deterministic
-        for a given stream); a ``fixed`` op costs no draw at all (its ``rng`` may
-        be ``None``).
+        Draws are the stream's in blocks of :data:`BATCH`, taken in pieces
+        that grow (see :class:`Sampler`); a stream shared by samplers made
+        here is shared in those blocks, whatever the pieces, so ``rng`` must
+        be drawn from by samplers only. A ``fixed`` op costs no draw at all
+        (its ``rng`` may be ``None``).
         """
-        return Sampler(self.op(op), rng)
+        spec = self.op(op)
+        sampler = Sampler(spec, rng)
+        if spec.dist != "fixed":
+            first = self._first_sampler.setdefault(id(rng), sampler)
+            if first is not sampler:
+                first.share()
+                sampler.share()
+        return sampler
 
     def fixed_value(self, op):
         """The value of a ``fixed`` op, or ``None`` if ``op`` is random."""

@@ -121,21 +121,38 @@ def test_sampler_is_deterministic_per_stream(seed):
 @given(seed=st.integers(0, 2**32), calls=st.integers(1, 700))
 def test_popping_a_samplers_buffer_is_calling_it(seed, calls):
     """Hot paths take ``buf.pop() if buf else refill()``: the very draws ``sampler()`` gives,
-    which are the op's batches of BATCH draws from the stream, in order."""
-    from simxen.xen.profile import BATCH
-
+    which are the op's draws from the stream one at a time, in order."""
     p = Profile.load("default")
     called = p.sampler("evtchn.notify", np.random.default_rng(seed))
     popped = p.sampler("evtchn.notify", np.random.default_rng(seed))
     rng = np.random.default_rng(seed)
-    batches = []
-    while len(batches) < calls:
-        batches.extend(p.op("evtchn.notify").draw(rng, BATCH))
+    one_by_one = [p.op("evtchn.notify").draw(rng) for _ in range(calls)]
     by_pop = []
     for _ in range(calls):
         buf = popped.buf
         by_pop.append(buf.pop() if buf else popped.refill())
-    assert [called() for _ in range(calls)] == by_pop == batches[:calls]
+    assert [called() for _ in range(calls)] == by_pop == one_by_one
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), calls=st.integers(1, 1200),
+       dist=st.sampled_from([("uniform", {"low": 1e-6, "high": 3e-6}),
+                             ("normal", {"mean": 2e-6, "std": 3e-6}),
+                             ("lognormal", {"median": 2e-6, "sigma": 0.7}),
+                             ("exponential", {"mean": 2e-6})]))
+def test_a_samplers_batches_change_no_draw(seed, calls, dist):
+    """Batches grow from FIRST_BATCH to BATCH, and every distribution still gives the
+    stream's draws one by one (numpy draws the same numbers in batches of any size),
+    never holding as many ahead as twice the draws taken (or the first batch) or a block."""
+    from simxen.xen.profile import BATCH, FIRST_BATCH
+
+    name, params = dist
+    p = Profile.load("default").with_overrides({"ops": {"x": {"dist": name, **params}}})
+    sampler = p.sampler("x", np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    taken = [sampler() for _ in range(calls)]
+    assert taken == [p.op("x").draw(rng) for _ in range(calls)]
+    assert len(sampler.buf) < min(2 * max(calls, FIRST_BATCH), BATCH)
 
 
 def test_a_fixed_sampler_draws_nothing_from_its_stream():
@@ -144,3 +161,31 @@ def test_a_fixed_sampler_draws_nothing_from_its_stream():
     sampler = p.sampler("x", rng)
     assert [sampler() for _ in range(600)] == [2e-6] * 600
     assert rng.random() == np.random.default_rng(1).random()
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32),
+       steps=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 300)), min_size=1, max_size=12))
+def test_samplers_sharing_a_stream_take_it_in_whole_blocks(seed, steps):
+    """A domain restarted under its old name makes new samplers on its old streams. Each
+    sampler still takes the stream's numbers in blocks of BATCH, in the order the blocks
+    are first asked for -- what samplers that drew whole blocks at once took -- however
+    far the first one's growing pieces had got. Each step asks sampler ``i`` (made at its
+    first step) for ``n`` draws."""
+    from simxen.xen.profile import BATCH
+
+    p = Profile.load("default")
+    rng = np.random.default_rng(seed)
+    ref_rng = np.random.default_rng(seed)
+    samplers, blocks = {}, {}
+    for i, n in steps:
+        if i not in samplers:
+            samplers[i] = p.sampler("evtchn.notify", rng)
+            blocks[i] = []
+        got = [samplers[i]() for _ in range(n)]
+        want = []
+        for _ in range(n):
+            if not blocks[i]:
+                blocks[i] = list(reversed(p.op("evtchn.notify").draw(ref_rng, BATCH)))
+            want.append(blocks[i].pop())
+        assert got == want
