@@ -88,12 +88,24 @@ def fewer_collections(thresholds=GC_THRESHOLDS):
     heap no longer flush). Garbage in reference cycles is still collected, only
     later; nothing the model computes depends on when, so results and traces are
     unchanged. The thresholds in force before are restored on the way out.
+
+    **On the way out** every tracked object is handed to the oldest generation
+    first (``gc.freeze()`` then ``gc.unfreeze()``: two list splices, no walk).
+    Otherwise the thresholds restored would meet a young and a middle generation
+    holding most of what the body built -- everything since its last collection
+    -- and the next allocation would start a collection that walks it all: 0.9 s
+    of a 1,000-guest fleet's CPU, finding 322 objects to free (measured with
+    ``gc.callbacks``), about ten times that at 10,000. In the oldest generation
+    they wait for a full collection, which comes when the heap has grown by a
+    quarter, as for anything long-lived.
     """
     before = gc.get_threshold()
     gc.set_threshold(*thresholds)
     try:
         yield
     finally:
+        gc.freeze()
+        gc.unfreeze()
         gc.set_threshold(*before)
 
 

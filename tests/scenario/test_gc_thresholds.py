@@ -38,3 +38,26 @@ def test_fewer_collections_sets_and_restores_the_thresholds():
     with runner.fewer_collections(runner.END_OF_RUN_GC):
         assert gc.get_threshold() == runner.END_OF_RUN_GC
     assert gc.get_threshold() == before
+
+
+class _Cycle:
+    def __init__(self):
+        self.me = self
+
+
+def test_what_the_body_built_leaves_in_the_oldest_generation_and_cycles_are_still_freed():
+    """Leaving fewer_collections hands everything to the oldest generation (no collection
+    walks it when the low thresholds come back); garbage cycles are still collected by
+    the next full collection."""
+    import weakref
+
+    with runner.fewer_collections():
+        kept = [[i] for i in range(1000)]
+        garbage = _Cycle()
+        gone = weakref.ref(garbage)
+        del garbage
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert id(kept) in oldest and all(id(k) in oldest for k in kept)
+    assert gone() is not None           # a cycle: only a collection frees it
+    gc.collect()
+    assert gone() is None
