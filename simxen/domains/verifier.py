@@ -143,14 +143,20 @@ def public_key(pub: Public):
     raise ValueError(f"object type {pub.type:#06x} has no public key")
 
 
-def verify_signature(pub: Public, message: bytes, sig: Signature) -> bool:
-    """Whether ``sig`` (TPMT_SIGNATURE) is ``pub``'s signature over ``message``."""
+def verify_signature(pub: Public, message: bytes, sig: Signature, key=None) -> bool:
+    """Whether ``sig`` (TPMT_SIGNATURE) is ``pub``'s signature over ``message``.
+
+    ``key`` is ``public_key(pub)`` when the caller has it already (building it
+    checks the point is on the curve, some 50 us; a verifier that quotes the same
+    AK every round keeps it: :meth:`Enrolment.ak_key`).
+    """
     name = _HASH_NAMES.get(sig.hash)
     if name is None:
         return False
     h = _CRYPTO_HASH[name]()
     try:
-        key = public_key(pub)
+        if key is None:
+            key = public_key(pub)
         if sig.alg == TPM_ALG.ECDSA and pub.type == TPM_ALG.ECC:
             der = utils.encode_dss_signature(int.from_bytes(sig.r, "big"),
                                              int.from_bytes(sig.s, "big"))
@@ -276,6 +282,18 @@ class Enrolment:
     credential: bytes
     trusted: bool = False
     last_clock: Optional[tuple] = None     #: (resetCount, restartCount, clock) last seen
+    _ak_key: object = field(default=None, init=False, repr=False, compare=False)
+
+    def ak_key(self):
+        """``public_key(self.ak)``, built once: every round's quote is checked against the
+        same AK. ``None`` if the AK has no public key a verifier can use (the check
+        then fails as :func:`verify_signature` says)."""
+        if self._ak_key is None:
+            try:
+                self._ak_key = public_key(self.ak)
+            except ValueError:
+                return None
+        return self._ak_key
 
 
 # ------------------------------------------------------------------ verifier
@@ -421,7 +439,7 @@ class Verifier:
         except TpmError:
             v.fail("signature", "the quote does not parse as TPMS_ATTEST + TPMT_SIGNATURE")
             return None
-        if not verify_signature(e.ak, evidence.attest, sig):
+        if not verify_signature(e.ak, evidence.attest, sig, key=e.ak_key()):
             v.fail("signature", f"the quote is not signed by the AK enrolled for {v.agent} "
                    "(a quote from another TPM, or altered)",
                    expected=f"AK {e.ak.name.hex()[:16]}...", found="a signature it does not verify")

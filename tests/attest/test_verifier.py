@@ -290,3 +290,24 @@ def test_a_log_seen_before_is_judged_as_a_new_one(images):
         verdicts.append(verdict.failed_checks)
     assert verdicts[0] == verdicts[2] == ["ima"]            # /tmp/evil is not in the policy
     assert "replay" in verdicts[1] and verdicts[1] == verdicts[3]
+
+
+def test_the_enrolled_aks_key_is_built_once_and_still_refuses_another_vtpms_quote(
+        images, monkeypatch):
+    """The verifier keeps the enrolled AK's public key (Enrolment.ak_key) instead of
+    building it from the TPMT_PUBLIC every round; the rounds are judged as before: its
+    own quotes pass, a quote another vTPM signed fails on the signature."""
+    from simxen.domains import verifier as verifier_module
+
+    built = []
+    real = verifier_module.public_key
+    monkeypatch.setattr(verifier_module, "public_key", lambda pub: built.append(pub) or real(pub))
+    g, v = enrolled(images)
+    other = Guest(images, seed=b"other guest")
+    before = len(built)             # enrolment builds the EK's key for the credential
+    for _ in range(3):
+        nonce = v.nonce()
+        assert v.appraise("guest", nonce, g.evidence(v, nonce)).passed
+        nonce = v.nonce()
+        assert v.appraise("guest", nonce, other.evidence(v, nonce)).failed_checks == ["signature"]
+    assert len(built) - before == 1
