@@ -50,9 +50,13 @@ def marshal_pcr_selection(selection):
     return b"".join(parts)
 
 
+#: byte value -> the bits set in it, ascending (a bitmap is read a byte at a time)
+_BITS = tuple(tuple(b for b in range(8) if value >> b & 1) for value in range(256))
+
+
 def pcr_indices(select):
     """The PCR numbers set in a bitmap, ascending."""
-    return [8 * k + b for k, byte in enumerate(select) if byte for b in range(8) if byte >> b & 1]
+    return [8 * k + b for k, byte in enumerate(select) for b in _BITS[byte]]
 
 
 def select_bytes(indices, size=3):

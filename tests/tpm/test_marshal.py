@@ -82,6 +82,13 @@ def test_select_bytes_and_indices(indices):
     assert pcr_indices(select_bytes(indices)) == sorted(indices)
 
 
+@given(st.binary(max_size=4))
+def test_pcr_indices_are_the_bits_set(select):
+    """Bit b of byte k selects PCR 8k + b (Part 2, 10.6.2), every byte value."""
+    assert pcr_indices(select) == [i for i in range(8 * len(select))
+                                   if select[i // 8] >> (i % 8) & 1]
+
+
 def test_selection_reference_bytes():
     assert marshal_pcr_selection([(TPM_ALG.SHA256, select_bytes([0, 1]))]).hex() == (
         "00000001000b03030000")
