@@ -81,7 +81,7 @@ import pickle
 import tempfile
 import weakref
 from collections import Counter
-from itertools import groupby, islice
+from itertools import compress, groupby, islice
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -229,13 +229,13 @@ class _Run:
             if skip:            # (the skipped rows are counted in the whole block)
                 block = _load_block(file)[skip:]
                 if wanted is not None:
-                    block = [row for row in block if wanted(row[2])]
+                    block = _of_kinds(block, wanted)
                 skip = 0
             else:
                 block = _load_block(file, wanted)
             offset = file.tell()
             if since:
-                block = [row for row in block if row[1] >= since]
+                block = _since(block, since)
             yield from block
 
 
@@ -629,9 +629,9 @@ class Trace:
         rows = self._rows
         if since:
             left = self._tallied
-            rows = ([row for row in rows[:left] if row[1] >= since]
+            rows = (_since(rows[:left], since)
                     + rows[bisect.bisect_left(rows, since, lo=left, key=_seq):])
-        return rows if wanted is None else [row for row in rows if wanted(row[2])]
+        return rows if wanted is None else _of_kinds(rows, wanted)
 
     def _rest_rows(self, more=(), wanted=None, since=0):
         """The rows not written to the output file, in order: the pending runs
@@ -786,6 +786,17 @@ _kind = itemgetter(2)
 
 #: a row's seq
 _seq = itemgetter(1)
+
+
+def _of_kinds(rows, wanted):
+    """The ``rows`` whose kind ``wanted`` (``kind -> bool``) wants, in order: a filter
+    run in C loops -- an end-of-run analysis reads a few kinds out of every kept row."""
+    return list(compress(rows, map(wanted, map(_kind, rows))))
+
+
+def _since(rows, since):
+    """The ``rows`` whose ``seq`` is ``since`` or more, in order (C loops, as :func:`_of_kinds`)."""
+    return list(compress(rows, map(since.__le__, map(_seq, rows))))
 
 
 def _time(row):
