@@ -53,8 +53,10 @@ assumed.
 from __future__ import annotations
 
 import bisect
-from collections import deque
-from itertools import islice
+from itertools import compress, count, islice, repeat
+from operator import attrgetter, is_, not_
+
+import numpy as np
 
 from simxen.analysis import hops
 from simxen.hw.tpm_chip import latency_op
@@ -139,6 +141,13 @@ def ops_share(profile, counts: dict) -> float:
     return unverified / total if total > 0 else 0.0
 
 
+#: certainties by code in :class:`Attribution`'s arrays (``-1``: no time of this kind)
+_CERTS = ("V", "P", "U")
+_CODE = {c: i for i, c in enumerate(_CERTS)}
+#: the hops in the order a command's parts are charged (:meth:`Attribution._split`)
+_CHARGED = ("front_to_back", "manager", "back_to_front", "vtpm", "ptpm")
+
+
 class Attribution:
     """Every completed guest command of a trace, its time split by certainty.
 
@@ -153,84 +162,270 @@ class Attribution:
     :param vtpm_op: ``vtpm_op(profile, cc) -> op name``, the op that times a
         command in a vTPM engine (:func:`simxen.domains.vtpm.vtpm_op`; the
         analysis layer does not import the domains)
-    :param requests: :func:`simxen.analysis.hops.requests` of the same records, if the
-        caller has them already (they are built otherwise)
+    :param requests: :func:`simxen.analysis.hops.requests` of the same records, or their
+        :class:`~simxen.analysis.hops.RequestTable`, if the caller has them already
+        (they are built otherwise)
+
+    **How it is computed.** Every command is split at once, in arrays with a row per
+    command (:class:`~simxen.analysis.hops.RequestTable`): each piece of time the
+    module doc charges -- a hop's wait, a queue's share of the manager's mix, an engine
+    execution, a physical-TPM span -- is a *term*, a column of seconds and a column of
+    certainty codes (``-1`` where a command has no such piece). A command's ``V``,
+    ``P`` and ``U`` seconds are its terms added in the module doc's order, and
+    :attr:`hop_totals` the same terms added command after command: sums made term by
+    term, in order (``numpy.cumsum``, never a pairwise sum), so each is the float a loop
+    over the commands would give. The few pieces only some commands have (a second
+    nested request, a physical-TPM span) are further columns, zero elsewhere; adding
+    ``+0.0`` changes no sum. The dict views (:attr:`commands`, :meth:`commands_of`) are
+    made only when one is read.
     """
 
     def __init__(self, records, profile, *, waits=None, default_wait=("linux-6", True),
                  vtpm_op=None, requests=None):
         self.profile = profile
         self._vtpm_op = vtpm_op or (lambda profile, cc: "tpm.vtpm.default")
-        engine = {}       # (dom, flow) -> [(t, cc, duration)] of a vTPM engine's executions
-        chip = []         # (seq, t, command, duration) of the physical TPM's executions
-        go = {}           # (dom, t) of a tis.go -> its seq
         # one pass over the records (a trace's are streamed, never all in memory at once):
-        # the requests are matched as they go by, unless the caller has them already
+        # the requests are matched as they go by, unless the caller has them already; the
+        # executions (one or two records a command) are kept and read in bulk
+        executions = []
         owned = requests is None
         if owned:
             matching = hops.Matching()
-            matching.add_all(_executions(records, engine, chip, go))
-            requests = matching.requests()
+            matching.add_all(_keep_executions(records, executions))
+            table = matching.table()
         else:
-            deque(_executions(records, engine, chip, go), maxlen=0)
-        chip.sort()                              # emission order: a GO, then its execution
-        self._engine, self._chip, self._go = engine, chip, go
-        self._chip_seqs = [c[0] for c in chip]
-        cert = {}
-        #: ``{(flow, frontend domid): {"V": s, "P": s, "U": s}}`` per completed top-level command
-        self.commands = {}
-        #: ``{hop: {"V": s, "P": s, "U": s}}`` of every completed top-level command together
-        self.hop_totals = {name: {"V": 0.0, "P": 0.0, "U": 0.0} for name in hops.HOPS}
-        self._by_dom = {}
-        self._submits = {}       # domid -> submit times of _by_dom[domid] (see _starts)
-        self._served = {}        # backend domid -> {flow: [U seconds, seconds]} of nested requests
-        self._mix = {}           # backend domid -> {"V", "P", "U": seconds} of all its service
+            executions = list(compress(records, map(EXECUTIONS.__contains__,
+                                                    map(_KIND, records)))) \
+                if isinstance(records, list) else list(_keep_executions(records, []))
+            table = requests if isinstance(requests, hops.RequestTable) \
+                else hops.RequestTable(requests)
+        engine, self._chip, self._go = _executions(executions)
+        self._chip_seqs = [c[0] for c in self._chip]
         self._grid = self._grid_certainty()
-        self._engine_cert = {}   # cc -> certainty of the op that times it in a vTPM engine
-        top = []
-        for req in requests:
-            if not req.done:
-                continue
-            if req.parent is None:
-                top.append(req)
-            else:                               # (a request that is done was taken)
-                self._serve(req)
+        self._engine_cert = {}   # cc -> (code, mean) of the op that times it in a vTPM engine
         self._crossing = sum(profile.op(op).mean() for op in ("evtchn.notify", "evtchn.upcall")
                              if profile.has(op))
-        for req in top:
-            key = (waits or {}).get(req.front_dom, default_wait)
-            if key not in cert:
-                cert[key] = hop_certainty(profile, polls=key[1], era=key[0])
-            parts = self._split(req, hops.hop_times(req), cert[key])
-            self.commands[(req.flow, req.front_dom)] = parts
-            # by domain too, with times: a flow name may come again after a host reboot
-            self._by_dom.setdefault(req.front_dom, []).append((req.submit, req.complete, parts))
+        self._table = table
+        done = table.done
+        nested = np.flatnonzero(done & (table.parent >= 0))
+        spans_below = table._up(np.bincount(table.span_row, minlength=table.size))
+        self._serve(nested, spans_below)
+        top = np.flatnonzero(done & (table.parent < 0))
+        self._top = top
+        self._split(top, engine, spans_below, waits or {}, default_wait)
+        self._commands = self._by_dom = self._row_of = None
+        self._submits = {}       # domid -> submit times of _by_dom[domid] (see _starts)
         if owned:
-            hops.release(requests)      # no one else has them: freed as this returns
+            hops.release(table.requests)    # no one else has them: freed as this returns
 
-    def _serve(self, req):
-        """Charge a nested request's service (take to respond in its backend, the vTPM
-        manager) : its physical-TPM commands by the chip's ops, the rest -- the server's own
-        work, its sealed store's disk -- to assumed figures."""
-        time = req.respond - req.take
-        parts = {"V": 0.0, "P": 0.0, "U": 0.0}
-        for dom, t0, t1 in _nested_spans(req):
+    def _serve(self, rows, spans_below):
+        """Charge each nested request's service (take to respond in its backend, the vTPM
+        manager): its physical-TPM commands by the chip's ops, the rest -- the server's own
+        work, its sealed store's disk -- to assumed figures. Sets ``_mix``, ``{backend
+        domid: {"V", "P", "U": seconds}}`` of all its service (added request after request),
+        and what :meth:`service_share` reads."""
+        table = self._table
+        time = table.respond[rows] - table.take[rows]
+        parts = np.zeros((3, rows.size))          # V, P, U seconds of each request's spans
+        for j in np.flatnonzero(spans_below[rows]).tolist():
+            req = table.requests[rows[j]]
+            for code, t, _ in self._span_terms(_nested_spans(req)):
+                parts[code, j] += t
+        v, p, u = parts
+        u = u + _at_least_0(time - v - p - u)
+        self._mix = {}
+        backs = table.back_dom[rows]
+        for dom in dict.fromkeys(backs.tolist()):
+            mine = backs == dom
+            key = table.requests[rows[np.argmax(mine)]].back_dom      # the domid itself
+            self._mix[key] = {c: _in_order(x[mine]) for c, x in zip(_CERTS, (v, p, u))}
+        self._served_rows, self._served_u, self._served_time = rows, u, time
+        self._served = None
+
+    def _split(self, rows, engine, spans_below, waits, default_wait):
+        """Split the completed top-level commands ``rows`` (see the module doc and the class
+        doc): sets ``_parts`` (V, P, U seconds, a row per command) and :attr:`hop_totals`."""
+        table, profile = self._table, self.profile
+        m = rows.size
+        h = table.hops()
+        hop = {name: h[name][rows] for name in hops.HOPS}
+        # each hop's certainty as the command's frontend waits (a few distinct frontends;
+        # a domid as a float finds its int key: 3.0 == 3, same hash)
+        fronts = table.front_dom[rows]
+        cert = np.zeros((4, m), np.intp)          # front->back, manager, back->front, save
+        for dom in np.unique(fronts).tolist():
+            key = waits.get(dom, default_wait)
+            c = hop_certainty(profile, polls=key[1], era=key[0])
+            cert[:, fronts == dom] = [[_CODE[c[name]]] for name in
+                                      ("front_to_back", "manager", "back_to_front", "save")]
+        terms = {name: [] for name in hops.HOPS}      # hop -> [(seconds, code)] in order
+        terms["front_to_back"].append((hop["front_to_back"], cert[0]))
+        # the manager hop: ring crossings and its own work, and any wait in its queue behind
+        # other vTPMs' requests -- time made of its service, charged as that service is
+        queued = np.zeros(m)
+        for kids, at in _slots(table.parent, table.done, rows):
+            wait = (table.take[kids] - table.submit[kids]) - self._crossing
+            mix = np.zeros((4, kids.size))        # its backend's V, P, U and their sum
+            backs = table.back_dom[kids]
+            for dom, x in self._mix.items():
+                mix[:, backs == dom] = [[x["V"]], [x["P"]], [x["U"]], [sum(x.values())]]
+            charged = (wait > 0) & (mix[3] > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):    # (not charged: unread)
+                for i, c in enumerate(_CERTS):
+                    terms["manager"].append(_term(m, at, wait * mix[i] / mix[3], charged,
+                                                  _CODE[c]))
+            queued[at] = queued[at] + np.where(charged, wait, 0.0)
+        terms["manager"].append((_at_least_0(hop["manager"] - queued), cert[1]))
+        terms["back_to_front"].append((hop["back_to_front"], cert[2]))
+        # the vTPM hop: the engine's executions of this command, the rest the state save
+        ran = np.zeros(m, bool)
+        spent = np.zeros(m)
+        for code, d, at in self._runs(rows, engine):
+            terms["vtpm"].append(_term(m, at, d, True, code))
+            spent[at] = spent[at] + d
+            ran[at] = True
+        if not ran.all():                         # no execution kept: the op's mean
+            idle = np.flatnonzero(~ran)
+            op = [self._engine_op(table.cc[rows[i]]) for i in idle.tolist()]
+            mean = np.array([x[1] for x in op])
+            t = np.where(mean < hop["vtpm"][idle], mean, hop["vtpm"][idle])
+            term = _term(m, idle, t, True, np.array([x[2] for x in op], dtype=np.intp))
+            if terms["vtpm"]:               # in the first run's place, which these lack
+                first = terms["vtpm"][0]
+                term = (np.where(ran, first[0], term[0]), np.where(ran, first[1], term[1]))
+                terms["vtpm"][0] = term
+            else:
+                terms["vtpm"].append(term)
+            spent[idle] = t
+        terms["vtpm"].append((_at_least_0(hop["vtpm"] - spent), cert[3]))
+        # the physical TPM: each span's command, by the chip's op for it
+        rest = hop["ptpm"].copy()
+        spans = {}
+        for j in np.flatnonzero(spans_below[rows]).tolist():
+            spans[j] = list(self._span_terms(_spans(table.requests[rows[j]])))
+        for k in range(max(map(len, spans.values()), default=0)):
+            at = np.array([j for j, s in spans.items() if len(s) > k], dtype=np.intp)
+            code = np.array([spans[j][k][0] for j in at.tolist()], dtype=np.intp)
+            t = np.array([spans[j][k][1] for j in at.tolist()])
+            terms["ptpm"].append(_term(m, at, t, True, code))
+            if k % 2 == 1:                      # (drawn, grid) pairs: the span's whole
+                whole = np.array([spans[j][k][2] for j in at.tolist()])
+                rest[at] = rest[at] - whole
+        terms["ptpm"].append((_at_least_0(rest), np.full(m, _CODE["U"], np.intp)))
+        # each command's V, P, U: its terms in the order they are charged above; each
+        # hop's: command after command, each command's terms of it in order
+        parts = np.zeros((3, m))
+        for name in _CHARGED:
+            for t, code in terms[name]:
+                for c in range(3):
+                    parts[c] = parts[c] + np.where(code == c, t, 0.0)
+        self.hop_totals = {}
+        for name in hops.HOPS:
+            seconds = np.stack([t for t, _ in terms[name]], axis=1)     # a row per command
+            code = np.stack([c for _, c in terms[name]], axis=1)
+            self.hop_totals[name] = {c: _in_order(np.where(code == i, seconds, 0.0).ravel())
+                                     for i, c in enumerate(_CERTS)}
+        self._parts = parts
+
+    def _engine_op(self, cc):
+        """``(op, mean, code)`` of the op that times command ``cc`` in a vTPM engine."""
+        op = self._engine_cert.get(("op", cc))
+        if op is None:
+            name = self._vtpm_op(self.profile, cc)
+            mean = self.profile.op(name).mean() if self.profile.has(name) else 0.0
+            op = self._engine_cert[("op", cc)] = (name, mean, _CODE[_cert(self.profile, name)])
+        return op
+
+    def _runs(self, rows, engine):
+        """Each command's engine executions, slot by slot: ``(certainty codes, seconds,
+        positions in rows)`` of every command's first run, then of its second..."""
+        table = self._table
+        if not engine[0] or not rows.size:
+            return
+        keys, t, cc, d = engine
+        # the executions of each command's (backend, flow) -- a flow may come again after a
+        # reboot, so each execution is paired with every command of its key -- inside its
+        # take .. respond
+        ids = {}
+        # (a domid as a float is the same key: (3.0, flow) == (3, flow), same hash)
+        mine = np.fromiter(map(ids.setdefault, zip(table.back_dom[rows].tolist(),
+                                                   map(table.flow.__getitem__, rows.tolist())),
+                               count()), np.intp, rows.size)
+        theirs = np.fromiter(map(ids.get, keys, repeat(-1)), np.intp, len(keys))
+        order = np.argsort(mine, kind="stable")
+        lo = np.searchsorted(mine[order], theirs, side="left")
+        n = np.searchsorted(mine[order], theirs, side="right") - lo
+        n[theirs < 0] = 0
+        run = np.repeat(np.arange(len(keys)), n)
+        cmd = order[np.repeat(lo, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]
+        t = np.asarray(t, dtype=float)
+        inside = (table.take[rows[cmd]] <= t[run]) & (t[run] <= table.respond[rows[cmd]])
+        run, cmd = run[inside], cmd[inside]
+        pair = np.lexsort((run, cmd))             # by command, each one's runs in order
+        run, cmd = run[pair], cmd[pair]
+        slot = np.arange(cmd.size) - np.searchsorted(cmd, cmd, side="left")
+        ccs = list(map(cc.__getitem__, run.tolist()))
+        codes = {x: self._run_code(x) for x in set(ccs)}
+        code = np.fromiter(map(codes.__getitem__, ccs), np.intp, len(ccs))
+        d = np.asarray(d, dtype=float)[run]
+        for k in range(int(slot.max(initial=-1)) + 1):
+            here = slot == k
+            yield code[here], d[here], cmd[here]
+
+    def _run_code(self, cc):
+        code = self._engine_cert.get(cc)
+        if code is None:
+            code = self._engine_cert[cc] = _CODE[_cert(self.profile, self._vtpm_op(self.profile, cc))]
+        return code
+
+    def _span_terms(self, spans):
+        """``(code, seconds, span)`` of ``(dom, start, end)`` spans: per span the time the
+        chip drew, by its op's certainty, then the rest, by the polling grid's (``span``:
+        the span's whole time, on the second)."""
+        for dom, t0, t1 in spans:
             op, drawn = self._chip_run(dom, t0, t1)
             drawn = min(drawn, t1 - t0)
-            parts[_cert(self.profile, op)] += drawn
-            parts[self._grid] += (t1 - t0) - drawn
-        parts["U"] += max(0.0, time - parts["V"] - parts["P"] - parts["U"])
-        mix = self._mix.setdefault(req.back_dom, {"V": 0.0, "P": 0.0, "U": 0.0})
-        for c, t in parts.items():
-            mix[c] += t
-        acc = self._served.setdefault(req.back_dom, {}).setdefault(req.flow, [0.0, 0.0])
-        acc[0] += parts["U"]
-        acc[1] += time
+            yield _CODE[_cert(self.profile, op)], drawn, 0.0
+            yield _CODE[self._grid], (t1 - t0) - drawn, t1 - t0
+
+    @property
+    def commands(self) -> dict:
+        """``{(flow, frontend domid): {"V": s, "P": s, "U": s}}`` per completed top-level
+        command (a flow that comes again after a host reboot: its last command)."""
+        if self._commands is None:
+            table = self._table
+            parts = [dict(zip(_CERTS, x)) for x in self._parts.T.tolist()]
+            rows = self._top.tolist()
+            self._commands = dict(zip(zip((table.flow[i] for i in rows),
+                                          (table.front[i] for i in rows)), parts))
+        return self._commands
+
+    def _dom_commands(self):
+        """``{domid: [(submit, complete, parts)]}`` of the completed top-level commands."""
+        if self._by_dom is None:
+            table = self._table
+            self._by_dom = {}
+            parts = [dict(zip(_CERTS, x)) for x in self._parts.T.tolist()]
+            for i, p in zip(self._top.tolist(), parts):
+                req = table.requests[i]
+                # by domain, with times: a flow name may come again after a host reboot
+                self._by_dom.setdefault(req.front_dom, []).append(
+                    (table.submit[i].item(), table.complete[i].item(), p))
+        return self._by_dom
 
     def service_share(self, dom, flows) -> float | None:
         """The share from ``U`` figures of the service domain ``dom`` (the manager) gave the
         requests made on behalf of ``flows``; ``None`` when it served none of them or they
         took no time. A wait in its queue gets the same share: it is made of that service."""
+        if self._served is None:     # {backend domid: {flow: [U seconds, seconds]}}, once
+            self._served = {}
+            reqs = self._table.requests
+            for i, u, t in zip(self._served_rows.tolist(), self._served_u.tolist(),
+                               self._served_time.tolist()):
+                req = reqs[i]
+                acc = self._served.setdefault(req.back_dom, {}).setdefault(req.flow, [0.0, 0.0])
+                acc[0] += u
+                acc[1] += t
         served = self._served.get(dom, {})
         u = total = 0.0
         for flow in flows:
@@ -246,10 +441,11 @@ class Attribution:
         (:data:`READS`), streamed; ``None`` when the trace's level did not keep the
         command records.
 
-        ``requests``: :func:`simxen.analysis.hops.requests` of the same trace, if the
-        caller has them already (it keeps them: they are not released here); then only
-        the executions (:data:`EXECUTIONS`) are read, one or two records per command
-        instead of every record the requests were matched from."""
+        ``requests``: :func:`simxen.analysis.hops.requests` of the same trace (or their
+        :class:`~simxen.analysis.hops.RequestTable`), if the caller has them already (it
+        keeps them: they are not released here); then only the executions
+        (:data:`EXECUTIONS`) are read, one or two records per command instead of every
+        record the requests were matched from."""
         if not trace.keeps("tpm.front.complete"):
             return None
         # two reads, each of its own kinds (a spilled trace unpickles only those): the
@@ -258,64 +454,12 @@ class Attribution:
         if owned:
             matching = hops.Matching()
             matching.add_all(trace.iter_records(kinds=hops.READS))
-            requests = matching.requests()
-        attribution = cls(trace.iter_records(kinds=EXECUTIONS), profile, requests=requests, **kw)
+            requests = matching.table()
+        attribution = cls(list(trace.iter_records(kinds=EXECUTIONS)), profile,
+                          requests=requests, **kw)
         if owned:
-            hops.release(requests)      # no one else has them: freed as this returns
+            hops.release(requests.requests)     # no one else has them: freed as this returns
         return attribution
-
-    def _split(self, req, hop, cert):
-        """``{"V", "P", "U": seconds}`` of one command (see the module doc); each
-        hop's part is also added to :attr:`hop_totals`."""
-        by_hop = self.hop_totals
-        parts = {"V": 0.0, "P": 0.0, "U": 0.0}
-
-        def add(name, c, t):
-            parts[c] += t
-            by_hop[name][c] += t
-
-        add("front_to_back", cert["front_to_back"], hop["front_to_back"])
-        # the manager hop: ring crossings and its own work, and any wait in its queue behind
-        # other vTPMs' requests -- time made of its service, charged as that service is
-        queued = 0.0
-        for child in req.children:
-            if child.done:
-                wait = (child.take - child.submit) - self._crossing
-                mix = self._mix.get(child.back_dom)
-                total = sum(mix.values()) if mix else 0.0
-                if wait > 0 and total > 0:
-                    for c, t in mix.items():
-                        add("manager", c, wait * t / total)
-                    queued += wait
-        add("manager", cert["manager"], max(0.0, hop["manager"] - queued))
-        add("back_to_front", cert["back_to_front"], hop["back_to_front"])
-        # the vTPM hop: the engine's executions of this command, the rest the state save
-        runs = [(cc, d) for t, cc, d in self._engine.get((req.back_dom, req.flow), ())
-                if req.take <= t <= req.respond]
-        if runs:
-            engine = 0.0
-            known = self._engine_cert
-            for cc, d in runs:
-                c = known.get(cc)
-                if c is None:
-                    c = known[cc] = _cert(self.profile, self._vtpm_op(self.profile, cc))
-                add("vtpm", c, d)
-                engine += d
-        else:                                   # no execution kept: the op's mean
-            op = self._vtpm_op(self.profile, req.cc)
-            engine = min(hop["vtpm"], self.profile.op(op).mean() if self.profile.has(op) else 0.0)
-            add("vtpm", _cert(self.profile, op), engine)
-        add("vtpm", cert["save"], max(0.0, hop["vtpm"] - engine))
-        # the physical TPM: each span's command, by the chip's op for it
-        ptpm = hop["ptpm"]
-        for dom, t0, t1 in _spans(req):
-            op, drawn = self._chip_run(dom, t0, t1)
-            drawn = min(drawn, t1 - t0)
-            add("ptpm", _cert(self.profile, op), drawn)
-            add("ptpm", self._grid, (t1 - t0) - drawn)
-            ptpm -= t1 - t0
-        add("ptpm", "U", max(0.0, ptpm))        # nothing should be left; if it is, assumed
-        return parts
 
     def hop_shares(self) -> dict:
         """``{hop: share from U figures}`` of each hop (:data:`simxen.analysis.hops.HOPS`)
@@ -352,13 +496,18 @@ class Attribution:
         together; ``None`` when none of them is in the trace. A latency that also counts
         time queued behind other commands (a load generator's arrival to response) gets
         the same share: the queue is made of those commands' times."""
-        u = total = 0.0
-        for key in keys:
-            parts = self.commands.get(key)
-            if parts is not None:
-                u += parts["U"]
-                total += parts["V"] + parts["P"] + parts["U"]
-        return u / total if total > 0 else None
+        table = self._table
+        if self._row_of is None:     # (flow, domid) -> its column (the last, as commands)
+            rows = self._top.tolist()
+            self._row_of = dict(zip(zip((table.flow[i] for i in rows),
+                                        (table.front[i] for i in rows)), range(len(rows))))
+        at = np.fromiter(map(self._row_of.get, keys, repeat(-1)), np.intp)
+        at = at[at >= 0]
+        if not at.size:
+            return None
+        v, p, u = self._parts[:, at]
+        total = _in_order(v + p + u)
+        return _in_order(u) / total if total > 0 else None
 
     def window(self, start, end, doms, *, rest="net.link") -> float | None:
         """The share from ``U`` figures of the span ``start`` .. ``end`` that a workload
@@ -379,7 +528,7 @@ class Attribution:
             cu = ctotal = 0.0
             lo, hi = start - 1e-12, end + 1e-12
             for dom in doms:
-                commands = self._by_dom.get(dom, ())
+                commands = self._dom_commands().get(dom, ())
                 starts = self._starts(dom)
                 if starts is None:              # not in submit order: each one looked at
                     inside = (c for c in commands if lo <= c[0] and c[1] <= hi)
@@ -397,7 +546,7 @@ class Attribution:
     def commands_of(self, dom) -> list:
         """``[(submit, complete, {"V", "P", "U": seconds})]`` of domain ``dom``'s completed
         top-level commands, in the order they were submitted (emission order)."""
-        return list(self._by_dom.get(dom, ()))
+        return list(self._dom_commands().get(dom, ()))
 
     def _starts(self, dom):
         """The submit times of domain ``dom``'s commands, when they are in submit order
@@ -405,7 +554,7 @@ class Attribution:
         submitted -- so none submitted after a span's end is inside it -- else ``None``."""
         starts = self._submits.get(dom, False)
         if starts is False:
-            commands = self._by_dom.get(dom, ())
+            commands = self._dom_commands().get(dom, ())
             starts = [c[0] for c in commands]
             if any(a > b for a, b in zip(starts, starts[1:])) or \
                     any(c[1] < c[0] for c in commands):
@@ -414,22 +563,77 @@ class Attribution:
         return starts
 
 
-def _executions(records, engine, chip, go):
-    """Each of ``records``, passed on; on the way, the executions go into ``engine``
-    (``{(dom, flow): [(t, cc, duration)]}`` of the vTPM engines), ``chip`` (``(seq, t,
-    command, duration)`` of the physical TPM) and ``go`` (``{(dom, t): seq}`` of its GOs)."""
+def _keep_executions(records, out):
+    """Each of ``records``, passed on; on the way, those of the :data:`EXECUTIONS` kinds
+    go into the list ``out``."""
     for r in records:
-        kind = r.kind
-        if kind == "tpm.exec":
-            f = r.fields
-            if r.dom is None:
-                chip.append((r.seq, r.t, f.get("command"), f.get("duration", 0.0)))
-            else:
-                engine.setdefault((r.dom, f.get("flow")), []).append(
-                    (r.t, f.get("cc"), f.get("duration", 0.0)))
-        elif kind == "tis.go":
-            go[(r.dom, r.t)] = r.seq
+        if r.kind in EXECUTIONS:
+            out.append(r)
         yield r
+
+
+_KIND, _DOM = attrgetter("kind"), attrgetter("dom")
+
+
+def _executions(records):
+    """``(engine, chip, go)`` of the execution records ``records`` (in the order read):
+    ``engine`` the vTPM engines' as columns ``(keys, times, ccs, durations)``, a key
+    ``(dom, flow)``; ``chip`` the physical TPM's, ``(seq, t, command, duration)`` in
+    emission order; ``go`` ``{(dom, t): seq}`` of its GOs. Sorted out by C loops
+    (``compress``, ``map``): one or two records a command, none of them touched by
+    Python code but the chip's few."""
+    kinds = list(map(_KIND, records))
+    execs = list(compress(records, map("tpm.exec".__eq__, kinds)))
+    on_chip = list(map(is_, map(_DOM, execs), repeat(None)))
+    chip = sorted((r.seq, r.t, r.fields.get("command"), r.fields.get("duration", 0.0))
+                  for r in compress(execs, on_chip))
+    go = {(r.dom, r.t): r.seq for r in compress(records, map("tis.go".__eq__, kinds))}
+    engine = list(compress(execs, map(not_, on_chip)))
+    if not engine:
+        return ((), (), (), ()), chip, go
+    _, t, _, dom, fields = zip(*engine)
+    keys = list(zip(dom, map(dict.get, fields, repeat("flow"))))
+    return ((keys, t, list(map(dict.get, fields, repeat("cc"))),
+             list(map(dict.get, fields, repeat("duration"), repeat(0.0)))), chip, go)
+
+
+def _in_order(values) -> float:
+    """``0.0 + values[0] + values[1] + ...``, one at a time, in order (``numpy.cumsum``):
+    the float a ``+=`` loop gives, not numpy's pairwise sum."""
+    return np.concatenate(([0.0], values)).cumsum()[-1].item()
+
+
+def _at_least_0(x):
+    """``max(0.0, x)`` of each element (0.0 where ``x`` is not above it)."""
+    return np.where(x > 0.0, x, 0.0)
+
+
+def _term(m, at, seconds, charged, code):
+    """A term's two columns over ``m`` commands: ``seconds`` and certainty ``code`` at the
+    positions ``at`` where ``charged``, 0.0 and ``-1`` elsewhere."""
+    t, c = np.zeros(m), np.full(m, -1, np.intp)
+    charged = np.broadcast_to(charged, at.shape)
+    t[at[charged]] = np.broadcast_to(seconds, at.shape)[charged]
+    c[at[charged]] = np.broadcast_to(code, at.shape)[charged]
+    return t, c
+
+
+def _slots(parent, done, rows):
+    """The completed requests nested directly in the commands ``rows``, slot by slot:
+    ``(their rows, their commands' positions in rows)`` of each command's first one, then
+    of its second... (in the order :attr:`~simxen.analysis.hops.Request.children` holds
+    them: submit order)."""
+    pos = np.full(len(parent), -1, np.intp)
+    pos[rows] = np.arange(rows.size)
+    kids = np.flatnonzero(done & (parent >= 0))
+    at = pos[parent[kids]]
+    kids, at = kids[at >= 0], at[at >= 0]
+    order = np.argsort(at, kind="stable")
+    kids, at = kids[order], at[order]
+    slot = np.arange(at.size) - np.searchsorted(at, at, side="left")
+    for k in range(int(slot.max(initial=-1)) + 1):
+        here = slot == k
+        yield kids[here], at[here]
 
 
 def _spans(req):

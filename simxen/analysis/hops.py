@@ -64,8 +64,9 @@ have no take/respond pair and are left out.
 
 from __future__ import annotations
 
-import bisect
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 
 import numpy as np
@@ -76,7 +77,7 @@ from simxen.tpm.constants import COMMAND_NAMES, command_name, rc_name
 from simxen.xen.trace import Record
 
 __all__ = ["HOPS", "HOP_LABELS", "PTPM_SPANS", "READS", "MANAGER_ORDINALS", "MANAGER_RCS", "Request", "CommandHops", "load", "requests",
-           "Matching", "release", "command_hops", "hop_times", "aggregate", "format_line", "format_table", "percentiles"]
+           "Matching", "RequestTable", "release", "command_hops", "hop_times", "aggregate", "format_line", "format_table", "percentiles"]
 
 #: Hop names, in the order a command crosses them.
 HOPS = ("front_to_back", "vtpm", "manager", "ptpm", "back_to_front")
@@ -285,13 +286,16 @@ class Matching:
 
     def requests(self) -> list:
         """The requests of the records added, as :func:`requests` gives them."""
+        return self.table().requests
+
+    def table(self) -> "RequestTable":
+        """The requests of the records added, nested, and their :class:`RequestTable` (once:
+        what a reader that goes on in bulk -- a workload's end-of-run figures -- asks for)."""
         out, spans = self._out, self._spans
         out.sort(key=_FIRST)                    # submit order (already so in emission order)
         spans.sort(key=_FIRST)
-        reqs = [req for _, req in out]
-        _nest(reqs, [span[1:] for span in spans])
         self._out, self._spans = [], []
-        return reqs
+        return _nest([req for _, req in out], [span[1:] for span in spans])
 
 
 def release(reqs) -> None:
@@ -305,47 +309,175 @@ def release(reqs) -> None:
         req.parent = None
 
 
-def _nest(reqs, spans):
-    """Hang each request and span under the request its domain was serving then."""
-    serving = _ServiceIndex(reqs)
-    for req in reqs:
-        parent = serving.at(req.front_dom, req.submit, exclude=req)
-        if parent is not None:
-            parent.children.append(req)
-            req.parent = parent
-    for dom, t0, t1 in spans:
-        parent = serving.at(dom, t0)
-        if parent is not None:
-            parent.ptpm.append((t0, t1))
+def _nest(reqs, spans) -> "RequestTable":
+    """Hang each request and each ``(dom, start, end)`` span under the request its domain
+    was serving then (the module doc), all at once: the table of ``reqs`` (unlinked, in
+    submit order) finds every parent in bulk (:func:`_serving_at`), then the links are
+    made -- :attr:`Request.parent`, :attr:`Request.children`, :attr:`Request.ptpm` -- for
+    the readers that walk the requests."""
+    table = RequestTable(reqs, parent=np.full(len(reqs), -1, np.intp), spans=())
+    parent = _serving_at(table, table.front_dom, table.submit, exclude=np.arange(len(reqs)))
+    nested = np.flatnonzero(parent >= 0).tolist()
+    kids = list(map(reqs.__getitem__, nested))
+    parents = list(map(reqs.__getitem__, parent[nested].tolist()))
+    # (C loops: set each nested request's parent, append it to its parent's children)
+    deque(map(setattr, kids, repeat("parent"), parents), maxlen=0)
+    deque(map(list.append, map(_CHILDREN, parents), kids), maxlen=0)
+    table.parent = parent
+    if spans:
+        doms, t0, t1 = zip(*spans)
+        owner = _serving_at(table, _floats(doms), np.array(t0, dtype=float))
+        kept = []
+        for i, a, b in zip(owner.tolist(), t0, t1):
+            if i >= 0:
+                reqs[i].ptpm.append((a, b))
+                kept.append((i, a, b))
+        table.set_spans(kept)
+    return table
 
 
-class _ServiceIndex:
-    """Per backend domain, its requests sorted by take time (one served at a time)."""
+def _serving_at(table, doms, times, exclude=None):
+    """Per query ``i``: the row of the request that domain ``doms[i]`` was serving at
+    ``times[i]`` (``-1``: none), never row ``exclude[i]``.
 
-    def __init__(self, reqs):
-        self._by_dom = {}
-        for req in reqs:
-            if req.take is not None and req.respond is not None:
-                self._by_dom.setdefault(req.back_dom, []).append(req)
-        self._takes = {}
-        for dom, lst in self._by_dom.items():
-            lst.sort(key=lambda q: q.take)
-            self._takes[dom] = [q.take for q in lst]
+    A mini-os backend serves one request at a time, so among a backend's requests sorted
+    by take time, the one it was serving at ``t`` can only be the last taken at or before
+    ``t`` -- if it was not answered before ``t`` -- or, when that one is the query's own
+    request, the one taken before it. One binary search per query, in bulk, per backend."""
+    take, respond, back = table.take, table.respond, table.back_dom
+    out = np.full(len(times), -1, np.intp)
+    served = np.flatnonzero(~np.isnan(take) & ~np.isnan(respond))
+    backs = back[served]
+    for dom in np.unique(backs):
+        mine = served[backs == dom]
+        mine = mine[np.argsort(take[mine], kind="stable")]     # by take; ties in submit order
+        q = np.flatnonzero(doms == dom)
+        if not q.size:
+            continue
+        t = times[q]
+        i = np.searchsorted(take[mine], t, side="right") - 1
+        if exclude is not None:
+            i -= (i >= 0) & (mine[np.maximum(i, 0)] == exclude[q])
+        cand = mine[np.maximum(i, 0)]
+        ok = (i >= 0) & (t <= respond[cand])
+        out[q[ok]] = cand[ok]
+    return out
 
-    def at(self, dom, t, exclude=None):
-        """The request domain ``dom`` was serving at time ``t``, or None."""
-        takes = self._takes.get(dom)
-        if not takes:
-            return None
-        i = bisect.bisect_right(takes, t) - 1
-        while i >= 0:
-            cand = self._by_dom[dom][i]
-            if cand is not exclude and cand.contains(dom, t):
-                return cand
-            if cand.respond is not None and cand.respond < t and cand is not exclude:
-                return None
-            i -= 1
-        return None
+
+_CHILDREN = attrgetter("children")
+#: the columns :class:`RequestTable` reads from each :class:`Request`
+_COLUMNS = attrgetter("submit", "take", "respond", "complete", "front_dom", "back_dom",
+                      "cancelled", "flow", "cc", "parent", "ptpm")
+
+
+def _floats(values):
+    """A float column of ``values`` (times, or domids, exact as floats): NaN for ``None``."""
+    return np.array(values, dtype=float).reshape(-1)
+
+
+class RequestTable:
+    """Requests (:func:`requests`, in submit order) as columns: one numpy array per field,
+    one row per request, so that what is asked of all of them -- each command's hops
+    (:meth:`hops`), which are completed commands (:meth:`commands`) -- is a few array
+    operations over every row at once instead of a Python call per request.
+
+    ``submit``, ``take``, ``respond``, ``complete`` are float arrays in seconds, NaN where
+    the request never got that far; ``front_dom`` and ``back_dom`` are the domids as
+    floats (exact: a domid is a small integer), NaN for no backend; ``flow``, ``cc`` and
+    ``front`` (the frontend domids themselves) are lists; ``parent`` the row of the
+    request each one served (``-1``: top level). :attr:`requests` are the objects.
+
+    The sums over several children or spans are made in the order the
+    :class:`Request` methods make them (``numpy.add.at`` adds in index order, one at a
+    time), so every figure is the same float as theirs, to the last bit.
+    """
+
+    def __init__(self, reqs, *, parent=None, spans=None):
+        self.requests = reqs = list(reqs)
+        n = self.size = len(reqs)
+        (submit, take, respond, complete, front, back, cancelled, flow, cc, parents,
+         ptpm) = zip(*map(_COLUMNS, reqs)) if n else ((),) * 11
+        self.submit, self.take = _floats(submit), _floats(take)
+        self.respond, self.complete = _floats(respond), _floats(complete)
+        self.front, self.front_dom, self.back_dom = list(front), _floats(front), _floats(back)
+        self.flow, self.cc = list(flow), list(cc)
+        self.cancelled = np.array(cancelled, dtype=bool).reshape(-1)
+        if parent is None:          # from the objects' links: a parent's row by its identity
+            row = dict(zip(map(id, reqs), range(n)))
+            parent = np.fromiter(map(row.get, map(id, parents), repeat(-1)), np.intp, n)
+        self.parent = parent
+        if spans is None:
+            spans = [(i, a, b) for i, own in enumerate(ptpm) for a, b in own]
+        self.set_spans(spans)
+        self._hops = None
+
+    def set_spans(self, spans):
+        """The physical-TPM spans, ``(row, start, end)`` in the order each row holds them."""
+        owner, t0, t1 = zip(*spans) if spans else ((), (), ())
+        self.span_row = np.array(owner, dtype=np.intp)
+        self.span_time = _floats(t1) - _floats(t0)
+        self._hops = None
+
+    @property
+    def done(self):
+        """Which rows are :attr:`Request.done`: taken, answered and seen, not cancelled."""
+        return (~np.isnan(self.take) & ~np.isnan(self.respond) & ~np.isnan(self.complete)
+                & ~self.cancelled)
+
+    def commands(self):
+        """The rows of the completed top-level requests (what :func:`command_hops` splits)."""
+        return np.flatnonzero(self.done & (self.parent < 0))
+
+    def _up(self, own):
+        """``own`` of each row plus that of everything nested under it (added child by
+        child, each child's whole before the next: as :meth:`Request.ptpm_time` does)."""
+        depth = np.zeros(self.size, np.intp)
+        up = self.parent.copy()
+        while True:
+            nested = up >= 0
+            if not nested.any():
+                break
+            depth[nested] += 1
+            up[nested] = self.parent[up[nested]]
+        below = np.zeros(self.size, own.dtype)
+        for d in range(int(depth.max(initial=0)), 0, -1):
+            rows = np.flatnonzero(depth == d)
+            np.add.at(below, self.parent[rows], own[rows] + below[rows])
+        return own + below
+
+    def hops(self) -> dict:
+        """``{hop: array}``: each row's :data:`HOPS` as :func:`hop_times` splits it (read
+        it for the rows of :meth:`commands`), plus ``"manager_requests"`` (completed nested
+        requests) and ``"ptpm_commands"`` (physical-TPM commands under it), both counts."""
+        if self._hops is None:
+            n = self.size
+            own = np.zeros(n)           # its own spans' time (0 + each in turn, as sum())
+            np.add.at(own, self.span_row, self.span_time)
+            ptpm = self._up(own)        # Request.ptpm_time of every row
+            count = self._up(np.bincount(self.span_row, minlength=n))
+            kids = np.flatnonzero(self.done & (self.parent >= 0))
+            up = self.parent[kids]
+            nested, nested_ptpm = np.zeros(n), np.zeros(n)
+            np.add.at(nested, up, self.complete[kids] - self.submit[kids])
+            np.add.at(nested_ptpm, up, ptpm[kids])
+            self._hops = {
+                "front_to_back": self.take - self.submit,
+                "vtpm": (self.respond - self.take) - nested - own,
+                "manager": nested - nested_ptpm,
+                "ptpm": nested_ptpm + own,
+                "back_to_front": self.complete - self.respond,
+                "manager_requests": np.bincount(up, minlength=n),
+                "ptpm_commands": count,
+            }
+        return self._hops
+
+    def command_hops(self, row) -> "CommandHops":
+        """The :class:`CommandHops` of row ``row`` (one of :meth:`commands`)."""
+        h = self.hops()
+        req = self.requests[row]
+        return CommandHops(req.flow, req.front_dom, req.cc, req.rc, req.submit, req.complete,
+                           {hop: h[hop][row].item() for hop in HOPS},
+                           int(h["manager_requests"][row]), int(h["ptpm_commands"][row]))
 
 
 def command_hops(records, flows=None) -> list:
@@ -355,55 +487,47 @@ def command_hops(records, flows=None) -> list:
     ``simxen serve`` uses to find the command it just injected.
     """
     wanted = None if flows is None else set(flows)
-    out = []
-    for req in requests(records):
-        if req.parent is not None or not req.done:
-            continue
-        if wanted is not None and req.flow not in wanted:
-            continue
-        out.append(hops_of(req))
-    return out
+    matching = Matching()
+    matching.add_all(sorted(records, key=_SEQ))         # emission order is causal order
+    table = matching.table()
+    return [table.command_hops(row) for row in table.commands().tolist()
+            if wanted is None or table.flow[row] in wanted]
 
 
 def hops_of(req: Request) -> CommandHops:
-    """Split a completed top-level request's time into :data:`HOPS`."""
-    done = [c for c in req.children if c.done]
+    """Split a completed top-level request's time into :data:`HOPS` (by the
+    :class:`RequestTable` of the request and everything nested in it)."""
+    tree, parent = [], []
+    _subtree(req, -1, tree, parent)
+    h = RequestTable(tree, parent=np.array(parent, dtype=np.intp)).hops()
     times = req._times
     if times is None:
-        times = req._times = _hop_times(req, done)
+        times = req._times = {hop: h[hop][0].item() for hop in HOPS}
     return CommandHops(req.flow, req.front_dom, req.cc, req.rc, req.submit, req.complete,
-                       times, len(done), req.ptpm_count())
+                       times, int(h["manager_requests"][0]), int(h["ptpm_commands"][0]))
 
 
 def hop_times(req: Request) -> dict:
     """``{hop: seconds}`` of a completed top-level request (:attr:`CommandHops.hops`
     without the rest of :func:`hops_of`): the same dict each time it is asked (do not
     change it), split the first time."""
-    times = req._times
-    if times is None:
-        times = req._times = _hop_times(req, [c for c in req.children if c.done])
-    return times
+    return req._times if req._times is not None else hops_of(req).hops
 
 
-def _hop_times(req, done):
-    """:func:`hop_times` of ``req`` whose completed nested requests are ``done``."""
-    nested = nested_ptpm = 0
-    for c in done:              # (the sums in the order, and from the 0, sum() would use)
-        nested += c.complete - c.submit
-        nested_ptpm += c.ptpm_time()
-    own_ptpm = sum([b - a for a, b in req.ptpm])
-    return {
-        "front_to_back": req.take - req.submit,
-        "vtpm": (req.respond - req.take) - nested - own_ptpm,
-        "manager": nested - nested_ptpm,
-        "ptpm": nested_ptpm + own_ptpm,
-        "back_to_front": req.complete - req.respond,
-    }
+def _subtree(req, up, tree, parent):
+    """Append ``req`` and everything nested in it to ``tree``, each parent before its
+    children, in order, and the row of each one's parent to ``parent`` (read from
+    :attr:`Request.children`, which :func:`release` leaves)."""
+    row = len(tree)
+    tree.append(req)
+    parent.append(up)
+    for child in req.children:
+        _subtree(child, row, tree, parent)
 
 
 def percentiles(values) -> dict:
     """``count``, ``min``, ``p50``, ``p90``, ``p95``, ``p99``, ``max`` and ``mean`` of ``values``."""
-    a = np.asarray(list(values), dtype=float)
+    a = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
     if a.size == 0:
         return {"count": 0}
     p = np.percentile(a, [0, 50, 90, 95, 99, 100])

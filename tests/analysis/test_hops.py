@@ -305,3 +305,31 @@ def test_load_takes_what_a_trace_export_takes_and_names_the_first_bad_line(tmp_p
     records = hops.load(path)
     assert [(r.seq, r.t, r.kind, r.dom, r.fields) for r in records] == [
         (e["seq"], float(e["t"]), e["kind"], e["dom"], {}) for e in expected]
+
+
+def test_the_table_splits_every_request_as_the_request_methods_define_it():
+    """RequestTable's bulk split (numpy over every row) against the per-request
+    definitions: Request.ptpm_time/ptpm_count, the completed children, and the hops a
+    command's own sums give -- exactly equal floats, not approximately (a sum added in
+    another order would differ in the last bit)."""
+    records = run_rig().hv.trace.records()
+    reqs = hops.requests(records)
+    table = hops.RequestTable(reqs)
+    h = table.hops()
+    assert [reqs[i] for i in table.commands()] == [q for q in reqs if q.parent is None and q.done]
+    assert any(q.children for q in reqs) and any(q.ptpm for q in reqs)
+    for i, q in enumerate(reqs):
+        assert int(h["ptpm_commands"][i]) == q.ptpm_count()
+        if not q.done:
+            continue
+        done = [c for c in q.children if c.done]
+        nested = nested_ptpm = 0
+        for c in done:
+            nested += c.complete - c.submit
+            nested_ptpm += c.ptpm_time()
+        own = sum([b - a for a, b in q.ptpm])
+        assert h["vtpm"][i] == (q.respond - q.take) - nested - own
+        assert h["manager"][i] == nested - nested_ptpm
+        assert h["ptpm"][i] == nested_ptpm + own
+        assert h["front_to_back"][i] == q.take - q.submit
+        assert int(h["manager_requests"][i]) == len(done)

@@ -1,10 +1,9 @@
 """vtpm-stack's queue at the manager: its mean, deepest and waits, checked against the
 plain definition (every arrival +1, every take -1, in time order, a take first at a tie)."""
 
-from types import SimpleNamespace
-
 from hypothesis import given, settings, strategies as st
 
+from simxen.analysis.hops import Request, RequestTable
 from simxen.scenario.workloads.vtpm_stack import _manager_queue
 
 times = st.integers(0, 40).map(lambda n: n / 8)      # few distinct values: many ties
@@ -30,6 +29,6 @@ def by_events(reqs, manager, start, end):
                 max_size=30),
        times, times)
 def test_deepest_queue_is_the_event_walk(rows, start, end):
-    reqs = [SimpleNamespace(submit=s, take=None if d is None else d, back_dom=dom)
-            for s, d, dom in rows]
-    assert _manager_queue(reqs, 1, start, end) == by_events(reqs, 1, start, end)
+    reqs = [Request(i, 9, s, take=d, back_dom=dom) for i, (s, d, dom) in enumerate(rows)]
+    mean, deepest, waits = _manager_queue(RequestTable(reqs), 1, start, end)
+    assert (mean, deepest, waits.tolist()) == by_events(reqs, 1, start, end)

@@ -261,27 +261,22 @@ def metrics(params):
     return m
 
 
-def _manager_queue(requests, manager_dom, start, end):
-    """Waiting vTPM requests at the manager during ``[start, end]``: mean, max, waits (s)."""
-    waits, submits, takes = [], [], []
-    for r in requests:
-        if r.back_dom != manager_dom or r.take is None or r.submit < start or r.submit > end:
-            continue
-        waits.append(r.take - r.submit)
-        submits.append(r.submit)
-        takes.append(r.take)
+def _manager_queue(table, manager_dom, start, end):
+    """Waiting vTPM requests at the manager during ``[start, end]``: mean, max, waits (s),
+    from the requests' :class:`~simxen.analysis.hops.RequestTable` (all rows at once)."""
+    import numpy as np
+    mine = ((table.back_dom == manager_dom) & ~np.isnan(table.take)
+            & (table.submit >= start) & (table.submit <= end))
+    submits, takes = table.submit[mine], table.take[mine]
+    waits = takes - submits
     # the queue is deepest just after an arrival: arrivals so far less the requests taken
     # by then (a take at the very time of an arrival leaves first)
     submits.sort()
     takes.sort()
-    deepest = taken = 0
-    for arrived, t in enumerate(submits, 1):
-        while taken < len(takes) and takes[taken] <= t:
-            taken += 1
-        if arrived - taken > deepest:
-            deepest = arrived - taken
+    waiting = np.arange(1, submits.size + 1) - np.searchsorted(takes, submits, side="right")
+    deepest = max(0, int(waiting.max(initial=0)))
     span = end - start
-    return (sum(waits) / span if span > 0 else 0.0), deepest, waits
+    return (sum(waits.tolist()) / span if span > 0 else 0.0), deepest, waits
 
 
 def host_spec(sim, params):
@@ -434,23 +429,36 @@ def _stats(values_s):
     return {k: v if k == "count" else v * 1e3 for k, v in percentiles(values_s).items()}
 
 
-def _unverified(hv, host, reqs, by_name):
+def _unverified(hv, host, table, by_name, keys):
     """``({command: share of its latency resting on U figures}, {hop: share of that hop,
     every command together})`` (simxen.scenario.estimates), each command's hops charged
-    under its own guest's kernel era; ``reqs`` are the trace's requests
-    (:func:`simxen.analysis.hops.requests`)."""
+    under its own guest's kernel era; ``table`` is the trace's requests
+    (:class:`simxen.analysis.hops.RequestTable`), ``by_name`` each command's positions in
+    ``keys``, the ``(flow, domid)`` of the commands measured."""
     from simxen.scenario import estimates
-    attr = estimates.attribution(hv, host, requests=reqs)
+    attr = estimates.attribution(hv, host, requests=table)
     if attr is None:
         return {}, {}
-    by_command = {name: attr.share([(c.flow, c.dom) for c in cs]) or 0.0
-                  for name, cs in by_name.items()}
+    by_command = {name: attr.share(list(map(keys.__getitem__, at.tolist()))) or 0.0
+                  for name, at in by_name.items()}
     by_hop = {hop: share for hop, share in attr.hop_shares().items() if share is not None}
     return by_command, by_hop
 
 
+def _positions(keys) -> dict:
+    """``{key: positions of it in keys}`` (numpy arrays), keys in order of first appearance."""
+    import numpy as np
+    column = np.empty(len(keys), dtype=object)
+    column[:] = keys
+    return {key: np.flatnonzero(column == key) for key in dict.fromkeys(keys)}
+
+
 def run(sim, params):
     """SimPy process: build the host, run every guest's loop, gather results."""
+    from itertools import compress
+
+    import numpy as np
+
     from simxen.analysis import hops
     from simxen.domains.stack import build_host
     from simxen.scenario.runner import END_OF_RUN_GC, fewer_collections
@@ -470,27 +478,33 @@ def run(sim, params):
     flows = {flow: name for name, flow, ok, _ in log}
     owner = {flow: g for _, flow, _, g in log}
     with fewer_collections(END_OF_RUN_GC):     # all it builds stays alive till it ends
-        # once: the commands' hops, the manager's queue and the certainty split. Only the
-        # kinds the matching reads (8 of the 13 records a command keeps), streamed in the
-        # trace's order (hops.Matching takes it as it is: no list of them, no sort); the
-        # certainty split then reads the executions alone (1 a command)
+        # once: the commands' hops, the manager's queue and the certainty split, each over
+        # every request at once (hops.RequestTable). Only the kinds the matching reads (8 of
+        # the 13 records a command keeps), streamed in the trace's order (hops.Matching
+        # takes it as it is: no list of them, no sort); the certainty split then reads the
+        # executions alone (1 a command)
         matching = hops.Matching()
         matching.add_all(hv.trace.iter_records(kinds=hops.READS))
-        reqs = matching.requests()
-        commands = [hops.hops_of(r) for r in reqs
-                    if r.parent is None and r.done and r.flow in flows]
-        by_name, by_guest = {}, {g.name: [] for g in guests}
-        for c in commands:
-            by_name.setdefault(flows[c.flow], []).append(c)
-            by_guest[owner[c.flow]].append(c)
+        table = matching.table()
+        rows = table.commands()
+        flow = list(map(table.flow.__getitem__, rows.tolist()))
+        logged = np.fromiter(map(flows.__contains__, flow), bool, len(flow))
+        rows, flow = rows[logged], list(compress(flow, logged))
+        split = table.hops()
+        hop = {name: split[name][rows] for name in hops.HOPS}
+        total = table.complete[rows] - table.submit[rows]
+        by_name = _positions(list(map(flows.__getitem__, flow)))
+        theirs = _positions(list(map(owner.__getitem__, flow)))
+        by_guest = {g.name: theirs.get(g.name, rows[:0]) for g in guests}
         done = {g.name: 0 for g in guests}
         for _, _, ok, g in log:
             done[g] += ok
         completed = sum(done.values())          # (every logged command is one guest's)
-        queue_mean, queue_max, waits = _manager_queue(reqs, host.vtpmmgr.domid, start, end)
-        unverified, unverified_by_hop = _unverified(hv, host, reqs, by_name)
-        hops.release(reqs)              # freed now: the collection after the pass skips them
-        del reqs
+        queue_mean, queue_max, waits = _manager_queue(table, host.vtpmmgr.domid, start, end)
+        keys = list(zip(flow, map(table.front.__getitem__, rows.tolist())))
+        unverified, unverified_by_hop = _unverified(hv, host, table, by_name, keys)
+        hops.release(table.requests)    # freed now: the collection after the pass skips them
+        del table
     result = {
         "host": host,
         "guests": [g.name for g in guests],
@@ -501,11 +515,10 @@ def run(sim, params):
         "saves": sum(k.saves for k in host.kernels("vtpm")),
         "manager_requests": hv.trace.count("vtpmmgr.request"),
         "ptpm_commands": host.ptpm.commands,
-        "latency_ms": {name: _stats([c.total for c in cs]) for name, cs in by_name.items()},
-        "hops_ms": {**{hop: _stats([c.hops[hop] for c in commands]) for hop in hops.HOPS},
-                    "total": _stats([c.total for c in commands])},
-        "hops_by_command_ms": {name: {hop: _stats([c.hops[hop] for c in cs]) for hop in hops.HOPS}
-                               for name, cs in by_name.items()},
+        "latency_ms": {name: _stats(total[at]) for name, at in by_name.items()},
+        "hops_ms": {**{name: _stats(hop[name]) for name in hops.HOPS}, "total": _stats(total)},
+        "hops_by_command_ms": {name: {h: _stats(hop[h][at]) for h in hops.HOPS}
+                               for name, at in by_name.items()},
         "unverified_share": unverified,
         "unverified_share_by_hop": unverified_by_hop,
         "dom0_tis_error": dom0_tis,
@@ -515,8 +528,8 @@ def run(sim, params):
         "throughput_per_s": completed / span if span > 0 else 0.0,
         "guest": {g: {"commands_completed": done[g],
                       "throughput_per_s": done[g] / span if span > 0 else 0.0,
-                      "latency_ms": _stats([c.total for c in cs])}
-                  for g, cs in by_guest.items()},
+                      "latency_ms": _stats(total[at])}
+                  for g, at in by_guest.items()},
         "manager": {"queue_mean": queue_mean, "queue_max": queue_max, "wait_ms": _stats(waits)},
     }
     return result
