@@ -194,29 +194,30 @@ class Attribution:
             matching.add_all(_keep_executions(records, executions))
             table = matching.table()
         else:
+            records = records if isinstance(records, list) else list(records)
             executions = list(compress(records, map(EXECUTIONS.__contains__,
-                                                    map(_KIND, records)))) \
-                if isinstance(records, list) else list(_keep_executions(records, []))
+                                                    map(_KIND, records))))
             table = requests if isinstance(requests, hops.RequestTable) \
                 else hops.RequestTable(requests)
         engine, self._chip, self._go = _executions(executions)
         self._chip_seqs = [c[0] for c in self._chip]
         self._grid = self._grid_certainty()
-        self._engine_cert = {}   # cc -> (code, mean) of the op that times it in a vTPM engine
+        self._engine_cert = {}   # cc -> certainty code of the op that times it in a vTPM engine
+        self._engine_ops = {}    # cc -> (op, mean, certainty code) of that op
         self._crossing = sum(profile.op(op).mean() for op in ("evtchn.notify", "evtchn.upcall")
                              if profile.has(op))
         self._table = table
         done = table.done
         nested = np.flatnonzero(done & (table.parent >= 0))
-        spans_below = table._up(np.bincount(table.span_row, minlength=table.size))
+        spans_below = table.with_nested(np.bincount(table.span_row, minlength=table.size))
         self._serve(nested, spans_below)
         top = np.flatnonzero(done & (table.parent < 0))
         self._top = top
         self._split(top, engine, spans_below, waits or {}, default_wait)
         self._commands = self._by_dom = self._row_of = None
         self._submits = {}       # domid -> submit times of _by_dom[domid] (see _starts)
-        if owned:
-            hops.release(table.requests)    # no one else has them: freed as this returns
+        if owned:       # no one else has them: no cycles left, freed with this attribution
+            hops.release(table.requests)
 
     def _serve(self, rows, spans_below):
         """Charge each nested request's service (take to respond in its backend, the vTPM
@@ -329,11 +330,11 @@ class Attribution:
 
     def _engine_op(self, cc):
         """``(op, mean, code)`` of the op that times command ``cc`` in a vTPM engine."""
-        op = self._engine_cert.get(("op", cc))
+        op = self._engine_ops.get(cc)
         if op is None:
             name = self._vtpm_op(self.profile, cc)
             mean = self.profile.op(name).mean() if self.profile.has(name) else 0.0
-            op = self._engine_cert[("op", cc)] = (name, mean, _CODE[_cert(self.profile, name)])
+            op = self._engine_ops[cc] = (name, mean, _CODE[_cert(self.profile, name)])
         return op
 
     def _runs(self, rows, engine):
@@ -396,8 +397,8 @@ class Attribution:
             table = self._table
             parts = [dict(zip(_CERTS, x)) for x in self._parts.T.tolist()]
             rows = self._top.tolist()
-            self._commands = dict(zip(zip((table.flow[i] for i in rows),
-                                          (table.front[i] for i in rows)), parts))
+            self._commands = dict(zip(zip(map(table.flow.__getitem__, rows),
+                                          map(table.front.__getitem__, rows)), parts))
         return self._commands
 
     def _dom_commands(self):
@@ -499,8 +500,8 @@ class Attribution:
         table = self._table
         if self._row_of is None:     # (flow, domid) -> its column (the last, as commands)
             rows = self._top.tolist()
-            self._row_of = dict(zip(zip((table.flow[i] for i in rows),
-                                        (table.front[i] for i in rows)), range(len(rows))))
+            self._row_of = dict(zip(zip(map(table.flow.__getitem__, rows),
+                                        map(table.front.__getitem__, rows)), range(len(rows))))
         at = np.fromiter(map(self._row_of.get, keys, repeat(-1)), np.intp)
         at = at[at >= 0]
         if not at.size:
@@ -581,12 +582,15 @@ def _executions(records):
     ``(dom, flow)``; ``chip`` the physical TPM's, ``(seq, t, command, duration)`` in
     emission order; ``go`` ``{(dom, t): seq}`` of its GOs. Sorted out by C loops
     (``compress``, ``map``): one or two records a command, none of them touched by
-    Python code but the chip's few."""
+    Python code but the GOs."""
     kinds = list(map(_KIND, records))
     execs = list(compress(records, map("tpm.exec".__eq__, kinds)))
     on_chip = list(map(is_, map(_DOM, execs), repeat(None)))
-    chip = sorted((r.seq, r.t, r.fields.get("command"), r.fields.get("duration", 0.0))
-                  for r in compress(execs, on_chip))
+    chip = list(compress(execs, on_chip))
+    if chip:
+        seq, t, _, _, fields = zip(*chip)
+        chip = sorted(zip(seq, t, map(dict.get, fields, repeat("command")),
+                          map(dict.get, fields, repeat("duration"), repeat(0.0))))
     go = {(r.dom, r.t): r.seq for r in compress(records, map("tis.go".__eq__, kinds))}
     engine = list(compress(execs, map(not_, on_chip)))
     if not engine:

@@ -333,3 +333,15 @@ def test_the_table_splits_every_request_as_the_request_methods_define_it():
         assert h["ptpm"][i] == nested_ptpm + own
         assert h["front_to_back"][i] == q.take - q.submit
         assert int(h["manager_requests"][i]) == len(done)
+
+
+def test_a_flow_named_twice_is_tied_in_order():
+    """A flow that comes again (a host reboot): each complete answers the submit just
+    before it -- the bulk look-up could not tell them apart, the replay in order can."""
+    recs = [Record(0, 0.0, "tpm.front.submit", 1, {"flow": "f", "cc": 1}),
+            Record(1, 1.0, "tpm.front.complete", 1, {"flow": "f", "rc": 0, "latency": 0.5}),
+            Record(2, 2.0, "tpm.front.submit", 1, {"flow": "f", "cc": 2}),
+            Record(3, 4.0, "tpm.front.complete", 1, {"flow": "f", "rc": 7, "latency": 1.0})]
+    first, second = hops.requests(recs)
+    assert (first.cc, first.submit, first.complete, first.rc) == (1, 0.5, 1.0, 0)
+    assert (second.cc, second.submit, second.complete, second.rc) == (2, 3.0, 4.0, 7)

@@ -455,6 +455,7 @@ def _positions(keys) -> dict:
 
 def run(sim, params):
     """SimPy process: build the host, run every guest's loop, gather results."""
+    from collections import Counter
     from itertools import compress
 
     import numpy as np
@@ -475,8 +476,10 @@ def run(sim, params):
     yield hv.env.all_of(procs)
     end = hv.env.now
     span = end - start
-    flows = {flow: name for name, flow, ok, _ in log}
-    owner = {flow: g for _, flow, _, g in log}
+    # (name, flow, ok, guest) of each command: by flow, its name and its guest (C loops)
+    names, flow_ids, oks, owners = zip(*log) if log else ((),) * 4
+    flows = dict(zip(flow_ids, names))
+    owner = dict(zip(flow_ids, owners))
     with fewer_collections(END_OF_RUN_GC):     # all it builds stays alive till it ends
         # once: the commands' hops, the manager's queue and the certainty split, each over
         # every request at once (hops.RequestTable). Only the kinds the matching reads (8 of
@@ -497,8 +500,7 @@ def run(sim, params):
         theirs = _positions(list(map(owner.__getitem__, flow)))
         by_guest = {g.name: theirs.get(g.name, rows[:0]) for g in guests}
         done = {g.name: 0 for g in guests}
-        for _, _, ok, g in log:
-            done[g] += ok
+        done.update(Counter(compress(owners, oks)))     # each guest's commands that succeeded
         completed = sum(done.values())          # (every logged command is one guest's)
         queue_mean, queue_max, waits = _manager_queue(table, host.vtpmmgr.domid, start, end)
         keys = list(zip(flow, map(table.front.__getitem__, rows.tolist())))
