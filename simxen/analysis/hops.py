@@ -230,9 +230,16 @@ class Matching:
     it answers, and one domain's clock never runs back), and what the steps
     are put together into is ordered by ``seq`` at the end. Only the
     requests are kept, not the records.
+
+    ``keep``: kinds of record besides those it reads (:data:`READS`) that the caller
+    wants too -- :attr:`kept` collects them, in the order they came: a reader that needs
+    a few more records (the certainty split's executions) reads the trace once.
     """
 
-    def __init__(self):
+    def __init__(self, keep=frozenset()):
+        self._keep = frozenset(keep)
+        #: the records of the ``keep`` kinds, in the order they were added
+        self.kept = []
         self._open_front = {}      # (flow, front dom) -> Request awaiting complete
         self._awaiting_take = {}   # (flow, front dom) -> Request
         self._serving = {}         # (flow, front dom, back dom) -> Request awaiting respond
@@ -251,8 +258,9 @@ class Matching:
         each record is unpacked once into its five items rather than read item by item)."""
         open_front, awaiting_take, serving = self._open_front, self._awaiting_take, self._serving
         spans_open, spans, out = self._spans_open, self._spans, self._out
-        starts, ends = self._starts, self._ends
-        for seq, t, kind, dom, f in records:
+        starts, ends, keep, kept = self._starts, self._ends, self._keep, self.kept
+        for r in records:
+            seq, t, kind, dom, f = r
             if kind in _KINDS:
                 flow = f.get("flow")
                 if kind == _SUBMIT:
@@ -277,12 +285,15 @@ class Matching:
                         if isinstance(latency, (int, float)):
                             req.submit = t - latency        # from before the command was copied in
                         req.cancelled = bool(f.get("cancelled"))
-            elif kind in starts:
-                spans_open[(dom, starts[kind])] = t
-            elif kind in ends:
-                t0 = spans_open.pop((dom, ends[kind]), None)
-                if t0 is not None:
-                    spans.append((seq, dom, t0, t))
+            else:
+                if kind in keep:
+                    kept.append(r)
+                if kind in starts:
+                    spans_open[(dom, starts[kind])] = t
+                elif kind in ends:
+                    t0 = spans_open.pop((dom, ends[kind]), None)
+                    if t0 is not None:
+                        spans.append((seq, dom, t0, t))
 
     def requests(self) -> list:
         """The requests of the records added, as :func:`requests` gives them."""

@@ -345,3 +345,17 @@ def test_a_flow_named_twice_is_tied_in_order():
     first, second = hops.requests(recs)
     assert (first.cc, first.submit, first.complete, first.rc) == (1, 0.5, 1.0, 0)
     assert (second.cc, second.submit, second.complete, second.rc) == (2, 3.0, 4.0, 7)
+
+
+def test_the_matching_keeps_the_kinds_asked_for_in_the_order_read():
+    """Matching(keep=...) hands back the records of those kinds as they came (the
+    certainty split's executions, read in the same pass as the requests)."""
+    records = run_rig().hv.trace.records()
+    wanted = {"tpm.exec", "tis.go"}
+    matching = hops.Matching(keep=wanted)
+    matching.add_all(records)
+    assert matching.kept == [r for r in records if r.kind in wanted]
+    assert matching.kept                        # (the rig's manager drives the chip)
+    assert hops.Matching().kept == []
+    assert [(q.flow, q.take) for q in matching.requests()] == \
+        [(q.flow, q.take) for q in hops.requests(records)]

@@ -429,14 +429,15 @@ def _stats(values_s):
     return {k: v if k == "count" else v * 1e3 for k, v in percentiles(values_s).items()}
 
 
-def _unverified(hv, host, table, by_name, keys):
+def _unverified(hv, host, table, executions, by_name, keys):
     """``({command: share of its latency resting on U figures}, {hop: share of that hop,
     every command together})`` (simxen.scenario.estimates), each command's hops charged
     under its own guest's kernel era; ``table`` is the trace's requests
-    (:class:`simxen.analysis.hops.RequestTable`), ``by_name`` each command's positions in
-    ``keys``, the ``(flow, domid)`` of the commands measured."""
+    (:class:`simxen.analysis.hops.RequestTable`) and ``executions`` its execution records,
+    ``by_name`` each command's positions in ``keys``, the ``(flow, domid)`` of the
+    commands measured."""
     from simxen.scenario import estimates
-    attr = estimates.attribution(hv, host, requests=table)
+    attr = estimates.attribution(hv, host, records=executions, requests=table)
     if attr is None:
         return {}, {}
     by_command = {name: attr.share(list(map(keys.__getitem__, at.tolist()))) or 0.0
@@ -460,7 +461,7 @@ def run(sim, params):
 
     import numpy as np
 
-    from simxen.analysis import hops
+    from simxen.analysis import certainty, hops
     from simxen.domains.stack import build_host
     from simxen.scenario.runner import END_OF_RUN_GC, fewer_collections
     hv = sim.hv
@@ -482,12 +483,12 @@ def run(sim, params):
     owner = dict(zip(flow_ids, owners))
     with fewer_collections(END_OF_RUN_GC):     # all it builds stays alive till it ends
         # once: the commands' hops, the manager's queue and the certainty split, each over
-        # every request at once (hops.RequestTable). Only the kinds the matching reads (8 of
-        # the 13 records a command keeps), streamed in the trace's order (hops.Matching
-        # takes it as it is: no list of them, no sort); the certainty split then reads the
-        # executions alone (1 a command)
-        matching = hops.Matching()
-        matching.add_all(hv.trace.iter_records(kinds=hops.READS))
+        # every request at once (hops.RequestTable). One read of the trace, of the kinds
+        # they read (9 of the 13 records a command keeps), streamed in the trace's order
+        # (hops.Matching takes it as it is: no list of them, no sort); the matching keeps
+        # the executions (1 a command) for the certainty split
+        matching = hops.Matching(keep=certainty.EXECUTIONS)
+        matching.add_all(hv.trace.iter_records(kinds=certainty.READS))
         table = matching.table()
         rows = table.commands()
         flow = list(map(table.flow.__getitem__, rows.tolist()))
@@ -504,7 +505,8 @@ def run(sim, params):
         completed = sum(done.values())          # (every logged command is one guest's)
         queue_mean, queue_max, waits = _manager_queue(table, host.vtpmmgr.domid, start, end)
         keys = list(zip(flow, map(table.front.__getitem__, rows.tolist())))
-        unverified, unverified_by_hop = _unverified(hv, host, table, by_name, keys)
+        unverified, unverified_by_hop = _unverified(hv, host, table, matching.kept, by_name,
+                                                    keys)
         hops.release(table.requests)    # freed now: the collection after the pass skips them
         del table
     result = {
