@@ -330,7 +330,10 @@ def script_for(block, index, ports, tmp, records):
         port = re.search(r"--port (\d+)", text).group(1)
         host = re.search(r"--host \[?([^\s\]]+)", text)        # bash's /dev/tcp takes ::1 too
         host = host.group(1) if host else "127.0.0.1"
-        wait = (f"for i in $(seq 600); do (echo > /dev/tcp/{host}/{port}) 2>/dev/null && "
+        # (up to five minutes: a server boots its host before it listens, and on a loaded
+        # machine that took more than the minute this once allowed; a server that listens
+        # or dies ends the wait at once)
+        wait = (f"for i in $(seq 3000); do (echo > /dev/tcp/{host}/{port}) 2>/dev/null && "
                 "break; kill -0 $! 2>/dev/null || break; sleep 0.1; done")
         if text.split("#")[0].rstrip().endswith("&"):
             return [text, status, wait]
