@@ -187,12 +187,12 @@ class Attribution:
         # one pass over the records (a trace's are streamed, never all in memory at once):
         # the requests are matched as they go by, unless the caller has them already; the
         # executions (one or two records a command) are kept and read in bulk
-        executions = []
         owned = requests is None
         if owned:
-            matching = hops.Matching()
-            matching.add_all(_keep_executions(records, executions))
+            matching = hops.Matching(keep=EXECUTIONS)
+            matching.add_all(records)
             table = matching.table()
+            executions = matching.kept
         else:
             records = records if isinstance(records, list) else list(records)
             executions = list(compress(records, map(EXECUTIONS.__contains__,
@@ -562,15 +562,6 @@ class Attribution:
                 starts = None
             self._submits[dom] = starts
         return starts
-
-
-def _keep_executions(records, out):
-    """Each of ``records``, passed on; on the way, those of the :data:`EXECUTIONS` kinds
-    go into the list ``out``."""
-    for r in records:
-        if r.kind in EXECUTIONS:
-            out.append(r)
-        yield r
 
 
 _KIND, _DOM = attrgetter("kind"), attrgetter("dom")
