@@ -214,8 +214,7 @@ class Profile:
         self.chip_description = chip_description
         self._ops = dict(ops)
         self._switches = dict(switches)
-        # id(stream) -> the first sampler that draws from it (which keeps the stream alive,
-        # so the id is not reused): see sampler()
+        # stream -> the first sampler that draws from it: see sampler()
         self._first_sampler = {}
 
     # -- loading -----------------------------------------------------------
@@ -395,7 +394,7 @@ class Profile:
         spec = self.op(op)
         sampler = Sampler(spec, rng)
         if spec.dist != "fixed":
-            first = self._first_sampler.setdefault(id(rng), sampler)
+            first = self._first_sampler.setdefault(rng, sampler)
             if first is not sampler:
                 first.share()
                 sampler.share()
