@@ -235,10 +235,8 @@ class Attribution:
         v, p, u = parts
         u = u + _at_least_0(time - v - p - u)
         self._mix = {}
-        backs = table.back_dom[rows]
-        for dom in dict.fromkeys(backs.tolist()):
-            mine = backs == dom
-            key = table.requests[rows[np.argmax(mine)]].back_dom      # the domid itself
+        for _, mine in hops.groups(table.back_dom[rows]):
+            key = table.requests[rows[mine[0]]].back_dom      # the domid itself
             self._mix[key] = {c: _in_order(x[mine]) for c, x in zip(_CERTS, (v, p, u))}
         self._served_rows, self._served_u, self._served_time = rows, u, time
         self._served = None
@@ -250,15 +248,18 @@ class Attribution:
         m = rows.size
         h = table.hops()
         hop = {name: h[name][rows] for name in hops.HOPS}
-        # each hop's certainty as the command's frontend waits (a few distinct frontends;
-        # a domid as a float finds its int key: 3.0 == 3, same hash)
-        fronts = table.front_dom[rows]
+        # each hop's certainty as the command's frontend waits (a domid as a float finds
+        # its int key: 3.0 == 3, same hash); a fleet's thousands of frontends wait in a
+        # few ways, each way's certainties found once
         cert = np.zeros((4, m), np.intp)          # front->back, manager, back->front, save
-        for dom in np.unique(fronts).tolist():
+        ways = {}
+        for dom, mine in hops.groups(table.front_dom[rows]):
             key = waits.get(dom, default_wait)
-            c = hop_certainty(profile, polls=key[1], era=key[0])
-            cert[:, fronts == dom] = [[_CODE[c[name]]] for name in
-                                      ("front_to_back", "manager", "back_to_front", "save")]
+            if key not in ways:
+                c = hop_certainty(profile, polls=key[1], era=key[0])
+                ways[key] = [[_CODE[c[name]]] for name in
+                             ("front_to_back", "manager", "back_to_front", "save")]
+            cert[:, mine] = ways[key]
         terms = {name: [] for name in hops.HOPS}      # hop -> [(seconds, code)] in order
         terms["front_to_back"].append((hop["front_to_back"], cert[0]))
         # the manager hop: ring crossings and its own work, and any wait in its queue behind
@@ -267,9 +268,10 @@ class Attribution:
         for kids, at in _slots(table.parent, table.done, rows):
             wait = (table.take[kids] - table.submit[kids]) - self._crossing
             mix = np.zeros((4, kids.size))        # its backend's V, P, U and their sum
-            backs = table.back_dom[kids]
-            for dom, x in self._mix.items():
-                mix[:, backs == dom] = [[x["V"]], [x["P"]], [x["U"]], [sum(x.values())]]
+            for dom, mine in hops.groups(table.back_dom[kids]):
+                x = self._mix.get(dom)          # (a domid as a float finds its int key)
+                if x is not None:
+                    mix[:, mine] = [[x["V"]], [x["P"]], [x["U"]], [sum(x.values())]]
             charged = (wait > 0) & (mix[3] > 0)
             with np.errstate(divide="ignore", invalid="ignore"):    # (not charged: unread)
                 for i, c in enumerate(_CERTS):

@@ -357,13 +357,13 @@ def _serving_at(table, doms, times, exclude=None):
     take, respond, back = table.take, table.respond, table.back_dom
     out = np.full(len(times), -1, np.intp)
     served = np.flatnonzero(~np.isnan(take) & ~np.isnan(respond))
-    backs = back[served]
-    for dom in np.unique(backs):
-        mine = served[backs == dom]
-        mine = mine[np.argsort(take[mine], kind="stable")]     # by take; ties in submit order
-        q = np.flatnonzero(doms == dom)
-        if not q.size:
+    asked = dict(groups(doms))
+    for dom, mine in groups(back[served]):
+        q = asked.get(dom)
+        if q is None:
             continue
+        mine = served[mine]
+        mine = mine[np.argsort(take[mine], kind="stable")]     # by take; ties in submit order
         t = times[q]
         i = np.searchsorted(take[mine], t, side="right") - 1
         if exclude is not None:
@@ -372,6 +372,19 @@ def _serving_at(table, doms, times, exclude=None):
         ok = (i >= 0) & (t <= respond[cand])
         out[q[ok]] = cand[ok]
     return out
+
+
+def groups(column):
+    """``(value, positions)`` for each distinct value of the numpy array ``column``, in
+    increasing order of value, the positions (an index array) increasing: what ``for v in
+    numpy.unique(column): numpy.flatnonzero(column == v)`` gives, made with one sort
+    rather than a pass over the whole column per value -- a fleet's columns have a
+    million rows and ten thousand domains. (A NaN is a group of its own.)"""
+    order = np.argsort(column, kind="stable")
+    values = column[order]
+    cuts = np.flatnonzero(values[1:] != values[:-1]) + 1
+    firsts = np.concatenate(([0], cuts)) if values.size else cuts
+    return zip(values[firsts].tolist(), np.split(order, cuts))
 
 
 _CHILDREN = attrgetter("children")

@@ -359,3 +359,17 @@ def test_the_matching_keeps_the_kinds_asked_for_in_the_order_read():
     assert hops.Matching().kept == []
     assert [(q.flow, q.take) for q in matching.requests()] == \
         [(q.flow, q.take) for q in hops.requests(records)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-3, 40).map(float), st.just(float("nan"))),
+                max_size=60))
+def test_groups_are_what_a_comparison_per_distinct_value_finds(values):
+    import numpy as np
+    column = np.array(values, dtype=float)
+    got = [(v, rows.tolist()) for v, rows in hops.groups(column)]
+    finite = [(v, np.flatnonzero(column == v).tolist())
+              for v in np.unique(column[~np.isnan(column)]).tolist()]
+    assert [g for g in got if g[0] == g[0]] == finite          # (NaN != NaN)
+    nans = [g for g in got if g[0] != g[0]]
+    assert [rows for _, rows in nans] == [[i] for i in np.flatnonzero(np.isnan(column))]
