@@ -161,7 +161,11 @@ class Domain:
         self._next_gfn = 0
         self._samplers = Memo(self._new_sampler)   # {op: Sampler}, made on first use
         self._memcpy = None
-        self._trace = hv.trace
+        self._trace = trace = hv.trace
+        # the rows this domain records on its hot paths, each kept or only counted as the
+        # trace's level decides (a counted one is a call into C: no values are built)
+        self._reads, self._writes = trace.recorder("page.read"), trace.recorder("page.write")
+        self._sends, self._deliveries = trace.recorder("evtchn.send"), trace.recorder("evtchn.deliver")
         # event channels: port number -> simxen.xen.event_channel.Port
         self.ports = {}
         self._inbox = []            # heap of (time, seq, Port)
@@ -267,7 +271,7 @@ class Domain:
     def page_read(self, view, offset, length, *, what=None, flow=None):
         """Read ``length`` bytes at ``offset`` of a page or mapping, declared and costed."""
         data = bytes(view.data[offset:offset + length])
-        self._access("page.read", view, offset, data, what, flow)
+        self._access(self._reads, view, offset, data, what, flow)
         return data
 
     def page_write(self, view, offset, data, *, what=None, flow=None):
@@ -285,9 +289,9 @@ class Domain:
         except TypeError:       # a read-only memoryview: a read-only grant mapping
             raise PageFault(-errno.EFAULT, f"dom{self.domid} wrote to a read-only mapping of "
                                            f"dom{view.domid} gref {view.gref}") from None
-        self._access("page.write", view, offset, data, what, flow)
+        self._access(self._writes, view, offset, data, what, flow)
 
-    def _access(self, kind, view, offset, data, what, flow):
+    def _access(self, rec, view, offset, data, what, flow):
         # Shared memory is a causality channel the scheduler cannot see: a
         # reader is moved forward to the time of the latest declared write it
         # reads (a Lamport clock), and a writer stamps the page.
@@ -301,20 +305,21 @@ class Domain:
         if mtime > c:
             c = mtime
         c = self.cursor = c + per_byte * n
-        if kind == "page.write":
+        if rec is self._writes:
             page.mtime = c
-        # the record emit() would make, as a row of values (None = absent);
-        # add_row() itself decides whether the kind is kept (no wants() first:
-        # these values cost nothing to gather, and the check would be made twice)
+        if not rec.keep:
+            rec.count()
+            return
+        # the record emit() would make, as a row of values (None = absent)
         trace = self._trace
         small = data if n <= trace.small_access else None
         gref = view.gref
         if gref is not None:
-            trace.add_row(c, kind, self.domid, _MAPPING_ACCESS,
-                          (offset, n, view.domid, gref, small, what, flow))
+            trace.keep_row(c, rec.kind, self.domid, _MAPPING_ACCESS,
+                           (offset, n, view.domid, gref, small, what, flow))
         else:
-            trace.add_row(c, kind, self.domid, _PAGE_ACCESS,
-                          (offset, n, view.gfn, small, what, flow))
+            trace.keep_row(c, rec.kind, self.domid, _PAGE_ACCESS,
+                           (offset, n, view.gfn, small, what, flow))
 
     def _memcpy_per_byte(self):
         """A draw of ``memcpy.per_byte``; a fixed cost is kept in ``_memcpy`` as a float."""
@@ -648,8 +653,12 @@ class Domain:
         t = self.charged("hypercall")
         self.evtchn_sent += 1
         at = t + self.sample("evtchn.notify")
-        self._trace.add_row(t, "evtchn.send", self.domid, _SEND,
-                            (port.port, port.remote_dom, port.remote_port))
+        rec = self._sends
+        if rec.keep:
+            self._trace.keep_row(t, "evtchn.send", self.domid, _SEND,
+                                 (port.port, port.remote_dom, port.remote_port))
+        else:
+            rec.count()
         peer = port.peer
         peer.dom.post_notification(at, peer)
 
@@ -720,9 +729,13 @@ class Domain:
     def _record_delivery(self, t, port):
         """The ``evtchn.deliver`` record of a notification of ``port`` delivered at ``t``
         (made before its pending bit is set: ``coalesced`` when it was set already)."""
-        self._trace.add_row(t, "evtchn.deliver", self.domid, _DELIVER,
-                            (port.port, port.remote_dom, port.remote_port,
-                             True if port.pending else None, True if port.masked else None))
+        rec = self._deliveries
+        if rec.keep:
+            self._trace.keep_row(t, "evtchn.deliver", self.domid, _DELIVER,
+                                 (port.port, port.remote_dom, port.remote_port,
+                                  True if port.pending else None, True if port.masked else None))
+        else:
+            rec.count()
 
     def evtchn_pending(self, port):
         """Whether ``port``'s pending bit is set."""

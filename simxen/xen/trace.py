@@ -81,6 +81,7 @@ import pickle
 import tempfile
 import weakref
 from collections import Counter
+from functools import partial
 from itertools import compress, groupby, islice
 from operator import itemgetter
 from typing import NamedTuple
@@ -245,6 +246,37 @@ class _Run:
 BUFFER_ROWS = 1 << 16
 
 
+class Recorder:
+    """What a caller on a hot path holds to record rows of one ``kind``
+    (:meth:`Trace.recorder`), so that a row the level only counts costs no
+    Python call and no values:
+
+    * :attr:`keep`: the level keeps rows of this kind -- build the row and hand it
+      to :meth:`Trace.keep_row`, which does not decide again;
+    * else call :attr:`count` (no arguments): it counts one row of the kind, and
+      the row takes its place in the run's ``seq`` all the same. It is the
+      append of the trace's list of counted kinds, bound to the kind -- a call
+      into C -- or, for a kind not recorded at all (:meth:`Trace.disable`), a
+      call that does nothing.
+
+    The trace sets both again when :meth:`Trace.disable` or :meth:`Trace.enable`
+    changes what it records."""
+
+    __slots__ = ("kind", "keep", "count")
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.keep = False
+        self.count = _nothing
+
+    def __repr__(self):
+        return f"Recorder({self.kind!r}, keep={self.keep})"
+
+
+def _nothing():
+    """A disabled kind's :attr:`Recorder.count`."""
+
+
 class Trace:
     """Records of a run, kept according to ``level`` (see the module doc).
 
@@ -260,10 +292,12 @@ class Trace:
         self.level = level
         self.small_access = small_access
         self._rows = []
-        self._seq = 0
+        self._seq = 0               # rows numbered so far, but those still in _counted
         self._counts = {}           # {kind: n} of the rows tallied so far (see _tally)
         self._tallied = 0           # how many rows at the head of _rows are tallied already
         self._counted = []          # kinds of the rows counted but not kept, not yet tallied
+        #                             (one list for the whole run: recorders append to it)
+        self._recorders = {}        # {kind: Recorder} handed out (see recorder())
         self._disabled = set()
         self._on = Memo(self._decide)   # {kind: _SKIP | _COUNT | _KEEP}, decided on first use
         self._buffer_rows = buffer_rows
@@ -288,12 +322,17 @@ class Trace:
     def disable(self, prefix):
         """Stop recording kinds equal to ``prefix`` or starting with ``prefix + '.'``."""
         self._disabled.add(prefix)
-        self._on.clear()
+        self._decide_again()
 
     def enable(self, prefix):
         """Undo :meth:`disable` for ``prefix``."""
         self._disabled.discard(prefix)
+        self._decide_again()
+
+    def _decide_again(self):
         self._on.clear()
+        for rec in self._recorders.values():
+            self._set_recorder(rec)
 
     def _decide(self, kind):
         """What to do with ``kind`` (``_SKIP``, ``_COUNT`` or ``_KEEP``), remembered in ``_on``."""
@@ -315,6 +354,21 @@ class Trace:
     def keeps(self, kind):
         """Whether records of ``kind`` are kept (readable after the run) at this level."""
         return self._on[kind] == _KEEP
+
+    def recorder(self, kind) -> "Recorder":
+        """The :class:`Recorder` of ``kind``, for a caller that records rows of it on a
+        hot path: the same object for every call, kept up to date by :meth:`disable` and
+        :meth:`enable`."""
+        rec = self._recorders.get(kind)
+        if rec is None:
+            rec = self._recorders[kind] = Recorder(kind)
+            self._set_recorder(rec)
+        return rec
+
+    def _set_recorder(self, rec):
+        on = self._on[rec.kind]
+        rec.keep = on == _KEEP
+        rec.count = partial(self._counted.append, rec.kind) if on == _COUNT else _nothing
 
     # -- recording --------------------------------------------------------------
     def name_domain(self, domid, name):
@@ -344,29 +398,37 @@ class Trace:
         """Keep the row or only count it, as the level decides for ``kind``:
         :meth:`row` with the values as one tuple, which the hottest callers (a
         domain's page accesses, sends and deliveries) build themselves -- one call
-        per record. ``values`` is ``None`` for :meth:`emit`'s fields dict (``names``).
+        per record. ``values`` is ``None`` for :meth:`emit`'s fields dict (``names``)."""
+        on = self._on[kind]
+        if on == _KEEP:
+            self.keep_row(t, kind, dom, names, values)
+        elif on:                    # counted, not kept: it takes its seq all the same
+            counted = self._counted
+            counted.append(kind)
+            if len(counted) >= self._buffer_rows:
+                self._counted_full()
+
+    def keep_row(self, t, kind, dom, names, values):
+        """Keep a row of a ``kind`` the level keeps, as :meth:`add_row` does once it has
+        decided: what a caller holding the kind's :class:`Recorder` calls when its
+        :attr:`~Recorder.keep` is true (the decision is not made again).
 
         A kept row is one flat tuple, ``(t, seq, kind, dom, names, *values)``, or
         ``(t, seq, kind, dom, fields)`` for an emit: one object per record, not a
         row holding a tuple of values (half the objects the garbage collector
         counts, for a trace that keeps a buffer of them)."""
-        on = self._on[kind]
-        if on == _KEEP:
-            seq = self._seq
-            self._seq = seq + 1
-            rows = self._rows
-            # (a tuple and the values joined: one new tuple; ``(..., *values)`` builds a
-            # list first and then the tuple, at twice the cost)
-            rows.append((t, seq, kind, dom, names) if values is None else
-                        (t, seq, kind, dom, names) + values)
-            if len(rows) >= self._buffer_rows:
-                self._buffer_full()
-        elif on:                    # counted, not kept: it takes its seq all the same
-            self._seq += 1
-            counted = self._counted
-            counted.append(kind)
-            if len(counted) >= self._buffer_rows:
-                self._counted_full()
+        seq = self._seq
+        self._seq = seq + 1
+        counted = self._counted
+        if counted:                 # rows counted since the last tally come before it
+            seq += len(counted)
+        rows = self._rows
+        # (a tuple and the values joined: one new tuple; ``(..., *values)`` builds a
+        # list first and then the tuple, at twice the cost)
+        rows.append((t, seq, kind, dom, names) if values is None else
+                    (t, seq, kind, dom, names) + values)
+        if len(rows) >= self._buffer_rows:
+            self._buffer_full()
 
     # Counting. A kept row is counted from the rows themselves, a buffer at a
     # time (when the buffer is full, or the counts are read), not by a dict
@@ -375,13 +437,17 @@ class Trace:
     # A row the level does not keep still takes its seq; its kind waits in
     # ``_counted``.
     def _buffer_full(self):
+        if self._counted:       # (what recorders counted, tallied here at the latest)
+            self._counted_full()
         self._tally_kinds(map(_kind, islice(self._rows, self._tallied, None)))
         self._spill_rows()
         self._tallied = len(self._rows)
 
     def _counted_full(self):
-        self._tally_kinds(self._counted)
-        self._counted = []
+        counted = self._counted
+        self._tally_kinds(counted)
+        self._seq += len(counted)
+        counted.clear()             # (the same list: the recorders append to it)
 
     def _tally_kinds(self, kinds):
         counts = self._counts
@@ -594,7 +660,7 @@ class Trace:
     # -- reading -----------------------------------------------------------------
     def __len__(self):
         """How many records were recorded (kept or only counted)."""
-        return self._seq
+        return self._seq + len(self._counted)
 
     def kept(self):
         """How many records are kept (readable)."""
