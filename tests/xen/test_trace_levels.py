@@ -137,3 +137,46 @@ def test_counts_read_while_recording_are_the_counts_of_every_record_so_far(steps
             trace.emit(step, i * 1e-6, 0, n=i)
             emitted[step] = emitted.get(step, 0) + 1
     assert trace.counts() == emitted and len(trace) == sum(emitted.values())
+
+
+def _record(trace, kind, i):
+    """One row of ``kind`` as a hot caller records it: through the kind's Recorder."""
+    rec = trace.recorder(kind)
+    if rec.keep:
+        trace.keep_row(i * 1e-6, kind, 0, ("n",), (i,))
+    else:
+        rec.count()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(
+           st.tuples(st.just("row"), st.sampled_from(["page.write", "evtchn.send", "tpm.exec"])),
+           st.tuples(st.just("emit"), st.sampled_from(["xs.read", "tpm.front.submit"])),
+           st.tuples(st.sampled_from(["disable", "enable"]), st.sampled_from(["page", "tpm"])),
+           st.tuples(st.just("read"), st.just(""))), max_size=80),
+       st.sampled_from(LEVELS), st.integers(2, 9))
+def test_rows_through_recorders_take_their_seq_and_count_as_emitted_rows_do(steps, level, buffer):
+    """A Recorder's count is a row counted but not kept: it takes its place in the seq
+    (the kept rows' seqs are those of a full trace of the same steps), counts() and
+    len() see it, and disable/enable change what a recorder already handed out does."""
+    trace, full = Trace(level=level, buffer_rows=buffer), Trace()
+    emitted = {}
+    for i, (step, kind) in enumerate(steps):
+        if step in ("disable", "enable"):
+            for t in (trace, full):
+                getattr(t, step)(kind)
+        elif step == "read":
+            assert trace.counts() == emitted and len(trace) == len(full)
+        else:
+            for t in (trace, full):
+                if step == "row":
+                    _record(t, kind, i)
+                else:
+                    t.emit(kind, i * 1e-6, 0, n=i)
+            if trace.enabled(kind):
+                emitted[kind] = emitted.get(kind, 0) + 1
+    assert trace.counts() == emitted == full.counts()
+    assert len(trace) == len(full) == sum(emitted.values())
+    kept_now = [r for r in full.records()
+                if level == "full" or (level == "commands" and r.kind.split(".")[0] not in PLUMBING)]
+    assert trace.records() == kept_now
