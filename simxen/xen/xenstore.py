@@ -43,6 +43,7 @@ from typing import NamedTuple
 from simxen.xen import errno
 from simxen.xen.domain import WatchEvent
 from simxen.xen.errors import XenStoreError
+from simxen.xen.memo import Memo
 
 #: largest value xenstored accepts (XENSTORE_PAYLOAD_MAX).
 PAYLOAD_MAX = 4096
@@ -212,7 +213,10 @@ class XenStore:
 
     def __init__(self, hv):
         self.hv = hv
-        self._trace = hv.trace
+        self._trace = trace = hv.trace
+        # {op: the trace's Recorder of "xs.<op>"}: a request the level only counts
+        # builds no record
+        self._kinds = Memo(lambda op: trace.recorder(f"xs.{op}"))
         self.nodes = {"/": Node("", ((0, "n"),))}
         #: (domain, path as registered, token) -> _Watch, in registration order
         self._watches = {}
@@ -282,7 +286,11 @@ class XenStore:
         if node is not None and node.mtime > caller.cursor:
             caller.cursor = node.mtime
         caller.charge("xenstore.op")
-        self._trace.emit(f"xs.{op}", caller.cursor, caller.domid, path=path, tx=tx, **fields)
+        rec = self._kinds[op]
+        if rec.keep:
+            self._trace.emit(rec.kind, caller.cursor, caller.domid, path=path, tx=tx, **fields)
+        else:
+            rec.count()
 
     # -- requests ----------------------------------------------------------
 
