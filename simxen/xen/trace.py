@@ -386,7 +386,10 @@ class Trace:
 
     def emit(self, kind, t, dom, **fields):
         """Record that ``kind`` happened at time ``t`` in domain ``dom``."""
-        self.add_row(t, kind, dom, fields, None)
+        if self._on[kind] == _KEEP:       # (one call to keep it, not two)
+            self.keep_row(t, kind, dom, fields, None)
+        else:
+            self.add_row(t, kind, dom, fields, None)
 
     def row(self, t, kind, dom, names, *values):
         """Record a hot-path row: ``names`` is a tuple of field names, ``values``
