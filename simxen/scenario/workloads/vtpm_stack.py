@@ -274,7 +274,7 @@ def _manager_queue(table, manager_dom, start, end):
     submits.sort()
     takes.sort()
     waiting = np.arange(1, submits.size + 1) - np.searchsorted(takes, submits, side="right")
-    deepest = max(0, int(waiting.max(initial=0)))
+    deepest = int(waiting.max(initial=0))       # (0 for no arrivals)
     span = end - start
     return (sum(waits.tolist()) / span if span > 0 else 0.0), deepest, waits
 
