@@ -166,6 +166,7 @@ class Domain:
         # trace's level decides (a counted one is a call into C: no values are built)
         self._reads, self._writes = trace.recorder("page.read"), trace.recorder("page.write")
         self._sends, self._deliveries = trace.recorder("evtchn.send"), trace.recorder("evtchn.deliver")
+        self._watch_arrivals = trace.recorder("xs.watch_event")
         # event channels: port number -> simxen.xen.event_channel.Port
         self.ports = {}
         self._inbox = []            # heap of (time, seq, Port)
@@ -724,7 +725,12 @@ class Domain:
             while winbox and winbox[0][0] <= now:
                 t, _, event = heappop(winbox)
                 self._watch_events.append(event)
-                self._trace.emit("xs.watch_event", t, self.domid, path=event.path, token=event.token)
+                rec = self._watch_arrivals
+                if rec.keep:
+                    self._trace.emit("xs.watch_event", t, self.domid, path=event.path,
+                                     token=event.token)
+                else:
+                    rec.count()
 
     def _record_delivery(self, t, port):
         """The ``evtchn.deliver`` record of a notification of ``port`` delivered at ``t``

@@ -610,8 +610,12 @@ class XenStore:
 
     def _queue(self, caller, dom, path, token):
         t = caller.now + dom.sample("xenstore.watch")
-        self._trace.emit("xs.watch_fire", caller.now, caller.domid, watcher=dom.domid, path=path,
-                         token=token, at=t)
+        rec = self._kinds["watch_fire"]
+        if rec.keep:
+            self._trace.emit(rec.kind, caller.now, caller.domid, watcher=dom.domid, path=path,
+                             token=token, at=t)
+        else:
+            rec.count()
         dom.post_watch(t, WatchEvent(path, token))
 
     # -- domains -----------------------------------------------------------
