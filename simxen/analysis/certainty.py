@@ -202,8 +202,7 @@ class Attribution:
         engine, self._chip, self._go = _executions(executions)
         self._chip_seqs = [c[0] for c in self._chip]
         self._grid = self._grid_certainty()
-        self._engine_cert = {}   # cc -> certainty code of the op that times it in a vTPM engine
-        self._engine_ops = {}    # cc -> (op, mean, certainty code) of that op
+        self._engine_ops = {}    # cc -> (op, mean, certainty code) of the op that times it
         self._crossing = sum(profile.op(op).mean() for op in ("evtchn.notify", "evtchn.upcall")
                              if profile.has(op))
         self._table = table
@@ -368,18 +367,12 @@ class Attribution:
         run, cmd = run[pair], cmd[pair]
         slot = np.arange(cmd.size) - np.searchsorted(cmd, cmd, side="left")
         ccs = list(map(cc.__getitem__, run.tolist()))
-        codes = {x: self._run_code(x) for x in set(ccs)}
+        codes = {x: self._engine_op(x)[2] for x in set(ccs)}
         code = np.fromiter(map(codes.__getitem__, ccs), np.intp, len(ccs))
         d = np.asarray(d, dtype=float)[run]
         for k in range(int(slot.max(initial=-1)) + 1):
             here = slot == k
             yield code[here], d[here], cmd[here]
-
-    def _run_code(self, cc):
-        code = self._engine_cert.get(cc)
-        if code is None:
-            code = self._engine_cert[cc] = _CODE[_cert(self.profile, self._vtpm_op(self.profile, cc))]
-        return code
 
     def _span_terms(self, spans):
         """``(code, seconds, span)`` of ``(dom, start, end)`` spans: per span the time the
