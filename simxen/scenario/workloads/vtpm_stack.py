@@ -447,11 +447,14 @@ def _unverified(hv, host, table, executions, by_name, keys):
 
 
 def _positions(keys) -> dict:
-    """``{key: positions of it in keys}`` (numpy arrays), keys in order of first appearance."""
+    """``{key: positions of it in keys}`` (numpy arrays), keys in order of first appearance
+    (:func:`simxen.analysis.hops.groups`: one sort, not a pass over every key per guest)."""
     import numpy as np
+
+    from simxen.analysis import hops
     column = np.empty(len(keys), dtype=object)
     column[:] = keys
-    return {key: np.flatnonzero(column == key) for key in dict.fromkeys(keys)}
+    return dict(sorted(hops.groups(column), key=lambda group: group[1][0]))
 
 
 def run(sim, params):
