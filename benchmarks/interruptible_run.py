@@ -14,6 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
+from arguments import count
+
+from simxen.errors import InputError
 from simxen.scenario import runner, scenario_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,12 +29,15 @@ def once(sc, stop):
     return time.process_time() - start, len(result.trace)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "ring-pingpong.toml"))
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
-    sc = scenario_file.load(args.scenario)
+    ap.add_argument("--repeat", type=count, default=5)
+    args = ap.parse_args(argv)
+    try:
+        sc = scenario_file.load(args.scenario)
+    except InputError as exc:
+        ap.error(str(exc))
     once(sc, False), once(sc, True)                  # warm-up: imports, caches
     best = {False: float("inf"), True: float("inf")}
     for _ in range(args.repeat):

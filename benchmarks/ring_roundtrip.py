@@ -55,6 +55,8 @@ import time
 
 import simpy
 
+from arguments import count
+
 #: the clock every figure is read from: this process's CPU time (see above)
 clock = time.process_time
 
@@ -329,15 +331,15 @@ def print_instructions(trips, no_trace=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--requests", type=count, default=20000)
+    parser.add_argument("--repeat", type=count, default=3,
                         help="runs of each, interleaved; the best of each is kept")
     parser.add_argument("--no-trace", action="store_true",
                         help="also time the ring with page/ring/evtchn records disabled")
-    parser.add_argument("--count", type=int, nargs="?", const=200, metavar="TRIPS",
+    parser.add_argument("--count", type=count, nargs="?", const=200, metavar="TRIPS",
                         help="count opcodes and Python calls per round trip instead of "
                         "timing (deterministic; TRIPS round trips, default 200)")
-    parser.add_argument("--instructions", type=int, nargs="?", const=1000, metavar="TRIPS",
+    parser.add_argument("--instructions", type=count, nargs="?", const=1000, metavar="TRIPS",
                         help="count machine instructions per round trip with valgrind instead "
                         "of timing (deterministic; TRIPS round trips, default 1000)")
     args = parser.parse_args(argv)

@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from arguments import count, counts
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "fleet.toml"
 
@@ -68,11 +70,12 @@ def child_run(guests, rounds, abi, trace_level):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--big", action="store_true", help="also 10,000 guests (2-level and FIFO)")
-    ap.add_argument("--sizes", default="1,10,100,1000", help="comma-separated guest counts")
-    ap.add_argument("--rounds", type=int, default=10, help="attestation rounds per guest")
+    ap.add_argument("--sizes", type=counts, default="1,10,100,1000",
+                    help="comma-separated guest counts (default 1,10,100,1000)")
+    ap.add_argument("--rounds", type=count, default=10, help="attestation rounds per guest")
     ap.add_argument("--trace-level", default="commands", choices=("full", "commands", "off"))
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s]
+    sizes = args.sizes
     if args.big and 10_000 not in sizes:
         sizes.append(10_000)
     print(f"fleet: pv-grub boot, enrolment and {args.rounds} attestation rounds per guest; "

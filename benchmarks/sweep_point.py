@@ -42,6 +42,7 @@ import os
 import sys
 import time
 
+from arguments import count
 from simxen.experiment import sweep
 from simxen.scenario import scenario_file
 
@@ -95,18 +96,18 @@ def timed(overrides, seed=1):
     return time.perf_counter() - wall, time.process_time() - cpu, metrics
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--guests", type=int, help="guests of the point (default 32; "
+    ap.add_argument("--guests", type=count, help="guests of the point (default 32; "
                     "2 with --instructions)")
-    ap.add_argument("--commands", type=int, default=1000, help="commands per guest")
+    ap.add_argument("--commands", type=count, default=1000, help="commands per guest")
     ap.add_argument("--profile", action="store_true", help="profile the point (cProfile)")
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="vtpm-stack")
-    ap.add_argument("--instructions", type=int, nargs="?", const=100, metavar="COMMANDS",
+    ap.add_argument("--instructions", type=count, nargs="?", const=100, metavar="COMMANDS",
                     help="count machine instructions per command with valgrind instead of "
                     "timing (deterministic; a point of --guests guests, default 2, running "
                     "COMMANDS and twice as many commands each, default 100)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     global SCENARIO
     SCENARIO = SCENARIOS[args.scenario]
     if args.instructions is not None:

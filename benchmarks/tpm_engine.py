@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import time
 
+from arguments import duration
 from simxen.tpm import TpmEngine, client
 from simxen.tpm.constants import TPM_ALG, TPM_ECC, TPM_RH
 from simxen.tpm.public import Public
@@ -40,7 +41,7 @@ def ok(rsp):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    ap.add_argument("--seconds", type=duration, default=2.0, help="time per measurement")
     args = ap.parse_args(argv)
     tpm = TpmEngine(seed=b"bench", powered=True)
     ok(tpm.execute(client.startup_command()))

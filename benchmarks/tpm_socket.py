@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 
+from arguments import duration
 from simxen.server.loopback import free_port_pair
 from simxen.tpm import client
 from simxen.tpm.constants import TPM_ALG
@@ -144,7 +145,7 @@ def start_swtpm(swtpm, state):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=3.0,
+    ap.add_argument("--seconds", type=duration, default=3.0,
                     help="time per target and command (split into slices)")
     args = ap.parse_args(argv)
     procs, clients = [], {}

@@ -48,6 +48,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from arguments import count  # noqa: E402
 from ring_roundtrip import (clock, floor_roundtrips,  # noqa: E402  (the same floor and clock)
                             print_work, work_per_trip)
 
@@ -149,12 +150,13 @@ def print_instructions(commands, modes, options):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=3, help="best of R runs each")
+    parser.add_argument("--requests", type=count, default=300)
+    parser.add_argument("--repeat", type=count, default=3, help="best of R runs each")
     parser.add_argument("--save-on", choices=("changed", "success", "both"), default="both",
                         help="when the vTPM saves its state: after commands that changed "
-                        "persistent state (the default; a PCR extend does not), after every "
-                        "successful command (Xen's TPM 1.2 emulator), or time both")
+                        "persistent state (a PCR extend does not: the target's path), after "
+                        "every successful command (simxen's default, as Xen's vTPM does), or "
+                        "time both (the default)")
     parser.add_argument("--no-persistence", action="store_true",
                         help="vTPM strong persistence off (no state save, no manager trip)")
     parser.add_argument("--interrupt", action="store_true",
@@ -163,10 +165,10 @@ def main(argv=None):
                         "4.7-5.0 ms, usleep_range, between two looks)")
     parser.add_argument("--no-trace", action="store_true",
                         help="disable page/evtchn/gnttab/mmio/xs trace records")
-    parser.add_argument("--count", type=int, nargs="?", const=100, metavar="COMMANDS",
+    parser.add_argument("--count", type=count, nargs="?", const=100, metavar="COMMANDS",
                         help="count opcodes and Python calls per command instead of timing "
                         "(deterministic; COMMANDS commands, default 100)")
-    parser.add_argument("--instructions", type=int, nargs="?", const=100, metavar="COMMANDS",
+    parser.add_argument("--instructions", type=count, nargs="?", const=100, metavar="COMMANDS",
                         help="count machine instructions per command with valgrind instead of "
                         "timing (deterministic; COMMANDS commands, default 100)")
     args = parser.parse_args(argv)
