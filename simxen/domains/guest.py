@@ -199,6 +199,8 @@ class Guest(Kernel):
         super().__init__(toolstack, dom, config, disks)
         self.front = None
         self.tpm = None
+        #: why the guest has no TPM: its tpmfront probe's :class:`TpmFrontError`, or ``None``
+        self.tpm_error = None
 
     def main(self):
         if self.config.vtpm:
@@ -214,6 +216,7 @@ class Guest(Kernel):
                 yield from self.front.connect()
                 self.tpm = TpmClient(self, self.front)
             except TpmFrontError as exc:            # the probe fails: the guest has no TPM
+                self.tpm_error = exc
                 self.hv.trace.emit("guest.tpm_probe_failed", self.dom.now, self.domid,
                                    error=str(exc))
         self.mark_ready()

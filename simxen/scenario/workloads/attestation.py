@@ -284,6 +284,16 @@ def _no_tpm(command):
     yield
 
 
+def _no_device(error):
+    """The transmit of a guest that runs Linux without a TPM: its tpmfront probe
+    failed with *error* (a :class:`~simxen.drivers.tpmfront.TpmFrontError`), so every
+    command fails as ``/dev/tpm0``'s absence would make it fail."""
+    def transmit(command, **options):
+        raise error
+        yield
+    return transmit
+
+
 class GuestSide:
     """What runs in one guest for the story: IMA and the agent."""
 
@@ -301,8 +311,10 @@ class GuestSide:
             self.event_log, self.boot = b"", getattr(kernel, "measurement", None)
             return
         tpm = self.kernel.tpm
-        self.ima = GuestIma(tpm.transmit, trace=sim.trace, dom=self.kernel.dom)
-        self.agent = AttestationAgent(tpm.transmit, sim.streams.random_bytes(f"{name}/agent"),
+        # no TPM (its backend never connected: tpmfront's probe failed): every command fails
+        transmit = tpm.transmit if tpm is not None else _no_device(self.kernel.tpm_error)
+        self.ima = GuestIma(transmit, trace=sim.trace, dom=self.kernel.dom)
+        self.agent = AttestationAgent(transmit, sim.streams.random_bytes(f"{name}/agent"),
                                       name=f"{name}-agent")
         boot = getattr(self.kernel, "boot_measurement", None)
         self.event_log = boot.log_bytes if boot is not None and boot.measured else b""
