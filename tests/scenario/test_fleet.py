@@ -74,3 +74,17 @@ def test_a_vtpm_that_cannot_bind_its_guests_channel_fails_that_guest_not_the_run
     assert all("ENODEV" in line and "Closed" in line for line in r["guest_errors"])
     assert "ENOSPC" in r["manager_error"]
 
+
+@pytest.mark.parametrize("ports, ok", [(4096, True), (4097, False), (200000, False)])
+def test_evtchn_2l_ports_lowers_xens_2_level_limit_and_never_raises_it(ports, ok):
+    """A 2-level domain has 4,096 ports on 64-bit Xen, no more: a larger value used to be
+    taken (a "2-level" manager with 199,999 ports, more than FIFO's), now it is refused
+    by the schema -- the same check for simxen validate and simxen run."""
+    from simxen.errors import InputError
+    overrides = [f"fleet.evtchn_2l_ports={ports}"]
+    if ok:
+        assert scenario_file.load(FLEET, overrides)
+        return
+    with pytest.raises(InputError) as e:
+        scenario_file.load(FLEET, overrides)
+    assert "fleet.evtchn_2l_ports" in str(e.value) and "at most 4,096" in str(e.value)

@@ -41,6 +41,17 @@ from simxen.scenario.workloads.vtpm_stack import check_guest_count
 
 DOMAIN_KEYS = ()
 
+
+def check_2l_ports(n):
+    """``evtchn_2l_ports``'s check: it lowers Xen's 2-level limit, never raises it (a
+    2-level domain's bitmaps hold :data:`EVTCHN_2L_NR_CHANNELS` ports on 64-bit)."""
+    if n > EVTCHN_2L_NR_CHANNELS:
+        return (f"expected at most {EVTCHN_2L_NR_CHANNELS:,} (the 2-level ABI's ports on a "
+                f"64-bit domain; manager_evtchn_abi = \"fifo\" gives the manager more), "
+                f"found {n:,}")
+    return None
+
+
 SCHEMA = Table("workload", "a fleet of guests, each booted through pv-grub, enrolled and "
                "attested for several rounds by one verifier, against one vTPM manager", [
     Field("type", str, "workload type", choices=["fleet"]),
@@ -58,9 +69,9 @@ SCHEMA = Table("workload", "a fleet of guests, each booted through pv-grub, enro
     Field("manager_evtchn_abi", str, "the vTPM manager's event-channel ABI: 2-level "
           "(mini-os's, 4,095 ports) or fifo (131,072)", default=EVTCHN_ABI_2L,
           choices=[EVTCHN_ABI_2L, EVTCHN_ABI_FIFO]),
-    Field("evtchn_2l_ports", int, "ports of a 2-level domain (Xen: 4096 on 64-bit; lower "
-          "it to meet the limit with a small fleet)", default=EVTCHN_2L_NR_CHANNELS,
-          minimum=2),
+    Field("evtchn_2l_ports", int, "ports of a 2-level domain (Xen: 4096 on 64-bit, the "
+          "most; lower it to meet the limit with a small fleet)", default=EVTCHN_2L_NR_CHANNELS,
+          minimum=2, check=check_2l_ports),
 ])
 
 #: story sentences kept for the report (a fleet of 1,000 would tell 1,000 of each)
