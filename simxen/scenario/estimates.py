@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from simxen.analysis.certainty import ESTIMATE_SHARE, Attribution, is_estimate, label
 
-__all__ = ["attribution", "eras", "cell", "tag", "explain", "DOC"]
+__all__ = ["attribution", "eras", "cell", "tag", "explain", "unknown", "DOC"]
 
 #: the ``doc`` of every published share (after ``<what>: ``)
 DOC = ("share of it that rests on profile figures marked U (assumed); above "
@@ -66,6 +66,16 @@ def cell(share) -> str:
 def tag(share) -> str:
     """``" (sourced: 3% from unverified figures)"`` after a figure in a row; ``""`` if unknown."""
     return "" if share is None else f" ({label(share)}: {share:.0%} from unverified figures)"
+
+
+def unknown(rep) -> None:
+    """Say that the run's latencies carry no label: a workload whose :func:`attribution`
+    was ``None`` (the trace level kept no TPM command records) calls it, so that a
+    latency printed without "sourced" or "estimate" is not read as one."""
+    rep.say("Whether the latencies below are estimates is not known: the share of each that "
+            "rests on profile figures marked U is read from the trace's TPM command records, "
+            "which this run's trace level did not keep (run with --trace-level commands or "
+            "full).")
 
 
 def explain(rep, shares) -> None:

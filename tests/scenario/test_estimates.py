@@ -144,3 +144,22 @@ def test_each_hop_of_the_stack_carries_its_own_label(tmp_path):
     text = run.report.render()
     hop_rows = text.split("Per-hop breakdown")[1].split("\n\n")[0]
     assert "from U" in hop_rows and "estimate" in hop_rows and "sourced" in hop_rows
+
+
+@pytest.mark.parametrize("name, workload", [("boot-attest.toml", "attest"), ("fleet.toml", "fleet")])
+def test_a_report_says_when_the_trace_level_leaves_its_latencies_unlabelled(tmp_path, name,
+                                                                            workload):
+    """At --trace-level off no command record is kept, so no share can be read: the
+    attestation and fleet reports printed their latencies with no label and said nothing,
+    as if they were measured. Now the report says the label is unknown, and why."""
+    text = _shipped(name, **{"rounds = 2": "rounds = 1"} if name == "boot-attest.toml"
+                    else {"guest_count = 10": "guest_count = 1", "rounds = 10": "rounds = 1"})
+    path = tmp_path / name
+    path.write_text(text)
+    off = runner.run(scenario_file.load(path), trace_level="off")
+    kept = runner.run(scenario_file.load(path), trace_level="commands")
+    said = "Whether the latencies below are estimates is not known"
+    assert said in off.report.render() and "--trace-level commands or full" in off.report.render()
+    assert said not in kept.report.render()
+    assert off.results[workload]["unverified_share"] is None
+    assert kept.results[workload]["unverified_share"]

@@ -545,11 +545,12 @@ def _domids(*sides):
 
 def unverified_shares(hv, host, windows):
     """``{name: share of it from U figures}`` of timed spans ``{name: (start, end, domids)}``
-    (:meth:`simxen.analysis.certainty.Attribution.window`); empty without command records."""
+    (:meth:`simxen.analysis.certainty.Attribution.window`); ``None`` when the trace level
+    kept no command records (the report says so: :func:`simxen.scenario.estimates.unknown`)."""
     from simxen.scenario import estimates
     attr = estimates.attribution(hv, host)
     if attr is None:
-        return {}
+        return None
     shares = {name: attr.window(*w) for name, w in windows.items()}
     return {name: v for name, v in shares.items() if v is not None}
 
@@ -856,6 +857,9 @@ def report(rep, result, params):
     s.row("IMA entries", result.get("ima_entries", 0))
     from simxen.scenario import estimates
     shares = result.get("unverified_share", {})
+    if shares is None:
+        estimates.unknown(rep)
+        shares = {}
     if "enrol_ms" in result:
         s.row("enrolment (simulated)", result["enrol_ms"],
               "ms" + estimates.tag(shares.get("enrol_ms")))

@@ -203,7 +203,8 @@ def _results(hv, host, params, tally, boot_seconds):
 
 def _unverified(hv, host, windows):
     """``{"enrol_ms" | "attest_ms": share from U figures}`` of every guest's enrolments and
-    rounds together (simxen.scenario.estimates); empty without command records."""
+    rounds together (simxen.scenario.estimates); ``None`` when the trace level kept no
+    command records (the report says so: :func:`simxen.scenario.estimates.unknown`)."""
     from simxen.scenario import estimates
     from simxen.scenario.runner import END_OF_RUN_GC, fewer_collections
     # what the pass builds (a request per command: a million at 10,000 guests) stays alive
@@ -212,7 +213,7 @@ def _unverified(hv, host, windows):
     with fewer_collections(END_OF_RUN_GC):
         attr = estimates.attribution(hv, host)
         if attr is None:
-            return {}
+            return None
         shares = {name: attr.windows(spans) for name, spans in windows.items()}
         del attr            # freed now, not walked by the first collection after the pass
     return {name: v for name, v in shares.items() if v is not None}
@@ -283,6 +284,9 @@ def report(rep, result, params):
     s.row("trusted / untrusted", f"{result['trusted']:,} / {result['untrusted']:,}")
     from simxen.scenario import estimates
     shares = result.get("unverified_share", {})
+    if shares is None:
+        estimates.unknown(rep)
+        shares = {}
     s.row("enrolment p50 (simulated)", result["enrol_ms"].get("p50", 0.0),
           "ms" + estimates.tag(shares.get("enrol_ms")))
     s.row("attestation round p50 (simulated)", result["attest_ms"].get("p50", 0.0),
