@@ -44,7 +44,7 @@ def add_arguments(parser):
                         "(default: the file's scenario.seed)")
     parser.add_argument("--until", type=float, metavar="SECONDS",
                         help="stop at this simulated time (default: the file's scenario.until)")
-    parser.add_argument("--trace", metavar="FILE",
+    parser.add_argument("--trace", metavar="FILE", type=output.file_name,
                         help="write every trace record as JSON Lines to FILE ('-': standard "
                         "output, the report then goes to standard error)")
     parser.add_argument("--trace-level", choices=LEVELS, metavar="LEVEL",

@@ -12,11 +12,21 @@ in one line (an :class:`~simxen.errors.InputError`, exit status 2)::
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
 
 from simxen.errors import InputError
+
+
+def file_name(text) -> str:
+    """argparse ``type=`` of an option naming an output file or folder: an empty name
+    (``--trace "$OUT"`` with ``OUT`` unset) is refused, not read as the option left out --
+    a run that silently writes no trace loses what it was run for."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a name, found an empty one")
+    return text
 
 
 def check_file(name, key, *, reads=()) -> Path:

@@ -150,3 +150,13 @@ def test_an_output_over_a_file_the_scenario_names_is_refused_and_the_file_kept(
         f"simxen {command}: {policy}: {option}: is a file the scenario names, which this "
         "command reads: writing it would destroy it; give another file")
     assert policy.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [["run"], ["trace", "--format", "text", "-o"]])
+def test_an_empty_output_name_is_refused_not_taken_for_no_file(tmp_path, command):
+    """``--trace "$OUT"`` with OUT unset: the run used to go ahead, silently writing no
+    trace at all. An empty name is now a usage error (exit 2) before anything runs."""
+    args = [*command, ""] if command[-1] == "-o" else [*command, "--trace", ""]
+    r = simxen(*args[:1], str(small(tmp_path)), *args[1:])
+    assert r.returncode == 2 and r.stdout == ""
+    assert "expected a name, found an empty one" in r.stderr
