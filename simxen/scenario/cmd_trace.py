@@ -204,6 +204,10 @@ def main(args) -> int:
         else:
             with _writing(out), out.open("w", encoding="utf-8") as fp:
                 _write_lines(fp, first, lines)
+    if args.verbose and not _plumbing(r["kind"] for r in records):
+        print("simxen trace: note: --verbose added nothing: the trace holds no notification, "
+              "grant, page or XenStore record, as a run at --trace-level commands keeps none "
+              "(record it with --trace-level full)", file=sys.stderr)
     cut = getattr(records, "cut_short", None)
     if cut is not None:
         print(f"simxen trace: note: {args.from_trace}: line {cut}, the last, is cut short (the "
@@ -240,6 +244,13 @@ def _unknown_domains(records, args) -> InputError | None:
                       key="--domain")
 
 
+def _plumbing(kinds) -> bool:
+    """Whether any of *kinds* is the split drivers' plumbing (pages, event channels,
+    XenStore...), which every run makes from its first domain on: none means a trace
+    of ``--trace-level commands``."""
+    return any(kind.split(".", 1)[0] in PLUMBING for kind in kinds)
+
+
 def _nothing_to_show(records, args, one, many) -> InputError:
     """Why an export found nothing to show: the filters given, or a trace recorded at a
     level that did not keep what the export draws (``--trace-level off`` keeps no
@@ -262,9 +273,7 @@ def _nothing_to_show(records, args, one, many) -> InputError:
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
     held = (f"its {sum(kinds.values()):,} records are "
             + ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items())))
-    if not any(kind.split(".", 1)[0] in PLUMBING for kind in kinds):
-        # none of the plumbing (pages, event channels, XenStore...), which every run makes
-        # from its first domain on: a trace of --trace-level commands
+    if not _plumbing(kinds):
         return InputError(f"the trace holds no {many}: {held}, as a run at --trace-level "
                           "commands keeps them -- only the TPM command records and the "
                           "domains' creation (record it with --trace-level full)", **where)

@@ -268,6 +268,24 @@ def test_sequence_and_text_of_a_trace_without_what_they_draw_say_why(tmp_path, c
         "--start: no event is left after the filters")
 
 
+def test_text_verbose_of_a_commands_level_trace_says_it_added_nothing(tmp_path, capsys):
+    """``--verbose`` adds the notifications, grants, pages and XenStore writes; a trace of
+    ``--trace-level commands`` keeps none, and the narration came out exactly as without
+    ``--verbose``, saying nothing. Now a note says why; a full trace gets no note."""
+    scenario = tmp_path / "vs.toml"
+    scenario.write_text(open("scenarios/vtpm-stack.toml").read())
+    note = "--verbose added nothing: the trace holds no notification, grant, page or XenStore"
+    for level in ("commands", "full"):
+        trace = tmp_path / f"{level}.jsonl"
+        assert main(["run", str(scenario), "--trace-level", level, "--trace", str(trace),
+                     "--set", "scenario.until=5"]) in (0, 1)
+        capsys.readouterr()
+        assert main(["trace", "--from", str(trace), "-f", "text", "--verbose",
+                     "-o", str(tmp_path / f"{level}.txt")]) == 0
+        err = capsys.readouterr().err
+        assert (note in err and "--trace-level full" in err) == (level == "commands"), err
+
+
 # -- what Mermaid's own parser and XML parsers refuse (tests/interop/test_mermaid_exports.py
 #    has the real tools read these; these checks run without them) --------------------------
 
