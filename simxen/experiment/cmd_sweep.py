@@ -32,8 +32,8 @@ def add_arguments(parser):
                         help="runs per point, with seeds derived from scenario.seed (default 1)")
     parser.add_argument("--jobs", type=int, default=1, metavar="J",
                         help="local worker processes (default 1)")
-    parser.add_argument("--out", metavar="DIR", type=output.file_name, help="output folder (default: "
-                        "sweep-<scenario name>)")
+    parser.add_argument("--out", metavar="DIR", type=output.file_name,
+                        help="output folder (default: sweep-<scenario name>)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on an existing Dask distributed cluster (tcp://HOST:PORT) "
                         "instead of local processes; needs pip install 'simxen[dask]'")

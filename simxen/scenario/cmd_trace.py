@@ -34,8 +34,7 @@ from pathlib import Path
 from simxen.analysis import narrate, pcap, perfetto, sequence, trace_format
 from simxen.errors import InputError, did_you_mean
 from simxen.scenario import runner, scenario_file
-from simxen.scenario import output
-from simxen.scenario.output import check_file
+from simxen.scenario.output import check_file, file_name
 from simxen.xen.trace import PLUMBING
 
 FORMATS = ("perfetto", "sequence", "pcap", "text")
@@ -47,7 +46,7 @@ def add_arguments(parser):
     parser.add_argument("--from", dest="from_trace", metavar="TRACE",
                         help="read this trace file (simxen run --trace) instead of running")
     parser.add_argument("--format", "-f", required=True, choices=FORMATS)
-    parser.add_argument("-o", "--output", metavar="FILE", type=output.file_name,
+    parser.add_argument("-o", "--output", metavar="FILE", type=file_name,
                         help="where to write (text: default standard output)")
     parser.add_argument("--seed", type=int, help="seed (default: the file's scenario.seed)")
     parser.add_argument("--until", type=float, metavar="SECONDS", help="stop at this simulated time")

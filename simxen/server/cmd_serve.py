@@ -58,8 +58,7 @@ from simxen.analysis import hops
 from simxen.domains.stack import build_host
 from simxen.errors import InputError, SimxenError
 from simxen.scenario import scenario_file, serve_host
-from simxen.scenario import output
-from simxen.scenario.output import check_file, open_output
+from simxen.scenario.output import check_file, file_name, open_output
 from simxen.scenario.runner import Stop, prepare, run_until
 from simxen.server import foreground
 from simxen.server.resource_manager import ResourceManager, describe
@@ -81,9 +80,10 @@ def add_arguments(parser):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key of the scenario (repeatable), as simxen run "
                         "(e.g. --set stack.guest_count=4 to serve guest4)")
-    parser.add_argument("--trace", metavar="FILE", type=output.file_name, help="write the trace (JSON Lines) to FILE "
-                        "as the run goes; complete on exit")
-    parser.add_argument("--eventlog-out", metavar="FILE", type=output.file_name,
+    parser.add_argument("--trace", metavar="FILE", type=file_name,
+                        help="write the trace (JSON Lines) to FILE as the run goes; complete on "
+                        "exit")
+    parser.add_argument("--eventlog-out", metavar="FILE", type=file_name,
                         help="write the guest's TCG event log (binary_bios_measurements, as "
                         "pv-grub wrote it) to FILE once it has booted, for tpm2_eventlog; - is "
                         "standard output")

@@ -289,7 +289,7 @@ def _no_device(error):
     failed with *error* (a :class:`~simxen.drivers.tpmfront.TpmFrontError`), so every
     command fails as ``/dev/tpm0``'s absence would make it fail."""
     def transmit(command, **options):
-        raise error
+        raise error.with_traceback(None)        # (each raise its own traceback, not a longer one)
         yield
     return transmit
 
