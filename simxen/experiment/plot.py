@@ -207,6 +207,21 @@ def line_styles(n) -> list:
              "linestyle": _DASHES[i // 80 % 4]} for i in range(n)]
 
 
+#: a picture's height in inches (more when a legend beside it needs it: :func:`_fit_height`)
+_HEIGHT = 4.8
+
+
+def _fit_height(fig, legend, rect):
+    """Make *fig*, laid out in *rect*, taller when *legend* (beside the plot, hanging from
+    its top) runs past its bottom edge: twenty entries of one line fill the picture's
+    :data:`_HEIGHT`, and twelve wrapped onto two lines were cut off in the files."""
+    below = -legend.get_window_extent(fig.canvas.get_renderer()).y0 / fig.dpi
+    if below > 0:
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width, height + below + 0.15)
+        fig.tight_layout(rect=rect)
+
+
 def _legend_title(ns) -> str:
     """What the legend says of the runs behind each point (``ns``: their counts)."""
     low, high = min(ns), max(ns)
@@ -317,7 +332,7 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
                   if any(r is not None for r in pts.values())]
     legend_beside = len(drawn) > 8
     columns = math.ceil(len(drawn) / 20) if legend_beside else 1
-    fig, ax = plt.subplots(figsize=(7.5 + (2.4 * columns if legend_beside else 0), 4.8))
+    fig, ax = plt.subplots(figsize=(7.5 + (2.4 * columns if legend_beside else 0), _HEIGHT))
     ends, missing = [], []
     for (label, pts), style in zip(drawn, line_styles(len(drawn))):
         xs, means, low, high = [], [], [], []
@@ -362,12 +377,15 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
     ax.grid(True, alpha=0.3)
     where = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=columns) \
         if legend_beside else {}
-    ax.legend(title=_legend_title([int(r["n"]) for r in every]), fontsize=9, title_fontsize=9,
-              **where)
+    legend = ax.legend(title=_legend_title([int(r["n"]) for r in every]), fontsize=9,
+                       title_fontsize=9, **where)
     if missing:
         fig.text(0.01, 0.01, _wrap(_missing_note(missing, x), 110), fontsize=8, color="#555",
                  va="bottom")
-    fig.tight_layout(rect=(0, 0.05 if missing else 0, 1, 1))
+    rect = (0, 0.05 if missing else 0, 1, 1)
+    fig.tight_layout(rect=rect)
+    if legend_beside:       # a label wrapped onto two lines makes its entry twice as tall
+        _fit_height(fig, legend, rect)
     out = Path(out) if out else folder / "plots"
     stem = _stem("+".join(ys), x)
     files = [out / f"{stem}.png", out / f"{stem}.svg"]

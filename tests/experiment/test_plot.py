@@ -271,3 +271,29 @@ def test_plots_declared_in_sweep_json_are_drawn(folder, capsys):
     assert [p.name for p in sorted((folder / "plots").iterdir())] == [
         "stack.latency_ms.p95--stack.guest_count.png",
         "stack.latency_ms.p95--stack.guest_count.svg"]
+
+
+def test_a_legend_of_wrapped_labels_beside_the_plot_is_not_cut_off(tmp_path, monkeypatch):
+    """Twenty one-line entries fill the picture's height; labels longer than a legend line
+    (a long key, or several --y) wrap onto two, and twelve such entries ran past the
+    picture's bottom edge: the last lines of the legend were cut off in the PNG and SVG."""
+    import matplotlib.pyplot as plt
+    boxes = []                  # (the legend's box, the picture's) of each picture drawn
+    close = plt.close
+
+    def measure_and_close(fig):
+        legend = fig.axes[0].get_legend().get_window_extent(fig.canvas.get_renderer())
+        boxes.append((legend, fig.bbox))
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", measure_and_close)
+    hue = "stack.manager.some_quite_long_parameter_name"
+    for n in (12, 20):
+        folder = _summary(tmp_path, ["a.x", hue],
+                          [[x, v, "a.y", "ms", 3, x * (v + 1), 0.1, x * (v + 1) - 0.5,
+                            x * (v + 1) + 0.5] for v in range(n) for x in (1, 2, 4)],
+                          name=f"n{n}")
+        plot.draw(folder, y="a.y", hue=hue)
+        legend, picture = boxes[-1]
+        assert legend.y0 >= 0 and legend.y1 <= picture.height, (n, legend.bounds,
+                                                                 picture.bounds)
