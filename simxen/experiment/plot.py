@@ -354,6 +354,10 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
             ends += [m - low[-1], m + high[-1]]
         ax.errorbar(xs, means, yerr=[low, high], capsize=4, linewidth=1.5,
                     label=_wrap(label or ys[0], 40), **style)
+    # the axis spans every point of the sweep, a gap at either end too: the data's limits
+    # reached only the points drawn, so a first or last point without a value was a tick
+    # outside the picture
+    ax.update_datalim([(position[v], 0.0) for v in order], updatey=False)
     if numeric:
         scale, options = x_scale(position.values())
         if scale != "linear":

@@ -297,3 +297,16 @@ def test_a_legend_of_wrapped_labels_beside_the_plot_is_not_cut_off(tmp_path, mon
         legend, picture = boxes[-1]
         assert legend.y0 >= 0 and legend.y1 <= picture.height, (n, legend.bounds,
                                                                  picture.bounds)
+
+
+def test_a_first_or_last_point_without_the_metric_is_still_on_the_axis(tmp_path):
+    """The axis spanned only the points drawn: a sweep whose shortest run (say
+    scenario.until=0.1) finished no command had its first point named in the note but
+    neither drawn as a tick nor inside the picture."""
+    for gap in (1, 8):
+        folder = _summary(tmp_path, ["a.x"], [[x, "a.y" if x != gap else "a.z", "ms", 3, x, 0.1,
+                                               x - 0.2, x + 0.2] for x in (1, 2, 4, 8)],
+                          name=f"gap{gap}")
+        texts = _texts(plot.draw(folder, y="a.y")[1])
+        assert {"1", "2", "4", "8"} <= set(texts), gap
+        assert f"no value at a.x = {gap}" in texts
