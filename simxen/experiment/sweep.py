@@ -105,17 +105,38 @@ def parse_axis(text: str) -> Axis:
     where = f"--vary {text}"
     if not sep or not key:
         raise InputError("expected KEY=V1,V2,... (e.g. stack.guest_count=1,2,4)", key=where)
-    overrides_mod.split_key(key, where=where)
+    segments = overrides_mod.split_key(key, where=where)
     vals = split_values(values)
     if any(v == "" for v in vals):
         raise InputError("expected a comma-separated list of values, found an empty one",
                          key=where)
-    if len(set(vals)) != len(vals):
-        raise InputError("a value is listed twice", key=where)
-    if key in ("scenario.seed",):
+    # as the scenario takes them: 4 and +4, interrupt and "interrupt" are one point twice
+    seen = {}
+    for v in vals:
+        try:
+            value = _comparable(overrides_mod.parse_value(v))
+        except InputError as err:               # nested past the parser
+            raise InputError(err.message, key=where) from None
+        if value in seen:
+            raise InputError("a value is listed twice" + (f" ({seen[value]} and {v} are the "
+                             "same value)" if seen[value] != v else ""), key=where)
+        seen[value] = v
+    if segments == ("scenario", "seed"):        # however spelled: scenario."seed" too
         raise InputError("the seed is not a parameter to vary: --replications R runs every "
                          "point with R seeds derived from scenario.seed", key=where)
     return Axis(key, tuple(vals))
+
+
+def _comparable(value):
+    """A TOML value as a key that equals another value's exactly when the scenario would
+    take them alike (4 and 4.0 for a number; a boolean is not the integer 0 or 1)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, list):
+        return ("list", tuple(_comparable(v) for v in value))
+    if isinstance(value, dict):
+        return ("table", tuple(sorted((k, _comparable(v)) for k, v in value.items())))
+    return value
 
 
 def derive_seeds(base: int, replications: int) -> list:

@@ -52,6 +52,23 @@ def test_axes_split_values_outside_brackets_and_quotes():
             sweep.parse_axis(bad)
 
 
+def test_a_value_listed_twice_or_the_seed_is_refused_however_spelled():
+    """Values were compared as text and the seed key by its plain spelling: --vary
+    pingpong.window=4,+4 swept one point twice, and --vary 'scenario."seed"=1,2' was a
+    sweep of two identical points (each run's seed is the replication's, not the point's)."""
+    for bad, words in (("pingpong.window=4,+4", r"\(4 and \+4 are the same value\)"),
+                       ("stack.rate=20,20.0", "20 and 20.0"),
+                       ('pingpong.frontend=guest1,"guest1"', "guest1 and \"guest1\""),
+                       ("stack.mix={a = 1, b = 2},{b = 2, a = 1}", "are the same value"),
+                       ('scenario."seed"=1,2', "--replications"),
+                       ('"scenario".seed=1,2', "--replications")):
+        with pytest.raises(InputError, match=words):
+            sweep.parse_axis(bad)
+    # alike only as text, or not alike: different points
+    assert sweep.parse_axis("x.y=1,true,[1],[true],{a = 1},{a = 2}").values[1] == "true"
+    assert len(sweep.parse_axis("x.y=1,1.5,-1").values) == 3
+
+
 def test_seeds_derive_from_the_scenario_seed_only():
     s = sweep.derive_seeds(1, 4)
     assert s == sweep.derive_seeds(1, 4) and len(set(s)) == 4
