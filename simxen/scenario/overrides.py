@@ -135,10 +135,13 @@ def _example_key(table) -> str:
 
 
 def resolve(raw: dict, ov: Override, path) -> tuple:
-    """Where *ov* lands in *raw*: ``(the table it changes, the leaf key, the schema key)``.
+    """Where *ov* lands in *raw*: ``(the table it changes, the leaf key, its schema keys)``.
 
-    The schema key is how validation errors name the place (``workload[0].guest_count``)."""
+    The schema keys are how errors name the place: as validation does
+    (``workload.stack.guest_count``), and by position (``workload[0].guest_count``), as
+    the checks of names across tables do (a workload's ``name`` blank or used twice)."""
     head, rest = ov.segments[0], list(ov.segments[1:])
+    position = None
     where = f"--set {ov.text}"
     m = _INDEXED.match(head)
     if m:
@@ -152,6 +155,7 @@ def resolve(raw: dict, ov: Override, path) -> tuple:
                              f"{_example_key(items[index])}=VALUE; found {head} with nothing "
                              "after it", path=path, key=where)
         node, schema_key = items[index], _schema_name(items[index], m.group(1), index)
+        position = f"{m.group(1)}[{index}]"
     elif head in ("scenario", "profile") and rest:
         node, schema_key = raw.setdefault(head, {}), head
         if not isinstance(node, dict):
@@ -162,6 +166,7 @@ def resolve(raw: dict, ov: Override, path) -> tuple:
             for i, table in enumerate(_as_list(raw, array)):
                 if isinstance(table, dict) and _default_name(table, array) == head:
                     node, schema_key = table, _schema_name(table, array, i)
+                    position = f"{array}[{i}]"
                     break
             if node is not None:
                 break
@@ -177,7 +182,10 @@ def resolve(raw: dict, ov: Override, path) -> tuple:
         schema_key += f".{seg}"
         if not isinstance(node, dict):
             raise InputError(f"{schema_key} is a value, not a table", path=path, key=where)
-    return node, rest[-1], f"{schema_key}.{rest[-1]}"
+    keys = [f"{schema_key}.{rest[-1]}"]
+    if position is not None:
+        keys.append(".".join([position] + rest))
+    return node, rest[-1], tuple(dict.fromkeys(keys))
 
 
 def apply(raw: dict, overrides, path) -> dict:
@@ -187,9 +195,9 @@ def apply(raw: dict, overrides, path) -> dict:
     name the ``--set`` that caused it (see :func:`blame`)."""
     placed = {}
     for ov in overrides:
-        node, leaf, schema_key = resolve(raw, ov, path)
+        node, leaf, schema_keys = resolve(raw, ov, path)
         node[leaf] = ov.value
-        placed[schema_key] = ov
+        placed.update(dict.fromkeys(schema_keys, ov))
     return placed
 
 

@@ -85,6 +85,18 @@ def test_bad_override_is_one_line_naming_it(sets, words):
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("sets", [["pingpong.name=x.y"], ["workload[0].name=x.y"],
+                                  ["pingpong.name= "]])
+def test_a_bad_workload_name_set_is_blamed_on_the_set(sets):
+    """The checks of names across tables (blank, holding a '.', used twice) name a workload
+    by position, validation by name: the error named the file's workload[0].name, which
+    the file has right, not the --set that made it wrong."""
+    with pytest.raises(InputError) as e:
+        scenario_file.load(PINGPONG, sets)
+    assert str(e.value).startswith(f"{PINGPONG}: --set {sets[0]}: expected a name that is "
+                                   "not blank"), str(e.value)
+
+
 def test_cli_run_and_validate_exit_2_on_bad_set():
     for cmd in ("run", "validate"):
         r = simxen(cmd, str(STACK), "--set", "stack.iterations=-3")
