@@ -381,7 +381,8 @@ def test_a_workload_name_no_metric_can_reach_is_refused(name, capsys):
     for command in ("validate", "run"):
         assert main([command, str(GOOD), "--set", f"pingpong.name='{name}'"]) == 2
         assert capsys.readouterr().err.strip() == (
-            f"simxen {command}: {GOOD}: workload[0].name: expected a name that is not blank "
+            f"simxen {command}: {GOOD}: --set pingpong.name='{name}': expected a name that "
+            "is not blank "
             "and holds no '.' (a result is named <name>.<result>, split at its first '.'), "
             f"found {name!r}")
 
@@ -477,3 +478,4 @@ def test_one_parameter_of_a_profile_op_says_an_override_is_the_whole_op(capsys):
     err = capsys.readouterr().err
     assert "profile.ops.hypercall.dist: missing: an op is a whole table" in err
     assert "an override replaces the profile's op" in err and "None" not in err
+
