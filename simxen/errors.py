@@ -67,6 +67,17 @@ TOO_DEEP = ("nested too deeply (arrays or tables inside each other, thousands of
             "more than a parser can follow)")
 
 
+def finite(value) -> bool:
+    """Whether the number *value* is finite as a float: not NaN or an infinity, and not an
+    integer beyond a float's range -- TOML caps integers at 64 bits but Python's reader
+    takes any, and ``float(10 ** 400)`` raises OverflowError wherever it is converted."""
+    import math
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 #: how an error names the type of a value read from TOML (and the type a key expects)
 TOML_TYPES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
               list: "an array", dict: "a table"}

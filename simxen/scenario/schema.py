@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Sequence
 
-from simxen.errors import TOML_TYPES, InputError, did_you_mean, found
+from simxen.errors import TOML_TYPES, InputError, did_you_mean, finite, found
 
 _MISSING = object()
 
@@ -96,8 +96,12 @@ class Field:
     def validate(self, value, path, key):
         t = self.type
         ok_types = t if isinstance(t, tuple) else (t,)
-        if float in ok_types and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value) if int not in ok_types else value
+        if float in ok_types and isinstance(value, int) and not isinstance(value, bool) \
+                and int not in ok_types:
+            if not finite(value):
+                raise InputError(f"expected a finite number, found {found(value)}", path=path,
+                                 key=key)
+            value = float(value)
         if isinstance(value, bool) and bool not in ok_types:
             ok = False
         else:
@@ -108,16 +112,16 @@ class Field:
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"expected a finite number, found {value!r}", path=path, key=key)
         if self.items is not None and isinstance(value, list):
-            if self.items is float:     # an integer is a number too, as for a float key
-                value = [float(item) if isinstance(item, int) and not isinstance(item, bool)
-                         else item for item in value]
             for i, item in enumerate(value):
-                if isinstance(item, bool) or not isinstance(item, self.items):
+                if isinstance(item, bool) or not isinstance(item, self.items) and not (
+                        self.items is float and isinstance(item, int)):
                     raise InputError(f"expected {_type_name(self.items)}, found {found(item)}",
                                      path=path, key=f"{key}[{i}]")
-                if isinstance(item, float) and not math.isfinite(item):
+                if self.items is float and not finite(item):
                     raise InputError(f"expected a finite number, found {item!r}", path=path,
                                      key=f"{key}[{i}]")
+            if self.items is float:     # an integer is a number too, as for a float key
+                value = [float(item) for item in value]
         if self.choices is not None and value not in self.choices:
             raise InputError(f"expected {self.expected()}, found {value!r}", path=path, key=key)
         if self.minimum is not None and value < self.minimum:

@@ -45,7 +45,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from simxen.errors import TOML_TYPES, TOO_DEEP, InputError, did_you_mean, found
+from simxen.errors import TOML_TYPES, TOO_DEEP, InputError, did_you_mean, finite, found
 
 #: ops the hypervisor itself charges; every profile must define them.
 REQUIRED_OPS = (
@@ -451,7 +451,7 @@ def _parse_op(op_name, table, path):
             raise InputError(f"missing; {dist} needs {', '.join(names)}", path=path,
                              key=f"{key}.{pname}")
         value = table[pname]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not finite(value):
             raise InputError(f"expected a number of seconds, got {found(value)}", path=path,
                              key=f"{key}.{pname}")
         if value < 0 or (pname in ("median", "mean") and dist in ("lognormal", "exponential")

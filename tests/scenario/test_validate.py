@@ -479,3 +479,31 @@ def test_one_parameter_of_a_profile_op_says_an_override_is_the_whole_op(capsys):
     assert "profile.ops.hypercall.dist: missing: an op is a whole table" in err
     assert "an override replaces the profile's op" in err and "None" not in err
 
+
+@pytest.mark.parametrize("scenario,key,value,expected", [
+    ("many-guests", "stack.rate", 10 ** 400, "expected a finite number, found 1000"),
+    ("many-guests", "stack.rates", f"[{10 ** 400}, 1, 1, 1]",
+     "expected a finite number, found 1000"),
+    ("many-guests", "stack.mix.quote", 10 ** 400, "quote: expected a finite weight >= 0"),
+    ("many-guests", "stack.mix.quote", "nan", "quote: expected a finite weight >= 0, found nan"),
+    ("many-guests", "stack.mix.quote", "inf", "quote: expected a finite weight >= 0, found inf"),
+    ("many-guests", "stack.mix", "{quote = 1e308, pcr_extend = 1e308}",
+     "expected weights whose sum is a finite number"),
+    ("ring-pingpong", "scenario.until", 10 ** 400, "expected a finite number, found 1000"),
+    ("ring-pingpong", 'profile.ops."evtchn.notify"', f'{{dist = "fixed", value = {10 ** 400}}}',
+     "expected a number of seconds, got 1000")])
+def test_a_number_beyond_a_float_or_not_finite_is_refused_by_validate_and_run(
+        capsys, scenario, key, value, expected):
+    """TOML caps integers at 64 bits, but Python's reader takes any: an integer past a
+    float's range where a number is expected was an internal error (OverflowError, exit 3)
+    from validate and run alike; a mix weight of nan, inf or a sum past a float's range
+    passed validate, and run drew from a broken distribution (nan) or stopped with an
+    internal error (IndexError)."""
+    from simxen.cli import main
+    path = ROOT / "scenarios" / f"{scenario}.toml"
+    for command in ("validate", "run"):
+        capsys.readouterr()
+        assert main([command, str(path), "--set", f"{key}={value}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"simxen {command}: {path}: --set {key}=") and err.count("\n") == 1
+        assert expected in err, err

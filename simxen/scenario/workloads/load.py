@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 
+from simxen.errors import finite, found
 from simxen.scenario.schema import Field, Table
 from simxen.scenario.workloads.vtpm_stack import (SAVE_AND_SCHEDULE, check_guest_count,
                                                   check_guest_names, counted_guests,
@@ -60,10 +61,13 @@ def _check_mix(value):
     if bad:
         return f"unknown command(s) {bad}; expected some of {list(COMMANDS)}"
     for k, w in value.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-            return f"{k}: expected a weight >= 0, found {w!r}"
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not finite(w) or w < 0:
+            return f"{k}: expected a finite weight >= 0, found {found(w)}"
     if not any(w > 0 for w in value.values()):
         return "expected at least one command with a weight above 0"
+    if not finite(sum(float(w) for w in value.values())):
+        return ("expected weights whose sum is a finite number (each command's share is its "
+                "weight over the sum), found a sum beyond a float's range")
     return None
 
 
