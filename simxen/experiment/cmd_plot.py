@@ -63,8 +63,10 @@ def main(args) -> int:
     else:
         keys, rows = plot.read_summary(args.folder)
         specs = plot.default_plots(keys, rows, _declared(args.folder))
-        for s in specs:
-            s.update(x=args.x or s["x"], hue=args.hue, title=args.title)
+        for s in specs:         # the [[plot]]'s own hue and title unless given here
+            x = args.x or s["x"]
+            s.update(x=x, hue=args.hue or (s["hue"] if s["hue"] != x else None),
+                     title=args.title or s["title"])
     for spec in specs:
         for f in plot.draw(args.folder, out=args.out, **spec):
             print(f)

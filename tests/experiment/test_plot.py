@@ -310,3 +310,22 @@ def test_a_first_or_last_point_without_the_metric_is_still_on_the_axis(tmp_path)
         texts = _texts(plot.draw(folder, y="a.y")[1])
         assert {"1", "2", "4", "8"} <= set(texts), gap
         assert f"no value at a.x = {gap}" in texts
+
+
+def test_plot_without_y_redraws_the_sweeps_pictures_with_their_title_and_hue(folder, capsys):
+    """`simxen plot DIR` without --y is to draw the pictures `simxen sweep` drew (the
+    scenario's [[plot]] tables, from sweep.json), but it dropped each table's title and hue:
+    the same files were drawn again titled '<y> vs <x>', over the sweep's. --title and
+    --hue given on the command line still win."""
+    import json
+    from simxen.cli import main
+    (folder / "sweep.json").write_text(json.dumps({"plots": [
+        {"y": "stack.latency_ms.p95", "hue": "stack.policy", "title": "Tail latency as guests grow"}]}))
+    swept = plot.draw(folder, x="stack.guest_count", y="stack.latency_ms.p95", hue="stack.policy",
+                      title="Tail latency as guests grow", out=folder / "swept")
+    assert main(["plot", str(folder)]) == 0
+    redrawn = [folder / "plots" / f.name for f in swept]
+    assert capsys.readouterr().out.split() == [str(f) for f in redrawn]
+    assert [f.read_bytes() for f in redrawn] == [f.read_bytes() for f in swept]
+    assert main(["plot", str(folder), "--title", "mine"]) == 0
+    assert "mine" in _texts(redrawn[1]) and "Tail latency as guests grow" not in _texts(redrawn[1])
