@@ -21,12 +21,15 @@ from simxen.errors import InputError
 def add_arguments(parser):
     parser.add_argument("folder", metavar="DIR", help="the --out folder of a `simxen sweep`")
     parser.add_argument("--x", metavar="KEY", help="varied key on the horizontal axis "
-                        "(default: the first)")
+                        "(default: the first --vary of the sweep)")
     parser.add_argument("--y", metavar="METRIC", action="append",
                         help="metric on the vertical axis (`simxen metrics SCENARIO` lists "
-                        "them); repeat it to draw metrics of one unit together")
-    parser.add_argument("--hue", metavar="KEY", help="varied key drawn as one line per value")
-    parser.add_argument("--title", help="the picture's title")
+                        "them); repeat it to draw metrics of one unit together (default: the "
+                        "pictures `simxen sweep` draws, the scenario's [[plot]] tables)")
+    parser.add_argument("--hue", metavar="KEY", help="varied key drawn as one line per value "
+                        "(default: none; every other varied key splits the lines anyway)")
+    parser.add_argument("--title", help="the picture's title (default: the [[plot]] "
+                        "table's, else '<y> vs <x>')")
     parser.add_argument("--out", metavar="DIR", help="where the pictures go (default DIR/plots)")
 
 

@@ -33,15 +33,17 @@ def add_arguments(parser):
     parser.add_argument("--jobs", type=int, default=1, metavar="J",
                         help="local worker processes (default 1)")
     parser.add_argument("--out", metavar="DIR", type=output.file_name,
-                        help="output folder (default: sweep-<scenario name>)")
+                        help="output folder (default: sweep-<SCENARIO's file name without "
+                        ".toml>, in the current folder)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on an existing Dask distributed cluster (tcp://HOST:PORT) "
                         "instead of local processes; needs pip install 'simxen[dask]'")
     parser.add_argument("--resume", action="store_true",
                         help="finish the sweep already in DIR: run only the missing runs")
     parser.add_argument("--trace-level", choices=LEVELS, default="commands", metavar="LEVEL",
-                        help="what each run's trace keeps (as `simxen run --trace-level`; "
-                        "default commands, as a plain `simxen run`)")
+                        help="what each run's trace keeps: full, commands or off (as `simxen "
+                        "run --trace-level`; default commands, as a plain `simxen run`; at off "
+                        "the metrics read from TPM command records are empty)")
     parser.add_argument("--no-plots", action="store_true", help="write the CSVs only")
     parser.add_argument("--no-progress", action="store_true",
                         help="never show the progress bar, even on a terminal")

@@ -386,3 +386,23 @@ def test_a_grid_of_more_runs_than_a_sweep_makes_is_refused_at_once(pingpong):
         values = ",".join(map(str, range(1, 3001)))
         sweep.Plan(pingpong, [sweep.parse_axis(f"pingpong.window={values}"),
                               sweep.parse_axis(f"pingpong.requests={values}")], 1)
+
+
+def test_the_help_says_the_default_folder_and_levels_as_the_sweep_makes_them(tmp_path, capsys,
+                                                                             monkeypatch):
+    """--out's help said 'sweep-<scenario name>', but the folder is named after the file
+    (a scenario.name that differs from it is not used); --trace-level's did not say its
+    levels."""
+    from simxen.cli import main
+    text = (ROOT / "scenarios" / "ring-pingpong.toml").read_text()
+    (tmp_path / "mine.toml").write_text(text.replace('name = "ring-pingpong"', 'name = "other"')
+                                        .replace("requests = 2000", "requests = 20")
+                                        .replace("equals = 2000", "equals = 20"))
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "(default: sweep-<SCENARIO's file name without .toml>, in the current folder)" in said
+    assert "what each run's trace keeps: full, commands or off" in said
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "mine.toml", "--vary", "pingpong.window=1", "--no-plots"]) == 0
+    assert (tmp_path / "sweep-mine" / "runs.csv").exists()
