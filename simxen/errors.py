@@ -4,6 +4,8 @@ Every layer may raise these; the CLI turns them into one readable line and an
 exit status, never a traceback.
 """
 
+import math
+
 
 class SimxenError(Exception):
     """Base of every error simxen reports to a user."""
@@ -71,7 +73,6 @@ def finite(value) -> bool:
     """Whether the number *value* is finite as a float: not NaN or an infinity, and not an
     integer beyond a float's range -- TOML caps integers at 64 bits but Python's reader
     takes any, and ``float(10 ** 400)`` raises OverflowError wherever it is converted."""
-    import math
     try:
         return math.isfinite(value)
     except OverflowError:
