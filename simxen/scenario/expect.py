@@ -18,14 +18,25 @@ from dataclasses import dataclass
 
 from simxen.scenario.schema import Field, Table
 
+def _same(found, want) -> bool:
+    """Whether a result equals a wanted value, a yes/no never equal to a number: Python's
+    ``0 == False`` would pass ``equals = false`` on a count of nothing."""
+    return isinstance(found, bool) is isinstance(want, bool) and found == want
+
+
+def _number(found) -> bool:
+    """Whether a result can be ordered against a number (a yes/no cannot)."""
+    return not isinstance(found, bool)
+
+
 #: comparison key -> (test, words for the report)
 OPERATORS = {
-    "equals": (lambda found, want: found == want, "equals"),
-    "not_equals": (lambda found, want: found != want, "differs from"),
-    "below": (lambda found, want: found < want, "is below"),
-    "above": (lambda found, want: found > want, "is above"),
-    "at_most": (lambda found, want: found <= want, "is at most"),
-    "at_least": (lambda found, want: found >= want, "is at least"),
+    "equals": (lambda found, want: _same(found, want), "equals"),
+    "not_equals": (lambda found, want: not _same(found, want), "differs from"),
+    "below": (lambda found, want: _number(found) and found < want, "is below"),
+    "above": (lambda found, want: _number(found) and found > want, "is above"),
+    "at_most": (lambda found, want: _number(found) and found <= want, "is at most"),
+    "at_least": (lambda found, want: _number(found) and found >= want, "is at least"),
     "contains": (lambda found, want: want in found, "contains"),
     "not_contains": (lambda found, want: want not in found, "does not contain"),
 }
@@ -107,6 +118,44 @@ def check_shape(expects: list, path) -> None:
         if op in TEXTUAL and not isinstance(wanted, str):
             raise InputError(f"expected a string to look for, found {found(wanted)}",
                              path=path, key=f"expect[{i}].{op}")
+
+
+#: what a comparison of a metric of each kind (:data:`simxen.scenario.metrics.KINDS`)
+#: may be given, and what that is called: a value of another type can never match
+_FITS = {
+    "number": ((int, float), "a number"),
+    "bool": ((bool,), "true or false"),
+    "text": ((str,), "a string"),
+}
+
+
+def check_kinds(expects: list, published, path) -> None:
+    """Every ``[[expect]]`` on a metric the scenario publishes (``published``:
+    :class:`~simxen.scenario.metrics.Metrics`) compares it with a value of its kind: a
+    yes/no with true or false and never ordered, a number with a number, a text with a
+    string -- anything else would fail (or, as ``equals = 0`` on a yes/no once did, pass)
+    whatever the run found. Shared by ``simxen validate`` and ``simxen run``."""
+    from simxen.errors import InputError, found
+    for i, e in enumerate(expects):
+        metric = published.get(e["metric"])
+        if metric is None:          # not published (a note of validate's; run finds no result)
+            continue
+        op, wanted = operator_of(e), e[operator_of(e)]
+        types, name = _FITS[metric.kind]
+        if op in TEXTUAL and metric.kind != "text":
+            problem = f"it is {'a yes/no' if metric.kind == 'bool' else 'a number'}, not a text"
+        elif op in ORDERING and metric.kind != "number":
+            problem = f"{'a yes/no' if metric.kind == 'bool' else 'a text'} is not ordered"
+        elif op in TEXTUAL:
+            continue                # a string to look for: check_shape made sure
+        elif isinstance(wanted, bool) is not (metric.kind == "bool") \
+                or not isinstance(wanted, types):
+            problem = f"expected {name}, found {found(wanted)}"
+        else:
+            continue
+        raise InputError(f"{e['metric']} cannot be compared so: {problem} "
+                         f"(simxen metrics --json gives each metric's kind)", path=path,
+                         key=f"expect[{i}].{op}")
 
 
 def evaluate(expects: list, results: dict, absent=None) -> list[Outcome]:

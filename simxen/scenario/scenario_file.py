@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simxen.errors import TOO_DEEP, InputError
-from simxen.scenario import expect, workloads
+from simxen.scenario import expect, metrics, workloads
 from simxen.scenario.schema import Field, Table, TableArray
 from simxen.xen.hypervisor import MAX_VIRT_CPUS, vcpus_problem
 
@@ -192,9 +192,22 @@ def load(path, overrides=()) -> Scenario:
         data = top_schema().validate(raw, path, prefix="")
         expect.check_shape(data["expect"], path)
         _check_references(data, path)
+        if data["expect"]:
+            expect.check_kinds(data["expect"], _published(Scenario(path, data, ())), path)
     except InputError as err:
         raise ov_mod.blame(err, placed, path) from None
     return Scenario(path, data, tuple(o.text for o in parsed))
+
+
+def _published(scenario):
+    """The metrics *scenario* publishes, for checking its ``[[expect]]`` tables -- or none
+    when a workload cannot list them yet: its tables hold a mistake (a config naming a
+    domain no config creates, say) that :func:`simxen.scenario.runner.prepare` refuses
+    with its own error, in ``validate`` and ``run`` alike."""
+    try:
+        return metrics.of_scenario(scenario)
+    except InputError:
+        return metrics.Metrics()
 
 
 #: top-level table -> what a TOML file holding it (and no [scenario]) is, and what reads it;

@@ -123,13 +123,12 @@ _VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow
 def test_an_expectation_compares_with_a_value_its_comparison_can_use(op, value):
     """`below = "1000"` passed validate and the expectation then failed whatever the run
     found (the comparison's TypeError counted as a failure): an ordering needs a number,
-    contains a string; equals takes anything."""
+    contains a string -- and the metric here, a latency, is a number, so it is compared
+    with numbers only, by equals too, and never looked into as a text."""
     text = GOOD.read_text()
     assert text.count("below = 1000.0") == 1
-    ok = (op == "equals"
-          or (op in ("below", "above", "at_most", "at_least")
-              and isinstance(value, (int, float)) and not isinstance(value, bool))
-          or (op in ("contains", "not_contains") and isinstance(value, str)))
+    ok = (op in ("below", "above", "at_most", "at_least", "equals")
+          and isinstance(value, (int, float)) and not isinstance(value, bool))
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "s.toml"
         path.write_text(text.replace("below = 1000.0", f"{op} = {json.dumps(value, ensure_ascii=False)}"),
@@ -139,7 +138,7 @@ def test_an_expectation_compares_with_a_value_its_comparison_can_use(op, value):
         else:
             with pytest.raises(InputError) as e:
                 scenario_file.load(path)
-            assert f"expect[2].{op}: expected a " in str(e.value) and "\n" not in str(e.value)
+            assert f"expect[2].{op}: " in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("value", ["[]", "{}", '["ring-pingpong"]', "[{a = 1}]", "7", "true"])
@@ -507,3 +506,55 @@ def test_a_number_beyond_a_float_or_not_finite_is_refused_by_validate_and_run(
         err = capsys.readouterr().err
         assert err.startswith(f"simxen {command}: {path}: --set {key}=") and err.count("\n") == 1
         assert expected in err, err
+
+
+_FINISHED = '\n[[expect]]\nmetric = "pingpong.finished"\n'
+
+
+@pytest.mark.parametrize("old,new,key,expected", [
+    ("equals = 2000", "equals = true", "expect[0].equals", "expected a number, found true"),
+    ("equals = 2000", 'equals = "2000"', "expect[0].equals", "expected a number, found '2000'"),
+    ("equals = 2000", 'contains = "20"', "expect[0].contains", "it is a number, not a text"),
+    ('why = "every request gets its response"\n',
+     'why = "every request gets its response"\n' + _FINISHED + "equals = 1\n",
+     "expect[1].equals", "expected true or false, found 1"),
+    ('why = "every request gets its response"\n',
+     'why = "every request gets its response"\n' + _FINISHED + "not_equals = 0\n",
+     "expect[1].not_equals", "expected true or false, found 0"),
+    ('why = "every request gets its response"\n',
+     'why = "every request gets its response"\n' + _FINISHED + "at_least = 1\n",
+     "expect[1].at_least", "a yes/no is not ordered"),
+])
+def test_an_expectation_of_the_wrong_kind_for_its_metric_is_refused(tmp_path, old, new, key,
+                                                                     expected):
+    """``equals = 0`` on a yes/no, ``equals = true`` on a count: Python's ``0 == False``
+    let such an expectation pass; it is refused before the run, by validate and run alike."""
+    p = write(tmp_path, mutate(old, new))
+    with pytest.raises(InputError) as err:
+        scenario_file.load(p)
+    assert key in str(err.value) and expected in str(err.value), str(err.value)
+    assert "cannot be compared so" in str(err.value)
+
+
+def test_run_refuses_an_expectation_of_the_wrong_kind_as_validate_does(tmp_path):
+    p = write(tmp_path, mutate("equals = 2000", "equals = true"))
+    for command in ("validate", "run"):
+        r = simxen(command, str(p))
+        assert r.returncode == 2, (command, r.stderr)
+        assert "expect[0].equals" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("op,wanted,found,passed", [
+    ("equals", False, 0, False),        # a count of nothing is not "no"
+    ("equals", True, 1, False),
+    ("not_equals", False, 0, True),
+    ("equals", 2000, 2000.0, True),     # a number is a number, int or float
+    ("equals", True, True, True),
+    ("above", 0, True, False),          # a yes/no is not ordered
+    ("at_most", 1, False, False),
+    ("below", 5, 3, True),
+])
+def test_a_yes_no_result_never_equals_a_number(op, wanted, found, passed):
+    from simxen.scenario import expect
+    [outcome] = expect.evaluate([{"metric": "w.m", op: wanted, "why": ""}], {"w": {"m": found}})
+    assert outcome.passed is passed
