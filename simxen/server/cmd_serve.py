@@ -107,6 +107,9 @@ class ServeSession:
     host: object          #: the :class:`~simxen.domains.stack.Host`
     guest: object         #: the guest's :class:`~simxen.domains.guest.Guest` kernel
     path: SimulatedPath
+    #: ``seq`` of the trace's first record after the boot: the served commands' records
+    #: start there (pv-grub's own extends, in the guest's domain, come before it)
+    served_from: int = 0
 
     @classmethod
     def build(cls, scenario_path, guest_name, *, seed=None, trace_file=None, stop=None,
@@ -152,7 +155,8 @@ class ServeSession:
         if guest is None or not guest.ready.triggered or guest.tpm is None:
             raise InputError(f"{guest_name}'s vTPM did not connect within {until:g} simulated "
                              "seconds (scenario.until)", path=scenario.path, key="scenario.until")
-        return cls(scenario, hv, host, guest, SimulatedPath.for_guest(guest))
+        return cls(scenario, hv, host, guest, SimulatedPath.for_guest(guest),
+                   served_from=len(hv.trace))
 
     def event_log(self) -> bytes:
         """The guest's TCG event log as pv-grub wrote it (``b""`` when nothing measured its boot)."""
@@ -331,8 +335,8 @@ def _summary(session, stream, args):
     print(f"simxen serve: {path.commands} command(s) through the path, {path.failures} failed; "
           f"simulated time {session.hv.env.now:.6f} s", file=stream, flush=True)
     if args.hops and path.commands:
-        cmds = [c for c in hops.command_hops(session.hv.trace.iter_records(kinds=hops.READS))
-                if c.dom == session.guest.domid]
+        records = session.hv.trace.iter_records(kinds=hops.READS, since=session.served_from)
+        cmds = [c for c in hops.command_hops(records) if c.dom == session.guest.domid]
         print(hops.format_table(hops.aggregate(cmds)), file=stream, flush=True)
     if args.trace:
         print(f"simxen serve: trace written to {args.trace}", file=stream, flush=True)

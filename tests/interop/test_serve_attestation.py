@@ -113,3 +113,19 @@ def test_eventlog_out_dash_is_standard_output(tmp_path):
     log.write_bytes(out)
     replay = run_tool("none", tmp_path, "tpm2_eventlog", str(log)).stdout.decode()
     assert "EV_EFI_BOOT_SERVICES_APPLICATION" in replay
+
+
+def test_the_hop_table_counts_only_the_served_commands(tmp_path):
+    """pv-grub's extends at boot cross the guest's tpmfront too (flows guest1/vtpm0/N), the
+    first after waiting seconds for the vTPM; the exit table of ``--hops`` counted them as
+    tools' commands: 4 rows for 1 command through the path, a 3.25 s maximum."""
+    require_tool("tpm2_getrandom")
+    srv = start("--hops", scenario=SCENARIO)
+    try:
+        run_tool(srv.tcti, tmp_path, "tpm2_getrandom", "--hex", "8")
+    finally:
+        assert srv.stop() == 143, srv.log
+    served = int(srv.wait_for("command(s) through the path").split(": ")[1].split()[0])
+    total = srv.wait_for("total ", since=srv.lines.index(srv.wait_for("hop ")))
+    assert served >= 1 and int(total.split()[1]) == served, srv.log
+    assert float(total.split()[-2]) < 100, srv.log          # max: no boot-time wait in it
