@@ -42,13 +42,16 @@ HASHES = {
 
 #: Algorithms the engine reports in GetCapability(TPM_CAP_ALGS), with their
 #: TPMA_ALGORITHM bits (asymmetric 1, symmetric 2, hash 4, object 8,
-#: signing 0x100, encrypting 0x200, method 0x400).
+#: signing 0x100, encrypting 0x200, method 0x400), as the reference
+#: implementation's ``AlgorithmCap.c`` gives them (and swtpm answers): a keyed
+#: hash is a hash, an object type, a signing and an encrypting scheme; a block
+#: cipher mode is symmetric and encrypting (Part 2's "S E"), not a method.
 IMPLEMENTED_ALGS = (
     (TPM_ALG.RSA, 0x0009),
     (TPM_ALG.SHA1, 0x0004),
     (TPM_ALG.HMAC, 0x0104),
     (TPM_ALG.AES, 0x0002),
-    (TPM_ALG.KEYEDHASH, 0x0008),
+    (TPM_ALG.KEYEDHASH, 0x030C),
     (TPM_ALG.XOR, 0x0006),
     (TPM_ALG.SHA256, 0x0004),
     (TPM_ALG.SHA384, 0x0004),
@@ -65,11 +68,11 @@ IMPLEMENTED_ALGS = (
     (TPM_ALG.ECC, 0x0009),
     (TPM_ALG.SYMCIPHER, 0x0008),
     (TPM_ALG.CAMELLIA, 0x0002),
-    (TPM_ALG.CTR, 0x0402),
-    (TPM_ALG.OFB, 0x0402),
-    (TPM_ALG.CBC, 0x0402),
-    (TPM_ALG.CFB, 0x0402),
-    (TPM_ALG.ECB, 0x0402),
+    (TPM_ALG.CTR, 0x0202),
+    (TPM_ALG.OFB, 0x0202),
+    (TPM_ALG.CBC, 0x0202),
+    (TPM_ALG.CFB, 0x0202),
+    (TPM_ALG.ECB, 0x0202),
 )
 
 

@@ -185,6 +185,29 @@ def test_resource_manager_lets_tool_after_tool_work(server):
     assert handles in (b"", b"[]", b"{}")
 
 
+# TPMA_ALGORITHM as the reference implementation's AlgorithmCap.c (and swtpm) give them:
+# (asymmetric, symmetric, hash, object, signing, encrypting, method)
+REFERENCE_ALG_ATTRIBUTES = {
+    "keyedhash": (0, 0, 1, 1, 1, 1, 0), "xor": (0, 1, 1, 0, 0, 0, 0),
+    "hmac": (0, 0, 1, 0, 1, 0, 0), "aes": (0, 1, 0, 0, 0, 0, 0),
+    "rsassa": (1, 0, 0, 0, 1, 0, 0), "oaep": (1, 0, 0, 0, 0, 1, 0),
+    "ecdh": (1, 0, 0, 0, 0, 0, 1), "kdf1_sp800_108": (0, 0, 1, 0, 0, 0, 1),
+    "symcipher": (0, 0, 0, 1, 0, 0, 0), "ctr": (0, 1, 0, 0, 0, 1, 0),
+    "ofb": (0, 1, 0, 0, 0, 1, 0), "cbc": (0, 1, 0, 0, 0, 1, 0),
+    "cfb": (0, 1, 0, 0, 0, 1, 0), "ecb": (0, 1, 0, 0, 0, 1, 0),
+}
+
+
+def test_getcap_algorithms_attributes_are_the_reference_ones(server):
+    """tpm2_getcap algorithms showed the keyed hash as an object type only and the
+    block-cipher modes as methods: a TSS that picks an encryption mode by its
+    ``encrypting`` bit found none."""
+    algs = yaml.safe_load(tool(server, "tpm2_getcap", "algorithms").stdout)
+    fields = ("asymmetric", "symmetric", "hash", "object", "signing", "encrypting", "method")
+    seen = {name: tuple(algs[name][f] for f in fields) for name in REFERENCE_ALG_ATTRIBUTES}
+    assert seen == REFERENCE_ALG_ATTRIBUTES
+
+
 def test_salted_session_with_parameter_encryption(server):
     srv, cwd = server
     tool(server, "tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", "salt.ctx")
