@@ -99,14 +99,16 @@ def validate_template(pub, data, param):
         if not sign and not decrypt:
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)
     elif pub.type == TPM_ALG.KEYEDHASH:
-        if sign and decrypt:
-            raise TpmError(TPM_RC.ATTRIBUTES, param=param)
-        if not sign and not decrypt:          # sealed data object
-            if a & TPMA_OBJECT.sensitiveDataOrigin:
-                raise TpmError(TPM_RC.ATTRIBUTES, param=param)
+        # the reference implementation's SchemeChecks: sign and decrypt both set
+        # (unrestricted; restricted was refused above) or both clear (sealed data)
+        # take the NULL scheme; a signing key HMAC; a decrypting key XOR (a
+        # derivation parent), which this engine does not implement
+        if not sign and not decrypt and a & TPMA_OBJECT.sensitiveDataOrigin:
+            raise TpmError(TPM_RC.ATTRIBUTES, param=param)     # the TPM cannot make sealed data
+        if bool(sign) == bool(decrypt):
             if pub.scheme[0] != TPM_ALG.NULL:
                 raise TpmError(TPM_RC.SCHEME, param=param)
-        elif sign and pub.scheme[0] != TPM_ALG.HMAC and restricted:
+        elif sign and pub.scheme[0] != TPM_ALG.HMAC or decrypt:
             raise TpmError(TPM_RC.SCHEME, param=param)
         if data and a & TPMA_OBJECT.sensitiveDataOrigin:
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)

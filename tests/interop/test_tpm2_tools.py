@@ -208,6 +208,22 @@ def test_getcap_algorithms_attributes_are_the_reference_ones(server):
     assert seen == REFERENCE_ALG_ATTRIBUTES
 
 
+def test_keyed_hash_templates_get_the_reference_scheme_checks(server):
+    """``tpm2_createprimary -G hmac`` (restricted|decrypt with the HMAC scheme) was
+    accepted, and ``tpm2_create -G keyedhash`` (sign|decrypt, NULL scheme) refused with
+    TPM_RC_ATTRIBUTES; a real TPM (the reference's SchemeChecks, swtpm) does the opposite:
+    a decrypting keyed hash needs the XOR scheme (0x2D2), sign|decrypt takes NULL."""
+    bad = tool(server, "tpm2_createprimary", "-C", "o", "-G", "hmac", "-c", "kh.ctx",
+               check=False)
+    assert bad.returncode != 0 and b"0x2D2" in bad.stderr          # TPM_RC_SCHEME, parameter 2
+    tool(server, "tpm2_createprimary", "-C", "o", "-c", "khp.ctx")
+    tool(server, "tpm2_create", "-C", "khp.ctx", "-G", "keyedhash", "-u", "kh.pub",
+         "-r", "kh.priv", "-c", "kh.ctx")
+    srv, cwd = server
+    (cwd / "kh.msg").write_bytes(b"hello")
+    assert len(tool(server, "tpm2_hmac", "-c", "kh.ctx", "-g", "sha256", "kh.msg").stdout) == 32
+
+
 def test_salted_session_with_parameter_encryption(server):
     srv, cwd = server
     tool(server, "tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", "salt.ctx")
