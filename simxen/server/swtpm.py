@@ -15,6 +15,7 @@ flushes what the previous client left loaded — the only resource
 management this connection-per-command protocol allows.
 """
 
+import socket
 import struct
 import threading
 
@@ -43,10 +44,25 @@ TPM_FAIL = 9
 TPM_BAD_PARAMETER = 3
 TPM_BAD_ORDINAL = 10            #: a command code swtpm does not know
 TPM_BAD_LOCALITY = 61           #: CMD_SET_LOCALITY above 4
-CAPABILITIES = 0x0000_0000_0000_3FFF
+#: PTM_CAP_* (swtpm's tpm_ioctl.h) of the commands above, and only those: INIT 0x1,
+#: SHUTDOWN 0x2, GET_TPMESTABLISHED 0x4, SET_LOCALITY 0x8, HASHING 0x10, CANCEL_TPM_CMD
+#: 0x20, STORE_VOLATILE 0x40, RESET_TPMESTABLISHED 0x80, STOP 0x400, GET_CONFIG 0x800,
+#: SET_BUFFERSIZE 0x2000 (no GET/SET_STATEBLOB, SET_DATAFD or GET_INFO: a client that
+#: checks, as swtpm_ioctl and QEMU do, does not send them)
+CAPABILITIES = 0x0000_0000_0000_2CFF
 BUFFER_SIZE = 4096
 
 _U32 = struct.Struct(">I")
+
+
+def _discard_received(sock):
+    """Drop what has arrived on ``sock`` and not been read, without waiting for more."""
+    while True:
+        try:
+            if not sock.recv(BUFFER_SIZE, socket.MSG_DONTWAIT):
+                return
+        except BlockingIOError:
+            return
 
 
 class SwtpmServer(PortPairServer):
@@ -169,7 +185,11 @@ class SwtpmServer(PortPairServer):
         if code == CMD_SET_BUFFERSIZE:
             recv_exact(sock, 4)
             return ok + _U32.pack(BUFFER_SIZE) + _U32.pack(BUFFER_SIZE) + _U32.pack(BUFFER_SIZE)
-        return _U32.pack(TPM_BAD_ORDINAL)       # and the connection stays open, as swtpm's
+        # and the connection stays open, as swtpm's -- without the rest of the message: swtpm
+        # reads a message at once (ctrlchannel_recv_cmd), so the payload of a command it does
+        # not know (CMD_GET_INFO's flags, CMD_GET_STATEBLOB's type) is not read as commands
+        _discard_received(sock)
+        return _U32.pack(TPM_BAD_ORDINAL)
 
     def _drtm(self, method, *args):
         fn = getattr(self.platform, method, None)

@@ -259,6 +259,32 @@ def test_swtpm_protocol_run(tmp_path):
         assert srv.stop() == 143
 
 
+def test_swtpm_ioctl_on_the_control_port(tmp_path):
+    """swtpm's own control tool: ``swtpm_ioctl --info 2`` (CMD_GET_INFO, which simxen does
+    not implement) had its payload read as further commands -- flags 2 is CMD_INIT -- and
+    reset the TPM under the tools (TPM_RC_INITIALIZE); the capabilities listed
+    GET/SET_STATEBLOB, SET_DATAFD it answers TPM_BAD_ORDINAL. The DRTM hash sequence
+    (``-h``) extends PCR 17 as swtpm does."""
+    require_tool("tpm2_startup")
+    ioctl = require_tool("swtpm_ioctl")
+    srv = SimxenTpmServer("swtpm")
+    try:
+        run = lambda *a, **kw: run_tool(srv.tcti, tmp_path, *a, **kw)
+        ctl = lambda *a: subprocess.run([ioctl, "--tcp", f"127.0.0.1:{srv.port + 1}", *a],
+                                        capture_output=True, text=True, timeout=30)
+        run("tpm2_startup", "-c")
+        assert "ptm capability is 0x2cff" in ctl("-c").stdout
+        info = ctl("--info", "2")
+        assert info.returncode != 0 and "0xa" in info.stderr            # TPM_BAD_ORDINAL
+        assert len(run("tpm2_getrandom", "8").stdout) == 8               # still started
+        assert ctl("-h", "16").returncode == 0
+        pcr17 = pcrread((srv, tmp_path), "sha256:17")["sha256"][17]
+        measured = hashlib.sha256(bytes(32) + hashlib.sha256(b"16").digest()).hexdigest()
+        assert pcr17 == int(measured, 16)
+    finally:
+        assert srv.stop() == 143
+
+
 def test_state_file_survives_restart(tmp_path):
     require_tool("tpm2_startup")
     state = tmp_path / "tpm.state"

@@ -148,9 +148,16 @@ def test_swtpm_protocol():
 
         assert ctrl(struct.pack(">IB", 5, 0), 4) == b"\0\0\0\0"          # SET_LOCALITY 0
         # as swtpm answers (ctrlchannel.c): locality 5 is TPM_BAD_LOCALITY; an unknown
-        # command TPM_BAD_ORDINAL, and the connection serves on (it was closed unanswered)
+        # command TPM_BAD_ORDINAL, and the connection serves on (it was closed unanswered);
+        # the unknown command's payload is dropped with it, not read as the next command
+        # (CMD_GET_INFO's flags 2 were a CMD_INIT that reset the TPM)
         assert ctrl(struct.pack(">IB", 5, 5), 4) == struct.pack(">I", 61)
-        assert ctrl(struct.pack(">II", 0x7F, 1), 4 + 8)[:8] == struct.pack(">II", 10, 0)
+        with socket.create_connection(("127.0.0.1", port + 1)) as s:
+            s.sendall(struct.pack(">IQII", 0x12, 2, 0, 0))          # CMD_GET_INFO, flags 2
+            assert recv_exact(s, 4) == struct.pack(">I", 10)
+            s.sendall(struct.pack(">I", 1))                          # GET_CAPABILITY
+            assert recv_exact(s, 8) == struct.pack(">Q", 0x2CFF)
+        assert tpm.started
         assert len(ctrl(struct.pack(">I", 1), 8)) == 8                     # GET_CAPABILITY
         client.parse_create_primary(data(client.create_primary_command(
             TPM_RH.OWNER, ecc_storage_template())))
