@@ -193,9 +193,12 @@ def explain(result) -> str:
             for what, (alg, digest) in sorted(policy.boot.items()):
                 item(f"golden {what}: {alg} {_short(digest.hex(), 24)}")
         if verdict is not None:
-            say("What the verifier checked and found true:")
-            for check in verdict.checks:
-                item(f"+ {check}")
+            if verdict.checks:
+                say("What the verifier checked and found true:")
+                for check in verdict.checks:
+                    item(f"+ {check}")
+            else:       # the first check failed: an empty list under a heading reads as lost
+                say("No check the verifier made held.")
             if verdict.reasons:
                 say("Where the chain broke:")
                 for reason in verdict.reasons:

@@ -46,6 +46,15 @@ def test_tampered_kernel_names_the_broken_link_and_why():
     assert "+ signature by the enrolled AK" in text and "+ event log replays to the quoted PCRs" in text
 
 
+def test_a_round_where_no_check_held_says_so():
+    """vtpm-rollback's second round fails at the signature: the heading 'What the verifier
+    checked and found true:' stood over an empty list."""
+    text = explain(run("vtpm-rollback"))
+    second = text.split("Round 2: the verifier's appraisal -- UNTRUSTED")[1]
+    assert "No check the verifier made held." in second
+    assert "checked and found true" not in second
+
+
 @pytest.mark.slow
 def test_dom0_touching_the_tpm_is_told():
     text = explain(run("dom0-touches-tpm"))
