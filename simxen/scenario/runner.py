@@ -332,8 +332,10 @@ def _prepare(scenario, seed, until, trace_level, trace_buffer=None):
     meta = scenario.data["scenario"]
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise InputError(f"expected an integer >= 0, found {seed!r}", key="--seed")
-    if until is not None and not _is_positive(until):
-        raise InputError(f"expected a positive, finite number of seconds, found {until!r}",
+    if until is not None and not (_is_positive(until) or until == 0):
+        # >= 0, as the file's scenario.until (0: nothing runs, the report says how far
+        # each workload got -- nowhere)
+        raise InputError(f"expected a finite number of seconds >= 0, found {until!r}",
                          key="--until")
     seed = meta["seed"] if seed is None else seed
     until = meta["until"] if until is None else until

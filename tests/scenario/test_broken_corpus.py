@@ -9,6 +9,7 @@ broken: a text replacement, or lines appended. The bases themselves must pass
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -366,7 +367,7 @@ def test_validate_and_run_refuse_alike(tmp_path, capsys, case, base, edits, key,
     (["--trace", "{dir}/policy.toml/t.jsonl"], "--trace", "policy.toml is a file, not a folder"),
     (["--trace", "/sys/simxen-trace.jsonl"], "--trace", "cannot write"),
     (["--until", "nan"], "--until", "finite"),
-    (["--until", "-1"], "--until", "positive"),
+    (["--until", "-1"], "--until", ">= 0"),
     (["--until", "inf"], "--until", "finite"),
     (["--seed", "-3"], "--seed", ">= 0"),
 ], ids=["trace-folder", "trace-missing-folder", "trace-under-a-file", "trace-unwritable",
@@ -416,3 +417,16 @@ def test_other_commands_check_their_output_before_working(tmp_path, capsys, argv
     assert status == 2 and out == "", err
     assert "Traceback" not in err and err.count("\n") == 1, err
     assert "folder" in err, err
+
+
+def test_until_0_is_taken_from_the_command_line_as_from_the_file(tmp_path, capsys):
+    """``scenario.until = 0`` is a valid file (nothing runs; the report says how far each
+    workload got); ``--until 0`` was refused as not positive."""
+    path = make(tmp_path, "ping", [])
+    from_file = tmp_path / "zero.toml"
+    from_file.write_text(path.read_text().replace("until = 10.0", "until = 0.0"))
+    assert "until = 0.0" in from_file.read_text()
+    for argv in ([str(path), "--until", "0"], [str(from_file)]):
+        status, out, err = simxen(capsys, "run", *argv, "--no-progress", "--json")
+        assert "Traceback" not in err and "--until" not in err, err
+        assert status in (0, 1) and json.loads(out)["metrics"], err
