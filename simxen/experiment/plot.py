@@ -132,9 +132,11 @@ def _safe(name) -> str:
 _MAX_STEM = 160
 
 
-def _stem(y, x) -> str:
-    """The pictures' file name without its suffix: ``<y>--<x>``, shortened when long."""
-    stem = f"{_safe(y)}--{_safe(x)}"
+def _stem(y, x, hue=None) -> str:
+    """The pictures' file name without its suffix: ``<y>--<x>``, and ``--by-<hue>`` when a
+    hue is given (so that the same metric drawn by two hues is two files, not the second
+    over the first), shortened when long."""
+    stem = f"{_safe(y)}--{_safe(x)}" + (f"--by-{_safe(hue)}" if hue else "")
     if len(stem) <= _MAX_STEM:
         return stem
     return f"{stem[:_MAX_STEM - 13]}-{hashlib.sha256(stem.encode()).hexdigest()[:12]}"
@@ -391,7 +393,7 @@ def draw(folder, *, x=None, y, hue=None, title=None, out=None) -> list:
     if legend_beside:       # a label wrapped onto two lines makes its entry twice as tall
         _fit_height(fig, legend, rect)
     out = Path(out) if out else folder / "plots"
-    stem = _stem("+".join(ys), x)
+    stem = _stem("+".join(ys), x, hue)
     files = [out / f"{stem}.png", out / f"{stem}.svg"]
     try:
         output.make_folder(out, "--out")

@@ -27,7 +27,7 @@ def test_draws_png_and_svg_with_units_and_one_line_per_hue(folder):
     files = plot.draw(folder, x="stack.guest_count", y="stack.latency_ms.p95",
                       hue="stack.policy")
     png, svg = files
-    assert png.name == "stack.latency_ms.p95--stack.guest_count.png"
+    assert png.name == "stack.latency_ms.p95--stack.guest_count--by-stack.policy.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = svg.read_text()
     for words in ("stack.latency_ms.p95 [ms]", "stack.guest_count", "stack.policy=priority",
@@ -269,8 +269,17 @@ def test_plots_declared_in_sweep_json_are_drawn(folder, capsys):
     status, _ = _plot([folder], capsys)
     assert status == 0
     assert [p.name for p in sorted((folder / "plots").iterdir())] == [
-        "stack.latency_ms.p95--stack.guest_count.png",
-        "stack.latency_ms.p95--stack.guest_count.svg"]
+        "stack.latency_ms.p95--stack.guest_count--by-stack.policy.png",
+        "stack.latency_ms.p95--stack.guest_count--by-stack.policy.svg"]
+
+
+def test_one_metric_drawn_with_and_without_a_hue_is_two_pictures(folder):
+    """The second picture of the same y and x, with a hue, overwrote the first."""
+    plain = plot.draw(folder, x="stack.guest_count", y="stack.latency_ms.p95")
+    by_policy = plot.draw(folder, x="stack.guest_count", y="stack.latency_ms.p95",
+                          hue="stack.policy")
+    assert {f.name for f in plain}.isdisjoint(f.name for f in by_policy)
+    assert all(f.exists() for f in plain + by_policy)
 
 
 def test_a_legend_of_wrapped_labels_beside_the_plot_is_not_cut_off(tmp_path, monkeypatch):
