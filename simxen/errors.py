@@ -55,7 +55,14 @@ def did_you_mean(name, known, *, show=None, cutoff=0.6) -> str:
         that close to each other, and ask for 0.75
     """
     import difflib
-    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=cutoff)
+    names = [str(k) for k in known]
+    close = difflib.get_close_matches(str(name), names, n=1, cutoff=cutoff)
+    if not close:       # case aside: tpm2_pcr_extend for TPM2_PCR_Extend, Vtpmmgr for vtpmmgr
+        lowered = {}
+        for k in names:
+            lowered.setdefault(k.lower(), k)
+        close = [lowered[c] for c in difflib.get_close_matches(str(name).lower(), lowered, n=1,
+                                                               cutoff=cutoff)]
     if not close:
         return ""
     return f"; did you mean {(show[close[0]] if show is not None else close[0])!r}?"

@@ -49,3 +49,14 @@ def test_no_module_writes_a_did_you_mean_of_its_own():
            if p.name != "errors.py" and re.search(r"did you mean|get_close_matches",
                                                   p.read_text(encoding="utf-8"))]
     assert own == []
+
+
+def test_did_you_mean_looks_past_case_when_nothing_is_close_with_it():
+    names = ["TPM2_PCR_Extend", "TPM2_PCR_Read", "TPM2_Quote"]
+    # as typed, every letter differs in case: nothing is close at 0.75
+    assert did_you_mean("tpm2_pcr_extend", names, cutoff=0.75) == \
+        "; did you mean 'TPM2_PCR_Extend'?"
+    assert did_you_mean("VTPMMGR", ["vtpmmgr", "guest1"]) == "; did you mean 'vtpmmgr'?"
+    # a name close as typed is still found as typed, and nothing close is still nothing
+    assert did_you_mean("memroy", ["memory", "MEMORY"]) == "; did you mean 'memory'?"
+    assert did_you_mean("ZZZ", ["memory", "kernel"]) == ""
