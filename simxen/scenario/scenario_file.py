@@ -75,7 +75,8 @@ PLOT = Table("plot", "a picture `simxen sweep` draws from its summary (docs/thro
           default=""),
     Field("hue", str, "a varied key drawn as one line per value; empty = one line per "
           "combination of the other varied keys", default=""),
-    Field("title", str, "the picture's title; empty = the scenario name", default=""),
+    Field("title", str, "the picture's title; empty = '<y> vs <x>', the metric and the varied "
+          "key", default=""),
 ])
 
 
