@@ -24,8 +24,10 @@ with a non-zero response code aborts the boot, as pv-grub's assertion did.
 It also writes the TCG crypto-agile event log (what Linux exposes as
 ``binary_bios_measurements``) and hands it to the kernel, so a verifier can
 replay it. The event types are chosen so that ``tpm2_eventlog`` decodes each
-record and re-hashes none of them (its re-hash rules, reference
-``tpm2-and-tools.md`` §5.1):
+record and re-hashes none of them (tpm2-tools ``lib/tpm2_eventlog.c``
+``verify_digests`` re-hashes the data of EV_S_CRTM_VERSION, EV_SEPARATOR,
+EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_GPT_EVENT and EV_IPL only; every other
+event is replayed from its digests):
 
 =====  =================================  ==========================================
 PCR    event type                         event data

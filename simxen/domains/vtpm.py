@@ -53,10 +53,12 @@ vTPM quote into it, e.g. ``SHA-256(nonce || TPMS_ATTEST)`` -- and answers
 ``TPM_RC_SUCCESS`` with one ``TPM2B``: the manager's whole reply (which
 carries the manager's own return code).
 
-Other requests (reference 3.1): a zero-length request gets an empty
-response; a TPM 1.2 ``VTPM_TAG_REQ2`` (0x01C2) request is forwarded to the
-manager verbatim; ``VTPM_TAG_REQ`` (0x01C1) is re-tagged ``0x00C1`` and
-forwarded as a physical-TPM passthrough.
+Other requests: a zero-length request gets an empty response (Xen's
+``stubdom/vtpm/vtpm.c`` ``main_loop`` runs only a request with a length);
+a TPM 1.2 ``VTPM_TAG_REQ2`` (0x01C2; the tags are
+``stubdom/vtpmmgr/vtpm_manager.h``'s) request is forwarded to the manager
+verbatim; ``VTPM_TAG_REQ`` (0x01C1) is re-tagged ``0x00C1`` and forwarded
+as a physical-TPM passthrough.
 
 Options (``toolstack.options[name]``): ``strong_persistence`` (True),
 ``save_on`` ("success" | "changed"), ``restore_failure`` ("fresh" | "halt"),
