@@ -40,8 +40,9 @@ highest weight burns 1:1; ``t2c_update``). The runqueue is kept in credit
 order; a pCPU that picks the next vCPU takes the one with the most credit
 (``runq_candidate``). When the vCPU picked has credit at or below
 ``CSCHED2_CREDIT_RESET`` an epoch ends: every vCPU gets ``CSCHED2_CREDIT_INIT``
-more (twice that if the picked one sits at ``CSCHED2_CREDIT_MIN``), clipped to
-``CSCHED2_CREDIT_INIT + CSCHED2_CARRYOVER_MAX`` (``reset_credit``). So over an
+more, clipped to ``CSCHED2_CREDIT_INIT + CSCHED2_CARRYOVER_MAX`` (``reset_credit``;
+its multiplier adds more only for a credit below ``CSCHED2_CREDIT_MIN``, which
+``t2c_update``'s clamp never allows, so a vCPU picked at the floor resets to 0). So over an
 epoch two CPU-bound vCPUs with weights 256 and 512 get CPU in the ratio 1:2.
 
 A running vCPU is given a slice (``csched2_runtime``): until its credit falls
@@ -472,9 +473,13 @@ class Credit2:
             top = max(top, self.runq[0][2].credit)
         if top > self.credit_reset:
             return
-        reset = self.credit_init
-        if snext.credit <= self.credit_min:
-            reset += self.credit_init
+        # reset_credit(): m = 1, plus one per CSCHED2_CREDIT_INIT that snext is *below*
+        # -CSCHED2_CREDIT_INIT. t2c_update clamps every credit at CSCHED2_CREDIT_MIN
+        # (= -CSCHED2_CREDIT_INIT), so m stays 1: a vCPU picked at the floor resets to 0
+        m = 1
+        if snext.credit < -self.credit_init:
+            m += math.floor(-snext.credit / self.credit_init)
+        reset = m * self.credit_init
         clip = self.credit_init + self.carryover_max
         for v in self.vcpus.values():
             v.credit = min(v.credit + reset, clip)

@@ -170,3 +170,17 @@ def test_a_bad_pcpus_is_named_with_its_type(pcpus, shown):
     with pytest.raises(InputError, match=r"^scenario\.pcpus: expected a number of physical "
                                          rf"CPUs >= 1, found {re.escape(shown)}$"):
         Credit2(pcpus=pcpus)
+
+
+def test_a_reset_adds_one_credit_init_even_to_a_vcpu_at_the_credit_floor():
+    """Xen's reset_credit() adds m x CSCHED2_CREDIT_INIT, with m > 1 only for a picked
+    vCPU *below* -CSCHED2_CREDIT_INIT; t2c_update clamps every credit at
+    CSCHED2_CREDIT_MIN (= -CSCHED2_CREDIT_INIT), so m is always 1. Bursts of 25 ms
+    (longer than a slice: not preemptable here) drive both domains to the floor."""
+    hv = host(1, burst={"dist": "fixed", "value": 0.025})
+    a, b = hv.domain_create("a"), hv.domain_create("b")
+    hv.scheduler.domain_set(b.domid, weight=512)
+    run(hv, [a, b], until=0.5)
+    added = [r.fields["added"] for r in hv.trace.iter_records(kinds={"sched.reset"})]
+    assert len(added) > 5
+    assert added == pytest.approx([0.010] * len(added))
