@@ -110,3 +110,8 @@ def test_the_theory_check_says_why_it_does_not_apply_under_cpu_contention():
     roomy = _run(mm1, "mm1.duration=3.0", "mm1.warmup=1.0", "scenario.scheduler=credit2", "scenario.pcpus=8",
                  trace_level="commands")
     assert "physical CPU" not in roomy.metrics["mm1.theory_note"]
+    # and docs/queueing.rst, where a reader of the theory check looks, says what the run does
+    doc = " ".join((ROOT / "docs" / "queueing.rst").read_text().split())
+    para = doc.split("**CPU contention.**")[1].split("**")[0]
+    assert "not built yet" not in para and "docs/cpu-scheduling.rst" in para
+    assert "does not apply" in para, para
