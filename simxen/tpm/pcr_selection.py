@@ -60,7 +60,18 @@ def pcr_indices(select):
 
 
 def select_bytes(indices, size=3):
-    """A bitmap of ``size`` bytes selecting ``indices``."""
+    """A bitmap of ``size`` bytes selecting ``indices``, longer if an index needs it.
+
+    A PCR beyond the bitmap widens it (PCR 31 gives 4 bytes): the selection
+    is handed on as asked and the TPM that reads it decides (ignores PCRs it
+    does not implement, refuses more than :data:`PCR_SELECT_MAX` bytes with
+    ``TPM_RC_VALUE``). A negative index is ``ValueError``.
+    """
+    indices = list(indices)
+    if indices:
+        if min(indices) < 0:
+            raise ValueError(f"PCR index {min(indices)} is negative")
+        size = max(size, max(indices) // 8 + 1)
     out = bytearray(size)
     for i in indices:
         out[i // 8] |= 1 << (i % 8)

@@ -116,3 +116,21 @@ def test_a_uuid_already_open_is_refused_to_a_second_vtpm():
     refused = [r for r in hv.trace.select("vtpmmgr.request")
                if r.fields["domid"] == second.domid and r.fields["ordinal"] == mgr.VTPM_ORD_LOADHASHKEY]
     assert [r.fields["rc"] for r in refused] == [mgr.TPM_DISABLED]
+
+
+def test_a_vtpm_quoting_pcrs_the_physical_tpm_lacks_gets_an_error_not_a_crash():
+    """GET_QUOTE straight from a vTPM (not through the guest's deep quote, which the
+    vTPM checks) with a 4-byte SHA-256 select of PCRs 24..31: the manager hands the
+    selection to the physical TPM, as Xen's ``vtpmmgr_GetQuote`` -> ``vtpm_do_quote``
+    does, instead of failing to build the command (an IndexError ended the run)."""
+    hv, host = boot()
+    vtpm = host.vtpm("vtpm-guest1")
+    selection = struct.pack(">IHB", 1, 0x000B, 4) + b"\0\0\0\xff"
+    body = struct.pack(">H", 0) + selection + struct.pack(">I", 0)
+    quote = mgr.pack_header(mgr.VTPM_TAG_REQ, mgr.VTPM_ORD_GET_QUOTE, body)
+    assert mgr.response_code(run(hv, vtpm.front.transmit(quote))) == mgr.TPM_FAIL
+    assert hv.trace.select("vtpmmgr.ptpm_error")
+    # the manager still serves
+    good = mgr.get_quote_request(b"n" * 32, [(0x000B, [0, 23])])
+    reply = run(hv, vtpm.front.transmit(good))
+    assert len(mgr.parse_get_quote_response(reply, 0).pcr_values) == 2
