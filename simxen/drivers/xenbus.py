@@ -108,9 +108,13 @@ class XenbusDevice:
         return self.hv.xs.read(self.dom, f"{self.otherend}/{key}", tx=tx)
 
     def otherend_state(self):
-        """The other end's state; ``Unknown`` if its node is gone or unreadable."""
+        """The other end's state; ``Unknown`` if its node is gone or unreadable.
+
+        A number no :class:`XenbusState` names is returned as a plain ``int``
+        (:meth:`XenbusState.number`): no handshake waits for it, so it is ignored
+        rather than taken for a vanished peer."""
         try:
-            return XenbusState.parse(self.read_otherend("state"))
+            return XenbusState.number(self.read_otherend("state"))
         except XenStoreError:
             return XenbusState.Unknown
 

@@ -39,6 +39,25 @@ class XenbusState(IntEnum):
         except (TypeError, ValueError):
             return cls.Unknown
 
+    @classmethod
+    def number(cls, text):
+        """The other end's ``state`` as the drivers read it (mini-os
+        ``xenbus_read_integer``, Linux ``xenbus_read_driver_state``): a member;
+        ``Unknown`` for text that is no number, or a negative one; and a number
+        this enum does not name (9, 99, ...) as a plain ``int``, which no
+        handshake waits for -- mini-os tpmback's ``frontend_changed`` and Linux's
+        ``backend_changed`` switches ignore it in their ``default`` case."""
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            return cls.Unknown
+        if value < 0:
+            return cls.Unknown
+        try:
+            return cls(value)
+        except ValueError:
+            return value
+
 
 def domain_path(domid):
     """``/local/domain/<domid>``."""

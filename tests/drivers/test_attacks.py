@@ -251,3 +251,28 @@ def test_dom0_cannot_reach_the_tis_window_once_the_manager_holds_it():
     proc = hv.env.process(tis.transmit(client.startup_command()))
     hv.env.run(until=proc)
     assert proc.value[6:10] == b"\0\0\0\0"
+
+
+# -- a frontend state xenbus.h does not define ---------------------------------------
+
+@pytest.mark.parametrize("value, kept", [("99", True), ("9", True), ("7", True),
+                                         ("abc", False), ("-3", False)])
+def test_a_state_number_xenbus_does_not_name_is_ignored_not_taken_for_a_vanished_frontend(
+        value, kept):
+    """mini-os tpmback's ``frontend_changed`` reads the state with ``xenbus_read_integer``:
+    a number outside ``enum xenbus_state`` hits the ``default`` case ("BAD STATE CHANGE")
+    and is ignored; only a failed read or a negative number is ``XenbusStateUnknown``,
+    which frees the interface and removes the backend directory."""
+    rig = Rig()
+    rig.responder()
+    front = connected(rig)
+    xs, dom0 = rig.hv.xs, rig.hv.dom0
+    path = f"{rig.back.base}/{rig.guest.domid}/0"
+    xs.write(rig.guest, "device/vtpm/0/state", value)
+    run_for(rig, 1.0)
+    assert xs.exists(dom0, path) == kept
+    assert rig.back.connected(rig.guest.domid) == kept
+    assert len(rig.closed) == (0 if kept else 1)
+    if kept:
+        assert xs.read(dom0, f"{path}/state") == "4"
+        assert rig.run(front.transmit(b"still here")) == ECHO + b"still here"
