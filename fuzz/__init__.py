@@ -15,11 +15,16 @@ a :class:`~fuzz.targets.Finding`, any other exception a crash:
                header, state, length, locality, extra-page list and payload; the
                backend never crashes, answers within the page or not at all,
                and still serves the guest's next well-formed command
+``manager``    manager messages from a hostile guest (through its vTPM) or a hostile
+               vTPM (straight to the manager): every message answered with a
+               framed reply, no physical-PCR change by the non-admin side, the
+               other vTPM's record untouched, both sides still served
 ``xenstore``   XenStore operations by unprivileged domains: only XenStore errors,
                a consistent tree, a dom0-only node nobody else can touch
 ``eventlog``   the TCG crypto-agile event-log parser and replay
 ``ima``        the IMA ``ascii_runtime_measurements`` parser (and its round trip)
 ``scenario``   the scenario loader on arbitrary TOML
+``trace``      ``simxen trace --from FILE`` in every export format
 =============  =================================================================
 
 :mod:`fuzz.run` runs one target for a given time, coverage-guided with

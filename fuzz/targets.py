@@ -544,6 +544,160 @@ class XenStoreTarget:
             self._check_tree(xs, dom0, sub)
 
 
+# --------------------------------------------------------------------------- manager
+
+class ManagerTarget:
+    """Manager messages from a hostile guest or a hostile vTPM, through the whole stack.
+
+    One host (a vtpmmgr, vTPMs ``vtpm-guest1`` -- the first, so the admin -- and
+    ``vtpm-guest2``, and their guests) is booted once. Each input is up to four
+    messages, each sent by one of four parties: guest2 or guest1 through their
+    vTPM (which forwards ``VTPM_TAG_REQ``/``REQ2`` and ``TPM2_CC_DeepQuote`` to the
+    manager, and runs the rest on its engine), or vtpm-guest2 or vtpm-guest1 on
+    their own tpmfront straight to the manager. A message is raw bytes, or a
+    well-formed one (SAVEHASHKEY, LOADHASHKEY, GET_BOOT_HASH, GET_QUOTE, the TPM 1.2
+    passthroughs, a management request, a deep quote, a TPM 2.0 command) with
+    bytes changed, cut or appended; its ``commandSize``/``paramSize`` is set to its
+    length (the guest's Linux refuses the rest before it is sent; raw bytes a vTPM
+    sends keep theirs, as the manager trusts the tpmif length). Invariants: no
+    simulated process fails and every message is answered; every answer has at
+    least a 10-byte header whose size is its length (a TPM 2.0 answer to a
+    guest is well formed; a manager's error to a vTPM carries the request's
+    tag + 3, whatever it was); the party that is not the admin's changes no
+    physical-TPM PCR; no party changes the manager's record of the other
+    vTPM; no physical-TPM handle is left loaded (beyond the deep-quote key);
+    and afterwards both guests get a ``TPM2_GetRandom`` answered and both vTPMs a ``LOADHASHKEY``.
+    """
+
+    name = "manager"
+    MAX_MESSAGES = 4
+    PARTIES = ("guest2", "guest1", "vtpm-guest2", "vtpm-guest1")
+
+    def __init__(self):
+        import uuid as uuidlib
+
+        from simxen.domains.stack import HostSpec, build_host
+        from simxen.protocols import vtpmmgr as mgr
+        from simxen.tpm import client
+        from simxen.xen import Hypervisor
+
+        self.mgr, self.client = mgr, client
+        self.counts = {"inputs": 0, "messages": 0, "to_manager": 0, "answered_ok": 0,
+                       "honest_checks": 0}
+        hv = self.hv = Hypervisor(seed=1)
+        host = self.host = build_host(hv, HostSpec.standard(["guest1", "guest2"]))
+        hv.env.run(until=host.ready)
+        self.guests = {g: host.guest(g) for g in ("guest1", "guest2")}
+        self.vtpms = {v: host.vtpm(v) for v in ("vtpm-guest1", "vtpm-guest2")}
+        self.uuids = {}
+        for (domid, _), info in host.vtpmmgr.back.frontends.items():
+            for name, vtpm in self.vtpms.items():
+                if vtpm.domid == domid:
+                    self.uuids[name] = uuidlib.UUID(info.uuid).bytes
+        storage = host.vtpmmgr.storage
+        admin = [n for n, u in self.uuids.items() if storage.is_admin(u)]
+        if admin != ["vtpm-guest1"]:
+            raise RuntimeError(f"expected vtpm-guest1 as the only admin vTPM, not {admin}")
+        sel = [(0x000B, list(range(10)))]
+        self.templates = [
+            mgr.save_hash_key_request(bytes(range(64))),
+            mgr.load_hash_key_request(),
+            mgr.get_boot_hash_request(),
+            mgr.get_quote_request(b"n" * 32, sel, mgr.VTPM_QUOTE_FLAGS_ALL),
+            struct.pack(">HIII", mgr.VTPM_TAG_REQ, 14, mgr.TPM_ORD_GetRandom, 16),
+            struct.pack(">HIII", mgr.TPM_TAG_RQU_COMMAND, 14, mgr.TPM_ORD_PcrRead, 16),
+            struct.pack(">HIII", mgr.TPM_TAG_RQU_COMMAND, 46, mgr.TPM_ORD_Extend, 23) + bytes(32),
+            mgr.pack_header(mgr.VTPM_TAG_REQ2, mgr.MANAGEMENT_ORDINALS["VTPM_ORD_GROUP_LIST"]),
+            mgr.deep_quote_command(b"d" * 32, range(10), mgr.VTPM_QUOTE_FLAGS_HASH_UUID),
+            client.get_random_command(8),
+        ]
+
+    def seeds(self):
+        out = [bytes([p | 4, i, 0]) for i in range(len(self.templates)) for p in (0, 3)]
+        return out + [bytes([2, 12]) + self.templates[1] + bytes([1, 2])]
+
+    def messages(self, data):
+        """The ``(party, message, locality)`` list an input stands for."""
+        r = _Bytes(data)
+        out = []
+        while r and len(out) < self.MAX_MESSAGES:
+            op = r.u8()
+            party, kind, locality = self.PARTIES[op & 3], (op >> 2) & 3, (op >> 4) & 7
+            if kind == 0:                                   # raw bytes
+                msg = bytearray(r.take(r.u8()))
+            else:                                           # a template, changed
+                msg = bytearray(self.templates[r.u8() % len(self.templates)])
+                for _ in range(r.u8() % 4 if kind != 3 else 0):
+                    msg[r.u16() % len(msg)] = r.u8()
+                if kind == 3:
+                    cut = r.u8()
+                    msg = msg[:max(0, len(msg) - cut)] if cut < 128 else msg + r.take(cut - 127)
+            if party.startswith("guest"):
+                # what Linux sends at all: a whole header, commandSize its length
+                msg = msg.ljust(10, b"\0")
+                msg[2:6] = len(msg).to_bytes(4, "big")
+            elif len(msg) >= 6 and kind != 0:
+                msg[2:6] = len(msg).to_bytes(4, "big")
+            out.append((party, bytes(msg), locality if locality <= 4 else 0))
+        return out
+
+    def _run(self, gen):
+        proc = self.hv.env.process(gen)
+        self.hv.env.run(until=proc)
+        return proc.value
+
+    def _send(self, party, msg, locality=0):
+        if party.startswith("guest"):
+            return self._run(self.guests[party].tpm.transmit(msg, locality=locality))
+        return self._run(self.vtpms[party].front.transmit(msg, locality=locality))
+
+    def _state(self):
+        ptpm = self.host.ptpm_engine
+        storage = self.host.vtpmmgr.storage
+        return ({alg: tuple(v) for alg, v in ptpm.pcrs.banks.items()}, sorted(ptpm.objects),
+                {n: storage.get(u) for n, u in self.uuids.items()})
+
+    def one(self, data):
+        counts = self.counts
+        counts["inputs"] += 1
+        mgr = self.mgr
+        for party, msg, locality in self.messages(data):
+            pcrs, objects, records = self._state()
+            had_aik = self.host.vtpmmgr.aik is not None
+            rsp = self._send(party, msg, locality)
+            counts["messages"] += 1
+            if not isinstance(rsp, (bytes, bytearray)) or len(rsp) < 10 \
+                    or int.from_bytes(rsp[2:6], "big") != len(rsp):
+                raise Finding(f"{party} got {bytes(rsp or b'').hex()} for {msg.hex()}")
+            if party.startswith("guest") and rsp[:2] in (b"\x80\x01", b"\x80\x02"):
+                rc = well_formed_response(rsp, f"{party} {msg[:16].hex()}")
+            else:
+                counts["to_manager"] += 1
+                rc = mgr.response_code(rsp)
+            counts["answered_ok"] += rc == 0
+            after_pcrs, after_objects, after_records = self._state()
+            where = f"{party} sent {msg.hex()} at locality {locality} (rc {rc:#x})"
+            if "guest2" in party and after_pcrs != pcrs:
+                raise Finding(f"a party without admin changed physical PCRs: {where}")
+            mine = party if party.startswith("vtpm") else "vtpm-" + party
+            for name in records:
+                if name != mine and after_records[name] != records[name]:
+                    raise Finding(f"the manager's record of {name} changed: {where}")
+            if len(after_objects) > len(objects) + (not had_aik):
+                raise Finding(f"physical-TPM handles left loaded {after_objects}: {where}")
+        # the stack still serves the honest parties
+        getrand = self.client.get_random_command(8)
+        for party in ("guest1", "guest2"):
+            rsp = self._send(party, getrand)
+            if well_formed_response(rsp, f"honest GetRandom of {party}") != 0:
+                raise Finding(f"honest GetRandom of {party} refused: {rsp.hex()}")
+        for party in ("vtpm-guest1", "vtpm-guest2"):
+            rsp = self._send(party, mgr.load_hash_key_request())
+            if mgr.response_code(rsp) != 0:
+                raise Finding(f"honest LOADHASHKEY of {party} refused: {rsp.hex()}")
+        counts["honest_checks"] += 1
+
+
 # --------------------------------------------------------------------------- parsers
 
 class EventLogTarget:
@@ -737,8 +891,9 @@ class TraceTarget:
                           f"{captured.getvalue().strip()[:300]}")
 
 
-TARGETS = {cls.name: cls for cls in (EngineTarget, FramingTarget, TpmifTarget, XenStoreTarget,
-                                     EventLogTarget, ImaTarget, ScenarioTarget, TraceTarget)}
+TARGETS = {cls.name: cls for cls in (EngineTarget, FramingTarget, TpmifTarget, ManagerTarget,
+                                     XenStoreTarget, EventLogTarget, ImaTarget, ScenarioTarget,
+                                     TraceTarget)}
 
 
 def target(name):
