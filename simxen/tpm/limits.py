@@ -12,3 +12,5 @@ MAX_PERSISTENT_OBJECTS = 16
 MAX_COMMAND_SIZE = 4096
 #: Sessions in one authorization area.
 MAX_SESSIONS_PER_COMMAND = 3
+#: Latest TPMS_CLOCK_INFO.clock TPM2_ClockSet accepts (Part 3, 29.2: larger is TPM_RC_VALUE).
+CLOCK_MAX = 0xFFFF000000000000

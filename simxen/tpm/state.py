@@ -39,11 +39,12 @@ from operator import attrgetter
 
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.audit import CommandAudit
-from simxen.tpm.constants import TPM_RH, TPM_SU
+from simxen.tpm.constants import TPM_ALG, TPM_RH, TPM_SU
 from simxen.tpm.errors import StateError, TpmError
+from simxen.tpm.limits import CLOCK_MAX
 from simxen.tpm.marshal import Reader, tpm2b, u16, u32, u64
 from simxen.tpm.nv_index import NvIndex
-from simxen.tpm.pcr import BANKS
+from simxen.tpm.pcr import AUTH_GROUP, BANKS
 from simxen.tpm.tpm_object import TpmObject
 
 MAGIC = b"SIMXTPM\0"
@@ -166,14 +167,17 @@ def _read_body(tpm, r):
     for h in _HIERARCHIES:
         tpm.hierarchy_auth[h] = r.tpm2b()
         alg = r.u16()
-        tpm.hierarchy_policy[h] = (alg, r.tpm2b())
+        tpm.hierarchy_policy[h] = _policy(alg, r.tpm2b(), f"hierarchy {h:#x}")
     flags = r.u8()
     tpm.sh_enable = bool(flags & 1)
     tpm.eh_enable = bool(flags & 2)
     tpm.ph_enable_nv = bool(flags & 4)
     tpm.disable_clear = bool(flags & 8)
     tpm.lockout_auth_locked = bool(flags & 16)
-    tpm.set_clock(r.u64())
+    clock = r.u64()
+    if clock > CLOCK_MAX:
+        raise ValueError(f"clock {clock} is past what TPM2_ClockSet allows ({CLOCK_MAX})")
+    tpm.set_clock(clock)
     tpm.reset_count = r.u32()
     tpm.restart_count = r.u32()
     tpm.da_failed_tries = r.u32()
@@ -231,9 +235,19 @@ def _extension(tpm):
     return b"".join(out)
 
 
+def _policy(alg, digest, what):
+    """``(alg, digest)`` if a TPM could have set it (what TPM2_SetPrimaryPolicy and
+    TPM2_PCR_SetAuthPolicy accept: no hash and no digest, or a digest of that hash)."""
+    if (alg == TPM_ALG.NULL and not digest) or (alg in HASHES and len(digest) == HASHES[alg].size):
+        return alg, digest
+    raise ValueError(f"the policy of {what}: a {len(digest)}-byte digest with hash {alg:#06x}")
+
+
 def _read_extension(tpm, r):
     ca = tpm.command_audit
     ca.alg = r.u16()
+    if ca.alg not in HASHES:
+        raise ValueError(f"unknown command-audit hash {ca.alg:#06x}")
     ca.counter = r.u64()
     ca.digest = r.tpm2b()
     ca.commands = {r.u32() for _ in range(r.u32())}
@@ -241,7 +255,9 @@ def _read_extension(tpm, r):
     for _ in range(r.u32()):
         pcr = r.u32()
         alg = r.u16()
-        tpm.pcr_policies[pcr] = (alg, r.tpm2b())
+        if pcr != AUTH_GROUP[0] or alg == TPM_ALG.NULL:
+            raise ValueError(f"a PCR policy for PCR {pcr} with hash {alg:#06x}")
+        tpm.pcr_policies[pcr] = _policy(alg, r.tpm2b(), f"PCR {pcr}")
     algs = tuple(r.u16() for _ in range(r.u8()))
     if any(a not in BANKS for a in algs):
         raise ValueError("unknown PCR bank in the allocation")

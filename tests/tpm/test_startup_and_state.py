@@ -5,6 +5,7 @@ import pytest
 from simxen.tpm import StateError, TpmEngine, client
 from simxen.tpm.client import response_code
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SU
+from simxen.tpm.limits import CLOCK_MAX
 from simxen.tpm.marshal import tpm2b, u16, u32
 
 from tpm_helpers import DetRandom, FixedClock, ecc_ak_template, ecc_storage_template, make_engine
@@ -238,3 +239,57 @@ def test_the_memoised_blob_is_what_marshalling_everything_gives():
             assert tpm.save_state() == save_state(tpm)         # memo vs everything fresh
             assert tpm.save_state() == tpm.save_state()
     check()
+
+
+# --- a state blob no TPM could have written (fuzz target ``state``) -------------------
+# The checksum is a plain SHA-256, so anyone can write a blob that passes it. These
+# loaded before: an unknown command-audit hash was then a KeyError (TPM_RC_FAILURE
+# with an internal error) at the next audited command, a clock past ClockSet's limit
+# overflowed the u64 of the next save, and the policies are ones TPM2_SetPrimaryPolicy
+# and TPM2_PCR_SetAuthPolicy refuse to set.
+
+def _edited_blob(edit):
+    tpm = make_engine()
+    edit(tpm)
+    return tpm.save_state()          # saving checks nothing: it writes what it is given
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: setattr(t.command_audit, "alg", 0x0000),
+    lambda t: t.pcr_policies.__setitem__(20, (0x0001, b"")),
+    lambda t: t.pcr_policies.__setitem__(20, (TPM_ALG.SHA256, bytes(31))),
+    lambda t: t.pcr_policies.__setitem__(5, (TPM_ALG.SHA256, bytes(32))),
+    lambda t: t.hierarchy_policy.__setitem__(TPM_RH.OWNER, (0x00FF, b"x")),
+    lambda t: t.hierarchy_policy.__setitem__(TPM_RH.LOCKOUT, (TPM_ALG.NULL, b"x")),
+    lambda t: t.set_clock(CLOCK_MAX + 1),
+], ids=["audit-hash", "pcr-policy-hash", "pcr-policy-size", "pcr-policy-pcr",
+        "hierarchy-policy-hash", "hierarchy-policy-null-digest", "clock"])
+def test_a_state_no_tpm_could_write_is_state_error(edit):
+    with pytest.raises(StateError):
+        TpmEngine.from_state(_edited_blob(edit))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: setattr(t.command_audit, "alg", TPM_ALG.SHA1),
+    lambda t: t.pcr_policies.__setitem__(20, (TPM_ALG.SHA256, bytes(32))),
+    lambda t: t.hierarchy_policy.__setitem__(TPM_RH.OWNER, (TPM_ALG.SHA384, bytes(48))),
+    lambda t: t.set_clock(CLOCK_MAX),
+])
+def test_the_edges_a_tpm_can_reach_still_load(edit):
+    blob = _edited_blob(edit)
+    assert TpmEngine.from_state(blob, clock=FixedClock()).save_state() == blob
+
+
+@pytest.mark.parametrize("orderly", [TPM_SU.CLEAR, TPM_SU.STATE])
+def test_reset_and_restart_counts_wrap_as_uint32(tpm, orderly):
+    # a loaded state with resetCount/restartCount at 2**32 - 1 made the next Startup
+    # count past a UINT32 and every later save_state() a struct.error
+    tpm.reset_count = tpm.restart_count = 0xFFFFFFFF
+    client.check(tpm.execute(client.shutdown_command(orderly)))
+    tpm.power_on()
+    client.check(tpm.execute(client.startup_command()))
+    if orderly == TPM_SU.STATE:                     # a TPM Restart
+        assert (tpm.reset_count, tpm.restart_count) == (0xFFFFFFFF, 0)
+    else:                                           # a TPM Reset
+        assert (tpm.reset_count, tpm.restart_count) == (0, 0)
+    TpmEngine.from_state(tpm.save_state())

@@ -11,6 +11,7 @@ simulation's, so the request is checked and remembered, and changes nothing.
 from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_CC, TPM_RC
 from simxen.tpm.errors import TpmError
+from simxen.tpm.limits import CLOCK_MAX
 from simxen.tpm.marshal import u32, u64
 
 
@@ -27,7 +28,7 @@ def clock_set(tpm, cmd):
     new_time = r.u64()
     r.done()
     now = tpm.clock
-    if new_time < now or new_time > 0xFFFF000000000000:
+    if new_time < now or new_time > CLOCK_MAX:
         raise TpmError(TPM_RC.VALUE, param=1)
     tpm.set_clock(new_time)
     tpm.nv_changed = True

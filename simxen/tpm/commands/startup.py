@@ -36,14 +36,14 @@ def startup(tpm, cmd):
         raise TpmError(TPM_RC.VALUE, param=1)
     saved = tpm.saved_at_init
     if orderly is not None and orderly[0] == TPM_SU.STATE:
-        tpm.restart_count += 1
+        tpm.restart_count = (tpm.restart_count + 1) & 0xFFFFFFFF     # UINT32s: they wrap
         tpm.sessions.update(saved)
         if su == TPM_SU.STATE:
             tpm.pcrs.restore(orderly[1], orderly[2])
         else:
             tpm.pcrs.reset_all(cmd.locality)
     else:
-        tpm.reset_count += 1
+        tpm.reset_count = (tpm.reset_count + 1) & 0xFFFFFFFF
         tpm.restart_count = 0
         tpm.pcrs.reset_all(cmd.locality)
         tpm.null_seed = tpm.random_bytes(32)
