@@ -24,6 +24,8 @@ a :class:`~fuzz.targets.Finding`, any other exception a crash:
 ``eventlog``   the TCG crypto-agile event-log parser and replay
 ``ima``        the IMA ``ascii_runtime_measurements`` parser (and its round trip)
 ``scenario``   the scenario loader on arbitrary TOML
+``state``      ``simxen tpm serve --state FILE`` on any file: a one-line refusal, or
+               a TPM that answers well formed and saves back to the same blob
 ``trace``      ``simxen trace --from FILE`` in every export format
 =============  =================================================================
 

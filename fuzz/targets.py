@@ -805,6 +805,120 @@ class ScenarioTarget:
         self.counts["loaded"] += 1
 
 
+class StateTarget:
+    """``simxen tpm serve --state FILE`` on a state file from anywhere.
+
+    The file's checksum is a plain SHA-256, so anyone can write one that passes
+    it: an input is a state blob's body (the magic, version and checksum put
+    around it; the first byte picks version 1 or 2, or -- odd -- takes the input
+    as the whole file). :meth:`StateFile.load <simxen.server.state_file.StateFile.load>`
+    either refuses it with a one-line :class:`~simxen.errors.InputError` or gives
+    a TPM; that TPM then takes ``TPM2_Startup`` (CLEAR or STATE), reads of its
+    persistent objects, NV indices, PCRs and audit list, a primary key, a PCR
+    extend and an audited command. Invariants: every response well formed, no
+    ``TPM_RC_FAILURE`` hiding an internal error, and its state saves and loads
+    back to the same blob.
+    """
+
+    name = "state"
+
+    def __init__(self):
+        from simxen.errors import InputError
+        from simxen.server.state_file import StateFile
+        from simxen.tpm import TpmEngine, client
+        from simxen.tpm.constants import TPM_ALG, TPM_ECC, TPM_RH, TPM_SU
+        from simxen.tpm.public import Public
+        from simxen.tpm.state import MAGIC
+
+        self.InputError, self.TpmEngine, self.client = InputError, TpmEngine, client
+        self.magic = MAGIC
+        self.folder = tempfile.mkdtemp(prefix="simxen-fuzz-")
+        self.file = StateFile(os.path.join(self.folder, "tpm.state"))
+        self.counts = {"inputs": 0, "loaded": 0, "refused": 0, "commands": 0}
+        srk = Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00030072,
+                     symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), curve=TPM_ECC.NIST_P256,
+                     unique=(b"", b""))
+        self.srk = srk
+        # a TPM with something in each part of the state: an NV index, a persistent
+        # key, an orderly Shutdown(STATE) -- and (version 2) an audit list and PCR policy
+        seeds = []
+        for extended in (False, True):
+            engine = TpmEngine(seed=b"simxen fuzz", random_bytes=_DetRandom(b"state"),
+                               clock=lambda: 1000.0, powered=True)
+            client.check(engine.execute(client.startup_command()))
+            handle, _, _ = client.parse_create_primary(
+                engine.execute(client.create_primary_command(TPM_RH.OWNER, srk)))
+            client.check(engine.execute(client.build_command(
+                0x120, (TPM_RH.OWNER, handle), struct.pack(">I", 0x81000001),
+                [client.password_auth(b"")])))                         # EvictControl
+            client.check(engine.execute(client.nv_define_space_command(0x01500000, 8, 0x00060006)))
+            client.check(engine.execute(client.nv_write_command(0x01500000, b"12345678")))
+            if extended:
+                engine.command_audit.commands.add(0x17B)                # GetRandom
+                engine.pcr_policies[20] = (TPM_ALG.SHA256, bytes(32))   # AUTH_GROUP[0]
+            client.check(engine.execute(client.shutdown_command(TPM_SU.STATE)))
+            seeds.append(engine.save_state())
+        self.blobs = seeds
+        self.commands = [
+            client.get_capability_command(1, 0x81000000, 16),
+            client.get_capability_command(1, 0x01000000, 16),
+            client.get_capability_command(4, 0, 64),                       # AUDIT_COMMANDS
+            client.get_capability_command(9, 0x40000001, 16),              # AUTH_POLICIES
+            client.get_capability_command(6, 0x200, 64),                   # variable properties
+            client.pcr_read_command({TPM_ALG.SHA256: [0, 16], TPM_ALG.SHA1: [16]}),
+            client.get_random_command(16),
+            client.create_primary_command(TPM_RH.OWNER, srk),
+            client.pcr_extend_command(16, {TPM_ALG.SHA256: bytes(32)}),
+        ]
+
+    def seeds(self):
+        return [bytes([2 * v]) + blob[10:-32] for v, blob in enumerate(self.blobs)] + \
+            [b"\x01" + self.blobs[0], b"\x03" + self.blobs[1]]
+
+    def _execute(self, tpm, cmd):
+        rsp = tpm.execute(cmd)
+        self.counts["commands"] += 1
+        rc = well_formed_response(rsp, f"command {cmd[:16].hex()}")
+        if rc == 0x101 and tpm.last_internal_error is not None:
+            raise Finding(f"internal error behind TPM_RC_FAILURE for {cmd.hex()}: "
+                          f"{tpm.last_internal_error!r}")
+        return rsp
+
+    def one(self, data):
+        self.counts["inputs"] += 1
+        if not data:
+            return
+        if data[0] & 1:
+            blob = data[1:]
+        else:
+            head = self.magic + (1 + (data[0] >> 1 & 1)).to_bytes(2, "big") + data[1:]
+            blob = head + hashlib.sha256(head).digest()
+        with open(self.file.path, "wb") as f:
+            f.write(blob)
+        try:
+            tpm = self.file.load()
+        except self.InputError as exc:
+            self.counts["refused"] += 1
+            if "\n" in str(exc).strip():
+                raise Finding(f"multi-line error: {str(exc)[:200]!r}")
+            return
+        self.counts["loaded"] += 1
+        client = self.client
+        self._execute(tpm, client.startup_command(data[0] >> 2 & 1))
+        for cmd in self.commands:
+            self._execute(tpm, cmd)
+        for handle in sorted(tpm.persistent)[:8]:
+            self._execute(tpm, client.read_public_command(handle))
+        for index in sorted(tpm.nv_indices)[:8]:
+            self._execute(tpm, client.build_command(0x169, (index,)))  # NV_ReadPublic
+            self._execute(tpm, client.nv_read_command(index, 8))
+        saved = tpm.save_state()
+        again = self.TpmEngine.from_state(saved, clock=lambda: 0.0).save_state()   # clock still
+        if again != saved:
+            raise Finding("a loaded state does not save and load back to the same blob")
+
+
+
 class TraceTarget:
     """``simxen trace --from FILE`` on a trace file from anywhere: every export
     (text, Perfetto, SVG and Mermaid sequence diagrams, pcap) either writes its file
@@ -893,7 +1007,7 @@ class TraceTarget:
 
 TARGETS = {cls.name: cls for cls in (EngineTarget, FramingTarget, TpmifTarget, ManagerTarget,
                                      XenStoreTarget, EventLogTarget, ImaTarget, ScenarioTarget,
-                                     TraceTarget)}
+                                     StateTarget, TraceTarget)}
 
 
 def target(name):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run one fuzz target for a given time:  scripts/fuzz.sh TARGET SECONDS [options]
-#   TARGET: engine framing tpmif manager xenstore eventlog ima scenario trace (or "all": each for SECONDS)
+#   TARGET: engine framing tpmif manager xenstore eventlog ima scenario state trace (or "all": each for SECONDS)
 # Coverage-guided with atheris when it is installed (pip install -e '.[fuzz]'), else the
 # seeded random mutator. Failing inputs land in fuzz-findings/; the last line printed is
 # a JSON summary (inputs, commands, crashes, hangs). See docs/fuzzing.rst.
@@ -15,7 +15,7 @@ fi
 target="$1"; shift
 cd "$here"
 if [ "$target" = all ]; then
-    for t in engine framing tpmif manager xenstore eventlog ima scenario trace; do
+    for t in engine framing tpmif manager xenstore eventlog ima scenario state trace; do
         "$py" -m fuzz.run "$t" "$@"
     done
 else

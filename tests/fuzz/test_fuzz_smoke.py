@@ -99,7 +99,7 @@ def test_a_short_coverage_guided_run(tmp_path):
     assert summary["counts"]["commands"] > 0
 
 
-@pytest.mark.parametrize("name", ["engine", "framing", "tpmif", "manager", "ima", "eventlog"])
+@pytest.mark.parametrize("name", ["engine", "framing", "tpmif", "manager", "state", "ima", "eventlog"])
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.binary(max_size=600))
 def test_hypothesis_inputs(name, data):
