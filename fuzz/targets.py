@@ -64,6 +64,21 @@ class _DetRandom:
         return hashlib.shake_256(self.seed + self.counter.to_bytes(8, "big")).digest(n)
 
 
+def loaded_or_refused(counts, error, load, *args):
+    """What ``load(*args)`` reads from a file a user hands over, counted as ``loaded``;
+    or ``None``, counted as ``refused``, when it raises ``error`` -- whose message must be
+    one line (the user's whole error), else a :class:`Finding`."""
+    try:
+        value = load(*args)
+    except error as exc:
+        counts["refused"] += 1
+        if "\n" in str(exc).strip():
+            raise Finding(f"multi-line error: {str(exc)[:200]!r}")
+        return None
+    counts["loaded"] += 1
+    return value
+
+
 def well_formed_response(rsp, where="response"):
     """The response code of a TPM 2.0 response; :class:`Finding` unless it is well formed:
     at least 10 bytes, ``responseSize`` equal to its length, tag ST_NO_SESSIONS or
@@ -795,14 +810,7 @@ class ScenarioTarget:
         self.counts["inputs"] += 1
         with open(self.path, "wb") as f:
             f.write(data)
-        try:
-            self.load(self.path)
-        except self.InputError as exc:
-            self.counts["refused"] += 1
-            if "\n" in str(exc).strip():
-                raise Finding(f"multi-line error: {str(exc)[:200]!r}")
-            return
-        self.counts["loaded"] += 1
+        loaded_or_refused(self.counts, self.InputError, self.load, self.path)
 
 
 class StateTarget:
@@ -895,14 +903,9 @@ class StateTarget:
             blob = head + hashlib.sha256(head).digest()
         with open(self.file.path, "wb") as f:
             f.write(blob)
-        try:
-            tpm = self.file.load()
-        except self.InputError as exc:
-            self.counts["refused"] += 1
-            if "\n" in str(exc).strip():
-                raise Finding(f"multi-line error: {str(exc)[:200]!r}")
+        tpm = loaded_or_refused(self.counts, self.InputError, self.file.load)
+        if tpm is None:
             return
-        self.counts["loaded"] += 1
         client = self.client
         self._execute(tpm, client.startup_command(data[0] >> 2 & 1))
         for cmd in self.commands:
