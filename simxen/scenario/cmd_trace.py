@@ -170,6 +170,8 @@ def main(args) -> int:
             name, n = pcap.write(_window(records, args), out, args.tpm)
         whose = "the physical TPM" if name == pcap.PHYSICAL else f"the vTPM in {name}"
         print(f"wrote {out}: {n} commands seen by {whose} (tshark -r {out} -V)", file=sys.stderr)
+        if name == pcap.PHYSICAL:
+            _firmware_note(_window(records, args))
     elif args.format == "sequence":
         try:
             msgs = sequence.messages(records, domains=args.domain or None, start=args.start,
@@ -241,6 +243,17 @@ def _unknown_domains(records, args) -> InputError | None:
                       f"{did_you_mean(unknown[0], known, cutoff=0.75)}"
                       f" (it has: {', '.join(known)})",
                       key="--domain")
+
+
+def _firmware_note(records) -> None:
+    """Say, under a capture of the physical TPM, that the host's measured boot is not in
+    it: the firmware's and GRUB's extends (``host.measure``) run before Xen, on the TPM
+    itself, and their records hold each PCR and digest, not the command's bytes."""
+    n = sum(1 for r in records if r["kind"] == "host.measure")
+    if n:
+        print(f"simxen trace: note: the host's {n} measured-boot extend(s) before Xen "
+              "(host.measure records: a PCR and a digest each, no command bytes) are not in "
+              "the capture; simxen trace -f text lists them", file=sys.stderr)
 
 
 def _plumbing(kinds) -> bool:

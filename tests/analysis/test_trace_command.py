@@ -150,3 +150,21 @@ def test_a_gzipped_trace_is_named_as_such(tmp_path, capsys, small_trace):
     status, err = trace(capsys, "--from", packed, "-f", "text")
     assert status == 2 and err == (f"simxen trace: {packed}: gzip-compressed, not JSON Lines: "
                                    "gunzip it first")
+
+
+def test_a_capture_of_the_physical_tpm_says_the_hosts_measured_boot_is_not_in_it(
+        tmp_path, capsys, small_trace):
+    """The firmware's and GRUB's extends run on the TPM before Xen and leave a PCR and a
+    digest each, no command bytes: a capture that silently starts after them reads as the
+    whole story of the physical TPM."""
+    import json
+    measured = sum(json.loads(line)["kind"] == "host.measure"
+                   for line in small_trace.read_text().splitlines())
+    assert measured > 0
+    status, err = trace(capsys, "--from", small_trace, "-f", "pcap", "--tpm", "physical",
+                        "-o", tmp_path / "p.pcap")
+    assert status == 0
+    assert f"the host's {measured} measured-boot extend(s) before Xen" in err
+    status, err = trace(capsys, "--from", small_trace, "-f", "pcap", "--tpm", "guest1",
+                        "-o", tmp_path / "g.pcap")
+    assert status == 0 and "measured-boot" not in err
