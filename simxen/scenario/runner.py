@@ -239,10 +239,15 @@ def _model_op(profile):
     return known
 
 
+def _is_number(value) -> bool:
+    """Whether ``value`` is a finite number (not a bool)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def _is_positive(value) -> bool:
     """Whether ``value`` is a number (not a bool), finite and above zero."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
+    return _is_number(value) and value > 0
 
 
 def _positive(value):
@@ -332,7 +337,7 @@ def _prepare(scenario, seed, until, trace_level, trace_buffer=None):
     meta = scenario.data["scenario"]
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise InputError(f"expected an integer >= 0, found {seed!r}", key="--seed")
-    if until is not None and not (_is_positive(until) or until == 0):
+    if until is not None and not (_is_number(until) and until >= 0):
         # >= 0, as the file's scenario.until (0: nothing runs, the report says how far
         # each workload got -- nowhere)
         raise InputError(f"expected a finite number of seconds >= 0, found {until!r}",

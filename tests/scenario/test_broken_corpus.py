@@ -430,3 +430,14 @@ def test_until_0_is_taken_from_the_command_line_as_from_the_file(tmp_path, capsy
         status, out, err = simxen(capsys, "run", *argv, "--no-progress", "--json")
         assert "Traceback" not in err and "--until" not in err, err
         assert status in (0, 1) and json.loads(out)["metrics"], err
+
+
+@pytest.mark.parametrize("until", [False, True, -0.5, float("nan"), float("inf")])
+def test_until_from_the_python_api_is_a_number_of_seconds_not_a_bool(tmp_path, until):
+    """``until=False`` equals 0 to Python but is no number of seconds: refused, as a bool
+    seed is; 0 itself is taken (the previous test)."""
+    from simxen.errors import InputError
+    from simxen.scenario import runner, scenario_file
+    scenario = scenario_file.load(make(tmp_path, "ping", []))
+    with pytest.raises(InputError, match="--until: expected a finite number of seconds >= 0"):
+        runner.prepare(scenario, until=until)
