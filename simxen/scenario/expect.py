@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from simxen.scenario.schema import Field, Table
 
+
 def _same(found, want) -> bool:
     """Whether a result equals a wanted value, a yes/no never equal to a number: Python's
     ``0 == False`` would pass ``equals = false`` on a count of nothing."""
@@ -140,7 +141,8 @@ def check_kinds(expects: list, published, path) -> None:
         metric = published.get(e["metric"])
         if metric is None:          # not published (a note of validate's; run finds no result)
             continue
-        op, wanted = operator_of(e), e[operator_of(e)]
+        op = operator_of(e)
+        wanted = e[op]
         types, name = _FITS[metric.kind]
         if op in TEXTUAL and metric.kind != "text":
             problem = f"it is {'a yes/no' if metric.kind == 'bool' else 'a number'}, not a text"
