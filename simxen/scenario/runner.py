@@ -442,6 +442,10 @@ def execute(sim, *, progress=None, stop=None) -> RunResult:
                                       absent=_why_absent(registry, hv.trace.level, results))
     run_section = report.section("Run")
     run_section.row("seed", seed)
+    if scenario.overrides:
+        # the file's description and defaults say what it was written for; these say
+        # what this run changed (a description's "ten guests" under guest_count=5000)
+        run_section.row("--set", ", ".join(scenario.overrides))
     profile = hv.profile
     run_section.row("timing profile", profile.name)
     if profile.chip:

@@ -56,6 +56,19 @@ def test_an_override_changes_the_run():
     assert seeded.metrics["pingpong.latency_us.mean"] != base.metrics["pingpong.latency_us.mean"]
 
 
+def test_the_report_says_what_the_run_set():
+    """A report of a run with --set says so: the file's description was written for its own
+    values, and the report alone must say how to run the same thing again."""
+    sets = ["pingpong.requests=50", 'profile.switches."tpmfront.wait"=interrupt']
+    def run_rows(sets):
+        report = runner.run(scenario_file.load(PINGPONG, sets)).report
+        return dict(next(s for s in report.sections if s.title == "Run").rows)
+
+    rows = run_rows(sets)
+    assert rows["--set"] == 'pingpong.requests=50, profile.switches."tpmfront.wait"=interrupt'
+    assert "--set" not in run_rows([])
+
+
 def test_guest_count_names_the_guests():
     sc = scenario_file.load(STACK, ["stack.configs=[]", "stack.guest_count=4"])
     from simxen.scenario.workloads import vtpm_stack
