@@ -14,19 +14,21 @@ ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "scenarios" / "fleet.toml"
 
 
-def fleet(tmp_path, **keys):
+def fleet(tmp_path, whole=False, **keys):
     lines = FLEET.read_text().replace('"policies/', f'"{ROOT}/scenarios/policies/').splitlines()
     lines = [line for line in lines if line.split(" = ")[0] not in keys]
     at = lines.index('type = "fleet"') + 1
     lines[at:at] = [f"{key} = {value}" for key, value in keys.items()]
     path = tmp_path / "fleet.toml"
     path.write_text("\n".join(lines) + "\n")
-    return runner.run(scenario_file.load(path), trace_level="off").results["fleet"]
+    run = runner.run(scenario_file.load(path), trace_level="off")
+    return run if whole else run.results["fleet"]
 
 
 def test_small_fleet_boots_enrols_and_attests_every_guest(tmp_path):
     r = fleet(tmp_path, guest_count=3, rounds=2)
     assert (r["guests"], r["booted"], r["enrolled"], r["attestations"]) == (3, 3, 3, 6)
+    assert r["measured"] == 3
     assert r["all_trusted"] and r["manager_refusals"] == 0 and r["vtpms_without_manager"] == 0
     assert r["manager_evtchn_abi"] == "2-level" and r["manager_ports"] == 3
     assert r["evtchn_abis"] == {"2-level": 3 + 1 + 3 + 1, "fifo": 0}   # guests, manager, vTPMs, dom0
@@ -68,8 +70,15 @@ def test_a_vtpm_that_cannot_bind_its_guests_channel_fails_that_guest_not_the_run
     probe fails. Linux runs without a TPM; the fleet used to stop with an internal error
     (AttributeError on the guest's missing TPM) -- now that guest is one failed by its TPM
     and the rest carry on."""
-    r = fleet(tmp_path, guest_count=3, rounds=1, evtchn_2l_ports=2)
+    run = fleet(tmp_path, whole=True, guest_count=3, rounds=1, evtchn_2l_ports=2)
+    r = run.results["fleet"]
     assert r["booted"] == 3 and r["guests_failed_by_tpm"] >= 1
+    # pv-grub found no vTPM either: the report used to say every guest was measured
+    unmeasured = r["booted"] - r["measured"]
+    assert unmeasured == r["guests_failed_by_tpm"]
+    opening = " ".join(run.report.story[1].split())
+    assert f"{r['measured']} of them measured" in opening
+    assert f"{unmeasured} booted unmeasured" in opening
     assert r["enrolled"] == 3 - r["guests_failed_by_tpm"] and not r["all_enrolled"]
     assert all("ENODEV" in line and "Closed" in line for line in r["guest_errors"])
     assert "ENOSPC" in r["manager_error"]

@@ -101,6 +101,9 @@ def _guest(story, name, params, tally):
         tally["not_booted"] += 1
         return
     tally["booted"] += 1
+    boot = getattr(side.kernel, "boot_measurement", None)
+    if boot is not None and boot.measured:
+        tally["measured"] += 1
     problem = yield from side.start(story.programs)
     if problem:
         tally["errors"].append(f"{name}: {problem}")
@@ -159,7 +162,7 @@ def run(sim, params):
     story.host = host = build_host(hv, spec)
     yield host.ready
     boot_seconds = env.now
-    tally = {"booted": 0, "not_booted": 0, "enrolled": 0, "trusted": 0, "untrusted": 0,
+    tally = {"booted": 0, "not_booted": 0, "measured": 0, "enrolled": 0, "trusted": 0, "untrusted": 0,
              "errors": [], "enrol_s": [], "attest_s": [],
              "windows": {"enrol_ms": [], "attest_ms": []}}
     yield env.all_of([env.process(_guest(story, n, params, tally)) for n in names])
@@ -177,6 +180,7 @@ def _results(hv, host, params, tally, boot_seconds):
     return {
         "guests": params["guest_count"],
         "booted": tally["booted"],
+        "measured": tally["measured"],
         "enrolled": tally["enrolled"],
         "attestations": tally["trusted"] + tally["untrusted"],
         "trusted": tally["trusted"],
@@ -237,6 +241,7 @@ def metrics(params):
     m = Metrics()
     m.add("guests", "count", "guests on the host")
     m.add("booted", "count", "guests running Linux after pv-grub")
+    m.add("measured", "count", "guests whose boot pv-grub measured into their vTPM")
     m.add("enrolled", "count", "guests whose AK the verifier enrolled")
     m.add("attestations", "count", "attestation rounds judged")
     m.add("trusted", "count", "rounds judged trusted")
@@ -263,8 +268,12 @@ def metrics(params):
 
 def report(rep, result, params):
     n, rounds = result["guests"], params["rounds"]
+    measured = result["measured"]
+    how = ("(kernel, command line and initrd measured into its vTPM)" if measured == n else
+           f"({measured:,} of them measured -- kernel, command line and initrd -- into their "
+           f"vTPM; {n - measured:,} booted unmeasured, no vTPM answering pv-grub)")
     rep.say(f"The host booted with the vTPM manager, {n} vTPM stub domains and {n} guests, each "
-            f"booted through pv-grub (kernel, command line and initrd measured into its vTPM); "
+            f"booted through pv-grub {how}; "
             f"everything was up after {result['boot_seconds']:.3f} simulated seconds. "
             f"{result['booted']} guests run Linux; the verifier enrolled {result['enrolled']} "
             f"and judged {result['attestations']} rounds ({rounds} per guest): "
