@@ -18,7 +18,8 @@ write, ``b`` both. A privileged domain (dom0) passes every check.
 Paths not starting with ``/`` are relative to the caller's home,
 ``/local/domain/<domid>``. Errors are :class:`~simxen.xen.errors.XenStoreError`
 with the errno (``.code``) and its name on the wire (``.name``: ENOENT,
-EACCES, EINVAL, EEXIST, E2BIG, EAGAIN, ESRCH).
+EACCES, EINVAL, EEXIST, E2BIG, EAGAIN), each one of the names xenstored can
+send (the ``xsd_errors`` table of ``xen/include/public/io/xs_wire.h``).
 
 Transactions see the tree as it was when they started, plus their own
 changes. Ending one with ``commit=True`` fails with ``EAGAIN`` if any node it
@@ -262,7 +263,10 @@ class XenStore:
             return self.nodes, None
         t = self._tx.get(tx)
         if t is None or t.domid != caller.domid:
-            raise XenStoreError(-errno.ESRCH, f"dom{caller.domid} has no transaction {tx!r}")
+            # xenstored's transaction_lookup(): ids are per connection, so another
+            # domain's id is as unknown as one never issued -- ENOENT (ESRCH is not
+            # in xs_wire.h's xsd_errors, so xenstored could not even send it)
+            raise XenStoreError(-errno.ENOENT, f"dom{caller.domid} has no transaction {tx!r}")
         return t.nodes, t
 
     def _get(self, caller, nodes, t, path, want):

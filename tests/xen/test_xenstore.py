@@ -196,15 +196,16 @@ def test_conflicting_transaction_gets_eagain_and_retry_succeeds(hv, pair):
     assert hv.xs.read(front, "counter") == "6"
 
 
-def test_unknown_or_foreign_transaction_is_esrch(hv, pair):
+def test_unknown_or_foreign_transaction_is_enoent(hv, pair):
+    """xenstored's transaction_lookup(): an id this connection does not hold is ENOENT."""
     front, back = pair
     tx = hv.xs.transaction_start(front)
     with pytest.raises(XenStoreError) as e:
         hv.xs.read(back, "name", tx=tx)
-    assert err(e) == "ESRCH"
+    assert err(e) == "ENOENT"
     with pytest.raises(XenStoreError) as e:
         hv.xs.transaction_end(front, 999)
-    assert err(e) == "ESRCH"
+    assert err(e) == "ENOENT"
 
 
 def test_destroy_removes_home_and_fires_watches(hv, pair, run):
