@@ -329,13 +329,16 @@ class BackRing(_Ring):
         """``RING_FINAL_CHECK_FOR_REQUESTS``: work left? If none, ask for a notification.
 
         Requests the backend may not take yet (a full ring's worth awaits
-        responses) do not count.
+        responses) do not count: as in ring.h, whose test is
+        ``RING_HAS_UNCONSUMED_REQUESTS``, the backend then sets ``req_event``
+        too. (Only a frontend that publishes more than a ring's worth gets
+        there: a well-behaved one cannot have requests published while a
+        full ring awaits responses.)
         """
         words = self.words
         cons = self.cons
-        if words[REQ_PROD_WORD] == cons:
-            words[REQ_EVENT_WORD] = (cons + 1) & MASK
-            if words[REQ_PROD_WORD] == cons:
-                return False
-        # requests are published, so bool(unconsumed_requests()) is "room to take one"
-        return ((cons - self.prod_pvt) & MASK) != self.size
+        # with requests published, bool(unconsumed_requests()) is "room to take one"
+        if words[REQ_PROD_WORD] != cons and ((cons - self.prod_pvt) & MASK) != self.size:
+            return True
+        words[REQ_EVENT_WORD] = (cons + 1) & MASK
+        return words[REQ_PROD_WORD] != cons and ((cons - self.prod_pvt) & MASK) != self.size

@@ -142,6 +142,22 @@ def test_backend_detects_overflowing_frontend():
     assert back.request_cons_overflow()
 
 
+def test_final_check_with_a_full_ring_awaiting_responses_asks_for_a_notification():
+    """ring.h's RING_FINAL_CHECK_FOR_REQUESTS tests RING_HAS_UNCONSUMED_REQUESTS, which is
+    0 while a full ring awaits responses even if a rogue frontend published more: then
+    it sets req_event = req_cons + 1 like any idle backend."""
+    page, front, back = attach_at(0, entry_size=1008)         # 4 slots
+    for _ in range(4):
+        front.put_request(b"q")
+    front.push_requests()
+    while back.next_request() is not None:
+        pass
+    assert back.req_cons == 4 and read_index(page, REQ_EVENT) == 1
+    write_index(page, REQ_PROD, 6)                          # two more than the ring holds
+    assert not back.final_check_for_requests()
+    assert read_index(page, REQ_EVENT) == 5
+
+
 def test_entry_larger_than_slot_rejected():
     page, front, back = attach_at(0, entry_size=16)
     with pytest.raises(ValueError):
