@@ -331,3 +331,169 @@ def test_a_busy_ring_wraps_its_indices_past_2_32(ring_oracle):
     for entry in RING_TYPES:
         result = _run(ring_oracle, entry, 2**32 - 5, 0xA5, ops)
         assert result is None, _explain(result)
+
+
+# ---------------------------------------------------------------------------
+# io/tpmif.h: the vTPM shared page
+
+#: extra pages the C program maps "as if contiguous" after the shared page
+MAX_EXTRA = 2
+
+TPMIF_PROGRAM = f"#define MAX_EXTRA {MAX_EXTRA}\n" + r"""
+static unsigned char mem[(1 + MAX_EXTRA) * 4096] __attribute__((aligned(4096)));
+static struct tpmif_shared_page *const shr = (struct tpmif_shared_page *)mem;
+
+/* Where the packet starts, from the structure (Linux's shr_data_offset). */
+static unsigned char *data(void)
+{
+    return mem + sizeof(*shr) + sizeof(shr->extra_pages[0]) * shr->nr_extra_pages;
+}
+
+static size_t unhex(const char *hex, unsigned char *out)
+{
+    size_t n = 0;
+    unsigned int byte;
+    while (hex[0] && hex[0] != '\n' && sscanf(hex, "%2x", &byte) == 1) {
+        out[n++] = (unsigned char)byte;
+        hex += 2;
+    }
+    return n;
+}
+
+int main(void)
+{
+    static unsigned char buf[sizeof(mem)];
+    char *line = NULL, op[4], *rest;
+    size_t cap = 0, n, k;
+    unsigned int a, b, c, d, e, i;
+    while (getline(&line, &cap, stdin) > 0) {
+        if (sscanf(line, "%3s", op) != 1)
+            return 2;
+        rest = line + strlen(op) + 1;
+        if (!strcmp(op, "Z")) {                 /* Z fill */
+            memset(mem, atoi(rest), sizeof(mem));
+        } else if (!strcmp(op, "H")) {          /* H length state locality pad n ref... */
+            if (sscanf(rest, "%u %u %u %u %u", &a, &b, &c, &d, &e) != 5)
+                return 2;
+            shr->length = a;
+            shr->state = (uint8_t)b;
+            shr->locality = (uint8_t)c;
+            shr->pad = (uint8_t)d;
+            shr->nr_extra_pages = (uint8_t)e;
+            for (i = 0; i < 5; i++)
+                rest = strchr(rest, ' ') + 1;
+            for (i = 0; i < e; i++) {
+                shr->extra_pages[i] = (uint32_t)strtoul(rest, &rest, 10);
+            }
+        } else if (!strcmp(op, "Q")) {          /* Q locality hex: the frontend's request */
+            c = (unsigned int)strtoul(rest, &rest, 10);
+            n = unhex(rest + 1, buf);
+            memcpy(data(), buf, n);
+            shr->length = (uint32_t)n;
+            shr->locality = (uint8_t)c;
+            xen_wmb();
+            shr->state = TPMIF_STATE_SUBMIT;
+        } else if (!strcmp(op, "P")) {          /* P hex: the backend's response */
+            n = unhex(rest, buf);
+            memcpy(data(), buf, n);
+            shr->length = (uint32_t)n;
+            xen_wmb();
+            shr->state = TPMIF_STATE_FINISH;
+        } else if (!strcmp(op, "S")) {          /* S state */
+            shr->state = (uint8_t)atoi(rest);
+        } else {
+            return 2;
+        }
+        printf("%u %u %u %u %u ", shr->length, shr->state, shr->locality, shr->pad,
+               shr->nr_extra_pages);
+        for (i = 0; i < shr->nr_extra_pages; i++)
+            printf("%s%u", i ? "," : "", shr->extra_pages[i]);
+        printf("%s ", shr->nr_extra_pages ? "" : "-");
+        /* the packet, if it lies within the granted pages */
+        if (data() + shr->length <= mem + (1 + shr->nr_extra_pages) * 4096)
+            for (k = 0; k < shr->length; k++)
+                printf("%02x", data()[k]);
+        else
+            printf("-");
+        printf(" ");
+        for (k = 0; k < sizeof(mem); k++)
+            printf("%02x", mem[k]);
+        printf("\n");
+        fflush(stdout);
+    }
+    free(line);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def tpmif_oracle(tmp_path_factory):
+    oracle = Oracle(compile_c(TPMIF_PROGRAM, tmp_path_factory.mktemp("tpmif_h"), "tpmif"))
+    yield oracle
+    oracle.close()
+
+
+def _packet(seed, length):
+    return bytes((seed + 13 * j) & 0xFF for j in range(length))
+
+
+def _tpmif_readout(pages):
+    """What the C program prints after a step, read through simxen."""
+    hdr = tpmif.read_header(pages)
+    refs = ",".join(map(str, hdr.extra_pages)) or "-"
+    try:
+        payload = tpmif.read_payload(pages).hex() or ""
+    except tpmif.TpmifError:
+        payload = "-"
+    return (f"{hdr.length} {hdr.state} {hdr.locality} {hdr.pad} {hdr.nr_extra_pages} {refs} "
+            f"{payload} {b''.join(pages).hex()}")
+
+
+#: one step of a vTPM exchange: (what, length, seed, locality)
+TPMIF_OPS = st.tuples(st.sampled_from(["request", "response", "cancel", "ack", "drop"]),
+                      st.one_of(st.integers(0, 4088 + MAX_EXTRA * 4096),
+                                st.sampled_from([0, 1, 4087, 4088, 4089, 8184, 8192])),
+                      st.integers(0, 255), st.integers(0, 4))
+
+
+@settings(max_examples=40, deadline=None)
+@given(fill=st.integers(0, 255), nr_extra=st.integers(0, MAX_EXTRA),
+       refs=st.lists(st.integers(0, 2**32 - 1), min_size=MAX_EXTRA, max_size=MAX_EXTRA),
+       length=st.integers(0, 2**32 - 1), ops=st.lists(TPMIF_OPS, max_size=12))
+def test_tpmif_shared_page_matches_tpmif_h(tpmif_oracle, fill, nr_extra, refs, length, ops):
+    """A frontend's header (extra pages and all), then the legal exchanges of tpmif.h's
+    state machine: requests, responses, a cancel and its acknowledgement, a backend
+    dropping a command. Page bytes, the header read through ``struct
+    tpmif_shared_page`` and the packet at the structure's data offset agree."""
+    pages = [bytearray(4096) for _ in range(1 + MAX_EXTRA)]
+    refs = refs[:nr_extra]
+    steps = [(f"Z {fill}", lambda: [p.__setitem__(slice(None), bytes([fill]) * 4096)
+                                    for p in pages]),
+             (f"H {length} 0 0 0 {nr_extra} {' '.join(map(str, refs))}".rstrip(),
+              lambda: tpmif.write_header(pages, tpmif.TpmifHeader(length, 0, 0, 0,
+                                                                  tuple(refs))))]
+    for number, (line, action) in enumerate(steps):
+        action()
+        assert _tpmif_readout(pages) == tpmif_oracle.ask(line), f"step {number}: {line[:60]}"
+    capacity = tpmif.payload_capacity(nr_extra)
+    for what, size, seed, locality in ops:
+        state = tpmif.read_state(pages)
+        packet = _packet(seed, min(size, capacity))
+        if what == "request" and state in (tpmif.TPMIF_STATE_IDLE, tpmif.TPMIF_STATE_FINISH):
+            tpmif.write_request(pages, packet, locality=locality)
+            line = f"Q {locality} {packet.hex()}"
+        elif what == "response" and state in (tpmif.TPMIF_STATE_SUBMIT,
+                                              tpmif.TPMIF_STATE_CANCEL):
+            tpmif.write_response(pages, packet)
+            line = f"P {packet.hex()}"
+        elif what == "cancel" and state == tpmif.TPMIF_STATE_SUBMIT:
+            tpmif.write_state(pages, tpmif.TPMIF_STATE_CANCEL, tpmif.FRONTEND)
+            line = f"S {tpmif.TPMIF_STATE_CANCEL}"
+        elif what in ("ack", "drop") and state in (
+                {"ack": tpmif.TPMIF_STATE_CANCEL, "drop": tpmif.TPMIF_STATE_SUBMIT}[what],):
+            tpmif.write_state(pages, tpmif.TPMIF_STATE_IDLE, tpmif.BACKEND)
+            line = f"S {tpmif.TPMIF_STATE_IDLE}"
+        else:
+            continue                    # not legal in this state: simxen refuses, skip it
+        assert _tpmif_readout(pages) == tpmif_oracle.ask(line), f"{what} of {len(packet)} bytes"
