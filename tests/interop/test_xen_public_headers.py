@@ -34,6 +34,8 @@ from simxen.protocols.xenbus import XenbusState
 from simxen.xen import domain, errno, xenstore
 from xen_headers import compile_c
 
+pytestmark = pytest.mark.interop
+
 #: Entry sizes whose ring.h slot count is compared: 1..20, the sizes simxen
 #: uses (64 in the drivers' example, 112 blkif's, 256 the multi-slot
 #: default) and, for every power of two of slots, the sizes on either side

@@ -29,6 +29,8 @@ from simxen.protocols import tpmif
 from simxen.protocols.ring import BackRing, FrontRing, sring_init, write_index
 from xen_headers import compile_c
 
+pytestmark = pytest.mark.interop
+
 #: the ring types of the C program: ``{entry size: response size}``. A
 #: request fills the whole entry, a response only its first half (ring.h's
 #: union of the two): 4, 8 and 32 slots.
