@@ -43,6 +43,20 @@ RING_PROGRAM = "".join(
 #define PAGE 4096
 static unsigned char page[PAGE] __attribute__((aligned(PAGE)));
 
+/* An entry's bytes: (seed + step * j) for byte j. */
+static void fill(uint8_t *p, size_t n, unsigned long seed, unsigned long step)
+{
+    size_t j;
+    for (j = 0; j < n; j++)
+        p[j] = (uint8_t)(seed + step * j);
+}
+
+/* Produce a entries on ring _r (its private producer _pvt) at seed c. */
+#define PRODUCE(_r, _get, _pvt, _size, _step)                                     \
+    for (i = 0; i < a; i++, (_r)->_pvt++)                                         \
+        fill(_get(_r, (_r)->_pvt)->b, _size, c + i, _step);                       \
+    value = (long)a
+
 /* One ring type's operations: _n is its entry size. */
 #define RING_OPS(_n)                                                              \
 static struct e##_n##_front_ring f##_n;                                           \
@@ -54,7 +68,7 @@ static void op##_n(const char *op, unsigned long a, unsigned long c)            
     struct e##_n##_back_ring *b = &b##_n;                                         \
     long value = 0;                                                               \
     int notify, work;                                                             \
-    unsigned long i, j;                                                           \
+    unsigned long i;                                                              \
     RING_IDX rc, rp;                                                              \
     char offsets[4096] = "-";                                                     \
     size_t used = 0;                                                              \
@@ -69,13 +83,7 @@ static void op##_n(const char *op, unsigned long a, unsigned long c)            
         BACK_RING_ATTACH(b, s, (RING_IDX)a, PAGE);                                \
         value = RING_SIZE(f);                                                     \
     } else if (!strcmp(op, "F")) {     /* F k seed: produce k requests */        \
-        for (i = 0; i < a; i++) {                                                 \
-            struct q##_n *req = RING_GET_REQUEST(f, f->req_prod_pvt);             \
-            for (j = 0; j < sizeof(req->b); j++)                                  \
-                req->b[j] = (uint8_t)(c + i + 7 * j);                             \
-            f->req_prod_pvt++;                                                    \
-        }                                                                         \
-        value = (long)a;                                                          \
+        PRODUCE(f, RING_GET_REQUEST, req_prod_pvt, sizeof(struct q##_n), 7);      \
     } else if (!strcmp(op, "FP")) {                                               \
         RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(f, notify);                           \
         value = notify;                                                           \
@@ -96,7 +104,7 @@ static void op##_n(const char *op, unsigned long a, unsigned long c)            
         value = (long)i;                                                          \
     } else if (!strcmp(op, "X")) {     /* X v: a rogue frontend stores req_prod */ \
         s->req_prod = (RING_IDX)a;                                                \
-    } else if (!strcmp(op, "B")) {     /* B j: consume up to j requests */        \
+    } else if (!strcmp(op, "B")) {     /* B j: take up to j (0: look at none) */  \
         struct q##_n copy;                                                        \
         rc = b->req_cons;                                                         \
         rp = s->req_prod;                                                         \
@@ -114,22 +122,16 @@ static void op##_n(const char *op, unsigned long a, unsigned long c)            
             }                                                                     \
             value = (long)i;                                                      \
         }                                                                         \
-    } else if (!strcmp(op, "BR")) {    /* BR n seed: produce n responses */      \
-        for (i = 0; i < a; i++) {                                                 \
-            struct s##_n *rsp = RING_GET_RESPONSE(b, b->rsp_prod_pvt);            \
-            for (j = 0; j < sizeof(rsp->b); j++)                                  \
-                rsp->b[j] = (uint8_t)(c + i + 5 * j);                             \
-            b->rsp_prod_pvt++;                                                    \
-        }                                                                         \
-        value = (long)a;                                                          \
-    } else if (!strcmp(op, "BP")) {                                               \
-        RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(b, notify);                          \
-        value = notify;                                                           \
-    } else if (!strcmp(op, "Bp")) {                                               \
-        RING_PUSH_RESPONSES(b);                                                   \
     } else if (!strcmp(op, "BF")) {                                               \
         RING_FINAL_CHECK_FOR_REQUESTS(b, work);                                   \
         value = !!work;                                                           \
+    } else if (!strcmp(op, "BR")) {    /* BR n seed: produce n responses */      \
+        PRODUCE(b, RING_GET_RESPONSE, rsp_prod_pvt, sizeof(struct s##_n), 5);     \
+    } else if (!strcmp(op, "Bp")) {                                               \
+        RING_PUSH_RESPONSES(b);                                                   \
+    } else if (!strcmp(op, "BP")) {                                               \
+        RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(b, notify);                          \
+        value = notify;                                                           \
     } else {                                                                      \
         printf("bad op %s\n", op);                                                \
         exit(2);                                                                  \
@@ -194,6 +196,12 @@ def _pattern(seed, step, length):
     return bytes((seed + step * j) & 0xFF for j in range(length))
 
 
+#: the one-call operations: the method of the front (F...) or back (B...) ring
+FLAG_CALLS = {"FP": "push_requests_and_check_notify", "Fp": "push_requests",
+              "FF": "final_check_for_responses", "BP": "push_responses_and_check_notify",
+              "Bp": "push_responses", "BF": "final_check_for_requests"}
+
+
 class SimxenRing:
     """The same operations on simxen's FrontRing/BackRing; ``step`` returns the C line."""
 
@@ -216,40 +224,25 @@ class SimxenRing:
             front = self.front = FrontRing(page, self.entry, init=False)
             back = self.back = BackRing(page, self.entry)
             value = front.size
-        elif op == "F":
+        elif op in ("F", "BR"):         # produce a entries at seed c
+            put, step, size = ((front.put_request, 7, self.entry) if op == "F"
+                               else (back.put_response, 5, self.rsp))
             for i in range(a):
-                front.put_request(_pattern(c + i, 7, self.entry))
+                put(_pattern(c + i, step, size))
             value = a
-        elif op == "FP":
-            value = int(front.push_requests_and_check_notify())
-        elif op == "Fp":
-            front.push_requests()
-        elif op == "FF":
-            value = int(front.final_check_for_responses())
-        elif op == "R":
-            while value < a and (offset := front.next_response()) is not None:
-                offsets.append(offset)
-                value += 1
-        elif op == "X":
-            write_index(page, xring.REQ_PROD, a)
-        elif op == "B":
+        elif op in ("R", "B"):          # consume up to a entries
+            take = front.next_response if op == "R" else back.next_request
             try:
-                while value < a and (offset := back.next_request()) is not None:
+                while value < a and (offset := take()) is not None:
                     offsets.append(offset)
                     value += 1
-            except ValueError:
+            except ValueError:          # RING_REQUEST_PROD_OVERFLOW
                 assert value == 0       # the check comes before the first request
                 value = -1
-        elif op == "BR":
-            for i in range(a):
-                back.put_response(_pattern(c + i, 5, self.rsp))
-            value = a
-        elif op == "BP":
-            value = int(back.push_responses_and_check_notify())
-        elif op == "Bp":
-            back.push_responses()
-        elif op == "BF":
-            value = int(back.final_check_for_requests())
+        elif op == "X":
+            write_index(page, xring.REQ_PROD, a)
+        else:                           # a flag (or nothing) from one call
+            value = int(bool(getattr(front if op[0] == "F" else back, FLAG_CALLS[op])()))
         counters = [front.req_prod_pvt, front.rsp_cons, back.rsp_prod_pvt, back.req_cons,
                     front.free_requests(), front.unconsumed_responses(), back.unconsumed_requests()]
         return (f"{value} {' '.join(map(str, counters))} "
