@@ -46,7 +46,10 @@ from simxen.xen.domain import WatchEvent
 from simxen.xen.errors import XenStoreError
 from simxen.xen.memo import Memo
 
-#: largest value xenstored accepts (XENSTORE_PAYLOAD_MAX).
+#: largest payload of one XenStore message (XENSTORE_PAYLOAD_MAX): an
+#: ``XS_WRITE`` carries the path as sent, a NUL and the value, so the value
+#: gets 4096 less the path and 1 (libxenstore's ``xs_talkv`` answers more with
+#: ``E2BIG``; xenstored drops a client that sends more).
 PAYLOAD_MAX = 4096
 #: longest absolute path (XENSTORE_ABS_PATH_MAX).
 ABS_PATH_MAX = 3072
@@ -330,15 +333,22 @@ class XenStore:
         return [f"{letter}{domid}" for domid, letter in self._get(caller, nodes, t, path, "r").perms]
 
     def write(self, caller, path, value, tx=None):
-        """``XS_WRITE``: set ``path`` to ``value``, creating it (and parents) if needed."""
+        """``XS_WRITE``: set ``path`` to ``value``, creating it (and parents) if needed.
+
+        ``E2BIG`` when the message -- ``path`` as given (relative paths go on
+        the wire relative), a NUL, the value -- is over :data:`PAYLOAD_MAX`.
+        """
+        sent = path
         path = self._abs(caller, path)
         if isinstance(value, (bytes, bytearray)):
             value = bytes(value).decode("utf-8", "surrogateescape")
         if not isinstance(value, str):
             raise XenStoreError(-errno.EINVAL, f"value for {path} must be str, not "
                                                f"{type(value).__name__}")
-        if len(value.encode("utf-8", "surrogateescape")) > PAYLOAD_MAX:
-            raise XenStoreError(-errno.E2BIG, f"value for {path} is over {PAYLOAD_MAX} bytes")
+        size = len(sent) + 1 + len(value.encode("utf-8", "surrogateescape"))   # paths are ASCII
+        if size > PAYLOAD_MAX:
+            raise XenStoreError(-errno.E2BIG, f"write of {path}: path, NUL and value are "
+                                              f"{size} bytes, over {PAYLOAD_MAX}")
         self._op(caller, "write", path, tx, value=value)
         self._set(caller, path, value, tx)
 

@@ -196,6 +196,22 @@ def test_conflicting_transaction_gets_eagain_and_retry_succeeds(hv, pair):
     assert hv.xs.read(front, "counter") == "6"
 
 
+def test_a_write_is_limited_by_its_whole_payload(hv, pair):
+    """XENSTORE_PAYLOAD_MAX (4096) bounds the message: the path as sent, a NUL and the
+    value (libxenstore's xs_talkv), so "big" leaves 4092 bytes for the value."""
+    front, _ = pair
+    hv.xs.write(front, "big", "x" * 4092)
+    assert len(hv.xs.read(front, "big")) == 4092
+    with pytest.raises(XenStoreError) as e:
+        hv.xs.write(front, "big", "x" * 4093)
+    assert err(e) == "E2BIG"
+    absolute = f"/local/domain/{front.domid}/big"   # the same node, a longer message
+    with pytest.raises(XenStoreError) as e:
+        hv.xs.write(front, absolute, "x" * 4092)
+    assert err(e) == "E2BIG"
+    hv.xs.write(front, absolute, "x" * (4095 - len(absolute)))
+
+
 def test_unknown_or_foreign_transaction_is_enoent(hv, pair):
     """xenstored's transaction_lookup(): an id this connection does not hold is ENOENT."""
     front, back = pair
