@@ -116,9 +116,12 @@ EXPRESSIONS = {
     # ... and the rest of the 64 bytes sring_init() zeroes is pvt and __pad, nothing else
     "offsetof(struct e8_sring, pvt) + sizeof(((struct e8_sring *)0)->pvt)"
     " + sizeof(((struct e8_sring *)0)->__pad)": ring.SRING_HEADER,
-    # slot counts: __CONST_RING_SIZE for each entry and page size
+    # slot counts: __CONST_RING_SIZE for each entry and page size, and __RING_SIZE
+    # (what FRONT_RING_INIT uses) on a page
     **{f"__CONST_RING_SIZE(e{size}, {page})": ring.ring_size(size, page)
        for size in ENTRY_SIZES for page in PAGE_SIZES if size <= page - 64},
+    **{f"__RING_SIZE((struct e{size}_sring *)page, 4096)": ring.ring_size(size)
+       for size in ENTRY_SIZES},
     **{f"__CONST_RING_SIZE(e{size}, 4096) /* slots */": tpmif_ring.slots(size)
        for size in ENTRY_SIZES if tpmif_ring.MIN_ENTRY_SIZE <= size <= 4032},
     # struct grant_entry_v1 (grant_table.h) against the struct simxen packs
@@ -142,7 +145,8 @@ EXPRESSIONS = {
 
 RING_TYPES = "".join(f"struct b{size} {{ uint8_t b[{size}]; }};\n"
                      f"DEFINE_RING_TYPES(e{size}, struct b{size}, struct b{size});\n"
-                     for size in sorted({8, *ENTRY_SIZES}))
+                     for size in sorted({8, *ENTRY_SIZES})) + \
+    "static unsigned char page[4096] __attribute__((aligned(4096)));\n"
 
 
 def _program():
