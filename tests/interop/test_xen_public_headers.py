@@ -137,6 +137,7 @@ EXPRESSIONS = {
     # page size, wherever simxen names it
     "1 << XEN_PAGE_SHIFT": tpmif.XEN_PAGE_SIZE,
     "(1 << XEN_PAGE_SHIFT) /* domain.PAGE_SIZE */": domain.PAGE_SIZE,
+    "XEN_PAGE_SHIFT /* domain.PAGE_SHIFT */": domain.PAGE_SHIFT,
     # enum xenbus_state (io/xenbus.h)
     **{f"XenbusState{state.name}": state.value for state in XenbusState},
     # errno.h: Xen's numbers, which simxen returns negated
