@@ -211,10 +211,15 @@ def bank_digest(entry: ImaEntry, bank: str, *, legacy_padded_sha1: bool = False)
 
     The bank's own hash of the template data; all-0xFF for a violation;
     with *legacy_padded_sha1* (kernels before 5.8), the SHA-1 template hash
-    zero-padded to the bank's size.
+    zero-padded to the bank's size -- and for a violation 20 bytes of 0xFF
+    zero-padded, since those kernels set only a SHA-1-sized digest to 0xFF
+    (``ima_add_template_entry``) and ``tpm_pcr_extend`` copied those 20 bytes
+    into each bank's zeroed digest.
     """
     size = _check_algo(bank)
     if entry.is_violation:
+        if legacy_padded_sha1:
+            return b"\xff" * 20 + bytes(size - 20)
         return b"\xff" * size
     if legacy_padded_sha1 or bank == "sha1":
         return entry.template_hash + bytes(size - 20)

@@ -49,6 +49,17 @@ def test_violation_extends_ff():
     assert ima.parse_list(entry.line())[0].is_violation
 
 
+def test_legacy_violation_is_padded_sha1_ff():
+    """Kernels before 5.8 set a SHA-1-sized digest to 0xFF for a violation and
+    zero-padded it into every bank; evmctl 1.4's padded replay does the same
+    (an all-0xFF padded digest made ``evmctl ima_measurement`` reject the PCRs)."""
+    entry = ima.violation("/tmp/busy")
+    assert ima.bank_digest(entry, "sha256", legacy_padded_sha1=True) == b"\xff" * 20 + bytes(12)
+    assert ima.bank_digest(entry, "sha1", legacy_padded_sha1=True) == b"\xff" * 20
+    pcrs = ima.replay([entry], legacy_padded_sha1=True)
+    assert pcrs["sha256"][10] == hashlib.sha256(bytes(32) + b"\xff" * 20 + bytes(12)).digest()
+
+
 def test_boot_aggregate_banks():
     sha1 = {i: bytes([i]) * 20 for i in range(10)}
     sha256 = {i: bytes([i]) * 32 for i in range(10)}
