@@ -27,6 +27,20 @@ listed with an all-zero template hash but extends **all-0xFF** into every
 bank. Older kernels (< 5.8) extended the zero-padded SHA-1 digest into every
 bank; ``replay(..., legacy_padded_sha1=True)`` reproduces that.
 
+The binary list, ``/sys/kernel/security/ima/binary_runtime_measurements``
+(Linux ``ima_fs.c``, ``ima_measurements_show``), holds the same entries, one
+after another with no separator; integers are little-endian on x86 (and
+everywhere with ``ima_canonical_fmt``)::
+
+    u32 PCR | template hash[20] | u32 len(name) | name | u32 len(data) | template data
+
+The template hash is the SHA-1 one (all zeros for a violation); the name is
+``ima-ng`` here, without a NUL; the template data is exactly what the hash
+covers. (Only the original ``ima`` template omits the data length.)
+A violation's file digest is zeros of the ``ima_hash`` algorithm's size
+(``ima_eventdigest_init_common`` since Linux 5.19; older kernels wrote 20
+zero bytes whatever the algorithm).
+
 The first entry is ``boot_aggregate``: a digest over PCRs 0..7 of one bank
 (and PCRs 8, 9 too when that bank is not SHA-1), the bank chosen as the one
 matching ``ima_hash`` if allocated, else SHA-256, else SHA-1
@@ -47,7 +61,8 @@ __all__ = [
     "IMA_PCR", "IMA_TEMPLATE_NG", "BOOT_AGGREGATE_NAME", "DIGEST_SIZES",
     "ImaListError", "ImaEntry", "d_ng", "n_ng", "template_data", "measure",
     "violation", "boot_aggregate", "boot_aggregate_entry", "format_list",
-    "parse_list", "bank_digest", "replay",
+    "parse_list", "bank_digest", "replay", "binary_entry", "format_binary",
+    "parse_template_data", "parse_binary", "pcrs_text",
 ]
 
 #: The PCR IMA extends by default (CONFIG_IMA_MEASURE_PCR_IDX).
@@ -56,6 +71,12 @@ IMA_TEMPLATE_NG = "ima-ng"
 BOOT_AGGREGATE_NAME = "boot_aggregate"
 #: Digest sizes of the algorithm names this module accepts.
 DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+#: A binary entry's head: PCR, SHA-1 template hash, length of the template name.
+BINARY_HEAD = struct.Struct("<I20sI")
+#: The u32 little-endian length before the template data and before each field.
+U32 = struct.Struct("<I")
+#: The SHA-1 size of every template hash, whatever the PCR banks.
+TEMPLATE_HASH_SIZE = 20
 
 
 class ImaListError(InputError, ValueError):
@@ -90,7 +111,7 @@ def template_data(algo: str, file_digest: bytes, path: str) -> bytes:
     """The ``ima-ng`` template data: each field preceded by its u32 LE length."""
     out = bytearray()
     for field in (d_ng(algo, file_digest), n_ng(path)):
-        out += struct.pack("<I", len(field)) + field
+        out += U32.pack(len(field)) + field
     return bytes(out)
 
 
@@ -117,6 +138,10 @@ class ImaEntry:
         """The line as ``ascii_runtime_measurements`` prints it (no newline)."""
         return (f"{self.pcr} {self.template_hash.hex()} {self.template_name} "
                 f"{self.algo}:{self.file_digest.hex()} {self.path}")
+
+    def binary(self) -> bytes:
+        """The entry as ``binary_runtime_measurements`` holds it."""
+        return binary_entry(self)
 
 
 def measure(path: str, file_digest: bytes, algo: str = "sha256", *, pcr: int = IMA_PCR) -> ImaEntry:
@@ -206,6 +231,125 @@ def parse_list(text: str, *, source: str = "ascii_runtime_measurements",
     return entries
 
 
+def binary_entry(entry: ImaEntry) -> bytes:
+    """One ``binary_runtime_measurements`` entry (see the module's layout)."""
+    name = entry.template_name.encode()
+    data = entry.template_data
+    return (BINARY_HEAD.pack(entry.pcr, entry.template_hash, len(name)) + name
+            + U32.pack(len(data)) + data)
+
+
+def format_binary(entries: Iterable[ImaEntry]) -> bytes:
+    """The whole ``binary_runtime_measurements`` file: the entries back to back."""
+    return b"".join(binary_entry(entry) for entry in entries)
+
+
+def parse_template_data(data: bytes) -> tuple[str, bytes, str]:
+    """``(algo, file digest, path)`` of ``ima-ng`` template data.
+
+    The inverse of :func:`template_data`: two length-prefixed fields, ``d-ng``
+    (``algo ':' '\\0' digest``) and ``n-ng`` (the path and its NUL), and
+    nothing after them. Raises :class:`ImaListError` naming what is wrong.
+    """
+    fields = []
+    at = 0
+    for name in ("d-ng", "n-ng"):
+        if len(data) - at < U32.size:
+            raise ImaListError(f"template data ends before the length of its {name} field")
+        (size,) = U32.unpack_from(data, at)
+        at += U32.size
+        if size > len(data) - at:
+            raise ImaListError(f"{name} field says {size} bytes but {len(data) - at} remain")
+        fields.append(bytes(data[at:at + size]))
+        at += size
+    if at != len(data):
+        raise ImaListError(f"{len(data) - at} bytes after the n-ng field of the template data")
+    digest_field, name_field = fields
+    algo, sep, digest = digest_field.partition(b":\0")
+    if not sep:
+        raise ImaListError("d-ng field has no 'algo:' followed by a NUL")
+    try:
+        algo_name = algo.decode("ascii")
+    except UnicodeDecodeError:
+        raise ImaListError(f"d-ng algorithm {algo[:20]!r} is not ASCII") from None
+    if algo_name not in DIGEST_SIZES:
+        raise ImaListError(f"d-ng algorithm {algo_name!r} is not one of {sorted(DIGEST_SIZES)}")
+    if len(digest) != DIGEST_SIZES[algo_name]:
+        raise ImaListError(f"{algo_name} digest in d-ng is {len(digest)} bytes, "
+                           f"not {DIGEST_SIZES[algo_name]}")
+    if not name_field.endswith(b"\0") or b"\0" in name_field[:-1]:
+        raise ImaListError("n-ng field is not one NUL-terminated path")
+    try:
+        path = name_field[:-1].decode()
+    except UnicodeDecodeError:
+        raise ImaListError("n-ng path is not UTF-8") from None
+    if not path or "\n" in path:
+        raise ImaListError("n-ng path is empty or holds a newline")
+    return algo_name, digest, path
+
+
+def parse_binary(data: bytes, *, source: str = "binary_runtime_measurements",
+                 verify: bool = True) -> list[ImaEntry]:
+    """Read a binary measurement list (the module's layout), entry by entry.
+
+    With *verify*, each template hash must equal SHA-1 of the template data
+    (or be all zeros: a violation), as for :func:`parse_list`. Errors are
+    :class:`ImaListError` naming *source*, the 1-based entry and its byte
+    offset.
+    """
+    entries = []
+    view = memoryview(bytes(data))
+    at = 0
+    while at < len(view):
+        start, number = at, len(entries) + 1
+
+        def fail(message):
+            return ImaListError(f"entry {number} at byte {start}: {message}", path=source)
+        if len(view) - at < BINARY_HEAD.size:
+            raise fail(f"{len(view) - at} bytes left, an entry's head is {BINARY_HEAD.size}")
+        pcr, thash, name_len = BINARY_HEAD.unpack_from(view, at)
+        at += BINARY_HEAD.size
+        if pcr > 23:
+            raise fail(f"PCR {pcr} is not 0..23")
+        name = bytes(view[at:at + name_len])
+        at += name_len
+        if name != IMA_TEMPLATE_NG.encode():
+            raise fail(f"template {name[:32]!r} is not {IMA_TEMPLATE_NG}")
+        if len(view) - at < U32.size:
+            raise fail("the list ends before the template data length")
+        (size,) = U32.unpack_from(view, at)
+        at += U32.size
+        if size > len(view) - at:
+            raise fail(f"template data says {size} bytes but {len(view) - at} remain")
+        template = view[at:at + size]
+        at += size
+        try:
+            algo, digest, path = parse_template_data(template)
+        except ImaListError as exc:
+            raise fail(exc.message) from None
+        if verify and thash != bytes(TEMPLATE_HASH_SIZE) and hashlib.sha1(template).digest() != thash:
+            raise fail("template hash does not match the template data")
+        entries.append(ImaEntry(pcr, thash, algo, digest, path))
+    return entries
+
+
+def pcrs_text(values: Mapping[int, bytes]) -> str:
+    """One PCR bank as ``evmctl ima_measurement --pcrs <bank>,<file>`` reads it.
+
+    The TPM 1.2 sysfs ``pcrs`` form (Linux ``tpm-sysfs.c``, ``pcrs_show``):
+    ``PCR-NN: `` then each byte as two upper-case hex digits and a space, one
+    line per PCR. evmctl (``read_one_bank``) takes the lines in order from
+    PCR-00 and skips one out of place, so *values* must hold PCRs 0..n with
+    none missing.
+    """
+    out = []
+    for index in range(max(values, default=-1) + 1):
+        if index not in values:
+            raise ImaListError(f"PCR {index} is missing: evmctl reads PCR-00 onwards in order")
+        out.append(f"PCR-{index:02d}: " + "".join(f"{b:02X} " for b in values[index]) + "\n")
+    return "".join(out)
+
+
 def bank_digest(entry: ImaEntry, bank: str, *, legacy_padded_sha1: bool = False) -> bytes:
     """What IMA extends into PCR bank *bank* for *entry*.
 
@@ -219,7 +363,7 @@ def bank_digest(entry: ImaEntry, bank: str, *, legacy_padded_sha1: bool = False)
     size = _check_algo(bank)
     if entry.is_violation:
         if legacy_padded_sha1:
-            return b"\xff" * 20 + bytes(size - 20)
+            return b"\xff" * TEMPLATE_HASH_SIZE + bytes(size - TEMPLATE_HASH_SIZE)
         return b"\xff" * size
     if legacy_padded_sha1 or bank == "sha1":
         return entry.template_hash + bytes(size - 20)

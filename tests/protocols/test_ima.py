@@ -130,3 +130,99 @@ def test_garbage_raises_only_imalisterror(text):
         ima.parse_list(text)
     except ima.ImaListError:
         pass
+
+
+# ------------------------------------------------------------ binary list
+def test_binary_entry_layout():
+    """ima_measurements_show: u32 PCR, SHA-1 template hash, u32 name length,
+    the name, u32 data length, the template data; little-endian."""
+    entry = ima.parse_list(REAL_LINES[1])[0]
+    data = entry.template_data
+    assert entry.binary() == (b"\x0a\0\0\0" + entry.template_hash + b"\x06\0\0\0" + b"ima-ng"
+                              + len(data).to_bytes(4, "little") + data)
+    assert len(data) == 4 + 40 + 4 + len("/usr/lib/x86_64-linux-gnu/libresolv.so.2") + 1
+
+
+def test_violation_binary_has_zero_hash_and_full_size_zero_digest():
+    entry = ima.violation("/tmp/busy", "sha256")
+    raw = entry.binary()
+    assert raw[4:24] == bytes(20)
+    assert raw[34:38] == (4 + 40 + 4 + 10).to_bytes(4, "little")
+    assert raw[38:] == b"\x28\0\0\0sha256:\0" + bytes(32) + b"\x0a\0\0\0/tmp/busy\0"
+    assert ima.parse_binary(raw) == [entry]
+
+
+@given(entries_st)
+def test_binary_round_trip(records):
+    entries = build(records)
+    raw = ima.format_binary(entries)
+    assert ima.parse_binary(raw) == entries
+    assert ima.format_binary(ima.parse_binary(raw)) == raw
+    assert raw == b"".join(e.binary() for e in entries)
+
+
+@given(entries_st)
+def test_binary_and_ascii_lists_hold_the_same_entries(records):
+    entries = build(records)
+    assert ima.parse_binary(ima.format_binary(entries)) == ima.parse_list(ima.format_list(entries))
+
+
+@given(entries_st.filter(bool), st.data())
+def test_a_cut_binary_list_names_the_entry(records, data):
+    entries = build(records)
+    raw = ima.format_binary(entries)
+    cut = data.draw(st.integers(1, len(raw) - 1))
+    bounds = [0]
+    for entry in entries:
+        bounds.append(bounds[-1] + len(entry.binary()))
+    if cut in bounds:
+        assert ima.parse_binary(raw[:cut]) == entries[:bounds.index(cut)]
+        return
+    with pytest.raises(ima.ImaListError) as exc:
+        ima.parse_binary(raw[:cut], source="guest1/binary")
+    number = max(i for i, b in enumerate(bounds) if b < cut) + 1
+    assert str(exc.value).startswith(f"guest1/binary: entry {number} at byte {bounds[number - 1]}: ")
+
+
+def _entry_bytes(pcr=10, thash=None, name=b"ima-ng", data=None):
+    data = ima.template_data("sha256", bytes(32), "/x") if data is None else data
+    if thash is None:
+        thash = hashlib.sha1(data).digest()
+    return ima.BINARY_HEAD.pack(pcr, thash, len(name)) + name + ima.U32.pack(len(data)) + data
+
+
+@pytest.mark.parametrize("raw,fragment", [
+    (_entry_bytes(pcr=24), "PCR 24"),
+    (_entry_bytes(name=b"ima"), "template"),
+    (_entry_bytes(name=b"ima-sig"), "template"),
+    (_entry_bytes(thash=b"\1" * 20), "does not match"),
+    (_entry_bytes(data=ima.template_data("sha256", bytes(32), "/x") + b"\0"), "after the n-ng"),
+    (_entry_bytes(data=b"\x05\0\0\0md5:\0" + b"\x03\0\0\0/x\0"), "d-ng"),
+    (_entry_bytes(data=b"\x0c\0\0\0sha256:\0" + bytes(4) + b"\x03\0\0\0/x\0"), "4 bytes"),
+    (_entry_bytes(data=ima.U32.pack(40) + b"sha256:\0" + bytes(32) + b"\x02\0\0\0/x"), "NUL"),
+    (_entry_bytes(data=ima.U32.pack(99) + b"sha256:\0"), "99 bytes"),
+    (_entry_bytes()[:-1], "remain"),
+])
+def test_bad_binary_entries(raw, fragment):
+    good = ima.measure("/bin/sh", bytes(32)).binary()
+    with pytest.raises(ima.ImaListError) as exc:
+        ima.parse_binary(good + raw)
+    assert isinstance(exc.value, InputError)
+    assert f"entry 2 at byte {len(good)}: " in str(exc.value)
+    assert fragment in str(exc.value)
+
+
+@given(st.binary(max_size=200))
+def test_binary_garbage_raises_only_imalisterror(raw):
+    try:
+        ima.parse_binary(raw)
+    except ima.ImaListError:
+        pass
+
+
+def test_pcr_file_is_the_tpm12_sysfs_form():
+    text = ima.pcrs_text({0: bytes(20), 1: bytes(range(20))})
+    assert text == ("PCR-00: " + "00 " * 20 + "\n"
+                    "PCR-01: " + "".join(f"{b:02X} " for b in range(20)) + "\n")
+    with pytest.raises(ima.ImaListError, match="PCR 1 is missing"):
+        ima.pcrs_text({0: bytes(20), 2: bytes(20)})
