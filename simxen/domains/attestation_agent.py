@@ -96,19 +96,27 @@ class Evidence:
     deep_quote: Optional[bytes] = None   #: the manager's GET_QUOTE reply, if asked
     deep_quote_flags: int = 0
 
-    def export(self, folder, ak_public: bytes) -> dict:
-        """Write the evidence in the files tpm2-tools reads; returns ``{name: path}``.
+    def export(self, folder, ak_public: bytes, *, pcr_banks=None) -> dict:
+        """Write the evidence in the files tpm2-tools and evmctl read; returns ``{name: path}``.
 
         ``ak.pem`` (the AK's SubjectPublicKeyInfo), ``quote.msg`` (TPMS_ATTEST),
         ``quote.sig`` (TPMT_SIGNATURE), ``quote.pcrs`` (:func:`pcr_file`),
-        ``binary_bios_measurements`` and ``ascii_runtime_measurements``, so that::
+        ``binary_bios_measurements``, ``ascii_runtime_measurements`` and the
+        same IMA list as ``binary_runtime_measurements``
+        (:func:`simxen.protocols.ima.format_binary`), so that::
 
             tpm2_checkquote -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs \\
                 -g sha256 -q <nonce hex> -e binary_bios_measurements
+
+        *pcr_banks* (``{bank name: {pcr: value}}``, PCRs 0..n of each bank)
+        adds one ``pcrs.<bank>`` file a bank in the form
+        ``evmctl ima_measurement --pcrs <bank>,pcrs.<bank>`` reads
+        (:func:`simxen.protocols.ima.pcrs_text`).
         """
         from pathlib import Path
         from cryptography.hazmat.primitives import serialization
         from simxen.domains.verifier import BANK_IDS, public_key
+        from simxen.protocols import ima as ima_layout
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (bank, values), = self.pcr_values.items()
@@ -117,7 +125,11 @@ class Evidence:
         files = {"ak.pem": pem, "quote.msg": self.attest, "quote.sig": self.signature,
                  "quote.pcrs": pcr_file(BANK_IDS[bank], values),
                  "binary_bios_measurements": self.event_log,
-                 "ascii_runtime_measurements": self.ima_list.encode()}
+                 "ascii_runtime_measurements": self.ima_list.encode(),
+                 "binary_runtime_measurements": ima_layout.format_binary(ima_layout.parse_list(
+                     self.ima_list, source="the evidence's IMA list", verify=False))}
+        for name, values in (pcr_banks or {}).items():
+            files[f"pcrs.{name}"] = ima_layout.pcrs_text(values).encode()
         out = {}
         for name, data in files.items():
             (folder / name).write_bytes(data)

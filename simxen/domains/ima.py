@@ -22,6 +22,7 @@ xen-tpmfront's :meth:`~simxen.drivers.tpmfront.TpmFront.transmit`::
     yield from ima.start()
     yield from ima.exec_file("/usr/sbin/sshd", sshd_bytes)
     text = ima.ascii_list()      # /sys/kernel/security/ima/ascii_runtime_measurements
+    data = ima.binary_list()     # /sys/kernel/security/ima/binary_runtime_measurements
 """
 
 from __future__ import annotations
@@ -111,3 +112,10 @@ class GuestIma:
             text = ima_list.format_list(self.entries)
             self._listed = (len(self.entries), text)
         return text
+
+    def binary_list(self) -> bytes:
+        """The same list as ``binary_runtime_measurements`` holds it
+        (:func:`simxen.protocols.ima.format_binary`), for tools such as
+        ``evmctl ima_measurement``. Made on request: nothing in the simulated
+        guest reads it."""
+        return ima_list.format_binary(self.entries)

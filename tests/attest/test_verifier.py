@@ -146,6 +146,33 @@ def test_unknown_binary_is_named(images):
     assert r.found == "sha256:" + hashlib.sha256(b"xmrig").hexdigest()
 
 
+def test_binary_list_is_the_ascii_list_and_replays_to_both_banks(images):
+    """binary_runtime_measurements holds the entries of the ascii list; replayed,
+    they give the vTPM's PCR 10 in each bank IMA extended."""
+    from simxen.protocols import ima
+    from simxen.tpm.constants import TPM_ALG
+    g = Guest(images)
+    entries = ima.parse_binary(g.ima.binary_list())
+    assert entries == ima.parse_list(g.ima.ascii_list()) == g.ima.entries
+    replayed = ima.replay(entries, ("sha1", "sha256"))
+    for bank, alg in (("sha1", TPM_ALG.SHA1), ("sha256", TPM_ALG.SHA256)):
+        assert replayed[bank][10] == g.engine.pcrs.read(alg, 10)
+
+
+def test_export_writes_the_binary_list_and_the_pcr_files(images, tmp_path):
+    from simxen.protocols import ima
+    g, v = enrolled(images)
+    nonce = v.nonce()
+    ev = g.evidence(v, nonce)
+    banks = {"sha1": {0: bytes(20), 1: b"\1" * 20}}
+    files = ev.export(tmp_path, g.ak, pcr_banks=banks)
+    assert files["binary_runtime_measurements"].read_bytes() == g.ima.binary_list()
+    assert files["ascii_runtime_measurements"].read_text() == g.ima.ascii_list()
+    assert files["pcrs.sha1"].read_text() == ima.pcrs_text(banks["sha1"])
+    assert "pcrs.sha256" not in files
+    assert "pcrs.sha1" not in ev.export(tmp_path / "plain", g.ak)
+
+
 def test_replayed_quote_fails_on_the_nonce(images):
     g, v = enrolled(images)
     old_nonce = v.nonce()

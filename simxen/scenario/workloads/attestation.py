@@ -713,6 +713,8 @@ def metrics(params):
     if params["export"]:
         m.text("exported", "the folder the last round's evidence was written to (when it had a quote)")
         m.text("checkquote", "the tpm2_checkquote command that verifies the exported quote")
+        m.text("evmctl", "the evmctl ima_measurement command that replays the exported binary "
+               "IMA list against the vTPM's PCR 10 (when the guest has a list)")
     return m
 
 
@@ -795,7 +797,7 @@ def _export(story):
         story.say(f"Nothing was exported to {folder}: the last round produced no quote.")
         return
     try:
-        files = evidence.export(folder, ak)
+        files = evidence.export(folder, ak, pcr_banks=_vtpm_banks(story))
     except OSError as exc:
         raise InputError(f"cannot write the evidence: {exc.strerror}", path=story.sim.scenario.path,
                          key=f"workload.{story.params['name']}.export") from None
@@ -807,8 +809,36 @@ def _export(story):
         f"tpm2_checkquote -u {shlex.quote(str(files['ak.pem']))} "
         f"-m {shlex.quote(str(files['quote.msg']))} -s {shlex.quote(str(files['quote.sig']))} "
         f"-f {shlex.quote(str(files['quote.pcrs']))} -g sha256 -q {nonce.hex()}{replay}")
+    banks = [bank for bank in IMA_BANKS if f"pcrs.{bank}" in files]
+    if banks and evidence.ima_list:
+        story.result["evmctl"] = (
+            "evmctl ima_measurement --ignore-violations "
+            + " ".join(f"--pcrs {bank},{shlex.quote(str(files['pcrs.' + bank]))}" for bank in banks)
+            + f" {shlex.quote(str(files['binary_runtime_measurements']))}")
     story.say(f"The last round's evidence is in {folder}, in tpm2-tools' formats; the command "
-              "under 'Check it with tpm2-tools' below verifies its quote.")
+              "under 'Check it with tpm2-tools' below verifies its quote"
+              + (", and the one under 'Check its IMA list with evmctl' replays the guest's "
+                 "binary IMA list against its vTPM's PCR 10." if "evmctl" in story.result else "."))
+
+
+#: The guest vTPM's banks exported for evmctl (those IMA extends: simxen.domains.ima.BANK_ALGS).
+IMA_BANKS = ("sha1", "sha256")
+
+
+def _vtpm_banks(story):
+    """``{bank: {pcr: value}}`` of the guest's vTPM when the run ended, read from its
+    state (no simulated command: what ``tpm2_pcrread`` in the guest would then print);
+    ``None`` when the vTPM serves nothing (a failed restore that halts it)."""
+    from simxen.domains.ima import BANK_ALGS
+    from simxen.tpm.pcr import PCR_COUNT
+    try:
+        engine = story.host.vtpm(f"vtpm-{story.params['guest']}").engine
+    except KeyError:
+        return None
+    if engine is None:
+        return None
+    return {bank: {i: engine.pcrs.read(BANK_ALGS[bank], i) for i in range(PCR_COUNT)}
+            for bank in IMA_BANKS if BANK_ALGS[bank] in engine.pcrs.banks}
 
 
 def _boot_sentence(story):
@@ -871,4 +901,6 @@ def report(rep, result, params):
         s.row("failed checks", result["failed_checks"])
     if result.get("checkquote"):
         rep.section("Check it with tpm2-tools (one line)").row("", result["checkquote"])
+    if result.get("evmctl"):
+        rep.section("Check its IMA list with evmctl (one line)").row("", result["evmctl"])
     estimates.explain(rep, shares.values())
