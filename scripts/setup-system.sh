@@ -3,14 +3,16 @@
 # tpm2-tools (and the mssim/swtpm TCTIs), swtpm (a C software TPM to compare
 # against), tshark (TPM dissector), librsvg2-bin (rsvg-convert renders the
 # SVG sequence diagrams in the tests), jq (docs/trace.rst reads a trace with
-# it; tests/test_docs_commands.py runs that), libxen-dev, gcc and libc6-dev (Xen's public
+# it; tests/test_docs_commands.py runs that), ima-evm-utils (evmctl checks the
+# guest's binary IMA list against its vTPM's PCR 10), libxen-dev, gcc and libc6-dev (Xen's public
 # headers, compiled, are the oracle for simxen's layouts in
 # tests/interop/test_xen_public_headers.py and test_xen_ring_differential.py)
 # and nodejs/npm (Mermaid's own parser reads the Mermaid diagrams; the
 # Makefile's js-tools target installs the pinned Mermaid with npm).
 # Idempotent; quiet when all is present.
 set -euo pipefail
-pkgs=(tpm2-tools libtss2-tcti-mssim0 libtss2-tcti-swtpm0 swtpm swtpm-tools tshark librsvg2-bin jq libxen-dev libc6-dev)
+pkgs=(tpm2-tools libtss2-tcti-mssim0 libtss2-tcti-swtpm0 swtpm swtpm-tools tshark librsvg2-bin jq
+      ima-evm-utils libxen-dev libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -302,7 +302,7 @@ def needs_tools(doc):
     for block in blocks_of(doc):
         for cmd in block.commands:
             if mode(block, cmd) == "run":
-                tools |= set(re.findall(r"(?:^|[\s;|(])(tpm2_\w+|jq)\b", cmd.text))
+                tools |= set(re.findall(r"(?:^|[\s;|(])(tpm2_\w+|jq|evmctl)\b", cmd.text))
     return sorted(tools)
 
 

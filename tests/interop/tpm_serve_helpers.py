@@ -18,7 +18,7 @@ import pytest
 from simxen.server.loopback import free_port_pair, wait_listening  # noqa: F401 (re-exported)
 
 
-def require_tool(name, package="tpm2-tools / swtpm"):
+def require_tool(name, package=None):
     """The path of ``name``; skip (or fail under SIMXEN_REQUIRE_TOOLS=1) if absent."""
     path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}")
                                   else None)
@@ -28,11 +28,12 @@ def require_tool(name, package="tpm2-tools / swtpm"):
 
 
 def missing(what, package):
-    """Skip the test because ``what`` (from Debian package ``package``) is absent, or
+    """Skip the test because ``what`` (from Debian package ``package``, if named) is absent, or
     fail it when ``SIMXEN_REQUIRE_TOOLS=1`` (CI, where ``make test`` installs it)."""
     if os.environ.get("SIMXEN_REQUIRE_TOOLS") == "1":
         pytest.fail(f"{what} is required (SIMXEN_REQUIRE_TOOLS=1) but not installed")
-    pytest.skip(f"{what} not installed (Debian package {package})")
+    pytest.skip(f"{what} not installed (Debian package {package})" if package else
+                f"{what} not installed (scripts/setup-system.sh installs its Debian package)")
 
 
 class SimxenTpmServer:
