@@ -197,12 +197,14 @@ def parse_list(text: str, *, source: str = "ascii_runtime_measurements",
     """Read an ascii measurement list.
 
     Everything after the file digest is the path (so a path may hold
-    spaces). With *verify*, each template hash must equal SHA-1 of the
+    spaces, and any character but NUL and newline: entries end at ``\\n``
+    alone, as Linux's ``ima_ascii_measurements_show`` ends them -- a carriage
+    return or another Unicode line break belongs to the path). With *verify*, each template hash must equal SHA-1 of the
     entry's template data (or be all zeros: a violation). Errors are
     :class:`ImaListError` naming *source* and the 1-based line.
     """
     entries = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         def fail(message):

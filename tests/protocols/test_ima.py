@@ -60,6 +60,15 @@ def test_legacy_violation_is_padded_sha1_ff():
     assert pcrs["sha256"][10] == hashlib.sha256(bytes(32) + b"\xff" * 20 + bytes(12)).digest()
 
 
+@pytest.mark.parametrize("path", ["/tmp/a\rb", "/x\x0by", "/x\x1cy", "/x\x85y", "/x\u2028y"])
+def test_a_path_with_another_line_break_stays_one_entry(path):
+    """Linux ends an ascii entry with \\n alone; evmctl takes such a path from the
+    binary list, so the ascii parser must read it back too (it split the line at
+    the carriage return or Unicode line break and failed the template hash)."""
+    entries = [ima.measure(path, bytes(32)), ima.measure("/bin/sh", bytes(32))]
+    assert ima.parse_list(ima.format_list(entries)) == entries
+
+
 def test_boot_aggregate_banks():
     sha1 = {i: bytes([i]) * 20 for i in range(10)}
     sha256 = {i: bytes([i]) * 32 for i in range(10)}
@@ -93,8 +102,8 @@ def test_bad_lines_name_source_and_line(line, fragment):
     assert fragment in str(exc.value)
 
 
-paths = st.text(st.characters(blacklist_characters="\0\n\r", blacklist_categories=("Cs",)),
-                min_size=1, max_size=60).filter(lambda p: p.strip() == p and p.splitlines() == [p])
+paths = st.text(st.characters(blacklist_characters="\0\n", blacklist_categories=("Cs",)),
+                min_size=1, max_size=60).filter(lambda p: p.strip() == p)
 entries_st = st.lists(st.tuples(paths, st.sampled_from(sorted(ima.DIGEST_SIZES)), st.binary(min_size=64, max_size=64),
                                 st.booleans()), max_size=8)
 
