@@ -22,7 +22,8 @@ a :class:`~fuzz.targets.Finding`, any other exception a crash:
 ``xenstore``   XenStore operations by unprivileged domains: only XenStore errors,
                a consistent tree, a dom0-only node nobody else can touch
 ``eventlog``   the TCG crypto-agile event-log parser and replay
-``ima``        the IMA ``ascii_runtime_measurements`` parser (and its round trip)
+``ima``        the IMA ``ascii_runtime_measurements`` and ``binary_runtime_measurements``
+               parsers (and their round trips)
 ``scenario``   the scenario loader on arbitrary TOML
 ``state``      ``simxen tpm serve --state FILE`` on any file: a one-line refusal, or
                a TPM that answers well formed and saves back to the same blob

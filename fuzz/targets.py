@@ -748,24 +748,28 @@ class EventLogTarget:
 
 
 class ImaTarget:
-    """:func:`simxen.protocols.ima.parse_list` on arbitrary text: only
-    :class:`ImaListError`; what parses formats back to a list that parses equal."""
+    """:func:`simxen.protocols.ima.parse_list` on arbitrary text and
+    :func:`~simxen.protocols.ima.parse_binary` on the same bytes: only
+    :class:`ImaListError`; what parses formats back to a list that parses equal
+    (the binary form: to the same bytes)."""
 
     name = "ima"
 
     def __init__(self):
         from simxen.protocols import ima
         self.ima = ima
-        self.counts = {"inputs": 0, "parsed": 0, "entries": 0, "refused": 0}
+        self.counts = {"inputs": 0, "parsed": 0, "entries": 0, "refused": 0,
+                       "binary_parsed": 0, "binary_refused": 0}
 
     def seeds(self):
         ima = self.ima
         entries = [ima.measure("/usr/bin/bash", bytes(range(32))),
                    ima.violation("/tmp/x"), ima.measure("/a b/c", bytes(20), "sha1")]
-        return [ima.format_list(entries).encode()]
+        return [ima.format_list(entries).encode(), ima.format_binary(entries)]
 
     def one(self, data):
         self.counts["inputs"] += 1
+        self.binary(data)
         text = data.decode("utf-8", "replace")
         verify = not (data[:1] == b"!")
         try:
@@ -778,6 +782,16 @@ class ImaTarget:
         again = self.ima.parse_list(self.ima.format_list(entries), verify=verify)
         if again != entries:
             raise Finding("format_list(parse_list(x)) does not parse back to the same entries")
+
+    def binary(self, data):
+        try:
+            entries = self.ima.parse_binary(data, verify=False)
+        except self.ima.ImaListError:
+            self.counts["binary_refused"] += 1
+            return
+        self.counts["binary_parsed"] += 1
+        if self.ima.format_binary(entries) != data:
+            raise Finding("format_binary(parse_binary(x)) is not x")
 
 
 class ScenarioTarget:
