@@ -198,3 +198,18 @@ def test_generated_lists_replay_the_same(evmctl, tmp_path, recs, legacy):
     assert ("Matched SHA1 padded TPM digest(s)." if legacy
             else "Matched per TPM bank calculated digest(s).") in out, out
     assert ima.parse_list(ima.format_list(entries)) == entries     # the ascii form agrees
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.binary(min_size=1, max_size=8))
+def test_boot_aggregate_of_any_pcrs_is_evmctls(evmctl, tmp_path, seed):
+    """:func:`~simxen.protocols.ima.boot_aggregate` per bank (SHA-1: PCRs 0-7;
+    SHA-256: PCRs 0-9) against ``evmctl ima_boot_aggregate`` over the same PCRs."""
+    pcrs = {bank: {i: hashlib.new(bank, seed + bytes([i])).digest() for i in range(24)}
+            for bank in BANKS}
+    proc = subprocess.run([evmctl, "ima_boot_aggregate", *pcr_files(tmp_path, pcrs)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    expected = [":".join((bank, ima.boot_aggregate({bank: pcrs[bank]}, bank)[1].hex()))
+                for bank in BANKS]
+    assert proc.stdout.split() == expected
