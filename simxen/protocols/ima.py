@@ -38,8 +38,10 @@ The template hash is the SHA-1 one (all zeros for a violation); the name is
 ``ima-ng`` here, without a NUL; the template data is exactly what the hash
 covers. (Only the original ``ima`` template omits the data length.)
 A violation's file digest is zeros of the ``ima_hash`` algorithm's size
-(``ima_eventdigest_init_common`` since Linux 5.19; older kernels wrote 20
-zero bytes whatever the algorithm).
+(``ima_eventdigest_init_common``, Linux 5.19 and later). Earlier kernels
+recorded every violation as ``sha1:`` and 20 zero bytes -- ``violation(path,
+"sha1")``; a 5.19 release candidate wrote ``sha256:`` with 20 zero bytes, a
+form this module refuses.
 
 The first entry is ``boot_aggregate``: a digest over PCRs 0..7 of one bank
 (and PCRs 8, 9 too when that bank is not SHA-1), the bank chosen as the one
