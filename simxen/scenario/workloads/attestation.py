@@ -91,8 +91,8 @@ SCHEMA = Table("workload", "a guest is booted (pv-grub or direct), enrolled and 
     Field("interval", float, "simulated seconds between rounds", default=1.0, minimum=0),
     Field("attack", str, "what goes wrong (see docs/attestation.rst)", default="none",
           choices=list(ATTACKS)),
-    Field("export", str, "a folder to write the last round's evidence to, in tpm2-tools' "
-          "formats (ak.pem, quote.msg, quote.sig, quote.pcrs, the logs), for tpm2_checkquote",
+    Field("export", str, "a folder to write the last round's evidence to (ak.pem, quote.msg, "
+          "quote.sig, quote.pcrs, the logs, the vTPM's PCR banks), for tpm2_checkquote and evmctl",
           default=""),
     Field("rollback_manager", bool, "vtpm-rollback: roll the manager's disk image back too",
           default=False),
@@ -815,8 +815,8 @@ def _export(story):
             "evmctl ima_measurement --ignore-violations "
             + " ".join(f"--pcrs {bank},{shlex.quote(str(files['pcrs.' + bank]))}" for bank in banks)
             + f" {shlex.quote(str(files['binary_runtime_measurements']))}")
-    story.say(f"The last round's evidence is in {folder}, in tpm2-tools' formats; the command "
-              "under 'Check it with tpm2-tools' below verifies its quote"
+    story.say(f"The last round's evidence is in {folder}, in tpm2-tools' and evmctl's formats; "
+              "the command under 'Check it with tpm2-tools' below verifies its quote"
               + (", and the one under 'Check its IMA list with evmctl' replays the guest's "
                  "binary IMA list against its vTPM's PCR 10." if "evmctl" in story.result else "."))
 
