@@ -201,8 +201,9 @@ def parse_list(text: str, *, source: str = "ascii_runtime_measurements",
     Everything after the file digest is the path (so a path may hold
     spaces, and any character but NUL and newline: entries end at ``\\n``
     alone, as Linux's ``ima_ascii_measurements_show`` ends them -- a carriage
-    return or another Unicode line break belongs to the path). With *verify*, each template hash must equal SHA-1 of the
-    entry's template data (or be all zeros: a violation). Errors are
+    return or another Unicode line break belongs to the path). With *verify*,
+    each template hash must equal SHA-1 of the entry's template data (or be
+    all zeros: a violation). Errors are
     :class:`ImaListError` naming *source* and the 1-based line.
     """
     entries = []
