@@ -243,8 +243,16 @@ def rsassa_sign(key, hash_alg, digest):
     return key.sign(digest, padding.PKCS1v15(), utils.Prehashed(HASH_CLASSES[hash_alg]()))
 
 
+def pss_salt_size(hash_size, key_bytes):
+    """The salt length a TPM uses for RSASSA-PSS: the digest's size, or as
+    much as the encoded block has room for when the key is too small for that
+    (a 1024-bit key with SHA-512 takes 62 bytes: 128 - 64 - 2), as FIPS 186-4
+    allows and the reference implementation's ``CryptRsaPssSaltSize`` does."""
+    return max(0, min(hash_size, key_bytes - hash_size - 2))
+
+
 def rsapss_sign(key, hash_alg, digest, salt):
-    """RSASSA-PSS with the salt given (length = digest size, as the TPM does),
+    """RSASSA-PSS with the salt given (its length from :func:`pss_salt_size`),
     computed with the raw RSA operation so the engine's byte source decides
     the salt."""
     import hashlib

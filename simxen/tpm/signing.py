@@ -51,7 +51,8 @@ def sign_digest(tpm, obj, scheme, digest):
     if alg == TPM_ALG.RSASSA:
         return Signature(alg, h, sig=keys.rsassa_sign(obj.private_key(), h, digest))
     if alg == TPM_ALG.RSAPSS:
-        salt = tpm.random_bytes(HASHES[h].size)
+        key_bytes = len(obj.public.unique)
+        salt = tpm.random_bytes(keys.pss_salt_size(HASHES[h].size, key_bytes))
         return Signature(alg, h, sig=keys.rsapss_sign(obj.private_key(), h, digest, salt))
     if alg == TPM_ALG.HMAC:
         return Signature(alg, h, digest=_hmac.digest(obj.sensitive, digest, HASHES[h].name))
