@@ -327,6 +327,21 @@ def pkcs1v15_encode(message, k, random_bytes):
     return b"\x00\x02" + bytes(ps[:k - len(message) - 3]) + b"\x00" + message
 
 
+def pkcs1v15_decode(block):
+    """The message inside an EME-PKCS1-v1_5 block (``00 02 PS 00 M``, PS at
+    least 8 non-zero bytes), or ``ValueError``.
+
+    Done here rather than by ``cryptography``: the OpenSSL under it (3.2 and
+    later) answers a badly padded block with a made-up message of the right
+    size ("implicit rejection", against Bleichenbacher-style oracles), where a
+    TPM answers ``TPM_RC_VALUE`` (reference implementation, ``RSAES_Decode``).
+    """
+    sep = block.find(b"\0", 2)
+    if len(block) < 11 or block[:2] != b"\0\2" or sep < 0 or sep - 2 < 8:
+        raise ValueError("not a PKCS #1 v1.5 encryption block")
+    return block[sep + 1:]
+
+
 def rsa_raw(modulus, exponent, block):
     """``block ** exponent mod n`` as a big-endian block of the modulus size."""
     k = (modulus.bit_length() + 7) // 8

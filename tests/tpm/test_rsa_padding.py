@@ -54,3 +54,50 @@ def test_rsapss_salt_is_the_digest_size_or_what_fits(tpm, bits, hash_alg, hash_c
                           utils.Prehashed(hash_cls()))
     verify = client.build_command(TPM_CC.VerifySignature, (key,), tpm2b(digest) + sig.marshal())
     assert response_code(tpm.execute(verify)) == TPM_RC.SUCCESS
+
+
+def rsaes_decrypt(tpm, key, cipher):
+    return tpm.execute(client.build_command(
+        TPM_CC.RSA_Decrypt, (key,), tpm2b(cipher) + u16(TPM_ALG.RSAES) + tpm2b(b""),
+        [client.password_auth()]))
+
+
+def test_rsaes_decrypt_returns_the_message_of_a_good_block(tpm):
+    key, public = rsa_key(tpm, 2048, 0x00020072)          # decrypt, userWithAuth
+    cipher = public.encrypt(b"secret 42", padding.PKCS1v15())
+    assert parse_response(rsaes_decrypt(tpm, key, cipher)).params.tpm2b() == b"secret 42"
+
+
+def raw_block(public, block):
+    assert len(block) == 256
+    n = public.public_numbers()
+    return pow(int.from_bytes(block, "big"), n.e, n.n).to_bytes(256, "big")
+
+
+@pytest.mark.parametrize("what,block", [
+    ("OAEP, not v1.5", None),
+    ("02 where 00 belongs", b"\2\2" + b"\x55" * 201 + b"\0" + b"m" * 52),
+    ("01 (a signature block)", b"\0\1" + b"\xff" * 201 + b"\0" + b"m" * 52),
+    ("no zero after the padding", b"\0\2" + b"\x55" * 254),
+    ("7 bytes of padding", b"\0\2" + b"\x55" * 7 + b"\0" + b"m" * 246),
+])
+def test_rsaes_decrypt_of_a_badly_padded_block_is_value(tpm, what, block):
+    """A TPM answers TPM_RC_VALUE (no parameter number: the reference
+    implementation's CryptRsaDecrypt returns it as is), never a message."""
+    key, public = rsa_key(tpm, 2048, 0x00020072)
+    if block is None:
+        cipher = public.encrypt(b"secret 42", padding.OAEP(
+            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    else:
+        cipher = raw_block(public, block)
+    assert response_code(rsaes_decrypt(tpm, key, cipher)) == TPM_RC.VALUE
+
+
+def test_rsaes_decrypt_takes_8_bytes_of_padding_and_an_empty_message(tpm):
+    key, public = rsa_key(tpm, 2048, 0x00020072)
+    block = b"\0\2" + b"\x55" * 8 + b"\0" + b"m" * 245
+    assert parse_response(rsaes_decrypt(tpm, key, raw_block(public, block))).params.tpm2b() \
+        == b"m" * 245
+    block = b"\0\2" + b"\x55" * 253 + b"\0"
+    assert parse_response(rsaes_decrypt(tpm, key, raw_block(public, block))).params.tpm2b() \
+        == b""

@@ -81,13 +81,15 @@ def rsa_decrypt(tpm, cmd):
             cls = keys.HASH_CLASSES[h]
             out = key.decrypt(cipher, padding.OAEP(mgf=padding.MGF1(cls()), algorithm=cls(),
                                                    label=label or None))
-        elif scheme == TPM_ALG.RSAES:
-            out = key.decrypt(cipher, padding.PKCS1v15())
         else:
             nums = key.private_numbers()
             out = keys.rsa_raw(nums.public_numbers.n, nums.d, cipher)
+            if scheme == TPM_ALG.RSAES:
+                out = keys.pkcs1v15_decode(out)
     except ValueError:
-        raise TpmError(TPM_RC.VALUE, param=1) from None
+        # a block that is not properly encoded: TPM_RC_VALUE without a
+        # parameter number, as the reference implementation's CryptRsaDecrypt
+        raise TpmError(TPM_RC.VALUE) from None
     return b"", tpm2b(out)
 
 
