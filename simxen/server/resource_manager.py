@@ -352,7 +352,7 @@ class ResourceManager:
                 obj = client.objects[ident]
                 rsp = self._tpm(_context_save_command(obj.handle))
                 self.swaps += 1
-                if _rc(rsp) != 0:                       # (a sequence object may refuse)
+                if _rc(rsp) != 0:                       # (the TPM may refuse)
                     continue
                 self._tpm(flush_context_command(obj.handle))
                 obj.handle, obj.context = None, rsp[10:]

@@ -355,10 +355,11 @@ class TpmEngine(SessionProcessing):
             self._check_object(handle, index, sequence=False)
 
     def _check_saved(self, handle, index):
-        """TPMI_DH_SAVED: a transient object or a loaded session."""
+        """TPMI_DH_SAVED: a transient object (a sequence object too) or a
+        loaded session."""
         ht = handle >> 24
         if ht == TPM_HT.TRANSIENT:
-            return self._check_object(handle, index, sequence=False)
+            return self._check_object(handle, index)
         if ht == TPM_HT.HMAC_SESSION or ht == TPM_HT.POLICY_SESSION:
             return self._check_session(handle, index)
         raise TpmError(TPM_RC.VALUE, handle=index)

@@ -6,7 +6,11 @@ contextBlob TPM2B.  The blob is integrity-protected and encrypted
 key and the proof of the object's hierarchy, so the contexts of NULL-
 hierarchy objects die with the NULL proof at the next TPM Reset.
 
-An object context can be loaded any number of times.  A session stays in
+An object context can be loaded any number of times.  Its savedHandle says
+what it holds (Part 2, "Context Handle Values"): 0x80000000 an ordinary
+object, 0x80000001 a hash, HMAC or event sequence (whose hashes in progress
+the context carries, :mod:`simxen.tpm.hash_sequence`), 0x80000002 an object
+with stClear.  A session stays in
 the TPM's session table while saved; its context holds the handle and the
 sequence number, and can be loaded exactly once (the table's sequence must
 match), which is the spec's replay protection.
@@ -15,6 +19,7 @@ match), which is the spec's replay protection.
 from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT
 from simxen.tpm.errors import TpmError
+from simxen.tpm.hash_sequence import HashSequence
 from simxen.tpm.kdf import kdfa
 from simxen.tpm.limits import MAX_LOADED_SESSIONS, MAX_PERSISTENT_OBJECTS
 from simxen.tpm.marshal import Reader, tpm2b, u32, u64
@@ -22,7 +27,8 @@ from simxen.tpm.protection import unwrap, wrap
 from simxen.tpm.tpm_object import TpmObject
 
 OBJECT_SAVED_HANDLE = 0x80000000
-STCLEAR_SAVED_HANDLE = 0x80000001
+SEQUENCE_SAVED_HANDLE = 0x80000001
+STCLEAR_SAVED_HANDLE = 0x80000002
 
 
 def _context_secret(tpm, hierarchy):
@@ -42,8 +48,12 @@ def context_save(tpm, cmd):
     seq = tpm.context_sequence
     if handle >> 24 == TPM_HT.TRANSIENT:
         obj = tpm.objects[handle]
-        saved = STCLEAR_SAVED_HANDLE if obj.attributes & TPMA_OBJECT.stClear \
-            else OBJECT_SAVED_HANDLE
+        if obj.is_sequence:
+            saved = SEQUENCE_SAVED_HANDLE
+        elif obj.attributes & TPMA_OBJECT.stClear:
+            saved = STCLEAR_SAVED_HANDLE
+        else:
+            saved = OBJECT_SAVED_HANDLE
         hierarchy = obj.hierarchy
         plain = obj.serialize()
     else:
@@ -76,7 +86,10 @@ def context_load(tpm, cmd):
                    blob, 128, param=1)
     if ht == TPM_HT.TRANSIENT:
         try:
-            obj = TpmObject.deserialize(plain)
+            if saved == SEQUENCE_SAVED_HANDLE:
+                obj = HashSequence.deserialize(Reader(plain))
+            else:
+                obj = TpmObject.deserialize(plain)
         except (TpmError, ValueError):
             raise TpmError(TPM_RC.INTEGRITY, param=1) from None
         if obj.hierarchy != hierarchy:
