@@ -311,3 +311,32 @@ def test_a_pair_handed_out_is_handed_to_no_other_caller_in_any_process():
     status, out = free_pair_in_a_new_process()
     assert status == 0, out
     assert free_port_pair(between=(int(out), int(out))) == int(out)
+
+
+class _SplitSocket:
+    """A socket whose peer sent a command in two pieces (tpm2-tss's mssim TCTI:
+    the 9-byte header, then the command); records what the reader did."""
+
+    def __init__(self, *pieces):
+        self.pieces = list(pieces)
+        self.calls = []
+
+    def setsockopt(self, level, option, value):
+        self.calls.append(("setsockopt", level, option, value))
+
+    def recv(self, n):
+        self.calls.append(("recv",))
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="Linux's TCP_QUICKACK")
+def test_reader_acknowledges_what_came_before_it_waits_for_more():
+    """Before each recv, a quick ACK: the client's Nagle holds the second piece
+    until the first is acknowledged, and a delayed ACK would hold that 40 ms."""
+    from simxen.server.loopback import BufferedReader
+    quickack = ("setsockopt", socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    sock = _SplitSocket(b"\0\0\0\x08\0\0\0\0\x0c", b"\x80\x01\0\0\0\x0c\0\0\x01\x7b\0\x08")
+    reader = BufferedReader(sock)
+    assert reader.read(4) == b"\0\0\0\x08" and reader.read(5) == b"\0\0\0\0\x0c"
+    assert reader.read(12)[6:10] == b"\0\0\x01\x7b"
+    assert sock.calls == [quickack, ("recv",), quickack, ("recv",)]
