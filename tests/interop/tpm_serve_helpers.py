@@ -36,6 +36,19 @@ def missing(what, package):
                 f"{what} not installed (scripts/setup-system.sh installs its Debian package)")
 
 
+def require_openssl_provider(name, package):
+    """The ``openssl`` command, after checking that provider ``name`` is in
+    OpenSSL's module folder (``openssl version -m``); skip (or fail) if not.
+    (Loading it is no test: the tpm2 provider's init fails without a TPM.)"""
+    openssl = require_tool("openssl", "openssl")
+    out = subprocess.run([openssl, "version", "-m"], capture_output=True, text=True,
+                         timeout=60).stdout
+    folder = out.partition('"')[2].rpartition('"')[0]
+    if not os.path.exists(os.path.join(folder, f"{name}.so")):
+        missing(f"the OpenSSL provider {name!r}", package)
+    return openssl
+
+
 class SimxenTpmServer:
     """``python -m simxen.cli tpm serve`` as a subprocess."""
 
