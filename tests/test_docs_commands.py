@@ -302,7 +302,9 @@ def needs_tools(doc):
     for block in blocks_of(doc):
         for cmd in block.commands:
             if mode(block, cmd) == "run":
-                tools |= set(re.findall(r"(?:^|[\s;|(])(tpm2_\w+|jq|evmctl)\b", cmd.text))
+                tools |= set(re.findall(r"(?:^|[\s;|(])(tpm2_\w+|jq|evmctl|clevis)\b", cmd.text))
+                tools |= {f"openssl -provider {p}"
+                          for p in re.findall(r"-provider (tpm2)\b", cmd.text)}
     return sorted(tools)
 
 
@@ -639,9 +641,12 @@ def doc_params():
 @pytest.mark.parametrize("doc, tools", doc_params())
 def test_every_command_of_the_doc_runs_as_written(doc, tools, tmp_path):
     if tools:
-        from interop.tpm_serve_helpers import require_tool
+        from interop.tpm_serve_helpers import require_openssl_provider, require_tool
         for tool in tools:
-            require_tool(tool)
+            if tool.startswith("openssl -provider "):
+                require_openssl_provider(tool.split()[-1], "tpm2-openssl")
+            else:
+                require_tool(tool, {"clevis": "clevis-tpm2"}.get(tool, "tpm2-tools / swtpm"))
     failures = failures_of(blocks_of(doc), tmp_path)
     assert not failures, "\n\n".join(failures)
 
