@@ -117,6 +117,37 @@ def test_more_clients_than_slots_each_keep_their_own_key():
     assert not tpm.objects
 
 
+def test_more_clients_than_slots_each_keep_their_own_hash_sequence():
+    """Sequence objects are swapped out and back like keys (ContextSave of a
+    sequence carries its hash in progress): twelve clients hashing at once on
+    eight slots each get their own digest."""
+    import hashlib
+    from simxen.tpm.constants import TPM_CC
+    from simxen.tpm.limits import MAX_TRANSIENT_OBJECTS
+    from simxen.tpm.marshal import tpm2b, u16, u32
+    tpm = make_engine()
+    manager = ResourceManager(tpm)
+    clients = [manager.open_client() for _ in range(MAX_TRANSIENT_OBJECTS + 4)]
+    pw = [client.password_auth()]
+    for c in clients:
+        rsp = client.parse_response(c.execute(client.build_command(
+            TPM_CC.HashSequenceStart, params=tpm2b(b"") + u16(TPM_ALG.SHA256))), 1)
+        assert rsp.handles == [0x80000000]
+    for round_ in range(2):
+        for c in clients:
+            client.check(c.execute(client.build_command(
+                TPM_CC.SequenceUpdate, (0x80000000,), tpm2b(b"client %d round %d " % (
+                    c.ident, round_)), pw)))
+    assert len(tpm.objects) <= MAX_TRANSIENT_OBJECTS and manager.swaps > 0
+    for c in clients:
+        r = client.parse_response(c.execute(client.build_command(
+            TPM_CC.SequenceComplete, (0x80000000,), tpm2b(b"") + u32(TPM_RH.NULL), pw))).params
+        assert r.tpm2b() == hashlib.sha256(b"client %d round 0 client %d round 1 " % (
+            c.ident, c.ident)).digest()
+        c.close()
+    assert not tpm.objects
+
+
 def test_mssim_locality_reaches_engine(mssim):
     tpm, port, _ = mssim
     c = MssimClient(port, power_on=True)
