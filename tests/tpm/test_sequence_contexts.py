@@ -171,7 +171,7 @@ def test_an_stclear_object_context_says_so(tpm):
 # -- the hash state itself --------------------------------------------------
 @settings(max_examples=60, deadline=None)
 @given(alg=st.sampled_from(list(HASH_NAMES)), data=st.binary(max_size=700),
-       cuts=st.lists(st.integers(0, 700), max_size=4), fold=st.sampled_from([1, 64, 4 << 20]))
+       cuts=st.lists(st.integers(0, 700), max_size=4), fold=st.sampled_from([1, 64, 16 << 20]))
 def test_resumable_hash_equals_hashlib_however_it_is_cut(alg, data, cuts, fold):
     """Exported and restored at any points (and folded early), the digest is
     hashlib's."""
@@ -183,9 +183,8 @@ def test_resumable_hash_equals_hashlib_however_it_is_cut(alg, data, cuts, fold):
         for cut in sorted(c for c in cuts if c <= len(data)):
             h.update(data[pos:cut])
             pos = cut
-            copy = h.copy()
+            assert h.digest() == hashlib.new(HASH_NAMES[alg], data[:cut]).digest()
             h = ResumableHash.restore(alg, Reader(h.export()))
-            assert copy.digest() == hashlib.new(HASH_NAMES[alg], data[:cut]).digest()
         h.update(data[pos:])
         assert h.digest() == hashlib.new(HASH_NAMES[alg], data).digest()
     finally:
