@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 from simxen.tpm import client, keys
 from simxen.tpm.client import parse_response, response_code
-from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_ST
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_ST, TPM_SU
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.signature import Signature
 
@@ -214,6 +214,26 @@ def test_context_save_load_object_and_session(tpm):
     # a session context loads only once
     assert response_code(tpm.execute(client.build_command(TPM_CC.ContextLoad,
                                                           params=sblob))) == 0x18B | 0x40
+
+
+def test_an_object_context_dies_at_tpm_reset_and_lives_through_resume(tpm):
+    """Part 1's context integrity binds a value that changes at each TPM
+    Reset: a context saved before one does not load after it (the reference's
+    totalResetCount), while a TPM Resume keeps it."""
+    srk, _, name = primary(tpm, ecc_storage_template())
+    ctx = client.parse_response(tpm.execute(client.build_command(
+        TPM_CC.ContextSave, (srk,)))).params
+    blob = ctx.data[ctx.pos:ctx.end]
+    load = lambda: tpm.execute(client.build_command(TPM_CC.ContextLoad, params=blob))  # noqa: E731
+    client.check(tpm.execute(client.shutdown_command(TPM_SU.STATE)))
+    tpm.power_on()
+    client.check(tpm.execute(client.startup_command(TPM_SU.STATE)))         # TPM Resume
+    handle = client.parse_response(load(), 1).handles[0]
+    assert client.parse_read_public(tpm.execute(client.read_public_command(handle)))[1] == name
+    client.check(tpm.execute(client.shutdown_command()))
+    tpm.power_on()
+    client.check(tpm.execute(client.startup_command()))                      # TPM Reset
+    assert response_code(load()) == TPM_RC.INTEGRITY | 0x140
 
 
 def test_evict_control_persists_and_removes(tpm):

@@ -3,8 +3,12 @@
 TPMS_CONTEXT = sequence u64 || savedHandle u32 || hierarchy u32 ||
 contextBlob TPM2B.  The blob is integrity-protected and encrypted
 (:mod:`simxen.tpm.protection`) with a key derived from the TPM's context
-key and the proof of the object's hierarchy, so the contexts of NULL-
-hierarchy objects die with the NULL proof at the next TPM Reset.
+key and the proof of the object's hierarchy, and its HMAC binds the
+resetCount: no context loads after a TPM Reset (those of NULL-hierarchy
+objects die with the NULL proof as well).  A context of an object with
+stClear should also die at a TPM Restart -- the reference binds a
+clearCount for savedHandle 0x80000002 -- but this engine's state keeps no
+such count, so it does not.
 
 An object context can be loaded any number of times.  Its savedHandle says
 what it holds (Part 2, "Context Handle Values"): 0x80000000 an ordinary
@@ -36,8 +40,11 @@ def _context_secret(tpm, hierarchy):
                 b"", b"", 256)
 
 
-def _binding(sequence, saved_handle):
-    return u64(sequence) + u32(saved_handle)
+def _binding(tpm, sequence, saved_handle):
+    """What the blob's HMAC binds beside the blob: the resetCount (so no
+    context loads after a TPM Reset: Part 1's "resetValue", the reference
+    implementation's totalResetCount), the sequence and the savedHandle."""
+    return u32(tpm.reset_count) + u64(sequence) + u32(saved_handle)
 
 
 @command(TPM_CC.ContextSave, handles=("saved",))
@@ -62,7 +69,7 @@ def context_save(tpm, cmd):
         saved = handle
         hierarchy = TPM_RH.NULL
         plain = u32(handle) + u64(seq)
-    blob = wrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(seq, saved),
+    blob = wrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
                 plain, 128)
     return b"", u64(seq) + u32(saved) + u32(hierarchy) + tpm2b(blob)
 
@@ -82,7 +89,7 @@ def context_load(tpm, cmd):
     ht = saved >> 24
     if ht not in (TPM_HT.TRANSIENT, TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION):
         raise TpmError(TPM_RC.HANDLE, param=1)
-    plain = unwrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(seq, saved),
+    plain = unwrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
                    blob, 128, param=1)
     if ht == TPM_HT.TRANSIENT:
         try:
