@@ -119,6 +119,19 @@ def test_sign_in_the_tpm_verify_with_plain_openssl(ossl, keyname, options, diges
     assert ossl(*verify, "-in", "other", check=False).returncode != 0
 
 
+@pytest.mark.parametrize("name,algorithm,option,digest", [
+    ("p384", "EC", "group:P-384", "sha384"),
+    ("p521", "EC", "group:P-521", "sha512"),
+    ("rsa3072", "RSA", "bits:3072", "sha384"),
+])
+def test_the_other_key_sizes_the_tpm_takes(ossl, name, algorithm, option, digest):
+    key, pub = tpm_key(ossl, name, option, algorithm=algorithm)
+    ossl("pkeyutl", "-sign", "-inkey", key, "-rawin", "-in", "message", "-digest", digest,
+         "-out", f"{name}.sig", tpm=True)
+    ossl("pkeyutl", "-verify", "-pubin", "-inkey", pub, "-rawin", "-in", "message",
+         "-digest", digest, "-sigfile", f"{name}.sig")
+
+
 def test_small_rsa_pss_key_signs_sha512(ossl):
     """A 1024-bit RSA-PSS key with SHA-512 leaves room for a 62-byte salt,
     not 64 (the engine used to fail this with TPM_RC_FAILURE)."""
