@@ -25,7 +25,7 @@ from simxen.tpm.algorithms import HASHES
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_HT, TPM_NT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT, TPMA_SESSION
 from simxen.tpm.errors import TpmError
 from simxen.tpm.kdf import kdfa
-from simxen.tpm.limits import MAX_SESSIONS_PER_COMMAND
+from simxen.tpm.limits import MAX_ACTIVE_SESSIONS, MAX_SESSIONS_PER_COMMAND
 from simxen.tpm.marshal import Reader, tpm2b, u32
 from simxen.tpm.pcr import AUTH_GROUP
 from simxen.tpm.protection import cfb
@@ -33,6 +33,12 @@ from simxen.tpm.protection import cfb
 #: The response authorization of a password session: empty nonce,
 #: continueSession, empty HMAC.
 PW_RESPONSE = b"\x00\x00\x01\x00\x00"
+
+#: TPMA_SESSION bits 3 and 4 are reserved
+_SESSION_RESERVED = 0x18
+#: what a password session may not ask for
+_PW_FORBIDDEN = (TPMA_SESSION.decrypt | TPMA_SESSION.encrypt | TPMA_SESSION.audit
+                 | TPMA_SESSION.auditExclusive | TPMA_SESSION.auditReset)
 
 
 class AuthSession:
@@ -52,61 +58,90 @@ class AuthSession:
         self.new_nonce = None
 
 
+def _digest_sized(r):
+    """A TPM2B_NONCE or TPM2B_AUTH: a size over sizeof(TPMU_HA) (64) is
+    ``TPM_RC_SIZE`` before the bytes are looked for."""
+    size = r.u16()
+    if size > 64:
+        raise TpmError(TPM_RC.SIZE)
+    return r.bytes(size)
+
+
 class SessionProcessing:
     """Mixin of :class:`~simxen.tpm.engine.TpmEngine`: the authorization
     area of commands and responses."""
 
-    def _parse_sessions(self, command, pos, end, n_auth):
+    def _parse_sessions(self, command, pos, end, n_auth, dec_ok=True, enc_ok=True):
+        """The authorization area ``command[pos:end]`` as :class:`AuthSession` s.
+
+        The reference's ``RetrieveSessionData`` order: each session's fields
+        are unmarshalled (a field running past the area is
+        ``TPM_RC_INSUFFICIENT``, a nonce or HMAC over 64 bytes ``TPM_RC_SIZE``,
+        a handle of no session type ``TPM_RC_VALUE``, reserved attribute bits
+        ``TPM_RC_RESERVED_BITS``, all numbered by session), then checked
+        against what the session may do here (decrypt/encrypt only where the
+        command has such a parameter, with a symmetric algorithm, and once;
+        one audit session, an HMAC one); then ``TPM_RC_AUTH_MISSING`` if fewer
+        sessions than authorized handles.  ``dec_ok``/``enc_ok``: the command's
+        first parameter / first response parameter is a TPM2B.
+        """
         r = Reader(command, pos, end)
         sessions = []
         seen = set()
-        audit_seen = False
+        dec = enc = audit = None
         while r.pos < end:
-            try:
-                handle = r.u32()
-                nonce = r.tpm2b()
-                attrs = r.u8()
-                hmac_value = r.tpm2b()
-            except TpmError:
-                raise TpmError(TPM_RC.AUTHSIZE) from None
             i = len(sessions) + 1
             if i > MAX_SESSIONS_PER_COMMAND:
-                raise TpmError(TPM_RC.AUTHSIZE)
+                raise TpmError(TPM_RC.AUTHSIZE)   # Part 2: more octets than required
+            try:
+                handle = r.u32()
+                ht = handle >> 24
+                if handle != TPM_RH.PW and (
+                        ht != TPM_HT.HMAC_SESSION and ht != TPM_HT.POLICY_SESSION
+                        or handle & 0xFFFFFF >= MAX_ACTIVE_SESSIONS):
+                    raise TpmError(TPM_RC.VALUE)
+                nonce = _digest_sized(r)
+                attrs = r.u8()
+                if attrs & _SESSION_RESERVED:
+                    raise TpmError(TPM_RC.RESERVED_BITS)
+                hmac_value = _digest_sized(r)
+            except TpmError as exc:
+                raise TpmError(exc.rc, session=i) from None
             a = AuthSession(handle, nonce, attrs, hmac_value)
             if handle == TPM_RH.PW:
-                if i > n_auth:
+                if attrs & _PW_FORBIDDEN:
                     raise TpmError(TPM_RC.ATTRIBUTES, session=i)
                 if nonce:
                     raise TpmError(TPM_RC.NONCE, session=i)
-                if attrs & ~TPMA_SESSION.continueSession:
-                    raise TpmError(TPM_RC.ATTRIBUTES, session=i)
             else:
-                ht = handle >> 24
-                if ht != TPM_HT.HMAC_SESSION and ht != TPM_HT.POLICY_SESSION:
-                    raise TpmError(TPM_RC.HANDLE, session=i)
-                s = self.sessions.get(handle)
-                if s is None or s.saved_sequence is not None:
+                s = self.session_at(handle)
+                if s is None:
                     raise TpmError(TPM_RC.REFERENCE_S0 + i - 1)
-                if handle in seen:
+                if s.handle != handle or handle in seen:
                     raise TpmError(TPM_RC.HANDLE, session=i)
                 seen.add(handle)
-                if nonce and not 16 <= len(nonce) <= 64:    # tpm2-tools sends none with
-                    raise TpmError(TPM_RC.SIZE, session=i)  # PolicyPassword, as libtpms allows
-                if i > n_auth and not attrs & (TPMA_SESSION.decrypt | TPMA_SESSION.encrypt
-                                               | TPMA_SESSION.audit):
-                    raise TpmError(TPM_RC.ATTRIBUTES, session=i)
-                if attrs & TPMA_SESSION.audit:
-                    if ht != TPM_HT.HMAC_SESSION or audit_seen:   # one HMAC session audits
+                if attrs & TPMA_SESSION.decrypt:
+                    if not dec_ok or dec is not None:
                         raise TpmError(TPM_RC.ATTRIBUTES, session=i)
-                    audit_seen = True
-                    if attrs & TPMA_SESSION.auditExclusive and self.exclusive_audit != handle:
+                    if s.symmetric[0] == TPM_ALG.NULL:
+                        raise TpmError(TPM_RC.SYMMETRIC, session=i)
+                    dec = a
+                if attrs & TPMA_SESSION.encrypt:
+                    if not enc_ok or enc is not None:
+                        raise TpmError(TPM_RC.ATTRIBUTES, session=i)
+                    if s.symmetric[0] == TPM_ALG.NULL:
+                        raise TpmError(TPM_RC.SYMMETRIC, session=i)
+                    enc = a
+                if attrs & TPMA_SESSION.audit:
+                    if ht != TPM_HT.HMAC_SESSION or audit is not None:  # one HMAC session audits
+                        raise TpmError(TPM_RC.ATTRIBUTES, session=i)
+                    audit = a
+                    if (attrs & TPMA_SESSION.auditExclusive and self.exclusive_audit != handle
+                            and not attrs & TPMA_SESSION.auditReset
+                            and s.audit_digest is not None):
                         raise TpmError(TPM_RC.EXCLUSIVE)
-                elif attrs & (TPMA_SESSION.auditExclusive | TPMA_SESSION.auditReset):
-                    raise TpmError(TPM_RC.ATTRIBUTES, session=i)
                 a.session = s
             sessions.append(a)
-        if r.pos != end:
-            raise TpmError(TPM_RC.AUTHSIZE)
         if len(sessions) < n_auth:
             raise TpmError(TPM_RC.AUTH_MISSING)
         return sessions
@@ -201,7 +236,7 @@ class SessionProcessing:
                 self._check_password(handle, a.hmac, idx)
                 continue
             if s.is_trial:
-                raise TpmError(TPM_RC.AUTH_TYPE, session=idx)
+                raise TpmError(TPM_RC.ATTRIBUTES, session=idx)
             if names is None:
                 names = b"".join(self.entity_name(h) for h in handles)
             cp = cp_hashes.get(s.hash.alg)
@@ -254,12 +289,34 @@ class SessionProcessing:
             if not _hmac.compare_digest(expected, a.hmac):
                 if a.include_auth:
                     self._auth_failed(handle, idx)
-                raise TpmError(TPM_RC.AUTH_FAIL if s.is_policy or not a.include_auth
-                               else TPM_RC.BAD_AUTH, session=idx)
+                raise TpmError(TPM_RC.BAD_AUTH, session=idx)    # no authValue: not DA
             if a.include_auth:
                 self._auth_succeeded(handle)
-        for a in sessions[n_auth:]:
-            a.entity = None
+        for i in range(n_auth, len(sessions)):
+            self._check_unassociated(cc, handles, sessions[i], i + 1, cp_params, cp_hashes)
+
+    def _check_unassociated(self, cc, handles, a, idx, cp_params, cp_hashes):
+        """A session that authorizes no handle: it must be an HMAC or policy
+        session there for decrypt, encrypt or audit, and its HMAC (keyed by
+        the session key alone) must be right (the reference's
+        ``ParseSessionBuffer``; Part 1, 19.6)."""
+        a.entity = None
+        s = a.session
+        if s is None:
+            raise TpmError(TPM_RC.HANDLE, session=idx)  # a password with nothing to authorize
+        if s.is_trial or not a.attributes & (TPMA_SESSION.decrypt | TPMA_SESSION.encrypt
+                                             | TPMA_SESSION.audit):
+            raise TpmError(TPM_RC.ATTRIBUTES, session=idx)
+        key = s.session_key
+        if not key and not a.hmac:
+            return
+        cp = cp_hashes.get(s.hash.alg)
+        if cp is None:
+            names = b"".join(self.entity_name(h) for h in handles)
+            cp = cp_hashes[s.hash.alg] = s.hash.digest(u32(cc) + names + cp_params)
+        expected = s.hash.hmac(key, cp + a.nonce_caller + s.nonce_tpm + bytes((a.attributes,)))
+        if not _hmac.compare_digest(expected, a.hmac):
+            raise TpmError(TPM_RC.BAD_AUTH, session=idx)
 
     def _check_password_policy(self, handle, password, idx):
         self._check_lockout(handle)
@@ -314,8 +371,6 @@ class SessionProcessing:
     def _decrypt_parameter(self, command, pos, sessions, dec_ok):
         for i, a in enumerate(sessions):
             if a.session is not None and a.attributes & TPMA_SESSION.decrypt:
-                if not dec_ok or a.session.symmetric[0] == TPM_ALG.NULL:
-                    raise TpmError(TPM_RC.ATTRIBUTES, session=i + 1)
                 if pos + 2 > len(command):
                     raise TpmError(TPM_RC.INSUFFICIENT, param=1)
                 size = struct.unpack_from(">H", command, pos)[0]
@@ -325,16 +380,6 @@ class SessionProcessing:
                                   command[pos + 2:pos + 2 + size], False)
                 return command[:pos + 2] + plain + command[pos + 2 + size:]
         return command
-
-    @staticmethod
-    def _check_encrypt_allowed(sessions, enc_ok):
-        """An encrypt session on a command whose response starts with no
-        TPM2B (or a session without a symmetric algorithm) is
-        ``TPM_RC_ATTRIBUTES``, found before the command runs."""
-        for i, a in enumerate(sessions):
-            if a.session is not None and a.attributes & TPMA_SESSION.encrypt:
-                if not enc_ok or a.session.symmetric[0] == TPM_ALG.NULL:
-                    raise TpmError(TPM_RC.ATTRIBUTES, session=i + 1)
 
     def _encrypt_parameter(self, params, sessions, enc_ok):
         for i, a in enumerate(sessions):

@@ -250,6 +250,20 @@ class TpmEngine(SessionProcessing):
         self.sessions[session.handle] = session
         return session
 
+    def session_at(self, handle):
+        """The loaded session with ``handle``'s index, or ``None``.
+
+        HMAC (0x02) and policy (0x03) sessions share one index space, so the
+        session found may be of the other type than ``handle`` says: its
+        ``handle`` then differs (the caller's ``TPM_RC_HANDLE``).
+        """
+        index = handle & 0xFFFFFF
+        for ht in (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION):
+            s = self.sessions.get(ht << 24 | index)
+            if s is not None:
+                return None if s.saved_sequence is not None else s
+        return None
+
     def entity_name(self, handle):
         ht = handle >> 24
         if ht == TPM_HT.TRANSIENT or ht == TPM_HT.PERSISTENT:
@@ -337,6 +351,8 @@ class TpmEngine(SessionProcessing):
         if ht == TPM_HT.TRANSIENT:
             obj = self.objects.get(handle)
             if obj is None:
+                if handle & 0xFFFFFF >= MAX_TRANSIENT_OBJECTS:    # past TRANSIENT_LAST
+                    raise TpmError(TPM_RC.VALUE, handle=index)
                 raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
             if sequence is not None and obj.is_sequence != sequence:
                 raise TpmError(TPM_RC.TYPE, handle=index)
@@ -380,11 +396,13 @@ class TpmEngine(SessionProcessing):
     def _check_session(self, handle, index, *, ht=None):
         """A loaded (not context-saved) session, of handle type ``ht`` if given
         (TPMI_SH_POLICY, TPMI_SH_HMAC)."""
-        if ht is not None and handle >> 24 != ht:
+        if ht is not None and handle >> 24 != ht or handle & 0xFFFFFF >= MAX_ACTIVE_SESSIONS:
             raise TpmError(TPM_RC.VALUE, handle=index)
-        s = self.sessions.get(handle)
-        if s is None or s.saved_sequence is not None:
+        s = self.session_at(handle)
+        if s is None:
             raise TpmError(TPM_RC.REFERENCE_H0 + index - 1)
+        if s.handle != handle:
+            raise TpmError(TPM_RC.HANDLE, handle=index)
 
     def _check_entity(self, handle, index):
         """TPMI_DH_ENTITY: anything with an authorization value."""
@@ -435,20 +453,30 @@ class TpmEngine(SessionProcessing):
         cdef = COMMANDS.get(cc)
         if cdef is None:
             raise TpmError(TPM_RC.COMMAND_CODE)
-        if not self.started and cc != TPM_CC.Startup:
+        if self.started == (cc == TPM_CC.Startup):     # before Startup, or a second one
             raise TpmError(TPM_RC.INITIALIZE)
         if not 0 <= locality <= 4:
             raise TpmError(TPM_RC.LOCALITY)
         func, specs, n_auth, roles, dec_ok, enc_ok = cdef
         pos = 10
         handles = []
+        # every handle's type first (TPM_RC_VALUE), then whether each is loaded
+        # (the reference's ParseHandleBuffer, then EntityGetLoadStatus)
+        not_loaded = None
         for i, spec in enumerate(specs, 1):
             if pos + 4 > n:
-                raise TpmError(TPM_RC.INSUFFICIENT)
+                raise TpmError(TPM_RC.INSUFFICIENT, handle=i)
             h = _U32.unpack_from(command, pos)[0]
             pos += 4
-            self.check_handle(h, spec, i)
+            try:
+                self.check_handle(h, spec, i)
+            except TpmError as exc:
+                if exc.code & 0xBF == TPM_RC.VALUE:
+                    raise
+                not_loaded = not_loaded or exc
             handles.append(h)
+        if not_loaded is not None:
+            raise not_loaded
         if tag == _SESSIONS:
             if pos + 4 > n:
                 raise TpmError(TPM_RC.AUTHSIZE)
@@ -456,6 +484,8 @@ class TpmEngine(SessionProcessing):
             pos += 4
             if auth_size < 9 or pos + auth_size > n:
                 raise TpmError(TPM_RC.AUTHSIZE)
+            if cc in _NO_SESSIONS_ALLOWED:
+                raise TpmError(TPM_RC.AUTH_CONTEXT)
             auth_end = pos + auth_size
             # fast path: exactly one empty password session (PCR_Extend & co.)
             if (auth_size == 9 and n_auth == 1 and command[pos:pos + 6] == _PW_EMPTY_HEAD
@@ -465,7 +495,7 @@ class TpmEngine(SessionProcessing):
                 sessions = None
                 pw_only = 1
             else:
-                sessions = self._parse_sessions(command, pos, auth_end, n_auth)
+                sessions = self._parse_sessions(command, pos, auth_end, n_auth, dec_ok, enc_ok)
                 pw_only = 0
             pos = auth_end
         else:
@@ -482,7 +512,6 @@ class TpmEngine(SessionProcessing):
         if sessions is not None:
             cp_params = command[pos:]
             self._authorize(cc, handles, sessions, n_auth, roles, cp_params, locality)
-            self._check_encrypt_allowed(sessions, enc_ok)     # before anything changes
             command = self._decrypt_parameter(command, pos, sessions, dec_ok)
         r = Reader(command, pos, n)
         cmd = Command(cc, handles, r, locality, sessions, tag)
@@ -515,6 +544,11 @@ class TpmEngine(SessionProcessing):
             tpm.power_on()
         return tpm
 
+
+#: commands that take no authorization area (the reference's NO_SESSIONS
+#: attribute): a 0x8002 tag is TPM_RC_AUTH_CONTEXT
+_NO_SESSIONS_ALLOWED = frozenset((TPM_CC.Startup, TPM_CC.ContextLoad, TPM_CC.ContextSave,
+                                  TPM_CC.FlushContext))
 
 _HANDLE_SETS = {
     "hierarchy+": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL},
