@@ -250,7 +250,8 @@ class SessionProcessing:
                     raise TpmError(TPM_RC.POLICY_CC, session=idx)
                 if s.pcr_counter is not None and s.pcr_counter != self.pcrs.update_counter:
                     raise TpmError(TPM_RC.PCR_CHANGED, session=idx)
-                if s.locality is not None and not s.locality >> locality & 1:
+                if s.locality is not None and (s.locality >= 32
+                                               or not s.locality >> locality & 1):
                     raise TpmError(TPM_RC.LOCALITY)
                 if s.cp_hash is not None and s.cp_hash != cp:
                     raise TpmError(TPM_RC.POLICY_FAIL, session=idx)

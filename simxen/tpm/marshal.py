@@ -97,6 +97,13 @@ class Reader:
         self.pos = p + n
         return bytes(self.data[p:p + n])
 
+    def yes_no(self):
+        """A TPMI_YES_NO: 0 or 1, anything else ``TPM_RC_VALUE``."""
+        value = self.u8()
+        if value > 1:
+            raise TpmError(TPM_RC.VALUE, param=self.param)
+        return value
+
     def tpm2b(self, maximum=None):
         """A TPM2B.  A size above ``maximum`` is ``TPM_RC_SIZE``."""
         n = self.u16()

@@ -14,29 +14,38 @@ from simxen.tpm.constants import TPM_RC
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import Reader, u16, u32
 
-#: Largest sizeofSelect accepted (32 PCRs; the engine has 24).
+#: What a reader of another TPM's selections accepts: at most 8 banks of 4 bytes
+#: (32 PCRs).
 PCR_SELECT_MAX = 4
-#: Most banks a selection may name.
 MAX_BANKS = 8
+#: What this TPM accepts in a command (Part 2, TPMS_PCR_SELECTION: sizeofSelect
+#: ``{PCR_SELECT_MIN:}``, ``pcrSelect {:PCR_SELECT_MAX}``; TPML_PCR_SELECTION:
+#: count ``{:HASH_COUNT}``): its 24 PCRs in exactly 3 bytes, its 4 hashes.
+TPM_PCR_SELECT_SIZE = 3
+TPM_HASH_COUNT = 4
 
 
 def parse_pcr_selection(r, *, known_hashes=None):
     """Read a TPML_PCR_SELECTION from :class:`Reader` ``r``.
 
-    An algorithm not in ``known_hashes`` is ``TPM_RC_HASH``; more than
-    :data:`MAX_BANKS` entries ``TPM_RC_SIZE``; a bitmap longer than
-    :data:`PCR_SELECT_MAX` ``TPM_RC_VALUE``.
+    With ``known_hashes`` (the TPM reading a command) an algorithm not in it
+    is ``TPM_RC_HASH``, more than :data:`TPM_HASH_COUNT` entries
+    ``TPM_RC_SIZE`` and a bitmap of other than :data:`TPM_PCR_SELECT_SIZE`
+    bytes ``TPM_RC_VALUE``, checked as each field is read; without (a client
+    reading what a TPM answered) the limits are :data:`MAX_BANKS` and
+    :data:`PCR_SELECT_MAX`.
     """
+    strict = known_hashes is not None
     count = r.u32()
-    if count > MAX_BANKS:
+    if count > (TPM_HASH_COUNT if strict else MAX_BANKS):
         raise TpmError(TPM_RC.SIZE, param=r.param)
     out = []
     for _ in range(count):
         alg = r.u16()
-        if known_hashes is not None and alg not in known_hashes:
+        if strict and alg not in known_hashes:
             raise TpmError(TPM_RC.HASH, param=r.param)
         size = r.u8()
-        if size > PCR_SELECT_MAX:
+        if size != TPM_PCR_SELECT_SIZE if strict else size > PCR_SELECT_MAX:
             raise TpmError(TPM_RC.VALUE, param=r.param)
         out.append((alg, r.bytes(size)))
     return out

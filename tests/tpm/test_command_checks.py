@@ -13,7 +13,7 @@ from simxen.tpm.client import AuthSessionClient, build_command, password_auth, r
 from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH, TPM_ST
 from simxen.tpm.marshal import tpm2b, u16, u32
 
-from tpm_helpers import DetRandom, make_engine
+from tpm_helpers import DetRandom, ecc_storage_template, make_engine
 
 
 @pytest.fixture
@@ -137,3 +137,62 @@ def test_the_hmac_of_a_session_that_authorizes_nothing_is_checked(tpm):
 
 def test_an_oversized_nonce_is_size_even_past_the_area(tpm):
     assert run(tpm, pcr_reset(u32(TPM_RH.PW) + b"\0\x41" + b"\0" * 5)) == 0x995   # SIZE
+
+
+# --------------------------------------------------------------- parameters
+def test_yes_no_parameters_are_zero_or_one(tpm):
+    cmd = build_command(TPM_CC.ClearControl, (TPM_RH.PLATFORM,), b"\x02", [password_auth()])
+    assert run(tpm, cmd) == 0x1C4                                  # VALUE, parameter 1
+    cmd = build_command(TPM_CC.HierarchyControl, (TPM_RH.PLATFORM,),
+                        u32(TPM_RH.ENDORSEMENT) + b"\x7f", [password_auth()])
+    assert run(tpm, cmd) == 0x2C4
+    assert run(tpm, build_command(TPM_CC.SelfTest, params=b"\xff")) == 0x1C4
+
+
+def policy_locality(tpm, handle, locality):
+    return run(tpm, build_command(TPM_CC.PolicyLocality, (handle,), bytes([locality])))
+
+
+def test_policy_locality_narrows_a_bitmap_or_keeps_one_extended_locality(tpm):
+    s = AuthSessionClient.start(tpm.execute, random_bytes=DetRandom(b"p"),
+                                session_type=0x01)
+    assert policy_locality(tpm, s.handle, 0x03) == 0          # localities 0 and 1
+    assert policy_locality(tpm, s.handle, 0x06) == 0          # ... and 1 or 2: locality 1
+    assert policy_locality(tpm, s.handle, 0x04) == 0x1CD      # nothing left: RANGE
+    assert policy_locality(tpm, s.handle, 0x80) == 0x1CD      # extended after normal: RANGE
+    t = AuthSessionClient.start(tpm.execute, random_bytes=DetRandom(b"q"),
+                                session_type=0x01)
+    assert policy_locality(tpm, t.handle, 0x80) == 0          # an extended locality
+    assert policy_locality(tpm, t.handle, 0x81) == 0x1CD
+    assert policy_locality(tpm, t.handle, 0x00) == 0x1CD
+
+
+def test_flush_context_handle_types_and_session_indices(tpm):
+    flush = lambda h: run(tpm, build_command(TPM_CC.FlushContext, params=u32(h)))  # noqa: E731
+    assert flush(0x01500000) == 0x1C4                          # no context type: VALUE
+    assert flush(0x80000100) == 0x1C4                          # past the slots: VALUE
+    assert flush(0x80000001) == 0x1CB                          # an empty slot: HANDLE
+    s = start_hmac_session(tpm)
+    assert flush(0x03000000 | s.handle & 0xFFFFFF) == 0        # the index decides
+    assert flush(s.handle) == 0x1CB
+
+
+def test_evict_control_persistent_handle_type_is_value(tpm):
+    cmd = build_command(TPM_CC.EvictControl, (TPM_RH.OWNER, 0x81000001), u32(0x80000000),
+                        [password_auth()])
+    assert run(tpm, cmd) == TPM_RC.HANDLE | 0x200      # handle 2 not there (checked first)
+    tpm_key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_storage_template())))[0]
+    cmd = build_command(TPM_CC.EvictControl, (TPM_RH.OWNER, tpm_key), u32(0x80000000),
+                        [password_auth()])
+    assert run(tpm, cmd) == 0x1C4
+
+
+def test_a_curve_is_checked_before_trailing_bytes(tpm):
+    cmd = build_command(TPM_CC.ECC_Parameters, params=u16(0x0150) + b"\0\x16")
+    assert run(tpm, cmd) == 0x1E6                                  # CURVE, parameter 1
+
+
+def test_incremental_self_test_ignores_algorithms_it_lacks(tpm):
+    cmd = build_command(TPM_CC.IncrementalSelfTest, params=u32(2) + u16(0x000B) + u16(0x0007))
+    assert run(tpm, cmd) == 0

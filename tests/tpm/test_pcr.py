@@ -3,6 +3,7 @@ Client locality rules."""
 
 import hashlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,10 +110,10 @@ def test_extend_without_auth_is_auth_missing(tpm):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([TPM_ALG.SHA1, TPM_ALG.SHA256, TPM_ALG.SHA384,
                                            TPM_ALG.SHA512]),
-                          st.binary(max_size=4)), max_size=4))
+                          st.binary(min_size=3, max_size=3)), max_size=4))
 def test_pcr_read_answers_the_selected_pcrs_in_order_at_most_eight(selection):
-    """PCR_Read walks the set bits of each bitmap, PCRs past the bank's 24 ignored:
-    checked against a walk over every PCR number of every bitmap."""
+    """PCR_Read walks the set bits of each bitmap: checked against a walk over
+    every PCR number of every bitmap."""
     tpm = make_engine()
     for pcr in (0, 7, 16, 23):
         client.check(tpm.execute(client.pcr_extend_command(
@@ -132,3 +133,18 @@ def test_pcr_read_answers_the_selected_pcrs_in_order_at_most_eight(selection):
                 + b"".join(u16(alg) + bytes([len(got)]) + got for alg, got in out_sel)
                 + u32(len(digests)) + b"".join(tpm2b(d) for d in digests))
     assert rsp == header.pack(TPM_ST.NO_SESSIONS, 0, expected)
+
+
+@pytest.mark.parametrize("sizeof_select, count, rc", [
+    (0, 1, 0x1C4), (2, 1, 0x1C4), (4, 1, 0x1C4),     # TPM_RC_VALUE, parameter 1
+    (3, 5, 0x1D5),                                    # TPM_RC_SIZE: more than HASH_COUNT
+    (3, 4, 0)])
+def test_pcr_selection_sizes_are_the_platforms(sizeof_select, count, rc):
+    """A TPMS_PCR_SELECTION has exactly PCR_SELECT_MIN = PCR_SELECT_MAX = 3
+    bytes here (24 PCRs), a TPML_PCR_SELECTION at most HASH_COUNT = 4 entries
+    (Part 2, 10.6; libtpms answers the same)."""
+    tpm = make_engine()
+    body = u32(count) + (u16(TPM_ALG.SHA256) + bytes([sizeof_select, 1] + [0] * (sizeof_select - 1))
+                         if sizeof_select else u16(TPM_ALG.SHA256) + b"\0") * count
+    rsp = tpm.execute(header.pack(TPM_ST.NO_SESSIONS, TPM_CC.PCR_Read, body))
+    assert response_code(rsp) == rc

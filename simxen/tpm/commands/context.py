@@ -25,7 +25,8 @@ from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT
 from simxen.tpm.errors import TpmError
 from simxen.tpm.hash_sequence import HashSequence
 from simxen.tpm.kdf import kdfa
-from simxen.tpm.limits import MAX_LOADED_SESSIONS, MAX_PERSISTENT_OBJECTS
+from simxen.tpm.limits import (MAX_ACTIVE_SESSIONS, MAX_LOADED_SESSIONS, MAX_PERSISTENT_OBJECTS,
+                               MAX_TRANSIENT_OBJECTS)
 from simxen.tpm.marshal import Reader, tpm2b, u32, u64
 from simxen.tpm.protection import unwrap, wrap
 from simxen.tpm.tpm_object import TpmObject
@@ -119,23 +120,31 @@ def context_load(tpm, cmd):
 def flush_context(tpm, cmd):
     r = cmd.r
     handle = r.u32()
+    ht, index = handle >> 24, handle & 0xFFFFFF
+    # TPMI_DH_CONTEXT: a transient object slot or a session index (else TPM_RC_VALUE)
+    if not (ht == TPM_HT.TRANSIENT and index < MAX_TRANSIENT_OBJECTS
+            or ht in (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION)
+            and index < MAX_ACTIVE_SESSIONS):
+        raise TpmError(TPM_RC.VALUE, param=1)
     r.done()
-    ht = handle >> 24
     if ht == TPM_HT.TRANSIENT:
         if tpm.objects.pop(handle, None) is None:
             raise TpmError(TPM_RC.HANDLE, param=1)
-    elif ht == TPM_HT.HMAC_SESSION or ht == TPM_HT.POLICY_SESSION:
-        if tpm.sessions.pop(handle, None) is None:
-            raise TpmError(TPM_RC.HANDLE, param=1)
-    else:
-        raise TpmError(TPM_RC.HANDLE, param=1)
-    return b"", b""
+        return b"", b""
+    # HMAC and policy sessions share the index space: the index decides, and a
+    # context-saved session is flushed as well as a loaded one
+    for h in (TPM_HT.HMAC_SESSION << 24 | index, TPM_HT.POLICY_SESSION << 24 | index):
+        if tpm.sessions.pop(h, None) is not None:
+            return b"", b""
+    raise TpmError(TPM_RC.HANDLE, param=1)
 
 
 @command(TPM_CC.EvictControl, handles=("provision", "object"), auth=1)
 def evict_control(tpm, cmd):
     r = cmd.r
     persistent = r.u32()
+    if persistent >> 24 != TPM_HT.PERSISTENT:            # TPMI_DH_PERSISTENT
+        raise TpmError(TPM_RC.VALUE, param=1)
     r.done()
     auth, handle = cmd.handles
     if handle >> 24 == TPM_HT.PERSISTENT:
@@ -148,8 +157,6 @@ def evict_control(tpm, cmd):
         tpm.nv_changed = True
         return b"", b""
     obj = tpm.objects[handle]
-    if persistent >> 24 != TPM_HT.PERSISTENT:
-        raise TpmError(TPM_RC.RANGE, param=1)
     platform_range = persistent >= 0x81800000
     if (auth == TPM_RH.PLATFORM) != platform_range:
         raise TpmError(TPM_RC.RANGE, param=1)

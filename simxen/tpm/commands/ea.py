@@ -228,12 +228,23 @@ def policy_locality(tpm, cmd):
     r = cmd.r
     locality = r.u8()
     r.done()
-    if locality == 0 or locality > 0x1F:
+    if locality == 0:
         raise TpmError(TPM_RC.RANGE, param=1)
     s = _session(tpm, cmd)
-    if s.locality is not None and s.locality != locality:
+    # below 32 a bitmap of localities 0-4, narrowed by each PolicyLocality;
+    # from 32 on one extended locality, which must not change (Part 3, 23.11)
+    prev = s.locality or 0
+    if prev and (prev < 32) != (locality < 32):
         raise TpmError(TPM_RC.RANGE, param=1)
-    s.locality = locality
+    if locality < 32:
+        setting = (prev or 0x1F) & locality
+        if not setting:
+            raise TpmError(TPM_RC.RANGE, param=1)
+    else:
+        if prev and prev != locality:
+            raise TpmError(TPM_RC.RANGE, param=1)
+        setting = locality
+    s.locality = setting
     s.extend_policy(_CC(TPM_CC.PolicyLocality) + bytes((locality,)))
     return b"", b""
 
@@ -320,10 +331,8 @@ def policy_name_hash(tpm, cmd):
 @command(TPM_CC.PolicyNvWritten, handles=("policy",))
 def policy_nv_written(tpm, cmd):
     r = cmd.r
-    written = r.u8()
+    written = r.yes_no()
     r.done()
-    if written > 1:
-        raise TpmError(TPM_RC.VALUE, param=1)
     s = _session(tpm, cmd)
     if s.nv_written is not None and s.nv_written != bool(written):
         raise TpmError(TPM_RC.VALUE, param=1)
@@ -440,10 +449,8 @@ def policy_duplication_select(tpm, cmd):
     r = cmd.r
     object_name = r.at(1).tpm2b(66)
     parent_name = r.at(2).tpm2b(66)
-    include = r.at(3).u8()
+    include = r.at(3).yes_no()
     r.done()
-    if include > 1:
-        raise TpmError(TPM_RC.VALUE, param=3)
     s = _session(tpm, cmd)
     if s.cp_hash is not None or s.name_hash is not None:
         raise TpmError(TPM_RC.CPHASH)

@@ -52,10 +52,10 @@ def parse_curve(r):
     """A TPMI_ECC_CURVE this TPM implements (the command's only parameter),
     with its coordinate size; ``TPM_RC_CURVE`` otherwise."""
     curve = r.u16()
-    r.done()
     size = keys.CURVE_BYTES.get(curve)
     if size is None:
         raise TpmError(TPM_RC.CURVE, param=1)
+    r.done()
     return curve, size
 
 

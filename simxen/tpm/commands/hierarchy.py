@@ -87,7 +87,7 @@ def set_primary_policy(tpm, cmd):
 def hierarchy_control(tpm, cmd):
     r = cmd.r
     enable = r.at(1).u32()
-    state = r.at(2).u8()
+    state = r.at(2).yes_no()
     r.done()
     auth = cmd.handles[0]
     attr = {TPM_RH.OWNER: "sh_enable", TPM_RH.ENDORSEMENT: "eh_enable",
@@ -110,7 +110,7 @@ def hierarchy_control(tpm, cmd):
 @command(TPM_CC.ClearControl, handles=("clear",), auth=1)
 def clear_control(tpm, cmd):
     r = cmd.r
-    disable = r.u8()
+    disable = r.yes_no()
     r.done()
     if cmd.handles[0] == TPM_RH.LOCKOUT and not disable:
         raise TpmError(TPM_RC.AUTH_FAIL)

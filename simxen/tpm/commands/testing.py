@@ -2,7 +2,6 @@
 ``cryptography`` and ``hashlib`` and are always tested, so SelfTest and
 IncrementalSelfTest succeed at once and GetTestResult reports success."""
 
-from simxen.tpm.algorithms import IMPLEMENTED_ALGS
 from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_CC, TPM_RC
 from simxen.tpm.errors import TpmError
@@ -11,10 +10,8 @@ from simxen.tpm.marshal import tpm2b, u32
 
 @command(TPM_CC.SelfTest)
 def self_test(tpm, cmd):
-    full = cmd.r.u8()
+    cmd.r.yes_no()
     cmd.r.done()
-    if full > 1:
-        raise TpmError(TPM_RC.VALUE, param=1)
     return b"", b""
 
 
@@ -24,10 +21,8 @@ def incremental_self_test(tpm, cmd):
     count = r.u32()
     if count > 64:
         raise TpmError(TPM_RC.SIZE, param=1)
-    known = {alg for alg, _ in IMPLEMENTED_ALGS}
-    for _ in range(count):
-        if r.u16() not in known:
-            raise TpmError(TPM_RC.VALUE, param=1)
+    for _ in range(count):      # an algorithm this TPM lacks needs no test (the reference)
+        r.u16()
     r.done()
     return b"", u32(0)
 
