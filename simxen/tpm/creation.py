@@ -51,13 +51,7 @@ class KdfStream:
 
 def parse_sensitive_create(r):
     """TPM2B_SENSITIVE_CREATE -> ``(userAuth, data)``."""
-    size = r.u16()
-    sub = r.sub(size)
-    auth = sub.tpm2b(64)
-    data = sub.tpm2b(256)
-    if sub.remaining():
-        raise TpmError(TPM_RC.SIZE, param=r.param)
-    return auth, data
+    return r.sized(lambda s: (s.tpm2b(64), s.tpm2b(256)))
 
 
 def validate_template(pub, data, param):

@@ -121,6 +121,22 @@ class Reader:
         r.param = self.param
         return r
 
+    def sized(self, parse):
+        """A sized structure (TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE,
+        TPM2B_NV_PUBLIC): ``parse(self)`` after its 16-bit size, read as the
+        reference unmarshals it -- on from the size, not inside a window of
+        that size -- so a size of 0, or one the structure does not fill
+        exactly, is ``TPM_RC_SIZE`` and a structure cut short by the end of
+        the command ``TPM_RC_INSUFFICIENT``."""
+        size = self.u16()
+        if size == 0:
+            raise TpmError(TPM_RC.SIZE, param=self.param)
+        start = self.pos
+        value = parse(self)
+        if self.pos - start != size:
+            raise TpmError(TPM_RC.SIZE, param=self.param)
+        return value
+
     def done(self):
         """Trailing bytes after the last parameter are ``TPM_RC_SIZE``."""
         if self.pos != self.end:

@@ -76,8 +76,8 @@ class NvIndex:
         """TPMS_NV_PUBLIC from reader ``r`` -> ``(index, nameAlg, attrs,
         authPolicy, dataSize)``."""
         index = r.u32()
-        if index >> 24 != 0x01:
-            raise TpmError(TPM_RC.HANDLE, param=r.param)
+        if index >> 24 != 0x01:                   # TPMI_RH_NV_INDEX
+            raise TpmError(TPM_RC.VALUE, param=r.param)
         name_alg = r.u16()
         if name_alg not in HASHES:
             raise TpmError(TPM_RC.HASH, param=r.param)

@@ -196,3 +196,78 @@ def test_a_curve_is_checked_before_trailing_bytes(tpm):
 def test_incremental_self_test_ignores_algorithms_it_lacks(tpm):
     cmd = build_command(TPM_CC.IncrementalSelfTest, params=u32(2) + u16(0x000B) + u16(0x0007))
     assert run(tpm, cmd) == 0
+
+
+def start_session_params(nonce, salt=b"", se=0x00, sym=u16(0x0010), auth_hash=0x000B):
+    return tpm2b(nonce) + tpm2b(salt) + bytes([se]) + sym + u16(auth_hash)
+
+
+def test_start_auth_session_nonces_and_order_of_checks(tpm):
+    start = lambda handles, params: tpm.execute(  # noqa: E731
+        build_command(TPM_CC.StartAuthSession, handles, params))
+    null = (TPM_RH.NULL, TPM_RH.NULL)
+    # nonceTPM is as long as nonceCaller (the reference's SessionCreate)
+    rsp = client.parse_response(start(null, start_session_params(bytes(16))), 1)
+    assert len(rsp.params.tpm2b()) == 16
+    # nonceCaller longer than the session hash's digest: SIZE, parameter 1
+    assert response_code(start(null, start_session_params(bytes(32), auth_hash=0x0004))) \
+        == 0x1D5
+    # a mode other than CFB is found after the salt: VALUE (parameter 2) first
+    aes_cbc = u16(0x0006) + u16(128) + u16(0x0042)
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_storage_template())))[0]
+    assert response_code(start((key, TPM_RH.NULL), start_session_params(
+        bytes(16), sym=aes_cbc))) == 0x2C4
+    assert response_code(start(null, start_session_params(bytes(16), sym=aes_cbc))) == 0x4C9   # MODE
+
+
+def test_mac_scheme_and_ticket_hierarchy_are_checked_as_read(tpm):
+    # TPM2_Hash: an unknown hash is HASH (parameter 2) even when bytes follow
+    cmd = build_command(TPM_CC.Hash, params=tpm2b(b"d") + u16(0x0007) + u32(TPM_RH.OWNER)
+                        + b"\0")
+    assert run(tpm, cmd) == 0x2C3
+    cmd = build_command(TPM_CC.Hash, params=tpm2b(b"d") + u16(0x000B) + u32(0x40000002)
+                        + b"\0")
+    assert run(tpm, cmd) == 0x3C4                                  # VALUE, parameter 3
+    # HMAC's hashAlg is revision 1.59's TPMI_ALG_MAC_SCHEME: SYMMETRIC
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_storage_template())))[0]
+    cmd = build_command(TPM_CC.HMAC, (key,), tpm2b(b"d") + u16(0x0016),
+                        [password_auth()])
+    assert run(tpm, cmd) == 0x2D6
+
+
+def test_get_capability_pcrs_takes_property_zero(tpm):
+    assert run(tpm, client.get_capability_command(0x5, 1, 1)) == 0x2C4
+    assert run(tpm, client.get_capability_command(0x5, 0, 1)) == 0
+    assert run(tpm, client.get_capability_command(0x9, 0x80000000, 1)) == 0x2C4
+
+
+def test_a_sized_structure_is_read_on_and_its_size_compared_afterwards(tpm):
+    pub = ecc_storage_template().marshal()
+    sens = tpm2b(tpm2b(b"") + tpm2b(b""))
+    tail = tpm2b(b"") + u32(0)
+    body = lambda size: sens + u16(size) + pub + tail  # noqa: E731
+    create = lambda size: run(tpm, build_command(  # noqa: E731
+        TPM_CC.CreatePrimary, (TPM_RH.OWNER,), body(size), [password_auth()]))
+    assert create(len(pub) - 1) == 0x2D5            # SIZE, parameter 2 (was INSUFFICIENT)
+    assert create(len(pub) + 1) == 0x2D5
+    assert create(0) == 0x2D5
+    assert create(len(pub)) == 0
+    # TPM2B_SENSITIVE_CREATE likewise
+    cmd = build_command(TPM_CC.CreatePrimary, (TPM_RH.OWNER,),
+                        u16(3) + tpm2b(b"") + tpm2b(b"") + tpm2b(pub) + tail, [password_auth()])
+    assert run(tpm, cmd) == 0x1D5
+
+
+def test_nv_index_type_and_offsets(tpm):
+    public = client.nv_public(0x02000001, 8, 0x00060006)
+    cmd = build_command(TPM_CC.NV_DefineSpace, (TPM_RH.OWNER,), tpm2b(b"") + tpm2b(public),
+                        [password_auth()])
+    assert run(tpm, cmd) == 0x2C4                              # TPMI_RH_NV_INDEX: VALUE
+    client.check(tpm.execute(client.nv_define_space_command(0x01500001, 8, 0x00060006)))
+    assert run(tpm, client.nv_write_command(0x01500001, b"1234", 9)) == 0x2C4   # past the end
+    assert run(tpm, client.nv_write_command(0x01500001, b"1234", 6)) == TPM_RC.NV_RANGE
+    client.check(tpm.execute(client.nv_write_command(0x01500001, b"12345678")))
+    assert run(tpm, client.nv_read_command(0x01500001, 1, 9)) == 0x2C4
+    assert run(tpm, client.nv_read_command(0x01500001, 4, 6)) == TPM_RC.NV_RANGE

@@ -65,7 +65,7 @@ def pcr_digest(tpm, hash_alg, selection):
 @command(TPM_CC.Quote, handles=("object+",), auth=1, encrypt=True)
 def quote(tpm, cmd):
     r = cmd.r
-    extra = r.at(1).tpm2b(64)
+    extra = r.at(1).tpm2b(66)     # TPM2B_DATA: sizeof(TPMT_HA)
     in_scheme = parse_sig_scheme(r.at(2))
     selection = parse_pcr_selection(r.at(3), known_hashes=HASHES)
     r.done()
@@ -83,7 +83,7 @@ def quote(tpm, cmd):
          encrypt=True)
 def certify(tpm, cmd):
     r = cmd.r
-    extra = r.at(1).tpm2b(64)
+    extra = r.at(1).tpm2b(66)     # TPM2B_DATA: sizeof(TPMT_HA)
     in_scheme = parse_sig_scheme(r.at(2))
     r.done()
     obj = tpm.get_object(cmd.handles[0])
@@ -95,7 +95,7 @@ def certify(tpm, cmd):
 @command(TPM_CC.CertifyCreation, handles=("object+", "object"), auth=1, encrypt=True)
 def certify_creation(tpm, cmd):
     r = cmd.r
-    extra = r.at(1).tpm2b(64)
+    extra = r.at(1).tpm2b(66)     # TPM2B_DATA: sizeof(TPMT_HA)
     creation_hash = r.at(2).tpm2b(64)
     in_scheme = parse_sig_scheme(r.at(3))
     tag, hierarchy, digest = parse_ticket(r.at(4))
@@ -113,7 +113,7 @@ def certify_creation(tpm, cmd):
 @command(TPM_CC.GetTime, handles=("endorsement", "object+"), auth=2, encrypt=True)
 def get_time(tpm, cmd):
     r = cmd.r
-    extra = r.at(1).tpm2b(64)
+    extra = r.at(1).tpm2b(66)     # TPM2B_DATA: sizeof(TPMT_HA)
     in_scheme = parse_sig_scheme(r.at(2))
     r.done()
     attested = {"time": tpm.time,
@@ -127,7 +127,7 @@ def get_time(tpm, cmd):
          auth=2, encrypt=True)
 def get_session_audit_digest(tpm, cmd):
     r = cmd.r
-    extra = r.at(1).tpm2b(64)
+    extra = r.at(1).tpm2b(66)     # TPM2B_DATA: sizeof(TPMT_HA)
     in_scheme = parse_sig_scheme(r.at(2))
     r.done()
     session = tpm.sessions[cmd.handles[2]]
@@ -145,7 +145,7 @@ def get_command_audit_digest(tpm, cmd):
     """Sign the command audit digest, then reset it (when it was signed):
     the next audited command starts a new one and bumps auditCounter."""
     r = cmd.r
-    extra = r.at(1).tpm2b(64)
+    extra = r.at(1).tpm2b(66)     # TPM2B_DATA: sizeof(TPMT_HA)
     in_scheme = parse_sig_scheme(r.at(2))
     r.done()
     ca = tpm.command_audit

@@ -207,6 +207,8 @@ def get_capability(tpm, cmd):
         items = sorted(cc for cc in COMMANDS if cc >= prop)
         return b"", page(items, lambda cc: u32(tpma_cc(cc)))
     if cap == TPM_CAP.PCRS:
+        if prop:                                # "property shall be zero" (reference)
+            raise TpmError(TPM_RC.VALUE, param=2)
         sel = [(alg, b"\xff\xff\xff") for alg in tpm.pcrs.algs]
         return b"", b"\x00" + u32(cap) + marshal_pcr_selection(sel)
     if cap == TPM_CAP.TPM_PROPERTIES:
@@ -224,6 +226,8 @@ def get_capability(tpm, cmd):
     if cap == TPM_CAP.PP_COMMANDS:
         return b"", page([cc for cc in PP_COMMANDS if cc >= prop], u32)
     if cap == TPM_CAP.AUTH_POLICIES:
+        if prop >> 24 != TPM_HT.PERMANENT:
+            raise TpmError(TPM_RC.VALUE, param=2)
         return b"", page([], u32)
     raise TpmError(TPM_RC.VALUE, param=1)
 

@@ -23,18 +23,38 @@ _GENERATED = u32(0xFF544347)
 def hash_(tpm, cmd):
     r = cmd.r
     data = r.at(1).tpm2b(1024)
-    alg = r.at(2).u16()
-    hierarchy = r.at(3).u32()
-    r.done()
-    h = HASHES.get(alg)
+    h = HASHES.get(r.at(2).u16())
     if h is None:
         raise TpmError(TPM_RC.HASH, param=2)
-    if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
-        raise TpmError(TPM_RC.VALUE, param=3)
+    hierarchy = _hierarchy(r.at(3))
+    r.done()
     digest = h.digest(data)
     if data[:4] == _GENERATED:
         hierarchy = TPM_RH.NULL
     return b"", tpm2b(digest) + ticket(tpm, TPM_ST.HASHCHECK, hierarchy, digest)
+
+
+_HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL)
+#: TPMI_ALG_MAC_SCHEME (Part 2, rev. 1.59): a hash, a block cipher (CMAC) or NULL
+_MAC_SCHEMES = frozenset(HASHES) | {TPM_ALG.AES, TPM_ALG.CAMELLIA, TPM_ALG.NULL}
+
+
+def _hierarchy(r):
+    """A TPMI_RH_HIERARCHY+ parameter (the ticket's hierarchy), checked as read."""
+    hierarchy = r.u32()
+    if hierarchy not in _HIERARCHIES:
+        raise TpmError(TPM_RC.VALUE, param=r.param)
+    return hierarchy
+
+
+def _mac_scheme(r):
+    """The hashAlg of HMAC and HMAC_Start: since revision 1.59 the
+    TPMI_ALG_MAC_SCHEME of MAC and MAC_Start, ``TPM_RC_SYMMETRIC`` when it is
+    neither a hash nor a block cipher."""
+    alg = r.u16()
+    if alg not in _MAC_SCHEMES:
+        raise TpmError(TPM_RC.SYMMETRIC, param=r.param)
+    return alg
 
 
 def _sequence(tpm, handle):
@@ -51,9 +71,9 @@ def hash_sequence_start(tpm, cmd):
     r = cmd.r
     auth = r.at(1).tpm2b(64)
     alg = r.at(2).u16()
-    r.done()
     if alg != TPM_ALG.NULL and alg not in HASHES:
         raise TpmError(TPM_RC.HASH, param=2)
+    r.done()
     return _start(tpm, HashSequence(auth, None if alg == TPM_ALG.NULL else alg)), b""
 
 
@@ -78,7 +98,7 @@ def _hmac_sequence(key, alg, auth):
 def hmac_start(tpm, cmd):
     r = cmd.r
     auth = r.at(1).tpm2b(64)
-    alg = r.at(2).u16()
+    alg = _mac_scheme(r.at(2))
     r.done()
     return _start(tpm, _hmac_sequence(tpm.get_object(cmd.handles[0]), alg, auth)), b""
 
@@ -96,10 +116,8 @@ def sequence_update(tpm, cmd):
 def sequence_complete(tpm, cmd):
     r = cmd.r
     data = r.at(1).tpm2b(1024)
-    hierarchy = r.at(2).u32()
+    hierarchy = _hierarchy(r.at(2))
     r.done()
-    if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
-        raise TpmError(TPM_RC.VALUE, param=2)
     seq = _sequence(tpm, cmd.handles[0])
     if seq.alg is None:
         raise TpmError(TPM_RC.MODE, handle=1)
@@ -135,7 +153,7 @@ def hmac_(tpm, cmd):
     """One-shot HMAC with a keyed-hash signing key."""
     r = cmd.r
     data = r.at(1).tpm2b(1024)
-    alg = r.at(2).u16()
+    alg = _mac_scheme(r.at(2))
     r.done()
     key = tpm.get_object(cmd.handles[0])
     seq = _hmac_sequence(key, alg, b"")

@@ -23,14 +23,8 @@ from simxen.tpm.public import Public
 def parse_creation_params(r):
     """inSensitive, inPublic, outsideInfo, creationPCR of CreatePrimary/Create."""
     auth, data = parse_sensitive_create(r.at(1))
-    size = r.at(2).u16()
-    if size == 0:
-        raise TpmError(TPM_RC.SIZE, param=2)
-    sub = r.sub(size)
-    pub = Public.parse(sub)
-    if sub.remaining():
-        raise TpmError(TPM_RC.SIZE, param=2)
-    outside = r.at(3).tpm2b(64)
+    pub = r.at(2).sized(Public.parse)
+    outside = r.at(3).tpm2b(66)                      # TPM2B_DATA: sizeof(TPMT_HA)
     selection = parse_pcr_selection(r.at(4), known_hashes=HASHES)
     r.done()
     return auth, data, pub, outside, selection

@@ -78,11 +78,7 @@ def _writable_of_type(tpm, cmd, nt):
 def nv_define_space(tpm, cmd):
     r = cmd.r
     auth = r.at(1).tpm2b(64)
-    size = r.at(2).u16()
-    sub = r.sub(size)
-    index, name_alg, attrs, policy, data_size = NvIndex.parse_public(sub)
-    if sub.remaining() or size == 0:
-        raise TpmError(TPM_RC.SIZE, param=2)
+    index, name_alg, attrs, policy, data_size = r.at(2).sized(NvIndex.parse_public)
     r.done()
     nt = (attrs & TPMA_NV.TPM_NT_MASK) >> TPMA_NV.TPM_NT_SHIFT
     h = HASHES[name_alg]
@@ -188,6 +184,8 @@ def nv_write(tpm, cmd):
     check_access(tpm, cmd, nv, True)
     if nv.nt != TPM_NT.ORDINARY and not nv.is_pin:
         raise TpmError(TPM_RC.ATTRIBUTES)
+    if offset > nv.data_size:                      # Part 3, 31.7: past the end
+        raise TpmError(TPM_RC.VALUE, param=2)
     if offset + len(data) > nv.data_size:
         raise TpmError(TPM_RC.NV_RANGE)
     if nv.attributes & TPMA_NV.WRITEALL and len(data) != nv.data_size:
@@ -207,6 +205,8 @@ def nv_read(tpm, cmd):
     check_access(tpm, cmd, nv, False)
     if not nv.attributes & TPMA_NV.WRITTEN:
         raise TpmError(TPM_RC.NV_UNINITIALIZED)
+    if offset > nv.data_size:                      # Part 3, 31.13: past the end
+        raise TpmError(TPM_RC.VALUE, param=2)
     if offset + size > nv.data_size:
         raise TpmError(TPM_RC.NV_RANGE)
     return b"", tpm2b(bytes(nv.data[offset:offset + size]))

@@ -34,14 +34,8 @@ def wrap_for(parent, obj):
 
 
 def parse_public_2b(r, param):
-    size = r.at(param).u16()
-    if size == 0:
-        raise TpmError(TPM_RC.SIZE, param=param)
-    sub = r.sub(size)
-    pub = Public.parse(sub)
-    if sub.remaining():
-        raise TpmError(TPM_RC.SIZE, param=param)
-    return pub
+    """A TPM2B_PUBLIC parameter (number ``param``)."""
+    return r.at(param).sized(Public.parse)
 
 
 def check_binding(obj, param):

@@ -20,7 +20,7 @@ from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SE, TPMA_O
 from simxen.tpm.errors import TpmError
 from simxen.tpm.kdf import kdfa, kdfe
 from simxen.tpm.marshal import Reader, tpm2b, u32
-from simxen.tpm.public import parse_sym_def_object
+from simxen.tpm.public import SYMCIPHER_MODES, parse_sym_def_object
 from simxen.tpm.session import Session
 
 
@@ -59,20 +59,17 @@ def start_auth_session(tpm, cmd):
     nonce_caller = r.at(1).tpm2b(64)
     encrypted_salt = r.at(2).tpm2b(512)
     se = r.at(3).u8()
-    symmetric = parse_sym_def_object(r.at(4))
-    auth_hash = r.at(5).u16()
-    r.done()
-    if len(nonce_caller) < 16:
-        raise TpmError(TPM_RC.SIZE, param=1)
     if se not in (TPM_SE.HMAC, TPM_SE.POLICY, TPM_SE.TRIAL):
         raise TpmError(TPM_RC.VALUE, param=3)
+    symmetric = parse_sym_def_object(r.at(4), SYMCIPHER_MODES)   # any mode (TPMT_SYM_DEF)
+    auth_hash = r.at(5).u16()
     h = HASHES.get(auth_hash)
     if h is None:
         raise TpmError(TPM_RC.HASH, param=5)
-    if symmetric[0] == TPM_ALG.CAMELLIA:       # parameter encryption is AES-CFB here
-        raise TpmError(TPM_RC.SYMMETRIC, param=4)
-    if symmetric[0] == TPM_ALG.AES and symmetric[2] != TPM_ALG.CFB:
-        raise TpmError(TPM_RC.MODE, param=4)
+    r.done()
+    # then the reference's order: nonce size, salt, bind, mode (Part 3, 11.1)
+    if not 16 <= len(nonce_caller) <= h.size:
+        raise TpmError(TPM_RC.SIZE, param=1)
     tpm_key, bind = cmd.handles
     salt = b""
     if tpm_key != TPM_RH.NULL:
@@ -81,12 +78,16 @@ def start_auth_session(tpm, cmd):
         salt = decrypt_salt(tpm, tpm_key, encrypted_salt)
     elif encrypted_salt:
         raise TpmError(TPM_RC.VALUE, param=2)
+    if symmetric[0] in (TPM_ALG.AES, TPM_ALG.CAMELLIA) and symmetric[2] != TPM_ALG.CFB:
+        raise TpmError(TPM_RC.MODE, param=4)
+    if symmetric[0] == TPM_ALG.CAMELLIA:       # parameter encryption is AES-CFB here
+        raise TpmError(TPM_RC.SYMMETRIC, param=4)
     bind_auth = tpm.entity_auth(bind) if bind != TPM_RH.NULL else b""
     bind_name = tpm.entity_name(bind) if bind != TPM_RH.NULL else None
     base = 0x02000000 if se == TPM_SE.HMAC else 0x03000000
 
     def make(index):          # called once a slot is known to be free
-        nonce_tpm = tpm.random_bytes(h.size)
+        nonce_tpm = tpm.random_bytes(len(nonce_caller))   # as long as the caller's
         key = b""
         if bind != TPM_RH.NULL or salt:
             key = kdfa(h.name, bind_auth + salt, b"ATH", nonce_tpm, nonce_caller, 8 * h.size)
