@@ -62,13 +62,14 @@ def marshal_sym_def(sym):
     return u16(alg) + u16(bits) + u16(mode)
 
 
-def parse_scheme(r, allowed):
+def parse_scheme(r, allowed, error=TPM_RC.SCHEME):
     """A TPMT_*_SCHEME -> ``(scheme, hashAlg)`` (hashAlg NULL if none);
     ``(ECDAA, hashAlg, count)`` for ECDAA, whose details carry the commit
-    count (TPMS_SCHEME_ECDAA)."""
+    count (TPMS_SCHEME_ECDAA).  A scheme not in ``allowed`` is ``error``
+    (``TPM_RC_KDF`` for a TPMT_KDF_SCHEME)."""
     scheme = r.u16()
     if scheme not in allowed:
-        raise TpmError(TPM_RC.SCHEME, param=r.param)
+        raise TpmError(error, param=r.param)
     if scheme == TPM_ALG.NULL or scheme == TPM_ALG.RSAES:
         return (scheme, TPM_ALG.NULL)
     h = r.u16()
@@ -88,6 +89,15 @@ def marshal_scheme(scheme):
     if s == TPM_ALG.ECDAA:
         return u16(s) + u16(h) + u16(scheme[2])
     return u16(s) + u16(h)
+
+
+#: TPMU_PUBLIC_ID of each object type: how its ``unique`` is read
+_UNIQUE = {
+    TPM_ALG.RSA: lambda r: r.tpm2b(512),
+    TPM_ALG.ECC: lambda r: (r.tpm2b(66), r.tpm2b(66)),
+    TPM_ALG.KEYEDHASH: lambda r: r.tpm2b(64),
+    TPM_ALG.SYMCIPHER: lambda r: r.tpm2b(64),
+}
 
 
 class Public:
@@ -119,51 +129,55 @@ class Public:
     # -- wire form -----------------------------------------------------
     @classmethod
     def parse(cls, r):
-        """Read and validate a TPMT_PUBLIC from reader ``r``."""
+        """Read and validate a TPMT_PUBLIC from reader ``r``, each field as it
+        is read (the type first: ``TPM_RC_TYPE``)."""
         type_ = r.u16()
+        unique = _UNIQUE.get(type_)
+        if unique is None:
+            raise TpmError(TPM_RC.TYPE, param=r.param)
         name_alg = r.u16()
         if name_alg not in HASHES:
             raise TpmError(TPM_RC.HASH, param=r.param)
         attrs = r.u32()
         policy = r.tpm2b(64)
         p = cls(type_, name_alg, attrs, policy)
-        if type_ == TPM_ALG.RSA:
-            p.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
-            p.scheme = parse_scheme(r, RSA_SCHEMES)
-            p.key_bits = r.u16()
-            if p.key_bits not in RSA_KEY_BITS:      # TPMI_RSA_KEY_BITS: a value error
+        p.parse_parameters(r)
+        p.unique = unique(r)
+        return p
+
+    def parse_parameters(self, r):
+        """Read this type's TPMU_PUBLIC_PARMS from ``r`` into this area (what
+        TPM2_TestParms checks alone)."""
+        if self.type == TPM_ALG.RSA:
+            self.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
+            self.scheme = parse_scheme(r, RSA_SCHEMES)
+            self.key_bits = r.u16()
+            if self.key_bits not in RSA_KEY_BITS:   # TPMI_RSA_KEY_BITS: a value error
                 raise TpmError(TPM_RC.VALUE, param=r.param)
-            p.exponent = r.u32()
-            p.unique = r.tpm2b(512)
-        elif type_ == TPM_ALG.ECC:
-            p.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
-            p.scheme = parse_scheme(r, ECC_SCHEMES)
-            p.curve = r.u16()
-            if p.curve not in CURVE_BYTES:
+            self.exponent = r.u32()
+        elif self.type == TPM_ALG.ECC:
+            self.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
+            self.scheme = parse_scheme(r, ECC_SCHEMES)
+            self.curve = r.u16()
+            if self.curve not in CURVE_BYTES:
                 raise TpmError(TPM_RC.CURVE, param=r.param)
-            p.kdf = parse_scheme(r, {TPM_ALG.NULL, TPM_ALG.KDF1_SP800_56A,
-                                     TPM_ALG.KDF1_SP800_108})
-            p.unique = (r.tpm2b(66), r.tpm2b(66))
-        elif type_ == TPM_ALG.KEYEDHASH:
+            self.kdf = parse_scheme(r, {TPM_ALG.NULL, TPM_ALG.KDF1_SP800_56A,
+                                        TPM_ALG.KDF1_SP800_108}, TPM_RC.KDF)
+        elif self.type == TPM_ALG.KEYEDHASH:
             scheme = r.u16()
             if scheme == TPM_ALG.HMAC:
                 h = r.u16()
                 if h not in HASHES:
                     raise TpmError(TPM_RC.HASH, param=r.param)
-                p.scheme = (scheme, h)
+                self.scheme = (scheme, h)
             elif scheme == TPM_ALG.NULL:
-                p.scheme = (scheme, TPM_ALG.NULL)
+                self.scheme = (scheme, TPM_ALG.NULL)
             else:
                 raise TpmError(TPM_RC.SCHEME, param=r.param)
-            p.unique = r.tpm2b(64)
-        elif type_ == TPM_ALG.SYMCIPHER:
-            p.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
-            if p.symmetric[0] not in CIPHERS:
-                raise TpmError(TPM_RC.SYMMETRIC, param=r.param)
-            p.unique = r.tpm2b(64)
         else:
-            raise TpmError(TPM_RC.TYPE, param=r.param)
-        return p
+            self.symmetric = parse_sym_def_object(r, SYMCIPHER_MODES)
+            if self.symmetric[0] not in CIPHERS:
+                raise TpmError(TPM_RC.SYMMETRIC, param=r.param)
 
     @classmethod
     def from_bytes(cls, data):

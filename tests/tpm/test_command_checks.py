@@ -271,3 +271,25 @@ def test_nv_index_type_and_offsets(tpm):
     client.check(tpm.execute(client.nv_write_command(0x01500001, b"12345678")))
     assert run(tpm, client.nv_read_command(0x01500001, 1, 9)) == 0x2C4
     assert run(tpm, client.nv_read_command(0x01500001, 4, 6)) == TPM_RC.NV_RANGE
+
+
+def test_public_parameters_are_checked_field_by_field(tpm):
+    test_parms = lambda body: run(tpm, build_command(TPM_CC.TestParms, params=body))  # noqa: E731
+    ecc = u16(0x0023) + u16(0x0010) + u16(0x0010) + u16(0x0003)
+    assert test_parms(ecc + u16(0x0010)) == 0
+    assert test_parms(ecc + u16(0x8000)) == 0x1CC            # KDF, parameter 1
+    assert test_parms(ecc[:-3]) == 0x1DA                     # INSUFFICIENT, parameter 1
+    assert test_parms(ecc + u16(0x0010) + b"\0") == TPM_RC.SIZE   # trailing: no number
+    # TPMT_PUBLIC: the type is checked before nameAlg
+    pub = u16(0x0400) + u16(0x00F6) + bytes(16)
+    cmd = build_command(TPM_CC.CreatePrimary, (TPM_RH.OWNER,),
+                        tpm2b(tpm2b(b"") + tpm2b(b"")) + tpm2b(pub) + tpm2b(b"") + u32(0),
+                        [password_auth()])
+    assert run(tpm, cmd) == 0x2CA                            # TYPE, parameter 2
+
+
+def test_a_policy_nonce_that_is_not_the_sessions_is_nonce(tpm):
+    s = AuthSessionClient.start(tpm.execute, random_bytes=DetRandom(b"n"), session_type=0x01)
+    cmd = build_command(TPM_CC.PolicySecret, (TPM_RH.OWNER, s.handle),
+                        tpm2b(bytes(20)) + tpm2b(b"") + tpm2b(b"") + u32(0), [password_auth()])
+    assert run(tpm, cmd) == 0x1CF                            # NONCE, parameter 1

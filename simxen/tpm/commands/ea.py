@@ -63,8 +63,8 @@ def _auth_timeout(tpm, s, nonce_tpm, expiration):
 
 
 def _check_nonce_and_expiry(tpm, s, nonce_tpm, expiration, param_nonce):
-    if nonce_tpm and nonce_tpm != s.nonce_tpm:
-        raise TpmError(TPM_RC.VALUE, param=param_nonce)
+    if nonce_tpm and nonce_tpm != s.nonce_tpm:          # PolicyParameterChecks
+        raise TpmError(TPM_RC.NONCE, param=param_nonce)
     timeout = _auth_timeout(tpm, s, nonce_tpm, expiration)
     if timeout is not None and timeout < tpm.time:
         raise TpmError(TPM_RC.EXPIRED, param=param_nonce + 3)
