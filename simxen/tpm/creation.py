@@ -181,9 +181,20 @@ def ticket_digest(tpm, tag, hierarchy, data):
     return _hmac.digest(tpm.hierarchy_proof(hierarchy), u16(tag) + data, "sha256")
 
 
-def parse_ticket(r):
-    """TPMT_TK_* -> ``(tag, hierarchy, digest)``."""
-    return r.u16(), r.u32(), r.tpm2b(64)
+_TICKET_HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL)
+
+
+def parse_ticket(r, expected_tag=None):
+    """TPMT_TK_* -> ``(tag, hierarchy, digest)``, checked as the reference
+    unmarshals it: a tag other than ``expected_tag`` is ``TPM_RC_TAG``, a
+    hierarchy that is no TPMI_RH_HIERARCHY+ ``TPM_RC_VALUE``."""
+    tag = r.u16()
+    if expected_tag is not None and tag != expected_tag:
+        raise TpmError(TPM_RC.TAG, param=r.param)
+    hierarchy = r.u32()
+    if hierarchy not in _TICKET_HIERARCHIES:
+        raise TpmError(TPM_RC.VALUE, param=r.param)
+    return tag, hierarchy, r.tpm2b(64)
 
 
 def creation_outputs(tpm, obj, selection, locality, parent_name_alg, parent_name, parent_qn,

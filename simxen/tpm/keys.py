@@ -235,7 +235,7 @@ def ecdsa_verify(pub, hash_alg, digest, r, s):
     try:
         pub.verify(der, digest, ec.ECDSA(utils.Prehashed(HASH_CLASSES[hash_alg]())))
         return True
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):      # ValueError: a digest of another size
         return False
 
 

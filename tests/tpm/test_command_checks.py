@@ -193,8 +193,12 @@ def test_a_curve_is_checked_before_trailing_bytes(tpm):
     assert run(tpm, cmd) == 0x1E6                                  # CURVE, parameter 1
 
 
-def test_incremental_self_test_ignores_algorithms_it_lacks(tpm):
-    cmd = build_command(TPM_CC.IncrementalSelfTest, params=u32(2) + u16(0x000B) + u16(0x0007))
+def test_incremental_self_test_refuses_algorithms_it_lacks(tpm):
+    """The reference's CryptIncrementalSelfTest: an algorithm not implemented
+    is TPM_RC_VALUE (libtpms has MGF1, 0x0007, which simxen lacks)."""
+    cmd = build_command(TPM_CC.IncrementalSelfTest, params=u32(2) + u16(0x000B) + u16(0x0045))
+    assert run(tpm, cmd) == 0x1C4
+    cmd = build_command(TPM_CC.IncrementalSelfTest, params=u32(1) + u16(0x000B))
     assert run(tpm, cmd) == 0
 
 
@@ -293,3 +297,28 @@ def test_a_policy_nonce_that_is_not_the_sessions_is_nonce(tpm):
     cmd = build_command(TPM_CC.PolicySecret, (TPM_RH.OWNER, s.handle),
                         tpm2b(bytes(20)) + tpm2b(b"") + tpm2b(b"") + u32(0), [password_auth()])
     assert run(tpm, cmd) == 0x1CF                            # NONCE, parameter 1
+
+
+def test_verify_signature_of_a_digest_of_another_size_is_signature(tpm):
+    """A 20-byte digest with an ECDSA-SHA256 signature made the engine fail
+    (TPM_RC_FAILURE from a ValueError); libtpms answers TPM_RC_SIGNATURE."""
+    from tpm_helpers import ecc_ak_template
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_ak_template())))[0]
+    sig = u16(0x0018) + u16(0x000B) + tpm2b(bytes(32)) + tpm2b(bytes(32))
+    cmd = build_command(TPM_CC.VerifySignature, (key,), tpm2b(bytes(20)) + sig)
+    assert run(tpm, cmd) == 0x2DB
+    assert tpm.last_internal_error is None
+
+
+def test_sign_reads_its_ticket_as_the_reference_unmarshals_it(tpm):
+    from tpm_helpers import ecc_ak_template
+    template = ecc_ak_template(attrs=0x00040072)           # unrestricted signing key
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, template)))[0]
+    sign = lambda tag, hierarchy: run(tpm, build_command(  # noqa: E731
+        TPM_CC.Sign, (key,), tpm2b(bytes(32)) + u16(0x0010) + u16(tag) + u32(hierarchy)
+        + tpm2b(b""), [password_auth()]))
+    assert sign(0x8024, TPM_RH.NULL) == 0
+    assert sign(0x8024, 0x40000124) == 0x3C4                 # VALUE, parameter 3
+    assert sign(0x8021, TPM_RH.NULL) == 0x3D7                # TAG, parameter 3

@@ -21,14 +21,12 @@ def sign(tpm, cmd):
     r = cmd.r
     digest = r.at(1).tpm2b(64)
     in_scheme = parse_sig_scheme(r.at(2))
-    tag, hierarchy, tk_digest = parse_ticket(r.at(3))
+    _, hierarchy, tk_digest = parse_ticket(r.at(3), TPM_ST.HASHCHECK)
     r.done()
     obj = tpm.get_object(cmd.handles[0])
     scheme = resolve_scheme(obj, in_scheme, 2)
     if len(digest) != HASHES[scheme[1]].size:
         raise TpmError(TPM_RC.SIZE, param=1)
-    if tag != TPM_ST.HASHCHECK:
-        raise TpmError(TPM_RC.TAG, param=3)
     if obj.attributes & TPMA_OBJECT.restricted:
         if hierarchy == TPM_RH.NULL or tk_digest != ticket_digest(tpm, TPM_ST.HASHCHECK,
                                                                   hierarchy, digest):
