@@ -244,7 +244,9 @@ class SessionProcessing:
                 cp = cp_hashes[s.hash.alg] = s.hash.digest(u32(cc) + names + cp_params)
             if s.is_policy:
                 policy, _ = self.entity_policy(handle)
-                if s.policy_digest != policy or not policy:
+                if not policy:                  # IsAuthPolicyAvailable
+                    raise TpmError(TPM_RC.AUTH_UNAVAILABLE)
+                if s.policy_digest != policy:
                     raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
                 if s.command_code is not None and s.command_code != cc:
                     raise TpmError(TPM_RC.POLICY_CC, session=idx)

@@ -11,7 +11,7 @@ import pytest
 from simxen.tpm import client, header
 from simxen.tpm.client import AuthSessionClient, build_command, password_auth, response_code
 from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH, TPM_ST
-from simxen.tpm.marshal import tpm2b, u16, u32
+from simxen.tpm.marshal import tpm2b, u16, u32, u64
 
 from tpm_helpers import DetRandom, ecc_storage_template, make_engine
 
@@ -322,3 +322,51 @@ def test_sign_reads_its_ticket_as_the_reference_unmarshals_it(tpm):
     assert sign(0x8024, TPM_RH.NULL) == 0
     assert sign(0x8024, 0x40000124) == 0x3C4                 # VALUE, parameter 3
     assert sign(0x8021, TPM_RH.NULL) == 0x3D7                # TAG, parameter 3
+
+
+def test_one_nv_index_does_not_authorize_another(tpm):
+    """NV_Increment of index B authorized as index A (with A's authValue)
+    succeeded; the reference's NvWriteAccessChecks answers NV_AUTHORIZATION."""
+    attrs = 0x02060006 | 0x10                                # auth/owner r/w, noDA, counter
+    client.check(tpm.execute(client.nv_define_space_command(0x01500001, 8, attrs)))
+    client.check(tpm.execute(client.nv_define_space_command(0x01500002, 8, attrs)))
+    cmd = build_command(TPM_CC.NV_Increment, (0x01500001, 0x01500002), b"", [password_auth()])
+    assert run(tpm, cmd) == TPM_RC.NV_AUTHORIZATION
+    cmd = build_command(TPM_CC.NV_Increment, (0x01500002, 0x01500002), b"", [password_auth()])
+    assert run(tpm, cmd) == 0
+    assert run(tpm, client.nv_read_command(0x01500002, 1025, 0, auth_handle=0x01500002)) \
+        == 0x1C4                                             # size over MAX_NV_BUFFER_SIZE
+
+
+def test_a_policy_session_for_an_entity_without_policy_is_auth_unavailable(tpm):
+    s = AuthSessionClient.start(tpm.execute, random_bytes=DetRandom(b"u"), session_type=0x01)
+    area = u32(s.handle) + tpm2b(bytes(16)) + b"\x01" + tpm2b(b"")
+    cmd = with_area(TPM_CC.ClockRateAdjust, [TPM_RH.OWNER], area, b"\0")
+    assert run(tpm, cmd) == TPM_RC.AUTH_UNAVAILABLE
+
+
+def test_sign_checks_a_ticket_it_is_given_even_for_an_unrestricted_key(tpm):
+    from tpm_helpers import ecc_ak_template
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_ak_template(attrs=0x00040072))))[0]
+    cmd = build_command(TPM_CC.Sign, (key,), tpm2b(bytes(32)) + u16(0x0010) + u16(0x8024)
+                        + u32(TPM_RH.OWNER) + tpm2b(bytes(32)), [password_auth()])
+    assert run(tpm, cmd) == 0x3E0                            # TICKET, parameter 3
+
+
+def test_values_checked_as_read_before_trailing_bytes(tpm):
+    assert run(tpm, build_command(TPM_CC.GetCapability,
+                                  params=u32(0x77) + u32(0) + u32(1) + b"\0")) == 0x1C4
+    cmd = build_command(TPM_CC.HierarchyControl, (TPM_RH.PLATFORM,),
+                        u32(0x40000099) + b"\x01\x00", [password_auth()])
+    assert run(tpm, cmd) == 0x1C4
+    ctx = u64(1) + u32(0x80000000) + u32(0x40000099) + tpm2b(b"")
+    assert run(tpm, build_command(TPM_CC.ContextLoad, params=ctx)) == 0x1C4
+
+
+def test_evict_control_checks_the_hierarchy_before_the_range(tpm):
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_storage_template())))[0]
+    cmd = build_command(TPM_CC.EvictControl, (TPM_RH.PLATFORM, key), u32(0x81000003),
+                        [password_auth()])
+    assert run(tpm, cmd) == 0x285                            # HIERARCHY, handle 2

@@ -22,6 +22,11 @@ from simxen.tpm.pcr_selection import marshal_pcr_selection
 from simxen.tpm.public import Public
 
 MAX_CAP_ENTRIES = 127
+#: the TPM_CAP values of Part 2 (6.12) that this TPM answers
+_CAPABILITIES = frozenset((TPM_CAP.ALGS, TPM_CAP.HANDLES, TPM_CAP.COMMANDS, TPM_CAP.PP_COMMANDS,
+                           TPM_CAP.AUDIT_COMMANDS, TPM_CAP.PCRS, TPM_CAP.TPM_PROPERTIES,
+                           TPM_CAP.PCR_PROPERTIES, TPM_CAP.ECC_CURVES,
+                           TPM_CAP.AUTH_POLICIES))
 #: Commands whose response has a handle (TPMA_CC.rHandle).
 RESPONSE_HANDLE = {TPM_CC.CreatePrimary, TPM_CC.Load, TPM_CC.LoadExternal,
                    TPM_CC.ContextLoad, TPM_CC.StartAuthSession, TPM_CC.CreateLoaded,
@@ -177,6 +182,8 @@ def pcr_properties():
 def get_capability(tpm, cmd):
     r = cmd.r
     cap = r.at(1).u32()
+    if cap not in _CAPABILITIES:                     # TPM_CAP: a value error as read
+        raise TpmError(TPM_RC.VALUE, param=1)
     prop = r.at(2).u32()
     count = r.at(3).u32()
     r.done()

@@ -81,10 +81,10 @@ def context_load(tpm, cmd):
     seq = r.u64()
     saved = r.u32()
     hierarchy = r.u32()
+    if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
+        raise TpmError(TPM_RC.VALUE, param=1)              # TPMI_RH_HIERARCHY+
     blob = r.tpm2b(4096)
     r.done()
-    if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
-        raise TpmError(TPM_RC.HIERARCHY, param=1)
     if not tpm.hierarchy_enabled(hierarchy):
         raise TpmError(TPM_RC.HIERARCHY, param=1)
     ht = saved >> 24
@@ -157,13 +157,14 @@ def evict_control(tpm, cmd):
         tpm.nv_changed = True
         return b"", b""
     obj = tpm.objects[handle]
-    platform_range = persistent >= 0x81800000
-    if (auth == TPM_RH.PLATFORM) != platform_range:
-        raise TpmError(TPM_RC.RANGE, param=1)
-    if obj.attributes & TPMA_OBJECT.stClear:
+    # the reference's order: temporary (stClear, or of the NULL hierarchy), then
+    # the hierarchy, then the range the persistent handle must be in
+    if obj.attributes & TPMA_OBJECT.stClear or obj.hierarchy == TPM_RH.NULL:
         raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
-    if obj.hierarchy == TPM_RH.NULL or (auth == TPM_RH.OWNER) == (obj.hierarchy == TPM_RH.PLATFORM):
+    if (auth == TPM_RH.OWNER) == (obj.hierarchy == TPM_RH.PLATFORM):
         raise TpmError(TPM_RC.HIERARCHY, handle=2)
+    if (auth == TPM_RH.PLATFORM) != (persistent >= 0x81800000):
+        raise TpmError(TPM_RC.RANGE, param=1)
     if persistent in tpm.persistent:
         raise TpmError(TPM_RC.NV_DEFINED)
     if len(tpm.persistent) >= MAX_PERSISTENT_OBJECTS:

@@ -81,13 +81,13 @@ def set_primary_policy(tpm, cmd):
 def hierarchy_control(tpm, cmd):
     r = cmd.r
     enable = r.at(1).u32()
+    attr = {TPM_RH.OWNER: "sh_enable", TPM_RH.ENDORSEMENT: "eh_enable",
+            TPM_RH.PLATFORM: "ph_enable", TPM_RH.PLATFORM_NV: "ph_enable_nv"}.get(enable)
+    if attr is None:                                 # TPMI_RH_ENABLES
+        raise TpmError(TPM_RC.VALUE, param=1)
     state = r.at(2).yes_no()
     r.done()
     auth = cmd.handles[0]
-    attr = {TPM_RH.OWNER: "sh_enable", TPM_RH.ENDORSEMENT: "eh_enable",
-            TPM_RH.PLATFORM: "ph_enable", TPM_RH.PLATFORM_NV: "ph_enable_nv"}.get(enable)
-    if attr is None:
-        raise TpmError(TPM_RC.VALUE, param=1)
     if auth != TPM_RH.PLATFORM and (state or enable in (TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV)
                                     or enable != auth):
         raise TpmError(TPM_RC.AUTH_TYPE)

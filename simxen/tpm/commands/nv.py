@@ -38,6 +38,11 @@ def check_access(tpm, cmd, nv, write):
     """Enforce the index's read/write authorization attributes."""
     auth = cmd.handles[0]
     a = nv.attributes
+    if a & (TPMA_NV.WRITELOCKED if write else TPMA_NV.READLOCKED):
+        raise TpmError(TPM_RC.NV_LOCKED)
+    if auth not in (TPM_RH.OWNER, TPM_RH.PLATFORM) and auth != cmd.handles[1]:
+        # another index's authorization does not open this one (NvWriteAccessChecks)
+        raise TpmError(TPM_RC.NV_AUTHORIZATION)
     if auth == TPM_RH.OWNER:
         ok = a & (TPMA_NV.OWNERWRITE if write else TPMA_NV.OWNERREAD)
     elif auth == TPM_RH.PLATFORM:
@@ -48,10 +53,6 @@ def check_access(tpm, cmd, nv, write):
         ok = a & (TPMA_NV.AUTHWRITE if write else TPMA_NV.AUTHREAD)
     if not ok:
         raise TpmError(TPM_RC.NV_AUTHORIZATION)
-    if write and a & TPMA_NV.WRITELOCKED:
-        raise TpmError(TPM_RC.NV_LOCKED)
-    if not write and a & TPMA_NV.READLOCKED:
-        raise TpmError(TPM_RC.NV_LOCKED)
 
 
 def _mark_written(tpm, nv):
@@ -205,6 +206,8 @@ def nv_read(tpm, cmd):
     check_access(tpm, cmd, nv, False)
     if not nv.attributes & TPMA_NV.WRITTEN:
         raise TpmError(TPM_RC.NV_UNINITIALIZED)
+    if size > 1024:                                # MAX_NV_BUFFER_SIZE
+        raise TpmError(TPM_RC.VALUE, param=1)
     if offset > nv.data_size:                      # Part 3, 31.13: past the end
         raise TpmError(TPM_RC.VALUE, param=2)
     if offset + size > nv.data_size:

@@ -27,7 +27,8 @@ def sign(tpm, cmd):
     scheme = resolve_scheme(obj, in_scheme, 2)
     if len(digest) != HASHES[scheme[1]].size:
         raise TpmError(TPM_RC.SIZE, param=1)
-    if obj.attributes & TPMA_OBJECT.restricted:
+    # a ticket given is checked even for an unrestricted key (the reference)
+    if tk_digest or obj.attributes & TPMA_OBJECT.restricted:
         if hierarchy == TPM_RH.NULL or tk_digest != ticket_digest(tpm, TPM_ST.HASHCHECK,
                                                                   hierarchy, digest):
             raise TpmError(TPM_RC.TICKET, param=3)
