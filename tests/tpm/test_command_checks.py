@@ -370,3 +370,10 @@ def test_evict_control_checks_the_hierarchy_before_the_range(tpm):
     cmd = build_command(TPM_CC.EvictControl, (TPM_RH.PLATFORM, key), u32(0x81000003),
                         [password_auth()])
     assert run(tpm, cmd) == 0x285                            # HIERARCHY, handle 2
+
+
+def test_platformcreate_that_does_not_match_the_auth_handle_blames_the_handle(tpm):
+    public = client.nv_public(0x01500020, 16, 0x00060006)
+    cmd = build_command(TPM_CC.NV_DefineSpace, (TPM_RH.PLATFORM,), tpm2b(b"") + tpm2b(public),
+                        [password_auth()])
+    assert run(tpm, cmd) == 0x182                            # ATTRIBUTES, handle 1

@@ -127,9 +127,10 @@ def test_write_lock(tpm):
     assert response_code(write(tpm, b"y")) == TPM_RC.NV_LOCKED
 
 
+# TPM_RC_ATTRIBUTES of the authHandle (the reference's TPM2_NV_DefineSpace, and libtpms)
 @pytest.mark.parametrize("hierarchy,attrs,rc", [
-    (TPM_RH.OWNER, 0x00060006 | TPMA_NV.PLATFORMCREATE, 0x2C2),
-    (TPM_RH.PLATFORM, 0x00060006, 0x2C2),
+    (TPM_RH.OWNER, 0x00060006 | TPMA_NV.PLATFORMCREATE, 0x182),
+    (TPM_RH.PLATFORM, 0x00060006, 0x182),
     (TPM_RH.PLATFORM, 0x00060006 | TPMA_NV.PLATFORMCREATE, 0),
 ])
 def test_platform_create_must_match(tpm, hierarchy, attrs, rc):

@@ -104,7 +104,7 @@ def nv_define_space(tpm, cmd):
         raise TpmError(TPM_RC.SIZE, param=2)
     platform = cmd.handles[0] == TPM_RH.PLATFORM
     if bool(attrs & TPMA_NV.PLATFORMCREATE) != platform:
-        raise TpmError(TPM_RC.ATTRIBUTES, param=2)
+        raise TpmError(TPM_RC.ATTRIBUTES, handle=1)     # the authHandle's fault
     if attrs & TPMA_NV.POLICY_DELETE and not platform:
         raise TpmError(TPM_RC.ATTRIBUTES, param=2)
     if index in tpm.nv_indices:
