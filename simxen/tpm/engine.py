@@ -302,6 +302,8 @@ class TpmEngine(SessionProcessing):
             return digest, alg
         if ht == TPM_HT.TRANSIENT or ht == TPM_HT.PERSISTENT:
             obj = self.get_object(handle)
+            if obj.is_sequence:             # a hash sequence has an authValue only
+                return b"", TPM_ALG.NULL
             return obj.public.auth_policy, obj.public.name_alg
         if ht == TPM_HT.NV_INDEX:
             nv = self.nv_indices[handle]
@@ -404,11 +406,12 @@ class TpmEngine(SessionProcessing):
         if s.handle != handle:
             raise TpmError(TPM_RC.HANDLE, handle=index)
 
-    def _check_entity(self, handle, index):
-        """TPMI_DH_ENTITY: anything with an authorization value."""
+    def _check_entity(self, handle, index, *, null_ok=False):
+        """TPMI_DH_ENTITY: anything with an authorization value
+        (``null_ok``: TPMI_DH_ENTITY+, TPM_RH_NULL allowed)."""
         ht = handle >> 24
         if ht == TPM_HT.PERMANENT:
-            if handle in _PERMANENT_AUTH or handle == TPM_RH.NULL:
+            if handle in _PERMANENT_AUTH or null_ok and handle == TPM_RH.NULL:
                 return
             raise TpmError(TPM_RC.VALUE, handle=index)
         if ht in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
@@ -577,6 +580,7 @@ _HANDLE_CHECKS = {
     "policy": partial(TpmEngine._check_session, ht=TPM_HT.POLICY_SESSION),
     "hmac_session": partial(TpmEngine._check_session, ht=TPM_HT.HMAC_SESSION),
     "entity": TpmEngine._check_entity,
+    "entity+": partial(TpmEngine._check_entity, null_ok=True),
     "nvauth": TpmEngine._check_nv_auth,
 }
 

@@ -17,10 +17,11 @@ _FITS = {TPM_ALG.ECC: {TPM_ALG.ECDSA, TPM_ALG.ECDAA}, TPM_ALG.RSA: {TPM_ALG.RSAS
          TPM_ALG.KEYEDHASH: {TPM_ALG.HMAC}}
 
 
-def resolve_scheme(obj, in_scheme, param):
-    """The ``(scheme, hashAlg)`` a signing key will use."""
+def resolve_scheme(obj, in_scheme, param, key_index=1):
+    """The ``(scheme, hashAlg)`` a signing key will use; ``key_index`` is the
+    number of the key's handle (for ``TPM_RC_KEY``)."""
     if not obj.attributes & TPMA_OBJECT.sign:
-        raise TpmError(TPM_RC.KEY, handle=1)
+        raise TpmError(TPM_RC.KEY, handle=key_index)
     key_scheme = obj.public.scheme
     if key_scheme[0] != TPM_ALG.NULL:
         if in_scheme[0] != TPM_ALG.NULL and in_scheme[:2] != key_scheme[:2]:
@@ -35,6 +36,14 @@ def resolve_scheme(obj, in_scheme, param):
     if scheme[0] not in _FITS.get(obj.public.type, ()):
         raise TpmError(TPM_RC.SCHEME, param=param)
     return scheme
+
+
+def check_signature_scheme(obj, sig, param):
+    """A signature whose scheme no key of ``obj``'s type makes is
+    ``TPM_RC_SCHEME`` (the reference's CryptValidateSignature), before any
+    verifying."""
+    if sig.alg not in _FITS.get(obj.public.type, ()):
+        raise TpmError(TPM_RC.SCHEME, param=param)
 
 
 def sign_digest(tpm, obj, scheme, digest):

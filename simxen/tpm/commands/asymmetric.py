@@ -101,8 +101,8 @@ def _ecc_key(tpm, handle, private):
     obj = tpm.get_object(handle)
     if obj.public.type != TPM_ALG.ECC or (private and obj.sensitive is None):
         raise TpmError(TPM_RC.KEY, handle=1)
-    a = obj.attributes
-    if not a & TPMA_OBJECT.decrypt or (private and a & TPMA_OBJECT.restricted):
+    a = obj.attributes       # ECDH_KeyGen needs only the public key (any ECC key)
+    if private and (not a & TPMA_OBJECT.decrypt or a & TPMA_OBJECT.restricted):
         raise TpmError(TPM_RC.ATTRIBUTES, handle=1)
     return obj
 

@@ -27,15 +27,17 @@ from simxen.tpm.signing import resolve_scheme, sign_digest
 FIRMWARE_VERSION = FIRMWARE_VERSION_1 << 32 | FIRMWARE_VERSION_2
 
 
-def attest_and_sign(tpm, sign_handle, in_scheme, scheme_param, type_, extra, attested):
-    """``TPM2B_ATTEST || TPMT_SIGNATURE`` for a TPMS_ATTEST of ``type_``."""
+def attest_and_sign(tpm, sign_handle, in_scheme, scheme_param, type_, extra, attested,
+                    key_index=1):
+    """``TPM2B_ATTEST || TPMT_SIGNATURE`` for a TPMS_ATTEST of ``type_``, signed
+    by ``sign_handle`` (handle number ``key_index`` of the command)."""
     if sign_handle == TPM_RH.NULL:
         obj = None
         signer = b""
         scheme = (TPM_ALG.NULL, TPM_ALG.NULL)
     else:
         obj = tpm.get_object(sign_handle)
-        scheme = resolve_scheme(obj, in_scheme, scheme_param)
+        scheme = resolve_scheme(obj, in_scheme, scheme_param, key_index)
         signer = obj.qualified_name
     reset, restart, fw = tpm.reset_count, tpm.restart_count, FIRMWARE_VERSION
     if obj is not None and obj.hierarchy not in (TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM):
@@ -89,7 +91,7 @@ def certify(tpm, cmd):
     obj = tpm.get_object(cmd.handles[0])
     attested = {"name": obj.name, "qualified_name": obj.qualified_name}
     return b"", attest_and_sign(tpm, cmd.handles[1], in_scheme, 2, TPM_ST.ATTEST_CERTIFY,
-                                extra, attested)
+                                extra, attested, key_index=2)
 
 
 @command(TPM_CC.CertifyCreation, handles=("object+", "object"), auth=1, encrypt=True)
@@ -120,7 +122,7 @@ def get_time(tpm, cmd):
                 "clock_info": (tpm.clock, tpm.reset_count, tpm.restart_count, 1),
                 "firmware_version": FIRMWARE_VERSION}
     return b"", attest_and_sign(tpm, cmd.handles[1], in_scheme, 2, TPM_ST.ATTEST_TIME,
-                                extra, attested)
+                                extra, attested, key_index=2)
 
 
 @command(TPM_CC.GetSessionAuditDigest, handles=("endorsement", "object+", "hmac_session"),
@@ -136,7 +138,7 @@ def get_session_audit_digest(tpm, cmd):
     attested = {"exclusive_session": int(tpm.exclusive_audit == session.handle),
                 "session_digest": session.audit_digest}
     return b"", attest_and_sign(tpm, cmd.handles[1], in_scheme, 2,
-                                TPM_ST.ATTEST_SESSION_AUDIT, extra, attested)
+                                TPM_ST.ATTEST_SESSION_AUDIT, extra, attested, key_index=2)
 
 
 @command(TPM_CC.GetCommandAuditDigest, handles=("endorsement", "object+"), auth=2,
@@ -152,7 +154,7 @@ def get_command_audit_digest(tpm, cmd):
     attested = {"audit_counter": ca.counter, "digest_alg": ca.alg,
                 "audit_digest": ca.digest, "command_digest": ca.command_digest()}
     out = attest_and_sign(tpm, cmd.handles[1], in_scheme, 2, TPM_ST.ATTEST_COMMAND_AUDIT,
-                          extra, attested)
+                          extra, attested, key_index=2)
     if cmd.handles[1] != TPM_RH.NULL:
         ca.digest = b""
         tpm.nv_changed = True

@@ -43,9 +43,9 @@ CLOCK_ADJUST = range(-3, 4)
 def clock_rate_adjust(tpm, cmd):
     r = cmd.r
     adjust = r.u8()
-    r.done()
     adjust = adjust - 256 if adjust > 127 else adjust
     if adjust not in CLOCK_ADJUST:
         raise TpmError(TPM_RC.VALUE, param=1)
+    r.done()
     tpm.clock_rate_adjust = adjust
     return b"", b""

@@ -64,12 +64,12 @@ def set_primary_policy(tpm, cmd):
     r = cmd.r
     policy = r.at(1).tpm2b(64)
     alg = r.at(2).u16()
+    if alg != TPM_ALG.NULL and alg not in HASHES:
+        raise TpmError(TPM_RC.HASH, param=2)
     r.done()
     if alg == TPM_ALG.NULL:
         if policy:
             raise TpmError(TPM_RC.SIZE, param=1)
-    elif alg not in HASHES:
-        raise TpmError(TPM_RC.HASH, param=2)
     elif len(policy) != HASHES[alg].size:
         raise TpmError(TPM_RC.SIZE, param=1)
     tpm.hierarchy_policy[cmd.handles[0]] = (alg, policy)

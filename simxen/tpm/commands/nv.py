@@ -122,7 +122,8 @@ def nv_undefine_space(tpm, cmd):
     nv = _nv(tpm, cmd)
     if nv.attributes & TPMA_NV.POLICY_DELETE:
         raise TpmError(TPM_RC.ATTRIBUTES, handle=2)
-    if bool(nv.attributes & TPMA_NV.PLATFORMCREATE) != (cmd.handles[0] == TPM_RH.PLATFORM):
+    # the owner may not delete the platform's indices; the platform may delete any
+    if nv.attributes & TPMA_NV.PLATFORMCREATE and cmd.handles[0] == TPM_RH.OWNER:
         raise TpmError(TPM_RC.NV_AUTHORIZATION)
     del tpm.nv_indices[nv.index]
     tpm.nv_changed = True

@@ -53,11 +53,11 @@ def decrypt_salt(tpm, key_handle, encrypted):
     raise TpmError(TPM_RC.KEY, handle=1)
 
 
-@command(TPM_CC.StartAuthSession, handles=("object+", "entity"))
+@command(TPM_CC.StartAuthSession, handles=("object+", "entity+"))
 def start_auth_session(tpm, cmd):
     r = cmd.r
     nonce_caller = r.at(1).tpm2b(64)
-    encrypted_salt = r.at(2).tpm2b(512)
+    encrypted_salt = r.at(2).tpm2b(256)     # sizeof(TPMU_ENCRYPTED_SECRET): RSA-2048
     se = r.at(3).u8()
     if se not in (TPM_SE.HMAC, TPM_SE.POLICY, TPM_SE.TRIAL):
         raise TpmError(TPM_RC.VALUE, param=3)
@@ -87,7 +87,9 @@ def start_auth_session(tpm, cmd):
     base = 0x02000000 if se == TPM_SE.HMAC else 0x03000000
 
     def make(index):          # called once a slot is known to be free
-        nonce_tpm = tpm.random_bytes(len(nonce_caller))   # as long as the caller's
+        # the digest's size; the reference (and libtpms) makes it as long as
+        # nonceCaller: a known difference kept because scenario traces carry it
+        nonce_tpm = tpm.random_bytes(h.size)
         key = b""
         if bind != TPM_RH.NULL or salt:
             key = kdfa(h.name, bind_auth + salt, b"ATH", nonce_tpm, nonce_caller, 8 * h.size)

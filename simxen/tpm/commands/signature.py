@@ -13,7 +13,8 @@ from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH, TPM_ST, TPMA_OBJECT
 from simxen.tpm.creation import parse_ticket, ticket, ticket_digest
 from simxen.tpm.errors import TpmError
 from simxen.tpm.signature import Signature, parse_sig_scheme
-from simxen.tpm.signing import resolve_scheme, sign_digest, verify_digest
+from simxen.tpm.signing import (check_signature_scheme, resolve_scheme, sign_digest,
+                                verify_digest)
 
 
 @command(TPM_CC.Sign, handles=("object",), auth=1, decrypt=True)
@@ -44,6 +45,7 @@ def verify_signature(tpm, cmd):
     obj = tpm.get_object(cmd.handles[0])
     if not obj.attributes & TPMA_OBJECT.sign:
         raise TpmError(TPM_RC.ATTRIBUTES, handle=1)
+    check_signature_scheme(obj, sig, 2)
     if not verify_digest(obj, digest, sig):
         raise TpmError(TPM_RC.SIGNATURE, param=2)
     return b"", ticket(tpm, TPM_ST.VERIFIED, obj.hierarchy, digest + obj.name)

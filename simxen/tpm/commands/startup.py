@@ -26,11 +26,11 @@ from simxen.tpm.errors import TpmError
 def startup(tpm, cmd):
     r = cmd.r
     su = r.u16()
+    if su not in (TPM_SU.CLEAR, TPM_SU.STATE):       # TPM_SU: a value error as read
+        raise TpmError(TPM_RC.VALUE, param=1)
     r.done()
     if tpm.started:
         raise TpmError(TPM_RC.INITIALIZE)
-    if su not in (TPM_SU.CLEAR, TPM_SU.STATE):
-        raise TpmError(TPM_RC.VALUE, param=1)
     orderly = tpm.orderly_state
     if su == TPM_SU.STATE and (orderly is None or orderly[0] != TPM_SU.STATE):
         raise TpmError(TPM_RC.VALUE, param=1)
@@ -64,6 +64,8 @@ def startup(tpm, cmd):
 def shutdown(tpm, cmd):
     r = cmd.r
     su = r.u16()
+    if su not in (TPM_SU.CLEAR, TPM_SU.STATE):
+        raise TpmError(TPM_RC.VALUE, param=1)
     r.done()
     if su == TPM_SU.CLEAR:
         tpm.orderly_state = (TPM_SU.CLEAR,)
