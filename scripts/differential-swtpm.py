@@ -615,6 +615,8 @@ LIBTPMS_ONLY = {TPM_CC.CertifyX509, TPM_CC.FieldUpgradeStart, TPM_CC.FieldUpgrad
 
 
 def _known_unimplemented(cmd, sw, sx):
+    if _cc_of(cmd) == TPM_CC.PolicyCommandCode and sx == 0x1E4 and len(cmd) >= 18:
+        return struct.unpack_from(">I", cmd, 14)[0] in LIBTPMS_ONLY    # POLICY_CC
     return sx == TPM_RC.COMMAND_CODE and sw != TPM_RC.COMMAND_CODE and \
         _cc_of(cmd) in LIBTPMS_ONLY
 
@@ -736,9 +738,11 @@ VOLATILE_ONLY = {TPM_CC.Startup, TPM_CC.Shutdown, TPM_CC.SelfTest,
                  TPM_CC.PolicyPassword, TPM_CC.PolicySigned, TPM_CC.ContextLoad}
 #: commands whose successful answer has a size the implementation chooses:
 #: capabilities and the test results (its algorithms), the private blob and
-#: context blob (their protection), and every ticket (libtpms computes ticket
-#: HMACs with SHA-512, its context integrity hash; simxen with SHA-256)
-VARIABLE_SIZE = {TPM_CC.GetCapability, TPM_CC.GetTestResult, TPM_CC.IncrementalSelfTest,
+#: context blob (their protection), every ticket (libtpms computes ticket
+#: HMACs with SHA-512, its context integrity hash; simxen with SHA-256), and
+#: StartAuthSession's nonceTPM (known difference "nonce-tpm-size": the
+#: reference makes it as long as nonceCaller, simxen the session hash's size)
+VARIABLE_SIZE = {TPM_CC.StartAuthSession, TPM_CC.GetCapability, TPM_CC.GetTestResult, TPM_CC.IncrementalSelfTest,
                  TPM_CC.Create, TPM_CC.CreateLoaded, TPM_CC.Duplicate, TPM_CC.Rewrap,
                  TPM_CC.Import, TPM_CC.ContextSave, TPM_CC.CreatePrimary, TPM_CC.Hash,
                  TPM_CC.SequenceComplete, TPM_CC.VerifySignature}
