@@ -58,6 +58,17 @@ class AuthSession:
         self.new_nonce = None
 
 
+def _check_cipher_use(s, allowed, i):
+    """Session ``i`` asks to decrypt or encrypt a parameter: ``allowed`` (the
+    command has such a parameter and no other session asked first), else
+    ``TPM_RC_ATTRIBUTES``; and the session must have a cipher, else
+    ``TPM_RC_SYMMETRIC``."""
+    if not allowed:
+        raise TpmError(TPM_RC.ATTRIBUTES, session=i)
+    if s.symmetric[0] == TPM_ALG.NULL:
+        raise TpmError(TPM_RC.SYMMETRIC, session=i)
+
+
 def _digest_sized(r):
     """A TPM2B_NONCE or TPM2B_AUTH: a size over sizeof(TPMU_HA) (64) is
     ``TPM_RC_SIZE`` before the bytes are looked for."""
@@ -121,16 +132,10 @@ class SessionProcessing:
                     raise TpmError(TPM_RC.HANDLE, session=i)
                 seen.add(handle)
                 if attrs & TPMA_SESSION.decrypt:
-                    if not dec_ok or dec is not None:
-                        raise TpmError(TPM_RC.ATTRIBUTES, session=i)
-                    if s.symmetric[0] == TPM_ALG.NULL:
-                        raise TpmError(TPM_RC.SYMMETRIC, session=i)
+                    _check_cipher_use(s, dec_ok and dec is None, i)
                     dec = a
                 if attrs & TPMA_SESSION.encrypt:
-                    if not enc_ok or enc is not None:
-                        raise TpmError(TPM_RC.ATTRIBUTES, session=i)
-                    if s.symmetric[0] == TPM_ALG.NULL:
-                        raise TpmError(TPM_RC.SYMMETRIC, session=i)
+                    _check_cipher_use(s, enc_ok and enc is None, i)
                     enc = a
                 if attrs & TPMA_SESSION.audit:
                     if ht != TPM_HT.HMAC_SESSION or audit is not None:  # one HMAC session audits

@@ -9,19 +9,15 @@ run is repeatable; every mismatch must be one of the script's documented
 ``KNOWN_DIFFERENCES``.  The script's command line explores longer.
 """
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tpm_serve_helpers import require_tool
+from tpm_serve_helpers import load_script, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "differential_swtpm", ROOT / "scripts" / "differential-swtpm.py")
-differential = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(differential)
+differential = load_script("differential-swtpm.py")
 
 pytestmark = pytest.mark.interop
 

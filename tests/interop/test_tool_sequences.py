@@ -6,18 +6,11 @@ check with openssl, cmp or cryptography (see ``sequences/run.sh``);
 comparison, which one test here does for a sample.
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-from tpm_serve_helpers import require_tool
+from tpm_serve_helpers import load_script, require_tool
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "side_by_side", ROOT / "scripts" / "tpm2-tools-side-by-side.py")
-side_by_side = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(side_by_side)
+side_by_side = load_script("tpm2-tools-side-by-side.py")
 
 pytestmark = pytest.mark.interop
 

@@ -7,15 +7,27 @@ Tests that use these fixtures skip with a reason when the tool they drive is
 absent, unless ``SIMXEN_REQUIRE_TOOLS=1`` (then they fail).
 """
 
+import importlib.util
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from simxen.server.loopback import free_port_pair, wait_listening  # noqa: F401 (re-exported)
+
+
+def load_script(filename):
+    """The module ``scripts/FILENAME`` (a script's name has hyphens, so it is
+    loaded from its path rather than imported)."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / filename
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def require_tool(name, package=None):
