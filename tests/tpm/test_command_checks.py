@@ -428,3 +428,14 @@ def test_the_platform_may_undefine_an_owner_index(tpm):
     cmd = build_command(TPM_CC.NV_UndefineSpace, (TPM_RH.PLATFORM, 0x01500001), b"",
                         [password_auth()])
     assert run(tpm, cmd) == 0
+
+
+def test_create_reads_its_parameters_before_it_looks_at_the_parent(tpm):
+    from tpm_helpers import ecc_ak_template
+    signer = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_ak_template(attrs=0x00040072))))[0]
+    cmd = build_command(TPM_CC.Create, (signer,), tpm2b(b"data") + u16(0x000B),
+                        [password_auth()])
+    assert run(tpm, cmd) == 0x1D5              # SIZE of parameter 1, not TYPE of the parent
+    cmd = client.create_command(signer, ecc_storage_template())
+    assert run(tpm, cmd) == 0x18A              # then: not a storage parent (TYPE, handle 1)

@@ -60,8 +60,8 @@ def check_binding(obj, param):
 
 @command(TPM_CC.Create, handles=("object",), auth=1, decrypt=True, encrypt=True)
 def create(tpm, cmd):
-    parent = storage_parent(tpm, cmd.handles[0])
     auth, data, pub, outside, selection = parse_creation_params(cmd.r)
+    parent = storage_parent(tpm, cmd.handles[0])    # after the parameters (the reference)
     validate_template(pub, data, 2)
     if pub.attributes & TPMA_OBJECT.fixedTPM and not parent.attributes & TPMA_OBJECT.fixedTPM:
         raise TpmError(TPM_RC.ATTRIBUTES, param=2)
@@ -73,11 +73,11 @@ def create(tpm, cmd):
 
 @command(TPM_CC.Load, handles=("object",), auth=1, decrypt=True)
 def load(tpm, cmd):
-    parent = storage_parent(tpm, cmd.handles[0])
     r = cmd.r
     private = r.at(1).tpm2b(1024)
     pub = parse_public_2b(r, 2)
     r.done()
+    parent = storage_parent(tpm, cmd.handles[0])
     if pub.attributes & TPMA_OBJECT.fixedTPM and not parent.attributes & TPMA_OBJECT.fixedTPM:
         raise TpmError(TPM_RC.ATTRIBUTES, param=2)
     plain = unwrap(parent.public.name_alg, parent.seed_value, b"STORAGE", pub.name, private,
