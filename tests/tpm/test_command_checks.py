@@ -439,3 +439,17 @@ def test_create_reads_its_parameters_before_it_looks_at_the_parent(tpm):
     assert run(tpm, cmd) == 0x1D5              # SIZE of parameter 1, not TYPE of the parent
     cmd = client.create_command(signer, ecc_storage_template())
     assert run(tpm, cmd) == 0x18A              # then: not a storage parent (TYPE, handle 1)
+
+
+def test_context_load_checks_the_saved_handle_as_read(tpm):
+    ctx = u64(1) + u32(0x40000001) + u32(TPM_RH.OWNER) + tpm2b(b"")
+    assert run(tpm, build_command(TPM_CC.ContextLoad, params=ctx)) == 0x1C4   # TPMI_DH_SAVED
+
+
+def test_an_stclear_object_is_saved_as_0x80000002(tpm):
+    from tpm_helpers import ecc_ak_template
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_ak_template(attrs=0x00040076))))[0]          # stClear
+    rsp = client.parse_response(tpm.execute(build_command(TPM_CC.ContextSave, (key,))))
+    rsp.params.bytes(8)
+    assert rsp.params.u32() == 0x80000002                 # Part 2: 0x80000001 is a sequence

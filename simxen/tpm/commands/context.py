@@ -31,6 +31,8 @@ from simxen.tpm.marshal import Reader, tpm2b, u32, u64
 from simxen.tpm.protection import unwrap, wrap
 from simxen.tpm.tpm_object import TpmObject
 
+#: TPMS_CONTEXT.savedHandle of a saved object (Part 2, 14.6: 0x80000000 an
+#: ordinary object, 0x80000001 a sequence, 0x80000002 an object with stClear)
 OBJECT_SAVED_HANDLE = 0x80000000
 SEQUENCE_SAVED_HANDLE = 0x80000001
 STCLEAR_SAVED_HANDLE = 0x80000002
@@ -80,6 +82,11 @@ def context_load(tpm, cmd):
     r = cmd.r
     seq = r.u64()
     saved = r.u32()
+    # TPMI_DH_SAVED: a session, or one of the three handles ContextSave gives objects
+    if not (saved >> 24 in (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION)
+            and saved & 0xFFFFFF < MAX_ACTIVE_SESSIONS
+            or 0x80000000 <= saved <= 0x80000002):
+        raise TpmError(TPM_RC.VALUE, param=1)
     hierarchy = r.u32()
     if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
         raise TpmError(TPM_RC.VALUE, param=1)              # TPMI_RH_HIERARCHY+
@@ -88,8 +95,6 @@ def context_load(tpm, cmd):
     if not tpm.hierarchy_enabled(hierarchy):
         raise TpmError(TPM_RC.HIERARCHY, param=1)
     ht = saved >> 24
-    if ht not in (TPM_HT.TRANSIENT, TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION):
-        raise TpmError(TPM_RC.HANDLE, param=1)
     plain = unwrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
                    blob, 128, param=1)
     if ht == TPM_HT.TRANSIENT:
