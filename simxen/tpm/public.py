@@ -39,9 +39,9 @@ def parse_sym_def_object(r, modes=(TPM_ALG.CFB, TPM_ALG.NULL)):
         return (alg, 0, 0)
     if alg == TPM_ALG.AES or alg == TPM_ALG.CAMELLIA:
         bits = r.u16()
-        mode = r.u16()
         if bits not in CIPHERS[alg][1]:                # TPMI_*_KEY_BITS: a value error
             raise TpmError(TPM_RC.VALUE, param=r.param)
+        mode = r.u16()
         if mode not in modes:
             raise TpmError(TPM_RC.MODE, param=r.param)
         return (alg, bits, mode)

@@ -30,9 +30,11 @@ class Signature:
         self.digest = digest
 
     @classmethod
-    def parse(cls, rd):
+    def parse(cls, rd, allow_null=True):
+        """A TPMT_SIGNATURE (``allow_null`` False: TPMT_SIGNATURE without
+        ``+``, where TPM_ALG_NULL is ``TPM_RC_SCHEME``)."""
         alg = rd.u16()
-        if alg == TPM_ALG.NULL:
+        if alg == TPM_ALG.NULL and allow_null:
             return cls(alg)
         if alg not in SIGNING_SCHEMES:
             raise TpmError(TPM_RC.SCHEME, param=rd.param)

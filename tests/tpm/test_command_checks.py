@@ -453,3 +453,22 @@ def test_an_stclear_object_is_saved_as_0x80000002(tpm):
     rsp = client.parse_response(tpm.execute(build_command(TPM_CC.ContextSave, (key,))))
     rsp.params.bytes(8)
     assert rsp.params.u32() == 0x80000002                 # Part 2: 0x80000001 is a sequence
+
+
+def test_verify_signature_takes_no_null_signature(tpm):
+    from tpm_helpers import ecc_ak_template
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_ak_template(attrs=0x00040072))))[0]
+    cmd = build_command(TPM_CC.VerifySignature, (key,), tpm2b(bytes(32)) + u16(0x0010) + b"\0")
+    assert run(tpm, cmd) == 0x2D2                            # SCHEME, parameter 2
+
+
+def test_key_bits_are_checked_before_the_mode_is_read(tpm):
+    params = start_session_params(bytes(16), sym=u16(0x0006) + u16(0x000B))[:-2]
+    cmd = build_command(TPM_CC.StartAuthSession, (TPM_RH.NULL, TPM_RH.NULL), params)
+    assert run(tpm, cmd) == 0x4C4                            # VALUE, parameter 4
+
+
+def test_incremental_self_test_of_null_is_value(tpm):
+    cmd = build_command(TPM_CC.IncrementalSelfTest, params=u32(1) + u16(0x0010))
+    assert run(tpm, cmd) == 0x1C4

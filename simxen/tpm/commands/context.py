@@ -153,8 +153,8 @@ def evict_control(tpm, cmd):
     r.done()
     auth, handle = cmd.handles
     if handle >> 24 == TPM_HT.PERSISTENT:
-        if handle != persistent:
-            raise TpmError(TPM_RC.HANDLE, param=1)
+        if handle != persistent:                    # the object is the one to blame
+            raise TpmError(TPM_RC.HANDLE, handle=2)
         obj = tpm.persistent[handle]
         if (auth == TPM_RH.OWNER) != (obj.hierarchy != TPM_RH.PLATFORM):
             raise TpmError(TPM_RC.HIERARCHY, handle=2)

@@ -40,7 +40,7 @@ def sign(tpm, cmd):
 def verify_signature(tpm, cmd):
     r = cmd.r
     digest = r.at(1).tpm2b(64)
-    sig = Signature.parse(r.at(2))
+    sig = Signature.parse(r.at(2), allow_null=False)
     r.done()
     obj = tpm.get_object(cmd.handles[0])
     if not obj.attributes & TPMA_OBJECT.sign:

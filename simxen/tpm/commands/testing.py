@@ -4,7 +4,7 @@ IncrementalSelfTest succeed at once and GetTestResult reports success."""
 
 from simxen.tpm.algorithms import IMPLEMENTED_ALGS
 from simxen.tpm.commands import command
-from simxen.tpm.constants import TPM_CC, TPM_RC
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import tpm2b, u32
 
@@ -25,7 +25,7 @@ def incremental_self_test(tpm, cmd):
     algs = [r.u16() for _ in range(count)]
     r.done()
     known = {alg for alg, _ in IMPLEMENTED_ALGS}
-    if any(alg not in known for alg in algs):      # CryptIncrementalSelfTest
+    if any(alg not in known or alg == TPM_ALG.NULL for alg in algs):   # CryptIncrementalSelfTest
         raise TpmError(TPM_RC.VALUE, param=1)
     return b"", u32(0)
 
