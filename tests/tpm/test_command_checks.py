@@ -472,3 +472,12 @@ def test_key_bits_are_checked_before_the_mode_is_read(tpm):
 def test_incremental_self_test_of_null_is_value(tpm):
     cmd = build_command(TPM_CC.IncrementalSelfTest, params=u32(1) + u16(0x0010))
     assert run(tpm, cmd) == 0x1C4
+
+
+def test_load_external_reads_the_sensitive_area_field_by_field(tpm):
+    cmd = build_command(TPM_CC.LoadExternal,
+                        params=u16(0x23) + u16(0x0010) + u16(0x0010) + u16(0x0003) + u16(0x10))
+    assert run(tpm, cmd) == 0x1CA                            # TYPE, parameter 1
+    cmd = build_command(TPM_CC.LoadExternal,
+                        params=u16(3) + u16(0x0023) + tpm2b(b"") + tpm2b(b"") + tpm2b(b"k"))
+    assert run(tpm, cmd) == 0x1D5                            # SIZE, parameter 1

@@ -38,6 +38,23 @@ def parse_public_2b(r, param):
     return r.at(param).sized(Public.parse)
 
 
+def _sensitive_2b(r):
+    """The bytes of a TPM2B_SENSITIVE (empty: none), its fields checked as the
+    reference unmarshals them -- sensitiveType first (``TPM_RC_TYPE``), read on
+    from the size, which is compared afterwards (``TPM_RC_SIZE``)."""
+    size = r.u16()
+    start = r.pos
+    if size:
+        if r.u16() not in (TPM_ALG.RSA, TPM_ALG.ECC, TPM_ALG.KEYEDHASH, TPM_ALG.SYMCIPHER):
+            raise TpmError(TPM_RC.TYPE, param=r.param)
+        r.tpm2b(64)                       # authValue
+        r.tpm2b(64)                       # seedValue
+        r.tpm2b()                         # the sensitive value of that type
+        if r.pos - start != size:
+            raise TpmError(TPM_RC.SIZE, param=r.param)
+    return bytes(r.data[start:r.pos])
+
+
 def check_binding(obj, param):
     """The sensitive area must match the public one: ``TPM_RC_BINDING``."""
     pub = obj.public
@@ -93,8 +110,7 @@ def load(tpm, cmd):
 @command(TPM_CC.LoadExternal, decrypt=True)
 def load_external(tpm, cmd):
     r = cmd.r
-    sens_size = r.at(1).u16()
-    sens = r.bytes(sens_size)
+    sens = _sensitive_2b(r.at(1))
     pub = parse_public_2b(r, 2)
     hierarchy = r.at(3).u32()
     r.done()
