@@ -566,6 +566,12 @@ def _cc_of(cmd):
     return header.code(cmd)
 
 
+def _has_session(cmd):
+    """Whether the command names an HMAC or policy session of :data:`SETUP` (the
+    response then carries its nonceTPM, whose size is a known difference)."""
+    return u32(HMAC_SESSION) in cmd or u32(POLICY_SESSION) in cmd
+
+
 def _handle(cmd, n):
     """Handle ``n`` (1-based) of ``cmd``, or None if the command is too short."""
     at = 10 + 4 * (n - 1)
@@ -666,6 +672,12 @@ def _known_sequence_objects(cmd, sw, sx):
                              and h is not None and h >> 24 in (0x80, 0x81))
 
 
+def _known_salt_size(cmd, sw, sx):
+    # sizeof(TPMU_ENCRYPTED_SECRET) follows the largest RSA key: 256 bytes here
+    # (RSA-2048), 384 in libtpms (RSA-3072)
+    return _cc_of(cmd) == TPM_CC.StartAuthSession and {sw, sx} == {0x2D5, 0x2DA}
+
+
 def _known_curves(cmd, sw, sx):
     # libtpms also has P-192, P-224, P-521, BN-256, BN-638 and SM2-P256
     return sx & 0xBF == TPM_RC.CURVE and sw & 0xBF != TPM_RC.CURVE
@@ -693,6 +705,9 @@ KNOWN_DIFFERENCES = [
      "algorithms simxen lacks (TDES, MGF1, SM2/SM3/SM4, EC-Schnorr, CMAC; Camellia "
      "for parameter encryption): an algorithm error here where libtpms goes on or "
      "fails later"),
+    ("salt-size", _known_salt_size,
+     "StartAuthSession's encryptedSalt is at most sizeof(TPMU_ENCRYPTED_SECRET), "
+     "which follows the largest RSA key: 256 bytes here, 384 in libtpms"),
     ("curves", _known_curves,
      "curves simxen lacks (it has P-256 and P-384): TPM_RC_CURVE where libtpms "
      "goes on"),
@@ -745,7 +760,8 @@ VOLATILE_ONLY = {TPM_CC.Startup, TPM_CC.Shutdown, TPM_CC.SelfTest,
 VARIABLE_SIZE = {TPM_CC.StartAuthSession, TPM_CC.GetCapability, TPM_CC.GetTestResult, TPM_CC.IncrementalSelfTest,
                  TPM_CC.Create, TPM_CC.CreateLoaded, TPM_CC.Duplicate, TPM_CC.Rewrap,
                  TPM_CC.Import, TPM_CC.ContextSave, TPM_CC.CreatePrimary, TPM_CC.Hash,
-                 TPM_CC.SequenceComplete, TPM_CC.VerifySignature}
+                 TPM_CC.SequenceComplete, TPM_CC.VerifySignature, TPM_CC.PolicySecret,
+                 TPM_CC.PolicySigned}
 
 
 class Result:
@@ -771,7 +787,8 @@ class Result:
     @property
     def same_shape(self):
         return (not self.same_code or self.rc_simxen != 0
-                or _cc_of(self.cmd) in VARIABLE_SIZE or self.len_swtpm == self.len_simxen)
+                or _cc_of(self.cmd) in VARIABLE_SIZE or self.len_swtpm == self.len_simxen
+                or _has_session(self.cmd))     # its nonceTPM: "nonce-tpm-size"
 
     @property
     def ok(self):
