@@ -249,9 +249,9 @@ class SessionProcessing:
                 cp = cp_hashes[s.hash.alg] = s.hash.digest(u32(cc) + names + cp_params)
             if s.is_policy:
                 policy, _ = self.entity_policy(handle)
-                if not policy:                  # IsAuthPolicyAvailable
+                if not self._policy_available(handle, policy):
                     raise TpmError(TPM_RC.AUTH_UNAVAILABLE)
-                if s.policy_digest != policy:
+                if s.policy_digest != policy or not policy:
                     raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
                 if s.command_code is not None and s.command_code != cc:
                     raise TpmError(TPM_RC.POLICY_CC, session=idx)
@@ -325,6 +325,16 @@ class SessionProcessing:
         expected = s.hash.hmac(key, cp + a.nonce_caller + s.nonce_tpm + bytes((a.attributes,)))
         if not _hmac.compare_digest(expected, a.hmac):
             raise TpmError(TPM_RC.BAD_AUTH, session=idx)
+
+    def _policy_available(self, handle, policy):
+        """The reference's IsAuthPolicyAvailable: a loaded key always takes a
+        policy session (an empty authPolicy then fails as POLICY_FAIL), a hash
+        sequence or a public-only object never; anything else only when it
+        has an authPolicy."""
+        if handle >> 24 in (TPM_HT.TRANSIENT, TPM_HT.PERSISTENT):
+            obj = self.get_object(handle)
+            return not obj.is_sequence and obj.sensitive is not None
+        return bool(policy)
 
     def _check_password_policy(self, handle, password, idx):
         self._check_lockout(handle)

@@ -481,3 +481,32 @@ def test_load_external_reads_the_sensitive_area_field_by_field(tpm):
     cmd = build_command(TPM_CC.LoadExternal,
                         params=u16(3) + u16(0x0023) + tpm2b(b"") + tpm2b(b"") + tpm2b(b"k"))
     assert run(tpm, cmd) == 0x1D5                            # SIZE, parameter 1
+
+
+def test_policy_availability_follows_the_entity(tpm):
+    """IsAuthPolicyAvailable: a key takes a policy session even with an empty
+    authPolicy (the digest then fails: POLICY_FAIL); a hierarchy with none
+    does not (AUTH_UNAVAILABLE)."""
+    from tpm_helpers import ecc_ak_template
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_ak_template(attrs=0x00040072))))[0]
+    s = AuthSessionClient.start(tpm.execute, random_bytes=DetRandom(b"k"), session_type=0x01)
+    area = u32(s.handle) + tpm2b(bytes(16)) + b"\x01" + tpm2b(b"")
+    cmd = with_area(TPM_CC.Sign, [key], area, tpm2b(bytes(32)) + u16(0x0010) + u16(0x8024)
+                    + u32(TPM_RH.NULL) + tpm2b(b""))
+    assert run(tpm, cmd) == 0x99D                            # POLICY_FAIL, session 1
+
+
+def test_a_hierarchy_may_enable_itself_when_it_is_enabled(tpm):
+    cmd = build_command(TPM_CC.HierarchyControl, (TPM_RH.ENDORSEMENT,),
+                        u32(TPM_RH.ENDORSEMENT) + b"\x01", [password_auth()])
+    assert run(tpm, cmd) == 0
+    cmd = build_command(TPM_CC.HierarchyControl, (TPM_RH.ENDORSEMENT,),
+                        u32(TPM_RH.OWNER) + b"\x01", [password_auth()])
+    assert run(tpm, cmd) == TPM_RC.AUTH_TYPE
+
+
+def test_a_command_code_list_holds_at_most_254(tpm):
+    cmd = build_command(TPM_CC.SetCommandCodeAuditStatus, (TPM_RH.OWNER,),
+                        u16(0x0010) + u32(255) + u32(0x17B), [password_auth()])
+    assert run(tpm, cmd) == 0x2D5                            # SIZE, parameter 2

@@ -13,7 +13,9 @@ from simxen.tpm.commands import COMMANDS, command
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC
 from simxen.tpm.errors import TpmError
 
-MAX_CC_LIST = 256
+#: TPML_CC's count: at most MAX_CAP_CC, the command codes that fit in a
+#: capability's 1016 data bytes (MAX_CAP_DATA / 4)
+MAX_CC_LIST = 254
 
 
 def _cc_list(r, param):

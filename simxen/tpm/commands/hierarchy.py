@@ -88,8 +88,11 @@ def hierarchy_control(tpm, cmd):
     state = r.at(2).yes_no()
     r.done()
     auth = cmd.handles[0]
-    if auth != TPM_RH.PLATFORM and (state or enable in (TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV)
-                                    or enable != auth):
+    # owner and endorsement may only disable themselves (enabling an enabled
+    # hierarchy changes nothing, and is allowed: the reference)
+    if auth != TPM_RH.PLATFORM and (enable in (TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV)
+                                    or enable != auth
+                                    or state and not getattr(tpm, attr)):
         raise TpmError(TPM_RC.AUTH_TYPE)
     setattr(tpm, attr, bool(state))
     if not state:
