@@ -621,6 +621,8 @@ LIBTPMS_ONLY = {TPM_CC.CertifyX509, TPM_CC.FieldUpgradeStart, TPM_CC.FieldUpgrad
 
 
 def _known_unimplemented(cmd, sw, sx):
+    if _cc_of(cmd) == TPM_CC.GetCapability and sx == 0x1C4 and len(cmd) >= 14:
+        return struct.unpack_from(">I", cmd, 10)[0] == 0xA      # TPM_CAP_ACT
     if _cc_of(cmd) == TPM_CC.PolicyCommandCode and sx == 0x1E4 and len(cmd) >= 18:
         return struct.unpack_from(">I", cmd, 14)[0] in LIBTPMS_ONLY    # POLICY_CC
     return sx == TPM_RC.COMMAND_CODE and sw != TPM_RC.COMMAND_CODE and \
