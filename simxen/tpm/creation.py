@@ -72,24 +72,29 @@ def validate_template(pub, data, param):
             raise TpmError(TPM_RC.SIZE, param=param - 1 or 1)
         if not a & TPMA_OBJECT.sensitiveDataOrigin:
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)
-        sym = pub.symmetric[0]
-        if restricted and decrypt:
-            if sym == TPM_ALG.CAMELLIA:        # children are wrapped with AES-CFB here
-                raise TpmError(TPM_RC.SYMMETRIC, param=param)
-            if sym != TPM_ALG.NULL and pub.symmetric[2] != TPM_ALG.CFB:
-                raise TpmError(TPM_RC.MODE, param=param)     # a parent protects with CFB
-            if sym == TPM_ALG.NULL or pub.scheme[0] != TPM_ALG.NULL:
-                raise TpmError(TPM_RC.SYMMETRIC if sym == TPM_ALG.NULL else TPM_RC.SCHEME,
-                               param=param)
-        elif sym != TPM_ALG.NULL:
-            raise TpmError(TPM_RC.SYMMETRIC, param=param)
+        # the reference's SchemeChecks order: the scheme first, then the
+        # symmetric algorithm, then (ECC) the key's KDF
         scheme = pub.scheme[0]
+        if restricted and decrypt and scheme != TPM_ALG.NULL:
+            raise TpmError(TPM_RC.SCHEME, param=param)    # a parent has no scheme
         if scheme != TPM_ALG.NULL:
             signing = scheme in (TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA, TPM_ALG.ECDAA)
             if signing and not sign or not signing and not decrypt:
                 raise TpmError(TPM_RC.SCHEME, param=param)
         if restricted and sign and scheme == TPM_ALG.NULL:
             raise TpmError(TPM_RC.SCHEME, param=param)
+        sym = pub.symmetric[0]
+        if restricted and decrypt:
+            if sym == TPM_ALG.NULL:
+                raise TpmError(TPM_RC.SYMMETRIC, param=param)
+            if sym == TPM_ALG.CAMELLIA:        # children are wrapped with AES-CFB here
+                raise TpmError(TPM_RC.SYMMETRIC, param=param)
+            if pub.symmetric[2] != TPM_ALG.CFB:
+                raise TpmError(TPM_RC.MODE, param=param)     # a parent protects with CFB
+        elif sym != TPM_ALG.NULL:
+            raise TpmError(TPM_RC.SYMMETRIC, param=param)
+        if pub.type == TPM_ALG.ECC and pub.kdf[0] != TPM_ALG.NULL:
+            raise TpmError(TPM_RC.KDF, param=param)       # the curve's KDF is the only one
         if not sign and not decrypt:
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)
     elif pub.type == TPM_ALG.KEYEDHASH:

@@ -510,3 +510,19 @@ def test_a_command_code_list_holds_at_most_254(tpm):
     cmd = build_command(TPM_CC.SetCommandCodeAuditStatus, (TPM_RH.OWNER,),
                         u16(0x0010) + u32(255) + u32(0x17B), [password_auth()])
     assert run(tpm, cmd) == 0x2D5                            # SIZE, parameter 2
+
+
+@pytest.mark.parametrize("symmetric, scheme, kdf, rc", [
+    ((0x0010, 0, 0), (0x0018, 0x000B), (0x0010, 0x0010), 0x2D2),   # SCHEME before SYMMETRIC
+    ((0x0006, 128, 0x0042), (0x0018, 0x000B), (0x0010, 0x0010), 0x2D2),   # before MODE too
+    ((0x0010, 0, 0), (0x0010, 0x0010), (0x0010, 0x0010), 0x2D6),   # then SYMMETRIC
+    ((0x0006, 128, 0x0043), (0x0010, 0x0010), (0x0020, 0x000B), 0x2CC),   # a KDF: TPM_RC_KDF
+])
+def test_a_parents_scheme_symmetric_and_kdf_in_the_references_order(tpm, symmetric, scheme,
+                                                                    kdf, rc):
+    """SchemeChecks (and libtpms): for a restricted decryption key the scheme is
+    checked before the symmetric algorithm; an ECC key with a KDF is refused."""
+    from simxen.tpm.public import Public
+    pub = Public(0x0023, 0x000B, 0x00030472, symmetric=symmetric, scheme=scheme, curve=0x0003,
+                 kdf=kdf, unique=(b"", b""))
+    assert run(tpm, client.create_primary_command(TPM_RH.OWNER, pub)) == rc
