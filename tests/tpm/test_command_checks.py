@@ -526,3 +526,12 @@ def test_a_parents_scheme_symmetric_and_kdf_in_the_references_order(tpm, symmetr
     pub = Public(0x0023, 0x000B, 0x00030472, symmetric=symmetric, scheme=scheme, curve=0x0003,
                  kdf=kdf, unique=(b"", b""))
     assert run(tpm, client.create_primary_command(TPM_RH.OWNER, pub)) == rc
+
+
+@pytest.mark.parametrize("cc", [TPM_CC.Commit, TPM_CC.ZGen_2Phase])
+def test_commit_and_zgen_read_their_parameters_before_the_key(tpm, cc):
+    from tpm_helpers import ecc_ak_template
+    signer = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_ak_template(attrs=0x00040072))))[0]
+    cmd = build_command(cc, (signer,), u16(0x20) + bytes(4), [password_auth()])
+    assert run(tpm, cmd) == 0x1DA                  # INSUFFICIENT (parameter 1), not the key

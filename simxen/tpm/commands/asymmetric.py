@@ -161,20 +161,22 @@ def zgen_2phase(tpm, cmd):
     for the ECDH scheme: ``Z1 = [dsA]QsB`` with the loaded static key and
     ``Z2 = [deA]QeB`` with the ephemeral key EC_Ephemeral made under
     ``counter`` (used once)."""
-    from simxen.tpm.commands.ephemeral import marshal_point, parse_point
+    from simxen.tpm.commands.ephemeral import check_on_curve, marshal_point, parse_point
     from simxen.tpm.commit import commit_scalar, state
     r = cmd.r
+    qs_b = parse_point(r, 1)                # every parameter first (the reference)
+    qe_b = parse_point(r, 2)
+    scheme = r.at(3).u16()
+    counter = r.at(4).u16()
+    r.done()
     key = tpm.get_object(cmd.handles[0])
     pub = key.public
     if pub.type != TPM_ALG.ECC:
         raise TpmError(TPM_RC.KEY, handle=1)
     if pub.attributes & TPMA_OBJECT.restricted or not pub.attributes & TPMA_OBJECT.decrypt:
         raise TpmError(TPM_RC.ATTRIBUTES, handle=1)
-    qs_b = parse_point(r, 1, pub.curve)
-    qe_b = parse_point(r, 2, pub.curve)
-    scheme = r.at(3).u16()
-    counter = r.at(4).u16()
-    r.done()
+    check_on_curve(qs_b, pub.curve, 1)
+    check_on_curve(qe_b, pub.curve, 2)
     if qs_b is None or qe_b is None:
         raise TpmError(TPM_RC.ECC_POINT, param=1 if qs_b is None else 2)
     if scheme not in (TPM_ALG.ECDH, TPM_ALG.ECMQV, TPM_ALG.SM2):

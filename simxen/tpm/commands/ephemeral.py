@@ -35,11 +35,19 @@ def parse_point(r, param, curve=None):
     if not x and not y:
         return None
     if curve is not None:
-        try:
-            keys.ecc_public_key(curve, x, y)
-        except ValueError:
-            raise TpmError(TPM_RC.ECC_POINT, param=param) from None
+        check_on_curve((x, y), curve, param)
     return x, y
+
+
+def check_on_curve(point, curve, param):
+    """``TPM_RC_ECC_POINT`` (of parameter ``param``) unless ``point`` -- an
+    ``(x, y)`` pair, or ``None`` -- lies on ``curve``."""
+    if point is None:
+        return
+    try:
+        keys.ecc_public_key(curve, *point)
+    except ValueError:
+        raise TpmError(TPM_RC.ECC_POINT, param=param) from None
 
 
 def marshal_point(point):
@@ -69,6 +77,10 @@ def _multiply(curve, scalar, point, param):
 @command(TPM_CC.Commit, handles=("object",), auth=1, decrypt=True)
 def commit(tpm, cmd):
     r = cmd.r
+    p1 = parse_point(r, 1)                  # every parameter first (the reference)
+    s2 = r.at(2).tpm2b(128)
+    y2 = r.at(3).tpm2b(66)
+    r.done()
     key = tpm.get_object(cmd.handles[0])
     pub = key.public
     if pub.type != TPM_ALG.ECC:
@@ -76,10 +88,7 @@ def commit(tpm, cmd):
     if not pub.attributes & TPMA_OBJECT.sign or pub.scheme[0] != TPM_ALG.ECDAA:
         raise TpmError(TPM_RC.SCHEME, handle=1)
     curve = pub.curve
-    p1 = parse_point(r, 1, curve)
-    s2 = r.at(2).tpm2b(128)
-    y2 = r.at(3).tpm2b(66)
-    r.done()
+    check_on_curve(p1, curve, 1)
     if bool(s2) != bool(y2):
         raise TpmError(TPM_RC.SIZE, param=2 if not s2 else 3)
     counter = state(tpm).new_counter()
