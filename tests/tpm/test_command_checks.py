@@ -535,3 +535,9 @@ def test_commit_and_zgen_read_their_parameters_before_the_key(tpm, cc):
         TPM_RH.OWNER, ecc_ak_template(attrs=0x00040072))))[0]
     cmd = build_command(cc, (signer,), u16(0x20) + bytes(4), [password_auth()])
     assert run(tpm, cmd) == 0x1DA                  # INSUFFICIENT (parameter 1), not the key
+
+
+def test_a_quote_without_a_key_has_no_hash_for_its_pcr_digest(tpm):
+    cmd = build_command(TPM_CC.Quote, (TPM_RH.NULL,), tpm2b(b"n") + u16(0x0010)
+                        + u32(1) + u16(0x000B) + b"\x03\x01\x00\x00", [password_auth()])
+    assert run(tpm, cmd) == 0x2D2                  # SCHEME, parameter 2 (the reference)

@@ -72,11 +72,9 @@ def quote(tpm, cmd):
     selection = parse_pcr_selection(r.at(3), known_hashes=HASHES)
     r.done()
     handle = cmd.handles[0]
-    if handle != TPM_RH.NULL:
-        scheme = resolve_scheme(tpm.get_object(handle), in_scheme, 2)
-        digest_alg = scheme[1]
-    else:
-        digest_alg = TPM_ALG.SHA256
+    if handle == TPM_RH.NULL:       # no key, no scheme: no hash for the PCR digest
+        raise TpmError(TPM_RC.SCHEME, param=2)
+    digest_alg = resolve_scheme(tpm.get_object(handle), in_scheme, 2)[1]
     attested = {"pcr_select": selection, "pcr_digest": pcr_digest(tpm, digest_alg, selection)}
     return b"", attest_and_sign(tpm, handle, in_scheme, 2, TPM_ST.ATTEST_QUOTE, extra, attested)
 
