@@ -38,11 +38,17 @@ def resolve_scheme(obj, in_scheme, param, key_index=1):
     return scheme
 
 
+#: the schemes a signature can be verified in, by key type (an ECDAA signature
+#: cannot be verified by the TPM: the reference's CryptEccValidateSignature)
+_VERIFIES = {TPM_ALG.ECC: {TPM_ALG.ECDSA}, TPM_ALG.RSA: {TPM_ALG.RSASSA, TPM_ALG.RSAPSS},
+             TPM_ALG.KEYEDHASH: {TPM_ALG.HMAC}}
+
+
 def check_signature_scheme(obj, sig, param):
-    """A signature whose scheme no key of ``obj``'s type makes is
-    ``TPM_RC_SCHEME`` (the reference's CryptValidateSignature), before any
-    verifying."""
-    if sig.alg not in _FITS.get(obj.public.type, ()):
+    """A signature whose scheme the TPM cannot verify with a key of ``obj``'s
+    type is ``TPM_RC_SCHEME`` (the reference's CryptValidateSignature), before
+    any verifying."""
+    if sig.alg not in _VERIFIES.get(obj.public.type, ()):
         raise TpmError(TPM_RC.SCHEME, param=param)
 
 

@@ -541,3 +541,27 @@ def test_a_quote_without_a_key_has_no_hash_for_its_pcr_digest(tpm):
     cmd = build_command(TPM_CC.Quote, (TPM_RH.NULL,), tpm2b(b"n") + u16(0x0010)
                         + u32(1) + u16(0x000B) + b"\x03\x01\x00\x00", [password_auth()])
     assert run(tpm, cmd) == 0x2D2                  # SCHEME, parameter 2 (the reference)
+
+
+def test_modes_operations_and_mac_schemes_checked_as_read(tpm):
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_storage_template())))[0]
+    cmd = build_command(TPM_CC.EncryptDecrypt2, (key,), tpm2b(b"") + b"\x00" + u16(0x0099)
+                        + tpm2b(b"") + b"\0", [password_auth()])
+    assert run(tpm, cmd) == 0x3C9                            # MODE, parameter 3
+    s = AuthSessionClient.start(tpm.execute, random_bytes=DetRandom(b"o"), session_type=0x01)
+    cmd = build_command(TPM_CC.PolicyCounterTimer, (s.handle,),
+                        tpm2b(b"") + u16(0) + u16(0x0099) + b"\0")
+    assert run(tpm, cmd) == 0x3C4                            # VALUE, parameter 3
+    # AES is no MAC scheme without CMAC
+    cmd = build_command(TPM_CC.HMAC, (key,), tpm2b(b"d") + u16(0x0006), [password_auth()])
+    assert run(tpm, cmd) == 0x2D6
+
+
+def test_an_ecdaa_signature_cannot_be_verified(tpm):
+    from tpm_helpers import ecc_ak_template
+    key = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_ak_template(attrs=0x00040072))))[0]
+    sig = u16(0x001A) + u16(0x000B) + tpm2b(bytes(32)) + tpm2b(bytes(32))
+    cmd = build_command(TPM_CC.VerifySignature, (key,), tpm2b(bytes(32)) + sig)
+    assert run(tpm, cmd) == 0x2D2                            # SCHEME

@@ -382,9 +382,9 @@ def _comparison(r):
     operand = r.at(1).tpm2b(64)
     offset = r.at(2).u16()
     operation = r.at(3).u16()
-    r.done()
-    if operation not in _OPERATIONS:
+    if operation not in _OPERATIONS:                # TPM_EO: a value error as read
         raise TpmError(TPM_RC.VALUE, param=3)
+    r.done()
     return operand, offset, operation
 
 

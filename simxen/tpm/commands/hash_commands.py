@@ -35,8 +35,9 @@ def hash_(tpm, cmd):
 
 
 _HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL)
-#: TPMI_ALG_MAC_SCHEME (Part 2, rev. 1.59): a hash, a block cipher (CMAC) or NULL
-_MAC_SCHEMES = frozenset(HASHES) | {TPM_ALG.AES, TPM_ALG.CAMELLIA, TPM_ALG.NULL}
+#: TPMI_ALG_MAC_SCHEME (Part 2, rev. 1.59): a hash, or NULL; a block cipher only
+#: where CMAC is implemented, which it is not here (nor in libtpms 0.9)
+_MAC_SCHEMES = frozenset(HASHES) | {TPM_ALG.NULL}
 
 
 def _hierarchy(r):

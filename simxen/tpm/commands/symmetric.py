@@ -23,11 +23,15 @@ from simxen.tpm.marshal import tpm2b
 MAX_BUFFER = 1024
 
 
-def _crypt(tpm, cmd, data, decrypt, mode, iv, p_decrypt, p_mode, p_iv, p_data):
-    if decrypt > 1:
-        raise TpmError(TPM_RC.VALUE, param=p_decrypt)
+def _mode(r):
+    """A TPMI_ALG_CIPHER_MODE+, checked as it is read (``TPM_RC_MODE``)."""
+    mode = r.u16()
     if mode not in symmetric.MODES and mode != TPM_ALG.NULL:
-        raise TpmError(TPM_RC.MODE, param=p_mode)
+        raise TpmError(TPM_RC.MODE, param=r.param)
+    return mode
+
+
+def _crypt(tpm, cmd, data, decrypt, mode, iv, p_mode, p_iv, p_data):
     key = tpm.get_object(cmd.handles[0])
     pub = key.public
     if pub.type != TPM_ALG.SYMCIPHER:
@@ -56,20 +60,20 @@ def _crypt(tpm, cmd, data, decrypt, mode, iv, p_decrypt, p_mode, p_iv, p_data):
 @command(TPM_CC.EncryptDecrypt, handles=("object",), auth=1, encrypt=True)
 def encrypt_decrypt(tpm, cmd):
     r = cmd.r
-    decrypt = r.at(1).u8()
-    mode = r.at(2).u16()
+    decrypt = r.at(1).yes_no()
+    mode = _mode(r.at(2))
     iv = r.at(3).tpm2b(16)
     data = r.at(4).tpm2b(MAX_BUFFER)
     r.done()
-    return _crypt(tpm, cmd, data, decrypt, mode, iv, 1, 2, 3, 4)
+    return _crypt(tpm, cmd, data, decrypt, mode, iv, 2, 3, 4)
 
 
 @command(TPM_CC.EncryptDecrypt2, handles=("object",), auth=1, decrypt=True, encrypt=True)
 def encrypt_decrypt2(tpm, cmd):
     r = cmd.r
     data = r.at(1).tpm2b(MAX_BUFFER)
-    decrypt = r.at(2).u8()
-    mode = r.at(3).u16()
+    decrypt = r.at(2).yes_no()
+    mode = _mode(r.at(3))
     iv = r.at(4).tpm2b(16)
     r.done()
-    return _crypt(tpm, cmd, data, decrypt, mode, iv, 2, 3, 4, 1)
+    return _crypt(tpm, cmd, data, decrypt, mode, iv, 3, 4, 1)
