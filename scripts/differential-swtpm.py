@@ -824,8 +824,12 @@ class Differ:
         self.swtpm = Swtpm()
         self.simxen = Simxen()
         self.restarts += 1
-        for cmd in SETUP + PERSISTENT_SETUP:
-            self._both(cmd, must_succeed=True)
+        try:
+            for cmd in SETUP + PERSISTENT_SETUP:
+                self._both(cmd, must_succeed=True)
+        except BaseException:
+            self.close()                 # leave no swtpm behind
+            raise
         self.dirty = False
 
     def _both(self, cmd, must_succeed=False):
