@@ -85,7 +85,7 @@ def context_load(tpm, cmd):
     # TPMI_DH_SAVED: a session, or one of the three handles ContextSave gives objects
     if not (saved >> 24 in (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION)
             and saved & 0xFFFFFF < MAX_ACTIVE_SESSIONS
-            or 0x80000000 <= saved <= 0x80000002):
+            or OBJECT_SAVED_HANDLE <= saved <= STCLEAR_SAVED_HANDLE):
         raise TpmError(TPM_RC.VALUE, param=1)
     hierarchy = r.u32()
     if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
