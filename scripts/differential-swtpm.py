@@ -566,12 +566,6 @@ def _cc_of(cmd):
     return header.code(cmd)
 
 
-def _has_session(cmd):
-    """Whether the command names an HMAC or policy session of :data:`SETUP` (the
-    response then carries its nonceTPM, whose size is a known difference)."""
-    return u32(HMAC_SESSION) in cmd or u32(POLICY_SESSION) in cmd
-
-
 def _handle(cmd, n):
     """Handle ``n`` (1-based) of ``cmd``, or None if the command is too short."""
     at = 10 + 4 * (n - 1)
@@ -756,10 +750,8 @@ VOLATILE_ONLY = {TPM_CC.Startup, TPM_CC.Shutdown, TPM_CC.SelfTest,
 #: commands whose successful answer has a size the implementation chooses:
 #: capabilities and the test results (its algorithms), the private blob and
 #: context blob (their protection), every ticket (libtpms computes ticket
-#: HMACs with SHA-512, its context integrity hash; simxen with SHA-256), and
-#: StartAuthSession's nonceTPM (known difference "nonce-tpm-size": the
-#: reference makes it as long as nonceCaller, simxen the session hash's size)
-VARIABLE_SIZE = {TPM_CC.StartAuthSession, TPM_CC.GetCapability, TPM_CC.GetTestResult, TPM_CC.IncrementalSelfTest,
+#: HMACs with SHA-512, its context integrity hash; simxen with SHA-256)
+VARIABLE_SIZE = {TPM_CC.GetCapability, TPM_CC.GetTestResult, TPM_CC.IncrementalSelfTest,
                  TPM_CC.Create, TPM_CC.CreateLoaded, TPM_CC.Duplicate, TPM_CC.Rewrap,
                  TPM_CC.Import, TPM_CC.ContextSave, TPM_CC.CreatePrimary, TPM_CC.Hash,
                  TPM_CC.SequenceComplete, TPM_CC.VerifySignature, TPM_CC.PolicySecret,
@@ -789,8 +781,7 @@ class Result:
     @property
     def same_shape(self):
         return (not self.same_code or self.rc_simxen != 0
-                or _cc_of(self.cmd) in VARIABLE_SIZE or self.len_swtpm == self.len_simxen
-                or _has_session(self.cmd))     # its nonceTPM: "nonce-tpm-size"
+                or _cc_of(self.cmd) in VARIABLE_SIZE or self.len_swtpm == self.len_simxen)
 
     @property
     def ok(self):

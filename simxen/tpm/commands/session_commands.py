@@ -87,9 +87,9 @@ def start_auth_session(tpm, cmd):
     base = 0x02000000 if se == TPM_SE.HMAC else 0x03000000
 
     def make(index):          # called once a slot is known to be free
-        # the digest's size; the reference (and libtpms) makes it as long as
-        # nonceCaller: a known difference kept because scenario traces carry it
-        nonce_tpm = tpm.random_bytes(h.size)
+        # as long as nonceCaller (the reference's SessionCreate; libtpms too); every
+        # later nonceTPM of the session keeps that size
+        nonce_tpm = tpm.random_bytes(len(nonce_caller))
         key = b""
         if bind != TPM_RH.NULL or salt:
             key = kdfa(h.name, bind_auth + salt, b"ATH", nonce_tpm, nonce_caller, 8 * h.size)
