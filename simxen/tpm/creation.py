@@ -186,7 +186,18 @@ def ticket_digest(tpm, tag, hierarchy, data):
     return _hmac.digest(tpm.hierarchy_proof(hierarchy), u16(tag) + data, "sha256")
 
 
-_TICKET_HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL)
+#: TPMI_RH_HIERARCHY+: what a ticket, a saved context or an external object may name
+HIERARCHIES_PLUS = frozenset((TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL))
+
+
+def read_hierarchy(r):
+    """A TPMI_RH_HIERARCHY+ read from :class:`~simxen.tpm.marshal.Reader` ``r``,
+    checked as the reference unmarshals it: ``TPM_RC_VALUE`` (of ``r``'s
+    parameter) for anything else."""
+    hierarchy = r.u32()
+    if hierarchy not in HIERARCHIES_PLUS:
+        raise TpmError(TPM_RC.VALUE, param=r.param)
+    return hierarchy
 
 
 def parse_ticket(r, expected_tag=None):
@@ -196,10 +207,7 @@ def parse_ticket(r, expected_tag=None):
     tag = r.u16()
     if expected_tag is not None and tag != expected_tag:
         raise TpmError(TPM_RC.TAG, param=r.param)
-    hierarchy = r.u32()
-    if hierarchy not in _TICKET_HIERARCHIES:
-        raise TpmError(TPM_RC.VALUE, param=r.param)
-    return tag, hierarchy, r.tpm2b(64)
+    return tag, read_hierarchy(r), r.tpm2b(64)
 
 
 def creation_outputs(tpm, obj, selection, locality, parent_name_alg, parent_name, parent_qn,

@@ -23,6 +23,7 @@ match), which is the spec's replay protection.
 from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT
 from simxen.tpm.errors import TpmError
+from simxen.tpm.creation import read_hierarchy
 from simxen.tpm.hash_sequence import HashSequence
 from simxen.tpm.kdf import kdfa
 from simxen.tpm.limits import (MAX_ACTIVE_SESSIONS, MAX_LOADED_SESSIONS, MAX_PERSISTENT_OBJECTS,
@@ -87,9 +88,7 @@ def context_load(tpm, cmd):
             and saved & 0xFFFFFF < MAX_ACTIVE_SESSIONS
             or OBJECT_SAVED_HANDLE <= saved <= STCLEAR_SAVED_HANDLE):
         raise TpmError(TPM_RC.VALUE, param=1)
-    hierarchy = r.u32()
-    if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
-        raise TpmError(TPM_RC.VALUE, param=1)              # TPMI_RH_HIERARCHY+
+    hierarchy = read_hierarchy(r)                       # (ContextLoad's parameter 1)
     blob = r.tpm2b(4096)
     r.done()
     if not tpm.hierarchy_enabled(hierarchy):

@@ -11,7 +11,7 @@ tpm2_hash and tpm2_pcrevent use for data longer than one buffer.
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_ST, TPMA_OBJECT
-from simxen.tpm.creation import ticket
+from simxen.tpm.creation import read_hierarchy, ticket
 from simxen.tpm.errors import TpmError
 from simxen.tpm.hash_sequence import HashSequence
 from simxen.tpm.marshal import tpm2b, u16, u32
@@ -26,7 +26,7 @@ def hash_(tpm, cmd):
     h = HASHES.get(r.at(2).u16())
     if h is None:
         raise TpmError(TPM_RC.HASH, param=2)
-    hierarchy = _hierarchy(r.at(3))
+    hierarchy = read_hierarchy(r.at(3))
     r.done()
     digest = h.digest(data)
     if data[:4] == _GENERATED:
@@ -34,18 +34,9 @@ def hash_(tpm, cmd):
     return b"", tpm2b(digest) + ticket(tpm, TPM_ST.HASHCHECK, hierarchy, digest)
 
 
-_HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL)
 #: TPMI_ALG_MAC_SCHEME (Part 2, rev. 1.59): a hash, or NULL; a block cipher only
 #: where CMAC is implemented, which it is not here (nor in libtpms 0.9)
 _MAC_SCHEMES = frozenset(HASHES) | {TPM_ALG.NULL}
-
-
-def _hierarchy(r):
-    """A TPMI_RH_HIERARCHY+ parameter (the ticket's hierarchy), checked as read."""
-    hierarchy = r.u32()
-    if hierarchy not in _HIERARCHIES:
-        raise TpmError(TPM_RC.VALUE, param=r.param)
-    return hierarchy
 
 
 def _mac_scheme(r):
@@ -117,7 +108,7 @@ def sequence_update(tpm, cmd):
 def sequence_complete(tpm, cmd):
     r = cmd.r
     data = r.at(1).tpm2b(1024)
-    hierarchy = _hierarchy(r.at(2))
+    hierarchy = read_hierarchy(r.at(2))
     r.done()
     seq = _sequence(tpm, cmd.handles[0])
     if seq.alg is None:

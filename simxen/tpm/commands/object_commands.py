@@ -12,8 +12,9 @@ from simxen.tpm.algorithms import HASHES
 from simxen.tpm.commands import command
 from simxen.tpm.commands.hierarchy import parse_creation_params
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPMA_OBJECT
-from simxen.tpm.creation import (creation_outputs, make_object, parse_sensitive_create,
-                                 primary_stream, qualified_name, validate_template)
+from simxen.tpm.creation import (HIERARCHIES_PLUS, creation_outputs, make_object,
+                                 parse_sensitive_create, primary_stream, qualified_name,
+                                 validate_template)
 from simxen.tpm.errors import TpmError
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.protection import unwrap, wrap
@@ -114,7 +115,7 @@ def load_external(tpm, cmd):
     pub = parse_public_2b(r, 2)
     hierarchy = r.at(3).u32()
     r.done()
-    if hierarchy not in (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL):
+    if hierarchy not in HIERARCHIES_PLUS:
         raise TpmError(TPM_RC.VALUE, param=3)
     if sens:
         if hierarchy != TPM_RH.NULL or pub.attributes & (TPMA_OBJECT.fixedTPM
