@@ -52,7 +52,7 @@ from pathlib import Path
 from simxen.server.loopback import free_port_pair, recv_exact, wait_listening
 from simxen.tpm import TpmEngine, client, header
 from simxen.tpm.constants import (COMMAND_NAMES, TPM_ALG, TPM_CAP, TPM_CC, TPM_ECC, TPM_HT,
-                                  TPM_RC, TPM_RH, TPM_SE, TPM_ST, TPM_SU, TPMA_NV,
+                                  TPM_NT, TPM_RC, TPM_RH, TPM_SE, TPM_ST, TPM_SU, TPMA_NV,
                                   TPMA_OBJECT, TPMA_SESSION, rc_name)
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.public import Public
@@ -173,7 +173,8 @@ PERSISTENT_SETUP = [
     client.flush_context_command(0x80000002),
     client.nv_define_space_command(NV_ORDINARY, 32, _NV_ATTRS),
     client.nv_write_command(NV_ORDINARY, b"differential", auth_handle=TPM_RH.OWNER),
-    client.nv_define_space_command(NV_COUNTER, 8, _NV_ATTRS | 0x10),
+    client.nv_define_space_command(NV_COUNTER, 8,
+                                   _NV_ATTRS | TPM_NT.COUNTER << TPMA_NV.TPM_NT_SHIFT),
 ]
 
 
@@ -562,13 +563,9 @@ def _base(rc):
     return rc & 0xBF if rc & 0x80 else rc
 
 
-def _cc_of(cmd):
-    return header.code(cmd)
-
-
 def _handle(cmd, n):
     """Handle ``n`` (1-based) of ``cmd``, or None if the command is too short."""
-    at = 10 + 4 * (n - 1)
+    at = header.HEADER_SIZE + 4 * (n - 1)
     return struct.unpack_from(">I", cmd, at)[0] if len(cmd) >= at + 4 else None
 
 
@@ -615,12 +612,12 @@ LIBTPMS_ONLY = {TPM_CC.CertifyX509, TPM_CC.FieldUpgradeStart, TPM_CC.FieldUpgrad
 
 
 def _known_unimplemented(cmd, sw, sx):
-    if _cc_of(cmd) == TPM_CC.GetCapability and sx == 0x1C4 and len(cmd) >= 14:
+    if header.code(cmd) == TPM_CC.GetCapability and sx == 0x1C4 and len(cmd) >= 14:
         return struct.unpack_from(">I", cmd, 10)[0] == 0xA      # TPM_CAP_ACT
-    if _cc_of(cmd) == TPM_CC.PolicyCommandCode and sx == 0x1E4 and len(cmd) >= 18:
+    if header.code(cmd) == TPM_CC.PolicyCommandCode and sx == 0x1E4 and len(cmd) >= 18:
         return struct.unpack_from(">I", cmd, 14)[0] in LIBTPMS_ONLY    # POLICY_CC
     return sx == TPM_RC.COMMAND_CODE and sw != TPM_RC.COMMAND_CODE and \
-        _cc_of(cmd) in LIBTPMS_ONLY
+        header.code(cmd) in LIBTPMS_ONLY
 
 
 #: algorithms libtpms 0.9 implements and simxen does not: TDES, MGF1, SM3, SM4,
@@ -638,7 +635,7 @@ def _known_algorithms(cmd, sw, sx):
     if any(struct.pack(">H", alg) in params for alg in LIBTPMS_ONLY_ALGS):
         return True
     # Camellia in StartAuthSession: simxen encrypts parameters with AES only
-    return _cc_of(cmd) == TPM_CC.StartAuthSession and sx == 0x4D6 and \
+    return header.code(cmd) == TPM_CC.StartAuthSession and sx == 0x4D6 and \
         struct.pack(">H", TPM_ALG.CAMELLIA) in params
 
 
@@ -650,7 +647,7 @@ def _known_parent_cfb(cmd, sw, sx):
     # Part 2 (TPMT_SYM_DEF_OBJECT of a storage key, 11.1.7/12.2.3.x): a restricted
     # decryption key protects its children with CFB; the reference has that check
     # under "#if 0" (Object_spt.c, SchemeChecks), so libtpms takes any mode
-    return _cc_of(cmd) in _CREATE and sx & 0xBF == TPM_RC.MODE and sx & 0x40
+    return header.code(cmd) in _CREATE and sx & 0xBF == TPM_RC.MODE and sx & 0x40
 
 
 def _known_sequence_objects(cmd, sw, sx):
@@ -663,7 +660,7 @@ def _known_sequence_objects(cmd, sw, sx):
         return False
     n = (sx >> 8) & 7
     h = _handle(cmd, n)
-    return h == SEQUENCE or (_cc_of(cmd) in (TPM_CC.SequenceUpdate, TPM_CC.SequenceComplete,
+    return h == SEQUENCE or (header.code(cmd) in (TPM_CC.SequenceUpdate, TPM_CC.SequenceComplete,
                                              TPM_CC.EventSequenceComplete)
                              and h is not None and h >> 24 in (0x80, 0x81))
 
@@ -671,7 +668,7 @@ def _known_sequence_objects(cmd, sw, sx):
 def _known_salt_size(cmd, sw, sx):
     # sizeof(TPMU_ENCRYPTED_SECRET) follows the largest RSA key: 256 bytes here
     # (RSA-2048), 384 in libtpms (RSA-3072)
-    return _cc_of(cmd) == TPM_CC.StartAuthSession and {sw, sx} == {0x2D5, 0x2DA}
+    return header.code(cmd) == TPM_CC.StartAuthSession and {sw, sx} == {0x2D5, 0x2DA}
 
 
 def _known_curves(cmd, sw, sx):
@@ -781,7 +778,7 @@ class Result:
     @property
     def same_shape(self):
         return (not self.same_code or self.rc_simxen != 0
-                or _cc_of(self.cmd) in VARIABLE_SIZE or self.len_swtpm == self.len_simxen)
+                or header.code(self.cmd) in VARIABLE_SIZE or self.len_swtpm == self.len_simxen)
 
     @property
     def ok(self):
@@ -790,7 +787,7 @@ class Result:
     def klass(self):
         """What groups mismatches: command, changed field, both codes."""
         field = self.what.split("=")[0].split(" ")[0]
-        cc = COMMAND_NAMES.get(_cc_of(self.cmd) or 0, "?") if len(self.cmd) >= 10 else "?"
+        cc = COMMAND_NAMES.get(header.code(self.cmd) or 0, "?") if len(self.cmd) >= 10 else "?"
         return (rc_name(self.rc_swtpm), rc_name(self.rc_simxen), field, cc)
 
     def describe(self):
@@ -847,7 +844,7 @@ class Differ:
         self.simxen.tpm.last_internal_error = None
         a, b = self._both(cmd)
         result = Result(what, cmd, a, b, self.simxen.tpm.last_internal_error)
-        cc = _cc_of(cmd)
+        cc = header.code(cmd)
         if (0 in (result.rc_swtpm, result.rc_simxen) and cc not in VOLATILE_ONLY) or \
                 {_base(result.rc_swtpm), _base(result.rc_simxen)} & {0x08E, 0x0A2, 0x921}:
             self.dirty = True             # success that lasts, or an authorization failure
