@@ -224,8 +224,7 @@ class SessionProcessing:
         raise TpmError(TPM_RC.BAD_AUTH, session=index)
 
     def _authorize(self, cc, handles, sessions, n_auth, roles, cp_params, locality):
-        cp_hashes = {}
-        names = None
+        cp_hashes = {}                      # (see _cp_hash)
         for i in range(n_auth):
             a = sessions[i]
             handle = handles[i]
@@ -242,11 +241,7 @@ class SessionProcessing:
                 continue
             if s.is_trial:
                 raise TpmError(TPM_RC.ATTRIBUTES, session=idx)
-            if names is None:
-                names = b"".join(self.entity_name(h) for h in handles)
-            cp = cp_hashes.get(s.hash.alg)
-            if cp is None:
-                cp = cp_hashes[s.hash.alg] = s.hash.digest(u32(cc) + names + cp_params)
+            cp = self._cp_hash(s.hash, cc, handles, cp_params, cp_hashes)
             if s.is_policy:
                 policy, _ = self.entity_policy(handle)
                 if not self._policy_available(handle, policy):
@@ -262,7 +257,8 @@ class SessionProcessing:
                     raise TpmError(TPM_RC.LOCALITY)
                 if s.cp_hash is not None and s.cp_hash != cp:
                     raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
-                if s.name_hash is not None and s.name_hash != s.hash.digest(names):
+                if s.name_hash is not None and s.name_hash != s.hash.digest(
+                        self._names(handles, cp_hashes)):
                     raise TpmError(TPM_RC.POLICY_FAIL, session=idx)
                 if s.nv_written is not None and (
                         handle >> 24 != TPM_HT.NV_INDEX or s.nv_written != bool(
@@ -303,6 +299,23 @@ class SessionProcessing:
         for i in range(n_auth, len(sessions)):
             self._check_unassociated(cc, handles, sessions[i], i + 1, cp_params, cp_hashes)
 
+    def _cp_hash(self, h, cc, handles, cp_params, memo):
+        """The command's cpHash with session hash ``h``, made once per hash for
+        the command: ``memo`` is the dict its authorization keeps (each cpHash
+        under its hash's algorithm, the handles' Names under ``None``)."""
+        cp = memo.get(h.alg)
+        if cp is None:
+            cp = memo[h.alg] = h.digest(u32(cc) + self._names(handles, memo) + cp_params)
+        return cp
+
+    def _names(self, handles, memo):
+        """The handles' Names, joined, read once per command (``memo``: see
+        :meth:`_cp_hash`)."""
+        names = memo.get(None)
+        if names is None:
+            names = memo[None] = b"".join(self.entity_name(x) for x in handles)
+        return names
+
     def _check_unassociated(self, cc, handles, a, idx, cp_params, cp_hashes):
         """A session that authorizes no handle: it must be an HMAC or policy
         session there for decrypt, encrypt or audit, and its HMAC (keyed by
@@ -318,10 +331,7 @@ class SessionProcessing:
         key = s.session_key
         if not key and not a.hmac:
             return
-        cp = cp_hashes.get(s.hash.alg)
-        if cp is None:
-            names = b"".join(self.entity_name(h) for h in handles)
-            cp = cp_hashes[s.hash.alg] = s.hash.digest(u32(cc) + names + cp_params)
+        cp = self._cp_hash(s.hash, cc, handles, cp_params, cp_hashes)
         expected = s.hash.hmac(key, cp + a.nonce_caller + s.nonce_tpm + bytes((a.attributes,)))
         if not _hmac.compare_digest(expected, a.hmac):
             raise TpmError(TPM_RC.BAD_AUTH, session=idx)
