@@ -33,8 +33,8 @@ from simxen.tpm.constants import (TPM_ALG, TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPM_S
                                   TPMA_OBJECT)
 from simxen.tpm.errors import StateError, TpmError
 from simxen.tpm.kdf import kdfa
-from simxen.tpm.limits import (MAX_ACTIVE_SESSIONS, MAX_COMMAND_SIZE, MAX_LOADED_SESSIONS,
-                               MAX_TRANSIENT_OBJECTS)
+from simxen.tpm.limits import (DA_DEFAULTS, MAX_ACTIVE_SESSIONS, MAX_COMMAND_SIZE,
+                               MAX_LOADED_SESSIONS, MAX_TRANSIENT_OBJECTS)
 from simxen.tpm.marshal import Reader
 from simxen.tpm.pcr import AUTH_GROUP, BANKS, PCR_COUNT, PcrBanks
 
@@ -103,10 +103,14 @@ class TpmEngine(SessionProcessing):
         self.clock_base = 0
         self.reset_count = 0
         self.restart_count = 0
+        # the reference implementation's totalResetCount: TPM Resets ever (TPM2_Clear
+        # zeroes resetCount, not this), and clearCount: TPM Restarts since the last
+        # Reset or Clear.  A context's HMAC binds the first, an stClear object's the
+        # second too (simxen.tpm.commands.context).
+        self.total_reset_count = 0
+        self.clear_count = 0
         self.da_failed_tries = 0
-        self.da_max_tries = 32
-        self.da_recovery_time = 600
-        self.da_lockout_recovery = 86400
+        self.da_max_tries, self.da_recovery_time, self.da_lockout_recovery = DA_DEFAULTS
         self.lockout_auth_locked = False
         self.da_last_failure = 0         # clock (ms) from which recovery counts
         self.lockout_locked_at = 0

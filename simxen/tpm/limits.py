@@ -14,3 +14,8 @@ MAX_COMMAND_SIZE = 4096
 MAX_SESSIONS_PER_COMMAND = 3
 #: Latest TPMS_CLOCK_INFO.clock TPM2_ClockSet accepts (Part 3, 29.2: larger is TPM_RC_VALUE).
 CLOCK_MAX = 0xFFFF000000000000
+#: The dictionary-attack parameters as manufactured -- maxTries, recoveryTime (s),
+#: lockoutRecovery (s) -- and as TPM2_Clear restores them (the reference
+#: implementation's TPM2_Clear calls DAPreInstall_Init; its own values there are
+#: 3, 1000 and 1000).
+DA_DEFAULTS = (32, 600, 86400)

@@ -5,7 +5,7 @@ command that changed NV, and what ``simxen tpm serve --state FILE`` writes
 on shutdown.  Layout (all integers big-endian)::
 
     magic    8 bytes  "SIMXTPM\\0"
-    version  u16      1, or 2 when the extension below is present
+    version  u16      1, 2 or 3 (see the extensions below)
     body     ...      see below
     check    32 bytes SHA-256(magic || version || body)
 
@@ -29,6 +29,13 @@ hashAlg u16 || TPM2B each), then the PCR banks the next TPM Reset allocates
 (u8 count, hashAlg u16 each).  A TPM that has not -- the usual case -- still
 writes version 1, byte for byte as before.
 
+Version 3 is version 2 followed by two counters a TPM2_Clear or a TPM
+Restart sets apart from resetCount: the count of TPM Resets ever
+(totalResetCount u32, which saved contexts bind) and of TPM Restarts since
+the last Reset or Clear (clearCount u32, which saved stClear contexts bind).
+It is written only when they differ from what an older blob implies
+(totalResetCount = resetCount, clearCount = 0).
+
 Transient objects, loaded sessions and PCRs outside an orderly
 Shutdown(STATE) are not persistent, as on a real TPM.
 """
@@ -50,8 +57,10 @@ from simxen.tpm.tpm_object import TpmObject
 MAGIC = b"SIMXTPM\0"
 VERSION = 1
 VERSION_EXTENDED = 2
+VERSION_COUNTED = 3
 _MAGIC_V1 = MAGIC + u16(VERSION)
 _MAGIC_V2 = MAGIC + u16(VERSION_EXTENDED)
+_MAGIC_V3 = MAGIC + u16(VERSION_COUNTED)
 _HIERARCHIES = (TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.LOCKOUT)
 _SECRETS = ("eps", "sps", "pps", "eh_proof", "sh_proof", "ph_proof", "context_key",
             "null_seed", "null_proof")
@@ -99,9 +108,16 @@ def save_state(tpm, memo=None):
             parts.append(u16(alg) + b"".join(values))
     parts.append(tpm2b(tpm.stir_pool) + u64(tpm.nv_counter_high))
     extension = _extension(tpm)
-    parts.append(extension)
+    counted = tpm.clear_count or tpm.total_reset_count != tpm.reset_count
+    if counted:
+        magic = _MAGIC_V3
+        parts += [extension or _extension(tpm, always=True),
+                  u32(tpm.total_reset_count), u32(tpm.clear_count)]
+    else:
+        magic = _MAGIC_V2 if extension else _MAGIC_V1
+        parts.append(extension)
     body = b"".join(parts)
-    head = (_MAGIC_V2 if extension else _MAGIC_V1) + body
+    head = magic + body
     return head + hashlib.sha256(head).digest()
 
 
@@ -143,16 +159,20 @@ def load_state(tpm, blob):
     if len(blob) < len(MAGIC) + 2 + 32 or blob[:len(MAGIC)] != MAGIC:
         raise StateError("not a simxen TPM state blob (bad magic)")
     version = int.from_bytes(blob[8:10], "big")
-    if version not in (VERSION, VERSION_EXTENDED):
+    if version not in (VERSION, VERSION_EXTENDED, VERSION_COUNTED):
         raise StateError(f"TPM state version {version} is not supported "
-                         f"(expected {VERSION} or {VERSION_EXTENDED})")
+                         f"(expected {VERSION}, {VERSION_EXTENDED} or {VERSION_COUNTED})")
     if hashlib.sha256(blob[:-32]).digest() != blob[-32:]:
         raise StateError("TPM state blob is corrupt (checksum mismatch)")
     r = Reader(blob, 10, len(blob) - 32)
     try:
         _read_body(tpm, r)
-        if version == VERSION_EXTENDED:
+        if version >= VERSION_EXTENDED:
             _read_extension(tpm, r)
+        tpm.total_reset_count, tpm.clear_count = tpm.reset_count, 0
+        if version == VERSION_COUNTED:
+            tpm.total_reset_count = r.u32()
+            tpm.clear_count = r.u32()
         r.done()
     except TpmError:
         raise StateError("TPM state blob is truncated or malformed") from None
@@ -220,10 +240,10 @@ _FRESH_AUDIT = (_fresh.alg, frozenset(_fresh.commands), _fresh.counter, _fresh.d
 del _fresh
 
 
-def _extension(tpm):
-    """Version 2's extension, or ``b""`` while every part of it is as new."""
+def _extension(tpm, always=False):
+    """Version 2's extension, or (unless ``always``) ``b""`` while every part of it is as new."""
     ca = tpm.command_audit
-    if (ca.alg, ca.commands, ca.counter, ca.digest) == _FRESH_AUDIT \
+    if not always and (ca.alg, ca.commands, ca.counter, ca.digest) == _FRESH_AUDIT \
             and not tpm.pcr_policies and tpm.pcr_allocation == BANKS:
         return b""
     out = [u16(ca.alg) + u64(ca.counter) + tpm2b(ca.digest) + u32(len(ca.commands))]

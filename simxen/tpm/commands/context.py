@@ -3,12 +3,13 @@
 TPMS_CONTEXT = sequence u64 || savedHandle u32 || hierarchy u32 ||
 contextBlob TPM2B.  The blob is integrity-protected and encrypted
 (:mod:`simxen.tpm.protection`) with a key derived from the TPM's context
-key and the proof of the object's hierarchy, and its HMAC binds the
-resetCount: no context loads after a TPM Reset (those of NULL-hierarchy
-objects die with the NULL proof as well).  A context of an object with
-stClear should also die at a TPM Restart -- the reference binds a
-clearCount for savedHandle 0x80000002 -- but this engine's state keeps no
-such count, so it does not.
+key and the proof of the object's hierarchy, and its HMAC binds the count
+of TPM Resets (the reference implementation's totalResetCount, which
+TPM2_Clear leaves alone): no context loads after a TPM Reset (those of
+NULL-hierarchy objects die with the NULL proof as well).  The HMAC of an
+stClear object's context (savedHandle 0x80000002) binds the count of TPM
+Restarts too (clearCount), so it dies at a TPM Restart as well, as the
+reference's ComputeContextIntegrity makes it.
 
 An object context can be loaded any number of times.  Its savedHandle says
 what it holds (Part 2, "Context Handle Values"): 0x80000000 an ordinary
@@ -45,10 +46,12 @@ def _context_secret(tpm, hierarchy):
 
 
 def _binding(tpm, sequence, saved_handle):
-    """What the blob's HMAC binds beside the blob: the resetCount (so no
-    context loads after a TPM Reset: Part 1's "resetValue", the reference
-    implementation's totalResetCount), the sequence and the savedHandle."""
-    return u32(tpm.reset_count) + u64(sequence) + u32(saved_handle)
+    """What the blob's HMAC binds beside the blob: the count of TPM Resets
+    (so no context loads after one: Part 1's "resetValue", the reference
+    implementation's totalResetCount), for an stClear object the count of
+    TPM Restarts, then the sequence and the savedHandle."""
+    restarts = u32(tpm.clear_count) if saved_handle == STCLEAR_SAVED_HANDLE else b""
+    return u32(tpm.total_reset_count) + restarts + u64(sequence) + u32(saved_handle)
 
 
 @command(TPM_CC.ContextSave, handles=("saved",))

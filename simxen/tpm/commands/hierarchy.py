@@ -3,8 +3,11 @@
 CreatePrimary derives its object from the hierarchy's primary seed
 (:mod:`simxen.tpm.creation`), so the same seed and template always give the
 same key.  Clear gives the storage hierarchy a new seed and proof, forgets
-the owner's, endorsement's and lockout's authValues and policies, and
-deletes the owner's NV indices and persistent objects.  ChangeEPS and
+the owner's, endorsement's and lockout's authValues and policies and the
+PCRs' authValues, deletes the owner's NV indices and persistent objects,
+restores the dictionary-attack parameters as manufactured, and zeroes
+Clock, resetCount, restartCount and the audit counter (Part 3, 24.6; the
+reference implementation's TPM2_Clear).  ChangeEPS and
 ChangePPS (platform authorization) do the same for the endorsement and
 platform seeds: a new EK, every old endorsement key gone.
 """
@@ -15,6 +18,7 @@ from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPMA_NV
 from simxen.tpm.creation import (creation_outputs, make_object, parse_sensitive_create,
                                  primary_stream, validate_template)
 from simxen.tpm.errors import TpmError
+from simxen.tpm.limits import DA_DEFAULTS
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.pcr_selection import parse_pcr_selection
 from simxen.tpm.public import Public
@@ -135,7 +139,16 @@ def clear(tpm, cmd):
     tpm.nv_indices = {h: nv for h, nv in tpm.nv_indices.items()
                       if nv.attributes & TPMA_NV.PLATFORMCREATE}
     tpm.da_failed_tries = 0
+    tpm.da_max_tries, tpm.da_recovery_time, tpm.da_lockout_recovery = DA_DEFAULTS
     tpm.lockout_auth_locked = False
+    # a new owner starts a new time line: Clock, resetCount, restartCount, the
+    # count of Restarts and the audit counter go to zero (the count of Resets
+    # that saved contexts bind does not)
+    tpm.set_clock(0)
+    tpm.reset_count = tpm.restart_count = tpm.clear_count = 0
+    tpm.command_audit.counter = 0
+    tpm.pcr_auth = {}                       # the PCRs' authValues, not their values
+    tpm.pcrs.update_counter += 1
     tpm.nv_changed = True
     return b"", b""
 

@@ -2,9 +2,11 @@
 
 * Startup(CLEAR) after Shutdown(CLEAR) or after no orderly shutdown is a
   *TPM Reset*: PCRs to their reset values, saved sessions discarded, a new
-  NULL seed, ``resetCount`` + 1, ``restartCount`` = 0.
+  NULL seed, ``resetCount`` + 1, ``restartCount`` = 0 (and the count of
+  Restarts, the reference implementation's clearCount, back to 0).
 * Startup(CLEAR) after Shutdown(STATE) is a *TPM Restart*: PCRs reset,
-  saved session contexts kept, ``restartCount`` + 1.
+  saved session contexts kept, ``restartCount`` + 1 and clearCount + 1, so
+  that saved contexts of stClear objects no longer load.
 * Startup(STATE) after Shutdown(STATE) is a *TPM Resume*: PCRs 0-15 and the
   PCR update counter come back from the snapshot Shutdown(STATE) took;
   ``restartCount`` + 1.  Without such a snapshot it is ``TPM_RC_VALUE``.
@@ -42,9 +44,11 @@ def startup(tpm, cmd):
             tpm.pcrs.restore(orderly[1], orderly[2])
         else:
             tpm.pcrs.reset_all(cmd.locality)
+            tpm.clear_count = (tpm.clear_count + 1) & 0xFFFFFFFF
     else:
         tpm.reset_count = (tpm.reset_count + 1) & 0xFFFFFFFF
-        tpm.restart_count = 0
+        tpm.total_reset_count = (tpm.total_reset_count + 1) & 0xFFFFFFFF
+        tpm.restart_count = tpm.clear_count = 0
         tpm.pcrs.reset_all(cmd.locality)
         tpm.null_seed = tpm.random_bytes(32)
         tpm.null_proof = tpm.random_bytes(32)
