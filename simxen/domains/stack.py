@@ -38,7 +38,7 @@ from simxen.domains.images import GuestImages
 from simxen.domains.pvgrub import PVGRUB_IMAGE
 from simxen.domains.toolstack import Toolstack, kernel_model
 from simxen.domains.ptpm_commands import BOOT_KEYS
-from simxen.domains.vtpm import RESTORE_FAILURE, SAVE_ON
+from simxen.domains.vtpm import GUEST_LOCALITY, RESTORE_FAILURE, SAVE_ON
 from simxen.domains.vtpmmgr_storage import STORAGES
 from simxen.drivers.tpmback import POLICIES
 from simxen.errors import InputError, did_you_mean
@@ -476,6 +476,7 @@ OPTIONS = {
                            "boot_keys": one_of(*BOOT_KEYS)},
     "vtpm-stubdom.gz": {"strong_persistence": _BOOL, "save_on": one_of(*SAVE_ON),
                         "restore_failure": one_of(*RESTORE_FAILURE), "policy": one_of(*POLICIES),
+                        "guest_locality": one_of(*GUEST_LOCALITY),
                         # serve simxen's multi-slot what-if transport too (not Xen's)
                         "multi_slot": _BOOL},
     PVGRUB_IMAGE: {"images": _guest_images, **GUEST_OPTIONS},

@@ -60,8 +60,21 @@ a TPM 1.2 ``VTPM_TAG_REQ2`` (0x01C2; the tags are
 verbatim; ``VTPM_TAG_REQ`` (0x01C1) is re-tagged ``0x00C1`` and forwarded
 as a physical-TPM passthrough.
 
+**Locality.** tpmif's shared page has a ``locality`` byte that the
+frontend stores. Linux's xen-tpmfront never stores it (its page starts
+zeroed), mini-os's tpmback copies it into the request, and Xen's vTPM
+ignores it: ``stubdom/vtpm/vtpm.c`` ``main_loop`` calls
+``tpm_handle_command`` with the command bytes alone, so every command runs
+at the emulator's locality 0 whatever the guest stored. simxen does the
+same (``guest_locality = "ignore"``). ``guest_locality = "honour"`` runs
+each command at the stored locality instead: a what-if that shows why a
+vTPM must not trust it -- a guest that stores 3 or 4 may then reset and
+extend the dynamic-launch PCRs 17-22, which only a CPU's late launch should
+reach.
+
 Options (``toolstack.options[name]``): ``strong_persistence`` (True),
 ``save_on`` ("success" | "changed"), ``restore_failure`` ("fresh" | "halt"),
+``guest_locality`` ("ignore" | "honour"),
 ``policy`` of its tpmback ("priority"), ``multi_slot`` (False: also serve simxen's
 multi-slot what-if transport, :mod:`simxen.protocols.tpmif_ring`).
 
@@ -93,7 +106,7 @@ from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_ST, command_name, rc_format
 from simxen.tpm.engine import error_response
 from simxen.tpm.errors import StateError
 
-__all__ = ["Vtpm", "SAVE_ON", "DEFAULT_SAVE_ON", "RESTORE_FAILURE", "vtpm_op", "KEY_COMMANDS", "TPM2_CC_DeepQuote",
+__all__ = ["Vtpm", "SAVE_ON", "DEFAULT_SAVE_ON", "RESTORE_FAILURE", "GUEST_LOCALITY", "vtpm_op", "KEY_COMMANDS", "TPM2_CC_DeepQuote",
            "deep_quote_command", "parse_deep_quote"]
 
 
@@ -112,6 +125,11 @@ SAVE_ON = ("success", "changed")
 #: Xen's choice (see the module doc).
 DEFAULT_SAVE_ON = "success"
 RESTORE_FAILURE = ("fresh", "halt")
+#: What the vTPM makes of the locality byte the guest's frontend stores in the
+#: shared page: nothing (``"ignore"``, Xen's: every command runs at locality 0)
+#: or the locality the command runs at (``"honour"``, a what-if).
+GUEST_LOCALITY = ("ignore", "honour")
+DEFAULT_GUEST_LOCALITY = "ignore"
 
 #: Commands whose cost is a public-key operation (profile op ``tpm.vtpm.rsa``)
 #: unless the profile names the command itself (``tpm.vtpm.<Name>``).
@@ -159,6 +177,10 @@ class Vtpm(Kernel):
     @property
     def save_on(self) -> str:
         return self.options.get("save_on", DEFAULT_SAVE_ON)
+
+    @property
+    def guest_locality(self) -> str:
+        return self.options.get("guest_locality", DEFAULT_GUEST_LOCALITY)
 
     def _flow(self, what):
         self._boot_flows += 1
@@ -278,7 +300,8 @@ class Vtpm(Kernel):
         cc = request.cc                     # header.code(cmd), read by tpmback at take
         if cc == TPM2_CC_DeepQuote and self.front is not None:
             return (yield from self._deep_quote(cmd, request.flow))
-        return (yield from self._run_command(cmd, request.locality, request.flow, cc))
+        locality = request.locality if self.guest_locality == "honour" else 0
+        return (yield from self._run_command(cmd, locality, request.flow, cc))
 
     def _deep_quote(self, cmd, flow):
         """TPM2_CC_DeepQuote: forward as VTPM_ORD_GET_QUOTE, return the manager's reply."""

@@ -24,8 +24,10 @@ import pytest
 
 from simxen.analysis import hops
 from simxen.server.loopback import free_port_pair
-from simxen.tpm.constants import TPM_CC
+from simxen.tpm import client as tpm_client
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC
 
+from raw_clients import MssimClient
 from tpm_serve_helpers import require_tool, run_tool
 import test_tpm2_tools as engine_tests
 from test_tpm2_tools import tool
@@ -557,3 +559,21 @@ def test_an_output_that_is_a_file_the_scenario_names_is_refused_and_the_file_kep
     assert_one_line_error(proc, f"{option}: is a file the scenario names",
                           "writing it would destroy it")
     assert policy.read_bytes() == kept
+
+
+@pytest.mark.parametrize("honour", [False, True], ids=["xen", "honour"])
+def test_the_locality_a_client_sends_reaches_the_vtpm_only_when_honoured(honour):
+    # mssim's TPM_SEND_COMMAND carries a locality; serve stores it in the guest's
+    # shared page. Xen's vTPM ignores it, so PCR 17 (localities 2-4) stays closed
+    extra = ("--set", 'stack.guest_locality="honour"') if honour else ()
+    srv = start(*extra)
+    try:
+        mssim = MssimClient(srv.port, timeout=30)
+        try:
+            extend = tpm_client.pcr_extend_command(17, {TPM_ALG.SHA256: bytes(32)})
+            rc = tpm_client.response_code(mssim.execute(extend, locality=3))
+        finally:
+            mssim.close()
+    finally:
+        srv.stop()
+    assert rc == (TPM_RC.SUCCESS if honour else TPM_RC.LOCALITY)

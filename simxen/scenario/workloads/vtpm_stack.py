@@ -158,6 +158,10 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
           default=0, minimum=0, check=_check_hz),
     Field("think_time", float, "simulated seconds a guest waits between commands",
           default=0.0, minimum=0),
+    Field("guest_locality", str, "what each vTPM makes of the locality byte its guest stores in "
+          "the shared page: 'ignore' (Xen's vTPM: every command runs at locality 0) or 'honour' "
+          "(a what-if: the command runs at the stored locality, so a guest may reach the "
+          "dynamic-launch PCRs 17-22)", default="ignore", choices=["ignore", "honour"]),
     Field("dom0_probes_tpm", bool, "once the stack is up, dom0 loads a TIS driver and tries the "
           "TPM window (it must fail)", default=True),
 ])
@@ -285,7 +289,8 @@ def host_spec(sim, params):
     from simxen.domains.stack import HostSpec
     boot = tuple(Measurement(m["pcr"], m["component"], m["data"].encode())
                  for m in params["boot"]) or DEFAULT_BOOT
-    vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"]}
+    vtpm_opts = {"strong_persistence": params["strong_persistence"], "save_on": params["save_on"],
+                 "guest_locality": params["guest_locality"]}
     mgr_opts = {"policy": params["policy"], "storage": params["manager_storage"],
                 "boot_keys": params["manager_keys"]}
     sources = [f"{sim.scenario.path}: {key}" for key in _config_keys(params)]
