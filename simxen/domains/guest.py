@@ -65,13 +65,20 @@ class TpmClient:
         self.front = front
         self.commands = 0
         self.last_flow = None
+        #: the locality byte stored with a command that names none: 0, as Linux's
+        #: xen-tpmfront leaves it; a guest may store any (what its vTPM makes of
+        #: it: :mod:`simxen.domains.vtpm`, "Locality")
+        self.locality = 0
 
     def new_flow(self) -> str:
         self.commands += 1
         return f"{self.kernel.name}/{self.commands}"
 
-    def transmit(self, command: bytes, *, locality: int = 0, timeout=None, flow=None):
+    def transmit(self, command: bytes, *, locality: int = None, timeout=None, flow=None):
         """Send one marshalled TPM command; return the response bytes.
+
+        ``locality`` is the byte stored in the shared page with it (default
+        :attr:`locality`).
 
         What Linux checks before a command reaches the driver comes first, as
         a ``write()`` to ``/dev/tpm0`` meets it (``tpm-dev-common.c``
@@ -96,6 +103,8 @@ class TpmClient:
         flow = flow or self.new_flow()
         self.last_flow = flow
         # (each command's latency is its tpm.front.complete record's, read from the trace)
+        if locality is None:
+            locality = self.locality
         return (yield from self.front.transmit(command, locality=locality, flow=flow,
                                                timeout=timeout))
 

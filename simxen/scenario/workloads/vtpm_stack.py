@@ -20,8 +20,13 @@ Commands (each one TPM command unless noted): ``pcr_extend`` (PCR ``pcr``),
 defined once per guest: its define is the first save), ``nv_read``,
 ``quote`` (with an attestation key created once per guest).
 
+Every command carries the locality byte ``locality`` (0, as Linux's
+xen-tpmfront) in the shared page; ``guest_locality`` says what the vTPMs
+make of it (:mod:`simxen.domains.vtpm`, "Locality").
+
 Results (for ``[[expect]]``, as ``<name>.<key>``): ``commands_completed``,
-``commands_failed``, ``boot_seconds`` (until every kernel was ready),
+``commands_failed``, ``failed.<command>`` (the report names each failure's
+response code or errno), ``boot_seconds`` (until every kernel was ready),
 ``manager_status`` ("open" or "refused"), ``dom0_tis_error`` (the error
 dom0 got probing the TIS window, e.g. ``"EPERM"``), ``saves``, ``manager_requests``,
 ``ptpm_commands``, ``latency_ms.<command>.{count,min,p50,p90,p95,p99,max,mean}``,
@@ -38,6 +43,8 @@ command phase, by Little's law). ``simxen metrics`` lists them all with units.
 """
 
 from __future__ import annotations
+
+import errno
 
 from simxen.drivers.kernel_eras import check_era
 from simxen.protocols.event_channel import DOMID_FIRST_RESERVED
@@ -158,6 +165,10 @@ SCHEMA = Table("workload", "dom0 creates vtpmmgr, vTPMs and guests from xl confi
           default=0, minimum=0, check=_check_hz),
     Field("think_time", float, "simulated seconds a guest waits between commands",
           default=0.0, minimum=0),
+    Field("locality", int, "the locality byte each guest's frontend stores with every command: "
+          "0 as Linux's xen-tpmfront leaves it, or 1-4 as a guest that tries to reach the "
+          "dynamic-launch PCRs (see guest_locality)", default=0, minimum=0,
+          check=lambda v: None if v <= 4 else f"TPM localities are 0..4, found {v}"),
     Field("guest_locality", str, "what each vTPM makes of the locality byte its guest stores in "
           "the shared page: 'ignore' (Xen's vTPM: every command runs at locality 0) or 'honour' "
           "(a what-if: the command runs at the stored locality, so a guest may reach the "
@@ -237,6 +248,9 @@ def metrics(params):
     m.add("ptpm_commands", "count", "commands the physical TPM ran (boot included)")
     m.add("workload_seconds", "s", "first guest command submitted to last one completed")
     m.add("throughput_per_s", "1/s", "completed commands per simulated second, all guests")
+    for c in params["commands"]:
+        m.add(f"failed.{c}", "count", f"{c} commands answered with an error or failed by the "
+              "driver (the report names each response code or errno)")
     for c in params["commands"]:
         m.stats(f"latency_ms.{c}", "ms", f"{c} latency, submit to complete")
         for hop in HOPS:
@@ -379,9 +393,12 @@ def _guest_options(params, guests):
     return out
 
 
-def _guest_loop(host, guest, index, params, log):
-    """One guest's commands; appends ``(command, flow, ok)`` to *log*."""
+def _guest_loop(host, guest, index, params, log, failures):
+    """One guest's commands; appends ``(command, flow, ok, guest)`` to *log* and counts
+    each failure in *failures* by ``(command, why)``: the response code's name, or the
+    driver's errno name."""
     tpm = guest.tpm
+    tpm.locality = params["locality"]
     env = host.env
     nv = _NV_BASE + index
     ak = None
@@ -408,7 +425,12 @@ def _guest_loop(host, guest, index, params, log):
             except Exception as exc:            # a TPM or transport error is a result, not a crash
                 from simxen.drivers.tpmfront import TpmFrontError
                 from simxen.tpm.client import ResponseError
-                if not isinstance(exc, (ResponseError, TpmFrontError)):
+                from simxen.tpm.constants import rc_name
+                if isinstance(exc, ResponseError):
+                    failures[name, rc_name(exc.rc)] += 1
+                elif isinstance(exc, TpmFrontError):
+                    failures[name, errno.errorcode.get(-exc.errno, str(exc.errno))] += 1
+                else:
                     raise
                 ok = False
             log.append((name, tpm.last_flow, ok, guest.name))
@@ -480,7 +502,9 @@ def run(sim, params):
     dom0_tis = _dom0_probe(hv) if params["dom0_probes_tpm"] else None
     guests = [k for k in host.kernels("guest") if k.tpm is not None]
     log = []
-    procs = [hv.env.process(_guest_loop(host, g, i, params, log)) for i, g in enumerate(guests)]
+    failures = Counter()
+    procs = [hv.env.process(_guest_loop(host, g, i, params, log, failures))
+             for i, g in enumerate(guests)]
     start = hv.env.now
     yield hv.env.all_of(procs)
     end = hv.env.now
@@ -524,6 +548,10 @@ def run(sim, params):
         "manager_status": "open" if host.vtpmmgr.storage.is_open else "refused",
         "commands_completed": completed,
         "commands_failed": len(log) - completed,
+        # ((command, why, count), ...): for the report, not a metric (failed.<command> is)
+        "failures": tuple((name, why, n) for (name, why), n in sorted(failures.items())),
+        "failed": {c: sum(n for (name, _), n in failures.items() if name == c)
+                   for c in params["commands"]},
         "saves": sum(k.saves for k in host.kernels("vtpm")),
         "manager_requests": hv.trace.count("vtpmmgr.request"),
         "ptpm_commands": host.ptpm.commands,
@@ -547,6 +575,14 @@ def run(sim, params):
     return result
 
 
+def _failure_list(result):
+    """`` (pcr_extend: 5 x TPM_RC_LOCALITY)``: what the failures were, or nothing."""
+    failures = result.get("failures")
+    if not failures:
+        return ""
+    return " (" + "; ".join(f"{name}: {n} x {why}" for name, why, n in failures) + ")"
+
+
 def report(rep, result, params):
     from simxen.analysis import hops
     guests = result["guests"]
@@ -556,7 +592,8 @@ def report(rep, result, params):
             f"then the vTPM stub domains and {len(guests)} guest(s) ({', '.join(guests)}); "
             f"everything was connected after {result['boot_seconds']:.3f} simulated seconds.")
     rep.say(f"Each guest ran {params['iterations']} round(s) of {', '.join(params['commands'])}: "
-            f"{result['commands_completed']} commands completed, {result['commands_failed']} failed. "
+            f"{result['commands_completed']} commands completed, {result['commands_failed']} failed"
+            f"{_failure_list(result)}. "
             f"The vTPMs saved their state {result['saves']} times "
             f"({'strong persistence on' if params['strong_persistence'] else 'strong persistence OFF'}"
             f", save on {params['save_on']}); the manager served {result['manager_requests']} "
