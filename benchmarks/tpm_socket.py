@@ -15,18 +15,18 @@ about 19,000 PCR_Extend/s over loopback on this class of machine).
 
 import argparse
 import os
-import shutil
-import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 from arguments import duration
-from simxen.server.loopback import free_port_pair
-from simxen.tpm import client
+from simxen.protocols import mssim as mssim_protocol
+from simxen.server import reference_swtpm
+from simxen.server.loopback import free_port_pair, recv_exact
+from simxen.server.reference_swtpm import stop
+from simxen.tpm import client, header
 from simxen.tpm.constants import TPM_ALG
 
 
@@ -43,16 +43,6 @@ def connect(port, timeout=20.0):
             time.sleep(0.05)
 
 
-def recv_exact(sock, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        buf += chunk
-    return bytes(buf)
-
-
 class RawClient:
     """swtpm framing (``mssim=False``) or mssim framing over one connection."""
 
@@ -61,20 +51,20 @@ class RawClient:
         self.sock = connect(port)
         if mssim:
             self.platform = connect(port + 1)
-            for signal_code in (1, 11):
-                self.platform.sendall(struct.pack(">I", signal_code))
-                recv_exact(self.platform, 4)
+            for signal_code in (mssim_protocol.SIGNAL_POWER_ON, mssim_protocol.SIGNAL_NV_ON):
+                self.platform.sendall(mssim_protocol.pack_u32(signal_code))
+                recv_exact(self.platform, len(mssim_protocol.ACK))
 
     def execute(self, command):
         if self.mssim:
-            self.sock.sendall(struct.pack(">IBI", 8, 0, len(command)) + command)
-            size = struct.unpack(">I", recv_exact(self.sock, 4))[0]
+            self.sock.sendall(mssim_protocol.send_command_header(0, len(command)) + command)
+            size = mssim_protocol.unpack_u32(recv_exact(self.sock, mssim_protocol.CODE_SIZE))
             rsp = recv_exact(self.sock, size)
-            recv_exact(self.sock, 4)
+            recv_exact(self.sock, len(mssim_protocol.ACK))
             return rsp
         self.sock.sendall(command)
-        head = recv_exact(self.sock, 10)
-        return head + recv_exact(self.sock, struct.unpack(">I", head[2:6])[0] - 10)
+        head = recv_exact(self.sock, header.HEADER_SIZE)
+        return head + recv_exact(self.sock, header.size(head) - header.HEADER_SIZE)
 
     def close(self):
         self.sock.close()
@@ -97,16 +87,6 @@ def rate(execute, command, seconds):
             return n / elapsed
 
 
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 COMMANDS = {"PCR_Extend": client.pcr_extend_command(16, {TPM_ALG.SHA256: bytes(32)}),
             "GetRandom(16)": client.get_random_command(16)}
 
@@ -126,20 +106,14 @@ def start_simxen(protocol):
     port = free_port_pair()
     proc = subprocess.Popen([sys.executable, "-m", "simxen.cli", "tpm", "serve", "--quiet",
                              "--protocol", protocol, "--port", str(port), "--seed", "bench"],
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     c = RawClient(port, mssim=(protocol == "mssim"))
     c.execute(client.startup_command())
     return proc, c
 
 
-def start_swtpm(swtpm, state):
-    port = free_port_pair()
-    proc = subprocess.Popen(
-        [swtpm, "socket", "--tpm2",
-         "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-         "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-         "--tpmstate", f"dir={state}", "--flags", "not-need-init,startup-clear"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_swtpm(state):
+    proc, port = reference_swtpm.start(state)
     return proc, RawClient(port)
 
 
@@ -149,7 +123,7 @@ def main(argv=None):
                     help="time per target and command (split into slices)")
     args = ap.parse_args(argv)
     procs, clients = [], {}
-    swtpm = shutil.which("swtpm")
+    swtpm = reference_swtpm.available()
     with tempfile.TemporaryDirectory() as state:
         try:
             for protocol in ("swtpm", "mssim"):
@@ -157,7 +131,7 @@ def main(argv=None):
                 procs.append(proc)
                 clients[f"simxen ({protocol} framing)"] = c
             if swtpm:
-                proc, c = start_swtpm(swtpm, state)
+                proc, c = start_swtpm(state)
                 procs.append(proc)
                 clients["swtpm 0.7.1 (libtpms)"] = c
             else:

@@ -38,18 +38,16 @@ runs a few hundred mutants drawn by hypothesis.
 import argparse
 import collections
 import json
-import os
 import random
 import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from simxen.server.loopback import free_port_pair, recv_exact, wait_listening
+from simxen.server import reference_swtpm
+from simxen.server.loopback import recv_exact
 from simxen.tpm import TpmEngine, client, header
 from simxen.tpm.constants import (COMMAND_NAMES, TPM_ALG, TPM_CAP, TPM_CC, TPM_ECC, TPM_HT,
                                   TPM_NT, TPM_RC, TPM_RH, TPM_SE, TPM_ST, TPM_SU, TPMA_NV,
@@ -65,20 +63,15 @@ _SWTPM_CMD_INIT = 0x02      # swtpm's control channel (swtpm's tpm_ioctl.h): _TP
 
 # ------------------------------------------------------------------ the two TPMs
 class Swtpm:
-    """A ``swtpm socket --tpm2`` process on loopback with its own state directory."""
+    """A swtpm (:mod:`simxen.server.reference_swtpm`) with its own state directory."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="differential-swtpm-")
-        self.port = free_port_pair()
-        argv = ["swtpm", "socket", "--tpm2",
-                "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
-                "--ctrl", f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
-                "--tpmstate", f"dir={self.dir}", "--flags", "not-need-init,startup-clear"]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
-        if not wait_listening(self.port, timeout=30.0, process=self.proc):
-            self.stop()
-            raise RuntimeError(f"swtpm did not start: {self.proc.stderr.read()[-500:]}")
+        try:
+            self.proc, self.port = reference_swtpm.start(self.dir)
+        except RuntimeError:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         self.data = socket.create_connection(("127.0.0.1", self.port), timeout=5)
         self.ctrl = socket.create_connection(("127.0.0.1", self.port + 1), timeout=5)
 
@@ -99,13 +92,7 @@ class Swtpm:
         for sock in (getattr(self, "data", None), getattr(self, "ctrl", None)):
             if sock is not None:
                 sock.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        reference_swtpm.stop(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -912,7 +899,7 @@ def main(argv=None):
         for name, _, reason in KNOWN_DIFFERENCES:
             print(f"{name}: {reason}")
         return 0
-    if shutil.which("swtpm") is None:
+    if not reference_swtpm.available():
         print("swtpm is not installed (bash scripts/setup-system.sh)", file=sys.stderr)
         return 2
     results = run(args.count, args.seed, progress=max(100, args.count // 10))

@@ -30,13 +30,14 @@ import argparse
 import concurrent.futures
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from simxen.server import reference_swtpm
+from simxen.server.reference_swtpm import stop     # (any process started in a session of its own)
 from simxen.server.loopback import free_port_pair, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,18 +75,13 @@ class Target:
 
     def start(self, workdir):
         """``(process, TCTI string, extra environment)``."""
-        port = free_port_pair()
-        env = {}
         if self.name == "swtpm":
             state = Path(workdir) / "swtpm-state"
             state.mkdir()
-            argv = ["swtpm", "socket", "--tpm2",
-                    "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-                    "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                    "--tpmstate", f"dir={state}", "--flags", "not-need-init,startup-clear"]
-            tcti = f"swtpm:host=127.0.0.1,port={port}"
-            env["SEQ_FLUSH_TRANSIENTS"] = "1"
-        elif self.name == "simxen":
+            proc, port = reference_swtpm.start(state)
+            return proc, f"swtpm:host=127.0.0.1,port={port}", {"SEQ_FLUSH_TRANSIENTS": "1"}
+        port = free_port_pair()
+        if self.name == "simxen":
             argv = [self.python, "-m", "simxen.cli", "tpm", "serve", "--port", str(port),
                     "--quiet", "--seed", "side-by-side"]
             tcti = f"mssim:host=127.0.0.1,port={port}"
@@ -98,17 +94,7 @@ class Target:
         if not wait_listening(port, timeout=30.0, process=proc):
             stop(proc)
             raise RuntimeError(f"{self.name} did not start: {proc.stderr.read()[-500:]}")
-        return proc, tcti, env
-
-
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        return proc, tcti, {}
 
 
 def run_sequence(path, target, timeout=300):
