@@ -102,6 +102,8 @@ def validate_template(pub, data, param):
         # (unrestricted; restricted was refused above) or both clear (sealed data)
         # take the NULL scheme; a signing key HMAC; a decrypting key XOR (a
         # derivation parent), which this engine does not implement
+        if not data and not a & TPMA_OBJECT.sensitiveDataOrigin:
+            raise TpmError(TPM_RC.ATTRIBUTES, param=param)     # the caller's data, but none
         if not sign and not decrypt and a & TPMA_OBJECT.sensitiveDataOrigin:
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)     # the TPM cannot make sealed data
         if bool(sign) == bool(decrypt):
@@ -114,6 +116,8 @@ def validate_template(pub, data, param):
     elif pub.type == TPM_ALG.SYMCIPHER:
         # unrestricted: decrypt and sign (= encrypt) in any combination but
         # neither; restricted: a parent, which decrypts and never signs
+        if not data and not a & TPMA_OBJECT.sensitiveDataOrigin:
+            raise TpmError(TPM_RC.ATTRIBUTES, param=param)     # the caller's key, but none
         if not sign and not decrypt or restricted and (sign or not decrypt):
             raise TpmError(TPM_RC.ATTRIBUTES, param=param)
         if restricted and pub.symmetric[2] != TPM_ALG.CFB:

@@ -68,12 +68,12 @@ def sealed_object(tpm, attrs):
     srk, _, _ = client.parse_create_primary(tpm.execute(
         client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
     priv, pub = client.parse_create(tpm.execute(client.create_command(
-        srk, sealed_template(attrs=attrs))))
+        srk, sealed_template(attrs=attrs), data=b"sealed")))
     return client.parse_load(tpm.execute(client.load_command(srk, priv, pub)))[0]
 
 
-STCLEAR = 0x00000016        # userWithAuth | fixedParent | stClear
-ORDINARY = 0x00000012       # userWithAuth | fixedParent
+STCLEAR = 0x00000016        # fixedTPM | stClear | fixedParent
+ORDINARY = 0x00000012       # fixedTPM | fixedParent
 
 
 @pytest.mark.parametrize("attrs, survives_restart", [(STCLEAR, False), (ORDINARY, True)])

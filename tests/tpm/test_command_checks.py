@@ -564,3 +564,33 @@ def test_an_ecdaa_signature_cannot_be_verified(tpm):
     sig = u16(0x001A) + u16(0x000B) + tpm2b(bytes(32)) + tpm2b(bytes(32))
     cmd = build_command(TPM_CC.VerifySignature, (key,), tpm2b(bytes(32)) + sig)
     assert run(tpm, cmd) == 0x2D2                            # SCHEME
+
+
+def _create_loaded(parent, template, data=b""):
+    """TPM2_CreateLoaded: inSensitive, then the template as a TPM2B_TEMPLATE."""
+    params = tpm2b(tpm2b(b"") + tpm2b(data)) + tpm2b(template.marshal())
+    return build_command(TPM_CC.CreateLoaded, (parent,), params, [password_auth()])
+
+
+@pytest.mark.parametrize("cc", ["Create", "CreatePrimary", "CreateLoaded"])
+@pytest.mark.parametrize("kind", ["sealed data", "HMAC key", "AES key"])
+def test_caller_supplied_sensitive_data_must_be_supplied(tpm, cc, kind):
+    # sensitiveDataOrigin CLEAR says the caller gives the secret; giving none is
+    # TPM_RC_ATTRIBUTES, parameter 2 (the reference's CreateChecks; libtpms 0.9 agrees)
+    from simxen.tpm.constants import TPM_ALG
+    from simxen.tpm.public import Public
+    template = {"sealed data": Public(TPM_ALG.KEYEDHASH, TPM_ALG.SHA256, 0x52, b"",
+                                      scheme=(TPM_ALG.NULL, TPM_ALG.NULL), unique=b""),
+                "HMAC key": Public(TPM_ALG.KEYEDHASH, TPM_ALG.SHA256, 0x40052, b"",
+                                   scheme=(TPM_ALG.HMAC, TPM_ALG.SHA256), unique=b""),
+                "AES key": Public(TPM_ALG.SYMCIPHER, TPM_ALG.SHA256, 0x60052, b"",
+                                  symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), unique=b"")}[kind]
+    srk, _, _ = client.parse_create_primary(tpm.execute(
+        client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
+    if cc == "CreatePrimary":
+        parent, make = TPM_RH.OWNER, client.create_primary_command
+    else:
+        parent = srk
+        make = client.create_command if cc == "Create" else _create_loaded
+    assert run(tpm, make(parent, template)) == 0x2C2
+    assert run(tpm, make(parent, template, data=b"caller's secret")) == TPM_RC.SUCCESS

@@ -162,7 +162,7 @@ def test_an_stclear_object_context_says_so(tpm):
     srk, _, _ = client.parse_create_primary(tpm.execute(
         client.create_primary_command(TPM_RH.OWNER, ecc_storage_template())))
     priv, pub = client.parse_create(tpm.execute(client.create_command(
-        srk, sealed_template(attrs=0x00000016))))          # userWithAuth|fixedParent|stClear
+        srk, sealed_template(attrs=0x00000016), data=b"sealed")))  # fixedTPM|stClear|fixedParent
     obj, _ = client.parse_load(tpm.execute(client.load_command(srk, priv, pub)))
     assert save(tpm, obj)[1] == 0x80000002
     assert save(tpm, srk)[1] == 0x80000000
