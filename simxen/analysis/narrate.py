@@ -161,7 +161,9 @@ def iter_lines(records, *, verbose=False, start=None, end=None, domains=None):
             offset = offsets.get((r.get("flow"), dom))
             at = f" at offset {offset}" if offset is not None else ""
             note = f"; notified port {port}" if port is not None else ""
-            say(r, f"{me} tpmfront: wrote {name}{f' ({detail})' if detail else ''}{where}{at}{note}")
+            loc = f" with locality byte {r['locality']}" if r.get("locality") else ""
+            say(r, f"{me} tpmfront: wrote {name}{f' ({detail})' if detail else ''}{loc}{where}{at}"
+                   f"{note}")
         elif k == "tpm.back.take":
             say(r, f"{me} tpmback: took {r.get('cc_name') or 'a short command'} ({r['length']} B) "
                    f"from {who(r['domid'])}, {_ms(r['waited'])} after it was ready")
@@ -189,6 +191,10 @@ def iter_lines(records, *, verbose=False, start=None, end=None, domains=None):
         elif k == "vtpmmgr.request":
             say(r, f"{me} manager: served {r.get('ordinal_name')} for {who(r['domid'])} in "
                    f"{_ms(r['duration'])} -> {rc_text(r.get('rc'), r.get('ordinal_name'))}")
+        elif k == "vtpm.locality":
+            how = ("ignored, as by Xen's vTPM: the command runs at locality 0" if not r["used"]
+                   else f"the command runs at locality {r['used']} (guest_locality = honour)")
+            say(r, f"{me} vTPM: the guest stored locality {r['stored']} with its command; {how}")
         elif k == "vtpm.save":
             say(r, f"{me} vTPM: sealed its state ({r['bytes']} B) and wrote slot {r['slot']}")
         elif k == "vtpm.restore":

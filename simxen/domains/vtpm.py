@@ -81,7 +81,8 @@ multi-slot what-if transport, :mod:`simxen.protocols.tpmif_ring`).
 Trace records: ``tpm.exec`` (``dom``, ``flow``, ``cc`` and ``cc_name``, ``rc``,
 ``duration``, ``changed``, ``command`` and ``response`` bytes), ``vtpm.save`` (``slot``, ``bytes``,
 ``duration``, ``rc``), ``vtpm.restore`` (``status``: ``new``, ``restored``,
-``rollback``, ``corrupt``, ``manager-error``; ``slot``). A config without a
+``rollback``, ``corrupt``, ``manager-error``; ``slot``), ``vtpm.locality``
+(``stored``, ``used``: a command that came with a nonzero locality byte). A config without a
 ``vtpm=`` line (no manager) or without a disk gives a vTPM that keeps
 nothing (``restore_status`` ``"no-manager"`` / ``"no-disk"``, traced
 ``vtpm.no_manager`` / ``vtpm.no_disk``) instead of a crash.
@@ -300,7 +301,12 @@ class Vtpm(Kernel):
         cc = request.cc                     # header.code(cmd), read by tpmback at take
         if cc == TPM2_CC_DeepQuote and self.front is not None:
             return (yield from self._deep_quote(cmd, request.flow))
-        locality = request.locality if self.guest_locality == "honour" else 0
+        locality = request.locality
+        if locality:                        # (Linux never stores one: the rare case)
+            stored = locality
+            locality = stored if self.guest_locality == "honour" else 0
+            self.hv.trace.emit("vtpm.locality", self.dom.now, self.domid, flow=request.flow,
+                               stored=stored, used=locality)
         return (yield from self._run_command(cmd, locality, request.flow, cc))
 
     def _deep_quote(self, cmd, flow):

@@ -9,6 +9,7 @@ Xen's vTPM ignores it (``stubdom/vtpm/vtpm.c`` runs every command with
 import pytest
 from domain_helpers import boot, run
 
+from simxen.analysis import narrate, trace_format
 from simxen.domains.stack import HostSpec
 from simxen.errors import InputError
 from simxen.tpm import client
@@ -37,12 +38,24 @@ def test_xen_vtpm_runs_every_command_at_locality_0(locality):
     assert run(hv, extend_at(host, locality)) == TPM_RC.LOCALITY
     takes = [r for r in hv.trace.select("tpm.back.take") if r.fields["backend"] == "vtpm"]
     assert takes[-1].fields["locality"] == locality             # stored, carried, unused
+    noted = [r.fields for r in hv.trace.select("vtpm.locality")]
+    assert noted == ([{"flow": takes[-1].fields["flow"], "stored": locality, "used": 0}]
+                     if locality else [])
+
+
+def test_the_narrated_trace_says_the_byte_was_ignored():
+    hv, host = boot(spec())
+    run(hv, extend_at(host, 3))
+    story = narrate.text(trace_format.from_trace(hv.trace))
+    assert "with locality byte 3" in story
+    assert "the guest stored locality 3 with its command; ignored" in story
 
 
 def test_honouring_the_guests_locality_opens_the_dynamic_launch_pcrs():
     hv, host = boot(spec("honour"))
     assert run(hv, extend_at(host, 0)) == TPM_RC.LOCALITY
     assert run(hv, extend_at(host, 2)) == TPM_RC.SUCCESS
+    assert hv.trace.select("vtpm.locality")[-1].fields["used"] == 2
 
 
 def test_an_unknown_guest_locality_option_is_an_input_error():
