@@ -172,6 +172,7 @@ class Host:
         self.ptpm = physical_tpm(hv, self.ptpm_engine)
         self.toolstack.platform["tpm"] = self.ptpm
         self.boot_log = []
+        self.started = self.env.now
         self.ready = self.env.event()
         self.process = self.env.process(self._boot())
 
@@ -187,6 +188,24 @@ class Host:
         yield self.env.all_of([k.ready for k in kernels])
         self.ready.succeed(self)
         return self
+
+    def boot_progress(self) -> str:
+        """How far the boot got, for a run that stopped before :attr:`ready`: the
+        domains the toolstack had created and those whose kernels were ready."""
+        if self.ready.triggered:
+            return "The host had booted."
+        wanted = len(self.spec.configs)
+        created = self.toolstack.kernels.values()
+        up = sum(1 for k in created if k.ready.triggered)
+        said = (f"The host was still booting: dom0 had created {len(created):,} of its "
+                f"{wanted:,} domains, one `xl create` after another, and {up:,} of them were "
+                f"ready.")
+        spent = self.env.now - self.started
+        if created and spent > 0:
+            each = spent / len(created)
+            said += (f" At {each:.3g} s a domain the rest needs about "
+                     f"{each * (wanted - len(created)):,.0f} s more")
+        return said + " -- give the run more simulated time (--set scenario.until=SECONDS)."
 
     # -- handles -------------------------------------------------------------
     def _kernel(self, name, role):

@@ -322,3 +322,23 @@ def test_an_overloaded_run_that_stops_says_why_and_frees_its_queue_without_searc
     locks.clear()
     gc.collect()                        # the run's processes are closed now
     assert searches == []
+
+
+@pytest.mark.parametrize("workload", ["load", "vtpm-stack"])
+def test_a_run_that_stops_while_the_host_boots_says_how_far_it_got(tmp_path, workload):
+    # 20 guests are 41 domains, one xl create (about a second) after another: 10 s
+    # of simulated time ends the run during the boot, before any command
+    path = tmp_path / "booting.toml"
+    path.write_text(f'[scenario]\nname = "booting"\nuntil = 10.0\n[[workload]]\n'
+                    f'type = "{workload}"\nname = "w"\nguest_count = 20\n')
+    result = runner.run(scenario_file.load(path), trace_level="off")
+    assert not result.results["w"]["finished"]
+    said = " ".join(result.report.render().split())
+    found = re.search(r"The host was still booting: dom0 had created (\d+) of its 41 domains, "
+                      r"one `xl create` after another, and (\d+) of them were ready\. At ([\d.]+) "
+                      r"s a domain the rest needs about ([\d,]+) s more -- give the run more "
+                      r"simulated time \(--set scenario.until=SECONDS\)\.", said)
+    assert found, said
+    created, ready, each, more = found.groups()
+    assert 0 < int(ready) <= int(created) < 41
+    assert float(more.replace(",", "")) > 10

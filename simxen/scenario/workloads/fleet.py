@@ -160,6 +160,7 @@ def run(sim, params):
     story, spec = sim.prepared.get(params["name"]) or prepare(sim, params)
     names = [f"guest{i}" for i in range(1, params["guest_count"] + 1)]
     story.host = host = build_host(hv, spec)
+    sim.progress[params["name"]] = host.boot_progress
     yield host.ready
     boot_seconds = env.now
     tally = {"booted": 0, "not_booted": 0, "measured": 0, "enrolled": 0, "trusted": 0, "untrusted": 0,

@@ -337,6 +337,7 @@ def run(sim, params):
     names = guest_names(params)
     spec = sim.prepared.get(params["name"]) or prepare(sim, params)
     host = build_host(hv, spec)
+    sim.progress[params["name"]] = host.boot_progress
     yield host.ready
     loads = [GuestLoad(host.guest(g), params["mix"], hv.streams.rng(f"load/{g}"), index=i,
                        pcr=params["pcr"], in_flight=getattr(host.guest(g).front, "slots", 1))

@@ -497,6 +497,7 @@ def run(sim, params):
     hv = sim.hv
     spec = sim.prepared.get(params["name"]) or host_spec(sim, params)
     host = build_host(hv, spec)
+    sim.progress[params["name"]] = host.boot_progress
     yield host.ready
     boot_seconds = hv.env.now
     dom0_tis = _dom0_probe(hv) if params["dom0_probes_tpm"] else None
