@@ -74,7 +74,7 @@ class TpmClient:
         self.commands += 1
         return f"{self.kernel.name}/{self.commands}"
 
-    def transmit(self, command: bytes, *, locality: int = None, timeout=None, flow=None):
+    def transmit(self, command: bytes, *, locality: int | None = None, timeout=None, flow=None):
         """Send one marshalled TPM command; return the response bytes.
 
         ``locality`` is the byte stored in the shared page with it (default

@@ -107,7 +107,8 @@ from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_ST, command_name, rc_format
 from simxen.tpm.engine import error_response
 from simxen.tpm.errors import StateError
 
-__all__ = ["Vtpm", "SAVE_ON", "DEFAULT_SAVE_ON", "RESTORE_FAILURE", "GUEST_LOCALITY", "vtpm_op", "KEY_COMMANDS", "TPM2_CC_DeepQuote",
+__all__ = ["Vtpm", "SAVE_ON", "DEFAULT_SAVE_ON", "RESTORE_FAILURE", "GUEST_LOCALITY",
+           "DEFAULT_GUEST_LOCALITY", "vtpm_op", "KEY_COMMANDS", "TPM2_CC_DeepQuote",
            "deep_quote_command", "parse_deep_quote"]
 
 

@@ -2,10 +2,11 @@
 
 ``time`` counts milliseconds since the last Startup; ``clock`` counts the
 milliseconds the TPM has been powered since it was made or last cleared:
-ClockSet may advance it, never take it back; only TPM2_Clear sets it to zero.  ClockRateAdjust
-takes the owner's or platform's request to run the clock a little faster or
-slower (coarse, medium or fine steps); a simulated TPM's clock is the
-simulation's, so the request is checked and remembered, and changes nothing.
+ClockSet may advance it, never take it back, and only TPM2_Clear sets it to
+zero.  ClockRateAdjust takes the owner's or platform's request to run the
+clock a little faster or slower (coarse, medium or fine steps); a simulated
+TPM's clock is the simulation's, so the request is checked and remembered,
+and changes nothing.
 """
 
 from simxen.tpm.commands import command
