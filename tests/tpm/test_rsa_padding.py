@@ -101,3 +101,22 @@ def test_rsaes_decrypt_takes_8_bytes_of_padding_and_an_empty_message(tpm):
     block = b"\0\2" + b"\x55" * 253 + b"\0"
     assert parse_response(rsaes_decrypt(tpm, key, raw_block(public, block))).params.tpm2b() \
         == b""
+
+
+@pytest.mark.parametrize("size", [0, 100, 255])
+@pytest.mark.parametrize("scheme", [TPM_ALG.RSAES, TPM_ALG.OAEP, TPM_ALG.NULL])
+def test_a_ciphertext_not_the_keys_size_is_size_without_a_parameter(tpm, size, scheme):
+    """TPM_RC_SIZE as the reference's CryptRsaDecrypt returns it, with no parameter
+    number (libtpms 0.9 answers 0x095 for these bytes too); a TPM2B larger than
+    the largest key this TPM has (RSA-4096: 512 bytes) is another matter, SIZE of
+    parameter 1 as it is unmarshalled."""
+    key, _ = rsa_key(tpm, 2048, 0x00020072)
+    in_scheme = u16(scheme) + (u16(TPM_ALG.SHA256) if scheme == TPM_ALG.OAEP else b"")
+    cmd = client.build_command(TPM_CC.RSA_Decrypt, (key,),
+                               tpm2b(b"\1" * size) + in_scheme + tpm2b(b""),
+                               [client.password_auth()])
+    assert response_code(tpm.execute(cmd)) == TPM_RC.SIZE
+    too_big = client.build_command(TPM_CC.RSA_Decrypt, (key,),
+                                   tpm2b(b"\1" * 513) + in_scheme + tpm2b(b""),
+                                   [client.password_auth()])
+    assert response_code(tpm.execute(too_big)) == TPM_RC.SIZE | 0x0C0 | 0x100

@@ -75,7 +75,9 @@ def rsa_decrypt(tpm, cmd):
     key = obj.private_key()
     k = len(obj.public.unique)
     if len(cipher) != k:
-        raise TpmError(TPM_RC.SIZE, param=1)
+        # not the key's size: TPM_RC_SIZE without a parameter number, as the
+        # reference implementation's CryptRsaDecrypt returns it (and libtpms)
+        raise TpmError(TPM_RC.SIZE)
     try:
         if scheme == TPM_ALG.OAEP:
             cls = keys.HASH_CLASSES[h]
