@@ -81,12 +81,15 @@ class TpmObject:
                 + tpm2b(self.sensitive or b""))
 
     @staticmethod
-    def parse_sensitive(public, data):
+    def parse_sensitive(public, data, param=1):
         """``(authValue, seedValue, sensitive)`` from TPMT_SENSITIVE bytes,
-        checked against ``public`` (``TPM_RC_TYPE`` / ``TPM_RC_KEY`` ...)."""
+        checked against ``public``: a sensitiveType other than the public
+        area's type is ``TPM_RC_TYPE`` of parameter ``param`` (the command's
+        parameter that carried the bytes: inPrivate of Load and LoadExternal,
+        duplicate of Import, as the reference adds it to ObjectLoad's code)."""
         r = Reader(data)
         if r.u16() != public.type:
-            raise TpmError(TPM_RC.TYPE)
+            raise TpmError(TPM_RC.TYPE, param=param)
         auth = r.tpm2b(64)
         seed = r.tpm2b(64)
         sens = r.tpm2b(512)

@@ -482,6 +482,27 @@ def test_load_external_reads_the_sensitive_area_field_by_field(tpm):
     assert run(tpm, cmd) == 0x1D5                            # SIZE, parameter 1
 
 
+@pytest.mark.parametrize("sensitive_type", [0x0001, 0x0008, 0x0025])    # RSA, KEYEDHASH, SYMCIPHER
+def test_load_external_of_a_sensitive_area_of_another_type_is_type_of_in_private(
+        tpm, sensitive_type):
+    # the reference adds ObjectLoad's TPM_RC_TYPE to inPrivate (parameter 1); simxen
+    # answered 0x08A, a format-one code with no number at all
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from simxen.tpm.constants import TPM_ALG, TPM_ECC
+    from simxen.tpm.public import Public
+    numbers = ec.derive_private_key(12345, ec.SECP256R1()).private_numbers()
+    point = numbers.public_numbers
+    pub = Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00040040, scheme=(TPM_ALG.ECDSA, TPM_ALG.SHA256),
+                 curve=TPM_ECC.NIST_P256, unique=(point.x.to_bytes(32, "big"),
+                                                   point.y.to_bytes(32, "big")))
+    d = numbers.private_value.to_bytes(32, "big")
+    for kind, rc in ((TPM_ALG.ECC, TPM_RC.SUCCESS), (sensitive_type, 0x1CA)):
+        sens = u16(kind) + tpm2b(b"") + tpm2b(b"") + tpm2b(d)
+        cmd = build_command(TPM_CC.LoadExternal,
+                            params=tpm2b(sens) + tpm2b(pub.marshal()) + u32(TPM_RH.NULL))
+        assert run(tpm, cmd) == rc
+
+
 def test_policy_availability_follows_the_entity(tpm):
     """IsAuthPolicyAvailable: a key takes a policy session even with an empty
     authPolicy (the digest then fails: POLICY_FAIL); a hierarchy with none

@@ -174,7 +174,7 @@ def import_(tpm, cmd):
         if len(key) != sym[1] // 8:
             raise TpmError(TPM_RC.SIZE, param=1)
         sensitive = inner_unwrap(pub.name_alg, name, buffer, key, 3)
-    auth, seed_value, secret = TpmObject.parse_sensitive(pub, sensitive)
+    auth, seed_value, secret = TpmObject.parse_sensitive(pub, sensitive, 3)
     obj = TpmObject(pub, auth, seed_value, secret, parent.hierarchy)
     check_binding(obj, 3)
     if len(auth) > HASHES[pub.name_alg].size:
