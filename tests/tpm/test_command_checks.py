@@ -615,3 +615,46 @@ def test_caller_supplied_sensitive_data_must_be_supplied(tpm, cc, kind):
         make = client.create_command if cc == "Create" else _create_loaded
     assert run(tpm, make(parent, template)) == 0x2C2
     assert run(tpm, make(parent, template, data=b"caller's secret")) == TPM_RC.SUCCESS
+
+
+def _saved_primary_context(tpm):
+    """TPMS_CONTEXT bytes of a saved primary key."""
+    h = client.parse_create_primary(tpm.execute(client.create_primary_command(
+        TPM_RH.OWNER, ecc_storage_template())))[0]
+    r = client.parse_response(tpm.execute(build_command(TPM_CC.ContextSave, (h,)))).params
+    return r.data[r.pos:r.end]
+
+
+@pytest.mark.parametrize("integrity_size, rc", [
+    (0x0400, 0x095),        # larger than any digest: TPM2B_DIGEST_Unmarshal's SIZE, as it is
+    (0x0041, 0x095),
+    (0x000B, 0x1D5),        # a digest, but not SHA-256's: SIZE of the context
+    (0x0040, 0x1D5),
+    (0x0020, TPM_RC.SUCCESS),
+])
+def test_context_load_reads_the_integrity_size_as_the_reference_does(tpm, integrity_size, rc):
+    blob = _saved_primary_context(tpm)
+    at = 8 + 4 + 4 + 2                   # sequence, savedHandle, hierarchy, contextBlob.size
+    assert blob[at:at + 2] == u16(0x0020)
+    edited = blob[:at] + u16(integrity_size) + blob[at + 2:]
+    assert run(tpm, build_command(TPM_CC.ContextLoad, params=edited)) == rc
+
+
+def test_context_load_of_a_blob_too_short_for_its_integrity_is_insufficient(tpm):
+    blob = _saved_primary_context(tpm)
+    head = blob[:8 + 4 + 4]
+    for body in (b"\x00", u16(0x20) + bytes(10)):
+        cmd = build_command(TPM_CC.ContextLoad, params=head + tpm2b(body))
+        assert run(tpm, cmd) == 0x09A          # INSUFFICIENT, no parameter number
+    cmd = build_command(TPM_CC.ContextLoad, params=head + tpm2b(u16(0x20) + bytes(32) + bytes(7)))
+    assert run(tpm, cmd) == 0x1D5              # no room for the 8-byte fingerprint
+
+
+def test_a_disabled_hierarchy_is_checked_after_the_integrity(tpm):
+    blob = _saved_primary_context(tpm)
+    client.check(tpm.execute(build_command(TPM_CC.HierarchyControl, (TPM_RH.PLATFORM,),
+                                           u32(TPM_RH.OWNER) + b"\x00", [password_auth()])))
+    at = 8 + 4 + 4 + 2 + 2
+    tampered = blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1:]
+    assert run(tpm, build_command(TPM_CC.ContextLoad, params=tampered)) == 0x1DF   # INTEGRITY
+    assert run(tpm, build_command(TPM_CC.ContextLoad, params=blob)) == 0x1C5      # HIERARCHY

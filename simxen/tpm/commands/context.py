@@ -81,6 +81,30 @@ def context_save(tpm, cmd):
     return b"", u64(seq) + u32(saved) + u32(hierarchy) + tpm2b(blob)
 
 
+#: sizeof(TPMU_HA): the largest TPM2B_DIGEST (SHA-512's)
+_DIGEST_MAX = 64
+#: the context blob's integrity is an HMAC-SHA-256; the fingerprint after it is the u64 sequence
+_INTEGRITY_SIZE = 32
+_FINGERPRINT_SIZE = 8
+
+
+def _check_integrity_field(blob):
+    """The contextBlob's leading integrity TPM2B, checked as the reference's
+    TPM2_ContextLoad reads it before anything else: a size larger than any
+    digest is ``TPM_RC_SIZE`` and too few bytes ``TPM_RC_INSUFFICIENT`` -- both
+    as TPM2B_DIGEST_Unmarshal returns them, with no parameter number -- and a
+    size other than the integrity hash's, or no room left for the fingerprint,
+    ``TPM_RC_SIZE`` of the context (parameter 1)."""
+    r = Reader(blob)
+    r.param = 0                 # (a failure of this read names no parameter)
+    size = r.u16()
+    if size > _DIGEST_MAX:
+        raise TpmError(TPM_RC.SIZE)
+    r.bytes(size)
+    if size != _INTEGRITY_SIZE or r.remaining() < _FINGERPRINT_SIZE:
+        raise TpmError(TPM_RC.SIZE, param=1)
+
+
 @command(TPM_CC.ContextLoad)
 def context_load(tpm, cmd):
     r = cmd.r
@@ -94,12 +118,14 @@ def context_load(tpm, cmd):
     hierarchy = read_hierarchy(r)                       # (ContextLoad's parameter 1)
     blob = r.tpm2b(4096)
     r.done()
-    if not tpm.hierarchy_enabled(hierarchy):
-        raise TpmError(TPM_RC.HIERARCHY, param=1)
+    _check_integrity_field(blob)
     ht = saved >> 24
     plain = unwrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
                    blob, 128, param=1)
     if ht == TPM_HT.TRANSIENT:
+        # (an object's only: no object context loads into a disabled hierarchy)
+        if not tpm.hierarchy_enabled(hierarchy):
+            raise TpmError(TPM_RC.HIERARCHY, param=1)
         try:
             if saved == SEQUENCE_SAVED_HANDLE:
                 obj = HashSequence.deserialize(Reader(plain))
