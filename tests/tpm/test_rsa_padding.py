@@ -120,3 +120,15 @@ def test_a_ciphertext_not_the_keys_size_is_size_without_a_parameter(tpm, size, s
                                    tpm2b(b"\1" * 513) + in_scheme + tpm2b(b""),
                                    [client.password_auth()])
     assert response_code(tpm.execute(too_big)) == TPM_RC.SIZE | 0x0C0 | 0x100
+
+
+@pytest.mark.parametrize("cc", [TPM_CC.RSA_Encrypt, TPM_CC.RSA_Decrypt])
+@pytest.mark.parametrize("alg", [TPM_ALG.ECDSA, TPM_ALG.RSASSA, TPM_ALG.SHA256])
+def test_an_in_scheme_that_is_no_decryption_scheme_is_value(tpm, cc, alg):
+    """TPMI_ALG_RSA_DECRYPT takes RSAES, OAEP and NULL; anything else is
+    TPM_RC_VALUE as it is unmarshalled (libtpms answers 0x2C4 too)."""
+    key, _ = rsa_key(tpm, 2048, 0x00020072)
+    auths = [client.password_auth()] if cc == TPM_CC.RSA_Decrypt else None   # (Encrypt: none)
+    cmd = client.build_command(cc, (key,), tpm2b(bytes(32)) + u16(alg) + u16(TPM_ALG.SHA256)
+                               + tpm2b(b""), auths)
+    assert response_code(tpm.execute(cmd)) == 0x2C4          # VALUE, parameter 2

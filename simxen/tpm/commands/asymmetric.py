@@ -28,7 +28,7 @@ _DECRYPT_SCHEMES = {TPM_ALG.NULL, TPM_ALG.OAEP, TPM_ALG.RSAES}
 def _params(tpm, cmd):
     r = cmd.r
     data = r.at(1).tpm2b(512)
-    in_scheme = parse_scheme(r.at(2), _DECRYPT_SCHEMES)
+    in_scheme = parse_scheme(r.at(2), _DECRYPT_SCHEMES, TPM_RC.VALUE)    # TPMI_ALG_RSA_DECRYPT
     label = r.at(3).tpm2b(64)
     r.done()
     obj = tpm.get_object(cmd.handles[0])
