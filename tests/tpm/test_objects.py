@@ -101,11 +101,41 @@ def test_quote_is_deterministic_for_ecc():
     assert outs[0] == outs[1]
 
 
+def _obfuscated(tpm, qualified_signer):
+    """(firmwareVersion, resetCount, restartCount) as the reference's FillInAttestInfo
+    obfuscates them: KDFa(shProof, "OBFUSCATE", qualifiedSigner), 128 bits, read as two
+    little-endian UINT64s."""
+    from simxen.tpm.commands.attestation import FIRMWARE_VERSION
+    from simxen.tpm.kdf import kdfa
+    o = kdfa("sha256", tpm.sh_proof, b"OBFUSCATE", qualified_signer, b"", 128)
+    low, high = int.from_bytes(o[:8], "little"), int.from_bytes(o[8:], "little")
+    return ((FIRMWARE_VERSION + low) & (2**64 - 1), (tpm.reset_count + (high >> 32)) & 0xFFFFFFFF,
+            (tpm.restart_count + high) & 0xFFFFFFFF)
+
+
 def test_owner_key_quote_obfuscates_counters(tpm):
     srk, _, _ = primary(tpm, ecc_storage_template())
     ak, *_ = create_and_load(tpm, srk, ecc_ak_template())
     _, att, _ = quote(tpm, ak, (TPM_ALG.ECDSA, TPM_ALG.SHA256))
-    assert att.firmware_version != 0x2026000100000001 or att.reset_count != tpm.reset_count
+    _, _, qualified = client.parse_read_public(tpm.execute(client.read_public_command(ak)))
+    assert att.qualified_signer == qualified
+    # keyed by the qualifiedSigner (simxen keyed it by the Name)
+    assert (att.firmware_version, att.reset_count, att.restart_count) == _obfuscated(tpm, qualified)
+
+
+def test_certify_with_no_signing_key_names_tpm_rh_null_and_obfuscates(tpm):
+    from simxen.tpm.attest import Attest
+    srk, _, _ = primary(tpm, ecc_storage_template())
+    cmd = client.build_command(TPM_CC.Certify, (srk, TPM_RH.NULL),
+                               tpm2b(b"nonce") + u16(TPM_ALG.NULL),
+                               [client.password_auth(), client.password_auth()])
+    r = parse_response(tpm.execute(cmd)).params
+    att = Attest.from_bytes(r.tpm2b())
+    assert r.u16() == TPM_ALG.NULL and not r.remaining()     # an unsigned attestation
+    # qualifiedSigner is TPM_RH_NULL's name, the handle (libtpms: 4 bytes longer than empty)
+    assert att.qualified_signer == u32(TPM_RH.NULL)
+    assert (att.firmware_version, att.reset_count, att.restart_count) == \
+        _obfuscated(tpm, u32(TPM_RH.NULL))
 
 
 def test_quote_scheme_mismatch_is_scheme(tpm):

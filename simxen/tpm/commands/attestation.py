@@ -4,11 +4,14 @@ audit digests (GetSessionAuditDigest, GetCommandAuditDigest; see
 
 Every attestation is a TPMS_ATTEST (:mod:`simxen.tpm.attest`) signed over
 ``H_scheme(TPMS_ATTEST)``.  A quote's ``pcrDigest`` is the hash, with the
-signing scheme's hash, of the selected PCR values in selection order.  For
-a key outside the endorsement and platform hierarchies, resetCount,
-restartCount and firmwareVersion are obfuscated with
-``KDFa(shProof, "OBFUSCATE", signer's Name)`` as the reference TPM does,
-so an owner key cannot be used to learn the TPM's reboot history.
+signing scheme's hash, of the selected PCR values in selection order.  The
+qualifiedSigner is the key's qualified name, empty for an anonymous (ECDAA)
+signature, and TPM_RH_NULL's name (the 4-byte handle) when no key signs.
+For a key outside the endorsement and platform hierarchies, and with no key,
+resetCount, restartCount and firmwareVersion are obfuscated with
+``KDFa(shProof, "OBFUSCATE", qualifiedSigner)`` as the reference TPM's
+FillInAttestInfo does, so an owner key cannot be used to learn the TPM's
+reboot history.
 """
 
 from simxen.tpm.algorithms import HASHES
@@ -19,7 +22,7 @@ from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_ST
 from simxen.tpm.creation import parse_ticket, ticket_digest
 from simxen.tpm.errors import TpmError
 from simxen.tpm.kdf import kdfa
-from simxen.tpm.marshal import tpm2b
+from simxen.tpm.marshal import tpm2b, u32
 from simxen.tpm.pcr_selection import parse_pcr_selection, pcr_indices
 from simxen.tpm.signature import Signature, parse_sig_scheme
 from simxen.tpm.signing import resolve_scheme, sign_digest
@@ -31,17 +34,25 @@ def attest_and_sign(tpm, sign_handle, in_scheme, scheme_param, type_, extra, att
                     key_index=1):
     """``TPM2B_ATTEST || TPMT_SIGNATURE`` for a TPMS_ATTEST of ``type_``, signed
     by ``sign_handle`` (handle number ``key_index`` of the command)."""
+    # qualifiedSigner, as the reference's FillInAttestInfo makes it: the name of
+    # TPM_RH_NULL (the handle itself) with no key, empty for an anonymous (ECDAA)
+    # scheme, else the key's qualified name
     if sign_handle == TPM_RH.NULL:
         obj = None
-        signer = b""
+        signer = u32(TPM_RH.NULL)
         scheme = (TPM_ALG.NULL, TPM_ALG.NULL)
     else:
         obj = tpm.get_object(sign_handle)
         scheme = resolve_scheme(obj, in_scheme, scheme_param, key_index)
-        signer = obj.qualified_name
+        signer = b"" if scheme[0] == TPM_ALG.ECDAA else obj.qualified_name
     reset, restart, fw = tpm.reset_count, tpm.restart_count, FIRMWARE_VERSION
-    if obj is not None and obj.hierarchy not in (TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM):
-        o = kdfa("sha256", tpm.sh_proof, b"OBFUSCATE", obj.name, b"", 128)
+    if scheme[0] == TPM_ALG.ECDAA:
+        extra = b""                 # an anonymous signature carries no qualifying data
+    # outside the endorsement and platform hierarchies (and with no key at all)
+    # resetCount, restartCount and the firmware version are obfuscated, keyed by
+    # shProof over the qualifiedSigner (the reference's FillInAttestInfo)
+    if obj is None or obj.hierarchy not in (TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM):
+        o = kdfa("sha256", tpm.sh_proof, b"OBFUSCATE", signer, b"", 128)
         fw = (fw + int.from_bytes(o[:8], "little")) & 0xFFFFFFFFFFFFFFFF
         o1 = int.from_bytes(o[8:], "little")
         reset = (reset + (o1 >> 32)) & 0xFFFFFFFF
