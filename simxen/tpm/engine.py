@@ -29,6 +29,7 @@ from simxen.tpm import audit, header, state
 from simxen.tpm.algorithms import HASHES
 from simxen.tpm.authorization import PW_RESPONSE as _PW_RESPONSE, SessionProcessing
 from simxen.tpm.commands import COMMANDS, load_all
+from simxen.tpm.commands.capability import PP_COMMANDS
 from simxen.tpm.constants import (TPM_ALG, TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPM_ST, TPMA_NV,
                                   TPMA_OBJECT)
 from simxen.tpm.errors import StateError, TpmError
@@ -498,11 +499,13 @@ class TpmEngine(SessionProcessing):
             if (auth_size == 9 and n_auth == 1 and command[pos:pos + 6] == _PW_EMPTY_HEAD
                     and command[pos + 6] <= 1 and command[pos + 7:pos + 9] == b"\0\0"):
                 if handles[0] >= PCR_COUNT or handles[0] in AUTH_GROUP:
+                    self._check_presence(cc, handles)
                     self._check_password(handles[0], b"", 1)   # other PCRs: always empty
                 sessions = None
                 pw_only = 1
             else:
                 sessions = self._parse_sessions(command, pos, auth_end, n_auth, dec_ok, enc_ok)
+                self._check_presence(cc, handles)
                 pw_only = 0
             pos = auth_end
         else:
@@ -533,6 +536,14 @@ class TpmEngine(SessionProcessing):
         return header.pack(_SESSIONS, TPM_RC.SUCCESS,
                            out_handles + _U32.pack(len(params)) + params + auths)
 
+    @staticmethod
+    def _check_presence(cc, handles):
+        """Physical presence, the first check of a platform authorization (the
+        reference's CheckAuthSession): before the authValue, the policy and the
+        parameters, a command that needs it is ``TPM_RC_PP`` of session 1."""
+        if cc in _PP_REQUIRED and handles[0] == TPM_RH.PLATFORM:
+            raise TpmError(TPM_RC.PP, session=1)
+
     # ---------------------------------------------------------------- state
     def save_state(self):
         """All persistent state as a versioned blob (see :mod:`simxen.tpm.state`)."""
@@ -556,6 +567,9 @@ class TpmEngine(SessionProcessing):
 #: attribute): a 0x8002 tag is TPM_RC_AUTH_CONTEXT
 _NO_SESSIONS_ALLOWED = frozenset((TPM_CC.Startup, TPM_CC.ContextLoad, TPM_CC.ContextSave,
                                   TPM_CC.FlushContext))
+#: commands that need physical presence when the platform authorizes them; this
+#: platform has none to assert (simxen.tpm.commands.management)
+_PP_REQUIRED = frozenset(PP_COMMANDS)
 
 _HANDLE_SETS = {
     "hierarchy+": {TPM_RH.OWNER, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.NULL},

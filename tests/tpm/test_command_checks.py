@@ -658,3 +658,19 @@ def test_a_disabled_hierarchy_is_checked_after_the_integrity(tpm):
     tampered = blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1:]
     assert run(tpm, build_command(TPM_CC.ContextLoad, params=tampered)) == 0x1DF   # INTEGRITY
     assert run(tpm, build_command(TPM_CC.ContextLoad, params=blob)) == 0x1C5      # HIERARCHY
+
+
+def test_physical_presence_is_checked_before_the_authvalue_and_the_parameters(tpm):
+    # the reference's CheckAuthSession asks for presence first, for a platform
+    # authorization of a command that needs it: a wrong platform password, a
+    # parameter list too long to read, an HMAC session -- all TPM_RC_PP (session 1)
+    # (libtpms answers 0x990 for each too)
+    too_long = u32(0x4000000B) + b"\x01"
+    assert run(tpm, build_command(TPM_CC.PP_Commands, (TPM_RH.PLATFORM,), too_long,
+                                  [password_auth()])) == 0x990
+    good = u32(0) + u32(0)
+    assert run(tpm, build_command(TPM_CC.PP_Commands, (TPM_RH.PLATFORM,), good,
+                                  [password_auth(b"not the platform's")])) == 0x990
+    s = start_hmac_session(tpm)
+    cmd = s.command(TPM_CC.PP_Commands, [TPM_RH.PLATFORM], [u32(TPM_RH.PLATFORM)], good)
+    assert run(tpm, cmd) == 0x990

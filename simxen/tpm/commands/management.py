@@ -8,21 +8,15 @@ algorithm set; the only set this TPM has is 0 (everything it implements).
 """
 
 from simxen.tpm.commands import command
-from simxen.tpm.commands.command_audit import MAX_CC_LIST
 from simxen.tpm.constants import TPM_CC, TPM_RC
 from simxen.tpm.errors import TpmError
 
 
 @command(TPM_CC.PP_Commands, handles=("platform",), auth=1)
 def pp_commands(tpm, cmd):
-    r = cmd.r
-    for param in (1, 2):                         # setList, clearList
-        count = r.at(param).u32()
-        if count > MAX_CC_LIST:
-            raise TpmError(TPM_RC.SIZE, param=param)
-        for _ in range(count):
-            r.u32()
-    r.done()
+    # Not reached: the engine refuses the platform's authorization of this
+    # command for want of physical presence (TPM_RC_PP, session 1) before it
+    # checks the authValue or reads a parameter, as the reference does.
     raise TpmError(TPM_RC.PP, session=1)
 
 
