@@ -51,7 +51,7 @@ from simxen.server.loopback import recv_exact
 from simxen.tpm import TpmEngine, client, header
 from simxen.tpm.constants import (COMMAND_NAMES, TPM_ALG, TPM_CAP, TPM_CC, TPM_ECC, TPM_HT,
                                   TPM_NT, TPM_RC, TPM_RH, TPM_SE, TPM_ST, TPM_SU, TPMA_NV,
-                                  TPMA_OBJECT, TPMA_SESSION, rc_format1, rc_name)
+                                  TPMA_OBJECT, TPMA_SESSION, rc_name)
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.public import Public
 
@@ -663,14 +663,6 @@ def _known_curves(cmd, sw, sx):
     return sx & 0xBF == TPM_RC.CURVE and sw & 0xBF != TPM_RC.CURVE
 
 
-def _known_context_hash(cmd, sw, sx):
-    # a context's integrity size follows the TPM's context hash (SHA-256 here,
-    # SHA-512 in libtpms): sized for one TPM, TPM_RC_SIZE of the context on the other
-    return (header.code(cmd) == TPM_CC.ContextLoad
-            and {sw, sx} == {rc_format1(TPM_RC.INTEGRITY, param=1),
-                             rc_format1(TPM_RC.SIZE, param=1)})
-
-
 #: ``(name, predicate(command, rc_swtpm, rc_simxen), reason)``: mismatches that
 #: are deliberate; the reason names the section of the specification that decides
 KNOWN_DIFFERENCES = [
@@ -708,11 +700,6 @@ KNOWN_DIFFERENCES = [
      "expected (or a key where a sequence is) is refused at the handle "
      "(TPM_RC_TYPE/TPM_RC_VALUE); the reference lets each command decide "
      "(TPM_RC_KEY, TPM_RC_SEQUENCE, TPM_RC_MODE, or success for ContextSave)"),
-    ("context-hash", _known_context_hash,
-     "a context blob's integrity is an HMAC of the TPM's context hash, SHA-256 here and "
-     "SHA-512 in libtpms (the reference takes the largest hash it implements): a blob "
-     "whose integrity is sized for the other TPM is TPM_RC_SIZE on one, "
-     "TPM_RC_INTEGRITY on the other"),
     ("transient-range", _known_transient_range,
      "transient handles 0x80000003..0x80000007 are empty slots in simxen "
      "(TPM_RC_REFERENCE_H0) and past TRANSIENT_LAST in libtpms (TPM_RC_VALUE)"),

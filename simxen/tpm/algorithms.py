@@ -40,6 +40,12 @@ HASHES = {
     TPM_ALG.SHA512: HashAlg(TPM_ALG.SHA512, "sha512"),
 }
 
+#: The context hash: the largest hash the TPM implements, as the reference
+#: implementation chooses its CONTEXT_HASH_ALGORITHM (SHA-512 here, as in
+#: libtpms). A saved context's integrity is an HMAC of it, its secret a KDFa of
+#: it, and so is the obfuscation of an attestation's counters.
+CONTEXT_HASH = max(HASHES, key=lambda alg: HASHES[alg].size)
+
 #: Algorithms the engine reports in GetCapability(TPM_CAP_ALGS), with their
 #: TPMA_ALGORITHM bits (asymmetric 1, symmetric 2, hash 4, object 8,
 #: signing 0x100, encrypting 0x200, method 0x400), as the reference

@@ -628,14 +628,14 @@ def _saved_primary_context(tpm):
 @pytest.mark.parametrize("integrity_size, rc", [
     (0x0400, 0x095),        # larger than any digest: TPM2B_DIGEST_Unmarshal's SIZE, as it is
     (0x0041, 0x095),
-    (0x000B, 0x1D5),        # a digest, but not SHA-256's: SIZE of the context
-    (0x0040, 0x1D5),
-    (0x0020, TPM_RC.SUCCESS),
+    (0x000B, 0x1D5),        # a digest, but not the context hash's (SHA-512): SIZE of the context
+    (0x0020, 0x1D5),
+    (0x0040, TPM_RC.SUCCESS),
 ])
 def test_context_load_reads_the_integrity_size_as_the_reference_does(tpm, integrity_size, rc):
     blob = _saved_primary_context(tpm)
     at = 8 + 4 + 4 + 2                   # sequence, savedHandle, hierarchy, contextBlob.size
-    assert blob[at:at + 2] == u16(0x0020)
+    assert blob[at:at + 2] == u16(0x0040)         # an HMAC-SHA-512, as libtpms's
     edited = blob[:at] + u16(integrity_size) + blob[at + 2:]
     assert run(tpm, build_command(TPM_CC.ContextLoad, params=edited)) == rc
 
@@ -643,10 +643,10 @@ def test_context_load_reads_the_integrity_size_as_the_reference_does(tpm, integr
 def test_context_load_of_a_blob_too_short_for_its_integrity_is_insufficient(tpm):
     blob = _saved_primary_context(tpm)
     head = blob[:8 + 4 + 4]
-    for body in (b"\x00", u16(0x20) + bytes(10)):
+    for body in (b"\x00", u16(0x40) + bytes(10)):
         cmd = build_command(TPM_CC.ContextLoad, params=head + tpm2b(body))
         assert run(tpm, cmd) == 0x09A          # INSUFFICIENT, no parameter number
-    cmd = build_command(TPM_CC.ContextLoad, params=head + tpm2b(u16(0x20) + bytes(32) + bytes(7)))
+    cmd = build_command(TPM_CC.ContextLoad, params=head + tpm2b(u16(0x40) + bytes(64) + bytes(7)))
     assert run(tpm, cmd) == 0x1D5              # no room for the 8-byte fingerprint
 
 

@@ -103,11 +103,11 @@ def test_quote_is_deterministic_for_ecc():
 
 def _obfuscated(tpm, qualified_signer):
     """(firmwareVersion, resetCount, restartCount) as the reference's FillInAttestInfo
-    obfuscates them: KDFa(shProof, "OBFUSCATE", qualifiedSigner), 128 bits, read as two
-    little-endian UINT64s."""
+    obfuscates them: KDFa with the context hash (the largest implemented: SHA-512) of
+    shProof, "OBFUSCATE", qualifiedSigner, 128 bits, read as two little-endian UINT64s."""
     from simxen.tpm.commands.attestation import FIRMWARE_VERSION
     from simxen.tpm.kdf import kdfa
-    o = kdfa("sha256", tpm.sh_proof, b"OBFUSCATE", qualified_signer, b"", 128)
+    o = kdfa("sha512", tpm.sh_proof, b"OBFUSCATE", qualified_signer, b"", 128)   # context hash
     low, high = int.from_bytes(o[:8], "little"), int.from_bytes(o[8:], "little")
     return ((FIRMWARE_VERSION + low) & (2**64 - 1), (tpm.reset_count + (high >> 32)) & 0xFFFFFFFF,
             (tpm.restart_count + high) & 0xFFFFFFFF)

@@ -14,7 +14,7 @@ FillInAttestInfo does, so an owner key cannot be used to learn the TPM's
 reboot history.
 """
 
-from simxen.tpm.algorithms import HASHES
+from simxen.tpm.algorithms import CONTEXT_HASH, HASHES
 from simxen.tpm.attest import Attest
 from simxen.tpm.commands import command
 from simxen.tpm.commands.capability import FIRMWARE_VERSION_1, FIRMWARE_VERSION_2
@@ -52,7 +52,7 @@ def attest_and_sign(tpm, sign_handle, in_scheme, scheme_param, type_, extra, att
     # resetCount, restartCount and the firmware version are obfuscated, keyed by
     # shProof over the qualifiedSigner (the reference's FillInAttestInfo)
     if obj is None or obj.hierarchy not in (TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM):
-        o = kdfa("sha256", tpm.sh_proof, b"OBFUSCATE", signer, b"", 128)
+        o = kdfa(HASHES[CONTEXT_HASH].name, tpm.sh_proof, b"OBFUSCATE", signer, b"", 128)
         fw = (fw + int.from_bytes(o[:8], "little")) & 0xFFFFFFFFFFFFFFFF
         o1 = int.from_bytes(o[8:], "little")
         reset = (reset + (o1 >> 32)) & 0xFFFFFFFF

@@ -2,8 +2,10 @@
 
 TPMS_CONTEXT = sequence u64 || savedHandle u32 || hierarchy u32 ||
 contextBlob TPM2B.  The blob is integrity-protected and encrypted
-(:mod:`simxen.tpm.protection`) with a key derived from the TPM's context
-key and the proof of the object's hierarchy, and its HMAC binds the count
+(:mod:`simxen.tpm.protection`) with the context hash (the largest hash the
+TPM implements, SHA-512, as the reference chooses it) and a key derived from
+the TPM's context key and the proof of the object's hierarchy, and its HMAC
+binds the count
 of TPM Resets (the reference implementation's totalResetCount, which
 TPM2_Clear leaves alone): no context loads after a TPM Reset (those of
 NULL-hierarchy objects die with the NULL proof as well).  The HMAC of an
@@ -21,6 +23,7 @@ sequence number, and can be loaded exactly once (the table's sequence must
 match), which is the spec's replay protection.
 """
 
+from simxen.tpm.algorithms import CONTEXT_HASH, HASHES
 from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT
 from simxen.tpm.errors import TpmError
@@ -41,8 +44,8 @@ STCLEAR_SAVED_HANDLE = 0x80000002
 
 
 def _context_secret(tpm, hierarchy):
-    return kdfa("sha256", tpm.context_key + tpm.hierarchy_proof(hierarchy), b"CONTEXT",
-                b"", b"", 256)
+    return kdfa(HASHES[CONTEXT_HASH].name, tpm.context_key + tpm.hierarchy_proof(hierarchy),
+                b"CONTEXT", b"", b"", 256)
 
 
 def _binding(tpm, sequence, saved_handle):
@@ -76,15 +79,16 @@ def context_save(tpm, cmd):
         saved = handle
         hierarchy = TPM_RH.NULL
         plain = u32(handle) + u64(seq)
-    blob = wrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
+    blob = wrap(CONTEXT_HASH, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
                 plain, 128)
     return b"", u64(seq) + u32(saved) + u32(hierarchy) + tpm2b(blob)
 
 
 #: sizeof(TPMU_HA): the largest TPM2B_DIGEST (SHA-512's)
 _DIGEST_MAX = 64
-#: the context blob's integrity is an HMAC-SHA-256; the fingerprint after it is the u64 sequence
-_INTEGRITY_SIZE = 32
+#: the context blob's integrity is an HMAC of the context hash; the fingerprint
+#: after it is the u64 sequence
+_INTEGRITY_SIZE = HASHES[CONTEXT_HASH].size
 _FINGERPRINT_SIZE = 8
 
 
@@ -120,7 +124,7 @@ def context_load(tpm, cmd):
     r.done()
     _check_integrity_field(blob)
     ht = saved >> 24
-    plain = unwrap(0x000B, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
+    plain = unwrap(CONTEXT_HASH, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
                    blob, 128, param=1)
     if ht == TPM_HT.TRANSIENT:
         # (an object's only: no object context loads into a disabled hierarchy)
