@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from simxen.tpm import client
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_ECC, TPM_RC, TPM_RH, TPM_SU
+from simxen.tpm.public import Public
+
 from tpm_serve_helpers import load_script, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,16 +60,12 @@ def test_known_differences_are_documented():
 
 # -- what a power cycle leaves of saved contexts --------------------------------
 def _storage_template():
-    from simxen.tpm.constants import TPM_ALG, TPM_ECC
-    from simxen.tpm.public import Public
     return Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00030072,
                   symmetric=(TPM_ALG.AES, 128, TPM_ALG.CFB), curve=TPM_ECC.NIST_P256,
                   unique=(b"", b""))
 
 
 def _sealed_template(attrs):
-    from simxen.tpm.constants import TPM_ALG
-    from simxen.tpm.public import Public
     return Public(TPM_ALG.KEYEDHASH, TPM_ALG.SHA256, attrs, b"",
                   scheme=(TPM_ALG.NULL, TPM_ALG.NULL), unique=b"")
 
@@ -78,10 +78,9 @@ class _Retrying:
         self.tpm = tpm
 
     def execute(self, command):
-        from simxen.tpm import client
         for _ in range(20):
             response = self.tpm.execute(command)
-            if client.response_code(response) != 0x922:
+            if client.response_code(response) != TPM_RC.RETRY:
                 return response
         return response
 
@@ -92,8 +91,6 @@ class _Retrying:
 def _saved_context_after(tpm, attrs, shutdown, startup):
     """The response code of ContextLoad, on ``tpm``, of a data object's context saved
     before Shutdown(``shutdown``), _TPM_Init and Startup(``startup``)."""
-    from simxen.tpm import client
-    from simxen.tpm.constants import TPM_CC, TPM_RH
     tpm = _Retrying(tpm)
     srk, _, _ = client.parse_create_primary(tpm.execute(
         client.create_primary_command(TPM_RH.OWNER, _storage_template())))
@@ -116,7 +113,6 @@ def _saved_context_after(tpm, attrs, shutdown, startup):
 def test_a_power_cycle_ends_saved_contexts_as_swtpm_does(attrs, cycle):
     """A TPM Restart ends an stClear object's saved context only, a Resume none,
     a Reset every one: the same response code from swtpm and from simxen."""
-    from simxen.tpm.constants import TPM_SU
     require_tool("swtpm")
     shutdown, startup = {"restart": (TPM_SU.STATE, TPM_SU.CLEAR),
                          "resume": (TPM_SU.STATE, TPM_SU.STATE),

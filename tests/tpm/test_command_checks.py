@@ -8,10 +8,13 @@ Each test gives the code libtpms 0.9 (swtpm 0.7.1) answers for the same bytes.
 
 import pytest
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from simxen.tpm import client, header
 from simxen.tpm.client import AuthSessionClient, build_command, password_auth, response_code
-from simxen.tpm.constants import TPM_CC, TPM_RC, TPM_RH, TPM_ST
+from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_ECC, TPM_RC, TPM_RH, TPM_ST
 from simxen.tpm.marshal import tpm2b, u16, u32, u64
+from simxen.tpm.public import Public
 
 from tpm_helpers import DetRandom, ecc_storage_template, make_engine
 
@@ -487,9 +490,6 @@ def test_load_external_of_a_sensitive_area_of_another_type_is_type_of_in_private
         tpm, sensitive_type):
     # the reference adds ObjectLoad's TPM_RC_TYPE to inPrivate (parameter 1); simxen
     # answered 0x08A, a format-one code with no number at all
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from simxen.tpm.constants import TPM_ALG, TPM_ECC
-    from simxen.tpm.public import Public
     numbers = ec.derive_private_key(12345, ec.SECP256R1()).private_numbers()
     point = numbers.public_numbers
     pub = Public(TPM_ALG.ECC, TPM_ALG.SHA256, 0x00040040, scheme=(TPM_ALG.ECDSA, TPM_ALG.SHA256),
@@ -598,8 +598,6 @@ def _create_loaded(parent, template, data=b""):
 def test_caller_supplied_sensitive_data_must_be_supplied(tpm, cc, kind):
     # sensitiveDataOrigin CLEAR says the caller gives the secret; giving none is
     # TPM_RC_ATTRIBUTES, parameter 2 (the reference's CreateChecks; libtpms 0.9 agrees)
-    from simxen.tpm.constants import TPM_ALG
-    from simxen.tpm.public import Public
     template = {"sealed data": Public(TPM_ALG.KEYEDHASH, TPM_ALG.SHA256, 0x52, b"",
                                       scheme=(TPM_ALG.NULL, TPM_ALG.NULL), unique=b""),
                 "HMAC key": Public(TPM_ALG.KEYEDHASH, TPM_ALG.SHA256, 0x40052, b"",

@@ -8,7 +8,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 from simxen.tpm import client, keys
+from simxen.tpm.attest import Attest
 from simxen.tpm.client import parse_response, response_code
+from simxen.tpm.commands.attestation import FIRMWARE_VERSION
+from simxen.tpm.kdf import kdfa
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_ST, TPM_SU
 from simxen.tpm.marshal import tpm2b, u16, u32
 from simxen.tpm.signature import Signature
@@ -105,8 +108,6 @@ def _obfuscated(tpm, qualified_signer):
     """(firmwareVersion, resetCount, restartCount) as the reference's FillInAttestInfo
     obfuscates them: KDFa with the context hash (the largest implemented: SHA-512) of
     shProof, "OBFUSCATE", qualifiedSigner, 128 bits, read as two little-endian UINT64s."""
-    from simxen.tpm.commands.attestation import FIRMWARE_VERSION
-    from simxen.tpm.kdf import kdfa
     o = kdfa("sha512", tpm.sh_proof, b"OBFUSCATE", qualified_signer, b"", 128)   # context hash
     low, high = int.from_bytes(o[:8], "little"), int.from_bytes(o[8:], "little")
     return ((FIRMWARE_VERSION + low) & (2**64 - 1), (tpm.reset_count + (high >> 32)) & 0xFFFFFFFF,
@@ -124,7 +125,6 @@ def test_owner_key_quote_obfuscates_counters(tpm):
 
 
 def test_certify_with_no_signing_key_names_tpm_rh_null_and_obfuscates(tpm):
-    from simxen.tpm.attest import Attest
     srk, _, _ = primary(tpm, ecc_storage_template())
     cmd = client.build_command(TPM_CC.Certify, (srk, TPM_RH.NULL),
                                tpm2b(b"nonce") + u16(TPM_ALG.NULL),
