@@ -40,6 +40,10 @@ HASHES = {
     TPM_ALG.SHA512: HashAlg(TPM_ALG.SHA512, "sha512"),
 }
 
+#: sizeof(TPMU_HA): the largest digest of a hash the TPM implements, which bounds
+#: every TPM2B_DIGEST, TPM2B_NONCE and TPM2B_AUTH (64 bytes: SHA-512's)
+MAX_DIGEST_SIZE = max(h.size for h in HASHES.values())
+
 #: The context hash: the largest hash the TPM implements, as the reference
 #: implementation chooses its CONTEXT_HASH_ALGORITHM (SHA-512 here, as in
 #: libtpms). A saved context's integrity is an HMAC of it, its secret a KDFa of

@@ -21,7 +21,7 @@ policy session unless PolicyAuthValue asked for it.
 import hmac as _hmac
 import struct
 
-from simxen.tpm.algorithms import HASHES
+from simxen.tpm.algorithms import HASHES, MAX_DIGEST_SIZE
 from simxen.tpm.constants import TPM_ALG, TPM_CC, TPM_HT, TPM_NT, TPM_RC, TPM_RH, TPMA_NV, TPMA_OBJECT, TPMA_SESSION
 from simxen.tpm.errors import TpmError
 from simxen.tpm.kdf import kdfa
@@ -69,15 +69,6 @@ def _check_cipher_use(s, allowed, i):
         raise TpmError(TPM_RC.SYMMETRIC, session=i)
 
 
-def _digest_sized(r):
-    """A TPM2B_NONCE or TPM2B_AUTH: a size over sizeof(TPMU_HA) (64) is
-    ``TPM_RC_SIZE`` before the bytes are looked for."""
-    size = r.u16()
-    if size > 64:
-        raise TpmError(TPM_RC.SIZE)
-    return r.bytes(size)
-
-
 class SessionProcessing:
     """Mixin of :class:`~simxen.tpm.engine.TpmEngine`: the authorization
     area of commands and responses."""
@@ -111,11 +102,11 @@ class SessionProcessing:
                         ht != TPM_HT.HMAC_SESSION and ht != TPM_HT.POLICY_SESSION
                         or handle & 0xFFFFFF >= MAX_ACTIVE_SESSIONS):
                     raise TpmError(TPM_RC.VALUE)
-                nonce = _digest_sized(r)
+                nonce = r.tpm2b(MAX_DIGEST_SIZE)
                 attrs = r.u8()
                 if attrs & _SESSION_RESERVED:
                     raise TpmError(TPM_RC.RESERVED_BITS)
-                hmac_value = _digest_sized(r)
+                hmac_value = r.tpm2b(MAX_DIGEST_SIZE)
             except TpmError as exc:
                 raise TpmError(exc.rc, session=i) from None
             a = AuthSession(handle, nonce, attrs, hmac_value)

@@ -255,19 +255,29 @@ class TpmEngine(SessionProcessing):
         self.sessions[session.handle] = session
         return session
 
-    def session_at(self, handle):
-        """The loaded session with ``handle``'s index, or ``None``.
+    def session_filed_at(self, handle):
+        """The handle under which the session with ``handle``'s index is kept,
+        loaded or context-saved, or ``None``.
 
-        HMAC (0x02) and policy (0x03) sessions share one index space, so the
-        session found may be of the other type than ``handle`` says: its
-        ``handle`` then differs (the caller's ``TPM_RC_HANDLE``).
+        HMAC (0x02) and policy (0x03) sessions share one index space, so it
+        may be of the other type than ``handle`` says.
         """
         index = handle & 0xFFFFFF
         for ht in (TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION):
-            s = self.sessions.get(ht << 24 | index)
-            if s is not None:
-                return None if s.saved_sequence is not None else s
+            filed = ht << 24 | index
+            if filed in self.sessions:
+                return filed
         return None
+
+    def session_at(self, handle):
+        """The loaded session with ``handle``'s index, or ``None``; its
+        ``handle`` differs from ``handle`` when it is of the other type (the
+        caller's ``TPM_RC_HANDLE``, see :meth:`session_filed_at`)."""
+        filed = self.session_filed_at(handle)
+        if filed is None:
+            return None
+        s = self.sessions[filed]
+        return None if s.saved_sequence is not None else s
 
     def entity_name(self, handle):
         ht = handle >> 24

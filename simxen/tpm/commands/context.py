@@ -5,10 +5,9 @@ contextBlob TPM2B.  The blob is integrity-protected and encrypted
 (:mod:`simxen.tpm.protection`) with the context hash (the largest hash the
 TPM implements, SHA-512, as the reference chooses it) and a key derived from
 the TPM's context key and the proof of the object's hierarchy, and its HMAC
-binds the count
-of TPM Resets (the reference implementation's totalResetCount, which
-TPM2_Clear leaves alone): no context loads after a TPM Reset (those of
-NULL-hierarchy objects die with the NULL proof as well).  The HMAC of an
+binds the count of TPM Resets (the reference implementation's
+totalResetCount, which TPM2_Clear leaves alone): no context loads after a
+TPM Reset (those of NULL-hierarchy objects die with the NULL proof as well).  The HMAC of an
 stClear object's context (savedHandle 0x80000002) binds the count of TPM
 Restarts too (clearCount), so it dies at a TPM Restart as well, as the
 reference's ComputeContextIntegrity makes it.
@@ -23,7 +22,7 @@ sequence number, and can be loaded exactly once (the table's sequence must
 match), which is the spec's replay protection.
 """
 
-from simxen.tpm.algorithms import CONTEXT_HASH, HASHES
+from simxen.tpm.algorithms import CONTEXT_HASH, HASHES, MAX_DIGEST_SIZE
 from simxen.tpm.commands import command
 from simxen.tpm.constants import TPM_CC, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT
 from simxen.tpm.errors import TpmError
@@ -79,13 +78,11 @@ def context_save(tpm, cmd):
         saved = handle
         hierarchy = TPM_RH.NULL
         plain = u32(handle) + u64(seq)
-    blob = wrap(CONTEXT_HASH, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
-                plain, 128)
+    blob = wrap(CONTEXT_HASH, _context_secret(tpm, hierarchy), b"CONTEXT",
+                _binding(tpm, seq, saved), plain, 128)
     return b"", u64(seq) + u32(saved) + u32(hierarchy) + tpm2b(blob)
 
 
-#: sizeof(TPMU_HA): the largest TPM2B_DIGEST (SHA-512's)
-_DIGEST_MAX = 64
 #: the context blob's integrity is an HMAC of the context hash; the fingerprint
 #: after it is the u64 sequence
 _INTEGRITY_SIZE = HASHES[CONTEXT_HASH].size
@@ -101,11 +98,8 @@ def _check_integrity_field(blob):
     ``TPM_RC_SIZE`` of the context (parameter 1)."""
     r = Reader(blob)
     r.param = 0                 # (a failure of this read names no parameter)
-    size = r.u16()
-    if size > _DIGEST_MAX:
-        raise TpmError(TPM_RC.SIZE)
-    r.bytes(size)
-    if size != _INTEGRITY_SIZE or r.remaining() < _FINGERPRINT_SIZE:
+    integrity = r.tpm2b(MAX_DIGEST_SIZE)
+    if len(integrity) != _INTEGRITY_SIZE or r.remaining() < _FINGERPRINT_SIZE:
         raise TpmError(TPM_RC.SIZE, param=1)
 
 
@@ -124,8 +118,8 @@ def context_load(tpm, cmd):
     r.done()
     _check_integrity_field(blob)
     ht = saved >> 24
-    plain = unwrap(CONTEXT_HASH, _context_secret(tpm, hierarchy), b"CONTEXT", _binding(tpm, seq, saved),
-                   blob, 128, param=1)
+    plain = unwrap(CONTEXT_HASH, _context_secret(tpm, hierarchy), b"CONTEXT",
+                   _binding(tpm, seq, saved), blob, 128, param=1)
     if ht == TPM_HT.TRANSIENT:
         # (an object's only: no object context loads into a disabled hierarchy)
         if not tpm.hierarchy_enabled(hierarchy):
@@ -170,10 +164,11 @@ def flush_context(tpm, cmd):
         return b"", b""
     # HMAC and policy sessions share the index space: the index decides, and a
     # context-saved session is flushed as well as a loaded one
-    for h in (TPM_HT.HMAC_SESSION << 24 | index, TPM_HT.POLICY_SESSION << 24 | index):
-        if tpm.sessions.pop(h, None) is not None:
-            return b"", b""
-    raise TpmError(TPM_RC.HANDLE, param=1)
+    filed = tpm.session_filed_at(handle)
+    if filed is None:
+        raise TpmError(TPM_RC.HANDLE, param=1)
+    del tpm.sessions[filed]
+    return b"", b""
 
 
 @command(TPM_CC.EvictControl, handles=("provision", "object"), auth=1)
